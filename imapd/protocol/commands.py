@@ -1,0 +1,275 @@
+"""One frozen dataclass per IMAP command; `Command` is their union.
+
+Owns: the parsed, validated shape of every command the server understands. The parser builds
+these; handlers consume them. Mailbox names are Unicode (modified UTF-7 already decoded),
+``INBOX`` already canonicalised to upper case. Must not import asyncio, socket, ssl, store or
+notify.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from imapd.protocol.values import FetchAtt, SearchKey, Secret, SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Noop:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """AUTHENTICATE mechanism [initial-response] (RFC 3501 §6.2.2, SASL-IR RFC 4959).
+
+    ``initial_response`` is the base64 *decoded* bytes; ``b""`` for ``=``; None if absent.
+    """
+
+    tag: str
+    mechanism: str
+    initial_response: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    tag: str
+    user: str
+    password: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class QResyncParams:
+    """SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids [seq-match]])) (RFC 7162)."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """SELECT or EXAMINE (``readonly``) with optional CONDSTORE/QRESYNC parameters."""
+
+    tag: str
+    mailbox: str
+    readonly: bool = False
+    condstore: bool = False
+    qresync: QResyncParams | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    tag: str
+    mailbox: str
+    special_use: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    tag: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class List:
+    """LIST / LSUB, with RFC 5258 LIST-EXTENDED options (upper-cased).
+
+    ``patterns`` are Unicode; ``lsub`` marks the LSUB command. ``status_items`` is the
+    LIST-STATUS return option's item list (RFC 5819), None when not asked.
+    """
+
+    tag: str
+    reference: str
+    patterns: tuple[str, ...]
+    lsub: bool = False
+    selection: tuple[str, ...] = ()
+    return_opts: tuple[str, ...] = ()
+    status_items: tuple[str, ...] | None = None
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    tag: str
+    mailbox: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    flags: tuple[str, ...]
+    date: dt.datetime | None
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """APPEND, with MULTIAPPEND (RFC 3502) giving several messages."""
+
+    tag: str
+    mailbox: str
+    messages: tuple[AppendMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unselect:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expunge:
+    """EXPUNGE, or UID EXPUNGE sequence-set (RFC 4315) when ``uids`` is set."""
+
+    tag: str
+    uids: SequenceSet | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """[UID] SEARCH [RETURN (...)] [CHARSET x] keys (RFC 3501, ESEARCH RFC 4731)."""
+
+    tag: str
+    uid: bool
+    key: SearchKey
+    charset: str | None = None
+    return_opts: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """[UID] FETCH set atts [(CHANGEDSINCE n [VANISHED])] (RFC 3501, RFC 7162)."""
+
+    tag: str
+    uid: bool
+    sequence_set: SequenceSet
+    atts: tuple[FetchAtt, ...]
+    changedsince: int | None = None
+    vanished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] (flags).
+
+    ``mode`` is "+" (add), "-" (remove) or "" (replace).
+    """
+
+    tag: str
+    uid: bool
+    sequence_set: SequenceSet
+    mode: str
+    silent: bool
+    flags: tuple[str, ...]
+    unchangedsince: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """[UID] COPY or [UID] MOVE (RFC 6851, ``move``)."""
+
+    tag: str
+    uid: bool
+    sequence_set: SequenceSet
+    mailbox: str
+    move: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enable:
+    tag: str
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Id:
+    """ID (RFC 2971): ``params`` None for NIL."""
+
+    tag: str
+    params: tuple[tuple[str, str | None], ...] | None
+
+
+Command = (
+    Capability
+    | Noop
+    | Logout
+    | StartTLS
+    | Authenticate
+    | Login
+    | Select
+    | Create
+    | Delete
+    | Rename
+    | Subscribe
+    | Unsubscribe
+    | List
+    | Status
+    | Append
+    | Check
+    | Close
+    | Unselect
+    | Expunge
+    | Search
+    | Fetch
+    | Store
+    | Copy
+    | Idle
+    | Namespace
+    | Enable
+    | Id
+)

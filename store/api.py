@@ -1,0 +1,283 @@
+"""The narrow async Store interface, by use case, and its value types.
+
+Owns: what handlers may ask of the store. Handlers never write SQL. Mailbox names are Unicode
+with ``/`` as the hierarchy delimiter; ``INBOX`` is always spelled so. Every method that changes
+the store runs ONE transaction that also writes its Change rows to ``change_log``, and after
+COMMIT calls the ``publish`` callable given at open, in commit order. Imports nothing of imapd
+or notify.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from store.changes import Change, FlagChange, MailboxRef, Origin
+from store.mime import BodyPart
+
+DELIMITER = "/"
+
+Publish = Callable[[Sequence[Change]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    name: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    """A mailbox row with its live figures. ``selectable`` is False for a ``\\Noselect``
+    placeholder left by DELETE of a mailbox that has children (RFC 3501 §6.3.4)."""
+
+    id: int
+    owner_id: int
+    owner: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    unseen: int
+    recent: int
+    size: int
+    special_use: tuple[str, ...] = ()
+    subscribed: bool = False
+    selectable: bool = True
+    retention_days: int | None = None
+
+    @property
+    def ref(self) -> MailboxRef:
+        return MailboxRef(self.id, self.owner, self.name, self.uidvalidity)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSnapshot:
+    """What SELECT needs, read in ONE read transaction.
+
+    ``seq`` is MAX(change_log.seq) in that same transaction: a session subscribes to the feed
+    before calling `open_mailbox` and then ignores changes with ``seq <= snapshot.seq``.
+    ``recent`` are the UIDs this session is the first to see (claimed if ``claim_recent``).
+    """
+
+    mailbox: MailboxInfo
+    uids: list[int]
+    recent: frozenset[int]
+    first_unseen_uid: int | None
+    keywords: tuple[str, ...]  # keywords in use in the mailbox, for FLAGS/PERMANENTFLAGS
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    content: bytes
+    flags: tuple[str, ...] = ()
+    internaldate: dt.datetime | None = None  # aware; None means now
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    mailbox: MailboxRef
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    uidvalidity: int  # of the destination
+    source_uids: tuple[int, ...]
+    dest_uids: tuple[int, ...]  # dest_uids[i] is the copy of source_uids[i]
+    expunged: tuple[int, ...] = ()  # MOVE: source UIDs removed
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFlagsResult:
+    """``changes``: messages whose flags really changed. ``current``: uid -> (flags, modseq)
+    for every existing requested message (changed or not). ``modified``: UIDs that failed
+    UNCHANGEDSINCE (RFC 7162 §3.1.3)."""
+
+    changes: tuple[FlagChange, ...]
+    current: dict[int, tuple[tuple[str, ...], int]]
+    modified: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    internaldate: dt.datetime
+    size: int
+    savedate: dt.datetime | None = None
+    content: bytes | None = None  # the raw message, when asked
+    structure: BodyPart | None = None  # parsed at APPEND, when asked
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """A store-level search predicate: IMAP's search keys with session state resolved.
+
+    Names are those of `imapd.protocol.values.SearchKey` except that sequence sets,
+    ``$``, RECENT, NEW and OLD were resolved by the session into ``UIDS``, whose value is a
+    tuple of inclusive (low, high) UID ranges. ``AND``/``OR``/``NOT`` have ``children``.
+    Text keys (BCC, BODY, CC, FROM, SUBJECT, TEXT, TO, HEADER) match case-insensitive
+    substrings of decoded text (RFC 3501 §6.4.4).
+    """
+
+    name: str
+    value: str | int | dt.date | tuple[tuple[int, int], ...] | None = None
+    header: str | None = None
+    children: tuple[Criterion, ...] = ()
+
+
+class Store(Protocol):
+    """Grouped by state. Each docstring says what it raises (store.errors)."""
+
+    async def close(self) -> None: ...
+
+    # --- users (CLI and authentication) ---------------------------------------------------
+    async def create_user(self, name: str, password: str, *, admin: bool = False) -> User:
+        """Create a user with INBOX, Drafts, Sent, Trash, Junk, Archive (RFC 6154 uses).
+        Raises UserExists."""
+        ...
+
+    async def authenticate(self, name: str, password: str) -> User:
+        """Raises AuthFailed (same error for unknown user and wrong password)."""
+        ...
+
+    async def get_user(self, name: str) -> User:
+        """Raises UserNotFound."""
+        ...
+
+    async def set_password(self, name: str, password: str) -> None:
+        """Raises UserNotFound."""
+        ...
+
+    async def delete_user(self, name: str) -> None:
+        """Deletes the user and all their mailboxes and messages. Raises UserNotFound."""
+        ...
+
+    async def list_users(self) -> list[User]: ...
+
+    # --- mailboxes (authenticated state) ----------------------------------------------------
+    async def list_mailboxes(self, user_id: int) -> list[MailboxInfo]:
+        """All of the user's mailboxes, including \\Noselect placeholders, sorted by name."""
+        ...
+
+    async def subscriptions(self, user_id: int) -> list[str]:
+        """Subscribed names; they need not exist (RFC 3501 §6.3.6)."""
+        ...
+
+    async def get_mailbox(self, user_id: int, name: str) -> MailboxInfo:
+        """Raises MailboxNotFound (also for a \\Noselect placeholder? no: returned with
+        selectable=False)."""
+        ...
+
+    async def create_mailbox(
+        self, user_id: int, name: str, origin: Origin, special_use: tuple[str, ...] = ()
+    ) -> MailboxInfo:
+        """Creates missing parents too (RFC 3501 §6.3.3); a trailing delimiter is dropped.
+        A \\Noselect placeholder of that name becomes a real mailbox (new UIDVALIDITY).
+        Raises MailboxExists, MailboxInvalid (empty name, INBOX as a parent of a new name
+        is fine, bad special use)."""
+        ...
+
+    async def delete_mailbox(self, user_id: int, name: str, origin: Origin) -> None:
+        """RFC 3501 §6.3.4: INBOX cannot be deleted (MailboxInvalid); a mailbox with
+        children becomes a \\Noselect placeholder (its messages removed); a \\Noselect
+        placeholder with children cannot be deleted (MailboxInvalid); without children it is
+        removed. Raises MailboxNotFound."""
+        ...
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str, origin: Origin) -> None:
+        """Renames with all children. Renaming INBOX moves its messages to a new mailbox
+        and leaves INBOX empty (RFC 3501 §6.3.5). New UIDVALIDITY is not required; UIDs
+        are kept. Raises MailboxNotFound, MailboxExists, MailboxInvalid (into itself)."""
+        ...
+
+    async def set_subscribed(
+        self, user_id: int, name: str, subscribed: bool, origin: Origin
+    ) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE. Subscribing a non-existent name raises MailboxNotFound;
+        unsubscribing a name that is not subscribed raises MailboxNotFound too."""
+        ...
+
+    async def open_mailbox(
+        self, user_id: int, name: str, *, claim_recent: bool
+    ) -> MailboxSnapshot:
+        """SELECT/EXAMINE. Raises MailboxNotFound (also for \\Noselect: MailboxInvalid)."""
+        ...
+
+    async def claim_recent(self, mailbox_id: int, uids: Sequence[int]) -> frozenset[int]:
+        """Claim \\Recent for newly arrived UIDs; returns those this caller is first to see."""
+        ...
+
+    # --- messages ---------------------------------------------------------------------------
+    async def append(
+        self, user_id: int, name: str, messages: Sequence[NewMessage], origin: Origin
+    ) -> AppendResult:
+        """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it.
+        Raises MailboxNotFound (handler adds TRYCREATE), MailboxInvalid for \\Noselect."""
+        ...
+
+    async def fetch(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        *,
+        content: bool = False,
+        structure: bool = False,
+        changedsince: int | None = None,
+    ) -> list[MessageRecord]:
+        """Records of the existing messages among ``uids``, in UID order; ``changedsince``
+        keeps only those with modseq > it."""
+        ...
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        origin: Origin,
+        *,
+        unchangedsince: int | None = None,
+        kind: str = "store",
+    ) -> StoreFlagsResult:
+        """mode: "+" add, "-" remove, "" replace. Each changed message gets a new modseq
+        (one modseq for the whole command is fine: RFC 7162 allows it)."""
+        ...
+
+    async def expunge(
+        self, mailbox_id: int, origin: Origin, uids: Sequence[int] | None = None
+    ) -> tuple[int, ...]:
+        """Remove messages flagged \\Deleted (restricted to ``uids`` when given: UID
+        EXPUNGE). Returns the removed UIDs, ascending; remembered with their modseq."""
+        ...
+
+    async def copy_messages(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        dest_user_id: int,
+        dest_name: str,
+        origin: Origin,
+        *,
+        move: bool = False,
+    ) -> CopyResult:
+        """COPY/MOVE in one transaction; never partial. Raises MailboxNotFound for the
+        destination (handler adds TRYCREATE)."""
+        ...
+
+    async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
+        """UIDs matching, ascending."""
+        ...
+
+    async def vanished_since(
+        self, mailbox_id: int, modseq: int, uids: Sequence[tuple[int, int]] | None = None
+    ) -> list[int]:
+        """UIDs expunged with a modseq > ``modseq`` (restricted to ranges), for QRESYNC."""
+        ...

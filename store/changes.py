@@ -1,0 +1,222 @@
+"""Committed-change values: what the store publishes after each COMMIT, in commit order.
+
+Owns: the Change dataclasses and their JSON form in the ``change_log`` table (the outbox).
+A Change carries every value a consumer needs, captured inside the transaction that made it
+(UIDs, flags, modseqs, counts after the change, time, originating session), so that session
+updates, NOTIFY responses and Cyrus event JSON are pure functions of it and never query back.
+Imports nothing of imapd or notify.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who made a change: the session id (None for CLI/expiry), user, service, client address."""
+
+    session: str | None = None
+    user: str | None = None
+    service: str = "imap"  # imap | imaps | lmtp | cli | expire
+    client: str | None = None  # "ip:port" or None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRef:
+    id: int
+    owner: str  # the owning user's name
+    name: str  # Unicode, "/" as hierarchy delimiter, "INBOX" for the inbox
+    uidvalidity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A mailbox's figures right after the change (what STATUS would say)."""
+
+    messages: int
+    unseen: int
+    uidnext: int
+    highestmodseq: int
+    size: int  # total octets (STATUS=SIZE)
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    size: int
+    internaldate: dt.datetime
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlagChange:
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]  # the full flag list after the change
+    added: tuple[str, ...]  # flags that were really added to this message
+    removed: tuple[str, ...]  # flags that were really removed from it
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBase:
+    seq: int  # change_log.seq: strictly increasing in commit order
+    at: dt.datetime  # aware UTC time of the commit
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesAdded(ChangeBase):
+    """APPEND, delivery, COPY or MOVE target side. ``kind``: append|deliver|copy|move|import."""
+
+    mailbox: MailboxRef
+    counts: Counts
+    messages: tuple[MessageFacts, ...]
+    kind: str = "append"
+    source: MailboxRef | None = None
+    source_uids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged(ChangeBase):
+    """EXPUNGE, MOVE source side, expiry. ``kind``: expunge|move|expire."""
+
+    mailbox: MailboxRef
+    counts: Counts
+    messages: tuple[MessageFacts, ...]  # the messages as they were when removed
+    modseq: int  # the mailbox modseq given to the expunge
+    kind: str = "expunge"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged(ChangeBase):
+    """STORE, or the implicit \\Seen of a non-PEEK body fetch. Only really changed messages."""
+
+    mailbox: MailboxRef
+    counts: Counts
+    changes: tuple[FlagChange, ...]
+    kind: str = "store"  # store | fetch
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCreated(ChangeBase):
+    mailbox: MailboxRef
+    special_use: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDeleted(ChangeBase):
+    mailbox: MailboxRef
+    counts: Counts
+    messages: tuple[MessageFacts, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRenamed(ChangeBase):
+    """One rename command: ``renames[0]`` is the named mailbox, the rest its children."""
+
+    renames: tuple[tuple[MailboxRef, MailboxRef], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged(ChangeBase):
+    user: str
+    name: str
+    subscribed: bool
+
+
+Change: TypeAlias = (
+    MessagesAdded
+    | MessagesExpunged
+    | FlagsChanged
+    | MailboxCreated
+    | MailboxDeleted
+    | MailboxRenamed
+    | SubscriptionChanged
+)
+
+CHANGE_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        MessagesAdded,
+        MessagesExpunged,
+        FlagsChanged,
+        MailboxCreated,
+        MailboxDeleted,
+        MailboxRenamed,
+        SubscriptionChanged,
+    )
+}
+
+
+def change_kind(change: Change) -> str:
+    return type(change).__name__
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def to_json(change: Change) -> str:
+    """The change_log payload (without ``seq``, which is the row key)."""
+    body = {k: v for k, v in _encode(change).items() if k != "seq"}  # type: ignore[union-attr]
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+_NESTED: dict[str, type[Any]] = {
+    "origin": Origin,
+    "mailbox": MailboxRef,
+    "source": MailboxRef,
+    "counts": Counts,
+}
+
+
+def _decode_message(d: dict[str, Any]) -> MessageFacts:
+    return MessageFacts(
+        **{**d, "flags": tuple(d["flags"]), "internaldate": dt.datetime.fromisoformat(d["internaldate"])}
+    )
+
+
+def from_json(kind: str, seq: int, payload: str) -> Change:
+    """Rebuild a Change from its change_log row."""
+    cls = CHANGE_TYPES[kind]
+    data: dict[str, Any] = json.loads(payload)
+    out: dict[str, Any] = {"seq": seq}
+    for key, value in data.items():
+        if key == "at":
+            out[key] = dt.datetime.fromisoformat(value)
+        elif key in _NESTED and value is not None:
+            out[key] = _NESTED[key](**value)
+        elif key == "messages":
+            out[key] = tuple(_decode_message(m) for m in value)
+        elif key == "changes":
+            out[key] = tuple(
+                FlagChange(
+                    uid=c["uid"],
+                    modseq=c["modseq"],
+                    flags=tuple(c["flags"]),
+                    added=tuple(c["added"]),
+                    removed=tuple(c["removed"]),
+                )
+                for c in value
+            )
+        elif key == "renames":
+            out[key] = tuple((MailboxRef(**a), MailboxRef(**b)) for a, b in value)
+        elif isinstance(value, list):
+            out[key] = tuple(value)
+        else:
+            out[key] = value
+    return cls(**out)  # type: ignore[no-any-return]

@@ -1,0 +1,68 @@
+"""Store errors. Each class carries its RFC 5530 response code as a plain string, so the store
+imports nothing of IMAP and the dispatcher maps any StoreError to ``NO [code] text``.
+
+```
+StoreError                 NO
+ +- MailboxNotFound        [NONEXISTENT]  ([TRYCREATE] when it is an APPEND/COPY/MOVE target)
+ +- MailboxExists          [ALREADYEXISTS]
+ +- MailboxInvalid         [CANNOT]   bad name, INBOX rules, \\Noselect rules
+ +- HasChildren            [INUSE]? no: [CANNOT] (RFC 3501 §6.3.4 DELETE of a name with children)
+ +- AuthFailed             [AUTHENTICATIONFAILED]
+ +- UserExists / UserNotFound
+ +- OverQuota              [OVERQUOTA]
+ +- TooBig                 [TOOBIG]
+ +- NoPermission           [NOPERM]
+```
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    code: str | None = None
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class MailboxNotFound(StoreError):
+    code = "NONEXISTENT"
+
+
+class MailboxExists(StoreError):
+    code = "ALREADYEXISTS"
+
+
+class MailboxInvalid(StoreError):
+    code = "CANNOT"
+
+
+class AuthFailed(StoreError):
+    code = "AUTHENTICATIONFAILED"
+
+
+class UserExists(StoreError):
+    code = "ALREADYEXISTS"
+
+
+class UserNotFound(StoreError):
+    code = "NONEXISTENT"
+
+
+class OverQuota(StoreError):
+    code = "OVERQUOTA"
+
+
+class TooBig(StoreError):
+    code = "TOOBIG"
+
+
+class NoPermission(StoreError):
+    code = "NOPERM"
+
+
+class ModifiedSince(StoreError):
+    """Never raised to clients directly; STORE UNCHANGEDSINCE reports [MODIFIED] in results."""
+
+    code = "MODIFIED"
