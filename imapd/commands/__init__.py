@@ -1,0 +1,43 @@
+"""HANDLERS: command type -> async handler. A test checks every Command type has one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from imapd.commands import auth, mailbox, message
+from imapd.protocol import commands as c
+
+if TYPE_CHECKING:
+    from imapd.commands.base import Outcome
+    from imapd.session import Session
+
+HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
+    c.Capability: auth.handle_capability,
+    c.Noop: auth.handle_noop,
+    c.Check: auth.handle_noop,
+    c.Logout: auth.handle_logout,
+    c.Id: auth.handle_id,
+    c.Enable: auth.handle_enable,
+    c.Namespace: auth.handle_namespace,
+    c.StartTLS: auth.handle_starttls,
+    c.Login: auth.handle_login,
+    c.Authenticate: auth.handle_authenticate,
+    c.Select: mailbox.handle_select,
+    c.Create: mailbox.handle_create,
+    c.Delete: mailbox.handle_delete,
+    c.Rename: mailbox.handle_rename,
+    c.Subscribe: mailbox.handle_subscribe,
+    c.Unsubscribe: mailbox.handle_subscribe,
+    c.List: mailbox.handle_list,
+    c.Status: mailbox.handle_status,
+    c.Append: mailbox.handle_append,
+    c.Close: mailbox.handle_close,
+    c.Unselect: mailbox.handle_unselect,
+    c.Expunge: message.handle_expunge,
+    c.Search: message.handle_search,
+    c.Fetch: message.handle_fetch,
+    c.Store: message.handle_store,
+    c.Copy: message.handle_copy,
+    c.Idle: message.handle_idle,
+}

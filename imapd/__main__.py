@@ -1,0 +1,7 @@
+"""`python -m imapd`: the same as the `imapd` console command."""
+
+import sys
+
+from imapd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, ID, ENABLE,
+NAMESPACE, STARTTLS, LOGIN, AUTHENTICATE (RFC 3501 §6.1-6.2, RFC 2971, RFC 5161, RFC 2342,
+RFC 4959)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from imapd.commands.base import Outcome, ok
+from imapd.protocol import commands as c
+from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.responses import Atom, Untagged, UntaggedStatus, Value
+from imapd.protocol.values import Secret
+from store.errors import AuthFailed
+
+if TYPE_CHECKING:
+    from imapd.session import Session
+
+SERVER_ID = ("name", "imapd", "vendor", "imapd project", "version", "0.1.0")
+
+
+async def handle_capability(session: Session, cmd: c.Capability) -> Outcome:
+    """CAPABILITY (RFC 3501 §6.1.1)."""
+    caps = tuple(Atom(cap) for cap in session.capabilities())
+    return ok("CAPABILITY completed", None, Untagged((Atom("CAPABILITY"), *caps)))
+
+
+async def handle_noop(session: Session, cmd: c.Noop | c.Check) -> Outcome:
+    """NOOP (RFC 3501 §6.1.2) and CHECK (§6.4.1): updates go out after any command."""
+    return ok()
+
+
+async def handle_logout(session: Session, cmd: c.Logout) -> Outcome:
+    """LOGOUT (RFC 3501 §6.1.3): BYE, then the tagged OK, then close."""
+    return ok("LOGOUT completed", None, UntaggedStatus("BYE", "Logging out"))
+
+
+async def handle_id(session: Session, cmd: c.Id) -> Outcome:
+    """ID (RFC 2971): ``* ID ("name" "imapd" ...)``."""
+    return ok("ID completed", None, Untagged((Atom("ID"), SERVER_ID)))
+
+
+#: ENABLE-able extensions and what they imply (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).
+ENABLEABLE: dict[str, tuple[str, ...]] = {}
+
+
+async def handle_enable(session: Session, cmd: c.Enable) -> Outcome:
+    """ENABLE cap... (RFC 5161): ``* ENABLED`` lists only what was newly enabled."""
+    newly: list[Value] = []
+    for cap in cmd.capabilities:
+        name = cap.upper()
+        if name in ENABLEABLE and name in session.capabilities() and name not in session.enabled:
+            for implied in (name, *ENABLEABLE[name]):
+                if implied not in session.enabled:
+                    session.enabled.add(implied)
+            newly.append(Atom(name))
+    return ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)))
+
+
+async def handle_namespace(session: Session, cmd: c.Namespace) -> Outcome:
+    """NAMESPACE (RFC 2342): one personal namespace with "/" as the delimiter."""
+    return ok("NAMESPACE completed", None, Untagged((Atom("NAMESPACE"), (("", "/"),), None, None)))
+
+
+async def handle_starttls(session: Session, cmd: c.StartTLS) -> Outcome:
+    """STARTTLS (RFC 3501 §6.2.1): refused until a certificate is configured."""
+    raise BadCommand("STARTTLS is not available: no certificate is configured")
+
+
+async def _login(session: Session, user: str, password: Secret) -> Outcome:
+    if not session.plaintext_allowed:
+        raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
+    try:
+        account = await session.store.authenticate(user, password.reveal())
+    except AuthFailed:
+        await asyncio.sleep(session.config.auth_failure_delay)
+        raise
+    session.logged_in(account)
+    caps = " ".join(session.capabilities())
+    return Outcome(text="Logged in", code=f"CAPABILITY {caps}")
+
+
+async def handle_login(session: Session, cmd: c.Login) -> Outcome:
+    """LOGIN user password (RFC 3501 §6.2.3); LOGINDISABLED without TLS off loopback."""
+    return await _login(session, cmd.user, cmd.password)
+
+
+async def handle_authenticate(session: Session, cmd: c.Authenticate) -> Outcome:
+    """AUTHENTICATE PLAIN [initial-response] (RFC 3501 §6.2.2, RFC 4616, SASL-IR RFC 4959).
+
+    Without an initial response the handler returns OK with no user set: the session then
+    sends ``+ `` and feeds the client's line to `finish_authenticate`.
+    """
+    if cmd.mechanism.upper() != "PLAIN":
+        raise CommandRefused(f"Unsupported mechanism {cmd.mechanism}", "CANNOT")
+    if not session.plaintext_allowed:
+        raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
+    if cmd.initial_response is None:
+        return ok("continue")
+    return await finish_authenticate(session, cmd, cmd.initial_response)
+
+
+async def finish_authenticate(session: Session, cmd: c.Authenticate, data: object) -> Outcome:
+    if data is None:
+        raise BadCommand("Authentication cancelled")
+    assert isinstance(data, Secret)
+    # RFC 4616: [authzid] NUL authcid NUL passwd
+    parts = data.reveal().split("\x00")
+    if len(parts) != 3 or not parts[1]:
+        raise BadCommand("Malformed PLAIN response")
+    authzid, authcid, password = parts
+    if authzid and authzid != authcid:
+        raise CommandRefused("Proxy authorization is not supported", "AUTHORIZATIONFAILED")
+    return await _login(session, authcid, Secret(password))

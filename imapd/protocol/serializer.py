@@ -1,0 +1,121 @@
+"""Responses -> bytes: the one place choosing atom, quoted string or literal.
+
+Owns: `serialize` for every `Response` and `serialize_value` for the values inside them
+(RFC 3501 §4 and §9). A `str` goes out quoted only when it has no CR, LF or NUL, is short and
+is ASCII (or valid UTF-8 once UTF8=ACCEPT is enabled, RFC 6855 §3); otherwise as a literal, so
+the parser reads back exactly what was written (pymap's `String.build` quoted a bare CR).
+Must not import asyncio, socket, ssl, store or notify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import assert_never
+
+from imapd.protocol import utf7
+from imapd.protocol.responses import (
+    Atom,
+    Continuation,
+    Literal8,
+    MailboxName,
+    Raw,
+    Response,
+    Tagged,
+    Untagged,
+    UntaggedStatus,
+    Value,
+)
+
+#: Longer strings go out as literals: keeps lines short for clients with line buffers
+#: (mox's `string0.pack` also falls back to a literal past a size).
+MAX_QUOTED = 1000
+
+_CRLF = b"\r\n"
+
+
+def _quotable(data: bytes, utf8: bool) -> bool:
+    if len(data) > MAX_QUOTED or b"\r" in data or b"\n" in data or b"\x00" in data:
+        return False
+    return utf8 or data.isascii()
+
+
+def _encode_str(s: str) -> tuple[bytes, bool]:
+    """UTF-8 bytes of ``s`` and whether they are valid UTF-8 (lone surrogates are not)."""
+    try:
+        return s.encode("utf-8"), True
+    except UnicodeEncodeError:
+        # Surrogate-escaped raw bytes go back as they came; anything else is replaced.
+        try:
+            return s.encode("utf-8", "surrogateescape"), False
+        except UnicodeEncodeError:
+            return s.encode("utf-8", "replace"), False
+
+
+def serialize_string(s: str, *, utf8: bool = False) -> bytes:
+    """A *string* (RFC 3501 §4.3): quoted when safe, else a synchronizing-form literal."""
+    data, valid = _encode_str(s)
+    if valid and _quotable(data, utf8):
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(data) + data
+
+
+def serialize_value(value: Value, *, utf8: bool = False) -> bytes:
+    """One value of an untagged response; see `responses` for the model."""
+    match value:
+        case None:
+            return b"NIL"
+        case Atom():
+            return value.encode("utf-8")
+        case MailboxName():
+            return serialize_string(value if utf8 else utf7.encode(value), utf8=utf8)
+        case str():
+            return serialize_string(value, utf8=utf8)
+        case bytes():
+            return b"{%d}\r\n" % len(value) + value
+        case bool():  # a bool is an int to Python; never meant as a number on the wire
+            raise TypeError("bool is not an IMAP value")
+        case int():
+            return b"%d" % value
+        case Raw(data):
+            return data
+        case Literal8(data):
+            return b"~{%d}\r\n" % len(data) + data  # RFC 3516 §4.2
+        case tuple() | list():
+            return b"(" + b" ".join(serialize_value(v, utf8=utf8) for v in value) + b")"
+        case _:
+            assert_never(value)
+
+
+def _text(text: str) -> bytes:
+    """resp-text's text: no CR or LF may reach the wire (RFC 3501 §9 TEXT-CHAR)."""
+    return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+
+
+def _resp_text(status: str, code: str | None, text: str) -> bytes:
+    out = status.encode("ascii")
+    if code:
+        out += b" [" + _text(code) + b"]"
+    if text:
+        out += b" " + _text(text)
+    return out
+
+
+def serialize(response: Response, *, utf8: bool = False) -> bytes:
+    """One response, CRLF-terminated."""
+    match response:
+        case Untagged(items):
+            body = b" ".join(serialize_value(v, utf8=utf8) for v in items)
+            return b"* " + body + _CRLF
+        case UntaggedStatus(status, text, code):
+            return b"* " + _resp_text(status, code, text) + _CRLF
+        case Tagged(tag, status, text, code):
+            return tag.encode("ascii") + b" " + _resp_text(status, code, text) + _CRLF
+        case Continuation(text):
+            return b"+ " + _text(text) + _CRLF
+        case _:
+            assert_never(response)
+
+
+def serialize_all(responses: Iterable[Response], *, utf8: bool = False) -> bytes:
+    """Several responses in order, as one write."""
+    return b"".join(serialize(r, utf8=utf8) for r in responses)

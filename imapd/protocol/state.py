@@ -1,0 +1,113 @@
+"""Connection states as values; which commands each allows; which changes are legal.
+
+Owns: the four RFC 3501 §3 states, `ALLOWED` (command type -> states, RFC 3501 §6) and
+`TRANSITIONS` (legal (from, to) pairs; a hole is a bug in the caller, not a client error).
+IDLE and SASL exchanges are input *modes* of the connection, not states. Must not import
+asyncio, socket, ssl, store or notify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from imapd.protocol import commands as c
+
+
+@dataclass(frozen=True, slots=True)
+class NotAuthenticated:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    user: str
+    mailbox: str
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    pass
+
+
+State: TypeAlias = NotAuthenticated | Authenticated | Selected | Logout
+StateType: TypeAlias = (
+    type[NotAuthenticated] | type[Authenticated] | type[Selected] | type[Logout]
+)
+
+_ANY: Final[frozenset[StateType]] = frozenset({NotAuthenticated, Authenticated, Selected})
+_NOT_AUTH: Final[frozenset[StateType]] = frozenset({NotAuthenticated})
+_AUTH: Final[frozenset[StateType]] = frozenset({Authenticated, Selected})
+_SELECTED: Final[frozenset[StateType]] = frozenset({Selected})
+
+#: RFC 3501 §6.1-§6.4 on one screen. UID forms share their command's type.
+ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
+    # RFC 3501 §6.1: any state (ID: RFC 2971 §3.1)
+    c.Capability: _ANY,
+    c.Noop: _ANY,
+    c.Logout: _ANY,
+    c.Id: _ANY,
+    # RFC 3501 §6.2: not authenticated
+    c.StartTLS: _NOT_AUTH,
+    c.Authenticate: _NOT_AUTH,
+    c.Login: _NOT_AUTH,
+    # RFC 3501 §6.3: authenticated (and therefore selected)
+    c.Select: _AUTH,
+    c.Create: _AUTH,
+    c.Delete: _AUTH,
+    c.Rename: _AUTH,
+    c.Subscribe: _AUTH,
+    c.Unsubscribe: _AUTH,
+    c.List: _AUTH,
+    c.Status: _AUTH,
+    c.Append: _AUTH,
+    c.Namespace: _AUTH,  # RFC 2342 §5
+    c.Idle: _AUTH,  # RFC 2177 §3
+    # RFC 5161 §3.1 says authenticated state only; Dovecot also allows it when selected.
+    c.Enable: _AUTH,
+    # RFC 3501 §6.4: selected
+    c.Check: _SELECTED,
+    c.Close: _SELECTED,
+    c.Unselect: _SELECTED,  # RFC 3691
+    c.Expunge: _SELECTED,
+    c.Search: _SELECTED,
+    c.Fetch: _SELECTED,
+    c.Store: _SELECTED,
+    c.Copy: _SELECTED,  # also MOVE, RFC 6851
+}
+
+#: Legal (from, to) state changes; staying in the same state type is always listed.
+TRANSITIONS: Final[frozenset[tuple[StateType, StateType]]] = frozenset(
+    {
+        (NotAuthenticated, NotAuthenticated),
+        (NotAuthenticated, Authenticated),  # LOGIN, AUTHENTICATE, PREAUTH greeting
+        (NotAuthenticated, Logout),
+        (Authenticated, Authenticated),
+        (Authenticated, Selected),  # SELECT, EXAMINE
+        (Authenticated, Logout),
+        (Selected, Selected),  # SELECT of another mailbox
+        (Selected, Authenticated),  # CLOSE, UNSELECT, failed SELECT (RFC 3501 §6.3.1)
+        (Selected, Logout),
+    }
+)
+
+
+class IllegalTransition(RuntimeError):
+    """A state change missing from TRANSITIONS: a server bug, never a client error."""
+
+
+def check_transition(old: State, new: State) -> None:
+    """Raise `IllegalTransition` unless (type(old), type(new)) is in TRANSITIONS."""
+    if (type(old), type(new)) not in TRANSITIONS:
+        raise IllegalTransition(f"{type(old).__name__} -> {type(new).__name__}")
+
+
+def allowed(command: c.Command, state: State) -> bool:
+    """Whether ``command`` may run in ``state`` (RFC 3501 §6)."""
+    return type(state) in ALLOWED[type(command)]

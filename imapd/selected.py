@@ -1,0 +1,182 @@
+"""SelectedView: the selected mailbox as this session's client knows it. Pure, no I/O.
+
+Owns: the sequence-number <-> UID map, pending updates from other sessions and from this
+one, and the timing rules for telling the client (RFC 3501 §7.4.1, §5.5): EXISTS and FETCH
+may go out after any command, EXPUNGE never during FETCH, STORE or SEARCH (nor their UID
+forms), since the client's sequence numbers would shift under it. A message expunged
+elsewhere keeps its number until this session is told (the client may still refer to it).
+Must not import asyncio, socket or the store implementation.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from imapd.protocol.responses import Atom, Response, Untagged, Value
+from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
+from store.changes import Change, FlagsChanged, MessagesAdded, MessagesExpunged
+
+
+@dataclass(slots=True)
+class SelectedView:
+    mailbox_id: int
+    uids: list[int]  # index i holds the UID of sequence number i + 1, as the client knows it
+    readonly: bool
+    recent: set[int] = field(default_factory=set)
+    condstore: bool = False
+    qresync: bool = False
+    keywords: set[str] = field(default_factory=set)
+    #: UIDs added to the store that the client was not told of yet (ascending).
+    _new: list[int] = field(default_factory=list)
+    #: UIDs removed from the store that the client still numbers.
+    _gone: set[int] = field(default_factory=set)
+    #: uid -> (flags, modseq) to report as FETCH.
+    _flags: dict[int, tuple[tuple[str, ...], int]] = field(default_factory=dict)
+    _keywords_changed: bool = False
+    highestmodseq: int = 0
+
+    # --- numbers -------------------------------------------------------------------------
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def resolve(self, sequence_set: SequenceSet, *, uid: bool, saved: list[int] | None = None
+                ) -> list[int]:
+        """UIDs named by a sequence set (message numbers or UIDs), ascending, existing for
+        the client (including ones expunged elsewhere and not yet reported)."""
+        if sequence_set.saved:
+            known = set(self.uids)
+            return [u for u in (saved or []) if u in known]
+        if uid:
+            if not self.uids:
+                return []
+            largest = self.uids[-1]
+            out: list[int] = []
+            for lo, hi in sequence_set.resolve(largest):
+                a = bisect_left(self.uids, lo)
+                b = bisect_left(self.uids, hi + 1)
+                out.extend(self.uids[a:b])
+            return sorted(set(out))
+        seqs = sequence_set.values(len(self.uids))
+        return [self.uids[s - 1] for s in seqs]
+
+    def is_gone(self, uid: int) -> bool:
+        return uid in self._gone
+
+    # --- updates ------------------------------------------------------------------------
+    def apply(self, change: Change, *, own: bool) -> None:
+        """Record a committed change. ``own``: made by this session (its flag changes were
+        answered by the command itself, so they are not echoed as unsolicited FETCH)."""
+        match change:
+            case MessagesAdded():
+                known = set(self.uids) | set(self._new)
+                for m in change.messages:
+                    if m.uid not in known:
+                        self._new.append(m.uid)
+                        self._note_keywords(m.flags)
+                self._new.sort()
+                self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
+            case MessagesExpunged():
+                for m in change.messages:
+                    if m.uid in self._new:
+                        self._new.remove(m.uid)
+                    else:
+                        self._gone.add(m.uid)
+                    self._flags.pop(m.uid, None)
+                self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
+            case FlagsChanged():
+                for c in change.changes:
+                    self._note_keywords(c.flags)
+                    if not own and c.uid not in self._gone:
+                        self._flags[c.uid] = (c.flags, c.modseq)
+                self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
+            case _:
+                pass
+
+    def _note_keywords(self, flags: tuple[str, ...]) -> None:
+        for f in flags:
+            if not f.startswith("\\") and f not in self.keywords:
+                self.keywords.add(f)
+                self._keywords_changed = True
+
+    def forget_flag_update(self, uid: int) -> None:
+        """A command is about to report this message's flags itself."""
+        self._flags.pop(uid, None)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._new or self._gone or self._flags or self._keywords_changed)
+
+    def flush(self, *, allow_expunge: bool) -> list[Response]:
+        """What may be told now, in order: FLAGS (new keywords), EXPUNGE/VANISHED, EXISTS,
+        RECENT, FETCH for flag changes."""
+        out: list[Response] = []
+        if self._keywords_changed:
+            out.append(Untagged((Atom("FLAGS"), flag_list(system_and(self.keywords)))))
+            self._keywords_changed = False
+        if allow_expunge and self._gone:
+            out.extend(self._expunge_responses())
+        if self._new:
+            self.uids.extend(self._new)
+            self._new.clear()
+            out.append(Untagged((len(self.uids), Atom("EXISTS"))))
+            out.append(Untagged((len(self.recent & set(self.uids)), Atom("RECENT"))))
+        if self._flags:
+            for uid in sorted(self._flags):
+                seq = self.seq_of(uid)
+                flags, modseq = self._flags[uid]
+                if seq is None or uid in self._gone:
+                    continue
+                out.append(self.fetch_flags_response(seq, uid, flags, modseq))
+            self._flags.clear()
+        return out
+
+    def _expunge_responses(self) -> list[Response]:
+        gone = sorted(self._gone)
+        self._gone.clear()
+        if self.qresync:
+            for uid in gone:
+                self._remove(uid)
+            return [Untagged((Atom("VANISHED"), Atom(str(SequenceSet.from_values(gone)))))]
+        out: list[Response] = []
+        # Highest first, so each number sent is still valid when the client reads it.
+        for uid in reversed(gone):
+            seq = self.seq_of(uid)
+            if seq is not None:
+                self._remove(uid)
+                out.append(Untagged((seq, Atom("EXPUNGE"))))
+        return out
+
+    def _remove(self, uid: int) -> None:
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            del self.uids[i]
+        self.recent.discard(uid)
+
+    def fetch_flags_response(
+        self, seq: int, uid: int, flags: tuple[str, ...], modseq: int
+    ) -> Untagged:
+        items: list[Value] = [Atom("UID"), uid, Atom("FLAGS"), self.flags_with_recent(uid, flags)]
+        if self.condstore:
+            items += [Atom("MODSEQ"), (modseq,)]
+        return Untagged((seq, Atom("FETCH"), tuple(items)))
+
+    def flags_with_recent(self, uid: int, flags: tuple[str, ...]) -> tuple[Value, ...]:
+        if uid in self.recent:
+            return flag_list((*flags, "\\Recent"))
+        return flag_list(flags)
+
+
+def flag_list(flags: tuple[str, ...] | list[str] | set[str]) -> tuple[Value, ...]:
+    return tuple(Atom(f) for f in flags)
+
+
+def system_and(keywords: set[str] | tuple[str, ...]) -> list[str]:
+    return [*SYSTEM_FLAGS, *sorted(keywords)]

@@ -1,0 +1,367 @@
+"""One client connection's life: read bytes, feed the sans-IO core, dispatch, write.
+
+Owns: the asyncio side of a session (reads with timeouts, writes with drain, IDLE waits on
+client bytes or the change doorbell, shutdown), the dispatcher that turns exceptions into
+tagged replies, and the session state handlers use (user, selected view, enabled
+extensions). Parsing and serialising belong to `imapd.protocol`; store access to handlers.
+
+Implementation notes:
+- Commands run strictly one after another, in the order received (pipelining keeps order).
+- Changes arrive from the bus into ``self.subscription`` at any await; they are applied to
+  the SelectedView and flushed only between commands or while idling, per RFC 3501 §7.4.1.
+- A session never writes to its socket while holding the store's writer lock: handlers
+  return values; writes happen here, after the store call returned.
+- Only `_dispatch` turns exceptions into replies; unexpected ones are logged with the
+  session id and the client gets ``NO [SERVERBUG]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from imapd.commands import HANDLERS
+from imapd.commands.base import Outcome
+from imapd.protocol import commands as c
+from imapd.protocol.connection import (
+    NEED_DATA,
+    ConnectionClosed,
+    ContinueRequest,
+    Fatal,
+    IdleDone,
+    Rejected,
+    SaslResponse,
+    ServerConnection,
+)
+from imapd.protocol.errors import ConnectionFatal, ImapError
+from imapd.protocol.responses import Continuation, Response, Tagged, UntaggedStatus
+from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
+from imapd.selected import SelectedView
+from store.api import MailboxInfo, User
+from store.changes import Origin
+from store.errors import StoreError
+
+if TYPE_CHECKING:
+    from imapd.server import Server
+
+log = logging.getLogger("imapd.session")
+
+READ_SIZE = 65536
+
+
+class Session:
+    def __init__(
+        self,
+        server: Server,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        service: str = "imap",
+    ) -> None:
+        self.server = server
+        self.config = server.config
+        self.store = server.store
+        self.reader = reader
+        self.writer = writer
+        self.id = secrets.token_hex(6)
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.loopback = isinstance(peer, tuple) and _is_loopback(peer[0])
+        self.service = service
+        self.conn = ServerConnection(self.config.limits)
+        self.subscription = server.bus.subscribe(self.config.max_pending_changes)
+        self.user: User | None = None
+        self.view: SelectedView | None = None
+        self.mailbox: MailboxInfo | None = None
+        self.enabled: set[str] = set()
+        self.saved_search: list[int] = []
+        self.idle_tag: str | None = None
+        self.pending_auth: c.Authenticate | None = None
+        self.closing = False
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+
+    # --- facts handlers use ------------------------------------------------------------
+    @property
+    def origin(self) -> Origin:
+        return Origin(
+            session=self.id,
+            user=self.user.name if self.user else None,
+            service=self.service,
+            client=self.peer,
+        )
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        allowed = self.config.allow_plaintext_login
+        return self.loopback if allowed is None else allowed
+
+    def capabilities(self) -> list[str]:
+        return self.server.capabilities(self)
+
+    def require_user(self) -> User:
+        if self.user is None:
+            raise ImapError("Not authenticated")
+        return self.user
+
+    def require_view(self) -> SelectedView:
+        if self.view is None or self.mailbox is None:
+            raise ImapError("No mailbox selected")
+        return self.view
+
+    def enter_selected(self, mailbox: MailboxInfo, view: SelectedView) -> None:
+        user = self.require_user()
+        self.mailbox = mailbox
+        self.view = view
+        self.conn.set_state(Selected(user.name, mailbox.name, view.readonly))
+
+    def leave_selected(self) -> None:
+        user = self.require_user()
+        self.mailbox = None
+        self.view = None
+        self.saved_search = []
+        self.subscription.watch(mailboxes=frozenset())
+        self.subscription.drain()
+        self.conn.set_state(Authenticated(user.name))
+
+    def logged_in(self, user: User) -> None:
+        self.user = user
+        self.conn.set_state(Authenticated(user.name))
+        log.info("session %s: login %s from %s", self.id, user.name, self.peer)
+
+    # --- the loop ----------------------------------------------------------------------
+    async def run(self) -> None:
+        log.info("session %s: connect from %s", self.id, self.peer)
+        try:
+            caps = " ".join(self.capabilities())
+            await self._write([UntaggedStatus("OK", "imapd ready", f"CAPABILITY {caps}")])
+            while not self.closing:
+                data = await self._read()
+                if data is None:
+                    break
+                self.conn.receive_data(data)
+                await self._process_events()
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("session %s: connection lost: %s", self.id, exc)
+        finally:
+            await self._close()
+
+    async def _read(self) -> bytes | None:
+        """Client bytes, or None when the session must end (EOF handled via the core)."""
+        timeout = self.config.idle_timeout if self.user else self.config.login_timeout
+        if self.idle_tag is not None:
+            return await self._read_idling(timeout)
+        self.busy = False
+        try:
+            if self.server.shutting_down:
+                await self._bye("Server shutting down")
+                return None
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except TimeoutError:
+            await self._bye("Autologout; idle for too long")
+            return None
+        except asyncio.CancelledError:
+            if self.server.shutting_down:
+                await self._bye("Server shutting down")
+                return None
+            raise
+        finally:
+            self.busy = True
+        return data
+
+    async def _read_idling(self, timeout: float) -> bytes | None:
+        """IDLE (RFC 2177): whichever comes first, client bytes or a change to report."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        read = asyncio.ensure_future(self.reader.read(READ_SIZE))
+        try:
+            while True:
+                await self._flush_updates(allow_expunge=True)
+                if self.closing:
+                    return None
+                bell = asyncio.ensure_future(self.subscription.doorbell.wait())
+                self.busy = False
+                try:
+                    done, _ = await asyncio.wait(
+                        {read, bell},
+                        timeout=max(0.0, deadline - loop.time()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                except asyncio.CancelledError:
+                    if self.server.shutting_down:
+                        await self._bye("Server shutting down")
+                        return None
+                    raise
+                finally:
+                    self.busy = True
+                    bell.cancel()
+                if read in done:
+                    return read.result()
+                if not done:
+                    await self._bye("Autologout; idle for too long")
+                    return None
+        finally:
+            if not read.done():
+                read.cancel()
+
+    async def _process_events(self) -> None:
+        while not self.closing:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                return
+            match event:
+                case ContinueRequest(text=text):
+                    await self._write([Continuation(text)])
+                case Rejected(reply=reply):
+                    await self._write([reply])
+                    if self.pending_auth is not None and reply.tag == self.pending_auth.tag:
+                        self.pending_auth = None
+                case Fatal(reply=reply):
+                    await self._write([reply])
+                    self.closing = True
+                case ConnectionClosed():
+                    self.closing = True
+                case IdleDone():
+                    await self._finish_idle()
+                case SaslResponse(data=data):
+                    await self._finish_sasl(data)
+                case _:
+                    await self._dispatch(event)  # type: ignore[arg-type]
+
+    # --- dispatch ----------------------------------------------------------------------
+    async def _dispatch(self, cmd: c.Command) -> None:
+        handler: Callable[[Session, c.Command], Awaitable[Outcome]] = HANDLERS[type(cmd)]
+        try:
+            outcome = await handler(self, cmd)
+        except ConnectionFatal as exc:
+            await self._bye(exc.text)
+            return
+        except ImapError as exc:
+            outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
+        except StoreError as exc:
+            outcome = Outcome(text=exc.text, status="NO", code=exc.code)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("session %s: internal error in %s", self.id, type(cmd).__name__)
+            outcome = Outcome(text="Internal error", status="NO", code="SERVERBUG")
+        if isinstance(cmd, c.Idle) and outcome.status == "OK":
+            self.idle_tag = cmd.tag
+            self.conn.start_idle(cmd.tag)
+            await self._write([*outcome.responses, Continuation("idling")])
+            return
+        if isinstance(cmd, c.Authenticate) and outcome.status == "OK" and self.user is None:
+            # A SASL exchange goes on: the handler asked for the client's response.
+            self.pending_auth = cmd
+            self.conn.start_sasl(cmd.tag)
+            await self._write([*outcome.responses, Continuation("")])
+            return
+        if outcome.stream is not None:
+            await self._write(outcome.responses)
+            async for batch in outcome.stream:
+                await self._write(batch)
+            outcome.responses = []
+        allow_expunge = not (
+            isinstance(cmd, c.Fetch | c.Store | c.Search) and not cmd.uid
+        )
+        updates = await self._collect_updates(allow_expunge=allow_expunge)
+        tagged = Tagged(cmd.tag, outcome.status, _tagged_text(cmd, outcome), outcome.code)
+        await self._write([*outcome.responses, *updates, tagged])
+        if isinstance(cmd, c.Logout) and outcome.status == "OK":
+            self.closing = True
+
+    async def _finish_idle(self) -> None:
+        tag = self.idle_tag or "*"
+        self.idle_tag = None
+        updates = await self._collect_updates(allow_expunge=True)
+        await self._write([*updates, Tagged(tag, "OK", "IDLE terminated")])
+
+    async def _finish_sasl(self, data: object) -> None:
+        from imapd.commands.auth import finish_authenticate
+
+        cmd = self.pending_auth
+        self.pending_auth = None
+        if cmd is None:
+            return
+        try:
+            outcome = await finish_authenticate(self, cmd, data)
+        except ImapError as exc:
+            outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
+        except StoreError as exc:
+            outcome = Outcome(text=exc.text, status="NO", code=exc.code)
+        await self._write(
+            [*outcome.responses, Tagged(cmd.tag, outcome.status, outcome.text, outcome.code)]
+        )
+
+    # --- updates from other sessions -----------------------------------------------------
+    async def _collect_updates(self, *, allow_expunge: bool) -> list[Response]:
+        view = self.view
+        changes = self.subscription.drain()
+        if self.subscription.overflow and view is not None:
+            await self._bye("Too many changes queued for this session")
+            return []
+        if view is None:
+            return []
+        fresh: list[int] = []
+        for change in changes:
+            view.apply(change, own=change.origin.session == self.id)
+            fresh.extend(_added_uids(change, view.mailbox_id))
+        if fresh and not view.readonly:
+            claimed = await self.store.claim_recent(view.mailbox_id, fresh)
+            view.recent.update(claimed)
+        return view.flush(allow_expunge=allow_expunge)
+
+    async def _flush_updates(self, *, allow_expunge: bool) -> None:
+        updates = await self._collect_updates(allow_expunge=allow_expunge)
+        if updates:
+            await self._write(updates)
+
+    # --- output ------------------------------------------------------------------------
+    async def _write(self, responses: list[Response]) -> None:
+        if not responses or self.writer.is_closing():
+            return
+        self.writer.write(self.conn.send(responses))
+        await self.writer.drain()
+
+    async def _bye(self, text: str) -> None:
+        self.closing = True
+        try:
+            await self._write([UntaggedStatus("BYE", text)])
+        except ConnectionError:
+            pass
+
+    async def _close(self) -> None:
+        self.closing = True
+        self.subscription.close()
+        self.server.forget(self)
+        try:
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+        except (ConnectionError, TimeoutError) as exc:
+            log.debug("session %s: close: %s", self.id, exc)
+        who = self.user.name if self.user else "-"
+        log.info("session %s: disconnect %s %s", self.id, who, self.peer)
+
+
+def _added_uids(change: object, mailbox_id: int) -> list[int]:
+    from store.changes import MessagesAdded
+
+    if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
+        return [m.uid for m in change.messages]
+    return []
+
+
+def _tagged_text(cmd: c.Command, outcome: Outcome) -> str:
+    if outcome.status != "OK" or outcome.text != "completed":
+        return outcome.text
+    return f"{type(cmd).__name__.upper()} completed"
+
+
+def _is_loopback(host: str) -> bool:
+    return host.startswith("127.") or host in {"::1", "localhost"} or host.startswith("::ffff:127.")
+
+
+__all__ = ["NotAuthenticated", "Session"]

@@ -1,0 +1,143 @@
+"""The in-process event bus: committed changes -> each interested session's Subscription.
+
+Owns: routing of `store.changes.Change` values to subscriptions, and the bounded per-session
+queue with its doorbell. `publish` is handed to the store and called after each COMMIT, in
+commit order, still under the store's writer lock: it must never block or await, so it only
+appends to lists and sets events. Must not import imapd.
+
+Routing is by mailbox id (a session's selected mailbox) and by user name (whole-account
+listeners such as NOTIFY and the IDLE of a session with nothing selected). Durable consumers
+(the notification socket) read `change_log` instead and use the bus only as a wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from store.changes import (
+    Change,
+    MailboxDeleted,
+    MailboxRenamed,
+    MessagesAdded,
+    MessagesExpunged,
+    FlagsChanged,
+    MailboxCreated,
+    SubscriptionChanged,
+)
+
+
+def change_mailbox_ids(change: Change) -> tuple[int, ...]:
+    match change:
+        case MessagesAdded() | MessagesExpunged() | FlagsChanged() | MailboxCreated():
+            return (change.mailbox.id,)
+        case MailboxDeleted():
+            return (change.mailbox.id,)
+        case MailboxRenamed():
+            return tuple(old.id for old, _ in change.renames)
+        case SubscriptionChanged():
+            return ()
+
+
+def change_owner(change: Change) -> str:
+    match change:
+        case MessagesAdded() | MessagesExpunged() | FlagsChanged() | MailboxCreated():
+            return change.mailbox.owner
+        case MailboxDeleted():
+            return change.mailbox.owner
+        case MailboxRenamed():
+            return change.renames[0][0].owner
+        case SubscriptionChanged():
+            return change.user
+
+
+class Subscription:
+    """One session's view of the feed: a bounded queue, a doorbell, an overflow flag.
+
+    When more than ``limit`` changes are queued the newest is dropped and ``overflow`` set;
+    the session then decides (BYE for a selected mailbox, NOTIFICATIONOVERFLOW for NOTIFY).
+    """
+
+    def __init__(self, bus: EventBus, limit: int) -> None:
+        self._bus = bus
+        self.limit = limit
+        self.pending: deque[Change] = deque()
+        self.doorbell = asyncio.Event()
+        self.overflow = False
+        self.mailboxes: frozenset[int] = frozenset()
+        self.users: frozenset[str] = frozenset()
+
+    def watch(
+        self, *, mailboxes: frozenset[int] | None = None, users: frozenset[str] | None = None
+    ) -> None:
+        """Replace what this subscription listens to (a SELECT, an UNSELECT, a NOTIFY SET)."""
+        self._bus._unroute(self)
+        if mailboxes is not None:
+            self.mailboxes = mailboxes
+        if users is not None:
+            self.users = users
+        self._bus._route(self)
+
+    def deliver(self, change: Change) -> None:
+        if len(self.pending) >= self.limit:
+            self.overflow = True
+        else:
+            self.pending.append(change)
+        self.doorbell.set()
+
+    def drain(self) -> list[Change]:
+        out = list(self.pending)
+        self.pending.clear()
+        self.doorbell.clear()
+        return out
+
+    def close(self) -> None:
+        self._bus._unroute(self)
+        self.mailboxes = frozenset()
+        self.users = frozenset()
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._by_mailbox: dict[int, set[Subscription]] = {}
+        self._by_user: dict[str, set[Subscription]] = {}
+        self._listeners: list[Callable[[Sequence[Change]], None]] = []
+
+    def subscribe(self, limit: int = 10_000) -> Subscription:
+        return Subscription(self, limit)
+
+    def add_listener(self, listener: Callable[[Sequence[Change]], None]) -> None:
+        """A whole-feed listener (e.g. the notification sink's wake-up). Must not block."""
+        self._listeners.append(listener)
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            targets: set[Subscription] = set()
+            for mailbox_id in change_mailbox_ids(change):
+                targets.update(self._by_mailbox.get(mailbox_id, ()))
+            targets.update(self._by_user.get(change_owner(change), ()))
+            for sub in targets:
+                sub.deliver(change)
+        for listener in self._listeners:
+            listener(changes)
+
+    def _route(self, sub: Subscription) -> None:
+        for mailbox_id in sub.mailboxes:
+            self._by_mailbox.setdefault(mailbox_id, set()).add(sub)
+        for user in sub.users:
+            self._by_user.setdefault(user, set()).add(sub)
+
+    def _unroute(self, sub: Subscription) -> None:
+        for mailbox_id in sub.mailboxes:
+            subs = self._by_mailbox.get(mailbox_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_mailbox[mailbox_id]
+        for user in sub.users:
+            subs = self._by_user.get(user)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_user[user]

@@ -1,0 +1,135 @@
+"""Shared fixtures: a real server on a free loopback port, in a thread with its own loop.
+
+The server runs exactly as `imapd serve` does (same Server class, real SQLite file in
+tmp_path), with cheap password hashing "for speed and determinism" and no failed-login
+delay. Readiness is signalled, never slept for. Teardown fails the test if the server
+logged an unhandled error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imapd.config import Config
+from imapd.server import Server
+
+PASSWORD = "secret"
+
+
+class _ErrorCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class RunningServer:
+    host: str
+    port: int
+    config: Config
+    server: Server
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the server's loop (e.g. a store call) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def add_user(self, name: str, password: str = PASSWORD) -> None:
+        self.call(self.server.store.create_user(name, password))
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=10)
+        return sock
+
+
+class ServerThread:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.server: Server | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="imapd-test-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+            self.ready.set()
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        self.server = await Server.create(self.config)
+        addresses = await self.server.start()
+        self.address = addresses[0]
+        self.ready.set()
+        await self.server._stopped.wait()
+
+    def start(self) -> RunningServer:
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("server did not start")
+        if self.error is not None:
+            raise self.error
+        assert self.server is not None
+        host, port = self.address
+        return RunningServer(host, port, self.config, self.server, self.loop)
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread.is_alive():
+            fut = asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop)
+            fut.result(30)
+        self.thread.join(30)
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    base = Config(
+        data_dir=tmp_path / "data",
+        listen=("127.0.0.1", 0),
+        scrypt_n=2,
+        auth_failure_delay=0.0,
+        shutdown_timeout=2.0,
+    )
+    return replace(base, **overrides)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    threads: list[ServerThread] = []
+    collector = _ErrorCollector()
+    logging.getLogger("imapd").addHandler(collector)
+
+    def start(**overrides: Any) -> RunningServer:
+        thread = ServerThread(make_config(tmp_path, **overrides))
+        threads.append(thread)
+        return thread.start()
+
+    yield start
+    for thread in threads:
+        thread.stop()
+    logging.getLogger("imapd").removeHandler(collector)
+    errors = [r for r in collector.records if r.exc_info]
+    assert not errors, f"server logged unhandled errors: {[r.getMessage() for r in errors]}"
+
+
+@pytest.fixture
+def server(server_factory: Any) -> RunningServer:
+    running: RunningServer = server_factory()
+    running.add_user("alice")
+    running.add_user("bob")
+    return running

@@ -1,0 +1,151 @@
+"""The real `python -m imapd` process: CLI, kill -9 durability, SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.messages import numbered
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def imapd(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+class Proc:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "imapd", "serve", "--data-dir", str(self.data_dir),
+             "--listen", f"127.0.0.1:{self.port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(100).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def client(self) -> imaplib.IMAP4:
+        c = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        c.login("carol", "pw")
+        return c
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> Iterator[Proc]:
+    data = tmp_path / "data"
+    result = imapd("user", "add", "carol", "--password", "pw", data_dir=data)
+    assert result.returncode == 0, result.stderr
+    p = Proc(data)
+    yield p
+    if p.proc is not None and p.proc.poll() is None:
+        p.proc.kill()
+        p.proc.wait()
+
+
+def test_user_cli(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert imapd("user", "add", "dave", "--password", "x", data_dir=data).returncode == 0
+    again = imapd("user", "add", "dave", "--password", "x", data_dir=data)
+    assert again.returncode == 1 and "dave" in again.stderr
+    assert imapd("user", "passwd", "dave", "--password", "y", data_dir=data).returncode == 0
+    assert imapd("user", "list", data_dir=data).stdout.split() == ["dave"]
+    assert imapd("user", "delete", "dave", data_dir=data).returncode == 0
+    assert imapd("user", "list", data_dir=data).stdout.split() == []
+    assert imapd("user", "delete", "dave", data_dir=data).returncode == 1
+
+
+def test_append_survives_kill_9_and_uids_are_never_reused(proc: Proc) -> None:
+    proc.start()
+    c = proc.client()
+    for i in range(3):
+        typ, _ = c.append("INBOX", None, None, numbered(i))
+        assert typ == "OK"
+    c.select("INBOX")
+    c.store("1:3", "+FLAGS", "(\\Deleted)")
+    typ, _ = c.expunge()
+    assert typ == "OK"
+    typ, data = c.append("INBOX", "(\\Flagged)", None, numbered(99))
+    assert typ == "OK"
+    # Kill right after the tagged OK: no chance for a clean close.
+    proc.kill9()
+    proc.start()
+    c = proc.client()
+    typ, data = c.select("INBOX")
+    assert data == [b"1"]
+    typ, data = c.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"UID 4" in data[0][0] and b"\\Flagged" in data[0][0]
+    assert b"Message 99" in data[0][1]
+    typ, data = c.append("INBOX", None, None, numbered(100))
+    assert data[0].startswith(b"[APPENDUID ") and data[0].split()[2] == b"5]"
+    c.logout()
+
+
+def test_sigterm_says_bye_and_exits_cleanly(proc: Proc) -> None:
+    proc.start()
+    c = proc.client()
+    c.select("INBOX")
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGTERM)
+    # The idle client is told BYE and the server exits with status 0.
+    c.sock.settimeout(10)
+    data = b""
+    while b"BYE" not in data:
+        chunk = c.sock.recv(1024)
+        if not chunk:
+            break
+        data += chunk
+    assert b"* BYE" in data
+    assert proc.proc.wait(15) == 0
+    # The store closed cleanly: the data opens again.
+    assert imapd("user", "list", data_dir=proc.data_dir).stdout.split() == ["carol"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_python_m_imapd_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "imapd", "--help"], capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert result.returncode == 0 and "serve" in result.stdout
