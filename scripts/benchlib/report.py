@@ -6,10 +6,10 @@ import json
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 
 @dataclass(slots=True)
@@ -109,16 +109,27 @@ def _cell(fig: Figure, name: str, value: float, digits: int = 0, per_cpu: bool =
     return _fmt(value, digits) + mark
 
 
-def render(figures: list[Figure], names: list[str], facts: dict[str, Any],
-           servers: dict[str, str]) -> str:
+def render(
+    figures: list[Figure], names: list[str], facts: dict[str, Any], servers: dict[str, str]
+) -> str:
     cols = ["ours", "dovecot"]
     rows: list[list[str]] = []
 
-    def add(label: str, fig: Figure, get: Callable[[Measure], float], digits: int = 0,
-            per_cpu: bool = False) -> None:
+    def add(
+        label: str,
+        fig: Figure,
+        get: Callable[[Measure], float],
+        digits: int = 0,
+        per_cpu: bool = False,
+    ) -> None:
         vals = {n: (get(fig.results[n]) if n in fig.results else float("nan")) for n in cols}
-        rows.append([label, *(_cell(fig, n, vals[n], digits, per_cpu) for n in cols),
-                     _ratio(vals["ours"], vals["dovecot"])])
+        rows.append(
+            [
+                label,
+                *(_cell(fig, n, vals[n], digits, per_cpu) for n in cols),
+                _ratio(vals["ours"], vals["dovecot"]),
+            ]
+        )
 
     out: list[str] = []
     for title, per_cpu in (("per wall-clock second", False), ("per server CPU-second", True)):
@@ -143,11 +154,16 @@ def render(figures: list[Figure], names: list[str], facts: dict[str, Any],
             elif m is None or m.wall <= 0:
                 cells.append("-")
             else:
-                cells.append(f"{m.server_cpu / m.wall * 100:.0f}% / {m.client_cpu / m.wall * 100:.0f}%"
-                             f" ({m.wall:.1f} s)")
+                cells.append(
+                    f"{m.server_cpu / m.wall * 100:.0f}% / {m.client_cpu / m.wall * 100:.0f}%"
+                    f" ({m.wall:.1f} s)"
+                )
         rows.append(cells)
-    out.append(_table("CPU use as % of one core: server / bench client (wall time)",
-                      ["phase", *cols], rows))
+    out.append(
+        _table(
+            "CPU use as % of one core: server / bench client (wall time)", ["phase", *cols], rows
+        )
+    )
     notes = []
     for fig in figures:
         for n, m in fig.results.items():
@@ -158,10 +174,14 @@ def render(figures: list[Figure], names: list[str], facts: dict[str, Any],
     facts_line = ", ".join(f"{k}={v}" for k, v in facts.items())
     out.append(f"machine: {facts_line}")
     out.append("servers: " + "; ".join(f"{k} {v}" for k, v in servers.items()))
-    out.append(f"~: server CPU under {ROUGH_CPU} s in that phase (10 ms ticks): rough. "
-               "(!): the server's answers were not what the corpus predicts (see below).")
-    out.append("ratio: ours/dovecot; for rates and per-CPU figures > 1 means ours does more, "
-               "for latencies < 1 means ours answers faster.")
+    out.append(
+        f"~: server CPU under {ROUGH_CPU} s in that phase (10 ms ticks): rough. "
+        "(!): the server's answers were not what the corpus predicts (see below)."
+    )
+    out.append(
+        "ratio: ours/dovecot; for rates and per-CPU figures > 1 means ours does more, "
+        "for latencies < 1 means ours answers faster."
+    )
     out.extend(notes)
     return "\n\n".join(out[:3]) + "\n\n" + "\n".join(out[3:])
 
@@ -171,14 +191,23 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
     sep = "-+-".join("-" * w for w in widths)
     lines = [title, " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), sep]
     for r in rows:
-        lines.append(" | ".join(
-            (c.ljust(w) if i == 0 else c.rjust(w))
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        lines.append(
+            " | ".join(
+                (c.ljust(w) if i == 0 else c.rjust(w))
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
-def to_json(path: Path, section: str, figures: list[Figure], facts: dict[str, Any],
-            servers: dict[str, str], params: dict[str, Any]) -> None:
+def to_json(
+    path: Path,
+    section: str,
+    figures: list[Figure],
+    facts: dict[str, Any],
+    servers: dict[str, str],
+    params: dict[str, Any],
+) -> None:
     data: dict[str, Any] = {
         "section": section,
         "machine": facts,
@@ -187,8 +216,14 @@ def to_json(path: Path, section: str, figures: list[Figure], facts: dict[str, An
         "figures": [],
     }
     for fig in figures:
-        entry: dict[str, Any] = {"key": fig.key, "label": fig.label, "kind": fig.kind,
-                                 "unit": fig.unit, "errors": fig.errors, "results": {}}
+        entry: dict[str, Any] = {
+            "key": fig.key,
+            "label": fig.label,
+            "kind": fig.kind,
+            "unit": fig.unit,
+            "errors": fig.errors,
+            "results": {},
+        }
         for n, m in fig.results.items():
             d = asdict(m)
             d["rate_per_s"] = m.rate

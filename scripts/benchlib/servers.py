@@ -150,8 +150,10 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> None:
         if not port_is_free(self.host, self.port):
-            raise ServerError(f"{self.name}: port {self.host}:{self.port} is in use "
-                              "(pick another with --port-base)")
+            raise ServerError(
+                f"{self.name}: port {self.host}:{self.port} is in use "
+                "(pick another with --port-base)"
+            )
         argv = self._prepare()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -162,7 +164,7 @@ class Server:
                 cwd=REPO,
                 env=self._env(),
                 start_new_session=True,
-                preexec_fn=_raise_nofile,  # noqa: PLW1509 - only setrlimit, no threads yet
+                preexec_fn=_raise_nofile,
             )
         self._wait_ready(timeout)
 
@@ -175,8 +177,10 @@ class Server:
         last = "no attempt"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError(f"{self.name} exited with status {self.proc.returncode} "
-                                  f"while starting\n{self.log_tail()}")
+                raise ServerError(
+                    f"{self.name} exited with status {self.proc.returncode} "
+                    f"while starting\n{self.log_tail()}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=2) as s:
                     s.settimeout(5)
@@ -187,8 +191,10 @@ class Server:
             except OSError as exc:
                 last = str(exc)
             time.sleep(0.1)
-        raise ServerError(f"{self.name} did not answer '* OK' on {self.host}:{self.port} "
-                          f"within {timeout:.0f} s (last: {last})\n{self.log_tail()}")
+        raise ServerError(
+            f"{self.name} did not answer '* OK' on {self.host}:{self.port} "
+            f"within {timeout:.0f} s (last: {last})\n{self.log_tail()}"
+        )
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
@@ -216,8 +222,10 @@ class Server:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                print(f"WARNING: {self.name} ignored SIGTERM for {timeout:.0f} s; SIGKILL",
-                      file=sys.stderr)
+                print(
+                    f"WARNING: {self.name} ignored SIGTERM for {timeout:.0f} s; SIGKILL",
+                    file=sys.stderr,
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)  # its own session, started by us
                 proc.wait(10)
@@ -250,24 +258,50 @@ class Ours(Server):
         if not self.python.exists():
             raise ServerError(f"ours: {self.python} not found (create the venv first)")
         self.data_dir.mkdir()
-        argv = [str(self.python), "-m", "imapd", "user", "add", self.user,
-                "--password", self.password, "--data-dir", str(self.data_dir)]
+        argv = [
+            str(self.python),
+            "-m",
+            "imapd",
+            "user",
+            "add",
+            self.user,
+            "--password",
+            self.password,
+            "--data-dir",
+            str(self.data_dir),
+        ]
         try:
-            res = subprocess.run(argv, cwd=REPO, env=self._env(), capture_output=True,
-                                 timeout=120, check=False)
+            res = subprocess.run(
+                argv, cwd=REPO, env=self._env(), capture_output=True, timeout=120, check=False
+            )
         except subprocess.TimeoutExpired as exc:
             raise ServerError(f"ours: `{' '.join(argv)}` timed out") from exc
         if res.returncode != 0:
-            raise ServerError(f"ours: `{' '.join(argv)}` failed ({res.returncode}):\n"
-                              + (res.stdout + res.stderr).decode(errors="replace")[-3000:])
-        try:
-            self.version = subprocess.run(
-                ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                capture_output=True, text=True, timeout=10, check=False).stdout.strip() or "?"
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        return [str(self.python), "-m", "imapd", "serve", "--data-dir", str(self.data_dir),
-                "--listen", f"{self.host}:{self.port}"]
+            raise ServerError(
+                f"ours: `{' '.join(argv)}` failed ({res.returncode}):\n"
+                + (res.stdout + res.stderr).decode(errors="replace")[-3000:]
+            )
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            self.version = (
+                subprocess.run(
+                    ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=False,
+                ).stdout.strip()
+                or "?"
+            )
+        return [
+            str(self.python),
+            "-m",
+            "imapd",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"{self.host}:{self.port}",
+        ]
 
 
 DOVECOT_CONF = """\
@@ -317,7 +351,8 @@ service imap {{
 
 def find_dovecot() -> str | None:
     return shutil.which("dovecot") or next(
-        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.path.exists(p)), None)
+        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.path.exists(p)), None
+    )
 
 
 def ensure_dovecot() -> str:
@@ -325,20 +360,25 @@ def ensure_dovecot() -> str:
     if exe:
         return exe
     if os.geteuid() != 0:
-        raise ServerError("dovecot is not installed and we are not root: "
-                          "run `apt-get install -y dovecot-imapd` first")
+        raise ServerError(
+            "dovecot is not installed and we are not root: "
+            "run `apt-get install -y dovecot-imapd` first"
+        )
     print("dovecot not found: installing dovecot-imapd with apt-get ...", file=sys.stderr)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", "dovecot-imapd"]
     res = subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
     if res.returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900,
-                       check=False)
+        subprocess.run(
+            ["apt-get", "update"], env=env, capture_output=True, timeout=900, check=False
+        )
         res = subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
     exe = find_dovecot()
     if res.returncode != 0 or not exe:
-        raise ServerError("apt-get install dovecot-imapd failed:\n"
-                          + (res.stdout + res.stderr).decode(errors="replace")[-3000:])
+        raise ServerError(
+            "apt-get install dovecot-imapd failed:\n"
+            + (res.stdout + res.stderr).decode(errors="replace")[-3000:]
+        )
     return exe
 
 
@@ -367,17 +407,30 @@ class Dovecot(Server):
         home.mkdir(parents=True)
         os.chown(home, mail.pw_uid, mail.pw_gid)
         (self.tmp / "passwd").write_text(
-            f"{self.user}:{{PLAIN}}{self.password}:{mail.pw_uid}:{mail.pw_gid}::{home}::\n")
+            f"{self.user}:{{PLAIN}}{self.password}:{mail.pw_uid}:{mail.pw_gid}::{home}::\n"
+        )
         (self.tmp / "passwd").chmod(0o644)
         conf = self.tmp / "dovecot.conf"
-        conf.write_text(DOVECOT_CONF.format(
-            host=self.host, port=self.port, tmp=self.tmp,
-            login_user=login_user, internal_user=internal_user))
-        res = subprocess.run([exe, "-c", str(conf), "--version"], capture_output=True,
-                             text=True, timeout=30, check=False)
+        conf.write_text(
+            DOVECOT_CONF.format(
+                host=self.host,
+                port=self.port,
+                tmp=self.tmp,
+                login_user=login_user,
+                internal_user=internal_user,
+            )
+        )
+        res = subprocess.run(
+            [exe, "-c", str(conf), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         self.version = res.stdout.strip() or "?"
-        check = subprocess.run([exe, "-c", str(conf), "-n"], capture_output=True, text=True,
-                               timeout=30, check=False)
+        check = subprocess.run(
+            [exe, "-c", str(conf), "-n"], capture_output=True, text=True, timeout=30, check=False
+        )
         if check.returncode != 0:
             raise ServerError(f"dovecot rejected its config {conf}:\n{check.stderr[-3000:]}")
         return [exe, "-F", "-c", str(conf)]

@@ -37,22 +37,48 @@ SETTLE = 0.3  # seconds of quiet between phases so deferred work does not spill 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("store section")
-    g.add_argument("--messages", type=int, default=10_000, metavar="N",
-                   help="messages for the single-client APPEND / FETCH / SEARCH mailbox "
-                        "(default 10000)")
-    g.add_argument("--concurrent-messages", type=int, default=None, metavar="M",
-                   help="messages appended by the concurrent clients (default N/2)")
-    g.add_argument("--clients", type=int, default=10,
-                   help="concurrent APPEND connections (default 10)")
-    g.add_argument("--fetch-chunk", type=int, default=100,
-                   help="messages per UID FETCH BODY.PEEK[] command (default 100)")
-    g.add_argument("--flags-reps", type=int, default=5,
-                   help="least repetitions of FETCH 1:* (FLAGS) (default 5)")
-    g.add_argument("--search-reps", type=int, default=10,
-                   help="least timed repetitions of each SEARCH (default 10)")
-    g.add_argument("--min-seconds", type=float, default=2.0,
-                   help="FETCH and SEARCH phases repeat (whole passes) until they ran at least "
-                        "this long, so CPU ticks (10 ms) do not dominate (default 2)")
+    g.add_argument(
+        "--messages",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="messages for the single-client APPEND / FETCH / SEARCH mailbox (default 10000)",
+    )
+    g.add_argument(
+        "--concurrent-messages",
+        type=int,
+        default=None,
+        metavar="M",
+        help="messages appended by the concurrent clients (default N/2)",
+    )
+    g.add_argument(
+        "--clients", type=int, default=10, help="concurrent APPEND connections (default 10)"
+    )
+    g.add_argument(
+        "--fetch-chunk",
+        type=int,
+        default=100,
+        help="messages per UID FETCH BODY.PEEK[] command (default 100)",
+    )
+    g.add_argument(
+        "--flags-reps",
+        type=int,
+        default=5,
+        help="least repetitions of FETCH 1:* (FLAGS) (default 5)",
+    )
+    g.add_argument(
+        "--search-reps",
+        type=int,
+        default=10,
+        help="least timed repetitions of each SEARCH (default 10)",
+    )
+    g.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="FETCH and SEARCH phases repeat (whole passes) until they ran at least "
+        "this long, so CPU ticks (10 ms) do not dominate (default 2)",
+    )
     g.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
 
 
@@ -60,15 +86,25 @@ def _searches(msgs: list[Message]) -> list[tuple[str, str, str, int]]:
     """(key, label, command, expected number of hits) for the N-message mailbox."""
     y2020 = datetime(2020, 1, 1, tzinfo=UTC)
     return [
-        ("search-unseen", "SEARCH UNSEEN", "SEARCH UNSEEN",
-         sum(not m.seen for m in msgs)),
-        ("search-from", f'SEARCH FROM "{FROM_NAME}"', f'SEARCH FROM "{FROM_NAME}"',
-         sum(m.from_carol for m in msgs)),
-        ("search-body", f'SEARCH BODY "{BODY_WORD}"', f'SEARCH BODY "{BODY_WORD}"',
-         sum(m.has_word for m in msgs)),
-        ("search-combined", "SEARCH OR FLAGGED SMALLER 2000 SINCE 1-Jan-2020",
-         "SEARCH OR FLAGGED SMALLER 2000 SINCE 1-Jan-2020",
-         sum((m.flagged or m.size < 2000) and m.internal_date >= y2020 for m in msgs)),
+        ("search-unseen", "SEARCH UNSEEN", "SEARCH UNSEEN", sum(not m.seen for m in msgs)),
+        (
+            "search-from",
+            f'SEARCH FROM "{FROM_NAME}"',
+            f'SEARCH FROM "{FROM_NAME}"',
+            sum(m.from_carol for m in msgs),
+        ),
+        (
+            "search-body",
+            f'SEARCH BODY "{BODY_WORD}"',
+            f'SEARCH BODY "{BODY_WORD}"',
+            sum(m.has_word for m in msgs),
+        ),
+        (
+            "search-combined",
+            "SEARCH OR FLAGGED SMALLER 2000 SINCE 1-Jan-2020",
+            "SEARCH OR FLAGGED SMALLER 2000 SINCE 1-Jan-2020",
+            sum((m.flagged or m.size < 2000) and m.internal_date >= y2020 for m in msgs),
+        ),
     ]
 
 
@@ -109,8 +145,10 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
     msgs = corpus.generate(n)
     conc_msgs = msgs[:m_conc] if m_conc <= n else msgs + corpus.generate(m_conc - n, first=n)
     size_mb = sum(m.size for m in msgs) / 1e6
-    _log(f"corpus: {n} messages, {size_mb:.1f} MB, avg {size_mb * 1e6 / max(n, 1):.0f} B "
-         f"(seed {args.seed}, {time.perf_counter() - t:.1f} s to generate)")
+    _log(
+        f"corpus: {n} messages, {size_mb:.1f} MB, avg {size_mb * 1e6 / max(n, 1):.0f} B "
+        f"(seed {args.seed}, {time.perf_counter() - t:.1f} s to generate)"
+    )
 
     sessions = {s.name: _Session(s, args.timeout) for s in servers}
     searches = _searches(msgs)
@@ -128,8 +166,13 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
         s.main = await s.client()
         for box in (SINGLE, MULTI):
             await s.main.command(f'CREATE "{box}"')
-        lit = ("LITERAL+" if s.main.literal_plus else
-               "LITERAL-" if s.main.literal_minus else "synchronizing literals")
+        lit = (
+            "LITERAL+"
+            if s.main.literal_plus
+            else "LITERAL-"
+            if s.main.literal_minus
+            else "synchronizing literals"
+        )
         _log(f"[{s.server.name}] logged in; APPEND uses {lit}")
 
     async def append_1(s: _Session, fig: Figure) -> None:
@@ -146,23 +189,27 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
     async def append_10(s: _Session, fig: Figure) -> None:
         clients = await asyncio.gather(*(s.client() for _ in range(args.clients)))
         try:
+
             async def one(c: ImapClient, part: list[Message]) -> int:
                 for m in part:
                     await c.append(MULTI, m.data, m.flags, m.imap_date)
                 return len(part)
 
             async def work() -> int:
-                done = await asyncio.gather(*(
-                    one(c, conc_msgs[i :: args.clients]) for i, c in enumerate(clients)))
+                done = await asyncio.gather(
+                    *(one(c, conc_msgs[i :: args.clients]) for i, c in enumerate(clients))
+                )
                 return sum(done)
 
             meas = await _measure(s.server, work)
         finally:
             await asyncio.gather(*(c.logout() for c in clients))
         assert s.main is not None
-        st = await s.main.command(f'STATUS "{MULTI}" (MESSAGES)')
+        st = await s.main.command(f'STATUS "{MULTI}" (MESSAGES)', allow_no=True)
         got = _status_messages(st.untagged)
-        if got != len(conc_msgs):
+        if st.status != b"OK":
+            meas.check = f"could not verify: STATUS answered {st.status.decode()} {st.text!r}"
+        elif got != len(conc_msgs):
             meas.check = f"STATUS says {got} messages, expected {len(conc_msgs)}"
         fig.results[s.server.name] = meas
 
@@ -180,8 +227,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
         await select_single(s)
         c = s.main
         assert c is not None
-        chunks = [s.uids[i : i + args.fetch_chunk]
-                  for i in range(0, len(s.uids), args.fetch_chunk)]
+        chunks = [s.uids[i : i + args.fetch_chunk] for i in range(0, len(s.uids), args.fetch_chunk)]
         bad: list[str] = []
         nbytes = 0
 
@@ -205,9 +251,13 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             return got
 
         meas = await _measure(s.server, work)
-        meas.extra = {"passes": passes, "commands": len(chunks) * passes, "bytes": nbytes,
-                      "commands_per_s": len(chunks) * passes / meas.wall if meas.wall else None,
-                      "MB_per_s": nbytes / 1e6 / meas.wall if meas.wall else None}
+        meas.extra = {
+            "passes": passes,
+            "commands": len(chunks) * passes,
+            "bytes": nbytes,
+            "commands_per_s": len(chunks) * passes / meas.wall if meas.wall else None,
+            "MB_per_s": nbytes / 1e6 / meas.wall if meas.wall else None,
+        }
         if meas.count != len(msgs) * passes:
             meas.check = f"got {meas.count} messages in {passes} passes, expected {len(msgs)} each"
         elif bad:
@@ -232,8 +282,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             meas.check = f"FETCH responses per command {counts}, expected {len(msgs)}"
         fig.results[s.server.name] = meas
 
-    def search_phase(command: str, expected: int) -> Callable[[_Session, Figure],
-                                                               Awaitable[None]]:
+    def search_phase(command: str, expected: int) -> Callable[[_Session, Figure], Awaitable[None]]:
         async def phase(s: _Session, fig: Figure) -> None:
             await select_single(s)
             c = s.main
@@ -257,11 +306,16 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
 
             meas = await _measure(s.server, work)
             meas.latencies_ms = lat
-            meas.extra = {"first_ms": first_ms, "hits": len(warm.search_numbers()),
-                          "expected_hits": expected}
+            meas.extra = {
+                "first_ms": first_ms,
+                "hits": len(warm.search_numbers()),
+                "expected_hits": expected,
+            }
             if hits | {len(warm.search_numbers())} != {expected}:
-                meas.check = (f"{command} found {sorted(hits | {len(warm.search_numbers())})} "
-                              f"messages, expected {expected}")
+                meas.check = (
+                    f"{command} found {sorted(hits | {len(warm.search_numbers())})} "
+                    f"messages, expected {expected}"
+                )
             fig.results[s.server.name] = meas
 
         return phase
@@ -271,8 +325,10 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
         (figures[1], append_10),
         (figures[2], fetch_body),
         (figures[3], fetch_flags),
-        *((fig, search_phase(cmd, exp))
-          for fig, (_, _, cmd, exp) in zip(figures[4:], searches, strict=True)),
+        *(
+            (fig, search_phase(cmd, exp))
+            for fig, (_, _, cmd, exp) in zip(figures[4:], searches, strict=True)
+        ),
     ]
 
     for s in sessions.values():
@@ -295,8 +351,9 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 s.failed = f"{fig.key}: {_why(exc)}"
                 fig.errors[name] = _why(exc)
                 alive = "running" if s.server.alive() else "NOT running"
-                _log(f"[{name}] FAILED in {fig.key} ({alive}): {_why(exc)}\n"
-                     f"{s.server.log_tail(20)}")
+                _log(
+                    f"[{name}] FAILED in {fig.key} ({alive}): {_why(exc)}\n{s.server.log_tail(20)}"
+                )
                 continue
             _log(f"[{name}] {fig.key}: {_summary(fig.results[name], fig)}")
 
@@ -323,11 +380,15 @@ def _why(exc: BaseException) -> str:
 
 
 def _summary(m: Measure, fig: Figure) -> str:
-    s = (f"{m.count} {fig.unit} in {m.wall:.2f} s = {m.rate:,.0f}/s; server CPU "
-         f"{m.server_cpu:.2f} s ({m.per_cpu:,.0f}/CPU-s); client CPU {m.client_cpu:.2f} s")
+    s = (
+        f"{m.count} {fig.unit} in {m.wall:.2f} s = {m.rate:,.0f}/s; server CPU "
+        f"{m.server_cpu:.2f} s ({m.per_cpu:,.0f}/CPU-s); client CPU {m.client_cpu:.2f} s"
+    )
     if m.latencies_ms:
-        s += (f"; p50 {m.pct(50):.1f} ms, p95 {m.pct(95):.1f} ms, "
-              f"first {m.extra.get('first_ms', 0):.1f} ms, hits {m.extra.get('hits')}")
+        s += (
+            f"; p50 {m.pct(50):.1f} ms, p95 {m.pct(95):.1f} ms, "
+            f"first {m.extra.get('first_ms', 0):.1f} ms, hits {m.extra.get('hits')}"
+        )
     if m.check:
         s += f"  (!) {m.check}"
     return s
