@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from imapd.protocol.errors import BadCommand
 from imapd.protocol.responses import Atom, Response, Untagged, Value
 from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
 from store.changes import Change, FlagsChanged, MessagesAdded, MessagesExpunged
@@ -64,7 +65,13 @@ class SelectedView:
                 b = bisect_left(self.uids, hi + 1)
                 out.extend(self.uids[a:b])
             return sorted(set(out))
-        seqs = sequence_set.values(len(self.uids))
+        exists = len(self.uids)
+        for a, b in sequence_set.ranges:
+            if any(v is not None and v > exists for v in (a, b)) and None not in (a, b):
+                # Dovecot and Cyrus answer BAD too; a client that names a number it was
+                # never given is out of sync (RFC 3501 §9 seq-number).
+                raise BadCommand("Invalid message sequence number")
+        seqs = sequence_set.values(exists)
         return [self.uids[s - 1] for s in seqs]
 
     def is_gone(self, uid: int) -> bool:

@@ -37,7 +37,7 @@ from imapd.protocol.connection import (
     ServerConnection,
 )
 from imapd.protocol.errors import ConnectionFatal, ImapError
-from imapd.protocol.responses import Continuation, Response, Tagged, UntaggedStatus
+from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
 from imapd.selected import SelectedView
 from store.api import MailboxInfo, User
@@ -268,8 +268,11 @@ class Session:
             isinstance(cmd, c.Fetch | c.Store | c.Search) and not cmd.uid
         )
         updates = await self._collect_updates(allow_expunge=allow_expunge)
+        # A new keyword's FLAGS goes before the command's own responses that use it.
+        first = [u for u in updates if _is_flags(u)]
+        rest = [u for u in updates if not _is_flags(u)]
         tagged = Tagged(cmd.tag, outcome.status, _tagged_text(cmd, outcome), outcome.code)
-        await self._write([*outcome.responses, *updates, tagged])
+        await self._write([*first, *outcome.responses, *rest, tagged])
         if isinstance(cmd, c.Logout) and outcome.status == "OK":
             self.closing = True
 
@@ -352,6 +355,10 @@ def _added_uids(change: object, mailbox_id: int) -> list[int]:
     if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
         return [m.uid for m in change.messages]
     return []
+
+
+def _is_flags(response: Response) -> bool:
+    return isinstance(response, Untagged) and response.items[:1] == ("FLAGS",)
 
 
 def _tagged_text(cmd: c.Command, outcome: Outcome) -> str:

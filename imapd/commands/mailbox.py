@@ -231,11 +231,9 @@ def _sort_key(name: str) -> tuple[int, str]:
 
 
 def _join(reference: str, pattern: str) -> str:
-    if not reference:
-        return pattern
-    if reference.endswith(DELIMITER) or pattern.startswith(DELIMITER):
-        return reference + pattern
-    return reference + DELIMITER + pattern
+    """RFC 3501 §6.3.8: the reference and the pattern are joined as they are, as Dovecot
+    and Cyrus do ("Projects" + "*" matches "Projects" and all below it)."""
+    return reference + pattern
 
 
 # --- STATUS ---------------------------------------------------------------------------

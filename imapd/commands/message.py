@@ -102,9 +102,11 @@ async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
     need = needs(atts)
     if not uids:
         return ok("FETCH completed")
-    stream = _fetch_stream(session, view, uids, atts, need.content, need.structure,
-                           need.sets_seen and not view.readonly, cmd.changedsince)
-    return Outcome(text="FETCH completed", stream=stream)
+    outcome = Outcome(text="FETCH completed")
+    outcome.stream = _fetch_stream(session, view, uids, atts, need.content, need.structure,
+                                   need.sets_seen and not view.readonly, cmd.changedsince,
+                                   outcome)
+    return outcome
 
 
 async def _fetch_stream(
@@ -116,7 +118,12 @@ async def _fetch_stream(
     structure: bool,
     sets_seen: bool,
     changedsince: int | None,
+    outcome: Outcome,
 ) -> AsyncIterator[list[Response]]:
+    """Batches of FETCH responses. Messages expunged by another session that this one was
+    not told of yet can no longer be read: the command then ends in ``NO [EXPUNGEISSUED]``
+    (RFC 2180 §4.1.3, RFC 5530), as Dovecot answers."""
+    missing = False
     for start in range(0, len(uids), FETCH_BATCH):
         chunk = uids[start : start + FETCH_BATCH]
         records = await session.store.fetch(
@@ -131,6 +138,8 @@ async def _fetch_stream(
                     view.mailbox_id, unseen, "+", ["\\Seen"], session.origin, kind="fetch"
                 )
                 seen_now = {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
+        if changedsince is None and len(records) < len(chunk):
+            missing = True
         batch: list[Response] = []
         for record in records:
             seq = view.seq_of(record.uid)
@@ -138,6 +147,10 @@ async def _fetch_stream(
                 continue
             batch.append(_fetch_response(session, view, seq, record, atts, seen_now))
         yield batch
+    if missing:
+        outcome.status = "NO"
+        outcome.code = "EXPUNGEISSUED"
+        outcome.text = "Some of the requested messages no longer exist"
 
 
 def _fetch_response(

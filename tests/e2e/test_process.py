@@ -90,7 +90,7 @@ def test_user_cli(tmp_path: Path) -> None:
     data = tmp_path / "d"
     assert imapd("user", "add", "dave", "--password", "x", data_dir=data).returncode == 0
     again = imapd("user", "add", "dave", "--password", "x", data_dir=data)
-    assert again.returncode == 1 and "dave" in again.stderr
+    assert again.returncode == 1 and "already exists" in again.stderr
     assert imapd("user", "passwd", "dave", "--password", "y", data_dir=data).returncode == 0
     assert imapd("user", "list", data_dir=data).stdout.split() == ["dave"]
     assert imapd("user", "delete", "dave", data_dir=data).returncode == 0
