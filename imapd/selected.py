@@ -61,13 +61,13 @@ class SelectedView:
             largest = self.uids[-1]
             out: list[int] = []
             for lo, hi in sequence_set.resolve(largest):
-                a = bisect_left(self.uids, lo)
-                b = bisect_left(self.uids, hi + 1)
-                out.extend(self.uids[a:b])
+                start = bisect_left(self.uids, lo)
+                end = bisect_left(self.uids, hi + 1)
+                out.extend(self.uids[start:end])
             return sorted(set(out))
         exists = len(self.uids)
-        for a, b in sequence_set.ranges:
-            if any(v is not None and v > exists for v in (a, b)) and None not in (a, b):
+        for low, high in sequence_set.ranges:
+            if low is not None and high is not None and max(low, high) > exists:
                 # Dovecot and Cyrus answer BAD too; a client that names a number it was
                 # never given is out of sync (RFC 3501 §9 seq-number).
                 raise BadCommand("Invalid message sequence number")

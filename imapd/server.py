@@ -88,7 +88,7 @@ class Server:
             writer.close()
             return
         session = Session(self, reader, writer)
-        session.task = asyncio.current_task()  # type: ignore[assignment]
+        session.task = asyncio.current_task()
         self.sessions.add(session)
         await session.run()
 
@@ -106,9 +106,9 @@ class Server:
         for session in list(self.sessions):
             if not session.busy and session.task is not None:
                 session.task.cancel()
-        deadline = asyncio.get_running_loop().time() + self.config.shutdown_timeout
-        while self.sessions and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        tasks = {s.task for s in self.sessions if s.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.config.shutdown_timeout)
         for session in list(self.sessions):
             if session.task is not None:
                 session.task.cancel()

@@ -18,6 +18,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -172,10 +173,10 @@ class Session:
             self.busy = True
         return data
 
-    async def _read_idling(self, timeout: float) -> bytes | None:
+    async def _read_idling(self, limit: float) -> bytes | None:
         """IDLE (RFC 2177): whichever comes first, client bytes or a change to report."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + limit
         read = asyncio.ensure_future(self.reader.read(READ_SIZE))
         try:
             while True:
@@ -217,8 +218,12 @@ class Session:
                     await self._write([Continuation(text)])
                 case Rejected(reply=reply):
                     await self._write([reply])
+                    # A line other than DONE ends IDLE with a BAD for its tag (RFC 2177);
+                    # a malformed SASL line ends the AUTHENTICATE exchange the same way.
                     if self.pending_auth is not None and reply.tag == self.pending_auth.tag:
                         self.pending_auth = None
+                    if reply.tag == self.idle_tag:
+                        self.idle_tag = None
                 case Fatal(reply=reply):
                     await self._write([reply])
                     self.closing = True
@@ -229,7 +234,7 @@ class Session:
                 case SaslResponse(data=data):
                     await self._finish_sasl(data)
                 case _:
-                    await self._dispatch(event)  # type: ignore[arg-type]
+                    await self._dispatch(event)
 
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:
@@ -331,10 +336,8 @@ class Session:
 
     async def _bye(self, text: str) -> None:
         self.closing = True
-        try:
+        with contextlib.suppress(ConnectionError):
             await self._write([UntaggedStatus("BYE", text)])
-        except ConnectionError:
-            pass
 
     async def _close(self) -> None:
         self.closing = True
@@ -368,7 +371,7 @@ def _tagged_text(cmd: c.Command, outcome: Outcome) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    return host.startswith("127.") or host in {"::1", "localhost"} or host.startswith("::ffff:127.")
+    return host.startswith(("127.", "::ffff:127.")) or host in {"::1", "localhost"}
 
 
 __all__ = ["NotAuthenticated", "Session"]

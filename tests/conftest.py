@@ -50,8 +50,7 @@ class RunningServer:
         self.call(self.server.store.create_user(name, password))
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=10)
-        return sock
+        return socket.create_connection((self.host, self.port), timeout=10)
 
 
 class ServerThread:

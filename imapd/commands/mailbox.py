@@ -191,7 +191,8 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
     responses: list[Response] = []
     if not cmd.lsub and cmd.patterns == ("",):
         # RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root.
-        root = cmd.reference.split(DELIMITER, 1)[0] + (DELIMITER if DELIMITER in cmd.reference else "")
+        head, sep, _ = cmd.reference.partition(DELIMITER)
+        root = head + sep
         responses.append(_list_line("LIST", (Atom("\\Noselect"),), root))
         return ok("LIST completed", None, *responses)
     mailboxes = await session.store.list_mailboxes(user.id)
@@ -207,8 +208,10 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
                 if matches(pat, name) and name not in seen:
                     seen.add(name)
                     info = by_name.get(name)
-                    attrs = [] if info is None or info.selectable else [Atom("\\Noselect")]
-                    responses.append(_list_line(kind, tuple(attrs), name))
+                    attrs: tuple[Value, ...] = ()
+                    if info is not None and not info.selectable:
+                        attrs = (Atom("\\Noselect"),)
+                    responses.append(_list_line(kind, attrs, name))
                 elif "%" in pat:
                     # A parent matched by % whose child is subscribed: \Noselect (§6.3.9).
                     parts = name.split(DELIMITER)
@@ -221,8 +224,9 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
     for name in sorted(names, key=_sort_key):
         if any(matches(pat, name) for pat in patterns):
             info = by_name[name]
-            attrs = _list_attrs(info, _children(names, name), subscribed=None)
-            responses.append(_list_line(kind, attrs, name))
+            responses.append(
+                _list_line(kind, _list_attrs(info, _children(names, name), subscribed=None), name)
+            )
     return ok(f"{kind} completed", None, *responses)
 
 

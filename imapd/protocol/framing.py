@@ -104,7 +104,7 @@ FrameEvent: TypeAlias = (
 )
 
 # literal = "{" number ["+"] "}" CRLF *CHAR8  (RFC 3501 §9, RFC 7888 §8); literal8 with "~"
-_LITERAL_AT_END = re.compile(rb"~?\{([0-9]+)(\+?)\}\Z")
+_LITERAL_AT_END = re.compile(rb"~?\{([0-9]{1,20})(\+?)\}\Z")
 # tag = 1*<any ASTRING-CHAR except "+">  (RFC 3501 §9)
 _TAG_CHARS = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
 
@@ -134,7 +134,8 @@ class Framer:
         self, *, max_line_length: int, max_literal_size: int, max_discard_length: int
     ) -> None:
         self._max_line = max_line_length
-        self._max_literal = max_literal_size
+        #: Settable: the connection lowers it before authentication.
+        self.max_literal_size = max_literal_size
         self._max_discard = max_discard_length
         self._buf = bytearray()
         self._scan = 0  # where the line-end search resumes in _buf
@@ -265,7 +266,7 @@ class Framer:
     def _mode_line(self, line: bytes) -> FrameEvent:
         mode, tag = self.mode, self.mode_tag
         self.mode, self.mode_tag = Mode.COMMAND, ""
-        if self._discard is not None:
+        if self._discard is not None or len(line) > self._max_line:
             self._reset_command()
             return ModeLineTooLong(mode, tag)
         return ModeLine(mode, tag, line)
@@ -288,9 +289,9 @@ class Framer:
             )
             self._reset_command()
             return event
-        size = int(m.group(1)) if len(m.group(1)) <= 20 else self._max_literal + 1
+        size = int(m.group(1))
         sync = not m.group(2)
-        if size > self._max_literal:
+        if size > self.max_literal_size:
             if sync:
                 tag = self._discard.tag if self._discard else self._tag
                 self._reset_command()

@@ -46,6 +46,7 @@ _UNESCAPE = re.compile(rb"\\([\\\"])")
 _LITERAL = re.compile(rb"(~?)\{([0-9]+)(\+?)\}")
 _DIGITS = re.compile(rb"[0-9]+")
 _NAME = re.compile(rb"[A-Za-z0-9.]+")  # fetch-att and section-text names
+_BASE64 = re.compile(rb"[A-Za-z0-9+/=]+")
 _NIL = re.compile(rb"NIL(?![^\x00-\x20\x7f-\xff(){%*\"\\\]])", re.IGNORECASE)
 
 _MONTHS: Final = {
@@ -355,7 +356,7 @@ def date(c: Cursor) -> dt.date:
 
 _DATE_TIME = re.compile(
     rb'"([ 0-9]?[0-9])-([A-Za-z]{3})-([0-9]{4}) '  # date-day-fixed "-" date-month "-" date-year
-    rb'([0-9]{2}):([0-9]{2}):([0-9]{2}) '  # time
+    rb"([0-9]{2}):([0-9]{2}):([0-9]{2}) "  # time
     rb'([+-])([0-9]{2})([0-9]{2})"'  # zone
 )
 
@@ -389,6 +390,8 @@ def date_time(c: Cursor) -> dt.datetime:
 def tag(c: Cursor) -> str:
     """tag = 1*<any ASTRING-CHAR except "+">"""
     value = c.expect(_TAG, "tag").group().decode("ascii")
+    if c.peek() not in (ord(" "), -1):
+        raise c.error("tag")  # c.tag stays None: the reply is "* BAD"
     c.tag = value
     return value
 
@@ -405,7 +408,7 @@ def authenticate(c: Cursor, t: str) -> cmd.Authenticate:
         if c.try_char(b"="):
             initial = Secret("")
         else:
-            initial = Secret(sasl_base64(c, c.expect(re.compile(rb"[A-Za-z0-9+/=]+"), "base64")))
+            initial = Secret(sasl_base64(c, c.expect(_BASE64, "base64")))
     return cmd.Authenticate(t, mech, initial)
 
 
@@ -574,7 +577,7 @@ _STATUS_ATTS: Final = frozenset(
 
 
 def status_atts(c: Cursor) -> tuple[str, ...]:
-    """"(" status-att *(SP status-att) ")"
+    """ "(" status-att *(SP status-att) ")"
     status-att = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
                / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" / "DELETED" (RFC 9051 §9)"""
     c.char(b"(", "status attribute list")

@@ -44,7 +44,7 @@ class Literal8:
     data: bytes
 
 
-Value: TypeAlias = "Atom | MailboxName | str | bytes | int | None | Raw | Literal8 | list[Value] | tuple[Value, ...]"
+Value: TypeAlias = "Atom | MailboxName | str | bytes | int | None | Raw | Literal8 | list[Value] | tuple[Value, ...]"  # noqa: E501, RUF036
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,9 +37,7 @@ class Logout:
 
 
 State: TypeAlias = NotAuthenticated | Authenticated | Selected | Logout
-StateType: TypeAlias = (
-    type[NotAuthenticated] | type[Authenticated] | type[Selected] | type[Logout]
-)
+StateType: TypeAlias = type[NotAuthenticated] | type[Authenticated] | type[Selected] | type[Logout]
 
 _ANY: Final[frozenset[StateType]] = frozenset({NotAuthenticated, Authenticated, Selected})
 _NOT_AUTH: Final[frozenset[StateType]] = frozenset({NotAuthenticated})

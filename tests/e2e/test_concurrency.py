@@ -43,9 +43,9 @@ def test_parallel_appends_get_unique_ascending_uids(server: RunningServer) -> No
     assert not errors
     assert sorted(results) == list(range(1, 201))
     c = connect(server)
-    typ, data = c.select("INBOX")
+    _, data = c.select("INBOX")
     assert data == [b"200"]
-    typ, data = c.uid("SEARCH", "ALL")
+    _, data = c.uid("SEARCH", "ALL")
     assert [int(x) for x in data[0].split()] == list(range(1, 201))
 
 

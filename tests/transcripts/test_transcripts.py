@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 import pytest
 
 from tests.conftest import PASSWORD, RunningServer
@@ -90,8 +89,7 @@ def run_transcript(server: RunningServer, path: Path) -> None:
                 pattern, names = _pattern(text.replace("\\r\\n", "\r\n"), captures)
                 match = pattern.match(got)
                 assert match, f"{where}: expected {text!r}\n got      {got!r}"
-                for name, value in zip(names, match.groups(), strict=True):
-                    captures[name] = value
+                captures.update(zip(names, match.groups(), strict=True))
             elif kind == "Q":
                 extra = client(n).quiet()
                 assert not extra, f"{where}: expected nothing, got {extra!r}"

@@ -1,0 +1,289 @@
+"""The sans-IO server connection: bytes in, events out; responses in, bytes out.
+
+Owns: `ServerConnection` (the h11 shape, STYLE §3) tying framer -> parser -> state check and
+the serializer, the event types, `Limits`, and the abuse rules (STYLE §6): an unknown command
+before authentication ends the connection (cross-protocol attacks), as do too many BADs in
+a row. Errors are events in the stream, so pipelined replies keep their order. Must not
+import asyncio, socket, ssl, store or notify.
+
+The session drives it like this::
+
+    conn.receive_data(chunk)                      # b"" at EOF
+    while (event := conn.next_event()) is not NEED_DATA:
+        match event:
+            case ContinueRequest(): write(conn.send([Continuation(event.text)]))
+            case Rejected(reply):   write(conn.send([reply]))
+            case Fatal(reply):      write(conn.send([reply])); close(); break
+            case ConnectionClosed(): close(); break
+            case IdleDone() | SaslResponse(): ...   # only after start_idle / start_sasl
+            case _:                 write(await dispatch(conn, event))   # a Command
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Final, Literal, TypeAlias, assert_never
+
+from imapd.protocol import commands as cmd
+from imapd.protocol import framing, parser
+from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.framing import Mode
+from imapd.protocol.responses import Response, Tagged, UntaggedStatus
+from imapd.protocol.serializer import serialize_all
+from imapd.protocol.state import ALLOWED, NotAuthenticated, State, check_transition
+from imapd.protocol.values import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection input limits; tests use tiny values (STYLE §5)."""
+
+    #: Bytes of one command excluding its literals: Dovecot's imap_max_line_length (64 kB).
+    max_line_length: int = 65536
+    #: Octets of one literal. A message is one literal, so this is also the APPEND size cap;
+    #: 64 MiB is well above common provider attachment limits (Gmail: 25 MB).
+    max_literal_size: int = 64 * 1024 * 1024
+    #: The same before authentication: only LOGIN and ID take literals then, and a stranger
+    #: should not make us buffer 64 MiB.
+    max_literal_size_unauthenticated: int = 64 * 1024
+    #: Parenthesis / NOT / OR nesting of a search program (STYLE §3: nesting has a limit);
+    #: far below Python's recursion limit.
+    max_depth: int = 32
+    #: Sequence-set ranges, search keys, fetch atts, flags... in one command.
+    max_args: int = 10000
+    #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`, STYLE §6).
+    max_bad_commands: int = 20
+    #: Bytes skipped looking for the end of an overlong line before giving up with BYE.
+    max_discard_length: int = 1024 * 1024
+
+
+class _Sentinel(Enum):
+    NEED_DATA = auto()
+
+
+#: Returned by `next_event` when more bytes are needed (h11's NEED_DATA).
+NEED_DATA: Final = _Sentinel.NEED_DATA
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueRequest:
+    """Write ``+ text``: the client may now send the synchronizing literal."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Write ``reply`` (a tagged BAD or NO) and go on reading."""
+
+    reply: Tagged
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """Write ``reply`` (a BYE), then close the connection."""
+
+    reply: UntaggedStatus
+
+
+@dataclass(frozen=True, slots=True)
+class IdleDone:
+    """The client sent DONE (RFC 2177): finish the IDLE command with its tagged OK."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaslResponse:
+    """One SASL client response, base64-decoded; None when the client cancelled with "*".
+
+    The octets are held losslessly as a str (see `parser.decode_base64`)."""
+
+    data: Secret | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The client closed its side and every buffered event has been consumed."""
+
+
+Event: TypeAlias = (
+    cmd.Command
+    | ContinueRequest
+    | Rejected
+    | Fatal
+    | IdleDone
+    | SaslResponse
+    | ConnectionClosed
+    | Literal[_Sentinel.NEED_DATA]
+)
+
+
+class ServerConnection:
+    """One IMAP server connection without I/O (the h11 shape, STYLE §3)."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        #: UTF8=ACCEPT is enabled (RFC 6855 §3): UTF-8 names and quoted strings, both ways.
+        self.utf8 = False
+        self._state: State = NotAuthenticated()
+        self._framer = framing.Framer(
+            max_line_length=limits.max_line_length,
+            max_literal_size=min(limits.max_literal_size, limits.max_literal_size_unauthenticated),
+            max_discard_length=limits.max_discard_length,
+        )
+        self._bad_count = 0
+        self._dead = False
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def set_state(self, new: State) -> None:
+        """Change state; raises `state.IllegalTransition` for a pair not in TRANSITIONS."""
+        check_transition(self._state, new)
+        self._state = new
+        self._framer.max_literal_size = (
+            min(self.limits.max_literal_size, self.limits.max_literal_size_unauthenticated)
+            if isinstance(new, NotAuthenticated)
+            else self.limits.max_literal_size
+        )
+
+    @property
+    def mode(self) -> Mode:
+        """The current input mode: COMMAND, IDLE or SASL."""
+        return self._framer.mode
+
+    def start_idle(self, tag: str) -> None:
+        """Read the next line as IDLE's "DONE" (RFC 2177); call before writing ``+ idling``.
+
+        The next event is `IdleDone`, or a `Rejected` BAD for ``tag`` (any other line, which
+        also ends IDLE), then the mode is COMMAND again."""
+        self._framer.set_mode(Mode.IDLE, tag)
+
+    def start_sasl(self, tag: str) -> None:
+        """Read the next line as a SASL response to AUTHENTICATE ``tag`` (RFC 3501 §6.2.2).
+
+        Call before writing each ``+ challenge``. The next event is `SaslResponse`, or a
+        `Rejected` BAD for ``tag`` (malformed base64: AUTHENTICATE is over); then the mode is
+        COMMAND again."""
+        self._framer.set_mode(Mode.SASL, tag)
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer ``data``; ``b""`` means the client closed its side (EOF)."""
+        if self._framer.eof and data:
+            raise RuntimeError("receive_data after EOF")
+        self._framer.feed(data)
+
+    def take_buffered_data(self) -> bytes:
+        """Remove and return bytes not yet framed: for STARTTLS, where pipelined plaintext
+        must never run as commands (RFC 3501 §6.2.1); hand them to the TLS layer instead."""
+        return self._framer.take_buffered()
+
+    def next_event(self) -> Event:
+        """The next event, or `NEED_DATA`.
+
+        Client errors are events (`Rejected`, `Fatal`), never exceptions: anything raised
+        from here is a bug in this module. After `Fatal`, only `NEED_DATA` follows.
+        """
+        if self._dead:
+            return NEED_DATA
+        event = self._next()
+        if isinstance(event, Fatal):
+            self._dead = True
+        return event
+
+    def _next(self) -> Event:
+        fe = self._framer.next_event()
+        match fe:
+            case framing.FRAME_NEED_DATA:
+                return NEED_DATA
+            case framing.FRAME_EOF:
+                return ConnectionClosed()
+            case framing.FrameFatal(text, code):
+                return Fatal(UntaggedStatus("BYE", text, code))
+            case framing.FrameRejected(tag, status, text, code):
+                if status == "BAD":
+                    return self._bad(tag, text)
+                return Rejected(Tagged(tag or "*", status, text, code))
+            case framing.SyncLiteral(text, tag, _size):
+                refusal = self._precheck(text, tag)
+                if refusal is not None:
+                    self._framer.reject_command()
+                    return refusal
+                self._framer.accept_literal()
+                return ContinueRequest("Ready for literal data")
+            case framing.Frame():
+                return self._command(fe)
+            case framing.ModeLine(mode, tag, line):
+                return self._mode_line(mode, tag, line)
+            case framing.ModeLineTooLong(_mode, tag):
+                return self._bad(tag, "Line too long")
+            case _:
+                assert_never(fe)
+
+    def _precheck(self, text: bytes, tag: str | None) -> Rejected | Fatal | None:
+        """Refuse a synchronizing literal before the client sends it (RFC 3501 §7.5)."""
+        try:
+            _, kind = parser.peek_command(text)
+        except parser.UnknownCommand as exc:
+            return self._unknown(exc.tag or tag)
+        except BadCommand as exc:
+            return self._bad(exc.tag or tag, exc.text)
+        if kind is not None and type(self._state) not in ALLOWED[kind]:
+            return self._bad(tag, "Command not allowed in this state")
+        return None
+
+    def _command(self, frame: framing.Frame) -> Event:
+        try:
+            command = parser.parse_command(
+                frame.text,
+                frame.literals,
+                utf8=self.utf8,
+                max_depth=self.limits.max_depth,
+                max_args=self.limits.max_args,
+            )
+        except parser.UnknownCommand as exc:
+            return self._unknown(exc.tag or frame.tag)
+        except BadCommand as exc:
+            return self._bad(exc.tag or frame.tag, exc.text)
+        except CommandRefused as exc:
+            return Rejected(Tagged(frame.tag or "*", "NO", exc.text, exc.code))
+        if type(self._state) not in ALLOWED[type(command)]:
+            return self._bad(command.tag, "Command not allowed in this state")
+        self._bad_count = 0
+        return command
+
+    def _mode_line(self, mode: Mode, tag: str, line: bytes) -> Event:
+        if mode is Mode.IDLE:
+            if line.upper() == b"DONE":
+                return IdleDone()
+            return self._bad(tag, "Expected DONE")  # RFC 2177 §3; ends IDLE
+        if line == b"*":  # RFC 3501 §6.2.2: the client cancels the exchange
+            return SaslResponse(None)
+        data = parser.decode_base64(line)
+        if data is None:
+            return self._bad(tag, "Malformed base64")
+        return SaslResponse(Secret(data))
+
+    def _unknown(self, tag: str | None) -> Rejected | Fatal:
+        if isinstance(self._state, NotAuthenticated):
+            # STYLE §6: not an IMAP client (HTTP, SMTP...): cross-protocol attack defence.
+            return Fatal(UntaggedStatus("BYE", "Unknown command"))
+        return self._bad(tag, "Unknown command")
+
+    def _bad(self, tag: str | None, text: str) -> Rejected | Fatal:
+        self._bad_count += 1
+        if self._bad_count > self.limits.max_bad_commands:
+            return Fatal(UntaggedStatus("BYE", "Too many invalid commands"))
+        return Rejected(Tagged(tag or "*", "BAD", text))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send(self, responses: Iterable[Response]) -> bytes:
+        """Serialize ``responses`` in order with the current UTF8=ACCEPT setting."""
+        return serialize_all(responses, utf8=self.utf8)

@@ -1,0 +1,670 @@
+"""Parser table: input line(s) -> Command, or BAD / NO / BYE; each row fed three ways."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from imapd.protocol import commands as c
+from imapd.protocol.connection import ContinueRequest, Fatal, Limits, Rejected
+from imapd.protocol.errors import BadCommand
+from imapd.protocol.parser import Cursor, parse_command, peek_command, sequence_set
+from imapd.protocol.state import ALLOWED, Authenticated, NotAuthenticated, Selected, State
+from imapd.protocol.values import FetchAtt as F
+from imapd.protocol.values import SearchKey as K
+from imapd.protocol.values import Secret, Section
+from imapd.protocol.values import SequenceSet as S
+from tests.protocol.feeding import connection, feed, three_ways
+
+
+@dataclass(frozen=True)
+class Bad:
+    tag: str = "a"
+
+
+@dataclass(frozen=True)
+class No:
+    code: str
+
+
+@dataclass(frozen=True)
+class Bye:
+    pass
+
+
+Expected = c.Command | Bad | No | Bye
+
+SELECTED = Selected("u", "INBOX", False)
+UTC = dt.UTC
+
+
+def one(n: int) -> S:
+    return S(((n, n),))
+
+
+def srch(
+    *keys: K, uid: bool = False, charset: str | None = None, ret: tuple[str, ...] | None = None
+) -> c.Search:
+    return c.Search("a", uid, K("AND", children=keys), charset, ret)
+
+
+ONE = S(((1, 1),))
+
+
+def fetch(*atts: F, seqs: S = ONE, uid: bool = False, **kw: object) -> c.Fetch:
+    return c.Fetch("a", uid, seqs, atts, **kw)  # type: ignore[arg-type]
+
+
+# (id, input without the final CRLF, expected)
+ROWS: list[tuple[str, bytes, Expected]] = [
+    # -- any state
+    ("capability", b"a CAPABILITY", c.Capability("a")),
+    ("capability-lower", b"a capability", c.Capability("a")),
+    ("noop", b"tag.1 NOOP", c.Noop("tag.1")),
+    ("logout", b"a LOGOUT", c.Logout("a")),
+    ("tag-with-bracket", b"a]1 NOOP", c.Noop("a]1")),
+    ("id-nil", b"a ID NIL", c.Id("a", None)),
+    (
+        "id-params",
+        b'a ID ("name" "x" "version" NIL)',
+        c.Id("a", (("name", "x"), ("version", None))),
+    ),
+    ("id-empty", b"a ID ()", c.Id("a", ())),
+    ("id-literal", b'a ID ({4}\r\nname "v")', c.Id("a", (("name", "v"),))),
+    ("id-odd", b'a ID ("name")', Bad()),
+    # -- not authenticated
+    ("starttls", b"a STARTTLS", c.StartTLS("a")),
+    ("login-atoms", b"a LOGIN user pass", c.Login("a", "user", Secret("pass"))),
+    ("login-quoted", b'a LOGIN "us er" "p\\"a\\\\ss"', c.Login("a", "us er", Secret('p"a\\ss'))),
+    ("login-literal", b"a LOGIN {4}\r\nuser {5}\r\np ass", c.Login("a", "user", Secret("p ass"))),
+    ("login-nonsync", b"a LOGIN {4+}\r\nuser {5+}\r\np ass", c.Login("a", "user", Secret("p ass"))),
+    (
+        "login-utf8-literal",
+        b"a LOGIN {5}\r\nj\xc3\xb6rg pw",
+        c.Login("a", "j\u00f6rg", Secret("pw")),
+    ),
+    ("login-missing", b"a LOGIN user", Bad()),
+    ("login-extra", b"a LOGIN user pass extra", Bad()),
+    ("login-8bit-quoted", b'a LOGIN "j\xc3\xb6rg" pw', Bad()),
+    ("login-nul-literal", b"a LOGIN {3}\r\na\x00b pw", Bad()),
+    ("login-bad-escape", b'a LOGIN "a\\b" pw', Bad()),
+    ("login-unterminated", b'a LOGIN "abc pw', Bad()),
+    ("authenticate", b"a AUTHENTICATE plain", c.Authenticate("a", "PLAIN")),
+    (
+        "authenticate-ir",
+        b"a AUTHENTICATE PLAIN AHUAcA==",
+        c.Authenticate("a", "PLAIN", Secret("\x00u\x00p")),
+    ),
+    ("authenticate-ir-empty", b"a AUTHENTICATE PLAIN =", c.Authenticate("a", "PLAIN", Secret(""))),
+    ("authenticate-ir-bad", b"a AUTHENTICATE PLAIN AHUAcA=", Bad()),
+    ("authenticate-ir-junk", b"a AUTHENTICATE PLAIN !!!!", Bad()),
+    # -- authenticated
+    ("select", b"a SELECT INBOX", c.Select("a", "INBOX")),
+    ("select-inbox-case", b"a select iNbOx", c.Select("a", "INBOX")),
+    ("select-inbox-sub-keeps-case", b"a SELECT inbox/sub", c.Select("a", "inbox/sub")),
+    ("examine", b'a EXAMINE "Sent Items"', c.Select("a", "Sent Items", readonly=True)),
+    ("select-mutf7", b"a SELECT Entw&APw-rfe", c.Select("a", "Entw\u00fcrfe")),
+    ("select-amp", b"a SELECT a&-b", c.Select("a", "a&b")),
+    ("select-bad-mutf7", b"a SELECT &Jjo", Bad()),
+    ("select-ascii-in-b64", b"a SELECT &AGE-", Bad()),
+    ("select-8bit-literal", b"a SELECT {2}\r\n\xc3\xbc", Bad()),
+    ("select-condstore", b"a SELECT INBOX (CONDSTORE)", c.Select("a", "INBOX", condstore=True)),
+    (
+        "select-qresync",
+        b"a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211))",
+        c.Select(
+            "a",
+            "INBOX",
+            qresync=c.QResyncParams(67890007, 20050715194045000, S(((41, 41), (43, 211)))),
+        ),
+    ),
+    (
+        "select-qresync-match",
+        b"a EXAMINE x (QRESYNC (1 2 1:* (1:2 3:4)) CONDSTORE)",
+        c.Select(
+            "a",
+            "x",
+            True,
+            True,
+            c.QResyncParams(1, 2, S(((1, None),)), (S(((1, 2),)), S(((3, 4),)))),
+        ),
+    ),
+    (
+        "select-qresync-min",
+        b"a SELECT x (QRESYNC (1 2))",
+        c.Select("a", "x", qresync=c.QResyncParams(1, 2)),
+    ),
+    ("select-qresync-zero-modseq", b"a SELECT x (QRESYNC (1 0))", Bad()),
+    ("select-dup-param", b"a SELECT x (CONDSTORE CONDSTORE)", Bad()),
+    ("select-unknown-param", b"a SELECT x (FOO)", Bad()),
+    ("create", b"a CREATE foo/bar", c.Create("a", "foo/bar")),
+    (
+        "create-use",
+        b"a CREATE Drafts (USE (\\drafts \\Junk \\X))",
+        c.Create("a", "Drafts", ("\\Drafts", "\\Junk", "\\X")),
+    ),
+    ("create-bad-param", b"a CREATE x (FOO (\\Drafts))", Bad()),
+    ("delete", b"a DELETE foo", c.Delete("a", "foo")),
+    ("rename", b"a RENAME foo {3}\r\nbar", c.Rename("a", "foo", "bar")),
+    ("subscribe", b"a SUBSCRIBE foo", c.Subscribe("a", "foo")),
+    ("unsubscribe", b"a UNSUBSCRIBE foo", c.Unsubscribe("a", "foo")),
+    ("list", b'a LIST "" *', c.List("a", "", ("*",))),
+    ("list-pattern", b"a LIST ~/Mail %/x]", c.List("a", "~/Mail", ("%/x]",))),
+    ("list-empty", b'a LIST "" ""', c.List("a", "", ("",))),
+    (
+        "list-extended",
+        b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" ("%" INBOX) '
+        b"RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES UNSEEN))",
+        c.List(
+            "a",
+            "",
+            ("%", "INBOX"),
+            selection=("SUBSCRIBED", "RECURSIVEMATCH"),
+            return_opts=("CHILDREN", "SPECIAL-USE", "STATUS"),
+            status_items=("MESSAGES", "UNSEEN"),
+            extended=True,
+        ),
+    ),
+    (
+        "list-special-use",
+        b'a LIST (SPECIAL-USE) "" *',
+        c.List("a", "", ("*",), selection=("SPECIAL-USE",), extended=True),
+    ),
+    ("list-return-only", b'a LIST "" % RETURN ()', c.List("a", "", ("%",), extended=True)),
+    ("list-recursivematch-alone", b'a LIST (RECURSIVEMATCH) "" *', Bad()),
+    ("list-unknown-select", b'a LIST (FOO) "" *', Bad()),
+    ("list-unknown-return", b'a LIST "" * RETURN (FOO)', Bad()),
+    ("list-unbalanced", b'a LIST "" ("%"', Bad()),
+    ("lsub", b'a LSUB "" %', c.List("a", "", ("%",), lsub=True)),
+    (
+        "status",
+        b"a STATUS INBOX (messages UIDNEXT)",
+        c.Status("a", "INBOX", ("MESSAGES", "UIDNEXT")),
+    ),
+    (
+        "status-all",
+        b"a STATUS x (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE DELETED)",
+        c.Status(
+            "a",
+            "x",
+            (
+                "MESSAGES",
+                "RECENT",
+                "UIDNEXT",
+                "UIDVALIDITY",
+                "UNSEEN",
+                "HIGHESTMODSEQ",
+                "SIZE",
+                "DELETED",
+            ),
+        ),
+    ),
+    ("status-unknown", b"a STATUS x (APPENDLIMIT)", Bad()),
+    ("status-empty", b"a STATUS x ()", Bad()),
+    (
+        "append",
+        b"a APPEND INBOX {3}\r\nabc",
+        c.Append("a", "INBOX", (c.AppendMessage((), None, b"abc"),)),
+    ),
+    (
+        "append-flags-date",
+        b'a APPEND x (\\seen $Junk) "05-Feb-2021 13:01:02 -0130" {2+}\r\nhi',
+        c.Append(
+            "a",
+            "x",
+            (
+                c.AppendMessage(
+                    ("\\Seen", "$Junk"),
+                    dt.datetime(
+                        2021, 2, 5, 13, 1, 2, tzinfo=dt.timezone(-dt.timedelta(hours=1, minutes=30))
+                    ),
+                    b"hi",
+                ),
+            ),
+        ),
+    ),
+    (
+        "append-date-space",
+        b'a APPEND x " 5-Feb-2021 13:01:02 +0000" {0}\r\n',
+        c.Append(
+            "a", "x", (c.AppendMessage((), dt.datetime(2021, 2, 5, 13, 1, 2, tzinfo=UTC), b""),)
+        ),
+    ),
+    (
+        "multiappend",
+        b"a APPEND x {1}\r\na (\\Draft) {2}\r\nbc",
+        c.Append(
+            "a", "x", (c.AppendMessage((), None, b"a"), c.AppendMessage(("\\Draft",), None, b"bc"))
+        ),
+    ),
+    (
+        "append-literal8",
+        b"a APPEND x ~{3}\r\na\x00b",
+        c.Append("a", "x", (c.AppendMessage((), None, b"a\x00b"),)),
+    ),
+    (
+        "append-crlf-content",
+        b"a APPEND x {4}\r\n\r\n\r\n",
+        c.Append("a", "x", (c.AppendMessage((), None, b"\r\n\r\n"),)),
+    ),
+    ("append-recent", b"a APPEND x (\\Recent) {1}\r\na", Bad()),
+    ("append-star-flag", b"a APPEND x (\\*) {1}\r\na", Bad()),
+    ("append-quoted-content", b'a APPEND x "abc"', Bad()),
+    ("append-no-message", b"a APPEND x", Bad()),
+    ("append-bad-date", b'a APPEND x "31-Feb-2021 13:01:02 +0000" {1}\r\na', Bad()),
+    ("append-bad-time", b'a APPEND x "01-Feb-2021 25:01:02 +0000" {1}\r\na', Bad()),
+    ("append-bad-zone", b'a APPEND x "01-Feb-2021 13:01:02 +0075" {1}\r\na', Bad()),
+    ("append-bad-month", b'a APPEND x "01-Foo-2021 13:01:02 +0000" {1}\r\na', Bad()),
+    ("namespace", b"a NAMESPACE", c.Namespace("a")),
+    ("enable", b"a ENABLE condstore qresync", c.Enable("a", ("CONDSTORE", "QRESYNC"))),
+    ("enable-none", b"a ENABLE", Bad()),
+    ("idle", b"a IDLE", c.Idle("a")),
+    # -- selected
+    ("check", b"a CHECK", c.Check("a")),
+    ("close", b"a CLOSE", c.Close("a")),
+    ("unselect", b"a UNSELECT", c.Unselect("a")),
+    ("expunge", b"a EXPUNGE", c.Expunge("a")),
+    ("uid-expunge", b"a UID EXPUNGE 1:3,5", c.Expunge("a", S(((1, 3), (5, 5))))),
+    ("copy", b"a COPY 1:* Trash", c.Copy("a", False, S(((1, None),)), "Trash")),
+    ("uid-copy", b"a UID COPY $ Trash", c.Copy("a", True, S(saved=True), "Trash")),
+    ("move", b"a MOVE 2,4:3 inbox", c.Copy("a", False, S(((2, 2), (4, 3))), "INBOX", move=True)),
+    ("uid-move", b'a uid move * "x y"', c.Copy("a", True, S(((None, None),)), "x y", move=True)),
+    ("uid-noop", b"a UID NOOP", Bad()),
+    ("uid-nothing", b"a UID", Bad()),
+    ("store", b"a STORE 1 FLAGS (\\Seen)", c.Store("a", False, one(1), "", False, ("\\Seen",))),
+    (
+        "store-add-silent",
+        b"a STORE 1:2 +FLAGS.SILENT \\flagged foo",
+        c.Store("a", False, S(((1, 2),)), "+", True, ("\\Flagged", "foo")),
+    ),
+    ("store-remove", b"a UID STORE 9 -flags ()", c.Store("a", True, one(9), "-", False, ())),
+    (
+        "store-unchangedsince",
+        b"a STORE 1 (UNCHANGEDSINCE 0) FLAGS ($X)",
+        c.Store("a", False, one(1), "", False, ("$X",), 0),
+    ),
+    ("store-recent", b"a STORE 1 +FLAGS (\\Recent)", Bad()),
+    ("store-star", b"a STORE 1 +FLAGS (\\*)", Bad()),
+    ("store-bad-item", b"a STORE 1 LABELS (x)", Bad()),
+    ("store-no-flags", b"a STORE 1 FLAGS", Bad()),
+    ("store-8bit-flag", b"a STORE 1 FLAGS (f\xc3\xbc)", Bad()),
+    # -- sequence sets
+    ("seq-zero", b"a FETCH 0 FLAGS", Bad()),
+    ("seq-leading-zero", b"a FETCH 01 FLAGS", Bad()),
+    ("seq-huge", b"a FETCH 4294967296 FLAGS", Bad()),
+    ("seq-max", b"a FETCH 4294967295 FLAGS", fetch(F("FLAGS"), seqs=one(4294967295))),
+    ("seq-very-huge", b"a FETCH 99999999999999999999999999999 FLAGS", Bad()),
+    ("seq-trailing-comma", b"a FETCH 1, FLAGS", Bad()),
+    ("seq-empty-range", b"a FETCH 1: FLAGS", Bad()),
+    ("seq-dollar-mixed", b"a FETCH $,1 FLAGS", Bad()),
+    # -- fetch attributes
+    (
+        "fetch-all",
+        b"a FETCH 1 ALL",
+        fetch(F("FLAGS"), F("INTERNALDATE"), F("RFC822.SIZE"), F("ENVELOPE")),
+    ),
+    ("fetch-fast", b"a FETCH 1 fast", fetch(F("FLAGS"), F("INTERNALDATE"), F("RFC822.SIZE"))),
+    (
+        "fetch-full",
+        b"a FETCH 1 FULL",
+        fetch(F("FLAGS"), F("INTERNALDATE"), F("RFC822.SIZE"), F("ENVELOPE"), F("BODY")),
+    ),
+    ("fetch-macro-in-list", b"a FETCH 1 (ALL)", Bad()),
+    ("fetch-single", b"a FETCH 1 uid", fetch(F("UID"))),
+    (
+        "fetch-simple-atts",
+        b"a FETCH 1 (ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE "
+        b"RFC822.TEXT BODY BODYSTRUCTURE UID MODSEQ SAVEDATE)",
+        fetch(
+            *(
+                F(n)
+                for n in (
+                    "ENVELOPE",
+                    "FLAGS",
+                    "INTERNALDATE",
+                    "RFC822",
+                    "RFC822.HEADER",
+                    "RFC822.SIZE",
+                    "RFC822.TEXT",
+                    "BODY",
+                    "BODYSTRUCTURE",
+                    "UID",
+                    "MODSEQ",
+                    "SAVEDATE",
+                )
+            )
+        ),
+    ),
+    ("fetch-body-empty", b"a FETCH 1 BODY[]", fetch(F("BODY", Section()))),
+    (
+        "fetch-body-peek-partial",
+        b"a FETCH 1 BODY.PEEK[]<0.1024>",
+        fetch(F("BODY", Section(), (0, 1024), True)),
+    ),
+    ("fetch-body-header", b"a FETCH 1 body[header]", fetch(F("BODY", Section((), "HEADER")))),
+    ("fetch-body-text", b"a FETCH 1 BODY[TEXT]", fetch(F("BODY", Section((), "TEXT")))),
+    ("fetch-body-part", b"a FETCH 1 BODY[1.2.3]", fetch(F("BODY", Section((1, 2, 3))))),
+    ("fetch-body-part-mime", b"a FETCH 1 BODY[2.MIME]", fetch(F("BODY", Section((2,), "MIME")))),
+    (
+        "fetch-body-part-text",
+        b"a FETCH 1 BODY[2.1.TEXT]",
+        fetch(F("BODY", Section((2, 1), "TEXT"))),
+    ),
+    (
+        "fetch-body-fields",
+        b'a FETCH 1 BODY[HEADER.FIELDS (From "to" {7}\r\nSubject)]',
+        fetch(F("BODY", Section((), "HEADER.FIELDS", ("FROM", "TO", "SUBJECT")))),
+    ),
+    (
+        "fetch-body-fields-not",
+        b"a FETCH 1 BODY.PEEK[1.HEADER.FIELDS.NOT (X)]",
+        fetch(F("BODY", Section((1,), "HEADER.FIELDS.NOT", ("X",)), peek=True)),
+    ),
+    ("fetch-body-mime-top", b"a FETCH 1 BODY[MIME]", Bad()),
+    ("fetch-body-part-zero", b"a FETCH 1 BODY[0]", Bad()),
+    ("fetch-body-fields-empty", b"a FETCH 1 BODY[HEADER.FIELDS ()]", Bad()),
+    ("fetch-body-unclosed", b"a FETCH 1 BODY[TEXT", Bad()),
+    ("fetch-body-partial-zero", b"a FETCH 1 BODY[]<0.0>", Bad()),
+    ("fetch-body-peek-bare", b"a FETCH 1 BODY.PEEK", Bad()),
+    (
+        "fetch-binary",
+        b"a FETCH 1 (BINARY[1] BINARY.PEEK[]<5.6> BINARY.SIZE[2.1])",
+        fetch(
+            F("BINARY", Section((1,))),
+            F("BINARY", Section(), (5, 6), True),
+            F("BINARY.SIZE", Section((2, 1))),
+        ),
+    ),
+    ("fetch-binary-text", b"a FETCH 1 BINARY[TEXT]", Bad()),
+    (
+        "fetch-changedsince",
+        b"a FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)",
+        fetch(F("FLAGS"), seqs=S(((1, None),)), changedsince=12345),
+    ),
+    (
+        "fetch-vanished",
+        b"a UID FETCH 1:* FLAGS (VANISHED CHANGEDSINCE 1)",
+        fetch(F("FLAGS"), seqs=S(((1, None),)), uid=True, changedsince=1, vanished=True),
+    ),
+    ("fetch-vanished-no-uid", b"a FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)", Bad()),
+    ("fetch-vanished-alone", b"a UID FETCH 1:* FLAGS (VANISHED)", Bad()),
+    ("fetch-changedsince-huge", b"a FETCH 1 FLAGS (CHANGEDSINCE 9223372036854775808)", Bad()),
+    ("fetch-unknown-att", b"a FETCH 1 (FLAGS X-GM-LABELS)", Bad()),
+    ("fetch-unbalanced", b"a FETCH 1 (FLAGS", Bad()),
+    ("fetch-extra-paren", b"a FETCH 1 (FLAGS))", Bad()),
+    ("fetch-no-atts", b"a FETCH 1", Bad()),
+    ("fetch-empty-list", b"a FETCH 1 ()", Bad()),
+    # -- search
+    ("search-all", b"a SEARCH ALL", srch(K("ALL"))),
+    ("uid-search", b"a UID SEARCH 1:5", srch(K("SEQSET", S(((1, 5),))), uid=True)),
+    ("search-dollar", b"a SEARCH $", srch(K("SEQSET", S(saved=True)))),
+    ("search-charset", b"a SEARCH CHARSET utf-8 SUBJECT {4}\r\n\xc3\xa9t\xc3", Bad()),
+    (
+        "search-charset-ok",
+        b"a SEARCH CHARSET UTF-8 SUBJECT {3}\r\n\xc3\xa9t",
+        srch(K("SUBJECT", "\u00e9t"), charset="UTF-8"),
+    ),
+    (
+        "search-charset-ascii",
+        b"a SEARCH CHARSET us-ascii TEXT x",
+        srch(K("TEXT", "x"), charset="US-ASCII"),
+    ),
+    ("search-badcharset", b"a SEARCH CHARSET ISO-8859-1 TEXT x", No("BADCHARSET (UTF-8 US-ASCII)")),
+    (
+        "search-return",
+        b"a SEARCH RETURN (MIN MAX ALL COUNT SAVE) SEEN",
+        srch(K("SEEN"), ret=("MIN", "MAX", "ALL", "COUNT", "SAVE")),
+    ),
+    ("search-return-empty", b"a SEARCH RETURN () SEEN", srch(K("SEEN"), ret=())),
+    (
+        "search-return-charset",
+        b"a UID SEARCH RETURN (COUNT) CHARSET UTF-8 ALL",
+        srch(K("ALL"), uid=True, charset="UTF-8", ret=("COUNT",)),
+    ),
+    ("search-return-unknown", b"a SEARCH RETURN (PARTIAL) ALL", Bad()),
+    (
+        "search-flags",
+        b"a SEARCH ANSWERED DELETED DRAFT FLAGGED NEW OLD RECENT SEEN UNANSWERED "
+        b"UNDELETED UNDRAFT UNFLAGGED UNSEEN SAVEDATESUPPORTED",
+        srch(
+            *(
+                K(n)
+                for n in (
+                    "ANSWERED",
+                    "DELETED",
+                    "DRAFT",
+                    "FLAGGED",
+                    "NEW",
+                    "OLD",
+                    "RECENT",
+                    "SEEN",
+                    "UNANSWERED",
+                    "UNDELETED",
+                    "UNDRAFT",
+                    "UNFLAGGED",
+                    "UNSEEN",
+                    "SAVEDATESUPPORTED",
+                )
+            )
+        ),
+    ),
+    (
+        "search-strings",
+        b'a SEARCH BCC a BODY "b c" CC {1}\r\nc FROM d SUBJECT e TEXT f TO g',
+        srch(
+            K("BCC", "a"),
+            K("BODY", "b c"),
+            K("CC", "c"),
+            K("FROM", "d"),
+            K("SUBJECT", "e"),
+            K("TEXT", "f"),
+            K("TO", "g"),
+        ),
+    ),
+    (
+        "search-dates",
+        b'a SEARCH BEFORE 1-Jan-2020 ON "02-feb-2021" SINCE 3-MAR-2022 '
+        b"SENTBEFORE 4-Apr-2023 SENTON 5-May-2024 SENTSINCE 6-Jun-2025 "
+        b"SAVEDBEFORE 7-Jul-2026 SAVEDON 8-Aug-2027 SAVEDSINCE 9-Sep-2028",
+        srch(
+            K("BEFORE", dt.date(2020, 1, 1)),
+            K("ON", dt.date(2021, 2, 2)),
+            K("SINCE", dt.date(2022, 3, 3)),
+            K("SENTBEFORE", dt.date(2023, 4, 4)),
+            K("SENTON", dt.date(2024, 5, 5)),
+            K("SENTSINCE", dt.date(2025, 6, 6)),
+            K("SAVEDBEFORE", dt.date(2026, 7, 7)),
+            K("SAVEDON", dt.date(2027, 8, 8)),
+            K("SAVEDSINCE", dt.date(2028, 9, 9)),
+        ),
+    ),
+    ("search-bad-date", b"a SEARCH ON 32-Jan-2020", Bad()),
+    ("search-bad-date-format", b"a SEARCH ON 2020-01-01", Bad()),
+    ("search-bad-date-quote", b'a SEARCH ON "1-Jan-2020', Bad()),
+    (
+        "search-keyword",
+        b"a SEARCH KEYWORD $Junk UNKEYWORD foo",
+        srch(K("KEYWORD", "$Junk"), K("UNKEYWORD", "foo")),
+    ),
+    ("search-keyword-system", b"a SEARCH KEYWORD \\Seen", Bad()),
+    (
+        "search-size",
+        b"a SEARCH LARGER 0 SMALLER 4294967295",
+        srch(K("LARGER", 0), K("SMALLER", 4294967295)),
+    ),
+    ("search-size-huge", b"a SEARCH LARGER 4294967296", Bad()),
+    ("search-within", b"a SEARCH OLDER 60 YOUNGER 1", srch(K("OLDER", 60), K("YOUNGER", 1))),
+    ("search-within-zero", b"a SEARCH OLDER 0", Bad()),
+    ("search-uid", b"a SEARCH UID 1,3:*", srch(K("UID", S(((1, 1), (3, None)))))),
+    ("search-header", b'a SEARCH HEADER X-Spam "yes"', srch(K("HEADER", "yes", header="X-Spam"))),
+    ("search-header-missing", b"a SEARCH HEADER X-Spam", Bad()),
+    ("search-not", b"a SEARCH NOT SEEN", srch(K("NOT", children=(K("SEEN"),)))),
+    (
+        "search-or",
+        b"a SEARCH OR SEEN (FLAGGED 1:2)",
+        srch(
+            K(
+                "OR",
+                children=(K("SEEN"), K("AND", children=(K("FLAGGED"), K("SEQSET", S(((1, 2),)))))),
+            )
+        ),
+    ),
+    ("search-or-one", b"a SEARCH OR SEEN", Bad()),
+    ("search-modseq", b"a SEARCH MODSEQ 0", srch(K("MODSEQ", 0))),
+    (
+        "search-modseq-entry",
+        b'a SEARCH MODSEQ "/flags/\\\\draft" all 620162338',
+        srch(K("MODSEQ", 620162338, header="/flags/\\Draft")),
+    ),
+    (
+        "search-modseq-entry-keyword",
+        b'a SEARCH MODSEQ "/flags/$Junk" priv 5',
+        srch(K("MODSEQ", 5, header="/flags/$Junk")),
+    ),
+    ("search-modseq-bad-type", b'a SEARCH MODSEQ "/flags/\\\\Seen" public 5', Bad()),
+    ("search-modseq-bad-entry", b'a SEARCH MODSEQ "/foo" all 5', Bad()),
+    ("search-unknown-key", b"a SEARCH FOO", Bad()),
+    ("search-empty", b"a SEARCH", Bad()),
+    ("search-empty-parens", b"a SEARCH ()", Bad()),
+    ("search-unbalanced-open", b"a SEARCH (SEEN", Bad()),
+    ("search-unbalanced-close", b"a SEARCH SEEN)", Bad()),
+    (
+        "search-nested",
+        b"a SEARCH ((((SEEN))))",
+        srch(
+            K(
+                "AND",
+                children=(
+                    K("AND", children=(K("AND", children=(K("AND", children=(K("SEEN"),)),)),)),
+                ),
+            )
+        ),
+    ),
+    ("search-too-deep", b"a SEARCH " + b"(" * 40 + b"SEEN" + b")" * 40, Bad()),
+    ("search-not-too-deep", b"a SEARCH " + b"NOT " * 40 + b"SEEN", Bad()),
+    ("search-8bit-quoted", b'a SEARCH TEXT "\xc3\xa9"', Bad()),
+    ("search-too-many-args", b"a SEARCH " + b" ".join([b"SEEN"] * 10001), Bad()),
+    ("fetch-too-many-ranges", b"a FETCH " + b",".join([b"1"] * 10001) + b" FLAGS", Bad()),
+    # -- hostile and malformed
+    ("empty-line", b"", Bad("*")),
+    ("only-tag", b"a", Bad()),
+    ("tag-then-space", b"a ", Bad()),
+    ("bad-tag-plus", b"a+ NOOP", Bad("*")),
+    ("bad-tag-paren", b"( NOOP", Bad("*")),
+    ("nul-in-line", b"a NO\x00OP", Bad()),
+    ("nul-after", b"a NOOP\x00", Bad()),
+    ("8bit-in-atom", b"a SELECT f\xc3\xbcr", Bad()),
+    ("8bit-tag", b"\xc3\xa9 NOOP", Bad("*")),
+    ("double-space", b"a  NOOP", Bad()),
+    ("trailing-space", b"a NOOP ", Bad()),
+    ("cr-in-line", b"a NO\rOP", Bad()),
+    ("literal-mid-line", b"a LOGIN {3} x", Bad()),
+    ("literal-for-atom", b"a SEARCH {3}\r\nALL", Bad()),
+    ("literal8-for-string", b"a LOGIN ~{1}\r\nu p", Bad()),
+    ("unknown-authenticated", b"a XYZZY", Bad()),
+]
+
+
+def _state_for(data: bytes) -> State:
+    """Selected, unless the command (if it has a known name) is for not-authenticated only."""
+    try:
+        _, kind = peek_command(data)
+    except BadCommand:
+        return SELECTED
+    assert kind is not None
+    return SELECTED if Selected in ALLOWED[kind] else NotAuthenticated()
+
+
+def _check(all_events: Sequence[object], expected: Expected) -> None:
+    events = [e for e in all_events if not isinstance(e, ContinueRequest)]
+    assert len(events) == 1, events
+    (event,) = events
+    match expected:
+        case Bad(tag):
+            assert isinstance(event, Rejected), event
+            assert (event.reply.tag, event.reply.status) == (tag, "BAD")
+        case No(code):
+            assert isinstance(event, Rejected), event
+            assert (event.reply.tag, event.reply.status, event.reply.code) == ("a", "NO", code)
+        case Bye():
+            assert isinstance(event, Fatal), event
+        case _:
+            assert event == expected
+
+
+CASES = [
+    pytest.param(data, expected, pieces, id=f"{name}-{how}")
+    for name, data, expected in ROWS
+    for how, pieces in three_ways(data + b"\r\n", name)
+    # The byte-at-a-time feed of the 10000-argument rows adds nothing but time.
+    if not (how == "bytewise" and len(data) > 5000)
+]
+
+
+@pytest.mark.parametrize(("data", "expected", "pieces"), CASES)
+def test_row(data: bytes, expected: Expected, pieces: list[bytes]) -> None:
+    conn = connection(_state_for(data))
+    _check(feed(conn, pieces), expected)
+
+
+def test_rows_cover_every_command_type() -> None:
+    seen = {type(e) for _, _, e in ROWS}
+    assert set(ALLOWED) <= seen
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ALL", "ANSWERED", "BCC", "BEFORE", "BODY", "CC", "DELETED", "DRAFT", "FLAGGED", "FROM",
+     "HEADER", "KEYWORD", "LARGER", "NEW", "NOT", "OLD", "ON", "OR", "RECENT", "SEEN",
+     "SENTBEFORE", "SENTON", "SENTSINCE", "SINCE", "SMALLER", "SUBJECT", "TEXT", "TO", "UID",
+     "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNKEYWORD", "UNSEEN", "MODSEQ",
+     "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "SAVEDATESUPPORTED", "OLDER", "YOUNGER", "SEQSET",
+     "AND"],
+)  # fmt: skip
+def test_every_search_key_has_a_row(name: str) -> None:
+    def names(k: K) -> set[str]:
+        return {k.name}.union(*(names(ch) for ch in k.children))
+
+    found: set[str] = set()
+    for _, _, e in ROWS:
+        if isinstance(e, c.Search):
+            found |= names(e.key)
+    assert name in found
+
+
+def test_utf8_mode_mailbox_names_are_not_mutf7() -> None:
+    conn = connection(Authenticated("u"))
+    conn.utf8 = True
+    events = feed(conn, [b'a SELECT "Entw\xc3\xbcrfe&AAA-"\r\nb CREATE f\xc3\xbcr\r\n'])
+    assert events[0] == c.Select("a", "Entw\u00fcrfe&AAA-")
+    # 8-bit atoms are still not atoms, even with UTF8=ACCEPT (RFC 6855 §3 extends quoted only).
+    assert isinstance(events[1], Rejected)
+
+
+def test_utf8_mode_rejects_invalid_utf8() -> None:
+    conn = connection(Authenticated("u"))
+    conn.utf8 = True
+    (event,) = feed(conn, [b'a SELECT "\xff"\r\n'])
+    assert isinstance(event, Rejected)
+    assert event.reply.status == "BAD"
+
+
+def test_parse_command_directly_reports_position_without_echo() -> None:
+    with pytest.raises(Exception, match="Expected") as info:
+        parse_command(b"a LOGIN secretuser")
+    assert "secretuser" not in str(info.value)
+
+
+def test_sequence_set_rule() -> None:
+    cur = Cursor(b"1:*,7,9:3")
+    assert sequence_set(cur) == S(((1, None), (7, 7), (9, 3)))
+    assert cur.at_end()
+
+
+def test_limits_are_configurable() -> None:
+    conn = connection(SELECTED, Limits(max_depth=2, max_args=3))
+    events = feed(conn, [b"a SEARCH ((SEEN))\r\nb SEARCH (SEEN)\r\nc FETCH 1,2,3,4 FLAGS\r\n"])
+    assert [type(e) for e in events] == [Rejected, c.Search, Rejected]
