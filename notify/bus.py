@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 
 from store.changes import (
     Change,
+    FlagsChanged,
+    MailboxCreated,
     MailboxDeleted,
     MailboxRenamed,
     MessagesAdded,
     MessagesExpunged,
-    FlagsChanged,
-    MailboxCreated,
     SubscriptionChanged,
 )
 
