@@ -153,14 +153,15 @@ def section_label(att: FetchAtt) -> str:
     return label
 
 
-def section_data(record: MessageRecord, att: FetchAtt) -> bytes | None:
+def section_data(record: MessageRecord, att: FetchAtt) -> bytes:
+    """A section that does not exist is an empty string, as Dovecot answers."""
     assert record.content is not None and record.structure is not None
     section = att.section or Section()
     data = section_bytes(
         record.content, record.structure, section.part, section.text, section.fields
     )
     if data is None:
-        return None
+        return b""
     if att.partial is not None:
         origin, count = att.partial
         data = data[origin : origin + count]
@@ -190,9 +191,9 @@ def render_item(record: MessageRecord, att: FetchAtt) -> tuple[Value, Value]:
             return Atom("RFC822"), record.content
         case "RFC822.HEADER":
             data = section_data(record, FetchAtt("BODY", Section((), "HEADER")))
-            return Atom("RFC822.HEADER"), data or b""
+            return Atom("RFC822.HEADER"), data
         case "RFC822.TEXT":
             data = section_data(record, FetchAtt("BODY", Section((), "TEXT")))
-            return Atom("RFC822.TEXT"), data or b""
+            return Atom("RFC822.TEXT"), data
         case _:
             return Atom(section_label(att)), section_data(record, att)
