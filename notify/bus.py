@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from store.changes import (
+    ApplePushRegistered,
     Change,
     FlagsChanged,
     MailboxCreated,
@@ -24,6 +25,8 @@ from store.changes import (
     MailboxRenamed,
     MessagesAdded,
     MessagesExpunged,
+    MetadataChanged,
+    SessionEvent,
     SubscriptionChanged,
 )
 
@@ -36,7 +39,9 @@ def change_mailbox_ids(change: Change) -> tuple[int, ...]:
             return (change.mailbox.id,)
         case MailboxRenamed():
             return tuple(old.id for old, _ in change.renames)
-        case SubscriptionChanged():
+        case MetadataChanged():
+            return () if change.mailbox is None else (change.mailbox.id,)
+        case SubscriptionChanged() | SessionEvent() | ApplePushRegistered():
             return ()
 
 
@@ -48,7 +53,7 @@ def change_owner(change: Change) -> str:
             return change.mailbox.owner
         case MailboxRenamed():
             return change.renames[0][0].owner
-        case SubscriptionChanged():
+        case SubscriptionChanged() | SessionEvent() | MetadataChanged() | ApplePushRegistered():
             return change.user
 
 

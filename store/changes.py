@@ -132,6 +132,39 @@ class SubscriptionChanged(ChangeBase):
     subscribed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SessionEvent(ChangeBase):
+    """A login or logout (RFC 5423 §4.4 access events); ``origin`` names the session.
+    ``server`` is the local "ip:port" the client connected to."""
+
+    user: str
+    kind: str  # login | logout
+    server: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataChanged(ChangeBase):
+    """SETMETADATA (RFC 5464): ``mailbox`` None for server entries. ``user`` is the
+    mailbox owner (server entries: the user whose /private entry changed, or "" for
+    /shared server entries)."""
+
+    user: str
+    mailbox: MailboxRef | None
+    entries: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplePushRegistered(ChangeBase):
+    """XAPPLEPUSHSERVICE registration (Cyrus's ApplePushService event)."""
+
+    user: str
+    aps_version: int
+    account_id: str
+    device_token: str
+    subtopic: str
+    mailboxes: tuple[str, ...]
+
+
 Change: TypeAlias = (
     MessagesAdded
     | MessagesExpunged
@@ -140,6 +173,9 @@ Change: TypeAlias = (
     | MailboxDeleted
     | MailboxRenamed
     | SubscriptionChanged
+    | SessionEvent
+    | MetadataChanged
+    | ApplePushRegistered
 )
 
 CHANGE_TYPES: dict[str, type[Any]] = {
@@ -152,6 +188,9 @@ CHANGE_TYPES: dict[str, type[Any]] = {
         MailboxDeleted,
         MailboxRenamed,
         SubscriptionChanged,
+        SessionEvent,
+        MetadataChanged,
+        ApplePushRegistered,
     )
 }
 
@@ -172,7 +211,7 @@ def _encode(value: object) -> object:
 
 def to_json(change: Change) -> str:
     """The change_log payload (without ``seq``, which is the row key)."""
-    body = {k: v for k, v in _encode(change).items() if k != "seq"}  # type: ignore[union-attr]
+    body = {k: v for k, v in _encode(change).items() if k != "seq"}  # type: ignore[attr-defined]
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -186,7 +225,11 @@ _NESTED: dict[str, type[Any]] = {
 
 def _decode_message(d: dict[str, Any]) -> MessageFacts:
     return MessageFacts(
-        **{**d, "flags": tuple(d["flags"]), "internaldate": dt.datetime.fromisoformat(d["internaldate"])}
+        **{
+            **d,
+            "flags": tuple(d["flags"]),
+            "internaldate": dt.datetime.fromisoformat(d["internaldate"]),
+        }
     )
 
 

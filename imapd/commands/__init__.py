@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from imapd.commands import auth, mailbox, message
+from imapd.commands import auth, mailbox, message, select
 from imapd.protocol import commands as c
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
     c.StartTLS: auth.handle_starttls,
     c.Login: auth.handle_login,
     c.Authenticate: auth.handle_authenticate,
-    c.Select: mailbox.handle_select,
+    c.Select: select.handle_select,
     c.Create: mailbox.handle_create,
     c.Delete: mailbox.handle_delete,
     c.Rename: mailbox.handle_rename,
@@ -32,8 +32,8 @@ HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
     c.List: mailbox.handle_list,
     c.Status: mailbox.handle_status,
     c.Append: mailbox.handle_append,
-    c.Close: mailbox.handle_close,
-    c.Unselect: mailbox.handle_unselect,
+    c.Close: select.handle_close,
+    c.Unselect: select.handle_unselect,
     c.Expunge: message.handle_expunge,
     c.Search: message.handle_search,
     c.Fetch: message.handle_fetch,
