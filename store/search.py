@@ -1,0 +1,268 @@
+"""SEARCH evaluation: a `Criterion` tree compiled into ONE SQL expression.
+
+Owns: the meaning of each search key over the stored columns. Keys on flags, keywords,
+dates, sizes, UIDs, MODSEQ and SAVEDATE become plain SQL over ``messages m``. Text keys
+(BCC, BODY, CC, FROM, HEADER, SUBJECT, TEXT, TO) and the Date-header keys (SENTBEFORE,
+SENTON, SENTSINCE) become calls of the SQL functions ``imap_text`` and ``imap_sent``, which
+`TextMatcher` implements in Python with the `store.mime` helpers; they are registered on the
+reader connection, so they run in its worker thread, never on the event loop, and inside
+AND the cheap SQL terms are placed first so that SQLite only calls them on the candidate
+rows the SQL part left (SQLite evaluates WHERE terms in order and stops at the first false
+one). Matching is a case-insensitive (casefold) substring of decoded text (RFC 3501 §6.4.4).
+Imports nothing of imapd or notify.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from store import mime
+from store.api import Criterion
+from store.mime import BodyPart
+
+log = logging.getLogger("store.search")
+
+TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "HEADER", "SUBJECT", "TEXT", "TO"})
+SENT_KEYS = frozenset({"SENTBEFORE", "SENTON", "SENTSINCE"})
+_FLAG_KEYS = {
+    "ANSWERED": "\\Answered",
+    "FLAGGED": "\\Flagged",
+    "DRAFT": "\\Draft",
+}
+_DATE_OPS = {"BEFORE": "<", "ON": "=", "SINCE": ">="}
+# Ranges up to this many are inlined as BETWEENs, beyond it passed as one JSON parameter.
+_INLINE_RANGES = 8
+# Headers whose decoded values TEXT also searches (encoded words are not in the raw bytes).
+_TEXT_HEADERS = ("Subject", "From", "To", "Cc", "Bcc", "Reply-To", "Sender")
+
+
+@dataclass(slots=True)
+class Compiled:
+    """``sql`` is an expression over ``messages m`` (and ``contents c`` when
+    ``needs_content``); ``params`` its positional parameters in order."""
+
+    sql: str
+    params: list[object] = field(default_factory=list)
+    needs_content: bool = False
+
+
+def compile_criterion(criterion: Criterion, now: dt.datetime) -> Compiled:
+    """Raises ValueError for an unknown key or a value of the wrong type. ``now`` (aware)
+    anchors OLDER/YOUNGER (RFC 5032)."""
+    return _compile(criterion, int(now.timestamp()))
+
+
+def _compile(c: Criterion, now: int) -> Compiled:
+    name = c.name.upper()
+    if name == "AND":
+        parts = sorted((_compile(k, now) for k in c.children), key=lambda p: p.needs_content)
+        return _join(parts, " AND ", "1")
+    if name == "OR":
+        if not c.children:
+            raise ValueError("OR needs operands")
+        return _join([_compile(k, now) for k in c.children], " OR ", "0")
+    if name == "NOT":
+        if len(c.children) != 1:
+            raise ValueError("NOT needs one operand")
+        inner = _compile(c.children[0], now)
+        return Compiled(f"NOT ({inner.sql})", inner.params, inner.needs_content)
+    if name in {"ALL", "SAVEDATESUPPORTED"}:
+        return Compiled("1")
+    if name in {"SEEN", "UNSEEN"}:
+        return Compiled(f"m.seen = {int(name == 'SEEN')}")
+    if name in {"DELETED", "UNDELETED"}:
+        return Compiled(f"m.deleted = {int(name == 'DELETED')}")
+    if name.removeprefix("UN") in _FLAG_KEYS:
+        flag = _FLAG_KEYS[name.removeprefix("UN")]
+        op = "=" if name.startswith("UN") else ">"
+        return Compiled(f"instr(' ' || m.flags || ' ', ?) {op} 0", [f" {flag} "])
+    if name in {"KEYWORD", "UNKEYWORD"}:
+        keyword = _str(c)
+        op = "=" if name == "UNKEYWORD" else ">"
+        return Compiled(f"instr(' ' || lower(m.flags) || ' ', ?) {op} 0", [f" {keyword.lower()} "])
+    if name in _DATE_OPS:
+        # RFC 3501 §6.4.4: dates "disregarding time and timezone": the date part of the
+        # stored ISO INTERNALDATE is the date in the message's own offset.
+        return Compiled(f"substr(m.internaldate, 1, 10) {_DATE_OPS[name]} ?", [_date(c)])
+    if name.startswith("SAVED") and name[5:] in _DATE_OPS:  # RFC 8514
+        return Compiled(f"substr(m.savedate, 1, 10) {_DATE_OPS[name[5:]]} ?", [_date(c)])
+    if name in {"LARGER", "SMALLER"}:
+        return Compiled(f"m.size {'>' if name == 'LARGER' else '<'} ?", [_int(c)])
+    if name == "MODSEQ":  # RFC 7162 §3.1.5: equal to or greater than
+        return Compiled("m.modseq >= ?", [_int(c)])
+    if name == "OLDER":  # RFC 5032
+        return Compiled("m.internal_epoch < ?", [now - _int(c)])
+    if name == "YOUNGER":
+        return Compiled("m.internal_epoch >= ?", [now - _int(c)])
+    if name in {"UIDS", "UID"}:
+        return _uids(c)
+    if name in TEXT_KEYS:
+        header = c.header if name == "HEADER" else None
+        if name == "HEADER" and not header:
+            raise ValueError("HEADER needs a field name")
+        return Compiled(
+            "imap_text(c.id, c.raw, c.structure, ?, ?, ?)", [name, header, _str(c)], True
+        )
+    if name in SENT_KEYS:
+        return Compiled("imap_sent(c.id, c.raw, c.structure, ?, ?)", [name, _date(c)], True)
+    raise ValueError(f"unsupported search key {c.name!r}")
+
+
+def _join(parts: list[Compiled], op: str, empty: str) -> Compiled:
+    if not parts:
+        return Compiled(empty)
+    if len(parts) == 1:
+        return parts[0]
+    params = [p for part in parts for p in part.params]
+    sql = op.join(f"({part.sql})" for part in parts)
+    return Compiled(sql, params, any(part.needs_content for part in parts))
+
+
+def _uids(c: Criterion) -> Compiled:
+    ranges = c.value
+    if not isinstance(ranges, tuple):
+        raise ValueError(f"{c.name} needs a tuple of UID ranges")
+    pairs = [(int(lo), int(hi)) for lo, hi in ranges]
+    if not pairs:
+        return Compiled("0")
+    if len(pairs) <= _INLINE_RANGES:
+        sql = " OR ".join("m.uid BETWEEN ? AND ?" for _ in pairs)
+        return Compiled(sql, [v for pair in pairs for v in pair])
+    sql = "EXISTS (SELECT 1 FROM json_each(?) r WHERE m.uid BETWEEN r.value->>0 AND r.value->>1)"
+    return Compiled(sql, [json.dumps(pairs)])
+
+
+def _str(c: Criterion) -> str:
+    if not isinstance(c.value, str):
+        raise ValueError(f"{c.name} needs a string")
+    return c.value
+
+
+def _int(c: Criterion) -> int:
+    if not isinstance(c.value, int) or isinstance(c.value, bool):
+        raise ValueError(f"{c.name} needs a number")
+    return c.value
+
+
+def _date(c: Criterion) -> str:
+    value = c.value
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if not isinstance(value, dt.date):
+        raise ValueError(f"{c.name} needs a date")
+    return value.isoformat()
+
+
+def _attached(part: BodyPart) -> list[BodyPart]:
+    """The encapsulated messages anywhere inside ``part``, outermost first."""
+    out: list[BodyPart] = []
+    stack = [part]
+    while stack:
+        current = stack.pop()
+        if current.message is not None:
+            out.append(current.message)
+            stack.append(current.message)
+        stack.extend(reversed(current.parts))
+    return out
+
+
+@dataclass(slots=True)
+class _Parsed:
+    structure: BodyPart
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    body: str | None = None
+    header_text: str | None = None
+
+
+class TextMatcher:
+    """The Python side of ``imap_text`` and ``imap_sent``. Parsed structures and decoded
+    texts are cached by content id (contents ids are never reused, contents never change),
+    so several text keys on one message parse it once. Only ever called from the reader
+    connection's thread."""
+
+    def __init__(self, cache_size: int = 64) -> None:
+        self._cache: OrderedDict[int, _Parsed] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _parsed(self, content_id: int, structure: str) -> _Parsed:
+        found = self._cache.get(content_id)
+        if found is None:
+            found = _Parsed(mime.structure_from_json(structure))
+            self._cache[content_id] = found
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(content_id)
+        return found
+
+    def _header(self, p: _Parsed, raw: bytes, name: str) -> list[str]:
+        key = name.lower()
+        if key not in p.headers:
+            p.headers[key] = [v.casefold() for v in mime.header_values(raw, p.structure, name)]
+        return p.headers[key]
+
+    def _body(self, p: _Parsed, raw: bytes) -> str:
+        """Decoded text parts, plus the headers of attached messages (message/rfc822): they
+        are part of this message's body (RFC 3501 §6.4.4 BODY)."""
+        if p.body is None:
+            nested = [
+                raw[m.header_start : m.body_start].decode("utf-8", "replace")
+                for m in _attached(p.structure)
+            ]
+            p.body = "\n".join([mime.body_text(raw, p.structure), *nested]).casefold()
+        return p.body
+
+    def _header_text(self, p: _Parsed, raw: bytes) -> str:
+        if p.header_text is None:
+            head = raw[p.structure.header_start : p.structure.body_start]
+            decoded = [" ".join(self._header(p, raw, h)) for h in _TEXT_HEADERS]
+            p.header_text = "\n".join([head.decode("utf-8", "replace").casefold(), *decoded])
+        return p.header_text
+
+    def text(
+        self, content_id: int, raw: bytes, structure: str, key: str, header: str | None, value: str
+    ) -> int:
+        """SQL ``imap_text(id, raw, structure, key, header, value)`` -> 0 or 1."""
+        try:
+            return int(self._text(content_id, raw, structure, key, header, value.casefold()))
+        except Exception:  # a broken message must not make the whole SEARCH fail
+            log.exception("text search failed on content %s", content_id)
+            return 0
+
+    def _text(
+        self, content_id: int, raw: bytes, structure: str, key: str, header: str | None, needle: str
+    ) -> bool:
+        p = self._parsed(content_id, structure)
+        if key == "BODY":
+            return needle in self._body(p, raw)
+        if key == "TEXT":
+            return needle in self._header_text(p, raw) or needle in self._body(p, raw)
+        values = self._header(p, raw, header if key == "HEADER" and header else key.title())
+        if not needle:  # RFC 3501 §6.4.4 HEADER: an empty string matches any such field
+            return bool(values)
+        return any(needle in v for v in values)
+
+    def sent(self, content_id: int, raw: bytes, structure: str, key: str, day: str) -> int:
+        """SQL ``imap_sent(id, raw, structure, key, 'YYYY-MM-DD')`` -> 0 or 1: the Date
+        header's date in its own zone (RFC 3501 §6.4.4), no match without a valid one."""
+        try:
+            p = self._parsed(content_id, structure)
+            values = mime.header_values(raw, p.structure, "Date")
+            if not values:
+                return 0
+            sent = email.utils.parsedate_to_datetime(values[0].strip()).date().isoformat()
+        except (ValueError, TypeError, IndexError):
+            return 0
+        except Exception:
+            log.exception("date search failed on content %s", content_id)
+            return 0
+        if key == "SENTBEFORE":
+            return int(sent < day)
+        if key == "SENTON":
+            return int(sent == day)
+        return int(sent >= day)

@@ -1,0 +1,1281 @@
+"""The SQLite message store: `SqliteStore`, implementing `store.api.Store` on aiosqlite.
+
+Owns: the SQL (schema in store/migrations/, applied by store/migrate.py), transactions and
+the change_log outbox. Must not import imapd or notify: it is handed a ``publish`` callable.
+
+Implementation notes
+--------------------
+- Two connections. The *writer* runs every write transaction, serialised by ``_lock``:
+  ``BEGIN IMMEDIATE``, the change, the change_log rows for its Changes, ``COMMIT``, then
+  ``publish(changes)`` while still holding the lock, so publish order is commit order and a
+  rollback publishes nothing. The *reader* serves fetch, search, list, status, get_mailbox,
+  subscriptions and vanished_since in autocommit mode: in WAL mode each statement reads the
+  latest committed snapshot, so a session that was just published a change can read it.
+- ``open_mailbox`` and ``claim_recent`` run on the writer under the lock, so a SELECT's
+  snapshot and MAX(change_log.seq) come from one transaction and no write slips between.
+- ``publish`` is synchronous and must not block (it only enqueues; see notify/bus.py). No
+  socket is ever written while the writer lock is held.
+- A write transaction runs in its own task, shielded: a caller cancelled mid-transaction
+  (client gone, shutdown) cannot leave a COMMIT unpublished or a transaction open.
+- Durability: WAL with ``synchronous=FULL`` (the default) fsyncs the WAL at every COMMIT,
+  so a COMMIT that returned survives kill -9 *and* power loss. ``NORMAL`` fsyncs only at
+  checkpoints: it survives kill -9 (committed frames are in the OS page cache) but a power
+  loss may lose the last transactions (never corrupts). The choice is ``open(synchronous=)``.
+- Round trips: each aiosqlite call is a thread hop, so statements are combined (UPDATE ...
+  RETURNING for counters, subqueries in RETURNING, executemany, UID sets as one JSON array
+  of ranges joined with ``json_each``); MIME is parsed once per message at APPEND, before
+  the lock is taken.
+- Counters (messages, unseen, size, deleted) live in ``mailboxes`` and change in the same
+  transaction as the messages, so STATUS and Counts never scan. ``uidnext`` only grows
+  (also across expunge and restart); UIDVALIDITY is ``max(source(), last + 1)`` over the
+  whole store (``meta.uidvalidity``), so it strictly increases even if the clock steps back.
+- MODSEQ: ``highestmodseq`` starts at 1; each change increments it once and gives the new
+  value to every message it touches (append, copy target, flag change, expunge record).
+  A STORE that changes nothing gets no modseq and publishes nothing.
+- \\Recent: ``recent_uid`` is the first UID no session has claimed. A read-write SELECT
+  claims all UIDs below ``uidnext``; a session sees new arrivals via ``claim_recent``;
+  EXAMINE reports without claiming (RFC 3501 §6.3.2). ``MailboxInfo.recent`` counts the
+  unclaimed messages.
+- Contents are shared by copies (COPY/MOVE never duplicate the bytes); ``contents.refs`` is
+  kept by triggers and the row is deleted with its last message.
+- Renaming INBOX (RFC 3501 §6.3.5) creates the new mailbox with a fresh UIDVALIDITY and moves
+  the messages into it keeping their UIDs, modseqs and flags; INBOX keeps its UIDVALIDITY and
+  ``uidnext`` (UIDs are never reused) and records the moved UIDs as expunged. Published as
+  MailboxCreated + MessagesAdded(kind="move") + MessagesExpunged(kind="move"), exactly as a
+  CREATE and a MOVE of everything. Inferiors of INBOX are not renamed. Other renames keep
+  the mailbox id and UIDVALIDITY and take children and subscriptions along (as Dovecot and
+  Cyrus do). DELETE keeps subscriptions (RFC 3501 §6.3.6: the server must not remove them).
+- MailboxDeleted carries the mailbox's counts as they were when it was deleted (there is no
+  "after"); delete_user publishes one per mailbox without per-message facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from store import flags as flagrules
+from store import mime, names, search
+from store.api import (
+    AppendResult,
+    CopyResult,
+    Criterion,
+    MailboxInfo,
+    MailboxSnapshot,
+    MessageRecord,
+    NewMessage,
+    Publish,
+    StoreFlagsResult,
+    User,
+)
+from store.changes import (
+    Change,
+    Counts,
+    FlagChange,
+    FlagsChanged,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRef,
+    MailboxRenamed,
+    MessageFacts,
+    MessagesAdded,
+    MessagesExpunged,
+    Origin,
+    SubscriptionChanged,
+    change_kind,
+    to_json,
+)
+from store.errors import (
+    AuthFailed,
+    MailboxExists,
+    MailboxInvalid,
+    MailboxNotFound,
+    StoreError,
+    UserExists,
+    UserNotFound,
+)
+from store.migrate import migrate
+from store.mime import BodyPart
+from store.passwords import DEFAULT_N, hash_password, verify_password
+
+log = logging.getLogger("store.sqlite")
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+BUSY_TIMEOUT_MS = 5000  # another process (the CLI) holding the write lock briefly
+SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+# Parse MIME in a worker thread above this many bytes (small ones cost less than the hop).
+PARSE_IN_THREAD = 256 * 1024
+STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
+_CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
+
+DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (names.INBOX, ()),
+    ("Drafts", ("\\Drafts",)),
+    ("Sent", ("\\Sent",)),
+    ("Trash", ("\\Trash",)),
+    ("Junk", ("\\Junk",)),
+    ("Archive", ("\\Archive",)),
+)
+SPECIAL_USES = {  # RFC 6154 §2, RFC 8457 \Important
+    s.lower(): s
+    for s in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+              "\\Important")
+}
+
+_MBOX_COLUMNS = (
+    "m.id, m.owner_id, u.name, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.messages,"
+    " m.unseen, m.size, m.deleted, m.recent_uid, m.special_use, m.selectable, m.retention_days"
+)
+_MBOX_FROM = " FROM mailboxes m JOIN users u ON u.id = m.owner_id"
+_MBOX_SELECT = "SELECT " + _MBOX_COLUMNS + _MBOX_FROM
+# MailboxInfo extras: unclaimed \Recent (a PK range count) and subscription.
+_INFO_SELECT = (
+    "SELECT " + _MBOX_COLUMNS
+    + ", (SELECT count(*) FROM messages x WHERE x.mailbox_id = m.id AND x.uid >= m.recent_uid)"
+    + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id AND s.name = m.name)"
+    + _MBOX_FROM
+)
+_COUNTS = "RETURNING messages, unseen, uidnext, highestmodseq, size, deleted"
+# A UID set as one JSON array of [low, high] ranges driving a PK range seek per range.
+_IN_RANGES = "json_each(?) AS r CROSS JOIN messages AS m"
+_RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
+_FACTS = "m.uid, m.modseq, m.flags, m.size, m.internaldate, c.message_id, m.seen, m.deleted"
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.replace(microsecond=0).isoformat()
+
+
+def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, merged inclusive ranges of a UID collection (``[1, 2, 3, 7]`` ->
+    ``[(1, 3), (7, 7)]``): a whole ``1:*`` becomes one parameter and one index seek."""
+    out: list[tuple[int, int]] = []
+    for uid in sorted(set(uids)):
+        if out and out[-1][1] == uid - 1:
+            out[-1] = (out[-1][0], uid)
+        else:
+            out.append((uid, uid))
+    return out
+
+
+async def _rows(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[Row]:
+    return cast(list[Row], list(await db.execute_fetchall(sql, params)))
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> Row | None:
+    rows = await _rows(db, sql, params)
+    return rows[0] if rows else None
+
+
+@dataclass(slots=True)
+class _Mbox:
+    id: int
+    owner_id: int
+    owner: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    unseen: int
+    size: int
+    deleted: int
+    recent_uid: int
+    special_use: tuple[str, ...]
+    selectable: bool
+    retention_days: int | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> _Mbox:
+        return cls(
+            id=row[0], owner_id=row[1], owner=row[2], name=row[3], uidvalidity=row[4],
+            uidnext=row[5], highestmodseq=row[6], messages=row[7], unseen=row[8], size=row[9],
+            deleted=row[10], recent_uid=row[11], special_use=tuple(row[12].split()),
+            selectable=bool(row[13]), retention_days=row[14],
+        )
+
+    @property
+    def ref(self) -> MailboxRef:
+        return MailboxRef(self.id, self.owner, self.name, self.uidvalidity)
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.messages, self.unseen, self.uidnext, self.highestmodseq, self.size,
+                      self.deleted)
+
+    def info(self, recent: int, subscribed: bool) -> MailboxInfo:
+        return MailboxInfo(
+            id=self.id, owner_id=self.owner_id, owner=self.owner, name=self.name,
+            uidvalidity=self.uidvalidity, uidnext=self.uidnext,
+            highestmodseq=self.highestmodseq, messages=self.messages, unseen=self.unseen,
+            recent=recent, size=self.size, special_use=self.special_use,
+            subscribed=subscribed, selectable=self.selectable,
+            retention_days=self.retention_days,
+        )
+
+
+def _info(row: Row) -> MailboxInfo:
+    return _Mbox.from_row(row).info(int(row[15]), bool(row[16]))
+
+
+def _facts(row: Row, *, uid: int | None = None, modseq: int | None = None) -> MessageFacts:
+    """MessageFacts from a ``_FACTS`` row, optionally with a new UID/modseq (copies)."""
+    return MessageFacts(
+        uid=row[0] if uid is None else uid,
+        modseq=row[1] if modseq is None else modseq,
+        flags=flagrules.from_text(row[2]),
+        size=row[3],
+        internaldate=dt.datetime.fromisoformat(row[4]),
+        message_id=row[5],
+    )
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A NewMessage made ready outside the lock: flags canonical, MIME parsed once."""
+
+    raw: bytes
+    flags: tuple[str, ...]
+    seen: bool
+    deleted: bool
+    internaldate: dt.datetime
+    header_len: int
+    structure: str
+    message_id: str | None
+
+
+class _Tx:
+    """One write transaction on the writer connection: statements and pending Changes."""
+
+    def __init__(self, db: aiosqlite.Connection, at: dt.datetime) -> None:
+        self.db = db
+        self.at = at
+        self.at_iso = _iso(at)
+        self._pending: list[tuple[Change, str | None]] = []
+
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return await _rows(self.db, sql, params)
+
+    async def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        return await _one(self.db, sql, params)
+
+    async def run(self, sql: str, params: Sequence[object] = ()) -> None:
+        await self.db.execute_fetchall(sql, params)
+
+    async def many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        await self.db.executemany(sql, params)
+
+    def emit(self, change: Change, user: str | None) -> None:
+        """Queue a Change built with ``seq=0``; `log` gives it its change_log seq."""
+        self._pending.append((change, user))
+
+    async def log(self) -> list[Change]:
+        """Insert the pending Changes into change_log; return them with their seqs."""
+        out: list[Change] = []
+        pending = self._pending
+        for start in range(0, len(pending), _CHANGE_ROWS_PER_INSERT):
+            chunk = pending[start : start + _CHANGE_ROWS_PER_INSERT]
+            params: list[object] = []
+            for change, user in chunk:
+                params += [change_kind(change), user, to_json(change), self.at_iso]
+            values = ", ".join("(?, ?, ?, ?)" for _ in chunk)
+            rows = await self.rows(
+                "INSERT INTO change_log (kind, user, payload, created) VALUES "
+                + values + " RETURNING seq",
+                params,
+            )
+            # Seqs are assigned in VALUES order; RETURNING's row order is not promised.
+            seqs = sorted(row[0] for row in rows)
+            out += [dataclasses.replace(c, seq=s) for (c, _), s in zip(chunk, seqs, strict=True)]
+        return out
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a shielded transaction's outcome retrieved when its caller was cancelled."""
+    if not task.cancelled():
+        task.exception()
+
+
+class SqliteStore:
+    """The Store on one SQLite file. Build with `open`; see the module's implementation
+    notes for the concurrency and durability rules."""
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        publish: Publish,
+        *,
+        scrypt_n: int,
+        clock: Callable[[], dt.datetime],
+        uidvalidity: Callable[[], int] | None,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._publish = publish
+        self._scrypt_n = scrypt_n
+        self._clock = clock
+        self._uidvalidity_source = uidvalidity
+        self._lock = asyncio.Lock()
+        self._structures: OrderedDict[int, BodyPart] = OrderedDict()
+        self._dummy_hash: str | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        publish: Publish,
+        *,
+        synchronous: str = "FULL",
+        scrypt_n: int = DEFAULT_N,
+        clock: Callable[[], dt.datetime] | None = None,
+        uidvalidity: Callable[[], int] | None = None,
+    ) -> SqliteStore:
+        """Open (creating and migrating) the store at ``path``. ``clock`` returns aware
+        datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
+        (default: the clock's Unix time), always raised above the last one handed out."""
+        sync = synchronous.upper()
+        if sync not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS)}")
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        reader: aiosqlite.Connection | None = None
+        try:
+            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = await _one(writer, "PRAGMA journal_mode = WAL")
+            if mode is None or str(mode[0]).lower() != "wal":
+                log.warning("journal_mode is %s, not WAL: readers will block the writer", mode)
+            await writer.execute(f"PRAGMA synchronous = {sync}")  # checked against SYNCHRONOUS
+            await writer.execute("PRAGMA foreign_keys = ON")
+            await migrate(writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await reader.execute("PRAGMA query_only = ON")
+            matcher = search.TextMatcher()
+            await reader.create_function("imap_text", 6, matcher.text, deterministic=True)
+            await reader.create_function("imap_sent", 5, matcher.sent, deterministic=True)
+        except BaseException:
+            await writer.close()
+            if reader is not None:
+                await reader.close()
+            raise
+        return cls(
+            writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
+            uidvalidity=uidvalidity,
+        )
+
+    async def close(self) -> None:
+        """Wait for the write in flight, then close both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    # --- transaction machinery ------------------------------------------------------------
+    def _now(self) -> dt.datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the store clock must return aware datetimes")
+        return now.astimezone(dt.UTC)
+
+    async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
+        """Run ``body`` in one write transaction, then publish its Changes (see notes)."""
+        task = asyncio.ensure_future(self._write_locked(body))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _write_locked(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
+        async with self._lock:
+            db = self._writer
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                tx = _Tx(db, self._now())
+                result = await body(tx)
+                changes = await tx.log()
+                await db.execute("COMMIT")
+            except BaseException:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.OperationalError:  # COMMIT failed and SQLite rolled back
+                    log.debug("no transaction to roll back", exc_info=True)
+                raise
+            if changes:
+                try:
+                    self._publish(changes)
+                except Exception:  # committed: the caller's result stands
+                    log.exception("publish failed for change_log seq %s", changes[0].seq)
+            return result
+
+    async def _uidvalidities(self, tx: _Tx, count: int) -> int:
+        """Reserve ``count`` consecutive UIDVALIDITY values; return the first."""
+        source = self._uidvalidity_source
+        proposed = source() if source is not None else int(tx.at.timestamp())
+        row = await tx.one(
+            "INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key) DO "
+            "UPDATE SET value = max(?, value + 1) + ? RETURNING value",
+            (proposed + count - 1, proposed, count - 1),
+        )
+        assert row is not None
+        return int(row[0]) - count + 1
+
+    async def _insert_mailboxes(
+        self, tx: _Tx, owner_id: int, owner: str, specs: Sequence[tuple[str, tuple[str, ...]]],
+        origin: Origin,
+    ) -> list[_Mbox]:
+        """Create mailboxes (fresh UIDVALIDITYs) and emit a MailboxCreated for each."""
+        if not specs:
+            return []
+        first = await self._uidvalidities(tx, len(specs))
+        params: list[object] = []
+        for i, (name, use) in enumerate(specs):
+            params += [owner_id, name, first + i, " ".join(use), tx.at_iso]
+        rows = await tx.rows(
+            "INSERT INTO mailboxes (owner_id, name, uidvalidity, special_use, created) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?)" for _ in specs) + " RETURNING id, name",
+            params,
+        )
+        ids = {name: id_ for id_, name in rows}
+        out = []
+        for i, (name, use) in enumerate(specs):
+            mbox = _Mbox(ids[name], owner_id, owner, name, first + i, 1, 1, 0, 0, 0, 0, 1, use,
+                         True, None)
+            out.append(mbox)
+            tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
+        return out
+
+    @staticmethod
+    async def _owner(db: aiosqlite.Connection, user_id: int) -> str:
+        row = await _one(db, "SELECT name FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise UserNotFound("No such user")
+        return str(row[0])
+
+    @staticmethod
+    async def _by_name(db: aiosqlite.Connection, user_id: int, name: str) -> _Mbox | None:
+        row = await _one(db, _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name = ?",
+                         (user_id, name))
+        return None if row is None else _Mbox.from_row(row)
+
+    @staticmethod
+    async def _by_id(db: aiosqlite.Connection, mailbox_id: int) -> _Mbox:
+        row = await _one(db, _MBOX_SELECT + " WHERE m.id = ?", (mailbox_id,))
+        if row is None:
+            raise MailboxNotFound("Mailbox no longer exists")
+        return _Mbox.from_row(row)
+
+    @staticmethod
+    async def _selectable(db: aiosqlite.Connection, user_id: int, name: str) -> _Mbox:
+        mbox = await SqliteStore._by_name(db, user_id, name)
+        if mbox is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        if not mbox.selectable:
+            raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+        return mbox
+
+    async def _remove(
+        self, tx: _Tx, mbox_id: int, rows: list[Row], *, record: bool
+    ) -> tuple[Counts, int]:
+        """Delete the messages of ``rows`` (``_FACTS`` rows) from a mailbox, adjusting its
+        counters with one new modseq; ``record`` keeps them in ``expunged`` for QRESYNC."""
+        uids = json.dumps([row[0] for row in rows])
+        row = await tx.one(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, messages = messages - ?,"
+            " unseen = unseen - ?, size = size - ?, deleted = deleted - ? WHERE id = ? "
+            + _COUNTS,
+            (len(rows), sum(not r[6] for r in rows), sum(r[3] for r in rows),
+             sum(r[7] for r in rows), mbox_id),
+        )
+        assert row is not None
+        counts = Counts(*row)
+        await tx.run(
+            "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+            (mbox_id, uids),
+        )
+        if record:
+            await tx.run(
+                "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+                " SELECT ?, value, ? FROM json_each(?)",
+                (mbox_id, counts.highestmodseq, uids),
+            )
+        return counts, counts.highestmodseq
+
+    # --- users ------------------------------------------------------------------------------
+    async def create_user(
+        self, name: str, password: str, *, admin: bool = False, origin: Origin | None = None
+    ) -> User:
+        """Create a user with INBOX, Drafts, Sent, Trash, Junk, Archive (RFC 6154 uses), all
+        subscribed; publishes a MailboxCreated for each. Raises UserExists."""
+        if not name or name != name.strip():
+            raise StoreError("A user name must be non-empty without surrounding spaces")
+        hashed = await asyncio.to_thread(hash_password, password, n=self._scrypt_n)
+        origin = origin or Origin(service="cli")
+
+        async def body(tx: _Tx) -> User:
+            row = await tx.one(
+                "INSERT INTO users (name, password, is_admin, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING RETURNING id",
+                (name, hashed, int(admin), tx.at_iso),
+            )
+            if row is None:
+                raise UserExists("User already exists")
+            user_id = int(row[0])
+            await self._insert_mailboxes(tx, user_id, name, DEFAULT_MAILBOXES, origin)
+            await tx.many(
+                "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)",
+                [(user_id, mailbox) for mailbox, _ in DEFAULT_MAILBOXES],
+            )
+            return User(user_id, name, admin)
+
+        return await self._write(body)
+
+    async def authenticate(self, name: str, password: str) -> User:
+        """Raises AuthFailed (same error, same work for unknown user and wrong password)."""
+        row = await _one(
+            self._reader, "SELECT id, name, password, is_admin FROM users WHERE name = ?", (name,)
+        )
+        if row is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(
+                    hash_password, "not a password", n=self._scrypt_n
+                )
+            await asyncio.to_thread(verify_password, password, self._dummy_hash)
+            raise AuthFailed("Authentication failed")
+        if not await asyncio.to_thread(verify_password, password, row[2]):
+            raise AuthFailed("Authentication failed")
+        return User(row[0], row[1], bool(row[3]))
+
+    async def get_user(self, name: str) -> User:
+        """Raises UserNotFound."""
+        row = await _one(self._reader, "SELECT id, name, is_admin FROM users WHERE name = ?",
+                         (name,))
+        if row is None:
+            raise UserNotFound("No such user")
+        return User(row[0], row[1], bool(row[2]))
+
+    async def set_password(self, name: str, password: str) -> None:
+        """Raises UserNotFound."""
+        hashed = await asyncio.to_thread(hash_password, password, n=self._scrypt_n)
+
+        async def body(tx: _Tx) -> None:
+            row = await tx.one("UPDATE users SET password = ? WHERE name = ? RETURNING id",
+                               (hashed, name))
+            if row is None:
+                raise UserNotFound("No such user")
+
+        await self._write(body)
+
+    async def delete_user(self, name: str, origin: Origin | None = None) -> None:
+        """Deletes the user and all their mailboxes, messages and subscriptions; publishes a
+        MailboxDeleted (without message facts) per mailbox. Raises UserNotFound."""
+        origin = origin or Origin(service="cli")
+
+        async def body(tx: _Tx) -> None:
+            row = await tx.one("SELECT id FROM users WHERE name = ?", (name,))
+            if row is None:
+                raise UserNotFound("No such user")
+            user_id = row[0]
+            mboxes = [_Mbox.from_row(r) for r in await tx.rows(
+                _MBOX_SELECT + " WHERE m.owner_id = ? ORDER BY m.name", (user_id,))]
+            owned = "(SELECT id FROM mailboxes WHERE owner_id = ?)"
+            await tx.run("DELETE FROM messages WHERE mailbox_id IN " + owned, (user_id,))
+            await tx.run("DELETE FROM expunged WHERE mailbox_id IN " + owned, (user_id,))
+            await tx.run("DELETE FROM mailboxes WHERE owner_id = ?", (user_id,))
+            await tx.run("DELETE FROM subscriptions WHERE user_id = ?", (user_id,))
+            await tx.run("DELETE FROM users WHERE id = ?", (user_id,))
+            for mbox in mboxes:
+                tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts), name)
+
+        await self._write(body)
+
+    async def list_users(self) -> list[User]:
+        rows = await _rows(self._reader, "SELECT id, name, is_admin FROM users ORDER BY name")
+        return [User(r[0], r[1], bool(r[2])) for r in rows]
+
+    # --- mailboxes --------------------------------------------------------------------------
+    async def list_mailboxes(self, user_id: int) -> list[MailboxInfo]:
+        """All of the user's mailboxes, including \\Noselect placeholders, sorted by name."""
+        rows = await _rows(self._reader, _INFO_SELECT + " WHERE m.owner_id = ? ORDER BY m.name",
+                           (user_id,))
+        return [_info(r) for r in rows]
+
+    async def subscriptions(self, user_id: int) -> list[str]:
+        """Subscribed names; they need not exist (RFC 3501 §6.3.6)."""
+        rows = await _rows(
+            self._reader, "SELECT name FROM subscriptions WHERE user_id = ? ORDER BY name",
+            (user_id,),
+        )
+        return [r[0] for r in rows]
+
+    async def get_mailbox(self, user_id: int, name: str) -> MailboxInfo:
+        """Raises MailboxNotFound; a \\Noselect placeholder is returned (selectable=False)."""
+        row = await _one(self._reader, _INFO_SELECT + " WHERE m.owner_id = ? AND m.name = ?",
+                         (user_id, names.canonical(name)))
+        if row is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        return _info(row)
+
+    async def create_mailbox(
+        self, user_id: int, name: str, origin: Origin, special_use: tuple[str, ...] = ()
+    ) -> MailboxInfo:
+        """Creates missing parents too (RFC 3501 §6.3.3), each published; a trailing
+        delimiter is dropped. A \\Noselect placeholder becomes a real mailbox (new
+        UIDVALIDITY). Raises MailboxExists (also for INBOX), MailboxInvalid (empty name,
+        empty level, forbidden character, unknown special use), UserNotFound."""
+        name = names.validate(name)
+        if name == names.INBOX:
+            raise MailboxExists("INBOX always exists")
+        uses: list[str] = []
+        for use in special_use:
+            canonical = SPECIAL_USES.get(use.lower())
+            if canonical is None:
+                raise MailboxInvalid(f"Unsupported special use {use}")
+            if canonical not in uses:
+                uses.append(canonical)
+
+        async def body(tx: _Tx) -> MailboxInfo:
+            owner = await self._owner(tx.db, user_id)
+            wanted = [*names.parents(name), name]
+            rows = await tx.rows(
+                _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name IN"
+                " (SELECT value FROM json_each(?))",
+                (user_id, json.dumps(wanted)),
+            )
+            existing = {r[3]: _Mbox.from_row(r) for r in rows}
+            target = existing.get(name)
+            if target is not None and target.selectable:
+                raise MailboxExists("Mailbox already exists")
+            missing = [p for p in names.parents(name) if p not in existing]
+            await self._insert_mailboxes(tx, user_id, owner, [(p, ()) for p in missing], origin)
+            if target is None:
+                [created] = await self._insert_mailboxes(
+                    tx, user_id, owner, [(name, tuple(uses))], origin)
+                return created.info(0, await self._is_subscribed(tx.db, user_id, name))
+            # A placeholder comes back to life: a new UIDVALIDITY, so its UIDs may restart.
+            uidvalidity = await self._uidvalidities(tx, 1)
+            await tx.run(
+                "UPDATE mailboxes SET selectable = 1, uidvalidity = ?, uidnext = 1,"
+                " highestmodseq = 1, recent_uid = 1, special_use = ? WHERE id = ?",
+                (uidvalidity, " ".join(uses), target.id),
+            )
+            revived = dataclasses.replace(
+                target, uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, recent_uid=1,
+                special_use=tuple(uses), selectable=True,
+            )
+            tx.emit(MailboxCreated(0, tx.at, origin, revived.ref, tuple(uses)), owner)
+            return revived.info(0, await self._is_subscribed(tx.db, user_id, name))
+
+        return await self._write(body)
+
+    @staticmethod
+    async def _is_subscribed(db: aiosqlite.Connection, user_id: int, name: str) -> bool:
+        row = await _one(db, "SELECT 1 FROM subscriptions WHERE user_id = ? AND name = ?",
+                         (user_id, name))
+        return row is not None
+
+    @staticmethod
+    async def _has_children(db: aiosqlite.Connection, user_id: int, name: str) -> bool:
+        low, high = names.child_range(name)
+        row = await _one(
+            db, "SELECT 1 FROM mailboxes WHERE owner_id = ? AND name >= ? AND name < ? LIMIT 1",
+            (user_id, low, high),
+        )
+        return row is not None
+
+    async def delete_mailbox(self, user_id: int, name: str, origin: Origin) -> None:
+        """RFC 3501 §6.3.4: INBOX cannot be deleted (MailboxInvalid); a mailbox with
+        children becomes a \\Noselect placeholder (its messages removed); a placeholder with
+        children cannot be deleted (MailboxInvalid); without children it is removed.
+        Subscriptions are kept. Raises MailboxNotFound."""
+        name = names.canonical(name)
+        if name == names.INBOX:
+            raise MailboxInvalid("INBOX cannot be deleted")
+
+        async def body(tx: _Tx) -> None:
+            mbox = await self._by_name(tx.db, user_id, name)
+            if mbox is None:
+                raise MailboxNotFound("Mailbox does not exist")
+            children = await self._has_children(tx.db, user_id, name)
+            if not mbox.selectable and children:
+                raise MailboxInvalid("Mailbox has inferior hierarchical names")
+            rows = await tx.rows(
+                "SELECT " + _FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
+                " WHERE m.mailbox_id = ? ORDER BY m.uid",
+                (mbox.id,),
+            )
+            await tx.run("DELETE FROM messages WHERE mailbox_id = ?", (mbox.id,))
+            await tx.run("DELETE FROM expunged WHERE mailbox_id = ?", (mbox.id,))
+            if children:
+                await tx.run(
+                    "UPDATE mailboxes SET selectable = 0, messages = 0, unseen = 0, size = 0,"
+                    " deleted = 0, special_use = '', highestmodseq = highestmodseq + 1"
+                    " WHERE id = ?",
+                    (mbox.id,),
+                )
+            else:
+                await tx.run("DELETE FROM mailboxes WHERE id = ?", (mbox.id,))
+            facts = tuple(_facts(r) for r in rows)
+            tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts, facts), mbox.owner)
+
+        await self._write(body)
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str, origin: Origin) -> None:
+        """Renames with all children and their subscriptions; creates missing parents of the
+        new name. Renaming INBOX moves its messages to a new mailbox and leaves INBOX empty
+        (RFC 3501 §6.3.5; see the module notes). Raises MailboxNotFound, MailboxExists,
+        MailboxInvalid (into itself, bad new name)."""
+        old = names.canonical(old)
+        new = names.validate(new)
+        if new == names.INBOX or new == old:
+            raise MailboxExists("Target mailbox already exists")
+        if old != names.INBOX and new.startswith(old + "/"):
+            raise MailboxInvalid("Cannot rename a mailbox into itself")
+
+        async def body(tx: _Tx) -> None:
+            source = await self._by_name(tx.db, user_id, old)
+            if source is None:
+                raise MailboxNotFound("Mailbox does not exist")
+            if old == names.INBOX:
+                await self._rename_inbox(tx, source, new, origin)
+            else:
+                await self._rename(tx, source, new, origin)
+
+        await self._write(body)
+
+    async def _missing_parents(self, tx: _Tx, owner_id: int, name: str,
+                               taken: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+        parents = names.parents(name)
+        rows = await tx.rows(
+            "SELECT name FROM mailboxes WHERE owner_id = ? AND name IN"
+            " (SELECT value FROM json_each(?))",
+            (owner_id, json.dumps(parents)),
+        )
+        present = {r[0] for r in rows} | taken
+        return [(p, ()) for p in parents if p not in present]
+
+    async def _rename(self, tx: _Tx, source: _Mbox, new: str, origin: Origin) -> None:
+        old = source.name
+        low, high = names.child_range(old)
+        rows = await tx.rows(
+            _MBOX_SELECT + " WHERE m.owner_id = ? AND (m.name = ? OR (m.name >= ? AND m.name < ?))"
+            " ORDER BY m.name",
+            (source.owner_id, old, low, high),
+        )
+        moving = [_Mbox.from_row(r) for r in rows]
+        moving.sort(key=lambda m: m.name != old)  # the named mailbox first
+        targets = [new + m.name[len(old):] for m in moving]
+        clash = await tx.rows(
+            "SELECT name FROM mailboxes WHERE owner_id = ? AND name IN"
+            " (SELECT value FROM json_each(?)) AND NOT (name = ? OR (name >= ? AND name < ?))",
+            (source.owner_id, json.dumps(targets), old, low, high),
+        )
+        if clash:
+            raise MailboxExists(f"Mailbox {clash[0][0]} already exists")
+        parents = await self._missing_parents(tx, source.owner_id, new, set())
+        # Two steps through names no client can make (a U+0001 prefix), so that UNIQUE holds
+        # after every row whatever order SQLite updates them in. A dangling subscription
+        # may already hold a target name: the moving one replaces it.
+        prefix_len = len(old)
+        for table, owner_col, verb in (("mailboxes", "owner_id", "UPDATE"),
+                                       ("subscriptions", "user_id", "UPDATE OR REPLACE")):
+            where = f" WHERE {owner_col} = ? AND (name = ? OR (name >= ? AND name < ?))"
+            await tx.run(f"UPDATE {table} SET name = char(1) || name" + where,
+                         (source.owner_id, old, low, high))
+            await tx.run(
+                f"{verb} {table} SET name = ? || substr(name, ?)"
+                f" WHERE {owner_col} = ? AND substr(name, 1, 1) = char(1)",
+                (new, prefix_len + 2, source.owner_id),
+            )
+        await self._insert_mailboxes(tx, source.owner_id, source.owner, parents, origin)
+        renames = tuple(
+            (m.ref, dataclasses.replace(m.ref, name=t)) for m, t in zip(moving, targets,
+                                                                       strict=True)
+        )
+        tx.emit(MailboxRenamed(0, tx.at, origin, renames), source.owner)
+
+    async def _rename_inbox(self, tx: _Tx, inbox: _Mbox, new: str, origin: Origin) -> None:
+        if await self._by_name(tx.db, inbox.owner_id, new) is not None:
+            raise MailboxExists("Target mailbox already exists")
+        parents = await self._missing_parents(tx, inbox.owner_id, new, set())
+        await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, parents, origin)
+        [target] = await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, [(new, ())],
+                                                origin)
+        rows = await tx.rows(
+            "SELECT " + _FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
+            " WHERE m.mailbox_id = ? ORDER BY m.uid",
+            (inbox.id,),
+        )
+        if not rows:
+            return
+        # The new mailbox takes INBOX's figures; its UIDVALIDITY is its own.
+        row = await tx.one(
+            "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, recent_uid = ?, messages = ?,"
+            " unseen = ?, size = ?, deleted = ? WHERE id = ? " + _COUNTS,
+            (inbox.uidnext, inbox.highestmodseq, inbox.recent_uid, inbox.messages,
+             inbox.unseen, inbox.size, inbox.deleted, target.id),
+        )
+        assert row is not None
+        target_counts = Counts(*row)
+        await tx.run("UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?",
+                     (target.id, inbox.id))
+        row = await tx.one(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, recent_uid = uidnext,"
+            " messages = 0, unseen = 0, size = 0, deleted = 0 WHERE id = ? " + _COUNTS,
+            (inbox.id,),
+        )
+        assert row is not None
+        inbox_counts = Counts(*row)
+        await tx.run(
+            "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+            " SELECT ?, uid, ? FROM messages WHERE mailbox_id = ?",
+            (inbox.id, inbox_counts.highestmodseq, target.id),
+        )
+        facts = tuple(_facts(r) for r in rows)
+        uids = tuple(f.uid for f in facts)
+        tx.emit(MessagesAdded(0, tx.at, origin, target.ref, target_counts, facts, "move",
+                              inbox.ref, uids), inbox.owner)
+        tx.emit(MessagesExpunged(0, tx.at, origin, inbox.ref, inbox_counts, facts,
+                                 inbox_counts.highestmodseq, "move"), inbox.owner)
+
+    async def set_subscribed(
+        self, user_id: int, name: str, subscribed: bool, origin: Origin
+    ) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE. Subscribing a name that does not exist, or unsubscribing
+        one that is not subscribed, raises MailboxNotFound. Subscribing twice is a no-op
+        (nothing published)."""
+        name = names.canonical(name)
+
+        async def body(tx: _Tx) -> None:
+            owner = await self._owner(tx.db, user_id)
+            if subscribed:
+                if await self._by_name(tx.db, user_id, name) is None:
+                    raise MailboxNotFound("Mailbox does not exist")
+                done = await tx.rows(
+                    "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING RETURNING 1",
+                    (user_id, name),
+                )
+            else:
+                done = await tx.rows(
+                    "DELETE FROM subscriptions WHERE user_id = ? AND name = ? RETURNING 1",
+                    (user_id, name),
+                )
+                if not done:
+                    raise MailboxNotFound("Mailbox is not subscribed")
+            if done:
+                tx.emit(SubscriptionChanged(0, tx.at, origin, owner, name, subscribed), owner)
+
+        await self._write(body)
+
+    async def open_mailbox(
+        self, user_id: int, name: str, *, claim_recent: bool
+    ) -> MailboxSnapshot:
+        """SELECT/EXAMINE: the snapshot and MAX(change_log.seq) in one transaction on the
+        writer. Raises MailboxNotFound, MailboxInvalid (\\Noselect)."""
+        name = names.canonical(name)
+
+        async def body(tx: _Tx) -> MailboxSnapshot:
+            row = await tx.one(
+                "SELECT " + _MBOX_COLUMNS
+                + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id"
+                " AND s.name = m.name), (SELECT coalesce(max(seq), 0) FROM change_log)"
+                + _MBOX_FROM + " WHERE m.owner_id = ? AND m.name = ?",
+                (user_id, name),
+            )
+            if row is None:
+                raise MailboxNotFound("Mailbox does not exist")
+            mbox = _Mbox.from_row(row)
+            if not mbox.selectable:
+                raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+            messages = await tx.rows(
+                "SELECT uid, seen, flags FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                (mbox.id,),
+            )
+            uids = [m[0] for m in messages]
+            first_unseen = next((m[0] for m in messages if not m[1]), None)
+            keywords: dict[str, str] = {}
+            for m in messages:
+                for flag in flagrules.keywords(flagrules.from_text(m[2])):
+                    keywords.setdefault(flag.lower(), flag)
+            recent = frozenset(u for u in uids if u >= mbox.recent_uid)
+            if claim_recent and mbox.recent_uid < mbox.uidnext:
+                await tx.run("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?",
+                             (mbox.id,))
+            return MailboxSnapshot(
+                mailbox=mbox.info(len(recent), bool(row[15])),
+                uids=uids,
+                recent=recent,
+                first_unseen_uid=first_unseen,
+                keywords=tuple(keywords.values()),
+                seq=int(row[16]),
+            )
+
+        return await self._write(body)
+
+    async def claim_recent(self, mailbox_id: int, uids: Sequence[int]) -> frozenset[int]:
+        """Claim \\Recent for newly arrived UIDs; returns those this caller is first to see."""
+        if not uids:
+            return frozenset()
+
+        async def body(tx: _Tx) -> frozenset[int]:
+            row = await tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if row is None:
+                return frozenset()
+            claimed = frozenset(u for u in uids if u >= row[0])
+            if claimed:
+                await tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?",
+                             (max(claimed) + 1, mailbox_id))
+            return claimed
+
+        return await self._write(body)
+
+    # --- messages ---------------------------------------------------------------------------
+    def _prepare(self, message: NewMessage) -> _Prepared:
+        flags = flagrules.canonical_flags(message.flags)
+        when = message.internaldate or self._now()
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        structure = mime.parse_message(message.content)
+        return _Prepared(
+            raw=message.content,
+            flags=flags,
+            seen="\\Seen" in flags,
+            deleted="\\Deleted" in flags,
+            internaldate=when.replace(microsecond=0),
+            header_len=structure.body_start,
+            structure=mime.structure_to_json(structure),
+            message_id=mime.message_id(structure),
+        )
+
+    async def append(
+        self,
+        user_id: int,
+        name: str,
+        messages: Sequence[NewMessage],
+        origin: Origin,
+        *,
+        kind: str = "append",
+    ) -> AppendResult:
+        """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
+        (append|deliver|import) is the MessagesAdded kind. Raises MailboxNotFound (handler
+        adds TRYCREATE), MailboxInvalid for \\Noselect, ValueError for no messages."""
+        if not messages:
+            raise ValueError("nothing to append")
+        name = names.canonical(name)
+        if sum(len(m.content) for m in messages) > PARSE_IN_THREAD:
+            prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
+        else:
+            prepared = [self._prepare(m) for m in messages]
+
+        async def body(tx: _Tx) -> AppendResult:
+            count = len(prepared)
+            row = await tx.one(
+                "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
+                " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
+                " deleted = deleted + ? WHERE owner_id = ? AND name = ? AND selectable = 1"
+                " RETURNING messages, unseen, uidnext, highestmodseq, size, deleted, id,"
+                " uidvalidity, (SELECT name FROM users WHERE id = owner_id)",
+                (count, count, sum(not p.seen for p in prepared),
+                 sum(len(p.raw) for p in prepared), sum(p.deleted for p in prepared),
+                 user_id, name),
+            )
+            if row is None:
+                await self._selectable(tx.db, user_id, name)  # raises the right error
+                raise MailboxNotFound("Mailbox does not exist")
+            counts = Counts(*row[:6])
+            ref = MailboxRef(row[6], row[8], name, row[7])
+            first_uid, modseq = counts.uidnext - count, counts.highestmodseq
+            await tx.many(  # the message_in view inserts contents and messages rows
+                "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
+                " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
+                " structure, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(ref.id, first_uid + i, modseq, p.seen, p.deleted, len(p.raw),
+                  int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
+                  flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure, p.raw)
+                 for i, p in enumerate(prepared)],
+            )
+            facts = tuple(
+                MessageFacts(first_uid + i, modseq, p.flags, len(p.raw), p.internaldate,
+                             p.message_id)
+                for i, p in enumerate(prepared)
+            )
+            tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
+            return AppendResult(ref, tuple(f.uid for f in facts))
+
+        return await self._write(body)
+
+    def _structure(self, content_id: int, text: str) -> BodyPart:
+        cache = self._structures
+        found = cache.get(content_id)
+        if found is None:
+            found = mime.structure_from_json(text)
+            cache[content_id] = found
+            if len(cache) > STRUCTURE_CACHE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(content_id)
+        return found
+
+    async def fetch(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        *,
+        content: bool = False,
+        structure: bool = False,
+        changedsince: int | None = None,
+    ) -> list[MessageRecord]:
+        """Records of the existing messages among ``uids``, in UID order; ``changedsince``
+        keeps only those with modseq > it. One query; contents joined only when asked."""
+        ranges = uid_ranges(uids)
+        if not ranges:
+            return []
+        extra = ", c.id, c.raw, c.structure" if content or structure else ""
+        join = " JOIN contents AS c ON c.id = m.content_id" if extra else ""
+        where = " AND m.modseq > ?" if changedsince is not None else ""
+        params: list[object] = [json.dumps(ranges), mailbox_id]
+        if changedsince is not None:
+            params.append(changedsince)
+        rows = await _rows(
+            self._reader,
+            "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate" + extra
+            + " FROM " + _IN_RANGES + join + " WHERE " + _RANGE_MATCH + where
+            + " ORDER BY m.uid",
+            params,
+        )
+        fromiso = dt.datetime.fromisoformat
+        return [
+            MessageRecord(
+                uid=r[0], modseq=r[1], flags=tuple(r[2].split()), internaldate=fromiso(r[3]),
+                size=r[4], savedate=fromiso(r[5]),
+                content=r[7] if content else None,
+                structure=self._structure(r[6], r[8]) if structure else None,
+            )
+            for r in rows
+        ]
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        origin: Origin,
+        *,
+        unchangedsince: int | None = None,
+        kind: str = "store",
+    ) -> StoreFlagsResult:
+        """mode: "+" add, "-" remove, "" replace. Changed messages share one new modseq;
+        unchanged ones get none and no FlagChange. Raises MailboxNotFound, ValueError (mode)."""
+        if mode not in {"+", "-", ""}:
+            raise ValueError(f"bad STORE mode {mode!r}")
+        given = flagrules.canonical_flags(flags)
+        ranges = uid_ranges(uids)
+
+        async def body(tx: _Tx) -> StoreFlagsResult:
+            mbox = await self._by_id(tx.db, mailbox_id)
+            if not ranges:
+                return StoreFlagsResult((), {})
+            rows = await tx.rows(
+                "SELECT m.uid, m.modseq, m.flags FROM " + _IN_RANGES + " WHERE "
+                + _RANGE_MATCH + " ORDER BY m.uid",
+                (json.dumps(ranges), mailbox_id),
+            )
+            modseq = mbox.highestmodseq + 1
+            current: dict[int, tuple[tuple[str, ...], int]] = {}
+            modified: list[int] = []
+            changes: list[FlagChange] = []
+            updates: list[tuple[object, ...]] = []
+            unseen_delta = deleted_delta = 0
+            for uid, old_modseq, text in rows:
+                old = flagrules.from_text(text)
+                current[uid] = (old, old_modseq)
+                if unchangedsince is not None and old_modseq > unchangedsince:
+                    modified.append(uid)  # RFC 7162 §3.1.3
+                    continue
+                new, added, removed = flagrules.apply(mode, old, given)
+                if not added and not removed:
+                    continue
+                seen, deleted = "\\Seen" in new, "\\Deleted" in new
+                unseen_delta += ("\\Seen" in old) - seen
+                deleted_delta += deleted - ("\\Deleted" in old)
+                current[uid] = (new, modseq)
+                changes.append(FlagChange(uid, modseq, new, added, removed))
+                updates.append((flagrules.to_text(new), seen, deleted, modseq, mailbox_id, uid))
+            if not changes:
+                return StoreFlagsResult((), current, tuple(modified))
+            await tx.many(
+                "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ?"
+                " WHERE mailbox_id = ? AND uid = ?",
+                updates,
+            )
+            row = await tx.one(
+                "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ?,"
+                " deleted = deleted + ? WHERE id = ? " + _COUNTS,
+                (modseq, unseen_delta, deleted_delta, mailbox_id),
+            )
+            assert row is not None
+            tx.emit(FlagsChanged(0, tx.at, origin, mbox.ref, Counts(*row), tuple(changes),
+                                 kind), mbox.owner)
+            return StoreFlagsResult(tuple(changes), current, tuple(modified))
+
+        return await self._write(body)
+
+    async def expunge(
+        self, mailbox_id: int, origin: Origin, uids: Sequence[int] | None = None,
+        *, kind: str = "expunge",
+    ) -> tuple[int, ...]:
+        """Remove messages flagged \\Deleted (restricted to ``uids`` when given: UID
+        EXPUNGE). Returns the removed UIDs, ascending; remembered with their new modseq.
+        ``kind`` (expunge|expire) is the MessagesExpunged kind. Raises MailboxNotFound."""
+        ranges = None if uids is None else uid_ranges(uids)
+        if ranges == []:
+            return ()
+
+        async def body(tx: _Tx) -> tuple[int, ...]:
+            mbox = await self._by_id(tx.db, mailbox_id)
+            join = " JOIN contents AS c ON c.id = m.content_id"
+            if ranges is None:
+                rows = await tx.rows(
+                    "SELECT " + _FACTS + " FROM messages AS m" + join
+                    + " WHERE m.mailbox_id = ? AND m.deleted = 1 ORDER BY m.uid",
+                    (mailbox_id,),
+                )
+            else:
+                rows = await tx.rows(
+                    "SELECT " + _FACTS + " FROM " + _IN_RANGES + join + " WHERE "
+                    + _RANGE_MATCH + " AND m.deleted = 1 ORDER BY m.uid",
+                    (json.dumps(ranges), mailbox_id),
+                )
+            if not rows:
+                return ()
+            counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
+            facts = tuple(_facts(r) for r in rows)
+            tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, kind),
+                    mbox.owner)
+            return tuple(f.uid for f in facts)
+
+        return await self._write(body)
+
+    async def copy_messages(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        dest_user_id: int,
+        dest_name: str,
+        origin: Origin,
+        *,
+        move: bool = False,
+    ) -> CopyResult:
+        """COPY/MOVE in one transaction; never partial. New UIDs in source UID order; flags
+        and INTERNALDATE kept, the bytes shared. Copy into the same mailbox is allowed.
+        Raises MailboxNotFound (source gone, or destination: handler adds TRYCREATE),
+        MailboxInvalid (destination \\Noselect)."""
+        dest_name = names.canonical(dest_name)
+        ranges = uid_ranges(uids)
+
+        async def body(tx: _Tx) -> CopyResult:
+            source = await self._by_id(tx.db, mailbox_id)
+            dest = await self._selectable(tx.db, dest_user_id, dest_name)
+            rows = await tx.rows(
+                "SELECT " + _FACTS + ", m.internal_epoch, m.content_id FROM " + _IN_RANGES
+                + " JOIN contents AS c ON c.id = m.content_id WHERE " + _RANGE_MATCH
+                + " ORDER BY m.uid",
+                (json.dumps(ranges), mailbox_id),
+            ) if ranges else []
+            if not rows:
+                return CopyResult(dest.uidvalidity, (), ())
+            count = len(rows)
+            row = await tx.one(
+                "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
+                " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
+                " deleted = deleted + ? WHERE id = ? " + _COUNTS,
+                (count, count, sum(not r[6] for r in rows), sum(r[3] for r in rows),
+                 sum(r[7] for r in rows), dest.id),
+            )
+            assert row is not None
+            counts = Counts(*row)
+            first, modseq = counts.uidnext - count, counts.highestmodseq
+            await tx.many(
+                "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
+                " internal_epoch, internaldate, savedate, flags, content_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(dest.id, first + i, modseq, r[6], r[7], r[3], r[8], r[4], tx.at_iso, r[2], r[9])
+                 for i, r in enumerate(rows)],
+            )
+            source_uids = tuple(r[0] for r in rows)
+            facts = tuple(_facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(rows))
+            how = "move" if move else "copy"
+            tx.emit(MessagesAdded(0, tx.at, origin, dest.ref, counts, facts, how, source.ref,
+                                  source_uids), dest.owner)
+            if move:
+                src_counts, src_modseq = await self._remove(tx, mailbox_id, rows, record=True)
+                tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts,
+                                         tuple(_facts(r) for r in rows), src_modseq, "move"),
+                        source.owner)
+            return CopyResult(dest.uidvalidity, source_uids, tuple(f.uid for f in facts),
+                              source_uids if move else ())
+
+        return await self._write(body)
+
+    async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
+        """UIDs matching, ascending. Raises ValueError for an unknown key (a bug upstream)."""
+        compiled = search.compile_criterion(criterion, self._now())
+        join = " JOIN contents AS c ON c.id = m.content_id" if compiled.needs_content else ""
+        rows = await _rows(
+            self._reader,
+            "SELECT m.uid FROM messages AS m" + join
+            + " WHERE m.mailbox_id = ? AND (" + compiled.sql + ") ORDER BY m.uid",
+            [mailbox_id, *compiled.params],
+        )
+        return [r[0] for r in rows]
+
+    async def vanished_since(
+        self, mailbox_id: int, modseq: int, uids: Sequence[tuple[int, int]] | None = None
+    ) -> list[int]:
+        """UIDs expunged with a modseq > ``modseq`` (restricted to ranges), for QRESYNC."""
+        if uids is None:
+            rows = await _rows(
+                self._reader,
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, modseq),
+            )
+        else:
+            if not uids:
+                return []
+            rows = await _rows(
+                self._reader,
+                "SELECT DISTINCT e.uid FROM json_each(?) AS r CROSS JOIN expunged AS e"
+                " WHERE e.mailbox_id = ? AND e.uid BETWEEN r.value->>0 AND r.value->>1"
+                " AND e.modseq > ? ORDER BY e.uid",
+                (json.dumps([list(r) for r in uids]), mailbox_id, modseq),
+            )
+        return [r[0] for r in rows]
+
+    # --- maintenance (not part of the Store protocol) ---------------------------------------
+    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """(seq, kind, payload) rows with seq > ``after``, for durable consumers."""
+        rows = await _rows(
+            self._reader,
+            "SELECT seq, kind, payload FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
