@@ -29,17 +29,23 @@ class Needs:
 def needs(atts: tuple[FetchAtt, ...]) -> Needs:
     content = structure = sets_seen = False
     for att in atts:
-        if att.name in {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BINARY", "BINARY.SIZE"} or (
+        if att.name == "RFC822" or (att.name == "BODY" and _whole(att.section)):
+            # The whole message is a slice of the raw bytes: no structure needed.
+            content = True
+            sets_seen = sets_seen or not att.peek
+        elif att.name in {"RFC822.HEADER", "RFC822.TEXT", "BINARY", "BINARY.SIZE"} or (
             att.name == "BODY" and att.section is not None
         ):
             content = structure = True
-            if (att.name == "BODY" and not att.peek) or att.name in _SETS_SEEN:
-                sets_seen = True
-            if att.name == "BINARY" and not att.peek:
+            if att.name in _SETS_SEEN or (att.name in {"BODY", "BINARY"} and not att.peek):
                 sets_seen = True
         elif att.name in {"ENVELOPE", "BODYSTRUCTURE", "BODY"}:
             structure = True
     return Needs(content, structure, sets_seen)
+
+
+def _whole(section: Section | None) -> bool:
+    return section is not None and not section.part and section.text is None
 
 
 def imap_datetime(value: dt.datetime) -> str:
@@ -155,13 +161,18 @@ def section_label(att: FetchAtt) -> str:
 
 def section_data(record: MessageRecord, att: FetchAtt) -> bytes:
     """A section that does not exist is an empty string, as Dovecot answers."""
-    assert record.content is not None and record.structure is not None
+    assert record.content is not None
     section = att.section or Section()
-    data = section_bytes(
-        record.content, record.structure, section.part, section.text, section.fields
-    )
-    if data is None:
-        return b""
+    if _whole(section):
+        data = record.content
+    else:
+        assert record.structure is not None
+        found = section_bytes(
+            record.content, record.structure, section.part, section.text, section.fields
+        )
+        if found is None:
+            return b""
+        data = found
     if att.partial is not None:
         origin, count = att.partial
         data = data[origin : origin + count]
