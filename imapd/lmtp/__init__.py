@@ -1,0 +1,1 @@
+"""LMTP delivery (RFC 2033): the sans-IO protocol and its asyncio server."""
