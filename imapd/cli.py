@@ -50,6 +50,9 @@ async def _serve(config: Config) -> int:
     addresses = await server.start()
     for host, port in addresses:
         print(f"imapd: serving IMAP on {host}:{port}, data in {config.data_dir}", flush=True)
+    for where in server.lmtp.addresses if server.lmtp else ():
+        shown = where if isinstance(where, str) else f"{where[0]}:{where[1]}"
+        print(f"imapd: serving LMTP on {shown}", flush=True)
     await server.serve_forever()
     return 0
 
@@ -94,6 +97,48 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
     return _run(_with_store(config, act))
 
 
+def _parse_days(text: str) -> int | None:
+    """DAYS for set-expire: a whole number of days; 0 or "none" clears the retention."""
+    if text.lower() == "none":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of days or 'none', got {text!r}")
+    return int(text) or None
+
+
+def _mailbox_command(args: argparse.Namespace, config: Config) -> int:
+    """``mailbox set-expire`` / ``get-expire``. Works while the server runs (same SQLite
+    file); see the README on how a running server learns of it."""
+    from store.errors import StoreError
+
+    async def act(store: Any) -> int:
+        try:
+            user = await store.get_user(args.user)
+            if args.mailbox_command == "set-expire":
+                await store.set_retention(user.id, args.mailbox, args.days)
+            info = await store.get_mailbox(user.id, args.mailbox)
+        except (StoreError, ValueError) as exc:
+            print(f"imapd: {getattr(exc, 'text', exc)}", file=sys.stderr)
+            return 1
+        days = info.retention_days
+        print(f"{args.user} {info.name}: " + (f"expire after {days} days" if days else
+                                              "no expiry"))
+        return 0
+
+    return _run(_with_store(config, act))
+
+
+def _expire_command(config: Config) -> int:
+    """``imapd expire``: one expiry run now, printing how many messages were removed."""
+
+    async def act(store: Any) -> int:
+        count = await store.expire()
+        print(f"expired {count} message{'' if count == 1 else 's'}")
+        return 0
+
+    return _run(_with_store(config, act))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imapd", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -108,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT for IMAP (default 127.0.0.1:1143)")
     serve.add_argument("--lmtp", help="HOST:PORT or socket path for LMTP delivery")
     serve.add_argument("--notify-socket", dest="notify_socket", help="notifyd socket path")
+
+    notifyd = sub.add_parser("notifyd", help="listen for event datagrams (Cyrus notifyd)")
+    notifyd.add_argument("--socket", required=True, help="UNIX datagram socket path to bind")
+    notifyd.add_argument("--method", choices=("log", "external", "jsonl"), default="log",
+                         help="log: notifyd's log line; external: run --program; jsonl: JSON")
+    notifyd.add_argument("--program", help="command run per event (method external)")
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -125,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(delete)
     lst = user_sub.add_parser("list", help="list users")
     data_dir(lst)
+
+    mailbox = sub.add_parser("mailbox", help="mailbox settings (expiry)")
+    mailbox_sub = mailbox.add_subparsers(dest="mailbox_command", required=True)
+    set_expire = mailbox_sub.add_parser(
+        "set-expire", help="keep a mailbox's messages DAYS days (0 or none: forever)")
+    set_expire.add_argument("user")
+    set_expire.add_argument("mailbox")
+    set_expire.add_argument("days", type=_parse_days, metavar="DAYS")
+    data_dir(set_expire)
+    get_expire = mailbox_sub.add_parser("get-expire", help="show a mailbox's retention")
+    get_expire.add_argument("user")
+    get_expire.add_argument("mailbox")
+    data_dir(get_expire)
+
+    expire = sub.add_parser("expire", help="remove messages past their mailbox's retention")
+    data_dir(expire)
     return parser
 
 
@@ -134,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "notifyd":  # needs no store and no configuration
+        from notify import notifyd as notifyd_mod
+
+        if args.method == "external" and not args.program:
+            print("imapd notifyd: --method external needs --program", file=sys.stderr)
+            return 2
+        return notifyd_mod.main(args.socket, args.method, args.program)
     try:
         config = _config(args)
     except ConfigError as exc:
@@ -144,4 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(_serve(config))
         case "user":
             return _user_command(args, config)
+        case "mailbox":
+            return _mailbox_command(args, config)
+        case "expire":
+            return _expire_command(config)
     return 2

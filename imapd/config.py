@@ -13,6 +13,17 @@ from typing import Any
 
 from imapd.protocol.connection import Limits
 
+_EVENT_GROUPS = ("message", "quota", "flags", "access", "mailbox", "subscription", "calendar",
+                 "applepushservice")
+_EVENT_EXTRA_PARAMS = ("timestamp", "service", "messages", "modseq", "uidnext",
+                       "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.sessionId",
+                       "bodyStructure", "vnd.cmu.envelope", "messageSize", "diskUsed")
+_EVENT_EXTRA_KNOWN = frozenset({*_EVENT_EXTRA_PARAMS, "clientAddress", "flagNames",
+                                "messageContent", "messageHeaders"})
+_CONTENT_MODES = ("standard", "message", "header", "body", "headerbody")
+_WORD_LISTS = {"event_groups", "event_extra_params", "event_exclude_flags",
+               "event_exclude_specialuse"}
+
 
 class ConfigError(Exception):
     """Invalid configuration; the message names the option."""
@@ -42,6 +53,37 @@ class Config:
     shutdown_timeout: float = 10.0
     #: Unread changes a session may queue before it is disconnected (selected mailbox).
     max_pending_changes: int = 10_000
+    #: METADATA (RFC 5464 §4.1 asks for at least 1024 octets and 10 entries): octets of one
+    #: annotation value, and entries per mailbox (or on the server) per user.
+    metadata_max_size: int = 64 * 1024
+    metadata_max_entries: int = 256
+    #: /private annotations; False answers their SETMETADATA with [METADATA NOPRIVATE].
+    metadata_private: bool = True
+    #: Seconds between runs of message expiry (per-mailbox retention); 0 turns the timer off
+    #: (`imapd expire` still works). Cyrus runs cyr_expire daily from cron; hourly is cheap.
+    expire_interval: float = 3600.0
+    #: XAPPLEPUSHSERVICE's topic (Cyrus's aps_topic, the APNs certificate's UID); the
+    #: command is advertised and accepted only when it is set.
+    aps_topic: str | None = None
+
+    # Message-store events (RFC 5423) in Cyrus's JSON to ``notify_socket`` (TOML
+    # ``notifysocket``); names as Cyrus's imapoptions, defaults give the example files' keys.
+    #: The notifyd method put in each datagram (notifyd: log, external, ...).
+    event_notifier: str = "log"
+    #: Groups sent: message quota flags access mailbox subscription calendar applepushservice.
+    event_groups: tuple[str, ...] = _EVENT_GROUPS
+    #: Optional parameters (timestamp, service, messages, ..., messageContent, messageHeaders).
+    event_extra_params: tuple[str, ...] = _EVENT_EXTRA_PARAMS
+    #: Flags never reported in flagNames (so never turned into MessageRead/MessageTrash).
+    event_exclude_flags: tuple[str, ...] = ()
+    #: No message/flag events for mailboxes with these special uses; "ALL": INBOX only.
+    event_exclude_specialuse: tuple[str, ...] = ("\\Junk",)
+    #: messageContent: standard | message | header | body | headerbody, cut at event_content_size.
+    event_content_inclusion_mode: str = "standard"
+    event_content_size: int = 0
+    #: Changes the notification sink catches up on after an outage; older ones are skipped
+    #: (counted and logged). Ours: Cyrus keeps no backlog at all.
+    event_backlog_max: int = 100_000
 
     @property
     def db_path(self) -> Path:
@@ -66,6 +108,15 @@ _SIMPLE = {
     "scrypt_n": int,
     "shutdown_timeout": float,
     "max_pending_changes": int,
+    "metadata_max_size": int,
+    "metadata_max_entries": int,
+    "metadata_private": bool,
+    "expire_interval": float,
+    "aps_topic": str,
+    "event_notifier": str,
+    "event_content_inclusion_mode": str,
+    "event_content_size": int,
+    "event_backlog_max": int,
 }
 
 
@@ -80,9 +131,38 @@ def load(path: Path | None, **overrides: Any) -> Config:
         config = _apply_toml(config, raw)
     changes = {k: v for k, v in overrides.items() if v is not None}
     config = replace(config, **changes)
+    _check_events(config)
     if config.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous: expected FULL, NORMAL or EXTRA")
+    if config.lmtp is not None and "/" not in config.lmtp:
+        parse_hostport(config.lmtp, "lmtp")  # a path contains "/"; otherwise HOST:PORT
     return config
+
+
+def _check_events(config: Config) -> None:
+    for group in config.event_groups:
+        if group not in _EVENT_GROUPS:
+            raise ConfigError(f"event_groups: unknown group {group!r}")
+    for param in config.event_extra_params:
+        if param not in _EVENT_EXTRA_KNOWN:
+            raise ConfigError(f"event_extra_params: unknown parameter {param!r}")
+    if config.event_content_inclusion_mode not in _CONTENT_MODES:
+        raise ConfigError(f"event_content_inclusion_mode: expected one of {_CONTENT_MODES}")
+    if config.event_content_size < 0:
+        raise ConfigError("event_content_size: must be >= 0")
+    if config.event_backlog_max < 1:
+        raise ConfigError("event_backlog_max: must be >= 1")
+    if not config.event_notifier or "\0" in config.event_notifier:
+        raise ConfigError("event_notifier: must be a non-empty method name")
+
+
+def _words(key: str, value: object) -> tuple[str, ...]:
+    """Cyrus writes lists space-separated ("message flags"); TOML arrays work too."""
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{key}: expected a space-separated string or an array of strings")
 
 
 def _apply_toml(config: Config, raw: dict[str, Any]) -> Config:
@@ -96,6 +176,8 @@ def _apply_toml(config: Config, raw: dict[str, Any]) -> Config:
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
             changes[key] = value
+        elif key in _WORD_LISTS:
+            changes[key] = _words(key, value)
         elif key == "data_dir":
             changes[key] = Path(str(value))
         elif key == "listen":

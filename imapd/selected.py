@@ -14,7 +14,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from imapd.protocol.errors import BadCommand
-from imapd.protocol.responses import Atom, Response, Untagged, Value
+from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
 from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
 from store.changes import Change, FlagsChanged, MessagesAdded, MessagesExpunged
 
@@ -35,7 +35,12 @@ class SelectedView:
     #: uid -> (flags, modseq) to report as FETCH.
     _flags: dict[int, tuple[tuple[str, ...], int]] = field(default_factory=dict)
     _keywords_changed: bool = False
+    #: The highest modseq of the changes applied so far (RFC 7162 §3.1.2.1).
     highestmodseq: int = 0
+    #: The lowest modseq among the expunges in ``_gone`` (0 when none is pending).
+    _gone_modseq: int = 0
+    #: A HIGHESTMODSEQ below ``highestmodseq`` was sent while expunges waited.
+    _lowered: bool = False
 
     # --- numbers -------------------------------------------------------------------------
     @property
@@ -48,8 +53,9 @@ class SelectedView:
             return i + 1
         return None
 
-    def resolve(self, sequence_set: SequenceSet, *, uid: bool, saved: list[int] | None = None
-                ) -> list[int]:
+    def resolve(
+        self, sequence_set: SequenceSet, *, uid: bool, saved: list[int] | None = None
+    ) -> list[int]:
         """UIDs named by a sequence set (message numbers or UIDs), ascending, existing for
         the client (including ones expunged elsewhere and not yet reported)."""
         if sequence_set.saved:
@@ -94,14 +100,19 @@ class SelectedView:
                 for m in change.messages:
                     if m.uid in self._new:
                         self._new.remove(m.uid)
-                    else:
+                    elif self.seq_of(m.uid) is not None:
                         self._gone.add(m.uid)
+                        if not self._gone_modseq or change.modseq < self._gone_modseq:
+                            self._gone_modseq = change.modseq
                     self._flags.pop(m.uid, None)
                 self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
             case FlagsChanged():
                 for c in change.changes:
                     self._note_keywords(c.flags)
-                    if not own and c.uid not in self._gone:
+                    # The session's own command reported its change itself; but an older
+                    # change from elsewhere still pending for that message would go out
+                    # after it and undo it in the client's cache: send the newest instead.
+                    if c.uid not in self._gone and (not own or c.uid in self._flags):
                         self._flags[c.uid] = (c.flags, c.modseq)
                 self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
             case _:
@@ -118,6 +129,14 @@ class SelectedView:
         self._flags.pop(uid, None)
 
     @property
+    def safe_highestmodseq(self) -> int:
+        """A HIGHESTMODSEQ the client may trust now: below any expunge it was not told of
+        yet (RFC 7162 §3.2, the "VANISHED reply ... is delayed" example of §6)."""
+        if self._gone:
+            return min(self.highestmodseq, self._gone_modseq - 1)
+        return self.highestmodseq
+
+    @property
     def has_pending(self) -> bool:
         return bool(self._new or self._gone or self._flags or self._keywords_changed)
 
@@ -130,6 +149,15 @@ class SelectedView:
             self._keywords_changed = False
         if allow_expunge and self._gone:
             out.extend(self._expunge_responses())
+            if self._lowered and self.condstore:
+                # Everything applied has now been told: undo the lowered value.
+                out.append(_highestmodseq(self.highestmodseq))
+            self._lowered = False
+        elif self._gone and self.condstore:
+            # RFC 7162 §3.2: MODSEQs may go out while these expunges wait; a client taking
+            # the highest MODSEQ it saw would then skip them after a disconnect.
+            out.append(_highestmodseq(self.safe_highestmodseq))
+            self._lowered = True
         if self._new:
             self.uids.extend(self._new)
             self._new.clear()
@@ -146,9 +174,13 @@ class SelectedView:
         return out
 
     def _expunge_responses(self) -> list[Response]:
-        gone = sorted(self._gone)
+        gone = sorted(u for u in self._gone if self.seq_of(u) is not None)
         self._gone.clear()
+        self._gone_modseq = 0
+        if not gone:
+            return []
         if self.qresync:
+            # RFC 7162 §3.2.10.2: VANISHED without EARLIER, only UIDs the client numbers.
             for uid in gone:
                 self._remove(uid)
             return [Untagged((Atom("VANISHED"), Atom(str(SequenceSet.from_values(gone)))))]
@@ -179,6 +211,10 @@ class SelectedView:
         if uid in self.recent:
             return flag_list((*flags, "\\Recent"))
         return flag_list(flags)
+
+
+def _highestmodseq(modseq: int) -> UntaggedStatus:
+    return UntaggedStatus("OK", "Highest", f"HIGHESTMODSEQ {modseq}")
 
 
 def flag_list(flags: tuple[str, ...] | list[str] | set[str]) -> tuple[Value, ...]:

@@ -14,7 +14,10 @@ import signal
 from typing import TYPE_CHECKING
 
 from imapd.config import Config
+from imapd.lmtp.server import LmtpServer
 from notify.bus import EventBus
+from notify.cyrus import Renderer
+from notify.sink import NotifySink
 from store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -38,6 +41,18 @@ BASE_CAPABILITIES = (
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",
     "MULTIAPPEND",
+    "CONDSTORE",  # RFC 7162
+    "QRESYNC",
+    "ESEARCH",  # RFC 4731
+    "SEARCHRES",  # RFC 5182
+    "SAVEDATE",  # RFC 8514: the store keeps the date a message was added to its mailbox
+    "LIST-EXTENDED",  # RFC 5258
+    "LIST-STATUS",  # RFC 5819
+    "METADATA",  # RFC 5464: mailbox and server annotations
+    "METADATA-SERVER",
+    "COMPRESS=DEFLATE",  # RFC 4978
+    "UTF8=ACCEPT",  # RFC 6855
+    "STATUS=SIZE",  # RFC 8438
 )
 
 
@@ -50,6 +65,11 @@ class Server:
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped = asyncio.Event()
+        self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
+        self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
+        self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
+        #: Sessions log Login/Logout into the outbox only when someone will read them.
+        self.session_events = False
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -65,21 +85,68 @@ class Server:
 
     def capabilities(self, session: Session) -> list[str]:
         caps = list(BASE_CAPABILITIES)
+        caps.append(f"APPENDLIMIT={self.config.limits.max_literal_size}")  # RFC 7889
         if session.user is None:
             if session.plaintext_allowed:
                 caps.append("AUTH=PLAIN")
             else:
                 caps.append("LOGINDISABLED")
+        elif self.config.aps_topic:
+            caps.append("XAPPLEPUSHSERVICE")  # as Cyrus: only with aps_topic, after login
         return caps
 
     async def start(self) -> list[tuple[str, int]]:
+        if self.config.notify_socket:  # before accepting: the first cursor is the log's end
+            await self._start_sink(self.config.notify_socket)
         host, port = self.config.listen
         server = await asyncio.start_server(self._accept, host, port, limit=2**20)
         self._servers.append(server)
         addresses = [s.getsockname()[:2] for s in server.sockets]
         for addr in addresses:
             log.info("listening on %s:%s (imap)", addr[0], addr[1])
+        if self.config.lmtp:
+            self.lmtp = LmtpServer(self.config, self.store)
+            await self.lmtp.start()
+        if self.config.expire_interval > 0:
+            self._expiry = asyncio.create_task(self._expire_periodically(), name="expire")
         return addresses
+
+    async def _expire_periodically(self) -> None:
+        """Message expiry on a timer (a run at start, then every ``expire_interval``)."""
+        while True:
+            try:
+                count = await self.store.expire()
+            except Exception:
+                log.exception("message expiry failed")
+            else:
+                if count:
+                    log.info("expired %d messages", count)
+            await asyncio.sleep(self.config.expire_interval)
+
+    async def _start_sink(self, path: str) -> None:
+        from notify.cyrus import Format
+        from notify.events import Policy
+
+        config = self.config
+        self.sink = NotifySink(
+            self.store,
+            path,
+            method=config.event_notifier,
+            policy=Policy.build(config.event_groups, config.event_exclude_flags,
+                                config.event_exclude_specialuse),
+            fmt=Format(
+                servername=config.servername,
+                extra_params=frozenset(config.event_extra_params),
+                content_mode=config.event_content_inclusion_mode,
+                content_size=config.event_content_size,
+                renderer=_renderer(),
+            ),
+            backlog_max=config.event_backlog_max,
+        )
+        await self.sink.start()
+        self.bus.add_listener(self.sink.wake)
+        self.session_events = "access" in config.event_groups
+        log.info("events to %s (method %s)", path, config.event_notifier)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from imapd.session import Session
@@ -103,6 +170,11 @@ class Server:
         log.info("shutting down: %d sessions", len(self.sessions))
         for server in self._servers:
             server.close()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        lmtp = None
+        if self.lmtp is not None:
+            lmtp = asyncio.create_task(self.lmtp.close(self.config.shutdown_timeout))
         for session in list(self.sessions):
             if not session.busy and session.task is not None:
                 session.task.cancel()
@@ -115,6 +187,12 @@ class Server:
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if lmtp is not None:
+            await lmtp
+        if self._expiry is not None:
+            await asyncio.wait({self._expiry}, timeout=1.0)
+        if self.sink is not None:
+            await self.sink.stop()
         await self.store.close()
         self._stopped.set()
 
@@ -123,6 +201,29 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
         await self._stopped.wait()
+
+
+def _renderer() -> Renderer:
+    """ENVELOPE and BODYSTRUCTURE text for the Cyrus events, as FETCH would send them."""
+    from functools import lru_cache
+
+    from imapd.fetch import render_bodystructure, render_envelope
+    from imapd.protocol.serializer import serialize_value
+    from store.mime import structure_from_json
+
+    parse = lru_cache(maxsize=8)(structure_from_json)  # envelope, then bodystructure
+
+    def envelope(structure: str) -> str | None:
+        part = parse(structure)
+        return serialize_value(render_envelope(part.envelope), utf8=True).decode("utf-8",
+                                                                                 "replace")
+
+    def bodystructure(structure: str) -> str | None:
+        part = parse(structure)
+        value = render_bodystructure(part, extensible=True)
+        return serialize_value(value, utf8=True).decode("utf-8", "replace")
+
+    return Renderer(envelope, bodystructure)
 
 
 def install_loop_policy() -> str:

@@ -13,6 +13,11 @@ Implementation notes:
   return values; writes happen here, after the store call returned.
 - Only `_dispatch` turns exceptions into replies; unexpected ones are logged with the
   session id and the client gets ``NO [SERVERBUG]``.
+- COMPRESS=DEFLATE (RFC 4978) lives here, below the core: after the tagged OK every read
+  goes through ``_inflate`` (bounded output per call, the rest kept in its unconsumed tail)
+  and every write through ``_deflate`` with a Z_SYNC_FLUSH, so each response reaches the
+  client whole. Bytes the client sent after COMPRESS but before our OK were already
+  compressed: they are taken back from the core and inflated.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -41,6 +46,7 @@ from imapd.protocol.errors import ConnectionFatal, ImapError
 from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
 from imapd.selected import SelectedView
+from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
 from store.changes import Origin
 from store.errors import StoreError
@@ -67,7 +73,8 @@ class Session:
         self.store = server.store
         self.reader = reader
         self.writer = writer
-        self.id = secrets.token_hex(6)
+        self.id = new_session_id(self.config.servername)  # Cyrus's vnd.cmu.sessionId
+        self.session_logged = False  # a Login went to the outbox: a Logout will follow
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.loopback = isinstance(peer, tuple) and _is_loopback(peer[0])
@@ -84,6 +91,8 @@ class Session:
         self.closing = False
         self.busy = False
         self.task: asyncio.Task[None] | None = None
+        self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
+        self._deflate: zlib._Compress | None = None
 
     # --- facts handlers use ------------------------------------------------------------
     @property
@@ -102,6 +111,10 @@ class Session:
 
     def capabilities(self) -> list[str]:
         return self.server.capabilities(self)
+
+    @property
+    def compressing(self) -> bool:
+        return self._deflate is not None
 
     def require_user(self) -> User:
         if self.user is None:
@@ -160,7 +173,7 @@ class Session:
             if self.server.shutting_down:
                 await self._bye("Server shutting down")
                 return None
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            data = await asyncio.wait_for(self._recv(), timeout)
         except TimeoutError:
             await self._bye("Autologout; idle for too long")
             return None
@@ -177,7 +190,7 @@ class Session:
         """IDLE (RFC 2177): whichever comes first, client bytes or a change to report."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
-        read = asyncio.ensure_future(self.reader.read(READ_SIZE))
+        read = asyncio.ensure_future(self._recv())
         try:
             while True:
                 await self._flush_updates(allow_expunge=True)
@@ -207,6 +220,33 @@ class Session:
         finally:
             if not read.done():
                 read.cancel()
+
+    async def _recv(self) -> bytes:
+        """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF."""
+        inflate = self._inflate
+        if inflate is None:
+            return await self.reader.read(READ_SIZE)
+        while True:
+            data = inflate.unconsumed_tail or await self.reader.read(READ_SIZE)
+            if not data:
+                return b""
+            try:
+                out = inflate.decompress(data, READ_SIZE)  # bounded: no inflation bomb
+            except zlib.error as exc:
+                raise ConnectionError(f"bad DEFLATE data: {exc}") from None
+            if out:
+                return out
+
+    def start_compression(self) -> None:
+        """RFC 4978 §3: deflate both ways from the octet after COMPRESS's tagged OK."""
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        pending = self.conn.take_buffered_data()
+        if pending:
+            try:
+                self.conn.receive_data(self._inflate.decompress(pending, READ_SIZE))
+            except zlib.error as exc:
+                raise ConnectionError(f"bad DEFLATE data: {exc}") from None
 
     async def _process_events(self) -> None:
         while not self.closing:
@@ -253,6 +293,8 @@ class Session:
         except Exception:
             log.exception("session %s: internal error in %s", self.id, type(cmd).__name__)
             outcome = Outcome(text="Internal error", status="NO", code="SERVERBUG")
+        if self.user is not None and not self.session_logged:
+            await self._session_event("login")
         if isinstance(cmd, c.Idle) and outcome.status == "OK":
             self.idle_tag = cmd.tag
             self.conn.start_idle(cmd.tag)
@@ -278,6 +320,8 @@ class Session:
         rest = [u for u in updates if not _is_flags(u)]
         tagged = Tagged(cmd.tag, outcome.status, _tagged_text(cmd, outcome), outcome.code)
         await self._write([*first, *outcome.responses, *rest, tagged])
+        if isinstance(cmd, c.Compress) and outcome.status == "OK":
+            self.start_compression()
         if isinstance(cmd, c.Logout) and outcome.status == "OK":
             self.closing = True
 
@@ -300,6 +344,8 @@ class Session:
             outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
         except StoreError as exc:
             outcome = Outcome(text=exc.text, status="NO", code=exc.code)
+        if self.user is not None and not self.session_logged:
+            await self._session_event("login")
         await self._write(
             [*outcome.responses, Tagged(cmd.tag, outcome.status, outcome.text, outcome.code)]
         )
@@ -331,7 +377,10 @@ class Session:
     async def _write(self, responses: list[Response]) -> None:
         if not responses or self.writer.is_closing():
             return
-        self.writer.write(self.conn.send(responses))
+        data = self.conn.send(responses)
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.writer.write(data)
         await self.writer.drain()
 
     async def _bye(self, text: str) -> None:
@@ -348,8 +397,23 @@ class Session:
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
         except (ConnectionError, TimeoutError) as exc:
             log.debug("session %s: close: %s", self.id, exc)
+        if self.session_logged:
+            await self._session_event("logout")
         who = self.user.name if self.user else "-"
         log.info("session %s: disconnect %s %s", self.id, who, self.peer)
+
+    async def _session_event(self, kind: str) -> None:
+        """Login/Logout into the outbox (RFC 5423 §4.4) before the tagged OK, when the
+        server sends events; a Logout also when the client just goes away."""
+        self.session_logged = kind == "login"
+        if not self.server.session_events or self.user is None:
+            return
+        local = self.writer.get_extra_info("sockname")
+        server = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else None
+        try:
+            await self.store.record_session_event(self.user.name, kind, self.origin, server)
+        except Exception as exc:  # noqa: BLE001 - the store closing under a late logout
+            log.warning("session %s: %s event not recorded: %s", self.id, kind, exc)
 
 
 def _added_uids(change: object, mailbox_id: int) -> list[int]:

@@ -49,6 +49,7 @@ class MailboxInfo:
     subscribed: bool = False
     selectable: bool = True
     retention_days: int | None = None
+    deleted: int = 0  # messages flagged \Deleted (STATUS DELETED, RFC 9051 §6.3.11)
 
     @property
     def ref(self) -> MailboxRef:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 
@@ -32,6 +32,8 @@ class MailboxRef:
     owner: str  # the owning user's name
     name: str  # Unicode, "/" as hierarchy delimiter, "INBOX" for the inbox
     uidvalidity: int
+    #: RFC 6154 attributes at commit (event_exclude_specialuse); not part of identity.
+    special_use: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,9 @@ class MessageFacts:
     size: int
     internaldate: dt.datetime
     message_id: str | None = None
+    #: store.mime.structure_to_json of the message; set for appended/delivered messages
+    #: only (the Cyrus events' envelope and bodyStructure).
+    structure: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ class FlagChange:
     flags: tuple[str, ...]  # the full flag list after the change
     added: tuple[str, ...]  # flags that were really added to this message
     removed: tuple[str, ...]  # flags that were really removed from it
+    message_id: str | None = field(default=None, compare=False)  # vnd.cmu.midset
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,11 +221,15 @@ def to_json(change: Change) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-_NESTED: dict[str, type[Any]] = {
-    "origin": Origin,
-    "mailbox": MailboxRef,
-    "source": MailboxRef,
-    "counts": Counts,
+def _mailbox_ref(d: dict[str, Any]) -> MailboxRef:
+    return MailboxRef(**{**d, "special_use": tuple(d.get("special_use", ()))})
+
+
+_NESTED: dict[str, Any] = {
+    "origin": lambda d: Origin(**d),
+    "mailbox": _mailbox_ref,
+    "source": _mailbox_ref,
+    "counts": lambda d: Counts(**d),
 }
 
 
@@ -242,7 +252,7 @@ def from_json(kind: str, seq: int, payload: str) -> Change:
         if key == "at":
             out[key] = dt.datetime.fromisoformat(value)
         elif key in _NESTED and value is not None:
-            out[key] = _NESTED[key](**value)
+            out[key] = _NESTED[key](value)
         elif key == "messages":
             out[key] = tuple(_decode_message(m) for m in value)
         elif key == "changes":
@@ -253,11 +263,12 @@ def from_json(kind: str, seq: int, payload: str) -> Change:
                     flags=tuple(c["flags"]),
                     added=tuple(c["added"]),
                     removed=tuple(c["removed"]),
+                    message_id=c.get("message_id"),
                 )
                 for c in value
             )
         elif key == "renames":
-            out[key] = tuple((MailboxRef(**a), MailboxRef(**b)) for a, b in value)
+            out[key] = tuple((_mailbox_ref(a), _mailbox_ref(b)) for a, b in value)
         elif isinstance(value, list):
             out[key] = tuple(value)
         else:

@@ -65,8 +65,8 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from store import expire, metadata, mime, names, push, search
 from store import flags as flagrules
-from store import mime, names, search
 from store.api import (
     AppendResult,
     CopyResult,
@@ -80,6 +80,7 @@ from store.api import (
     User,
 )
 from store.changes import (
+    ApplePushRegistered,
     Change,
     Counts,
     FlagChange,
@@ -92,6 +93,7 @@ from store.changes import (
     MessagesAdded,
     MessagesExpunged,
     Origin,
+    SessionEvent,
     SubscriptionChanged,
     change_kind,
     to_json,
@@ -213,7 +215,7 @@ class _Mbox:
 
     @property
     def ref(self) -> MailboxRef:
-        return MailboxRef(self.id, self.owner, self.name, self.uidvalidity)
+        return MailboxRef(self.id, self.owner, self.name, self.uidvalidity, self.special_use)
 
     @property
     def counts(self) -> Counts:
@@ -227,7 +229,7 @@ class _Mbox:
             highestmodseq=self.highestmodseq, messages=self.messages, unseen=self.unseen,
             recent=recent, size=self.size, special_use=self.special_use,
             subscribed=subscribed, selectable=self.selectable,
-            retention_days=self.retention_days,
+            retention_days=self.retention_days, deleted=self.deleted,
         )
 
 
@@ -818,6 +820,7 @@ class SqliteStore:
         await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, parents, origin)
         [target] = await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, [(new, ())],
                                                 origin)
+        await metadata.copy_mailbox(tx.db, inbox.id, target.id)  # RFC 5464 §4.1
         rows = await tx.rows(
             "SELECT " + _FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
             " WHERE m.mailbox_id = ? ORDER BY m.uid",
@@ -992,7 +995,7 @@ class SqliteStore:
                 " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
                 " deleted = deleted + ? WHERE owner_id = ? AND name = ? AND selectable = 1"
                 " RETURNING messages, unseen, uidnext, highestmodseq, size, deleted, id,"
-                " uidvalidity, (SELECT name FROM users WHERE id = owner_id)",
+                " uidvalidity, (SELECT name FROM users WHERE id = owner_id), special_use",
                 (count, count, sum(not p.seen for p in prepared),
                  sum(len(p.raw) for p in prepared), sum(p.deleted for p in prepared),
                  user_id, name),
@@ -1001,7 +1004,7 @@ class SqliteStore:
                 await self._selectable(tx.db, user_id, name)  # raises the right error
                 raise MailboxNotFound("Mailbox does not exist")
             counts = Counts(*row[:6])
-            ref = MailboxRef(row[6], row[8], name, row[7])
+            ref = MailboxRef(row[6], row[8], name, row[7], tuple(row[9].split()))
             first_uid, modseq = counts.uidnext - count, counts.highestmodseq
             await tx.many(  # the message_in view inserts contents and messages rows
                 "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
@@ -1014,7 +1017,7 @@ class SqliteStore:
             )
             facts = tuple(
                 MessageFacts(first_uid + i, modseq, p.flags, len(p.raw), p.internaldate,
-                             p.message_id)
+                             p.message_id, p.structure)
                 for i, p in enumerate(prepared)
             )
             tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
@@ -1095,7 +1098,8 @@ class SqliteStore:
             if not ranges:
                 return StoreFlagsResult((), {})
             rows = await tx.rows(
-                "SELECT m.uid, m.modseq, m.flags FROM " + _IN_RANGES + " WHERE "
+                "SELECT m.uid, m.modseq, m.flags, c.message_id FROM " + _IN_RANGES
+                + " JOIN contents AS c ON c.id = m.content_id WHERE "
                 + _RANGE_MATCH + " ORDER BY m.uid",
                 (json.dumps(ranges), mailbox_id),
             )
@@ -1105,7 +1109,7 @@ class SqliteStore:
             changes: list[FlagChange] = []
             updates: list[tuple[object, ...]] = []
             unseen_delta = deleted_delta = 0
-            for uid, old_modseq, text in rows:
+            for uid, old_modseq, text, message_id in rows:
                 old = flagrules.from_text(text)
                 current[uid] = (old, old_modseq)
                 if unchangedsince is not None and old_modseq > unchangedsince:
@@ -1118,7 +1122,7 @@ class SqliteStore:
                 unseen_delta += ("\\Seen" in old) - seen
                 deleted_delta += deleted - ("\\Deleted" in old)
                 current[uid] = (new, modseq)
-                changes.append(FlagChange(uid, modseq, new, added, removed))
+                changes.append(FlagChange(uid, modseq, new, added, removed, message_id))
                 updates.append((flagrules.to_text(new), seen, deleted, modseq, mailbox_id, uid))
             if not changes:
                 return StoreFlagsResult((), current, tuple(modified))
@@ -1279,3 +1283,162 @@ class SqliteStore:
             (after, limit),
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    # --- events (issue 4): session events and durable consumers' cursors ---------------------
+    async def record_session_event(
+        self, user: str, kind: str, origin: Origin, server: str | None = None
+    ) -> None:
+        """Log a Login/Logout (``kind`` login|logout) as a SessionEvent change and publish
+        it: the access events of RFC 5423 §4.4 reach the outbox like any other change."""
+        if kind not in {"login", "logout"}:
+            raise ValueError(f"bad session event kind {kind!r}")
+
+        async def body(tx: _Tx) -> None:
+            tx.emit(SessionEvent(0, tx.at, origin, user, kind, server), user)
+
+        await self._write(body)
+
+    async def change_log_head(self) -> int:
+        """The highest change_log.seq (0 when empty)."""
+        row = await _one(self._reader, "SELECT coalesce(max(seq), 0) FROM change_log")
+        return int(row[0]) if row else 0
+
+    async def event_cursor(self, name: str) -> int | None:
+        """The last change_log.seq consumer ``name`` delivered, or None if it never ran."""
+        row = await _one(self._reader, "SELECT seq FROM event_cursors WHERE name = ?", (name,))
+        return None if row is None else int(row[0])
+
+    async def set_event_cursor(self, name: str, seq: int) -> None:
+        """Remember that consumer ``name`` delivered everything up to ``seq`` (no Change)."""
+
+        async def body(tx: _Tx) -> None:
+            await tx.run(
+                "INSERT INTO event_cursors (name, seq) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                (name, seq),
+            )
+
+        await self._write(body)
+
+    # --- METADATA (RFC 5464; the SQL lives in store/metadata.py) ------------------------------
+    async def get_metadata(
+        self, user_id: int, mailbox: str | None, entries: Sequence[str], *, depth: int | None
+    ) -> list[tuple[str, bytes | None]]:
+        """GETMETADATA: entries of a mailbox (None: the server) as ``user_id`` sees them,
+        None for a requested entry without value (see `metadata.read`). \\Noselect
+        placeholders have annotations too (RFC 5464 §4.1). Raises MailboxNotFound."""
+        mailbox_id = metadata.SERVER
+        if mailbox is not None:
+            mailbox_id = (await self.get_mailbox(user_id, mailbox)).id
+        return await metadata.read(self._reader, mailbox_id, user_id, entries, depth)
+
+    async def set_metadata(
+        self,
+        user_id: int,
+        mailbox: str | None,
+        items: Sequence[tuple[str, bytes | None]],
+        origin: Origin,
+        limits: metadata.MetadataLimits,
+    ) -> tuple[str, ...]:
+        """SETMETADATA in one transaction with its MetadataChanged changes (none if nothing
+        changed); a None value removes the entry. Returns the entries changed. Raises
+        MailboxNotFound, MetadataNoPrivate, MetadataTooBig, MetadataTooMany (nothing set)."""
+        name = None if mailbox is None else names.canonical(mailbox)
+
+        async def body(tx: _Tx) -> tuple[str, ...]:
+            owner = await self._owner(tx.db, user_id)
+            ref: MailboxRef | None = None
+            mailbox_id = metadata.SERVER
+            if name is not None:
+                mbox = await self._by_name(tx.db, user_id, name)
+                if mbox is None:
+                    raise MailboxNotFound("Mailbox does not exist")
+                ref, mailbox_id = mbox.ref, mbox.id
+            changed = await metadata.write(tx.db, mailbox_id, user_id, items, limits)
+            for change, who in metadata.changes(tx.at, origin, owner, ref, changed):
+                tx.emit(change, who)
+            return tuple(changed)
+
+        return await self._write(body)
+
+    # --- expiry (store/expire.py) ------------------------------------------------------------
+    async def set_retention(self, user_id: int, name: str, days: int | None) -> None:
+        """Set (or with None/0 clear) a mailbox's retention in days; no Change (nothing a
+        client sees changes until messages expire). Raises MailboxNotFound, ValueError."""
+        value = expire.check_days(days)
+        name = names.canonical(name)
+
+        async def body(tx: _Tx) -> None:
+            row = await tx.one(
+                "UPDATE mailboxes SET retention_days = ? WHERE owner_id = ? AND name = ?"
+                " RETURNING id",
+                (value, user_id, name),
+            )
+            if row is None:
+                raise MailboxNotFound("Mailbox does not exist")
+
+        await self._write(body)
+
+    async def expire(self, now: dt.datetime | None = None) -> int:
+        """Remove the messages older than their mailbox's retention (see store/expire.py):
+        one transaction per mailbox, each publishing MessagesExpunged(kind="expire") with
+        Origin(service="expire"). Returns how many messages were removed."""
+        when = self._now() if now is None else now
+        origin = Origin(service="expire")
+        total = 0
+        for due in await expire.due_mailboxes(self._reader):
+            before = expire.cutoff(when, due.retention_days)
+
+            async def body(tx: _Tx, due: expire.DueMailbox = due, before: str = before) -> int:
+                try:
+                    mbox = await self._by_id(tx.db, due.id)
+                except MailboxNotFound:
+                    return 0  # deleted since the list was read
+                if mbox.retention_days != due.retention_days or not mbox.selectable:
+                    return 0  # changed since: the next run uses the new value
+                rows = await tx.rows(
+                    "SELECT " + _FACTS + " FROM messages AS m JOIN contents AS c"
+                    " ON c.id = m.content_id WHERE " + expire.EXPIRED_WHERE + " ORDER BY m.uid",
+                    (due.id, before),
+                )
+                if not rows:
+                    return 0
+                counts, modseq = await self._remove(tx, due.id, rows, record=True)
+                facts = tuple(_facts(r) for r in rows)
+                tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq,
+                                         "expire"), mbox.owner)
+                return len(rows)
+
+            total += await self._write(body)
+        return total
+
+    # --- XAPPLEPUSHSERVICE (store/push.py) ---------------------------------------------------
+    async def register_push(
+        self,
+        user_id: int,
+        aps_version: int,
+        account_id: str,
+        device_token: str,
+        subtopic: str,
+        mailboxes: Sequence[str],
+        origin: Origin,
+    ) -> tuple[str, ...]:
+        """Register a device for the user's mailboxes (names that do not exist or are
+        \\Noselect are left out) and publish ApplePushRegistered. Returns the mailbox names
+        registered. Raises UserNotFound."""
+        wanted = tuple(dict.fromkeys(names.canonical(n) for n in mailboxes))
+
+        async def body(tx: _Tx) -> tuple[str, ...]:
+            owner = await self._owner(tx.db, user_id)
+            present = await push.existing_mailboxes(tx.db, user_id, wanted)
+            await push.upsert(tx.db, user_id, aps_version, account_id, device_token, subtopic,
+                              present, tx.at_iso)
+            tx.emit(ApplePushRegistered(0, tx.at, origin, owner, aps_version, account_id,
+                                        device_token, subtopic, present), owner)
+            return present
+
+        return await self._write(body)
+
+    async def push_devices(self, user_id: int | None = None) -> list[push.PushDevice]:
+        """XAPPLEPUSHSERVICE registrations of one user, or of everyone."""
+        return await push.devices(self._reader, user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from imapd.commands import auth, mailbox, message, select
+from imapd.commands import auth, compress, mailbox, message, metadata, push, select
 from imapd.protocol import commands as c
 
 if TYPE_CHECKING:
@@ -40,4 +40,8 @@ HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
     c.Store: message.handle_store,
     c.Copy: message.handle_copy,
     c.Idle: message.handle_idle,
+    c.GetMetadata: metadata.handle_getmetadata,
+    c.SetMetadata: metadata.handle_setmetadata,
+    c.Compress: compress.handle_compress,
+    c.XApplePushService: push.handle_xapplepushservice,
 }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
-from imapd.protocol.responses import Atom, Untagged, UntaggedStatus, Value
+from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
 from imapd.protocol.values import Secret
 from store.errors import AuthFailed
 
@@ -42,20 +42,56 @@ async def handle_id(session: Session, cmd: c.Id) -> Outcome:
 
 
 #: ENABLE-able extensions and what they imply (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).
-ENABLEABLE: dict[str, tuple[str, ...]] = {}
+ENABLEABLE: dict[str, tuple[str, ...]] = {
+    "CONDSTORE": (),
+    "QRESYNC": ("CONDSTORE",),
+    "UTF8=ACCEPT": (),  # RFC 6855 §3: UTF-8 names and quoted strings, both ways
+}
+
+
+def enable(session: Session, name: str) -> list[Response]:
+    """Turn ``name`` (and what it implies) on for the rest of the connection: explicitly by
+    ENABLE, or implicitly by a CONDSTORE enabling command (RFC 7162 §3.1: SELECT/EXAMINE
+    (CONDSTORE), FETCH MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE).
+
+    The selected view follows at once (MODSEQ in unsolicited FETCH, VANISHED instead of
+    EXPUNGE). Returns the responses owed now: the first CONDSTORE enabling command with a
+    mailbox selected reports its HIGHESTMODSEQ (RFC 7162 §3.1). There is never a
+    ``[NOMODSEQ]``: every mailbox of this store keeps mod-sequences (§3.1.2.2).
+    """
+    had_condstore = "CONDSTORE" in session.enabled
+    session.enabled.update((name, *ENABLEABLE.get(name, ())))
+    session.conn.utf8 = "UTF8=ACCEPT" in session.enabled
+    view = session.view
+    if view is None:
+        return []
+    view.condstore = "CONDSTORE" in session.enabled
+    view.qresync = "QRESYNC" in session.enabled
+    if view.condstore and not had_condstore:
+        return [highestmodseq_response(view.safe_highestmodseq)]
+    return []
+
+
+def highestmodseq_response(modseq: int) -> UntaggedStatus:
+    """``* OK [HIGHESTMODSEQ n]`` (RFC 7162 §3.1.2.1)."""
+    return UntaggedStatus("OK", "Highest", f"HIGHESTMODSEQ {modseq}")
 
 
 async def handle_enable(session: Session, cmd: c.Enable) -> Outcome:
-    """ENABLE cap... (RFC 5161): ``* ENABLED`` lists only what was newly enabled."""
-    newly: list[Value] = []
-    for cap in cmd.capabilities:
-        name = cap.upper()
-        if name in ENABLEABLE and name in session.capabilities() and name not in session.enabled:
-            for implied in (name, *ENABLEABLE[name]):
-                if implied not in session.enabled:
-                    session.enabled.add(implied)
-            newly.append(Atom(name))
-    return ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)))
+    """ENABLE cap... (RFC 5161): ``* ENABLED`` lists only what was newly enabled, each named
+    capability once (``ENABLE QRESYNC CONDSTORE`` lists both, RFC 7162 §3.2.3)."""
+    before = set(session.enabled)
+    offered = set(session.capabilities())
+    owed: list[Response] = []
+    for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities):
+        if cap in ENABLEABLE and cap in offered:
+            owed += enable(session, cap)
+    newly: list[Value] = [
+        Atom(cap)
+        for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities)
+        if cap in session.enabled and cap not in before
+    ]
+    return ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)), *owed)
 
 
 async def handle_namespace(session: Session, cmd: c.Namespace) -> Outcome:

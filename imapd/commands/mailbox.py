@@ -1,9 +1,14 @@
 """Authenticated-state mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
-LIST, LSUB, STATUS, APPEND (RFC 3501 §6.3, RFC 6154, RFC 4315, RFC 3502)."""
+LIST, LSUB, STATUS, APPEND (RFC 3501 §6.3, RFC 6154, RFC 4315, RFC 3502), with LIST-EXTENDED
+(RFC 5258), LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438) and APPENDLIMIT (RFC 7889).
+
+Also the pure renderers NOTIFY reuses: `mailbox_attributes`, `list_response`,
+`oldname_response` (RFC 5465 §5.4) and `status_values`."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -83,76 +88,170 @@ def matches(pattern: str, name: str) -> bool:
     return False
 
 
-def _children(names: set[str], name: str) -> bool:
-    prefix = name + DELIMITER
-    return any(n.startswith(prefix) for n in names)
+def _parents(names: Iterable[str]) -> set[str]:
+    """Every name that has an inferior among ``names`` (one pass, not a scan per name)."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split(DELIMITER)
+        out.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
+    return out
 
 
-def _list_attrs(info: MailboxInfo | None, has_children: bool, *, subscribed: bool | None
-                ) -> tuple[Value, ...]:
+def mailbox_attributes(
+    info: MailboxInfo | None,
+    *,
+    children: bool | None = None,
+    subscribed: bool | None = None,
+    special_use: bool = True,
+    extended: bool = False,
+) -> tuple[str, ...]:
+    """A LIST response's attributes, in one order (that of the RFC 5258 and 6154 examples):
+    special uses (RFC 6154 §2, when ``special_use``), ``\\HasChildren``/``\\HasNoChildren``
+    (RFC 5258 §4; None: not computed), ``\\Subscribed`` (RFC 5258 §3.1; None: not asked),
+    then ``\\NonExistent`` (``info`` None: the name is not a mailbox, RFC 5258 §3; it implies
+    \\Noselect) or ``\\Noselect`` for a placeholder left by DELETE of a parent (RFC 3501
+    §6.3.4). In an ``extended`` LIST such a placeholder is ``\\NonExistent`` too: it is a
+    hierarchy name, not a mailbox (Dovecot does the same). Pure, for NOTIFY too."""
     attrs: list[str] = []
-    if info is None:
-        attrs.append("\\NonExistent" if subscribed is not None else "\\Noselect")
-    elif not info.selectable:
-        attrs.append("\\Noselect")
-    attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+    if info is not None and special_use:
+        attrs.extend(info.special_use)
+    if children is not None:
+        attrs.append("\\HasChildren" if children else "\\HasNoChildren")
     if subscribed:
         attrs.append("\\Subscribed")
-    if info is not None:
-        attrs.extend(info.special_use)
-    return tuple(Atom(a) for a in attrs)
+    if info is None or (extended and not info.selectable):
+        attrs.append("\\NonExistent")
+    elif not info.selectable:
+        attrs.append("\\Noselect")
+    return tuple(attrs)
 
 
-def _list_line(kind: str, attrs: tuple[Value, ...], name: str) -> Untagged:
-    return Untagged((Atom(kind), attrs, DELIMITER, MailboxName(name)))
+def list_response(
+    attrs: Iterable[str],
+    name: str,
+    extended: Sequence[tuple[str, Value]] = (),
+    *,
+    kind: str = "LIST",
+) -> Untagged:
+    """One ``* LIST (attrs) "/" name [(tag value ...)]`` response (RFC 5258 §6 mailbox-list):
+    ``extended`` holds the extended data items as (tag, value) pairs, e.g. ``("CHILDINFO",
+    ("SUBSCRIBED",))``; tags go out quoted, as the RFC examples write them. Pure: NOTIFY
+    renders its MailboxName events with it (RFC 5465 §5.4). ``kind`` "LSUB" for LSUB."""
+    items: tuple[Value, ...] = (
+        Atom(kind), tuple(Atom(a) for a in attrs), DELIMITER, MailboxName(name),
+    )  # fmt: skip
+    if extended:
+        data: list[Value] = []
+        for tag, value in extended:
+            data += [tag, value]
+        items = (*items, tuple(data))
+    return Untagged(items)
+
+
+def oldname_response(new: str, old: str, attrs: Iterable[str] = ()) -> Untagged:
+    """The LIST response announcing a RENAME (RFC 5465 §5.4, OLDNAME extended item):
+    ``* LIST () "/" "NewMailbox" ("OLDNAME" ("OldMailbox"))``."""
+    return list_response(attrs, new, (("OLDNAME", (MailboxName(old),)),))
+
+
+#: RFC 5258 §6 list-select-base-opt: the options CHILDINFO reports, in this order.
+_BASE_OPTS = ("SUBSCRIBED", "SPECIAL-USE")
 
 
 async def handle_list(session: Session, cmd: c.List) -> Outcome:
-    """LIST / LSUB reference pattern (RFC 3501 §6.3.8-9, RFC 3348 CHILDREN)."""
+    """LIST / LSUB reference pattern (RFC 3501 §6.3.8-9, RFC 3348 CHILDREN); LIST-EXTENDED
+    (RFC 5258): selection options SUBSCRIBED, REMOTE (no remote mailboxes here),
+    RECURSIVEMATCH, SPECIAL-USE (RFC 6154 §3); return options SUBSCRIBED, CHILDREN,
+    SPECIAL-USE, STATUS (RFC 5819: a ``* STATUS`` after each selectable match); several
+    patterns. Examples: RFC 5258 §5, tests/transcripts/list_*.imap.
+
+    A plain LIST always carries child and special-use attributes (CHILDREN is advertised);
+    an extended one only what its options ask for, as in the RFC 5258 and 6154 examples,
+    except that a placeholder (\\NonExistent) always says \\HasChildren or \\HasNoChildren
+    without RECURSIVEMATCH, as RFC 5258 §3.5 asks of servers with such names.
+    RECURSIVEMATCH returns every matching name with a descendant meeting the selection
+    criteria, with CHILDINFO, also when that descendant is listed too (the "*" case of RFC
+    5258 example 9; the "*2" case shows the server may)."""
     user = session.require_user()
-    if cmd.selection or cmd.return_opts or cmd.status_items is not None:
-        raise BadCommand("LIST-EXTENDED options are not supported")
-    kind = "LSUB" if cmd.lsub else "LIST"
-    responses: list[Response] = []
-    if not cmd.lsub and cmd.patterns == ("",):
-        # RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root.
+    if cmd.lsub:
+        return await _lsub(session, user.id, cmd)
+    if not cmd.extended and cmd.patterns == ("",):
+        # RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root; an extended
+        # LIST never does this (RFC 5258 §3).
         head, sep, _ = cmd.reference.partition(DELIMITER)
-        root = head + sep
-        responses.append(_list_line("LIST", (Atom("\\Noselect"),), root))
-        return ok("LIST completed", None, *responses)
+        return ok("LIST completed", None, list_response(("\\Noselect",), head + sep))
+    selection = set(cmd.selection)
+    asked = selection | set(cmd.return_opts)
     mailboxes = await session.store.list_mailboxes(user.id)
     by_name = {m.name: m for m in mailboxes}
-    names = set(by_name)
+    subs: set[str] = set()
+    if "SUBSCRIBED" in asked:
+        subs = set(await session.store.subscriptions(user.id))
+    # RFC 5258 §3: in an extended LIST an empty pattern is ignored for matching.
+    patterns = [_join(cmd.reference, p) for p in cmd.patterns if p or not cmd.extended]
+    universe = set(by_name) | (subs if "SUBSCRIBED" in selection else set())
+    meeting = {n for n in universe if _meets(n, by_name.get(n), selection, subs)}
+    with_matching_child = _parents(meeting) if "RECURSIVEMATCH" in selection else set()
+    has_children = _parents(by_name)
+    show_children = not cmd.extended or "CHILDREN" in asked
+    show_special = not cmd.extended or "SPECIAL-USE" in asked
+    childinfo: tuple[Value, ...] = tuple(o for o in _BASE_OPTS if o in selection)
+    responses: list[Response] = []
+    for name in sorted(meeting | with_matching_child, key=_sort_key):
+        if not any(matches(pat, name) for pat in patterns):
+            continue
+        info = by_name.get(name)
+        placeholder = info is not None and not info.selectable
+        children = show_children or (placeholder and "RECURSIVEMATCH" not in selection)
+        attrs = mailbox_attributes(
+            info,
+            children=name in has_children if children else None,
+            subscribed=name in subs if "SUBSCRIBED" in asked else None,
+            special_use=show_special,
+            extended=cmd.extended,
+        )
+        extended = (("CHILDINFO", childinfo),) if name in with_matching_child else ()
+        responses.append(list_response(attrs, name, extended))
+        if cmd.status_items is not None and name in meeting and info and info.selectable:
+            responses.append(status_response(session, info, cmd.status_items))
+    return ok("LIST completed", None, *responses)
+
+
+def _meets(name: str, info: MailboxInfo | None, selection: set[str], subs: set[str]) -> bool:
+    """RFC 5258 §3: the selection criteria, every option at once (REMOTE changes nothing)."""
+    if "SUBSCRIBED" in selection and name not in subs:
+        return False
+    if "SPECIAL-USE" in selection and (info is None or not info.special_use):
+        return False
+    return info is not None or "SUBSCRIBED" in selection
+
+
+async def _lsub(session: Session, user_id: int, cmd: c.List) -> Outcome:
+    """LSUB (RFC 3501 §6.3.9): subscribed names; a parent matched by % whose child is
+    subscribed comes back \\Noselect."""
+    mailboxes = await session.store.list_mailboxes(user_id)
+    by_name = {m.name: m for m in mailboxes}
+    subs = set(await session.store.subscriptions(user_id))
     patterns = [_join(cmd.reference, p) for p in cmd.patterns]
-    if cmd.lsub:
-        subscribed = await session.store.subscriptions(user.id)
-        subs = set(subscribed)
-        seen: set[str] = set()
-        for name in sorted(subs):
-            for pat in patterns:
-                if matches(pat, name) and name not in seen:
-                    seen.add(name)
-                    info = by_name.get(name)
-                    attrs: tuple[Value, ...] = ()
-                    if info is not None and not info.selectable:
-                        attrs = (Atom("\\Noselect"),)
-                    responses.append(_list_line(kind, attrs, name))
-                elif "%" in pat:
-                    # A parent matched by % whose child is subscribed: \Noselect (§6.3.9).
-                    parts = name.split(DELIMITER)
-                    for i in range(1, len(parts)):
-                        parent = DELIMITER.join(parts[:i])
-                        if parent not in subs and parent not in seen and matches(pat, parent):
-                            seen.add(parent)
-                            responses.append(_list_line(kind, (Atom("\\Noselect"),), parent))
-        return ok(f"{kind} completed", None, *responses)
-    for name in sorted(names, key=_sort_key):
-        if any(matches(pat, name) for pat in patterns):
-            info = by_name[name]
-            responses.append(
-                _list_line(kind, _list_attrs(info, _children(names, name), subscribed=None), name)
-            )
-    return ok(f"{kind} completed", None, *responses)
+    responses: list[Response] = []
+    seen: set[str] = set()
+    for name in sorted(subs):
+        for pat in patterns:
+            if matches(pat, name) and name not in seen:
+                seen.add(name)
+                info = by_name.get(name)
+                attrs: tuple[str, ...] = ()
+                if info is not None and not info.selectable:
+                    attrs = ("\\Noselect",)
+                responses.append(list_response(attrs, name, kind="LSUB"))
+            elif "%" in pat:
+                parts = name.split(DELIMITER)
+                for i in range(1, len(parts)):
+                    parent = DELIMITER.join(parts[:i])
+                    if parent not in subs and parent not in seen and matches(pat, parent):
+                        seen.add(parent)
+                        responses.append(list_response(("\\Noselect",), parent, kind="LSUB"))
+    return ok("LSUB completed", None, *responses)
 
 
 def _sort_key(name: str) -> tuple[int, str]:
@@ -167,18 +266,24 @@ def _join(reference: str, pattern: str) -> str:
 
 # --- STATUS ---------------------------------------------------------------------------
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE",
-                "HIGHESTMODSEQ")
+                "HIGHESTMODSEQ", "APPENDLIMIT")
 
 
-def status_values(info: MailboxInfo, items: tuple[str, ...]) -> tuple[Value, ...]:
-    values = {
+def status_values(
+    info: MailboxInfo, items: tuple[str, ...], appendlimit: int | None = None
+) -> tuple[Value, ...]:
+    """``(ITEM value ...)`` of a STATUS response. SIZE: RFC 8438 §3; DELETED: RFC 9051
+    §6.3.11; APPENDLIMIT: RFC 7889 §3, None is NIL (no limit)."""
+    values: dict[str, Value] = {
         "MESSAGES": info.messages,
         "RECENT": info.recent,
         "UIDNEXT": info.uidnext,
         "UIDVALIDITY": info.uidvalidity,
         "UNSEEN": info.unseen,
         "SIZE": info.size,
+        "DELETED": info.deleted,
         "HIGHESTMODSEQ": info.highestmodseq,
+        "APPENDLIMIT": appendlimit,
     }
     out: list[Value] = []
     for item in items:
@@ -195,20 +300,31 @@ async def handle_status(session: Session, cmd: c.Status) -> Outcome:
     info = await session.store.get_mailbox(user.id, cmd.mailbox)
     if not info.selectable:
         raise CommandRefused("Mailbox is not selectable", "NONEXISTENT")
-    values = status_values(info, items)
-    return ok("STATUS completed", None,
-              Untagged((Atom("STATUS"), MailboxName(info.name), values)))
+    return ok("STATUS completed", None, status_response(session, info, items))
+
+
+def status_response(session: Session, info: MailboxInfo, items: tuple[str, ...]) -> Untagged:
+    """``* STATUS name (items)``; APPENDLIMIT is the literal size limit (RFC 7889 §3)."""
+    values = status_values(info, items, session.config.limits.max_literal_size)
+    return Untagged((Atom("STATUS"), MailboxName(info.name), values))
 
 
 # --- APPEND ---------------------------------------------------------------------------
 async def handle_append(session: Session, cmd: c.Append) -> Outcome:
     """APPEND mailbox [flags] [date-time] literal (RFC 3501 §6.3.11; MULTIAPPEND RFC 3502;
-    APPENDUID RFC 4315)."""
+    APPENDUID RFC 4315; ``UTF8 (~{n}...)`` after ENABLE UTF8=ACCEPT, RFC 6855 §4).
+
+    APPENDLIMIT (RFC 7889) is the literal limit: the framer answers a larger synchronizing
+    literal with ``NO [TOOBIG]`` before it is sent. 8-bit header octets are stored as they
+    come, with or without UTF8=ACCEPT (lenient, as Dovecot and crymap are)."""
     user = session.require_user()
     messages = [NewMessage(m.content, m.flags, m.date) for m in cmd.messages]
+    limit = session.config.limits.max_literal_size
     for m in cmd.messages:
         if not m.content:
             raise BadCommand("Empty message")
+        if len(m.content) > limit:  # the framer refuses these first; kept as the rule
+            raise CommandRefused(f"Message larger than APPENDLIMIT {limit}", "TOOBIG")
     try:
         result = await session.store.append(user.id, cmd.mailbox, messages, session.origin)
     except MailboxNotFound as exc:

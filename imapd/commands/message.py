@@ -1,11 +1,18 @@
 """Selected-state message commands: EXPUNGE, SEARCH, FETCH, STORE, COPY, MOVE, IDLE
-(RFC 3501 §6.4, RFC 4315 UIDPLUS, RFC 6851 MOVE, RFC 2177 IDLE, RFC 7162 CONDSTORE)."""
+(RFC 3501 §6.4, RFC 4315 UIDPLUS, RFC 6851 MOVE, RFC 2177 IDLE, RFC 7162 CONDSTORE and
+QRESYNC, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 8514 SAVEDATE).
+
+``$`` (RFC 5182) is the session's saved search result, kept as UIDs, so it names the same
+messages in FETCH and UID FETCH alike and loses expunged ones on its own; every handler
+taking a sequence set resolves it through `SelectedView.resolve` with that list.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
 from imapd.fetch import needs, render_item
 from imapd.protocol import commands as c
@@ -14,6 +21,7 @@ from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, V
 from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.selected import SelectedView
 from store.api import Criterion, MessageRecord
+from store.changes import FlagsChanged, MessagesAdded, MessagesExpunged
 from store.errors import MailboxNotFound
 
 if TYPE_CHECKING:
@@ -21,11 +29,27 @@ if TYPE_CHECKING:
 
 #: Messages read from the store per batch while streaming a FETCH.
 FETCH_BATCH = 250
+#: The largest UID (RFC 3501 §2.3.1.1: 32 bits): ``*`` in UID FETCH ... VANISHED.
+MAX_UID = 2**32 - 1
 
 
 def _require_writable(view: SelectedView) -> None:
     if view.readonly:
         raise CommandRefused("Mailbox is read-only", "READ-ONLY")
+
+
+def _told_highestmodseq(session: Session, view: SelectedView) -> int:
+    """The HIGHESTMODSEQ for the tagged OK of a command after which every update is sent
+    (EXPUNGE, UID EXPUNGE, MOVE; RFC 7162 §3.2.7, §3.2.9, RFC 6851 §4.4). The store
+    publishes in commit order, so every change up to the highest one queued for this
+    session is queued too, and all of them go out before the tagged OK."""
+    highest = view.highestmodseq
+    for change in session.subscription.pending:
+        if isinstance(change, MessagesAdded | MessagesExpunged | FlagsChanged) and (
+            change.mailbox.id == view.mailbox_id
+        ):
+            highest = max(highest, change.counts.highestmodseq)
+    return highest
 
 
 # --- EXPUNGE --------------------------------------------------------------------------
@@ -34,10 +58,14 @@ async def handle_expunge(session: Session, cmd: c.Expunge) -> Outcome:
     responses come from the session's own change, flushed after the command."""
     view = session.require_view()
     _require_writable(view)
-    uids = None if cmd.uids is None else view.resolve(cmd.uids, uid=True)
-    if uids is not None and not uids:
-        return ok("EXPUNGE completed")
-    await session.store.expunge(view.mailbox_id, session.origin, uids)
+    uids = None
+    if cmd.uids is not None:
+        uids = view.resolve(cmd.uids, uid=True, saved=session.saved_search)
+        if not uids:
+            return ok("EXPUNGE completed")
+    removed = await session.store.expunge(view.mailbox_id, session.origin, uids)
+    if removed and view.condstore:
+        return ok("EXPUNGE completed", f"HIGHESTMODSEQ {_told_highestmodseq(session, view)}")
     return ok("EXPUNGE completed")
 
 
@@ -52,8 +80,10 @@ def to_criterion(key: SearchKey, view: SelectedView, saved: list[int]) -> Criter
         case "RECENT":
             return Criterion("UIDS", _ranges(sorted(view.recent)))
         case "NEW":
-            return Criterion("AND", children=(
-                Criterion("UIDS", _ranges(sorted(view.recent))), Criterion("UNSEEN")))
+            return Criterion(
+                "AND",
+                children=(Criterion("UIDS", _ranges(sorted(view.recent))), Criterion("UNSEEN")),
+            )
         case "OLD":
             return Criterion("NOT", children=(Criterion("UIDS", _ranges(sorted(view.recent))),))
         case _:
@@ -78,35 +108,133 @@ def _mentions_modseq(key: SearchKey) -> bool:
 
 
 async def handle_search(session: Session, cmd: c.Search) -> Outcome:
-    """[UID] SEARCH [CHARSET x] keys (RFC 3501 §6.4.4)."""
+    """[UID] SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET x] keys (RFC 3501 §6.4.4,
+    ESEARCH RFC 4731 §3.1, SEARCHRES RFC 5182 §2). A MODSEQ key enables CONDSTORE and adds
+    the highest mod-sequence found (RFC 7162 §3.1.5, §3.1.10; RFC 4731 §3.2). Examples:
+    RFC 4731 §3.1, RFC 5182 §2.4."""
     view = session.require_view()
+    save = cmd.return_opts is not None and "SAVE" in cmd.return_opts
+    try:
+        return await _search(session, view, cmd)
+    except BadCommand:
+        raise  # RFC 5182 §2.1: a BAD leaves $ as it was
+    except Exception:
+        if save:
+            session.saved_search = []  # RFC 5182 §2.1: a NO with SAVE empties $
+        raise
+
+
+async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
     criterion = to_criterion(cmd.key, view, session.saved_search)
+    with_modseq = _mentions_modseq(cmd.key)
+    owed = enable(session, "CONDSTORE") if with_modseq else []
     found = await session.store.search(view.mailbox_id, criterion)
     known = [u for u in found if view.seq_of(u) is not None]
     numbers = known if cmd.uid else [view.seq_of(u) or 0 for u in known]
-    items: list[Value] = [Atom("SEARCH"), *numbers]
-    return ok("SEARCH completed", None, Untagged(tuple(items)))
+    opts = cmd.return_opts
+    if opts is None:
+        items: list[Value] = [Atom("SEARCH"), *numbers]
+        modseq = await _highest_modseq(session, view, known) if with_modseq else None
+        if modseq is not None:
+            items.append((Atom("MODSEQ"), modseq))  # RFC 7162 §3.1.6
+        return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
+    # RFC 4731 §3.1: RETURN () means ALL; SAVE alone returns no ESEARCH (RFC 5182 §2.2).
+    wanted = {o for o in opts if o != "SAVE"} if opts else {"ALL"}
+    picked = sorted(
+        {known[0] if o == "MIN" else known[-1] for o in wanted & {"MIN", "MAX"} if known}
+    )
+    # RFC 5182 §2.4: MIN and/or MAX without ALL or COUNT save just what they return.
+    only_ends = bool(wanted) and not wanted & {"ALL", "COUNT"}
+    if "SAVE" in opts:
+        session.saved_search = picked if only_ends else known
+    if not wanted:
+        return ok("SEARCH completed, result saved", None, *owed)
+    items = [Atom("ESEARCH"), (Atom("TAG"), cmd.tag)]
+    if cmd.uid:
+        items.append(Atom("UID"))
+    if known and "MIN" in wanted:
+        items += [Atom("MIN"), numbers[0]]
+    if known and "MAX" in wanted:
+        items += [Atom("MAX"), numbers[-1]]
+    if "COUNT" in wanted:
+        items += [Atom("COUNT"), len(known)]
+    if known and "ALL" in wanted:
+        items += [Atom("ALL"), Atom(str(SequenceSet.from_values(numbers)))]
+    if with_modseq:
+        # RFC 4731 §3.2: of the MIN/MAX messages alone, else of all found.
+        modseq = await _highest_modseq(session, view, picked if only_ends else known)
+        if modseq is not None:
+            items += [Atom("MODSEQ"), modseq]
+    return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
+
+
+async def _highest_modseq(session: Session, view: SelectedView, uids: list[int]) -> int | None:
+    """The highest mod-sequence among ``uids``; None when there is none (no match)."""
+    if not uids:
+        return None
+    records = await session.store.fetch(view.mailbox_id, uids)
+    return max((r.modseq for r in records), default=None)
 
 
 # --- FETCH ----------------------------------------------------------------------------
 async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
-    """[UID] FETCH set atts (RFC 3501 §6.4.5). UID FETCH always returns UID (§6.4.8).
-    A non-PEEK body fetch sets \\Seen in a read-write mailbox, and FLAGS is then returned."""
+    """[UID] FETCH set atts [(CHANGEDSINCE n [VANISHED])] (RFC 3501 §6.4.5, RFC 7162
+    §3.1.4, §3.2.6). UID FETCH always returns UID (§6.4.8). A non-PEEK body fetch sets
+    \\Seen in a read-write mailbox, and FLAGS is then returned. MODSEQ or CHANGEDSINCE
+    enable CONDSTORE; CHANGEDSINCE implies MODSEQ; VANISHED (UID FETCH only, checked by the
+    parser) needs ENABLE QRESYNC and answers ``* VANISHED (EARLIER)`` before any FETCH."""
     view = session.require_view()
-    uids = view.resolve(cmd.sequence_set, uid=cmd.uid)
+    if cmd.vanished and not view.qresync:
+        raise BadCommand("VANISHED needs ENABLE QRESYNC first")  # RFC 7162 §3.2.6
+    uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
     atts = cmd.atts
     if any(a.name in {"BINARY", "BINARY.SIZE"} for a in atts):
         raise BadCommand("BINARY is not supported")
     if cmd.uid and not any(a.name == "UID" for a in atts):
         atts = (FetchAtt("UID"), *atts)
+    owed: list[Response] = []
+    if cmd.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
+        owed += enable(session, "CONDSTORE")  # RFC 7162 §3.1
+        if not any(a.name == "MODSEQ" for a in atts):
+            atts = (*atts, FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1
+    if cmd.vanished and cmd.changedsince is not None:
+        owed += await _vanished_earlier(session, view, cmd.sequence_set, cmd.changedsince)
     need = needs(atts)
     if not uids:
-        return ok("FETCH completed")
-    outcome = Outcome(text="FETCH completed")
-    outcome.stream = _fetch_stream(session, view, uids, atts, need.content, need.structure,
-                                   need.sets_seen and not view.readonly, cmd.changedsince,
-                                   outcome)
+        return ok("FETCH completed", None, *owed)
+    outcome = Outcome(text="FETCH completed", responses=owed)
+    outcome.stream = _fetch_stream(
+        session,
+        view,
+        uids,
+        atts,
+        need.content,
+        need.structure,
+        need.sets_seen and not view.readonly,
+        cmd.changedsince,
+        outcome,
+    )
     return outcome
+
+
+async def _vanished_earlier(
+    session: Session, view: SelectedView, uid_set: SequenceSet, modseq: int
+) -> list[Response]:
+    """RFC 7162 §3.2.6: the UIDs of the set expunged with a mod-sequence above ``modseq``.
+    The store remembers every expunge, so the answer is exact (never the "all that are
+    missing" fallback of §3.2.6). UIDs the client still numbers (expunged elsewhere, not
+    told yet) are left to the VANISHED that follows this command."""
+    if uid_set.saved:
+        ranges = _ranges(session.saved_search)
+    else:
+        ranges = tuple(uid_set.resolve(MAX_UID))
+    gone = await session.store.vanished_since(view.mailbox_id, modseq, ranges)
+    gone = [u for u in gone if view.seq_of(u) is None]
+    if not gone:
+        return []
+    return [
+        Untagged((Atom("VANISHED"), (Atom("EARLIER"),), Atom(str(SequenceSet.from_values(gone)))))
+    ]
 
 
 async def _fetch_stream(
@@ -127,7 +255,10 @@ async def _fetch_stream(
     for start in range(0, len(uids), FETCH_BATCH):
         chunk = uids[start : start + FETCH_BATCH]
         records = await session.store.fetch(
-            view.mailbox_id, chunk, content=content, structure=structure,
+            view.mailbox_id,
+            chunk,
+            content=content,
+            structure=structure,
             changedsince=changedsince,
         )
         seen_now: dict[int, tuple[tuple[str, ...], int]] = {}
@@ -180,6 +311,13 @@ def _fetch_response(
         # RFC 3501 §6.4.5: the implicit \Seen is reported as if FLAGS had been asked for.
         items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
         flags_sent = True
+    if record.uid in seen_now and view.condstore:
+        # RFC 7162 §3.2.4: a FETCH setting \Seen reports the UID and the new MODSEQ.
+        names = set(items[::2])
+        if "UID" not in names:
+            items += [Atom("UID"), record.uid]
+        if "MODSEQ" not in names:
+            items += [Atom("MODSEQ"), (modseq,)]
     if flags_sent:
         view.forget_flag_update(record.uid)
     return Untagged((seq, Atom("FETCH"), tuple(items)))
@@ -187,44 +325,53 @@ def _fetch_response(
 
 # --- STORE ----------------------------------------------------------------------------
 async def handle_store(session: Session, cmd: c.Store) -> Outcome:
-    """[UID] STORE set [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6; UNCHANGEDSINCE
-    RFC 7162 §3.1.3)."""
+    """[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6,
+    RFC 7162 §3.1.3, examples 3-8 there). UNCHANGEDSINCE enables CONDSTORE; messages with
+    a higher mod-sequence are left alone and named in ``[MODIFIED set]``. Once CONDSTORE is
+    on, every message changed gets a FETCH with UID and MODSEQ even with .SILENT (§3.1.3,
+    §3.2.4); with UNCHANGEDSINCE every message that passed the test does."""
     view = session.require_view()
     _require_writable(view)
-    uids = view.resolve(cmd.sequence_set, uid=cmd.uid)
+    uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
+    owed = enable(session, "CONDSTORE") if cmd.unchangedsince is not None else []
     uids = [u for u in uids if not view.is_gone(u)]
     if not uids:
-        return ok("STORE completed")
+        return ok("STORE completed", None, *owed)
     result = await session.store.store_flags(
-        view.mailbox_id, uids, cmd.mode, cmd.flags, session.origin,
+        view.mailbox_id,
+        uids,
+        cmd.mode,
+        cmd.flags,
+        session.origin,
         unchangedsince=cmd.unchangedsince,
     )
     changed = {ch.uid for ch in result.changes}
-    responses: list[Response] = []
-    condstore = view.condstore or cmd.unchangedsince is not None
+    failed = set(result.modified)
+    responses: list[Response] = owed
     for uid in sorted(result.current):
-        if uid in result.modified:
-            continue
         seq = view.seq_of(uid)
-        if seq is None:
+        if uid in failed or seq is None:
             continue
         flags, modseq = result.current[uid]
-        if cmd.silent and not (condstore and uid in changed):
+        if cmd.silent and not (
+            view.condstore and (uid in changed or cmd.unchangedsince is not None)
+        ):
             continue
         items: list[Value] = []
-        if cmd.uid or view.qresync:
+        if cmd.uid or view.condstore:
             items += [Atom("UID"), uid]
         if not cmd.silent:
             items += [Atom("FLAGS"), view.flags_with_recent(uid, flags)]
-        if condstore:
+        if view.condstore:
             items += [Atom("MODSEQ"), (modseq,)]
         view.forget_flag_update(uid)
         responses.append(Untagged((seq, Atom("FETCH"), tuple(items))))
     code = None
     if result.modified:
         modified = result.modified if cmd.uid else [view.seq_of(u) or 0 for u in result.modified]
-        code = f"MODIFIED {SequenceSet.from_values(modified)}"
-    return Outcome(text="STORE completed", code=code, responses=responses)
+        code = f"MODIFIED {SequenceSet.from_values(modified)}"  # RFC 7162 §3.1.3
+    text = "Conditional STORE failed" if code else "STORE completed"
+    return Outcome(text=text, code=code, responses=responses)
 
 
 # --- COPY / MOVE -----------------------------------------------------------------------
@@ -234,7 +381,8 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
     user = session.require_user()
     if cmd.move:
         _require_writable(view)
-    uids = [u for u in view.resolve(cmd.sequence_set, uid=cmd.uid) if not view.is_gone(u)]
+    uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
+    uids = [u for u in uids if not view.is_gone(u)]
     name = "MOVE" if cmd.move else "COPY"
     if not uids:
         if not cmd.uid and not cmd.sequence_set.saved:
@@ -252,8 +400,10 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
         f"{SequenceSet.from_values(result.dest_uids)}"
     )
     if cmd.move:
-        # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
-        return ok("MOVE completed", None, UntaggedStatus("OK", "Moved", code))
+        # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs; §4.4: the
+        # source's new HIGHESTMODSEQ in the tagged OK.
+        told = f"HIGHESTMODSEQ {_told_highestmodseq(session, view)}" if view.condstore else None
+        return ok("MOVE completed", told, UntaggedStatus("OK", "Moved", code))
     return Outcome(text="COPY completed", code=code)
 
 

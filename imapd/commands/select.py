@@ -1,24 +1,52 @@
 """Entering and leaving the selected state: SELECT/EXAMINE, CLOSE, UNSELECT
-(RFC 3501 §6.3.1-2, §6.4.2, RFC 3691)."""
+(RFC 3501 §6.3.1-2, §6.4.2, RFC 3691), with the CONDSTORE and QRESYNC select parameters,
+HIGHESTMODSEQ and the CLOSED response code (RFC 7162 §3.1.8, §3.2.5, §3.2.11)."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING
 
+from imapd.commands.auth import enable, highestmodseq_response
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
+from imapd.protocol.errors import BadCommand
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus
+from imapd.protocol.values import SequenceSet
 from imapd.selected import SelectedView, flag_list, system_and
+from store.api import MailboxInfo, User
+from store.errors import StoreError
 
 if TYPE_CHECKING:
     from imapd.session import Session
 
+#: Known messages read per store call while answering SELECT (QRESYNC ...).
+RESYNC_BATCH = 5000
+
 
 async def handle_select(session: Session, cmd: c.Select) -> Outcome:
-    """SELECT/EXAMINE mailbox (RFC 3501 §6.3.1-2). A failed SELECT leaves no mailbox selected."""
+    """SELECT/EXAMINE mailbox [(CONDSTORE)] [(QRESYNC (uidvalidity modseq [known-uids
+    [seq-match]]))] (RFC 3501 §6.3.1-2, RFC 7162 §3.1.8, §3.2.5). A failed SELECT leaves
+    no mailbox selected; one that replaces a selected mailbox starts with ``* OK [CLOSED]``
+    (RFC 7162 §3.2.11). Example: RFC 7162 §3.2.5.1."""
     user = session.require_user()
+    if cmd.qresync is not None and "QRESYNC" not in session.enabled:
+        raise BadCommand("QRESYNC needs ENABLE QRESYNC first")  # RFC 7162 §3.2.5
+    closed: list[Response] = []
     if session.view is not None:
         session.leave_selected()
+        closed.append(UntaggedStatus("OK", "Previous mailbox closed", "CLOSED"))
+    try:
+        return await _select(session, user, cmd, closed)
+    except StoreError as exc:
+        if not closed:
+            raise
+        return Outcome(text=exc.text, status="NO", code=exc.code, responses=closed)
+
+
+async def _select(
+    session: Session, user: User, cmd: c.Select, responses: list[Response]
+) -> Outcome:
     sub = session.subscription
     snapshot = None
     try:
@@ -33,6 +61,8 @@ async def handle_select(session: Session, cmd: c.Select) -> Outcome:
             sub.watch(mailboxes=frozenset())
             sub.drain()
     info = snapshot.mailbox
+    if cmd.condstore or cmd.qresync is not None:
+        enable(session, "CONDSTORE")  # RFC 7162 §3.1.8; no mailbox is selected yet
     view = SelectedView(
         mailbox_id=info.id,
         uids=list(snapshot.uids),
@@ -40,6 +70,8 @@ async def handle_select(session: Session, cmd: c.Select) -> Outcome:
         recent=set(snapshot.recent),
         keywords=set(snapshot.keywords),
         highestmodseq=info.highestmodseq,
+        condstore="CONDSTORE" in session.enabled,
+        qresync="QRESYNC" in session.enabled,
     )
     # Drop what the snapshot already contains; keep later changes for the first flush.
     later = [ch for ch in sub.drain() if ch.seq > snapshot.seq]
@@ -48,7 +80,7 @@ async def handle_select(session: Session, cmd: c.Select) -> Outcome:
     if later:
         sub.doorbell.set()
     flags = flag_list(system_and(view.keywords))
-    responses: list[Response] = [
+    responses += [
         Untagged((Atom("FLAGS"), flags)),
         Untagged((len(view.uids), Atom("EXISTS"))),
         Untagged((len(view.recent), Atom("RECENT"))),
@@ -64,10 +96,100 @@ async def handle_select(session: Session, cmd: c.Select) -> Outcome:
     else:
         perm = " ".join((*system_and(view.keywords), "\\*"))
         responses.append(UntaggedStatus("OK", "Flags permitted", f"PERMANENTFLAGS ({perm})"))
+    if view.condstore:
+        # RFC 7162 §3.1.2.1. Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
+        responses.append(highestmodseq_response(info.highestmodseq))
     session.enter_selected(info, view)
+    q = cmd.qresync
+    if q is not None and q.uidvalidity == info.uidvalidity:
+        # On a UIDVALIDITY mismatch the remaining parameters are ignored (§3.2.5).
+        responses += await _resync(session, view, info, q)
     code = "READ-ONLY" if cmd.readonly else "READ-WRITE"
     name = "EXAMINE" if cmd.readonly else "SELECT"
     return Outcome(text=f"{name} completed", code=code, responses=responses)
+
+
+async def _resync(
+    session: Session, view: SelectedView, info: MailboxInfo, q: c.QResyncParams
+) -> list[Response]:
+    """RFC 7162 §3.2.5.1: ``VANISHED (EARLIER)`` for known UIDs expunged since ``q.modseq``,
+    then ``FETCH (UID FLAGS MODSEQ)`` for known messages changed since. Without known UIDs
+    the client knows ``1:<UIDNEXT-1>``. The changes are read after the snapshot: anything
+    newer also reaches the client through the usual updates after this command, so a UID
+    the client still numbers is never reported as VANISHED (EARLIER)."""
+    largest = info.uidnext - 1
+    if largest < 1:
+        return []  # never had a message: the known set is empty
+    if q.known_uids is None:
+        known: list[tuple[int, int]] = [(1, largest)]
+    else:
+        known = _uid_ranges(q.known_uids, largest)
+    out: list[Response] = []
+    floor = 0 if q.seq_match is None else _seq_match_floor(view, *q.seq_match)
+    vanished_ranges = _clip(known, floor + 1)
+    if vanished_ranges:
+        gone = await session.store.vanished_since(view.mailbox_id, q.modseq, vanished_ranges)
+        gone = [u for u in gone if view.seq_of(u) is None]
+        if gone:
+            out.append(
+                Untagged(
+                    (Atom("VANISHED"), (Atom("EARLIER"),), Atom(str(SequenceSet.from_values(gone))))
+                )
+            )
+    present: list[int] = []
+    for lo, hi in known:
+        present += view.uids[bisect_left(view.uids, lo) : bisect_right(view.uids, hi)]
+    for start in range(0, len(present), RESYNC_BATCH):
+        chunk = present[start : start + RESYNC_BATCH]
+        for record in await session.store.fetch(view.mailbox_id, chunk, changedsince=q.modseq):
+            seq = view.seq_of(record.uid)
+            if seq is not None:
+                out.append(view.fetch_flags_response(seq, record.uid, record.flags, record.modseq))
+    return out
+
+
+def _uid_ranges(uids: SequenceSet, largest: int) -> list[tuple[int, int]]:
+    """A known-uids set as merged ascending (low, high) ranges, ``*`` being the largest UID
+    ever given (UIDNEXT - 1)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(uids.resolve(largest)):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _clip(ranges: list[tuple[int, int]], low: int) -> list[tuple[int, int]]:
+    return [(max(lo, low), hi) for lo, hi in ranges if hi >= low]
+
+
+def _seq_match_floor(view: SelectedView, seqs: SequenceSet, uids: SequenceSet) -> int:
+    """RFC 7162 §3.2.5.2: pair the client's message numbers with its UIDs, in order. A pair
+    that matches the mailbox now means the client knows every expunge up to that UID (the
+    server's UIDs up to it are a subset of the client's, and as many), so VANISHED (EARLIER)
+    starts above the highest matching pair. Sets of different sizes, or samples too large
+    to be samples, match nothing."""
+    numbers = _expand(seqs, view.exists)
+    known = _expand(uids, view.uids[-1] if view.uids else 0)
+    if numbers is None or known is None or len(numbers) != len(known):
+        return 0
+    floor = 0
+    for seq, uid in zip(numbers, known, strict=True):
+        if 1 <= seq <= view.exists and view.uids[seq - 1] == uid:
+            floor = max(floor, uid)
+    return floor
+
+
+def _expand(s: SequenceSet, largest: int, limit: int = 100_000) -> list[int] | None:
+    total = 0
+    out: list[int] = []
+    for lo, hi in s.resolve(largest):
+        total += hi - lo + 1
+        if total > limit:
+            return None
+        out.extend(range(lo, hi + 1))
+    return sorted(set(out))
 
 
 async def handle_close(session: Session, cmd: c.Close) -> Outcome:
@@ -84,5 +206,3 @@ async def handle_unselect(session: Session, cmd: c.Unselect) -> Outcome:
     session.require_view()
     session.leave_selected()
     return ok("UNSELECT completed")
-
-

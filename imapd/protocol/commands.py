@@ -244,6 +244,54 @@ class Id:
     params: tuple[tuple[str, str | None], ...] | None
 
 
+@dataclass(frozen=True, slots=True)
+class GetMetadata:
+    """GETMETADATA [(DEPTH d MAXSIZE n)] mailbox entries (RFC 5464 §4.2).
+
+    ``mailbox`` "" means server entries. ``entries`` are lower-cased (entry names are
+    case-insensitive, §3.2). ``depth``: 0, 1, or None for "infinity"."""
+
+    tag: str
+    mailbox: str
+    entries: tuple[str, ...]
+    depth: int | None = 0
+    maxsize: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadata:
+    """SETMETADATA mailbox (entry value ...) (RFC 5464 §4.3); a None value removes the entry.
+
+    ``mailbox`` "" means server entries; entry names lower-cased, the last value of a
+    repeated entry kept."""
+
+    tag: str
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """COMPRESS DEFLATE (RFC 4978); the only mechanism defined."""
+
+    tag: str
+    mechanism: str = "DEFLATE"
+
+
+@dataclass(frozen=True, slots=True)
+class XApplePushService:
+    """XAPPLEPUSHSERVICE (Apple's push registration, as Cyrus and Dovecot speak it): a
+    device asks to be notified about ``mailboxes``. Version 1 implies INBOX and the
+    com.apple.mobilemail subtopic."""
+
+    tag: str
+    aps_version: int
+    account_id: str
+    device_token: str
+    subtopic: str
+    mailboxes: tuple[str, ...]
+
+
 Command = (
     Capability
     | Noop
@@ -272,4 +320,8 @@ Command = (
     | Namespace
     | Enable
     | Id
+    | GetMetadata
+    | SetMetadata
+    | Compress
+    | XApplePushService
 )

@@ -4,11 +4,12 @@ Owns: the client grammar of RFC 3501 §9 and the extensions we speak (LITERAL+ R
 SASL-IR RFC 4959, CONDSTORE/QRESYNC RFC 7162, ESEARCH RFC 4731, SEARCHRES RFC 5182,
 LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, MOVE RFC 6851, UIDPLUS
 RFC 4315, ID RFC 2971, ENABLE RFC 5161, MULTIAPPEND RFC 3502, WITHIN RFC 5032, SAVEDATE
-RFC 8514, BINARY RFC 3516). One function per ABNF rule, the ABNF in its docstring, over a
-`Cursor` (imap-codec's command.rs; mox's parse.go). It parses once, after the framer has
-delivered every line and literal of the command. It raises `BadCommand` (with the tag when
-known) for anything malformed, and `CommandRefused` only for SEARCH's unknown CHARSET
-(RFC 3501 §6.4.4: tagged NO [BADCHARSET]). Error texts say what was expected where and never
+RFC 8514, BINARY RFC 3516, METADATA RFC 5464, COMPRESS RFC 4978, UTF8=ACCEPT RFC 6855,
+STATUS=SIZE RFC 8438, APPENDLIMIT RFC 7889). One function per ABNF rule, the ABNF in its
+docstring, over a `Cursor` (imap-codec's command.rs; mox's parse.go). It parses once, after
+the framer has delivered every line and literal of the command. It raises `BadCommand` (with
+the tag when known) for anything malformed, and `CommandRefused` only for SEARCH's unknown
+CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]). Error texts say what was expected where and never
 echo the input. Must not import asyncio, socket, ssl, store or notify.
 """
 
@@ -572,14 +573,18 @@ def rename(c: Cursor, t: str) -> cmd.Rename:
 
 
 _STATUS_ATTS: Final = frozenset(
-    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"}
-)
+    {
+        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
+        "DELETED", "APPENDLIMIT",
+    }
+)  # fmt: skip
 
 
 def status_atts(c: Cursor) -> tuple[str, ...]:
     """ "(" status-att *(SP status-att) ")"
     status-att = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
-               / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" / "DELETED" (RFC 9051 §9)"""
+               / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" (RFC 8438 §3) / "DELETED" (RFC 9051 §9)
+               / "APPENDLIMIT" (RFC 7889 §3)"""
     c.char(b"(", "status attribute list")
     items: list[str] = []
     while True:
@@ -690,8 +695,10 @@ def lsub(c: Cursor, t: str) -> cmd.List:
 
 def append(c: Cursor, t: str) -> cmd.Append:
     """append = "APPEND" SP mailbox 1*append-message   ; RFC 3502 §6.3.11 (MULTIAPPEND)
-    append-message = [SP flag-list] [SP date-time] SP (literal / literal8)
-    ; literal8 is RFC 3516's; NUL octets are accepted in the message (lenient)"""
+    append-message = [SP flag-list] [SP date-time] SP (literal / literal8 / utf8-data)
+    utf8-data = "UTF8" SP "(" literal8 ")"   ; RFC 6855 §4, only after ENABLE UTF8=ACCEPT
+    ; literal8 is RFC 3516's; NUL octets are accepted in the message (lenient), and a
+    ; plain literal inside UTF8 ( ) too"""
     c.sp()
     name = mailbox(c)
     messages: list[cmd.AppendMessage] = []
@@ -706,7 +713,16 @@ def append(c: Cursor, t: str) -> cmd.Append:
         if c.peek() == ord('"'):
             when = date_time(c)
             c.sp()
-        messages.append(cmd.AppendMessage(flags, when, literal(c, binary=True)))
+        if c.keyword(b"UTF8"):
+            if not c.utf8:
+                raise BadCommand("APPEND UTF8 needs ENABLE UTF8=ACCEPT", tag=c.tag)
+            c.sp()
+            c.char(b"(", '"("')
+            content = literal(c, binary=True)
+            c.char(b")", '")"')
+        else:
+            content = literal(c, binary=True)
+        messages.append(cmd.AppendMessage(flags, when, content))
     return cmd.Append(t, name, tuple(messages))
 
 
@@ -739,7 +755,8 @@ def search(c: Cursor, t: str, uid: bool) -> cmd.Search:
     search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
     search-return-opt = "MIN" / "MAX" / "ALL" / "COUNT" / "SAVE"  ; RFC 4731, RFC 5182
     ; an empty RETURN () means ALL (RFC 4731 §3.1); an unknown CHARSET is a tagged
-    ; NO [BADCHARSET] (RFC 3501 §6.4.4)"""
+    ; NO [BADCHARSET] (RFC 3501 §6.4.4); after ENABLE UTF8=ACCEPT the client MUST NOT
+    ; send CHARSET at all (RFC 6855 §3): BAD"""
     c.sp()
     returns: tuple[str, ...] | None = None
     if c.keyword(b"RETURN"):
@@ -760,6 +777,8 @@ def search(c: Cursor, t: str, uid: bool) -> cmd.Search:
         c.sp()
     charset: str | None = None
     if c.keyword(b"CHARSET"):
+        if c.utf8:
+            raise BadCommand("No CHARSET after ENABLE UTF8=ACCEPT", tag=c.tag)
         c.sp()
         charset = astring(c).decode("ascii", "replace").upper()
         if charset not in _CHARSETS:
@@ -1081,6 +1100,212 @@ def copy(c: Cursor, t: str, uid: bool, move: bool) -> cmd.Copy:
     return cmd.Copy(t, uid, seqs, mailbox(c), move)
 
 
+# -- METADATA (RFC 5464) and COMPRESS (RFC 4978) -----------------------------------------------
+
+_DEPTHS: Final = {"0": 0, "1": 1, "infinity": None}
+
+
+def entry(c: Cursor, *, prefix: bool = False) -> str:
+    """entry = astring  ; slash-separated path to entry, MUST NOT contain "*" or "%"
+    ; RFC 5464 §3.2: ASCII without controls, no "//", no trailing "/", first component
+    ; "private" or "shared", at least 2 components (4 under .../vendor/); case-insensitive,
+    ; so lower-cased here. ``prefix`` (GETMETADATA) also admits "/private" and "/shared"
+    ; alone, as a DEPTH root. Invalid names are BAD in any command (§3.2)."""
+    start = c.pos
+    raw = astring(c)
+    text = raw.decode("ascii", "replace").lower()
+    parts = text.split("/")
+    valid = (
+        raw.isascii()
+        and not any(b < 0x20 or b == 0x7F for b in raw)
+        and "*" not in text
+        and "%" not in text
+        and parts[0] == ""
+        and all(parts[1:])
+        and len(parts) >= 2
+        and parts[1] in ("private", "shared")
+        and (len(parts) >= 3 or prefix)
+        and (len(parts) < 3 or parts[2] != "vendor" or len(parts) >= 5 or prefix)
+    )
+    if not valid:
+        c.pos = start
+        raise c.error("entry name /private/... or /shared/...")
+    return text
+
+
+def getmetadata(c: Cursor, t: str) -> cmd.GetMetadata:
+    """getmetadata = "GETMETADATA" [SP getmetadata-options] SP mailbox SP entries
+    getmetadata-options = "(" getmetadata-option *(SP getmetadata-option) ")"
+    getmetadata-option = maxsize-opt / scope-opt   ; others are BAD
+    maxsize-opt = "MAXSIZE" SP number
+    scope-opt = "DEPTH" SP ("0" / "1" / "infinity")
+    entries = entry / "(" entry *(SP entry) ")"
+    ; lenient, as the RFC's own examples are: the options may also follow the mailbox
+    ; (§4.2.1-4.2.2: GETMETADATA "INBOX" (DEPTH 1) (...)), and the entries may come without
+    ; parentheses (§4.4.1)"""
+    c.sp()
+    options: tuple[int | None, int | None] = (0, None)
+    given = False
+    if c.peek() == ord("("):
+        options, given = _getmetadata_options(c), True
+        c.sp()
+    name = mailbox(c)
+    c.sp()
+    if not given and c.peek() == ord("(") and _OPTION_AHEAD.match(c.text, c.pos):
+        options = _getmetadata_options(c)
+        c.sp()
+    entries: list[str] = []
+    if c.try_char(b"("):
+        while True:
+            c.count_arg()
+            entries.append(entry(c, prefix=True))
+            if c.try_char(b")"):
+                break
+            c.sp()
+    else:
+        entries.append(entry(c, prefix=True))
+        while c.try_char(b" "):
+            c.count_arg()
+            entries.append(entry(c, prefix=True))
+    return cmd.GetMetadata(t, name, tuple(dict.fromkeys(entries)), *options)
+
+
+_OPTION_AHEAD = re.compile(rb"\((?:DEPTH|MAXSIZE) ", re.IGNORECASE)
+
+
+def _getmetadata_options(c: Cursor) -> tuple[int | None, int | None]:
+    """getmetadata-options -> (depth, maxsize); each option at most once."""
+    depth: int | None = 0
+    maxsize: int | None = None
+    seen: set[str] = set()
+    c.char(b"(", "GETMETADATA options")
+    while True:
+        c.count_arg()
+        start = c.pos
+        if c.keyword(b"DEPTH") and "DEPTH" not in seen:
+            seen.add("DEPTH")
+            c.sp()
+            value_at = c.pos
+            word = atom(c).lower()
+            if word not in _DEPTHS:
+                c.pos = value_at
+                raise c.error("DEPTH 0, 1 or infinity")
+            depth = _DEPTHS[word]
+        elif c.keyword(b"MAXSIZE") and "MAXSIZE" not in seen:
+            seen.add("MAXSIZE")
+            c.sp()
+            maxsize = number(c)
+        else:
+            c.pos = start
+            raise c.error("DEPTH or MAXSIZE, once")
+        if c.try_char(b")"):
+            return depth, maxsize
+        c.sp()
+
+
+def setmetadata(c: Cursor, t: str) -> cmd.SetMetadata:
+    """setmetadata = "SETMETADATA" SP mailbox SP entry-values
+    entry-values = "(" entry-value *(SP entry-value) ")"
+    entry-value = entry SP value
+    value = nstring / literal8
+    ; a repeated entry keeps its last value"""
+    c.sp()
+    name = mailbox(c)
+    c.sp()
+    c.char(b"(", "entry-values")
+    values: dict[str, bytes | None] = {}
+    while True:
+        c.count_arg()
+        key = entry(c)
+        c.sp()
+        value: bytes | None
+        if c.match(_NIL):
+            value = None
+        elif c.peek() == ord("~"):
+            value = literal(c, binary=True)
+        else:
+            value = string(c)
+        values.pop(key, None)
+        values[key] = value
+        if c.try_char(b")"):
+            break
+        c.sp()
+    return cmd.SetMetadata(t, name, tuple(values.items()))
+
+
+def compress(c: Cursor, t: str) -> cmd.Compress:
+    """compress = "COMPRESS" SP algorithm  ; RFC 4978 §5
+    algorithm = "DEFLATE"  ; an unknown algorithm is BAD (§3)"""
+    c.sp()
+    start = c.pos
+    if atom(c).upper() != "DEFLATE":
+        c.pos = start
+        raise c.error("DEFLATE")
+    return cmd.Compress(t)
+
+
+# -- XAPPLEPUSHSERVICE (no RFC: Cyrus imap/imapd.c, Dovecot's push plugins) ---------------------
+
+_APS_PARAMS: Final = ("aps-version", "aps-account-id", "aps-device-token", "aps-subtopic",
+                      "mailboxes")
+APS_DEFAULT_SUBTOPIC: Final = "com.apple.mobilemail"
+
+
+def xapplepushservice(c: Cursor, t: str) -> cmd.XApplePushService:
+    """xapplepushservice = "XAPPLEPUSHSERVICE" 1*(SP aps-param)
+    aps-param = "aps-version" SP astring     ; digits
+              / "aps-account-id" SP astring / "aps-device-token" SP astring
+              / "aps-subtopic" SP astring
+              / "mailboxes" SP "(" [mailbox *(SP mailbox)] ")"
+    ; pairs in any order, each at most once, names case-insensitive. aps-version 1 needs the
+    ; account and token (INBOX and com.apple.mobilemail implied, as in Cyrus); 2 and later
+    ; need all five."""
+    got: dict[str, str | tuple[str, ...]] = {}
+    while True:
+        c.sp()
+        c.count_arg()
+        start = c.pos
+        key = atom(c).lower()
+        if key not in _APS_PARAMS or key in got:
+            c.pos = start
+            raise c.error("aps-version, aps-account-id, aps-device-token, aps-subtopic or "
+                          "mailboxes, each once")
+        c.sp()
+        if key == "mailboxes":
+            got[key] = _aps_mailboxes(c)
+        else:
+            got[key] = _utf8(c, astring(c), key)
+        if c.at_end():
+            break
+    version = got.get("aps-version")
+    if not isinstance(version, str) or not version.isdigit() or len(version) > 9:
+        raise BadCommand("aps-version must be given as a number", tag=t)
+    needed = _APS_PARAMS[1:3] if int(version) < 2 else _APS_PARAMS[1:]
+    missing = [k for k in needed if k not in got]
+    if missing:
+        raise BadCommand(f"Missing {', '.join(missing)}", tag=t)
+    mailboxes = got.get("mailboxes", ("INBOX",))
+    subtopic = got.get("aps-subtopic", APS_DEFAULT_SUBTOPIC)
+    account, token = got["aps-account-id"], got["aps-device-token"]
+    assert isinstance(mailboxes, tuple) and isinstance(subtopic, str)
+    assert isinstance(account, str) and isinstance(token, str)
+    return cmd.XApplePushService(t, int(version), account, token, subtopic, mailboxes)
+
+
+def _aps_mailboxes(c: Cursor) -> tuple[str, ...]:
+    """ "(" [mailbox *(SP mailbox)] ")" """
+    c.char(b"(", "mailbox list")
+    out: list[str] = []
+    if not c.try_char(b")"):
+        while True:
+            c.count_arg()
+            out.append(mailbox(c))
+            if c.try_char(b")"):
+                break
+            c.sp()
+    return tuple(dict.fromkeys(out))
+
+
 # -- dispatch ----------------------------------------------------------------------------------
 
 _Parser = Callable[[Cursor, str], cmd.Command]
@@ -1125,6 +1350,10 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "NAMESPACE": (cmd.Namespace, _bare(cmd.Namespace)),
     "ENABLE": (cmd.Enable, enable),
     "ID": (cmd.Id, id_),
+    "GETMETADATA": (cmd.GetMetadata, getmetadata),
+    "SETMETADATA": (cmd.SetMetadata, setmetadata),
+    "COMPRESS": (cmd.Compress, compress),
+    "XAPPLEPUSHSERVICE": (cmd.XApplePushService, xapplepushservice),
 }
 
 #: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)

@@ -69,6 +69,10 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.Idle: _AUTH,  # RFC 2177 §3
     # RFC 5161 §3.1 says authenticated state only; Dovecot also allows it when selected.
     c.Enable: _AUTH,
+    c.GetMetadata: _AUTH,  # RFC 5464 §4.2-4.3: authenticated or selected
+    c.SetMetadata: _AUTH,
+    c.Compress: _AUTH,  # RFC 4978 §5: command-auth
+    c.XApplePushService: _AUTH,  # Cyrus: authenticated or selected
     # RFC 3501 §6.4: selected
     c.Check: _SELECTED,
     c.Close: _SELECTED,

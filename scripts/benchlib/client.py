@@ -54,6 +54,7 @@ class ImapClient:
         self.greeting = b""
         self.capabilities: set[str] = set()
         self._tag = 0
+        self.bytes_in = 0  # bytes received from the server (greeting included)
         self._buf = b""
         self._pos = 0
 
@@ -219,6 +220,7 @@ class ImapClient:
         data = await self.reader.read(1 << 18)
         if not data:
             raise asyncio.IncompleteReadError(self._buf[self._pos :], None)
+        self.bytes_in += len(data)
         self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
         self._pos = 0
 
@@ -256,6 +258,7 @@ class ImapClient:
             data = await self.reader.read(max(need, 1 << 18))
             if not data:
                 raise asyncio.IncompleteReadError(b"".join(parts), n)
+            self.bytes_in += len(data)
             if len(data) > need:
                 parts.append(data[:need])
                 self._buf = data[need:]

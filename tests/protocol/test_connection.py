@@ -283,6 +283,10 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.Namespace: b"a NAMESPACE",
     c.Enable: b"a ENABLE CONDSTORE",
     c.Id: b"a ID NIL",
+    c.GetMetadata: b'a GETMETADATA "" /shared/comment',
+    c.SetMetadata: b"a SETMETADATA INBOX (/private/comment NIL)",
+    c.Compress: b"a COMPRESS DEFLATE",
+    c.XApplePushService: b"a XAPPLEPUSHSERVICE aps-version 1 aps-account-id A aps-device-token T",
 }
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), SELECTED, Logout()]

@@ -178,6 +178,58 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("list-unknown-select", b'a LIST (FOO) "" *', Bad()),
     ("list-unknown-return", b'a LIST "" * RETURN (FOO)', Bad()),
     ("list-unbalanced", b'a LIST "" ("%"', Bad()),
+    # RFC 5258 §6 list-select-opts: (), (REMOTE), base options with RECURSIVEMATCH
+    ("list-select-empty", b'a LIST () "" %', c.List("a", "", ("%",), extended=True)),
+    (
+        "list-remote",
+        b'a LIST (REMOTE) "" %',
+        c.List("a", "", ("%",), selection=("REMOTE",), extended=True),
+    ),
+    (
+        "list-remote-subscribed-recursive",
+        b'a list (subscribed remote recursivematch) "" *',
+        c.List(
+            "a", "", ("*",), selection=("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH"), extended=True
+        ),
+    ),
+    (
+        "list-special-use-recursive",
+        b'a LIST (RECURSIVEMATCH SPECIAL-USE) "" *',
+        c.List("a", "", ("*",), selection=("RECURSIVEMATCH", "SPECIAL-USE"), extended=True),
+    ),
+    (
+        "list-duplicate-options",  # RFC 5258 §3: act as if given once
+        b'a LIST (SUBSCRIBED SUBSCRIBED) "" * RETURN (CHILDREN CHILDREN)',
+        c.List(
+            "a", "", ("*",), selection=("SUBSCRIBED",), return_opts=("CHILDREN",), extended=True
+        ),
+    ),
+    (
+        "list-return-subscribed-status",  # RFC 5819 §3
+        b'a LIST "" % RETURN (SUBSCRIBED STATUS (MESSAGES SIZE APPENDLIMIT))',
+        c.List(
+            "a",
+            "",
+            ("%",),
+            return_opts=("SUBSCRIBED", "STATUS"),
+            status_items=("MESSAGES", "SIZE", "APPENDLIMIT"),
+            extended=True,
+        ),
+    ),
+    (
+        "list-patterns-literal",
+        b'a LIST "" ({5}\r\nINBOX "Sent/%")',
+        c.List("a", "", ("INBOX", "Sent/%"), extended=True),
+    ),
+    ("list-remote-recursivematch", b'a LIST (REMOTE RECURSIVEMATCH) "" *', Bad()),
+    ("list-no-space-after-options", b'a LIST (SUBSCRIBED)"" %', Bad()),
+    ("list-empty-patterns", b'a LIST "" ()', Bad()),
+    ("list-status-empty", b'a LIST "" % RETURN (STATUS ())', Bad()),
+    ("list-status-unknown-item", b'a LIST "" % RETURN (STATUS (FOO))', Bad()),
+    ("list-status-no-items", b'a LIST "" % RETURN (STATUS)', Bad()),
+    ("list-return-no-parens", b'a LIST "" % RETURN CHILDREN', Bad()),
+    ("list-trailing-garbage", b'a LIST "" % FOO', Bad()),
+    ("list-select-not-atom", b'a LIST ("SUBSCRIBED") "" %', Bad()),
     ("lsub", b'a LSUB "" %', c.List("a", "", ("%",), lsub=True)),
     (
         "status",
@@ -202,7 +254,12 @@ ROWS: list[tuple[str, bytes, Expected]] = [
             ),
         ),
     ),
-    ("status-unknown", b"a STATUS x (APPENDLIMIT)", Bad()),
+    ("status-unknown", b"a STATUS x (FOO)", Bad()),
+    (
+        "status-size-deleted-appendlimit",  # RFC 8438, RFC 9051 §6.3.11, RFC 7889 §3
+        b"a STATUS x (size deleted APPENDLIMIT)",
+        c.Status("a", "x", ("SIZE", "DELETED", "APPENDLIMIT")),
+    ),
     ("status-empty", b"a STATUS x ()", Bad()),
     (
         "append",
@@ -557,6 +614,121 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("nul-in-line", b"a NO\x00OP", Bad()),
     ("nul-after", b"a NOOP\x00", Bad()),
     ("8bit-in-atom", b"a SELECT f\xc3\xbcr", Bad()),
+    # -- METADATA (RFC 5464 §5)
+    (
+        "getmetadata-server",
+        b'a GETMETADATA "" /shared/comment',
+        c.GetMetadata("a", "", ("/shared/comment",)),
+    ),
+    (
+        "getmetadata-list-options",
+        b'a GETMETADATA (MAXSIZE 1024 depth Infinity) INBOX (/Shared/Comment "/private/x")',
+        c.GetMetadata("a", "INBOX", ("/shared/comment", "/private/x"), None, 1024),
+    ),
+    (
+        "getmetadata-depth-1",
+        b"a GETMETADATA (DEPTH 1) inbox /private/filters/values",
+        c.GetMetadata("a", "INBOX", ("/private/filters/values",), 1),
+    ),
+    (
+        "getmetadata-unparenthesised",  # RFC 5464 §4.4.1's own examples (lenient)
+        b'a GETMETADATA "INBOX" /private/comment /shared/comment',
+        c.GetMetadata("a", "INBOX", ("/private/comment", "/shared/comment")),
+    ),
+    ("getmetadata-prefix", b'a GETMETADATA "" /shared', c.GetMetadata("a", "", ("/shared",))),
+    (
+        "getmetadata-options-after-mailbox",  # RFC 5464 §4.2.1-4.2.2's examples (lenient)
+        b'a GETMETADATA "INBOX" (MAXSIZE 1024) (/shared/comment /private/comment)',
+        c.GetMetadata("a", "INBOX", ("/shared/comment", "/private/comment"), 0, 1024),
+    ),
+    ("getmetadata-options-twice", b'a GETMETADATA (DEPTH 1) x (DEPTH 1) /shared/c', Bad()),
+    ("getmetadata-no-entry", b'a GETMETADATA ""', Bad()),
+    ("getmetadata-star", b'a GETMETADATA "" "/shared/*"', Bad()),
+    ("getmetadata-percent", b'a GETMETADATA "" "/shared/a%"', Bad()),
+    ("getmetadata-double-slash", b'a GETMETADATA "" /shared//comment', Bad()),
+    ("getmetadata-trailing-slash", b'a GETMETADATA "" /shared/comment/', Bad()),
+    ("getmetadata-no-slash", b'a GETMETADATA "" shared/comment', Bad()),
+    ("getmetadata-bad-scope", b'a GETMETADATA "" /public/comment', Bad()),
+    ("getmetadata-control", b'a GETMETADATA "" {5}\r\n/s\x01/c', Bad()),
+    ("getmetadata-8bit", b'a GETMETADATA "" {16}\r\n/shared/comm\xc3\xa9nt', Bad()),
+    ("getmetadata-depth-2", b'a GETMETADATA (DEPTH 2) "" /shared/comment', Bad()),
+    ("getmetadata-option-twice", b'a GETMETADATA (DEPTH 1 DEPTH 0) "" /shared/c', Bad()),
+    ("getmetadata-unknown-option", b'a GETMETADATA (FOO 1) "" /shared/c', Bad()),
+    ("getmetadata-empty-options", b'a GETMETADATA () "" /shared/c', Bad()),
+    ("getmetadata-maxsize-huge", b'a GETMETADATA (MAXSIZE 99999999999) "" /shared/c', Bad()),
+    ("getmetadata-empty-entries", b'a GETMETADATA "" ()', Bad()),
+    (
+        "setmetadata",
+        b'a SETMETADATA INBOX (/private/comment "My new comment" /shared/comment NIL)',
+        c.SetMetadata(
+            "a", "INBOX", (("/private/comment", b"My new comment"), ("/shared/comment", None))
+        ),
+    ),
+    (
+        "setmetadata-literal",  # RFC 5464 §4.3's multi-line example
+        b"a SETMETADATA INBOX (/private/comment {35}\r\nMy new comment across\r\ntwo lines.\r\n)",
+        c.SetMetadata(
+            "a", "INBOX", (("/private/comment", b"My new comment across\r\ntwo lines.\r\n"),)
+        ),
+    ),
+    (
+        "setmetadata-literal8",
+        b'a SETMETADATA "" (/private/vendor/x/blob ~{3}\r\na\x00b)',
+        c.SetMetadata("a", "", (("/private/vendor/x/blob", b"a\x00b"),)),
+    ),
+    (
+        "setmetadata-repeated",
+        b'a SETMETADATA x (/shared/a "1" /SHARED/A "2")',
+        c.SetMetadata("a", "x", (("/shared/a", b"2"),)),
+    ),
+    ("setmetadata-prefix-only", b'a SETMETADATA "" (/shared "x")', Bad()),
+    ("setmetadata-vendor-short", b'a SETMETADATA "" (/shared/vendor/x "v")', Bad()),
+    ("setmetadata-no-parens", b'a SETMETADATA "" /shared/comment "x"', Bad()),
+    ("setmetadata-no-value", b'a SETMETADATA "" (/shared/comment)', Bad()),
+    ("setmetadata-empty", b'a SETMETADATA "" ()', Bad()),
+    ("setmetadata-atom-value", b'a SETMETADATA "" (/shared/comment x)', Bad()),
+    ("setmetadata-unclosed", b'a SETMETADATA "" (/shared/comment "x"', Bad()),
+    ("setmetadata-nul-literal", b'a SETMETADATA "" (/shared/c {3}\r\na\x00b)', Bad()),
+    # -- COMPRESS (RFC 4978 §5)
+    ("compress", b"a COMPRESS deflate", c.Compress("a")),
+    ("compress-unknown", b"a COMPRESS LZ4", Bad()),
+    ("compress-none", b"a COMPRESS", Bad()),
+    ("compress-extra", b"a COMPRESS DEFLATE DEFLATE", Bad()),
+    # -- XAPPLEPUSHSERVICE (Cyrus imapd.c; pairs in any order)
+    (
+        "aps-v2",
+        b"a XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09 aps-device-token"
+        b' 2918390218 aps-subtopic com.apple.mobilemail mailboxes (INBOX "Notes")',
+        c.XApplePushService("a", 2, "0715A26B-CA09", "2918390218", "com.apple.mobilemail",
+                            ("INBOX", "Notes")),
+    ),
+    (
+        "aps-v2-any-order",
+        b'a XApplePushService mailboxes (inbox) aps-subtopic "s" aps-device-token t'
+        b' aps-account-id "x y" aps-version "2"',
+        c.XApplePushService("a", 2, "x y", "t", "s", ("INBOX",)),
+    ),
+    (
+        "aps-v1-defaults",
+        b"a XAPPLEPUSHSERVICE aps-version 1 aps-account-id A aps-device-token T",
+        c.XApplePushService("a", 1, "A", "T", "com.apple.mobilemail", ("INBOX",)),
+    ),
+    (
+        "aps-empty-mailboxes",
+        b"a XAPPLEPUSHSERVICE aps-version 2 aps-account-id A aps-device-token T"
+        b" aps-subtopic s mailboxes ()",
+        c.XApplePushService("a", 2, "A", "T", "s", ()),
+    ),
+    ("aps-none", b"a XAPPLEPUSHSERVICE", Bad()),
+    ("aps-no-version", b"a XAPPLEPUSHSERVICE aps-account-id A aps-device-token T", Bad()),
+    ("aps-v2-missing", b"a XAPPLEPUSHSERVICE aps-version 2 aps-account-id A", Bad()),
+    ("aps-bad-version", b"a XAPPLEPUSHSERVICE aps-version two aps-account-id A", Bad()),
+    ("aps-unknown-key", b"a XAPPLEPUSHSERVICE aps-version 1 aps-colour red", Bad()),
+    ("aps-twice", b"a XAPPLEPUSHSERVICE aps-version 1 aps-version 1", Bad()),
+    ("aps-odd", b"a XAPPLEPUSHSERVICE aps-version", Bad()),
+    ("aps-unclosed", b"a XAPPLEPUSHSERVICE aps-version 2 mailboxes (INBOX", Bad()),
+    # -- UTF8=ACCEPT (RFC 6855 §4): the UTF8 APPEND data needs ENABLE first
+    ("append-utf8-not-enabled", b"a APPEND x UTF8 (~{1}\r\na)", Bad()),
     ("8bit-tag", b"\xc3\xa9 NOOP", Bad("*")),
     ("double-space", b"a  NOOP", Bad()),
     ("trailing-space", b"a NOOP ", Bad()),
@@ -642,6 +814,28 @@ def test_utf8_mode_mailbox_names_are_not_mutf7() -> None:
     assert events[0] == c.Select("a", "Entw\u00fcrfe&AAA-")
     # 8-bit atoms are still not atoms, even with UTF8=ACCEPT (RFC 6855 §3 extends quoted only).
     assert isinstance(events[1], Rejected)
+
+
+def test_utf8_mode_append_utf8_data_and_no_charset() -> None:
+    """RFC 6855 §4: APPEND ... UTF8 (literal8); §3: no SEARCH CHARSET once enabled."""
+    conn = connection(SELECTED)
+    conn.utf8 = True
+    events = feed(
+        conn,
+        [
+            b'a APPEND "Entw\xc3\xbcrfe" UTF8 (~{8}\r\nS: \xc3\xa9t\xc3\xa9)\r\n'
+            b"b SEARCH CHARSET UTF-8 ALL\r\nc SEARCH ALL\r\n"
+            b"d APPEND x UTF8 ({1}\r\na\r\n"
+        ],
+    )
+    events = [e for e in events if not isinstance(e, ContinueRequest)]
+    assert events[0] == c.Append(
+        "a", "Entw\u00fcrfe", (c.AppendMessage((), None, "S: \u00e9t\u00e9".encode()),)
+    )
+    assert isinstance(events[1], Rejected)
+    assert events[1].reply.status == "BAD"
+    assert events[2] == c.Search("c", False, K("AND", children=(K("ALL"),)))
+    assert isinstance(events[3], Rejected)  # the closing ")" is missing
 
 
 def test_utf8_mode_rejects_invalid_utf8() -> None:

@@ -1,0 +1,101 @@
+"""GETMETADATA and SETMETADATA (RFC 5464): server ("") and mailbox annotations.
+
+Mailbox entries need an existing mailbox (\\Noselect placeholders included, §4.1); without
+ACL (RFC 5464 §3.3) only its owner sees it. ``/private`` entries belong to the user,
+``/shared`` ones to the mailbox (or, for server entries, to every user). Server entries:
+``/shared/admin`` is read-only (§3.2.1.1) and other ``/shared`` server entries are set by
+administrators only (§3.3 lets servers restrict them: ``NO [NOPERM]``); ``/private`` server
+entries by anyone. Limits come from the Config (`MetadataLimits`); the store checks them in
+the SETMETADATA transaction, which also commits its `MetadataChanged` change.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from imapd.commands.base import Outcome, ok
+from imapd.protocol import commands as c
+from imapd.protocol.errors import CommandRefused
+from imapd.protocol.responses import Atom, Literal8, MailboxName, Untagged, Value
+from store.metadata import MetadataLimits, is_private
+
+if TYPE_CHECKING:
+    from imapd.session import Session
+
+# ATOM-CHAR (RFC 3501 §9): entry names made of these go out as atoms, as in RFC 5464's
+# examples; any other (already validated) name as a string.
+_ATOM = re.compile(r'[^\x00-\x20\x7f-\uffff(){%*"\\\]]+')
+
+
+def limits(session: Session) -> MetadataLimits:
+    config = session.config
+    return MetadataLimits(
+        config.metadata_max_size, config.metadata_max_entries, config.metadata_private
+    )
+
+
+def entry_value(entry: str) -> Value:
+    return Atom(entry) if _ATOM.fullmatch(entry) else entry
+
+
+def metadata_value(value: bytes | None) -> Value:
+    """value = nstring / literal8 (RFC 5464 §5): text as a string, other octets as a literal,
+    octets with NUL as a literal8 (RFC 3516)."""
+    if value is None:
+        return None
+    if b"\x00" in value:
+        return Literal8(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def metadata_response(mailbox: str, pairs: list[tuple[str, Value]]) -> Untagged:
+    """``* METADATA mailbox (entry value ...)`` (RFC 5464 §4.4.1)."""
+    values: list[Value] = []
+    for entry, value in pairs:
+        values += [entry_value(entry), value]
+    return Untagged((Atom("METADATA"), MailboxName(mailbox), tuple(values)))
+
+
+async def handle_getmetadata(session: Session, cmd: c.GetMetadata) -> Outcome:
+    """GETMETADATA [(MAXSIZE n DEPTH 0|1|infinity)] mailbox entries (RFC 5464 §4.2).
+
+    ``C: a GETMETADATA "" /shared/comment`` -> ``* METADATA "" (/shared/comment "x")``. A
+    requested entry without value comes back NIL (as Dovecot and Cyrus answer); values over
+    MAXSIZE are left out and the largest one's size is given as ``[METADATA LONGENTRIES n]``
+    (§4.2.1). Example transcripts: tests/transcripts/metadata_*.imap."""
+    user = session.require_user()
+    found = await session.store.get_metadata(
+        user.id, cmd.mailbox or None, cmd.entries, depth=cmd.depth
+    )
+    pairs: list[tuple[str, Value]] = []
+    longest = 0
+    for entry, value in found:
+        if value is not None and cmd.maxsize is not None and len(value) > cmd.maxsize:
+            longest = max(longest, len(value))
+            continue
+        pairs.append((entry, metadata_value(value)))
+    code = f"METADATA LONGENTRIES {longest}" if longest else None
+    responses = [metadata_response(cmd.mailbox, pairs)] if pairs else []
+    return ok("GETMETADATA completed", code, *responses)
+
+
+async def handle_setmetadata(session: Session, cmd: c.SetMetadata) -> Outcome:
+    """SETMETADATA mailbox (entry value ...) (RFC 5464 §4.3); NIL removes an entry.
+
+    All or nothing: ``NO [METADATA MAXSIZE n]``, ``[METADATA TOOMANY]``, ``[METADATA
+    NOPRIVATE]`` set nothing. No METADATA response is sent (§4.3 SHOULD NOT)."""
+    user = session.require_user()
+    if not cmd.mailbox:
+        for entry, _ in cmd.entries:
+            if entry == "/shared/admin":
+                raise CommandRefused("/shared/admin is read-only", "NOPERM")
+            if not is_private(entry) and not user.is_admin:
+                raise CommandRefused("Shared server annotations are set by admins", "NOPERM")
+    await session.store.set_metadata(
+        user.id, cmd.mailbox or None, cmd.entries, session.origin, limits(session)
+    )
+    return ok("SETMETADATA completed")

@@ -1,0 +1,364 @@
+"""The notification socket sink: change_log -> Cyrus events -> notifyd datagrams, durably.
+
+Owns: delivery of every committed change's events, in commit order, as one UNIX datagram
+each in notifyd's layout (notify/cyrus.py), to ``notifysocket``. Must not import imapd.
+
+Unlike Cyrus (fire and forget: an event is lost when notifyd is absent, EVENTS.md §4.3) the
+sink is a durable consumer of the ``change_log`` outbox:
+- It reads change_log by seq after its own cursor (table ``event_cursors``, migration 0003),
+  so events wait in the outbox while the listener is absent, refusing or full, and go out in
+  order when it is back, also after a restart or a kill -9: at-least-once (a change whose
+  events were sent but whose cursor was not yet saved is sent again after a crash).
+- The bus only wakes it (`wake`, a whole-feed listener that never blocks); it never polls.
+  While the listener is unavailable it retries on a timer with exponential backoff.
+- The socket is non-blocking: a slow or absent listener never blocks an IMAP command, and
+  the sink never holds the store's writer lock while sending.
+- The cursor is saved after each batch, at most every ``cursor_interval`` seconds, so a
+  burst of APPENDs costs one small write, not one per change (after a crash up to that
+  much is sent again).
+- A sink that keeps up takes the Changes the bus hands it (they carry their seqs) instead
+  of reading them back from change_log; any gap falls back to change_log.
+- ``backlog_max`` bounds the outbox the sink will catch up on: beyond it the oldest changes
+  are skipped, counted in ``dropped`` and logged.
+- An event larger than the datagram limit (Cyrus 3.x: min(SO_SNDBUF/10 - 32, 65536)) is sent
+  without messageContent (then messageHeaders); only if it still does not fit is it
+  dropped, counted and logged (Cyrus drops it whole).
+- The first start begins at the current end of change_log: history made before events were
+  configured is not replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from notify.cyrus import Format, event_fields, fit
+from notify.events import Event, EventType, Policy, events_for
+from store.api import MessageRecord
+from store.changes import Change, from_json
+
+log = logging.getLogger("imapd.notify.sink")
+
+CURSOR_NAME = "notifysocket"
+MAX_DATAGRAM = 65536  # Cyrus 3.x's ceiling
+BATCH = 500  # change_log rows read per round trip
+RECENT_MAX = 10_000  # published Changes kept in memory for a sink that keeps up
+#: Errors meaning "listener absent, refusing or full": keep the event, retry later.
+_RETRY_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.ENOBUFS,
+                           errno.ENOTSOCK, errno.EPROTOTYPE, errno.ENOTCONN})
+
+
+class OutboxStore(Protocol):
+    """What the sink needs of store.sqlite.SqliteStore."""
+
+    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        ...
+
+    async def change_log_head(self) -> int: ...
+
+    async def event_cursor(self, name: str) -> int | None: ...
+
+    async def set_event_cursor(self, name: str, seq: int) -> None: ...
+
+    async def fetch(
+        self, mailbox_id: int, uids: Sequence[int], *, content: bool = False,
+        structure: bool = False, changedsince: int | None = None,
+    ) -> list[MessageRecord]: ...
+
+
+def datagram_limit(sock: socket.socket) -> int:
+    """Cyrus 3.x's rule (imap/notify.c): min(SO_SNDBUF / 10 - 32, 65536)."""
+    sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return max(512, min(sndbuf // 10 - 32, MAX_DATAGRAM))
+
+
+class NotifySink:
+    def __init__(
+        self,
+        store: OutboxStore,
+        path: str,
+        *,
+        method: str = "log",
+        policy: Policy | None = None,
+        fmt: Format | None = None,
+        backlog_max: int = 100_000,
+        max_datagram: int | None = None,
+        cursor_interval: float = 0.1,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+        name: str = CURSOR_NAME,
+    ) -> None:
+        self.store = store
+        self.path = path
+        self.method = method
+        self.policy = policy or Policy()
+        self.fmt = fmt or Format()
+        self.backlog_max = backlog_max
+        self.cursor_interval = cursor_interval
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.name = name
+        self.pid = os.getpid()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.limit = max_datagram or datagram_limit(self.sock)
+        self.cursor = 0  # last change_log.seq fully delivered
+        self.sent = 0  # datagrams sent
+        self.dropped = 0  # changes skipped over the backlog bound + events too large
+        self.shed = 0  # events sent without messageContent/messageHeaders
+        self._saved = 0
+        self._partial = 0  # events of change cursor+1 already sent (after a failed send)
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_save = 0.0
+        self._failing: str | None = None
+        self._connected = False
+        self._recent: deque[Change] = deque()  # published, maybe not yet sent
+
+    # --- life cycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        cursor = await self.store.event_cursor(self.name)
+        if cursor is None:
+            cursor = await self.store.change_log_head()
+            await self.store.set_event_cursor(self.name, cursor)
+        self.cursor = self._saved = cursor
+        self._task = asyncio.create_task(self._run(), name="notify-sink")
+        self._wakeup.set()  # whatever waited in the outbox while we were down
+
+    def wake(self, changes: Sequence[Change] = ()) -> None:
+        """The bus listener: never blocks. Rings, and keeps the published Changes (they
+        carry their seqs) so that a sink that is caught up skips the change_log read; any
+        gap or overflow falls back to reading change_log."""
+        recent = self._recent
+        if changes and len(recent) + len(changes) <= RECENT_MAX and (
+            not recent or recent[-1].seq + 1 == changes[0].seq
+        ):
+            recent.extend(changes)
+        else:
+            recent.clear()
+        self._wakeup.set()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Deliver what is already committed for up to ``grace`` seconds, save the
+        cursor, close the socket. Whatever is left stays in the outbox for the next start."""
+        self._stopping = True
+        self._wakeup.set()
+        task = self._task
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._save()
+        self.sock.close()
+
+    # --- the loop ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = self.retry_initial
+        while True:
+            dirty = self.cursor != self._saved
+            if dirty:
+                wait = max(0.0, self._last_save + self.cursor_interval - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
+            else:
+                await self._wakeup.wait()
+            self._wakeup.clear()
+            sent_before = self.sent
+            try:
+                ok = await self._drain()
+            except Exception:  # a bug or the store going away: log, keep the cursor, retry
+                log.exception("notify sink: delivery failed at seq %d", self.cursor + 1)
+                ok = False
+            if self.cursor != self._saved and (
+                self._stopping or loop.time() - self._last_save >= self.cursor_interval
+            ):
+                await self._save()
+            if ok:
+                backoff = self.retry_initial
+                if self._stopping:
+                    return
+                continue
+            if self._stopping:
+                return
+            if self.sent > sent_before:  # it took some: start the backoff over
+                backoff = self.retry_initial
+            await asyncio.sleep(backoff)  # the listener is absent or refusing
+            backoff = min(backoff * 2, self.retry_max)
+            self._wakeup.set()
+
+    def _from_memory(self) -> list[Change] | None:
+        """The published Changes right after the cursor, if memory has them all."""
+        recent = self._recent
+        while recent and recent[0].seq <= self.cursor:
+            recent.popleft()
+        if recent and recent[0].seq == self.cursor + 1:
+            out = list(recent)
+            recent.clear()
+            return out
+        return None
+
+    async def _drain(self) -> bool:
+        """Send everything after the cursor; False if the listener stopped taking it."""
+        while True:
+            changes = self._from_memory()
+            if changes is None:
+                break
+            for change in changes:
+                if not await self._deliver_change(change):
+                    self._recent.extendleft(reversed([c for c in changes
+                                                      if c.seq > self.cursor]))
+                    return False
+                self.cursor = change.seq
+                self._partial = 0
+        while True:
+            rows = await self.store.change_log(self.cursor, BATCH)
+            if not rows:
+                return True
+            if len(rows) == BATCH or rows[0][0] - self.cursor > 1:
+                await self._bound_backlog(rows[0][0])
+                if rows[0][0] <= self.cursor:
+                    rows = [r for r in rows if r[0] > self.cursor]
+                    if not rows:
+                        continue
+            for seq, kind, payload in rows:
+                if not await self._deliver(seq, kind, payload):
+                    return False
+                self.cursor = seq
+                self._partial = 0
+            if len(rows) < BATCH:
+                return True
+
+    async def _bound_backlog(self, first: int) -> None:
+        head = await self.store.change_log_head()
+        if head - self.cursor <= self.backlog_max:
+            return
+        skip_to = head - self.backlog_max
+        skipped = skip_to - self.cursor
+        self.dropped += skipped
+        log.warning(
+            "notify sink: backlog over %d changes: dropped %d (seq %d..%d), %d in total",
+            self.backlog_max, skipped, self.cursor + 1, skip_to, self.dropped,
+        )
+        self.cursor, self._partial = skip_to, 0
+
+    async def _deliver(self, seq: int, kind: str, payload: str) -> bool:
+        try:
+            change = from_json(kind, seq, payload)
+        except (KeyError, TypeError, ValueError):
+            log.warning("notify sink: change_log seq %d (%s) cannot be read; skipped", seq, kind)
+            return True
+        return await self._deliver_change(change)
+
+    async def _deliver_change(self, change: Change) -> bool:
+        events = events_for(change, self.policy)
+        for index in range(self._partial, len(events)):
+            if not await self._send(events[index]):
+                return False
+            self._partial = index + 1
+        return True
+
+    async def _content(self, event: Event) -> dict[int, bytes] | None:
+        if not self.fmt.wants_content or event.type not in {
+            EventType.MessageAppend, EventType.MessageNew
+        } or event.mailbox is None or event.uid is None:
+            return None
+        # Read at send time: a message expunged before its event went out has no content.
+        records = await self.store.fetch(event.mailbox.id, [event.uid], content=True)
+        return {r.uid: r.content for r in records if r.content is not None}
+
+    async def _send(self, event: Event) -> bool:
+        fields = event_fields(event, self.fmt, pid=self.pid, content=await self._content(event))
+        fitted = fit(fields, self.method, self.limit)
+        if fitted is None:
+            self.dropped += 1
+            log.warning("notify sink: %s (seq %d) larger than %d bytes: dropped, %d in total",
+                        event.type, event.seq, self.limit, self.dropped)
+            return True
+        data, shed = fitted
+        if shed:
+            self.shed += 1
+            log.info("notify sink: %s (seq %d) sent without %s (datagram limit %d)",
+                     event.type, event.seq, ", ".join(shed), self.limit)
+        try:
+            await self._send_datagram(data)
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                self.dropped += 1
+                log.warning("notify sink: %s (seq %d) refused as too large: dropped",
+                            event.type, event.seq)
+                return True
+            if exc.errno not in _RETRY_ERRNOS and not isinstance(exc, ConnectionError):
+                raise
+            self._reset_socket()
+            if self._failing is None:
+                log.warning("notify sink: %s unavailable (%s); events wait in the outbox",
+                            self.path, exc.strerror or exc)
+            self._failing = exc.strerror or str(exc)
+            return False
+        if self._failing is not None:
+            log.info("notify sink: %s is back; resuming at seq %d", self.path, event.seq)
+            self._failing = None
+        self.sent += 1
+        return True
+
+    async def _send_datagram(self, data: bytes) -> None:
+        """Send on a socket connected to the listener. A full listener (EAGAIN) is waited
+        for: a connected AF_UNIX datagram socket polls writable when the peer's queue has
+        room (Linux unix_dgram_poll), so no timer is needed; an absent or restarted one
+        raises (ENOENT, ECONNREFUSED) and the caller backs off."""
+        if not self._connected:
+            self.sock.connect(self.path)
+            self._connected = True
+        while True:
+            try:
+                self.sock.send(data)
+                return
+            except BlockingIOError:
+                if not await self._writable():
+                    raise
+            except InterruptedError:
+                continue
+
+    async def _writable(self) -> bool:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def on_writable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_writer(fd, on_writable)
+        try:
+            await asyncio.wait_for(ready, self.retry_max)
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_writer(fd)
+        return True
+
+    def _reset_socket(self) -> None:
+        """A listener that went away leaves the connected socket useless: start afresh."""
+        self.sock.close()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self._connected = False
+
+    async def _save(self) -> None:
+        if self.cursor == self._saved:
+            return
+        cursor = self.cursor
+        await self.store.set_event_cursor(self.name, cursor)
+        self._saved = cursor
+        self._last_save = asyncio.get_running_loop().time()
