@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -256,6 +257,7 @@ class Session:
             match event:
                 case ContinueRequest(text=text):
                     await self._write([Continuation(text)])
+                    self._quick_ack()
                 case Rejected(reply=reply):
                     await self._write([reply])
                     # A line other than DONE ends IDLE with a BAD for its tag (RFC 2177);
@@ -372,6 +374,16 @@ class Session:
         updates = await self._collect_updates(allow_expunge=allow_expunge)
         if updates:
             await self._write(updates)
+
+    def _quick_ack(self) -> None:
+        """ACK the literal at once (Linux TCP_QUICKACK). Clients such as imaplib write a
+        literal and its closing CRLF separately; with Nagle on their side and delayed ACK
+        on ours, the CRLF would wait ~40 ms for every APPEND."""
+        sock = self.writer.get_extra_info("socket")
+        option = getattr(socket, "TCP_QUICKACK", None)
+        if sock is not None and option is not None and sock.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, 1)
 
     # --- output ------------------------------------------------------------------------
     async def _write(self, responses: list[Response]) -> None:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
-from imapd.fetch import needs, render_item
+from imapd.fetch import imap_datetime, needs, render_item
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
-from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
+from imapd.protocol.responses import Atom, Response, Serialized, Untagged, UntaggedStatus, Value
 from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.selected import SelectedView
 from store.api import Criterion, MessageRecord
@@ -271,6 +271,9 @@ async def _fetch_stream(
                 seen_now = {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
         if changedsince is None and len(records) < len(chunk):
             missing = True
+        if not seen_now and all(a.name in _PLAIN_ATTS for a in atts):
+            yield [Serialized(_plain_fetch_lines(view, records, atts))]
+            continue
         batch: list[Response] = []
         for record in records:
             seq = view.seq_of(record.uid)
@@ -282,6 +285,42 @@ async def _fetch_stream(
         outcome.status = "NO"
         outcome.code = "EXPUNGEISSUED"
         outcome.text = "Some of the requested messages no longer exist"
+
+
+#: Attributes whose values are numbers, flags or a date: rendered straight to bytes.
+_PLAIN_ATTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
+
+
+def _plain_fetch_lines(
+    view: SelectedView, records: list[MessageRecord], atts: tuple[FetchAtt, ...]
+) -> bytes:
+    """The hot path of synchronising clients (``FETCH 1:* (UID FLAGS)``): the same bytes
+    the generic serializer would produce (tests compare both), built without the Value
+    tree. Flags are atoms by construction (the parser admits only atom keywords)."""
+    names = [a.name for a in atts]
+    recent = view.recent
+    seq_of = view.seq_of
+    lines: list[bytes] = []
+    for r in records:
+        seq = seq_of(r.uid)
+        if seq is None:
+            continue
+        parts: list[bytes] = []
+        for name in names:
+            if name == "UID":
+                parts.append(b"UID %d" % r.uid)
+            elif name == "FLAGS":
+                flags = (*r.flags, "\\Recent") if r.uid in recent else r.flags
+                parts.append(b"FLAGS (" + " ".join(flags).encode() + b")")
+                view.forget_flag_update(r.uid)
+            elif name == "MODSEQ":
+                parts.append(b"MODSEQ (%d)" % r.modseq)
+            elif name == "RFC822.SIZE":
+                parts.append(b"RFC822.SIZE %d" % r.size)
+            else:
+                parts.append(b'INTERNALDATE "' + imap_datetime(r.internaldate).encode() + b'"')
+        lines.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
+    return b"".join(lines)
 
 
 def _fetch_response(

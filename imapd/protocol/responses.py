@@ -78,4 +78,12 @@ class Continuation:
     text: str = ""
 
 
-Response: TypeAlias = Untagged | UntaggedStatus | Tagged | Continuation
+@dataclass(frozen=True, slots=True)
+class Serialized:
+    """Responses already rendered to wire bytes (CRLF included) by a hot path that builds
+    them directly, e.g. FETCH FLAGS over a whole mailbox. Written verbatim."""
+
+    data: bytes
+
+
+Response: TypeAlias = Untagged | UntaggedStatus | Tagged | Continuation | Serialized

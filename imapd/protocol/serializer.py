@@ -20,6 +20,7 @@ from imapd.protocol.responses import (
     MailboxName,
     Raw,
     Response,
+    Serialized,
     Tagged,
     Untagged,
     UntaggedStatus,
@@ -112,6 +113,8 @@ def serialize(response: Response, *, utf8: bool = False) -> bytes:
             return tag.encode("ascii") + b" " + _resp_text(status, code, text) + _CRLF
         case Continuation(text):
             return b"+ " + _text(text) + _CRLF
+        case Serialized(data):
+            return data
         case _:
             assert_never(response)
 
