@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
@@ -300,7 +301,10 @@ async def handle_status(session: Session, cmd: c.Status) -> Outcome:
     info = await session.store.get_mailbox(user.id, cmd.mailbox)
     if not info.selectable:
         raise CommandRefused("Mailbox is not selectable", "NONEXISTENT")
-    return ok("STATUS completed", None, status_response(session, info, items))
+    owed: list[Response] = []
+    if "HIGHESTMODSEQ" in items:
+        owed = enable(session, "CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    return ok("STATUS completed", None, *owed, status_response(session, info, items))
 
 
 def status_response(session: Session, info: MailboxInfo, items: tuple[str, ...]) -> Untagged:
