@@ -365,7 +365,7 @@ def datagram(method: str, message: str, *, klass: str = "EVENT") -> bytes:
     MAILBOX, NOPT ("0"), then MESSAGE; for an event ``log\\0EVENT\\0\\0\\0\\0`` ``0\\0``
     ``JSON\\0`` = len(JSON) + 16 bytes with method log (EVENTS.md §4.1)."""
     return b"\0".join([method.encode(), klass.encode(), b"", b"", b"", b"0",
-                       message.encode("utf-8"), b""])
+                       message.encode("utf-8", "replace"), b""])
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,9 @@ sink is a durable consumer of the ``change_log`` outbox:
   burst of APPENDs costs one small write, not one per change (after a crash up to that
   much is sent again).
 - A sink that keeps up takes the Changes the bus hands it (they carry their seqs) instead
-  of reading them back from change_log; any gap falls back to change_log.
+  of reading them back from change_log; any gap (a restart, an outage, a change made by
+  the CLI in another process) falls back to change_log, so a CLI change goes out with the
+  server's next change or at the next start.
 - ``backlog_max`` bounds the outbox the sink will catch up on: beyond it the oldest changes
   are skipped, counted in ``dropped`` and logged.
 - An event larger than the datagram limit (Cyrus 3.x: min(SO_SNDBUF/10 - 32, 65536)) is sent
@@ -71,6 +73,12 @@ class OutboxStore(Protocol):
         self, mailbox_id: int, uids: Sequence[int], *, content: bool = False,
         structure: bool = False, changedsince: int | None = None,
     ) -> list[MessageRecord]: ...
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("notify sink stopped: events wait in the outbox until the next start",
+                  exc_info=task.exception())
 
 
 def datagram_limit(sock: socket.socket) -> int:
@@ -131,6 +139,7 @@ class NotifySink:
             await self.store.set_event_cursor(self.name, cursor)
         self.cursor = self._saved = cursor
         self._task = asyncio.create_task(self._run(), name="notify-sink")
+        self._task.add_done_callback(_report_death)
         self._wakeup.set()  # whatever waited in the outbox while we were down
 
     def wake(self, changes: Sequence[Change] = ()) -> None:
@@ -165,15 +174,16 @@ class NotifySink:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = self.retry_initial
+        save_due: float | None = None  # when the ring for an unsaved cursor comes
         while True:
-            dirty = self.cursor != self._saved
-            if dirty:
-                wait = max(0.0, self._last_save + self.cursor_interval - loop.time())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-            else:
-                await self._wakeup.wait()
+            if self.cursor != self._saved and save_due is None:
+                # Ring again when the unsaved cursor is due (cheaper than a wait_for per wake).
+                save_due = max(loop.time(), self._last_save + self.cursor_interval)
+                loop.call_at(save_due, self._wakeup.set)
+            await self._wakeup.wait()
             self._wakeup.clear()
+            if save_due is not None and loop.time() >= save_due:
+                save_due = None
             sent_before = self.sent
             try:
                 ok = await self._drain()
@@ -210,10 +220,8 @@ class NotifySink:
 
     async def _drain(self) -> bool:
         """Send everything after the cursor; False if the listener stopped taking it."""
-        while True:
-            changes = self._from_memory()
-            if changes is None:
-                break
+        changes = self._from_memory()
+        if changes is not None:  # caught up: what the bus handed over is all there is
             for change in changes:
                 if not await self._deliver_change(change):
                     self._recent.extendleft(reversed([c for c in changes
@@ -221,6 +229,7 @@ class NotifySink:
                     return False
                 self.cursor = change.seq
                 self._partial = 0
+            return True
         while True:
             rows = await self.store.change_log(self.cursor, BATCH)
             if not rows:
