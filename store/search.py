@@ -1,29 +1,35 @@
 """SEARCH evaluation: a `Criterion` tree compiled into ONE SQL expression.
 
-Owns: the meaning of each search key over the stored columns. Keys on flags, keywords,
-dates, sizes, UIDs, MODSEQ and SAVEDATE become plain SQL over ``messages m``. Text keys
-(BCC, BODY, CC, FROM, HEADER, SUBJECT, TEXT, TO) and the Date-header keys (SENTBEFORE,
-SENTON, SENTSINCE) become calls of the SQL functions ``imap_text`` and ``imap_sent``, which
-`TextMatcher` implements in Python with the `store.mime` helpers; they are registered on the
-reader connection, so they run in its worker thread, never on the event loop, and inside
-AND the cheap SQL terms are placed first so that SQLite only calls them on the candidate
-rows the SQL part left (SQLite evaluates WHERE terms in order and stops at the first false
-one). Matching is a case-insensitive (casefold) substring of decoded text (RFC 3501 §6.4.4).
-Imports nothing of imapd or notify.
+Owns: the meaning of each search key over the stored columns, and the search texts stored
+at APPEND (`search_texts`). Keys on flags, keywords, dates, sizes, UIDs, MODSEQ and SAVEDATE
+become plain SQL over ``messages m`` (SEEN/UNSEEN and DELETED/UNDELETED are index ranges).
+FROM, TO, CC, BCC and SUBJECT are ``instr`` over the case-folded texts that APPEND stored in
+``content_search s`` (migration 0006; LEFT JOINed, a join costs half a correlated subquery);
+a message stored without them (NULL: before that migration) falls back, in the same
+expression, to ``imap_text``. The other text keys (BODY, HEADER, TEXT) and the Date-header keys
+(SENTBEFORE, SENTON, SENTSINCE) are calls of the SQL functions ``imap_text`` and
+``imap_sent``, which `TextMatcher` implements in Python with the `store.mime` helpers; they
+are registered on the reader connection, so they run in its worker thread, never on the
+event loop. Inside AND the terms go cheapest first (plain SQL, stored texts, Python) so that
+SQLite only evaluates the dear ones on the candidate rows the others left (SQLite evaluates
+WHERE terms in order and stops at the first false one). Matching is a case-insensitive
+(casefold) substring of decoded text (RFC 3501 §6.4.4). Imports nothing of imapd or notify.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from store import mime
 from store.api import Criterion
-from store.mime import BodyPart
+from store.mime import Address, BodyPart, Envelope
 
 log = logging.getLogger("store.search")
 
@@ -39,16 +45,60 @@ _DATE_OPS = {"BEFORE": "<", "ON": "=", "SINCE": ">="}
 _INLINE_RANGES = 8
 # Headers whose decoded values TEXT also searches (encoded words are not in the raw bytes).
 _TEXT_HEADERS = ("Subject", "From", "To", "Cc", "Bcc", "Reply-To", "Sender")
+# Header keys whose search texts APPEND stores, by content_search column, in the order
+# `search_texts` returns them.
+STORED_KEYS = {
+    "FROM": "from_text",
+    "TO": "to_text",
+    "CC": "cc_text",
+    "BCC": "bcc_text",
+    "SUBJECT": "subject_text",
+}
+_ENVELOPE: dict[str, Callable[[Envelope], tuple[Address, ...]]] = {
+    "FROM": lambda e: e.from_,
+    "TO": lambda e: e.to,
+    "CC": lambda e: e.cc,
+    "BCC": lambda e: e.bcc,
+}
+# Each part of a stored text is preceded by it: a needle without it matches the joined text
+# exactly when it matches one part, and the text is '' exactly when there is no part.
+_PART_SEP = "\n"
+# Evaluation cost classes, for the order of AND terms.
+_SQL, _STORED, _PYTHON = 0, 1, 2
 
 
 @dataclass(slots=True)
 class Compiled:
-    """``sql`` is an expression over ``messages m`` (and ``contents c`` when
-    ``needs_content``); ``params`` its positional parameters in order."""
+    """``sql`` is an expression over ``messages m``, and ``contents c`` when
+    ``needs_content``, and ``content_search s`` (LEFT JOIN: NULLs for a message stored
+    before migration 0006) when ``needs_search``; ``params`` its positional parameters in
+    order; ``cost`` how dear it is to evaluate per row (_SQL, _STORED or _PYTHON)."""
 
     sql: str
     params: list[object] = field(default_factory=list)
     needs_content: bool = False
+    cost: int = _SQL
+    needs_search: bool = False
+
+
+def header_parts(raw: bytes, structure: BodyPart, key: str) -> list[str]:
+    """What FROM, TO, CC, BCC or SUBJECT ``key`` searches in a message, case-folded: every
+    value of that header field, unfolded and RFC 2047-decoded, and for the address keys also
+    the envelope's addresses as `mime.address_text` writes them (display names decoded), so
+    a name and an address both match whatever the quoting or encoding."""
+    parts = [v.casefold() for v in mime.header_values(raw, structure, key.title())]
+    addresses = _ENVELOPE.get(key)
+    if addresses is not None and structure.envelope is not None:
+        text = mime.address_text(addresses(structure.envelope))
+        if text:
+            parts.append(text.casefold())
+    return parts
+
+
+def search_texts(raw: bytes, structure: BodyPart) -> tuple[str, ...]:
+    """The content_search texts of a message, in `STORED_KEYS` order, for APPEND."""
+    return tuple("".join(_PART_SEP + p for p in header_parts(raw, structure, key))
+                 for key in STORED_KEYS)
 
 
 def compile_criterion(criterion: Criterion, now: dt.datetime) -> Compiled:
@@ -60,7 +110,7 @@ def compile_criterion(criterion: Criterion, now: dt.datetime) -> Compiled:
 def _compile(c: Criterion, now: int) -> Compiled:
     name = c.name.upper()
     if name == "AND":
-        parts = sorted((_compile(k, now) for k in c.children), key=lambda p: p.needs_content)
+        parts = sorted((_compile(k, now) for k in c.children), key=lambda p: p.cost)
         return _join(parts, " AND ", "1")
     if name == "OR":
         if not c.children:
@@ -70,7 +120,7 @@ def _compile(c: Criterion, now: int) -> Compiled:
         if len(c.children) != 1:
             raise ValueError("NOT needs one operand")
         inner = _compile(c.children[0], now)
-        return Compiled(f"NOT ({inner.sql})", inner.params, inner.needs_content)
+        return dataclasses.replace(inner, sql=f"NOT ({inner.sql})")
     if name in {"ALL", "SAVEDATESUPPORTED"}:
         return Compiled("1")
     if name in {"SEEN", "UNSEEN"}:
@@ -101,16 +151,42 @@ def _compile(c: Criterion, now: int) -> Compiled:
         return Compiled("m.internal_epoch >= ?", [now - _int(c)])
     if name in {"UIDS", "UID"}:
         return _uids(c)
+    if name in STORED_KEYS:
+        return _stored(name, _str(c))
     if name in TEXT_KEYS:
         header = c.header if name == "HEADER" else None
         if name == "HEADER" and not header:
             raise ValueError("HEADER needs a field name")
         return Compiled(
-            "imap_text(c.id, c.raw, c.structure, ?, ?, ?)", [name, header, _str(c)], True
+            "imap_text(c.id, c.raw, c.structure, ?, ?, ?)", [name, header, _str(c)], True,
+            _PYTHON,
         )
     if name in SENT_KEYS:
-        return Compiled("imap_sent(c.id, c.raw, c.structure, ?, ?)", [name, _date(c)], True)
+        return Compiled(
+            "imap_sent(c.id, c.raw, c.structure, ?, ?)", [name, _date(c)], True, _PYTHON
+        )
     raise ValueError(f"unsupported search key {c.name!r}")
+
+
+def _stored(key: str, value: str) -> Compiled:
+    """``key`` over its stored text (`search_texts`), falling back to ``imap_text`` where
+    the text is NULL. Both sides mean "a part contains the case-folded needle" (`_text`);
+    a needle holding the part separator can only be matched part by part, in Python. The
+    fallback reads contents by primary key, only where needed (COALESCE evaluates its
+    second argument only on NULL)."""
+    needle = value.casefold()
+    fallback = (
+        "(SELECT imap_text(f.id, f.raw, f.structure, ?, NULL, ?)"
+        " FROM contents AS f WHERE f.id = m.content_id)"
+    )
+    if _PART_SEP in needle:
+        return Compiled(fallback, [key, value], False, _PYTHON)
+    stored = f"s.{STORED_KEYS[key]}"
+    if not needle:  # RFC 3501 §6.4.4: an empty string matches any such field
+        return Compiled(f"COALESCE({stored} <> '', {fallback})", [key, value], False, _STORED,
+                        True)
+    return Compiled(f"COALESCE(instr({stored}, ?) > 0, {fallback})", [needle, key, value],
+                    False, _STORED, True)
 
 
 def _join(parts: list[Compiled], op: str, empty: str) -> Compiled:
@@ -120,7 +196,10 @@ def _join(parts: list[Compiled], op: str, empty: str) -> Compiled:
         return parts[0]
     params = [p for part in parts for p in part.params]
     sql = op.join(f"({part.sql})" for part in parts)
-    return Compiled(sql, params, any(part.needs_content for part in parts))
+    return Compiled(
+        sql, params, any(part.needs_content for part in parts), max(p.cost for p in parts),
+        any(part.needs_search for part in parts),
+    )
 
 
 def _uids(c: Criterion) -> Compiled:
@@ -175,6 +254,7 @@ def _attached(part: BodyPart) -> list[BodyPart]:
 class _Parsed:
     structure: BodyPart
     headers: dict[str, list[str]] = field(default_factory=dict)
+    parts: dict[str, list[str]] = field(default_factory=dict)
     body: str | None = None
     header_text: str | None = None
 
@@ -242,7 +322,12 @@ class TextMatcher:
             return needle in self._body(p, raw)
         if key == "TEXT":
             return needle in self._header_text(p, raw) or needle in self._body(p, raw)
-        values = self._header(p, raw, header if key == "HEADER" and header else key.title())
+        if key in STORED_KEYS:  # the same parts as the stored texts
+            values = p.parts.get(key)
+            if values is None:
+                values = p.parts[key] = header_parts(raw, p.structure, key)
+        else:
+            values = self._header(p, raw, header if key == "HEADER" and header else key.title())
         if not needle:  # RFC 3501 §6.4.4 HEADER: an empty string matches any such field
             return bool(values)
         return any(needle in v for v in values)

@@ -17,7 +17,15 @@ from imapd.commands.base import Outcome, ok
 from imapd.fetch import imap_datetime, needs, render_item
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
-from imapd.protocol.responses import Atom, Response, Serialized, Untagged, UntaggedStatus, Value
+from imapd.protocol.responses import (
+    Atom,
+    Raw,
+    Response,
+    Serialized,
+    Untagged,
+    UntaggedStatus,
+    Value,
+)
 from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.selected import SelectedView
 from store.api import Criterion, MessageRecord
@@ -129,11 +137,15 @@ async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcom
     with_modseq = _mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []
     found = await session.store.search(view.mailbox_id, criterion)
-    known = [u for u in found if view.seq_of(u) is not None]
-    numbers = known if cmd.uid else [view.seq_of(u) or 0 for u in known]
+    known, numbers = view.numbered(found)
+    if cmd.uid:
+        numbers = known
     opts = cmd.return_opts
     if opts is None:
-        items: list[Value] = [Atom("SEARCH"), *numbers]
+        # The numbers as one pre-rendered value: thousands of them for SEARCH UNSEEN.
+        items: list[Value] = [Atom("SEARCH")]
+        if numbers:
+            items.append(Raw(" ".join(map(str, numbers)).encode("ascii")))
         modseq = await _highest_modseq(session, view, known) if with_modseq else None
         if modseq is not None:
             items.append((Atom("MODSEQ"), modseq))  # RFC 7162 §3.1.6

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import aiosqlite
 import pytest
 
 from store.api import Criterion, MailboxInfo, NewMessage, User
-from store.search import compile_criterion
+from store.migrate import available, migrate
+from store.mime import parse_message, structure_to_json
+from store.search import STORED_KEYS, compile_criterion
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, START, Clock, Env, message
+from tests.store.conftest import ORIGIN, START, Clock, Env, message, new
 
 C = Criterion
 EST = dt.timezone(dt.timedelta(hours=-5))
@@ -155,3 +158,158 @@ def test_cheap_terms_come_first() -> None:
     assert compiled.sql.index("m.seen") < compiled.sql.index("imap_text")
     assert compiled.needs_content
     assert not compile_criterion(C("SEEN"), START).needs_content
+
+
+# --- FROM/TO/CC/BCC/SUBJECT over the texts stored at APPEND (content_search) --------------
+STORED = [(c, expected) for c, expected in CASES if c.name in STORED_KEYS]
+_STORED_IDS = [f"{c.name}-{c.value}" for c, _ in STORED]
+
+
+def _texts(env: Env) -> list[tuple[object, ...]]:
+    with env.db() as db:
+        return db.execute(
+            "SELECT from_text, to_text, cc_text, bcc_text, subject_text FROM content_search"
+            " ORDER BY id"
+        ).fetchall()
+
+
+async def test_append_stores_case_folded_search_texts(env: Env, box: MailboxInfo) -> None:
+    rows = _texts(env)
+    assert len(rows) == 4
+    from_text, to_text, cc_text, bcc_text, subject_text = rows[2]
+    # Each part is preceded by a newline: the decoded header value, then the envelope's
+    # addresses (display name decoded, address as name <box@host>).
+    assert from_text == "\nalice <alice@example.org>\nalice <alice@example.org>"
+    assert to_text == "\nbob <bob@example.org>\nbob <bob@example.org>"
+    assert cc_text == "\ncarol <carol@example.com>\ncarol <carol@example.com>"
+    assert bcc_text == "\ndave@example.com\ndave@example.com"
+    assert subject_text == "\nlunch"
+    assert rows[1][4] == "\ncafé menu"  # RFC 2047 decoded, case-folded
+    assert rows[0][2] == rows[0][3] == ""  # no Cc, no Bcc
+
+
+@pytest.mark.parametrize(("criterion", "expected"), STORED, ids=_STORED_IDS)
+async def test_rows_without_texts_fall_back_to_python(
+    store: SqliteStore, env: Env, box: MailboxInfo, criterion: Criterion, expected: list[int]
+) -> None:
+    """Contents stored before migration 0006 have no content_search row, or NULL texts:
+    the same expression then calls imap_text and finds the same messages."""
+    with env.db() as db:
+        db.execute("DELETE FROM content_search WHERE id IN (SELECT id FROM contents LIMIT 2)")
+        db.execute("UPDATE content_search SET from_text = NULL, to_text = NULL, cc_text = NULL,"
+                   " bcc_text = NULL, subject_text = NULL")
+    assert _texts(env) == [(None,) * 5] * 2
+    assert await store.search(box.id, criterion) == expected
+
+
+async def test_insert_without_texts_is_searched_in_python(
+    store: SqliteStore, env: Env, box: MailboxInfo
+) -> None:
+    """A message_in insert that leaves the text columns out (as 0002's view took them)."""
+    raw = message("Stored the old way", sender='"Zoë Quinn" <zq@example.org>', cc="x@y")
+    with env.db() as db:
+        db.execute(
+            "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
+            " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
+            " structure, raw) VALUES (?, 9, 1, 0, 0, ?, 0, ?, ?, '', ?, NULL, ?, ?)",
+            (box.id, len(raw), START.isoformat(), START.isoformat(), raw.index(b"\r\n\r\n") + 4,
+             structure_to_json(parse_message(raw)), raw),
+        )
+        assert db.execute("SELECT * FROM content_search WHERE id = (SELECT max(id) FROM"
+                          " contents)").fetchone()[1:] == (None,) * 5
+    for criterion, expected in [
+        (C("FROM", "ZOË QUINN <zq@"), [9]),  # the envelope form, as for stored texts
+        (C("FROM", '"zoë'), [9]),  # the header as written
+        (C("SUBJECT", "old way"), [9]),
+        (C("CC", ""), [3, 9]),
+        (C("BCC", "zq"), []),
+    ]:
+        assert await store.search(box.id, criterion) == expected, criterion
+
+
+async def test_migration_keeps_an_old_store_searchable(env: Env) -> None:
+    """A store written before 0006 (no content_search at all) is migrated, not rewritten."""
+    before = [m for m in available() if m.name < "0006_search_text.sql"]
+    raw = message("Legacy", sender="=?utf-8?q?J=C3=BCrgen?= <j@example.org>")
+    async with aiosqlite.connect(env.path, isolation_level=None) as db:
+        await migrate(db, before)
+        await db.execute("INSERT INTO users (name, password, created) VALUES ('bob', 'x', '')")
+        await db.execute("INSERT INTO mailboxes (owner_id, name, uidvalidity, uidnext, messages,"
+                         " created) VALUES (1, 'INBOX', 1, 2, 1, '')")
+        await db.execute(
+            "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
+            " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
+            " structure, raw) VALUES (1, 1, 1, 0, 0, ?, 0, ?, ?, '', ?, NULL, ?, ?)",
+            (len(raw), START.isoformat(), START.isoformat(), raw.index(b"\r\n\r\n") + 4,
+             structure_to_json(parse_message(raw)), raw),
+        )
+    store = await env.open()
+    with env.db() as db:
+        assert db.execute("SELECT count(*) FROM content_search").fetchone() == (0,)
+    await store.append(1, "INBOX", [NewMessage(message("New", sender="jürgen <k@x.org>"))],
+                       ORIGIN)
+    assert await store.search(1, C("FROM", "JÜRGEN")) == [1, 2]
+    assert await store.search(1, C("SUBJECT", "legacy")) == [1]
+    assert await store.search(1, C("NOT", children=(C("FROM", "j@example"),))) == [2]
+
+
+async def test_encoded_quoted_and_empty_needles(store: SqliteStore, env: Env) -> None:
+    bob = await store.create_user("bob", "pw")
+    await store.append(bob.id, "INBOX", [
+        new(sender='"Carol Jansen" <carol.jansen@example.org>'),
+        new("=?utf-8?b?U1RSQVNTRQ==?=", sender="=?iso-8859-1?q?Andr=E9?= <andre@example.org>"),
+        NewMessage(b"Subject: no From at all\r\n\r\nx\r\n"),
+    ], ORIGIN)
+    box = await store.get_mailbox(bob.id, "INBOX")
+    assert await store.search(box.id, C("FROM", "carol jansen <carol")) == [1]
+    assert await store.search(box.id, C("FROM", '"carol jansen"')) == [1]
+    assert await store.search(box.id, C("FROM", "ANDRÉ <")) == [2]
+    assert await store.search(box.id, C("SUBJECT", "straße")) == [2]  # casefold: ß is ss
+    assert await store.search(box.id, C("FROM", "")) == [1, 2]  # the field exists
+    assert await store.search(box.id, C("CC", "")) == []
+    # A needle holding the part separator is matched part by part, in Python: no match
+    # across two parts of the stored text.
+    assert await store.search(box.id, C("FROM", "org>\ncarol")) == []
+
+
+async def test_copies_share_the_texts_and_expunge_drops_them(
+    store: SqliteStore, env: Env, box: MailboxInfo
+) -> None:
+    bob = await store.get_user("bob")
+    copied = await store.copy_messages(box.id, [3], bob.id, "Archive", ORIGIN)
+    archive = await store.get_mailbox(bob.id, "Archive")
+    assert await store.search(archive.id, C("CC", "CAROL")) == list(copied.dest_uids)
+    assert len(_texts(env)) == 4  # shared with the original, as the contents row is
+    await store.store_flags(box.id, [1], "+", ["\\Deleted"], ORIGIN)
+    await store.expunge(box.id, ORIGIN)  # 1 and 3 go; 3's content stays for its copy
+    with env.db() as db:
+        ids = db.execute("SELECT id FROM content_search ORDER BY id").fetchall()
+        assert ids == db.execute("SELECT id FROM contents ORDER BY id").fetchall()
+    assert len(ids) == 3
+    env.check_counters()
+
+
+def test_stored_keys_compile_to_instr_over_the_casefolded_needle() -> None:
+    compiled = compile_criterion(C("FROM", "Straße"), START)
+    assert "instr(s.from_text, ?)" in compiled.sql and "imap_text" in compiled.sql
+    assert compiled.params[0] == "strasse"
+    assert compiled.needs_search and not compiled.needs_content
+    sql = compile_criterion(C("AND", children=(C("BODY", "x"), C("TO", "y"), C("SEEN"))),
+                            START).sql  # cheapest first: plain SQL, stored text, Python
+    assert sql.index("m.seen") < sql.index("s.to_text") < sql.rindex("imap_text(c.id")
+
+
+@pytest.mark.parametrize(("criterion", "index"), [
+    (C("UNSEEN"), "messages_seen"), (C("SEEN"), "messages_seen"),
+    (C("DELETED"), "messages_deleted"), (C("UNDELETED"), "messages_deleted"),
+])
+async def test_flag_searches_read_a_covering_index(
+    store: SqliteStore, env: Env, box: MailboxInfo, criterion: Criterion, index: str
+) -> None:
+    compiled = compile_criterion(criterion, START)
+    # compiled from fixed fragments, values bound (as in SqliteStore.search)
+    sql = f"EXPLAIN QUERY PLAN SELECT m.uid FROM messages AS m WHERE m.mailbox_id = ? AND ({compiled.sql}) ORDER BY m.uid"  # noqa: E501, S608
+    with env.db() as db:
+        plan = db.execute(sql, [box.id, *compiled.params]).fetchall()
+    details = " ".join(row[3] for row in plan)
+    assert f"COVERING INDEX {index}" in details and "TEMP B-TREE" not in details, details
