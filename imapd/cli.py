@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -34,26 +35,51 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    """Flags over ``IMAPD_*`` environment variables over the TOML file over defaults."""
     overrides: dict[str, Any] = {"data_dir": Path(args.data_dir) if args.data_dir else None}
-    if getattr(args, "listen", None):
-        overrides["listen"] = config_mod.parse_hostport(args.listen, "--listen")
-    for name in ("lmtp", "notify_socket"):
+    for name in ("listen", "listen_tls"):
+        if getattr(args, name, None):
+            flag = "--" + name.replace("_", "-")
+            overrides[name] = config_mod.parse_hostport(getattr(args, name), flag)
+    for name in ("lmtp", "notify_socket", "servername", "log_format"):
         overrides[name] = getattr(args, name, None)
+    for name in ("tls_cert_file", "tls_key_file", "pid_file"):
+        value = getattr(args, name, None)
+        overrides[name] = Path(value) if value else None
     config_path = getattr(args, "config", None)
-    return config_mod.load(Path(config_path) if config_path else None, **overrides)
+    return config_mod.load(Path(config_path) if config_path else None, os.environ, **overrides)
 
 
 async def _serve(config: Config) -> int:
-    from imapd.server import Server
+    from contextlib import nullcontext
 
-    server = await Server.create(config)
-    addresses = await server.start()
-    for host, port in addresses:
-        print(f"imapd: serving IMAP on {host}:{port}, data in {config.data_dir}", flush=True)
+    from imapd import daemon
+    from imapd.server import Server
+    from imapd.tls import TlsError
+
+    try:
+        server = await Server.create(config)
+    except TlsError as exc:
+        print(f"imapd: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        addresses = await server.start()
+    except OSError as exc:  # a port in use, an address not ours: say which, no traceback
+        print(f"imapd: cannot listen: {exc}", file=sys.stderr)
+        await server.shutdown()
+        return 1
+    shown = [("IMAP", f"{host}:{port}") for host, port in addresses]
+    shown += [("IMAPS", f"{host}:{port}") for host, port in server.tls_addresses]
     for where in server.lmtp.addresses if server.lmtp else ():
-        shown = where if isinstance(where, str) else f"{where[0]}:{where[1]}"
-        print(f"imapd: serving LMTP on {shown}", flush=True)
-    await server.serve_forever()
+        shown.append(("LMTP", where if isinstance(where, str) else f"{where[0]}:{where[1]}"))
+    if config.log_format == "text":  # JSON logs: the "listening on" records say it
+        for kind, where in shown:
+            data = f", data in {config.data_dir}" if kind != "LMTP" else ""
+            print(f"imapd: serving {kind} on {where}{data}", flush=True)
+    server.on_shutdown.append(lambda: daemon.sd_notify("STOPPING=1"))
+    with daemon.PidFile(config.pid_file) if config.pid_file else nullcontext():
+        daemon.sd_notify("READY=1\nSTATUS=serving " + ", ".join(f"{k} on {w}" for k, w in shown))
+        await server.serve_forever()
     return 0
 
 
@@ -89,6 +115,9 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
                 case "list":
                     for user in await store.list_users():
                         print(user.name + (" (admin)" if user.is_admin else ""))
+                case "admin":
+                    await store.set_admin(args.name, args.grant)
+                    print(f"user {args.name} is {'now' if args.grant else 'no longer'} an admin")
         except StoreError as exc:
             print(f"imapd: {exc.text}", file=sys.stderr)
             return 1
@@ -128,6 +157,41 @@ def _mailbox_command(args: argparse.Namespace, config: Config) -> int:
     return _run(_with_store(config, act))
 
 
+def _limit(text: str) -> int | None:
+    """A quota limit for ``quota set``: a whole number; -1 (or omitting it) = unlimited."""
+    if text == "-1":
+        return None
+    if not text.isdigit() or int(text) > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected a number or -1 (unlimited), got {text!r}")
+    return int(text)
+
+
+def _quota_command(args: argparse.Namespace, config: Config) -> int:
+    """``quota set USER [--storage KIB] [--messages N]`` / ``quota get USER``: a user's
+    root (RFC 9208, store/quota.py). ``set`` replaces both limits, as SETQUOTA does: one
+    not given becomes unlimited. Works while the server runs (same SQLite file)."""
+    from store.errors import StoreError
+    from store.quota import Limits
+
+    async def act(store: Any) -> int:
+        try:
+            if args.quota_command == "set":
+                info = await store.set_quota(args.user, Limits(args.storage, args.messages))
+            else:
+                info = await store.get_quota(args.user)
+        except StoreError as exc:
+            print(f"imapd: {exc.text}", file=sys.stderr)
+            return 1
+        limits, usage = info.root.limits, info.usage
+        storage = "unlimited" if limits.storage is None else f"{limits.storage} KiB"
+        messages = "unlimited" if limits.messages is None else str(limits.messages)
+        print(f"{info.root.name}: storage {usage.storage // 1024} KiB of {storage},"
+              f" messages {usage.messages} of {messages}")
+        return 0
+
+    return _run(_with_store(config, act))
+
+
 def _expire_command(config: Config) -> int:
     """``imapd expire``: one expiry run now, printing how many messages were removed."""
 
@@ -137,6 +201,27 @@ def _expire_command(config: Config) -> int:
         return 0
 
     return _run(_with_store(config, act))
+
+
+def _healthcheck(host: str, port: int, timeout: float) -> int:
+    """``imapd healthcheck``: exit 0 when the server at HOST:PORT greets with ``* OK``
+    (container HEALTHCHECKs, compose ``service_healthy``); 1 with the reason otherwise."""
+    import contextlib
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            greeting = sock.makefile("rb").readline(4096)
+            if greeting.startswith(b"* OK"):
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"h LOGOUT\r\n")
+                return 0
+    except OSError as exc:
+        print(f"imapd healthcheck: {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"imapd healthcheck: {host}:{port}: greeting {greeting[:60]!r}", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT for IMAP (default 127.0.0.1:1143)")
     serve.add_argument("--lmtp", help="HOST:PORT or socket path for LMTP delivery")
     serve.add_argument("--notify-socket", dest="notify_socket", help="notifyd socket path")
+    serve.add_argument("--listen-tls", help="HOST:PORT for implicit TLS (IMAPS, port 993 style)")
+    serve.add_argument("--tls-cert-file", help="PEM certificate chain (enables STARTTLS)")
+    serve.add_argument("--tls-key-file", help="PEM private key (default: in the cert file)")
+    serve.add_argument("--servername", help="server name in events (default localhost)")
+    serve.add_argument("--pid-file", help="write the pid here while running")
+    serve.add_argument("--log-format", choices=("text", "json"),
+                       help="text lines (default) or JSON lines")
 
     notifyd = sub.add_parser("notifyd", help="listen for event datagrams (Cyrus notifyd)")
     notifyd.add_argument("--socket", required=True, help="UNIX datagram socket path to bind")
@@ -176,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(delete)
     lst = user_sub.add_parser("list", help="list users")
     data_dir(lst)
+    admin = user_sub.add_parser(
+        "admin", help="grant or revoke admin rights (shared mailboxes, every ACL, SETQUOTA)")
+    admin.add_argument("name")
+    grant = admin.add_mutually_exclusive_group(required=True)
+    grant.add_argument("--grant", dest="grant", action="store_true")
+    grant.add_argument("--revoke", dest="grant", action="store_false")
+    data_dir(admin)
 
     mailbox = sub.add_parser("mailbox", help="mailbox settings (expiry)")
     mailbox_sub = mailbox.add_subparsers(dest="mailbox_command", required=True)
@@ -190,6 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
     get_expire.add_argument("mailbox")
     data_dir(get_expire)
 
+    health = sub.add_parser("healthcheck", help="exit 0 if the server answers * OK")
+    health.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    health.add_argument("--port", type=int, default=1143, help="IMAP port (default 1143)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+
+    quota = sub.add_parser("quota", help="users' quotas (RFC 9208)")
+    quota_sub = quota.add_subparsers(dest="quota_command", required=True)
+    set_quota = quota_sub.add_parser(
+        "set", help="set a user's limits (a limit omitted or -1: unlimited)")
+    set_quota.add_argument("user")
+    set_quota.add_argument("--storage", type=_limit, metavar="KIB", help="STORAGE in KiB")
+    set_quota.add_argument("--messages", type=_limit, metavar="N", help="MESSAGE count")
+    data_dir(set_quota)
+    get_quota = quota_sub.add_parser("get", help="show a user's usage and limits")
+    get_quota.add_argument("user")
+    data_dir(get_quota)
+
     expire = sub.add_parser("expire", help="remove messages past their mailbox's retention")
     data_dir(expire)
     return parser
@@ -201,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "healthcheck":  # no store, no configuration
+        return _healthcheck(args.host, args.port, args.timeout)
     if args.command == "notifyd":  # needs no store and no configuration
         from notify import notifyd as notifyd_mod
 
@@ -213,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imapd: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    if config.log_format != "text":
+        from imapd.daemon import configure_logging
+
+        configure_logging(config.log_format, verbose=args.verbose)
     match args.command:
         case "serve":
             return _run(_serve(config))
@@ -222,4 +344,6 @@ def main(argv: list[str] | None = None) -> int:
             return _mailbox_command(args, config)
         case "expire":
             return _expire_command(config)
+        case "quota":
+            return _quota_command(args, config)
     return 2

@@ -1,12 +1,17 @@
-"""Server configuration: one frozen `Config` built from defaults, a TOML file and flags.
+"""Server configuration: one frozen `Config` built from defaults, a TOML file, `IMAPD_*`
+environment variables and flags, in that order of precedence (flags win).
 
-Owns: every tunable with its default and the reason for it. Later issues add options here
-(events, TLS); the TOML keys use Cyrus's option names where one exists.
+Owns: every tunable with its default and the reason for it, and the checks that refuse an
+invalid configuration at start with a message naming the option. The TOML keys use Cyrus's
+option names where one exists (``notifysocket``; ``tls_server_cert``/``tls_server_key`` are
+accepted for ``tls_cert_file``/``tls_key_file``); an environment variable is ``IMAPD_`` and
+the option's name in capitals (``IMAPD_LISTEN_TLS``, ``IMAPD_LIMITS_MAX_LINE_LENGTH``).
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,23 @@ class Config:
     #: XAPPLEPUSHSERVICE's topic (Cyrus's aps_topic, the APNs certificate's UID); the
     #: command is advertised and accepted only when it is set.
     aps_topic: str | None = None
+    #: LMTP delivery to a user over quota: False answers 552 5.2.2 (permanent: the MTA
+    #: bounces), True 452 4.2.2 (the MTA keeps the message and retries; Cyrus's
+    #: lmtp_over_quota_perm_failure off, Dovecot's quota_full_tempfail).
+    lmtp_overquota_temporary: bool = False
+
+    # TLS (RFC 8314 implicit TLS on ``listen_tls``; STARTTLS, RFC 3501 §6.2.1, on ``listen``
+    # once a certificate is configured). SIGHUP reloads the files for new connections.
+    #: HOST:PORT of the implicit-TLS listener (port 993 style); needs ``tls_cert_file``.
+    listen_tls: tuple[str, int] | None = None
+    #: PEM certificate chain (Cyrus: tls_server_cert) and key (tls_server_key; unset: the
+    #: key is in the certificate file).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: Operations: a file holding the server's pid while it runs; log lines as "text" or
+    #: "json" (one JSON object per line: time, level, logger, message, session).
+    pid_file: Path | None = None
+    log_format: str = "text"
 
     # Message-store events (RFC 5423) in Cyrus's JSON to ``notify_socket`` (TOML
     # ``notifysocket``); names as Cyrus's imapoptions, defaults give the example files' keys.
@@ -98,6 +120,13 @@ def parse_hostport(value: str, option: str) -> tuple[str, int]:
 
 
 _LIMIT_KEYS = {f.name for f in fields(Limits)}
+_PATHS = {"data_dir": "data_dir", "tls_cert_file": "tls_cert_file",
+          "tls_key_file": "tls_key_file", "tls_server_cert": "tls_cert_file",
+          "tls_server_key": "tls_key_file", "pid_file": "pid_file"}
+_LOG_FORMATS = ("text", "json")
+ENV_PREFIX = "IMAPD_"
+#: Environment variables that are not options: the TOML file's path.
+ENV_CONFIG = "IMAPD_CONFIG"
 _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
@@ -113,29 +142,86 @@ _SIMPLE = {
     "metadata_private": bool,
     "expire_interval": float,
     "aps_topic": str,
+    "lmtp_overquota_temporary": bool,
     "event_notifier": str,
     "event_content_inclusion_mode": str,
     "event_content_size": int,
     "event_backlog_max": int,
+    "log_format": str,
 }
 
 
-def load(path: Path | None, **overrides: Any) -> Config:
-    """Defaults, then the TOML file, then non-None ``overrides`` (command-line flags)."""
+def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file, then ``IMAPD_*`` variables of ``env`` (the process
+    environment in `imapd.cli`; None: none), then non-None ``overrides`` (flags)."""
     config = Config()
+    if path is None and env is not None and env.get(ENV_CONFIG):
+        path = Path(env[ENV_CONFIG])
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"--config: cannot read {path}: {exc}") from exc
         config = _apply_toml(config, raw)
+    if env is not None:
+        config = _apply_env(config, env)
     changes = {k: v for k, v in overrides.items() if v is not None}
     config = replace(config, **changes)
+    _check_operations(config)
     _check_events(config)
     if config.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous: expected FULL, NORMAL or EXTRA")
     if config.lmtp is not None and "/" not in config.lmtp:
         parse_hostport(config.lmtp, "lmtp")  # a path contains "/"; otherwise HOST:PORT
+    return config
+
+
+def _check_operations(config: Config) -> None:
+    """TLS and operations options that only make sense together."""
+    if config.listen_tls is not None and config.tls_cert_file is None:
+        raise ConfigError("listen_tls: needs tls_cert_file (and tls_key_file)")
+    if config.tls_key_file is not None and config.tls_cert_file is None:
+        raise ConfigError("tls_key_file: set without tls_cert_file")
+    if config.log_format not in _LOG_FORMATS:
+        raise ConfigError(f"log_format: expected one of {_LOG_FORMATS}, got {config.log_format!r}")
+
+
+def _env_value(key: str, text: str) -> object:
+    """An environment string as the TOML value ``key`` expects (TOML checks the rest)."""
+    kind = _SIMPLE.get(key)
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"expected true or false, got {text!r}")
+    if kind is int or kind is float or key.startswith("limits."):
+        try:
+            return int(text) if kind is not float else float(text)
+        except ValueError:
+            name = "float" if kind is float else "int"
+            raise ConfigError(f"expected {name}, got {text!r}") from None
+    return text
+
+
+def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
+    """``IMAPD_OPTION=value`` for every TOML option; ``IMAPD_LIMITS_X`` for ``[limits] x``.
+    An unknown ``IMAPD_*`` name is refused like an unknown TOML key (a typo must not pass
+    silently)."""
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        limit = key.removeprefix("limits_")
+        try:
+            if key.startswith("limits_") and limit in _LIMIT_KEYS:
+                value = _env_value("limits." + limit, env[name])
+                config = _apply_toml(config, {"limits": {limit: value}})
+            else:
+                config = _apply_toml(config, {key: _env_value(key, env[name])})
+        except ConfigError as exc:
+            raise ConfigError(f"{name} (environment): {exc}") from None
     return config
 
 
@@ -178,9 +264,11 @@ def _apply_toml(config: Config, raw: dict[str, Any]) -> Config:
             changes[key] = value
         elif key in _WORD_LISTS:
             changes[key] = _words(key, value)
-        elif key == "data_dir":
-            changes[key] = Path(str(value))
-        elif key == "listen":
+        elif key in _PATHS:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{key}: expected a path, got {value!r}")
+            changes[_PATHS[key]] = Path(value)
+        elif key in {"listen", "listen_tls"}:
             changes[key] = parse_hostport(str(value), key)
         elif key in {"lmtp", "notify_socket", "notifysocket"}:
             changes["notify_socket" if key == "notifysocket" else key] = str(value)

@@ -1,19 +1,24 @@
 """Listeners, one task per connection, the event loop choice and graceful shutdown.
 
-Owns: wiring (store + bus + sessions), the capability list, accepting connections, and the
-SIGTERM/SIGINT drain: stop accepting, let in-flight commands finish, BYE the rest, close the
-store, cancel what remains after ``shutdown_timeout``.
+Owns: wiring (store + bus + sessions), the capability list, accepting connections (plain on
+``listen``, implicit TLS on ``listen_tls``), SIGHUP (reload the TLS certificate for new
+connections), and the SIGTERM/SIGINT drain: stop accepting, let in-flight commands finish,
+BYE the rest, close the store, cancel what remains after ``shutdown_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from imapd import tls
 from imapd.config import Config
+from imapd.daemon import SESSION_ID
 from imapd.lmtp.server import LmtpServer
 from notify.bus import EventBus
 from notify.cyrus import Renderer
@@ -34,6 +39,8 @@ BASE_CAPABILITIES = (
     "ENABLE",
     "IDLE",
     "NAMESPACE",
+    "ACL",  # RFC 4314 (imapd/commands/acl.py)
+    "RIGHTS=texk",  # RFC 4314 §5.1.1: the rights beyond RFC 2086's
     "UNSELECT",
     "CHILDREN",
     "UIDPLUS",
@@ -53,6 +60,10 @@ BASE_CAPABILITIES = (
     "COMPRESS=DEFLATE",  # RFC 4978
     "UTF8=ACCEPT",  # RFC 6855
     "STATUS=SIZE",  # RFC 8438
+    "QUOTA",  # RFC 9208: one root per user (imapd/commands/quota.py)
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "QUOTASET",
 )
 
 
@@ -70,6 +81,11 @@ class Server:
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
+        #: The certificate when tls_cert_file is set: STARTTLS, and ``listen_tls``.
+        self.tls: tls.ServerTls | None = None
+        self.tls_addresses: list[tuple[str, int]] = []
+        #: Called when shutdown begins (the CLI sends systemd STOPPING=1).
+        self.on_shutdown: list[Callable[[], object]] = []
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -81,12 +97,21 @@ class Server:
             synchronous=config.sqlite_synchronous,
             scrypt_n=config.scrypt_n,
         )
-        return cls(config, store, bus)
+        server = cls(config, store, bus)
+        if config.tls_cert_file is not None:
+            try:
+                server.tls = tls.ServerTls.load(config.tls_cert_file, config.tls_key_file)
+            except tls.TlsError:
+                await store.close()
+                raise
+        return server
 
     def capabilities(self, session: Session) -> list[str]:
         caps = list(BASE_CAPABILITIES)
         caps.append(f"APPENDLIMIT={self.config.limits.max_literal_size}")  # RFC 7889
         if session.user is None:
+            if self.tls is not None and not session.tls and not session.compressing:
+                caps.append("STARTTLS")  # RFC 3501 §6.2.1; RFC 2595 §3.1: not after TLS
             if session.plaintext_allowed:
                 caps.append("AUTH=PLAIN")
             else:
@@ -104,6 +129,8 @@ class Server:
         addresses = [s.getsockname()[:2] for s in server.sockets]
         for addr in addresses:
             log.info("listening on %s:%s (imap)", addr[0], addr[1])
+        if self.config.listen_tls is not None:
+            await self._start_tls_listener(*self.config.listen_tls)
         if self.config.lmtp:
             self.lmtp = LmtpServer(self.config, self.store)
             await self.lmtp.start()
@@ -148,13 +175,40 @@ class Server:
         self.session_events = "access" in config.event_groups
         log.info("events to %s (method %s)", path, config.event_notifier)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _start_tls_listener(self, host: str, port: int) -> None:
+        """Implicit TLS (RFC 8314 §3.3): the handshake first, then an ``imaps`` session.
+        The listener's context hands each handshake the current one (`ServerTls`)."""
+        assert self.tls is not None
+        server = await asyncio.start_server(
+            functools.partial(self._accept, service="imaps"),
+            host,
+            port,
+            limit=2**20,
+            ssl=self.tls.listener_context,
+            ssl_handshake_timeout=self.config.login_timeout,
+        )
+        self._servers.append(server)
+        self.tls_addresses = [s.getsockname()[:2] for s in server.sockets]
+        for addr in self.tls_addresses:
+            log.info("listening on %s:%s (imaps)", addr[0], addr[1])
+
+    def reload_tls(self) -> None:
+        """SIGHUP: read the certificate files again; new connections get them."""
+        if self.tls is None:
+            log.info("SIGHUP: no TLS certificate configured, nothing to reload")
+            return
+        self.tls.reload()
+
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, service: str = "imap"
+    ) -> None:
         from imapd.session import Session
 
         if self.shutting_down:
             writer.close()
             return
-        session = Session(self, reader, writer)
+        session = Session(self, reader, writer, service=service)
+        SESSION_ID.set(session.id)  # this task's log records carry it (JSON logs)
         session.task = asyncio.current_task()
         self.sessions.add(session)
         try:
@@ -173,6 +227,8 @@ class Server:
             return
         self.shutting_down = True
         log.info("shutting down: %d sessions", len(self.sessions))
+        for hook in self.on_shutdown:
+            hook()
         for server in self._servers:
             server.close()
         if self._expiry is not None:
@@ -205,7 +261,12 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
-        await self._stopped.wait()
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
+        try:
+            await self._stopped.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
 
 
 def _renderer() -> Renderer:

@@ -18,6 +18,12 @@ Implementation notes:
   and every write through ``_deflate`` with a Z_SYNC_FLUSH, so each response reaches the
   client whole. Bytes the client sent after COMPRESS but before our OK were already
   compressed: they are taken back from the core and inflated.
+- STARTTLS (RFC 3501 §6.2.1) is a layer switch after the tagged OK (`start_tls`): bytes the
+  client pipelined after the command are dropped, never run (the injection defence; the core
+  gives them up with ``take_buffered_data``, and the plain StreamReader's buffer is
+  abandoned with it, as `imapd.tls.upgrade` reads through new stream objects); then the
+  session starts afresh in not-authenticated state with a new core. Implicit TLS sessions
+  (``service`` "imaps") arrive already upgraded. COMPRESS sits above TLS in both cases.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from imapd import tls
 from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome
 from imapd.protocol import commands as c
@@ -80,6 +87,9 @@ class Session:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.loopback = isinstance(peer, tuple) and _is_loopback(peer[0])
         self.service = service
+        #: TLS is on: implicit TLS (``service`` "imaps") or after STARTTLS ("imap", as Cyrus).
+        self.tls = writer.get_extra_info("ssl_object") is not None
+        self._plain_writer: asyncio.StreamWriter | None = None  # kept alive after STARTTLS
         self.conn = ServerConnection(self.config.limits)
         self.subscription = server.bus.subscribe(self.config.max_pending_changes)
         self.user: User | None = None
@@ -107,6 +117,10 @@ class Session:
 
     @property
     def plaintext_allowed(self) -> bool:
+        """LOGIN and AUTHENTICATE PLAIN may be used: over TLS always; without it per
+        ``allow_plaintext_login`` (None: on loopback only). RFC 3501 §6.2.3, RFC 8314 §5."""
+        if self.tls:
+            return True
         allowed = self.config.allow_plaintext_login
         return self.loopback if allowed is None else allowed
 
@@ -149,7 +163,9 @@ class Session:
 
     # --- the loop ----------------------------------------------------------------------
     async def run(self) -> None:
-        log.info("session %s: connect from %s", self.id, self.peer)
+        how = tls.describe(self.writer)
+        log.info("session %s: connect from %s (%s)", self.id, self.peer,
+                 f"{self.service} {how}" if how else self.service)
         try:
             caps = " ".join(self.capabilities())
             await self._write([UntaggedStatus("OK", "imapd ready", f"CAPABILITY {caps}")])
@@ -249,6 +265,38 @@ class Session:
             except zlib.error as exc:
                 raise ConnectionError(f"bad DEFLATE data: {exc}") from None
 
+    async def start_tls(self) -> None:
+        """RFC 3501 §6.2.1: the handshake starts right after STARTTLS's tagged OK (written
+        and drained). Pipelined plaintext is dropped; afterwards the state is fresh (a new
+        core: not authenticated, no BAD count, no UTF8=ACCEPT) and CAPABILITY changes."""
+        assert self.server.tls is not None
+        dropped = self.conn.take_buffered_data()
+        if dropped:
+            log.warning("session %s: %d bytes pipelined after STARTTLS dropped (injection?)",
+                        self.id, len(dropped))
+        # No await between the last drain and the handover below: plaintext that arrives
+        # meanwhile stays in the old reader, which is never read again.
+        plain = self.writer
+        try:
+            self.reader, self.writer = await tls.upgrade(
+                plain.transport,
+                self.server.tls.context,
+                handshake_timeout=self.config.login_timeout,
+                limit=2**20,
+            )
+        except (OSError, TimeoutError) as exc:
+            log.info("session %s: STARTTLS handshake failed: %s", self.id,
+                     exc or type(exc).__name__)
+            self.closing = True
+            plain.transport.abort()
+            return
+        self._plain_writer = plain
+        self.tls = True
+        self.conn = ServerConnection(self.config.limits)
+        self.enabled.clear()
+        self.pending_auth = None
+        log.info("session %s: STARTTLS %s", self.id, tls.describe(self.writer))
+
     async def _process_events(self) -> None:
         while not self.closing:
             event = self.conn.next_event()
@@ -324,6 +372,8 @@ class Session:
         await self._write([*first, *outcome.responses, *rest, tagged])
         if isinstance(cmd, c.Compress) and outcome.status == "OK":
             self.start_compression()
+        if isinstance(cmd, c.StartTLS) and outcome.status == "OK":
+            await self.start_tls()
         if isinstance(cmd, c.Logout) and outcome.status == "OK":
             self.closing = True
 
@@ -407,8 +457,9 @@ class Session:
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
-        except (ConnectionError, TimeoutError) as exc:
+        except OSError as exc:  # ConnectionError, TimeoutError, ssl.SSLError
             log.debug("session %s: close: %s", self.id, exc)
+            self.writer.transport.abort()  # e.g. a TLS peer that never sends close_notify
         if self.session_logged:
             await self._session_event("logout")
         who = self.user.name if self.user else "-"

@@ -6,8 +6,14 @@ commit order, still under the store's writer lock: it must never block or await,
 appends to lists and sets events. Must not import imapd.
 
 Routing is by mailbox id (a session's selected mailbox) and by user name (whole-account
-listeners such as NOTIFY and the IDLE of a session with nothing selected). Durable consumers
-(the notification socket) read `change_log` instead and use the bus only as a wake-up.
+listeners such as NOTIFY and the IDLE of a session with nothing selected). The user name is
+the mailbox *owner's* (shared mailboxes: the pseudo-owner "", whom no session is): a change
+to alice's mailbox made by bob reaches alice's listeners, never bob's, so a whole-account
+listener only hears of its own mailboxes. A session hears of someone else's mailbox only
+through its id, and it watches an id only after SELECT checked its rights (RFC 4314 §4);
+NOTIFY must do the same for other users' and shared mailboxes (README, "Access control").
+Durable consumers (the notification socket) read `change_log` instead and use the bus only
+as a wake-up.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from store.changes import (
+    AclChanged,
     ApplePushRegistered,
     Change,
     FlagsChanged,
@@ -26,6 +33,7 @@ from store.changes import (
     MessagesAdded,
     MessagesExpunged,
     MetadataChanged,
+    QuotaChanged,
     SessionEvent,
     SubscriptionChanged,
 )
@@ -35,7 +43,7 @@ def change_mailbox_ids(change: Change) -> tuple[int, ...]:
     match change:
         case MessagesAdded() | MessagesExpunged() | FlagsChanged() | MailboxCreated():
             return (change.mailbox.id,)
-        case MailboxDeleted():
+        case MailboxDeleted() | AclChanged():
             return (change.mailbox.id,)
         case MailboxRenamed():
             return tuple(old.id for old, _ in change.renames)
@@ -43,18 +51,22 @@ def change_mailbox_ids(change: Change) -> tuple[int, ...]:
             return () if change.mailbox is None else (change.mailbox.id,)
         case SubscriptionChanged() | SessionEvent() | ApplePushRegistered():
             return ()
+        case QuotaChanged():
+            return ()  # a root spans mailboxes: whole-account listeners of its owner
 
 
 def change_owner(change: Change) -> str:
     match change:
         case MessagesAdded() | MessagesExpunged() | FlagsChanged() | MailboxCreated():
             return change.mailbox.owner
-        case MailboxDeleted():
+        case MailboxDeleted() | AclChanged():
             return change.mailbox.owner
         case MailboxRenamed():
             return change.renames[0][0].owner
         case SubscriptionChanged() | SessionEvent() | MetadataChanged() | ApplePushRegistered():
             return change.user
+        case QuotaChanged():
+            return change.user  # the quota root's owner
 
 
 class Subscription:

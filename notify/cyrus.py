@@ -228,6 +228,8 @@ def event_fields(
         out["uri"] = imap_url(fmt.servername)
     elif event.subscription is not None:
         out["uri"] = imap_url(fmt.servername, event.user, event.subscription)
+    elif event.quota_root is not None:  # no UIDVALIDITY on quota events (EVENTS.md §1.3)
+        out["uri"] = imap_url(fmt.servername, event.user or None, event.quota_root)
     elif mbox is not None:
         out["uri"] = mailbox_url(fmt.servername, mbox, event.uid if t in _NEW_MESSAGE else None)
     content_event = t in MAILBOX_CONTENT_EVENTS
@@ -279,6 +281,8 @@ def event_fields(
                     out["messageContent"] = {key: included.decode("utf-8", "replace")}
     if event.extra:  # parameters of later producers (quota, ACL) slot into the order
         out = ordered({**out, **dict(event.extra)})
+    if t == E.QuotaChange and "diskUsed" not in extra:  # EVENTS.md §1.2: only when named
+        out.pop("diskUsed", None)
     return out
 
 

@@ -16,8 +16,13 @@ Rules (shared/reference/EVENTS.md §2 and §3):
 - A non-PEEK body FETCH that sets ``\\Seen`` (FlagsChanged kind "fetch") -> MessageRead.
 - ``modseq`` only when the event covers exactly one message (Cyrus also sends it for two:
   a bug we do not copy, §3.6).
-- Quota, AclChange and CalendarAlarm have their types and groups here so that their
-  producers slot in; no Change produces them yet.
+- SETACL/DELETEACL (AclChanged) -> AclChange: aclSubject, and aclRights with its ``+``/``-``
+  modifier (none for DELETEACL), as extra parameters that cyrus.py slots into the order.
+- QuotaChanged -> QuotaChange (kind "limits"), QuotaExceed ("exceeded"), QuotaWithin
+  ("within"), ``user`` the root's owner, with all four quota keys (diskQuota and
+  maxMessages -1 when unlimited, diskUsed in KiB truncated, messages) where Cyrus fills only
+  those of the resource concerned and then aborts (EVENTS.md §2, §6).
+- CalendarAlarm has its type and group here so that its producer slots in.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from enum import StrEnum
 from typing import Any, assert_never
 
 from store.changes import (
+    AclChanged,
     ApplePushRegistered,
     Change,
     Counts,
@@ -43,6 +49,7 @@ from store.changes import (
     MessagesExpunged,
     MetadataChanged,
     Origin,
+    QuotaChanged,
     SessionEvent,
     SubscriptionChanged,
 )
@@ -128,6 +135,7 @@ class Event:
     server: str | None = None  # Login / Logout: local "ip:port"
     aps: ApplePushRegistered | None = None
     extra: tuple[tuple[str, object], ...] = field(default=())  # later producers (quota, ACL)
+    quota_root: str | None = None  # quota events: the mailbox their uri names
 
     @property
     def uid(self) -> int | None:
@@ -224,8 +232,34 @@ def _events(change: Change, policy: Policy) -> list[Event]:
             return [_make(change, E.ApplePushService, change.user, aps=change)]
         case MetadataChanged():
             return []  # Cyrus has no event for METADATA (EVENTS.md §2)
+        case AclChanged():
+            # aclRights keeps its +/- modifier (a Cyrus bug not copied, EVENTS.md §6 #12);
+            # DELETEACL has none (EVENTS.md §2: the key is absent).
+            extra: tuple[tuple[str, object], ...] = (("aclSubject", change.subject),)
+            if change.rights is not None:
+                extra += (("aclRights", change.rights),)
+            return [_make(change, E.AclChange, _actor(change.origin), mailbox=change.mailbox,
+                          extra=extra)]
+        case QuotaChanged():
+            return [_quota(change)]
         case _:
             assert_never(change)
+
+
+_QUOTA_KINDS = {"limits": E.QuotaChange, "exceeded": E.QuotaExceed, "within": E.QuotaWithin}
+
+
+def _quota(change: QuotaChanged) -> Event:
+    """A quota event. The uri names the root as the example files do: the owner's INBOX
+    for a user's root (``imap://john@server/INBOX``), the root's name for a shared one."""
+    storage = -1 if change.storage_limit is None else change.storage_limit
+    messages = -1 if change.message_limit is None else change.message_limit
+    extra: tuple[tuple[str, object], ...] = (
+        ("diskQuota", storage), ("diskUsed", change.storage_used // 1024),
+        ("maxMessages", messages), ("messages", change.messages_used),
+    )
+    return _make(change, _QUOTA_KINDS[change.kind], change.user, extra=extra,
+                 quota_root="INBOX" if change.user else change.root)
 
 
 def _added(change: MessagesAdded) -> list[Event]:

@@ -31,8 +31,10 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class MailboxInfo:
-    """A mailbox row with its live figures. ``selectable`` is False for a ``\\Noselect``
-    placeholder left by DELETE of a mailbox that has children (RFC 3501 §6.3.4)."""
+    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
+    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``selectable`` is
+    False for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
+    (RFC 3501 §6.3.4). ``ref`` is only right for the viewer's own mailboxes."""
 
     id: int
     owner_id: int
@@ -50,6 +52,9 @@ class MailboxInfo:
     selectable: bool = True
     retention_days: int | None = None
     deleted: int = 0  # messages flagged \Deleted (STATUS DELETED, RFC 9051 §6.3.11)
+    #: The asking user's effective rights (RFC 4314, store/acl.py): all of them on their own
+    #: mailboxes. ``name`` is the name as that user sees it ("Other Users/alice/INBOX").
+    rights: str = "lrswipkxtea"
 
     @property
     def ref(self) -> MailboxRef:
@@ -235,6 +240,13 @@ class Store(Protocol):
     ) -> list[MessageRecord]:
         """Records of the existing messages among ``uids``, in UID order; ``changedsince``
         keeps only those with modseq > it."""
+        ...
+
+    async def fetch_plain(
+        self, mailbox_id: int, uids: Sequence[int]
+    ) -> list[tuple[int, int, str, int, str]]:
+        """``(uid, modseq, space-separated flags, size, internaldate ISO)`` per existing
+        message among ``uids``, in UID order: the cheap form of `fetch` for FETCH FLAGS."""
         ...
 
     async def store_flags(

@@ -171,6 +171,37 @@ class ApplePushRegistered(ChangeBase):
     mailboxes: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AclChanged(ChangeBase):
+    """SETACL or DELETEACL (RFC 4314 §3.1-3.2; Cyrus's AclChange event). ``subject`` is the
+    identifier as stored (``-bob`` for negative rights); ``rights`` the SETACL argument as
+    given, with its ``+``/``-`` modifier (canonical letters), None for DELETEACL; ``acl``
+    the entry's rights after the change ("" when removed)."""
+
+    mailbox: MailboxRef
+    subject: str
+    rights: str | None
+    acl: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaChanged(ChangeBase):
+    """A quota root's figures at a moment Cyrus reports (RFC 5423 §4.3; store/quota.py).
+    ``kind``: "limits" (SETQUOTA or ``imapd quota set``), "exceeded" (an operation refused
+    for quota; committed in its own transaction after the refused one rolled back, with the
+    usage it found), "within" (usage fell back under a limit, or a limit was raised above
+    it). ``user`` is the root's owner ("" for shared mailboxes); limits None = unlimited;
+    ``storage_used`` in octets, ``storage_limit`` in KiB."""
+
+    kind: str
+    root: str
+    user: str
+    storage_limit: int | None
+    storage_used: int
+    message_limit: int | None
+    messages_used: int  # not "messages": that key is MessageFacts in the change_log JSON
+
+
 Change: TypeAlias = (
     MessagesAdded
     | MessagesExpunged
@@ -182,6 +213,8 @@ Change: TypeAlias = (
     | SessionEvent
     | MetadataChanged
     | ApplePushRegistered
+    | AclChanged
+    | QuotaChanged
 )
 
 CHANGE_TYPES: dict[str, type[Any]] = {
@@ -197,6 +230,8 @@ CHANGE_TYPES: dict[str, type[Any]] = {
         SessionEvent,
         MetadataChanged,
         ApplePushRegistered,
+        AclChanged,
+        QuotaChanged,
     )
 }
 

@@ -65,7 +65,8 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from store import expire, metadata, mime, names, push, search
+from store import acl as aclrules
+from store import expire, metadata, mime, names, namespace, push, quota, search
 from store import flags as flagrules
 from store.api import (
     AppendResult,
@@ -80,6 +81,7 @@ from store.api import (
     User,
 )
 from store.changes import (
+    AclChanged,
     ApplePushRegistered,
     Change,
     Counts,
@@ -93,6 +95,7 @@ from store.changes import (
     MessagesAdded,
     MessagesExpunged,
     Origin,
+    QuotaChanged,
     SessionEvent,
     SubscriptionChanged,
     change_kind,
@@ -237,6 +240,14 @@ def _info(row: Row) -> MailboxInfo:
     return _Mbox.from_row(row).info(int(row[15]), bool(row[16]))
 
 
+def _allowed_flags(row: Row, rights: str) -> Row:
+    """A ``_FACTS`` row (and what follows) with only the flags ``rights`` let a user set
+    (RFC 4314 §4 COPY/APPEND: \\Seen needs s, \\Deleted t, any other flag w)."""
+    kept = aclrules.settable(flagrules.from_text(row[2]), rights)
+    return (*row[:2], flagrules.to_text(kept), row[3], row[4], row[5], "\\Seen" in kept,
+            "\\Deleted" in kept, *row[8:])
+
+
 def _facts(row: Row, *, uid: int | None = None, modseq: int | None = None) -> MessageFacts:
     """MessageFacts from a ``_FACTS`` row, optionally with a new UID/modseq (copies)."""
     return MessageFacts(
@@ -261,6 +272,7 @@ class _Prepared:
     header_len: int
     structure: str
     message_id: str | None
+    search_texts: tuple[str, ...]  # content_search, in search.STORED_KEYS order
 
 
 class _Tx:
@@ -414,11 +426,13 @@ class SqliteStore:
                 result = await body(tx)
                 changes = await tx.log()
                 await db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 try:
                     await db.execute("ROLLBACK")
                 except sqlite3.OperationalError:  # COMMIT failed and SQLite rolled back
                     log.debug("no transaction to roll back", exc_info=True)
+                if isinstance(exc, quota.QuotaRefused):
+                    await self._record_refusal(exc.change)
                 raise
             if changes:
                 try:
@@ -493,6 +507,45 @@ class SqliteStore:
             raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
         return mbox
 
+    # --- namespaces and rights (RFC 2342, RFC 4314; store/namespace.py, store/acl.py) ----
+    @staticmethod
+    async def _viewer(db: aiosqlite.Connection, user_id: int) -> tuple[str, bool]:
+        """(name, is_admin) of a user, read afresh (a grant or revoke applies at once)."""
+        row = await _one(db, "SELECT name, is_admin FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise UserNotFound("No such user")
+        return str(row[0]), bool(row[1])
+
+    async def _locate(self, db: aiosqlite.Connection, user_id: int, name: str) -> tuple[int, str]:
+        """(owner id, owner-relative name) of the mailbox a client name means for
+        ``user_id``. Raises MailboxNotFound for a namespace root or an unknown owner (the
+        same error as for a missing mailbox: names are never confirmed)."""
+        if namespace.is_personal(name):
+            return user_id, names.canonical(name)
+        viewer, _ = await self._viewer(db, user_id)
+        where = namespace.resolve(viewer, name)
+        row = None if where is None else await _one(
+            db, "SELECT id FROM users WHERE name = ?", (where.owner,))
+        if where is None or row is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        return int(row[0]), where.name
+
+    async def _as_seen(self, db: aiosqlite.Connection, user_id: int, info: MailboxInfo,
+                       ) -> MailboxInfo:
+        """``info`` (an _INFO_SELECT row of any owner) as ``user_id`` sees it: its name in
+        that user's namespaces, its effective rights, that user's subscription."""
+        if info.owner_id == user_id:
+            return info
+        viewer, admin = await self._viewer(db, user_id)
+        rows = await _rows(
+            db, "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
+            " AND identifier IN (?, ?, 'anyone', '-anyone')", (info.id, viewer, "-" + viewer))
+        rights = aclrules.effective(viewer, info.owner, {r[0]: r[1] for r in rows},
+                                    is_admin=admin)
+        name = namespace.visible_name(viewer, info.owner, info.name)
+        return dataclasses.replace(info, name=name, rights=rights,
+                                   subscribed=await self._is_subscribed(db, user_id, name))
+
     async def _remove(
         self, tx: _Tx, mbox_id: int, rows: list[Row], *, record: bool
     ) -> tuple[Counts, int]:
@@ -566,7 +619,9 @@ class SqliteStore:
         return User(row[0], row[1], bool(row[3]))
 
     async def get_user(self, name: str) -> User:
-        """Raises UserNotFound."""
+        """Raises UserNotFound (also for "", the shared namespace's pseudo-owner)."""
+        if not name:
+            raise UserNotFound("No such user")
         row = await _one(self._reader, "SELECT id, name, is_admin FROM users WHERE name = ?",
                          (name,))
         if row is None:
@@ -575,6 +630,8 @@ class SqliteStore:
 
     async def set_password(self, name: str, password: str) -> None:
         """Raises UserNotFound."""
+        if not name:
+            raise UserNotFound("No such user")
         hashed = await asyncio.to_thread(hash_password, password, n=self._scrypt_n)
 
         async def body(tx: _Tx) -> None:
@@ -589,6 +646,8 @@ class SqliteStore:
         """Deletes the user and all their mailboxes, messages and subscriptions; publishes a
         MailboxDeleted (without message facts) per mailbox. Raises UserNotFound."""
         origin = origin or Origin(service="cli")
+        if not name:
+            raise UserNotFound("No such user")  # the pseudo-owner of Shared/ stays
 
         async def body(tx: _Tx) -> None:
             row = await tx.one("SELECT id FROM users WHERE name = ?", (name,))
@@ -608,16 +667,70 @@ class SqliteStore:
 
         await self._write(body)
 
+    async def set_admin(self, name: str, admin: bool) -> User:
+        """Grant or revoke the admin flag (``imapd user admin``): admins create shared
+        mailboxes and administer every ACL (store/acl.py). Sessions see the change at their
+        next rights check. Raises UserNotFound."""
+        if not name:
+            raise UserNotFound("No such user")
+
+        async def body(tx: _Tx) -> User:
+            row = await tx.one("UPDATE users SET is_admin = ? WHERE name = ? RETURNING id",
+                               (int(admin), name))
+            if row is None:
+                raise UserNotFound("No such user")
+            return User(int(row[0]), name, admin)
+
+        return await self._write(body)
+
     async def list_users(self) -> list[User]:
-        rows = await _rows(self._reader, "SELECT id, name, is_admin FROM users ORDER BY name")
+        rows = await _rows(self._reader, "SELECT id, name, is_admin FROM users WHERE name != ''"
+                           " ORDER BY name")  # not the shared namespace's pseudo-owner
         return [User(r[0], r[1], bool(r[2])) for r in rows]
 
     # --- mailboxes --------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[MailboxInfo]:
-        """All of the user's mailboxes, including \\Noselect placeholders, sorted by name."""
+        """All of the user's mailboxes, including \\Noselect placeholders, sorted by name;
+        then the other users' and shared mailboxes on which the user has any right, as the
+        user sees them (`MailboxInfo.rights`: LIST shows those with ``l``)."""
         rows = await _rows(self._reader, _INFO_SELECT + " WHERE m.owner_id = ? ORDER BY m.name",
                            (user_id,))
-        return [_info(r) for r in rows]
+        return [_info(r) for r in rows] + await self._others_mailboxes(user_id)
+
+    async def _others_mailboxes(self, user_id: int) -> list[MailboxInfo]:
+        """Other owners' mailboxes with a right for ``user_id`` (an ACL entry naming the user
+        or anyone; every one for an admin), sorted by the name the user sees."""
+        db = self._reader
+        try:
+            viewer, admin = await self._viewer(db, user_id)
+        except UserNotFound:
+            return []  # deleted meanwhile: nothing is visible
+        where = " WHERE m.owner_id != ?"
+        params: list[object] = [user_id]
+        if not admin:
+            where += (" AND m.id IN (SELECT mailbox_id FROM acl"
+                      " WHERE identifier IN (?, 'anyone'))")
+            params.append(viewer)
+        rows = await _rows(db, _INFO_SELECT + where, params)
+        if not rows:
+            return []
+        entries: dict[int, dict[str, str]] = {}
+        for mailbox_id, identifier, rights in await _rows(
+            db, "SELECT mailbox_id, identifier, rights FROM acl"
+            " WHERE identifier IN (?, ?, 'anyone', '-anyone')", (viewer, "-" + viewer)):
+            entries.setdefault(mailbox_id, {})[identifier] = rights
+        subs = set(await self.subscriptions(user_id))
+        out: list[MailboxInfo] = []
+        for row in rows:
+            info = _info(row)
+            rights = aclrules.effective(viewer, info.owner, entries.get(info.id, {}),
+                                        is_admin=admin)
+            if rights:
+                name = namespace.visible_name(viewer, info.owner, info.name)
+                out.append(dataclasses.replace(info, name=name, rights=rights,
+                                               subscribed=name in subs))
+        out.sort(key=lambda m: m.name)
+        return out
 
     async def subscriptions(self, user_id: int) -> list[str]:
         """Subscribed names; they need not exist (RFC 3501 §6.3.6)."""
@@ -628,12 +741,15 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     async def get_mailbox(self, user_id: int, name: str) -> MailboxInfo:
-        """Raises MailboxNotFound; a \\Noselect placeholder is returned (selectable=False)."""
+        """The mailbox a client name means for ``user_id`` (any namespace), as that user
+        sees it, with their rights; the caller checks them (RFC 4314 §4). Raises
+        MailboxNotFound; a \\Noselect placeholder is returned (selectable=False)."""
+        owner_id, local = await self._locate(self._reader, user_id, name)
         row = await _one(self._reader, _INFO_SELECT + " WHERE m.owner_id = ? AND m.name = ?",
-                         (user_id, names.canonical(name)))
+                         (owner_id, local))
         if row is None:
             raise MailboxNotFound("Mailbox does not exist")
-        return _info(row)
+        return await self._as_seen(self._reader, user_id, _info(row))
 
     async def create_mailbox(
         self, user_id: int, name: str, origin: Origin, special_use: tuple[str, ...] = ()
@@ -654,23 +770,31 @@ class SqliteStore:
                 uses.append(canonical)
 
         async def body(tx: _Tx) -> MailboxInfo:
-            owner = await self._owner(tx.db, user_id)
-            wanted = [*names.parents(name), name]
+            owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
+            if local == names.INBOX:
+                raise MailboxExists("INBOX always exists")
+            owner = await self._owner(tx.db, owner_id)
+            wanted = [*names.parents(local), local]
             rows = await tx.rows(
                 _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name IN"
                 " (SELECT value FROM json_each(?))",
-                (user_id, json.dumps(wanted)),
+                (owner_id, json.dumps(wanted)),
             )
             existing = {r[3]: _Mbox.from_row(r) for r in rows}
-            target = existing.get(name)
+            target = existing.get(local)
             if target is not None and target.selectable:
                 raise MailboxExists("Mailbox already exists")
-            missing = [p for p in names.parents(name) if p not in existing]
-            await self._insert_mailboxes(tx, user_id, owner, [(p, ()) for p in missing], origin)
+            missing = [p for p in names.parents(local) if p not in existing]
+            made = await self._insert_mailboxes(tx, owner_id, owner, [(p, ()) for p in missing],
+                                                origin)
+            # RFC 4314 §4: a new mailbox SHOULD inherit the ACL of its nearest parent.
+            parent = next((existing[p] for p in reversed(names.parents(local))
+                           if p in existing), None)
             if target is None:
                 [created] = await self._insert_mailboxes(
-                    tx, user_id, owner, [(name, tuple(uses))], origin)
-                return created.info(0, await self._is_subscribed(tx.db, user_id, name))
+                    tx, owner_id, owner, [(local, tuple(uses))], origin)
+                await self._inherit_acl(tx, parent, [*made, created])
+                return created.info(0, await self._is_subscribed(tx.db, owner_id, local))
             # A placeholder comes back to life: a new UIDVALIDITY, so its UIDs may restart.
             uidvalidity = await self._uidvalidities(tx, 1)
             await tx.run(
@@ -682,10 +806,23 @@ class SqliteStore:
                 target, uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, recent_uid=1,
                 special_use=tuple(uses), selectable=True,
             )
+            await self._inherit_acl(tx, parent, [*made, revived])
             tx.emit(MailboxCreated(0, tx.at, origin, revived.ref, tuple(uses)), owner)
-            return revived.info(0, await self._is_subscribed(tx.db, user_id, name))
+            return revived.info(0, await self._is_subscribed(tx.db, owner_id, local))
 
         return await self._write(body)
+
+    @staticmethod
+    async def _inherit_acl(tx: _Tx, parent: _Mbox | None, created: Sequence[_Mbox]) -> None:
+        """Copy ``parent``'s ACL to each of ``created`` (no Change: nothing was SET)."""
+        if parent is None or not created:
+            return
+        await tx.run(
+            "INSERT OR REPLACE INTO acl (mailbox_id, identifier, rights)"
+            " SELECT j.value, a.identifier, a.rights FROM acl AS a, json_each(?) AS j"
+            " WHERE a.mailbox_id = ?",
+            (json.dumps([m.id for m in created]), parent.id),
+        )
 
     @staticmethod
     async def _is_subscribed(db: aiosqlite.Connection, user_id: int, name: str) -> bool:
@@ -712,10 +849,13 @@ class SqliteStore:
             raise MailboxInvalid("INBOX cannot be deleted")
 
         async def body(tx: _Tx) -> None:
-            mbox = await self._by_name(tx.db, user_id, name)
+            owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
+            if local == names.INBOX:
+                raise MailboxInvalid("INBOX cannot be deleted")
+            mbox = await self._by_name(tx.db, owner_id, local)
             if mbox is None:
                 raise MailboxNotFound("Mailbox does not exist")
-            children = await self._has_children(tx.db, user_id, name)
+            children = await self._has_children(tx.db, owner_id, local)
             if not mbox.selectable and children:
                 raise MailboxInvalid("Mailbox has inferior hierarchical names")
             rows = await tx.rows(
@@ -723,6 +863,8 @@ class SqliteStore:
                 " WHERE m.mailbox_id = ? ORDER BY m.uid",
                 (mbox.id,),
             )
+            within = await quota.settle(tx.db, {mbox.id: (-mbox.messages, -mbox.size)}, tx.at,
+                                        origin)
             await tx.run("DELETE FROM messages WHERE mailbox_id = ?", (mbox.id,))
             await tx.run("DELETE FROM expunged WHERE mailbox_id = ?", (mbox.id,))
             if children:
@@ -736,6 +878,8 @@ class SqliteStore:
                 await tx.run("DELETE FROM mailboxes WHERE id = ?", (mbox.id,))
             facts = tuple(_facts(r) for r in rows)
             tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts, facts), mbox.owner)
+            for change in within:  # QuotaWithin follows the MailboxDelete (EVENTS.md §3.5)
+                tx.emit(change, change.user)
 
         await self._write(body)
 
@@ -752,13 +896,22 @@ class SqliteStore:
             raise MailboxInvalid("Cannot rename a mailbox into itself")
 
         async def body(tx: _Tx) -> None:
-            source = await self._by_name(tx.db, user_id, old)
+            owner_id, old_local = await self._locate(tx.db, user_id, old)  # any namespace
+            source = await self._by_name(tx.db, owner_id, old_local)
             if source is None:
                 raise MailboxNotFound("Mailbox does not exist")
-            if old == names.INBOX:
-                await self._rename_inbox(tx, source, new, origin)
+            try:
+                new_owner, new_local = await self._locate(tx.db, user_id, new)
+            except MailboxNotFound:
+                raise MailboxInvalid("Cannot rename to that name") from None
+            if new_owner != owner_id:
+                raise MailboxInvalid("Cannot rename a mailbox to another owner's namespace")
+            if new_local == names.INBOX:
+                raise MailboxExists("Target mailbox already exists")
+            if old_local == names.INBOX:
+                await self._rename_inbox(tx, source, new_local, origin)
             else:
-                await self._rename(tx, source, new, origin)
+                await self._rename(tx, source, new_local, origin)
 
         await self._write(body)
 
@@ -869,7 +1022,8 @@ class SqliteStore:
         async def body(tx: _Tx) -> None:
             owner = await self._owner(tx.db, user_id)
             if subscribed:
-                if await self._by_name(tx.db, user_id, name) is None:
+                owner_id, local = await self._locate(tx.db, user_id, name)
+                if await self._by_name(tx.db, owner_id, local) is None:
                     raise MailboxNotFound("Mailbox does not exist")
                 done = await tx.rows(
                     "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)"
@@ -896,12 +1050,13 @@ class SqliteStore:
         name = names.canonical(name)
 
         async def body(tx: _Tx) -> MailboxSnapshot:
+            owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
             row = await tx.one(
                 "SELECT " + _MBOX_COLUMNS
                 + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id"
                 " AND s.name = m.name), (SELECT coalesce(max(seq), 0) FROM change_log)"
                 + _MBOX_FROM + " WHERE m.owner_id = ? AND m.name = ?",
-                (user_id, name),
+                (owner_id, local),
             )
             if row is None:
                 raise MailboxNotFound("Mailbox does not exist")
@@ -966,6 +1121,7 @@ class SqliteStore:
             header_len=structure.body_start,
             structure=mime.structure_to_json(structure),
             message_id=mime.message_id(structure),
+            search_texts=search.search_texts(message.content, structure),
         )
 
     async def append(
@@ -990,6 +1146,7 @@ class SqliteStore:
 
         async def body(tx: _Tx) -> AppendResult:
             count = len(prepared)
+            owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
             row = await tx.one(
                 "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
                 " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
@@ -998,21 +1155,26 @@ class SqliteStore:
                 " uidvalidity, (SELECT name FROM users WHERE id = owner_id), special_use",
                 (count, count, sum(not p.seen for p in prepared),
                  sum(len(p.raw) for p in prepared), sum(p.deleted for p in prepared),
-                 user_id, name),
+                 owner_id, local),
             )
             if row is None:
-                await self._selectable(tx.db, user_id, name)  # raises the right error
+                await self._selectable(tx.db, owner_id, local)  # raises the right error
                 raise MailboxNotFound("Mailbox does not exist")
             counts = Counts(*row[:6])
-            ref = MailboxRef(row[6], row[8], name, row[7], tuple(row[9].split()))
+            ref = MailboxRef(row[6], row[8], local, row[7], tuple(row[9].split()))
+            # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
+            await self._quota(tx, {ref.id: (count, sum(len(p.raw) for p in prepared))},
+                              origin, applied=True)
             first_uid, modseq = counts.uidnext - count, counts.highestmodseq
-            await tx.many(  # the message_in view inserts contents and messages rows
+            await tx.many(  # the message_in view inserts contents, content_search, messages
                 "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
                 " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
-                " structure, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(ref.id, first_uid + i, modseq, p.seen, p.deleted, len(p.raw),
                   int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
-                  flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure, p.raw)
+                  flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure, p.raw,
+                  *p.search_texts)
                  for i, p in enumerate(prepared)],
             )
             facts = tuple(
@@ -1074,6 +1236,23 @@ class SqliteStore:
             )
             for r in rows
         ]
+
+    async def fetch_plain(
+        self, mailbox_id: int, uids: Sequence[int]
+    ) -> list[tuple[int, int, str, int, str]]:
+        """``(uid, modseq, flags, size, internaldate ISO)`` of the existing messages among
+        ``uids``, in UID order, as SQLite returns them: the FETCH (UID FLAGS) hot path of
+        synchronising clients, with no record objects and no date parsing."""
+        ranges = uid_ranges(uids)
+        if not ranges:
+            return []
+        rows = await _rows(
+            self._reader,
+            "SELECT m.uid, m.modseq, m.flags, m.size, m.internaldate FROM " + _IN_RANGES
+            + " WHERE " + _RANGE_MATCH + " ORDER BY m.uid",
+            [json.dumps(ranges), mailbox_id],
+        )
+        return cast(list[tuple[int, int, str, int, str]], rows)
 
     async def store_flags(
         self,
@@ -1175,6 +1354,8 @@ class SqliteStore:
             facts = tuple(_facts(r) for r in rows)
             tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, kind),
                     mbox.owner)
+            await self._quota(tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))},
+                              origin, applied=True)
             return tuple(f.uid for f in facts)
 
         return await self._write(body)
@@ -1188,17 +1369,21 @@ class SqliteStore:
         origin: Origin,
         *,
         move: bool = False,
+        rights: str | None = None,
     ) -> CopyResult:
         """COPY/MOVE in one transaction; never partial. New UIDs in source UID order; flags
         and INTERNALDATE kept, the bytes shared. Copy into the same mailbox is allowed.
-        Raises MailboxNotFound (source gone, or destination: handler adds TRYCREATE),
-        MailboxInvalid (destination \\Noselect)."""
+        ``dest_name`` is in ``dest_user_id``'s namespaces; ``rights`` (the user's on the
+        destination) keeps only the flags they allow (RFC 4314 §4: \\Seen needs s,
+        \\Deleted t, others w). Raises MailboxNotFound (source gone, or destination:
+        handler adds TRYCREATE), MailboxInvalid (destination \\Noselect)."""
         dest_name = names.canonical(dest_name)
         ranges = uid_ranges(uids)
 
         async def body(tx: _Tx) -> CopyResult:
             source = await self._by_id(tx.db, mailbox_id)
-            dest = await self._selectable(tx.db, dest_user_id, dest_name)
+            dest = await self._selectable(tx.db, *await self._locate(tx.db, dest_user_id,
+                                                                     dest_name))
             rows = await tx.rows(
                 "SELECT " + _FACTS + ", m.internal_epoch, m.content_id FROM " + _IN_RANGES
                 + " JOIN contents AS c ON c.id = m.content_id WHERE " + _RANGE_MATCH
@@ -1207,13 +1392,20 @@ class SqliteStore:
             ) if ranges else []
             if not rows:
                 return CopyResult(dest.uidvalidity, (), ())
+            added = rows if rights is None else [_allowed_flags(r, rights) for r in rows]
             count = len(rows)
+            octets = sum(r[3] for r in rows)
+            deltas = {dest.id: (count, octets)}
+            if move:  # a MOVE within one quota root changes no usage
+                back = deltas.get(mailbox_id, (0, 0))
+                deltas[mailbox_id] = (back[0] - count, back[1] - octets)
+            within = await quota.settle(tx.db, deltas, tx.at, origin)  # before any insert
             row = await tx.one(
                 "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
                 " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
                 " deleted = deleted + ? WHERE id = ? " + _COUNTS,
-                (count, count, sum(not r[6] for r in rows), sum(r[3] for r in rows),
-                 sum(r[7] for r in rows), dest.id),
+                (count, count, sum(not r[6] for r in added), sum(r[3] for r in rows),
+                 sum(r[7] for r in added), dest.id),
             )
             assert row is not None
             counts = Counts(*row)
@@ -1223,10 +1415,10 @@ class SqliteStore:
                 " internal_epoch, internaldate, savedate, flags, content_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(dest.id, first + i, modseq, r[6], r[7], r[3], r[8], r[4], tx.at_iso, r[2], r[9])
-                 for i, r in enumerate(rows)],
+                 for i, r in enumerate(added)],
             )
             source_uids = tuple(r[0] for r in rows)
-            facts = tuple(_facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(rows))
+            facts = tuple(_facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(added))
             how = "move" if move else "copy"
             tx.emit(MessagesAdded(0, tx.at, origin, dest.ref, counts, facts, how, source.ref,
                                   source_uids), dest.owner)
@@ -1235,6 +1427,8 @@ class SqliteStore:
                 tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts,
                                          tuple(_facts(r) for r in rows), src_modseq, "move"),
                         source.owner)
+            for change in within:  # the source's root, left by a MOVE
+                tx.emit(change, change.user)
             return CopyResult(dest.uidvalidity, source_uids, tuple(f.uid for f in facts),
                               source_uids if move else ())
 
@@ -1244,13 +1438,20 @@ class SqliteStore:
         """UIDs matching, ascending. Raises ValueError for an unknown key (a bug upstream)."""
         compiled = search.compile_criterion(criterion, self._now())
         join = " JOIN contents AS c ON c.id = m.content_id" if compiled.needs_content else ""
-        rows = await _rows(
+        if compiled.needs_search:
+            join += " LEFT JOIN content_search AS s ON s.id = m.content_id"
+        # One row, one string: no per-row work in Python (thousands of UIDs for UNSEEN).
+        row = await _one(
             self._reader,
-            "SELECT m.uid FROM messages AS m" + join
-            + " WHERE m.mailbox_id = ? AND (" + compiled.sql + ") ORDER BY m.uid",
+            "SELECT group_concat(uid) FROM (SELECT m.uid FROM messages AS m" + join
+            + " WHERE m.mailbox_id = ? AND (" + compiled.sql + ") ORDER BY m.uid)",
             [mailbox_id, *compiled.params],
         )
-        return [r[0] for r in rows]
+        if row is None or row[0] is None:
+            return []
+        uids = list(map(int, str(row[0]).split(",")))
+        uids.sort()  # already ascending; group_concat's order is not a documented promise
+        return uids
 
     async def vanished_since(
         self, mailbox_id: int, modseq: int, uids: Sequence[tuple[int, int]] | None = None
@@ -1350,7 +1551,7 @@ class SqliteStore:
             ref: MailboxRef | None = None
             mailbox_id = metadata.SERVER
             if name is not None:
-                mbox = await self._by_name(tx.db, user_id, name)
+                mbox = await self._by_name(tx.db, *await self._locate(tx.db, user_id, name))
                 if mbox is None:
                     raise MailboxNotFound("Mailbox does not exist")
                 ref, mailbox_id = mbox.ref, mbox.id
@@ -1358,6 +1559,50 @@ class SqliteStore:
             for change, who in metadata.changes(tx.at, origin, owner, ref, changed):
                 tx.emit(change, who)
             return tuple(changed)
+
+        return await self._write(body)
+
+    # --- ACL (RFC 4314; the rules in store/acl.py) ---------------------------------------------
+    async def acl_entries(self, mailbox_id: int) -> list[tuple[str, str]]:
+        """The stored ACL of a mailbox: (identifier, canonical rights), sorted; the owner's
+        implicit entry is not among them. The caller checked the ``a`` right."""
+        rows = await _rows(self._reader, "SELECT identifier, rights FROM acl"
+                           " WHERE mailbox_id = ? ORDER BY identifier", (mailbox_id,))
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def set_acl(
+        self,
+        user_id: int,
+        name: str,
+        identifier: str,
+        change: aclrules.Modification | None,
+        origin: Origin,
+    ) -> str:
+        """SETACL (``change``) or DELETEACL (None) on the mailbox ``name`` means for
+        ``user_id``, with its AclChanged in the same transaction (also when nothing
+        changed, as Cyrus reports every SETACL). An entry left with no rights is removed.
+        Returns the entry's rights after. The caller checked the ``a`` right. Raises
+        MailboxNotFound, MailboxInvalid (the owner's own entry: their rights are fixed)."""
+
+        async def body(tx: _Tx) -> str:
+            mbox = await self._by_name(tx.db, *await self._locate(tx.db, user_id, name))
+            if mbox is None:
+                raise MailboxNotFound("Mailbox does not exist")
+            if identifier.removeprefix("-") == mbox.owner:
+                raise MailboxInvalid("The owner's rights cannot be changed")
+            row = await tx.one("SELECT rights FROM acl WHERE mailbox_id = ? AND identifier = ?",
+                               (mbox.id, identifier))
+            old = "" if row is None else str(row[0])
+            new = "" if change is None else aclrules.apply(old, change)
+            if new:
+                await tx.run("INSERT OR REPLACE INTO acl (mailbox_id, identifier, rights)"
+                             " VALUES (?, ?, ?)", (mbox.id, identifier, new))
+            else:
+                await tx.run("DELETE FROM acl WHERE mailbox_id = ? AND identifier = ?",
+                             (mbox.id, identifier))
+            rights = None if change is None else str(change)
+            tx.emit(AclChanged(0, tx.at, origin, mbox.ref, identifier, rights, new), mbox.owner)
+            return new
 
         return await self._write(body)
 
@@ -1407,6 +1652,8 @@ class SqliteStore:
                 facts = tuple(_facts(r) for r in rows)
                 tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq,
                                          "expire"), mbox.owner)
+                await self._quota(tx, {due.id: (-len(rows), -sum(r[3] for r in rows))},
+                                  origin, applied=True)
                 return len(rows)
 
             total += await self._write(body)
@@ -1442,3 +1689,73 @@ class SqliteStore:
     async def push_devices(self, user_id: int | None = None) -> list[push.PushDevice]:
         """XAPPLEPUSHSERVICE registrations of one user, or of everyone."""
         return await push.devices(self._reader, user_id)
+
+    # --- QUOTA (RFC 9208; the rules and SQL live in store/quota.py) ---------------------------
+    async def _quota(
+        self, tx: _Tx, deltas: dict[int, tuple[int, int]], origin: Origin, *, applied: bool
+    ) -> None:
+        """Apply the quota rules to a transaction's (messages, octets) per mailbox: raises
+        QuotaRefused, or emits the QuotaChanged(kind="within") of roots no longer full."""
+        for change in await quota.settle(tx.db, deltas, tx.at, origin, applied=applied):
+            tx.emit(change, change.user)
+
+    async def _record_refusal(self, change: QuotaChanged) -> None:
+        """Commit a refused transaction's QuotaChanged(kind="exceeded") in a transaction of
+        its own, right after the ROLLBACK and still under the writer lock (so in commit
+        order), then publish it. A failure here is logged; the refusal stands."""
+        db = self._writer
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                tx = _Tx(db, change.at)
+                tx.emit(change, change.user)
+                changes = await tx.log()
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except Exception:
+            log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
+            return
+        try:
+            self._publish(changes)
+        except Exception:
+            log.exception("publish failed for change_log seq %s", changes[0].seq)
+
+    async def get_quota(self, root: str) -> quota.QuotaInfo:
+        """GETQUOTA: a root by name (a user's name names the user's root), with its usage.
+        Raises QuotaRootNotFound."""
+        info, _ = await quota.by_name(self._reader, root)
+        return info
+
+    async def get_quota_root(self, user_id: int, name: str) -> quota.QuotaInfo:
+        """GETQUOTAROOT: the root of the user's mailbox ``name``, which need not exist
+        (RFC 9208 §4.1.2). Raises UserNotFound."""
+        owner = await self._owner(self._reader, user_id)
+        return await quota.of_mailbox(self._reader, user_id, owner, names.canonical(name))
+
+    async def set_quota(
+        self, root: str, limits: quota.Limits, origin: Origin | None = None
+    ) -> quota.QuotaInfo:
+        """SETQUOTA / ``imapd quota set``: replace a user root's limits (RFC 9208 §4.1.3:
+        limits not given are removed) and publish QuotaChanged(kind="limits"), then
+        QuotaChanged(kind="within") if the root was full and no longer is. Returns the root
+        with its usage. Raises QuotaRootNotFound (also for roots without a user: they
+        cannot be set yet)."""
+        origin = origin or Origin(service="cli")
+
+        async def body(tx: _Tx) -> quota.QuotaInfo:
+            before, user_id = await quota.by_name(tx.db, root)
+            if user_id is None:
+                raise quota.QuotaRootNotFound("Only users' quota roots can be set")
+            await quota.set_limits(tx.db, user_id, limits)
+            after, _ = await quota.by_name(tx.db, root)
+            tx.emit(quota.change("limits", tx.at, origin, after.root, after.usage),
+                    after.root.owner)
+            if (quota.full(before.root.limits, before.usage)
+                    and not quota.full(limits, after.usage)):
+                tx.emit(quota.change("within", tx.at, origin, after.root, after.usage),
+                        after.root.owner)
+            return after
+
+        return await self._write(body)

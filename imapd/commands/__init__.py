@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from imapd.commands import auth, compress, mailbox, message, metadata, push, select
+from imapd.commands import acl, auth, compress, mailbox, message, metadata, push, quota, select
 from imapd.protocol import commands as c
 
 if TYPE_CHECKING:
@@ -20,6 +20,11 @@ HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
     c.Id: auth.handle_id,
     c.Enable: auth.handle_enable,
     c.Namespace: auth.handle_namespace,
+    c.SetAcl: acl.handle_setacl,
+    c.DeleteAcl: acl.handle_deleteacl,
+    c.GetAcl: acl.handle_getacl,
+    c.ListRights: acl.handle_listrights,
+    c.MyRights: acl.handle_myrights,
     c.StartTLS: auth.handle_starttls,
     c.Login: auth.handle_login,
     c.Authenticate: auth.handle_authenticate,
@@ -44,4 +49,7 @@ HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
     c.SetMetadata: metadata.handle_setmetadata,
     c.Compress: compress.handle_compress,
     c.XApplePushService: push.handle_xapplepushservice,
+    c.GetQuota: quota.handle_getquota,
+    c.GetQuotaRoot: quota.handle_getquotaroot,
+    c.SetQuota: quota.handle_setquota,
 }

@@ -13,6 +13,7 @@ from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
 from imapd.protocol.values import Secret
 from store.errors import AuthFailed
+from store.namespace import PREFIXES
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -95,13 +96,26 @@ async def handle_enable(session: Session, cmd: c.Enable) -> Outcome:
 
 
 async def handle_namespace(session: Session, cmd: c.Namespace) -> Outcome:
-    """NAMESPACE (RFC 2342): one personal namespace with "/" as the delimiter."""
-    return ok("NAMESPACE completed", None, Untagged((Atom("NAMESPACE"), (("", "/"),), None, None)))
+    """NAMESPACE (RFC 2342 §5): ``* NAMESPACE (("" "/")) (("Other Users/" "/"))
+    (("Shared/" "/"))``, the same for everyone (store/namespace.py): it names no user and
+    no mailbox."""
+    personal, others, shared = ((prefix,) for prefix in PREFIXES)
+    return ok("NAMESPACE completed", None,
+              Untagged((Atom("NAMESPACE"), personal, others, shared)))
 
 
 async def handle_starttls(session: Session, cmd: c.StartTLS) -> Outcome:
-    """STARTTLS (RFC 3501 §6.2.1): refused until a certificate is configured."""
-    raise BadCommand("STARTTLS is not available: no certificate is configured")
+    """STARTTLS (RFC 3501 §6.2.1): ``a STARTTLS`` -> ``a OK Begin TLS negotiation now``; the
+    session then runs the handshake (`Session.start_tls`). BAD without a certificate, over
+    TLS already, and under COMPRESS (RFC 4978 §4: no TLS below a compression layer); the
+    state table refuses it after login."""
+    if session.server.tls is None:
+        raise BadCommand("STARTTLS is not available: no certificate is configured")
+    if session.tls:
+        raise BadCommand("TLS is active already")
+    if session.compressing:
+        raise BadCommand("STARTTLS after COMPRESS is not allowed")
+    return ok("Begin TLS negotiation now")
 
 
 async def _login(session: Session, user: str, password: Secret) -> Outcome:

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from imapd.commands.acl import listable, lookup, require_parent
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
 from imapd.protocol.values import SequenceSet
+from store.acl import settable
 from store.api import DELIMITER, MailboxInfo, NewMessage
 from store.errors import MailboxNotFound
 
@@ -34,6 +36,7 @@ async def handle_create(session: Session, cmd: c.Create) -> Outcome:
     for use in cmd.special_use:
         if use not in SPECIAL_USES:
             raise CommandRefused(f"Unknown special use {use}", "USEATTR")
+    await require_parent(session, cmd.mailbox, "k")  # RFC 4314 §4
     await session.store.create_mailbox(user.id, cmd.mailbox, session.origin, cmd.special_use)
     return ok("CREATE completed")
 
@@ -44,6 +47,7 @@ async def handle_delete(session: Session, cmd: c.Delete) -> Outcome:
     if session.mailbox is not None and session.mailbox.name == cmd.mailbox:
         # RFC 3501 is silent; Dovecot and Cyrus refuse to delete the selected mailbox.
         raise CommandRefused("Cannot delete the selected mailbox", "INUSE")
+    await lookup(session, cmd.mailbox, "x")  # RFC 4314 §4
     await session.store.delete_mailbox(user.id, cmd.mailbox, session.origin)
     return ok("DELETE completed")
 
@@ -51,6 +55,8 @@ async def handle_delete(session: Session, cmd: c.Delete) -> Outcome:
 async def handle_rename(session: Session, cmd: c.Rename) -> Outcome:
     """RENAME old new (RFC 3501 §6.3.5), children included; INBOX moves its messages."""
     user = session.require_user()
+    await lookup(session, cmd.old, "x")  # RFC 4314 §4: x on the old name, k above the new
+    await require_parent(session, cmd.new, "k")
     await session.store.rename_mailbox(user.id, cmd.old, cmd.new, session.origin)
     return ok("RENAME completed")
 
@@ -59,6 +65,8 @@ async def handle_subscribe(session: Session, cmd: c.Subscribe | c.Unsubscribe) -
     """SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6-7)."""
     user = session.require_user()
     subscribe = isinstance(cmd, c.Subscribe)
+    if subscribe:
+        await lookup(session, cmd.mailbox, "l")  # RFC 4314 §4; UNSUBSCRIBE needs nothing
     await session.store.set_subscribed(user.id, cmd.mailbox, subscribe, session.origin)
     return ok(f"{'SUBSCRIBE' if subscribe else 'UNSUBSCRIBE'} completed")
 
@@ -183,7 +191,7 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
         return ok("LIST completed", None, list_response(("\\Noselect",), head + sep))
     selection = set(cmd.selection)
     asked = selection | set(cmd.return_opts)
-    mailboxes = await session.store.list_mailboxes(user.id)
+    mailboxes = listable(await session.store.list_mailboxes(user.id))  # RFC 4314 §4: l
     by_name = {m.name: m for m in mailboxes}
     subs: set[str] = set()
     if "SUBSCRIBED" in asked:
@@ -213,7 +221,8 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
         )
         extended = (("CHILDINFO", childinfo),) if name in with_matching_child else ()
         responses.append(list_response(attrs, name, extended))
-        if cmd.status_items is not None and name in meeting and info and info.selectable:
+        if (cmd.status_items is not None and name in meeting and info and info.selectable
+                and "r" in info.rights):  # RFC 5819 §2: no STATUS without the right
             responses.append(status_response(session, info, cmd.status_items))
     return ok("LIST completed", None, *responses)
 
@@ -230,7 +239,7 @@ def _meets(name: str, info: MailboxInfo | None, selection: set[str], subs: set[s
 async def _lsub(session: Session, user_id: int, cmd: c.List) -> Outcome:
     """LSUB (RFC 3501 §6.3.9): subscribed names; a parent matched by % whose child is
     subscribed comes back \\Noselect."""
-    mailboxes = await session.store.list_mailboxes(user_id)
+    mailboxes = listable(await session.store.list_mailboxes(user_id))
     by_name = {m.name: m for m in mailboxes}
     subs = set(await session.store.subscriptions(user_id))
     patterns = [_join(cmd.reference, p) for p in cmd.patterns]
@@ -296,9 +305,8 @@ def status_values(
 
 async def handle_status(session: Session, cmd: c.Status) -> Outcome:
     """STATUS mailbox (items) (RFC 3501 §6.3.10)."""
-    user = session.require_user()
     items = tuple(i.upper() for i in cmd.items)
-    info = await session.store.get_mailbox(user.id, cmd.mailbox)
+    info = await lookup(session, cmd.mailbox, "r")  # RFC 4314 §4
     if not info.selectable:
         raise CommandRefused("Mailbox is not selectable", "NONEXISTENT")
     owed: list[Response] = []
@@ -322,13 +330,16 @@ async def handle_append(session: Session, cmd: c.Append) -> Outcome:
     literal with ``NO [TOOBIG]`` before it is sent. 8-bit header octets are stored as they
     come, with or without UTF8=ACCEPT (lenient, as Dovecot and crymap are)."""
     user = session.require_user()
-    messages = [NewMessage(m.content, m.flags, m.date) for m in cmd.messages]
     limit = session.config.limits.max_literal_size
     for m in cmd.messages:
         if not m.content:
             raise BadCommand("Empty message")
         if len(m.content) > limit:  # the framer refuses these first; kept as the rule
             raise CommandRefused(f"Message larger than APPENDLIMIT {limit}", "TOOBIG")
+    # RFC 4314 §4: i on the target; flags without their right are dropped, not refused.
+    target = await lookup(session, cmd.mailbox, "i", target=True)
+    messages = [NewMessage(m.content, settable(m.flags, target.rights), m.date)
+                for m in cmd.messages]
     try:
         result = await session.store.append(user.id, cmd.mailbox, messages, session.origin)
     except MailboxNotFound as exc:

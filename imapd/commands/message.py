@@ -9,9 +9,11 @@ taking a sequence set resolves it through `SelectedView.resolve` with that list.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
 from imapd.fetch import imap_datetime, needs, render_item
@@ -28,6 +30,7 @@ from imapd.protocol.responses import (
 )
 from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.selected import SelectedView
+from store.acl import settable
 from store.api import Criterion, MessageRecord
 from store.changes import FlagsChanged, MessagesAdded, MessagesExpunged
 from store.errors import MailboxNotFound
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Messages read from the store per batch while streaming a FETCH.
 FETCH_BATCH = 250
+#: The same for flags, sizes and dates only: rows are small, thread hops are not.
+PLAIN_BATCH = 5000
 #: The largest UID (RFC 3501 §2.3.1.1: 32 bits): ``*`` in UID FETCH ... VANISHED.
 MAX_UID = 2**32 - 1
 
@@ -44,6 +49,19 @@ MAX_UID = 2**32 - 1
 def _require_writable(view: SelectedView) -> None:
     if view.readonly:
         raise CommandRefused("Mailbox is read-only", "READ-ONLY")
+
+
+def _rights(session: Session) -> str:
+    """The user's rights on the selected mailbox, as checked at SELECT (RFC 4314 §5.1.1
+    lets them be cached; ``r`` is implied)."""
+    return session.mailbox.rights if session.mailbox is not None else ""
+
+
+def _require_rights(session: Session, needed: str) -> None:
+    """Refuse a selected-state command without ``needed``: NOPERM (the user selected the
+    mailbox, so it is no secret to them)."""
+    if not all(r in _rights(session) for r in needed):
+        raise CommandRefused("Permission denied", "NOPERM")
 
 
 def _told_highestmodseq(session: Session, view: SelectedView) -> int:
@@ -66,6 +84,7 @@ async def handle_expunge(session: Session, cmd: c.Expunge) -> Outcome:
     responses come from the session's own change, flushed after the command."""
     view = session.require_view()
     _require_writable(view)
+    _require_rights(session, "e")  # RFC 4314 §4
     uids = None
     if cmd.uids is not None:
         uids = view.resolve(cmd.uids, uid=True, saved=session.saved_search)
@@ -222,7 +241,7 @@ async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
         atts,
         need.content,
         need.structure,
-        need.sets_seen and not view.readonly,
+        need.sets_seen and not view.readonly and "s" in _rights(session),  # RFC 4314 §4
         cmd.changedsince,
         outcome,
     )
@@ -264,6 +283,15 @@ async def _fetch_stream(
     not told of yet can no longer be read: the command then ends in ``NO [EXPUNGEISSUED]``
     (RFC 2180 §4.1.3, RFC 5530), as Dovecot answers."""
     missing = False
+    if changedsince is None and all(a.name in _PLAIN_ATTS for a in atts):
+        for start in range(0, len(uids), PLAIN_BATCH):
+            chunk = uids[start : start + PLAIN_BATCH]
+            rows = await session.store.fetch_plain(view.mailbox_id, chunk)
+            missing = missing or len(rows) < len(chunk)
+            yield [Serialized(_plain_fetch_lines(view, rows, atts))]
+        if missing:
+            _expunge_issued(outcome)
+        return
     for start in range(0, len(uids), FETCH_BATCH):
         chunk = uids[start : start + FETCH_BATCH]
         records = await session.store.fetch(
@@ -283,9 +311,6 @@ async def _fetch_stream(
                 seen_now = {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
         if changedsince is None and len(records) < len(chunk):
             missing = True
-        if not seen_now and all(a.name in _PLAIN_ATTS for a in atts):
-            yield [Serialized(_plain_fetch_lines(view, records, atts))]
-            continue
         batch: list[Response] = []
         for record in records:
             seq = view.seq_of(record.uid)
@@ -294,9 +319,13 @@ async def _fetch_stream(
             batch.append(_fetch_response(session, view, seq, record, atts, seen_now))
         yield batch
     if missing:
-        outcome.status = "NO"
-        outcome.code = "EXPUNGEISSUED"
-        outcome.text = "Some of the requested messages no longer exist"
+        _expunge_issued(outcome)
+
+
+def _expunge_issued(outcome: Outcome) -> None:
+    outcome.status = "NO"
+    outcome.code = "EXPUNGEISSUED"
+    outcome.text = "Some of the requested messages no longer exist"
 
 
 #: Attributes whose values are numbers, flags or a date: rendered straight to bytes.
@@ -304,7 +333,7 @@ _PLAIN_ATTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"
 
 
 def _plain_fetch_lines(
-    view: SelectedView, records: list[MessageRecord], atts: tuple[FetchAtt, ...]
+    view: SelectedView, rows: list[tuple[int, int, str, int, str]], atts: tuple[FetchAtt, ...]
 ) -> bytes:
     """The hot path of synchronising clients (``FETCH 1:* (UID FLAGS)``): the same bytes
     the generic serializer would produce (tests compare both), built without the Value
@@ -312,25 +341,27 @@ def _plain_fetch_lines(
     names = [a.name for a in atts]
     recent = view.recent
     seq_of = view.seq_of
+    fromiso = dt.datetime.fromisoformat
     lines: list[bytes] = []
-    for r in records:
-        seq = seq_of(r.uid)
+    for uid, modseq, flags, size, internaldate in rows:
+        seq = seq_of(uid)
         if seq is None:
             continue
         parts: list[bytes] = []
         for name in names:
             if name == "UID":
-                parts.append(b"UID %d" % r.uid)
+                parts.append(b"UID %d" % uid)
             elif name == "FLAGS":
-                flags = (*r.flags, "\\Recent") if r.uid in recent else r.flags
-                parts.append(b"FLAGS (" + " ".join(flags).encode() + b")")
-                view.forget_flag_update(r.uid)
+                text = (flags + " \\Recent" if flags else "\\Recent") if uid in recent else flags
+                parts.append(b"FLAGS (" + text.encode() + b")")
+                view.forget_flag_update(uid)
             elif name == "MODSEQ":
-                parts.append(b"MODSEQ (%d)" % r.modseq)
+                parts.append(b"MODSEQ (%d)" % modseq)
             elif name == "RFC822.SIZE":
-                parts.append(b"RFC822.SIZE %d" % r.size)
+                parts.append(b"RFC822.SIZE %d" % size)
             else:
-                parts.append(b'INTERNALDATE "' + imap_datetime(r.internaldate).encode() + b'"')
+                date = imap_datetime(fromiso(internaldate))
+                parts.append(b'INTERNALDATE "' + date.encode() + b'"')
         lines.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
     return b"".join(lines)
 
@@ -383,6 +414,7 @@ async def handle_store(session: Session, cmd: c.Store) -> Outcome:
     §3.2.4); with UNCHANGEDSINCE every message that passed the test does."""
     view = session.require_view()
     _require_writable(view)
+    flags = _storable(session, cmd)
     uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
     owed = enable(session, "CONDSTORE") if cmd.unchangedsince is not None else []
     uids = [u for u in uids if not view.is_gone(u)]
@@ -392,7 +424,7 @@ async def handle_store(session: Session, cmd: c.Store) -> Outcome:
         view.mailbox_id,
         uids,
         cmd.mode,
-        cmd.flags,
+        flags,
         session.origin,
         unchangedsince=cmd.unchangedsince,
     )
@@ -425,6 +457,20 @@ async def handle_store(session: Session, cmd: c.Store) -> Outcome:
     return Outcome(text=text, code=code, responses=responses)
 
 
+def _storable(session: Session, cmd: c.Store) -> tuple[str, ...]:
+    """RFC 4314 §4: \\Seen needs s, \\Deleted t, other flags w. +FLAGS/-FLAGS go on with
+    the flags the user may change (a STORE SHOULD NOT fail for some) and are refused with
+    none; FLAGS (replace) touches every flag, so it needs all three rights."""
+    rights = _rights(session)
+    if cmd.mode == "":
+        _require_rights(session, "swt")
+        return cmd.flags
+    kept = settable(cmd.flags, rights)
+    if cmd.flags and not kept:
+        raise CommandRefused("Permission denied", "NOPERM")
+    return kept
+
+
 # --- COPY / MOVE -----------------------------------------------------------------------
 async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
     """[UID] COPY / [UID] MOVE set mailbox (RFC 3501 §6.4.7, RFC 6851, COPYUID RFC 4315)."""
@@ -432,6 +478,7 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
     user = session.require_user()
     if cmd.move:
         _require_writable(view)
+        _require_rights(session, "te")  # RFC 6851 §4.2: STORE \Deleted + EXPUNGE rights
     uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
     uids = [u for u in uids if not view.is_gone(u)]
     name = "MOVE" if cmd.move else "COPY"
@@ -439,9 +486,12 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
         if not cmd.uid and not cmd.sequence_set.saved:
             raise BadCommand("No such message")
         return ok(f"{name} completed")
+    # RFC 4314 §4: i on the target; the flags without their right there are not copied.
+    target = await lookup(session, cmd.mailbox, "i", target=True)
     try:
         result = await session.store.copy_messages(
-            view.mailbox_id, uids, user.id, cmd.mailbox, session.origin, move=cmd.move
+            view.mailbox_id, uids, user.id, cmd.mailbox, session.origin, move=cmd.move,
+            rights=target.rights,
         )
     except MailboxNotFound as exc:
         raise CommandRefused(exc.text, "TRYCREATE") from exc

@@ -1,12 +1,13 @@
 """GETMETADATA and SETMETADATA (RFC 5464): server ("") and mailbox annotations.
 
-Mailbox entries need an existing mailbox (\\Noselect placeholders included, §4.1); without
-ACL (RFC 5464 §3.3) only its owner sees it. ``/private`` entries belong to the user,
-``/shared`` ones to the mailbox (or, for server entries, to every user). Server entries:
-``/shared/admin`` is read-only (§3.2.1.1) and other ``/shared`` server entries are set by
-administrators only (§3.3 lets servers restrict them: ``NO [NOPERM]``); ``/private`` server
-entries by anyone. Limits come from the Config (`MetadataLimits`); the store checks them in
-the SETMETADATA transaction, which also commits its `MetadataChanged` change.
+Mailbox entries need an existing mailbox (\\Noselect placeholders included, §4.1) with
+the ``l`` right and one of ``r s w i p`` (RFC 5464 §3.3 with ACL). ``/private`` entries
+belong to the user, ``/shared`` ones to the mailbox (or, for server entries, to every
+user). Server entries: ``/shared/admin`` is read-only (§3.2.1.1) and other ``/shared``
+server entries are set by administrators only (§3.3 lets servers restrict them: ``NO
+[NOPERM]``); ``/private`` server entries by anyone. Limits come from the Config
+(`MetadataLimits`); the store checks them in the SETMETADATA transaction, which also commits
+its `MetadataChanged` change.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from imapd.commands.acl import lookup
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
@@ -60,6 +62,13 @@ def metadata_response(mailbox: str, pairs: list[tuple[str, Value]]) -> Untagged:
     return Untagged((Atom("METADATA"), MailboxName(mailbox), tuple(values)))
 
 
+async def _require_annotatable(session: Session, mailbox: str) -> None:
+    """RFC 5464 §3.3 with ACL: ``l`` and one of ``r s w i p`` on the mailbox."""
+    info = await lookup(session, mailbox, "l")
+    if not any(r in info.rights for r in "rswip"):
+        raise CommandRefused("Permission denied", "NOPERM")
+
+
 async def handle_getmetadata(session: Session, cmd: c.GetMetadata) -> Outcome:
     """GETMETADATA [(MAXSIZE n DEPTH 0|1|infinity)] mailbox entries (RFC 5464 §4.2).
 
@@ -68,6 +77,8 @@ async def handle_getmetadata(session: Session, cmd: c.GetMetadata) -> Outcome:
     MAXSIZE are left out and the largest one's size is given as ``[METADATA LONGENTRIES n]``
     (§4.2.1). Example transcripts: tests/transcripts/metadata_*.imap."""
     user = session.require_user()
+    if cmd.mailbox:
+        await _require_annotatable(session, cmd.mailbox)
     found = await session.store.get_metadata(
         user.id, cmd.mailbox or None, cmd.entries, depth=cmd.depth
     )
@@ -89,7 +100,9 @@ async def handle_setmetadata(session: Session, cmd: c.SetMetadata) -> Outcome:
     All or nothing: ``NO [METADATA MAXSIZE n]``, ``[METADATA TOOMANY]``, ``[METADATA
     NOPRIVATE]`` set nothing. No METADATA response is sent (§4.3 SHOULD NOT)."""
     user = session.require_user()
-    if not cmd.mailbox:
+    if cmd.mailbox:
+        await _require_annotatable(session, cmd.mailbox)
+    else:
         for entry, _ in cmd.entries:
             if entry == "/shared/admin":
                 raise CommandRefused("/shared/admin is read-only", "NOPERM")

@@ -4,9 +4,11 @@ HIGHESTMODSEQ and the CLOSED response code (RFC 7162 §3.1.8, §3.2.5, §3.2.11)
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING
 
+from imapd.commands.acl import require
 from imapd.commands.auth import enable, highestmodseq_response
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
@@ -14,6 +16,7 @@ from imapd.protocol.errors import BadCommand
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus
 from imapd.protocol.values import SequenceSet
 from imapd.selected import SelectedView, flag_list, system_and
+from store.acl import settable
 from store.api import MailboxInfo, User
 from store.errors import StoreError
 
@@ -51,22 +54,30 @@ async def _select(
     snapshot = None
     try:
         mailbox = await session.store.get_mailbox(user.id, cmd.mailbox)
+        # RFC 4314 §4: r, checked before the feed is watched (nothing of a mailbox the user
+        # may not read ever reaches this session). §5.2: without i, e or a flag right the
+        # mailbox is READ-ONLY even for SELECT.
+        require(mailbox, "r")
+        readonly = cmd.readonly or not any(r in mailbox.rights for r in "iestw")
         # Subscribe first, then read the snapshot: changes with seq <= snapshot.seq are in it.
         sub.watch(mailboxes=frozenset({mailbox.id}))
         snapshot = await session.store.open_mailbox(
-            user.id, cmd.mailbox, claim_recent=not cmd.readonly
+            user.id, cmd.mailbox, claim_recent=not readonly
         )
     finally:
         if snapshot is None:
             sub.watch(mailboxes=frozenset())
             sub.drain()
-    info = snapshot.mailbox
+    # As this user sees it: the name in their namespaces, their rights (kept while selected,
+    # as RFC 4314 §5.1.1 allows).
+    info = dataclasses.replace(snapshot.mailbox, name=mailbox.name, rights=mailbox.rights,
+                               subscribed=mailbox.subscribed)
     if cmd.condstore or cmd.qresync is not None:
         enable(session, "CONDSTORE")  # RFC 7162 §3.1.8; no mailbox is selected yet
     view = SelectedView(
         mailbox_id=info.id,
         uids=list(snapshot.uids),
-        readonly=cmd.readonly,
+        readonly=readonly,
         recent=set(snapshot.recent),
         keywords=set(snapshot.keywords),
         highestmodseq=info.highestmodseq,
@@ -91,10 +102,12 @@ async def _select(
             responses.append(UntaggedStatus("OK", "First unseen", f"UNSEEN {seq}"))
     responses.append(UntaggedStatus("OK", "UIDs valid", f"UIDVALIDITY {info.uidvalidity}"))
     responses.append(UntaggedStatus("OK", "Predicted next UID", f"UIDNEXT {info.uidnext}"))
-    if cmd.readonly:
+    if readonly:
         responses.append(UntaggedStatus("OK", "Read-only mailbox", "PERMANENTFLAGS ()"))
     else:
-        perm = " ".join((*system_and(view.keywords), "\\*"))
+        # RFC 4314 §5.1.1: only the flags this user may change.
+        wild = ("\\*",) if "w" in info.rights else ()
+        perm = " ".join((*settable(system_and(view.keywords), info.rights), *wild))
         responses.append(UntaggedStatus("OK", "Flags permitted", f"PERMANENTFLAGS ({perm})"))
     if view.condstore:
         # RFC 7162 §3.1.2.1. Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
@@ -104,7 +117,7 @@ async def _select(
     if q is not None and q.uidvalidity == info.uidvalidity:
         # On a UIDVALIDITY mismatch the remaining parameters are ignored (§3.2.5).
         responses += await _resync(session, view, info, q)
-    code = "READ-ONLY" if cmd.readonly else "READ-WRITE"
+    code = "READ-ONLY" if readonly else "READ-WRITE"
     name = "EXAMINE" if cmd.readonly else "SELECT"
     return Outcome(text=f"{name} completed", code=code, responses=responses)
 
@@ -195,7 +208,8 @@ def _expand(s: SequenceSet, largest: int, limit: int = 100_000) -> list[int] | N
 async def handle_close(session: Session, cmd: c.Close) -> Outcome:
     """CLOSE (RFC 3501 §6.4.2): expunge silently when read-write, then deselect."""
     view = session.require_view()
-    if not view.readonly:
+    # RFC 4314 §4: without e the expunge is skipped silently, the mailbox still closed.
+    if not view.readonly and session.mailbox is not None and "e" in session.mailbox.rights:
         await session.store.expunge(view.mailbox_id, session.origin)
     session.leave_selected()
     return ok("CLOSE completed")

@@ -15,7 +15,8 @@ Implementation notes:
   copy (one append) and each its own reply (RFC 2033 §4.2 asks one reply per RCPT).
 - A user is resolved at RCPT time (``550 5.1.1`` if unknown); a failure at delivery is
   ``451 4.3.0`` (temporary: the MTA retries) except a missing mailbox/user (``550 5.2.1``) and
-  a full one (``552 5.2.2``). Unexpected errors are logged; the client never sees a traceback.
+  a full one (``552 5.2.2``, or ``452 4.2.2`` with ``lmtp_overquota_temporary``).
+  Unexpected errors are logged; the client never sees a traceback.
 - Never writes while holding the store's writer lock: the store call returns first.
 """
 
@@ -247,7 +248,9 @@ class _LmtpSession:
             )
         except (MailboxNotFound, MailboxInvalid, UserNotFound):
             return Reply.of(550, "5.2.1 <{rcpt}> Mailbox unavailable")
-        except OverQuota:
+        except OverQuota:  # RFC 3463 X.2.2: mailbox full (config: permanent or not)
+            if self.server.config.lmtp_overquota_temporary:
+                return Reply.of(452, "4.2.2 <{rcpt}> Mailbox full, try again later")
             return Reply.of(552, "5.2.2 <{rcpt}> Mailbox full")
         except StoreError as exc:
             log.warning("lmtp %s: delivery to %s failed: %s", self.id, name, exc.text)

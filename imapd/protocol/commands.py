@@ -271,6 +271,51 @@ class SetMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAcl:
+    """SETACL mailbox identifier [+|-]rights (RFC 4314 §3.1); ``rights`` as given (checked
+    by the handler against the rights it knows: an unknown one is BAD)."""
+
+    tag: str
+    mailbox: str
+    identifier: str
+    rights: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAcl:
+    """DELETEACL mailbox identifier (RFC 4314 §3.2)."""
+
+    tag: str
+    mailbox: str
+    identifier: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetAcl:
+    """GETACL mailbox (RFC 4314 §3.3)."""
+
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListRights:
+    """LISTRIGHTS mailbox identifier (RFC 4314 §3.4)."""
+
+    tag: str
+    mailbox: str
+    identifier: str
+
+
+@dataclass(frozen=True, slots=True)
+class MyRights:
+    """MYRIGHTS mailbox (RFC 4314 §3.5)."""
+
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
 class Compress:
     """COMPRESS DEFLATE (RFC 4978); the only mechanism defined."""
 
@@ -290,6 +335,32 @@ class XApplePushService:
     device_token: str
     subtopic: str
     mailboxes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuota:
+    """GETQUOTA quota-root (RFC 9208 §4.1.1)."""
+
+    tag: str
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot:
+    """GETQUOTAROOT mailbox (RFC 9208 §4.1.2); the mailbox need not exist."""
+
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota:
+    """SETQUOTA quota-root (resource limit ...) (RFC 9208 §4.1.3): resource names
+    upper-cased, each once; limits not named are removed."""
+
+    tag: str
+    root: str
+    limits: tuple[tuple[str, int], ...]
 
 
 Command = (
@@ -323,5 +394,13 @@ Command = (
     | GetMetadata
     | SetMetadata
     | Compress
+    | SetAcl
+    | DeleteAcl
+    | GetAcl
+    | ListRights
+    | MyRights
     | XApplePushService
+    | GetQuota
+    | GetQuotaRoot
+    | SetQuota
 )

@@ -1100,6 +1100,53 @@ def copy(c: Cursor, t: str, uid: bool, move: bool) -> cmd.Copy:
     return cmd.Copy(t, uid, seqs, mailbox(c), move)
 
 
+# -- ACL (RFC 4314 §7) --------------------------------------------------------------------------
+
+
+def identifier(c: Cursor) -> str:
+    """identifier = astring  ; UTF-8 (RFC 4314 §2), e.g. "anyone", "bob", "-bob" """
+    return _utf8(c, astring(c), "identifier")
+
+
+def setacl(c: Cursor, t: str) -> cmd.SetAcl:
+    """setacl = "SETACL" SP mailbox SP identifier SP mod-rights
+    mod-rights = astring  ; +rights to add, -rights to remove, rights to replace"""
+    c.sp()
+    name = mailbox(c)
+    c.sp()
+    who = identifier(c)
+    c.sp()
+    return cmd.SetAcl(t, name, who, _utf8(c, astring(c), "rights"))
+
+
+def deleteacl(c: Cursor, t: str) -> cmd.DeleteAcl:
+    """deleteacl = "DELETEACL" SP mailbox SP identifier"""
+    c.sp()
+    name = mailbox(c)
+    c.sp()
+    return cmd.DeleteAcl(t, name, identifier(c))
+
+
+def getacl(c: Cursor, t: str) -> cmd.GetAcl:
+    """getacl = "GETACL" SP mailbox"""
+    c.sp()
+    return cmd.GetAcl(t, mailbox(c))
+
+
+def listrights(c: Cursor, t: str) -> cmd.ListRights:
+    """listrights = "LISTRIGHTS" SP mailbox SP identifier"""
+    c.sp()
+    name = mailbox(c)
+    c.sp()
+    return cmd.ListRights(t, name, identifier(c))
+
+
+def myrights(c: Cursor, t: str) -> cmd.MyRights:
+    """myrights = "MYRIGHTS" SP mailbox"""
+    c.sp()
+    return cmd.MyRights(t, mailbox(c))
+
+
 # -- METADATA (RFC 5464) and COMPRESS (RFC 4978) -----------------------------------------------
 
 _DEPTHS: Final = {"0": 0, "1": 1, "infinity": None}
@@ -1306,6 +1353,60 @@ def _aps_mailboxes(c: Cursor) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# -- QUOTA (RFC 9208 §7) ------------------------------------------------------------------------
+
+MAX_NUMBER64: Final = 2**63 - 1  # RFC 9051 §9: number64 is a signed 63-bit positive number
+
+
+def quota_root_name(c: Cursor) -> str:
+    """quota-root-name = astring  ; not a mailbox name: UTF-8, no modified UTF-7"""
+    return _utf8(c, astring(c), "quota root name")
+
+
+def getquota(c: Cursor, t: str) -> cmd.GetQuota:
+    """getquota = "GETQUOTA" SP quota-root-name"""
+    c.sp()
+    return cmd.GetQuota(t, quota_root_name(c))
+
+
+def getquotaroot(c: Cursor, t: str) -> cmd.GetQuotaRoot:
+    """getquotaroot = "GETQUOTAROOT" SP mailbox"""
+    c.sp()
+    return cmd.GetQuotaRoot(t, mailbox(c))
+
+
+def setquota(c: Cursor, t: str) -> cmd.SetQuota:
+    """setquota = "SETQUOTA" SP quota-root-name SP setquota-list
+    setquota-list = "(" [setquota-resource *(SP setquota-resource)] ")"
+    setquota-resource = resource-name SP resource-limit
+    resource-name = "STORAGE" / "MESSAGE" / "MAILBOX" / "ANNOTATION-STORAGE" / atom
+    resource-limit = number64  ; RFC 9051: 0 <= n < 2^63
+    ; resource names upper-cased (case-insensitive, §7); each at most once"""
+    c.sp()
+    root = quota_root_name(c)
+    c.sp()
+    c.char(b"(", "setquota-list")
+    limits: list[tuple[str, int]] = []
+    if not c.try_char(b")"):
+        while True:
+            c.count_arg()
+            start = c.pos
+            name = atom(c).upper()
+            if any(name == n for n, _ in limits):
+                c.pos = start
+                raise c.error("each resource once")
+            c.sp()
+            m = c.expect(_DIGITS, "resource limit")
+            if len(m.group()) > 19 or int(m.group()) > MAX_NUMBER64:
+                c.pos = m.start()
+                raise c.error("resource limit below 2^63")
+            limits.append((name, int(m.group())))
+            if c.try_char(b")"):
+                break
+            c.sp()
+    return cmd.SetQuota(t, root, tuple(limits))
+
+
 # -- dispatch ----------------------------------------------------------------------------------
 
 _Parser = Callable[[Cursor, str], cmd.Command]
@@ -1348,12 +1449,20 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "MOVE": (cmd.Copy, lambda c, t: copy(c, t, False, True)),
     "IDLE": (cmd.Idle, _bare(cmd.Idle)),
     "NAMESPACE": (cmd.Namespace, _bare(cmd.Namespace)),
+    "SETACL": (cmd.SetAcl, setacl),
+    "DELETEACL": (cmd.DeleteAcl, deleteacl),
+    "GETACL": (cmd.GetAcl, getacl),
+    "LISTRIGHTS": (cmd.ListRights, listrights),
+    "MYRIGHTS": (cmd.MyRights, myrights),
     "ENABLE": (cmd.Enable, enable),
     "ID": (cmd.Id, id_),
     "GETMETADATA": (cmd.GetMetadata, getmetadata),
     "SETMETADATA": (cmd.SetMetadata, setmetadata),
     "COMPRESS": (cmd.Compress, compress),
     "XAPPLEPUSHSERVICE": (cmd.XApplePushService, xapplepushservice),
+    "GETQUOTA": (cmd.GetQuota, getquota),
+    "GETQUOTAROOT": (cmd.GetQuotaRoot, getquotaroot),
+    "SETQUOTA": (cmd.SetQuota, setquota),
 }
 
 #: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)

@@ -66,6 +66,11 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.Status: _AUTH,
     c.Append: _AUTH,
     c.Namespace: _AUTH,  # RFC 2342 §5
+    c.SetAcl: _AUTH,  # RFC 4314 §3: authenticated or selected
+    c.DeleteAcl: _AUTH,
+    c.GetAcl: _AUTH,
+    c.ListRights: _AUTH,
+    c.MyRights: _AUTH,
     c.Idle: _AUTH,  # RFC 2177 §3
     # RFC 5161 §3.1 says authenticated state only; Dovecot also allows it when selected.
     c.Enable: _AUTH,
@@ -73,6 +78,9 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.SetMetadata: _AUTH,
     c.Compress: _AUTH,  # RFC 4978 §5: command-auth
     c.XApplePushService: _AUTH,  # Cyrus: authenticated or selected
+    c.GetQuota: _AUTH,  # RFC 9208 §4.1: authenticated or selected
+    c.GetQuotaRoot: _AUTH,
+    c.SetQuota: _AUTH,
     # RFC 3501 §6.4: selected
     c.Check: _SELECTED,
     c.Close: _SELECTED,

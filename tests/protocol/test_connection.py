@@ -281,12 +281,20 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.Copy: b"a UID MOVE 1 x",
     c.Idle: b"a IDLE",
     c.Namespace: b"a NAMESPACE",
+    c.SetAcl: b"a SETACL INBOX bob lr",
+    c.DeleteAcl: b"a DELETEACL INBOX bob",
+    c.GetAcl: b"a GETACL INBOX",
+    c.ListRights: b"a LISTRIGHTS INBOX bob",
+    c.MyRights: b"a MYRIGHTS INBOX",
     c.Enable: b"a ENABLE CONDSTORE",
     c.Id: b"a ID NIL",
     c.GetMetadata: b'a GETMETADATA "" /shared/comment',
     c.SetMetadata: b"a SETMETADATA INBOX (/private/comment NIL)",
     c.Compress: b"a COMPRESS DEFLATE",
     c.XApplePushService: b"a XAPPLEPUSHSERVICE aps-version 1 aps-account-id A aps-device-token T",
+    c.GetQuota: b"a GETQUOTA alice",
+    c.GetQuotaRoot: b"a GETQUOTAROOT INBOX",
+    c.SetQuota: b"a SETQUOTA alice (STORAGE 512)",
 }
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), SELECTED, Logout()]

@@ -30,7 +30,10 @@ NAMES = ["UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"]
 def test_plain_path_matches_generic_serializer(names: tuple[str, ...]) -> None:
     atts = tuple(FetchAtt(n) for n in names)
     view = SelectedView(1, [1, 3, 7, 9], readonly=False, recent={7})
-    fast = _plain_fetch_lines(view, RECORDS, atts)
+    rows = [
+        (r.uid, r.modseq, " ".join(r.flags), r.size, r.internaldate.isoformat()) for r in RECORDS
+    ]
+    fast = _plain_fetch_lines(view, rows, atts)
     slow = b"".join(
         serialize(_fetch_response(None, view, view.seq_of(r.uid) or 0, r, atts, {}))  # type: ignore[arg-type]
         for r in RECORDS

@@ -1,0 +1,108 @@
+"""Process-level operations for `imapd serve`: log line formats, the pid file, and systemd's
+readiness protocol.
+
+Owns: `configure_logging` (``text``: one line per event as before; ``json``: one JSON object
+per line with time, level, logger, message and the session id when the record was logged
+inside a session's task), `SESSION_ID` (the context variable the server sets per connection
+task, so handler, store and session records all carry it), `PidFile`, and `sd_notify` (the
+``Type=notify`` protocol of sd_notify(3): one datagram to ``$NOTIFY_SOCKET``, standard library
+only). Imports nothing of the server.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+#: The id of the session whose task is running (Cyrus's vnd.cmu.sessionId); None outside.
+SESSION_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "imapd_session_id", default=None
+)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a traceback goes in ``exc`` (escaped, so still one line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        entry: dict[str, object] = {
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        session = getattr(record, "session", None) or SESSION_ID.get()
+        if session:
+            entry["session"] = session
+        if record.exc_info:
+            entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(log_format: str, *, verbose: bool = False) -> None:
+    """Replace the root handler: text lines or JSON lines on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        handlers=[handler], force=True)
+
+
+class PidFile:
+    """Write our pid to ``path`` on enter (atomically: a reader never sees half a file),
+    remove it on exit if it still holds our pid (clean exits only; a kill -9 leaves it, as
+    with every daemon: the init system or the next start overwrites it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pid = os.getpid()
+
+    def __enter__(self) -> PidFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{self.pid}")
+        tmp.write_text(f"{self.pid}\n", encoding="ascii")
+        tmp.replace(self.path)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.path.read_text(encoding="ascii").strip() == str(self.pid):
+                self.path.unlink()
+        except OSError as error:
+            logging.getLogger("imapd").warning("pid file %s not removed: %s", self.path, error)
+
+
+def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:
+    """Send ``state`` (``READY=1``, ``STOPPING=1``, ``STATUS=...``) to the service manager.
+
+    sd_notify(3): ``$NOTIFY_SOCKET`` is a UNIX datagram socket path, or an abstract one when
+    it starts with ``@``. Without the variable (not run by systemd) this does nothing and
+    returns False; a send error is logged, never fatal."""
+    address = (os.environ if env is None else env).get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        logging.getLogger("imapd").warning("sd_notify %s to %s failed: %s", state, address, exc)
+        return False
+    return True
