@@ -47,6 +47,12 @@ Implementation notes
   Cyrus do). DELETE keeps subscriptions (RFC 3501 §6.3.6: the server must not remove them).
 - MailboxDeleted carries the mailbox's counts as they were when it was deleted (there is no
   "after"); delete_user publishes one per mailbox without per-message facts.
+- Names (RFC 2342): methods taking a mailbox name take it as the asking user writes it;
+  ``_locate`` turns ``Other Users/alice/X`` and ``Shared/X`` into (owner id, owner-relative
+  name) (store/namespace.py; shared mailboxes belong to the pseudo-user ""). Rows, Changes and
+  events keep owner-relative names; `MailboxInfo` from get_mailbox/list_mailboxes carries the
+  user's name for it and their effective rights (store/acl.py). The store checks no rights:
+  handlers do (imapd/commands/acl.py), except that ``copy_messages(rights=)`` filters flags.
 """
 
 from __future__ import annotations
