@@ -249,6 +249,10 @@ class Store(Protocol):
         message among ``uids``, in UID order: the cheap form of `fetch` for FETCH FLAGS."""
         ...
 
+    async def deleted_size(self, mailbox_id: int) -> int:
+        """Octets of the mailbox's \\Deleted messages (STATUS DELETED-STORAGE)."""
+        ...
+
     async def store_flags(
         self,
         mailbox_id: int,

@@ -1260,6 +1260,16 @@ class SqliteStore:
         )
         return cast(list[tuple[int, int, str, int, str]], rows)
 
+    async def deleted_size(self, mailbox_id: int) -> int:
+        """Octets an EXPUNGE would free: the sizes of the \\Deleted messages (RFC 9208
+        §4.1.4 allows this sum for DELETED-STORAGE); read on the (mailbox, deleted) index."""
+        row = await _one(
+            self._reader,
+            "SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = ? AND deleted = 1",
+            (mailbox_id,),
+        )
+        return int(row[0]) if row else 0
+
     async def store_flags(
         self,
         mailbox_id: int,

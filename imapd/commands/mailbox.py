@@ -223,7 +223,7 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
         responses.append(list_response(attrs, name, extended))
         if (cmd.status_items is not None and name in meeting and info and info.selectable
                 and "r" in info.rights):  # RFC 5819 §2: no STATUS without the right
-            responses.append(status_response(session, info, cmd.status_items))
+            responses.append(await status_response(session, info, cmd.status_items))
     return ok("LIST completed", None, *responses)
 
 
@@ -280,10 +280,14 @@ STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELET
 
 
 def status_values(
-    info: MailboxInfo, items: tuple[str, ...], appendlimit: int | None = None
+    info: MailboxInfo,
+    items: tuple[str, ...],
+    appendlimit: int | None = None,
+    deleted_storage: int = 0,
 ) -> tuple[Value, ...]:
     """``(ITEM value ...)`` of a STATUS response. SIZE: RFC 8438 §3; DELETED: RFC 9051
-    §6.3.11; APPENDLIMIT: RFC 7889 §3, None is NIL (no limit)."""
+    §6.3.11; APPENDLIMIT: RFC 7889 §3, None is NIL (no limit); DELETED-STORAGE: RFC 9208
+    §4.1.4, in KiB like the STORAGE quota resource."""
     values: dict[str, Value] = {
         "MESSAGES": info.messages,
         "RECENT": info.recent,
@@ -294,6 +298,7 @@ def status_values(
         "DELETED": info.deleted,
         "HIGHESTMODSEQ": info.highestmodseq,
         "APPENDLIMIT": appendlimit,
+        "DELETED-STORAGE": deleted_storage // 1024,
     }
     out: list[Value] = []
     for item in items:
@@ -312,12 +317,17 @@ async def handle_status(session: Session, cmd: c.Status) -> Outcome:
     owed: list[Response] = []
     if "HIGHESTMODSEQ" in items:
         owed = enable(session, "CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
-    return ok("STATUS completed", None, *owed, status_response(session, info, items))
+    return ok("STATUS completed", None, *owed, await status_response(session, info, items))
 
 
-def status_response(session: Session, info: MailboxInfo, items: tuple[str, ...]) -> Untagged:
+async def status_response(
+    session: Session, info: MailboxInfo, items: tuple[str, ...]
+) -> Untagged:
     """``* STATUS name (items)``; APPENDLIMIT is the literal size limit (RFC 7889 §3)."""
-    values = status_values(info, items, session.config.limits.max_literal_size)
+    deleted = 0
+    if "DELETED-STORAGE" in items:
+        deleted = await session.store.deleted_size(info.id)
+    values = status_values(info, items, session.config.limits.max_literal_size, deleted)
     return Untagged((Atom("STATUS"), MailboxName(info.name), values))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from imapd.commands.acl import lookup
 from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
@@ -58,16 +59,21 @@ async def handle_getquotaroot(session: Session, cmd: c.GetQuotaRoot) -> Outcome:
 
     ``C: a GETQUOTAROOT INBOX`` -> ``* QUOTAROOT INBOX "alice"``, ``* QUOTA "alice" (...)``.
     Another user's or a shared mailbox (store/namespace.py names) is in its owner's root,
-    which only admins may read."""
+    shown to whoever has the "r" right on that mailbox."""
     user = session.require_user()
     where = namespace.resolve(user.name, cmd.mailbox)
     if where is None:  # a namespace root is no mailbox and has no quota root
         return ok(
             "GETQUOTAROOT completed", None, Untagged((Atom("QUOTAROOT"), MailboxName(cmd.mailbox)))
         )
-    owner = user if where.owner == user.name else await session.store.get_user(where.owner)
+    if where.owner == user.name:
+        owner = user
+    else:
+        # RFC 9208 §4.1.2: another user's or a shared mailbox's root is shown to whoever
+        # may read the mailbox; without l or r the answer is that of a missing mailbox.
+        await lookup(session, cmd.mailbox, "r")
+        owner = await session.store.get_user(where.owner)
     info = await session.store.get_quota_root(owner.id, where.name)
-    _refuse_foreign(session, info)
     return ok(
         "GETQUOTAROOT completed",
         None,

@@ -575,7 +575,7 @@ def rename(c: Cursor, t: str) -> cmd.Rename:
 _STATUS_ATTS: Final = frozenset(
     {
         "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-        "DELETED", "APPENDLIMIT",
+        "DELETED", "APPENDLIMIT", "DELETED-STORAGE",
     }
 )  # fmt: skip
 
@@ -584,7 +584,7 @@ def status_atts(c: Cursor) -> tuple[str, ...]:
     """ "(" status-att *(SP status-att) ")"
     status-att = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
                / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" (RFC 8438 §3) / "DELETED" (RFC 9051 §9)
-               / "APPENDLIMIT" (RFC 7889 §3)"""
+               / "APPENDLIMIT" (RFC 7889 §3) / "DELETED-STORAGE" (RFC 9208 §4.1.4)"""
     c.char(b"(", "status attribute list")
     items: list[str] = []
     while True:
