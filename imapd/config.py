@@ -24,7 +24,8 @@ _EVENT_EXTRA_PARAMS = ("timestamp", "service", "messages", "modseq", "uidnext",
                        "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.sessionId",
                        "bodyStructure", "vnd.cmu.envelope", "messageSize", "diskUsed")
 _EVENT_EXTRA_KNOWN = frozenset({*_EVENT_EXTRA_PARAMS, "clientAddress", "flagNames",
-                                "messageContent", "messageHeaders"})
+                                "messageContent", "messageHeaders",
+                                "vnd.imapd.seq"})  # ours: the change_log seq (notify/cyrus.py)
 _CONTENT_MODES = ("standard", "message", "header", "body", "headerbody")
 _WORD_LISTS = {"event_groups", "event_extra_params", "event_exclude_flags",
                "event_exclude_specialuse"}
@@ -127,6 +128,8 @@ _LOG_FORMATS = ("text", "json")
 ENV_PREFIX = "IMAPD_"
 #: Environment variables that are not options: the TOML file's path.
 ENV_CONFIG = "IMAPD_CONFIG"
+#: ... and the container entrypoint's users to seed (docker/entrypoint.sh).
+_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS"})
 _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
@@ -210,7 +213,7 @@ def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
     An unknown ``IMAPD_*`` name is refused like an unknown TOML key (a typo must not pass
     silently)."""
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+        if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_OPTIONS:
             continue
         key = name[len(ENV_PREFIX):].lower()
         limit = key.removeprefix("limits_")
