@@ -71,7 +71,8 @@ async def handle_getquotaroot(session: Session, cmd: c.GetQuotaRoot) -> Outcome:
     else:
         # RFC 9208 §4.1.2: another user's or a shared mailbox's root is shown to whoever
         # may read the mailbox; without l or r the answer is that of a missing mailbox.
-        await lookup(session, cmd.mailbox, "r")
+        if not user.is_admin:
+            await lookup(session, cmd.mailbox, "r")
         owner = await session.store.get_user(where.owner)
     info = await session.store.get_quota_root(owner.id, where.name)
     return ok(
