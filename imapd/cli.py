@@ -84,17 +84,10 @@ async def _serve(config: Config) -> int:
 
 
 async def _with_store(config: Config, action: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
-    from store.sqlite import SqliteStore
+    """The store for one command; a running server is told of what it committed."""
+    from imapd.cli_admin import with_store
 
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await SqliteStore.open(
-        config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
-        scrypt_n=config.scrypt_n,
-    )
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    return await with_store(config, action)
 
 
 def _user_command(args: argparse.Namespace, config: Config) -> int:
@@ -224,6 +217,58 @@ def _healthcheck(host: str, port: int, timeout: float) -> int:
     return 1
 
 
+def _webhook(args: argparse.Namespace) -> int:
+    """``imapd notifyd --method webhook``: notify/webhook.py. With ``--data-dir`` the catch-up
+    renders the outbox with the server's event options (``--config``, ``IMAPD_*``), so pass
+    the server's; ``vnd.imapd.seq`` must be in its ``event_extra_params`` to resume."""
+    from notify import webhook
+
+    if not args.url:
+        print("imapd notifyd: --method webhook needs --url", file=sys.stderr)
+        return 2
+    if args.batch < 1 or args.queue < 1:
+        print("imapd notifyd: --batch and --queue must be at least 1", file=sys.stderr)
+        return 2
+    secret = args.secret or os.environ.get("IMAPD_WEBHOOK_SECRET")
+    try:
+        webhook.parse_url(args.url)
+        state = webhook.StateFile(args.state) if args.state else None
+        if state is not None:
+            state.load()
+        config = _config(args) if args.data_dir else None
+    except (ValueError, ConfigError) as exc:
+        print(f"imapd notifyd: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        outbox: webhook.Outbox | None = None
+        close = None
+        if config is not None:
+            # The server's filter and rendering, so that the catch-up's events are the ones
+            # its sink would have sent.
+            from imapd.server import event_format
+
+            store, close = await webhook.open_outbox(config.db_path)
+            policy, fmt = event_format(config)
+            outbox = webhook.Outbox(store, policy, fmt)
+        try:
+            hook = webhook.Webhook(
+                args.url, secret=secret.encode("utf-8") if secret else None,
+                batch=args.batch, queue=args.queue, state=state, outbox=outbox,
+                timeout=args.timeout, retry_max=args.retry_max,
+            )
+            return await webhook.serve(args.socket, hook)
+        finally:
+            if close is not None:
+                await close()
+
+    try:
+        return _run(run())
+    except FileNotFoundError as exc:
+        print(f"imapd notifyd: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imapd", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -248,9 +293,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     notifyd = sub.add_parser("notifyd", help="listen for event datagrams (Cyrus notifyd)")
     notifyd.add_argument("--socket", required=True, help="UNIX datagram socket path to bind")
-    notifyd.add_argument("--method", choices=("log", "external", "jsonl"), default="log",
-                         help="log: notifyd's log line; external: run --program; jsonl: JSON")
+    notifyd.add_argument("--method", choices=("log", "external", "jsonl", "webhook"),
+                         default="log", help="log: notifyd's log line; external: run "
+                         "--program; jsonl: JSON; webhook: POST to --url")
     notifyd.add_argument("--program", help="command run per event (method external)")
+    hook = notifyd.add_argument_group("method webhook (see the README)")
+    hook.add_argument("--url", help="http:// or https:// URL events are POSTed to")
+    hook.add_argument("--secret", help="HMAC-SHA256 key for X-Imapd-Signature (default: "
+                      "$IMAPD_WEBHOOK_SECRET; none: unsigned)")
+    hook.add_argument("--batch", type=int, default=1, metavar="N",
+                      help='up to N events per POST as {"events": [...]} (default 1: one '
+                      "event object per POST)")
+    hook.add_argument("--queue", type=int, default=1000, metavar="N",
+                      help="events held in memory; when full, datagrams wait in the server's "
+                      "outbox (default 1000)")
+    hook.add_argument("--state", metavar="FILE", help="last acknowledged seq, for resuming")
+    hook.add_argument("--timeout", type=float, default=10.0, help="seconds per POST (10)")
+    hook.add_argument("--retry-max", type=float, default=60.0, dest="retry_max",
+                      help="longest backoff between retries, seconds (60)")
+    data_dir(notifyd)  # webhook: catch up from this server's outbox after a restart
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -276,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("--revoke", dest="grant", action="store_false")
     data_dir(admin)
 
-    mailbox = sub.add_parser("mailbox", help="mailbox settings (expiry)")
+    mailbox = sub.add_parser("mailbox", help="mailboxes: list, create, delete, status, expiry")
     mailbox_sub = mailbox.add_subparsers(dest="mailbox_command", required=True)
     set_expire = mailbox_sub.add_parser(
         "set-expire", help="keep a mailbox's messages DAYS days (0 or none: forever)")
@@ -308,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     expire = sub.add_parser("expire", help="remove messages past their mailbox's retention")
     data_dir(expire)
+
+    from imapd import cli_admin  # mailbox list/create/delete/status, who, kick, import, events
+
+    cli_admin.add_parsers(sub, mailbox_sub, data_dir)
     return parser
 
 
@@ -325,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "external" and not args.program:
             print("imapd notifyd: --method external needs --program", file=sys.stderr)
             return 2
+        if args.method == "webhook":
+            return _webhook(args)
         return notifyd_mod.main(args.socket, args.method, args.program)
     try:
         config = _config(args)
@@ -335,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         from imapd.daemon import configure_logging
 
         configure_logging(config.log_format, verbose=args.verbose)
+    from imapd import cli_admin
+
+    if (code := cli_admin.dispatch(args, config)) is not None:
+        return code
     match args.command:
         case "serve":
             return _run(_serve(config))

@@ -59,6 +59,11 @@ class Config:
     shutdown_timeout: float = 10.0
     #: Unread changes a session may queue before it is disconnected (selected mailbox).
     max_pending_changes: int = 10_000
+    #: NOTIFY (RFC 5465 §5.8): changes a session's NOTIFY queue holds, and octets its socket
+    #: may have unsent, before the session gets NOTIFICATIONOVERFLOW and NOTIFY NONE (mox
+    #: disconnects past CommPendingChangesMax; asyncio's drain blocks from 64 KiB).
+    notify_queue_limit: int = 1000
+    notify_write_high_water: int = 256 * 1024
     #: METADATA (RFC 5464 §4.1 asks for at least 1024 octets and 10 entries): octets of one
     #: annotation value, and entries per mailbox (or on the server) per user.
     metadata_max_size: int = 64 * 1024
@@ -128,8 +133,9 @@ _LOG_FORMATS = ("text", "json")
 ENV_PREFIX = "IMAPD_"
 #: Environment variables that are not options: the TOML file's path.
 ENV_CONFIG = "IMAPD_CONFIG"
-#: ... and the container entrypoint's users to seed (docker/entrypoint.sh).
-_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS"})
+#: ... the container entrypoint's users to seed (docker/entrypoint.sh) and the webhook
+#: listener's secret (imapd notifyd --method webhook).
+_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS", "IMAPD_WEBHOOK_SECRET"})
 _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
@@ -140,6 +146,8 @@ _SIMPLE = {
     "scrypt_n": int,
     "shutdown_timeout": float,
     "max_pending_changes": int,
+    "notify_queue_limit": int,
+    "notify_write_high_water": int,
     "metadata_max_size": int,
     "metadata_max_entries": int,
     "metadata_private": bool,

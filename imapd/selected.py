@@ -153,9 +153,10 @@ class SelectedView:
     def has_pending(self) -> bool:
         return bool(self._new or self._gone or self._flags or self._keywords_changed)
 
-    def flush(self, *, allow_expunge: bool) -> list[Response]:
+    def flush(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
         """What may be told now, in order: FLAGS (new keywords), EXPUNGE/VANISHED, EXISTS,
-        RECENT, FETCH for flag changes."""
+        RECENT, FETCH for flag changes (kept for later when not ``allow_flags``: a NOTIFY
+        without FlagChange, RFC 5465 §4)."""
         out: list[Response] = []
         if self._keywords_changed:
             out.append(Untagged((Atom("FLAGS"), flag_list(system_and(self.keywords)))))
@@ -176,7 +177,7 @@ class SelectedView:
             self._new.clear()
             out.append(Untagged((len(self.uids), Atom("EXISTS"))))
             out.append(Untagged((len(self.recent & set(self.uids)), Atom("RECENT"))))
-        if self._flags:
+        if self._flags and allow_flags:
             for uid in sorted(self._flags):
                 seq = self.seq_of(uid)
                 flags, modseq = self._flags[uid]

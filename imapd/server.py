@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 
 from imapd import tls
 from imapd.config import Config
+from imapd.control import ControlServer
+from imapd.control import socket_path as control_socket_path
 from imapd.daemon import SESSION_ID
 from imapd.lmtp.server import LmtpServer
 from notify.bus import EventBus
-from notify.cyrus import Renderer
+from notify.cyrus import Format, Renderer
+from notify.events import Policy
 from notify.sink import NotifySink
 from store.sqlite import SqliteStore
 
@@ -55,6 +58,7 @@ BASE_CAPABILITIES = (
     "SAVEDATE",  # RFC 8514: the store keeps the date a message was added to its mailbox
     "LIST-EXTENDED",  # RFC 5258
     "LIST-STATUS",  # RFC 5819
+    "NOTIFY",  # RFC 5465 (imapd/commands/notify.py)
     "METADATA",  # RFC 5464: mailbox and server annotations
     "METADATA-SERVER",
     "COMPRESS=DEFLATE",  # RFC 4978
@@ -79,6 +83,7 @@ class Server:
         self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
         self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
+        self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control.py)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
         #: The certificate when tls_cert_file is set: STARTTLS, and ``listen_tls``.
@@ -121,6 +126,15 @@ class Server:
         return caps
 
     async def start(self) -> list[tuple[str, int]]:
+        # Commits of other processes (the CLI) are published too, in commit order; the
+        # control socket is how the CLI says it committed, and serves who/kick.
+        await self.store.follow_foreign_commits()
+        control = ControlServer(self, control_socket_path(self.config.data_dir))
+        try:
+            if await control.start():
+                self.control = control
+        except OSError as exc:
+            log.warning("no control socket (imapd who/kick, prompt CLI changes): %s", exc)
         if self.config.notify_socket:  # before accepting: the first cursor is the log's end
             await self._start_sink(self.config.notify_socket)
         host, port = self.config.listen
@@ -151,23 +165,14 @@ class Server:
             await asyncio.sleep(self.config.expire_interval)
 
     async def _start_sink(self, path: str) -> None:
-        from notify.cyrus import Format
-        from notify.events import Policy
-
         config = self.config
+        policy, fmt = event_format(config)
         self.sink = NotifySink(
             self.store,
             path,
             method=config.event_notifier,
-            policy=Policy.build(config.event_groups, config.event_exclude_flags,
-                                config.event_exclude_specialuse),
-            fmt=Format(
-                servername=config.servername,
-                extra_params=frozenset(config.event_extra_params),
-                content_mode=config.event_content_inclusion_mode,
-                content_size=config.event_content_size,
-                renderer=_renderer(),
-            ),
+            policy=policy,
+            fmt=fmt,
             backlog_max=config.event_backlog_max,
         )
         await self.sink.start()
@@ -254,6 +259,8 @@ class Server:
             await asyncio.wait({self._expiry}, timeout=1.0)
         if self.sink is not None:
             await self.sink.stop()
+        if self.control is not None:
+            await self.control.close()
         await self.store.close()
         self._stopped.set()
 
@@ -267,6 +274,21 @@ class Server:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+
+def event_format(config: Config) -> tuple[Policy, Format]:
+    """The event filter and JSON shape the configuration asks for: the notification sink's,
+    and ``imapd events tail``'s (imapd/cli_events.py)."""
+    policy = Policy.build(config.event_groups, config.event_exclude_flags,
+                          config.event_exclude_specialuse)
+    fmt = Format(
+        servername=config.servername,
+        extra_params=frozenset(config.event_extra_params),
+        content_mode=config.event_content_inclusion_mode,
+        content_size=config.event_content_size,
+        renderer=_renderer(),
+    )
+    return policy, fmt
 
 
 def _renderer() -> Renderer:

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import socket
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -39,6 +41,8 @@ from typing import TYPE_CHECKING
 from imapd import tls
 from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome
+from imapd.commands.notify import new_message_fetches, notify_updates
+from imapd.notify_session import NotifyState
 from imapd.protocol import commands as c
 from imapd.protocol.connection import (
     NEED_DATA,
@@ -53,10 +57,11 @@ from imapd.protocol.connection import (
 from imapd.protocol.errors import ConnectionFatal, ImapError
 from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
+from imapd.protocol.values import FetchAtt
 from imapd.selected import SelectedView
 from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
-from store.changes import Origin
+from store.changes import MessageFacts, MessagesAdded, Origin
 from store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -92,6 +97,9 @@ class Session:
         self._plain_writer: asyncio.StreamWriter | None = None  # kept alive after STARTTLS
         self.conn = ServerConnection(self.config.limits)
         self.subscription = server.bus.subscribe(self.config.max_pending_changes)
+        #: NOTIFY (RFC 5465): the registration, its own subscription, MessageNew's FETCH.
+        self.notify = NotifyState()
+        self.notify_fetch_atts: tuple[FetchAtt, ...] = ()
         self.user: User | None = None
         self.view: SelectedView | None = None
         self.mailbox: MailboxInfo | None = None
@@ -104,6 +112,10 @@ class Session:
         self.task: asyncio.Task[None] | None = None
         self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
         self._deflate: zlib._Compress | None = None
+        #: For `imapd who` and `imapd kick` (imapd/control.py).
+        self.connected_at = dt.datetime.now(dt.UTC)
+        self.last_input = time.monotonic()
+        self.kicked: str | None = None
 
     # --- facts handlers use ------------------------------------------------------------
     @property
@@ -161,6 +173,21 @@ class Session:
         self.conn.set_state(Authenticated(user.name))
         log.info("session %s: login %s from %s", self.id, user.name, self.peer)
 
+    @property
+    def goodbye(self) -> str | None:
+        """The BYE text when the session must end at its next wait: an administrator's
+        kick, or shutdown."""
+        if self.kicked is not None:
+            return self.kicked
+        return "Server shutting down" if self.server.shutting_down else None
+
+    def kick(self, text: str) -> None:
+        """``imapd kick``: BYE with ``text`` and close, at once when the session waits
+        for input, else once its command finished (as shutdown does)."""
+        self.kicked = text
+        if not self.busy and self.task is not None:
+            self.task.cancel()
+
     # --- the loop ----------------------------------------------------------------------
     async def run(self) -> None:
         how = tls.describe(self.writer)
@@ -171,6 +198,7 @@ class Session:
             await self._write([UntaggedStatus("OK", "imapd ready", f"CAPABILITY {caps}")])
             while not self.closing:
                 data = await self._read()
+                self.last_input = time.monotonic()
                 if data is None:
                     break
                 self.conn.receive_data(data)
@@ -183,20 +211,20 @@ class Session:
     async def _read(self) -> bytes | None:
         """Client bytes, or None when the session must end (EOF handled via the core)."""
         timeout = self.config.idle_timeout if self.user else self.config.login_timeout
-        if self.idle_tag is not None:
+        if self.idle_tag is not None or self.notify.active:  # RFC 5465 §3.1: at any time
             return await self._read_idling(timeout)
         self.busy = False
         try:
-            if self.server.shutting_down:
-                await self._bye("Server shutting down")
+            if (why := self.goodbye) is not None:
+                await self._bye(why)
                 return None
             data = await asyncio.wait_for(self._recv(), timeout)
         except TimeoutError:
             await self._bye("Autologout; idle for too long")
             return None
         except asyncio.CancelledError:
-            if self.server.shutting_down:
-                await self._bye("Server shutting down")
+            if (why := self.goodbye) is not None:
+                await self._bye(why)
                 return None
             raise
         finally:
@@ -210,10 +238,13 @@ class Session:
         read = asyncio.ensure_future(self._recv())
         try:
             while True:
-                await self._flush_updates(allow_expunge=True)
+                await self._push_updates()
                 if self.closing:
                     return None
-                bell = asyncio.ensure_future(self.subscription.doorbell.wait())
+                if (why := self.goodbye) is not None:  # kicked while flushing
+                    await self._bye(why)
+                    return None
+                bell = asyncio.ensure_future(self._doorbell())
                 self.busy = False
                 try:
                     done, _ = await asyncio.wait(
@@ -222,8 +253,8 @@ class Session:
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                 except asyncio.CancelledError:
-                    if self.server.shutting_down:
-                        await self._bye("Server shutting down")
+                    if (why := self.goodbye) is not None:
+                        await self._bye(why)
                         return None
                     raise
                 finally:
@@ -404,6 +435,53 @@ class Session:
 
     # --- updates from other sessions -----------------------------------------------------
     async def _collect_updates(self, *, allow_expunge: bool) -> list[Response]:
+        """What goes out before a tagged reply: the selected mailbox's updates, then the
+        NOTIFY ones (RFC 5465 §3.1: at any time, so at the end of every command too)."""
+        updates = await self._collect_selected(allow_expunge=allow_expunge)
+        if self.notify.active and not self.closing:
+            updates += await notify_updates(self)
+        return updates
+
+    async def _push_updates(self) -> None:
+        """While waiting for client bytes (IDLE, or any time under NOTIFY): what may go out
+        unasked. Under NOTIFY exactly the registered events (RFC 5465 §4): the selected
+        mailbox's only as its selected group asks (no flag FETCH without FlagChange; no
+        EXPUNGE outside IDLE for selected-delayed, §6.1.2), the rest from the NOTIFY queue."""
+        reg = self.notify.registration
+        if reg is None:
+            if self.idle_tag is not None:
+                await self._flush_updates(allow_expunge=True)
+            return
+        updates: list[Response] = []
+        if reg.selected:
+            updates += await self._collect_selected(
+                allow_expunge=self.idle_tag is not None or not reg.delayed,
+                allow_flags="FlagChange" in reg.selected,
+            )
+        updates += await notify_updates(self)
+        if updates:
+            await self._write(updates)
+
+    async def _doorbell(self) -> None:
+        """Return when a change worth waking for is queued: the selected mailbox's (plain
+        IDLE, or a NOTIFY selected group) or the NOTIFY queue's."""
+        bells = []
+        if (self.idle_tag is not None and not self.notify.active) or self.notify.selected_push:
+            bells.append(self.subscription.doorbell)
+        if self.notify.sub is not None:
+            bells.append(self.notify.sub.doorbell)
+        if not bells:
+            await asyncio.Event().wait()
+        waits = [asyncio.ensure_future(b.wait()) for b in bells]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _collect_selected(
+        self, *, allow_expunge: bool, allow_flags: bool = True
+    ) -> list[Response]:
         view = self.view
         changes = self.subscription.drain()
         if self.subscription.overflow and view is not None:
@@ -412,13 +490,24 @@ class Session:
         if view is None:
             return []
         fresh: list[int] = []
+        facts: dict[int, MessageFacts] = {}  # NOTIFY MessageNew's FETCH (RFC 5465 §5.2)
         for change in changes:
-            view.apply(change, own=change.origin.session == self.id)
+            own = change.origin.session == self.id
+            view.apply(change, own=own)
             fresh.extend(_added_uids(change, view.mailbox_id))
+            if self.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
+                facts.update((m.uid, m) for m in change.messages)  # not own: N59
         if fresh and not view.readonly:
             claimed = await self.store.claim_recent(view.mailbox_id, fresh)
             view.recent.update(claimed)
-        return view.flush(allow_expunge=allow_expunge)
+        updates = view.flush(allow_expunge=allow_expunge, allow_flags=allow_flags)
+        new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
+        if new and self.notify.selected_push:
+            first, last = await new_message_fetches(self, view, new, facts)
+            at = next((i for i, u in enumerate(updates) if _is_exists(u)), len(updates) - 1)
+            updates[at + 2 : at + 2] = first  # after EXISTS and RECENT (N58)
+            updates += last
+        return updates
 
     async def _flush_updates(self, *, allow_expunge: bool) -> None:
         updates = await self._collect_updates(allow_expunge=allow_expunge)
@@ -453,6 +542,7 @@ class Session:
     async def _close(self) -> None:
         self.closing = True
         self.subscription.close()
+        self.notify.stop()  # RFC 5465 §3.1: a registration ends with its connection
         self.server.forget(self)
         try:
             self.writer.close()
@@ -485,6 +575,10 @@ def _added_uids(change: object, mailbox_id: int) -> list[int]:
     if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
         return [m.uid for m in change.messages]
     return []
+
+
+def _is_exists(response: Response) -> bool:
+    return isinstance(response, Untagged) and response.items[1:2] == ("EXISTS",)
 
 
 def _is_flags(response: Response) -> bool:

@@ -134,6 +134,16 @@ class EventBus:
             for mailbox_id in change_mailbox_ids(change):
                 targets.update(self._by_mailbox.get(mailbox_id, ()))
             targets.update(self._by_user.get(change_owner(change), ()))
+            if isinstance(change, AclChanged):
+                # NOTIFY (RFC 5465 §5.9): the user whose rights changed learns that access
+                # came or went (imapd/commands/notify.py re-reads the rights; the ACL itself
+                # is never shown). ``anyone`` concerns every whole-account listener.
+                subject = change.subject.removeprefix("-")
+                if subject == "anyone":
+                    for subs in self._by_user.values():
+                        targets.update(subs)
+                else:
+                    targets.update(self._by_user.get(subject, ()))
             for sub in targets:
                 sub.deliver(change)
         for listener in self._listeners:

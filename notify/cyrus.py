@@ -36,12 +36,17 @@ from store.changes import MailboxRef
 
 E = EventType
 
+#: ``vnd.imapd.seq``: ours, not Cyrus's (opt-in): the change_log seq of the change an event
+#: came from. Events of one change (a STORE's split, a MULTIAPPEND) share it; consumers use it
+#: to resume and to skip duplicates (`imapd notifyd --method webhook`, notify/webhook.py).
+SEQ_PARAM = "vnd.imapd.seq"
 #: Every ``event_extra_params`` value we understand (Cyrus 2.5 list + messageHeaders, the
-#: example's Kolab addition).
+#: example's Kolab addition, + our SEQ_PARAM).
 EXTRA_PARAMS: frozenset[str] = frozenset({
     "bodyStructure", "clientAddress", "diskUsed", "flagNames", "messageContent",
     "messageHeaders", "messageSize", "messages", "modseq", "service", "timestamp", "uidnext",
     "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.envelope", "vnd.cmu.sessionId",
+    SEQ_PARAM,
 })
 #: The extras the example files show (EVENTS.md §1.6): a default server emits their key sets.
 DEFAULT_EXTRA_PARAMS: tuple[str, ...] = (
@@ -59,7 +64,8 @@ KEY_ORDER: tuple[str, ...] = (
     "diskUsed", "maxMessages", "messages", "vnd.cmu.unseenMessages", "uidnext", "uidset",
     "vnd.cmu.midset", "flagNames", "pid", "aclSubject", "aclRights", "user", "messageSize",
     "vnd.cmu.envelope", "vnd.cmu.sessionId", "bodyStructure", "apsVersion", "apsAccountId",
-    "apsDeviceToken", "apsSubtopic", "mailboxes", "messageHeaders", "messageContent",
+    "apsDeviceToken", "apsSubtopic", "mailboxes", SEQ_PARAM, "messageHeaders",
+    "messageContent",
 )
 _RANK = {key: i for i, key in enumerate(KEY_ORDER)}
 #: Keys dropped, in order, when an event does not fit in one datagram.
@@ -204,6 +210,8 @@ def event_fields(
         out.update(user=event.user, apsVersion=aps.aps_version, apsAccountId=aps.account_id,
                    apsDeviceToken=aps.device_token, apsSubtopic=aps.subtopic,
                    mailboxes=list(aps.mailboxes))
+        if SEQ_PARAM in extra:
+            out[SEQ_PARAM] = event.seq
         return out
     if "timestamp" in extra:
         out["timestamp"] = timestamp(event.at, tz)
@@ -270,6 +278,9 @@ def event_fields(
             body = render.bodystructure(message.structure)
             if body is not None:
                 out["bodyStructure"] = body
+    if SEQ_PARAM in extra:  # before messageHeaders/messageContent, which a consumer may cut
+        out[SEQ_PARAM] = event.seq
+    if t in _NEW_MESSAGE and message is not None:
         raw = None if content is None else content.get(message.uid)
         if raw is not None:
             key = str(message.uid)

@@ -272,9 +272,11 @@ def _added(change: MessagesAdded) -> list[Event]:
             old_uids=change.source_uids, message_ids=tuple(m.message_id for m in msgs),
             modseq=_single([m.modseq for m in msgs]),
         )]
-    # append -> MessageAppend; deliver / import -> MessageNew (delivery: user = recipient).
-    kind = E.MessageAppend if change.kind == "append" else E.MessageNew
-    user = change.mailbox.owner if change.kind == "deliver" else _actor(change.origin)
+    # append / import -> MessageAppend (RFC 5423 §4.1: added by a store client; `imapd import`
+    # acts for the owner, who is then the user); deliver -> MessageNew (user = recipient).
+    kind = E.MessageNew if change.kind == "deliver" else E.MessageAppend
+    for_owner = change.kind == "deliver" or (change.kind == "import" and not change.origin.user)
+    user = change.mailbox.owner if for_owner else _actor(change.origin)
     return [
         _make(change, kind, user, mailbox=change.mailbox, counts=change.counts,
               uids=(m.uid,), message_ids=(m.message_id,), modseq=m.modseq, flags=m.flags,

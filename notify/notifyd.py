@@ -1,6 +1,6 @@
 """The bundled listener: a small notifyd reading event datagrams from a UNIX socket.
 
-Owns: `imapd notifyd --socket PATH --method log|external|jsonl`. It binds PATH as an
+Owns: `imapd notifyd --socket PATH --method log|external|jsonl|webhook`. It binds PATH as an
 AF_UNIX datagram socket, as Cyrus's notifyd does, splits each datagram (notify/cyrus.py)
 and handles the MESSAGE:
 - ``log``: notifyd's notify_log.c line, ``EVENT, , , ,  "{json}"``, one per line on stdout
@@ -8,7 +8,9 @@ and handles the MESSAGE:
 - ``external``: runs ``--program`` once per event with the JSON and a newline on its
   standard input and waits for it, one event at a time (notify_external.c); the Cyrus
   arguments (``-c EVENT -p "" ...``) are not passed;
-- ``jsonl``: the JSON object alone, one per line (for `jq`, log shippers).
+- ``jsonl``: the JSON object alone, one per line (for `jq`, log shippers);
+- ``webhook``: signed HTTP POSTs with retries, a bounded queue and resume after a restart:
+  notify/webhook.py (asyncio: `imapd notifyd` hands it over there, see imapd/cli.py).
 Unlike Cyrus's notifyd a malformed datagram is logged and skipped, not fatal. Must not import
 imapd. Blocking I/O on purpose: it is a process of its own, one datagram at a time.
 """
@@ -31,7 +33,7 @@ from notify.cyrus import MAX_DATAGRAM_READ, MalformedRequest, Request, log_line,
 
 log = logging.getLogger("imapd.notifyd")
 
-METHODS = ("log", "external", "jsonl")
+METHODS = ("log", "external", "jsonl", "webhook")
 
 
 def handler(method: str, out: TextIO, program: str | None = None) -> Callable[[Request], None]:
@@ -59,6 +61,8 @@ def handler(method: str, out: TextIO, program: str | None = None) -> Callable[[R
                     log.warning("notifyd: %s exited with %d", argv[0], result.returncode)
 
             return run
+        case "webhook":
+            raise ValueError("--method webhook is notify.webhook.serve, not a blocking handler")
     raise ValueError(f"unknown method {method!r}")
 
 

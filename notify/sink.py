@@ -81,6 +81,19 @@ def _report_death(task: asyncio.Task[None]) -> None:
                   exc_info=task.exception())
 
 
+async def render(store: OutboxStore, event: Event, fmt: Format, *, pid: int
+                 ) -> dict[str, object]:
+    """An event's Cyrus JSON fields as the sink sends them (before `fit`); also
+    ``imapd events tail`` (imapd/cli_events.py). messageContent/messageHeaders are read
+    now: a message expunged before its event went out has none."""
+    content: dict[int, bytes] | None = None
+    if (fmt.wants_content and event.type in {EventType.MessageAppend, EventType.MessageNew}
+            and event.mailbox is not None and event.uid is not None):
+        records = await store.fetch(event.mailbox.id, [event.uid], content=True)
+        content = {r.uid: r.content for r in records if r.content is not None}
+    return event_fields(event, fmt, pid=pid, content=content)
+
+
 def datagram_limit(sock: socket.socket) -> int:
     """Cyrus 3.x's rule (imap/notify.c): min(SO_SNDBUF / 10 - 32, 65536)."""
     sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
@@ -277,17 +290,8 @@ class NotifySink:
             self._partial = index + 1
         return True
 
-    async def _content(self, event: Event) -> dict[int, bytes] | None:
-        if not self.fmt.wants_content or event.type not in {
-            EventType.MessageAppend, EventType.MessageNew
-        } or event.mailbox is None or event.uid is None:
-            return None
-        # Read at send time: a message expunged before its event went out has no content.
-        records = await self.store.fetch(event.mailbox.id, [event.uid], content=True)
-        return {r.uid: r.content for r in records if r.content is not None}
-
     async def _send(self, event: Event) -> bool:
-        fields = event_fields(event, self.fmt, pid=self.pid, content=await self._content(event))
+        fields = await render(self.store, event, self.fmt, pid=self.pid)
         fitted = fit(fields, self.method, self.limit)
         if fitted is None:
             self.dropped += 1

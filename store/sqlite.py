@@ -15,6 +15,12 @@ Implementation notes
   snapshot and MAX(change_log.seq) come from one transaction and no write slips between.
 - ``publish`` is synchronous and must not block (it only enqueues; see notify/bus.py). No
   socket is ever written while the writer lock is held.
+- Other processes (the CLI) commit to the same file. Once ``follow_foreign_commits`` is on
+  (the server), their change_log rows are published too, in commit order: inside an own
+  transaction a gap before its first seq is read back and published ahead of its Changes
+  (AUTOINCREMENT seqs and one writer at a time: a gap is exactly that), and
+  ``publish_foreign`` (the control socket's "changed", imapd/control.py) catches up under
+  the lock when the server is idle.
 - A write transaction runs in its own task, shielded: a caller cancelled mid-transaction
   (client gone, shutdown) cannot leave a COMMIT unpublished or a transaction open.
 - Durability: WAL with ``synchronous=FULL`` (the default) fsyncs the WAL at every COMMIT,
@@ -105,6 +111,7 @@ from store.changes import (
     SessionEvent,
     SubscriptionChanged,
     change_kind,
+    from_json,
     to_json,
 )
 from store.errors import (
@@ -131,6 +138,7 @@ SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 PARSE_IN_THREAD = 256 * 1024
 STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
 _CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
+_FOREIGN_BATCH = 1000  # other processes' change_log rows published per round trip
 
 DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (names.INBOX, ()),
@@ -357,6 +365,8 @@ class SqliteStore:
         self._structures: OrderedDict[int, BodyPart] = OrderedDict()
         self._dummy_hash: str | None = None
         self._closed = False
+        #: The last change_log seq published, once `follow_foreign_commits` is on.
+        self._published: int | None = None
 
     @classmethod
     async def open(
@@ -431,6 +441,7 @@ class SqliteStore:
                 tx = _Tx(db, self._now())
                 result = await body(tx)
                 changes = await tx.log()
+                changes = [*await self._foreign_before(changes), *changes]
                 await db.execute("COMMIT")
             except BaseException as exc:
                 try:
@@ -441,6 +452,7 @@ class SqliteStore:
                     await self._record_refusal(exc.change)
                 raise
             if changes:
+                self._note_published(changes)
                 try:
                     self._publish(changes)
                 except Exception:  # committed: the caller's result stands
@@ -1726,6 +1738,7 @@ class SqliteStore:
                 tx = _Tx(db, change.at)
                 tx.emit(change, change.user)
                 changes = await tx.log()
+                changes = [*await self._foreign_before(changes), *changes]
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -1733,6 +1746,7 @@ class SqliteStore:
         except Exception:
             log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return
+        self._note_published(changes)
         try:
             self._publish(changes)
         except Exception:
@@ -1775,3 +1789,67 @@ class SqliteStore:
             return after
 
         return await self._write(body)
+
+    # --- commits of other processes (the CLI; imapd/control.py) ------------------------------
+    async def follow_foreign_commits(self) -> None:
+        """From now on publish other processes' commits too, in commit order, starting at
+        the current end of change_log: before each own transaction's Changes, the rows
+        committed elsewhere since the last publish (`_foreign_before`), and on request
+        (`publish_foreign`, when the CLI says it committed). The server turns this on."""
+        async with self._lock:
+            row = await _one(self._writer, "SELECT coalesce(max(seq), 0) FROM change_log")
+            self._published = int(row[0]) if row else 0
+
+    async def publish_foreign(self) -> int:
+        """Publish the change_log rows above the last seq published (other processes'
+        commits), under the writer lock so that they keep their place in commit order.
+        Returns the last seq published (0 when not following)."""
+        if self._published is None or self._closed:
+            return self._published or 0
+        async with self._lock:
+            while True:
+                changes = await self._foreign_rows(None)
+                if not changes:
+                    break
+                self._note_published(changes)
+                try:
+                    self._publish(changes)
+                except Exception:
+                    log.exception("publish failed for change_log seq %s", changes[0].seq)
+            return self._published
+
+    async def _foreign_before(self, own: list[Change]) -> list[Change]:
+        """Inside an own transaction (its rows logged, not committed): the rows other
+        processes committed between the last publish and ``own``'s first seq. Seqs come
+        from AUTOINCREMENT and one writer at a time, so a gap means exactly that; without
+        one (the usual case) this costs nothing."""
+        last = self._published
+        if last is None or not own or own[0].seq == last + 1:
+            return []
+        return await self._foreign_rows(own[0].seq)
+
+    async def _foreign_rows(self, before: int | None) -> list[Change]:
+        """Changes of change_log rows after ``_published`` (and below ``before``), at most
+        `_FOREIGN_BATCH`; an unreadable row is skipped with a warning (it is passed)."""
+        assert self._published is not None
+        rows = await _rows(
+            self._writer,
+            "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
+            " ORDER BY seq LIMIT ?",
+            (self._published, before if before is not None else 2**63 - 1,
+             _FOREIGN_BATCH if before is None else -1),
+        )
+        out: list[Change] = []
+        for seq, kind, payload in rows:
+            try:
+                out.append(from_json(kind, seq, payload))
+            except (KeyError, TypeError, ValueError):
+                log.warning("change_log seq %d (%s) cannot be read; not published", seq, kind)
+        if rows and not out:  # all unreadable: step over them
+            self._published = max(self._published, int(rows[-1][0]))
+            return await self._foreign_rows(before)
+        return out
+
+    def _note_published(self, changes: Sequence[Change]) -> None:
+        if self._published is not None and changes:
+            self._published = max(self._published, changes[-1].seq)

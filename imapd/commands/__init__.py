@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from imapd.commands import acl, auth, compress, mailbox, message, metadata, push, quota, select
+from imapd.commands import (
+    acl,
+    auth,
+    compress,
+    mailbox,
+    message,
+    metadata,
+    notify,
+    push,
+    quota,
+    select,
+)
 from imapd.protocol import commands as c
 
 if TYPE_CHECKING:
@@ -52,4 +63,5 @@ HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
     c.GetQuota: quota.handle_getquota,
     c.GetQuotaRoot: quota.handle_getquotaroot,
     c.SetQuota: quota.handle_setquota,
+    c.Notify: notify.handle_notify,
 }

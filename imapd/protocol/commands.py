@@ -363,6 +363,37 @@ class SetQuota:
     limits: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class NotifyEvent:
+    """One event of an event group (RFC 5465 §8): ``name`` canonical for the events we
+    know (``MessageNew``...), as sent otherwise (an ``event-ext``, refused by the handler
+    with BADEVENT); ``fetch_atts`` only for MessageNew in a selected group."""
+
+    name: str
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """``(filter-mailboxes events)``: ``filter`` lower-case (``selected``,
+    ``selected-delayed``, ``inboxes``, ``personal``, ``subscribed``, ``subtree``,
+    ``mailboxes``); ``mailboxes`` for the last two; ``events`` None for ``NONE``."""
+
+    filter: str
+    mailboxes: tuple[str, ...]
+    events: tuple[NotifyEvent, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """NOTIFY NONE / NOTIFY SET [STATUS] event-groups (RFC 5465 §3.1, §8); ``groups`` None
+    for NOTIFY NONE. The parser has checked the pairing rules (§5, §6.1)."""
+
+    tag: str
+    status: bool
+    groups: tuple[NotifyGroup, ...] | None
+
+
 Command = (
     Capability
     | Noop
@@ -403,4 +434,5 @@ Command = (
     | GetQuota
     | GetQuotaRoot
     | SetQuota
+    | Notify
 )

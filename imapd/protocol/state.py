@@ -81,6 +81,7 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.GetQuota: _AUTH,  # RFC 9208 §4.1: authenticated or selected
     c.GetQuotaRoot: _AUTH,
     c.SetQuota: _AUTH,
+    c.Notify: _AUTH,  # RFC 5465 §8: command-auth
     # RFC 3501 §6.4: selected
     c.Check: _SELECTED,
     c.Close: _SELECTED,

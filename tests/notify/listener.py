@@ -8,12 +8,12 @@ import os
 import shutil
 import socket
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from notify.cyrus import MAX_DATAGRAM_READ, parse_datagram
+from tests.reference import REFERENCE
 
-EXAMPLES = Path("/work/shared/reference/cyrus-events")
+EXAMPLES = REFERENCE / "cyrus-events"
 
 
 def example_keys(name: str) -> set[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,9 +38,10 @@ from store.changes import (
     from_json,
     to_json,
 )
+from tests.reference import REFERENCE
 
-EXAMPLES = Path("/work/shared/reference/cyrus-events")
-OBSERVED = Path("/work/shared/reference/observed-cyrus-3.6.1-events.jsonl")
+EXAMPLES = REFERENCE / "cyrus-events"
+OBSERVED = REFERENCE / "observed-cyrus-3.6.1-events.jsonl"
 CET = dt.timezone(dt.timedelta(hours=1))
 JOHN = "john@example.org"
 SERVER = "imap.example.org"

@@ -295,6 +295,7 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.GetQuota: b"a GETQUOTA alice",
     c.GetQuotaRoot: b"a GETQUOTAROOT INBOX",
     c.SetQuota: b"a SETQUOTA alice (STORAGE 512)",
+    c.Notify: b"a NOTIFY SET (selected (MessageNew MessageExpunge))",
 }
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), SELECTED, Logout()]

@@ -36,6 +36,7 @@ class Bye:
 
 
 Expected = c.Command | Bad | No | Bye
+NE = c.NotifyEvent
 
 SELECTED = Selected("u", "INBOX", False)
 UTC = dt.UTC
@@ -776,6 +777,55 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("literal-mid-line", b"a LOGIN {3} x", Bad()),
     ("literal-for-atom", b"a SEARCH {3}\r\nALL", Bad()),
     ("literal8-for-string", b"a LOGIN ~{1}\r\nu p", Bad()),
+    # -- NOTIFY (RFC 5465 §8; NOTIFY.md N6-N19, N40-N44, C.1-C.3)
+    ("notify-none", b"a NOTIFY NONE", c.Notify("a", False, None)),
+    ("notify-none-lower", b"a notify none", c.Notify("a", False, None)),
+    ("notify-set-selected", b"a NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER])"
+     b" messageexpunge))",
+     c.Notify("a", False, (c.NotifyGroup("selected", (), (
+         NE("MessageNew", (F("UID"), F("BODY", Section((), "HEADER"), peek=True))),
+         NE("MessageExpunge"))),))),
+    ("notify-set-status-groups", b"a NOTIFY SET STATUS (SELECTED-DELAYED (MessageNew"
+     b" MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))"
+     b" (subtree (Lists &AOQ-) NONE) (mailboxes inbox (MessageNew MessageExpunge))",
+     c.Notify("a", True, (
+         c.NotifyGroup("selected-delayed", (), (
+             NE("MessageNew"), NE("MessageExpunge"), NE("FlagChange"))),
+         c.NotifyGroup("personal", (), (NE("MailboxName"), NE("SubscriptionChange"))),
+         c.NotifyGroup("subtree", ("Lists", "\u00e4"), None),
+         c.NotifyGroup("mailboxes", ("INBOX",), (NE("MessageNew"), NE("MessageExpunge"))),
+     ))),
+    ("notify-inboxes-subscribed", b"a NOTIFY SET (inboxes (MailboxMetadataChange))"
+     b" (subscribed (ServerMetadataChange))",
+     c.Notify("a", False, (c.NotifyGroup("inboxes", (), (NE("MailboxMetadataChange"),)),
+                           c.NotifyGroup("subscribed", (), (NE("ServerMetadataChange"),))))),
+    ("notify-event-ext", b"a NOTIFY SET (personal (XFuture))",
+     c.Notify("a", False, (c.NotifyGroup("personal", (), (NE("XFuture"),)),))),
+    ("notify-annotation", b"a NOTIFY SET (selected (MessageNew MessageExpunge AnnotationChange))",
+     c.Notify("a", False, (c.NotifyGroup("selected", (), (
+         NE("MessageNew"), NE("MessageExpunge"), NE("AnnotationChange"))),))),
+    ("notify-set-alone", b"a NOTIFY SET", Bad()),
+    ("notify-set-status-alone", b"a NOTIFY SET STATUS", Bad()),
+    ("notify-none-extra", b"a NOTIFY NONE (selected (MessageNew MessageExpunge))", Bad()),
+    ("notify-other-word", b"a NOTIFY GET (selected NONE)", Bad()),
+    ("notify-bare", b"a NOTIFY", Bad()),
+    ("notify-example-c1", b"a NOTIFY SET (selected MessageNew MessageExpunge)", Bad()),
+    ("notify-empty-events", b"a NOTIFY SET (personal ())", Bad()),
+    ("notify-empty-mailboxes", b"a NOTIFY SET (mailboxes () (MailboxName))", Bad()),
+    ("notify-unknown-filter", b"a NOTIFY SET (everything (MailboxName))", Bad()),
+    ("notify-subtree-no-name", b"a NOTIFY SET (subtree (MailboxName))", Bad()),
+    ("notify-new-alone", b"a NOTIFY SET (personal (MessageNew))", Bad()),
+    ("notify-expunge-alone", b"a NOTIFY SET (selected (MessageExpunge))", Bad()),
+    ("notify-flag-alone", b"a NOTIFY SET (personal (FlagChange))", Bad()),
+    ("notify-flag-half", b"a NOTIFY SET (personal (FlagChange MessageNew))", Bad()),
+    ("notify-selected-mailbox-event", b"a NOTIFY SET (selected (MailboxName))", Bad()),
+    ("notify-two-selected", b"a NOTIFY SET (selected NONE) (selected-delayed NONE)", Bad()),
+    ("notify-atts-elsewhere", b"a NOTIFY SET (personal (MessageNew (UID) MessageExpunge))",
+     Bad()),
+    ("notify-atts-macro", b"a NOTIFY SET (selected (MessageNew (ALL) MessageExpunge))", Bad()),
+    ("notify-atts-empty", b"a NOTIFY SET (selected (MessageNew () MessageExpunge))", Bad()),
+    ("notify-unclosed", b"a NOTIFY SET (personal (MailboxName)", Bad()),
+    ("notify-double-space", b"a NOTIFY SET (personal (MailboxName))  (inboxes NONE)", Bad()),
     ("unknown-authenticated", b"a XYZZY", Bad()),
 ]
 

@@ -1,0 +1,294 @@
+"""One session's NOTIFY (RFC 5465) registration and the rendering of changes into responses.
+
+Owns: the compiled registration (notify/filters.py), the NOTIFY subscription to the bus
+(separate from the selected mailbox's, so its overflow ends NOTIFY, not the session), and
+the few facts kept current from the feed itself so that rendering a change needs no query:
+the names the user can list (for ``\\HasChildren`` and ``\\NonExistent``), the user's
+subscriptions, and the rights on other users' and shared mailboxes being watched. `render`
+is pure over that state: a Change in, responses out (STATUS from ``Change.counts``, LIST
+from the names, METADATA from the entry names). What needs the store (rights re-checks after
+an AclChanged, FETCH items beyond the flags) is left to imapd/commands/notify.py.
+
+Message events of the selected mailbox are not rendered here: they go through the
+SelectedView (N29), which the session flushes at the moments the selected group allows.
+Must not import asyncio or the store implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imapd.commands.mailbox import list_response, oldname_response
+from imapd.commands.metadata import entry_value
+from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, UntaggedStatus, Value
+from notify.bus import Subscription
+from notify.filters import MailboxFacts, Registration, has_children, parent_name
+from store.changes import (
+    AclChanged,
+    Change,
+    Counts,
+    FlagsChanged,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRef,
+    MailboxRenamed,
+    MessagesAdded,
+    MessagesExpunged,
+    MetadataChanged,
+    SubscriptionChanged,
+)
+from store.namespace import is_personal, visible_name
+
+OVERFLOW = UntaggedStatus("OK", "Too many notifications; NOTIFY NONE now", "NOTIFICATIONOVERFLOW")
+
+
+@dataclass(slots=True)
+class Foreign:
+    """A mailbox of another owner (or shared) the user may list and a group names."""
+
+    owner: str
+    local: str  # the owner's name for it
+    name: str  # the viewer's name for it
+    rights: str
+
+
+@dataclass(slots=True)
+class NotifyState:
+    viewer: str = ""
+    registration: Registration | None = None
+    sub: Subscription | None = None
+    status: bool = False
+    #: Every name the user can list -> selectable (False: a \\Noselect placeholder).
+    names: dict[str, bool] = field(default_factory=dict)
+    subscribed: set[str] = field(default_factory=set)
+    foreign: dict[int, Foreign] = field(default_factory=dict)
+    #: Mailboxes (owner, local name) whose rights must be read again (after AclChanged).
+    recheck: set[tuple[str, str]] = field(default_factory=set)
+    #: Names reported with \\NoAccess, to report again when access comes back (N93).
+    no_access: set[str] = field(default_factory=set)
+
+    @property
+    def active(self) -> bool:
+        return self.registration is not None
+
+    @property
+    def selected_push(self) -> bool:
+        """The selected group asks for message events (pushed while no command runs)."""
+        r = self.registration
+        return r is not None and bool(r.selected)
+
+    def stop(self) -> None:
+        """NOTIFY NONE, an overflow, or the end of the connection."""
+        if self.sub is not None:
+            self.sub.close()
+            self.sub = None
+        self.registration = None
+        self.names.clear()
+        self.subscribed.clear()
+        self.foreign.clear()
+        self.recheck.clear()
+        self.no_access.clear()
+
+    # --- facts ---------------------------------------------------------------------------
+    def facts(self, owner: str, name: str) -> MailboxFacts:
+        return MailboxFacts(owner, name, owner == self.viewer, name in self.subscribed)
+
+    def _rights(self, ref: MailboxRef) -> str | None:
+        """The user's rights on ``ref``: all on their own; None when not watched."""
+        if ref.owner == self.viewer:
+            return "lrswipkxtea"
+        f = self.foreign.get(ref.id)
+        return f.rights if f is not None else None
+
+    def _name(self, ref: MailboxRef) -> str:
+        return visible_name(self.viewer, ref.owner, ref.name)
+
+    def events(self, ref: MailboxRef) -> frozenset[str]:
+        assert self.registration is not None
+        rights = self._rights(ref)
+        if rights is None or "l" not in rights:  # N32, N47: nothing without l
+            return frozenset()
+        return self.registration.events_for(self.facts(ref.owner, self._name(ref)))
+
+    def list_attrs(self, name: str, *, special_use: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """As `mailbox_attributes` orders them: special uses, children, \\Subscribed, then
+        \\NonExistent when the name is not a mailbox the user can list (N78, D11)."""
+        attrs: list[str] = list(special_use)
+        attrs.append("\\HasChildren" if has_children(name, self.names) else "\\HasNoChildren")
+        if name in self.subscribed:
+            attrs.append("\\Subscribed")
+        if not self.names.get(name, False):
+            attrs.append("\\NonExistent")
+        return tuple(attrs)
+
+    # --- rendering -----------------------------------------------------------------------
+    def render(
+        self, change: Change, *, session: str, selected: int | None, condstore: bool
+    ) -> list[Response]:
+        """Apply ``change`` to the kept facts and return what the client is told of it.
+        The session's own changes update the facts but are not echoed (N46, C.8)."""
+        if self.registration is None:
+            return []
+        own = change.origin.session == session
+        match change:
+            case MessagesAdded() | MessagesExpunged() | FlagsChanged():
+                if own or change.mailbox.id == selected:  # N29: the selected group's
+                    return []
+                return self._message_event(change, condstore)
+            case MailboxCreated():
+                name = self._name(change.mailbox)
+                if change.mailbox.owner != self.viewer and change.mailbox.id not in self.foreign:
+                    return []
+                self.names[name] = True
+                if own:
+                    return []
+                return self._name_event(change.mailbox, name, change.special_use)
+            case MailboxDeleted():
+                name = self._name(change.mailbox)
+                if change.mailbox.owner != self.viewer and change.mailbox.id not in self.foreign:
+                    return []
+                self.foreign.pop(change.mailbox.id, None)
+                if has_children(name, self.names):
+                    self.names[name] = False  # a \\Noselect placeholder (RFC 3501 §6.3.4)
+                else:
+                    self.names.pop(name, None)
+                if own:
+                    return []
+                return self._name_event(change.mailbox, name, ())
+            case MailboxRenamed():
+                return self._renamed(change, own)
+            case SubscriptionChanged():
+                if change.user != self.viewer:
+                    return []
+                if change.subscribed:
+                    self.subscribed.add(change.name)
+                else:
+                    self.subscribed.discard(change.name)
+                if own:
+                    return []
+                # The owner matters only for `personal`.
+                facts = self.facts(self.viewer if is_personal(change.name) else "", change.name)
+                if "SubscriptionChange" not in self.registration.events_for(facts):
+                    return []
+                return [list_response(self.list_attrs(change.name), change.name)]  # N84, N85
+            case MetadataChanged():
+                if own:
+                    return []
+                return self._metadata(change)
+            case AclChanged():
+                if change.mailbox.owner != self.viewer:
+                    self.recheck.add((change.mailbox.owner, change.mailbox.name))
+                return []
+            case _:
+                return []
+
+    def _message_event(
+        self, change: MessagesAdded | MessagesExpunged | FlagsChanged, condstore: bool
+    ) -> list[Response]:
+        ref = change.mailbox
+        rights = self._rights(ref)
+        if rights is None or "l" not in rights or "r" not in rights:  # N47
+            return []
+        events = self.events(ref)
+        counts = change.counts
+        name = self._name(ref)
+        match change:
+            case MessagesAdded():
+                if "MessageNew" not in events:
+                    return []
+                return [status_response(name, ref, counts, STATUS_NEW, condstore)]  # N64, N65
+            case MessagesExpunged():
+                if "MessageExpunge" not in events:
+                    return []
+                return [status_response(name, ref, counts, STATUS_NEW, condstore)]  # N70, C.5
+            case FlagsChanged():
+                if "FlagChange" not in events:
+                    return []
+                seen = any("\\Seen" in (*c.added, *c.removed) for c in change.changes)
+                items = ("UIDVALIDITY",) + (("UNSEEN",) if seen else ())
+                if not condstore and not seen:
+                    return []  # N54
+                return [status_response(name, ref, counts, items, condstore)]  # N52, N53
+
+    def _name_event(
+        self, ref: MailboxRef, name: str, special_use: tuple[str, ...]
+    ) -> list[Response]:
+        """N74-N78, C.10: a LIST for the name and one for its direct parent."""
+        assert self.registration is not None
+        out: list[Response] = []
+        if "MailboxName" in self.registration.events_for(self.facts(ref.owner, name)):
+            out.append(list_response(self.list_attrs(name, special_use=special_use), name))
+        parent = parent_name(name)
+        if (
+            parent is not None
+            and (ref.owner == self.viewer or parent in self.names)
+            and "MailboxName" in self.registration.events_for(self.facts(ref.owner, parent))
+        ):
+            out.append(list_response(self.list_attrs(parent), parent))
+        return out
+
+    def _renamed(self, change: MailboxRenamed, own: bool) -> list[Response]:
+        """N79, N80: one LIST with OLDNAME for the named mailbox, none for its children.
+        N81: renaming INBOX leaves a new INBOX, about which nothing is said."""
+        assert self.registration is not None
+        first_old, first_new = change.renames[0]
+        if first_old.owner != self.viewer and first_old.id not in self.foreign:
+            return []
+        for old, new in change.renames:
+            oname, nname = self._name(old), self._name(new)
+            selectable = self.names.pop(oname, True)
+            self.names[nname] = selectable
+            if old.owner == self.viewer and oname in self.subscribed:  # the store moves them
+                self.subscribed.discard(oname)
+                self.subscribed.add(nname)
+            f = self.foreign.get(old.id)
+            if f is not None:
+                f.name, f.local = nname, new.name
+        if first_old.name == "INBOX" and first_old.owner == self.viewer:
+            self.names["INBOX"] = True
+        if own:
+            return []
+        old_name, new_name = self._name(first_old), self._name(first_new)
+        before = self.registration.events_for(self.facts(first_old.owner, old_name))
+        after = self.registration.events_for(self.facts(first_new.owner, new_name))
+        if "MailboxName" not in before | after:
+            return []
+        attrs = self.list_attrs(new_name, special_use=first_new.special_use)
+        return [oldname_response(new_name, old_name, attrs)]
+
+    def _metadata(self, change: MetadataChanged) -> list[Response]:
+        """N87-N90, D25: entry names only, deleted ones included."""
+        assert self.registration is not None
+        entries: tuple[Value, ...] = tuple(entry_value(e) for e in change.entries)
+        if change.mailbox is None:
+            if change.user != self.viewer or "ServerMetadataChange" not in self.registration.wants:
+                return []
+            return [Untagged((Atom("METADATA"), MailboxName(""), *entries))]
+        if "MailboxMetadataChange" not in self.events(change.mailbox):
+            return []
+        name = MailboxName(self._name(change.mailbox))
+        return [Untagged((Atom("METADATA"), name, *entries))]
+
+
+#: STATUS items for MessageNew and MessageExpunge elsewhere (N30, N64, N70; UNSEEN: N53).
+STATUS_NEW = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+
+
+def status_response(
+    name: str, ref: MailboxRef, counts: Counts, items: tuple[str, ...], condstore: bool
+) -> Untagged:
+    """``* STATUS name (...)`` from a change's counts; HIGHESTMODSEQ once the client is
+    CONDSTORE-aware (N52, N65, C.5)."""
+    values: dict[str, int] = {
+        "MESSAGES": counts.messages,
+        "UIDNEXT": counts.uidnext,
+        "UIDVALIDITY": ref.uidvalidity,
+        "UNSEEN": counts.unseen,
+        "HIGHESTMODSEQ": counts.highestmodseq,
+    }
+    if condstore:
+        items = (*items, "HIGHESTMODSEQ")
+    out: list[Value] = []
+    for item in items:
+        out += [Atom(item), values[item]]
+    return Untagged((Atom("STATUS"), MailboxName(name), tuple(out)))

@@ -1,0 +1,196 @@
+"""NOTIFY (RFC 5465) end to end over raw sockets: back-pressure (§5.8, §9), rights (§3.1,
+§5.9), delivery latency, IDLE (§4) and the registration's life (§3.1). NOTIFY.md items are
+named in each test's docstring; the transcripts (tests/transcripts/notify_*.imap) cover the
+rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from store.changes import Counts, MessagesAdded, Origin
+from tests.conftest import PASSWORD, RunningServer
+from tests.rawclient import RawClient
+
+
+def _client(server: RunningServer, user: str = "alice") -> RawClient:
+    c = RawClient.connect(server.host, server.port)
+    c.login(user, PASSWORD)
+    return c
+
+
+def _ok(c: RawClient, tag: str, text: str) -> list[str]:
+    out = c.command(tag, text)
+    assert out[-1].startswith(f"{tag} OK"), out
+    return out
+
+
+def _append(c: RawClient, tag: str, mailbox: str, n: int = 1) -> None:
+    body = f"Subject: {n}\r\n\r\nx\r\n"
+    c.send(f"{tag} APPEND {mailbox} {{{len(body)}+}}\r\n{body}\r\n")
+    resp = c.until_tagged(tag)
+    assert resp[-1].startswith(f"{tag} OK"), resp
+
+
+def test_overflow_then_notify_none(server_factory: Any) -> None:
+    """N91, §9: a burst larger than the session's bounded NOTIFY queue (published in one
+    go, as a client that does not read would let it pile up) ends in ``* OK
+    [NOTIFICATIONOVERFLOW]`` and then nothing more, as after NOTIFY NONE; the queue never
+    holds more than its limit."""
+    server = server_factory(notify_queue_limit=3)
+    server.add_user("alice")
+    listener, writer = _client(server), _client(server)
+    _ok(writer, "w0", "CREATE Work")
+    _ok(listener, "a1", "NOTIFY SET (subtree Work (MessageNew MessageExpunge))")
+    store = server.server.store
+
+    async def burst() -> int:
+        user = await store.get_user("alice")
+        ref = (await store.get_mailbox(user.id, "Work")).ref
+        at = dt.datetime.now(dt.UTC)
+        changes = [
+            MessagesAdded(10_000 + i, at, Origin(), ref, Counts(i, i, i + 1, i, 0), ())
+            for i in range(10)
+        ]
+        server.server.bus.publish(changes)
+        queues = [s.notify.sub for s in server.server.sessions if s.notify.sub is not None]
+        return max(len(q.pending) for q in queues)
+
+    assert server.call(burst()) <= 3
+    assert listener.response() == (
+        "* OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY NONE now"
+    )
+    _append(writer, "w1", "Work")
+    assert listener.quiet() == b""
+    _ok(listener, "a2", "NOOP")
+
+
+def test_delivery_within_milliseconds(server: RunningServer) -> None:
+    """N22, N95: pushed while no command runs, driven by the bus (no polling)."""
+    listener, writer = _client(server), _client(server)
+    _ok(writer, "w0", "CREATE Fast")
+    _ok(listener, "a1", "NOTIFY SET (mailboxes Fast (MessageNew MessageExpunge))")
+    delays = []
+    for i in range(5):
+        _append(writer, f"w{i + 1}", "Fast", i)
+        t0 = time.monotonic()
+        line = listener.response()
+        delays.append(time.monotonic() - t0)
+        assert line.startswith('* STATUS "Fast" (MESSAGES'), line
+    assert max(delays) < 0.2, delays
+
+
+def test_idle_sends_exactly_the_registered_events(server: RunningServer) -> None:
+    """§4, N25, N28: under NOTIFY without FlagChange a running IDLE gets no flag FETCH; the
+    held FETCH goes out at the next command (RFC 3501 reporting, C.7)."""
+    a, b = _client(server), _client(server)
+    _append(b, "b0", "INBOX")
+    _ok(a, "a1", "SELECT INBOX")
+    _ok(b, "b1", "SELECT INBOX")
+    _ok(a, "a2", "NOTIFY SET (selected (MessageNew MessageExpunge))")
+    a.line("a3 IDLE")
+    assert a.response() == "+ idling"
+    _ok(b, "b2", "STORE 1 +FLAGS (\\Flagged)")
+    assert a.quiet() == b""
+    _append(b, "b3", "INBOX")
+    assert a.response() == "* 2 EXISTS"
+    a.line("DONE")
+    rest = a.until_tagged("a3")
+    assert any("FETCH (UID 1 FLAGS (\\Flagged" in line for line in rest), rest
+
+
+def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
+    """N32, N47, N92, N93, README "Access control": no event about another user's mailbox
+    without l; \\NoAccess with l but not r; losing l stops monitoring, regaining it
+    restarts it."""
+    alice, bob = _client(server), _client(server, "bob")
+    _ok(alice, "a1", "CREATE Team")
+    _ok(alice, "a2", "CREATE Secret")
+    _ok(alice, "a3", "SETACL Team bob l")
+    out = _ok(bob, "b1", "NOTIFY SET STATUS (mailboxes (\"Other Users/alice/Team\""
+                         " \"Other Users/alice/Secret\" Nowhere) (MessageNew MessageExpunge"
+                         " MailboxName))")
+    assert out[:-1] == ['* LIST (\\NoAccess) "/" "Other Users/alice/Team"'], out
+    _append(alice, "a4", "Secret")
+    _append(alice, "a5", "Team")
+    assert bob.quiet() == b""  # l without r: no message data; Secret: nothing at all
+    _ok(alice, "a6", "SETACL Team bob lr")
+    assert bob.response() == '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team"'
+    _append(alice, "a7", "Team")
+    line = bob.response()
+    assert line.startswith('* STATUS "Other Users/alice/Team" (MESSAGES 2 UIDNEXT 3'), line
+    _ok(alice, "a8", "DELETEACL Team bob")
+    assert bob.response() == '* LIST (\\NoAccess) "/" "Other Users/alice/Team"'
+    _append(alice, "a9", "Team")
+    assert bob.quiet() == b""
+    _ok(alice, "a10", "SETACL Team bob lr")
+    assert bob.response().startswith('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team"')
+    _append(alice, "a11", "Team")
+    assert bob.response().startswith('* STATUS "Other Users/alice/Team" (MESSAGES 4')
+
+
+def test_personal_never_reaches_other_owners(server: RunningServer) -> None:
+    """N97, README: `personal` hears only the user's own mailboxes, even with rights
+    elsewhere; alice's change to her own mailbox reaches alice's other session only."""
+    alice, alice2, bob = _client(server), _client(server), _client(server, "bob")
+    _ok(alice, "a1", "SETACL INBOX bob lr")
+    _ok(bob, "b1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    _ok(alice2, "c1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    _append(alice, "a2", "INBOX")
+    assert alice2.response().startswith('* STATUS "INBOX" (MESSAGES 1 ')
+    _ok(alice, "a3", "CREATE Fresh")
+    assert alice2.response() == '* LIST (\\HasNoChildren) "/" "Fresh"'
+    assert bob.quiet() == b""
+
+
+def test_registration_ends_with_the_connection_and_restart(server_factory: Any) -> None:
+    """N26, §3.1: a registration lasts until the connection ends (SELECT/UNSELECT keep it);
+    it is not stored: after a server restart a new connection starts without one (N25)."""
+    server = server_factory()
+    server.add_user("alice")
+    a, b = _client(server), _client(server)
+    _ok(a, "a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
+    _ok(a, "a2", "SELECT Archive")
+    _ok(a, "a3", "UNSELECT")
+    _append(b, "b1", "INBOX")
+    assert a.response().startswith('* STATUS "INBOX" (MESSAGES 1 ')
+    a.close()
+    deadline = time.monotonic() + 5
+    while any(s.notify.active for s in server.server.sessions) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(s.notify.active for s in server.server.sessions)
+    b.close()
+    server.call(server.server.shutdown())
+    again = server_factory()  # the same data directory
+    a, b = _client(again), _client(again)
+    _append(b, "b2", "INBOX")
+    assert a.quiet() == b""
+    out = _ok(a, "a4", "NOOP")
+    assert out == ["a4 OK NOOP completed"], out
+
+
+def test_failed_notify_keeps_the_previous_registration(server: RunningServer) -> None:
+    """N26, N24: a NO or BAD NOTIFY leaves the registration; a SET replaces it whole."""
+    a, b = _client(server), _client(server)
+    _ok(a, "a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
+    assert a.command("a2", "NOTIFY SET (personal (AnnotationChange MessageNew"
+                           " MessageExpunge))")[-1].startswith("a2 NO [BADEVENT")
+    assert a.command("a3", "NOTIFY SET (personal (MessageNew))")[-1].startswith("a3 BAD")
+    _append(b, "b1", "INBOX")
+    assert a.response().startswith('* STATUS "INBOX"')
+    _ok(a, "a4", "NOTIFY SET (personal (MailboxName))")
+    _append(b, "b2", "INBOX")
+    assert a.quiet() == b""
+
+
+def test_metadata_events(server: RunningServer) -> None:
+    """N87-N90, D25-D27: METADATA with entry names only, without ENABLE METADATA."""
+    a, b = _client(server), _client(server)
+    _ok(a, "a1", "NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))")
+    _ok(b, "b1", 'SETMETADATA INBOX (/private/comment "hello")')
+    assert a.response() == '* METADATA "INBOX" /private/comment'
+    _ok(b, "b2", "SETMETADATA INBOX (/private/comment NIL)")
+    assert a.response() == '* METADATA "INBOX" /private/comment'
+    _ok(b, "b3", 'SETMETADATA "" (/private/comment "x")')
+    assert a.response() == '* METADATA "" /private/comment'
