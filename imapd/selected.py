@@ -83,6 +83,8 @@ class SelectedView:
                 start = bisect_left(self.uids, lo)
                 end = bisect_left(self.uids, hi + 1)
                 out.extend(self.uids[start:end])
+            if len(sequence_set.ranges) == 1:
+                return out  # one slice of an ascending list: already sorted and unique
             return sorted(set(out))
         exists = len(self.uids)
         for low, high in sequence_set.ranges:
@@ -90,6 +92,10 @@ class SelectedView:
                 # Dovecot and Cyrus answer BAD too; a client that names a number it was
                 # never given is out of sync (RFC 3501 §9 seq-number).
                 raise BadCommand("Invalid message sequence number")
+        if len(sequence_set.ranges) == 1:
+            # The common 1:* or n:m: one slice, no set of numbers built (FETCH 1:* FLAGS).
+            lo, hi = next(sequence_set.resolve(exists))
+            return self.uids[max(lo, 1) - 1 : hi]
         seqs = sequence_set.values(exists)
         return [self.uids[s - 1] for s in seqs]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +152,26 @@ def test_view_agrees_with_naive_model(ops: list[tuple[str, int]]) -> None:
         assert client == view.uids[: len(client)]
     view.flush(allow_expunge=True)
     assert view.uids == store
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 60), unique=True, max_size=30).map(sorted),
+    st.one_of(st.none(), st.integers(1, 70)),
+    st.one_of(st.none(), st.integers(1, 70)),
+    st.booleans(),
+)
+def test_single_range_resolve_matches_the_general_path(
+    uids: list[int], low: int | None, high: int | None, by_uid: bool
+) -> None:
+    """The one-slice fast path of resolve() answers as the general path (a 2-range set)."""
+    view = SelectedView(1, uids, readonly=False)
+    one = SequenceSet(((low, high),))
+    two = SequenceSet(((low, high), (low, high)))
+    try:
+        fast = view.resolve(one, uid=by_uid)
+    except Exception as exc:  # noqa: BLE001 - both paths must refuse alike
+        with pytest.raises(type(exc)):
+            view.resolve(two, uid=by_uid)
+        return
+    assert fast == view.resolve(two, uid=by_uid)
