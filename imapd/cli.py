@@ -196,6 +196,18 @@ def _expire_command(config: Config) -> int:
     return _run(_with_store(config, act))
 
 
+def _listen_from_env() -> tuple[str, int]:
+    """Where the server listens by ``IMAPD_LISTEN`` (a wildcard host is probed on
+    loopback), else the default 127.0.0.1:1143."""
+    import os
+
+    value = os.environ.get("IMAPD_LISTEN")
+    if not value:
+        return "127.0.0.1", 1143
+    host, port = config_mod.parse_hostport(value, "IMAPD_LISTEN")
+    return ("127.0.0.1" if host in {"", "0.0.0.0", "::"} else host), port  # noqa: S104
+
+
 def _healthcheck(host: str, port: int, timeout: float) -> int:
     """``imapd healthcheck``: exit 0 when the server at HOST:PORT greets with ``* OK``
     (container HEALTHCHECKs, compose ``service_healthy``); 1 with the reason otherwise."""
@@ -351,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(get_expire)
 
     health = sub.add_parser("healthcheck", help="exit 0 if the server answers * OK")
-    health.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
-    health.add_argument("--port", type=int, default=1143, help="IMAP port (default 1143)")
+    health.add_argument("--host", help="default: IMAPD_LISTEN's host, else 127.0.0.1")
+    health.add_argument("--port", type=int, help="default: IMAPD_LISTEN's port, else 1143")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
 
     quota = sub.add_parser("quota", help="users' quotas (RFC 9208)")
@@ -382,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "healthcheck":  # no store, no configuration
-        return _healthcheck(args.host, args.port, args.timeout)
+    if args.command == "healthcheck":  # no store, no configuration file
+        host, port = _listen_from_env()
+        return _healthcheck(args.host or host, args.port or port, args.timeout)
     if args.command == "notifyd":  # needs no store and no configuration
         from notify import notifyd as notifyd_mod
 

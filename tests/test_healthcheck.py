@@ -42,3 +42,10 @@ def test_wrong_or_no_greeting(greeting: bytes | None) -> None:
         code = main(["healthcheck", "--port", str(port), "--timeout", "0.5"])
         thread.join(5)
     assert code == 1
+
+
+def test_port_from_imapd_listen(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a container IMAPD_LISTEN says where the server is; a wildcard host is probed on
+    loopback."""
+    monkeypatch.setenv("IMAPD_LISTEN", f"0.0.0.0:{server.port}")
+    assert main(["healthcheck"]) == 0
