@@ -23,6 +23,7 @@ from imapd.commands.metadata import entry_value
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, UntaggedStatus, Value
 from notify.bus import Subscription
 from notify.filters import MailboxFacts, Registration, has_children, parent_name
+from store.acl import ALL as ALL_RIGHTS
 from store.changes import (
     AclChanged,
     Change,
@@ -37,7 +38,7 @@ from store.changes import (
     MetadataChanged,
     SubscriptionChanged,
 )
-from store.namespace import is_personal, visible_name
+from store.namespace import SHARED_OWNER, is_personal, visible_name
 
 OVERFLOW = UntaggedStatus("OK", "Too many notifications; NOTIFY NONE now", "NOTIFICATIONOVERFLOW")
 
@@ -66,6 +67,13 @@ class NotifyState:
     recheck: set[tuple[str, str]] = field(default_factory=set)
     #: Names reported with \\NoAccess, to report again when access comes back (N93).
     no_access: set[str] = field(default_factory=set)
+    #: The user's rights on every other owner's mailbox they have any right on, by (owner,
+    #: owner's name): a mailbox created there inherits its parent's ACL (RFC 4314 §4, as
+    #: the store does), so its rights are its direct parent's, known without a query.
+    rights: dict[tuple[str, str], str] = field(default_factory=dict)
+    admin: bool = False
+    #: Set when `foreign` grew from the feed: the subscription must watch the new ids.
+    rewatch: bool = False
 
     @property
     def active(self) -> bool:
@@ -88,6 +96,7 @@ class NotifyState:
         self.foreign.clear()
         self.recheck.clear()
         self.no_access.clear()
+        self.rights.clear()
 
     # --- facts ---------------------------------------------------------------------------
     def facts(self, owner: str, name: str) -> MailboxFacts:
@@ -137,7 +146,11 @@ class NotifyState:
                 return self._message_event(change, condstore)
             case MailboxCreated():
                 name = self._name(change.mailbox)
-                if change.mailbox.owner != self.viewer and change.mailbox.id not in self.foreign:
+                if (
+                    change.mailbox.owner != self.viewer
+                    and change.mailbox.id not in self.foreign
+                    and not self._came_into_view(change.mailbox, name)
+                ):
                     return []
                 self.names[name] = True
                 if own:
@@ -181,6 +194,30 @@ class NotifyState:
                 return []
             case _:
                 return []
+
+    def _came_into_view(self, ref: MailboxRef, name: str) -> bool:
+        """Another owner's mailbox was created (N74, N75): its rights are its direct
+        parent's (the ACL it inherits; none without a parent), every right for an admin on
+        a shared one. Watched from now on when the user may list it and a group names it."""
+        assert self.registration is not None
+        key = (ref.owner, ref.name)
+        if self.admin and ref.owner == SHARED_OWNER:
+            rights = ALL_RIGHTS
+        else:
+            parent = parent_name(ref.name)
+            inherited = self.rights.get((ref.owner, parent), "") if parent else ""
+            rights = "".join(r for r in ALL_RIGHTS if r in inherited + self.rights.get(key, ""))
+        if not rights:
+            return False
+        self.rights[key] = rights
+        if "l" not in rights:
+            return False
+        self.names[name] = True
+        if not self.registration.events_for(self.facts(ref.owner, name)):
+            return False
+        self.foreign[ref.id] = Foreign(ref.owner, ref.name, name, rights)
+        self.rewatch = True
+        return True
 
     def _message_event(
         self, change: MessagesAdded | MessagesExpunged | FlagsChanged, condstore: bool
@@ -232,12 +269,21 @@ class NotifyState:
         N81: renaming INBOX leaves a new INBOX, about which nothing is said."""
         assert self.registration is not None
         first_old, first_new = change.renames[0]
-        if first_old.owner != self.viewer and first_old.id not in self.foreign:
-            return []
+        if first_old.owner != self.viewer:
+            for old, new in change.renames:  # the ACL moves with the mailbox
+                moved = self.rights.pop((old.owner, old.name), None)
+                if moved is not None:
+                    self.rights[(new.owner, new.name)] = moved
+        watched = (
+            first_old.owner == self.viewer
+            or first_old.id in self.foreign
+            or self._renamed_into_view(change)
+        )
         for old, new in change.renames:
             oname, nname = self._name(old), self._name(new)
-            selectable = self.names.pop(oname, True)
-            self.names[nname] = selectable
+            selectable = self.names.pop(oname, None)
+            if selectable is not None or old.owner == self.viewer:
+                self.names[nname] = True if selectable is None else selectable
             if old.owner == self.viewer and oname in self.subscribed:  # the store moves them
                 self.subscribed.discard(oname)
                 self.subscribed.add(nname)
@@ -246,7 +292,7 @@ class NotifyState:
                 f.name, f.local = nname, new.name
         if first_old.name == "INBOX" and first_old.owner == self.viewer:
             self.names["INBOX"] = True
-        if own:
+        if own or not watched:
             return []
         old_name, new_name = self._name(first_old), self._name(first_new)
         before = self.registration.events_for(self.facts(first_old.owner, old_name))
@@ -256,12 +302,32 @@ class NotifyState:
         attrs = self.list_attrs(new_name, special_use=first_new.special_use)
         return [oldname_response(new_name, old_name, attrs)]
 
+    def _renamed_into_view(self, change: MailboxRenamed) -> bool:
+        """N74, N79: another owner's mailbox the user may list was renamed to a name a group
+        names: watched from now on (its children too where a group names them)."""
+        assert self.registration is not None
+        found = False
+        for old, new in change.renames:
+            rights = self.rights.get((new.owner, new.name), "")
+            if "l" not in rights:
+                continue
+            oname, nname = self._name(old), self._name(new)
+            self.names.setdefault(oname, True)
+            if self.registration.events_for(self.facts(new.owner, nname)):
+                self.foreign[old.id] = Foreign(new.owner, old.name, oname, rights)
+                self.rewatch = True
+                found = True
+        return found
+
     def _metadata(self, change: MetadataChanged) -> list[Response]:
         """N87-N90, D25: entry names only, deleted ones included."""
         assert self.registration is not None
         entries: tuple[Value, ...] = tuple(entry_value(e) for e in change.entries)
         if change.mailbox is None:
-            if change.user != self.viewer or "ServerMetadataChange" not in self.registration.wants:
+            # The user's own /private entries, and everyone's /shared ones (N90).
+            if change.user not in (self.viewer, SHARED_OWNER):
+                return []
+            if "ServerMetadataChange" not in self.registration.wants:
                 return []
             return [Untagged((Atom("METADATA"), MailboxName(""), *entries))]
         if "MailboxMetadataChange" not in self.events(change.mailbox):

@@ -84,9 +84,14 @@ class Subscription:
         self.overflow = False
         self.mailboxes: frozenset[int] = frozenset()
         self.users: frozenset[str] = frozenset()
+        self.topics: frozenset[str] = frozenset()
 
     def watch(
-        self, *, mailboxes: frozenset[int] | None = None, users: frozenset[str] | None = None
+        self,
+        *,
+        mailboxes: frozenset[int] | None = None,
+        users: frozenset[str] | None = None,
+        topics: frozenset[str] | None = None,
     ) -> None:
         """Replace what this subscription listens to (a SELECT, an UNSELECT, a NOTIFY SET)."""
         self._bus._unroute(self)
@@ -94,6 +99,8 @@ class Subscription:
             self.mailboxes = mailboxes
         if users is not None:
             self.users = users
+        if topics is not None:
+            self.topics = topics
         self._bus._route(self)
 
     def deliver(self, change: Change) -> None:
@@ -113,12 +120,22 @@ class Subscription:
         self._bus._unroute(self)
         self.mailboxes = frozenset()
         self.users = frozenset()
+        self.topics = frozenset()
+
+
+#: Topics (`Subscription.watch`): ``NAMES`` hears every mailbox creation and rename, of any
+#: owner (NOTIFY MailboxName for mailboxes that come into a user's view: the session decides
+#: from the rights it keeps, the change names no other owner's ACL); ``SHARED_SERVER_METADATA``
+#: hears changes to /shared server entries (RFC 5465 §5.7), which belong to no user.
+NAMES = "names"
+SHARED_SERVER_METADATA = "shared-server-metadata"
 
 
 class EventBus:
     def __init__(self) -> None:
         self._by_mailbox: dict[int, set[Subscription]] = {}
         self._by_user: dict[str, set[Subscription]] = {}
+        self._by_topic: dict[str, set[Subscription]] = {}
         self._listeners: list[Callable[[Sequence[Change]], None]] = []
 
     def subscribe(self, limit: int = 10_000) -> Subscription:
@@ -134,6 +151,10 @@ class EventBus:
             for mailbox_id in change_mailbox_ids(change):
                 targets.update(self._by_mailbox.get(mailbox_id, ()))
             targets.update(self._by_user.get(change_owner(change), ()))
+            if isinstance(change, MailboxCreated | MailboxRenamed):
+                targets.update(self._by_topic.get(NAMES, ()))
+            elif isinstance(change, MetadataChanged) and change.mailbox is None and not change.user:
+                targets.update(self._by_topic.get(SHARED_SERVER_METADATA, ()))
             if isinstance(change, AclChanged):
                 # NOTIFY (RFC 5465 §5.9): the user whose rights changed learns that access
                 # came or went (imapd/commands/notify.py re-reads the rights; the ACL itself
@@ -154,6 +175,8 @@ class EventBus:
             self._by_mailbox.setdefault(mailbox_id, set()).add(sub)
         for user in sub.users:
             self._by_user.setdefault(user, set()).add(sub)
+        for topic in sub.topics:
+            self._by_topic.setdefault(topic, set()).add(sub)
 
     def _unroute(self, sub: Subscription) -> None:
         for mailbox_id in sub.mailboxes:
@@ -168,3 +191,9 @@ class EventBus:
                 subs.discard(sub)
                 if not subs:
                     del self._by_user[user]
+        for topic in sub.topics:
+            subs = self._by_topic.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_topic[topic]

@@ -41,7 +41,12 @@ Implementation notes
 - \\Recent: ``recent_uid`` is the first UID no session has claimed. A read-write SELECT
   claims all UIDs below ``uidnext``; a session sees new arrivals via ``claim_recent``;
   EXAMINE reports without claiming (RFC 3501 §6.3.2). ``MailboxInfo.recent`` counts the
-  unclaimed messages.
+  unclaimed messages. ``_recent_floor`` mirrors ``recent_uid`` of the mailboxes claimed
+  in since it was last cleared, so that when one new message reaches thousands of selected
+  sessions the claim is decided in memory at once and only the first session writes (this
+  process is the only writer of ``recent_uid`` that matters: a foreign process's claim can
+  at worst show \\Recent twice). It is forgotten whenever a mailbox is created, renamed or
+  deleted (a revived placeholder or a reused id starts again at 1).
 - Contents are shared by copies (COPY/MOVE never duplicate the bytes); ``contents.refs`` is
   kept by triggers and the row is deleted with its last message.
 - Renaming INBOX (RFC 3501 §6.3.5) creates the new mailbox with a fresh UIDVALIDITY and moves
@@ -367,6 +372,8 @@ class SqliteStore:
         self._closed = False
         #: The last change_log seq published, once `follow_foreign_commits` is on.
         self._published: int | None = None
+        #: mailbox id -> a lower bound of its ``recent_uid`` (see the notes on \\Recent).
+        self._recent_floor: dict[int, int] = {}
 
     @classmethod
     async def open(
@@ -1095,6 +1102,8 @@ class SqliteStore:
             if claim_recent and mbox.recent_uid < mbox.uidnext:
                 await tx.run("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?",
                              (mbox.id,))
+            if claim_recent:
+                self._recent_floor[mbox.id] = max(mbox.recent_uid, mbox.uidnext)
             return MailboxSnapshot(
                 mailbox=mbox.info(len(recent), bool(row[15])),
                 uids=uids,
@@ -1110,6 +1119,22 @@ class SqliteStore:
         """Claim \\Recent for newly arrived UIDs; returns those this caller is first to see."""
         if not uids:
             return frozenset()
+        floor = self._recent_floor.get(mailbox_id)
+        if floor is not None:
+            # Decided in memory, at once: of a thousand sessions woken by one APPEND the
+            # first claims and writes, the others see the raised floor and write nothing.
+            claimed = frozenset(u for u in uids if u >= floor)
+            if not claimed:
+                return frozenset()
+            top = max(claimed) + 1
+            self._recent_floor[mailbox_id] = top
+
+            async def bump(tx: _Tx) -> None:
+                await tx.run("UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
+                             (top, mailbox_id))
+
+            await self._write(bump)
+            return claimed
 
         async def body(tx: _Tx) -> frozenset[int]:
             row = await tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
@@ -1119,6 +1144,7 @@ class SqliteStore:
             if claimed:
                 await tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?",
                              (max(claimed) + 1, mailbox_id))
+            self._recent_floor[mailbox_id] = max(claimed) + 1 if claimed else row[0]
             return claimed
 
         return await self._write(body)
@@ -1851,5 +1877,9 @@ class SqliteStore:
         return out
 
     def _note_published(self, changes: Sequence[Change]) -> None:
+        if self._recent_floor and any(
+            isinstance(c, MailboxCreated | MailboxRenamed | MailboxDeleted) for c in changes
+        ):
+            self._recent_floor.clear()  # a revived placeholder or reused id restarts at 1
         if self._published is not None and changes:
             self._published = max(self._published, changes[-1].seq)

@@ -29,6 +29,7 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
 from imapd.protocol.responses import Atom, Response, Untagged, Value
 from imapd.protocol.values import FetchAtt, SequenceSet
+from notify.bus import NAMES, SHARED_SERVER_METADATA
 from notify.filters import MESSAGE_EVENTS, SUPPORTED_EVENTS, MailboxFacts, compile_groups
 from store.api import MailboxInfo
 from store.changes import Counts, MessageFacts
@@ -71,8 +72,14 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
     # Replace (N24): subscribe first, then read, so no change between falls in the gap.
     state.stop()
     state.viewer = user.name
+    state.admin = user.is_admin
     sub = session.server.bus.subscribe(session.config.notify_queue_limit)
-    sub.watch(users=frozenset({user.name}))
+    topics = set()
+    if registration.reaches_other_owners:  # mailboxes created or renamed into view
+        topics.add(NAMES)
+    if "ServerMetadataChange" in registration.wants:  # /shared server entries (N90)
+        topics.add(SHARED_SERVER_METADATA)
+    sub.watch(users=frozenset({user.name}), topics=frozenset(topics))
     state.sub = sub
     state.registration = registration
     state.status = cmd.status
@@ -83,6 +90,8 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
     listable = [m for m in mailboxes if "l" in m.rights]
     state.names = {m.name: m.selectable for m in listable}
     named = {n for g in cmd.groups for n in g.mailboxes}
+    state.rights = {(m.owner, _local(user.name, m)): m.rights
+                    for m in mailboxes if m.owner != user.name}
     for m in listable:
         if m.owner == user.name:
             continue
@@ -136,6 +145,9 @@ async def notify_updates(session: Session) -> list[Response]:
     out: list[Response] = []
     for change in changes:
         out += state.render(change, session=session.id, selected=selected, condstore=condstore)
+    if state.rewatch:  # other owners' mailboxes that came into view
+        state.rewatch = False
+        sub.watch(mailboxes=frozenset(state.foreign))
     if state.recheck:
         out += await _recheck(session, state)
     return out
@@ -153,12 +165,19 @@ async def _recheck(session: Session, state: NotifyState) -> list[Response]:
     for owner, local in sorted(pending):
         name = visible_name(user.name, owner, local)
         facts = MailboxFacts(owner, name, False, name in state.subscribed)
-        if not registration.events_for(facts):
-            continue  # no group names it: no read
+        named = bool(registration.events_for(facts))
+        if not named and not registration.reaches_other_owners:
+            continue  # no group names it nor may name its future children: no read
         try:
             info: MailboxInfo | None = await session.store.get_mailbox(user.id, name)
         except MailboxNotFound:
             info = None
+        if info is not None and info.rights:
+            state.rights[(owner, local)] = info.rights  # what its children will inherit
+        else:
+            state.rights.pop((owner, local), None)
+        if not named:
+            continue
         if info is not None and "l" in info.rights:
             known = state.foreign.get(info.id)
             state.foreign[info.id] = Foreign(owner, local, name, info.rights)

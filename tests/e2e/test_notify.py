@@ -194,3 +194,45 @@ def test_metadata_events(server: RunningServer) -> None:
     assert a.response() == '* METADATA "INBOX" /private/comment'
     _ok(b, "b3", 'SETMETADATA "" (/private/comment "x")')
     assert a.response() == '* METADATA "" /private/comment'
+
+
+def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
+    """N74, N75, N76, N79, N99 (subtree): a mailbox of another user that becomes visible
+    after NOTIFY is heard of: created under a mailbox the user may list (it inherits the
+    parent's ACL, RFC 4314 §4) or renamed to a name a group covers; then watched for
+    message events too. A mailbox created where the user has no right stays unheard of."""
+    alice, bob = _client(server), _client(server, "bob")
+    _ok(alice, "a1", "CREATE Team")
+    _ok(alice, "a2", "SETACL Team bob lr")
+    _ok(bob, "b1", 'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge'
+                   " MailboxName))")
+    _ok(alice, "a3", "CREATE Team/Sub")
+    assert bob.response() == '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Sub"'
+    assert bob.response() == '* LIST (\\HasChildren) "/" "Other Users/alice/Team"'
+    _append(alice, "a4", "Team/Sub")
+    assert bob.response().startswith('* STATUS "Other Users/alice/Team/Sub" (MESSAGES 1 ')
+    _ok(alice, "a5", "CREATE Private")
+    _ok(alice, "a6", "CREATE Private/Team")
+    assert bob.quiet() == b""  # no right there, and outside the subtree
+    _ok(alice, "a7", "CREATE Elsewhere")
+    _ok(alice, "a8", "SETACL Elsewhere bob lr")
+    assert bob.quiet() == b""  # listable, but no group names it (yet)
+    _ok(alice, "a9", "RENAME Elsewhere Team/Moved")
+    assert bob.response() == ('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
+                              ' ("OLDNAME" ("Other Users/alice/Elsewhere"))')
+    _append(alice, "a10", "Team/Moved")
+    assert bob.response().startswith('* STATUS "Other Users/alice/Team/Moved" (MESSAGES 1 ')
+
+
+def test_shared_server_metadata_reaches_every_listener(server: RunningServer) -> None:
+    """N90, D27: a /shared server entry belongs to no user: every session that registered
+    ServerMetadataChange hears of it (name only, mailbox ""); one that did not, does not."""
+    server.call(server.server.store.create_user("admin", PASSWORD, admin=True))
+    alice, bob, carol = _client(server, "admin"), _client(server, "bob"), _client(server, "bob")
+    _ok(bob, "b1", "NOTIFY SET (personal (ServerMetadataChange))")
+    _ok(carol, "c1", "NOTIFY SET (personal (MailboxName))")
+    _ok(alice, "a1", 'SETMETADATA "" (/shared/comment "hello")')
+    assert bob.response() == '* METADATA "" /shared/comment'
+    assert carol.quiet() == b""
+    _ok(alice, "a2", 'SETMETADATA "" (/private/comment "mine")')
+    assert bob.quiet() == b""  # the admin's /private entry is theirs alone
