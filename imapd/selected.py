@@ -108,9 +108,10 @@ class SelectedView:
         answered by the command itself, so they are not echoed as unsolicited FETCH)."""
         match change:
             case MessagesAdded():
-                known = set(self.uids) | set(self._new)
+                # Known: told (a bisection, not a set of the whole mailbox) or pending.
+                pending = set(self._new)
                 for m in change.messages:
-                    if m.uid not in known:
+                    if m.uid not in pending and self.seq_of(m.uid) is None:
                         self._new.append(m.uid)
                         self._note_keywords(m.flags)
                 self._new.sort()
@@ -182,7 +183,7 @@ class SelectedView:
             self.uids.extend(self._new)
             self._new.clear()
             out.append(Untagged((len(self.uids), Atom("EXISTS"))))
-            out.append(Untagged((len(self.recent & set(self.uids)), Atom("RECENT"))))
+            out.append(Untagged((self._recent_count(), Atom("RECENT"))))
         if self._flags and allow_flags:
             for uid in sorted(self._flags):
                 seq = self.seq_of(uid)
@@ -192,6 +193,14 @@ class SelectedView:
                 out.append(self.fetch_flags_response(seq, uid, flags, modseq))
             self._flags.clear()
         return out
+
+    def _recent_count(self) -> int:
+        """How many of the client's messages are \\Recent (few, as a rule: bisected
+        rather than a set of the whole mailbox built for each new message)."""
+        recent = self.recent
+        if len(recent) * 16 < len(self.uids):
+            return sum(1 for u in recent if self.seq_of(u) is not None)
+        return len(recent & set(self.uids))
 
     def _expunge_responses(self) -> list[Response]:
         gone = sorted(u for u in self._gone if self.seq_of(u) is not None)

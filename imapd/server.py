@@ -77,6 +77,8 @@ class Server:
         self.store = store
         self.bus = bus
         self.sessions: set[Session] = set()
+        #: The same sessions by id (a change's ``Origin.session``).
+        self.sessions_by_id: dict[str, Session] = {}
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped = asyncio.Event()
@@ -216,6 +218,7 @@ class Server:
         SESSION_ID.set(session.id)  # this task's log records carry it (JSON logs)
         session.task = asyncio.current_task()
         self.sessions.add(session)
+        self.sessions_by_id[session.id] = session
         try:
             await session.run()
         except Exception:
@@ -225,6 +228,7 @@ class Server:
 
     def forget(self, session: Session) -> None:
         self.sessions.discard(session)
+        self.sessions_by_id.pop(session.id, None)
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight commands finish, BYE everyone, close the store."""

@@ -110,6 +110,7 @@ class Session:
         self.closing = False
         self.busy = False
         self.task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # `_read_idling`'s current wait
         self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
         self._deflate: zlib._Compress | None = None
         #: For `imapd who` and `imapd kick` (imapd/control.py).
@@ -232,10 +233,22 @@ class Session:
         return data
 
     async def _read_idling(self, limit: float) -> bytes | None:
-        """IDLE (RFC 2177): whichever comes first, client bytes or a change to report."""
+        """IDLE (RFC 2177): whichever comes first, client bytes or a change to report.
+
+        One read task and one timer for the whole wait; each wake-up is a single future,
+        resolved by the read's completion, the timer, or a delivery to a subscription whose
+        ``waker`` is set (`_ring`): no task per wake, whatever the number of listeners."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            self._ring()
+
         read = asyncio.ensure_future(self._recv())
+        read.add_done_callback(self._ring)
+        timer = loop.call_at(loop.time() + limit, expire)
         try:
             while True:
                 await self._push_updates()
@@ -244,30 +257,58 @@ class Session:
                 if (why := self.goodbye) is not None:  # kicked while flushing
                     await self._bye(why)
                     return None
-                bell = asyncio.ensure_future(self._doorbell())
-                self.busy = False
-                try:
-                    done, _ = await asyncio.wait(
-                        {read, bell},
-                        timeout=max(0.0, deadline - loop.time()),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                except asyncio.CancelledError:
-                    if (why := self.goodbye) is not None:
-                        await self._bye(why)
-                        return None
-                    raise
-                finally:
-                    self.busy = True
-                    bell.cancel()
-                if read in done:
+                if not read.done() and not timed_out and not self._arm_bells():
+                    wake: asyncio.Future[None] = loop.create_future()
+                    self._wake = wake
+                    self.busy = False
+                    try:
+                        await wake
+                    except asyncio.CancelledError:
+                        if (why := self.goodbye) is not None:
+                            await self._bye(why)
+                            return None
+                        raise
+                    finally:
+                        self.busy = True
+                        self._wake = None
+                if read.done():
                     return read.result()
-                if not done:
+                if timed_out:
                     await self._bye("Autologout; idle for too long")
                     return None
         finally:
+            timer.cancel()
+            self._disarm_bells()
             if not read.done():
                 read.cancel()
+
+    def _ring(self, *_: object) -> None:
+        """Wake `_read_idling` (from a subscription's delivery, the read or the timer)."""
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _arm_bells(self) -> bool:
+        """Point the subscriptions worth waking for at `_ring`: the selected mailbox's
+        (plain IDLE, or a NOTIFY selected group) and the NOTIFY queue's. True when one of
+        them already holds something (then there is no need to wait)."""
+        ringing = False
+        sub = self.subscription
+        if (self.idle_tag is not None and not self.notify.active) or self.notify.selected_push:
+            sub.waker = self._ring
+            ringing = sub.doorbell.is_set()
+        else:
+            sub.waker = None
+        nsub = self.notify.sub
+        if nsub is not None:
+            nsub.waker = self._ring
+            ringing = ringing or nsub.doorbell.is_set()
+        return ringing
+
+    def _disarm_bells(self) -> None:
+        self.subscription.waker = None
+        if self.notify.sub is not None:
+            self.notify.sub.waker = None
 
     async def _recv(self) -> bytes:
         """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF."""
@@ -462,23 +503,6 @@ class Session:
         if updates:
             await self._write(updates)
 
-    async def _doorbell(self) -> None:
-        """Return when a change worth waking for is queued: the selected mailbox's (plain
-        IDLE, or a NOTIFY selected group) or the NOTIFY queue's."""
-        bells = []
-        if (self.idle_tag is not None and not self.notify.active) or self.notify.selected_push:
-            bells.append(self.subscription.doorbell)
-        if self.notify.sub is not None:
-            bells.append(self.notify.sub.doorbell)
-        if not bells:
-            await asyncio.Event().wait()
-        waits = [asyncio.ensure_future(b.wait()) for b in bells]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-
     async def _collect_selected(
         self, *, allow_expunge: bool, allow_flags: bool = True
     ) -> list[Response]:
@@ -490,15 +514,20 @@ class Session:
         if view is None:
             return []
         fresh: list[int] = []
+        claim: list[int] = []
         facts: dict[int, MessageFacts] = {}  # NOTIFY MessageNew's FETCH (RFC 5465 §5.2)
         for change in changes:
             own = change.origin.session == self.id
             view.apply(change, own=own)
-            fresh.extend(_added_uids(change, view.mailbox_id))
+            added = _added_uids(change, view.mailbox_id)
+            if added:
+                fresh += added
+                if own or not self._origin_claims(change.origin.session, view.mailbox_id):
+                    claim += added
             if self.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
                 facts.update((m.uid, m) for m in change.messages)  # not own: N59
-        if fresh and not view.readonly:
-            claimed = await self.store.claim_recent(view.mailbox_id, fresh)
+        if claim and not view.readonly:
+            claimed = await self.store.claim_recent(view.mailbox_id, claim)
             view.recent.update(claimed)
         updates = view.flush(allow_expunge=allow_expunge, allow_flags=allow_flags)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
@@ -508,6 +537,14 @@ class Session:
             updates[at + 2 : at + 2] = first  # after EXISTS and RECENT (N58)
             updates += last
         return updates
+
+    def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
+        """\\Recent for messages another session added to the mailbox it has selected
+        read-write is that session's (it reports them at the end of the very command that
+        added them), however soon the listeners wake up."""
+        other = self.server.sessions_by_id.get(origin) if origin else None
+        view = other.view if other is not None else None
+        return view is not None and view.mailbox_id == mailbox_id and not view.readonly
 
     async def _flush_updates(self, *, allow_expunge: bool) -> None:
         updates = await self._collect_updates(allow_expunge=allow_expunge)

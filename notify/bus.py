@@ -85,6 +85,9 @@ class Subscription:
         self.mailboxes: frozenset[int] = frozenset()
         self.users: frozenset[str] = frozenset()
         self.topics: frozenset[str] = frozenset()
+        #: Called on every delivery while set: the owning session's wake-up while it waits
+        #: (one callback instead of a task per wait on ``doorbell``). Must not block.
+        self.waker: Callable[[], None] | None = None
 
     def watch(
         self,
@@ -109,6 +112,8 @@ class Subscription:
         else:
             self.pending.append(change)
         self.doorbell.set()
+        if self.waker is not None:
+            self.waker()
 
     def drain(self) -> list[Change]:
         out = list(self.pending)
@@ -118,6 +123,7 @@ class Subscription:
 
     def close(self) -> None:
         self._bus._unroute(self)
+        self.waker = None
         self.mailboxes = frozenset()
         self.users = frozenset()
         self.topics = frozenset()

@@ -10,7 +10,7 @@ Must not import asyncio, socket, ssl, store or notify.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import assert_never
+from typing import assert_never, cast
 
 from imapd.protocol import utf7
 from imapd.protocol.responses import (
@@ -62,6 +62,16 @@ def serialize_string(s: str, *, utf8: bool = False) -> bytes:
 
 def serialize_value(value: Value, *, utf8: bool = False) -> bytes:
     """One value of an untagged response; see `responses` for the model."""
+    # The common exact types first (numbers, atoms, lists of them: every EXISTS, FETCH
+    # FLAGS and STATUS line), without the class-pattern match below.
+    kind = type(value)
+    if kind is int:
+        return b"%d" % cast(int, value)
+    if kind is Atom:
+        return cast(Atom, value).encode("utf-8")
+    if kind is tuple:
+        inner = [serialize_value(v, utf8=utf8) for v in cast(tuple[Value, ...], value)]
+        return b"(" + b" ".join(inner) + b")"
     match value:
         case None:
             return b"NIL"
@@ -105,7 +115,7 @@ def serialize(response: Response, *, utf8: bool = False) -> bytes:
     """One response, CRLF-terminated."""
     match response:
         case Untagged(items):
-            body = b" ".join(serialize_value(v, utf8=utf8) for v in items)
+            body = b" ".join([serialize_value(v, utf8=utf8) for v in items])
             return b"* " + body + _CRLF
         case UntaggedStatus(status, text, code):
             return b"* " + _resp_text(status, code, text) + _CRLF
@@ -121,4 +131,4 @@ def serialize(response: Response, *, utf8: bool = False) -> bytes:
 
 def serialize_all(responses: Iterable[Response], *, utf8: bool = False) -> bytes:
     """Several responses in order, as one write."""
-    return b"".join(serialize(r, utf8=utf8) for r in responses)
+    return b"".join([serialize(r, utf8=utf8) for r in responses])
