@@ -155,7 +155,16 @@ class NotifyState:
                 self.names[name] = True
                 if own:
                     return []
-                return self._name_event(change.mailbox, name, change.special_use)
+                out = self._name_event(change.mailbox, name, change.special_use)
+                rights = self._rights(change.mailbox) or ""
+                if "r" in rights and "FlagChange" in self.events(change.mailbox):
+                    # N55: a watched name that comes back (DELETE, then CREATE) has a new
+                    # UIDVALIDITY; with FlagChange the client is told by a STATUS.
+                    uidvalidity: tuple[Value, ...] = (
+                        Atom("UIDVALIDITY"), change.mailbox.uidvalidity,
+                    )
+                    out.append(Untagged((Atom("STATUS"), MailboxName(name), uidvalidity)))
+                return out
             case MailboxDeleted():
                 name = self._name(change.mailbox)
                 if change.mailbox.owner != self.viewer and change.mailbox.id not in self.foreign:
