@@ -1,7 +1,7 @@
 """One client connection's life: read bytes, feed the sans-IO core, dispatch, write.
 
 Owns: the asyncio side of a session (reads with timeouts, writes with drain, IDLE waits on
-client bytes or the change doorbell, shutdown), the dispatcher that turns exceptions into
+client bytes or a change to report, shutdown), the dispatcher that turns exceptions into
 tagged replies, and the session state handlers use (user, selected view, enabled
 extensions). Parsing and serialising belong to `imapd.protocol`; store access to handlers.
 
@@ -296,13 +296,13 @@ class Session:
         sub = self.subscription
         if (self.idle_tag is not None and not self.notify.active) or self.notify.selected_push:
             sub.waker = self._ring
-            ringing = sub.doorbell.is_set()
+            ringing = sub.ringing
         else:
             sub.waker = None
         nsub = self.notify.sub
         if nsub is not None:
             nsub.waker = self._ring
-            ringing = ringing or nsub.doorbell.is_set()
+            ringing = ringing or nsub.ringing
         return ringing
 
     def _disarm_bells(self) -> None:

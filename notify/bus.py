@@ -1,9 +1,9 @@
 """The in-process event bus: committed changes -> each interested session's Subscription.
 
 Owns: routing of `store.changes.Change` values to subscriptions, and the bounded per-session
-queue with its doorbell. `publish` is handed to the store and called after each COMMIT, in
+queue with its wake-up callback. `publish` is handed to the store and called after each COMMIT, in
 commit order, still under the store's writer lock: it must never block or await, so it only
-appends to lists and sets events. Must not import imapd.
+appends to lists and calls wake-ups. Must not import imapd.
 
 Routing is by mailbox id (a session's selected mailbox) and by user name (whole-account
 listeners such as NOTIFY and the IDLE of a session with nothing selected). The user name is
@@ -18,7 +18,6 @@ as a wake-up.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -70,7 +69,7 @@ def change_owner(change: Change) -> str:
 
 
 class Subscription:
-    """One session's view of the feed: a bounded queue, a doorbell, an overflow flag.
+    """One session's view of the feed: a bounded queue, a wake-up callback, an overflow flag.
 
     When more than ``limit`` changes are queued the newest is dropped and ``overflow`` set;
     the session then decides (BYE for a selected mailbox, NOTIFICATIONOVERFLOW for NOTIFY).
@@ -80,13 +79,12 @@ class Subscription:
         self._bus = bus
         self.limit = limit
         self.pending: deque[Change] = deque()
-        self.doorbell = asyncio.Event()
         self.overflow = False
         self.mailboxes: frozenset[int] = frozenset()
         self.users: frozenset[str] = frozenset()
         self.topics: frozenset[str] = frozenset()
         #: Called on every delivery while set: the owning session's wake-up while it waits
-        #: (one callback instead of a task per wait on ``doorbell``). Must not block.
+        #: (one callback instead of a task per wait). Must not block.
         self.waker: Callable[[], None] | None = None
 
     def watch(
@@ -111,15 +109,24 @@ class Subscription:
             self.overflow = True
         else:
             self.pending.append(change)
-        self.doorbell.set()
         if self.waker is not None:
             self.waker()
+
+    @property
+    def ringing(self) -> bool:
+        """Something was delivered since the last `drain` (an overflow implies a full
+        queue, so it rings too)."""
+        return bool(self.pending)
 
     def drain(self) -> list[Change]:
         out = list(self.pending)
         self.pending.clear()
-        self.doorbell.clear()
         return out
+
+    def discard_through(self, seq: int) -> None:
+        """Forget queued changes a snapshot already contains (``seq`` <= the snapshot's:
+        SELECT subscribes before it reads, STYLE §5)."""
+        self.pending = deque(ch for ch in self.pending if ch.seq > seq)
 
     def close(self) -> None:
         self._bus._unroute(self)

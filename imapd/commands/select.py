@@ -85,11 +85,7 @@ async def _select(
         qresync="QRESYNC" in session.enabled,
     )
     # Drop what the snapshot already contains; keep later changes for the first flush.
-    later = [ch for ch in sub.drain() if ch.seq > snapshot.seq]
-    for change in later:
-        sub.pending.append(change)
-    if later:
-        sub.doorbell.set()
+    sub.discard_through(snapshot.seq)
     flags = flag_list(system_and(view.keywords))
     responses += [
         Untagged((Atom("FLAGS"), flags)),
