@@ -21,6 +21,7 @@ import pytest
 
 from imapd.config import Config
 from imapd.server import Server
+from tests.rawclient import RawClient
 
 PASSWORD = "secret"
 
@@ -48,6 +49,12 @@ class RunningServer:
 
     def add_user(self, name: str, password: str = PASSWORD) -> None:
         self.call(self.server.store.create_user(name, password))
+
+    def raw(self, user: str = "alice", password: str = PASSWORD) -> RawClient:
+        """A raw-socket client, greeted and logged in."""
+        client = RawClient.connect(self.host, self.port)
+        client.login(user, password)
+        return client
 
     def connect(self) -> socket.socket:
         return socket.create_connection((self.host, self.port), timeout=10)

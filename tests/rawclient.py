@@ -80,6 +80,18 @@ class RawClient:
         tagged = self.command("L0", f"LOGIN {user} {password}")[-1]
         assert tagged.startswith("L0 OK"), tagged
 
+    def ok(self, tag: str, text: str) -> list[str]:
+        """``command`` that must end in a tagged OK."""
+        out = self.command(tag, text)
+        assert out[-1].startswith(f"{tag} OK"), out
+        return out
+
+    def append(self, tag: str, mailbox: str, message: str) -> None:
+        """APPEND ``message`` with a LITERAL+ literal; the tagged reply must be OK."""
+        self.send(f"{tag} APPEND {mailbox} {{{len(message.encode())}+}}\r\n{message}\r\n")
+        resp = self.until_tagged(tag)
+        assert resp[-1].startswith(f"{tag} OK"), resp
+
     def quiet(self, seconds: float = 0.3) -> bytes:
         """Whatever arrives within ``seconds`` (expected: nothing)."""
         self.sock.settimeout(0.05)

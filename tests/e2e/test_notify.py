@@ -14,23 +14,8 @@ from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 
-def _client(server: RunningServer, user: str = "alice") -> RawClient:
-    c = RawClient.connect(server.host, server.port)
-    c.login(user, PASSWORD)
-    return c
-
-
-def _ok(c: RawClient, tag: str, text: str) -> list[str]:
-    out = c.command(tag, text)
-    assert out[-1].startswith(f"{tag} OK"), out
-    return out
-
-
 def _append(c: RawClient, tag: str, mailbox: str, n: int = 1) -> None:
-    body = f"Subject: {n}\r\n\r\nx\r\n"
-    c.send(f"{tag} APPEND {mailbox} {{{len(body)}+}}\r\n{body}\r\n")
-    resp = c.until_tagged(tag)
-    assert resp[-1].startswith(f"{tag} OK"), resp
+    c.append(tag, mailbox, f"Subject: {n}\r\n\r\nx\r\n")
 
 
 def test_overflow_then_notify_none(server_factory: Any) -> None:
@@ -40,9 +25,9 @@ def test_overflow_then_notify_none(server_factory: Any) -> None:
     holds more than its limit."""
     server = server_factory(notify_queue_limit=3)
     server.add_user("alice")
-    listener, writer = _client(server), _client(server)
-    _ok(writer, "w0", "CREATE Work")
-    _ok(listener, "a1", "NOTIFY SET (subtree Work (MessageNew MessageExpunge))")
+    listener, writer = server.raw(), server.raw()
+    writer.ok("w0", "CREATE Work")
+    listener.ok("a1", "NOTIFY SET (subtree Work (MessageNew MessageExpunge))")
     store = server.server.store
 
     async def burst() -> int:
@@ -63,14 +48,14 @@ def test_overflow_then_notify_none(server_factory: Any) -> None:
     )
     _append(writer, "w1", "Work")
     assert listener.quiet() == b""
-    _ok(listener, "a2", "NOOP")
+    listener.ok("a2", "NOOP")
 
 
 def test_delivery_within_milliseconds(server: RunningServer) -> None:
     """N22, N95: pushed while no command runs, driven by the bus (no polling)."""
-    listener, writer = _client(server), _client(server)
-    _ok(writer, "w0", "CREATE Fast")
-    _ok(listener, "a1", "NOTIFY SET (mailboxes Fast (MessageNew MessageExpunge))")
+    listener, writer = server.raw(), server.raw()
+    writer.ok("w0", "CREATE Fast")
+    listener.ok("a1", "NOTIFY SET (mailboxes Fast (MessageNew MessageExpunge))")
     delays = []
     for i in range(5):
         _append(writer, f"w{i + 1}", "Fast", i)
@@ -84,14 +69,14 @@ def test_delivery_within_milliseconds(server: RunningServer) -> None:
 def test_idle_sends_exactly_the_registered_events(server: RunningServer) -> None:
     """§4, N25, N28: under NOTIFY without FlagChange a running IDLE gets no flag FETCH; the
     held FETCH goes out at the next command (RFC 3501 reporting, C.7)."""
-    a, b = _client(server), _client(server)
+    a, b = server.raw(), server.raw()
     _append(b, "b0", "INBOX")
-    _ok(a, "a1", "SELECT INBOX")
-    _ok(b, "b1", "SELECT INBOX")
-    _ok(a, "a2", "NOTIFY SET (selected (MessageNew MessageExpunge))")
+    a.ok("a1", "SELECT INBOX")
+    b.ok("b1", "SELECT INBOX")
+    a.ok("a2", "NOTIFY SET (selected (MessageNew MessageExpunge))")
     a.line("a3 IDLE")
     assert a.response() == "+ idling"
-    _ok(b, "b2", "STORE 1 +FLAGS (\\Flagged)")
+    b.ok("b2", "STORE 1 +FLAGS (\\Flagged)")
     assert a.quiet() == b""
     _append(b, "b3", "INBOX")
     assert a.response() == "* 2 EXISTS"
@@ -104,27 +89,27 @@ def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
     """N32, N47, N92, N93, README "Access control": no event about another user's mailbox
     without l; \\NoAccess with l but not r; losing l stops monitoring, regaining it
     restarts it."""
-    alice, bob = _client(server), _client(server, "bob")
-    _ok(alice, "a1", "CREATE Team")
-    _ok(alice, "a2", "CREATE Secret")
-    _ok(alice, "a3", "SETACL Team bob l")
-    out = _ok(bob, "b1", "NOTIFY SET STATUS (mailboxes (\"Other Users/alice/Team\""
+    alice, bob = server.raw(), server.raw("bob")
+    alice.ok("a1", "CREATE Team")
+    alice.ok("a2", "CREATE Secret")
+    alice.ok("a3", "SETACL Team bob l")
+    out = bob.ok("b1", "NOTIFY SET STATUS (mailboxes (\"Other Users/alice/Team\""
                          " \"Other Users/alice/Secret\" Nowhere) (MessageNew MessageExpunge"
                          " MailboxName))")
     assert out[:-1] == ['* LIST (\\NoAccess) "/" "Other Users/alice/Team"'], out
     _append(alice, "a4", "Secret")
     _append(alice, "a5", "Team")
     assert bob.quiet() == b""  # l without r: no message data; Secret: nothing at all
-    _ok(alice, "a6", "SETACL Team bob lr")
+    alice.ok("a6", "SETACL Team bob lr")
     assert bob.response() == '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team"'
     _append(alice, "a7", "Team")
     line = bob.response()
     assert line.startswith('* STATUS "Other Users/alice/Team" (MESSAGES 2 UIDNEXT 3'), line
-    _ok(alice, "a8", "DELETEACL Team bob")
+    alice.ok("a8", "DELETEACL Team bob")
     assert bob.response() == '* LIST (\\NoAccess) "/" "Other Users/alice/Team"'
     _append(alice, "a9", "Team")
     assert bob.quiet() == b""
-    _ok(alice, "a10", "SETACL Team bob lr")
+    alice.ok("a10", "SETACL Team bob lr")
     assert bob.response().startswith('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team"')
     _append(alice, "a11", "Team")
     assert bob.response().startswith('* STATUS "Other Users/alice/Team" (MESSAGES 4')
@@ -133,13 +118,13 @@ def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
 def test_personal_never_reaches_other_owners(server: RunningServer) -> None:
     """N97, README: `personal` hears only the user's own mailboxes, even with rights
     elsewhere; alice's change to her own mailbox reaches alice's other session only."""
-    alice, alice2, bob = _client(server), _client(server), _client(server, "bob")
-    _ok(alice, "a1", "SETACL INBOX bob lr")
-    _ok(bob, "b1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
-    _ok(alice2, "c1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    alice, alice2, bob = server.raw(), server.raw(), server.raw("bob")
+    alice.ok("a1", "SETACL INBOX bob lr")
+    bob.ok("b1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    alice2.ok("c1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
     _append(alice, "a2", "INBOX")
     assert alice2.response().startswith('* STATUS "INBOX" (MESSAGES 1 ')
-    _ok(alice, "a3", "CREATE Fresh")
+    alice.ok("a3", "CREATE Fresh")
     assert alice2.response() == '* LIST (\\HasNoChildren) "/" "Fresh"'
     assert bob.quiet() == b""
 
@@ -149,10 +134,10 @@ def test_registration_ends_with_the_connection_and_restart(server_factory: Any) 
     it is not stored: after a server restart a new connection starts without one (N25)."""
     server = server_factory()
     server.add_user("alice")
-    a, b = _client(server), _client(server)
-    _ok(a, "a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
-    _ok(a, "a2", "SELECT Archive")
-    _ok(a, "a3", "UNSELECT")
+    a, b = server.raw(), server.raw()
+    a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
+    a.ok("a2", "SELECT Archive")
+    a.ok("a3", "UNSELECT")
     _append(b, "b1", "INBOX")
     assert a.response().startswith('* STATUS "INBOX" (MESSAGES 1 ')
     a.close()
@@ -163,36 +148,36 @@ def test_registration_ends_with_the_connection_and_restart(server_factory: Any) 
     b.close()
     server.call(server.server.shutdown())
     again = server_factory()  # the same data directory
-    a, b = _client(again), _client(again)
+    a, b = again.raw(), again.raw()
     _append(b, "b2", "INBOX")
     assert a.quiet() == b""
-    out = _ok(a, "a4", "NOOP")
+    out = a.ok("a4", "NOOP")
     assert out == ["a4 OK NOOP completed"], out
 
 
 def test_failed_notify_keeps_the_previous_registration(server: RunningServer) -> None:
     """N26, N24: a NO or BAD NOTIFY leaves the registration; a SET replaces it whole."""
-    a, b = _client(server), _client(server)
-    _ok(a, "a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
+    a, b = server.raw(), server.raw()
+    a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
     assert a.command("a2", "NOTIFY SET (personal (AnnotationChange MessageNew"
                            " MessageExpunge))")[-1].startswith("a2 NO [BADEVENT")
     assert a.command("a3", "NOTIFY SET (personal (MessageNew))")[-1].startswith("a3 BAD")
     _append(b, "b1", "INBOX")
     assert a.response().startswith('* STATUS "INBOX"')
-    _ok(a, "a4", "NOTIFY SET (personal (MailboxName))")
+    a.ok("a4", "NOTIFY SET (personal (MailboxName))")
     _append(b, "b2", "INBOX")
     assert a.quiet() == b""
 
 
 def test_metadata_events(server: RunningServer) -> None:
     """N87-N90, D25-D27: METADATA with entry names only, without ENABLE METADATA."""
-    a, b = _client(server), _client(server)
-    _ok(a, "a1", "NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))")
-    _ok(b, "b1", 'SETMETADATA INBOX (/private/comment "hello")')
+    a, b = server.raw(), server.raw()
+    a.ok("a1", "NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))")
+    b.ok("b1", 'SETMETADATA INBOX (/private/comment "hello")')
     assert a.response() == '* METADATA "INBOX" /private/comment'
-    _ok(b, "b2", "SETMETADATA INBOX (/private/comment NIL)")
+    b.ok("b2", "SETMETADATA INBOX (/private/comment NIL)")
     assert a.response() == '* METADATA "INBOX" /private/comment'
-    _ok(b, "b3", 'SETMETADATA "" (/private/comment "x")')
+    b.ok("b3", 'SETMETADATA "" (/private/comment "x")')
     assert a.response() == '* METADATA "" /private/comment'
 
 
@@ -201,23 +186,23 @@ def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
     after NOTIFY is heard of: created under a mailbox the user may list (it inherits the
     parent's ACL, RFC 4314 §4) or renamed to a name a group covers; then watched for
     message events too. A mailbox created where the user has no right stays unheard of."""
-    alice, bob = _client(server), _client(server, "bob")
-    _ok(alice, "a1", "CREATE Team")
-    _ok(alice, "a2", "SETACL Team bob lr")
-    _ok(bob, "b1", 'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge'
+    alice, bob = server.raw(), server.raw("bob")
+    alice.ok("a1", "CREATE Team")
+    alice.ok("a2", "SETACL Team bob lr")
+    bob.ok("b1", 'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge'
                    " MailboxName))")
-    _ok(alice, "a3", "CREATE Team/Sub")
+    alice.ok("a3", "CREATE Team/Sub")
     assert bob.response() == '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Sub"'
     assert bob.response() == '* LIST (\\HasChildren) "/" "Other Users/alice/Team"'
     _append(alice, "a4", "Team/Sub")
     assert bob.response().startswith('* STATUS "Other Users/alice/Team/Sub" (MESSAGES 1 ')
-    _ok(alice, "a5", "CREATE Private")
-    _ok(alice, "a6", "CREATE Private/Team")
+    alice.ok("a5", "CREATE Private")
+    alice.ok("a6", "CREATE Private/Team")
     assert bob.quiet() == b""  # no right there, and outside the subtree
-    _ok(alice, "a7", "CREATE Elsewhere")
-    _ok(alice, "a8", "SETACL Elsewhere bob lr")
+    alice.ok("a7", "CREATE Elsewhere")
+    alice.ok("a8", "SETACL Elsewhere bob lr")
     assert bob.quiet() == b""  # listable, but no group names it (yet)
-    _ok(alice, "a9", "RENAME Elsewhere Team/Moved")
+    alice.ok("a9", "RENAME Elsewhere Team/Moved")
     assert bob.response() == ('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
                               ' ("OLDNAME" ("Other Users/alice/Elsewhere"))')
     _append(alice, "a10", "Team/Moved")
@@ -228,11 +213,11 @@ def test_shared_server_metadata_reaches_every_listener(server: RunningServer) ->
     """N90, D27: a /shared server entry belongs to no user: every session that registered
     ServerMetadataChange hears of it (name only, mailbox ""); one that did not, does not."""
     server.call(server.server.store.create_user("admin", PASSWORD, admin=True))
-    alice, bob, carol = _client(server, "admin"), _client(server, "bob"), _client(server, "bob")
-    _ok(bob, "b1", "NOTIFY SET (personal (ServerMetadataChange))")
-    _ok(carol, "c1", "NOTIFY SET (personal (MailboxName))")
-    _ok(alice, "a1", 'SETMETADATA "" (/shared/comment "hello")')
+    alice, bob, carol = server.raw("admin"), server.raw("bob"), server.raw("bob")
+    bob.ok("b1", "NOTIFY SET (personal (ServerMetadataChange))")
+    carol.ok("c1", "NOTIFY SET (personal (MailboxName))")
+    alice.ok("a1", 'SETMETADATA "" (/shared/comment "hello")')
     assert bob.response() == '* METADATA "" /shared/comment'
     assert carol.quiet() == b""
-    _ok(alice, "a2", 'SETMETADATA "" (/private/comment "mine")')
+    alice.ok("a2", 'SETMETADATA "" (/private/comment "mine")')
     assert bob.quiet() == b""  # the admin's /private entry is theirs alone

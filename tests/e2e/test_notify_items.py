@@ -8,31 +8,16 @@ import re
 
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.conftest import RunningServer
 from tests.rawclient import RawClient
 
 
-def _client(server: RunningServer, user: str = "alice") -> RawClient:
-    c = RawClient.connect(server.host, server.port)
-    c.login(user, PASSWORD)
-    return c
-
-
-def _ok(c: RawClient, tag: str, text: str) -> list[str]:
-    out = c.command(tag, text)
-    assert out[-1].startswith(f"{tag} OK"), out
-    return out
-
-
 def _append(c: RawClient, tag: str, mailbox: str, n: int = 1) -> None:
-    body = f"Subject: {n}\r\n"
-    c.send(f"{tag} APPEND {mailbox} {{{len(body)}+}}\r\n{body}\r\n")
-    resp = c.until_tagged(tag)
-    assert resp[-1].startswith(f"{tag} OK"), resp
+    c.append(tag, mailbox, f"Subject: {n}\r\n")
 
 
 def _uidvalidity(c: RawClient, tag: str, mailbox: str) -> int:
-    out = _ok(c, tag, f"STATUS {mailbox} (UIDVALIDITY)")
+    out = c.ok(tag, f"STATUS {mailbox} (UIDVALIDITY)")
     m = re.fullmatch(rf'\* STATUS "{mailbox}" \(UIDVALIDITY (\d+)\)', out[0])
     assert m, out
     return int(m.group(1))
@@ -43,8 +28,8 @@ def test_too_many_mailboxes_is_notificationoverflow(server: RunningServer) -> No
     1000 mailbox names, counted over all groups) is refused with ``NO
     [NOTIFICATIONOVERFLOW]``, and the previous registration stays in force; 1000 names
     are accepted."""
-    a, b = _client(server), _client(server)
-    _ok(a, "a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
+    a, b = server.raw(), server.raw()
+    a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
     names = " ".join(f"M{i}" for i in range(1001))
     out = a.command("a2", f"NOTIFY SET (mailboxes ({names}) (MessageNew MessageExpunge))")
     assert out == ["a2 NO [NOTIFICATIONOVERFLOW] Too many mailboxes to watch"], out
@@ -71,16 +56,16 @@ def test_uidvalidity_change_is_reported(server: RunningServer) -> None:
     """N55 (RFC 5465 §5.1): with FlagChange requested, the server MUST notify the client of
     UIDVALIDITY changes by a STATUS that includes UIDVALIDITY. DELETE and CREATE of a
     watched name give it a new UIDVALIDITY (RFC 3501 §2.3.1.1)."""
-    a, b = _client(server), _client(server)
-    _ok(a, "a1", "CREATE Work")
-    out = _ok(a, "a2", "NOTIFY SET STATUS (mailboxes Work (MessageNew MessageExpunge"
+    a, b = server.raw(), server.raw()
+    a.ok("a1", "CREATE Work")
+    out = a.ok("a2", "NOTIFY SET STATUS (mailboxes Work (MessageNew MessageExpunge"
                        " FlagChange))")
     m = re.fullmatch(r'\* STATUS "Work" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY (\d+) UNSEEN 0\)',
                      out[0])
     assert m and len(out) == 2, out
     old = int(m.group(1))
-    _ok(b, "b1", "DELETE Work")
-    _ok(b, "b2", "CREATE Work")
+    b.ok("b1", "DELETE Work")
+    b.ok("b2", "CREATE Work")
     new = _uidvalidity(b, "b3", "Work")
     assert new != old
     pushed = a.quiet(0.5).decode()
@@ -99,18 +84,18 @@ def test_pushed_highestmodseq_covers_only_what_was_told(server: RunningServer) -
     client loses no change if the connection drops; a received HIGHESTMODSEQ is the
     client's new sync point, §6). A HIGHESTMODSEQ pushed by NOTIFY must stay below every
     change not reported yet, the held flag FETCH included."""
-    a, b = _client(server), _client(server)
+    a, b = server.raw(), server.raw()
     _append(b, "b0", "INBOX", 0)
     _append(b, "b1", "INBOX", 1)
-    _ok(a, "a0", "ENABLE QRESYNC")
-    _ok(a, "a1", "SELECT INBOX")
-    _ok(a, "a2", "NOTIFY SET (selected-delayed (MessageNew MessageExpunge))")
-    _ok(b, "b2", "SELECT INBOX")
-    _ok(b, "b3", "STORE 1 +FLAGS (\\Flagged)")
-    _ok(b, "b4", "STORE 2 +FLAGS.SILENT (\\Deleted)")
-    _ok(b, "b5", "EXPUNGE")
+    a.ok("a0", "ENABLE QRESYNC")
+    a.ok("a1", "SELECT INBOX")
+    a.ok("a2", "NOTIFY SET (selected-delayed (MessageNew MessageExpunge))")
+    b.ok("b2", "SELECT INBOX")
+    b.ok("b3", "STORE 1 +FLAGS (\\Flagged)")
+    b.ok("b4", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b5", "EXPUNGE")
     pushed = a.quiet(0.5).decode()
-    out = _ok(a, "a3", "NOOP")
+    out = a.ok("a3", "NOOP")
     fetch = next(line for line in out if line.startswith("* 1 FETCH"))
     held = int(re.search(r"MODSEQ \((\d+)\)", fetch).group(1))  # type: ignore[union-attr]
     told = [int(v) for v in re.findall(r"\[HIGHESTMODSEQ (\d+)\]", pushed)]
