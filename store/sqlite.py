@@ -341,7 +341,8 @@ class _Tx:
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a shielded transaction's outcome retrieved when its caller was cancelled."""
+    """Mark a transaction task's outcome retrieved: its caller got it through ``answer``
+    (or was cancelled and wants none)."""
     if not task.cancelled():
         task.exception()
 
@@ -435,12 +436,34 @@ class SqliteStore:
         return now.astimezone(dt.UTC)
 
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
-        """Run ``body`` in one write transaction, then publish its Changes (see notes)."""
-        task = asyncio.ensure_future(self._write_locked(body))
-        task.add_done_callback(_retrieve)
-        return await asyncio.shield(task)
+        """Run ``body`` in one write transaction, then publish its Changes (see notes).
 
-    async def _write_locked(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
+        The transaction runs in a task of its own, so a cancelled caller (a client gone
+        mid-command) never cancels a transaction half way: the caller only waits for
+        ``answer``. That future is resolved right after COMMIT and before the Changes are
+        published, so the committing session resumes ahead of the listeners the publication
+        wakes: its tagged OK does not wait for a fan-out to a thousand NOTIFY sessions."""
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._write_locked(body, answer))
+        task.add_done_callback(_retrieve)
+        return await answer
+
+    async def _write_locked(
+        self, body: Callable[[_Tx], Awaitable[T]], answer: asyncio.Future[T] | None = None
+    ) -> T:
+        try:
+            return await self._transaction(body, answer)
+        except BaseException as exc:
+            if answer is not None and not answer.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    answer.cancel()
+                else:
+                    answer.set_exception(exc)
+            raise
+
+    async def _transaction(
+        self, body: Callable[[_Tx], Awaitable[T]], answer: asyncio.Future[T] | None
+    ) -> T:
         async with self._lock:
             db = self._writer
             await db.execute("BEGIN IMMEDIATE")
@@ -458,6 +481,8 @@ class SqliteStore:
                 if isinstance(exc, quota.QuotaRefused):
                     await self._record_refusal(exc.change)
                 raise
+            if answer is not None and not answer.done():
+                answer.set_result(result)
             if changes:
                 self._note_published(changes)
                 try:

@@ -81,6 +81,44 @@ async def test_append_errors_publish_nothing(store: SqliteStore, env: Env, bob: 
         assert db.execute("SELECT count(*) FROM contents").fetchone() == (0,)
 
 
+async def test_committer_resumes_before_the_listeners_it_wakes(
+    env: Env, bob: User
+) -> None:
+    """The caller of a write is answered before its changes are published: what the
+    publication wakes (a thousand NOTIFY sessions) runs after the committing session, whose
+    tagged OK therefore does not wait for the fan-out."""
+    order: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def publish(changes: object) -> None:
+        loop.call_soon(order.append, "listener")
+
+    store = await SqliteStore.open(env.path, publish, scrypt_n=16)
+    try:
+        await store.append(bob.id, "INBOX", [new()], ORIGIN)
+        order.append("committer")
+        await asyncio.sleep(0)
+        assert order == ["committer", "listener"]
+        with pytest.raises(MailboxNotFound):  # a refusal still reaches the caller
+            await store.append(bob.id, "Nope", [new()], ORIGIN)
+    finally:
+        await store.close()
+
+
+async def test_cancelled_caller_leaves_the_transaction_whole(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
+    """A client gone mid-command cancels its wait, never the transaction under way."""
+    task = asyncio.ensure_future(store.append(bob.id, "INBOX", [new()], ORIGIN))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await store.append(bob.id, "INBOX", [new()], ORIGIN)  # waits for the first to end
+    assert [type(c).__name__ for c in env.take()] == ["MessagesAdded", "MessagesAdded"]
+    env.check_counters()
+
+
 async def test_uids_ascend_across_expunge_and_reopen(env: Env, bob: User) -> None:
     store = env.stores[0]
     await store.append(bob.id, "INBOX", [new(), new(), new()], ORIGIN)
