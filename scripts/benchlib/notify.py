@@ -14,8 +14,8 @@ For each K in ``--notify-listeners`` (default 1,100,1000) and each server, in tu
   events    a writer APPENDs E messages at R per second; each listener records when its
             ``* n EXISTS`` arrives (an EXISTS for n also covers every earlier message, N61)
   figures   delay from the writer's tagged OK, and from the APPEND being sent, to each
-            listener's EXISTS (p50, p99, max over every listener x event), delivered /
-            expected, memory per idle connection
+            listener's EXISTS (p50, p99, max over every listener x event), the writer's own
+            APPEND round trip, delivered / expected, memory per idle connection
 
 Listeners are raw asyncio Protocols that timestamp bytes in ``data_received`` (no stream
 reader per connection), so the client's own cost stays small at 1,000 listeners. Targets
@@ -235,6 +235,7 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
         "delivered": delivered,
         "from_ok_ms": _stats(from_ok),
         "from_send_ms": _stats(from_send),
+        "append_ms": _stats([(ok - at) * 1000 for at, ok in zip(sent, oks, strict=True)]),
         "kib_per_idle_conn": round(per_conn, 1),
         "pss_kib_before": mem0,
         "pss_kib_after": mem1,
@@ -270,7 +271,8 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             _log(
                 f"[{server.name}] K={k} mode={e['mode']} delivered {e['delivered']}/"
                 f"{e['expected']}; from OK p50/p99/max {_fmt(e['from_ok_ms'])} ms; from "
-                f"APPEND sent {_fmt(e['from_send_ms'])} ms; {e['kib_per_idle_conn']} KiB per "
+                f"APPEND sent {_fmt(e['from_send_ms'])} ms; the writer's APPEND "
+                f"{_fmt(e['append_ms'])} ms; {e['kib_per_idle_conn']} KiB per "
                 f"idle connection (PSS {e['pss_kib_before']} -> {e['pss_kib_after']} KiB); "
                 f"server CPU {m.server_cpu:.2f} s"
             )
