@@ -14,7 +14,14 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from imapd.protocol.errors import BadCommand
-from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
+from imapd.protocol.responses import (
+    Atom,
+    Response,
+    Serialized,
+    Untagged,
+    UntaggedStatus,
+    Value,
+)
 from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
 from store.changes import Change, FlagsChanged, MessagesAdded, MessagesExpunged
 
@@ -164,6 +171,11 @@ class SelectedView:
         """What may be told now, in order: FLAGS (new keywords), EXPUNGE/VANISHED, EXISTS,
         RECENT, FETCH for flag changes (kept for later when not ``allow_flags``: a NOTIFY
         without FlagChange, RFC 5465 §4)."""
+        return self.flush_counts(allow_expunge=allow_expunge) + self.flush_flags(allow_flags)
+
+    def flush_counts(self, *, allow_expunge: bool) -> list[Response]:
+        """`flush`'s first part: FLAGS, EXPUNGE/VANISHED, EXISTS and RECENT (a NOTIFY
+        MessageNew FETCH goes right after these, RFC 5465 §5.2)."""
         out: list[Response] = []
         if self._keywords_changed:
             out.append(Untagged((Atom("FLAGS"), flag_list(system_and(self.keywords)))))
@@ -182,8 +194,15 @@ class SelectedView:
         if self._new:
             self.uids.extend(self._new)
             self._new.clear()
-            out.append(Untagged((len(self.uids), Atom("EXISTS"))))
-            out.append(Untagged((self._recent_count(), Atom("RECENT"))))
+            # Rendered here: every listener of a delivery sends these (NOTIFY fan-out).
+            out.append(Serialized(b"* %d EXISTS\r\n* %d RECENT\r\n"
+                                  % (len(self.uids), self._recent_count())))
+        return out
+
+    def flush_flags(self, allow_flags: bool = True) -> list[Response]:
+        """`flush`'s second part: FETCH for flag changes (none, and kept, when not
+        ``allow_flags``)."""
+        out: list[Response] = []
         if self._flags and allow_flags:
             for uid in sorted(self._flags):
                 seq = self.seq_of(uid)

@@ -70,6 +70,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("imapd.session")
 
 READ_SIZE = 65536
+#: A session whose pushed bytes pile up past this in the transport (a client that does not
+#: read) waits for them to drain before it renders more (NOTIFY overflows before: N91).
+PUSH_DRAIN_AT = 256 * 1024
 
 
 class Session:
@@ -113,6 +116,8 @@ class Session:
         self._wake: asyncio.Future[None] | None = None  # `_read_idling`'s current wait
         self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
         self._deflate: zlib._Compress | None = None
+        #: Pushed bytes waiting for the end of this loop turn (`imapd.server.PushBatch`).
+        self._held: list[bytes] = []
         #: For `imapd who` and `imapd kick` (imapd/control.py).
         self.connected_at = dt.datetime.now(dt.UTC)
         self.last_input = time.monotonic()
@@ -501,7 +506,9 @@ class Session:
             )
         updates += await notify_updates(self)
         if updates:
-            await self._write(updates)
+            self._push(updates)
+            if self.writer.transport.get_write_buffer_size() > PUSH_DRAIN_AT:
+                await self.writer.drain()  # a client that does not read: wait, never grow
 
     async def _collect_selected(
         self, *, allow_expunge: bool, allow_flags: bool = True
@@ -529,14 +536,12 @@ class Session:
         if claim and not view.readonly:
             claimed = await self.store.claim_recent(view.mailbox_id, claim)
             view.recent.update(claimed)
-        updates = view.flush(allow_expunge=allow_expunge, allow_flags=allow_flags)
+        updates = view.flush_counts(allow_expunge=allow_expunge)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
         if new and self.notify.selected_push:
             first, last = await new_message_fetches(self, view, new, facts)
-            at = next((i for i, u in enumerate(updates) if _is_exists(u)), len(updates) - 1)
-            updates[at + 2 : at + 2] = first  # after EXISTS and RECENT (N58)
-            updates += last
-        return updates
+            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # N58
+        return updates + view.flush_flags(allow_flags)
 
     def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
         """\\Recent for messages another session added to the mailbox it has selected
@@ -562,14 +567,38 @@ class Session:
                 sock.setsockopt(socket.IPPROTO_TCP, option, 1)
 
     # --- output ------------------------------------------------------------------------
-    async def _write(self, responses: list[Response]) -> None:
-        if not responses or self.writer.is_closing():
-            return
+    def _encode(self, responses: list[Response]) -> bytes:
         data = self.conn.send(responses)
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        return data
+
+    async def _write(self, responses: list[Response]) -> None:
+        if not responses or self.writer.is_closing():
+            return
+        data = self._encode(responses)
+        if self._held:
+            data = b"".join([*self._held, data])
+            self._held.clear()
         self.writer.write(data)
         await self.writer.drain()
+
+    def _push(self, responses: list[Response]) -> None:
+        """Unsolicited responses, written with the other sessions' at the end of this turn
+        of the event loop (`imapd.server.PushBatch`)."""
+        if self.writer.is_closing():
+            return
+        if not self._held:
+            self.server.push_batch.hold(self)
+        self._held.append(self._encode(responses))
+
+    def release_held(self) -> None:
+        """Write what `_push` held (`imapd.server.PushBatch`; or before closing)."""
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self.writer.is_closing():
+                self.writer.write(data)
 
     async def _bye(self, text: str) -> None:
         self.closing = True
@@ -578,6 +607,7 @@ class Session:
 
     async def _close(self) -> None:
         self.closing = True
+        self.release_held()
         self.subscription.close()
         self.notify.stop()  # RFC 5465 §3.1: a registration ends with its connection
         self.server.forget(self)
@@ -607,15 +637,9 @@ class Session:
 
 
 def _added_uids(change: object, mailbox_id: int) -> list[int]:
-    from store.changes import MessagesAdded
-
     if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
         return [m.uid for m in change.messages]
     return []
-
-
-def _is_exists(response: Response) -> bool:
-    return isinstance(response, Untagged) and response.items[1:2] == ("EXISTS",)
 
 
 def _is_flags(response: Response) -> bool:

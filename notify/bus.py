@@ -86,6 +86,11 @@ class Subscription:
         #: Called on every delivery while set: the owning session's wake-up while it waits
         #: (one callback instead of a task per wait). Must not block.
         self.waker: Callable[[], None] | None = None
+        #: Message changes (new, expunged, flags) of a mailbox this other subscription
+        #: watches are not queued here: NOTIFY's, for the selected mailbox, whose message
+        #: events only the selected group reports (RFC 5465 §5.1, N29). Saves one delivery
+        #: and one wake-up per listener and message change.
+        self.covered_by: Subscription | None = None
 
     def watch(
         self,
@@ -105,6 +110,13 @@ class Subscription:
         self._bus._route(self)
 
     def deliver(self, change: Change) -> None:
+        covered = self.covered_by
+        if (
+            covered is not None
+            and isinstance(change, MessagesAdded | MessagesExpunged | FlagsChanged)
+            and change.mailbox.id in covered.mailboxes
+        ):
+            return
         if len(self.pending) >= self.limit:
             self.overflow = True
         else:
@@ -131,6 +143,7 @@ class Subscription:
     def close(self) -> None:
         self._bus._unroute(self)
         self.waker = None
+        self.covered_by = None
         self.mailboxes = frozenset()
         self.users = frozenset()
         self.topics = frozenset()

@@ -27,7 +27,8 @@ from imapd.fetch import imap_datetime
 from imapd.notify_session import OVERFLOW, STATUS_NEW, Foreign, NotifyState, status_response
 from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
-from imapd.protocol.responses import Atom, Response, Untagged, Value
+from imapd.protocol.responses import Atom, Response, Serialized, Untagged, Value
+from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt, SequenceSet
 from notify.bus import NAMES, SHARED_SERVER_METADATA
 from notify.filters import MESSAGE_EVENTS, SUPPORTED_EVENTS, MailboxFacts, compile_groups
@@ -80,6 +81,7 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
     if "ServerMetadataChange" in registration.wants:  # /shared server entries (N90)
         topics.add(SHARED_SERVER_METADATA)
     sub.watch(users=frozenset({user.name}), topics=frozenset(topics))
+    sub.covered_by = session.subscription  # the selected mailbox's message events: N29
     state.sub = sub
     state.registration = registration
     state.status = cmd.status
@@ -205,13 +207,13 @@ async def new_message_fetches(
     atts = session.notify_fetch_atts
     if not atts or not uids:
         return [], []
-    names = {a.name for a in atts}
-    if names <= _FROM_FACTS and all(u in facts for u in uids):
+    names = tuple(a.name for a in atts)
+    if _FROM_FACTS.issuperset(names) and all(u in facts for u in uids):
         out: list[Response] = []
         for uid in uids:
             seq = view.seq_of(uid)
             if seq is not None:
-                out.append(_facts_fetch(view, seq, facts[uid], atts))
+                out.append(_facts_fetch_line(view, seq, facts[uid], atts, names))
         return out, []
     from imapd.commands.message import handle_fetch
 
@@ -222,6 +224,29 @@ async def new_message_fetches(
         async for batch in outcome.stream:
             responses += batch
     return [], responses
+
+
+#: MessageNew FETCH lines rendered from facts, shared by the listeners of one change: the
+#: sessions that number a new message alike send the same bytes (issue 6: render once per
+#: change, not once per connection). Key -> (the facts shown, the line); the facts are
+#: kept so that their id() in the key cannot be reused while the entry lives.
+_RENDERED: dict[tuple[object, ...], tuple[MessageFacts, Serialized]] = {}
+_RENDERED_MAX = 4096
+
+
+def _facts_fetch_line(
+    view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...],
+    names: tuple[str, ...],
+) -> Serialized:
+    key = (id(m), seq, m.uid in view.recent, names, view.qresync, view.condstore)
+    hit = _RENDERED.get(key)
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    line = Serialized(serialize(_facts_fetch(view, seq, m, atts)))  # atoms, numbers, ASCII
+    if len(_RENDERED) >= _RENDERED_MAX:
+        _RENDERED.clear()
+    _RENDERED[key] = (m, line)
+    return line
 
 
 def _facts_fetch(
