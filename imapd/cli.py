@@ -104,7 +104,11 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
                     print(f"password of {args.name} changed")
                 case "delete":
                     await store.delete_user(args.name)
-                    print(f"user {args.name} deleted")
+                    from imapd.cli_admin import disconnect_user
+
+                    ended = await disconnect_user(config, args.name)
+                    print(f"user {args.name} deleted"
+                          + (f"; {ended} session(s) disconnected" if ended else ""))
                 case "list":
                     for user in await store.list_users():
                         print(user.name + (" (admin)" if user.is_admin else ""))

@@ -162,6 +162,19 @@ def _who(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def disconnect_user(config: Config, name: str) -> int:
+    """End the sessions of a deleted user on a running server (``* BYE``): none goes on
+    with an account that is gone. How many ended; 0 when no server runs."""
+    try:
+        answer = await control.request(config.data_dir, control.Kick(user=name))
+    except control.NoServer:
+        return 0
+    except (OSError, TimeoutError, control.ProtocolError) as exc:
+        _fail(f"sessions of {name} not disconnected: {exc or type(exc).__name__}")
+        return 0
+    return len(answer.get("kicked", ())) if answer.get("ok") else 0
+
+
 def _kick(args: argparse.Namespace, config: Config) -> int:
     req = control.Kick(user=args.user) if args.user else control.Kick(session=args.session)
 

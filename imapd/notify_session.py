@@ -182,15 +182,19 @@ class NotifyState:
             case SubscriptionChanged():
                 if change.user != self.viewer:
                     return []
+                # The owner matters only for `personal`.
+                owner = self.viewer if is_personal(change.name) else ""
+                before = self.registration.events_for(self.facts(owner, change.name))
                 if change.subscribed:
                     self.subscribed.add(change.name)
                 else:
                     self.subscribed.discard(change.name)
                 if own:
                     return []
-                # The owner matters only for `personal`.
-                facts = self.facts(self.viewer if is_personal(change.name) else "", change.name)
-                if "SubscriptionChange" not in self.registration.events_for(facts):
+                # A `subscribed` group names the mailbox before an UNSUBSCRIBE, not after:
+                # that change is about a mailbox it watched, and is told (N84).
+                after = self.registration.events_for(self.facts(owner, change.name))
+                if "SubscriptionChange" not in before | after:
                     return []
                 return [list_response(self.list_attrs(change.name), change.name)]  # N84, N85
             case MetadataChanged():

@@ -157,11 +157,18 @@ class SelectedView:
 
     @property
     def safe_highestmodseq(self) -> int:
-        """A HIGHESTMODSEQ the client may trust now: below any expunge it was not told of
-        yet (RFC 7162 §3.2, the "VANISHED reply ... is delayed" example of §6)."""
+        """A HIGHESTMODSEQ the client may trust now: below any expunge and any flag change
+        it was not told of yet (RFC 7162 §3.2, the "VANISHED reply ... is delayed" example
+        of §6; a flag FETCH a NOTIFY without FlagChange holds back, RFC 5465 §4)."""
+        return self._modseq_told(flags_held=True)
+
+    def _modseq_told(self, *, flags_held: bool) -> int:
+        cap = self.highestmodseq
         if self._gone:
-            return min(self.highestmodseq, self._gone_modseq - 1)
-        return self.highestmodseq
+            cap = min(cap, self._gone_modseq - 1)
+        if flags_held and self._flags:
+            cap = min(cap, min(modseq for _, modseq in self._flags.values()) - 1)
+        return cap
 
     @property
     def has_pending(self) -> bool:
@@ -171,25 +178,30 @@ class SelectedView:
         """What may be told now, in order: FLAGS (new keywords), EXPUNGE/VANISHED, EXISTS,
         RECENT, FETCH for flag changes (kept for later when not ``allow_flags``: a NOTIFY
         without FlagChange, RFC 5465 §4)."""
-        return self.flush_counts(allow_expunge=allow_expunge) + self.flush_flags(allow_flags)
+        counts = self.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
+        return counts + self.flush_flags(allow_flags)
 
-    def flush_counts(self, *, allow_expunge: bool) -> list[Response]:
+    def flush_counts(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
         """`flush`'s first part: FLAGS, EXPUNGE/VANISHED, EXISTS and RECENT (a NOTIFY
-        MessageNew FETCH goes right after these, RFC 5465 §5.2)."""
+        MessageNew FETCH goes right after these, RFC 5465 §5.2). ``allow_flags``: the flag
+        FETCHes follow in the same write (`flush_flags`), else they stay held."""
         out: list[Response] = []
         if self._keywords_changed:
             out.append(Untagged((Atom("FLAGS"), flag_list(system_and(self.keywords)))))
             self._keywords_changed = False
+        held = not allow_flags
         if allow_expunge and self._gone:
             out.extend(self._expunge_responses())
-            if self._lowered and self.condstore:
-                # Everything applied has now been told: undo the lowered value.
-                out.append(_highestmodseq(self.highestmodseq))
-            self._lowered = False
+            if self._lowered and self.condstore and not (allow_flags and self._flags):
+                # What was held is told now (flag changes still held, or none): raise the
+                # value; when flag FETCHes follow, `flush_flags` raises it after them.
+                told = self._modseq_told(flags_held=held)
+                out.append(_highestmodseq(told))
+                self._lowered = told < self.highestmodseq
         elif self._gone and self.condstore:
             # RFC 7162 §3.2: MODSEQs may go out while these expunges wait; a client taking
             # the highest MODSEQ it saw would then skip them after a disconnect.
-            out.append(_highestmodseq(self.safe_highestmodseq))
+            out.append(_highestmodseq(self._modseq_told(flags_held=held)))
             self._lowered = True
         if self._new:
             self.uids.extend(self._new)
@@ -211,6 +223,9 @@ class SelectedView:
                     continue
                 out.append(self.fetch_flags_response(seq, uid, flags, modseq))
             self._flags.clear()
+            if self._lowered and self.condstore and not self._gone:
+                out.append(_highestmodseq(self.highestmodseq))  # all told: raise it again
+                self._lowered = False
         return out
 
     def _recent_count(self) -> int:

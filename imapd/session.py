@@ -536,7 +536,7 @@ class Session:
         if claim and not view.readonly:
             claimed = await self.store.claim_recent(view.mailbox_id, claim)
             view.recent.update(claimed)
-        updates = view.flush_counts(allow_expunge=allow_expunge)
+        updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
         if new and self.notify.selected_push:
             first, last = await new_message_fetches(self, view, new, facts)

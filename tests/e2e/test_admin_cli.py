@@ -123,9 +123,11 @@ def test_user_and_quota_commands_on_a_running_server(served: Served) -> None:
     with pytest.raises(imapclient.exceptions.LoginError):
         c.login("carol", "x1")
     c.login("carol", "x2")
-    c.logout()
     assert ok("user", "list", data_dir=data).split() == ["alice", "bob", "carol"]
-    ok("user", "delete", "carol", data_dir=data)
+    # Deleting a user ends the sessions it still has (they would act on an account gone).
+    assert ok("user", "delete", "carol", data_dir=data) == (
+        "user carol deleted; 1 session(s) disconnected\n")
+    assert b"* BYE Disconnected by administrator\r\n" in read_until_closed(c)
     assert ok("user", "list", data_dir=data).split() == ["alice", "bob"]
 
     assert ok("quota", "set", "alice", "--messages", "5", data_dir=data) == (
