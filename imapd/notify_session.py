@@ -63,8 +63,8 @@ class NotifyState:
     names: dict[str, bool] = field(default_factory=dict)
     subscribed: set[str] = field(default_factory=set)
     foreign: dict[int, Foreign] = field(default_factory=dict)
-    #: Mailboxes (owner, local name) whose rights must be read again (after AclChanged).
-    recheck: set[tuple[str, str]] = field(default_factory=set)
+    #: Mailboxes (owner, local name, id) whose rights must be read again (AclChanged).
+    recheck: set[tuple[str, str, int]] = field(default_factory=set)
     #: Names reported with \\NoAccess, to report again when access comes back (N93).
     no_access: set[str] = field(default_factory=set)
     #: The user's rights on every other owner's mailbox they have any right on, by (owner,
@@ -203,7 +203,8 @@ class NotifyState:
                 return self._metadata(change)
             case AclChanged():
                 if change.mailbox.owner != self.viewer:
-                    self.recheck.add((change.mailbox.owner, change.mailbox.name))
+                    ref = change.mailbox
+                    self.recheck.add((ref.owner, ref.name, ref.id))
                 return []
             case _:
                 return []

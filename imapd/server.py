@@ -93,7 +93,10 @@ class PushBatch:
     def _release(self) -> None:
         sessions, self._sessions = self._sessions, []
         for session in sessions:
-            session.release_held()
+            try:
+                session.release_held()
+            except Exception:  # one broken transport must not keep the others' bytes
+                log.exception("session %s: pushed responses not written", session.id)
 
 
 

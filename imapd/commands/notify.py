@@ -32,6 +32,7 @@ from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt, SequenceSet
 from notify.bus import NAMES, SHARED_SERVER_METADATA
 from notify.filters import MESSAGE_EVENTS, SUPPORTED_EVENTS, MailboxFacts, compile_groups
+from store.acl import effective
 from store.api import MailboxInfo
 from store.changes import Counts, MessageFacts
 from store.errors import MailboxNotFound
@@ -147,11 +148,11 @@ async def notify_updates(session: Session) -> list[Response]:
     out: list[Response] = []
     for change in changes:
         out += state.render(change, session=session.id, selected=selected, condstore=condstore)
+        if state.recheck:  # rights changed: read them before the next change is rendered
+            out += await _recheck(session, state)
     if state.rewatch:  # other owners' mailboxes that came into view
         state.rewatch = False
         sub.watch(mailboxes=frozenset(state.foreign))
-    if state.recheck:
-        out += await _recheck(session, state)
     return out
 
 
@@ -164,7 +165,7 @@ async def _recheck(session: Session, state: NotifyState) -> list[Response]:
     assert registration is not None and state.sub is not None
     out: list[Response] = []
     pending, state.recheck = state.recheck, set()
-    for owner, local in sorted(pending):
+    for owner, local, mailbox_id in sorted(pending):
         name = visible_name(user.name, owner, local)
         facts = MailboxFacts(owner, name, False, name in state.subscribed)
         named = bool(registration.events_for(facts))
@@ -174,13 +175,24 @@ async def _recheck(session: Session, state: NotifyState) -> list[Response]:
             info: MailboxInfo | None = await session.store.get_mailbox(user.id, name)
         except MailboxNotFound:
             info = None
-        if info is not None and info.rights:
+        if info is None or info.id != mailbox_id:
+            # Renamed or deleted by a later change of the same batch (the store is ahead
+            # of the feed): keep its rights under the name it had, for that rename to
+            # carry along (N79) or the deletion to drop; the later change tells the rest.
+            entries = dict(await session.store.acl_entries(mailbox_id))
+            rights = effective(user.name, owner, entries, is_admin=user.is_admin)
+            if entries and rights:
+                state.rights[(owner, local)] = rights
+            else:
+                state.rights.pop((owner, local), None)
+            continue
+        if info.rights:
             state.rights[(owner, local)] = info.rights  # what its children will inherit
         else:
             state.rights.pop((owner, local), None)
         if not named:
             continue
-        if info is not None and "l" in info.rights:
+        if "l" in info.rights:
             known = state.foreign.get(info.id)
             state.foreign[info.id] = Foreign(owner, local, name, info.rights)
             state.names[name] = info.selectable

@@ -5,11 +5,15 @@ rest."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Any
 
+from imapd import control
+from store.acl import Modification
 from store.changes import Counts, MessagesAdded, Origin
+from store.sqlite import SqliteStore
 from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
@@ -207,6 +211,34 @@ def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
                               ' ("OLDNAME" ("Other Users/alice/Elsewhere"))')
     _append(alice, "a10", "Team/Moved")
     assert bob.response().startswith('* STATUS "Other Users/alice/Team/Moved" (MESSAGES 1 ')
+
+
+def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer) -> None:
+    """N75, N79, §5.9: rights are read again before the next change is rendered. Another
+    process (the CLI, a second store on the file) grants ``l`` on a mailbox and renames it
+    into a watched subtree; the server publishes both rows in one batch, and the rename is
+    heard (it used to be dropped: the rights were re-read only after the batch)."""
+    alice, bob = server.raw(), server.raw("bob")
+    alice.ok("a1", "CREATE Team")
+    alice.ok("a2", "SETACL Team bob lr")
+    alice.ok("a3", "CREATE Elsewhere")
+    bob.ok("b1", 'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge'
+                 " MailboxName))")
+
+    async def other_process() -> None:
+        cli_origin = Origin(user="alice", service="cli")
+        other = await SqliteStore.open(server.config.db_path, lambda changes: None, scrypt_n=2)
+        try:
+            owner = (await other.get_user("alice")).id
+            await other.set_acl(owner, "Elsewhere", "bob", Modification("", "lr"), cli_origin)
+            await other.rename_mailbox(owner, "Elsewhere", "Team/Moved", cli_origin)
+        finally:
+            await other.close()
+        await control.notify_changed(server.config.data_dir)
+
+    asyncio.run(other_process())
+    assert bob.response() == ('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
+                              ' ("OLDNAME" ("Other Users/alice/Elsewhere"))')
 
 
 def test_shared_server_metadata_reaches_every_listener(server: RunningServer) -> None:
