@@ -219,10 +219,14 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
             special_use=show_special,
             extended=cmd.extended,
         )
+        status = cmd.status_items is not None and name in meeting and info and info.selectable
+        if status and info and "r" not in info.rights:
+            # RFC 5819 §2: a mailbox whose status cannot be given gets no STATUS, and its
+            # LIST says \Noselect (for this client it is not selectable either).
+            attrs, status = (*attrs, "\\Noselect"), False
         extended = (("CHILDINFO", childinfo),) if name in with_matching_child else ()
         responses.append(list_response(attrs, name, extended))
-        if (cmd.status_items is not None and name in meeting and info and info.selectable
-                and "r" in info.rights):  # RFC 5819 §2: no STATUS without the right
+        if status and info and cmd.status_items is not None:
             responses.append(await status_response(session, info, cmd.status_items))
     return ok("LIST completed", None, *responses)
 
