@@ -113,6 +113,8 @@ def _resp_text(status: str, code: str | None, text: str) -> bytes:
 
 def serialize(response: Response, *, utf8: bool = False) -> bytes:
     """One response, CRLF-terminated."""
+    if type(response) is Serialized:  # pre-rendered (NOTIFY fan-out, FETCH FLAGS): as is
+        return response.data
     match response:
         case Untagged(items):
             body = b" ".join([serialize_value(v, utf8=utf8) for v in items])
