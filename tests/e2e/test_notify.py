@@ -90,9 +90,9 @@ def test_idle_sends_exactly_the_registered_events(server: RunningServer) -> None
 
 
 def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
-    """N32, N47, N92, N93, README "Access control": no event about another user's mailbox
-    without l; \\NoAccess with l but not r; losing l stops monitoring, regaining it
-    restarts it."""
+    """N32, N47, N92, N93, D30 (RFC 4314 §2.1: l and r decide), README "Access control": no
+    event about another user's mailbox without l; \\NoAccess with l but not r; losing l
+    stops monitoring, regaining it restarts it."""
     alice, bob = server.raw(), server.raw("bob")
     alice.ok("a1", "CREATE Team")
     alice.ok("a2", "CREATE Secret")

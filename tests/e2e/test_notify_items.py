@@ -1,12 +1,17 @@
 """NOTIFY (RFC 5465) items from shared/reference/NOTIFY.md that a transcript cannot state
-well: N35 (a command line of a thousand names) and N55 (a server defect, marked xfail).
-The other items are in tests/transcripts/notify_*.imap."""
+well: N35 (a command line of a thousand names), N55, capabilities that must be absent
+(N21, N51, N62, N63, N69: no search contexts), LMTP delivery and expiry (N57, N73), an
+admin's shared mailbox (D29), and LIST-STATUS on a mailbox without ``r`` (D15). The other
+items are in tests/transcripts/*.imap."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import smtplib
+from typing import Any
 
-from tests.conftest import RunningServer
+from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 
@@ -25,7 +30,9 @@ def test_too_many_mailboxes_is_notificationoverflow(server: RunningServer) -> No
     """N35, N38, N26 (RFC 5465 §3.1): a request too expensive to honour (here: more than
     1000 mailbox names, counted over all groups) is refused with ``NO
     [NOTIFICATIONOVERFLOW]``, and the previous registration stays in force; 1000 names
-    are accepted."""
+    are accepted. N39 (INFO: clients should watch few mailboxes, §3.1, §9) is advice to
+    clients; the server's side of it is this limit. D34 (RFC 5530): the mandatory code is
+    there, not replaced by another one."""
     a, b = server.raw(), server.raw()
     a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
     names = " ".join(f"M{i}" for i in range(1001))
@@ -99,3 +106,154 @@ def test_pushed_highestmodseq_covers_only_what_was_told(server: RunningServer) -
     raised = [int(v) for line in out for v in re.findall(r"\[HIGHESTMODSEQ (\d+)\]", line)]
     assert "* VANISHED 2" in out and raised and raised[-1] > held, out
     assert out.index(fetch) < max(i for i, line in enumerate(out) if "HIGHESTMODSEQ" in line)
+
+
+def test_no_search_context(server: RunningServer) -> None:
+    """N21, N51, N62, N63, N69, D31, D36 (RFC 5465 §5.1-§5.3, §7, §8; RFC 5267 §4): these
+    hook NOTIFY into RFC 5267 search contexts (ESEARCH ADDTO/REMOVEFROM, the UPDATE return
+    option and its fetch-att list). The server offers no CONTEXT=SEARCH or CONTEXT=SORT, so
+    nothing more applies than this: neither is advertised, UPDATE (with or without
+    fetch-atts), SORT and CANCELUPDATE are refused with BAD, and after an ESEARCH (not a
+    context) NOTIFY's new message, flag change and expunge come as EXISTS, FETCH and
+    EXPUNGE with no ESEARCH ADDTO/REMOVEFROM."""
+    a, b = server.raw(), server.raw()
+    caps = a.ok("a0", "CAPABILITY")[0].split()
+    assert "NOTIFY" in caps and "ESEARCH" in caps, caps
+    assert not [c for c in caps if c.upper().startswith(("CONTEXT=", "SORT"))], caps
+    a.ok("a1", "SELECT INBOX")
+    for tag, cmd in [("a2", "SEARCH RETURN (UPDATE) ALL"),
+                     ("a3", "SEARCH RETURN (COUNT UPDATE (UID FLAGS)) ALL"),
+                     ("a4", "UID SEARCH RETURN (UPDATE (UID)) ALL"),
+                     ("a5", "SORT RETURN (UPDATE) (DATE) UTF-8 ALL"),
+                     ("a6", 'CANCELUPDATE "a2"')]:
+        out = a.command(tag, cmd)
+        assert len(out) == 1 and out[0].startswith(f"{tag} BAD "), out
+    assert a.ok("a7", "SEARCH RETURN (ALL COUNT) ALL")[0] == '* ESEARCH (TAG "a7") COUNT 0'
+    a.ok("a8", "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
+    _append(b, "b1", "INBOX")
+    assert [a.response() for _ in range(3)] == [
+        "* 1 EXISTS", "* 1 RECENT", "* 1 FETCH (UID 1 FLAGS (\\Recent))"]
+    b.ok("b2", "SELECT INBOX")
+    b.ok("b3", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert a.response() == "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"
+    b.ok("b4", "EXPUNGE")
+    assert a.response() == "* 1 EXPUNGE"
+    assert a.quiet() == b""
+
+
+def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
+    """N57, N73 (RFC 5465 §5.2, §5.3): MessageNew covers RFC 5423 MessageNew and
+    MessageAppend: APPEND, COPY, MOVE into the mailbox and LMTP delivery; MessageExpunge
+    covers MessageExpunge and MessageExpire: EXPUNGE, UID EXPUNGE, MOVE out, CLOSE and the
+    expiry run. Each is pushed to the selected mailbox (EXISTS + FETCH, EXPUNGE) and to
+    another watched mailbox (STATUS)."""
+    server = server_factory(lmtp="127.0.0.1:0", expire_interval=0)
+    server.add_user("alice")
+    a, b = server.raw(), server.raw()
+    b.ok("b0", "CREATE Work")
+    for i in range(3):
+        _append(b, f"b1{i}", "Work", i)
+    a.ok("a1", "SELECT INBOX")
+    a.ok("a2", "NOTIFY SET (selected (MessageNew (UID) MessageExpunge))"
+               " (mailboxes Archive (MessageNew MessageExpunge))")
+    b.ok("b2", "SELECT Work")
+
+    def new(n: int, uid: int) -> None:
+        got = [a.response() for _ in range(3)]
+        assert got == [f"* {n} EXISTS", f"* {n} RECENT", f"* {n} FETCH (UID {uid})"], got
+
+    def archive(messages: int, uidnext: int) -> None:
+        line = a.response()
+        assert re.fullmatch(rf'\* STATUS "Archive" \(MESSAGES {messages} UIDNEXT {uidnext}'
+                            rf" UIDVALIDITY \d+ UNSEEN {messages}\)", line), line
+
+    _append(b, "b3", "INBOX")  # APPEND
+    new(1, 1)
+    b.ok("b4", "COPY 1 INBOX")  # COPY
+    new(2, 2)
+    b.ok("b5", "COPY 1 Archive")
+    archive(1, 2)
+    b.ok("b6", "MOVE 1 INBOX")  # MOVE in
+    new(3, 3)
+    b.ok("b7", "MOVE 1 Archive")
+    archive(2, 3)
+    assert server.server.lmtp is not None
+    host, port = server.server.lmtp.addresses[0]
+    with smtplib.LMTP(host, port, timeout=10) as lmtp:  # delivery
+        lmtp.ehlo_or_helo_if_needed()
+        assert lmtp.sendmail("x@example.net", ["alice@example.org"],
+                             b"Subject: by LMTP\r\n\r\nhi\r\n") == {}
+    new(4, 4)
+    assert a.quiet() == b""
+
+    b.ok("b8", "SELECT INBOX")
+    b.ok("b9", "STORE 4 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b10", "EXPUNGE")  # EXPUNGE
+    assert a.response() == "* 4 EXPUNGE"
+    b.ok("b11", "STORE 3 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b12", "UID EXPUNGE 3")  # UID EXPUNGE
+    assert a.response() == "* 3 EXPUNGE"
+    b.ok("b13", "MOVE 2 Archive")  # MOVE out
+    got = sorted(a.response() for _ in range(2))
+    assert got[0] == "* 2 EXPUNGE", got
+    assert re.fullmatch(r'\* STATUS "Archive" \(MESSAGES 3 UIDNEXT 4 UIDVALIDITY \d+'
+                        r" UNSEEN 3\)", got[1]), got
+    b.ok("b14", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b15", "CLOSE")  # CLOSE
+    assert a.response() == "* 1 EXPUNGE"
+    _append(b, "b16", "INBOX")
+    new(1, 5)
+    store = server.server.store
+    user = server.call(store.get_user("alice"))
+    for name in ("INBOX", "Archive"):
+        server.call(store.set_retention(user.id, name, 1))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=5)
+    assert server.call(store.expire(later)) == 4  # expiry
+    got = sorted(a.response() for _ in range(2))
+    assert got[0] == "* 1 EXPUNGE", got
+    assert re.fullmatch(r'\* STATUS "Archive" \(MESSAGES 0 UIDNEXT 4 UIDVALIDITY \d+'
+                        r" UNSEEN 0\)", got[1]), got
+    assert a.quiet() == b""
+
+
+def test_personal_is_the_personal_namespace(server: RunningServer) -> None:
+    """D29, N97 (RFC 2342; RFC 5465 §6.2): `personal` is the personal namespace ("" here):
+    neither another user's mailbox (``Other Users/``) nor a shared one (``Shared/``) is in
+    it, even with every right needed; `subtree` reaches both."""
+    server.call(server.server.store.create_user("admin", PASSWORD, admin=True))
+    alice, bob, admin = server.raw(), server.raw("bob"), server.raw("admin")
+    out = alice.ok("a0", "NAMESPACE")
+    assert out[0] == '* NAMESPACE (("" "/")) (("Other Users/" "/")) (("Shared/" "/"))', out
+    admin.ok("x1", 'CREATE "Shared/News"')
+    admin.ok("x2", 'SETACL "Shared/News" alice lr')
+    bob.ok("b1", "SETACL INBOX alice lr")
+    alice.ok("a1", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    _append(admin, "x3", "Shared/News")
+    _append(bob, "b2", "INBOX")
+    assert alice.quiet() == b""
+    _append(bob, "b3", "Archive")  # bob's personal Archive, not alice's
+    assert alice.quiet() == b""
+    alice.ok("a2", 'NOTIFY SET (subtree ("Shared" "Other Users/bob/INBOX") (MessageNew'
+                   " MessageExpunge))")
+    _append(admin, "x4", "Shared/News")
+    line = alice.response()
+    assert line.startswith('* STATUS "Shared/News" (MESSAGES 2 UIDNEXT 3 '), line
+    _append(bob, "b4", "INBOX")
+    line = alice.response()
+    assert line.startswith('* STATUS "Other Users/bob/INBOX" (MESSAGES 2 UIDNEXT 3 '), line
+
+
+def test_list_status_unreadable_is_noselect(server: RunningServer) -> None:
+    """D15 (RFC 5819 §2): "If an attempted STATUS for a listed mailbox fails because the
+    mailbox can't be selected (e.g., if the "l" ACL right is granted to the mailbox and the
+    "r" right is not granted ...), the STATUS response MUST NOT be returned and the LIST
+    response MUST include the \\NoSelect attribute." Seen: ``* LIST () "/"
+    "Other Users/alice/Team"`` (no STATUS, which is right, but no \\Noselect)."""
+    alice, bob = server.raw(), server.raw("bob")
+    alice.ok("a1", "CREATE Team")
+    alice.ok("a2", "SETACL Team bob l")
+    out = bob.ok("b1", 'LIST "" "Other Users/alice/Team" RETURN (STATUS (MESSAGES))')
+    assert len(out) == 2, out  # the LIST, no STATUS, the tagged OK
+    m = re.fullmatch(r'\* LIST \(([^)]*)\) "/" "Other Users/alice/Team"', out[0])
+    assert m, out
+    assert "\\noselect" in m.group(1).lower().split(), out
