@@ -494,17 +494,18 @@ class Session:
         mailbox's only as its selected group asks (no flag FETCH without FlagChange; no
         EXPUNGE outside IDLE for selected-delayed, §6.1.2), the rest from the NOTIFY queue."""
         reg = self.notify.registration
-        if reg is None:
-            if self.idle_tag is not None:
-                await self._flush_updates(allow_expunge=True)
-            return
         updates: list[Response] = []
-        if reg.selected:
-            updates += await self._collect_selected(
-                allow_expunge=self.idle_tag is not None or not reg.delayed,
-                allow_flags="FlagChange" in reg.selected,
-            )
-        updates += await notify_updates(self)
+        if reg is None:
+            if self.idle_tag is None:
+                return
+            updates = await self._collect_updates(allow_expunge=True)  # plain IDLE
+        else:
+            if reg.selected:
+                updates += await self._collect_selected(
+                    allow_expunge=self.idle_tag is not None or not reg.delayed,
+                    allow_flags="FlagChange" in reg.selected,
+                )
+            updates += await notify_updates(self)
         if updates:
             self._push(updates)
             if self.writer.transport.get_write_buffer_size() > PUSH_DRAIN_AT:
@@ -550,11 +551,6 @@ class Session:
         other = self.server.sessions_by_id.get(origin) if origin else None
         view = other.view if other is not None else None
         return view is not None and view.mailbox_id == mailbox_id and not view.readonly
-
-    async def _flush_updates(self, *, allow_expunge: bool) -> None:
-        updates = await self._collect_updates(allow_expunge=allow_expunge)
-        if updates:
-            await self._write(updates)
 
     def _quick_ack(self) -> None:
         """ACK the literal at once (Linux TCP_QUICKACK). Clients such as imaplib write a
