@@ -105,20 +105,6 @@ async def test_committer_resumes_before_the_listeners_it_wakes(
         await store.close()
 
 
-async def test_cancelled_caller_leaves_the_transaction_whole(
-    store: SqliteStore, env: Env, bob: User
-) -> None:
-    """A client gone mid-command cancels its wait, never the transaction under way."""
-    task = asyncio.ensure_future(store.append(bob.id, "INBOX", [new()], ORIGIN))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await store.append(bob.id, "INBOX", [new()], ORIGIN)  # waits for the first to end
-    assert [type(c).__name__ for c in env.take()] == ["MessagesAdded", "MessagesAdded"]
-    env.check_counters()
-
-
 async def test_uids_ascend_across_expunge_and_reopen(env: Env, bob: User) -> None:
     store = env.stores[0]
     await store.append(bob.id, "INBOX", [new(), new(), new()], ORIGIN)
