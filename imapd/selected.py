@@ -11,6 +11,7 @@ Must not import asyncio, socket or the store implementation.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from imapd.protocol.errors import BadCommand
@@ -154,6 +155,12 @@ class SelectedView:
     def forget_flag_update(self, uid: int) -> None:
         """A command is about to report this message's flags itself."""
         self._flags.pop(uid, None)
+
+    def forget_flag_updates(self, uids: Iterable[int]) -> None:
+        """`forget_flag_update` for many (nothing to do, as a rule: no step per UID then)."""
+        if self._flags:
+            for uid in uids:
+                self._flags.pop(uid, None)
 
     @property
     def safe_highestmodseq(self) -> int:

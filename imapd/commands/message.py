@@ -10,7 +10,9 @@ taking a sequence set resolves it through `SelectedView.resolve` with that list.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Iterable
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from imapd.commands.acl import lookup
@@ -332,38 +334,58 @@ def _expunge_issued(outcome: Outcome) -> None:
 _PLAIN_ATTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
 
 
+#: How each plain attribute shows a ``fetch_plain`` row ``(uid, modseq, flags, size, date)``:
+#: a %-format and the row's field (the date is converted to IMAP's form first).
+_PLAIN_FORMATS = {
+    "UID": ("UID %d", 0),
+    "MODSEQ": ("MODSEQ (%d)", 1),
+    "FLAGS": ("FLAGS (%s)", 2),
+    "RFC822.SIZE": ("RFC822.SIZE %d", 3),
+    "INTERNALDATE": ('INTERNALDATE "%s"', 4),
+}
+
+
 def _plain_fetch_lines(
     view: SelectedView, rows: list[tuple[int, int, str, int, str]], atts: tuple[FetchAtt, ...]
 ) -> bytes:
     """The hot path of synchronising clients (``FETCH 1:* (UID FLAGS)``): the same bytes
-    the generic serializer would produce (tests compare both), built without the Value
-    tree. Flags are atoms by construction (the parser admits only atom keywords)."""
+    the generic serializer would produce (tests compare both), one %-format per line and
+    no Value tree. Flags are atoms by construction (the parser admits only atom keywords).
+    Sequence numbers are counted, not looked up, when the rows are a run of the view's
+    UIDs (no message of the batch expunged meanwhile: the rule)."""
+    if not rows:
+        return b""
     names = [a.name for a in atts]
-    recent = view.recent
-    seq_of = view.seq_of
-    fromiso = dt.datetime.fromisoformat
-    lines: list[bytes] = []
-    for uid, modseq, flags, size, internaldate in rows:
-        seq = seq_of(uid)
-        if seq is None:
-            continue
-        parts: list[bytes] = []
-        for name in names:
-            if name == "UID":
-                parts.append(b"UID %d" % uid)
-            elif name == "FLAGS":
-                text = (flags + " \\Recent" if flags else "\\Recent") if uid in recent else flags
-                parts.append(b"FLAGS (" + text.encode() + b")")
-                view.forget_flag_update(uid)
-            elif name == "MODSEQ":
-                parts.append(b"MODSEQ (%d)" % modseq)
-            elif name == "RFC822.SIZE":
-                parts.append(b"RFC822.SIZE %d" % size)
-            else:
-                date = imap_datetime(fromiso(internaldate))
-                parts.append(b'INTERNALDATE "' + date.encode() + b'"')
-        lines.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
-    return b"".join(lines)
+    uids = [r[0] for r in rows]
+    first = bisect_left(view.uids, uids[0])
+    seqs: Iterable[int]
+    if view.uids[first : first + len(uids)] == uids:
+        seqs = range(first + 1, first + 1 + len(uids))
+    else:
+        numbered = [(n, r) for r in rows if (n := view.seq_of(r[0])) is not None]
+        seqs, rows = [n for n, _ in numbered], [r for _, r in numbered]
+    if "FLAGS" in names:
+        view.forget_flag_updates(uids)  # this FETCH reports them
+        if view.recent:
+            recent = view.recent
+            rows = [_with_recent(r) if r[0] in recent else r for r in rows]
+    if "INTERNALDATE" in names:
+        fromiso = dt.datetime.fromisoformat
+        rows = [(*r[:4], imap_datetime(fromiso(r[4]))) for r in rows]
+    line = "* %d FETCH (" + " ".join(_PLAIN_FORMATS[n][0] for n in names) + ")\r\n"
+    fields = [_PLAIN_FORMATS[n][1] for n in names]
+    if len(fields) == 1:
+        i = fields[0]
+        text = "".join([line % (n, r[i]) for n, r in zip(seqs, rows, strict=True)])
+    else:
+        get = itemgetter(*fields)
+        text = "".join([line % (n, *get(r)) for n, r in zip(seqs, rows, strict=True)])
+    return text.encode()
+
+
+def _with_recent(row: tuple[int, int, str, int, str]) -> tuple[int, int, str, int, str]:
+    uid, modseq, flags, size, date = row
+    return uid, modseq, flags + " \\Recent" if flags else "\\Recent", size, date
 
 
 def _fetch_response(

@@ -12,6 +12,7 @@ from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt
 from imapd.selected import SelectedView
 from store.api import MessageRecord
+from store.changes import Counts, FlagChange, FlagsChanged, MailboxRef, Origin
 
 TZ = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
 RECORDS = [
@@ -19,6 +20,7 @@ RECORDS = [
     MessageRecord(7, 12, ("\\Seen", "$Work"), dt.datetime(2025, 12, 31, 23, 0, tzinfo=TZ), 9),
     MessageRecord(9, 15, ("\\Deleted",), dt.datetime(2026, 7, 9, 1, 2, 3, tzinfo=dt.UTC), 1),
 ]
+TZ_NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NAMES = ["UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"]
 
 
@@ -39,3 +41,28 @@ def test_plain_path_matches_generic_serializer(names: tuple[str, ...]) -> None:
         for r in RECORDS
     )
     assert fast == slow
+
+
+@pytest.mark.parametrize("names", [("FLAGS",), ("UID", "FLAGS", "MODSEQ"), ("INTERNALDATE",)])
+def test_plain_path_numbers_rows_that_are_not_a_run(names: tuple[str, ...]) -> None:
+    """Rows that are not a run of the view's UIDs (a message expunged meanwhile, one the
+    client was never told of) are numbered by lookup, and rows the view lacks are left out;
+    a pending flag update of a message the FETCH reports is dropped (it would repeat it)."""
+    atts = tuple(FetchAtt(n) for n in names)
+    view = SelectedView(1, [1, 3, 7, 9], readonly=False, recent={9})
+    box, counts = MailboxRef(1, "alice", "INBOX", 1), Counts(4, 0, 10, 20, 0)
+    for uid in (3, 7):  # flag changes made elsewhere, not reported yet
+        change = FlagChange(uid, 20, ("\\Flagged",), ("\\Flagged",), ())
+        view.apply(FlagsChanged(1, TZ_NOW, Origin("other"), box, counts, (change,)), own=False)
+    kept = [RECORDS[0], RECORDS[2]]  # UIDs 3 and 9: seq 2 and 4
+    rows = [(r.uid, r.modseq, " ".join(r.flags), r.size, r.internaldate.isoformat()) for r in kept]
+    rows.insert(1, (5, 1, "", 1, rows[0][4]))  # not in the view
+    fast = _plain_fetch_lines(view, rows, atts)
+    slow = b"".join(
+        serialize(_fetch_response(None, view, view.seq_of(r.uid) or 0, r, atts, {}))  # type: ignore[arg-type]
+        for r in kept
+    )
+    assert fast == slow
+    assert fast.startswith(b"* 2 FETCH") and b"\r\n* 4 FETCH" in fast
+    told = [line.items[0] for line in view.flush_flags()]  # type: ignore[union-attr]
+    assert told == ([3] if "FLAGS" in names else [2, 3])  # UID 7's still due; 3's told
