@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, Origin
 from store.mime import BodyPart
 
 DELIMITER = "/"
+#: What `Store.fetch_plain` can read besides the UID (a FETCH of flags, numbers and dates).
+PLAIN_COLUMNS = ("modseq", "flags", "size", "internaldate")
 
 Publish = Callable[[Sequence[Change]], None]
 
@@ -243,10 +245,11 @@ class Store(Protocol):
         ...
 
     async def fetch_plain(
-        self, mailbox_id: int, uids: Sequence[int]
-    ) -> list[tuple[int, int, str, int, str]]:
-        """``(uid, modseq, space-separated flags, size, internaldate ISO)`` per existing
-        message among ``uids``, in UID order: the cheap form of `fetch` for FETCH FLAGS."""
+        self, mailbox_id: int, uids: Sequence[int], columns: Sequence[str] = PLAIN_COLUMNS
+    ) -> list[tuple[Any, ...]]:
+        """``(uid, *columns)`` per existing message among ``uids``, in UID order: the cheap
+        form of `fetch` for FETCH FLAGS. ``columns`` are of `PLAIN_COLUMNS`: modseq (int),
+        flags (space-separated str), size (int), internaldate (ISO str)."""
         ...
 
     async def deleted_size(self, mailbox_id: int) -> int:

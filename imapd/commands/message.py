@@ -13,7 +13,7 @@ import datetime as dt
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterable
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
@@ -285,10 +285,11 @@ async def _fetch_stream(
     not told of yet can no longer be read: the command then ends in ``NO [EXPUNGEISSUED]``
     (RFC 2180 §4.1.3, RFC 5530), as Dovecot answers."""
     missing = False
-    if changedsince is None and all(a.name in _PLAIN_ATTS for a in atts):
+    if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
+        columns = plain_columns(atts)
         for start in range(0, len(uids), PLAIN_BATCH):
             chunk = uids[start : start + PLAIN_BATCH]
-            rows = await session.store.fetch_plain(view.mailbox_id, chunk)
+            rows = await session.store.fetch_plain(view.mailbox_id, chunk, columns)
             missing = missing or len(rows) < len(chunk)
             yield [Serialized(_plain_fetch_lines(view, rows, atts))]
         if missing:
@@ -330,32 +331,40 @@ def _expunge_issued(outcome: Outcome) -> None:
     outcome.text = "Some of the requested messages no longer exist"
 
 
-#: Attributes whose values are numbers, flags or a date: rendered straight to bytes.
-_PLAIN_ATTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
-
-
-#: How each plain attribute shows a ``fetch_plain`` row ``(uid, modseq, flags, size, date)``:
-#: a %-format and the row's field (the date is converted to IMAP's form first).
-_PLAIN_FORMATS = {
-    "UID": ("UID %d", 0),
-    "MODSEQ": ("MODSEQ (%d)", 1),
-    "FLAGS": ("FLAGS (%s)", 2),
-    "RFC822.SIZE": ("RFC822.SIZE %d", 3),
-    "INTERNALDATE": ('INTERNALDATE "%s"', 4),
+#: How each plain attribute shows on the wire (a %-format) and the `fetch_plain` column it
+#: shows (None: the UID, always the row's first field).
+_PLAIN_FORMATS: dict[str, tuple[str, str | None]] = {
+    "UID": ("UID %d", None),
+    "MODSEQ": ("MODSEQ (%d)", "modseq"),
+    "FLAGS": ("FLAGS (%s)", "flags"),
+    "RFC822.SIZE": ("RFC822.SIZE %d", "size"),
+    "INTERNALDATE": ('INTERNALDATE "%s"', "internaldate"),
 }
 
 
+def plain_columns(atts: tuple[FetchAtt, ...]) -> tuple[str, ...]:
+    """The `fetch_plain` columns (after the UID) that ``atts`` show, each once, in order."""
+    out: list[str] = []
+    for att in atts:
+        column = _PLAIN_FORMATS[att.name][1]
+        if column is not None and column not in out:
+            out.append(column)
+    return tuple(out)
+
+
 def _plain_fetch_lines(
-    view: SelectedView, rows: list[tuple[int, int, str, int, str]], atts: tuple[FetchAtt, ...]
+    view: SelectedView, rows: list[tuple[Any, ...]], atts: tuple[FetchAtt, ...]
 ) -> bytes:
     """The hot path of synchronising clients (``FETCH 1:* (UID FLAGS)``): the same bytes
     the generic serializer would produce (tests compare both), one %-format per line and
-    no Value tree. Flags are atoms by construction (the parser admits only atom keywords).
-    Sequence numbers are counted, not looked up, when the rows are a run of the view's
-    UIDs (no message of the batch expunged meanwhile: the rule)."""
+    no Value tree; ``rows`` are `fetch_plain`'s for `plain_columns` of ``atts``. Flags are
+    atoms by construction (the parser admits only atom keywords). Sequence numbers are
+    counted, not looked up, when the rows are a run of the view's UIDs (no message of the
+    batch expunged meanwhile: the rule)."""
     if not rows:
         return b""
     names = [a.name for a in atts]
+    field = {c: i for i, c in enumerate(plain_columns(atts), 1)}
     uids = [r[0] for r in rows]
     first = bisect_left(view.uids, uids[0])
     seqs: Iterable[int]
@@ -367,13 +376,13 @@ def _plain_fetch_lines(
     if "FLAGS" in names:
         view.forget_flag_updates(uids)  # this FETCH reports them
         if view.recent:
-            recent = view.recent
-            rows = [_with_recent(r) if r[0] in recent else r for r in rows]
+            recent, i = view.recent, field["flags"]
+            rows = [_replaced(r, i, _with_recent(r[i])) if r[0] in recent else r for r in rows]
     if "INTERNALDATE" in names:
-        fromiso = dt.datetime.fromisoformat
-        rows = [(*r[:4], imap_datetime(fromiso(r[4]))) for r in rows]
+        fromiso, i = dt.datetime.fromisoformat, field["internaldate"]
+        rows = [_replaced(r, i, imap_datetime(fromiso(r[i]))) for r in rows]
     line = "* %d FETCH (" + " ".join(_PLAIN_FORMATS[n][0] for n in names) + ")\r\n"
-    fields = [_PLAIN_FORMATS[n][1] for n in names]
+    fields = [0 if (c := _PLAIN_FORMATS[n][1]) is None else field[c] for n in names]
     if len(fields) == 1:
         i = fields[0]
         text = "".join([line % (n, r[i]) for n, r in zip(seqs, rows, strict=True)])
@@ -383,9 +392,12 @@ def _plain_fetch_lines(
     return text.encode()
 
 
-def _with_recent(row: tuple[int, int, str, int, str]) -> tuple[int, int, str, int, str]:
-    uid, modseq, flags, size, date = row
-    return uid, modseq, flags + " \\Recent" if flags else "\\Recent", size, date
+def _with_recent(flags: str) -> str:
+    return flags + " \\Recent" if flags else "\\Recent"
+
+
+def _replaced(row: tuple[Any, ...], i: int, value: object) -> tuple[Any, ...]:
+    return (*row[:i], value, *row[i + 1 :])
 
 
 def _fetch_response(

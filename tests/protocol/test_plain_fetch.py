@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from imapd.commands.message import _fetch_response, _plain_fetch_lines
+from imapd.commands.message import _fetch_response, _plain_fetch_lines, plain_columns
 from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt
 from imapd.selected import SelectedView
@@ -21,6 +21,19 @@ RECORDS = [
     MessageRecord(9, 15, ("\\Deleted",), dt.datetime(2026, 7, 9, 1, 2, 3, tzinfo=dt.UTC), 1),
 ]
 TZ_NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def plain_rows(
+    records: list[MessageRecord], atts: tuple[FetchAtt, ...]
+) -> list[tuple[object, ...]]:
+    """What `Store.fetch_plain` returns for these records and the columns ``atts`` show."""
+    value = {
+        "modseq": lambda r: r.modseq, "flags": lambda r: " ".join(r.flags),
+        "size": lambda r: r.size, "internaldate": lambda r: r.internaldate.isoformat(),
+    }
+    return [(r.uid, *(value[c](r) for c in plain_columns(atts))) for r in records]
+
+
 NAMES = ["UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"]
 
 
@@ -32,10 +45,7 @@ NAMES = ["UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"]
 def test_plain_path_matches_generic_serializer(names: tuple[str, ...]) -> None:
     atts = tuple(FetchAtt(n) for n in names)
     view = SelectedView(1, [1, 3, 7, 9], readonly=False, recent={7})
-    rows = [
-        (r.uid, r.modseq, " ".join(r.flags), r.size, r.internaldate.isoformat()) for r in RECORDS
-    ]
-    fast = _plain_fetch_lines(view, rows, atts)
+    fast = _plain_fetch_lines(view, plain_rows(RECORDS, atts), atts)
     slow = b"".join(
         serialize(_fetch_response(None, view, view.seq_of(r.uid) or 0, r, atts, {}))  # type: ignore[arg-type]
         for r in RECORDS
@@ -55,8 +65,8 @@ def test_plain_path_numbers_rows_that_are_not_a_run(names: tuple[str, ...]) -> N
         change = FlagChange(uid, 20, ("\\Flagged",), ("\\Flagged",), ())
         view.apply(FlagsChanged(1, TZ_NOW, Origin("other"), box, counts, (change,)), own=False)
     kept = [RECORDS[0], RECORDS[2]]  # UIDs 3 and 9: seq 2 and 4
-    rows = [(r.uid, r.modseq, " ".join(r.flags), r.size, r.internaldate.isoformat()) for r in kept]
-    rows.insert(1, (5, 1, "", 1, rows[0][4]))  # not in the view
+    rows = plain_rows(kept, atts)
+    rows.insert(1, (5, *rows[0][1:]))  # not in the view
     fast = _plain_fetch_lines(view, rows, atts)
     slow = b"".join(
         serialize(_fetch_response(None, view, view.seq_of(r.uid) or 0, r, atts, {}))  # type: ignore[arg-type]

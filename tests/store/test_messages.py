@@ -105,6 +105,32 @@ async def test_committer_resumes_before_the_listeners_it_wakes(
         await store.close()
 
 
+async def test_fetch_plain_reads_the_columns_asked(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
+    """FETCH's plain path: (uid, *columns) in UID order, for one range (1:*, a key range
+    scan) and several, only existing messages; a column it does not know is refused (the
+    names go into the SQL)."""
+    await store.append(bob.id, "INBOX", [new(str(i)) for i in range(5)], ORIGIN)
+    box = await inbox(store, bob)
+    await store.store_flags(box.id, [2, 4], "+", ["\\Seen"], ORIGIN)
+    records = {r.uid: r for r in await store.fetch(box.id, [1, 2, 3, 4, 5])}
+    everything = await store.fetch_plain(box.id, [1, 2, 3, 4, 5])
+    assert everything == [
+        (u, r.modseq, " ".join(r.flags), r.size, r.internaldate.isoformat())
+        for u, r in records.items()
+    ]
+    assert await store.fetch_plain(box.id, range(1, 10), ("flags",)) == [
+        (1, ""), (2, "\\Seen"), (3, ""), (4, "\\Seen"), (5, ""),
+    ]
+    assert await store.fetch_plain(box.id, [1, 2, 4, 9], ("size", "modseq")) == [
+        (u, records[u].size, records[u].modseq) for u in (1, 2, 4)
+    ]
+    assert await store.fetch_plain(box.id, [], ("flags",)) == []
+    with pytest.raises(ValueError):
+        await store.fetch_plain(box.id, [1], ("flags; DROP TABLE messages",))
+
+
 async def test_uids_ascend_across_expunge_and_reopen(env: Env, bob: User) -> None:
     store = env.stores[0]
     await store.append(bob.id, "INBOX", [new(), new(), new()], ORIGIN)
