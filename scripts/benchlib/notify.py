@@ -1,6 +1,8 @@
 """The ``notify`` section: one event fanned out to K listening connections.
 
-For each K in ``--notify-listeners`` (default 1,100,1000) and each server, in turn:
+For each K in ``--notify-listeners`` (default 1,100,1000,10000) and each server, in turn
+(peers only up to ``--notify-peer-max``, default 1,000: Dovecot fails at 5,000 IDLE
+listeners, PEERS.md):
 
   setup     K connections log in, SELECT the mailbox and register (untimed):
             ours and any server whose NOTIFY is comparable:
@@ -51,8 +53,11 @@ _EXISTS = re.compile(rb"^\* (\d+) EXISTS\r?$", re.M)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("notify section")
-    g.add_argument("--notify-listeners", default="1,100,1000", metavar="K,K,...",
-                   help="listener counts (default 1,100,1000)")
+    g.add_argument("--notify-listeners", default="1,100,1000,10000", metavar="K,K,...",
+                   help="listener counts (default 1,100,1000,10000)")
+    g.add_argument("--notify-peer-max", type=int, default=1000, metavar="K",
+                   help="run peers (Dovecot) only up to K listeners (default 1000: PEERS.md, "
+                        "Dovecot fails at 5,000 IDLE listeners)")
     g.add_argument("--notify-events", type=int, default=20, metavar="E",
                    help="APPENDs per listener count (default 20)")
     g.add_argument("--notify-rate", type=float, default=10.0, metavar="R",
@@ -259,6 +264,11 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                      f"{args.notify_rate:g}/s: delay from the writer's OK", "latency", "events")
         for server in servers:
             mode = "notify" if server.name == "ours" else args.notify_dovecot
+            if server.name != "ours" and k > args.notify_peer_max:
+                fig.skipped[server.name] = (f"peers run up to {args.notify_peer_max} listeners"
+                                            " (--notify-peer-max; PEERS.md)")
+                _log(f"[{server.name}] {k} listeners: not run, {fig.skipped[server.name]}")
+                continue
             _log(f"[{server.name}] {k} listeners ({mode}) ...")
             try:
                 m = await _one(server, k, args, mode)

@@ -44,6 +44,8 @@ class Figure:
     unit: str  # what a work unit is: "msgs", "searches"
     results: dict[str, Measure] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: Servers deliberately not run for this figure, and why (e.g. past a peer's limit).
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -101,6 +103,8 @@ ROUGH_CPU = 0.2
 def _cell(fig: Figure, name: str, value: float, digits: int = 0, per_cpu: bool = False) -> str:
     if name in fig.errors:
         return "FAILED"
+    if name in fig.skipped:
+        return "not run"
     if name not in fig.results:
         return "-"
     m = fig.results[name]
@@ -151,6 +155,8 @@ def render(
             m = fig.results.get(n)
             if n in fig.errors:
                 cells.append("FAILED")
+            elif n in fig.skipped:
+                cells.append("not run")
             elif m is None or m.wall <= 0:
                 cells.append("-")
             else:
@@ -171,6 +177,8 @@ def render(
                 notes.append(f"(!) {n} {fig.label}: {m.check}")
         for n, e in fig.errors.items():
             notes.append(f"FAILED {n} {fig.label}: {e}")
+        for n, why in fig.skipped.items():
+            notes.append(f"not run: {n} {fig.label}: {why}")
     facts_line = ", ".join(f"{k}={v}" for k, v in facts.items())
     out.append(f"machine: {facts_line}")
     out.append("servers: " + "; ".join(f"{k} {v}" for k, v in servers.items()))
@@ -222,6 +230,7 @@ def to_json(
             "kind": fig.kind,
             "unit": fig.unit,
             "errors": fig.errors,
+            "skipped": fig.skipped,
             "results": {},
         }
         for n, m in fig.results.items():
