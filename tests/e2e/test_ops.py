@@ -204,6 +204,20 @@ def test_sd_notify_abstract_socket_and_absent() -> None:
     assert not daemon.sd_notify("READY=1", {})
 
 
+def test_tune_gc_collects_young_objects_less_often_and_freezes_start_up() -> None:
+    """In a fresh interpreter (the collector is process-wide): the young threshold is
+    raised, the older ones kept, and what exists at start-up is frozen."""
+    code = (
+        "import gc; from imapd import daemon; before = gc.get_threshold(); "
+        "daemon.tune_gc(); after = gc.get_threshold(); "
+        "print(before[1:] == after[1:], after[0] == daemon.GC_YOUNG_THRESHOLD, "
+        "gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.split() == ["True", "True", "True"]
+
+
 def test_pid_file_left_alone_when_it_is_not_ours(tmp_path: Path) -> None:
     path = tmp_path / "imapd.pid"
     with daemon.PidFile(path):
