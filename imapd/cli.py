@@ -62,6 +62,7 @@ async def _serve(config: Config) -> int:
     except TlsError as exc:
         print(f"imapd: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    daemon.tune_gc()  # before the first connection: only start-up objects are frozen
     try:
         addresses = await server.start()
     except OSError as exc:  # a port in use, an address not ours: say which, no traceback
@@ -77,7 +78,6 @@ async def _serve(config: Config) -> int:
             data = f", data in {config.data_dir}" if kind != "LMTP" else ""
             print(f"imapd: serving {kind} on {where}{data}", flush=True)
     server.on_shutdown.append(lambda: daemon.sd_notify("STOPPING=1"))
-    daemon.tune_gc()
     with daemon.PidFile(config.pid_file) if config.pid_file else nullcontext():
         daemon.sd_notify("READY=1\nSTATUS=serving " + ", ".join(f"{k} on {w}" for k, w in shown))
         await server.serve_forever()
