@@ -61,6 +61,9 @@ class NotifyState:
     status: bool = False
     #: Every name the user can list -> selectable (False: a \\Noselect placeholder).
     names: dict[str, bool] = field(default_factory=dict)
+    #: The RFC 6154 attributes of those names that have any (set at CREATE, kept by RENAME):
+    #: every LIST this session pushes for a name shows them alike.
+    special_use: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subscribed: set[str] = field(default_factory=set)
     foreign: dict[int, Foreign] = field(default_factory=dict)
     #: Mailboxes (owner, local name, id) whose rights must be read again (AclChanged).
@@ -92,6 +95,7 @@ class NotifyState:
             self.sub = None
         self.registration = None
         self.names.clear()
+        self.special_use.clear()
         self.subscribed.clear()
         self.foreign.clear()
         self.recheck.clear()
@@ -119,10 +123,10 @@ class NotifyState:
             return frozenset()
         return self.registration.events_for(self.facts(ref.owner, self._name(ref)))
 
-    def list_attrs(self, name: str, *, special_use: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """As `mailbox_attributes` orders them: special uses, children, \\Subscribed, then
-        \\NonExistent when the name is not a mailbox the user can list (N78, D11)."""
-        attrs: list[str] = list(special_use)
+    def list_attrs(self, name: str) -> tuple[str, ...]:
+        """As `mailbox_attributes` orders them: special uses (D35), children, \\Subscribed,
+        then \\NonExistent when the name is not a mailbox the user can list (N78, D11)."""
+        attrs: list[str] = list(self.special_use.get(name, ()))
         attrs.append("\\HasChildren" if has_children(name, self.names) else "\\HasNoChildren")
         if name in self.subscribed:
             attrs.append("\\Subscribed")
@@ -153,9 +157,11 @@ class NotifyState:
                 ):
                     return []
                 self.names[name] = True
+                if change.special_use:
+                    self.special_use[name] = change.special_use
                 if own:
                     return []
-                out = self._name_event(change.mailbox, name, change.special_use)
+                out = self._name_event(change.mailbox, name)
                 rights = self._rights(change.mailbox) or ""
                 if "r" in rights and "FlagChange" in self.events(change.mailbox):
                     # N55: a watched name that comes back (DELETE, then CREATE) has a new
@@ -170,13 +176,14 @@ class NotifyState:
                 if change.mailbox.owner != self.viewer and change.mailbox.id not in self.foreign:
                     return []
                 self.foreign.pop(change.mailbox.id, None)
+                self.special_use.pop(name, None)
                 if has_children(name, self.names):
                     self.names[name] = False  # a \\Noselect placeholder (RFC 3501 §6.3.4)
                 else:
                     self.names.pop(name, None)
                 if own:
                     return []
-                return self._name_event(change.mailbox, name, ())
+                return self._name_event(change.mailbox, name)
             case MailboxRenamed():
                 return self._renamed(change, own)
             case SubscriptionChanged():
@@ -261,14 +268,12 @@ class NotifyState:
                     return []  # N54
                 return [status_response(name, ref, counts, items, condstore)]  # N52, N53
 
-    def _name_event(
-        self, ref: MailboxRef, name: str, special_use: tuple[str, ...]
-    ) -> list[Response]:
+    def _name_event(self, ref: MailboxRef, name: str) -> list[Response]:
         """N74-N78, C.10: a LIST for the name and one for its direct parent."""
         assert self.registration is not None
         out: list[Response] = []
         if "MailboxName" in self.registration.events_for(self.facts(ref.owner, name)):
-            out.append(list_response(self.list_attrs(name, special_use=special_use), name))
+            out.append(list_response(self.list_attrs(name), name))
         parent = parent_name(name)
         if (
             parent is not None
@@ -298,6 +303,9 @@ class NotifyState:
             selectable = self.names.pop(oname, None)
             if selectable is not None or old.owner == self.viewer:
                 self.names[nname] = True if selectable is None else selectable
+            self.special_use.pop(oname, None)
+            if new.special_use:
+                self.special_use[nname] = new.special_use
             if old.owner == self.viewer and oname in self.subscribed:  # the store moves them
                 self.subscribed.discard(oname)
                 self.subscribed.add(nname)
@@ -313,7 +321,7 @@ class NotifyState:
         after = self.registration.events_for(self.facts(first_new.owner, new_name))
         if "MailboxName" not in before | after:
             return []
-        attrs = self.list_attrs(new_name, special_use=first_new.special_use)
+        attrs = self.list_attrs(new_name)
         return [oldname_response(new_name, old_name, attrs)]
 
     def _renamed_into_view(self, change: MailboxRenamed) -> bool:

@@ -92,6 +92,7 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
     responses: list[Response] = []
     listable = [m for m in mailboxes if "l" in m.rights]
     state.names = {m.name: m.selectable for m in listable}
+    state.special_use = {m.name: m.special_use for m in listable if m.special_use}
     named = {n for g in cmd.groups for n in g.mailboxes}
     state.rights = {(m.owner, _local(user.name, m)): m.rights
                     for m in mailboxes if m.owner != user.name}
