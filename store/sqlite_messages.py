@@ -534,6 +534,8 @@ class SqliteMessages(SqliteBase):
         """Remove the messages older than their mailbox's retention (see store/expire.py):
         one transaction per mailbox, each publishing MessagesExpunged(kind="expire") with
         Origin(service="expire"). Returns how many messages were removed."""
+        if now is not None and now.tzinfo is None:
+            raise ValueError("expire needs an aware datetime")  # as the store clock must be
         when = self._now() if now is None else now
         origin = Origin(service="expire")
         total = 0

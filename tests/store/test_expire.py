@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from store.api import NewMessage
@@ -82,3 +84,13 @@ async def test_set_retention_errors(env: Env) -> None:
         await store.set_retention(bob.id, "INBOX", -1)
     await store.set_retention(bob.id, "INBOX", 0)
     assert (await store.get_mailbox(bob.id, "INBOX")).retention_days is None
+
+
+async def test_expire_refuses_a_naive_now(env: Env) -> None:
+    """A datetime without a zone would be compared as if it were UTC: refused, as the store
+    clock's is; an aware one from any zone is taken."""
+    store = await env.open()
+    with pytest.raises(ValueError):
+        await store.expire(dt.datetime(2026, 1, 1))  # noqa: DTZ001 - the naive one refused
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    assert await store.expire(dt.datetime(2026, 1, 1, tzinfo=plus_two)) == 0
