@@ -283,11 +283,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             if answer is not None and not answer.done():
                 answer.set_result(result)
             if changes:
-                self._note_published(changes)
-                try:
-                    self._publish(changes)
-                except Exception:  # committed: the caller's result stands
-                    log.exception("publish failed for change_log seq %s", changes[0].seq)
+                self._announce(changes)
             return result
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
@@ -309,11 +305,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         except Exception:
             log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return
-        self._note_published(changes)
-        try:
-            self._publish(changes)
-        except Exception:
-            log.exception("publish failed for change_log seq %s", changes[0].seq)
+        self._announce(changes)
 
     # --- maintenance (not part of the Store protocol) ---------------------------------------
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
@@ -382,11 +374,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
                 changes = await self._foreign_rows(None)
                 if not changes:
                     break
-                self._note_published(changes)
-                try:
-                    self._publish(changes)
-                except Exception:
-                    log.exception("publish failed for change_log seq %s", changes[0].seq)
+                self._announce(changes)
             return self._published
 
     async def _foreign_before(self, own: list[Change]) -> list[Change]:
@@ -420,6 +408,15 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             self._published = max(self._published, int(rows[-1][0]))
             return await self._foreign_rows(before)
         return out
+
+    def _announce(self, changes: Sequence[Change]) -> None:
+        """Record ``changes`` as published and hand them to the bus, in commit order. They
+        are committed: a failing listener is logged and never fails the caller."""
+        self._note_published(changes)
+        try:
+            self._publish(changes)
+        except Exception:
+            log.exception("publish failed for change_log seq %s", changes[0].seq)
 
     def _note_published(self, changes: Sequence[Change]) -> None:
         if self._recent_floor and any(
