@@ -391,23 +391,25 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         """Changes of change_log rows after ``_published`` (and below ``before``), at most
         `_FOREIGN_BATCH`; an unreadable row is skipped with a warning (it is passed)."""
         assert self._published is not None
-        rows = await _rows(
-            self._writer,
-            "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
-            " ORDER BY seq LIMIT ?",
-            (self._published, before if before is not None else 2**63 - 1,
-             _FOREIGN_BATCH if before is None else -1),
-        )
-        out: list[Change] = []
-        for seq, kind, payload in rows:
-            try:
-                out.append(from_json(kind, seq, payload))
-            except (KeyError, TypeError, ValueError):
-                log.warning("change_log seq %d (%s) cannot be read; not published", seq, kind)
-        if rows and not out:  # all unreadable: step over them
+        while True:
+            rows = await _rows(
+                self._writer,
+                "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
+                " ORDER BY seq LIMIT ?",
+                (self._published, before if before is not None else 2**63 - 1,
+                 _FOREIGN_BATCH if before is None else -1),
+            )
+            out: list[Change] = []
+            for seq, kind, payload in rows:
+                try:
+                    out.append(from_json(kind, seq, payload))
+                except (KeyError, TypeError, ValueError):
+                    log.warning("change_log seq %d (%s) cannot be read; not published", seq,
+                                kind)
+            if not rows or out:
+                return out
+            # A whole batch unreadable (a newer writer's kinds): step over it, read on.
             self._published = max(self._published, int(rows[-1][0]))
-            return await self._foreign_rows(before)
-        return out
 
     def _announce(self, changes: Sequence[Change]) -> None:
         """Record ``changes`` as published and hand them to the bus, in commit order. They

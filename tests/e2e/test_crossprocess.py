@@ -224,6 +224,31 @@ async def test_foreign_commits_are_published_first_and_in_order(tmp_path: Path) 
         await server.close()
 
 
+async def test_unreadable_foreign_rows_are_stepped_over(tmp_path: Path) -> None:
+    """Rows the server cannot read (a newer writer's kinds), more than one batch of them,
+    are skipped with a warning; the readable change after them is still published."""
+    path = tmp_path / "s.sqlite3"
+    published: list[Change] = []
+    server = await SqliteStore.open(path, published.extend, scrypt_n=2)
+    other = await SqliteStore.open(path, lambda changes: None, scrypt_n=2)
+    try:
+        alice = await server.create_user("alice", "pw")
+        await server.follow_foreign_commits()
+        published.clear()
+        with sqlite3.connect(path) as db:  # what a newer version's process might log
+            db.executemany(
+                "INSERT INTO change_log (kind, user, payload, created) VALUES (?, ?, ?, ?)",
+                [("FromTheFuture", "alice", "{}", "2026-01-01T00:00:00+00:00")] * 2500,
+            )
+        await other.create_mailbox(alice.id, "A", Origin(service="cli"))
+        last = await server.publish_foreign()
+        assert [type(c).__name__ for c in published] == ["MailboxCreated"]
+        assert published[0].seq == last  # everything before it was passed
+    finally:
+        await other.close()
+        await server.close()
+
+
 async def test_the_bus_sees_foreign_expunges_in_order(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     bus = EventBus()
