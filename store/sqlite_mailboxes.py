@@ -507,7 +507,13 @@ class SqliteMailboxes(SqliteBase):
                 await tx.run("UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
                              (top, mailbox_id))
 
-            await self._write(bump)
+            try:
+                await self._write(bump)
+            except BaseException:
+                # Not known to be stored: forget the floor, the next claim reads the table.
+                if self._recent_floor.get(mailbox_id) == top:
+                    del self._recent_floor[mailbox_id]
+                raise
             return claimed
 
         async def body(tx: _Tx) -> frozenset[int]:

@@ -10,7 +10,7 @@ import pytest
 
 from store.api import MailboxInfo, NewMessage, User
 from store.changes import FlagChange, FlagsChanged, MessagesAdded, MessagesExpunged
-from store.errors import MailboxInvalid, MailboxNotFound
+from store.errors import MailboxInvalid, MailboxNotFound, StoreError
 from store.sqlite import SqliteStore, uid_ranges
 from tests.store.conftest import ORIGIN, START, Env, message, new
 
@@ -353,6 +353,26 @@ async def test_recent(store: SqliteStore, env: Env, bob: User) -> None:
     assert await store.claim_recent(first.mailbox.id, [3, 4]) == {3, 4}
     assert await store.claim_recent(first.mailbox.id, [3, 4]) == frozenset()
     assert await store.claim_recent(first.mailbox.id, []) == frozenset()
+
+
+async def test_recent_claim_not_stored_is_not_kept(
+    store: SqliteStore, env: Env, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim whose write fails raises, and is forgotten: the next claim decides from the
+    table again instead of from a floor nothing stored."""
+    box = (await store.open_mailbox(bob.id, "INBOX", claim_recent=True)).mailbox
+    await store.append(bob.id, "INBOX", [new(), new()], ORIGIN)
+    real_write = store._write
+
+    async def failing_write(body: object) -> object:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(store, "_write", failing_write)
+    with pytest.raises(StoreError):
+        await store.claim_recent(box.id, [1, 2])
+    monkeypatch.setattr(store, "_write", real_write)
+    assert await store.claim_recent(box.id, [1, 2]) == {1, 2}
+    assert (await inbox(store, bob)).recent == 0
 
 
 async def test_open_mailbox_snapshot(store: SqliteStore, env: Env, bob: User) -> None:
