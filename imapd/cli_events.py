@@ -38,7 +38,7 @@ from notify.bus import change_owner
 from notify.cyrus import to_json
 from notify.events import events_for
 from notify.sink import render
-from store.changes import from_json
+from store.changes import read_change
 from store.sqlite import SqliteStore
 
 SEQ_PARAM = "vnd.imapd.seq"
@@ -82,9 +82,8 @@ async def tail(config: Config, *, user: str | None, from_seq: int | None, follow
             rows = await store.change_log(cursor, BATCH)
             for seq, kind, payload in rows:
                 cursor = seq
-                try:
-                    change = from_json(kind, seq, payload)
-                except (KeyError, TypeError, ValueError):
+                change = read_change(kind, seq, payload)
+                if change is None:
                     print(f"imapd events: change_log seq {seq} ({kind}) cannot be read;"
                           " skipped", file=sys.stderr)
                     continue

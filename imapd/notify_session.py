@@ -109,7 +109,7 @@ class NotifyState:
     def _rights(self, ref: MailboxRef) -> str | None:
         """The user's rights on ``ref``: all on their own; None when not watched."""
         if ref.owner == self.viewer:
-            return "lrswipkxtea"
+            return ALL_RIGHTS
         f = self.foreign.get(ref.id)
         return f.rights if f is not None else None
 
@@ -251,14 +251,12 @@ class NotifyState:
         counts = change.counts
         name = self._name(ref)
         match change:
-            case MessagesAdded():
-                if "MessageNew" not in events:
+            case MessagesAdded() | MessagesExpunged():
+                event = "MessageNew" if isinstance(change, MessagesAdded) else "MessageExpunge"
+                if event not in events:
                     return []
-                return [status_response(name, ref, counts, STATUS_NEW, condstore)]  # N64, N65
-            case MessagesExpunged():
-                if "MessageExpunge" not in events:
-                    return []
-                return [status_response(name, ref, counts, STATUS_NEW, condstore)]  # N70, C.5
+                # N64, N65; N70, C.5
+                return [status_response(name, ref, counts, STATUS_NEW, condstore)]
             case FlagsChanged():
                 if "FlagChange" not in events:
                     return []

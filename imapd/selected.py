@@ -213,7 +213,7 @@ class SelectedView:
         if self._new:
             self.uids.extend(self._new)
             self._new.clear()
-            # Rendered here: every listener of a delivery sends these (NOTIFY fan-out).
+            # Straight to bytes: on a fan-out every listener sends these (no Value tree).
             out.append(Serialized(b"* %d EXISTS\r\n* %d RECENT\r\n"
                                   % (len(self.uids), self._recent_count())))
         return out

@@ -99,7 +99,6 @@ class PushBatch:
                 log.exception("session %s: pushed responses not written", session.id)
 
 
-
 class Server:
     def __init__(self, config: Config, store: SqliteStore, bus: EventBus) -> None:
         self.config = config

@@ -44,7 +44,7 @@ from typing import Protocol
 from notify.cyrus import Format, event_fields, fit
 from notify.events import Event, EventType, Policy, events_for
 from store.api import MessageRecord
-from store.changes import Change, from_json
+from store.changes import Change, read_change
 
 log = logging.getLogger("imapd.notify.sink")
 
@@ -275,9 +275,8 @@ class NotifySink:
         self.cursor, self._partial = skip_to, 0
 
     async def _deliver(self, seq: int, kind: str, payload: str) -> bool:
-        try:
-            change = from_json(kind, seq, payload)
-        except (KeyError, TypeError, ValueError):
+        change = read_change(kind, seq, payload)
+        if change is None:
             log.warning("notify sink: change_log seq %d (%s) cannot be read; skipped", seq, kind)
             return True
         return await self._deliver_change(change)

@@ -67,7 +67,7 @@ from notify.cyrus import (
 )
 from notify.events import Policy, events_for
 from notify.sink import OutboxStore, render
-from store.changes import from_json
+from store.changes import read_change
 
 log = logging.getLogger("imapd.notifyd.webhook")
 
@@ -406,9 +406,8 @@ class Webhook:
             rows = await store.change_log(after, OUTBOX_BATCH)
             for seq, kind, payload in rows:
                 after = seq
-                try:
-                    change = from_json(kind, seq, payload)
-                except (KeyError, TypeError, ValueError):
+                change = read_change(kind, seq, payload)
+                if change is None:
                     log.warning("webhook: change_log seq %d (%s) cannot be read; skipped",
                                 seq, kind)
                     continue

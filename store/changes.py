@@ -278,6 +278,15 @@ def _decode_message(d: dict[str, Any]) -> MessageFacts:
     )
 
 
+def read_change(kind: str, seq: int, payload: str) -> Change | None:
+    """The Change of a change_log row, or None when this version cannot read it (a newer
+    writer's kind or shape): every reader of the log steps over such a row, saying so."""
+    try:
+        return from_json(kind, seq, payload)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def from_json(kind: str, seq: int, payload: str) -> Change:
     """Rebuild a Change from its change_log row."""
     cls = CHANGE_TYPES[kind]

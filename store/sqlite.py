@@ -97,7 +97,7 @@ from store.changes import (
     QuotaChanged,
     SessionEvent,
     change_kind,
-    from_json,
+    read_change,
     to_json,
 )
 from store.migrate import migrate
@@ -401,11 +401,12 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             )
             out: list[Change] = []
             for seq, kind, payload in rows:
-                try:
-                    out.append(from_json(kind, seq, payload))
-                except (KeyError, TypeError, ValueError):
+                change = read_change(kind, seq, payload)
+                if change is None:
                     log.warning("change_log seq %d (%s) cannot be read; not published", seq,
                                 kind)
+                else:
+                    out.append(change)
             if not rows or out:
                 return out
             # A whole batch unreadable (a newer writer's kinds): step over it, read on.
