@@ -69,6 +69,7 @@ async def _serve(config: Config) -> int:
         print(f"imapd: cannot listen: {exc}", file=sys.stderr)
         await server.shutdown()
         return 1
+    server.handle_signals()  # before "serving" is printed: a SIGTERM from then on drains
     shown = [("IMAP", f"{host}:{port}") for host, port in addresses]
     shown += [("IMAPS", f"{host}:{port}") for host, port in server.tls_addresses]
     for where in server.lmtp.addresses if server.lmtp else ():

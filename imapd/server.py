@@ -298,11 +298,18 @@ class Server:
         await self.store.close()
         self._stopped.set()
 
-    async def serve_forever(self) -> None:
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT drain the server, SIGHUP reloads TLS (main thread only). Called
+        before the server announces itself, so a signal sent as soon as it says it serves is
+        a graceful stop, not the default action; `serve_forever` calls it too (idempotent)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.handle_signals()
         try:
             await self._stopped.wait()
         finally:
