@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.docker_env import ROOT, require_engine, run, unavailable
+
 #: Compose project: "imapdtest" plus a suffix of this run, so that two runs at once (two
 #: checkouts, two sessions in one) never share containers, volumes or the network.
 PROJECT = os.environ.get("IMAPD_COMPOSE_PROJECT") or f"imapdtest{uuid.uuid4().hex[:8]}"
@@ -32,43 +33,20 @@ UP_TIMEOUT = 900  # seconds: a fresh build installs the dependencies from PyPI
 pytestmark = pytest.mark.slow
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    if _in_ci():
-        pytest.fail(f"{reason}, and CI=true: run scripts/docker-setup first (.ci/run does)")
-    pytest.skip(f"{reason} (scripts/docker-setup installs and starts one)")
-
-
-def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-
-
 def _compose_command() -> list[str]:
     """Compose v1 (Debian 12's docker-compose) if present, else v2's `docker compose`."""
-    if shutil.which("docker") is None:
-        _unavailable("no docker command")
-    try:
-        info = _run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=30)
-    except subprocess.TimeoutExpired:
-        _unavailable("`docker info` did not answer within 30 s")
-    if info.returncode != 0:
-        _unavailable(f"no Docker engine: {info.stderr.strip()[:200]}")
+    require_engine()
     if shutil.which("docker-compose"):
         return ["docker-compose", "-p", PROJECT]
-    if _run(["docker", "compose", "version"]).returncode == 0:
-        return ["docker", "compose", "-p", PROJECT]
-    _unavailable("neither docker-compose nor `docker compose` is installed")
-    raise AssertionError("unreachable")
+    if run(["docker", "compose", "version"]).returncode != 0:
+        unavailable("neither docker-compose nor `docker compose` is installed")
+    return ["docker", "compose", "-p", PROJECT]
 
 
 def test_compose_stack(tmp_path: Path) -> None:
     compose = _compose_command()
     down = [*compose, "down", "-v", "--remove-orphans"]
-    _run(down, timeout=120)  # a stack left over by an interrupted run
+    run(down, timeout=120)  # a stack left over by an interrupted run
     log_path = tmp_path / "compose-up.log"
     try:
         with log_path.open("w") as log:
@@ -82,10 +60,10 @@ def test_compose_stack(tmp_path: Path) -> None:
                 code: int | str = up.returncode
             except subprocess.TimeoutExpired:
                 code = f"timeout after {UP_TIMEOUT} s"
-        tests_log = _run([*compose, "logs", "--no-color", "tests"], timeout=60).stdout
+        tests_log = run([*compose, "logs", "--no-color", "tests"], timeout=60).stdout
         summary = re.findall(r"(\d+) passed, (\d+) failed", tests_log)
         if code != 0 or not summary or summary[-1][1] != "0":
-            stack_log = _run([*compose, "logs", "--no-color", "--timestamps"], timeout=60)
+            stack_log = run([*compose, "logs", "--no-color", "--timestamps"], timeout=60)
             up_tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
             # Shown by pytest with the failure (captured output), whole; the message has tails.
             print("=== docker-compose up (last 60 lines) ===\n" + up_tail)  # noqa: T201
@@ -93,4 +71,4 @@ def test_compose_stack(tmp_path: Path) -> None:
             pytest.fail(f"compose stack failed (exit code {code}, summary {summary}):\n"
                         + "\n".join(tests_log.splitlines()[-40:]))
     finally:
-        _run(down, timeout=120)
+        run(down, timeout=120)
