@@ -416,10 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imapd: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    if config.log_format != "text":
-        from imapd.daemon import configure_logging
+    from imapd.daemon import configure_logging
 
-        configure_logging(config.log_format, verbose=args.verbose)
+    configure_logging(config.log_format, verbose=args.verbose)  # text lines name ID's client
     from imapd import cli_admin
 
     if (code := cli_admin.dispatch(args, config)) is not None:

@@ -5,10 +5,12 @@ RFC 4959)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
-from imapd.auth_guard import log_failure
+from imapd.auth_guard import log_failure, quote_for_log
 from imapd.commands.base import Outcome, ok
+from imapd.daemon import SESSION_CLIENT
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
@@ -18,6 +20,8 @@ from store.namespace import PREFIXES
 
 if TYPE_CHECKING:
     from imapd.session import Session
+
+log = logging.getLogger("imapd.session")
 
 SERVER_ID = ("name", "imapd", "vendor", "imapd project", "version", "0.1.0")
 
@@ -39,7 +43,14 @@ async def handle_logout(session: Session, cmd: c.Logout) -> Outcome:
 
 
 async def handle_id(session: Session, cmd: c.Id) -> Outcome:
-    """ID (RFC 2971): ``* ID ("name" "imapd" ...)``."""
+    """ID (RFC 2971): ``* ID ("name" "imapd" ...)``. The client's name and version go into
+    the session's log context: every later line of the session names them."""
+    fields = {key.lower(): value for key, value in cmd.params or () if value is not None}
+    if "name" in fields or "version" in fields:
+        name = quote_for_log(fields.get("name", ""))
+        version = quote_for_log(fields.get("version", ""))
+        log.info("session %s: client %s version %s", session.id, name, version)
+        SESSION_CLIENT.set(f"{name} {version}")  # this task's records (imapd/daemon.py)
     return ok("ID completed", None, Untagged((Atom("ID"), SERVER_ID)))
 
 
