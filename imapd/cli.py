@@ -162,7 +162,7 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
     return _run(_with_store(config, act))
 
 
-PASSWORD_HELP = ("the password ('-': read one line from standard input; omitted: asked on the "
+_PW_FLAG_HELP = ("the password ('-': read one line from standard input; omitted: asked on the "
                  "terminal). A password on the command line shows in ps and shell history")
 
 
@@ -376,12 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="create a user")
     add.add_argument("name")
-    add.add_argument("--password", metavar="PW|-", help=PASSWORD_HELP)
+    add.add_argument("--password", metavar="PW|-", help=_PW_FLAG_HELP)
     add.add_argument("--admin", action="store_true")
     data_dir(add)
     passwd = user_sub.add_parser("passwd", help="change a user's password")
     passwd.add_argument("name")
-    passwd.add_argument("--password", metavar="PW|-", help=PASSWORD_HELP)
+    passwd.add_argument("--password", metavar="PW|-", help=_PW_FLAG_HELP)
     data_dir(passwd)
     delete = user_sub.add_parser("delete", help="delete a user and all their mail")
     delete.add_argument("name")

@@ -122,7 +122,7 @@ def test_descriptor_limit_is_met_with_bye_not_silence(tmp_path: Path) -> None:
     env = {"IMAPD_MAX_CONNECTIONS_PER_IP": "0", "PATH": "/usr/bin:/bin"}
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data),
              "--listen", f"127.0.0.1:{port}"],
             stdout=log_file, stderr=subprocess.STDOUT, env=env, preexec_fn=low_nofile,
@@ -419,14 +419,14 @@ def test_session_log_lines_name_the_client_after_id(tmp_path: Path, log_format: 
     """`imapd serve` as run: after ID, the session's lines (here its disconnect) carry the
     client's name and version; before ID they do not."""
     data = tmp_path / "data"
-    add = subprocess.run(  # noqa: S603
+    add = subprocess.run(
         [sys.executable, "-m", "imapd", "user", "add", "carol", "--password", "pw",
          "--data-dir", str(data)], capture_output=True, timeout=60, check=False)
     assert add.returncode == 0, add.stderr
     port = _free_port()
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data),
              "--listen", f"127.0.0.1:{port}", "--log-format", log_format],
             stdout=log_file, stderr=subprocess.STDOUT)

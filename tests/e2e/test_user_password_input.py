@@ -23,7 +23,7 @@ from store.sqlite import SqliteStore
 
 def imapd(*args: str, data_dir: Path, stdin: bytes | None = None
           ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir)],
         input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True, timeout=60, check=False,
@@ -91,7 +91,7 @@ def test_password_prompt_on_a_terminal(tmp_path: Path, answers: list[bytes], cod
     def controlling_tty() -> None:  # after setsid (start_new_session): take the pty
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "imapd", "user", "add", "gail", "--data-dir", str(data)],
         stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
         preexec_fn=controlling_tty,
