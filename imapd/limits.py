@@ -28,6 +28,9 @@ log = logging.getLogger("imapd.limits")
 
 #: An episode ends (and its summary is logged) once its limit refused nothing for this long.
 EPISODE_QUIET = 60.0
+#: Seconds a TLS handshake may take (at most login_timeout): enough for a slow mobile link;
+#: an implicit-TLS handshake holds a descriptor before `Admission` counts its connection.
+TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Descriptors kept aside beyond the server's own at start (listeners, SQLite's files): LMTP
 #: and control connections, SQLite temporary files, a TLS certificate reload.
 DESCRIPTOR_HEADROOM = 64

@@ -22,7 +22,13 @@ from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
 from imapd.daemon import SESSION_ID
-from imapd.limits import Admission, address_key, connection_budget, raise_nofile_limit
+from imapd.limits import (
+    TLS_HANDSHAKE_TIMEOUT,
+    Admission,
+    address_key,
+    connection_budget,
+    raise_nofile_limit,
+)
 from imapd.lmtp.server import LmtpServer
 from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
@@ -34,9 +40,6 @@ if TYPE_CHECKING:
     from imapd.session import Session
 
 log = logging.getLogger("imapd.server")
-
-#: Seconds a TLS handshake may take (at most login_timeout): enough for a slow mobile link.
-TLS_HANDSHAKE_TIMEOUT = 30.0
 
 #: Extensions advertised before and after login (several clients decide from the greeting).
 BASE_CAPABILITIES = (

@@ -42,7 +42,7 @@ from imapd import tls
 from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome
 from imapd.commands.notify import new_message_fetches, notify_updates
-from imapd.limits import address_key
+from imapd.limits import TLS_HANDSHAKE_TIMEOUT, address_key
 from imapd.notify_session import NotifyState
 from imapd.protocol import commands as c
 from imapd.protocol.connection import (
@@ -374,7 +374,7 @@ class Session:
             self.reader, self.writer = await tls.upgrade(
                 plain.transport,
                 self.server.tls.context,
-                handshake_timeout=self.config.login_timeout,
+                handshake_timeout=min(self.config.login_timeout, TLS_HANDSHAKE_TIMEOUT),
                 limit=2**20,
             )
         except (OSError, TimeoutError) as exc:

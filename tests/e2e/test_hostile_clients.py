@@ -5,6 +5,7 @@ not slowed), and the client's ID in the session's log lines."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -457,3 +458,30 @@ def test_session_log_lines_name_the_client_after_id(tmp_path: Path, log_format: 
         assert any("connect from" in line and "(client" not in line for line in lines), lines
         assert any(f'client {client.replace(" ", " version ", 1)}' in line
                    for line in lines), lines
+
+
+def test_a_limit_logs_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
+    """A refusal flood: one WARNING when it starts, one INFO with the count once the limit
+    has refused nothing for the quiet time; then a new episode starts a new line."""
+    from imapd.limits import Episodes
+
+    caplog.set_level(logging.INFO, "imapd.limits")
+
+    async def flood() -> None:
+        episodes = Episodes(quiet=0.2)
+        for _ in range(50):
+            episodes.refused("max_connections_per_ip", "192.0.2.1", "100 connections")
+        await asyncio.sleep(0.6)
+        episodes.refused("max_connections_per_ip", "192.0.2.1", "100 connections")
+        episodes.close()
+
+    asyncio.run(flood())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "limit max_connections_per_ip reached: 100 connections"
+                    " (logged once until it stops refusing)"),
+        ("INFO", "limit max_connections_per_ip for 192.0.2.1: 50 refused in 0 s,"
+                 " none since 0 s"),
+        ("WARNING", "limit max_connections_per_ip reached: 100 connections"
+                    " (logged once until it stops refusing)"),
+    ]
