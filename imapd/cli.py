@@ -437,10 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from imapd.daemon import TextFormatter
+
+    text = logging.StreamHandler()
+    text.setFormatter(TextFormatter())  # the session's client after ID (RFC 2971)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        handlers=[text])
     if args.command == "healthcheck":  # no store, no configuration file
         host, port = _listen_from_env()
         return _healthcheck(args.host or host, args.port or port, args.timeout)
@@ -458,9 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imapd: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    from imapd.daemon import configure_logging
+    if config.log_format != "text":
+        from imapd.daemon import configure_logging
 
-    configure_logging(config.log_format, verbose=args.verbose)  # text lines name ID's client
+        configure_logging(config.log_format, verbose=args.verbose)
     from imapd import cli_admin
 
     if (code := cli_admin.dispatch(args, config)) is not None:
