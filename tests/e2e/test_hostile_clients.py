@@ -25,7 +25,7 @@ from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 #: The fail2ban filter the README gives (``<HOST>`` is fail2ban's address pattern).
-FAIL2BAN_FAILREGEX = r"auth failed: rip=<HOST> "
+FAIL2BAN_FAILREGEX = r"auth failed: rip=<HOST> user="
 
 
 def greeted(srv: RunningServer, source: str = "127.0.0.1") -> RawClient:
