@@ -24,8 +24,13 @@ import pytest
 from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
-#: The fail2ban filter the README gives (``<HOST>`` is fail2ban's address pattern).
-FAIL2BAN_FAILREGEX = r"auth failed: rip=<HOST> user="
+#: The fail2ban filters the README gives, for text and JSON log lines (``<HOST>`` is
+#: fail2ban's address pattern; fail2ban cuts the date out of a line before matching).
+#: Anchored at the line's start: client-chosen text (an ID name, a user name) elsewhere in
+#: a line must not be able to get an address banned.
+FAIL2BAN_TEXT = r"^\s*INFO imapd\.auth: auth failed: rip=<HOST> user="
+FAIL2BAN_JSON = (r'^\{"time": "[^"]*", "level": "INFO", "logger": "imapd\.auth", '
+                 r'"message": "auth failed: rip=<HOST> user=')
 
 
 def greeted(srv: RunningServer, source: str = "127.0.0.1") -> RawClient:
@@ -255,6 +260,8 @@ def test_failed_logins_leave_one_parseable_line_and_never_the_password(
     caplog.set_level(logging.INFO, "imapd")
     c = greeted(server, "127.0.0.3")
     c.response()
+    forged = 'ID ("name" "INFO imapd.auth: auth failed: rip=192.0.2.99 user=")'
+    assert c.command("a0", forged)[-1].startswith("a0 OK")
     assert c.command("a1", "LOGIN alice wrongpw1")[-1].startswith("a1 NO [AUTHENTICATIONFAILED]")
     assert c.command("a2", "LOGIN nobody wrongpw2")[-1].startswith("a2 NO [AUTHENTICATIONFAILED]")
     plain = "AGFsaWNlAHdyb25ncHcz"  # base64 of "\0alice\0wrongpw3"
@@ -274,11 +281,22 @@ def test_failed_logins_leave_one_parseable_line_and_never_the_password(
         ("127.0.0.3", '"alice"', "PLAIN", "bad-password"),
         ("127.0.0.3", r'"e\"v\\i\x0d\x0al\x1b"', "LOGIN", "unknown-user"),
     ]
-    failregex = re.compile(FAIL2BAN_FAILREGEX.replace("<HOST>", r"(?P<host>[0-9a-fA-F.:]+)"))
-    assert [m["host"] for line in lines if (m := failregex.search(line))] == ["127.0.0.3"] * 4
     assert "wrongpw" not in caplog.text
+    # fail2ban finds the four, and nothing in the forged ID line, in either log format.
+    from imapd.daemon import JsonFormatter, TextFormatter
+
+    host = r"(?P<host>[0-9a-fA-F.:]+)"
+    date = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+")
+    for formatter, failregex, cut in ((TextFormatter(), FAIL2BAN_TEXT, date),
+                                      (JsonFormatter(), FAIL2BAN_JSON, None)):
+        pattern = re.compile(failregex.replace("<HOST>", host))
+        formatted = [formatter.format(r) for r in caplog.records]
+        found = [m["host"] for line in formatted
+                 if (m := pattern.search(cut.sub("", line) if cut else line))]
+        assert found == ["127.0.0.3"] * 4, formatted
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    assert f"failregex = {FAIL2BAN_FAILREGEX}" in readme
+    assert f"failregex = {FAIL2BAN_TEXT}\n" in readme
+    assert f"failregex = {FAIL2BAN_JSON}\n" in readme
 
 
 def test_unknown_user_costs_one_verification_like_a_wrong_password(
