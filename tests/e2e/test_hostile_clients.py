@@ -342,7 +342,13 @@ def test_failures_back_off_per_address_and_user(server_factory: Any) -> None:
         assert attacker.command(f"a{i}", "LOGIN bob wrong")[-1].startswith(f"a{i} NO")
         waits.append(time.monotonic() - start)
     assert waits[0] >= 0.2 and waits[2] >= 0.8, waits  # waited at least the back-off
-    # bob's right password from his own address is answered without the back-off.
+    # A guess at bob from a fresh address waits for bob's failures (per user) ...
+    fresh = greeted(srv, "127.0.0.11")
+    fresh.response()
+    start = time.monotonic()
+    assert fresh.command("f1", "LOGIN bob wrong")[-1].startswith("f1 NO")
+    assert time.monotonic() - start >= 0.8
+    # ... but bob's right password from his own address is not held back by them.
     other = greeted(srv, "127.0.0.6")
     other.response()
     assert other.command("b1", f"LOGIN bob {PASSWORD}")[-1].startswith("b1 OK")
