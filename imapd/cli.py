@@ -113,10 +113,14 @@ def read_password(given: str | None) -> str:
                             "from standard input, or run on a terminal to be asked")
     import getpass
 
-    password = getpass.getpass("Password: ")
-    if not password:
-        raise PasswordError("empty password")
-    if getpass.getpass("Password again: ") != password:
+    try:
+        password = getpass.getpass("Password: ")
+        if not password:
+            raise PasswordError("empty password")
+        again = getpass.getpass("Password again: ")
+    except (EOFError, KeyboardInterrupt):
+        raise PasswordError("no password given") from None
+    if again != password:
         raise PasswordError("the passwords differ")
     return password
 
