@@ -207,11 +207,12 @@ class Server:
             return
         wanted = self.config.max_connections
         budget = connection_budget(wanted, soft)
-        if budget != wanted:
-            log.warning("max_connections %s lowered to %d: the descriptor limit is %d"
-                        " (raise it: LimitNOFILE=, ulimit -n)", wanted or "unlimited",
-                        budget, soft)
-            self.admission.total = budget
+        if wanted == 0:
+            log.info("max_connections: %d, what the descriptor limit (%d) allows", budget, soft)
+        elif budget != wanted:
+            log.warning("max_connections %d lowered to %d: the descriptor limit is %d"
+                        " (raise it: LimitNOFILE=, ulimit -n)", wanted, budget, soft)
+        self.admission.total = budget
 
     async def _expire_periodically(self) -> None:
         """Message expiry on a timer (a run at start, then every ``expire_interval``)."""
