@@ -45,9 +45,11 @@ if [ "$1" = serve ]; then
         continue
       fi
       if [[ $existing == *" $name "* ]]; then
-        imapd user passwd "$name" --password "$password" --data-dir "$data_dir" >/dev/null
+        # On standard input, not in argv: other processes' `ps` would show it.
+        printf '%s\n' "$password" |
+          imapd user passwd "$name" --password - --data-dir "$data_dir" >/dev/null
       else
-        imapd user add "$name" --password "$password" --data-dir "$data_dir"
+        printf '%s\n' "$password" | imapd user add "$name" --password - --data-dir "$data_dir"
       fi
     done
   fi

@@ -92,17 +92,59 @@ async def _with_store(config: Config, action: Callable[[Any], Coroutine[Any, Any
     return await with_store(config, action)
 
 
+class PasswordError(Exception):
+    """No usable password was given; the message says how to give one."""
+
+
+def read_password(given: str | None) -> str:
+    """The password of ``user add``/``passwd``: ``--password PW`` as given (scripts; it
+    shows in ``ps`` and shell history), ``--password -`` one line of standard input (its
+    line end removed), none: asked twice on the terminal (getpass: not echoed, not in
+    history). Raises PasswordError."""
+    if given is not None and given != "-":
+        return given
+    if given == "-":
+        line = sys.stdin.readline()
+        password = line.removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise PasswordError("--password -: no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise PasswordError("no password: give --password PW, or --password - to read it "
+                            "from standard input, or run on a terminal to be asked")
+    import getpass
+
+    try:
+        password = getpass.getpass("Password: ")
+        if not password:
+            raise PasswordError("empty password")
+        again = getpass.getpass("Password again: ")
+    except (EOFError, KeyboardInterrupt):
+        raise PasswordError("no password given") from None
+    if again != password:
+        raise PasswordError("the passwords differ")
+    return password
+
+
 def _user_command(args: argparse.Namespace, config: Config) -> int:
     from store.errors import StoreError
+
+    password = ""
+    if args.user_command in {"add", "passwd"}:
+        try:
+            password = read_password(args.password)
+        except PasswordError as exc:
+            print(f"imapd: {exc}", file=sys.stderr)
+            return 2
 
     async def act(store: Any) -> int:
         try:
             match args.user_command:
                 case "add":
-                    await store.create_user(args.name, args.password, admin=args.admin)
+                    await store.create_user(args.name, password, admin=args.admin)
                     print(f"user {args.name} added")
                 case "passwd":
-                    await store.set_password(args.name, args.password)
+                    await store.set_password(args.name, password)
                     print(f"password of {args.name} changed")
                 case "delete":
                     await store.delete_user(args.name)
@@ -123,6 +165,10 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return _run(_with_store(config, act))
+
+
+_PW_FLAG_HELP = ("the password ('-': read one line from standard input; omitted: asked on the "
+                 "terminal). A password on the command line shows in ps and shell history")
 
 
 def _parse_days(text: str) -> int | None:
@@ -335,12 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="create a user")
     add.add_argument("name")
-    add.add_argument("--password", required=True)
+    add.add_argument("--password", metavar="PW|-", help=_PW_FLAG_HELP)
     add.add_argument("--admin", action="store_true")
     data_dir(add)
     passwd = user_sub.add_parser("passwd", help="change a user's password")
     passwd.add_argument("name")
-    passwd.add_argument("--password", required=True)
+    passwd.add_argument("--password", metavar="PW|-", help=_PW_FLAG_HELP)
     data_dir(passwd)
     delete = user_sub.add_parser("delete", help="delete a user and all their mail")
     delete.add_argument("name")
@@ -396,10 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from imapd.daemon import TextFormatter
+
+    text = logging.StreamHandler()
+    text.setFormatter(TextFormatter())  # the session's client after ID (RFC 2971)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        handlers=[text])
     if args.command == "healthcheck":  # no store, no configuration file
         host, port = _listen_from_env()
         return _healthcheck(args.host or host, args.port or port, args.timeout)

@@ -45,10 +45,25 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     #: RFC 3501 §5.4: the autologout timer is at least 30 minutes once authenticated.
     idle_timeout: float = 30 * 60.0
-    #: Before authentication a client has little reason to linger (Dovecot: 3 minutes).
-    login_timeout: float = 60.0
-    #: Delay before answering a failed LOGIN/AUTHENTICATE (slows password guessing).
+    #: Seconds from connect to a successful login, however many bytes trickle in meanwhile
+    #: (Dovecot's login processes: 3 minutes, absolute). Some clients connect, then ask
+    #: their user for the password: a person needs the minutes, a script does not.
+    login_timeout: float = 180.0
+    #: Delay before answering a failed LOGIN/AUTHENTICATE; it doubles with each recent
+    #: failure from the address or for the user (halving every 5 minutes without), up to
+    #: auth_failure_delay_max (imapd/auth_guard.py). 0 turns the back-off off.
     auth_failure_delay: float = 2.0
+    auth_failure_delay_max: float = 15.0
+    #: Connections held at once (past it: ``* BYE [UNAVAILABLE]``; 0: no limit but the
+    #: descriptor limit, which also lowers this at start: imapd/limits.py).
+    max_connections: int = 1000
+    #: ... from one address (an IPv6 /64), logged in or not: a NAT of ten users with ten
+    #: connections each fits; one address cannot take more than a tenth of the server
+    #: (Postfix: 50 per client; Cyrus maxlogins_per_host: unlimited). 0: no limit.
+    max_connections_per_ip: int = 100
+    #: ... logged in as one user from one address: further logins get ``NO [LIMIT]``
+    #: (Dovecot's mail_max_userip_connections, same default). 0: no limit.
+    max_connections_per_user_ip: int = 10
     #: RFC 3501 §6.2.3: LOGIN over cleartext. None: allowed only on loopback listeners.
     allow_plaintext_login: bool | None = None
     #: "FULL": an OK survives power loss; "NORMAL": survives kill -9 only (SQLite WAL docs).
@@ -141,6 +156,10 @@ _SIMPLE = {
     "idle_timeout": float,
     "login_timeout": float,
     "auth_failure_delay": float,
+    "auth_failure_delay_max": float,
+    "max_connections": int,
+    "max_connections_per_ip": int,
+    "max_connections_per_user_ip": int,
     "allow_plaintext_login": bool,
     "sqlite_synchronous": str,
     "scrypt_n": int,
@@ -195,6 +214,10 @@ def _check_operations(config: Config) -> None:
         raise ConfigError("tls_key_file: set without tls_cert_file")
     if config.log_format not in _LOG_FORMATS:
         raise ConfigError(f"log_format: expected one of {_LOG_FORMATS}, got {config.log_format!r}")
+    for name in ("max_connections", "max_connections_per_ip", "max_connections_per_user_ip",
+                 "auth_failure_delay", "auth_failure_delay_max", "login_timeout"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name}: must be >= 0")
 
 
 def _env_value(key: str, text: str) -> object:

@@ -29,7 +29,26 @@ SESSION_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "imapd_session_id", default=None
 )
 
+#: The client the session's peer said it is (RFC 2971 ID: name and version, quoted for a
+#: log line), set by the ID handler in the session's task; None before ID or outside.
+SESSION_CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "imapd_session_client", default=None
+)
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, and on records logged in a session that sent ID, `` (client ...)``
+    after the message: an operator tells Thunderbird from a script on every line."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        text = super().formatMessage(record)
+        client = getattr(record, "client", None) or SESSION_CLIENT.get()
+        return f"{text} (client {client})" if client else text
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,6 +65,9 @@ class JsonFormatter(logging.Formatter):
         session = getattr(record, "session", None) or SESSION_ID.get()
         if session:
             entry["session"] = session
+        client = getattr(record, "client", None) or SESSION_CLIENT.get()
+        if client:
+            entry["client"] = client
         if record.exc_info:
             entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         return json.dumps(entry, ensure_ascii=False)
@@ -54,8 +76,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(log_format: str, *, verbose: bool = False) -> None:
     """Replace the root handler: text lines or JSON lines on stderr."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else
-                         logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         handlers=[handler], force=True)
 

@@ -17,10 +17,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imapd import tls
+from imapd.auth_guard import AuthGuard
 from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
 from imapd.daemon import SESSION_ID
+from imapd.limits import (
+    TLS_HANDSHAKE_TIMEOUT,
+    Admission,
+    address_key,
+    connection_budget,
+    raise_nofile_limit,
+)
 from imapd.lmtp.server import LmtpServer
 from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
@@ -123,6 +131,12 @@ class Server:
         self.tls_addresses: list[tuple[str, int]] = []
         #: Called when shutdown begins (the CLI sends systemd STOPPING=1).
         self.on_shutdown: list[Callable[[], object]] = []
+        #: Connection limits (imapd/limits.py); max_connections is checked against the
+        #: descriptor limit in `start`.
+        self.admission = Admission(config.max_connections, config.max_connections_per_ip,
+                                   config.max_connections_per_user_ip)
+        #: Every LOGIN/AUTHENTICATE verification (imapd/auth_guard.py).
+        self.auth_guard = AuthGuard(config.auth_failure_delay, config.auth_failure_delay_max)
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -161,6 +175,7 @@ class Server:
         # Commits of other processes (the CLI) are published too, in commit order; the
         # control socket is how the CLI says it committed, and serves who/kick.
         await self.store.follow_foreign_commits()
+        self._fit_descriptor_limit()
         control = ControlServer(self, control_socket_path(self.config.data_dir))
         try:
             if await control.start():
@@ -183,6 +198,21 @@ class Server:
         if self.config.expire_interval > 0:
             self._expiry = asyncio.create_task(self._expire_periodically(), name="expire")
         return addresses
+
+    def _fit_descriptor_limit(self) -> None:
+        """Raise the soft descriptor limit, and keep max_connections below it: accept must
+        never fail for want of a descriptor (imapd/limits.py `connection_budget`)."""
+        soft, _ = raise_nofile_limit()
+        if soft < 0:  # RLIM_INFINITY
+            return
+        wanted = self.config.max_connections
+        budget = connection_budget(wanted, soft)
+        if wanted == 0:
+            log.info("max_connections: %d, what the descriptor limit (%d) allows", budget, soft)
+        elif budget != wanted:
+            log.warning("max_connections %d lowered to %d: the descriptor limit is %d"
+                        " (raise it: LimitNOFILE=, ulimit -n)", wanted, budget, soft)
+        self.admission.total = budget
 
     async def _expire_periodically(self) -> None:
         """Message expiry on a timer (a run at start, then every ``expire_interval``)."""
@@ -222,7 +252,8 @@ class Server:
             port,
             limit=2**20,
             ssl=self.tls.listener_context,
-            ssl_handshake_timeout=self.config.login_timeout,
+            # A handshake holds a descriptor before any limit counts it (imapd/limits.py).
+            ssl_handshake_timeout=min(self.config.login_timeout, TLS_HANDSHAKE_TIMEOUT),
         )
         self._servers.append(server)
         self.tls_addresses = [s.getsockname()[:2] for s in server.sockets]
@@ -244,6 +275,13 @@ class Server:
         if self.shutting_down:
             writer.close()
             return
+        peer = writer.get_extra_info("peername")
+        key = address_key(peer[0] if isinstance(peer, tuple) else str(peer))
+        refusal = self.admission.connect(key)
+        if refusal is not None:  # told, not dropped (RFC 5530 §3: UNAVAILABLE)
+            writer.write(f"* BYE [UNAVAILABLE] {refusal}\r\n".encode())
+            writer.close()
+            return
         session = Session(self, reader, writer, service=service)
         SESSION_ID.set(session.id)  # this task's log records carry it (JSON logs)
         session.task = asyncio.current_task()
@@ -255,6 +293,10 @@ class Server:
             # A bug escaped the session's own handling: log it where operators (and the
             # test fixtures) look, with the session id; the connection is already gone.
             log.exception("session %s: unhandled error", session.id)
+        finally:
+            self.admission.disconnect(key)
+            if session.user is not None:
+                self.admission.logout(session.user.name, key)
 
     def forget(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -295,6 +337,7 @@ class Server:
             await self.sink.stop()
         if self.control is not None:
             await self.control.close()
+        self.admission.episodes.close()
         await self.store.close()
         self._stopped.set()
 

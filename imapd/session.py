@@ -42,6 +42,7 @@ from imapd import tls
 from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome
 from imapd.commands.notify import new_message_fetches, notify_updates
+from imapd.limits import TLS_HANDSHAKE_TIMEOUT, address_key
 from imapd.notify_session import NotifyState
 from imapd.protocol import commands as c
 from imapd.protocol.connection import (
@@ -94,6 +95,8 @@ class Session:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.loopback = isinstance(peer, tuple) and _is_loopback(peer[0])
+        #: What per-address limits and login throttling count by (imapd/limits.py).
+        self.address = address_key(peer[0] if isinstance(peer, tuple) else str(peer))
         self.service = service
         #: TLS is on: implicit TLS (``service`` "imaps") or after STARTTLS ("imap", as Cyrus).
         self.tls = writer.get_extra_info("ssl_object") is not None
@@ -122,6 +125,12 @@ class Session:
         self.connected_at = dt.datetime.now(dt.UTC)
         self.last_input = time.monotonic()
         self.kicked: str | None = None
+        #: Timers (loop time): login_timeout runs from connect, whatever bytes trickle in;
+        #: once authenticated, idle_timeout runs from the last complete command (RFC 3501
+        #: §5.4), not the last byte: a byte now and then keeps no connection.
+        now = asyncio.get_running_loop().time()
+        self._login_deadline = now + self.config.login_timeout
+        self._last_command = now
 
     # --- facts handlers use ------------------------------------------------------------
     @property
@@ -214,19 +223,26 @@ class Session:
         finally:
             await self._close()
 
+    def _deadline(self) -> tuple[float, str]:
+        """When the session ends if no command completes before (loop time), and its BYE."""
+        if self.user is None:
+            return self._login_deadline, "Autologout; no login in time"
+        return self._last_command + self.config.idle_timeout, "Autologout; idle for too long"
+
     async def _read(self) -> bytes | None:
         """Client bytes, or None when the session must end (EOF handled via the core)."""
-        timeout = self.config.idle_timeout if self.user else self.config.login_timeout
+        deadline, why_late = self._deadline()
         if self.idle_tag is not None or self.notify.active:  # RFC 5465 §3.1: at any time
-            return await self._read_idling(timeout)
+            return await self._read_idling(deadline, why_late)
         self.busy = False
         try:
             if (why := self.goodbye) is not None:
                 await self._bye(why)
                 return None
-            data = await asyncio.wait_for(self._recv(), timeout)
+            async with asyncio.timeout_at(deadline):
+                data = await self._recv()
         except TimeoutError:
-            await self._bye("Autologout; idle for too long")
+            await self._bye(why_late)
             return None
         except asyncio.CancelledError:
             if (why := self.goodbye) is not None:
@@ -237,7 +253,7 @@ class Session:
             self.busy = True
         return data
 
-    async def _read_idling(self, limit: float) -> bytes | None:
+    async def _read_idling(self, deadline: float, why_late: str) -> bytes | None:
         """IDLE (RFC 2177): whichever comes first, client bytes or a change to report.
 
         One read task and one timer for the whole wait; each wake-up is a single future,
@@ -253,7 +269,7 @@ class Session:
 
         read = asyncio.ensure_future(self._recv())
         read.add_done_callback(self._ring)
-        timer = loop.call_at(loop.time() + limit, expire)
+        timer = loop.call_at(deadline, expire)
         try:
             while True:
                 await self._push_updates()
@@ -279,7 +295,7 @@ class Session:
                 if read.done():
                     return read.result()
                 if timed_out:
-                    await self._bye("Autologout; idle for too long")
+                    await self._bye(why_late)
                     return None
         finally:
             timer.cancel()
@@ -358,7 +374,7 @@ class Session:
             self.reader, self.writer = await tls.upgrade(
                 plain.transport,
                 self.server.tls.context,
-                handshake_timeout=self.config.login_timeout,
+                handshake_timeout=min(self.config.login_timeout, TLS_HANDSHAKE_TIMEOUT),
                 limit=2**20,
             )
         except (OSError, TimeoutError) as exc:
@@ -398,10 +414,18 @@ class Session:
                     self.closing = True
                 case IdleDone():
                     await self._finish_idle()
+                    self._command_done()
                 case SaslResponse(data=data):
                     await self._finish_sasl(data)
+                    self._command_done()
                 case _:
+                    self._command_done()  # a command that runs long is no idleness
                     await self._dispatch(event)
+                    self._command_done()
+
+    def _command_done(self) -> None:
+        """A complete command arrived or finished: the idle timer restarts (RFC 3501 §5.4)."""
+        self._last_command = asyncio.get_running_loop().time()
 
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:

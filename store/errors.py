@@ -39,7 +39,14 @@ class MailboxInvalid(StoreError):
 
 
 class AuthFailed(StoreError):
+    """Wrong password or unknown user: one answer for both. ``unknown_user`` is for the
+    server's log only (an operator may learn which; a client never does)."""
+
     code = "AUTHENTICATIONFAILED"
+
+    def __init__(self, text: str, *, unknown_user: bool = False) -> None:
+        super().__init__(text)
+        self.unknown_user = unknown_user
 
 
 class UserExists(StoreError):

@@ -46,6 +46,18 @@ def hash_password(password: str, *, n: int = DEFAULT_N) -> str:
     return f"$scrypt$n={n},r={_R},p={_P}${_b64(salt)}${_b64(key)}"
 
 
+def dummy_hash(*, n: int = DEFAULT_N) -> str:
+    """A well-formed hash that no password matches (a random key, not derived from any
+    password): verifying against it costs exactly what verifying a real hash of the same
+    parameters costs. Authentication runs it for unknown users, so that a wrong user name
+    takes the same work and time as a wrong password (user names are not separable by
+    timing). Making it hashes nothing."""
+    if n < 2 or n & (n - 1):
+        raise ValueError("scrypt n must be a power of two greater than 1")
+    salt, key = os.urandom(_SALT_BYTES), os.urandom(_KEY_BYTES)
+    return f"$scrypt$n={n},r={_R},p={_P}${_b64(salt)}${_b64(key)}"
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored``; a malformed ``stored`` never matches.
     The comparison is constant-time (hmac.compare_digest)."""

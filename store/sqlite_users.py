@@ -17,7 +17,7 @@ from store import names, push, quota
 from store.api import User
 from store.changes import ApplePushRegistered, MailboxDeleted, Origin
 from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
-from store.passwords import hash_password, verify_password
+from store.passwords import dummy_hash, hash_password, parameters, verify_password
 from store.sqlite_base import _MBOX_SELECT, SqliteBase, _Mbox, _one, _rows, _Tx
 
 DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -63,18 +63,22 @@ class SqliteUsers(SqliteBase):
         return await self._write(body)
 
     async def authenticate(self, name: str, password: str) -> User:
-        """Raises AuthFailed (same error, same work for unknown user and wrong password)."""
+        """Raises AuthFailed (same error, same work for unknown user and wrong password:
+        exactly one scrypt verification either way, an unknown user's against a dummy hash
+        of the configured parameters; so is a row whose password is no hash, as the
+        Shared/ pseudo-owner's ``!``)."""
         row = await _one(
             self._reader, "SELECT id, name, password, is_admin FROM users WHERE name = ?", (name,)
         )
-        if row is None:
+        stored = row[2] if row is not None else None
+        if stored is None or parameters(stored) is None:
             if self._dummy_hash is None:
-                self._dummy_hash = await asyncio.to_thread(
-                    hash_password, "not a password", n=self._scrypt_n
-                )
-            await asyncio.to_thread(verify_password, password, self._dummy_hash)
-            raise AuthFailed("Authentication failed")
-        if not await asyncio.to_thread(verify_password, password, row[2]):
+                self._dummy_hash = dummy_hash(n=self._scrypt_n)
+            row, stored = None, self._dummy_hash
+        matched = await asyncio.to_thread(verify_password, password, stored)
+        if row is None:
+            raise AuthFailed("Authentication failed", unknown_user=True)
+        if not matched:
             raise AuthFailed("Authentication failed")
         return User(row[0], row[1], bool(row[3]))
 

@@ -1,9 +1,10 @@
 """Shared fixtures: a real server on a free loopback port, in a thread with its own loop.
 
 The server runs exactly as `imapd serve` does (same Server class, real SQLite file in
-tmp_path), with cheap password hashing "for speed and determinism" and no failed-login
-delay. Readiness is signalled, never slept for. Teardown fails the test if the server
-logged an unhandled error.
+tmp_path), with cheap password hashing "for speed and determinism", no failed-login
+delay, and per-address connection limits wide enough for one test's clients. Readiness is
+signalled, never slept for. Teardown fails the test if the server logged an unhandled
+error.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         scrypt_n=2,
         auth_failure_delay=0.0,
         shutdown_timeout=2.0,
+        # Every test client comes from 127.0.0.1, some tests as one user on a dozen
+        # connections: the per-address limits are tested with their own values.
+        max_connections_per_ip=1000,
+        max_connections_per_user_ip=100,
     )
     return replace(base, **overrides)
 

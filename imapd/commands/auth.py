@@ -5,9 +5,12 @@ RFC 4959)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
+from imapd.auth_guard import log_failure, quote_for_log
 from imapd.commands.base import Outcome, ok
+from imapd.daemon import SESSION_CLIENT
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
@@ -17,6 +20,8 @@ from store.namespace import PREFIXES
 
 if TYPE_CHECKING:
     from imapd.session import Session
+
+log = logging.getLogger("imapd.session")
 
 SERVER_ID = ("name", "imapd", "vendor", "imapd project", "version", "0.1.0")
 
@@ -38,7 +43,14 @@ async def handle_logout(session: Session, cmd: c.Logout) -> Outcome:
 
 
 async def handle_id(session: Session, cmd: c.Id) -> Outcome:
-    """ID (RFC 2971): ``* ID ("name" "imapd" ...)``."""
+    """ID (RFC 2971): ``* ID ("name" "imapd" ...)``. The client's name and version go into
+    the session's log context: every later line of the session names them."""
+    fields = {key.lower(): value for key, value in cmd.params or () if value is not None}
+    if "name" in fields or "version" in fields:
+        name = quote_for_log(fields.get("name", ""))
+        version = quote_for_log(fields.get("version", ""))
+        log.info("session %s: client %s version %s", session.id, name, version)
+        SESSION_CLIENT.set(f"{name} {version}")  # this task's records (imapd/daemon.py)
     return ok("ID completed", None, Untagged((Atom("ID"), SERVER_ID)))
 
 
@@ -118,14 +130,26 @@ async def handle_starttls(session: Session, cmd: c.StartTLS) -> Outcome:
     return ok("Begin TLS negotiation now")
 
 
-async def _login(session: Session, user: str, password: Secret) -> Outcome:
+async def _login(session: Session, user: str, password: Secret, mechanism: str) -> Outcome:
+    """Verify through the server's `AuthGuard` (back-off, bounded hashing), log a failure
+    in one line, and count the session against max_connections_per_user_ip."""
     if not session.plaintext_allowed:
         raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
+    server = session.server
     try:
-        account = await session.store.authenticate(user, password.reveal())
-    except AuthFailed:
-        await asyncio.sleep(session.config.auth_failure_delay)
+        account = await server.auth_guard.verify(
+            session.address, lambda: session.store.authenticate(user, password.reveal()))
+    except AuthFailed as exc:
+        delay = server.auth_guard.failed(session.address, user)
+        host = session.peer.rpartition(":")[0] or session.peer
+        log_failure(address=host, user=user, mechanism=mechanism,
+                    reason="unknown-user" if exc.unknown_user else "bad-password",
+                    session=session.id, delay=delay)
+        await asyncio.sleep(delay)  # holds only this connection, no hashing slot
         raise
+    if not server.admission.login(account.name, session.address):
+        raise CommandRefused(  # RFC 5530 LIMIT; Dovecot: mail_max_userip_connections
+            "Too many connections for this user from your address", "LIMIT")
     session.logged_in(account)
     caps = " ".join(session.capabilities())
     return Outcome(text="Logged in", code=f"CAPABILITY {caps}")
@@ -133,7 +157,7 @@ async def _login(session: Session, user: str, password: Secret) -> Outcome:
 
 async def handle_login(session: Session, cmd: c.Login) -> Outcome:
     """LOGIN user password (RFC 3501 §6.2.3); LOGINDISABLED without TLS off loopback."""
-    return await _login(session, cmd.user, cmd.password)
+    return await _login(session, cmd.user, cmd.password, "LOGIN")
 
 
 async def handle_authenticate(session: Session, cmd: c.Authenticate) -> Outcome:
@@ -162,4 +186,4 @@ async def finish_authenticate(session: Session, cmd: c.Authenticate, data: objec
     authzid, authcid, password = parts
     if authzid and authzid != authcid:
         raise CommandRefused("Proxy authorization is not supported", "AUTHORIZATIONFAILED")
-    return await _login(session, authcid, Secret(password))
+    return await _login(session, authcid, Secret(password), "PLAIN")

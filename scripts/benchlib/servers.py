@@ -252,6 +252,10 @@ class Ours(Server):
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        # Thousands of connections of one user from loopback, as Dovecot's config below
+        # allows (mail_max_userip_connections = 10000): only the descriptor limit counts.
+        for limit in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP", "MAX_CONNECTIONS_PER_USER_IP"):
+            env.setdefault(f"IMAPD_{limit}", "0")
         return env
 
     def _prepare(self) -> list[str]:
