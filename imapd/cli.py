@@ -307,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pid-file", help="write the pid here while running")
     serve.add_argument("--log-format", choices=("text", "json"),
                        help="text lines (default) or JSON lines")
+    serve.add_argument("--init", action="store_true", help="as `imapd init` first: an empty"
+                       " or damaged store is moved aside and a new one created")
 
     notifyd = sub.add_parser("notifyd", help="listen for event datagrams (Cyrus notifyd)")
     notifyd.add_argument("--socket", required=True, help="UNIX datagram socket path to bind")
@@ -390,10 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     from imapd import cli_admin  # mailbox list/create/delete/status, who, kick, import, events
 
     cli_admin.add_parsers(sub, mailbox_sub, data_dir)
+    from imapd import cli_backup  # backup, restore, fsck, init
+
+    cli_backup.add_parsers(sub, data_dir)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything the server and the CLI create (data directory, database, WAL, pid file) is
+    # private to the owner from its creation (store/files.py; README "File modes").
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -420,9 +428,25 @@ def main(argv: list[str] | None = None) -> int:
         from imapd.daemon import configure_logging
 
         configure_logging(config.log_format, verbose=args.verbose)
-    from imapd import cli_admin
+    from imapd import cli_backup
+
+    try:
+        return _command(args, config)
+    except Exception as exc:  # a store that cannot start: a message and a distinct status
+        if (status := cli_backup.exit_status(exc)) is None:
+            raise
+        print(f"imapd: {cli_backup.describe(exc)}", file=sys.stderr)
+        return status
+
+
+def _command(args: argparse.Namespace, config: Config) -> int:
+    from imapd import cli_admin, cli_backup
 
     if (code := cli_admin.dispatch(args, config)) is not None:
+        return code
+    if (code := cli_backup.dispatch(args, config)) is not None:
+        return code
+    if args.command == "serve" and args.init and (code := cli_backup.init_store(config)):
         return code
     match args.command:
         case "serve":

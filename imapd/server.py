@@ -26,6 +26,7 @@ from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
+from store.files import private_dir
 from store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -126,13 +127,14 @@ class Server:
 
     @classmethod
     async def create(cls, config: Config) -> Server:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)  # 0700 when new (store/files.py)
         bus = EventBus()
         store = await SqliteStore.open(
             config.db_path,
             bus.publish,
             synchronous=config.sqlite_synchronous,
             scrypt_n=config.scrypt_n,
+            check=config.startup_check,
         )
         server = cls(config, store, bus)
         if config.tls_cert_file is not None:
