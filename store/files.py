@@ -18,7 +18,9 @@ Owns:
   open.
 - Error meaning. `unavailable` maps SQLITE_FULL / ENOSPC / EDQUOT (disk full) and the
   SQLITE_IOERR codes of a failed write, sync or resize to `Unavailable` subclasses (RFC 5530
-  ``[UNAVAILABLE]``); `damaged` maps SQLITE_CORRUPT / SQLITE_NOTADB to `StoreDamaged`.
+  ``[UNAVAILABLE]``): `DiskFull` when the file system has under 1 MiB left (SQLite reports
+  a -shm that cannot grow as SQLITE_IOERR_SHMSIZE and keeps errno to itself), else
+  `StorageFailed`; `damaged` maps SQLITE_CORRUPT / SQLITE_NOTADB to `StoreDamaged`.
 
 Imports nothing of imapd or notify.
 """
@@ -47,6 +49,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 #: The database's companions, moved and checked along with it.
 SUFFIXES = ("-wal", "-shm")
 
+#: Free space under which a failed write (SQLITE_IOERR_*) is taken for a full disk.
+LOW_SPACE = 1 << 20
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: SQLITE_IOERR extended codes that mean writing to the disk failed (not a read or a lock).
 _WRITE_IOERRS = frozenset({
@@ -71,6 +75,8 @@ def unavailable(exc: BaseException, path: Path | str | None = None) -> Unavailab
         if code & 0xFF == sqlite3.SQLITE_FULL:
             return DiskFull(f"Disk full: the store cannot grow{where}")
         if code in _WRITE_IOERRS:
+            if path is not None and no_room(Path(path)):  # SQLite keeps errno to itself
+                return DiskFull(f"Disk full: the store cannot grow{where}")
             return StorageFailed(f"I/O error writing the store{where}:"
                                  f" {getattr(exc, 'sqlite_errorname', code)}")
         return None
@@ -80,6 +86,17 @@ def unavailable(exc: BaseException, path: Path | str | None = None) -> Unavailab
         if exc.errno == errno.EIO:
             return StorageFailed(f"I/O error: {exc.strerror}{where}")
     return None
+
+
+def no_room(path: Path) -> bool:
+    """True if the file system holding ``path`` has less than `LOW_SPACE` octets left for
+    this process (root may use the blocks reserved for it)."""
+    try:
+        st = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return False
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize < LOW_SPACE
 
 
 def damaged(exc: BaseException, path: Path | str) -> StoreDamaged | None:

@@ -185,6 +185,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         self._recent_floor: dict[int, int] = {}
         #: The shared lock on the database file (store/files.py), held until `close`.
         self._file_lock: files.StoreLock | None = None
+        self._path: Path | None = None  # the database file, for error messages
 
     @classmethod
     async def open(
@@ -230,6 +231,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             uidvalidity=uidvalidity,
         )
         store._file_lock = lock
+        store._path = path
         return store
 
     @staticmethod
@@ -326,7 +328,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
                     log.debug("no transaction to roll back", exc_info=True)
                 if isinstance(exc, quota.QuotaRefused):
                     await self._record_refusal(exc.change)
-                if (refused := files.unavailable(exc)) is not None:
+                if (refused := files.unavailable(exc, self._path)) is not None:
                     # A full disk is the operator's to fix, not a bug: one line, no
                     # traceback; the client gets NO [UNAVAILABLE] and nothing changed.
                     log.warning("write refused, nothing changed: %s (%s)", refused.text, exc)
@@ -355,7 +357,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
                 await db.execute("ROLLBACK")
                 raise
         except Exception as exc:
-            if (refused := files.unavailable(exc)) is not None:
+            if (refused := files.unavailable(exc, self._path)) is not None:
                 log.warning("quota: the QuotaExceed of root %r was not recorded: %s",
                             change.root, refused.text)
             else:
