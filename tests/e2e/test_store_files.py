@@ -75,7 +75,7 @@ def test_in_process_server_creates_private_files_whatever_the_umask(
 def test_wider_modes_are_warned_about_and_left_alone(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert imapd("user", "add", "carol", "--password", "pw", data_dir=data).returncode == 0
-    os.chmod(data, 0o755)
+    os.chmod(data, 0o755)  # noqa: S103 - the wide mode under test
     os.chmod(data / "imapd.sqlite3", 0o644)
     done = imapd("user", "list", data_dir=data)
     assert done.returncode == 0 and done.stdout.split() == ["carol"]
