@@ -66,25 +66,26 @@ def lock_path(db_path: Path) -> Path:
 
 # --- what an error means ------------------------------------------------------------------
 def unavailable(exc: BaseException, path: Path | str | None = None) -> Unavailable | None:
-    """The `Unavailable` an OS or SQLite error about the store's files means, or None."""
-    where = f" ({path})" if path is not None else ""
+    """The `Unavailable` an OS or SQLite error about the store's files means, or None.
+    ``path`` (the database) is where free space is looked up; the text never names it:
+    it goes to IMAP clients (callers add it where an operator reads it)."""
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is None:
             return None
         if code & 0xFF == sqlite3.SQLITE_FULL:
-            return DiskFull(f"Disk full: the store cannot grow{where}")
+            return DiskFull("Disk full: the store cannot grow")
         if code in _WRITE_IOERRS:
             if path is not None and no_room(Path(path)):  # SQLite keeps errno to itself
-                return DiskFull(f"Disk full: the store cannot grow{where}")
-            return StorageFailed(f"I/O error writing the store{where}:"
+                return DiskFull("Disk full: the store cannot grow")
+            return StorageFailed("I/O error writing the store:"
                                  f" {getattr(exc, 'sqlite_errorname', code)}")
         return None
     if isinstance(exc, OSError):
         if exc.errno in _DISK_FULL_ERRNOS:
-            return DiskFull(f"Disk full: {exc.strerror}{where}")
+            return DiskFull(f"Disk full: {exc.strerror}")
         if exc.errno == errno.EIO:
-            return StorageFailed(f"I/O error: {exc.strerror}{where}")
+            return StorageFailed(f"I/O error: {exc.strerror}")
     return None
 
 

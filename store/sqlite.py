@@ -222,9 +222,10 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             writer, reader = await cls._connect(path, sync, check)
         except BaseException as exc:
             lock.release()
-            mapped = files.unavailable(exc, path) or files.damaged(exc, path)
-            if mapped is not None:
-                raise mapped from exc
+            if (full := files.unavailable(exc, path)) is not None:
+                raise type(full)(f"{full.text} ({path})") from exc
+            if (broken := files.damaged(exc, path)) is not None:
+                raise broken from exc
             raise
         store = cls(
             writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
@@ -331,7 +332,8 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
                 if (refused := files.unavailable(exc, self._path)) is not None:
                     # A full disk is the operator's to fix, not a bug: one line, no
                     # traceback; the client gets NO [UNAVAILABLE] and nothing changed.
-                    log.warning("write refused, nothing changed: %s (%s)", refused.text, exc)
+                    log.warning("write refused, nothing changed: %s (%s: %s)", refused.text,
+                                self._path, exc)
                     raise refused from None
                 raise
             if answer is not None and not answer.done():

@@ -94,10 +94,14 @@ def test_writes_on_a_full_disk_answer_unavailable_and_resume(
     tmpfs.fill()
     caplog.clear()
     with caplog.at_level(logging.WARNING):
+        # Reading still works: SELECT cannot write its \Recent claim, and opens anyway.
+        typ, data = client.select("INBOX")
+        assert typ == "OK" and data == [b"1"], data
         # Larger than the WAL's 4 MB of reusable frames (wal_autocheckpoint): it must grow.
         typ, data = client.append("INBOX", None, None, _message(8_000_000))
         assert typ == "NO", data
         assert data[0].startswith(b"[UNAVAILABLE]"), data
+        assert str(tmpfs.root).encode() not in data[0]  # no server paths to clients
     refusals = [r for r in caplog.records if "write refused" in r.getMessage()]
     assert refusals and all(r.levelno == logging.WARNING and not r.exc_info for r in refusals)
     assert "Disk full" in refusals[0].getMessage()
