@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # Everything the server and the CLI create (data directory, database, WAL, pid file) is
-    # private to the owner from its creation (store/files.py; README "File modes").
+    # private to the owner from its creation (store/files.py; README "Files, disk full, ...").
     os.umask(0o077)
     args = build_parser().parse_args(argv)
     logging.basicConfig(

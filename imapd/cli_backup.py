@@ -4,7 +4,7 @@ the exit statuses every command uses when the store itself is the problem.
 Owns: their argparse parsers (`add_parsers`, called by imapd/cli.py), `dispatch`, `init_store`
 (``imapd init`` and ``imapd serve --init``) and `exit_status` (a store error at start-up ->
 a message and a distinct status). The work is store/backup.py, store/fsck.py and
-store/files.py; see the README section "Backup, restore and fsck".
+store/files.py; see the README section "Files, disk full, backup, restore, fsck".
 
 Exit statuses (sysexits.h values, so a supervisor can tell them apart):
 - 0 done / clean; 1 problems found (fsck) or a command failed; 2 bad usage or configuration;
