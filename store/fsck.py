@@ -140,9 +140,10 @@ def _uidnext(db: sqlite3.Connection) -> list[Finding]:
         "  ON e.mailbox_id = m.id"
         " ORDER BY m.id"
     ):
-        if uidnext <= top:
+        if uidnext <= top or uidnext < 1:
+            why = f"but UID {top} was used" if top else "below 1"
             out.append(Finding(
-                "uidnext", f"mailbox {owner}/{name}: UIDNEXT {uidnext} but UID {top} was used",
+                "uidnext", f"mailbox {owner}/{name}: UIDNEXT {uidnext} {why}",
                 _run("UPDATE mailboxes SET uidnext = ? WHERE id = ? AND uidnext <= ?",
                      (top + 1, mid, top)),
             ))
@@ -164,10 +165,12 @@ def _modseq(db: sqlite3.Connection) -> list[Finding]:
         "  ON a.mailbox_id = m.id"
         " LEFT JOIN (SELECT mailbox_id, max(modseq) AS top FROM expunged GROUP BY mailbox_id) e"
         "  ON e.mailbox_id = m.id"
-        " WHERE m.highestmodseq < max(coalesce(a.top, 0), coalesce(e.top, 0)) ORDER BY m.id"
+        " WHERE m.highestmodseq < max(coalesce(a.top, 0), coalesce(e.top, 0), 1)"
+        " ORDER BY m.id"
     ):
+        top = max(top, 1)  # it starts at 1 (store/sqlite.py)
         out.append(Finding(
-            "modseq", f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below modseq {top}",
+            "modseq", f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below {top}",
             _run("UPDATE mailboxes SET highestmodseq = ? WHERE id = ? AND highestmodseq < ?",
                  (top, mid, top)),
         ))
