@@ -26,6 +26,7 @@ from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
+from store.errors import Unavailable
 from store.files import private_dir
 from store.sqlite import SqliteStore
 
@@ -191,6 +192,8 @@ class Server:
         while True:
             try:
                 count = await self.store.expire()
+            except Unavailable as exc:  # a full disk: the store logged it; next run retries
+                log.warning("message expiry skipped: %s", exc.text)
             except Exception:
                 log.exception("message expiry failed")
             else:

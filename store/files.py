@@ -155,6 +155,12 @@ def check_database(db_path: Path) -> bool:
     try:
         info = os.stat(db_path)
     except FileNotFoundError:
+        wal = companion(db_path, "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreDamaged(
+                f"{db_path} is missing but {wal.name} is not: refusing to start a new store"
+                " over the remains of one. Restore a backup (`imapd restore`), or move"
+                f" {wal.name} away to start afresh") from None
         return False
     if not stat.S_ISREG(info.st_mode):
         raise StoreDamaged(f"{db_path} is not a regular file")

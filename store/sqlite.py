@@ -79,6 +79,7 @@ import dataclasses
 import datetime as dt
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -244,7 +245,10 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         reader: aiosqlite.Connection | None = None
         try:
             if check == "quick":
+                started = time.monotonic()
                 problems = [str(r[0]) for r in await _rows(writer, "PRAGMA quick_check")]
+                log.info("%s: quick_check %s in %.2f s", path, problems[0] if problems else "?",
+                         time.monotonic() - started)
                 if problems != ["ok"]:
                     raise StoreDamaged(
                         f"{path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])});"

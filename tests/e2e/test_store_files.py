@@ -138,3 +138,12 @@ def test_a_damaged_database_is_refused_at_serve(tmp_path: Path, damage: str) -> 
     assert "imapd restore" in done.stderr and "Traceback" not in done.stderr, done.stderr
     fsck = imapd("fsck", data_dir=data)
     assert fsck.returncode in (1, 2), fsck.stdout + fsck.stderr
+
+
+def test_a_missing_database_with_its_wal_left_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "imapd.sqlite3-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\0" * 4096)
+    done = imapd("user", "list", data_dir=data)
+    assert done.returncode == EXIT_DAMAGED and "is missing but" in done.stderr, done.stderr
+    assert not (data / "imapd.sqlite3").exists()
