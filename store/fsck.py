@@ -9,8 +9,10 @@ schema, store/migrations/):
 - ``counters``: each mailbox's messages, unseen, size and deleted equal its rows. Quota
   usage is not stored (store/quota.py sums these counters), so this covers it too.
 - ``uidnext``: above every UID the mailbox ever used: its messages and its expunged rows
-  (``recent_uid`` never above ``uidnext``).
-- ``modseq``: ``highestmodseq`` at least every message's and expunged row's modseq.
+  (``recent_uid`` never above ``uidnext``), and at least the UIDNEXT any change_log row of
+  the mailbox (same id and UIDVALIDITY) recorded in its counts.
+- ``modseq``: ``highestmodseq`` at least every message's and expunged row's modseq, and at
+  least any HIGHESTMODSEQ the change_log recorded for it (it never goes backwards).
 - ``uidvalidity``: ``meta.uidvalidity`` (the last one handed out) at least every mailbox's.
 - ``refs``: ``contents.refs`` equals the messages using the row; a row no message uses is an
   orphan; a message whose content row is missing has lost its body (not repairable).
@@ -71,6 +73,7 @@ def check(db: sqlite3.Connection, *, full: bool = True) -> list[Finding]:
     for table, rowid, parent, _ in db.execute("PRAGMA foreign_key_check"):
         findings.append(Finding("integrity", f"{table} row {rowid}: no {parent} row it refers to"))
     for name, step in (("counters", _counters), ("uidnext", _uidnext), ("modseq", _modseq),
+                       ("change_log", _logged),
                        ("uidvalidity", _uidvalidity), ("refs", _refs), ("search", _search),
                        ("sequence", _sequences)):
         try:
@@ -174,6 +177,38 @@ def _modseq(db: sqlite3.Connection) -> list[Finding]:
             _run("UPDATE mailboxes SET highestmodseq = ? WHERE id = ? AND highestmodseq < ?",
                  (top, mid, top)),
         ))
+    return out
+
+
+def _logged(db: sqlite3.Connection) -> list[Finding]:
+    """UIDNEXT and HIGHESTMODSEQ at least what change_log rows of the same mailbox and
+    UIDVALIDITY recorded (their ``counts``): UIDs whose messages and expunged rows are both
+    gone, and HIGHESTMODSEQ gone backwards."""
+    out = []
+    for mid, owner, name, uidnext, highest, logged_next, logged_hms in db.execute(
+        "SELECT m.id, u.name, m.name, m.uidnext, m.highestmodseq, l.nxt, l.hms"
+        " FROM mailboxes m JOIN users u ON u.id = m.owner_id JOIN ("
+        "  SELECT json_extract(payload, '$.mailbox.id') AS mid,"
+        "  json_extract(payload, '$.mailbox.uidvalidity') AS uv,"
+        "  max(json_extract(payload, '$.counts.uidnext')) AS nxt,"
+        "  max(json_extract(payload, '$.counts.highestmodseq')) AS hms"
+        "  FROM change_log WHERE json_valid(payload)"
+        "  AND json_type(payload, '$.counts.uidnext') = 'integer' GROUP BY 1, 2"
+        " ) l ON l.mid = m.id AND l.uv = m.uidvalidity"
+        " WHERE m.uidnext < l.nxt OR m.highestmodseq < l.hms ORDER BY m.id"
+    ):
+        if uidnext < logged_next:
+            out.append(Finding(
+                "uidnext", f"mailbox {owner}/{name}: UIDNEXT {uidnext} below {logged_next}"
+                " recorded in the change_log (UIDs clients may hold)",
+                _run("UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?",
+                     (logged_next, mid))))
+        if highest < logged_hms:
+            out.append(Finding(
+                "modseq", f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below"
+                f" {logged_hms} recorded in the change_log (it went backwards)",
+                _run("UPDATE mailboxes SET highestmodseq = max(highestmodseq, ?) WHERE id = ?",
+                     (logged_hms, mid))))
     return out
 
 

@@ -59,6 +59,10 @@ def test_fsck_reports_repairs_and_is_clean_after(proc: Proc) -> None:
         UPDATE meta SET value = 5 WHERE key = 'uidvalidity';
         UPDATE sqlite_sequence SET seq = 2 WHERE name = 'change_log';
         INSERT INTO event_cursors (name, seq) VALUES ('webhook', {head + 40});
+        -- UID 3 of Keep gone with no trace but the change_log's counts: UIDNEXT back to 3.
+        DELETE FROM messages WHERE uid = 3 AND mailbox_id = (SELECT id FROM mailboxes
+            WHERE name = 'Keep');
+        UPDATE mailboxes SET uidnext = 3 WHERE name = 'Keep';
     """  # noqa: S608 - the test's own damage, no outside input
     db.executescript(damage)
     db.close()
@@ -73,6 +77,7 @@ def test_fsck_reports_repairs_and_is_clean_after(proc: Proc) -> None:
     assert "carol/INBOX: messages" in found.stdout
     assert "UIDNEXT 2 but UID 6 was used" in found.stdout
     assert "event cursor 'webhook'" in found.stdout
+    assert "carol/Keep: UIDNEXT 3 below 4 recorded in the change_log" in found.stdout
 
     proc.stop()
     repaired = imapd("fsck", "--repair", data_dir=data)
@@ -86,6 +91,8 @@ def test_fsck_reports_repairs_and_is_clean_after(proc: Proc) -> None:
     c = proc.client()
     typ, data_ = c.status("INBOX", "(MESSAGES UNSEEN UIDNEXT)")
     assert data_[0].endswith(b"(MESSAGES 5 UNSEEN 3 UIDNEXT 7)"), data_
+    typ, data_ = c.status("Keep", "(MESSAGES UIDNEXT)")
+    assert data_[0].endswith(b"(MESSAGES 2 UIDNEXT 4)"), data_
     typ, answer = c.append("INBOX", None, None, numbered(9))
     assert typ == "OK" and b"APPENDUID" in answer[0] and answer[0].split()[2] == b"7]"
     c.logout()
