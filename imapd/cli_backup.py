@@ -97,11 +97,23 @@ def _fail(text: str, status: int = 1) -> int:
     return status
 
 
+def _sqlite_failure(exc: sqlite3.Error, path: Path) -> int:
+    """A command's SQLite error: a full disk or a damaged file end it as at start-up (74,
+    65); anything else is said plainly, exit 1."""
+    if files.unavailable(exc, path) is not None:
+        raise exc
+    if (broken := files.damaged(exc, path)) is not None:
+        raise broken from exc
+    return _fail(f"{path}: {exc}")
+
+
 def _backup(dest: Path, config: Config) -> int:
     try:
         target, info = backup_mod.backup(config.db_path, dest)
     except (FileExistsError, FileNotFoundError) as exc:
         return _fail(str(exc))
+    except sqlite3.Error as exc:
+        return _sqlite_failure(exc, config.db_path)
     print(f"backup of {config.db_path} written to {target}: {info.users} users,"
           f" {info.mailboxes} mailboxes, {info.messages} messages, change_log seq"
           f" {info.change_log_head}, {info.size} octets")
@@ -132,6 +144,8 @@ def _restore(src: Path, config: Config) -> int:
             report = backup_mod.restore(src, config.db_path)
     except FileNotFoundError as exc:
         return _fail(str(exc))
+    except sqlite3.Error as exc:
+        return _sqlite_failure(exc, config.db_path)
     if report.replaced is not None:
         how = "read for UIDs and seqs" if report.replaced_readable else "unreadable"
         print(f"the replaced store ({how}) is kept as {report.replaced}")

@@ -20,7 +20,8 @@ Owns:
   SQLITE_IOERR codes of a failed write, sync or resize to `Unavailable` subclasses (RFC 5530
   ``[UNAVAILABLE]``): `DiskFull` when the file system has under 1 MiB left (SQLite reports
   a -shm that cannot grow as SQLITE_IOERR_SHMSIZE and keeps errno to itself), else
-  `StorageFailed`; `damaged` maps SQLITE_CORRUPT / SQLITE_NOTADB to `StoreDamaged`.
+  `StorageFailed`; `damaged` maps SQLITE_CORRUPT / SQLITE_NOTADB (and SQLITE_CANTOPEN /
+  SQLITE_READONLY: a store that cannot be opened for writing) to `StoreDamaged`.
 
 Imports nothing of imapd or notify.
 """
@@ -103,6 +104,11 @@ def no_room(path: Path) -> bool:
 def damaged(exc: BaseException, path: Path | str) -> StoreDamaged | None:
     """The `StoreDamaged` a SQLite error reading the database means, or None."""
     code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, sqlite3.Error) and code is not None and (
+        code & 0xFF in {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
+    ):
+        return StoreDamaged(f"{path} cannot be opened for writing ({exc}): check the data"
+                            " directory's owner, modes and mount")
     if isinstance(exc, sqlite3.DatabaseError) and code is not None and (
         code & 0xFF in {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
     ):
@@ -246,7 +252,15 @@ class StoreLock:
         self._fd: int | None = None
 
     def acquire(self) -> StoreLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            if self.exclusive or exc.errno not in {errno.EROFS, errno.EACCES, errno.EPERM}:
+                raise
+            # A directory this process cannot write (a read-only copy being inspected): it
+            # cannot write the store either, so there is nothing to keep a restore from.
+            log.debug("no shared lock on %s: %s", self.path, exc)
+            return self
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -2,7 +2,8 @@
 
 Writes answer ``NO [UNAVAILABLE]`` (RFC 5530) with one log line naming the cause and no
 traceback; the data stays intact and writes resume once space is back; start-up and
-migration on a full disk exit with a message and status 74. Mounting needs root: the tests
+migration on a full disk exit with a message and status 74, and a read-only mount gives a
+plain message and 65 rather than a traceback. Mounting needs root: the tests
 skip with the reason when that is not possible, except under CI=true, where they fail.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from imapd.cli_backup import EXIT_DISK_FULL
+from imapd.cli_backup import EXIT_DAMAGED, EXIT_DISK_FULL
 from store.migrate import available
 from tests.conftest import PASSWORD
 
@@ -150,3 +151,14 @@ def test_start_up_and_migration_on_a_full_disk_exit_74(tmpfs: Tmpfs) -> None:
     db = sqlite3.connect(old / "imapd.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(available())
     db.close()
+
+
+def test_a_store_on_a_read_only_mount_is_refused_plainly(tmpfs: Tmpfs) -> None:
+    data = tmpfs.root / "data"
+    done = _imapd("user", "add", "dave", "--password", "pw", "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs.root)], check=True)
+    for args in (("user", "list"), ("backup", str(tmpfs.root.parent / "b.sqlite3"))):
+        done = _imapd(*args, "--data-dir", str(data))
+        assert done.returncode == EXIT_DAMAGED, done.stderr
+        assert "cannot be opened" in done.stderr and "Traceback" not in done.stderr
