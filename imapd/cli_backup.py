@@ -147,7 +147,7 @@ def _restore(src: Path, config: Config) -> int:
     except sqlite3.Error as exc:
         return _sqlite_failure(exc, config.db_path)
     if report.replaced is not None:
-        how = "read for UIDs and seqs" if report.replaced_readable else "unreadable"
+        how = "read for UIDs and seqs" if report.replaced_readable else "unreadable or damaged"
         print(f"the replaced store ({how}) is kept as {report.replaced}")
     for label, uv, uidnext in report.kept:
         print(f"{label}: UIDVALIDITY {uv} kept, UIDNEXT {uidnext}")

@@ -14,12 +14,12 @@ Owns:
     different messages. So every mailbox gets a NEW UIDVALIDITY (strictly above every one
     either store used, and above the clock's seconds, as the store hands them out; clients
     drop their cache of the mailbox and resync, RFC 3501 §2.3.1.1), unless the replaced
-    store is readable and holds a mailbox of the same owner, name and UIDVALIDITY: then
-    that mailbox keeps its UIDVALIDITY, its UIDNEXT is raised to the replaced store's (no
-    UID it used is given again), every restored message gets a new MODSEQ above both
-    stores' HIGHESTMODSEQ, and the UIDs the replaced store knew that the backup lacks are
-    recorded as expunged at that MODSEQ, so CONDSTORE/QRESYNC clients see the flags and
-    the vanished messages as changes (RFC 7162).
+    store is readable, passes quick_check and holds a mailbox of the same owner, name and
+    UIDVALIDITY: then that mailbox keeps its UIDVALIDITY, its UIDNEXT is raised to the
+    replaced store's (no UID it used is given again), every restored message gets a new
+    MODSEQ above both stores' HIGHESTMODSEQ, and the UIDs the replaced store knew that the
+    backup lacks are recorded as expunged at that MODSEQ, so CONDSTORE/QRESYNC clients see
+    the flags and the vanished messages as changes (RFC 7162).
   * The change_log sequence continues above the replaced store's (or, with no readable
     replaced store, jumps `UNKNOWN_SEQ_GAP` above the backup's): an event sink or webhook
     that remembered a seq never sees it again for another event. Every durable cursor
@@ -174,7 +174,8 @@ class _Live:
 
 
 def _read_live(db_path: Path) -> _Live | None:
-    """The replaced store, read-only, or None if there is none or it cannot be read."""
+    """The replaced store, read-only, or None if there is none, it cannot be read or it
+    fails quick_check."""
     try:
         if not files.check_database(db_path):
             return None
@@ -182,6 +183,11 @@ def _read_live(db_path: Path) -> _Live | None:
     except (StoreDamaged, sqlite3.Error, OSError):
         return None
     try:
+        # Only a sound store proves anything: a damaged one's counters could be wrong, and a
+        # UIDNEXT too low would hand out UIDs again. Then every mailbox gets a new UIDVALIDITY.
+        if [str(r[0]) for r in db.execute("PRAGMA quick_check")] != ["ok"]:
+            db.close()
+            return None
         mailboxes = {
             (owner, name): (mid, uv, nxt, hms) for mid, owner, name, uv, nxt, hms in db.execute(
                 "SELECT m.id, u.name, m.name, m.uidvalidity, m.uidnext, m.highestmodseq"

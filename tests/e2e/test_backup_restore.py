@@ -145,7 +145,7 @@ def test_restore_over_the_live_store_keeps_uidvalidity_and_never_reuses_a_uid(
     before = {(m, uv) for m, uv, _ in writer.seen}
     done = imapd("restore", str(dest), data_dir=proc.data_dir)
     assert done.returncode == 0, done.stderr
-    assert "UIDVALIDITY" in done.stdout and "kept" in done.stdout
+    assert "kept, UIDNEXT" in done.stdout and "new UIDVALIDITY" not in done.stdout
     proc.start()
     validities = _check_no_uid_reused(proc, writer)
     # The replaced store was readable: each mailbox kept its UIDVALIDITY (no needless
@@ -186,7 +186,7 @@ def test_restore_without_the_live_store_gives_new_uidvalidities(
     mailboxes = re.search(r"(\d+) mailboxes", done.stdout)
     assert mailboxes is not None and int(mailboxes[1]) >= len(MAILBOXES)
     assert done.stdout.count("new UIDVALIDITY") == int(mailboxes[1])  # every one
-    assert "kept" not in done.stdout
+    assert "kept, UIDNEXT" not in done.stdout
     proc.start()
     validities = _check_no_uid_reused(proc, writer)
     proc.stop()
@@ -200,6 +200,32 @@ def test_restore_without_the_live_store_gives_new_uidvalidities(
     db.close()
     assert low > _backup_head(dest) + 1_000_000
     assert imapd("fsck", data_dir=proc.data_dir).returncode == 0
+
+
+def test_restore_over_a_damaged_store_trusts_none_of_its_counters(
+    proc: Proc, tmp_path: Path
+) -> None:
+    dest = tmp_path / "backup.sqlite3"
+    writer = _backup_while_writing(proc, dest)
+    proc.stop()
+    db_path = proc.data_dir / "imapd.sqlite3"
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'contents'"
+                         ).fetchone()
+    (size,) = db.execute("PRAGMA page_size").fetchone()
+    db.close()
+    with open(db_path, "r+b") as f:  # the mailboxes rows still read; the file is damaged
+        f.seek((root - 1) * size)
+        f.write(b"\xa5" * size)
+    done = imapd("restore", str(dest), data_dir=proc.data_dir)
+    assert done.returncode == 0, done.stderr
+    assert "unreadable or damaged" in done.stdout and "kept, UIDNEXT" not in done.stdout
+    proc.start()
+    validities = _check_no_uid_reused(proc, writer)
+    proc.stop()
+    top = max(uv for _, uv, _ in writer.seen)
+    assert all(uv > top for uv in validities.values()), (validities, top)
 
 
 def test_backup_refuses_to_overwrite_and_restore_refuses_a_damaged_file(
