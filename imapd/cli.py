@@ -399,9 +399,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Everything the server and the CLI create (data directory, database, WAL, pid file) is
-    # private to the owner from its creation (store/files.py; README "Files, disk full, ...").
-    os.umask(0o077)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -419,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "webhook":
             return _webhook(args)
         return notifyd_mod.main(args.socket, args.method, args.program)
+    # Everything the server and the store commands create (data directory, database, WAL,
+    # pid file, backups) is private from its creation (store/files.py; README "Files, disk
+    # full, ..."). Not for notifyd: its `--program` children keep the operator's umask.
+    os.umask(0o077)
     try:
         config = _config(args)
     except ConfigError as exc:
