@@ -12,10 +12,13 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_NO_CACHE_DIR=1 \
     IMAPD_DATA_DIR=/data
 
+# /data is 0700: a named volume is created from it with this mode (mail and password hashes
+# are the imapd user's only); imapd itself creates its files 0600 (umask 077).
 RUN python3 -m venv /opt/venv \
  && useradd --user-group --no-create-home --uid 10143 --home-dir /data --shell /usr/sbin/nologin imapd \
  && mkdir -p /data /run/imapd /etc/imapd \
- && chown imapd:imapd /data /run/imapd
+ && chown imapd:imapd /data /run/imapd \
+ && chmod 0700 /data /run/imapd
 
 WORKDIR /src
 # Dependencies first (their layer is reused until pyproject.toml changes), then the code.

@@ -11,6 +11,7 @@
 # IMAPD_USERS is removed from the environment imapd sees: imapd reads IMAPD_* variables as
 # configuration options (imapd/config.py) and refuses unknown ones.
 set -euo pipefail
+umask 077  # imapd sets it too; anything this script creates stays private as well
 
 if [ "$#" -eq 0 ]; then
   set -- serve

@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pid-file", help="write the pid here while running")
     serve.add_argument("--log-format", choices=("text", "json"),
                        help="text lines (default) or JSON lines")
+    serve.add_argument("--init", action="store_true", help="as `imapd init` first: an empty"
+                       " or damaged store is moved aside and a new one created")
 
     notifyd = sub.add_parser("notifyd", help="listen for event datagrams (Cyrus notifyd)")
     notifyd.add_argument("--socket", required=True, help="UNIX datagram socket path to bind")
@@ -437,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     from imapd import cli_admin  # mailbox list/create/delete/status, who, kick, import, events
 
     cli_admin.add_parsers(sub, mailbox_sub, data_dir)
+    from imapd import cli_backup  # backup, restore, fsck, init
+
+    cli_backup.add_parsers(sub, data_dir)
     return parser
 
 
@@ -460,6 +465,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "webhook":
             return _webhook(args)
         return notifyd_mod.main(args.socket, args.method, args.program)
+    # Everything the server and the store commands create (data directory, database, WAL,
+    # pid file, backups) is private from its creation (store/files.py; README "Files, disk
+    # full, ..."). Not for notifyd: its `--program` children keep the operator's umask.
+    os.umask(0o077)
     try:
         config = _config(args)
     except ConfigError as exc:
@@ -469,9 +478,25 @@ def main(argv: list[str] | None = None) -> int:
         from imapd.daemon import configure_logging
 
         configure_logging(config.log_format, verbose=args.verbose)
-    from imapd import cli_admin
+    from imapd import cli_backup
+
+    try:
+        return _command(args, config)
+    except Exception as exc:  # a store that cannot start: a message and a distinct status
+        if (status := cli_backup.exit_status(exc)) is None:
+            raise
+        print(f"imapd: {cli_backup.describe(exc)}", file=sys.stderr)
+        return status
+
+
+def _command(args: argparse.Namespace, config: Config) -> int:
+    from imapd import cli_admin, cli_backup
 
     if (code := cli_admin.dispatch(args, config)) is not None:
+        return code
+    if (code := cli_backup.dispatch(args, config)) is not None:
+        return code
+    if args.command == "serve" and args.init and (code := cli_backup.init_store(config)):
         return code
     match args.command:
         case "serve":

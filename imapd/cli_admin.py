@@ -22,6 +22,7 @@ from imapd import control
 from imapd.config import Config
 from store.changes import Origin
 from store.errors import StoreError
+from store.files import private_dir
 from store.sqlite import SqliteStore
 
 #: Who CLI changes come from (events: ``service`` "cli").
@@ -38,7 +39,7 @@ async def with_store(config: Config, action: Callable[[SqliteStore], Coroutine[A
                      ) -> int:
     """Open the store, run ``action``, close; then, if change_log grew, tell a running
     server (it publishes the new rows in commit order; see imapd/control.py)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.data_dir)  # 0700 when new (store/files.py)
     store = await SqliteStore.open(
         config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
         scrypt_n=config.scrypt_n,

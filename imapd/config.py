@@ -68,6 +68,10 @@ class Config:
     allow_plaintext_login: bool | None = None
     #: "FULL": an OK survives power loss; "NORMAL": survives kill -9 only (SQLite WAL docs).
     sqlite_synchronous: str = "FULL"
+    #: What `serve` checks of the database before serving: "quick" (PRAGMA quick_check,
+    #: reads every page: about a second per GB) or "schema" (header and schema only, for
+    #: stores too big to read at each start; `imapd fsck` does the full check).
+    startup_check: str = "quick"
     #: scrypt cost for new password hashes (2**14 is hashlib's documented interactive cost).
     scrypt_n: int = 2**14
     #: Seconds in-flight commands get to finish on SIGTERM before connections are cut.
@@ -162,6 +166,7 @@ _SIMPLE = {
     "max_connections_per_user_ip": int,
     "allow_plaintext_login": bool,
     "sqlite_synchronous": str,
+    "startup_check": str,
     "scrypt_n": int,
     "shutdown_timeout": float,
     "max_pending_changes": int,
@@ -201,6 +206,8 @@ def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: A
     _check_events(config)
     if config.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous: expected FULL, NORMAL or EXTRA")
+    if config.startup_check not in {"quick", "schema"}:
+        raise ConfigError("startup_check: expected quick or schema")
     if config.lmtp is not None and "/" not in config.lmtp:
         parse_hostport(config.lmtp, "lmtp")  # a path contains "/"; otherwise HOST:PORT
     return config

@@ -34,6 +34,8 @@ from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
+from store.errors import Unavailable
+from store.files import private_dir
 from store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -140,13 +142,14 @@ class Server:
 
     @classmethod
     async def create(cls, config: Config) -> Server:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)  # 0700 when new (store/files.py)
         bus = EventBus()
         store = await SqliteStore.open(
             config.db_path,
             bus.publish,
             synchronous=config.sqlite_synchronous,
             scrypt_n=config.scrypt_n,
+            check=config.startup_check,
         )
         server = cls(config, store, bus)
         if config.tls_cert_file is not None:
@@ -219,6 +222,8 @@ class Server:
         while True:
             try:
                 count = await self.store.expire()
+            except Unavailable as exc:  # a full disk: the store logged it; next run retries
+                log.warning("message expiry skipped: %s", exc.text)
             except Exception:
                 log.exception("message expiry failed")
             else:

@@ -45,6 +45,7 @@ from notify.cyrus import Format, event_fields, fit
 from notify.events import Event, EventType, Policy, events_for
 from store.api import MessageRecord
 from store.changes import Change, read_change
+from store.errors import Unavailable
 
 log = logging.getLogger("imapd.notify.sink")
 
@@ -371,6 +372,10 @@ class NotifySink:
         if self.cursor == self._saved:
             return
         cursor = self.cursor
-        await self.store.set_event_cursor(self.name, cursor)
+        try:
+            await self.store.set_event_cursor(self.name, cursor)
+        except Unavailable as exc:  # a full disk: saved at the next turn once there is room
+            log.warning("notify sink: cursor %d not saved: %s", cursor, exc.text)
+            return
         self._saved = cursor
         self._last_save = asyncio.get_running_loop().time()

@@ -12,7 +12,14 @@ StoreError                 NO
  +- OverQuota              [OVERQUOTA]
  +- TooBig                 [TOOBIG]
  +- NoPermission           [NOPERM]
+ +- Unavailable            [UNAVAILABLE]  the store cannot write now (try again later)
+ |   +- DiskFull           SQLITE_FULL, ENOSPC, EDQUOT
+ |   +- StorageFailed      an I/O error writing the files (SQLITE_IOERR_WRITE, _FSYNC, ...)
+ |   +- StoreInUse         restore/repair/init while a server or command has it open
+ +- StoreDamaged           [CORRUPTION]   an empty, unreadable or damaged database file
 ```
+Unavailable and StoreDamaged come from store/files.py, which maps sqlite3 and OS errors.
+
 """
 
 from __future__ import annotations
@@ -73,3 +80,27 @@ class ModifiedSince(StoreError):
     """Never raised to clients directly; STORE UNCHANGEDSINCE reports [MODIFIED] in results."""
 
     code = "MODIFIED"
+
+
+class Unavailable(StoreError):
+    """The store cannot do this now; nothing was changed and a retry may succeed."""
+
+    code = "UNAVAILABLE"
+
+
+class DiskFull(Unavailable):
+    """The file system (or a quota on it) has no room for the write."""
+
+
+class StorageFailed(Unavailable):
+    """The operating system failed a write, sync or resize of a store file."""
+
+
+class StoreInUse(Unavailable):
+    """An operation that needs the store to itself found it open elsewhere."""
+
+
+class StoreDamaged(StoreError):
+    """The database file is empty, unreadable or damaged: refused rather than started empty."""
+
+    code = "CORRUPTION"

@@ -79,6 +79,7 @@ import dataclasses
 import datetime as dt
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -86,7 +87,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from store import quota, search
+from store import files, quota, search
 from store.api import Publish
 from store.changes import (
     Change,
@@ -100,6 +101,7 @@ from store.changes import (
     read_change,
     to_json,
 )
+from store.errors import StoreDamaged
 from store.migrate import migrate
 from store.mime import BodyPart
 from store.passwords import DEFAULT_N
@@ -116,6 +118,8 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000  # another process (the CLI) holding the write lock briefly
 SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+#: What `SqliteStore.open` checks of an existing database (see there).
+STARTUP_CHECKS = frozenset({"schema", "quick"})
 _CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
 _FOREIGN_BATCH = 1000  # other processes' change_log rows published per round trip
 
@@ -180,6 +184,9 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         self._published: int | None = None
         #: mailbox id -> a lower bound of its ``recent_uid`` (see the notes on \\Recent).
         self._recent_floor: dict[int, int] = {}
+        #: The shared lock on the database file (store/files.py), held until `close`.
+        self._file_lock: files.StoreLock | None = None
+        self._path: Path | None = None  # the database file, for error messages
 
     @classmethod
     async def open(
@@ -191,16 +198,62 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         scrypt_n: int = DEFAULT_N,
         clock: Callable[[], dt.datetime] | None = None,
         uidvalidity: Callable[[], int] | None = None,
+        check: str = "schema",
     ) -> SqliteStore:
         """Open (creating and migrating) the store at ``path``. ``clock`` returns aware
         datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
-        (default: the clock's Unix time), always raised above the last one handed out."""
+        (default: the clock's Unix time), always raised above the last one handed out.
+
+        A missing database is created (store/files.py: mode 0600, atomically); an existing
+        one that is empty, not SQLite or unreadable raises StoreDamaged, and so does one
+        that fails ``check``: "schema" reads the header and schema only (what any open
+        does; cheap at any size), "quick" runs ``PRAGMA quick_check`` too (reads every
+        page: seconds per GB). A full disk raises DiskFull (store/errors.py)."""
         sync = synchronous.upper()
         if sync not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS)}")
+        if check not in STARTUP_CHECKS:
+            raise ValueError(f"check must be one of {sorted(STARTUP_CHECKS)}")
+        path = Path(path)
+        lock = files.StoreLock(path, exclusive=False).acquire()
+        try:
+            if not files.check_database(path):  # StoreDamaged: empty, not SQLite, unreadable
+                await asyncio.to_thread(files.create_database, path)
+            files.warn_if_shared(path)
+            writer, reader = await cls._connect(path, sync, check)
+        except BaseException as exc:
+            lock.release()
+            if (full := files.unavailable(exc, path)) is not None:
+                raise type(full)(f"{full.text} ({path})") from exc
+            if (broken := files.damaged(exc, path)) is not None:
+                raise broken from exc
+            raise
+        store = cls(
+            writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
+            uidvalidity=uidvalidity,
+        )
+        store._file_lock = lock
+        store._path = path
+        return store
+
+    @staticmethod
+    async def _connect(
+        path: Path, sync: str, check: str
+    ) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
+        """The writer (migrated) and the reader connection; ``check`` as in `open`."""
         writer = await aiosqlite.connect(path, isolation_level=None)
         reader: aiosqlite.Connection | None = None
         try:
+            if check == "quick":
+                started = time.monotonic()
+                problems = [str(r[0]) for r in await _rows(writer, "PRAGMA quick_check")]
+                log.info("%s: quick_check %s in %.2f s", path, problems[0] if problems else "?",
+                         time.monotonic() - started)
+                if problems != ["ok"]:
+                    raise StoreDamaged(
+                        f"{path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])});"
+                        " run `imapd fsck`, restore a backup (`imapd restore`) or start afresh"
+                        " (`imapd init`)")
             await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = await _one(writer, "PRAGMA journal_mode = WAL")
             if mode is None or str(mode[0]).lower() != "wal":
@@ -219,19 +272,20 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             if reader is not None:
                 await reader.close()
             raise
-        return cls(
-            writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-            uidvalidity=uidvalidity,
-        )
+        return writer, reader
 
     async def close(self) -> None:
-        """Wait for the write in flight, then close both connections."""
+        """Wait for the write in flight, then close both connections (and the file lock)."""
         if self._closed:
             return
         self._closed = True
         async with self._lock:
-            await self._reader.close()
-            await self._writer.close()
+            try:
+                await self._reader.close()
+                await self._writer.close()
+            finally:
+                if self._file_lock is not None:
+                    self._file_lock.release()
 
     # --- transaction machinery ------------------------------------------------------------
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
@@ -279,6 +333,12 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
                     log.debug("no transaction to roll back", exc_info=True)
                 if isinstance(exc, quota.QuotaRefused):
                     await self._record_refusal(exc.change)
+                if (refused := files.unavailable(exc, self._path)) is not None:
+                    # A full disk is the operator's to fix, not a bug: one line, no
+                    # traceback; the client gets NO [UNAVAILABLE] and nothing changed.
+                    log.warning("write refused, nothing changed: %s (%s: %s)", refused.text,
+                                self._path, exc)
+                    raise refused from None
                 raise
             if answer is not None and not answer.done():
                 answer.set_result(result)
@@ -302,8 +362,12 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
-        except Exception:
-            log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
+        except Exception as exc:
+            if (refused := files.unavailable(exc, self._path)) is not None:
+                log.warning("quota: the QuotaExceed of root %r was not recorded: %s",
+                            change.root, refused.text)
+            else:
+                log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return
         self._announce(changes)
 

@@ -32,7 +32,13 @@ from store.changes import (
     Origin,
     SubscriptionChanged,
 )
-from store.errors import MailboxExists, MailboxInvalid, MailboxNotFound, UserNotFound
+from store.errors import (
+    MailboxExists,
+    MailboxInvalid,
+    MailboxNotFound,
+    Unavailable,
+    UserNotFound,
+)
 from store.sqlite_base import (
     _COUNTS,
     _FACTS,
@@ -487,6 +493,17 @@ class SqliteMailboxes(SqliteBase):
                 seq=int(row[16]),
             )
 
+        try:
+            return await self._write(body)
+        except Unavailable:
+            if not claim_recent:
+                raise
+        # A full disk: the \\Recent claim cannot be written, but the mailbox can still be
+        # read. Opened without claiming (as EXAMINE does): another session may then show
+        # the same messages as \\Recent too, which is harmless. The in-memory floor the
+        # failed attempt set is dropped (it only ever holds lower bounds).
+        self._recent_floor.clear()
+        claim_recent = False
         return await self._write(body)
 
     async def claim_recent(self, mailbox_id: int, uids: Sequence[int]) -> frozenset[int]:
