@@ -153,7 +153,20 @@ async def handle_search(session: Session, cmd: c.Search) -> Outcome:
         raise
 
 
+def _count_keys(key: SearchKey, limit: int) -> int:
+    """Keys in the tree, counted without recursion, stopping past ``limit``."""
+    count, stack = 0, [key]
+    while stack and count <= limit:
+        k = stack.pop()
+        count += 1
+        stack.extend(k.children)
+    return count
+
+
 async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
+    limit = session.config.limits.max_search_keys
+    if _count_keys(cmd.key, limit) > limit:
+        raise CommandRefused(f"Too many search keys (limit {limit})", "LIMIT")
     criterion = to_criterion(cmd.key, view, session.saved_search)
     with_modseq = _mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []

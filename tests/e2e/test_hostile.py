@@ -6,6 +6,8 @@ threshold: the LIST ran for hours, the SEARCH answered NO [SERVERBUG]."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
@@ -54,3 +56,46 @@ def test_list_with_many_wildcards_and_long_names(server: RunningServer) -> None:
     assert c.until_tagged("l1")[-1].startswith("l1 OK")
 
 
+
+
+def _or_chain(n: int, key: str = "SUBJECT") -> str:
+    """``OR SUBJECT s0 OR SUBJECT s1 ... SUBJECT sn``: n nested ORs."""
+    return " ".join(f"OR {key} s{i}" for i in range(n)) + f" {key} s{n}"
+
+
+def test_search_long_or_chain_answers(server: RunningServer) -> None:
+    """31 nested ORs (inside max_depth) overflowed SQLite's parser stack: NO [SERVERBUG]."""
+    c = client(server)
+    c.append("a1", "INBOX", "Subject: s7\r\n\r\nbody\r\n")
+    c.append("a2", "INBOX", "Subject: other\r\n\r\nbody\r\n")
+    c.ok("s", "SELECT INBOX")
+    for key in ("SUBJECT", "BODY", "FROM", "KEYWORD"):
+        out = c.command("q1", f"SEARCH {_or_chain(31, key)}")
+        assert out[-1].startswith("q1 OK"), out
+        if key == "SUBJECT":
+            assert "* SEARCH 1" in out
+    # Alternating OR / AND / NOT to the parser's depth limit also compiles.
+    deep = "SUBJECT s7"
+    for i in range(15):
+        deep = f"OR (NOT SUBJECT x{i} {deep}) SUBJECT y{i}"
+    out = c.command("q2", f"SEARCH {deep}")
+    assert out[-1].startswith("q2 OK") and "* SEARCH 1" in out, out
+    noop_answered(server)
+
+
+def test_search_key_count_is_bounded(server_factory: Any) -> None:
+    srv = server_factory()
+    srv.add_user("alice")
+    srv.add_user("bob")
+    c = client(srv)
+    c.ok("s", "SELECT INBOX")
+    c.append("a1", "INBOX", "Subject: k1 k2 k3\r\n\r\nbody\r\n")
+    # Many keys: below the limit (1000) they run, as a balanced SQL tree...
+    out = c.command("q1", "SEARCH " + " ".join(f"SUBJECT k{i % 3 + 1}" for i in range(990)))
+    assert out[-1].startswith("q1 OK") and "* SEARCH 1" in out, out
+    out = c.command("q2", "SEARCH " + " ".join(f"OR SUBJECT x{i} BODY y{i}" for i in range(300)))
+    assert out[-1].startswith("q2 OK"), out[-1]
+    # ... past it they get the RFC 5530 answer, never SERVERBUG.
+    out = c.command("q3", "SEARCH " + " ".join(f"SUBJECT k{i}" for i in range(1100)))
+    assert out[-1].startswith("q3 NO [LIMIT]"), out[-1]
+    noop_answered(srv)
