@@ -64,7 +64,7 @@ class Limits:
     max_mailbox_name: int = 1024
     max_mailbox_level: int = 255
     #: COMPRESS=DEFLATE (RFC 4978): the session ends with BYE when what it inflated exceeds
-    #: this many times what it received, plus 1 MiB (legitimate IMAP traffic deflates about
+    #: this many times what it received, plus 64 KiB (legitimate IMAP traffic deflates about
     #: 3-20 times; a bomb of NOOPs 1000 times). 0: no check.
     max_inflate_ratio: int = 100
     #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`, STYLE §6).

@@ -6,6 +6,10 @@ threshold: the LIST ran for hours, the SEARCH answered NO [SERVERBUG]."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import zlib
 from typing import Any
 
 from tests.conftest import PASSWORD, RunningServer
@@ -99,3 +103,32 @@ def test_search_key_count_is_bounded(server_factory: Any) -> None:
     out = c.command("q3", "SEARCH " + " ".join(f"SUBJECT k{i}" for i in range(1100)))
     assert out[-1].startswith("q3 NO [LIMIT]"), out[-1]
     noop_answered(srv)
+
+
+def test_compressed_noop_bomb_ends_with_bye(server: RunningServer) -> None:
+    """64 MB of NOOPs deflate to ~64 kB. Before: the session inflated its unconsumed tail
+    without ever letting the loop turn (others waited) and ran all 8 million NOOPs. Now
+    other sessions run meanwhile and the inflate ratio limit ends it with BYE."""
+    c = client(server, timeout=30)
+    assert c.command("z", "COMPRESS DEFLATE")[-1].startswith("z OK")
+    bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+    wire = bomb.compress(b"a NOOP\r\n" * 8_000_000) + bomb.flush(zlib.Z_SYNC_FLUSH)
+    assert len(wire) < 200_000
+    sender = threading.Thread(target=_send_quietly, args=(c.sock, wire), daemon=True)
+    sender.start()
+    noop_answered(server)
+    inflate = zlib.decompressobj(-15)
+    seen = b""
+    while b"* BYE" not in seen:
+        chunk = c.sock.recv(65536)
+        if not chunk:
+            break
+        seen = seen[-100:] + inflate.decompress(chunk)
+    assert b"* BYE" in seen and b"Compression ratio limit" in seen
+    sender.join(30)
+    noop_answered(server)
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
