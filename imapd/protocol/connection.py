@@ -260,6 +260,8 @@ class ServerConnection:
                 utf8=self.utf8,
                 max_depth=self.limits.max_depth,
                 max_args=self.limits.max_args,
+                max_mailbox_name=self.limits.max_mailbox_name,
+                max_mailbox_level=self.limits.max_mailbox_level,
             )
         except parser.UnknownCommand as exc:
             return self._unknown(exc.tag or frame.tag)

@@ -12,6 +12,7 @@ import threading
 import zlib
 from typing import Any
 
+from imapd.protocol.connection import Limits
 from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
@@ -132,3 +133,42 @@ def test_compressed_noop_bomb_ends_with_bye(server: RunningServer) -> None:
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):
         sock.sendall(data)
+
+
+def test_mailbox_name_limits(server_factory: Any) -> None:
+    srv = server_factory(limits=Limits(max_mailbox_name=100, max_mailbox_level=20))
+    srv.add_user("alice")
+    srv.add_user("bob")
+    c = client(srv)
+    c.ok("c0", "CREATE " + "/".join(["b" * 20] * 4))  # 83 octets, levels of 20: fits
+    out = c.command("c1", "CREATE " + "a" * 101)
+    assert out[-1].startswith("c1 NO [LIMIT]"), out
+    out = c.command("c2", "CREATE " + "a" * 21)
+    assert out[-1].startswith("c2 NO [LIMIT]"), out
+    out = c.command("c3", "RENAME INBOX " + "a" * 21)
+    assert out[-1].startswith("c3 NO [LIMIT]"), out
+    # Modified UTF-7: the limit is on the name's UTF-8 octets (8 x "é" = 16 octets fits).
+    c.ok("c4", 'CREATE "&AOkA6QDpAOkA6QDpAOkA6Q-"')
+    for command in ("SELECT", "EXAMINE", "DELETE", "SUBSCRIBE", "GETACL", "MYRIGHTS"):
+        out = c.command("x", f"{command} {'a' * 101}")
+        assert out[-1].startswith("x NO [NONEXISTENT]"), (command, out)
+    out = c.command("x", f"STATUS {'a' * 101} (MESSAGES)")
+    assert out[-1].startswith("x NO [NONEXISTENT]"), out
+    out = c.command("x", f'LIST "" {"a" * 400}')
+    assert out[-1].startswith("x NO [LIMIT]"), out
+    assert c.command("x", 'LIST "" *')[-1].startswith("x OK")
+
+
+def test_ten_megabyte_mailbox_name_is_cheap(server: RunningServer) -> None:
+    """A 10 MB name was accepted and every command naming it stalled the loop for
+    1.6-4.2 s (decoded per character); now it is refused before decoding."""
+    c = client(server, timeout=60)
+    name = b"a" * 10_000_000
+    for tag, command in (("c1", b"CREATE"), ("c2", b"SELECT"), ("c3", b"APPEND")):
+        tail = b" {1+}\r\nx" if command == b"APPEND" else b""
+        c.send(tag.encode() + b" " + command + b" {%d+}\r\n" % len(name) + name + tail + b"\r\n")
+        noop_answered(server)
+        out = c.until_tagged(tag)
+        code = "[LIMIT]" if command == b"CREATE" else "[NONEXISTENT]"
+        assert out[-1].startswith(f"{tag} NO {code}"), out
+    assert c.command("n", "NOOP")[-1].startswith("n OK")
