@@ -471,6 +471,20 @@ class SqliteMessages(SqliteBase):
 
         return await self._write(body)
 
+    async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:
+        """Keywords in use: one row per distinct flags text (few), on the reader."""
+        rows = await _rows(
+            self._reader,
+            "SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?"
+            " AND (' ' || flags) GLOB '* [^\\]*'",  # some token not starting with \\
+            (mailbox_id,),
+        )
+        found: dict[str, str] = {}
+        for row in rows:
+            for flag in flagrules.keywords(flagrules.from_text(str(row[0]))):
+                found.setdefault(flag.lower(), flag)
+        return tuple(found.values())
+
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
         """UIDs matching, ascending. Raises ValueError for an unknown key (a bug upstream)."""
         compiled = search.compile_criterion(criterion, self._now())

@@ -14,6 +14,7 @@ from imapd.commands.acl import listable, lookup, require_parent
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
 from imapd.commands.listmatch import matches
+from imapd.commands.message import check_keyword_limit
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
@@ -328,6 +329,12 @@ async def handle_append(session: Session, cmd: c.Append) -> Outcome:
     target = await lookup(session, cmd.mailbox, "i", target=True)
     messages = [NewMessage(m.content, settable(m.flags, target.rights), m.date)
                 for m in cmd.messages]
+    added = [f for m in messages for f in m.flags if not f.startswith("\\")]
+    if added:
+        view = session.view
+        known = (view.keywords if view is not None and view.mailbox_id == target.id
+                 else await session.store.mailbox_keywords(target.id))
+        check_keyword_limit(session, known, added)
     try:
         result = await session.store.append(user.id, cmd.mailbox, messages, session.origin)
     except MailboxNotFound as exc:

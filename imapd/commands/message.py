@@ -453,6 +453,17 @@ def _fetch_response(
 
 
 # --- STORE ----------------------------------------------------------------------------
+def check_keyword_limit(session: Session, known: Iterable[str], flags: Iterable[str]) -> None:
+    """``limits.max_keywords``: a command that would bring a mailbox's keywords past it
+    answers NO [LIMIT] (RFC 5530) and changes nothing (issue 14: 101,122 keywords were
+    accepted, and every SELECT then listed them all, 1.8 MB)."""
+    limit = session.config.limits.max_keywords
+    have = {k.lower() for k in known}
+    new = {f.lower() for f in flags if not f.startswith("\\")} - have
+    if new and len(have) + len(new) > limit:
+        raise CommandRefused(f"Too many keywords in this mailbox (limit {limit})", "LIMIT")
+
+
 async def handle_store(session: Session, cmd: c.Store) -> Outcome:
     """[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6,
     RFC 7162 §3.1.3, examples 3-8 there). UNCHANGEDSINCE enables CONDSTORE; messages with
@@ -462,6 +473,8 @@ async def handle_store(session: Session, cmd: c.Store) -> Outcome:
     view = session.require_view()
     _require_writable(view)
     flags = _storable(session, cmd)
+    if cmd.mode != "-":
+        check_keyword_limit(session, view.keywords, flags)
     uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
     owed = enable(session, "CONDSTORE") if cmd.unchangedsince is not None else []
     uids = [u for u in uids if not view.is_gone(u)]

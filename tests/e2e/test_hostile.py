@@ -172,3 +172,37 @@ def test_ten_megabyte_mailbox_name_is_cheap(server: RunningServer) -> None:
         code = "[LIMIT]" if command == b"CREATE" else "[NONEXISTENT]"
         assert out[-1].startswith(f"{tag} NO {code}"), out
     assert c.command("n", "NOOP")[-1].startswith("n OK")
+
+
+def test_keywords_per_mailbox_are_limited(server_factory: Any) -> None:
+    """101,122 keywords were accepted and every SELECT then listed them all (issue 14)."""
+    srv = server_factory(limits=Limits(max_keywords=10))
+    srv.add_user("alice")
+    srv.add_user("bob")
+    c = client(srv)
+    for i in range(3):
+        c.append(f"a{i}", "INBOX", f"Subject: {i}\r\n\r\nbody\r\n")
+    c.ok("s1", "SELECT INBOX")
+    c.ok("k1", "STORE 1 +FLAGS (" + " ".join(f"kw{i}" for i in range(8)) + ")")
+    out = c.command("k2", "STORE 2 +FLAGS (kw0 KW1 new1 new2 new3)")  # 3 new: 11 > 10
+    assert out[-1].startswith("k2 NO [LIMIT]"), out
+    out = c.command("k3", "STORE 2 FLAGS (" + " ".join(f"x{i}" for i in range(1000)) + ")")
+    assert out[-1].startswith("k3 NO [LIMIT]"), out
+    assert not any("x1" in r for r in c.command("f", "FETCH 2 FLAGS"))
+    c.ok("k4", "STORE 2 +FLAGS (kw0 KW1 new1 new2)")  # exactly 10: fine
+    out = c.command("a3", "APPEND INBOX (more) {9+}\r\nSubj: x\r\n")
+    assert out[-1].startswith("a3 NO [LIMIT]"), out
+    c.ok("u", "UNSELECT")
+    # Not selected: the store counts the keywords; known ones are still fine.
+    out = c.command("a4", "APPEND INBOX (other) {9+}\r\nSubj: x\r\n")
+    assert out[-1].startswith("a4 NO [LIMIT]"), out
+    c.ok("a5", "APPEND INBOX (kw3 \\Seen) {9+}\r\nSubj: x\r\n")
+    # PERMANENTFLAGS no longer offers \* (RFC 3501 §7.1).
+    out = c.ok("s2", "SELECT INBOX")
+    perm = next(r for r in out if "PERMANENTFLAGS" in r)
+    assert "\\*" not in perm and "kw7" in perm, perm
+    # A mailbox with room still offers it.
+    c.ok("c", "CREATE Other")
+    perm = next(r for r in c.ok("s3", "SELECT Other") if "PERMANENTFLAGS" in r)
+    assert "\\*" in perm, perm
+    noop_answered(srv)
