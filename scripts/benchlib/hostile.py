@@ -10,7 +10,7 @@ delay under 100 ms for every input, and no SERVERBUG anywhere. Nothing is assert
 Inputs:
   list-pattern     CREATE aaaaaaaaaaaaaaaaaaaa, LIST "" "*%*%*%*%*%*%*%*%*%*%*%*%*%*%*Z"
   huge-name        CREATE, SELECT and APPEND naming a 10 MB mailbox name (LITERAL+)
-  many-keywords    STORE +FLAGS with 1,000 new keywords at a time, 100 times; then SELECT
+  many-keywords    STORE +FLAGS with 100 new keywords at a time, 1,000 times; then SELECT
   or-search        SEARCH with 31 nested OR SUBJECT, and with 1,500 keys, 20 times each
   pipelined-noops  200,000 NOOPs in one write (1.6 MB), answers read as they come
   deflate-bomb     COMPRESS DEFLATE, then 64 MB of NOOPs deflated to ~90 kB
@@ -217,8 +217,8 @@ def many_keywords(server: Server, args: argparse.Namespace) -> Callable[[], Outc
     c.ok("APPEND kw", _message(500))
     c.ok("SELECT kw")
     stores = [
-        "STORE 1 +FLAGS.SILENT (" + " ".join(f"k{i}x{j}" for j in range(1000)) + ")"
-        for i in range(100)
+        "STORE 1 +FLAGS.SILENT (" + " ".join(f"k{i}x{j}" for j in range(100)) + ")"
+        for i in range(1000)
     ]
 
     def attack() -> Outcome:
@@ -227,7 +227,7 @@ def many_keywords(server: Server, args: argparse.Namespace) -> Callable[[], Outc
         selected = sum(len(line) for line in c.lines[-12:])
         c.close()
         refused = sum(b"[LIMIT]" in r for r in out)
-        return Outcome(out, f"{refused}/100 STOREs NO [LIMIT]; SELECT ~{selected} B")
+        return Outcome(out, f"{refused}/{len(stores)} STOREs NO [LIMIT]; SELECT ~{selected} B")
     return attack
 
 

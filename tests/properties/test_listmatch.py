@@ -34,6 +34,24 @@ def test_folding_wildcards_keeps_the_meaning(pattern: str, name: str) -> None:
     assert reference(fold_wildcards(pattern), name) == reference(pattern, name)
 
 
+def reference_matches(pattern: str, name: str) -> bool:
+    """The server's old `matches`: INBOX case-insensitive as the pattern's first level."""
+    if reference(pattern, name):
+        return True
+    if name == "INBOX" or name.startswith("INBOX/"):
+        head, sep, rest = pattern.partition("/")
+        if head.upper() == "INBOX":
+            return reference("INBOX" + sep + rest, name)
+    return False
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="inboxINBOX/*%a", max_size=9), st.sampled_from(
+    ["INBOX", "INBOX/a", "INBOX/b/a", "inbox", "Inbox/a", "a/INBOX", "INBOXa", "a"]))
+def test_inbox_rule_agrees_with_the_old_one(pattern: str, name: str) -> None:
+    assert matches(pattern, name) == reference_matches(pattern, name)
+
+
 def test_examples() -> None:
     assert matches("*", "a/b/c")
     assert matches("%", "a") and not matches("%", "a/b")
