@@ -566,6 +566,19 @@ def _storable(session: Session, cmd: c.Store) -> tuple[str, ...]:
 
 
 # --- COPY / MOVE -----------------------------------------------------------------------
+async def _check_copied_keywords(
+    session: Session, view: SelectedView, uids: list[int], target_id: int
+) -> None:
+    """COPY/MOVE carry keywords: `check_keyword_limit` on the target, with the source
+    mailbox's keywords first (cheap), the copied messages' own only when that fails."""
+    known = await session.store.mailbox_keywords(target_id)
+    limit = session.config.limits.max_keywords
+    if len({k.lower() for k in (*known, *view.keywords)}) <= limit:
+        return
+    rows = await session.store.fetch_plain(view.mailbox_id, uids, ("flags",))
+    check_keyword_limit(session, known, {f for row in rows for f in str(row[1]).split()})
+
+
 async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
     """[UID] COPY / [UID] MOVE set mailbox (RFC 3501 §6.4.7, RFC 6851, COPYUID RFC 4315)."""
     view = session.require_view()
@@ -582,6 +595,8 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
         return ok(f"{name} completed")
     # RFC 4314 §4: i on the target; the flags without their right there are not copied.
     target = await lookup(session, cmd.mailbox, "i", target=True)
+    if view.keywords and target.id != view.mailbox_id:
+        await _check_copied_keywords(session, view, uids, target.id)
     try:
         result = await session.store.copy_messages(
             view.mailbox_id, uids, user.id, cmd.mailbox, session.origin, move=cmd.move,

@@ -203,6 +203,15 @@ def test_keywords_per_mailbox_are_limited(server_factory: Any) -> None:
     assert "\\*" not in perm and "kw7" in perm, perm
     # A mailbox with room still offers it.
     c.ok("c", "CREATE Other")
+    c.ok("o1", "APPEND Other (o1 o2 o3) {9+}\r\nSubj: x\r\n")
     perm = next(r for r in c.ok("s3", "SELECT Other") if "PERMANENTFLAGS" in r)
     assert "\\*" in perm, perm
+    # COPY/MOVE bring their keywords: refused past the target's limit, fine within it.
+    c.ok("u", "UNSELECT")
+    c.append("a6", "Other", "Subject: plain\r\n\r\nbody\r\n")
+    c.ok("s4", "SELECT Other")
+    out = c.command("m1", "COPY 1 INBOX")
+    assert out[-1].startswith("m1 NO [LIMIT]"), out
+    c.ok("m2", "COPY 2 INBOX")  # no keywords on it
+    c.ok("m3", "MOVE 2 INBOX")
     noop_answered(srv)
