@@ -87,13 +87,11 @@ class SelectedView:
                 return []
             largest = self.uids[-1]
             out: list[int] = []
-            for lo, hi in sequence_set.resolve(largest):
+            for lo, hi in sequence_set.merged(largest):  # disjoint, ascending
                 start = bisect_left(self.uids, lo)
                 end = bisect_left(self.uids, hi + 1)
                 out.extend(self.uids[start:end])
-            if len(sequence_set.ranges) == 1:
-                return out  # one slice of an ascending list: already sorted and unique
-            return sorted(set(out))
+            return out  # slices of an ascending list, in order: sorted and unique
         exists = len(self.uids)
         for low, high in sequence_set.ranges:
             if low is not None and high is not None and max(low, high) > exists:

@@ -74,6 +74,11 @@ READ_SIZE = 65536
 #: A session whose pushed bytes pile up past this in the transport (a client that does not
 #: read) waits for them to drain before it renders more (NOTIFY overflows before: N91).
 PUSH_DRAIN_AT = 256 * 1024
+#: Inflated octets allowed beyond ``limits.max_inflate_ratio`` times the deflated ones.
+INFLATE_SLACK = 64 * 1024
+#: Seconds of pipelined commands a session runs before it lets the loop turn (fairness:
+#: a burst of 8,000 NOOPs in one read would otherwise hold every other session).
+TIME_SLICE = 0.005
 
 
 class Session:
@@ -119,6 +124,7 @@ class Session:
         self._wake: asyncio.Future[None] | None = None  # `_read_idling`'s current wait
         self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
         self._deflate: zlib._Compress | None = None
+        self._deflated_in = self._inflated_in = 0  # octets, for limits.max_inflate_ratio
         #: Pushed bytes waiting for the end of this loop turn (`imapd.server.PushBatch`).
         self._held: list[bytes] = []
         #: For `imapd who` and `imapd kick` (imapd/control.py).
@@ -332,18 +338,37 @@ class Session:
             self.notify.sub.waker = None
 
     async def _recv(self) -> bytes:
-        """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF."""
+        """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF.
+
+        Inflating is bounded three ways (issue 14: 1.5 MB of deflated NOOPs burned 36 s of
+        CPU): at most READ_SIZE octets per call, a turn of the event loop before each
+        chunk taken from the unconsumed tail (other sessions run in between, as they do
+        between socket reads), and ``limits.max_inflate_ratio``: past that many inflated
+        octets per received one (plus 64 KiB), BYE."""
         inflate = self._inflate
         if inflate is None:
             return await self.reader.read(READ_SIZE)
         while True:
-            data = inflate.unconsumed_tail or await self.reader.read(READ_SIZE)
+            if inflate.unconsumed_tail:
+                await asyncio.sleep(0)
+                data = inflate.unconsumed_tail
+            else:
+                data = await self.reader.read(READ_SIZE)
             if not data:
                 return b""
             try:
                 out = inflate.decompress(data, READ_SIZE)  # bounded: no inflation bomb
             except zlib.error as exc:
                 raise ConnectionError(f"bad DEFLATE data: {exc}") from None
+            self._deflated_in += len(data) - len(inflate.unconsumed_tail)  # consumed
+            self._inflated_in += len(out)
+            ratio = self.config.limits.max_inflate_ratio
+            if ratio and self._inflated_in > ratio * self._deflated_in + INFLATE_SLACK:
+                log.warning("session %s: COMPRESS limit: %d octets inflated from %d (ratio"
+                            " limit %d), disconnecting %s", self.id, self._inflated_in,
+                            self._deflated_in, ratio, self.peer)
+                await self._bye("Compression ratio limit exceeded")
+                return b""
             if out:
                 return out
 
@@ -354,9 +379,12 @@ class Session:
         pending = self.conn.take_buffered_data()
         if pending:
             try:
-                self.conn.receive_data(self._inflate.decompress(pending, READ_SIZE))
+                out = self._inflate.decompress(pending, READ_SIZE)
             except zlib.error as exc:
                 raise ConnectionError(f"bad DEFLATE data: {exc}") from None
+            self._deflated_in += len(pending) - len(self._inflate.unconsumed_tail)
+            self._inflated_in += len(out)
+            self.conn.receive_data(out)
 
     async def start_tls(self) -> None:
         """RFC 3501 §6.2.1: the handshake starts right after STARTTLS's tagged OK (written
@@ -391,7 +419,11 @@ class Session:
         log.info("session %s: STARTTLS %s", self.id, tls.describe(self.writer))
 
     async def _process_events(self) -> None:
+        slice_end = time.monotonic() + TIME_SLICE
         while not self.closing:
+            if time.monotonic() > slice_end:
+                await asyncio.sleep(0)  # let the other sessions run (see TIME_SLICE)
+                slice_end = time.monotonic() + TIME_SLICE
             event = self.conn.next_event()
             if event is NEED_DATA:
                 return

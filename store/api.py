@@ -296,6 +296,11 @@ class Store(Protocol):
         """UIDs matching, ascending."""
         ...
 
+    async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:
+        """The keywords set on the mailbox's messages, one spelling each (case-insensitive),
+        as SELECT's FLAGS lists them."""
+        ...
+
     async def vanished_since(
         self, mailbox_id: int, modseq: int, uids: Sequence[tuple[int, int]] | None = None
     ) -> list[int]:

@@ -66,7 +66,7 @@ from store.mime_headers import (
     split_header,
     transfer_encoding,
 )
-from store.mime_text import address_text, body_text, header_values, message_id
+from store.mime_text import PIECE, address_text, body_text, header_values, message_id
 from store.sections import section_bytes
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "MAX_PARTS",
     "MISSING_DOMAIN",
     "MISSING_MAILBOX",
+    "PIECE",
     "Address",
     "BodyPart",
     "Envelope",

@@ -110,16 +110,19 @@ def compile_criterion(criterion: Criterion, now: dt.datetime) -> Compiled:
 def _compile(c: Criterion, now: int) -> Compiled:
     name = c.name.upper()
     if name == "AND":
-        parts = sorted((_compile(k, now) for k in c.children), key=lambda p: p.cost)
+        parts = sorted((_compile(k, now) for k in _operands(c, "AND")), key=lambda p: p.cost)
         return _join(parts, " AND ", "1")
     if name == "OR":
         if not c.children:
             raise ValueError("OR needs operands")
-        return _join([_compile(k, now) for k in c.children], " OR ", "0")
+        return _join([_compile(k, now) for k in _operands(c, "OR")], " OR ", "0")
     if name == "NOT":
         if len(c.children) != 1:
             raise ValueError("NOT needs one operand")
-        inner = _compile(c.children[0], now)
+        inner_c = c.children[0]
+        if inner_c.name.upper() == "NOT" and len(inner_c.children) == 1:
+            return _compile(inner_c.children[0], now)  # NOT NOT x is x: one nesting less
+        inner = _compile(inner_c, now)
         return dataclasses.replace(inner, sql=f"NOT ({inner.sql})")
     if name in {"ALL", "SAVEDATESUPPORTED"}:
         return Compiled("1")
@@ -189,17 +192,41 @@ def _stored(key: str, value: str) -> Compiled:
                     False, _STORED, True)
 
 
+def _operands(c: Criterion, op: str) -> list[Criterion]:
+    """The operands of an ``op`` node with nested ``op`` nodes flattened into it: IMAP's
+    binary OR makes ``OR a OR b OR c ...`` a chain as deep as it is long."""
+    out: list[Criterion] = []
+    stack = list(reversed(c.children))
+    while stack:
+        k = stack.pop()
+        if k.name.upper() == op and (op == "AND" or k.children):
+            stack.extend(reversed(k.children))
+        else:
+            out.append(k)
+    return out
+
+
 def _join(parts: list[Compiled], op: str, empty: str) -> Compiled:
+    """``parts`` joined by ``op`` as a balanced tree of parenthesised pairs: SQLite's parser
+    (its stack holds ~100 entries) and its expression depth limit (1000) see a nesting of
+    log2(len(parts)), not len(parts), so long OR chains and key lists compile (issue 14:
+    31 ORs overflowed the parser stack). Order is kept (AND terms come cheapest first)."""
     if not parts:
         return Compiled(empty)
-    if len(parts) == 1:
-        return parts[0]
-    params = [p for part in parts for p in part.params]
-    sql = op.join(f"({part.sql})" for part in parts)
-    return Compiled(
-        sql, params, any(part.needs_content for part in parts), max(p.cost for p in parts),
-        any(part.needs_search for part in parts),
-    )
+    level = parts
+    while len(level) > 1:
+        paired: list[Compiled] = []
+        for i in range(0, len(level) - 1, 2):
+            a, b = level[i], level[i + 1]
+            paired.append(Compiled(
+                f"({a.sql}){op}({b.sql})", a.params + b.params,
+                a.needs_content or b.needs_content, max(a.cost, b.cost),
+                a.needs_search or b.needs_search,
+            ))
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def _uids(c: Criterion) -> Compiled:
@@ -235,6 +262,20 @@ def _date(c: Criterion) -> str:
     if not isinstance(value, dt.date):
         raise ValueError(f"{c.name} needs a date")
     return value.isoformat()
+
+
+def _contains(body: str, needle: str) -> bool:
+    """``needle`` (case-folded) in `TextMatcher._body`'s text: folded already when short,
+    else folded and searched a piece at a time, so that no single call holds the GIL for
+    long (the event loop thread needs it at every socket operation; issue 14: a SEARCH
+    BODY over a 30 MB message held other clients for 0.5 s). Pieces overlap by
+    len(needle) characters: a character folds to at least one, so any match of the needle
+    in the folded text lies within one folded piece."""
+    if len(body) <= mime.PIECE:
+        return needle in body
+    step, overlap = mime.PIECE, len(needle)
+    return any(needle in body[i : i + step + overlap].casefold()
+               for i in range(0, len(body), step))
 
 
 def _attached(part: BodyPart) -> list[BodyPart]:
@@ -288,13 +329,15 @@ class TextMatcher:
 
     def _body(self, p: _Parsed, raw: bytes) -> str:
         """Decoded text parts, plus the headers of attached messages (message/rfc822): they
-        are part of this message's body (RFC 3501 §6.4.4 BODY)."""
+        are part of this message's body (RFC 3501 §6.4.4 BODY). Case-folded when short;
+        a long one stays as it is, for `_contains` to fold piece by piece."""
         if p.body is None:
             nested = [
                 raw[m.header_start : m.body_start].decode("utf-8", "replace")
                 for m in _attached(p.structure)
             ]
-            p.body = "\n".join([mime.body_text(raw, p.structure), *nested]).casefold()
+            body = "\n".join([mime.body_text(raw, p.structure), *nested])
+            p.body = body.casefold() if len(body) <= mime.PIECE else body
         return p.body
 
     def _header_text(self, p: _Parsed, raw: bytes) -> str:
@@ -319,9 +362,9 @@ class TextMatcher:
     ) -> bool:
         p = self._parsed(content_id, structure)
         if key == "BODY":
-            return needle in self._body(p, raw)
+            return _contains(self._body(p, raw), needle)
         if key == "TEXT":
-            return needle in self._header_text(p, raw) or needle in self._body(p, raw)
+            return needle in self._header_text(p, raw) or _contains(self._body(p, raw), needle)
         if key in STORED_KEYS:  # the same parts as the stored texts
             values = p.parts.get(key)
             if values is None:

@@ -7,14 +7,14 @@ Also the pure renderers NOTIFY reuses: `mailbox_attributes`, `list_response`,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from imapd.commands.acl import listable, lookup, require_parent
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
+from imapd.commands.listmatch import matches
+from imapd.commands.message import check_keyword_limit
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
@@ -72,31 +72,6 @@ async def handle_subscribe(session: Session, cmd: c.Subscribe | c.Unsubscribe) -
 
 
 # --- LIST / LSUB -----------------------------------------------------------------------
-@lru_cache(maxsize=256)
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """RFC 3501 §6.3.8: ``*`` matches anything, ``%`` anything but the delimiter."""
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(DELIMITER)}]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
-
-
-def matches(pattern: str, name: str) -> bool:
-    if pattern_regex(pattern).fullmatch(name):
-        return True
-    # INBOX is case-insensitive, also as the first level of a pattern (RFC 3501 §5.1).
-    if name == "INBOX" or name.startswith("INBOX" + DELIMITER):
-        head, sep, rest = pattern.partition(DELIMITER)
-        if head.upper() == "INBOX":
-            return bool(pattern_regex("INBOX" + sep + rest).fullmatch(name))
-    return False
-
-
 def _parents(names: Iterable[str]) -> set[str]:
     """Every name that has an inferior among ``names`` (one pass, not a scan per name)."""
     out: set[str] = set()
@@ -354,6 +329,12 @@ async def handle_append(session: Session, cmd: c.Append) -> Outcome:
     target = await lookup(session, cmd.mailbox, "i", target=True)
     messages = [NewMessage(m.content, settable(m.flags, target.rights), m.date)
                 for m in cmd.messages]
+    added = [f for m in messages for f in m.flags if not f.startswith("\\")]
+    if added:
+        view = session.view
+        known = (view.keywords if view is not None and view.mailbox_id == target.id
+                 else await session.store.mailbox_keywords(target.id))
+        check_keyword_limit(session, known, added)
     try:
         result = await session.store.append(user.id, cmd.mailbox, messages, session.origin)
     except MailboxNotFound as exc:

@@ -102,7 +102,9 @@ async def _select(
         responses.append(UntaggedStatus("OK", "Read-only mailbox", "PERMANENTFLAGS ()"))
     else:
         # RFC 4314 §5.1.1: only the flags this user may change.
-        wild = ("\\*",) if "w" in info.rights else ()
+        # RFC 3501 §7.1: no \* once the mailbox holds limits.max_keywords keywords.
+        room = len(view.keywords) < session.config.limits.max_keywords
+        wild = ("\\*",) if "w" in info.rights and room else ()
         perm = " ".join((*settable(system_and(view.keywords), info.rights), *wild))
         responses.append(UntaggedStatus("OK", "Flags permitted", f"PERMANENTFLAGS ({perm})"))
     if view.condstore:

@@ -53,6 +53,20 @@ class Limits:
     max_depth: int = 32
     #: Sequence-set ranges, search keys, fetch atts, flags... in one command.
     max_args: int = 10000
+    #: Search keys in one SEARCH (every key, operators included), answered NO [LIMIT] past
+    #: it: each key is evaluated per message, in SQL or Python (issue 14).
+    max_search_keys: int = 1000
+    #: Keywords one mailbox may hold; a STORE or APPEND that would add more answers
+    #: NO [LIMIT] (Cyrus: 128 user flags per mailbox; every SELECT lists them all).
+    max_keywords: int = 256
+    #: Octets of one mailbox name (UTF-8), and of one level of it; CREATE/RENAME past them
+    #: answer NO [LIMIT], other commands NO [NONEXISTENT] (Dovecot: 255 per level).
+    max_mailbox_name: int = 1024
+    max_mailbox_level: int = 255
+    #: COMPRESS=DEFLATE (RFC 4978): the session ends with BYE when what it inflated exceeds
+    #: this many times what it received, plus 64 KiB (legitimate IMAP traffic deflates about
+    #: 3-20 times; a bomb of NOOPs 1000 times). 0: no check.
+    max_inflate_ratio: int = 100
     #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`, STYLE §6).
     max_bad_commands: int = 20
     #: Bytes skipped looking for the end of an overlong line before giving up with BYE.
@@ -246,6 +260,8 @@ class ServerConnection:
                 utf8=self.utf8,
                 max_depth=self.limits.max_depth,
                 max_args=self.limits.max_args,
+                max_mailbox_name=self.limits.max_mailbox_name,
+                max_mailbox_level=self.limits.max_mailbox_level,
             )
         except parser.UnknownCommand as exc:
             return self._unknown(exc.tag or frame.tag)

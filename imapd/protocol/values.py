@@ -64,16 +64,29 @@ class SequenceSet:
                 lo, hi = hi, lo
             yield lo, hi
 
+    def merged(self, largest: int) -> list[tuple[int, int]]:
+        """`resolve`'s pairs sorted, with overlapping and adjacent ones joined: what they
+        cover costs no more than once however often a client repeats it (``1:*,1:*,...``
+        10,000 times would otherwise name a large mailbox 10,000 times)."""
+        out: list[tuple[int, int]] = []
+        for lo, hi in sorted(self.resolve(largest)):
+            if out and lo <= out[-1][1] + 1:
+                if hi > out[-1][1]:
+                    out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+        return out
+
     def contains(self, n: int, largest: int) -> bool:
         return any(lo <= n <= hi for lo, hi in self.resolve(largest))
 
     def values(self, largest: int, limit: int | None = None) -> list[int]:
         """Every number in the set that is between 1 and ``limit`` (default ``largest``)."""
         cap = largest if limit is None else limit
-        out: set[int] = set()
-        for lo, hi in self.resolve(largest):
-            out.update(range(max(lo, 1), min(hi, cap) + 1))
-        return sorted(out)
+        out: list[int] = []
+        for lo, hi in self.merged(largest):
+            out.extend(range(max(lo, 1), min(hi, cap) + 1))
+        return out  # merged: ascending, each number once
 
     def __str__(self) -> str:
         if self.saved:

@@ -174,6 +174,8 @@ def parse_command(
     utf8: bool = False,
     max_depth: int = 32,
     max_args: int = 10000,
+    max_mailbox_name: int = 1024,
+    max_mailbox_level: int = 255,
 ) -> cmd.Command:
     """command = tag SP (command-any / command-auth / command-nonauth / command-select) CRLF
 
@@ -181,7 +183,8 @@ def parse_command(
     offsets (see `framing.Frame`). Raises `BadCommand` (``UnknownCommand`` for an unknown
     name) with ``.tag`` set when the tag parsed, or `CommandRefused` (BADCHARSET).
     """
-    c = Cursor(text, literals, utf8=utf8, max_depth=max_depth, max_args=max_args)
+    c = Cursor(text, literals, utf8=utf8, max_depth=max_depth, max_args=max_args,
+               max_mailbox_name=max_mailbox_name, max_mailbox_level=max_mailbox_level)
     t = tag(c)
     c.sp()
     entry = _command_name(c)

@@ -97,7 +97,7 @@ def create(c: Cursor, t: str) -> cmd.Create:
     use-attr = "\\All" / "\\Archive" / "\\Drafts" / "\\Flagged" / "\\Junk" / "\\Sent" /
                "\\Trash" / use-attr-ext  ; use-attr-ext = "\\" atom"""
     c.sp()
-    name = mailbox(c)
+    name = mailbox(c, new=True)
     uses: list[str] = []
     if c.try_char(b" "):
         c.char(b"(", "create parameters")
@@ -133,7 +133,7 @@ def rename(c: Cursor, t: str) -> cmd.Rename:
     c.sp()
     old = mailbox(c)
     c.sp()
-    return cmd.Rename(t, old, mailbox(c))
+    return cmd.Rename(t, old, mailbox(c, new=True))
 
 
 _STATUS_ATTS: Final = frozenset(
@@ -204,7 +204,7 @@ def list_(c: Cursor, t: str) -> cmd.List:
         if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
             raise BadCommand("RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE", tag=c.tag)
         c.sp()
-    reference = mailbox_text(c, astring(c))
+    reference = mailbox_text(c, astring(c), pattern=True)
     c.sp()
     patterns: list[str] = []
     if c.try_char(b"("):
@@ -252,7 +252,7 @@ def list_(c: Cursor, t: str) -> cmd.List:
 def lsub(c: Cursor, t: str) -> cmd.List:
     """lsub = "LSUB" SP mailbox SP list-mailbox"""
     c.sp()
-    reference = mailbox_text(c, astring(c))
+    reference = mailbox_text(c, astring(c), pattern=True)
     c.sp()
     return cmd.List(t, reference, (list_mailbox(c),), lsub=True)
 

@@ -16,7 +16,7 @@ import re
 from typing import Final
 
 from imapd.protocol import utf7
-from imapd.protocol.errors import BadCommand
+from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.values import SequenceSet, canonical_flag
 
 MAX_NUMBER: Final = 2**32 - 1  # RFC 3501 §9: number is an unsigned 32-bit integer
@@ -53,7 +53,8 @@ class Cursor:
     """A position in one framed command, with its literals and its limits."""
 
     __slots__ = (
-        "_literals", "args", "depth", "max_args", "max_depth", "pos", "tag", "text", "utf8",
+        "_literals", "args", "depth", "max_args", "max_depth", "max_mailbox_level",
+        "max_mailbox_name", "pos", "tag", "text", "utf8",
     )  # fmt: skip
 
     def __init__(
@@ -64,8 +65,12 @@ class Cursor:
         utf8: bool = False,
         max_depth: int = 32,
         max_args: int = 10000,
+        max_mailbox_name: int = 1024,
+        max_mailbox_level: int = 255,
     ) -> None:
         self.text = text
+        self.max_mailbox_name = max_mailbox_name
+        self.max_mailbox_level = max_mailbox_level
         self.pos = 0
         self._literals = list(reversed(literals))
         self.utf8 = utf8
@@ -276,8 +281,21 @@ def utf8_text(c: Cursor, data: bytes, what: str) -> str:
         raise c.error(f"UTF-8 {what}") from None
 
 
-def mailbox_text(c: Cursor, data: bytes) -> str:
-    """Raw name octets -> Unicode: modified UTF-7 (RFC 3501 §5.1.3) or UTF-8 (RFC 6855 §3)."""
+#: Wire octets per octet of UTF-8 a mailbox name may take, with room to spare: modified
+#: UTF-7 spells a lone 2-octet character in 5 (``&AOk-``), a 4-octet one in 8. Longer names
+#: are refused before decoding.
+_WIRE_PER_OCTET = 3
+
+
+def mailbox_text(c: Cursor, data: bytes, *, new: bool = False, pattern: bool = False) -> str:
+    """Raw name octets -> Unicode: modified UTF-7 (RFC 3501 §5.1.3) or UTF-8 (RFC 6855 §3).
+
+    A name longer on the wire than any name within ``limits.max_mailbox_name`` can be is
+    refused before it is decoded (issue 14: decoding a 10 MB name stalled the loop for
+    seconds, on every command naming it): CREATE/RENAME's ``new`` name and LIST patterns
+    with NO [LIMIT], any other (it cannot exist) with NO [NONEXISTENT]."""
+    if len(data) > _WIRE_PER_OCTET * c.max_mailbox_name + 16:
+        raise _name_too_long(c, new=new, pattern=pattern)
     if c.utf8:
         return utf8_text(c, data, "mailbox name")
     try:
@@ -286,18 +304,37 @@ def mailbox_text(c: Cursor, data: bytes) -> str:
         raise c.error("mailbox name in modified UTF-7") from None
 
 
-def mailbox(c: Cursor) -> str:
+def _name_too_long(c: Cursor, *, new: bool, pattern: bool = False) -> CommandRefused:
+    if pattern:
+        return CommandRefused("Mailbox pattern too long", "LIMIT")
+    if new:
+        return CommandRefused(
+            f"Mailbox name too long (limit {c.max_mailbox_name} octets, "
+            f"{c.max_mailbox_level} per level)", "LIMIT",
+        )
+    return CommandRefused("No such mailbox (name too long)", "NONEXISTENT")
+
+
+def mailbox(c: Cursor, *, new: bool = False) -> str:
     """mailbox = "INBOX" / astring
-    ; INBOX is case-insensitive (RFC 3501 §5.1); other names are case-sensitive"""
-    name = mailbox_text(c, astring(c))
+    ; INBOX is case-insensitive (RFC 3501 §5.1); other names are case-sensitive
+
+    ``new``: a name to be created (CREATE, RENAME's second), held to the level limit too."""
+    name = mailbox_text(c, astring(c), new=new)
+    octets = len(name.encode("utf-8", "surrogatepass"))
+    if octets > c.max_mailbox_name or (
+        new and any(len(level.encode("utf-8", "surrogatepass")) > c.max_mailbox_level
+                    for level in name.split("/"))
+    ):
+        raise _name_too_long(c, new=new)
     return "INBOX" if name.upper() == "INBOX" else name
 
 
 def list_mailbox(c: Cursor) -> str:
     """list-mailbox = 1*list-char / string"""
     if c.peek() in (ord('"'), ord("{")):
-        return mailbox_text(c, string(c))
-    return mailbox_text(c, c.expect(_LIST_CHARS, "list-mailbox").group())
+        return mailbox_text(c, string(c), pattern=True)
+    return mailbox_text(c, c.expect(_LIST_CHARS, "list-mailbox").group(), pattern=True)
 
 
 # -- flags and dates ---------------------------------------------------------------------------
