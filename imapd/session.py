@@ -375,7 +375,13 @@ class Session:
         log.info("session %s: STARTTLS %s", self.id, tls.describe(self.writer))
 
     async def _process_events(self) -> None:
+        first = True
         while not self.closing:
+            if not first:
+                # Pipelined commands (thousands fit in one read) or literals: let the other
+                # sessions run between two, so that no client stalls the others.
+                await asyncio.sleep(0)
+            first = False
             event = self.conn.next_event()
             if event is NEED_DATA:
                 return
