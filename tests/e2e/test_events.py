@@ -579,3 +579,27 @@ def test_outbox_notifyd_survives_kill_9_mid_stream(server_factory: Any, tmp_path
         assert len(printed) == len(unique) + 1
         assert printed[killed_at] == printed[killed_at - 1]
     assert 0 < killed_at < len(expected)  # the kill was mid-stream
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--method", "log"), "--socket PATH or --outbox is needed"),
+    (("--outbox", "--method", "log"), "--outbox needs --state FILE"),
+    (("--outbox", "--state", "s", "--method", "webhook", "--url", "http://x/"),
+     "--outbox takes --method log, jsonl or external"),
+    (("--outbox", "--state", "s", "--socket", "p"), "--outbox takes --method log"),
+])
+def test_notifyd_mode_arguments(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "imapd", "notifyd", *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_outbox_notifyd_without_a_store_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "imapd", "notifyd", "--outbox", "--state",
+         str(tmp_path / "state"), "--data-dir", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "no store at" in result.stderr
+    assert not (tmp_path / "none").exists()  # nothing created
