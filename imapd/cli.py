@@ -73,14 +73,17 @@ async def _serve(config: Config) -> int:
     shown += [("IMAPS", f"{host}:{port}") for host, port in server.tls_addresses]
     for where in server.lmtp.addresses if server.lmtp else ():
         shown.append(("LMTP", where if isinstance(where, str) else f"{where[0]}:{where[1]}"))
-    if config.log_format == "text":  # JSON logs: the "listening on" records say it
-        for kind, where in shown:
-            data = f", data in {config.data_dir}" if kind != "LMTP" else ""
-            print(f"imapd: serving {kind} on {where}{data}", flush=True)
+
+    def ready() -> None:  # once SIGTERM is handled: a stop right after this is clean
+        if config.log_format == "text":  # JSON logs: the "listening on" records say it
+            for kind, where in shown:
+                data = f", data in {config.data_dir}" if kind != "LMTP" else ""
+                print(f"imapd: serving {kind} on {where}{data}", flush=True)
+        daemon.sd_notify("READY=1\nSTATUS=serving " + ", ".join(f"{k} on {w}" for k, w in shown))
+
     server.on_shutdown.append(lambda: daemon.sd_notify("STOPPING=1"))
     with daemon.PidFile(config.pid_file) if config.pid_file else nullcontext():
-        daemon.sd_notify("READY=1\nSTATUS=serving " + ", ".join(f"{k} on {w}" for k, w in shown))
-        await server.serve_forever()
+        await server.serve_forever(ready)
     return 0
 
 

@@ -298,12 +298,16 @@ class Server:
         await self.store.close()
         self._stopped.set()
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve until SIGTERM/SIGINT; ``ready`` (the "serving" lines, READY=1) is called once
+        the handlers are in place, so a SIGTERM right after it is a clean shutdown."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
+            if ready is not None:
+                ready()
             await self._stopped.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
