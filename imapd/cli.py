@@ -74,6 +74,7 @@ async def _serve(config: Config) -> int:
     shown += [("IMAPS", f"{host}:{port}") for host, port in server.tls_addresses]
     for where in server.lmtp.addresses if server.lmtp else ():
         shown.append(("LMTP", where if isinstance(where, str) else f"{where[0]}:{where[1]}"))
+
     if config.log_format == "text":  # JSON logs: the "listening on" records say it
         for kind, where in shown:
             data = f", data in {config.data_dir}" if kind != "LMTP" else ""
@@ -333,6 +334,26 @@ def _webhook(args: argparse.Namespace) -> int:
         return 1
 
 
+def _notifyd_outbox(args: argparse.Namespace) -> int:
+    """``imapd notifyd --outbox``: imapd/cli_events.py (the server's event options apply:
+    pass its ``--config``)."""
+    from imapd import cli_events
+
+    if args.method == "webhook" or args.socket:
+        print("imapd notifyd: --outbox takes --method log, jsonl or external and no --socket "
+              "(the webhook follows the outbox with --socket and --data-dir)", file=sys.stderr)
+        return 2
+    if not args.state:
+        print("imapd notifyd: --outbox needs --state FILE", file=sys.stderr)
+        return 2
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        print(f"imapd notifyd: {exc}", file=sys.stderr)
+        return 2
+    return cli_events.notifyd_outbox(args, config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imapd", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -357,8 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--init", action="store_true", help="as `imapd init` first: an empty"
                        " or damaged store is moved aside and a new one created")
 
-    notifyd = sub.add_parser("notifyd", help="listen for event datagrams (Cyrus notifyd)")
-    notifyd.add_argument("--socket", required=True, help="UNIX datagram socket path to bind")
+    notifyd = sub.add_parser("notifyd", help="handle events: from a datagram socket (Cyrus "
+                             "notifyd) or, with --outbox, from the server's change log")
+    notifyd.add_argument("--socket", help="UNIX datagram socket path to bind")
+    notifyd.add_argument("--outbox", action="store_true",
+                         help="no socket: follow the change log of --data-dir from --state "
+                         "FILE (durable, at least once; methods log, jsonl, external)")
     notifyd.add_argument("--method", choices=("log", "external", "jsonl", "webhook"),
                          default="log", help="log: notifyd's log line; external: run "
                          "--program; jsonl: JSON; webhook: POST to --url")
@@ -373,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--queue", type=int, default=1000, metavar="N",
                       help="events held in memory; when full, datagrams wait in the server's "
                       "outbox (default 1000)")
-    hook.add_argument("--state", metavar="FILE", help="last acknowledged seq, for resuming")
+    hook.add_argument("--state", metavar="FILE", help="last acknowledged (with --outbox: "
+                      "handled) position, for resuming")
     hook.add_argument("--timeout", type=float, default=10.0, help="seconds per POST (10)")
     hook.add_argument("--retry-max", type=float, default=60.0, dest="retry_max",
                       help="longest backoff between retries, seconds (60)")
@@ -461,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.method == "external" and not args.program:
             print("imapd notifyd: --method external needs --program", file=sys.stderr)
+            return 2
+        if args.outbox:
+            return _notifyd_outbox(args)
+        if not args.socket:
+            print("imapd notifyd: --socket PATH or --outbox is needed", file=sys.stderr)
             return 2
         if args.method == "webhook":
             return _webhook(args)

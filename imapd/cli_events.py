@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
 from typing import TextIO
 
@@ -36,9 +38,8 @@ from imapd import control
 from imapd.config import Config
 from notify.bus import change_owner
 from notify.cyrus import to_json
-from notify.events import events_for
-from notify.sink import render
-from store.changes import read_change
+from notify.follow import Position, outbox_events
+from store.changes import Change
 from store.sqlite import SqliteStore
 
 SEQ_PARAM = "vnd.imapd.seq"
@@ -46,7 +47,6 @@ SEQ_PARAM = "vnd.imapd.seq"
 DEFAULT_LAST = 10
 #: Seconds between change_log reads under --follow while no server runs (none to notify).
 FALLBACK_INTERVAL = 1.0
-BATCH = 500
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
@@ -69,44 +69,107 @@ async def tail(config: Config, *, user: str | None, from_seq: int | None, follow
     out = out or sys.stdout
     policy, fmt = event_format(config)
     fmt = dataclasses.replace(fmt, extra_params=fmt.extra_params | {SEQ_PARAM})
-    pid = os.getpid()
     store = await SqliteStore.open(config.db_path, lambda changes: None,
                                    synchronous=config.sqlite_synchronous)
-    sub: control.Subscription | None = None
+    notices = ServerNotices(config) if follow else None
     try:
-        if follow:
-            sub = await _subscribe(config)
+        if notices is not None:
+            await notices.open()  # subscribe first, read second
         head = await store.change_log_head()
         cursor = from_seq - 1 if from_seq is not None else max(0, head - DEFAULT_LAST)
-        while True:
-            rows = await store.change_log(cursor, BATCH)
-            for seq, kind, payload in rows:
-                cursor = seq
-                change = read_change(kind, seq, payload)
-                if change is None:
-                    print(f"imapd events: change_log seq {seq} ({kind}) cannot be read;"
-                          " skipped", file=sys.stderr)
-                    continue
-                if user is None or change_owner(change) == user:
-                    for event in events_for(change, policy):
-                        fields = await render(store, event, fmt, pid=pid)
-                        out.write(to_json(fields) + "\n")
-                    out.flush()
-            if len(rows) == BATCH:
-                continue
-            if not follow:
-                return 0
-            if sub is not None:
-                if await sub.next() is None:  # the server stopped
-                    sub.close()
-                    sub = None
-                continue
-            await asyncio.sleep(FALLBACK_INTERVAL)
-            sub = await _subscribe(config)
+
+        def unreadable(seq: int, kind: str) -> None:
+            print(f"imapd events: change_log seq {seq} ({kind}) cannot be read; skipped",
+                  file=sys.stderr)
+
+        def keep(change: Change) -> bool:
+            return user is None or change_owner(change) == user
+
+        events = outbox_events(store, Position(cursor, -1, complete=True), policy=policy,
+                               fmt=fmt, pid=os.getpid(), keep=keep, unreadable=unreadable,
+                               wait=notices.wait if notices is not None else None)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                out.write(to_json(event.fields) + "\n")
+                out.flush()
+        return 0
     finally:
-        if sub is not None:
-            sub.close()
+        if notices is not None:
+            notices.close()
         await store.close()
+
+
+class ServerNotices:
+    """Waiting for the server's next publish: its control socket's notices (imapd/control.py)
+    while a server runs, else `FALLBACK_INTERVAL` seconds (then the socket is tried again).
+    Open before the first read of change_log, so that nothing committed in between is
+    missed; `wait` returns when change_log may have grown."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sub: control.Subscription | None = None
+
+    async def open(self) -> None:
+        self.sub = await _subscribe(self.config)
+
+    async def wait(self) -> None:
+        if self.sub is not None:
+            if await self.sub.next() is None:  # the server stopped: read what it left
+                self.sub.close()
+                self.sub = None
+            return
+        await asyncio.sleep(FALLBACK_INTERVAL)
+        self.sub = await _subscribe(self.config)
+
+    def close(self) -> None:
+        if self.sub is not None:
+            self.sub.close()
+            self.sub = None
+
+
+def notifyd_outbox(args: argparse.Namespace, config: Config) -> int:
+    """``imapd notifyd --outbox --state FILE --method log|jsonl|external``: the server's
+    change_log (read-only), rendered with its event options, handled by notify/notifyd.py."""
+    from imapd.cli import _run
+    from imapd.server import event_format
+    from notify import notifyd
+    from notify.follow import StateFile, open_outbox
+
+    state = StateFile(args.state)
+    handle = notifyd.handler(args.method, sys.stdout, args.program)
+    policy, fmt = event_format(config)
+
+    async def run() -> int:
+        state.load()  # a bad state file: say so before anything else
+        store, close = await open_outbox(config.db_path)
+        notices = ServerNotices(config)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await notices.open()
+            await notifyd.follow_outbox(store, state, handle, method=args.method,
+                                        policy=policy, fmt=fmt, wait=notices.wait)
+        except asyncio.CancelledError:  # SIGTERM/SIGINT: the state is saved per event
+            pass
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            notices.close()
+            await close()
+        return 0
+
+    try:
+        return _run(run())
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"imapd notifyd: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `imapd notifyd --outbox ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 async def _subscribe(config: Config) -> control.Subscription | None:

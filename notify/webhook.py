@@ -51,10 +51,8 @@ import random
 import signal
 import socket
 import ssl
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from notify.cyrus import (
@@ -65,9 +63,12 @@ from notify.cyrus import (
     parse_datagram,
     to_json,
 )
-from notify.events import Policy, events_for
-from notify.sink import OutboxStore, render
-from store.changes import read_change
+from notify.events import Policy
+from notify.follow import Position as Position  # re-exported: tests
+from notify.follow import StateFile as StateFile  # re-exported: imapd/cli.py, tests
+from notify.follow import open_outbox as open_outbox  # re-exported: imapd/cli.py, tests
+from notify.follow import outbox_events
+from notify.sink import OutboxStore
 
 log = logging.getLogger("imapd.notifyd.webhook")
 
@@ -78,20 +79,9 @@ RETRY_STATUSES = frozenset({408, 429})  # and every 5xx
 RETRY_AFTER_MAX = 3600.0  # a Retry-After beyond an hour is taken as an hour
 MAX_RESPONSE_HEAD = 100  # header lines read from a response (h11 bounds the head too)
 MAX_RESPONSE_BODY = 65536  # bytes of a response body read (then the connection is closed)
-OUTBOX_BATCH = 500  # change_log rows read per round trip, as the server's sink
 
 
 # --- values ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Event ``index`` (0-based) of change ``seq``; ``complete``: all of that change's events
-    are covered (known only when they were rendered from the outbox)."""
-
-    seq: int
-    index: int
-    complete: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class Item:
     """One event to POST: its JSON text and, when it has one, its position."""
@@ -170,46 +160,6 @@ def retryable(status: int) -> bool:
     return status in RETRY_STATUSES or 500 <= status <= 599
 
 
-# --- the state file ----------------------------------------------------------------------
-class StateFile:
-    """The last acknowledged `Position` as JSON, replaced atomically."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    def load(self) -> Position | None:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-            return Position(int(data["seq"]), int(data["index"]), bool(data.get("complete")))
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path}: not a webhook state file ({exc})") from exc
-
-    def save(self, position: Position) -> None:
-        """Temp file in the same directory, fsync, rename over, fsync the directory: after a
-        crash the file holds the old position or the new one, never a torn one."""
-        data = json.dumps({"seq": position.seq, "index": position.index,
-                           "complete": position.complete})
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(data + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 # --- HTTP/1.1 ------------------------------------------------------------------------------
 async def post(target: Target, body: bytes, headers: Sequence[tuple[str, str]], *,
                timeout: float,  # noqa: ASYNC109 - one budget for connect, send and answer
@@ -277,36 +227,6 @@ class Outbox:
     store: OutboxStore
     policy: Policy = field(default_factory=Policy)
     fmt: Format = field(default_factory=Format)
-
-
-async def open_outbox(db_path: str | Path) -> tuple[OutboxStore, Callable[[], Awaitable[None]]]:
-    """The server's SQLite file opened read-only (``mode=ro``, ``query_only``) as a store
-    whose change_log and fetch are the server's own queries (the catch-up only reads: a write
-    fails); returns it and its closer.
-    Nothing is migrated or written: a missing file is an error, not a new store."""
-    import aiosqlite
-
-    from store.sqlite import SqliteStore
-
-    path = await asyncio.to_thread(Path(db_path).resolve)
-    if not await asyncio.to_thread(path.is_file):
-        raise FileNotFoundError(f"no store at {path}")
-    conn = await aiosqlite.connect(path.as_uri() + "?mode=ro", uri=True, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA query_only = ON")
-    except BaseException:
-        await conn.close()
-        raise
-
-    def no_publish(changes: object) -> None:
-        raise RuntimeError("the webhook's outbox is read-only")
-
-    def clock() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-    store = SqliteStore(conn, conn, no_publish, scrypt_n=2, clock=clock, uidvalidity=None)
-    return store, conn.close
 
 
 # --- the listener --------------------------------------------------------------------------
@@ -399,29 +319,16 @@ class Webhook:
         fmt = outbox.fmt
         if SEQ_PARAM not in fmt.extra_params:
             fmt = replace(fmt, extra_params=fmt.extra_params | {SEQ_PARAM})
-        pid = os.getpid()
-        after = start.seq if start.complete else start.seq - 1
+
+        def unreadable(seq: int, kind: str) -> None:
+            log.warning("webhook: change_log seq %d (%s) cannot be read; skipped", seq, kind)
+
         queued = 0
-        while True:
-            rows = await store.change_log(after, OUTBOX_BATCH)
-            for seq, kind, payload in rows:
-                after = seq
-                change = read_change(kind, seq, payload)
-                if change is None:
-                    log.warning("webhook: change_log seq %d (%s) cannot be read; skipped",
-                                seq, kind)
-                    continue
-                events = events_for(change, outbox.policy)
-                for index, event in enumerate(events):
-                    if seq == start.seq and index <= start.index:
-                        continue
-                    fields = await render(store, event, fmt, pid=pid)  # the sink's own
-                    last = index == len(events) - 1
-                    await self.queue.put(Item(to_json(fields), Position(seq, index, last)))
-                    queued += 1
-                self.position = Position(seq, len(events) - 1, complete=True)
-            if len(rows) < OUTBOX_BATCH:
-                break
+        async for event in outbox_events(store, start, policy=outbox.policy, fmt=fmt,
+                                          pid=os.getpid(), unreadable=unreadable):
+            await self.queue.put(Item(to_json(event.fields), event.position))
+            queued += 1
+            self.position = event.position
         log.info("webhook: %d events from the outbox after seq %d", queued, start.seq)
 
     async def read_datagrams(self, sock: socket.socket) -> None:

@@ -32,8 +32,11 @@ def _unb64(text: str) -> bytes:
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
     # hashlib refuses more than maxmem (32 MiB by default); scrypt needs 128 * n * r * p.
     maxmem = 128 * n * r * p + 2**20
+    # The octets the client sent: IMAP hands over a password's undecodable octets (and
+    # Python argv the CLI's) surrogate-escaped; the same bytes as UTF-8 for any other text.
     return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen
+        password.encode("utf-8", "surrogateescape"), salt=salt, n=n, r=r, p=p,
+        maxmem=maxmem, dklen=dklen,
     )
 
 

@@ -184,6 +184,12 @@ async def finish_authenticate(session: Session, cmd: c.Authenticate, data: objec
     if len(parts) != 3 or not parts[1]:
         raise BadCommand("Malformed PLAIN response")
     authzid, authcid, password = parts
+    try:  # RFC 4616 §2: UTF-8 (undecodable octets arrive surrogate-escaped; the password's
+        # are hashed as sent, as LOGIN's)
+        authzid.encode("utf-8")
+        authcid.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadCommand("Malformed PLAIN response: not UTF-8") from None
     if authzid and authzid != authcid:
         raise CommandRefused("Proxy authorization is not supported", "AUTHORIZATIONFAILED")
     return await _login(session, authcid, Secret(password), "PLAIN")

@@ -71,6 +71,9 @@ class Limits:
     max_bad_commands: int = 20
     #: Bytes skipped looking for the end of an overlong line before giving up with BYE.
     max_discard_length: int = 1024 * 1024
+    #: Literals in one command (a MULTIAPPEND's messages among them): each costs framing
+    #: work and a continuation, and a 64 kB line holds ~20,000 of ``{0}``.
+    max_literals: int = 1000
 
 
 class _Sentinel(Enum):
@@ -145,6 +148,7 @@ class ServerConnection:
             max_line_length=limits.max_line_length,
             max_literal_size=min(limits.max_literal_size, limits.max_literal_size_unauthenticated),
             max_discard_length=limits.max_discard_length,
+            max_literals=limits.max_literals,
         )
         self._bad_count = 0
         self._dead = False

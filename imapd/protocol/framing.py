@@ -127,13 +127,17 @@ class Framer:
     discarded up to its end and rejected with BAD, unless more than ``max_discard_length``
     bytes go by without a line end (then fatal). ``max_literal_size`` bounds each literal:
     synchronizing ones over it are rejected with ``NO [TOOBIG]`` before the client sends them,
-    non-synchronizing ones are fatal (RFC 7888 §4).
+    non-synchronizing ones are fatal (RFC 7888 §4). ``max_literals`` bounds the literals of
+    one command: the one past it ends the command with BAD (a synchronizing one gets no
+    ``+``; the octets of a non-synchronizing one are skipped with the rest of the command).
     """
 
     def __init__(
-        self, *, max_line_length: int, max_literal_size: int, max_discard_length: int
+        self, *, max_line_length: int, max_literal_size: int, max_discard_length: int,
+        max_literals: int = 1000,
     ) -> None:
         self._max_line = max_line_length
+        self._max_literals = max_literals
         #: Settable: the connection lowers it before authentication.
         self.max_literal_size = max_literal_size
         self._max_discard = max_discard_length
@@ -291,6 +295,8 @@ class Framer:
             return event
         size = int(m.group(1))
         sync = not m.group(2)
+        if self._discard is None and len(self._literals) >= self._max_literals:
+            self._discard = FrameRejected(self._tag, "BAD", "Too many literals")
         if size > self.max_literal_size:
             if sync:
                 tag = self._discard.tag if self._discard else self._tag

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -465,3 +466,140 @@ def test_notifyd_external_runs_the_program_per_event(tmp_path: Path, listener: L
             break
         time.sleep(0.02)
     assert out.read_text() == LOGIN + "\n" + '{"event":"Logout"}\n'
+
+
+# --- the outbox-following listener -------------------------------------------------------------
+class OutboxNotifyd:
+    """`imapd notifyd --outbox` as a subprocess; its stdout lines collected by a thread."""
+
+    def __init__(self, data: Path, state: Path, out: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "imapd", "notifyd", "--outbox", "--method", "jsonl",
+             "--state", str(state), "--data-dir", str(data)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:  # readiness: the position it starts from is saved
+            if "notifyd: first start" in line or "notifyd: resuming" in line:
+                break
+        else:
+            raise RuntimeError(f"notifyd did not start: {self.proc.wait(10)}")
+        stdout, stderr = self.proc.stdout, self.proc.stderr
+        self.readers = [
+            threading.Thread(target=lambda: out.extend(iter(stdout.readline, "")), daemon=True),
+            threading.Thread(target=lambda: stderr.read(), daemon=True),  # never blocks it
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        for reader in self.readers:
+            reader.join(10)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(15)
+        for reader in self.readers:
+            reader.join(10)
+        return code
+
+
+def test_outbox_notifyd_survives_kill_9_mid_stream(server_factory: Any, tmp_path: Path) -> None:
+    """Writers append while the outbox-following notifyd is paused, then killed -9 and
+    restarted: every event after its first start is printed, in change_log order, none
+    missing; at most the one event handled and not yet saved is printed twice."""
+    from imapd.server import event_format
+    from notify.events import events_for
+    from notify.follow import StateFile
+    from store.changes import read_change
+
+    server: RunningServer = server_factory()
+    for name in ("alice", "bob", "carol"):
+        server.add_user(name)
+    state = tmp_path / "notifyd.state"
+    out: list[str] = []
+    notifyd = OutboxNotifyd(server.config.data_dir, state, out)
+    first = StateFile(state).load()
+    assert first is not None and first.complete
+    per_writer = 40
+    errors: list[BaseException] = []
+
+    def write(user: str) -> None:
+        try:
+            c = client(server, user)
+            for i in range(per_writer):
+                c.append("INBOX", numbered(i))
+            c.logout()
+        except Exception as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(u,)) for u in ("alice", "bob", "carol")]
+    try:
+        for w in writers:
+            w.start()
+        deadline = time.monotonic() + 60
+        while len(out) < 20 and time.monotonic() < deadline:  # mid-stream
+            time.sleep(0.01)
+        assert len(out) >= 20
+        notifyd.proc.send_signal(signal.SIGSTOP)  # paused: the writers go on
+        time.sleep(0.3)
+        notifyd.kill()
+        killed_at = len(out)
+        notifyd = OutboxNotifyd(server.config.data_dir, state, out)
+        for w in writers:
+            w.join(60)
+        assert not errors, errors
+
+        policy, _ = event_format(server.config)
+
+        async def expected_events() -> list[tuple[int, str]]:
+            rows = await server.server.store.change_log(first.seq, 100_000)
+            expected: list[tuple[int, str]] = []
+            for seq, kind, payload in rows:
+                change = read_change(kind, seq, payload)
+                assert change is not None
+                expected += [(seq, str(e.type)) for e in events_for(change, policy)]
+            return expected
+
+        expected = server.call(expected_events())
+        assert len(expected) >= 3 * per_writer  # the APPENDs (and what else the policy has)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len({json.loads(x)["vnd.imapd.seq"]
+                                                   for x in list(out)}) < len(expected):
+            time.sleep(0.05)
+    finally:
+        assert notifyd.stop() == 0
+    printed = [(e["vnd.imapd.seq"], e["event"]) for e in map(json.loads, out)]
+    # Each change here has one event, so the seq identifies it.
+    unique = list(dict.fromkeys(printed))
+    assert unique == expected  # all of them, in order
+    if len(printed) > len(unique):  # the one event handled but not saved when killed
+        assert len(printed) == len(unique) + 1
+        assert printed[killed_at] == printed[killed_at - 1]
+    assert 0 < killed_at < len(expected)  # the kill was mid-stream
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--method", "log"), "--socket PATH or --outbox is needed"),
+    (("--outbox", "--method", "log"), "--outbox needs --state FILE"),
+    (("--outbox", "--state", "s", "--method", "webhook", "--url", "http://x/"),
+     "--outbox takes --method log, jsonl or external"),
+    (("--outbox", "--state", "s", "--socket", "p"), "--outbox takes --method log"),
+])
+def test_notifyd_mode_arguments(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "imapd", "notifyd", *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_outbox_notifyd_without_a_store_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "imapd", "notifyd", "--outbox", "--state",
+         str(tmp_path / "state"), "--data-dir", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "no store at" in result.stderr
+    assert not (tmp_path / "none").exists()  # nothing created

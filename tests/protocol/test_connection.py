@@ -98,6 +98,18 @@ def test_literal_limit_is_lower_before_authentication() -> None:
     assert feed(conn, [b"a APPEND x {11}\r\n"]) == [ContinueRequest("Ready for literal data")]
 
 
+def test_too_many_literals_in_one_command_is_bad() -> None:
+    # scripts/fuzz: the default bound, through the connection (MULTIAPPEND up to it works).
+    conn = connection(Authenticated("u"))
+    limit = Limits().max_literals
+    ok = b"a APPEND INBOX" + b" {1+}\r\nx" * limit + b"\r\n"
+    (append,) = feed(conn, [ok])
+    assert isinstance(append, c.Append) and len(append.messages) == limit
+    over = b"b APPEND INBOX" + b" {1+}\r\nx" * (limit + 1) + b"\r\nc NOOP\r\n"
+    assert feed(conn, [over]) == [Rejected(Tagged("b", "BAD", "Too many literals")),
+                                  c.Noop("c")]
+
+
 def test_line_too_long() -> None:
     conn = connection(SELECTED, Limits(max_line_length=100))
     events = feed(conn, [b"a SEARCH " + b"SEEN " * 40 + b"\r\nb NOOP\r\n"])

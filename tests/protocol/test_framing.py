@@ -121,6 +121,28 @@ def test_nonsync_literal_too_big_is_fatal() -> None:
     assert events(f) == [FrameFatal("Literal too big", "TOOBIG")]
 
 
+def test_literals_per_command_are_bounded() -> None:
+    # scripts/fuzz: ~20,000 "{0}" literals fit in a 64 kB line; each cost framing work and a
+    # continuation, and one such command stalled every client for 0.5-3 s.
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
+               max_literals=2)
+    f.feed(b"a APPEND x {1+}\r\na {1+}\r\nb {1+}\r\nc {1+}\r\nd\r\nb NOOP\r\n")
+    assert events(f) == [FrameRejected("a", "BAD", "Too many literals"), Frame(b"b NOOP", (), "b")]
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
+               max_literals=2)
+    f.feed(b"a APPEND x {1}\r\na {1}\r\nb {1}\r\nc NOOP\r\n")  # no "+" for the third
+    assert events(f) == [
+        SyncLiteral(b"a APPEND x {1}", "a", 1),
+        SyncLiteral(b"a APPEND x {1} {1}", "a", 1),
+        FrameRejected("a", "BAD", "Too many literals"),
+        Frame(b"c NOOP", (), "c"),
+    ]
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
+               max_literals=2)
+    f.feed(b"a APPEND x {1+}\r\na {1+}\r\nb\r\n")  # at the limit: a command as usual
+    assert [type(e) for e in events(f)] == [Frame]
+
+
 def test_line_too_long_is_rejected_and_stream_stays_in_sync() -> None:
     f = framer(line=20)
     f.feed(b"a SEARCH " + b"X" * 50 + b"\r\nb NOOP\r\n")
