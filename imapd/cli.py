@@ -74,7 +74,6 @@ async def _serve(config: Config) -> int:
     shown += [("IMAPS", f"{host}:{port}") for host, port in server.tls_addresses]
     for where in server.lmtp.addresses if server.lmtp else ():
         shown.append(("LMTP", where if isinstance(where, str) else f"{where[0]}:{where[1]}"))
-
     if config.log_format == "text":  # JSON logs: the "listening on" records say it
         for kind, where in shown:
             data = f", data in {config.data_dir}" if kind != "LMTP" else ""
