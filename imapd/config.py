@@ -47,6 +47,12 @@ class Config:
     idle_timeout: float = 30 * 60.0
     #: Before authentication a client has little reason to linger (Dovecot: 3 minutes).
     login_timeout: float = 60.0
+    #: A client that reads none of the output pending for it for this long is cut off
+    #: (Dovecot disconnects a client whose output stalls); what it holds is freed.
+    write_timeout: float = 60.0
+    #: A literal in flight whose client sends nothing for this long ends the connection
+    #: (its spool file is removed); between commands ``idle_timeout`` applies.
+    literal_timeout: float = 60.0
     #: Delay before answering a failed LOGIN/AUTHENTICATE (slows password guessing).
     auth_failure_delay: float = 2.0
     #: RFC 3501 §6.2.3: LOGIN over cleartext. None: allowed only on loopback listeners.
@@ -140,6 +146,8 @@ _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
     "login_timeout": float,
+    "write_timeout": float,
+    "literal_timeout": float,
     "auth_failure_delay": float,
     "allow_plaintext_login": bool,
     "sqlite_synchronous": str,
@@ -180,6 +188,9 @@ def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: A
     config = replace(config, **changes)
     _check_operations(config)
     _check_events(config)
+    for name in ("write_timeout", "literal_timeout"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{name}: must be > 0")
     if config.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous: expected FULL, NORMAL or EXTRA")
     if config.lmtp is not None and "/" not in config.lmtp:

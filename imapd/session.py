@@ -75,6 +75,14 @@ READ_SIZE = 65536
 PUSH_DRAIN_AT = 256 * 1024
 
 
+#: Output bigger than this goes out in slices of it, each drained (`Session._write`).
+WRITE_CHUNK = 256 * 1024
+
+
+class WriteStalled(ConnectionError):
+    """The client read none of its pending output for ``write_timeout`` seconds."""
+
+
 class Session:
     def __init__(
         self,
@@ -217,6 +225,8 @@ class Session:
     async def _read(self) -> bytes | None:
         """Client bytes, or None when the session must end (EOF handled via the core)."""
         timeout = self.config.idle_timeout if self.user else self.config.login_timeout
+        if self.conn.in_literal:  # a stalled upload ends sooner: it holds a spool file
+            timeout = min(timeout, self.config.literal_timeout)
         if self.idle_tag is not None or self.notify.active:  # RFC 5465 §3.1: at any time
             return await self._read_idling(timeout)
         self.busy = False
@@ -509,7 +519,7 @@ class Session:
         if updates:
             self._push(updates)
             if self.writer.transport.get_write_buffer_size() > PUSH_DRAIN_AT:
-                await self.writer.drain()  # a client that does not read: wait, never grow
+                await self._drain()  # a client that does not read: wait, never grow
 
     async def _collect_selected(
         self, *, allow_expunge: bool, allow_flags: bool = True
@@ -576,8 +586,43 @@ class Session:
         if self._held:
             data = b"".join([*self._held, data])
             self._held.clear()
-        self.writer.write(data)
-        await self.writer.drain()
+        if len(data) <= WRITE_CHUNK:
+            self.writer.write(data)
+            await self._drain()
+            return
+        # A big FETCH: in slices, each drained, so the transport never copies the rest.
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_CHUNK):
+            self.writer.write(view[start : start + WRITE_CHUNK])
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """``writer.drain()``, bounded: a client that makes no progress reading what is
+        pending for it (the transport's buffer does not shrink) for ``write_timeout``
+        seconds is cut off, and what it held is freed. Raises `WriteStalled` then."""
+        transport = self.writer.transport
+        limit = self.config.write_timeout
+        loop = asyncio.get_running_loop()
+        last = transport.get_write_buffer_size()
+        since = loop.time()
+        while True:
+            try:
+                async with asyncio.timeout(limit / 4):
+                    await self.writer.drain()
+                return
+            except TimeoutError:
+                size = transport.get_write_buffer_size()
+                if size < last:  # the client read some: progress
+                    since = loop.time()
+                last = size
+                if loop.time() - since >= limit:
+                    break
+        who = self.user.name if self.user else "-"
+        log.warning("session %s: write timeout: client %s user %s read nothing of %d pending"
+                    " octets for %g s; closing", self.id, self.peer, who, last, limit)
+        self.closing = True
+        transport.abort()
+        raise WriteStalled(f"no progress writing for {limit:g} s")
 
     def _push(self, responses: list[Response]) -> None:
         """Unsolicited responses, written with the other sessions' at the end of this turn

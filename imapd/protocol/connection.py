@@ -171,6 +171,11 @@ class ServerConnection:
         COMMAND again."""
         self._framer.set_mode(Mode.SASL, tag)
 
+    @property
+    def in_literal(self) -> bool:
+        """The client is in the middle of sending a literal (for a progress timeout)."""
+        return self._framer.in_literal
+
     # -- input -------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:

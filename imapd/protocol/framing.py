@@ -176,6 +176,11 @@ class Framer:
         return data
 
     @property
+    def in_literal(self) -> bool:
+        """Octets of an announced literal are still to come."""
+        return self._literal_left is not None
+
+    @property
     def buffered(self) -> int:
         return len(self._buf)
 
