@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from imapd import tls
+from imapd import spool, tls
 from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
@@ -161,6 +161,7 @@ class Server:
         # Commits of other processes (the CLI) are published too, in commit order; the
         # control socket is how the CLI says it committed, and serves who/kick.
         await self.store.follow_foreign_commits()
+        spool.prepare_dir(self.config.data_dir)  # big literals' files (imapd/spool.py)
         control = ControlServer(self, control_socket_path(self.config.data_dir))
         try:
             if await control.start():

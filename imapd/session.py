@@ -36,9 +36,10 @@ import socket
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imapd import tls
+from imapd import spool, tls
 from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome
 from imapd.commands.notify import new_message_fetches, notify_updates
@@ -50,6 +51,7 @@ from imapd.protocol.connection import (
     ContinueRequest,
     Fatal,
     IdleDone,
+    LiteralChunk,
     Rejected,
     SaslResponse,
     ServerConnection,
@@ -57,7 +59,7 @@ from imapd.protocol.connection import (
 from imapd.protocol.errors import ConnectionFatal, ImapError
 from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
-from imapd.protocol.values import FetchAtt
+from imapd.protocol.values import FetchAtt, SpooledLiteral
 from imapd.selected import SelectedView
 from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
@@ -126,6 +128,10 @@ class Session:
         self._deflate: zlib._Compress | None = None
         #: Pushed bytes waiting for the end of this loop turn (`imapd.server.PushBatch`).
         self._held: list[bytes] = []
+        #: The current command's big literals on disk (imapd/spool.py), and why one could
+        #: not be written (the command is then answered NO [UNAVAILABLE]).
+        self._spools: list[spool.Spool] = []
+        self._spool_error: OSError | None = None
         #: For `imapd who` and `imapd kick` (imapd/control.py).
         self.connected_at = dt.datetime.now(dt.UTC)
         self.last_input = time.monotonic()
@@ -410,8 +416,46 @@ class Session:
                     await self._finish_idle()
                 case SaslResponse(data=data):
                     await self._finish_sasl(data)
+                case LiteralChunk():
+                    self._spool_chunk(event)
+                    continue
                 case _:
-                    await self._dispatch(event)
+                    if self._spool_error is None:
+                        await self._dispatch(event)
+                    else:
+                        await self._write([Tagged(event.tag, "NO", "Cannot keep the message:"
+                                                  f" {self._spool_error.strerror}",
+                                                  "UNAVAILABLE")])
+            if not isinstance(event, ContinueRequest):
+                self._drop_spools()  # the command they belonged to is over
+
+    # --- big literals: spool files ---------------------------------------------------------
+    def _spool_chunk(self, chunk: LiteralChunk) -> None:
+        """Write a big literal's octets to its spool file; a failure (disk full) is kept
+        for the command's answer, and the rest of the literal is read and dropped."""
+        if self._spool_error is not None:
+            return
+        try:
+            if chunk.first:
+                self._spools.append(spool.Spool(self.config.data_dir / spool.SPOOL_DIR,
+                                                chunk.size))
+            self._spools[-1].write(chunk.data)
+        except OSError as exc:
+            log.warning("session %s: cannot spool a literal of %d octets: %s",
+                        self.id, chunk.size, exc)
+            self._spool_error = exc
+
+    def spooled(self, literal: SpooledLiteral) -> Path:
+        """The file holding a big literal of the command being handled."""
+        held = self._spools[literal.index]
+        assert held.complete and held.size == literal.size
+        return held.path
+
+    def _drop_spools(self) -> None:
+        spools, self._spools = self._spools, []
+        self._spool_error = None
+        for held in spools:
+            held.remove()
 
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:
@@ -648,6 +692,10 @@ class Session:
 
     async def _close(self) -> None:
         self.closing = True
+        if self._spools:  # a connection lost mid-upload
+            log.info("session %s: upload of %d octets abandoned, spool removed", self.id,
+                     sum(s.written for s in self._spools))
+            self._drop_spools()
         self.release_held()
         self.subscription.close()
         self.notify.stop()  # RFC 5465 §3.1: a registration ends with its connection

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from imapd.protocol.values import FetchAtt, SearchKey, Secret, SequenceSet
+from imapd.protocol.values import FetchAtt, SearchKey, Secret, SequenceSet, SpooledLiteral
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,8 @@ class Status:
 class AppendMessage:
     flags: tuple[str, ...]
     date: dt.datetime | None
-    content: bytes
+    #: The octets, or where the session spooled them (a big literal).
+    content: bytes | SpooledLiteral
 
 
 @dataclass(frozen=True, slots=True)

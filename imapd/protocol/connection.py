@@ -16,6 +16,7 @@ The session drives it like this::
             case Fatal(reply):      write(conn.send([reply])); close(); break
             case ConnectionClosed(): close(); break
             case IdleDone() | SaslResponse(): ...   # only after start_idle / start_sasl
+            case LiteralChunk():    spool(event.data)         # a big literal's octets
             case _:                 write(await dispatch(conn, event))   # a Command
 """
 
@@ -48,6 +49,11 @@ class Limits:
     #: The same before authentication: only LOGIN and ID take literals then, and a stranger
     #: should not make us buffer 64 MiB.
     max_literal_size_unauthenticated: int = 64 * 1024
+    #: Octets of all literals of one command together: what one MULTIAPPEND may upload.
+    max_literal_total: int = 256 * 1024 * 1024
+    #: Literals of at least this many octets go to a spool file on disk (`LiteralChunk`
+    #: events), not memory: ten stalled 30 MB uploads must not cost 300 MB of RAM.
+    literal_spool_size: int = 1024 * 1024
     #: Parenthesis / NOT / OR nesting of a search program (STYLE §3: nesting has a limit);
     #: far below Python's recursion limit.
     max_depth: int = 32
@@ -107,8 +113,12 @@ class ConnectionClosed:
     """The client closed its side and every buffered event has been consumed."""
 
 
+#: Octets of a literal to spool (`framing.LiteralChunk`): ``first`` opens a new spool file.
+LiteralChunk = framing.LiteralChunk
+
 Event: TypeAlias = (
     cmd.Command
+    | LiteralChunk
     | ContinueRequest
     | Rejected
     | Fatal
@@ -131,6 +141,8 @@ class ServerConnection:
             max_line_length=limits.max_line_length,
             max_literal_size=min(limits.max_literal_size, limits.max_literal_size_unauthenticated),
             max_discard_length=limits.max_discard_length,
+            max_literal_total=limits.max_literal_total,
+            spool_size=limits.literal_spool_size,
         )
         self._bad_count = 0
         self._dead = False
@@ -224,6 +236,8 @@ class ServerConnection:
                 return ContinueRequest("Ready for literal data")
             case framing.Frame():
                 return self._command(fe)
+            case framing.LiteralChunk():
+                return fe
             case framing.ModeLine(mode, tag, line):
                 return self._mode_line(mode, tag, line)
             case framing.ModeLineTooLong(_mode, tag):

@@ -99,3 +99,141 @@ def test_reading_slowly_is_progress_not_a_stall(server_factory: Any) -> None:
         if time.monotonic() - start < 2.5:  # longer than write_timeout in all
             time.sleep(0.03)
     assert data in got
+
+
+# --- big literals go to a spool file --------------------------------------------------------
+SPOOL_AT = 64 * 1024
+
+
+def spool_files(srv: RunningServer) -> list[Any]:
+    spool = srv.config.data_dir / "spool"
+    return sorted(spool.iterdir()) if spool.exists() else []
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def fetch_bodies(c: RawClient, tag: str, mailbox: str = "INBOX") -> list[bytes]:
+    c.ok(tag + "s", f"EXAMINE {mailbox}")
+    c.line(f"{tag} FETCH 1:* BODY.PEEK[]")
+    bodies = []
+    while True:
+        resp = c.response_bytes()
+        if resp.startswith(tag.encode() + b" "):
+            assert b" OK " in resp, resp
+            return bodies
+        head, _, rest = resp.partition(b"}\r\n")
+        assert head.startswith(b"* ") and b"BODY[] {" in head, head[:80]
+        bodies.append(rest[: int(head.rsplit(b"{", 1)[1])])
+
+
+def test_big_literal_is_spooled_to_a_private_file_and_removed(server_factory: Any) -> None:
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT))
+    srv.add_user("alice")
+    c = login(srv)
+    data = big_message(300_000)
+    c.line(f"a1 APPEND INBOX {{{len(data)}}}")
+    assert c.response().startswith("+")
+    c.send(data[:150_000])
+    assert wait_for(lambda: len(spool_files(srv)) == 1), "no spool file during the upload"
+    (path,) = spool_files(srv)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    c.send(data[150_000:] + b"\r\n")
+    assert c.until_tagged("a1")[-1].startswith("a1 OK [APPENDUID")
+    assert wait_for(lambda: spool_files(srv) == [])
+    assert fetch_bodies(c, "f1") == [data]
+
+
+def test_multiappend_of_spooled_literals_round_trips_byte_exact(server_factory: Any) -> None:
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT))
+    srv.add_user("alice")
+    c = login(srv)
+    messages = [big_message(200_000, "a"), b"Subject: small\r\n\r\nhi\r\n",
+                big_message(250_001, "b"), big_message(SPOOL_AT, "c")]
+    # Synchronizing and LITERAL+ literals mixed, as clients send them.
+    c.line(f"a1 APPEND INBOX (\\Seen) {{{len(messages[0])}}}")
+    assert c.response().startswith("+")
+    c.send(messages[0] + f" {{{len(messages[1])}+}}\r\n".encode() + messages[1]
+           + f" {{{len(messages[2])}}}\r\n".encode())
+    assert c.response().startswith("+")
+    c.send(messages[2] + f" {{{len(messages[3])}+}}\r\n".encode() + messages[3] + b"\r\n")
+    reply = c.until_tagged("a1")[-1]
+    assert reply.startswith("a1 OK [APPENDUID") and " 1:4]" in reply, reply
+    assert wait_for(lambda: spool_files(srv) == [])
+    assert fetch_bodies(c, "f1") == messages
+
+
+def test_failed_multiappend_of_spooled_literals_appends_nothing(server_factory: Any) -> None:
+    """RFC 3502: all or none, and the spool files go either way."""
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT))
+    srv.add_user("alice")
+    c = login(srv)
+    one, two = big_message(100_000, "a"), big_message(100_000, "b")
+    c.send(f"a1 APPEND Nowhere {{{len(one)}+}}\r\n".encode() + one
+           + f" {{{len(two)}+}}\r\n".encode() + two + b"\r\n")
+    assert c.until_tagged("a1")[-1].startswith("a1 NO [TRYCREATE]")
+    assert wait_for(lambda: spool_files(srv) == [])
+    # A connection lost in the middle of the second literal: nothing was appended.
+    c.send(f"a2 APPEND INBOX {{{len(one)}+}}\r\n".encode() + one
+           + f" {{{len(two)}+}}\r\n".encode() + two[:50_000])
+    assert wait_for(lambda: len(spool_files(srv)) == 2)
+    c.close()
+    assert wait_for(lambda: spool_files(srv) == []), "spool files outlive their connection"
+    other = login(srv)
+    assert "* 0 EXISTS" in other.ok("s1", "SELECT INBOX")
+
+
+def test_stalled_upload_is_ended_and_its_spool_removed(server_factory: Any) -> None:
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT), literal_timeout=1.0)
+    srv.add_user("alice")
+    c = login(srv)
+    c.line("a1 APPEND INBOX {30000000}")
+    assert c.response().startswith("+")
+    c.send(b"x" * 200_000)
+    assert wait_for(lambda: len(spool_files(srv)) == 1)
+    assert c.closed(timeout=10), "a stalled upload holds its connection"
+    assert wait_for(lambda: spool_files(srv) == [])
+
+
+def test_spooled_literal_outside_append_is_too_big(server_factory: Any) -> None:
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT))
+    srv.add_user("alice")
+    c = login(srv)
+    c.ok("s1", "SELECT INBOX")
+    c.line(f"a1 SEARCH TEXT {{{SPOOL_AT}}}")
+    assert c.response().startswith("+")
+    c.send(b"x" * SPOOL_AT + b"\r\n")
+    assert c.until_tagged("a1")[-1].startswith("a1 NO [TOOBIG]")
+    assert wait_for(lambda: spool_files(srv) == [])
+    c.ok("n1", "NOOP")
+
+
+def test_literals_of_one_command_are_limited_together(server_factory: Any) -> None:
+    srv = server_factory(limits=replace_limits(max_literal_total=150_000))
+    srv.add_user("alice")
+    c = login(srv)
+    one = big_message(100_000, "a")
+    c.line(f"a1 APPEND INBOX {{{len(one)}}}")
+    assert c.response().startswith("+")
+    c.send(one + f" {{{len(one)}}}\r\n".encode())
+    assert c.response().startswith("a1 NO [TOOBIG]")  # the second one is never sent
+    assert "* 0 EXISTS" in c.ok("s1", "SELECT INBOX")  # and nothing was appended
+    c.send(f"a2 APPEND INBOX {{{len(one)}+}}\r\n".encode() + one
+           + f" {{{len(one)}+}}\r\n".encode())
+    assert c.response().startswith("* BYE [TOOBIG]")  # RFC 7888 §4: LITERAL+ over a limit
+    assert c.closed()
+
+
+def replace_limits(**changes: int) -> Any:
+    from dataclasses import replace
+
+    from imapd.protocol.connection import Limits
+
+    return replace(Limits(), **changes)
