@@ -67,13 +67,19 @@ def _octets(content: bytes | Path) -> int:
     return content.stat().st_size if isinstance(content, Path) else len(content)
 
 
-async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path) -> None:
-    """Copy ``path`` into the (zero-filled) raw of the message just inserted, in chunks
+async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
+    """Copy ``path`` into the raw of the message just inserted (empty so far), in chunks
     with SQLite's incremental blob I/O: never the whole message in memory, in the same
-    transaction (so a MULTIAPPEND stays all or none, RFC 3502)."""
+    transaction (so a MULTIAPPEND stays all or none, RFC 3502).
+
+    The zeroblob is set only after the rows are in: SQLite materialises a zeroblob that
+    passes through the insert view's trigger, and the refs UPDATE of the messages trigger
+    rewrites the contents row, big value and all; both would cost the message's size twice
+    in memory. Set on its own, as the row's last column, it stays a count of zeros."""
     row = await tx.one("SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?",
                        (mailbox_id, uid))
     assert row is not None
+    await tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
     db = tx.db
 
     def copy() -> None:  # on the connection's own thread, as all its statements run
@@ -236,9 +242,9 @@ class SqliteMessages(SqliteBase):
             await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, prepared, strict=True)
                                                    if not isinstance(p.raw, Path)])
             for i, p in enumerate(prepared):
-                if isinstance(p.raw, Path):  # zeros first, then the file's octets
-                    await tx.run(_INSERT_MESSAGE % "zeroblob(?)", rows[i])
-                    await _fill_raw(tx, ref.id, first_uid + i, p.raw)
+                if isinstance(p.raw, Path):  # the rows first, then the file's octets
+                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
+                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
             facts = tuple(
                 MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
                              p.message_id, p.structure)
