@@ -626,19 +626,33 @@ class Session:
     async def _write(self, responses: list[Response]) -> None:
         if not responses or self.writer.is_closing():
             return
-        data = self._encode(responses)
-        if self._held:
-            data = b"".join([*self._held, data])
-            self._held.clear()
-        if len(data) <= WRITE_CHUNK:
+        pieces = self.conn.send_pieces(responses)
+        if len(pieces) == 1 and len(pieces[0]) <= WRITE_CHUNK:  # the common case
+            data = pieces[0]
+            if self._deflate is not None:
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+            if self._held:
+                data = b"".join([*self._held, data])
+                self._held.clear()
             self.writer.write(data)
             await self._drain()
             return
-        # A big FETCH: in slices, each drained, so the transport never copies the rest.
-        view = memoryview(data)
-        for start in range(0, len(view), WRITE_CHUNK):
-            self.writer.write(view[start : start + WRITE_CHUNK])
-            await self._drain()
+        # A big FETCH: its literals uncopied (`serialize_pieces`), written in slices, each
+        # drained, so neither we nor the transport hold another copy of the rest.
+        if self._held:
+            self.writer.write(b"".join(self._held))
+            self._held.clear()
+        transport = self.writer.transport
+        for piece in pieces:
+            view = memoryview(piece)
+            for start in range(0, len(view), WRITE_CHUNK):
+                part = view[start : start + WRITE_CHUNK]
+                self.writer.write(part if self._deflate is None else self._deflate.compress(part))
+                if transport.get_write_buffer_size() > WRITE_CHUNK:
+                    await self._drain()
+        if self._deflate is not None:
+            self.writer.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
+        await self._drain()
 
     async def _drain(self) -> None:
         """``writer.drain()``, bounded: a client that makes no progress reading what is

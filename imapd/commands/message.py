@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 #: Messages read from the store per batch while streaming a FETCH.
 FETCH_BATCH = 250
+#: ... and at most this many octets of content per batch (BODY[], RFC822...).
+FETCH_OCTETS = 16 * 1024 * 1024
 #: The same for flags, sizes and dates only: rows are small, thread hops are not.
 PLAIN_BATCH = 5000
 #: The largest UID (RFC 3501 §2.3.1.1: 32 bits): ``*`` in UID FETCH ... VANISHED.
@@ -295,8 +297,8 @@ async def _fetch_stream(
         if missing:
             _expunge_issued(outcome)
         return
-    for start in range(0, len(uids), FETCH_BATCH):
-        chunk = uids[start : start + FETCH_BATCH]
+    batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
+    async for chunk in _by_octets(session, view, batches) if content else _each(batches):
         records = await session.store.fetch(
             view.mailbox_id,
             chunk,
@@ -323,6 +325,31 @@ async def _fetch_stream(
         yield batch
     if missing:
         _expunge_issued(outcome)
+
+
+async def _each(batches: Iterator[list[int]]) -> AsyncIterator[list[int]]:
+    for batch in batches:
+        yield batch
+
+
+async def _by_octets(
+    session: Session, view: SelectedView, batches: Iterator[list[int]]
+) -> AsyncIterator[list[int]]:
+    """The batches cut further so that one holds at most `FETCH_OCTETS` of content (or a
+    single message): 250 messages of 10 MB must not all be in memory at once."""
+    for batch in batches:
+        sizes = dict(await session.store.fetch_plain(view.mailbox_id, batch, ("size",)))
+        part: list[int] = []
+        octets = 0
+        for uid in batch:
+            size = sizes.get(uid, 0)
+            if part and octets + size > FETCH_OCTETS:
+                yield part
+                part, octets = [], 0
+            part.append(uid)
+            octets += size
+        if part:
+            yield part
 
 
 def _expunge_issued(outcome: Outcome) -> None:

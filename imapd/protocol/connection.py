@@ -32,7 +32,7 @@ from imapd.protocol import framing, parser
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.framing import Mode
 from imapd.protocol.responses import Response, Tagged, UntaggedStatus
-from imapd.protocol.serializer import serialize_all
+from imapd.protocol.serializer import serialize_all, serialize_pieces
 from imapd.protocol.state import ALLOWED, NotAuthenticated, State, check_transition
 from imapd.protocol.values import Secret
 
@@ -306,3 +306,7 @@ class ServerConnection:
     def send(self, responses: Iterable[Response]) -> bytes:
         """Serialize ``responses`` in order with the current UTF8=ACCEPT setting."""
         return serialize_all(responses, utf8=self.utf8)
+
+    def send_pieces(self, responses: Iterable[Response]) -> list[bytes]:
+        """`send` in pieces that leave big literals uncopied (`serialize_pieces`)."""
+        return serialize_pieces(responses, utf8=self.utf8)

@@ -237,3 +237,45 @@ def replace_limits(**changes: int) -> Any:
     from imapd.protocol.connection import Limits
 
     return replace(Limits(), **changes)
+
+
+def test_big_fetch_written_in_pieces_is_byte_exact(server_factory: Any) -> None:
+    """Big literals go out uncopied and in slices: with and without COMPRESS=DEFLATE,
+    two in one response, each exactly as stored."""
+    from tests.e2e.test_compress_utf8 import DeflateClient
+
+    srv = server_factory()
+    srv.add_user("alice")
+    c = login(srv)
+    data = big_message(700_001, "q")
+    assert append_sync(c, "a1", data)[-1].startswith("a1 OK")
+    body = data[data.index(b"\r\n\r\n") + 4 :]
+    c.ok("s1", "SELECT INBOX")
+    expect = b"* 1 FETCH (BODY[] {%d}\r\n%s BODY[TEXT] {%d}\r\n%s)" % (
+        len(data), data, len(body), body)
+    c.line("f1 FETCH 1 (BODY.PEEK[] BODY.PEEK[TEXT])")
+    assert c.response_bytes() == expect
+    assert c.until_tagged("f1")[-1].startswith("f1 OK")
+    assert c.command("z", "COMPRESS DEFLATE") == ["z OK DEFLATE active"]
+    z = DeflateClient(c)
+    assert z.command("f3", b"FETCH 1 (BODY.PEEK[] BODY.PEEK[TEXT])") == [
+        expect, b"f3 OK FETCH completed"]
+    assert z.command("n", b"NOOP") == [b"n OK NOOP completed"]
+
+
+def test_fetch_of_many_big_messages_reads_them_a_few_at_a_time(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content is read in batches of at most FETCH_OCTETS (or one message): every message
+    still comes out whole and in order, also when one alone is over the bound."""
+    from imapd.commands import message
+
+    monkeypatch.setattr(message, "FETCH_OCTETS", 150_000)
+    srv = server_factory()
+    srv.add_user("alice")
+    c = login(srv)
+    sizes = [60_000, 70_000, 200_000, 10_000, 80_000, 90_000]
+    messages = [big_message(n, str(i)) for i, n in enumerate(sizes)]
+    for i, m in enumerate(messages):
+        assert append_sync(c, f"a{i}", m)[-1].startswith(f"a{i} OK")
+    assert fetch_bodies(c, "f1") == messages
