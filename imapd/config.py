@@ -191,6 +191,8 @@ def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: A
     for name in ("write_timeout", "literal_timeout"):
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: must be > 0")
+    if config.limits.literal_spool_size < 1 or config.limits.max_literal_total < 1:
+        raise ConfigError("limits.literal_spool_size, limits.max_literal_total: must be >= 1")
     if config.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous: expected FULL, NORMAL or EXTRA")
     if config.lmtp is not None and "/" not in config.lmtp:

@@ -13,6 +13,10 @@ Implementation notes:
   return values; writes happen here, after the store call returned.
 - Only `_dispatch` turns exceptions into replies; unexpected ones are logged with the
   session id and the client gets ``NO [SERVERBUG]``.
+- Every wait on the socket's drain is bounded by ``write_timeout`` of no progress
+  (`_drain`); big responses are written in drained slices, their literals uncopied.
+- Literals of ``literal_spool_size`` octets and more reach the session as `LiteralChunk`
+  events and go to a spool file (imapd/spool.py), removed once their command is over.
 - COMPRESS=DEFLATE (RFC 4978) lives here, below the core: after the tagged OK every read
   goes through ``_inflate`` (bounded output per call, the rest kept in its unconsumed tail)
   and every write through ``_deflate`` with a Z_SYNC_FLUSH, so each response reaches the
