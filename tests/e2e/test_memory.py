@@ -74,6 +74,30 @@ def test_client_that_stops_reading_is_cut_off(
     other.ok("n1", "NOOP")
 
 
+def test_client_that_reads_no_pushed_responses_is_cut_off(
+    server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unsolicited responses (NOTIFY MessageNew with the message's body) wait on the same
+    bounded drain as replies."""
+    srv = server_factory(write_timeout=1.0, notify_write_high_water=10**9)
+    srv.add_user("alice")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((srv.host, srv.port))
+    listener = RawClient(sock)
+    listener.login("alice", PASSWORD)
+    listener.ok("s1", "SELECT INBOX")
+    listener.ok("n1", "NOTIFY SET (selected (MessageNew (BODY.PEEK[]) MessageExpunge))")
+    caplog.set_level(logging.INFO, logger="imapd.session")
+    writer = login(srv)
+    for i in range(6):
+        assert append_sync(writer, f"a{i}", big_message(BIG // 3, str(i)))[-1].startswith(
+            f"a{i} OK")
+    assert wait_for(lambda: "write timeout" in caplog.text, 20), "pushes pile up unbounded"
+    assert listener.closed()
+    writer.ok("n2", "NOOP")
+
+
 def test_reading_slowly_is_progress_not_a_stall(server_factory: Any) -> None:
     """Progress is the buffer shrinking: a client reading a big FETCH in small sips over
     several write_timeouts gets all of it."""
@@ -279,3 +303,20 @@ def test_fetch_of_many_big_messages_reads_them_a_few_at_a_time(
     for i, m in enumerate(messages):
         assert append_sync(c, f"a{i}", m)[-1].startswith(f"a{i} OK")
     assert fetch_bodies(c, "f1") == messages
+
+
+def test_spool_that_cannot_be_written_fails_the_command_not_the_server(
+    server_factory: Any,
+) -> None:
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT))
+    srv.add_user("alice")
+    spool = srv.config.data_dir / "spool"
+    spool.rmdir()
+    spool.write_text("not a directory")  # as unwritable as a full disk
+    c = login(srv)
+    data = big_message(200_000)
+    c.send(f"a1 APPEND INBOX {{{len(data)}+}}\r\n".encode() + data + b"\r\n")
+    assert c.until_tagged("a1")[-1].startswith("a1 NO [UNAVAILABLE]")
+    spool.unlink()
+    assert append_sync(c, "a2", data)[-1].startswith("a2 OK")
+    assert fetch_bodies(c, "f1") == [data]
