@@ -268,7 +268,8 @@ class SetMetadata:
 
     tag: str
     mailbox: str
-    entries: tuple[tuple[str, bytes | None], ...]
+    #: A value of ``literal_spool_size`` octets or more is a `SpooledLiteral` (a file).
+    entries: tuple[tuple[str, bytes | SpooledLiteral | None], ...]
 
 
 @dataclass(frozen=True, slots=True)

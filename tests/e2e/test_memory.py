@@ -320,3 +320,24 @@ def test_spool_that_cannot_be_written_fails_the_command_not_the_server(
     spool.unlink()
     assert append_sync(c, "a2", data)[-1].startswith("a2 OK")
     assert fetch_bodies(c, "f1") == [data]
+
+
+def test_spooled_metadata_value_gets_maxsize_or_is_kept(server_factory: Any) -> None:
+    """RFC 5464 §4.3: a value over metadata_max_size is NO [METADATA MAXSIZE n], also when
+    it was big enough to be spooled; one within it is stored from its spool file."""
+    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT),
+                         metadata_max_size=100_000)
+    srv.add_user("alice")
+    c = login(srv)
+    value = b"v" * 90_000
+    replies = []
+    for tag, size in (("m1", 150_000), ("m2", len(value))):
+        c.line(f"{tag} SETMETADATA INBOX (/private/comment {{{size}}}")
+        assert c.response().startswith("+")
+        c.send(value[:size].ljust(size, b"v") + b")\r\n")
+        replies.append(c.until_tagged(tag)[-1])
+    assert replies[0].startswith("m1 NO [METADATA MAXSIZE 100000]"), replies
+    assert replies[1].startswith("m2 OK"), replies
+    out = c.ok("g1", "GETMETADATA INBOX /private/comment")
+    assert out[0].encode() == b'* METADATA "INBOX" (/private/comment {90000}\r\n' + value + b")"
+    assert wait_for(lambda: spool_files(srv) == [])
