@@ -663,9 +663,14 @@ class Session:
         pending for it (the transport's buffer does not shrink) for ``write_timeout``
         seconds is cut off, and what it held is freed. Raises `WriteStalled` then."""
         transport = self.writer.transport
+        last = transport.get_write_buffer_size()
+        if last <= transport.get_write_buffer_limits()[0]:
+            # At or below the low-water mark the transport has resumed writing: drain does
+            # not wait (the common case; a timer costs more than the rest of a small write).
+            await self.writer.drain()
+            return
         limit = self.config.write_timeout
         loop = asyncio.get_running_loop()
-        last = transport.get_write_buffer_size()
         since = loop.time()
         while True:
             try:
