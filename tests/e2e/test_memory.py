@@ -341,3 +341,15 @@ def test_spooled_metadata_value_gets_maxsize_or_is_kept(server_factory: Any) -> 
     out = c.ok("g1", "GETMETADATA INBOX /private/comment")
     assert out[0].encode() == b'* METADATA "INBOX" (/private/comment {90000}\r\n' + value + b")"
     assert wait_for(lambda: spool_files(srv) == [])
+
+
+def test_spool_files_a_crash_left_are_removed_at_start(
+    server_factory: Any, tmp_path: Any
+) -> None:
+    spool = tmp_path / "data" / "spool"
+    spool.mkdir(parents=True)
+    spool.chmod(0o755)
+    (spool / "literal-left-by-kill-9").write_bytes(b"x" * 1000)
+    srv = server_factory()
+    assert spool_files(srv) == []
+    assert spool.stat().st_mode & 0o777 == 0o700
