@@ -652,8 +652,8 @@ class Session:
             for start in range(0, len(view), WRITE_CHUNK):
                 part = view[start : start + WRITE_CHUNK]
                 self.writer.write(part if self._deflate is None else self._deflate.compress(part))
-                if transport.get_write_buffer_size() > WRITE_CHUNK:
-                    await self._drain()
+                if transport.get_write_buffer_size() > WRITE_CHUNK or transport.is_closing():
+                    await self._drain()  # raises once the connection is lost
         if self._deflate is not None:
             self.writer.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
         await self._drain()

@@ -353,3 +353,19 @@ def test_spool_files_a_crash_left_are_removed_at_start(
     srv = server_factory()
     assert spool_files(srv) == []
     assert spool.stat().st_mode & 0o777 == 0o700
+
+
+def test_client_gone_in_the_middle_of_a_big_fetch(server_factory: Any) -> None:
+    """The slices stop at the first lost write: no error logged, others served."""
+    srv = server_factory()
+    srv.add_user("alice")
+    c = login(srv)
+    assert append_sync(c, "a1", big_message(BIG))[-1].startswith("a1 OK")
+    c.ok("s1", "SELECT INBOX")
+    c.line("f1 FETCH 1 BODY.PEEK[]")
+    c.sock.recv(1000)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()  # RST: the server's next writes fail
+    other = login(srv)
+    other.ok("s2", "SELECT INBOX")
+    assert fetch_bodies(other, "f2") == [big_message(BIG)]
