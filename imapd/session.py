@@ -35,8 +35,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import socket
+import sys
+import termios
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -81,6 +84,8 @@ READ_SIZE = 65536
 PUSH_DRAIN_AT = 256 * 1024
 
 
+#: Linux's ioctl for the octets in a TCP socket's send queue (TIOCOUTQ), if there is one.
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
 #: Output bigger than this goes out in slices of it, each drained (`Session._write`).
 WRITE_CHUNK = 256 * 1024
 
@@ -672,13 +677,14 @@ class Session:
         limit = self.config.write_timeout
         loop = asyncio.get_running_loop()
         since = loop.time()
+        last = self._unsent()
         while True:
             try:
                 async with asyncio.timeout(limit / 4):
                     await self.writer.drain()
                 return
             except TimeoutError:
-                size = transport.get_write_buffer_size()
+                size = self._unsent()
                 if size < last:  # the client read some: progress
                     since = loop.time()
                 last = size
@@ -690,6 +696,22 @@ class Session:
         self.closing = True
         transport.abort()
         raise WriteStalled(f"no progress writing for {limit:g} s")
+
+    def _unsent(self) -> int:
+        """Octets written and not yet taken by the client: the transport's buffer, and on
+        Linux the kernel's send queue (SIOCOUTQ). The kernel wakes a writer only once much
+        of a multi-megabyte send buffer is free, so the transport's buffer alone stands
+        still for seconds while a slow client reads."""
+        size = self.writer.transport.get_write_buffer_size()
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None and _SIOCOUTQ is not None and sock.family != socket.AF_UNIX:
+            try:
+                out = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+            except OSError as exc:  # a socket already closed: no queue to count
+                log.debug("session %s: SIOCOUTQ: %s", self.id, exc)
+            else:
+                size += int.from_bytes(out, sys.byteorder, signed=True)
+        return size
 
     def _push(self, responses: list[Response]) -> None:
         """Unsolicited responses, written with the other sessions' at the end of this turn
