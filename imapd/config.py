@@ -49,6 +49,12 @@ class Config:
     #: (Dovecot's login processes: 3 minutes, absolute). Some clients connect, then ask
     #: their user for the password: a person needs the minutes, a script does not.
     login_timeout: float = 180.0
+    #: A client that reads none of the output pending for it for this long is cut off
+    #: (Dovecot disconnects a client whose output stalls); what it holds is freed.
+    write_timeout: float = 60.0
+    #: A literal in flight whose client sends nothing for this long ends the connection
+    #: (its spool file is removed); between commands ``idle_timeout`` applies.
+    literal_timeout: float = 60.0
     #: Delay before answering a failed LOGIN/AUTHENTICATE; it doubles with each recent
     #: failure from the address or for the user (halving every 5 minutes without), up to
     #: auth_failure_delay_max (imapd/auth_guard.py). 0 turns the back-off off.
@@ -159,6 +165,8 @@ _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
     "login_timeout": float,
+    "write_timeout": float,
+    "literal_timeout": float,
     "auth_failure_delay": float,
     "auth_failure_delay_max": float,
     "max_connections": int,
@@ -204,6 +212,11 @@ def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: A
     config = replace(config, **changes)
     _check_operations(config)
     _check_events(config)
+    for name in ("write_timeout", "literal_timeout"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{name}: must be > 0")
+    if config.limits.literal_spool_size < 1 or config.limits.max_literal_total < 1:
+        raise ConfigError("limits.literal_spool_size, limits.max_literal_total: must be >= 1")
     if config.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous: expected FULL, NORMAL or EXTRA")
     if config.startup_check not in {"quick", "schema"}:

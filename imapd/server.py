@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from imapd import tls
+from imapd import spool, tls
 from imapd.auth_guard import AuthGuard
 from imapd.config import Config
 from imapd.control import ControlServer
@@ -179,6 +179,7 @@ class Server:
         # control socket is how the CLI says it committed, and serves who/kick.
         await self.store.follow_foreign_commits()
         self._fit_descriptor_limit()
+        spool.prepare_dir(self.config.data_dir)  # big literals' files (imapd/spool.py)
         control = ControlServer(self, control_socket_path(self.config.data_dir))
         try:
             if await control.start():

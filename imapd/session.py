@@ -13,6 +13,10 @@ Implementation notes:
   return values; writes happen here, after the store call returned.
 - Only `_dispatch` turns exceptions into replies; unexpected ones are logged with the
   session id and the client gets ``NO [SERVERBUG]``.
+- Every wait on the socket's drain is bounded by ``write_timeout`` of no progress
+  (`_drain`); big responses are written in drained slices, their literals uncopied.
+- Literals of ``literal_spool_size`` octets and more reach the session as `LiteralChunk`
+  events and go to a spool file (imapd/spool.py), removed once their command is over.
 - COMPRESS=DEFLATE (RFC 4978) lives here, below the core: after the tagged OK every read
   goes through ``_inflate`` (bounded output per call, the rest kept in its unconsumed tail)
   and every write through ``_deflate`` with a Z_SYNC_FLUSH, so each response reaches the
@@ -31,14 +35,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import socket
+import sys
+import termios
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imapd import tls
+from imapd import spool, tls
 from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome
 from imapd.commands.notify import new_message_fetches, notify_updates
@@ -51,6 +59,7 @@ from imapd.protocol.connection import (
     ContinueRequest,
     Fatal,
     IdleDone,
+    LiteralChunk,
     Rejected,
     SaslResponse,
     ServerConnection,
@@ -58,7 +67,7 @@ from imapd.protocol.connection import (
 from imapd.protocol.errors import ConnectionFatal, ImapError
 from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
-from imapd.protocol.values import FetchAtt
+from imapd.protocol.values import FetchAtt, SpooledLiteral
 from imapd.selected import SelectedView
 from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
@@ -79,6 +88,16 @@ INFLATE_SLACK = 64 * 1024
 #: Seconds of pipelined commands a session runs before it lets the loop turn (fairness:
 #: a burst of 8,000 NOOPs in one read would otherwise hold every other session).
 TIME_SLICE = 0.005
+
+
+#: Linux's ioctl for the octets in a TCP socket's send queue (TIOCOUTQ), if there is one.
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
+#: Output bigger than this goes out in slices of it, each drained (`Session._write`).
+WRITE_CHUNK = 256 * 1024
+
+
+class WriteStalled(ConnectionError):
+    """The client read none of its pending output for ``write_timeout`` seconds."""
 
 
 class Session:
@@ -127,6 +146,10 @@ class Session:
         self._deflated_in = self._inflated_in = 0  # octets, for limits.max_inflate_ratio
         #: Pushed bytes waiting for the end of this loop turn (`imapd.server.PushBatch`).
         self._held: list[bytes] = []
+        #: The current command's big literals on disk (imapd/spool.py), and why one could
+        #: not be written (the command is then answered NO [UNAVAILABLE]).
+        self._spools: list[spool.Spool] = []
+        self._spool_error: OSError | None = None
         #: For `imapd who` and `imapd kick` (imapd/control.py).
         self.connected_at = dt.datetime.now(dt.UTC)
         self.last_input = time.monotonic()
@@ -238,6 +261,10 @@ class Session:
     async def _read(self) -> bytes | None:
         """Client bytes, or None when the session must end (EOF handled via the core)."""
         deadline, why_late = self._deadline()
+        if self.conn.in_literal:  # a stalled upload ends sooner: it holds a spool file
+            stalled = asyncio.get_running_loop().time() + self.config.literal_timeout
+            if stalled < deadline:
+                deadline, why_late = stalled, "Autologout; literal upload stalled"
         if self.idle_tag is not None or self.notify.active:  # RFC 5465 §3.1: at any time
             return await self._read_idling(deadline, why_late)
         self.busy = False
@@ -450,14 +477,52 @@ class Session:
                 case SaslResponse(data=data):
                     await self._finish_sasl(data)
                     self._command_done()
+                case LiteralChunk():
+                    self._spool_chunk(event)
+                    continue
                 case _:
                     self._command_done()  # a command that runs long is no idleness
-                    await self._dispatch(event)
+                    if self._spool_error is None:
+                        await self._dispatch(event)
+                    else:
+                        await self._write([Tagged(event.tag, "NO", "Cannot keep the message:"
+                                                  f" {self._spool_error.strerror}",
+                                                  "UNAVAILABLE")])
                     self._command_done()
+            if not isinstance(event, ContinueRequest):
+                self._drop_spools()  # the command they belonged to is over
 
     def _command_done(self) -> None:
         """A complete command arrived or finished: the idle timer restarts (RFC 3501 §5.4)."""
         self._last_command = asyncio.get_running_loop().time()
+
+    # --- big literals: spool files ---------------------------------------------------------
+    def _spool_chunk(self, chunk: LiteralChunk) -> None:
+        """Write a big literal's octets to its spool file; a failure (disk full) is kept
+        for the command's answer, and the rest of the literal is read and dropped."""
+        if self._spool_error is not None:
+            return
+        try:
+            if chunk.first:
+                self._spools.append(spool.Spool(self.config.data_dir / spool.SPOOL_DIR,
+                                                chunk.size))
+            self._spools[-1].write(chunk.data)
+        except OSError as exc:
+            log.warning("session %s: cannot spool a literal of %d octets: %s",
+                        self.id, chunk.size, exc)
+            self._spool_error = exc
+
+    def spooled(self, literal: SpooledLiteral) -> Path:
+        """The file holding a big literal of the command being handled."""
+        held = self._spools[literal.index]
+        assert held.complete and held.size == literal.size
+        return held.path
+
+    def _drop_spools(self) -> None:
+        spools, self._spools = self._spools, []
+        self._spool_error = None
+        for held in spools:
+            held.remove()
 
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:
@@ -565,7 +630,7 @@ class Session:
         if updates:
             self._push(updates)
             if self.writer.transport.get_write_buffer_size() > PUSH_DRAIN_AT:
-                await self.writer.drain()  # a client that does not read: wait, never grow
+                await self._drain()  # a client that does not read: wait, never grow
 
     async def _collect_selected(
         self, *, allow_expunge: bool, allow_flags: bool = True
@@ -628,12 +693,83 @@ class Session:
     async def _write(self, responses: list[Response]) -> None:
         if not responses or self.writer.is_closing():
             return
-        data = self._encode(responses)
+        pieces = self.conn.send_pieces(responses)
+        if len(pieces) == 1 and len(pieces[0]) <= WRITE_CHUNK:  # the common case
+            data = pieces[0]
+            if self._deflate is not None:
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+            if self._held:
+                data = b"".join([*self._held, data])
+                self._held.clear()
+            self.writer.write(data)
+            await self._drain()
+            return
+        # A big FETCH: its literals uncopied (`serialize_pieces`), written in slices, each
+        # drained, so neither we nor the transport hold another copy of the rest.
         if self._held:
-            data = b"".join([*self._held, data])
+            self.writer.write(b"".join(self._held))
             self._held.clear()
-        self.writer.write(data)
-        await self.writer.drain()
+        transport = self.writer.transport
+        for piece in pieces:
+            view = memoryview(piece)
+            for start in range(0, len(view), WRITE_CHUNK):
+                part = view[start : start + WRITE_CHUNK]
+                self.writer.write(part if self._deflate is None else self._deflate.compress(part))
+                if transport.get_write_buffer_size() > WRITE_CHUNK or transport.is_closing():
+                    await self._drain()  # raises once the connection is lost
+        if self._deflate is not None:
+            self.writer.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """``writer.drain()``, bounded: a client that makes no progress reading what is
+        pending for it (the transport's buffer does not shrink) for ``write_timeout``
+        seconds is cut off, and what it held is freed. Raises `WriteStalled` then."""
+        transport = self.writer.transport
+        last = transport.get_write_buffer_size()
+        if last <= transport.get_write_buffer_limits()[0]:
+            # At or below the low-water mark the transport has resumed writing: drain does
+            # not wait (the common case; a timer costs more than the rest of a small write).
+            await self.writer.drain()
+            return
+        limit = self.config.write_timeout
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        last = self._unsent()
+        while True:
+            try:
+                async with asyncio.timeout(limit / 4):
+                    await self.writer.drain()
+                return
+            except TimeoutError:
+                size = self._unsent()
+                if size < last:  # the client read some: progress
+                    since = loop.time()
+                last = size
+                if loop.time() - since >= limit:
+                    break
+        who = self.user.name if self.user else "-"
+        log.warning("session %s: write timeout: client %s user %s read nothing of %d pending"
+                    " octets for %g s; closing", self.id, self.peer, who, last, limit)
+        self.closing = True
+        transport.abort()
+        raise WriteStalled(f"no progress writing for {limit:g} s")
+
+    def _unsent(self) -> int:
+        """Octets written and not yet taken by the client: the transport's buffer, and on
+        Linux the kernel's send queue (SIOCOUTQ). The kernel wakes a writer only once much
+        of a multi-megabyte send buffer is free, so the transport's buffer alone stands
+        still for seconds while a slow client reads."""
+        size = self.writer.transport.get_write_buffer_size()
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None and _SIOCOUTQ is not None and sock.family != socket.AF_UNIX:
+            try:
+                out = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+            except OSError as exc:  # a socket already closed: no queue to count
+                log.debug("session %s: SIOCOUTQ: %s", self.id, exc)
+            else:
+                size += int.from_bytes(out, sys.byteorder, signed=True)
+        return size
 
     def _push(self, responses: list[Response]) -> None:
         """Unsolicited responses, written with the other sessions' at the end of this turn
@@ -659,6 +795,10 @@ class Session:
 
     async def _close(self) -> None:
         self.closing = True
+        if self._spools:  # a connection lost mid-upload
+            log.info("session %s: upload of %d octets abandoned, spool removed", self.id,
+                     sum(s.written for s in self._spools))
+            self._drop_spools()
         self.release_held()
         self.subscription.close()
         self.notify.stop()  # RFC 5465 §3.1: a registration ends with its connection

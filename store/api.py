@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, Origin
@@ -82,7 +83,9 @@ class MailboxSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    content: bytes
+    #: The octets, or a file holding them (a big upload spooled to disk): the store then
+    #: reads it in chunks and never holds more than one copy of it at a time.
+    content: bytes | Path
     flags: tuple[str, ...] = ()
     internaldate: dt.datetime | None = None  # aware; None means now
 

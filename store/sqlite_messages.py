@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from store import acl as aclrules
@@ -55,6 +56,44 @@ _IN_RANGES = "json_each(?) AS r CROSS JOIN messages AS m"
 _RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
 
 
+_INSERT_MESSAGE = (
+    "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
+    " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
+    " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, ?, ?, ?, ?, ?)"
+)
+#: Octets copied per step from a spooled message's file into its contents row.
+BLOB_CHUNK = 1024 * 1024
+
+
+def _octets(content: bytes | Path) -> int:
+    return content.stat().st_size if isinstance(content, Path) else len(content)
+
+
+async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
+    """Copy ``path`` into the raw of the message just inserted (empty so far), in chunks
+    with SQLite's incremental blob I/O: never the whole message in memory, in the same
+    transaction (so a MULTIAPPEND stays all or none, RFC 3502).
+
+    The zeroblob is set only after the rows are in: SQLite materialises a zeroblob that
+    passes through the insert view's trigger, and the refs UPDATE of the messages trigger
+    rewrites the contents row, big value and all; both would cost the message's size twice
+    in memory. Set on its own, as the row's last column, it stays a count of zeros."""
+    row = await tx.one("SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?",
+                       (mailbox_id, uid))
+    assert row is not None
+    await tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
+    db = tx.db
+
+    def copy() -> None:  # on the connection's own thread, as all its statements run
+        with db._conn.blobopen("contents", "raw", row[0]) as blob, path.open("rb") as f:
+            while chunk := f.read(BLOB_CHUNK):
+                blob.write(chunk)
+
+    # aiosqlite exposes no blob API: run the copy where it runs statements.
+    await db._execute(copy)  # type: ignore[no-untyped-call]
+
+
 def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
     """Sorted, merged inclusive ranges of a UID collection (``[1, 2, 3, 7]`` ->
     ``[(1, 3), (7, 7)]``): a whole ``1:*`` becomes one parameter and one index seek."""
@@ -79,7 +118,8 @@ def _allowed_flags(row: Row, rights: str) -> Row:
 class _Prepared:
     """A NewMessage made ready outside the lock: flags canonical, MIME parsed once."""
 
-    raw: bytes
+    raw: bytes | Path  # a Path: the octets are in that file (`NewMessage.content`)
+    size: int
     flags: tuple[str, ...]
     seen: bool
     deleted: bool
@@ -135,9 +175,14 @@ class SqliteMessages(SqliteBase):
         when = message.internaldate or self._now()
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        structure = mime.parse_message(message.content)
+        content = message.content
+        # A spooled message is read whole for parsing (the parser cuts bytes by offsets),
+        # then dropped: the rows get it from the file (`_fill_raw`).
+        data = content.read_bytes() if isinstance(content, Path) else content
+        structure = mime.parse_message(data)
         return _Prepared(
-            raw=message.content,
+            raw=content,
+            size=len(data),
             flags=flags,
             seen="\\Seen" in flags,
             deleted="\\Deleted" in flags,
@@ -145,7 +190,7 @@ class SqliteMessages(SqliteBase):
             header_len=structure.body_start,
             structure=mime.structure_to_json(structure),
             message_id=mime.message_id(structure),
-            search_texts=search.search_texts(message.content, structure),
+            search_texts=search.search_texts(data, structure),
         )
 
     async def append(
@@ -163,7 +208,8 @@ class SqliteMessages(SqliteBase):
         if not messages:
             raise ValueError("nothing to append")
         name = names.canonical(name)
-        if sum(len(m.content) for m in messages) > PARSE_IN_THREAD:
+        if sum(_octets(m.content) for m in messages) > PARSE_IN_THREAD:
+            # One message at a time: a MULTIAPPEND of spooled messages holds one in memory.
             prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
         else:
             prepared = [self._prepare(m) for m in messages]
@@ -178,7 +224,7 @@ class SqliteMessages(SqliteBase):
                 " RETURNING messages, unseen, uidnext, highestmodseq, size, deleted, id,"
                 " uidvalidity, (SELECT name FROM users WHERE id = owner_id), special_use",
                 (count, count, sum(not p.seen for p in prepared),
-                 sum(len(p.raw) for p in prepared), sum(p.deleted for p in prepared),
+                 sum(p.size for p in prepared), sum(p.deleted for p in prepared),
                  owner_id, local),
             )
             if row is None:
@@ -187,22 +233,23 @@ class SqliteMessages(SqliteBase):
             counts = Counts(*row[:6])
             ref = MailboxRef(row[6], row[8], local, row[7], tuple(row[9].split()))
             # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
-            await self._quota(tx, {ref.id: (count, sum(len(p.raw) for p in prepared))},
+            await self._quota(tx, {ref.id: (count, sum(p.size for p in prepared))},
                               origin, applied=True)
             first_uid, modseq = counts.uidnext - count, counts.highestmodseq
-            await tx.many(  # the message_in view inserts contents, content_search, messages
-                "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
-                " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
-                " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(ref.id, first_uid + i, modseq, p.seen, p.deleted, len(p.raw),
-                  int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
-                  flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure, p.raw,
-                  *p.search_texts)
-                 for i, p in enumerate(prepared)],
-            )
+            rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
+                     int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
+                     flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
+                     p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts)
+                    for i, p in enumerate(prepared)]
+            # the message_in view inserts contents, content_search, messages
+            await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, prepared, strict=True)
+                                                   if not isinstance(p.raw, Path)])
+            for i, p in enumerate(prepared):
+                if isinstance(p.raw, Path):  # the rows first, then the file's octets
+                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
+                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
             facts = tuple(
-                MessageFacts(first_uid + i, modseq, p.flags, len(p.raw), p.internaldate,
+                MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
                              p.message_id, p.structure)
                 for i, p in enumerate(prepared)
             )

@@ -18,7 +18,7 @@ from imapd.commands.message import check_keyword_limit
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
-from imapd.protocol.values import SequenceSet
+from imapd.protocol.values import SequenceSet, SpooledLiteral
 from store.acl import settable
 from store.api import DELIMITER, MailboxInfo, NewMessage
 from store.errors import MailboxNotFound
@@ -321,14 +321,18 @@ async def handle_append(session: Session, cmd: c.Append) -> Outcome:
     user = session.require_user()
     limit = session.config.limits.max_literal_size
     for m in cmd.messages:
-        if not m.content:
+        size = m.content.size if isinstance(m.content, SpooledLiteral) else len(m.content)
+        if not size:
             raise BadCommand("Empty message")
-        if len(m.content) > limit:  # the framer refuses these first; kept as the rule
+        if size > limit:  # the framer refuses these first; kept as the rule
             raise CommandRefused(f"Message larger than APPENDLIMIT {limit}", "TOOBIG")
     # RFC 4314 §4: i on the target; flags without their right are dropped, not refused.
     target = await lookup(session, cmd.mailbox, "i", target=True)
-    messages = [NewMessage(m.content, settable(m.flags, target.rights), m.date)
-                for m in cmd.messages]
+    messages = [  # a big literal's octets stay in their spool file: the store reads it
+        NewMessage(session.spooled(m.content) if isinstance(m.content, SpooledLiteral)
+                   else m.content, settable(m.flags, target.rights), m.date)
+        for m in cmd.messages
+    ]
     added = [f for m in messages for f in m.flags if not f.startswith("\\")]
     if added:
         view = session.view

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     Value,
 )
-from imapd.protocol.serializer import serialize_all
+from imapd.protocol.serializer import serialize_pieces
 from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.selected import SelectedView
 from store.acl import settable
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Messages read from the store per batch while streaming a FETCH.
 FETCH_BATCH = 250
+#: ... and at most this many octets of content per batch (BODY[], RFC822...).
+FETCH_OCTETS = 16 * 1024 * 1024
 #: The same for flags, sizes and dates only: rows are small, thread hops are not.
 PLAIN_BATCH = 5000
 #: The largest UID (RFC 3501 §2.3.1.1: 32 bits): ``*`` in UID FETCH ... VANISHED.
@@ -310,8 +312,8 @@ async def _fetch_stream(
         if missing:
             _expunge_issued(outcome)
         return
-    for start in range(0, len(uids), FETCH_BATCH):
-        chunk = uids[start : start + FETCH_BATCH]
+    batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
+    async for chunk in _by_octets(session, view, batches) if content else _each(batches):
         records = await session.store.fetch(
             view.mailbox_id,
             chunk,
@@ -333,9 +335,9 @@ async def _fetch_stream(
             # Rendering and serialising cost grows with the messages (20,000 addresses in
             # one To: took 0.7 s for ENVELOPE): off the event loop. Only this session's
             # task, which waits here, touches the view meanwhile.
-            yield [Serialized(await asyncio.to_thread(
-                _fetch_bytes, session, view, records, atts, seen_now, session.conn.utf8
-            ))]
+            pieces = await asyncio.to_thread(
+                _fetch_pieces, session, view, records, atts, seen_now, session.conn.utf8)
+            yield [Serialized(piece) for piece in pieces]  # big literals stay uncopied
         else:
             yield _fetch_batch(session, view, records, atts, seen_now)
     if missing:
@@ -346,15 +348,15 @@ async def _fetch_stream(
 RENDER_IN_THREAD = 64 * 1024
 
 
-def _fetch_bytes(
+def _fetch_pieces(
     session: Session,
     view: SelectedView,
     records: list[MessageRecord],
     atts: tuple[FetchAtt, ...],
     seen_now: dict[int, tuple[tuple[str, ...], int]],
     utf8: bool,
-) -> bytes:
-    return serialize_all(_fetch_batch(session, view, records, atts, seen_now), utf8=utf8)
+) -> list[bytes]:
+    return serialize_pieces(_fetch_batch(session, view, records, atts, seen_now), utf8=utf8)
 
 
 def _fetch_batch(
@@ -370,6 +372,31 @@ def _fetch_batch(
         if seq is not None:
             batch.append(_fetch_response(session, view, seq, record, atts, seen_now))
     return batch
+
+
+async def _each(batches: Iterator[list[int]]) -> AsyncIterator[list[int]]:
+    for batch in batches:
+        yield batch
+
+
+async def _by_octets(
+    session: Session, view: SelectedView, batches: Iterator[list[int]]
+) -> AsyncIterator[list[int]]:
+    """The batches cut further so that one holds at most `FETCH_OCTETS` of content (or a
+    single message): 250 messages of 10 MB must not all be in memory at once."""
+    for batch in batches:
+        sizes = dict(await session.store.fetch_plain(view.mailbox_id, batch, ("size",)))
+        part: list[int] = []
+        octets = 0
+        for uid in batch:
+            size = sizes.get(uid, 0)
+            if part and octets + size > FETCH_OCTETS:
+                yield part
+                part, octets = [], 0
+            part.append(uid)
+            octets += size
+        if part:
+            yield part
 
 
 def _expunge_issued(outcome: Outcome) -> None:

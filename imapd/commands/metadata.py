@@ -20,7 +20,8 @@ from imapd.commands.base import Outcome, ok
 from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
 from imapd.protocol.responses import Atom, Literal8, MailboxName, Untagged, Value
-from store.metadata import MetadataLimits, is_private
+from imapd.protocol.values import SpooledLiteral
+from store.metadata import MetadataLimits, MetadataTooBig, is_private
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -94,6 +95,17 @@ async def handle_getmetadata(session: Session, cmd: c.GetMetadata) -> Outcome:
     return ok("GETMETADATA completed", code, *responses)
 
 
+def _unspooled(session: Session, value: bytes | SpooledLiteral | None) -> bytes | None:
+    """A value the session spooled (a big literal): over the limit, MAXSIZE (RFC 5464 §4.3)
+    without reading it; else its octets."""
+    if not isinstance(value, SpooledLiteral):
+        return value
+    max_size = session.config.metadata_max_size
+    if value.size > max_size:
+        raise MetadataTooBig("Value too large", max_size)
+    return session.spooled(value).read_bytes()
+
+
 async def handle_setmetadata(session: Session, cmd: c.SetMetadata) -> Outcome:
     """SETMETADATA mailbox (entry value ...) (RFC 5464 §4.3); NIL removes an entry.
 
@@ -108,7 +120,8 @@ async def handle_setmetadata(session: Session, cmd: c.SetMetadata) -> Outcome:
                 raise CommandRefused("/shared/admin is read-only", "NOPERM")
             if not is_private(entry) and not user.is_admin:
                 raise CommandRefused("Shared server annotations are set by admins", "NOPERM")
+    entries = [(entry, _unspooled(session, value)) for entry, value in cmd.entries]
     await session.store.set_metadata(
-        user.id, cmd.mailbox or None, cmd.entries, session.origin, limits(session)
+        user.id, cmd.mailbox or None, entries, session.origin, limits(session)
     )
     return ok("SETMETADATA completed")

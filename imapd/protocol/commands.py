@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from imapd.protocol.values import FetchAtt, SearchKey, Secret, SequenceSet
+from imapd.protocol.values import FetchAtt, SearchKey, Secret, SequenceSet, SpooledLiteral
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,8 @@ class Status:
 class AppendMessage:
     flags: tuple[str, ...]
     date: dt.datetime | None
-    content: bytes
+    #: The octets, or where the session spooled them (a big literal).
+    content: bytes | SpooledLiteral
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +268,8 @@ class SetMetadata:
 
     tag: str
     mailbox: str
-    entries: tuple[tuple[str, bytes | None], ...]
+    #: A value of ``literal_spool_size`` octets or more is a `SpooledLiteral` (a file).
+    entries: tuple[tuple[str, bytes | SpooledLiteral | None], ...]
 
 
 @dataclass(frozen=True, slots=True)

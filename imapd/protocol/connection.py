@@ -16,6 +16,7 @@ The session drives it like this::
             case Fatal(reply):      write(conn.send([reply])); close(); break
             case ConnectionClosed(): close(); break
             case IdleDone() | SaslResponse(): ...   # only after start_idle / start_sasl
+            case LiteralChunk():    spool(event.data)         # a big literal's octets
             case _:                 write(await dispatch(conn, event))   # a Command
 """
 
@@ -31,7 +32,7 @@ from imapd.protocol import framing, parser
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.framing import Mode
 from imapd.protocol.responses import Response, Tagged, UntaggedStatus
-from imapd.protocol.serializer import serialize_all
+from imapd.protocol.serializer import serialize_all, serialize_pieces
 from imapd.protocol.state import ALLOWED, NotAuthenticated, State, check_transition
 from imapd.protocol.values import Secret
 
@@ -48,6 +49,11 @@ class Limits:
     #: The same before authentication: only LOGIN and ID take literals then, and a stranger
     #: should not make us buffer 64 MiB.
     max_literal_size_unauthenticated: int = 64 * 1024
+    #: Octets of all literals of one command together: what one MULTIAPPEND may upload.
+    max_literal_total: int = 256 * 1024 * 1024
+    #: Literals of at least this many octets go to a spool file on disk (`LiteralChunk`
+    #: events), not memory: ten stalled 30 MB uploads must not cost 300 MB of RAM.
+    literal_spool_size: int = 1024 * 1024
     #: Parenthesis / NOT / OR nesting of a search program (STYLE §3: nesting has a limit);
     #: far below Python's recursion limit.
     max_depth: int = 32
@@ -124,8 +130,12 @@ class ConnectionClosed:
     """The client closed its side and every buffered event has been consumed."""
 
 
+#: Octets of a literal to spool (`framing.LiteralChunk`): ``first`` opens a new spool file.
+LiteralChunk = framing.LiteralChunk
+
 Event: TypeAlias = (
     cmd.Command
+    | LiteralChunk
     | ContinueRequest
     | Rejected
     | Fatal
@@ -149,6 +159,8 @@ class ServerConnection:
             max_literal_size=min(limits.max_literal_size, limits.max_literal_size_unauthenticated),
             max_discard_length=limits.max_discard_length,
             max_literals=limits.max_literals,
+            max_literal_total=limits.max_literal_total,
+            spool_size=limits.literal_spool_size,
         )
         self._bad_count = 0
         self._dead = False
@@ -188,6 +200,11 @@ class ServerConnection:
         `Rejected` BAD for ``tag`` (malformed base64: AUTHENTICATE is over); then the mode is
         COMMAND again."""
         self._framer.set_mode(Mode.SASL, tag)
+
+    @property
+    def in_literal(self) -> bool:
+        """The client is in the middle of sending a literal (for a progress timeout)."""
+        return self._framer.in_literal
 
     # -- input -------------------------------------------------------------------------------
 
@@ -237,6 +254,8 @@ class ServerConnection:
                 return ContinueRequest("Ready for literal data")
             case framing.Frame():
                 return self._command(fe)
+            case framing.LiteralChunk():
+                return fe
             case framing.ModeLine(mode, tag, line):
                 return self._mode_line(mode, tag, line)
             case framing.ModeLineTooLong(_mode, tag):
@@ -307,3 +326,7 @@ class ServerConnection:
     def send(self, responses: Iterable[Response]) -> bytes:
         """Serialize ``responses`` in order with the current UTF8=ACCEPT setting."""
         return serialize_all(responses, utf8=self.utf8)
+
+    def send_pieces(self, responses: Iterable[Response]) -> list[bytes]:
+        """`send` in pieces that leave big literals uncopied (`serialize_pieces`)."""
+        return serialize_pieces(responses, utf8=self.utf8)

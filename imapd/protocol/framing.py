@@ -8,6 +8,10 @@ never read as a command and limits hold for garbage. It also reads the single li
 IDLE (``DONE``) and SASL input modes. It knows nothing of states or command semantics: the
 connection decides whether a synchronizing literal gets its ``+``.
 
+A literal of at least ``spool_size`` octets is not kept: its octets leave as `LiteralChunk`
+events as they arrive (the session spools them to a file) and the frame holds a
+`SpooledLiteral` in its place, so a 60 MB upload costs the core no more than one read.
+
 The CRLF search resumes where it stopped, so byte-at-a-time input stays linear
 (h11's `_receivebuffer.py`). A bare LF also ends a line (lenient, as Dovecot is).
 Must not import asyncio, socket, ssl, store or notify.
@@ -19,6 +23,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Final, TypeAlias
+
+from imapd.protocol.values import SpooledLiteral
 
 
 class Mode(Enum):
@@ -39,8 +45,18 @@ class Frame:
     """
 
     text: bytes
-    literals: tuple[tuple[int, bytes], ...]
+    literals: tuple[tuple[int, bytes | SpooledLiteral], ...]
     tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiteralChunk:
+    """Octets of a literal being spooled, in order; ``first`` starts a new literal of
+    ``size`` octets (the current command's next `SpooledLiteral`)."""
+
+    data: bytes
+    first: bool
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +116,8 @@ FRAME_NEED_DATA: Final = _Signal.NEED_DATA
 FRAME_EOF: Final = _Signal.EOF
 
 FrameEvent: TypeAlias = (
-    Frame | SyncLiteral | FrameRejected | FrameFatal | ModeLine | ModeLineTooLong | _Signal
+    Frame | SyncLiteral | FrameRejected | FrameFatal | ModeLine | ModeLineTooLong | LiteralChunk
+    | _Signal
 )
 
 # literal = "{" number ["+"] "}" CRLF *CHAR8  (RFC 3501 §9, RFC 7888 §8); literal8 with "~"
@@ -127,19 +144,30 @@ class Framer:
     discarded up to its end and rejected with BAD, unless more than ``max_discard_length``
     bytes go by without a line end (then fatal). ``max_literal_size`` bounds each literal:
     synchronizing ones over it are rejected with ``NO [TOOBIG]`` before the client sends them,
-    non-synchronizing ones are fatal (RFC 7888 §4). ``max_literals`` bounds the literals of
-    one command: the one past it ends the command with BAD (a synchronizing one gets no
+    non-synchronizing ones are fatal (RFC 7888 §4). ``max_literal_total`` bounds the sum of
+    one command's literals (a MULTIAPPEND) the same way. ``max_literals`` bounds the literals
+    of one command: the one past it ends the command with BAD (a synchronizing one gets no
     ``+``; the octets of a non-synchronizing one are skipped with the rest of the command).
+    Literals of at least ``spool_size`` octets are handed out in `LiteralChunk` events
+    instead of being kept.
     """
 
     def __init__(
-        self, *, max_line_length: int, max_literal_size: int, max_discard_length: int,
+        self,
+        *,
+        max_line_length: int,
+        max_literal_size: int,
+        max_discard_length: int,
         max_literals: int = 1000,
+        max_literal_total: int | None = None,
+        spool_size: int | None = None,
     ) -> None:
         self._max_line = max_line_length
         self._max_literals = max_literals
         #: Settable: the connection lowers it before authentication.
         self.max_literal_size = max_literal_size
+        self._max_total = max_literal_total
+        self._spool_size = spool_size
         self._max_discard = max_discard_length
         self._buf = bytearray()
         self._scan = 0  # where the line-end search resumes in _buf
@@ -150,11 +178,15 @@ class Framer:
 
     def _reset_command(self) -> None:
         self._text = bytearray()
-        self._literals: list[tuple[int, bytes]] = []
+        self._literals: list[tuple[int, bytes | SpooledLiteral]] = []
         self._tag: str | None = None
         self._first_line = True
         self._literal_left: int | None = None  # octets of the current literal still to read
         self._literal_buf = bytearray()
+        self._literal_total = 0  # octets of this command's literals so far
+        self._spooled = 0  # SpooledLiterals in this command
+        self._spooling: int | None = None  # the size of the literal being spooled
+        self._spool_first = False
         self._awaiting_decision = False
         # When set, the current command is being skipped: this is its eventual reply.
         self._discard: FrameRejected | None = None
@@ -178,6 +210,11 @@ class Framer:
         self._buf.clear()
         self._scan = 0
         return data
+
+    @property
+    def in_literal(self) -> bool:
+        """Octets of an announced literal are still to come."""
+        return self._literal_left is not None
 
     @property
     def buffered(self) -> int:
@@ -213,6 +250,8 @@ class Framer:
                 if self._literal_left and not self._buf:
                     return self._starved()
                 take = min(self._literal_left, len(self._buf))
+                if self._spooling is not None:
+                    return self._spool_chunk(take)
                 if self._discard is None:
                     self._literal_buf += self._buf[:take]
                 del self._buf[:take]
@@ -235,6 +274,19 @@ class Framer:
             event = self._command_line(line)
             if event is not None:
                 return event
+
+    def _spool_chunk(self, take: int) -> LiteralChunk:
+        assert self._spooling is not None and self._literal_left is not None
+        chunk = LiteralChunk(bytes(self._buf[:take]), self._spool_first, self._spooling)
+        del self._buf[:take]
+        self._spool_first = False
+        self._literal_left -= take
+        if not self._literal_left:
+            self._literals.append((len(self._text), SpooledLiteral(self._spooled, self._spooling)))
+            self._spooled += 1
+            self._literal_left = None
+            self._spooling = None
+        return chunk
 
     def _starved(self) -> _Signal:
         return FRAME_EOF if self._eof else FRAME_NEED_DATA
@@ -297,7 +349,9 @@ class Framer:
         sync = not m.group(2)
         if self._discard is None and len(self._literals) >= self._max_literals:
             self._discard = FrameRejected(self._tag, "BAD", "Too many literals")
-        if size > self.max_literal_size:
+        self._literal_total += size
+        over_total = self._max_total is not None and self._literal_total > self._max_total
+        if size > self.max_literal_size or over_total:
             if sync:
                 tag = self._discard.tag if self._discard else self._tag
                 self._reset_command()
@@ -309,8 +363,14 @@ class Framer:
                 event = self._discard  # no "+": the client will not send the literal
                 self._reset_command()
                 return event
-            self._literal_left = size
+            self._start_literal(size)
             self._awaiting_decision = True
             return SyncLiteral(bytes(self._text), self._tag, size)
-        self._literal_left = size
+        self._start_literal(size)
         return None
+
+    def _start_literal(self, size: int) -> None:
+        self._literal_left = size
+        if self._discard is None and self._spool_size is not None and size >= self._spool_size:
+            self._spooling = size
+            self._spool_first = True

@@ -134,3 +134,70 @@ def serialize(response: Response, *, utf8: bool = False) -> bytes:
 def serialize_all(responses: Iterable[Response], *, utf8: bool = False) -> bytes:
     """Several responses in order, as one write."""
     return b"".join([serialize(r, utf8=utf8) for r in responses])
+
+
+#: Literals of at least this many octets are not copied into the output (`serialize_pieces`).
+BIG_LITERAL = 64 * 1024
+
+
+def serialize_pieces(responses: Iterable[Response], *, utf8: bool = False) -> list[bytes]:
+    """`serialize_all` as consecutive pieces, in which a big literal's octets (a FETCH
+    BODY[] of a 30 MB message) are the value's own ``bytes`` object, never copied: joining
+    them into one response would hold two or three copies while it is written. Looks for
+    them where FETCH puts them, in an untagged response's items or one list below."""
+    out: list[bytes] = []
+    small: list[bytes] = []
+    for response in responses:
+        if type(response) is Serialized and len(response.data) >= BIG_LITERAL:
+            if small:  # already rendered (a big FETCH batch rendered off the loop): as is
+                out.append(b"".join(small))
+                small.clear()
+            out.append(response.data)
+        elif type(response) is Untagged and any(map(_holds_big, response.items)):
+            small.append(b"* ")
+            for i, value in enumerate(response.items):
+                if i:
+                    small.append(b" ")
+                _pieces(value, small, out, utf8, 1)
+            small.append(_CRLF)
+        else:
+            small.append(serialize(response, utf8=utf8))
+    if small:
+        out.append(b"".join(small))
+    return out
+
+
+def _big(value: Value) -> bytes | None:
+    kind = type(value)
+    if kind is bytes and len(cast(bytes, value)) >= BIG_LITERAL:
+        return cast(bytes, value)
+    if kind is Literal8 and len(cast(Literal8, value).data) >= BIG_LITERAL:
+        return cast(Literal8, value).data
+    return None
+
+
+def _holds_big(value: Value, depth: int = 1) -> bool:
+    if _big(value) is not None:
+        return True
+    if depth and isinstance(value, tuple | list):
+        return any(_holds_big(v, depth - 1) for v in value)
+    return False
+
+
+def _pieces(value: Value, small: list[bytes], out: list[bytes], utf8: bool, depth: int) -> None:
+    data = _big(value)
+    if data is not None:
+        small.append(b"~{%d}\r\n" % len(data) if type(value) is Literal8
+                     else b"{%d}\r\n" % len(data))
+        out.append(b"".join(small))
+        small.clear()
+        out.append(data)
+    elif depth and isinstance(value, tuple | list) and _holds_big(value, depth):
+        small.append(b"(")
+        for i, v in enumerate(value):
+            if i:
+                small.append(b" ")
+            _pieces(v, small, out, utf8, depth - 1)
+        small.append(b")")
+    else:
+        small.append(serialize_value(value, utf8=utf8))

@@ -28,6 +28,16 @@ def canonical_flag(flag: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SpooledLiteral:
+    """A literal the core did not keep: at least ``Limits.literal_spool_size`` octets, handed
+    out as `LiteralChunk` events as they arrived (the session writes them to a spool file).
+    It is the ``index``-th such literal of its command (0-based); ``size`` its octets."""
+
+    index: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class Secret:
     """A password or SASL response: never printed by accident; `.reveal()` is greppable."""
 

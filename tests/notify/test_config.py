@@ -43,6 +43,9 @@ def test_toml_and_flag_override(tmp_path: Path) -> None:
     ('event_content_inclusion_mode = "all"', "event_content_inclusion_mode"),
     ("event_content_size = -1", "event_content_size"),
     ("event_exclude_flags = 3", "event_exclude_flags"),
+    ("write_timeout = 0", "write_timeout"),
+    ("literal_timeout = -1", "literal_timeout"),
+    ("[limits]\nliteral_spool_size = 0", "literal_spool_size"),
 ])
 def test_errors_name_the_option(tmp_path: Path, line: str, option: str) -> None:
     path = tmp_path / "imapd.toml"

@@ -14,12 +14,14 @@ from imapd.protocol.framing import (
     FrameFatal,
     Framer,
     FrameRejected,
+    LiteralChunk,
     Mode,
     ModeLine,
     ModeLineTooLong,
     SyncLiteral,
     read_tag,
 )
+from imapd.protocol.values import SpooledLiteral
 
 
 def framer(line: int = 100, literal: int = 50, discard: int = 1000) -> Framer:
@@ -267,3 +269,32 @@ def test_take_buffered() -> None:
 )
 def test_read_tag(line: bytes, tag: str | None) -> None:
     assert read_tag(line) == tag
+
+
+def test_big_literals_leave_in_chunks_and_are_not_kept() -> None:
+    """At spool_size octets a literal is handed out as it arrives (first chunk marked),
+    the frame holding a SpooledLiteral for it; smaller ones stay inline."""
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
+               spool_size=5)
+    f.feed(b"a APPEND x {6+}\r\nabc")
+    assert events(f) == [LiteralChunk(b"abc", True, 6)]
+    f.feed(b"def {2}\r\n")
+    assert events(f) == [
+        LiteralChunk(b"def", False, 6), SyncLiteral(b"a APPEND x {6+} {2}", "a", 2)
+    ]
+    f.feed(b"gh {5+}\r\n12345\r\n")
+    assert events(f) == [
+        LiteralChunk(b"12345", True, 5),
+        Frame(b"a APPEND x {6+} {2} {5+}",
+              ((15, SpooledLiteral(0, 6)), (19, b"gh"), (24, SpooledLiteral(1, 5))), "a"),
+    ]
+    assert not f.in_literal
+
+
+def test_literals_of_one_command_are_limited_together() -> None:
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
+               max_literal_total=60)
+    f.feed(b"a APPEND x {40+}\r\n" + b"x" * 40 + b" {30}\r\n")
+    assert events(f) == [FrameRejected("a", "NO", "Literal too big", "TOOBIG")]
+    f.feed(b"b APPEND x {40+}\r\n" + b"x" * 40 + b" {30+}\r\n")
+    assert events(f) == [FrameFatal("Literal too big", "TOOBIG")]

@@ -18,7 +18,14 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     Value,
 )
-from imapd.protocol.serializer import serialize, serialize_string, serialize_value
+from imapd.protocol.serializer import (
+    BIG_LITERAL,
+    serialize,
+    serialize_all,
+    serialize_pieces,
+    serialize_string,
+    serialize_value,
+)
 from imapd.protocol.state import Authenticated
 from imapd.protocol.values import Secret
 from tests.protocol.feeding import connection, feed
@@ -140,3 +147,19 @@ def test_round_trip_mailbox_names(name: str, utf8: bool) -> None:
     wire = b"a SELECT " + serialize_value(MailboxName(name), utf8=utf8) + b"\r\n"
     events = [e for e in feed(conn, [wire]) if not isinstance(e, ContinueRequest)]
     assert events == [c.Select("a", name)]
+
+
+def test_pieces_leave_big_literals_uncopied() -> None:
+    big = b"x" * BIG_LITERAL
+    big8 = b"\x00" * (BIG_LITERAL + 1)
+    responses: list[Response] = [
+        Untagged(("OK",)),
+        Untagged((3, Atom("FETCH"), (Atom("BODY[]"), big, Atom("UID"), 9, Atom("X"), b"y"))),
+        Untagged((Atom("METADATA"), (Atom("/v"), Literal8(big8)))),
+        Tagged("a", "OK", "done"),
+    ]
+    pieces = serialize_pieces(responses)
+    assert b"".join(pieces) == serialize_all(responses)
+    assert any(p is big for p in pieces) and any(p is big8 for p in pieces)
+    small = [Untagged((1, Atom("FETCH"), (Atom("BODY[]"), b"z" * 10)))]
+    assert serialize_pieces(small) == [serialize_all(small)]

@@ -54,6 +54,7 @@ from imapd.protocol.parser.notify import notify
 from imapd.protocol.parser.primitives import Cursor, sequence_set, tag
 from imapd.protocol.parser.push import xapplepushservice
 from imapd.protocol.parser.quota import getquota, getquotaroot, setquota
+from imapd.protocol.values import SpooledLiteral
 
 __all__ = [
     "COMMANDS",
@@ -169,7 +170,7 @@ def peek_command(text: bytes) -> tuple[str | None, type[cmd.Command] | None]:
 
 def parse_command(
     text: bytes,
-    literals: tuple[tuple[int, bytes], ...] = (),
+    literals: tuple[tuple[int, bytes | SpooledLiteral], ...] = (),
     *,
     utf8: bool = False,
     max_depth: int = 32,

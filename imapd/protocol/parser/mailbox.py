@@ -22,9 +22,9 @@ from imapd.protocol.parser.primitives import (
     date_time,
     flag_list,
     list_mailbox,
-    literal,
     mailbox,
     mailbox_text,
+    message_literal,
     mod_sequence_value,
     nz_number,
     sequence_set,
@@ -282,9 +282,9 @@ def append(c: Cursor, t: str) -> cmd.Append:
                 raise BadCommand("APPEND UTF8 needs ENABLE UTF8=ACCEPT", tag=c.tag)
             c.sp()
             c.char(b"(", '"("')
-            content = literal(c, binary=True)
+            content = message_literal(c)
             c.char(b")", '")"')
         else:
-            content = literal(c, binary=True)
+            content = message_literal(c)
         messages.append(cmd.AppendMessage(flags, when, content))
     return cmd.Append(t, name, tuple(messages))

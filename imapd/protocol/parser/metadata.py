@@ -16,11 +16,12 @@ from imapd.protocol.parser.primitives import (
     Cursor,
     astring,
     atom,
-    literal,
     mailbox,
+    message_literal,
     number,
     string,
 )
+from imapd.protocol.values import SpooledLiteral
 
 _DEPTHS: Final = {"0": 0, "1": 1, "infinity": None}
 
@@ -133,16 +134,16 @@ def setmetadata(c: Cursor, t: str) -> cmd.SetMetadata:
     name = mailbox(c)
     c.sp()
     c.char(b"(", "entry-values")
-    values: dict[str, bytes | None] = {}
+    values: dict[str, bytes | SpooledLiteral | None] = {}
     while True:
         c.count_arg()
         key = entry(c)
         c.sp()
-        value: bytes | None
+        value: bytes | SpooledLiteral | None
         if c.match(NIL):
             value = None
-        elif c.peek() == ord("~"):
-            value = literal(c, binary=True)
+        elif c.peek() in (ord("~"), ord("{")):  # a big one spooled: the handler says MAXSIZE
+            value = message_literal(c, binary=c.peek() == ord("~"))
         else:
             value = string(c)
         values.pop(key, None)

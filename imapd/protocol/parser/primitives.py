@@ -17,7 +17,7 @@ from typing import Final
 
 from imapd.protocol import utf7
 from imapd.protocol.errors import BadCommand, CommandRefused
-from imapd.protocol.values import SequenceSet, canonical_flag
+from imapd.protocol.values import SequenceSet, SpooledLiteral, canonical_flag
 
 MAX_NUMBER: Final = 2**32 - 1  # RFC 3501 §9: number is an unsigned 32-bit integer
 MAX_MODSEQ: Final = 2**63 - 1  # RFC 7162 §7: mod-sequence-value is a positive 63-bit integer
@@ -60,7 +60,7 @@ class Cursor:
     def __init__(
         self,
         text: bytes,
-        literals: tuple[tuple[int, bytes], ...] = (),
+        literals: tuple[tuple[int, bytes | SpooledLiteral], ...] = (),
         *,
         utf8: bool = False,
         max_depth: int = 32,
@@ -139,12 +139,13 @@ class Cursor:
     def leave(self) -> None:
         self.depth -= 1
 
-    def take_literal(self, end_of_marker: int, size: int) -> bytes:
+    def take_literal(self, end_of_marker: int, size: int) -> bytes | SpooledLiteral:
         """The literal announced by the marker ending at ``end_of_marker``."""
         if not self._literals or self._literals[-1][0] != end_of_marker:
             raise self.error("literal at end of line")
         _, data = self._literals.pop()
-        if len(data) != size:  # the framer read exactly `size` octets; defensive
+        got = data.size if isinstance(data, SpooledLiteral) else len(data)
+        if got != size:  # the framer read exactly `size` octets; defensive
             raise self.error("literal of announced size")
         return data
 
@@ -233,7 +234,19 @@ def quoted(c: Cursor) -> bytes:
 
 def literal(c: Cursor, *, binary: bool = False) -> bytes:
     """literal = "{" number ["+"] "}" CRLF *CHAR8  ; RFC 7888 adds the "+"
-    literal8 = "~{" number ["+"] "}" CRLF *OCTET ; RFC 3516, only where ``binary``"""
+    literal8 = "~{" number ["+"] "}" CRLF *OCTET ; RFC 3516, only where ``binary``
+
+    A spooled literal (`SpooledLiteral`) is a message's place only (`message_literal`):
+    anywhere else it is refused with ``NO [TOOBIG]`` (RFC 7889 §4)."""
+    data = message_literal(c, binary=binary)
+    if isinstance(data, SpooledLiteral):
+        raise CommandRefused("Literal too big for this argument", "TOOBIG")
+    return data
+
+
+def message_literal(c: Cursor, *, binary: bool = True) -> bytes | SpooledLiteral:
+    """`literal` where a message goes (APPEND): the octets, or the `SpooledLiteral` standing
+    for those the session spooled to a file."""
     start = c.pos
     m = c.expect(_LITERAL, "literal")
     if m.group(1) and not binary:
@@ -241,6 +254,8 @@ def literal(c: Cursor, *, binary: bool = False) -> bytes:
         raise c.error("literal (not literal8)")
     size = int(m.group(2)) if len(m.group(2)) <= 20 else -1
     data = c.take_literal(m.end(), size)
+    if isinstance(data, SpooledLiteral):
+        return data
     if not binary and b"\x00" in data:  # CHAR8 = %x01-ff
         raise c.error("literal without NUL")
     return data
