@@ -12,6 +12,8 @@ import threading
 import zlib
 from typing import Any
 
+import pytest
+
 from imapd.protocol.connection import Limits
 from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient
@@ -159,17 +161,23 @@ def test_mailbox_name_limits(server_factory: Any) -> None:
     assert c.command("x", 'LIST "" *')[-1].startswith("x OK")
 
 
-def test_ten_megabyte_mailbox_name_is_cheap(server: RunningServer) -> None:
+@pytest.mark.parametrize("size", [900_000, 10_000_000])
+def test_ten_megabyte_mailbox_name_is_cheap(server: RunningServer, size: int) -> None:
     """A 10 MB name was accepted and every command naming it stalled the loop for
-    1.6-4.2 s (decoded per character); now it is refused before decoding."""
+    1.6-4.2 s (decoded per character); now it is refused before decoding. A name literal of
+    at least `literal_spool_size` (1 MiB) is refused as such ([TOOBIG]: only messages are
+    spooled); a smaller one by the name limits."""
     c = client(server, timeout=60)
-    name = b"a" * 10_000_000
+    name = b"a" * size
     for tag, command in (("c1", b"CREATE"), ("c2", b"SELECT"), ("c3", b"APPEND")):
         tail = b" {1+}\r\nx" if command == b"APPEND" else b""
         c.send(tag.encode() + b" " + command + b" {%d+}\r\n" % len(name) + name + tail + b"\r\n")
         noop_answered(server)
         out = c.until_tagged(tag)
-        code = "[LIMIT]" if command == b"CREATE" else "[NONEXISTENT]"
+        if size >= Limits().literal_spool_size:
+            code = "[TOOBIG]"
+        else:
+            code = "[LIMIT]" if command == b"CREATE" else "[NONEXISTENT]"
         assert out[-1].startswith(f"{tag} NO {code}"), out
     assert c.command("n", "NOOP")[-1].startswith("n OK")
 
