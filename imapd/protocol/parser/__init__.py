@@ -9,8 +9,10 @@ STATUS=SIZE RFC 8438, APPENDLIMIT RFC 7889). One function per ABNF rule, the ABN
 docstring, over a `Cursor` (imap-codec's command.rs; mox's parse.go). It parses once, after
 the framer has delivered every line and literal of the command. It raises `BadCommand` (with
 the tag when known) for anything malformed, and `CommandRefused` only for SEARCH's unknown
-CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]). Error texts say what was expected where and never
-echo the input. Must not import asyncio, socket, ssl, store or notify.
+CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]) and for a mailbox name that parsed but
+is not valid modified UTF-7 (NO [CANNOT]; a LIST/LSUB pattern is dropped instead). Error
+texts say what was expected where and never echo the input. Must not import asyncio,
+socket, ssl, store or notify.
 
 Here: the entry points `parse_command` and `peek_command` and the tables from command name to
 grammar. The rules live in modules named for what they parse (pymap's parsing/):
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from typing import Final
 
 from imapd.protocol import commands as cmd
-from imapd.protocol.errors import BadCommand
+from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.parser.acl import deleteacl, getacl, listrights, myrights, setacl
 from imapd.protocol.parser.auth import authenticate, compress, decode_base64, enable, id_, login
 from imapd.protocol.parser.mailbox import (
@@ -179,7 +181,8 @@ def parse_command(
 
     ``text`` is the framed command without line ends, ``literals`` its literals with their
     offsets (see `framing.Frame`). Raises `BadCommand` (``UnknownCommand`` for an unknown
-    name) with ``.tag`` set when the tag parsed, or `CommandRefused` (BADCHARSET).
+    name) with ``.tag`` set when the tag parsed, or `CommandRefused` (BADCHARSET, or
+    [CANNOT] for a mailbox name that is not valid modified UTF-7).
     """
     c = Cursor(text, literals, utf8=utf8, max_depth=max_depth, max_args=max_args)
     t = tag(c)
@@ -189,4 +192,6 @@ def parse_command(
         raise UnknownCommand("Unknown command", tag=t)
     result = entry[1](c, t)
     c.finish()
+    if c.invalid_name:  # parsed, but names no mailbox that can exist (see `mailbox_text`)
+        raise CommandRefused("Mailbox name is not valid modified UTF-7", "CANNOT")
     return result

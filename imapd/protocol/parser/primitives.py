@@ -53,7 +53,8 @@ class Cursor:
     """A position in one framed command, with its literals and its limits."""
 
     __slots__ = (
-        "_literals", "args", "depth", "max_args", "max_depth", "pos", "tag", "text", "utf8",
+        "_literals", "args", "depth", "invalid_name", "max_args", "max_depth", "pos", "tag",
+        "text", "utf8",
     )  # fmt: skip
 
     def __init__(
@@ -74,6 +75,8 @@ class Cursor:
         self.depth = 0
         self.args = 0
         self.tag: str | None = None
+        #: A mailbox name that parsed but is not valid modified UTF-7 (see `mailbox_text`).
+        self.invalid_name = False
 
     def error(self, expected: str) -> BadCommand:
         return BadCommand(f"Expected {expected} at octet {self.pos}", tag=self.tag)
@@ -277,13 +280,20 @@ def utf8_text(c: Cursor, data: bytes, what: str) -> str:
 
 
 def mailbox_text(c: Cursor, data: bytes) -> str:
-    """Raw name octets -> Unicode: modified UTF-7 (RFC 3501 §5.1.3) or UTF-8 (RFC 6855 §3)."""
+    """Raw name octets -> Unicode: modified UTF-7 (RFC 3501 §5.1.3) or UTF-8 (RFC 6855 §3).
+
+    A name that is a good astring but not valid modified UTF-7 is not a syntax error: the
+    command parsed, so it must not be BAD (BAD says it could not be parsed; clients drop
+    the connection). It sets ``c.invalid_name`` and returns ``""``: `parse_command` refuses
+    the command with NO once the whole of it parsed, and LIST/LSUB drop such a pattern
+    (it can match no name: an empty OK)."""
     if c.utf8:
         return utf8_text(c, data, "mailbox name")
     try:
         return utf7.decode(data.decode("ascii"))
     except ValueError:  # UnicodeDecodeError is a ValueError
-        raise c.error("mailbox name in modified UTF-7") from None
+        c.invalid_name = True
+        return ""
 
 
 def mailbox(c: Cursor) -> str:
