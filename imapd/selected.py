@@ -75,10 +75,16 @@ class SelectedView:
         return [u for u, _ in pairs], [n for _, n in pairs]
 
     def resolve(
-        self, sequence_set: SequenceSet, *, uid: bool, saved: list[int] | None = None
+        self,
+        sequence_set: SequenceSet,
+        *,
+        uid: bool,
+        saved: list[int] | None = None,
+        lenient: bool = False,
     ) -> list[int]:
         """UIDs named by a sequence set (message numbers or UIDs), ascending, existing for
-        the client (including ones expunged elsewhere and not yet reported)."""
+        the client (including ones expunged elsewhere and not yet reported). A message
+        number above the count is BAD, unless ``lenient`` (SEARCH): then it names nothing."""
         if sequence_set.saved:
             known = set(self.uids)
             return [u for u in (saved or []) if u in known]
@@ -96,7 +102,7 @@ class SelectedView:
             return sorted(set(out))
         exists = len(self.uids)
         for low, high in sequence_set.ranges:
-            if low is not None and high is not None and max(low, high) > exists:
+            if not lenient and low is not None and high is not None and max(low, high) > exists:
                 # Dovecot and Cyrus answer BAD too; a client that names a number it was
                 # never given is out of sync (RFC 3501 §9 seq-number).
                 raise BadCommand("Invalid message sequence number")

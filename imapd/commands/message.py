@@ -104,7 +104,9 @@ def to_criterion(key: SearchKey, view: SelectedView, saved: list[int]) -> Criter
     match key.name:
         case "SEQSET" | "UID":
             assert isinstance(key.value, SequenceSet)
-            uids = view.resolve(key.value, uid=key.name == "UID", saved=saved)
+            # A number above the count matches nothing, as in Dovecot and Cyrus (RFC 3501 §9
+            # leaves the choice; SEARCH keys often come from a stale view): no BAD.
+            uids = view.resolve(key.value, uid=key.name == "UID", saved=saved, lenient=True)
             return Criterion("UIDS", _ranges(uids))
         case "RECENT":
             return Criterion("UIDS", _ranges(sorted(view.recent)))
