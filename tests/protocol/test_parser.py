@@ -745,6 +745,13 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         b" aps-subtopic s mailboxes ()",
         c.XApplePushService("a", 2, "A", "T", "s", ()),
     ),
+    (  # keys are astrings, quoted or not (Cyrus's getastring; issue 16 item 7)
+        "aps-quoted-keys",
+        b'a XAPPLEPUSHSERVICE "aps-version" "2" "aps-account-id" A "APS-DEVICE-TOKEN" T'
+        b' {12+}\r\naps-subtopic s "mailboxes" (INBOX)',
+        c.XApplePushService("a", 2, "A", "T", "s", ("INBOX",)),
+    ),
+    ("aps-quoted-unknown-key", b'a XAPPLEPUSHSERVICE "aps-version" 1 "aps colour" red', Bad()),
     ("aps-none", b"a XAPPLEPUSHSERVICE", Bad()),
     ("aps-no-version", b"a XAPPLEPUSHSERVICE aps-account-id A aps-device-token T", Bad()),
     ("aps-v2-missing", b"a XAPPLEPUSHSERVICE aps-version 2 aps-account-id A", Bad()),
