@@ -102,10 +102,16 @@ class SelectedView:
             return sorted(set(out))
         exists = len(self.uids)
         for low, high in sequence_set.ranges:
-            if not lenient and low is not None and high is not None and max(low, high) > exists:
+            if lenient:
+                break
+            if low is not None and high is not None and max(low, high) > exists:
                 # Dovecot and Cyrus answer BAD too; a client that names a number it was
                 # never given is out of sync (RFC 3501 §9 seq-number).
                 raise BadCommand("Invalid message sequence number")
+            if exists == 0 and (low is None or high is None):
+                # RFC 3501 §9 seq-number: the BAD "includes "*" if the selected mailbox
+                # is empty" (FETCH, STORE, COPY, MOVE alike).
+                raise BadCommand("No messages: * names none")
         if len(sequence_set.ranges) == 1:
             # The common 1:* or n:m: one slice, no set of numbers built (FETCH 1:* FLAGS).
             lo, hi = next(sequence_set.resolve(exists))
