@@ -63,6 +63,7 @@ __all__ = [
     "Cursor",
     "UnknownCommand",
     "decode_base64",
+    "literal8_misplaced",
     "parse_command",
     "peek_command",
     "sequence_set",
@@ -167,6 +168,26 @@ def peek_command(text: bytes) -> tuple[str | None, type[cmd.Command] | None]:
     if entry is None:
         raise UnknownCommand("Unknown command", tag=c.tag)
     return c.tag, entry[0]
+
+
+_LITERAL8_AT_END: Final = re.compile(rb"~\{[0-9]+\}\Z")
+#: Where a literal8 may be announced: an APPEND's message, after the mailbox and any flag
+#: list and date-time (``... SP ~{n}``) or inside ``UTF8 (`` (RFC 3516 §4.4, RFC 6855 §4);
+#: a SETMETADATA value, inside its entry-values list (RFC 5464 §5: value = nstring / literal8).
+_LITERAL8_PLACES: Final = re.compile(
+    rb"\A\S+ (?:APPEND (?:\S.*)?\S(?: | UTF8 \()|SETMETADATA \S.* \(.*\S )~\{[0-9]+\}\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def literal8_misplaced(text: bytes) -> bool:
+    """True when ``text`` (a command up to a synchronizing literal) ends in a literal8
+    ``~{n}`` where the grammar cannot take one: only an APPEND's message data (RFC 3516
+    §4.4 append-data, RFC 6855 §4 utf8-data) and a SETMETADATA value (RFC 5464 §5) may be a
+    literal8. Such a command is BAD at once, before the client is invited to upload it."""
+    if _LITERAL8_AT_END.search(text) is None:
+        return False
+    return _LITERAL8_PLACES.match(text) is None
 
 
 def parse_command(
