@@ -371,6 +371,13 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ),
     ("store-recent", b"a STORE 1 +FLAGS (\\Recent)", Bad()),
     ("store-star", b"a STORE 1 +FLAGS (\\*)", Bad()),
+    ("store-unknown-system-flag", b"a STORE 1 +FLAGS (\\Bogus)", Bad()),
+    ("store-unknown-system-flag-bare", b"a UID STORE 1 -FLAGS.SILENT $Junk \\Bogus", Bad()),
+    (
+        "store-system-flags-any-case",
+        b"a STORE 1 +FLAGS (\\SEEN \\answered $Junk)",
+        c.Store("a", False, one(1), "+", False, ("\\Seen", "\\Answered", "$Junk")),
+    ),
     ("store-bad-item", b"a STORE 1 LABELS (x)", Bad()),
     ("store-no-flags", b"a STORE 1 FLAGS", Bad()),
     ("store-8bit-flag", b"a STORE 1 FLAGS (f\xc3\xbc)", Bad()),
