@@ -33,13 +33,15 @@ VALUES: list[tuple[str, Value, bytes]] = [
     ("str-escapes", 'a"b\\c', b'"a\\"b\\\\c"'),
     ("str-cr", "a\rb", b"{3}\r\na\rb"),  # pymap's bug: a CR must not go out quoted
     ("str-lf", "a\nb", b"{3}\r\na\nb"),
-    ("str-nul", "a\x00b", b"{3}\r\na\x00b"),
+    # RFC 3501 §9: a {n} literal is CHAR8, no NUL: NUL goes out as 0x80 (as Dovecot)
+    ("str-nul", "a\x00b", b"{3}\r\na\x80b"),
     ("str-tab", "a\tb", b'"a\tb"'),
     ("str-nonascii", "\u00e9", b"{2}\r\n\xc3\xa9"),
     ("str-long", "x" * 1001, b"{1001}\r\n" + b"x" * 1001),
     ("str-1000", "x" * 1000, b'"' + b"x" * 1000 + b'"'),
     ("bytes", b"ab\r\n", b"{4}\r\nab\r\n"),
     ("bytes-empty", b"", b"{0}\r\n"),
+    ("bytes-nul", b"\x00a\x00\r\n\x00", b"{6}\r\n\x80a\x80\r\n\x80"),
     ("literal8", Literal8(b"\x00\x01"), b"~{2}\r\n\x00\x01"),
     ("raw", Raw(b"(BODY stuff)"), b"(BODY stuff)"),
     ("mailbox", MailboxName("INBOX"), b'"INBOX"'),
