@@ -24,7 +24,7 @@ from imapd.protocol.responses import (
     Value,
 )
 from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
-from store.changes import Change, FlagsChanged, MessagesAdded, MessagesExpunged
+from store.changes import Change, FlagsChanged, MessageFacts, MessagesAdded, MessagesExpunged
 
 
 @dataclass(slots=True)
@@ -40,6 +40,8 @@ class SelectedView:
     _new: list[int] = field(default_factory=list)
     #: UIDs removed from the store that the client still numbers.
     _gone: set[int] = field(default_factory=set)
+    #: What their MessagesExpunged said of them, to keep serving FETCH (RFC 2180 §4.1.1).
+    _gone_facts: dict[int, MessageFacts] = field(default_factory=dict)
     #: uid -> (flags, modseq) to report as FETCH.
     _flags: dict[int, tuple[tuple[str, ...], int]] = field(default_factory=dict)
     _keywords_changed: bool = False
@@ -122,6 +124,10 @@ class SelectedView:
     def is_gone(self, uid: int) -> bool:
         return uid in self._gone
 
+    def gone_facts(self, uids: Iterable[int]) -> list[MessageFacts]:
+        """The facts of those ``uids`` that were expunged elsewhere and not yet reported."""
+        return [f for u in uids if (f := self._gone_facts.get(u)) is not None]
+
     # --- updates ------------------------------------------------------------------------
     def apply(self, change: Change, *, own: bool) -> None:
         """Record a committed change. ``own``: made by this session (its flag changes were
@@ -142,6 +148,7 @@ class SelectedView:
                         self._new.remove(m.uid)
                     elif self.seq_of(m.uid) is not None:
                         self._gone.add(m.uid)
+                        self._gone_facts[m.uid] = m
                         if not self._gone_modseq or change.modseq < self._gone_modseq:
                             self._gone_modseq = change.modseq
                     self._flags.pop(m.uid, None)
@@ -258,6 +265,7 @@ class SelectedView:
     def _expunge_responses(self) -> list[Response]:
         gone = sorted(u for u in self._gone if self.seq_of(u) is not None)
         self._gone.clear()
+        self._gone_facts.clear()
         self._gone_modseq = 0
         if not gone:
             return []
