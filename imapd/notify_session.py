@@ -304,9 +304,6 @@ class NotifyState:
             self.special_use.pop(oname, None)
             if new.special_use:
                 self.special_use[nname] = new.special_use
-            if old.owner == self.viewer and oname in self.subscribed:  # the store moves them
-                self.subscribed.discard(oname)
-                self.subscribed.add(nname)
             f = self.foreign.get(old.id)
             if f is not None:
                 f.name, f.local = nname, new.name

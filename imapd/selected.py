@@ -24,7 +24,7 @@ from imapd.protocol.responses import (
     Value,
 )
 from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
-from store.changes import Change, FlagsChanged, MessagesAdded, MessagesExpunged
+from store.changes import Change, FlagsChanged, MessageFacts, MessagesAdded, MessagesExpunged
 
 
 @dataclass(slots=True)
@@ -40,6 +40,8 @@ class SelectedView:
     _new: list[int] = field(default_factory=list)
     #: UIDs removed from the store that the client still numbers.
     _gone: set[int] = field(default_factory=set)
+    #: What their MessagesExpunged said of them, to keep serving FETCH (RFC 2180 §4.1.1).
+    _gone_facts: dict[int, MessageFacts] = field(default_factory=dict)
     #: uid -> (flags, modseq) to report as FETCH.
     _flags: dict[int, tuple[tuple[str, ...], int]] = field(default_factory=dict)
     _keywords_changed: bool = False
@@ -75,10 +77,16 @@ class SelectedView:
         return [u for u, _ in pairs], [n for _, n in pairs]
 
     def resolve(
-        self, sequence_set: SequenceSet, *, uid: bool, saved: list[int] | None = None
+        self,
+        sequence_set: SequenceSet,
+        *,
+        uid: bool,
+        saved: list[int] | None = None,
+        lenient: bool = False,
     ) -> list[int]:
         """UIDs named by a sequence set (message numbers or UIDs), ascending, existing for
-        the client (including ones expunged elsewhere and not yet reported)."""
+        the client (including ones expunged elsewhere and not yet reported). A message
+        number above the count is BAD, unless ``lenient`` (SEARCH): then it names nothing."""
         if sequence_set.saved:
             known = set(self.uids)
             return [u for u in (saved or []) if u in known]
@@ -94,10 +102,16 @@ class SelectedView:
             return out  # slices of an ascending list, in order: sorted and unique
         exists = len(self.uids)
         for low, high in sequence_set.ranges:
+            if lenient:
+                break
             if low is not None and high is not None and max(low, high) > exists:
                 # Dovecot and Cyrus answer BAD too; a client that names a number it was
                 # never given is out of sync (RFC 3501 §9 seq-number).
                 raise BadCommand("Invalid message sequence number")
+            if exists == 0 and (low is None or high is None):
+                # RFC 3501 §9 seq-number: the BAD "includes "*" if the selected mailbox
+                # is empty" (FETCH, STORE, COPY, MOVE alike).
+                raise BadCommand("No messages: * names none")
         if len(sequence_set.ranges) == 1:
             # The common 1:* or n:m: one slice, no set of numbers built (FETCH 1:* FLAGS).
             lo, hi = next(sequence_set.resolve(exists))
@@ -107,6 +121,10 @@ class SelectedView:
 
     def is_gone(self, uid: int) -> bool:
         return uid in self._gone
+
+    def gone_facts(self, uids: Iterable[int]) -> list[MessageFacts]:
+        """The facts of those ``uids`` that were expunged elsewhere and not yet reported."""
+        return [f for u in uids if (f := self._gone_facts.get(u)) is not None]
 
     # --- updates ------------------------------------------------------------------------
     def apply(self, change: Change, *, own: bool) -> None:
@@ -128,6 +146,7 @@ class SelectedView:
                         self._new.remove(m.uid)
                     elif self.seq_of(m.uid) is not None:
                         self._gone.add(m.uid)
+                        self._gone_facts[m.uid] = m
                         if not self._gone_modseq or change.modseq < self._gone_modseq:
                             self._gone_modseq = change.modseq
                     self._flags.pop(m.uid, None)
@@ -244,6 +263,7 @@ class SelectedView:
     def _expunge_responses(self) -> list[Response]:
         gone = sorted(u for u in self._gone if self.seq_of(u) is not None)
         self._gone.clear()
+        self._gone_facts.clear()
         self._gone_modseq = 0
         if not gone:
             return []

@@ -567,6 +567,8 @@ class Session:
         first = [u for u in updates if _is_flags(u)]
         rest = [u for u in updates if not _is_flags(u)]
         tagged = Tagged(cmd.tag, outcome.status, _tagged_text(cmd, outcome), outcome.code)
+        if isinstance(cmd, c.Logout):  # nothing after its BYE (RFC 3501 §6.1.3, §7.1.5)
+            first, rest = [*first, *rest], []
         await self._write([*first, *outcome.responses, *rest, tagged])
         if isinstance(cmd, c.Compress) and outcome.status == "OK":
             self.start_compression()

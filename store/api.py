@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from store.changes import Change, FlagChange, MailboxRef, Origin
+from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
 from store.mime import BodyPart
 
 DELIMITER = "/"
@@ -245,6 +245,13 @@ class Store(Protocol):
     ) -> list[MessageRecord]:
         """Records of the existing messages among ``uids``, in UID order; ``changedsince``
         keeps only those with modseq > it."""
+        ...
+
+    async def fetch_expunged(
+        self, facts: Sequence[MessageFacts], *, content: bool = False, structure: bool = False
+    ) -> list[MessageRecord]:
+        """Records of expunged messages from their MessagesExpunged facts, in UID order;
+        with ``content``/``structure`` only those whose shared contents still exist."""
         ...
 
     async def fetch_plain(

@@ -60,8 +60,9 @@ Implementation notes
   ``uidnext`` (UIDs are never reused) and records the moved UIDs as expunged. Published as
   MailboxCreated + MessagesAdded(kind="move") + MessagesExpunged(kind="move"), exactly as a
   CREATE and a MOVE of everything. Inferiors of INBOX are not renamed. Other renames keep
-  the mailbox id and UIDVALIDITY and take children and subscriptions along (as Dovecot and
-  Cyrus do). DELETE keeps subscriptions (RFC 3501 §6.3.6: the server must not remove them).
+  the mailbox id and UIDVALIDITY and take children along. RENAME and DELETE leave
+  subscriptions alone (RFC 9051 §6.3.6: renaming does not update subscription information;
+  RFC 3501 §6.3.6: the server must not remove a name from the subscription list).
 - MailboxDeleted carries the mailbox's counts as they were when it was deleted (there is no
   "after"); delete_user publishes one per mailbox without per-message facts.
 - Names (RFC 2342): methods taking a mailbox name take it as the asking user writes it;

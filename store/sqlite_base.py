@@ -103,8 +103,12 @@ class _Mbox:
         )
 
 
-def _facts(row: Row, *, uid: int | None = None, modseq: int | None = None) -> MessageFacts:
-    """MessageFacts from a ``_FACTS`` row, optionally with a new UID/modseq (copies)."""
+def _facts(
+    row: Row, *, uid: int | None = None, modseq: int | None = None,
+    content_id: int | None = None,
+) -> MessageFacts:
+    """MessageFacts from a ``_FACTS`` row, optionally with a new UID/modseq (copies) or
+    the contents row (expunges)."""
     return MessageFacts(
         uid=row[0] if uid is None else uid,
         modseq=row[1] if modseq is None else modseq,
@@ -112,6 +116,7 @@ def _facts(row: Row, *, uid: int | None = None, modseq: int | None = None) -> Me
         size=row[3],
         internaldate=dt.datetime.fromisoformat(row[4]),
         message_id=row[5],
+        content_id=content_id,
     )
 
 

@@ -289,8 +289,10 @@ class SqliteMailboxes(SqliteBase):
         await self._write(body)
 
     async def rename_mailbox(self, user_id: int, old: str, new: str, origin: Origin) -> None:
-        """Renames with all children and their subscriptions; creates missing parents of the
-        new name. Renaming INBOX moves its messages to a new mailbox and leaves INBOX empty
+        """Renames with all children; creates missing parents of the new name. Subscriptions
+        are left alone (RFC 9051 §6.3.6: renaming does not update subscription information
+        on the original name; RFC 3501 §6.3.6: never remove a name unilaterally).
+        Renaming INBOX moves its messages to a new mailbox and leaves INBOX empty
         (RFC 3501 §6.3.5; see the module notes). Raises MailboxNotFound, MailboxExists,
         MailboxInvalid (into itself, bad new name)."""
         old = names.canonical(old)
@@ -351,19 +353,17 @@ class SqliteMailboxes(SqliteBase):
             raise MailboxExists(f"Mailbox {clash[0][0]} already exists")
         parents = await self._missing_parents(tx, source.owner_id, new, set())
         # Two steps through names no client can make (a U+0001 prefix), so that UNIQUE holds
-        # after every row whatever order SQLite updates them in. A dangling subscription
-        # may already hold a target name: the moving one replaces it.
+        # after every row whatever order SQLite updates them in. Subscriptions stay where
+        # they are (RFC 9051 §6.3.6), so no MailboxSubscribe/UnSubscribe event either.
         prefix_len = len(old)
-        for table, owner_col, verb in (("mailboxes", "owner_id", "UPDATE"),
-                                       ("subscriptions", "user_id", "UPDATE OR REPLACE")):
-            where = f" WHERE {owner_col} = ? AND (name = ? OR (name >= ? AND name < ?))"
-            await tx.run(f"UPDATE {table} SET name = char(1) || name" + where,
-                         (source.owner_id, old, low, high))
-            await tx.run(
-                f"{verb} {table} SET name = ? || substr(name, ?)"
-                f" WHERE {owner_col} = ? AND substr(name, 1, 1) = char(1)",
-                (new, prefix_len + 2, source.owner_id),
-            )
+        where = " WHERE owner_id = ? AND (name = ? OR (name >= ? AND name < ?))"
+        await tx.run("UPDATE mailboxes SET name = char(1) || name" + where,
+                     (source.owner_id, old, low, high))
+        await tx.run(
+            "UPDATE mailboxes SET name = ? || substr(name, ?)"
+            " WHERE owner_id = ? AND substr(name, 1, 1) = char(1)",
+            (new, prefix_len + 2, source.owner_id),
+        )
         await self._insert_mailboxes(tx, source.owner_id, source.owner, parents, origin)
         renames = tuple(
             (m.ref, dataclasses.replace(m.ref, name=t)) for m, t in zip(moving, targets,
@@ -419,9 +419,9 @@ class SqliteMailboxes(SqliteBase):
     async def set_subscribed(
         self, user_id: int, name: str, subscribed: bool, origin: Origin
     ) -> None:
-        """SUBSCRIBE/UNSUBSCRIBE. Subscribing a name that does not exist, or unsubscribing
-        one that is not subscribed, raises MailboxNotFound. Subscribing twice is a no-op
-        (nothing published)."""
+        """SUBSCRIBE/UNSUBSCRIBE. Subscribing a name that does not exist raises
+        MailboxNotFound. Subscribing twice, or unsubscribing a name that is not subscribed
+        (RFC 9051 §6.3.8: OK), is a no-op: nothing changes, nothing is published."""
         name = names.canonical(name)
 
         async def body(tx: _Tx) -> None:
@@ -440,8 +440,6 @@ class SqliteMailboxes(SqliteBase):
                     "DELETE FROM subscriptions WHERE user_id = ? AND name = ? RETURNING 1",
                     (user_id, name),
                 )
-                if not done:
-                    raise MailboxNotFound("Mailbox is not subscribed")
             if done:
                 tx.emit(SubscriptionChanged(0, tx.at, origin, owner, name, subscribed), owner)
 

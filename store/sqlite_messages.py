@@ -323,6 +323,37 @@ class SqliteMessages(SqliteBase):
             for r in rows
         ]
 
+    async def fetch_expunged(
+        self, facts: Sequence[MessageFacts], *, content: bool = False, structure: bool = False
+    ) -> list[MessageRecord]:
+        """Records of messages already expunged, from the facts their MessagesExpunged
+        carried (for a session not yet told of it: RFC 2180 §4.1.1). Without ``content`` or
+        ``structure`` every one is served; with either, only those whose contents row still
+        exists (shared by a copy or a MOVE). In UID order."""
+        ordered = sorted(facts, key=lambda f: f.uid)
+        found: dict[int, tuple[int, bytes, str]] = {}
+        if content or structure:
+            ids = sorted({f.content_id for f in ordered if f.content_id is not None})
+            rows = await _rows(
+                self._reader,
+                "SELECT c.id, c.raw, c.structure FROM contents AS c"
+                " WHERE c.id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            ) if ids else []
+            found = {r[0]: (r[0], r[1], r[2]) for r in rows}
+        out: list[MessageRecord] = []
+        for f in ordered:
+            row = found.get(f.content_id) if f.content_id is not None else None
+            if (content or structure) and row is None:
+                continue
+            out.append(MessageRecord(
+                uid=f.uid, modseq=f.modseq, flags=f.flags, internaldate=f.internaldate,
+                size=f.size,
+                content=row[1] if content and row is not None else None,
+                structure=self._structure(row[0], row[2]) if structure and row else None,
+            ))
+        return out
+
     async def fetch_plain(
         self, mailbox_id: int, uids: Sequence[int], columns: Sequence[str] = PLAIN_COLUMNS
     ) -> list[tuple[Any, ...]]:
@@ -440,20 +471,20 @@ class SqliteMessages(SqliteBase):
             join = " JOIN contents AS c ON c.id = m.content_id"
             if ranges is None:
                 rows = await tx.rows(
-                    "SELECT " + _FACTS + " FROM messages AS m" + join
+                    "SELECT " + _FACTS + ", m.content_id FROM messages AS m" + join
                     + " WHERE m.mailbox_id = ? AND m.deleted = 1 ORDER BY m.uid",
                     (mailbox_id,),
                 )
             else:
                 rows = await tx.rows(
-                    "SELECT " + _FACTS + " FROM " + _IN_RANGES + join + " WHERE "
-                    + _RANGE_MATCH + " AND m.deleted = 1 ORDER BY m.uid",
+                    "SELECT " + _FACTS + ", m.content_id FROM " + _IN_RANGES + join
+                    + " WHERE " + _RANGE_MATCH + " AND m.deleted = 1 ORDER BY m.uid",
                     (json.dumps(ranges), mailbox_id),
                 )
             if not rows:
                 return ()
             counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
-            facts = tuple(_facts(r) for r in rows)
+            facts = tuple(_facts(r, content_id=r[8]) for r in rows)
             tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, kind),
                     mbox.owner)
             await self._quota(tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))},
@@ -526,9 +557,9 @@ class SqliteMessages(SqliteBase):
                                   source_uids), dest.owner)
             if move:
                 src_counts, src_modseq = await self._remove(tx, mailbox_id, rows, record=True)
-                tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts,
-                                         tuple(_facts(r) for r in rows), src_modseq, "move"),
-                        source.owner)
+                gone = tuple(_facts(r, content_id=r[9]) for r in rows)
+                tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts, gone,
+                                         src_modseq, "move"), source.owner)
             for change in within:  # the source's root, left by a MOVE
                 tx.emit(change, change.user)
             return CopyResult(dest.uidvalidity, source_uids, tuple(f.uid for f in facts),
@@ -629,14 +660,14 @@ class SqliteMessages(SqliteBase):
                 if mbox.retention_days != due.retention_days or not mbox.selectable:
                     return 0  # changed since: the next run uses the new value
                 rows = await tx.rows(
-                    "SELECT " + _FACTS + " FROM messages AS m JOIN contents AS c"
+                    "SELECT " + _FACTS + ", m.content_id FROM messages AS m JOIN contents AS c"
                     " ON c.id = m.content_id WHERE " + expire.EXPIRED_WHERE + " ORDER BY m.uid",
                     (due.id, before),
                 )
                 if not rows:
                     return 0
                 counts, modseq = await self._remove(tx, due.id, rows, record=True)
-                facts = tuple(_facts(r) for r in rows)
+                facts = tuple(_facts(r, content_id=r[8]) for r in rows)
                 tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq,
                                          "expire"), mbox.owner)
                 await self._quota(tx, {due.id: (-len(rows), -sum(r[3] for r in rows))},

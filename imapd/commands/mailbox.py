@@ -154,8 +154,10 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
     except that a placeholder (\\NonExistent) always says \\HasChildren or \\HasNoChildren
     without RECURSIVEMATCH, as RFC 5258 §3.5 asks of servers with such names.
     RECURSIVEMATCH returns every matching name with a descendant meeting the selection
-    criteria, with CHILDINFO, also when that descendant is listed too (the "*" case of RFC
-    5258 example 9; the "*2" case shows the server may)."""
+    criteria that this same command does not return, with CHILDINFO: RFC 5258 §3.5 "servers
+    SHOULD suppress redundant CHILDINFO responses", so a parent whose matching descendants
+    are all listed gets no CHILDINFO (and, if it does not meet the criteria itself, no
+    response: the "*2" case of example 9 without its optional "baz2" and "qux2")."""
     user = session.require_user()
     if cmd.lsub:
         return await _lsub(session, user.id, cmd)
@@ -175,7 +177,10 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
     patterns = [_join(cmd.reference, p) for p in cmd.patterns if p or not cmd.extended]
     universe = set(by_name) | (subs if "SUBSCRIBED" in selection else set())
     meeting = {n for n in universe if _meets(n, by_name.get(n), selection, subs)}
-    with_matching_child = _parents(meeting) if "RECURSIVEMATCH" in selection else set()
+    with_matching_child: set[str] = set()
+    if "RECURSIVEMATCH" in selection:  # descendants meeting the criteria but not returned
+        unlisted = (n for n in meeting if not any(matches(pat, n) for pat in patterns))
+        with_matching_child = _parents(unlisted)
     has_children = _parents(by_name)
     show_children = not cmd.extended or "CHILDREN" in asked
     show_special = not cmd.extended or "SPECIAL-USE" in asked

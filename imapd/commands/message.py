@@ -36,7 +36,7 @@ from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.selected import SelectedView
 from store.acl import settable
 from store.api import Criterion, MessageRecord
-from store.changes import FlagsChanged, MessagesAdded, MessagesExpunged
+from store.changes import FlagsChanged, MessageFacts, MessagesAdded, MessagesExpunged
 from store.errors import MailboxNotFound
 
 if TYPE_CHECKING:
@@ -108,7 +108,9 @@ def to_criterion(key: SearchKey, view: SelectedView, saved: list[int]) -> Criter
     match key.name:
         case "SEQSET" | "UID":
             assert isinstance(key.value, SequenceSet)
-            uids = view.resolve(key.value, uid=key.name == "UID", saved=saved)
+            # A number above the count matches nothing, as in Dovecot and Cyrus (RFC 3501 §9
+            # leaves the choice; SEARCH keys often come from a stale view): no BAD.
+            uids = view.resolve(key.value, uid=key.name == "UID", saved=saved, lenient=True)
             return Criterion("UIDS", _ranges(uids))
         case "RECENT":
             return Criterion("UIDS", _ranges(sorted(view.recent)))
@@ -298,15 +300,25 @@ async def _fetch_stream(
     changedsince: int | None,
     outcome: Outcome,
 ) -> AsyncIterator[list[Response]]:
-    """Batches of FETCH responses. Messages expunged by another session that this one was
-    not told of yet can no longer be read: the command then ends in ``NO [EXPUNGEISSUED]``
-    (RFC 2180 §4.1.3, RFC 5530), as Dovecot answers."""
+    """Batches of FETCH responses. A message expunged by another session that this one
+    was not told of yet is still served (RFC 2180 §4.1.1): from the facts its expunge
+    carried (flags, sizes, dates, modseq) and, for contents or structure, from the shared
+    contents while a copy or a MOVE keeps them. Only when those are gone does the command
+    end in ``NO [EXPUNGEISSUED]`` (RFC 2180 §4.1.2, RFC 5530), with data for the rest."""
     missing = False
     if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
         columns = plain_columns(atts)
         for start in range(0, len(uids), PLAIN_BATCH):
             chunk = uids[start : start + PLAIN_BATCH]
             rows = await session.store.fetch_plain(view.mailbox_id, chunk, columns)
+            if len(rows) < len(chunk) and _expunged_facts(session, view, chunk):
+                # Rare: expunged elsewhere, not reported yet; the generic path, in order.
+                records = await session.store.fetch(view.mailbox_id, chunk)
+                records, complete = await _with_expunged(
+                    session, view, chunk, records, False, False, None)
+                missing = missing or not complete
+                yield _fetch_batch(session, view, records, atts, {})
+                continue
             missing = missing or len(rows) < len(chunk)
             yield [Serialized(_plain_fetch_lines(view, rows, atts))]
         if missing:
@@ -329,8 +341,9 @@ async def _fetch_stream(
                     view.mailbox_id, unseen, "+", ["\\Seen"], session.origin, kind="fetch"
                 )
                 seen_now = {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
-        if changedsince is None and len(records) < len(chunk):
-            missing = True
+        records, complete = await _with_expunged(
+            session, view, chunk, records, content, structure, changedsince)
+        missing = missing or (changedsince is None and not complete)
         if sum(r.size for r in records) > RENDER_IN_THREAD:
             # Rendering and serialising cost grows with the messages (20,000 addresses in
             # one To: took 0.7 s for ENVELOPE): off the event loop. Only this session's
@@ -397,6 +410,46 @@ async def _by_octets(
             octets += size
         if part:
             yield part
+
+
+def _expunged_facts(session: Session, view: SelectedView, uids: list[int]) -> list[MessageFacts]:
+    """What the expunges of ``uids`` recorded, for those expunged elsewhere and not yet
+    reported: applied to the view already (held back, as under NOTIFY selected-delayed) or
+    still queued on the session's subscription (it is applied after the command)."""
+    found = {f.uid: f for f in view.gone_facts(uids)}
+    if len(found) < len(uids):
+        wanted = set(uids)
+        for change in session.subscription.pending:
+            if isinstance(change, MessagesExpunged) and change.mailbox.id == view.mailbox_id:
+                for m in change.messages:
+                    if m.uid in wanted:
+                        found.setdefault(m.uid, m)
+    return list(found.values())
+
+
+async def _with_expunged(
+    session: Session,
+    view: SelectedView,
+    chunk: list[int],
+    records: list[MessageRecord],
+    content: bool,
+    structure: bool,
+    changedsince: int | None,
+) -> tuple[list[MessageRecord], bool]:
+    """The records of a chunk in UID order, adding the messages expunged elsewhere and not
+    yet reported that can still be served (RFC 2180 §4.1.1; never \\Seen-marked: they are
+    no longer stored); and whether every message can be served."""
+    served = {r.uid for r in records}
+    unserved = [u for u in chunk if u not in served]
+    if unserved:
+        facts = _expunged_facts(session, view, unserved)
+        if changedsince is not None:
+            facts = [f for f in facts if f.modseq > changedsince]
+        if facts:
+            gone = await session.store.fetch_expunged(
+                facts, content=content, structure=structure)
+            records = sorted([*records, *gone], key=lambda r: r.uid)
+    return records, len(records) >= len(chunk)
 
 
 def _expunge_issued(outcome: Outcome) -> None:

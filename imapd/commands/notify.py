@@ -117,7 +117,12 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
             if not events:
                 continue
             items = STATUS_NEW if events & {"MessageNew", "MessageExpunge"} else ("UIDVALIDITY",)
-            responses.append(status_response(m.name, m.ref, _counts(m), items, condstore))
+            # RFC 5465 §3.1: with FlagChange or AnnotationChange the STATUS carries
+            # UIDVALIDITY and HIGHESTMODSEQ because the server supports CONDSTORE (we always
+            # do), whether or not this client enabled it; the later STATUS of §5.1-§5.3
+            # depend on the client's enabling (N52, N65, N71).
+            modseq = condstore or bool(events & {"FlagChange", "AnnotationChange"})
+            responses.append(status_response(m.name, m.ref, _counts(m), items, modseq))
     return ok("NOTIFY completed", None, *responses)
 
 

@@ -107,9 +107,12 @@ async def _select(
         wild = ("\\*",) if "w" in info.rights and room else ()
         perm = " ".join((*settable(system_and(view.keywords), info.rights), *wild))
         responses.append(UntaggedStatus("OK", "Flags permitted", f"PERMANENTFLAGS ({perm})"))
-    if view.condstore:
-        # RFC 7162 §3.1.2.1. Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
-        responses.append(highestmodseq_response(info.highestmodseq))
+    # RFC 7162 §3.1.2.1 requires it once CONDSTORE is enabled and does not forbid it
+    # before; sent always, as Cyrus does: clients such as Thunderbird turn CONDSTORE on only
+    # when the server volunteers it. Nothing else changes for a CONDSTORE-unaware client
+    # (no MODSEQ in FETCH, no [HIGHESTMODSEQ] on EXPUNGE...: view.condstore stays off).
+    # Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
+    responses.append(highestmodseq_response(info.highestmodseq))
     session.enter_selected(info, view)
     q = cmd.qresync
     if q is not None and q.uidvalidity == info.uidvalidity:

@@ -110,8 +110,10 @@ class Unsubscribe:
 class List:
     """LIST / LSUB, with RFC 5258 LIST-EXTENDED options (upper-cased).
 
-    ``patterns`` are Unicode; ``lsub`` marks the LSUB command. ``status_items`` is the
-    LIST-STATUS return option's item list (RFC 5819), None when not asked.
+    ``patterns`` are Unicode, without those that were not valid modified UTF-7 (none at all
+    when the reference was not): they match nothing. ``lsub`` marks the LSUB command.
+    ``status_items`` is the LIST-STATUS return option's item list (RFC 5819), None when not
+    asked.
     """
 
     tag: str

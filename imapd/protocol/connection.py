@@ -273,6 +273,8 @@ class ServerConnection:
             return self._bad(exc.tag or tag, exc.text)
         if kind is not None and type(self._state) not in ALLOWED[kind]:
             return self._bad(tag, "Command not allowed in this state")
+        if parser.literal8_misplaced(text):  # no "+" for what can only be BAD
+            return self._bad(tag, "literal8 (~{n}) is only allowed as APPEND or SETMETADATA data")
         return None
 
     def _command(self, frame: framing.Frame) -> Event:

@@ -52,12 +52,22 @@ def _encode_str(s: str) -> tuple[bytes, bool]:
             return s.encode("utf-8", "replace"), False
 
 
+def literal(data: bytes) -> bytes:
+    """A synchronizing-form literal (RFC 3501 §9: ``"{" number "}" CRLF *CHAR8``). CHAR8
+    excludes NUL, which only a literal8 may carry (RFC 3516, BINARY, not offered): a NUL
+    octet goes out as 0x80, as Dovecot sends it, so the length (RFC822.SIZE, partial
+    offsets) stays what it was. The stored message keeps its NUL octets."""
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"\x80")
+    return b"{%d}\r\n" % len(data) + data
+
+
 def serialize_string(s: str, *, utf8: bool = False) -> bytes:
     """A *string* (RFC 3501 §4.3): quoted when safe, else a synchronizing-form literal."""
     data, valid = _encode_str(s)
     if valid and _quotable(data, utf8):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return b"{%d}\r\n" % len(data) + data
+    return literal(data)
 
 
 def serialize_value(value: Value, *, utf8: bool = False) -> bytes:
@@ -82,7 +92,7 @@ def serialize_value(value: Value, *, utf8: bool = False) -> bytes:
         case str():
             return serialize_string(value, utf8=utf8)
         case bytes():
-            return b"{%d}\r\n" % len(value) + value
+            return literal(value)
         case bool():  # a bool is an int to Python; never meant as a number on the wire
             raise TypeError("bool is not an IMAP value")
         case int():
@@ -170,7 +180,8 @@ def serialize_pieces(responses: Iterable[Response], *, utf8: bool = False) -> li
 def _big(value: Value) -> bytes | None:
     kind = type(value)
     if kind is bytes and len(cast(bytes, value)) >= BIG_LITERAL:
-        return cast(bytes, value)
+        data = cast(bytes, value)  # never a NUL in a {n} literal (`literal`): copied only then
+        return data.replace(b"\x00", b"\x80") if b"\x00" in data else data
     if kind is Literal8 and len(cast(Literal8, value).data) >= BIG_LITERAL:
         return cast(Literal8, value).data
     return None

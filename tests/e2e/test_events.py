@@ -309,6 +309,30 @@ def test_subscribe_unsubscribe(ev: Events) -> None:
     c.logout()
 
 
+def test_no_subscription_event_for_what_did_not_happen(ev: Events) -> None:
+    """RFC 9051 §6.3.6: RENAME does not update subscription information, so it publishes no
+    MailboxSubscribe/MailboxUnSubscribe; §6.3.8: UNSUBSCRIBE of a name that is not
+    subscribed answers OK and changes nothing, so no MailboxUnSubscribe (RFC 5423 §4.3)."""
+    _, lis = ev
+    c = logged_in(ev)
+    c.create_folder("News")
+    c.subscribe_folder("News")
+    assert [e["event"] for e in lis.take(2)] == ["MailboxCreate", "MailboxSubscribe"]
+    c.rename_folder("News", "Olds")
+    c.unsubscribe_folder("Olds")  # never subscribed: OK, nothing happened
+    c.unsubscribe_folder("News")  # still subscribed after the RENAME: an event
+    c.unsubscribe_folder("News")  # no longer: OK, nothing
+    c.create_folder("Marker")  # the next event after the ones above
+    got = [(e["event"], e["uri"]) for e in lis.take(3)]
+    assert got == [
+        ("MailboxRename", f"imap://alice@{SERVERNAME}/Olds;UIDVALIDITY={uidvalidity(c, 'Olds')}"),
+        ("MailboxUnSubscribe", f"imap://alice@{SERVERNAME}/News"),
+        ("MailboxCreate", f"imap://alice@{SERVERNAME}/Marker;UIDVALIDITY="
+                          f"{uidvalidity(c, 'Marker')}"),
+    ], got
+    c.logout()
+
+
 # --- configuration -----------------------------------------------------------------------------
 def test_content_and_oversize(server_factory: Any, listener: Listener) -> None:
     server: RunningServer = server_factory(

@@ -65,8 +65,8 @@ def test_uidvalidity_change_is_reported(server: RunningServer) -> None:
     a.ok("a1", "CREATE Work")
     out = a.ok("a2", "NOTIFY SET STATUS (mailboxes Work (MessageNew MessageExpunge"
                        " FlagChange))")
-    m = re.fullmatch(r'\* STATUS "Work" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY (\d+) UNSEEN 0\)',
-                     out[0])
+    m = re.fullmatch(r'\* STATUS "Work" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY (\d+) UNSEEN 0'
+                     r' HIGHESTMODSEQ 1\)', out[0])  # HIGHESTMODSEQ: RFC 5465 §3.1
     assert m and len(out) == 2, out
     old = int(m.group(1))
     b.ok("b1", "DELETE Work")

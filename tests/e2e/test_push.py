@@ -79,3 +79,22 @@ def test_register(server_factory: Any) -> None:
     assert pushes[1]["mailboxes"] == ["INBOX"]
     devices = running.call(running.server.store.push_devices())
     assert len(devices) == 2
+
+
+def test_keys_are_astrings_quoted_or_not(server_factory: Any) -> None:
+    """Cyrus (getastring) and Dovecot read XAPPLEPUSHSERVICE's keys as astrings: a client
+    that quotes them ("aps-version" "2" ...) registers as one that does not (was BAD)."""
+    running: RunningServer = server_factory(aps_topic=TOPIC)
+    running.add_user("alice")
+    c = login(running)
+    typ, data = c.xatom(
+        "XAPPLEPUSHSERVICE",
+        '"aps-version" "2" "aps-account-id" "A-1" "aps-device-token" "T1" "aps-subtopic"'
+        ' "com.apple.mobilemail" "mailboxes" ("INBOX")',
+    )
+    assert typ == "OK", data
+    c.logout()
+    rows = running.call(running.server.store.change_log())
+    [push] = [json.loads(p) for _, kind, p in rows if kind == "ApplePushRegistered"]
+    assert (push["aps_version"], push["account_id"], push["device_token"]) == (2, "A-1", "T1")
+    assert push["mailboxes"] == ["INBOX"]

@@ -125,6 +125,48 @@ def test_literal_refused_before_continuation_when_command_cannot_run() -> None:
     ]
 
 
+MISPLACED_LITERAL8 = Rejected(
+    Tagged("a", "BAD", "literal8 (~{n}) is only allowed as APPEND or SETMETADATA data"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"a SELECT ~{5}", b'a LIST "" ~{5}', b"a LIST ~{5}", b"a CREATE ~{5}",
+     b"a APPEND ~{5}", b"a APPEND x (~{5}", b"a STATUS ~{5}", b"a SETMETADATA ~{5}",
+     b"a SETMETADATA x (~{5}", b'a LIST "" (~{5}'],
+)
+def test_misplaced_literal8_is_bad_before_any_continuation(line: bytes) -> None:
+    """RFC 3516 §4.4: literal8 is the grammar of APPEND's message data (and RFC 5464's
+    SETMETADATA values) only; where the grammar cannot take it the command is BAD at once:
+    no "+" inviting the client to upload up to the literal limit first (issue 16 item 11)."""
+    conn = connection(Authenticated("u"))
+    events = feed(conn, [line + b"\r\nb NOOP\r\n"])
+    assert events == [MISPLACED_LITERAL8, c.Noop("b")]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"a APPEND x ~{5}", b"a APPEND {1+}\r\nx ~{5}", b'a APPEND x (\\Seen) ~{5}',
+     b'a APPEND x "01-Jan-2026 00:00:00 +0000" ~{5}', b"a APPEND x {1+}\r\ny ~{5}"],
+)
+def test_literal8_as_append_data_is_invited(line: bytes) -> None:
+    conn = connection(Authenticated("u"))
+    assert feed(conn, [line + b"\r\n"]) == [ContinueRequest("Ready for literal data")]
+
+
+def test_literal8_as_setmetadata_value_is_invited() -> None:
+    conn = connection(Authenticated("u"))
+    assert feed(conn, [b"a SETMETADATA x (/private/comment ~{5}\r\n"]) == [
+        ContinueRequest("Ready for literal data")]
+
+
+def test_literal8_in_append_utf8_is_invited() -> None:
+    conn = connection(Authenticated("u"))
+    conn.utf8 = True
+    assert feed(conn, [b"a APPEND x UTF8 (~{5}\r\n"]) == [
+        ContinueRequest("Ready for literal data")]
+
+
 def test_literal_of_unknown_command_before_login_is_fatal() -> None:
     conn = connection()
     events = feed(conn, [b"a XAPPEND {5}\r\n"])

@@ -40,13 +40,15 @@ VALUES: list[tuple[str, Value, bytes]] = [
     ("str-escapes", 'a"b\\c', b'"a\\"b\\\\c"'),
     ("str-cr", "a\rb", b"{3}\r\na\rb"),  # pymap's bug: a CR must not go out quoted
     ("str-lf", "a\nb", b"{3}\r\na\nb"),
-    ("str-nul", "a\x00b", b"{3}\r\na\x00b"),
+    # RFC 3501 §9: a {n} literal is CHAR8, no NUL: NUL goes out as 0x80 (as Dovecot)
+    ("str-nul", "a\x00b", b"{3}\r\na\x80b"),
     ("str-tab", "a\tb", b'"a\tb"'),
     ("str-nonascii", "\u00e9", b"{2}\r\n\xc3\xa9"),
     ("str-long", "x" * 1001, b"{1001}\r\n" + b"x" * 1001),
     ("str-1000", "x" * 1000, b'"' + b"x" * 1000 + b'"'),
     ("bytes", b"ab\r\n", b"{4}\r\nab\r\n"),
     ("bytes-empty", b"", b"{0}\r\n"),
+    ("bytes-nul", b"\x00a\x00\r\n\x00", b"{6}\r\n\x80a\x80\r\n\x80"),
     ("literal8", Literal8(b"\x00\x01"), b"~{2}\r\n\x00\x01"),
     ("raw", Raw(b"(BODY stuff)"), b"(BODY stuff)"),
     ("mailbox", MailboxName("INBOX"), b'"INBOX"'),
@@ -163,3 +165,14 @@ def test_pieces_leave_big_literals_uncopied() -> None:
     assert any(p is big for p in pieces) and any(p is big8 for p in pieces)
     small = [Untagged((1, Atom("FETCH"), (Atom("BODY[]"), b"z" * 10)))]
     assert serialize_pieces(small) == [serialize_all(small)]
+
+
+def test_pieces_send_no_nul_in_a_big_literal() -> None:
+    """RFC 3501 §9: a {n} literal is *CHAR8, which excludes NUL; the big-literal path (sent
+    uncopied) follows `literal`: NUL goes out as 0x80, length unchanged. A Literal8 keeps it."""
+    big = b"a\x00b" * BIG_LITERAL
+    responses: list[Response] = [Untagged((1, Atom("FETCH"), (Atom("BODY[]"), big)))]
+    wire = b"".join(serialize_pieces(responses))
+    assert wire == serialize_all(responses)
+    assert b"\x00" not in wire and wire.count(b"\x80") == BIG_LITERAL
+    assert b"{%d}\r\n" % len(big) in wire

@@ -184,21 +184,28 @@ async def test_rename_with_children_and_subscriptions(
     assert moved.id == a.id and moved.uidvalidity == a.uidvalidity and moved.messages == 1
     assert [n for n, _ in await names(store, bob) if n.startswith(("a", "x"))] == [
         "ab", "x", "x/y", "x/y/b"]
-    subs = await store.subscriptions(bob.id)
-    assert "x/y/b" in subs and "a/b" not in subs
+    subs = await store.subscriptions(bob.id)  # left alone: RFC 9051 §6.3.6
+    assert "a/b" in subs and "x/y/b" not in subs
 
 
-async def test_rename_merges_dangling_subscriptions(store: SqliteStore, bob: User) -> None:
+async def test_rename_leaves_dangling_and_moving_subscriptions(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
+    """RFC 9051 §6.3.6: renaming does not update subscription information on the original
+    name; a subscription dangling at the target name stays too. No subscription events."""
     await store.create_mailbox(bob.id, "r/b", ORIGIN)
     await store.set_subscribed(bob.id, "r/b", True, ORIGIN)
     await store.delete_mailbox(bob.id, "r/b", ORIGIN)  # "r/b" stays subscribed
     await store.delete_mailbox(bob.id, "r", ORIGIN)
     moving = await store.create_mailbox(bob.id, "q/b", ORIGIN)
     await store.set_subscribed(bob.id, "q/b", True, ORIGIN)
+    env.take()
     await store.rename_mailbox(bob.id, "q", "r", ORIGIN)
+    assert not [c for c in env.take() if isinstance(c, SubscriptionChanged)]
     assert (await store.get_mailbox(bob.id, "r/b")).id == moving.id
+    assert (await store.get_mailbox(bob.id, "r/b")).subscribed  # the dangling one
     subs = await store.subscriptions(bob.id)
-    assert subs.count("r/b") == 1 and "q/b" not in subs
+    assert subs.count("r/b") == 1 and "q/b" in subs
 
 
 async def test_rename_errors(store: SqliteStore, env: Env, bob: User) -> None:
@@ -264,10 +271,11 @@ async def test_rename_inbox(store: SqliteStore, env: Env, bob: User) -> None:
 async def test_subscriptions(store: SqliteStore, env: Env, bob: User) -> None:
     with pytest.raises(MailboxNotFound):
         await store.set_subscribed(bob.id, "ghost", True, ORIGIN)
-    with pytest.raises(MailboxNotFound):
-        await store.set_subscribed(bob.id, "ghost", False, ORIGIN)
     await store.create_mailbox(bob.id, "news", ORIGIN)
     env.take()
+    await store.set_subscribed(bob.id, "ghost", False, ORIGIN)  # RFC 9051 §6.3.8: OK
+    await store.set_subscribed(bob.id, "news", False, ORIGIN)  # not subscribed: no-op
+    assert env.take() == []
     await store.set_subscribed(bob.id, "news", True, ORIGIN)
     await store.set_subscribed(bob.id, "news", True, ORIGIN)  # no-op
     [sub] = env.take()

@@ -226,6 +226,29 @@ async def test_expunge(store: SqliteStore, env: Env, bob: User) -> None:
         assert db.execute("SELECT count(*) FROM contents").fetchone() == (1,)
 
 
+async def test_fetch_expunged_serves_from_facts_and_shared_contents(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
+    """RFC 2180 §4.1.1 support: an expunge's facts carry the contents row, so a session not
+    yet told can be served: always from the facts; text only while a copy keeps it."""
+    await store.append(bob.id, "INBOX", [new("kept"), new("lost")], ORIGIN)
+    box = await inbox(store, bob)
+    await store.copy_messages(box.id, [1], bob.id, "Trash", ORIGIN)
+    await store.store_flags(box.id, [1, 2], "+", ["\\Deleted"], ORIGIN)
+    env.take()
+    assert await store.expunge(box.id, ORIGIN) == (1, 2)
+    [gone] = env.take()
+    assert isinstance(gone, MessagesExpunged)
+    assert all(m.content_id is not None for m in gone.messages)
+    plain = await store.fetch_expunged(gone.messages)
+    assert [(r.uid, r.flags, r.content) for r in plain] == [
+        (1, ("\\Deleted",), None), (2, ("\\Deleted",), None)]
+    full = await store.fetch_expunged(gone.messages, content=True, structure=True)
+    assert [r.uid for r in full] == [1]  # 2's contents went with its last message
+    assert full[0].content is not None and b"Subject: kept" in full[0].content
+    assert full[0].structure is not None
+
+
 async def test_copy_shares_contents(store: SqliteStore, env: Env, bob: User) -> None:
     await store.append(bob.id, "INBOX", [new("a", ("\\Seen",)), new("b"), new("c")], ORIGIN)
     box = await inbox(store, bob)

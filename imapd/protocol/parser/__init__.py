@@ -9,8 +9,10 @@ STATUS=SIZE RFC 8438, APPENDLIMIT RFC 7889). One function per ABNF rule, the ABN
 docstring, over a `Cursor` (imap-codec's command.rs; mox's parse.go). It parses once, after
 the framer has delivered every line and literal of the command. It raises `BadCommand` (with
 the tag when known) for anything malformed, and `CommandRefused` only for SEARCH's unknown
-CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]). Error texts say what was expected where and never
-echo the input. Must not import asyncio, socket, ssl, store or notify.
+CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]) and for a mailbox name that parsed but
+is not valid modified UTF-7 (NO [CANNOT]; a LIST/LSUB pattern is dropped instead). Error
+texts say what was expected where and never echo the input. Must not import asyncio,
+socket, ssl, store or notify.
 
 Here: the entry points `parse_command` and `peek_command` and the tables from command name to
 grammar. The rules live in modules named for what they parse (pymap's parsing/):
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from typing import Final
 
 from imapd.protocol import commands as cmd
-from imapd.protocol.errors import BadCommand
+from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.parser.acl import deleteacl, getacl, listrights, myrights, setacl
 from imapd.protocol.parser.auth import authenticate, compress, decode_base64, enable, id_, login
 from imapd.protocol.parser.mailbox import (
@@ -62,6 +64,7 @@ __all__ = [
     "Cursor",
     "UnknownCommand",
     "decode_base64",
+    "literal8_misplaced",
     "parse_command",
     "peek_command",
     "sequence_set",
@@ -168,6 +171,26 @@ def peek_command(text: bytes) -> tuple[str | None, type[cmd.Command] | None]:
     return c.tag, entry[0]
 
 
+_LITERAL8_AT_END: Final = re.compile(rb"~\{[0-9]+\}\Z")
+#: Where a literal8 may be announced: an APPEND's message, after the mailbox and any flag
+#: list and date-time (``... SP ~{n}``) or inside ``UTF8 (`` (RFC 3516 §4.4, RFC 6855 §4);
+#: a SETMETADATA value, inside its entry-values list (RFC 5464 §5: value = nstring / literal8).
+_LITERAL8_PLACES: Final = re.compile(
+    rb"\A\S+ (?:APPEND (?:\S.*)?\S(?: | UTF8 \()|SETMETADATA \S.* \(.*\S )~\{[0-9]+\}\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def literal8_misplaced(text: bytes) -> bool:
+    """True when ``text`` (a command up to a synchronizing literal) ends in a literal8
+    ``~{n}`` where the grammar cannot take one: only an APPEND's message data (RFC 3516
+    §4.4 append-data, RFC 6855 §4 utf8-data) and a SETMETADATA value (RFC 5464 §5) may be a
+    literal8. Such a command is BAD at once, before the client is invited to upload it."""
+    if _LITERAL8_AT_END.search(text) is None:
+        return False
+    return _LITERAL8_PLACES.match(text) is None
+
+
 def parse_command(
     text: bytes,
     literals: tuple[tuple[int, bytes | SpooledLiteral], ...] = (),
@@ -182,7 +205,8 @@ def parse_command(
 
     ``text`` is the framed command without line ends, ``literals`` its literals with their
     offsets (see `framing.Frame`). Raises `BadCommand` (``UnknownCommand`` for an unknown
-    name) with ``.tag`` set when the tag parsed, or `CommandRefused` (BADCHARSET).
+    name) with ``.tag`` set when the tag parsed, or `CommandRefused` (BADCHARSET, or
+    [CANNOT] for a mailbox name that is not valid modified UTF-7).
     """
     c = Cursor(text, literals, utf8=utf8, max_depth=max_depth, max_args=max_args,
                max_mailbox_name=max_mailbox_name, max_mailbox_level=max_mailbox_level)
@@ -193,4 +217,6 @@ def parse_command(
         raise UnknownCommand("Unknown command", tag=t)
     result = entry[1](c, t)
     c.finish()
+    if c.invalid_name:  # parsed, but names no mailbox that can exist (see `mailbox_text`)
+        raise CommandRefused("Mailbox name is not valid modified UTF-7", "CANNOT")
     return result

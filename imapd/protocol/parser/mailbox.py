@@ -205,18 +205,21 @@ def list_(c: Cursor, t: str) -> cmd.List:
             raise BadCommand("RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE", tag=c.tag)
         c.sp()
     reference = mailbox_text(c, astring(c), pattern=True)
+    bad_reference, c.invalid_name = c.invalid_name, False
     c.sp()
     patterns: list[str] = []
     if c.try_char(b"("):
         extended = True
         while True:
             c.count_arg()
-            patterns.append(list_mailbox(c))
+            patterns += _valid_pattern(c)
             if c.try_char(b")"):
                 break
             c.sp()
     else:
-        patterns.append(list_mailbox(c))
+        patterns += _valid_pattern(c)
+    if bad_reference:
+        patterns = []
     returns: list[str] = []
     status_items: tuple[str, ...] | None = None
     if c.try_char(b" "):
@@ -249,12 +252,24 @@ def list_(c: Cursor, t: str) -> cmd.List:
     )
 
 
+def _valid_pattern(c: Cursor) -> list[str]:
+    """A list-mailbox, or nothing when it is not valid modified UTF-7: such a pattern can
+    match no mailbox name, so LIST/LSUB answer an empty OK for it, never BAD or NO."""
+    pattern = list_mailbox(c)
+    if c.invalid_name:
+        c.invalid_name = False
+        return []
+    return [pattern]
+
+
 def lsub(c: Cursor, t: str) -> cmd.List:
     """lsub = "LSUB" SP mailbox SP list-mailbox"""
     c.sp()
     reference = mailbox_text(c, astring(c), pattern=True)
+    bad_reference, c.invalid_name = c.invalid_name, False
     c.sp()
-    return cmd.List(t, reference, (list_mailbox(c),), lsub=True)
+    patterns = _valid_pattern(c)
+    return cmd.List(t, reference, () if bad_reference else tuple(patterns), lsub=True)
 
 
 def append(c: Cursor, t: str) -> cmd.Append:

@@ -31,7 +31,7 @@ from imapd.protocol.parser.primitives import (
     sequence_set,
     utf8_text,
 )
-from imapd.protocol.values import FetchAtt, SearchKey, Section, canonical_flag
+from imapd.protocol.values import SYSTEM_FLAGS, FetchAtt, SearchKey, Section, canonical_flag
 
 _NAME = re.compile(rb"[A-Za-z0-9.]+")  # fetch-att and section-text names
 
@@ -354,7 +354,8 @@ def _section_text(c: Cursor, *, mime: bool) -> str:
 def store(c: Cursor, t: str, uid: bool) -> cmd.Store:
     """store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags
     store-modifiers = SP "(" "UNCHANGEDSINCE" SP mod-sequence-valzer ")"  ; RFC 7162 §3.1.3
-    store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag)))"""
+    store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag)))
+    ; a flag-extension ("\\" atom) other than the five system flags is BAD, naming it"""
     c.sp()
     seqs = sequence_set(c)
     c.sp()
@@ -384,6 +385,9 @@ def store(c: Cursor, t: str, uid: bool) -> cmd.Store:
         while c.try_char(b" "):
             items.append(flag(c))
         flags = tuple(dict.fromkeys(items))
+    unknown = [f for f in flags if f.startswith("\\") and f not in SYSTEM_FLAGS]
+    if unknown:  # a flag-extension we do not know is not silently dropped (as Dovecot)
+        raise BadCommand(f"Unknown system flag {unknown[0]}", tag=t)
     return cmd.Store(t, uid, seqs, mode, silent, flags, unchangedsince)
 
 

@@ -53,8 +53,8 @@ class Cursor:
     """A position in one framed command, with its literals and its limits."""
 
     __slots__ = (
-        "_literals", "args", "depth", "max_args", "max_depth", "max_mailbox_level",
-        "max_mailbox_name", "pos", "tag", "text", "utf8",
+        "_literals", "args", "depth", "invalid_name", "max_args", "max_depth",
+        "max_mailbox_level", "max_mailbox_name", "pos", "tag", "text", "utf8",
     )  # fmt: skip
 
     def __init__(
@@ -79,6 +79,8 @@ class Cursor:
         self.depth = 0
         self.args = 0
         self.tag: str | None = None
+        #: A mailbox name that parsed but is not valid modified UTF-7 (see `mailbox_text`).
+        self.invalid_name = False
 
     def error(self, expected: str) -> BadCommand:
         return BadCommand(f"Expected {expected} at octet {self.pos}", tag=self.tag)
@@ -308,7 +310,13 @@ def mailbox_text(c: Cursor, data: bytes, *, new: bool = False, pattern: bool = F
     A name longer on the wire than any name within ``limits.max_mailbox_name`` can be is
     refused before it is decoded (issue 14: decoding a 10 MB name stalled the loop for
     seconds, on every command naming it): CREATE/RENAME's ``new`` name and LIST patterns
-    with NO [LIMIT], any other (it cannot exist) with NO [NONEXISTENT]."""
+    with NO [LIMIT], any other (it cannot exist) with NO [NONEXISTENT].
+
+    A name that is a good astring but not valid modified UTF-7 is not a syntax error: the
+    command parsed, so it must not be BAD (BAD says it could not be parsed; clients drop
+    the connection). It sets ``c.invalid_name`` and returns ``""``: `parse_command` refuses
+    the command with NO once the whole of it parsed, and LIST/LSUB drop such a pattern
+    (it can match no name: an empty OK)."""
     if len(data) > _WIRE_PER_OCTET * c.max_mailbox_name + 16:
         raise _name_too_long(c, new=new, pattern=pattern)
     if c.utf8:
@@ -316,7 +324,8 @@ def mailbox_text(c: Cursor, data: bytes, *, new: bool = False, pattern: bool = F
     try:
         return utf7.decode(data.decode("ascii"))
     except ValueError:  # UnicodeDecodeError is a ValueError
-        raise c.error("mailbox name in modified UTF-7") from None
+        c.invalid_name = True
+        return ""
 
 
 def _name_too_long(c: Cursor, *, new: bool, pattern: bool = False) -> CommandRefused:

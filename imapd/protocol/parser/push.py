@@ -9,7 +9,7 @@ from typing import Final
 
 from imapd.protocol import commands as cmd
 from imapd.protocol.errors import BadCommand
-from imapd.protocol.parser.primitives import Cursor, astring, atom, mailbox, utf8_text
+from imapd.protocol.parser.primitives import Cursor, astring, mailbox, utf8_text
 
 _APS_PARAMS: Final = ("aps-version", "aps-account-id", "aps-device-token", "aps-subtopic",
                       "mailboxes")
@@ -18,10 +18,10 @@ APS_DEFAULT_SUBTOPIC: Final = "com.apple.mobilemail"
 
 def xapplepushservice(c: Cursor, t: str) -> cmd.XApplePushService:
     """xapplepushservice = "XAPPLEPUSHSERVICE" 1*(SP aps-param)
-    aps-param = "aps-version" SP astring     ; digits
-              / "aps-account-id" SP astring / "aps-device-token" SP astring
-              / "aps-subtopic" SP astring
-              / "mailboxes" SP "(" [mailbox *(SP mailbox)] ")"
+    aps-param = aps-key SP astring / "mailboxes" SP "(" [mailbox *(SP mailbox)] ")"
+    aps-key   = astring  ; "aps-version" (digits), "aps-account-id", "aps-device-token",
+                         ; "aps-subtopic", "mailboxes"; quoted or not, as Cyrus (getastring)
+                         ; and Dovecot read them
     ; pairs in any order, each at most once, names case-insensitive. aps-version 1 needs the
     ; account and token (INBOX and com.apple.mobilemail implied, as in Cyrus); 2 and later
     ; need all five."""
@@ -30,7 +30,7 @@ def xapplepushservice(c: Cursor, t: str) -> cmd.XApplePushService:
         c.sp()
         c.count_arg()
         start = c.pos
-        key = atom(c).lower()
+        key = astring(c).decode("ascii", "replace").lower()
         if key not in _APS_PARAMS or key in got:
             c.pos = start
             raise c.error("aps-version, aps-account-id, aps-device-token, aps-subtopic or "
