@@ -45,8 +45,8 @@ def test_user_add_and_serve_create_private_files(tmp_path: Path) -> None:
         wal, shm = data / "imapd.sqlite3-wal", data / "imapd.sqlite3-shm"
         assert wal.exists() and shm.exists()
         files = [p for p in data.iterdir() if not p.is_socket()]
-        assert {p.name: mode(p) for p in files} == dict.fromkeys(
-            (p.name for p in files), 0o600)
+        assert {p.name: mode(p) for p in files} == {  # directories (spool/) 0700
+            p.name: 0o700 if p.is_dir() else 0o600 for p in files}
         assert mode(data / "control.sock") == 0o600
         client.logout()
     finally:
