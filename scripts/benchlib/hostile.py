@@ -212,6 +212,10 @@ def huge_name(server: Server, args: argparse.Namespace) -> Callable[[], Outcome]
     return attack
 
 
+#: Seconds the keyword flood may run against one server.
+KEYWORD_SECONDS = 30.0
+
+
 def many_keywords(server: Server, args: argparse.Namespace) -> Callable[[], Outcome]:
     c = _login(server)
     c.ok("CREATE kw")
@@ -223,12 +227,21 @@ def many_keywords(server: Server, args: argparse.Namespace) -> Callable[[], Outc
     ]
 
     def attack() -> Outcome:
-        out = [c.command(s) for s in stores]
+        # Bounded in time: a server that accepts every keyword gets slower with each STORE
+        # (Dovecot 2.3 took minutes); what it reached by then is the figure.
+        deadline = time.monotonic() + KEYWORD_SECONDS
+        out: list[bytes] = []
+        for store in stores:
+            out.append(c.command(store))
+            if time.monotonic() > deadline:
+                break
+        sent = len(out)
         out.append(c.command("SELECT kw"))
         selected = sum(len(line) for line in c.lines[-12:])
         c.close()
         refused = sum(b"[LIMIT]" in r for r in out)
-        return Outcome(out, f"{refused}/{len(stores)} STOREs NO [LIMIT]; SELECT ~{selected} B")
+        return Outcome(out, f"{refused}/{sent} STOREs NO [LIMIT] ({sent} sent in at most"
+                            f" {KEYWORD_SECONDS:.0f} s); SELECT ~{selected} B")
     return attack
 
 
