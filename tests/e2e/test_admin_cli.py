@@ -22,7 +22,7 @@ import pytest
 from imapd import control
 from imapd.cli_import import from_line_date, maildir_flags, mbox_flags
 from tests.e2e.messages import SIMPLE
-from tests.e2e.test_process import free_port
+from tests.e2e.process import free_port
 
 PW = "pw"
 #: Every process here (server and CLI) reads IMAPD_* (cheap hashes, no failed-login delay).

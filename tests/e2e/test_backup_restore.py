@@ -8,28 +8,14 @@ import imaplib
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from imapd.cli_backup import EXIT_IN_USE
-from tests.e2e.test_process import Proc, imapd
+from tests.e2e.process import Proc, imapd
 
 MAILBOXES = ("INBOX", "A", "B")
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
-
-
-@pytest.fixture
-def proc(tmp_path: Path) -> Iterator[Proc]:
-    data = tmp_path / "data"
-    assert imapd("user", "add", "carol", "--password", "pw", data_dir=data).returncode == 0
-    p = Proc(data)
-    yield p
-    if p.proc is not None and p.proc.poll() is None:
-        p.proc.kill()
-        p.proc.wait()
 
 
 @dataclass

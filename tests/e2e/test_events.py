@@ -27,7 +27,7 @@ import pytest
 from notify import cyrus
 from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE, numbered
-from tests.e2e.test_process import free_port, imapd
+from tests.e2e.process import free_port, imapd
 from tests.notify.listener import Listener, example_keys
 
 SERVERNAME = "imap.example.org"

@@ -5,26 +5,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from imapd.cli_backup import EXIT_IN_USE
 from tests.e2e.messages import numbered
-from tests.e2e.test_process import Proc, imapd
-
-
-@pytest.fixture
-def proc(tmp_path: Path) -> Iterator[Proc]:
-    """A real `imapd serve` process on a store with user carol (as tests/e2e/test_process)."""
-    data = tmp_path / "data"
-    assert imapd("user", "add", "carol", "--password", "pw", data_dir=data).returncode == 0
-    p = Proc(data)
-    yield p
-    if p.proc is not None and p.proc.poll() is None:
-        p.proc.kill()
-        p.proc.wait()
+from tests.e2e.process import Proc, imapd
 
 
 def _populate(proc: Proc) -> None:

@@ -21,7 +21,7 @@ from notify import cyrus
 from store.quota import Limits
 from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
-from tests.e2e.test_process import imapd
+from tests.e2e.process import imapd
 from tests.notify.listener import Listener, example_keys
 from tests.rawclient import RawClient
 from tests.transcripts.test_transcripts import run_transcript

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.e2e.test_process import free_port
+from tests.e2e.process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import pytest
 
 from imapd.cli_backup import EXIT_DAMAGED
 from tests.conftest import PASSWORD
-from tests.e2e.test_process import Proc
+from tests.e2e.process import Proc
 
 
 def imapd(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
