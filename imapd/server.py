@@ -66,6 +66,7 @@ BASE_CAPABILITIES = (
     "ESEARCH",  # RFC 4731
     "SEARCHRES",  # RFC 5182
     "SAVEDATE",  # RFC 8514: the store keeps the date a message was added to its mailbox
+    "WITHIN",  # RFC 5032: SEARCH OLDER / YOUNGER against INTERNALDATE
     "LIST-EXTENDED",  # RFC 5258
     "LIST-STATUS",  # RFC 5819
     "NOTIFY",  # RFC 5465 (imapd/commands/notify.py)

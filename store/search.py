@@ -148,9 +148,9 @@ def _compile(c: Criterion, now: int) -> Compiled:
         return Compiled(f"m.size {'>' if name == 'LARGER' else '<'} ?", [_int(c)])
     if name == "MODSEQ":  # RFC 7162 §3.1.5: equal to or greater than
         return Compiled("m.modseq >= ?", [_int(c)])
-    if name == "OLDER":  # RFC 5032
-        return Compiled("m.internal_epoch < ?", [now - _int(c)])
-    if name == "YOUNGER":
+    if name == "OLDER":  # RFC 5032 §2: "less recent than or equal to the target time"
+        return Compiled("m.internal_epoch <= ?", [now - _int(c)])
+    if name == "YOUNGER":  # "more recent than or equal to the target time": both match at it
         return Compiled("m.internal_epoch >= ?", [now - _int(c)])
     if name in {"UIDS", "UID"}:
         return _uids(c)

@@ -120,6 +120,21 @@ async def test_search_modseq_after_store(store: SqliteStore, box: MailboxInfo) -
     assert await store.search(box.id, C("MODSEQ", 4)) == [1]
 
 
+async def test_within_boundary_matches_both(store: SqliteStore, clock: Clock) -> None:
+    """RFC 5032 §2: OLDER matches an INTERNALDATE "less recent than or equal to" now minus
+    the interval, YOUNGER one "more recent than or equal to" it: at the target second both."""
+    bob = await store.create_user("bob", "pw")
+    await store.append(bob.id, "INBOX", [
+        new("exact", when=clock.now - dt.timedelta(seconds=100)),
+        new("before", when=clock.now - dt.timedelta(seconds=101)),
+        new("after", when=clock.now - dt.timedelta(seconds=99)),
+    ], ORIGIN)
+    box = await store.get_mailbox(bob.id, "INBOX")
+    assert await store.search(box.id, C("OLDER", 100)) == [1, 2]
+    assert await store.search(box.id, C("YOUNGER", 100)) == [1, 3]
+    assert await store.search(box.id, C("NOT", children=(C("OLDER", 100),))) == [3]
+
+
 async def test_attached_message_headers_are_body_text(store: SqliteStore) -> None:
     bob = await store.create_user("bob", "pw")
     inner = message("Quarterly figures", "Figures inside.\r\n", sender="Carol <c@example.org>")
