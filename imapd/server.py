@@ -69,6 +69,7 @@ BASE_CAPABILITIES = (
     "WITHIN",  # RFC 5032: SEARCH OLDER / YOUNGER against INTERNALDATE
     "LIST-EXTENDED",  # RFC 5258
     "LIST-STATUS",  # RFC 5819
+    "LIST-MYRIGHTS",  # RFC 8440: LIST ... RETURN (MYRIGHTS)
     "NOTIFY",  # RFC 5465 (imapd/commands/notify.py)
     "METADATA",  # RFC 5464: mailbox and server annotations
     "METADATA-SERVER",

@@ -210,8 +210,10 @@ async def handle_myrights(session: Session, cmd: c.MyRights) -> Outcome:
     info = await session.store.get_mailbox(user.id, cmd.mailbox)
     if not any(r in info.rights for r in "lrikxa"):
         raise MailboxNotFound(NOT_FOUND)
-    return ok(
-        "MYRIGHTS completed",
-        None,
-        Untagged((Atom("MYRIGHTS"), MailboxName(info.name), word(acl.with_virtual(info.rights)))),
-    )
+    return ok("MYRIGHTS completed", None, myrights_response(info))
+
+
+def myrights_response(info: MailboxInfo) -> Untagged:
+    """``* MYRIGHTS name rights`` (RFC 4314 §3.8), for MYRIGHTS and LIST RETURN (MYRIGHTS)
+    (RFC 8440 §3)."""
+    return Untagged((Atom("MYRIGHTS"), MailboxName(info.name), word(acl.with_virtual(info.rights))))

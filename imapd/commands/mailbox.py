@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from imapd.commands.acl import listable, lookup, require_parent
+from imapd.commands.acl import listable, lookup, myrights_response, require_parent
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
 from imapd.commands.listmatch import matches
@@ -146,8 +146,9 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
     """LIST / LSUB reference pattern (RFC 3501 §6.3.8-9, RFC 3348 CHILDREN); LIST-EXTENDED
     (RFC 5258): selection options SUBSCRIBED, REMOTE (no remote mailboxes here),
     RECURSIVEMATCH, SPECIAL-USE (RFC 6154 §3); return options SUBSCRIBED, CHILDREN,
-    SPECIAL-USE, STATUS (RFC 5819: a ``* STATUS`` after each selectable match); several
-    patterns. Examples: RFC 5258 §5, tests/transcripts/list_*.imap.
+    SPECIAL-USE, STATUS (RFC 5819: a ``* STATUS`` after each selectable match), MYRIGHTS
+    (RFC 8440: a ``* MYRIGHTS`` after each existing match); several patterns. Examples:
+    RFC 5258 §5, tests/transcripts/list_*.imap.
 
     A plain LIST always carries child and special-use attributes (CHILDREN is advertised);
     an extended one only what its options ask for, as in the RFC 5258 and 6154 examples,
@@ -206,6 +207,11 @@ async def handle_list(session: Session, cmd: c.List) -> Outcome:
             attrs, status = (*attrs, "\\Noselect"), False
         extended = (("CHILDINFO", childinfo),) if name in with_matching_child else ()
         responses.append(list_response(attrs, name, extended))
+        if "MYRIGHTS" in cmd.return_opts and name in meeting and info and info.selectable:
+            # RFC 8440 §3: after its LIST, for a mailbox meeting the selection criteria;
+            # none for a \NonExistent name (a placeholder or a subscription) or a parent
+            # listed only for CHILDINFO (§4, both examples).
+            responses.append(myrights_response(info))
         if status and info and cmd.status_items is not None:
             responses.append(await status_response(session, info, cmd.status_items))
     return ok("LIST completed", None, *responses)

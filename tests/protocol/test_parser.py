@@ -239,6 +239,31 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("list-status-no-items", b'a LIST "" % RETURN (STATUS)', Bad()),
     ("list-return-no-parens", b'a LIST "" % RETURN CHILDREN', Bad()),
     ("list-trailing-garbage", b'a LIST "" % FOO', Bad()),
+    # RFC 8440 §5: return-option =/ "MYRIGHTS", with the others, in any case
+    (
+        "list-return-myrights",
+        b'a LIST "" % RETURN (MYRIGHTS)',
+        c.List("a", "", ("%",), return_opts=("MYRIGHTS",), extended=True),
+    ),
+    (
+        "list-return-myrights-status",
+        b'a list (subscribed) "" * return (myrights STATUS (MESSAGES) children myrights)',
+        c.List(
+            "a",
+            "",
+            ("*",),
+            selection=("SUBSCRIBED",),
+            return_opts=("MYRIGHTS", "STATUS", "CHILDREN"),
+            status_items=("MESSAGES",),
+            extended=True,
+        ),
+    ),
+    ("list-myrights-as-selection", b'a LIST (MYRIGHTS) "" %', Bad()),
+    ("list-myrights-argument", b'a LIST "" % RETURN (MYRIGHTS (l))', Bad()),
+    ("list-myrights-quoted", b'a LIST "" % RETURN ("MYRIGHTS")', Bad()),
+    ("list-myrights-prefix", b'a LIST "" % RETURN (MYRIGHTSX)', Bad()),
+    ("list-myrights-unclosed", b'a LIST "" % RETURN (MYRIGHTS', Bad()),
+    ("lsub-return-myrights", b'a LSUB "" % RETURN (MYRIGHTS)', Bad()),
     ("list-select-not-atom", b'a LIST ("SUBSCRIBED") "" %', Bad()),
     ("lsub", b'a LSUB "" %', c.List("a", "", ("%",), lsub=True)),
     (

@@ -173,7 +173,7 @@ def status(c: Cursor, t: str) -> cmd.Status:
 
 
 _SELECT_OPTS: Final = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
-_RETURN_OPTS: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+_RETURN_OPTS: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS"})
 
 
 def list_(c: Cursor, t: str) -> cmd.List:
@@ -185,6 +185,7 @@ def list_(c: Cursor, t: str) -> cmd.List:
     list-return-opts = "RETURN" SP "(" [return-option *(SP return-option)] ")"
     return-option = "SUBSCRIBED" / "CHILDREN" / "SPECIAL-USE" / "STATUS" SP "(" status-att
                     *(SP status-att) ")"   ; RFC 5819
+    return-option =/ "MYRIGHTS"   ; RFC 8440 §5
     ; RECURSIVEMATCH needs a base option (SUBSCRIBED or SPECIAL-USE), RFC 5258 §3"""
     c.sp()
     extended = False
