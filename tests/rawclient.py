@@ -92,6 +92,23 @@ class RawClient:
         resp = self.until_tagged(tag)
         assert resp[-1].startswith(f"{tag} OK"), resp
 
+    def take_available(self) -> None:
+        """Add to ``buf`` what the server already sent, without waiting (on loopback an
+        answer is in the receive buffer once the server's write returned)."""
+        timeout = self.sock.gettimeout()
+        self.sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(65536)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                self.buf += chunk
+        finally:
+            self.sock.settimeout(timeout)
+
     def quiet(self, seconds: float = 0.3) -> bytes:
         """Whatever arrives within ``seconds`` (expected: nothing)."""
         self.sock.settimeout(0.05)

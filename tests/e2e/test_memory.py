@@ -37,6 +37,18 @@ def append_sync(c: RawClient, tag: str, data: bytes, mailbox: str = "INBOX") -> 
     return c.until_tagged(tag)
 
 
+def selected_with_window(srv: RunningServer, rcvbuf: int) -> RawClient:
+    """alice logged in, INBOX selected, over a socket whose receive buffer is ``rcvbuf``
+    octets (set before connecting, so the TCP window is small from the start)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((srv.host, srv.port))
+    client = RawClient(sock)
+    client.login("alice", PASSWORD)
+    client.ok("s1", "SELECT INBOX")
+    return client
+
+
 def test_client_that_stops_reading_is_cut_off(
     server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -46,12 +58,8 @@ def test_client_that_stops_reading_is_cut_off(
     assert append_sync(c, "a1", big_message(BIG))[-1].startswith("a1 OK")
     c.close()
     # A small receive buffer, then FETCHes that the client never reads.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((srv.host, srv.port))
-    slow = RawClient(sock)
-    slow.login("alice", PASSWORD)
-    slow.ok("s1", "SELECT INBOX")
+    slow = selected_with_window(srv, 4096)
+    sock = slow.sock
     caplog.set_level(logging.INFO, logger="imapd.session")
     slow.send(b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i for i in range(8)))
     deadline = time.monotonic() + 20
@@ -81,12 +89,7 @@ def test_client_that_reads_no_pushed_responses_is_cut_off(
     bounded drain as replies."""
     srv = server_factory(write_timeout=1.0, notify_write_high_water=10**9)
     srv.add_user("alice")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((srv.host, srv.port))
-    listener = RawClient(sock)
-    listener.login("alice", PASSWORD)
-    listener.ok("s1", "SELECT INBOX")
+    listener = selected_with_window(srv, 4096)
     listener.ok("n1", "NOTIFY SET (selected (MessageNew (BODY.PEEK[]) MessageExpunge))")
     caplog.set_level(logging.INFO, logger="imapd.session")
     writer = login(srv)
@@ -109,12 +112,8 @@ def test_reading_slowly_is_progress_not_a_stall(server_factory: Any) -> None:
     data = big_message(BIG)
     assert append_sync(c, "a1", data)[-1].startswith("a1 OK")
     c.close()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.connect((srv.host, srv.port))
-    c = RawClient(sock)
-    c.login("alice", PASSWORD)
-    c.ok("s1", "SELECT INBOX")
+    c = selected_with_window(srv, 65536)
+    sock = c.sock
     c.send(b"f1 FETCH 1 BODY.PEEK[]\r\nf2 FETCH 1 BODY.PEEK[]\r\n")
     got = bytearray()
     start = time.monotonic()
