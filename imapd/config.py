@@ -10,6 +10,7 @@ the option's name in capitals (``IMAPD_LISTEN_TLS``, ``IMAPD_LIMITS_MAX_LINE_LEN
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -105,6 +106,14 @@ class Config:
     #: bounces), True 452 4.2.2 (the MTA keeps the message and retries; Cyrus's
     #: lmtp_over_quota_perm_failure off, Dovecot's quota_full_tempfail).
     lmtp_overquota_temporary: bool = False
+    #: Calendar alarms (docs/calendar.md; needs the [calendar] extra): alarms that fell due
+    #: while no server ran fire at start if at most this many seconds late, older ones are
+    #: skipped with a log line (Cyrus calalarmd does the same at start).
+    calendar_alarm_lookback: float = 3600.0
+    #: TESTS ONLY: an ISO 8601 instant ("2026-03-01T08:00:00Z"); the server's clock (store
+    #: timestamps, the alarm scheduler) then stands still there, so that a test restarts a
+    #: real server "later" without waiting. Never set it in production.
+    calendar_test_clock: str | None = None
 
     # TLS (RFC 8314 implicit TLS on ``listen_tls``; STARTTLS, RFC 3501 §6.2.1, on ``listen``
     # once a certificate is configured). SIGHUP reloads the files for new connections.
@@ -186,6 +195,8 @@ _SIMPLE = {
     "expire_interval": float,
     "aps_topic": str,
     "lmtp_overquota_temporary": bool,
+    "calendar_alarm_lookback": float,
+    "calendar_test_clock": str,
     "event_notifier": str,
     "event_content_inclusion_mode": str,
     "event_content_size": int,
@@ -290,6 +301,15 @@ def _check_events(config: Config) -> None:
         raise ConfigError(f"event_content_inclusion_mode: expected one of {_CONTENT_MODES}")
     if config.event_content_size < 0:
         raise ConfigError("event_content_size: must be >= 0")
+    if config.calendar_alarm_lookback < 0:
+        raise ConfigError("calendar_alarm_lookback: must be >= 0")
+    if config.calendar_test_clock is not None:
+        try:
+            when = dt.datetime.fromisoformat(config.calendar_test_clock)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise ConfigError("calendar_test_clock: expected an ISO 8601 instant with offset")
     if config.event_backlog_max < 1:
         raise ConfigError("event_backlog_max: must be >= 1")
     if not config.event_notifier or "\0" in config.event_notifier:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imapd import spool, tls
+from imapd.alarms import AlarmScheduler, ManualClock, SystemClock
 from imapd.auth_guard import AuthGuard
 from imapd.config import Config
 from imapd.control import ControlServer
@@ -34,6 +36,7 @@ from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
+from store import calendar
 from store.errors import Unavailable
 from store.files import private_dir
 from store.sqlite import SqliteStore
@@ -126,6 +129,11 @@ class Server:
         self._stopped = asyncio.Event()
         self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
         self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
+        #: Calendar alarms (imapd/alarms.py): the clock (a ManualClock under
+        #: calendar_test_clock), the scheduler and its task when the [calendar] extra is in.
+        self.clock: SystemClock | ManualClock = SystemClock()
+        self.alarms: AlarmScheduler | None = None
+        self._alarm_task: asyncio.Task[None] | None = None
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
         self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control.py)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
@@ -146,14 +154,19 @@ class Server:
     async def create(cls, config: Config) -> Server:
         private_dir(config.data_dir)  # 0700 when new (store/files.py)
         bus = EventBus()
+        clock: SystemClock | ManualClock = SystemClock()
+        if config.calendar_test_clock is not None:  # tests only (imapd/config.py)
+            clock = ManualClock(dt.datetime.fromisoformat(config.calendar_test_clock))
         store = await SqliteStore.open(
             config.db_path,
             bus.publish,
             synchronous=config.sqlite_synchronous,
             scrypt_n=config.scrypt_n,
             check=config.startup_check,
+            clock=clock.now,
         )
         server = cls(config, store, bus)
+        server.clock = clock
         if config.tls_cert_file is not None:
             try:
                 server.tls = tls.ServerTls.load(config.tls_cert_file, config.tls_key_file)
@@ -203,6 +216,11 @@ class Server:
             await self.lmtp.start()
         if self.config.expire_interval > 0:
             self._expiry = asyncio.create_task(self._expire_periodically(), name="expire")
+        if calendar.available():  # the [calendar] extra (docs/calendar.md)
+            self.alarms = AlarmScheduler(self.store, self.clock,
+                                         self.config.calendar_alarm_lookback)
+            self.bus.add_listener(self.alarms.wake)
+            self._alarm_task = asyncio.create_task(self.alarms.run(), name="calendar-alarms")
         return addresses
 
     def _fit_descriptor_limit(self) -> None:
@@ -322,6 +340,8 @@ class Server:
             server.close()
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._alarm_task is not None:
+            self._alarm_task.cancel()
         lmtp = None
         if self.lmtp is not None:
             lmtp = asyncio.create_task(self.lmtp.close(self.config.shutdown_timeout))
@@ -341,6 +361,8 @@ class Server:
             await lmtp
         if self._expiry is not None:
             await asyncio.wait({self._expiry}, timeout=1.0)
+        if self._alarm_task is not None:
+            await asyncio.wait({self._alarm_task}, timeout=1.0)
         if self.sink is not None:
             await self.sink.stop()
         if self.control is not None:

@@ -107,6 +107,7 @@ from store.migrate import migrate
 from store.mime import BodyPart
 from store.passwords import DEFAULT_N
 from store.sqlite_base import _one, _rows, _Tx
+from store.sqlite_calendar import SqliteCalendar
 from store.sqlite_mailboxes import SqliteMailboxes
 from store.sqlite_messages import SqliteMessages, uid_ranges
 from store.sqlite_users import SqliteUsers
@@ -157,7 +158,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
+class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
 
@@ -324,6 +325,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             try:
                 tx = _Tx(db, self._now())
                 result = await body(tx)
+                await self._calendar_index(tx)  # the calendar index (store/sqlite_calendar.py)
                 changes = await _log_changes(tx)
                 changes = [*await self._foreign_before(changes), *changes]
                 await db.execute("COMMIT")
