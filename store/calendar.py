@@ -276,7 +276,6 @@ class _Search:
 def _alarms(cals: list[Any], after: dt.datetime, search: _Search) -> Iterator[Alarm]:
     """Alarm instances later than ``after`` and not later than ``search.limit``: absolute
     triggers once, relative ones per occurrence, each instance once."""
-    import recurring_ical_events
 
     seen: set[tuple[str, int, dt.datetime]] = set()
     for cal in cals:  # absolute triggers: once, from the series' master (or its override)
@@ -296,17 +295,9 @@ def _alarms(cals: list[Any], after: dt.datetime, search: _Search) -> Iterator[Al
         return
     lead, floor = shape
     for cal in cals:
-        count = 0
-        for occurrence in recurring_ical_events.of(cal).after(after - lead):
+        for occurrence in _occurrences(cal, after - lead, floor, search):
             start_v, end_v = _bounds(occurrence)
             start, end = utc(start_v), utc(end_v)
-            if start + floor > search.limit:
-                break
-            count += 1
-            if count > MAX_OCCURRENCES:
-                if search.stopped is None or start < search.stopped:
-                    search.stopped = start
-                break
             for rule in _rules(occurrence):
                 if rule.offset is None:
                     continue
@@ -316,6 +307,60 @@ def _alarms(cals: list[Any], after: dt.datetime, search: _Search) -> Iterator[Al
                         seen.add(key)
                         search.take(t)
                         yield _facts(occurrence, rule, t, start_v, end_v)
+
+
+#: The first expansion window; each next one is twice as long. Small enough that a dense
+#: rule (FREQ=SECONDLY) costs little before `MAX_OCCURRENCES` stops it (recurring-ical-
+#: events' own ``after`` grows its windows past 100,000 occurrences for such a rule).
+FIRST_WINDOW = dt.timedelta(minutes=5)
+#: A window with fewer occurrences than this makes the next one twice as long.
+_SPARSE = 64
+
+
+def _earliest(cal: Any) -> dt.datetime | None:
+    """The earliest start any occurrence can have: the DTSTARTs and RDATEs of the object
+    (overrides included). Expansion begins there at the soonest, so that a dense rule is
+    not expanded in windows grown large over the empty time before it."""
+    starts = []
+    for event in cal.walk("VEVENT"):
+        if event.get("DTSTART") is not None:
+            starts.append(utc(event["DTSTART"].dt))
+        rdates = event.get("RDATE") or []
+        for rdate in rdates if isinstance(rdates, list) else [rdates]:
+            for value in getattr(rdate, "dts", []):
+                when = value.dt[0] if isinstance(value.dt, tuple) else value.dt
+                if isinstance(when, dt.date):
+                    starts.append(utc(when))
+    return min(starts) if starts else None
+
+
+def _occurrences(cal: Any, begin: dt.datetime, floor: dt.timedelta,
+                 search: _Search) -> Iterator[Any]:
+    """Occurrences overlapping [begin, ...) in start order, window by window, until one
+    starts too late to hold an alarm within ``search.limit`` or `MAX_OCCURRENCES` were
+    expanded (``search.stopped`` then says where)."""
+    import recurring_ical_events
+
+    query = recurring_ical_events.of(cal)
+    earliest = _earliest(cal)
+    if earliest is not None:
+        begin = max(begin, earliest - dt.timedelta(seconds=1))
+    low, width, count = begin, FIRST_WINDOW, 0
+    while low + floor <= search.limit:
+        high = low + width
+        batch = sorted(query.between(low, high), key=lambda o: utc(_bounds(o)[0]))
+        count += len(batch)
+        for occurrence in batch:
+            if utc(_bounds(occurrence)[0]) + floor > search.limit:
+                return
+            yield occurrence
+        if count > MAX_OCCURRENCES:
+            if search.stopped is None or high < search.stopped:
+                search.stopped = high
+            return
+        if len(batch) < _SPARSE:
+            width = min(width * 2, HORIZON)
+        low = high
 
 
 def next_alarm(cals: list[Any], after: dt.datetime) -> dt.datetime | None:
