@@ -47,7 +47,7 @@ def example_change() -> CalendarAlarmFired:
     # Through the change_log form, as every sink reads it.
     read = from_json(type(change).__name__, change.seq, to_json(change))
     assert read == change
-    return read  # type: ignore[return-value]
+    return read
 
 
 def test_calendar_alarm_is_the_example_key_by_key() -> None:
