@@ -49,8 +49,11 @@ MAX_DUE = 500
 
 def available() -> bool:
     """Whether the ``[calendar]`` extra is installed (icalendar, recurring-ical-events)."""
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("icalendar", "recurring_ical_events"))
+    try:
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("icalendar", "recurring_ical_events"))
+    except (ImportError, ValueError):  # ValueError: blocked in sys.modules (None)
+        return False
 
 
 def is_calendar_type(value: bytes) -> bool:
