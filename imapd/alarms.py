@@ -110,9 +110,13 @@ class AlarmScheduler:
             self._wake.set()
 
     async def run(self) -> None:
-        indexed = await self.store.sync_calendar_index()
-        if indexed:
-            log.info("calendar: %d annotated mailboxes indexed", indexed)
+        try:
+            indexed = await self.store.sync_calendar_index()
+        except Exception:  # the mailboxes are indexed at their next change instead
+            log.exception("calendar: annotated mailboxes not indexed at start")
+        else:
+            if indexed:
+                log.info("calendar: %d annotated mailboxes indexed", indexed)
         while True:
             self._wake.clear()
             due = await self.store.next_calendar_alarm()
