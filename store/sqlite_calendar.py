@@ -196,8 +196,9 @@ class SqliteCalendar(SqliteBase):
     async def sync_calendar_index(self) -> int:
         """Index mailboxes annotated as calendars but not indexed yet (annotated while the
         ``[calendar]`` extra was missing). Returns how many became calendars."""
-        if not _AVAILABLE:
-            return 0
+        if not _AVAILABLE or not await self._reader.execute_fetchall(
+                _CANDIDATES, calendar.FOLDER_TYPE_ENTRIES):
+            return 0  # the usual case: no write at all
 
         async def body(tx: _Tx) -> int:
             candidates = [int(r[0]) for r in await tx.rows(
