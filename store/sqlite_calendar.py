@@ -9,15 +9,21 @@ alarms`): one transaction logs the CalendarAlarmFired changes *and* advances eac
 ``fired_through``/``next_alarm``, so a crash either loses neither or keeps both, and a second
 server on the same store finds nothing left to fire.
 
-iCalendar parsing and recurrence expansion (store/calendar.py) run in a worker thread, bounded
-in size and occurrences; without the ``[calendar]`` extra nothing here does anything. Must not
-import imapd or notify.
+Parsing is never done holding the writer lock (one client's big COPY of calendar objects must
+not stall everyone's writes): a transaction adding an object records it with ``next_alarm``
+= ``fired_through`` = its own time ("to be planned", due at once); the firing path reads due
+objects on the reader, parses and expands them (store/calendar.py, bounded) in a worker
+thread, and only then takes the lock for a short transaction that applies the outcome if the
+object is still as it read it (compare-and-set: otherwise another server, or a change,
+came first, and it is read again). Without the ``[calendar]`` extra nothing here does
+anything. Must not import imapd or notify.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -43,6 +49,14 @@ _BATCH = 200
 _FIRE_BATCH = 20
 _ORIGIN = Origin(service="calendar")
 
+_DUE = (
+    "SELECT co.mailbox_id, co.uid, co.fired_through, co.next_alarm, c.raw"
+    " FROM calendar_objects co JOIN messages m"
+    " ON m.mailbox_id = co.mailbox_id AND m.uid = co.uid"
+    " JOIN contents c ON c.id = m.content_id"
+    " WHERE co.next_alarm IS NOT NULL AND co.next_alarm <= ?"
+    " ORDER BY co.next_alarm LIMIT ?"
+)
 _IS_CALENDAR = (
     "SELECT 1 FROM mailboxes mb JOIN metadata md ON md.mailbox_id = mb.id"
     " WHERE mb.id = ? AND mb.selectable = 1 AND ("
@@ -53,11 +67,7 @@ _CANDIDATES = (
     "SELECT DISTINCT md.mailbox_id FROM metadata md WHERE md.mailbox_id != 0 AND md.entry IN"
     " (?, ?) AND md.mailbox_id NOT IN (SELECT mailbox_id FROM calendar_mailboxes)"
 )
-_OBJECTS = (
-    "SELECT m.uid, c.raw FROM messages m JOIN contents c ON c.id = m.content_id"
-    " WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?))"
-    " AND instr(lower(c.structure), 'calendar') > 0"
-)
+
 
 
 def _epoch(when: dt.datetime) -> int:
@@ -69,54 +79,41 @@ def _instant(epoch: int) -> dt.datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    uid: int
-    next_alarm: int | None
-    error: str | None
-
-
-def _plan(objects: list[tuple[int, bytes]], now: dt.datetime) -> list[_Plan]:
-    """(worker thread) Each object's first alarm after ``now``, or why it has none."""
-    out = []
-    for uid, raw in objects:
-        try:
-            cals = calendar.parse(raw)
-            if not cals:
-                continue  # "calendar" in the structure, but no text/calendar part
-            nxt = calendar.next_alarm(cals, now)
-        except Exception as exc:  # noqa: BLE001 - any failure of client iCalendar: logged
-            out.append(_Plan(uid, None, f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(_Plan(uid, None if nxt is None else _epoch(nxt), None))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
 class _Firing:
     mailbox_id: int
     uid: int
+    fired_through: int  # as read: the transaction applies this only if still so
+    next_was: int
+    floor: int  # alarms at or before this were not fired (done, or older than look-back)
     alarms: list[calendar.Alarm]
     next_alarm: int | None
-    skipped: bool  # some alarms were older than the look-back
+    skipped: bool  # some alarms in (fired_through, floor] were older than the look-back
     error: str | None
 
 
 def _fire(rows: list[Any], now: int, lookback: int) -> list[_Firing]:
     """(worker thread) For each due object: its alarms in (fired_through, now] not older
-    than the look-back, and its next alarm after ``now``."""
+    than the look-back (whether some were older), and its next alarm after ``now``. An
+    object just indexed (``next_alarm`` = ``fired_through``) is planned that way too."""
     out = []
-    for mailbox_id, uid, fired_through, next_alarm, raw in rows:
+    for mailbox_id, uid, fired_through, next_was, raw in rows:
         floor = max(int(fired_through), now - lookback)
-        skipped = int(next_alarm) < floor
+        alarms: list[calendar.Alarm] = []
+        nxt: int | None = None
+        skipped, error = False, None
         try:
             cals = calendar.parse(raw)
-            alarms = calendar.due(cals, _instant(floor), _instant(now))
-            nxt = calendar.next_alarm(cals, _instant(now))
-        except Exception as exc:  # noqa: BLE001 - the text parsed when indexed; logged
-            out.append(_Firing(mailbox_id, uid, [], None, skipped, f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(_Firing(mailbox_id, uid, alarms, None if nxt is None else _epoch(nxt),
-                           skipped, None))
+            if cals:
+                if floor > int(fired_through):  # was anything older than the look-back?
+                    first = calendar.next_alarm(cals, _instant(int(fired_through)))
+                    skipped = first is not None and first <= _instant(floor)
+                alarms = calendar.due(cals, _instant(floor), _instant(now))
+                found = calendar.next_alarm(cals, _instant(now))
+                nxt = None if found is None else _epoch(found)
+        except Exception as exc:  # noqa: BLE001 - client iCalendar: logged, schedules nothing
+            error = f"{type(exc).__name__}: {exc}"
+        out.append(_Firing(mailbox_id, uid, int(fired_through), int(next_was), floor, alarms,
+                           nxt, skipped, error))
     return out
 
 
@@ -172,25 +169,19 @@ class SqliteCalendar(SqliteBase):
         return False
 
     async def _index_objects(self, tx: _Tx, mailbox_id: int, uids: Iterable[int]) -> None:
-        """Index messages of a calendar mailbox: those holding usable iCalendar get a row
-        with their first alarm after the transaction's time; malformed ones are logged."""
+        """Index messages of a calendar mailbox whose structure names a text/calendar part,
+        to be planned (parsed, their first alarm found) by the next firing round."""
         ordered = sorted(set(uids))
+        at = _epoch(tx.at)
         for start in range(0, len(ordered), _BATCH):
             chunk = ordered[start:start + _BATCH]
-            rows = await tx.rows(_OBJECTS, (mailbox_id, json.dumps(chunk)))
-            if not rows:
-                continue
-            objects = [(int(r[0]), bytes(r[1])) for r in rows]
-            plans = await asyncio.to_thread(_plan, objects, tx.at)
-            for plan in plans:
-                if plan.error is not None:
-                    log.warning("calendar: mailbox id %d uid %d: malformed iCalendar, stored"
-                                " as mail, no alarms: %s", mailbox_id, plan.uid, plan.error)
-            await tx.many(
+            await tx.run(
                 "INSERT OR REPLACE INTO calendar_objects (mailbox_id, uid, fired_through,"
-                " next_alarm) VALUES (?, ?, ?, ?)",
-                [(mailbox_id, p.uid, _epoch(tx.at), p.next_alarm) for p in plans
-                 if p.error is None],
+                " next_alarm) SELECT m.mailbox_id, m.uid, ?, ? FROM messages m"
+                " JOIN contents c ON c.id = m.content_id WHERE m.mailbox_id = ?"
+                " AND m.uid IN (SELECT value FROM json_each(?))"
+                " AND instr(lower(c.structure), '\"calendar\"') > 0",  # a text/calendar part
+                (at, at, mailbox_id, json.dumps(chunk)),
             )
 
     async def sync_calendar_index(self) -> int:
@@ -214,43 +205,42 @@ class SqliteCalendar(SqliteBase):
         return None if row is None or row[0] is None else _instant(int(row[0]))
 
     async def fire_calendar_alarms(self, lookback: dt.timedelta) -> int:
-        """Fire every alarm due by the store clock's now, oldest objects first: per batch one
-        transaction logging the CalendarAlarmFired changes and advancing the objects. Alarms
-        older than ``lookback`` (fallen due while no server ran) are skipped with a log line.
-        Returns how many alarms fired."""
+        """Fire every alarm due by the store clock's now, earliest objects first, and plan
+        newly indexed objects. Per batch: read and compute outside the writer lock, then
+        one short transaction logging the CalendarAlarmFired changes and advancing the
+        objects still as read. Alarms older than ``lookback`` (fallen due while no server
+        ran) are skipped with a log line. Returns how many alarms fired."""
         if not _AVAILABLE:
             return 0
         fired = 0
         while True:
-            count, more = await self._write(
-                lambda tx: self._fire_batch(tx, int(lookback.total_seconds())))
-            fired += count
-            if not more:
+            now = _epoch(self._now())
+            rows = [tuple(r) for r in await self._reader.execute_fetchall(
+                _DUE, (now, _FIRE_BATCH))]
+            if not rows:
                 return fired
+            firings = await asyncio.to_thread(_fire, rows, now, int(lookback.total_seconds()))
+            fired += await self._write(functools.partial(self._apply_firings, firings=firings,
+                                                         now=now))
 
-    async def _fire_batch(self, tx: _Tx, lookback: int) -> tuple[int, bool]:
-        now = _epoch(tx.at)
-        rows = await tx.rows(
-            "SELECT co.mailbox_id, co.uid, co.fired_through, co.next_alarm, c.raw"
-            " FROM calendar_objects co JOIN messages m"
-            " ON m.mailbox_id = co.mailbox_id AND m.uid = co.uid"
-            " JOIN contents c ON c.id = m.content_id"
-            " WHERE co.next_alarm IS NOT NULL AND co.next_alarm <= ?"
-            " ORDER BY co.next_alarm LIMIT ?",
-            (now, _FIRE_BATCH),
-        )
-        if not rows:
-            return 0, False
-        firings = await asyncio.to_thread(_fire, [tuple(r) for r in rows], now, lookback)
+    async def _apply_firings(self, tx: _Tx, *, firings: list[_Firing], now: int) -> int:
+        """The short transaction of a firing round: each object still as `_fire` read it
+        gets its changes logged and its times advanced; the others are left to the next
+        round (read again)."""
         count = 0
         for f in firings:
+            current = await tx.one(
+                "SELECT fired_through, next_alarm FROM calendar_objects"
+                " WHERE mailbox_id = ? AND uid = ?", (f.mailbox_id, f.uid))
+            if current is None or (current[0], current[1]) != (f.fired_through, f.next_was):
+                continue  # gone, changed, or fired by another server meanwhile: read again
             if f.skipped:
                 log.warning("calendar: mailbox id %d uid %d: alarms due before %s skipped"
                             " (older than the look-back)", f.mailbox_id, f.uid,
-                            calendar.stamp(_instant(now - lookback)))
+                            calendar.stamp(_instant(f.floor)))
             if f.error is not None:
-                log.warning("calendar: mailbox id %d uid %d: no longer usable, no alarms: %s",
-                            f.mailbox_id, f.uid, f.error)
+                log.warning("calendar: mailbox id %d uid %d: malformed iCalendar, stored as"
+                            " mail, no alarms: %s", f.mailbox_id, f.uid, f.error)
             if f.alarms:
                 mbox = await self._by_id(tx.db, f.mailbox_id)
                 for a in f.alarms:
@@ -266,7 +256,7 @@ class SqliteCalendar(SqliteBase):
                 " WHERE mailbox_id = ? AND uid = ?",
                 (now, f.next_alarm, f.mailbox_id, f.uid),
             )
-        return count, len(rows) == _FIRE_BATCH
+        return count
 
 
 _AVAILABLE = calendar.available()

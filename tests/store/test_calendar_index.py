@@ -60,9 +60,12 @@ async def append(store: SqliteStore, user: User, raw: bytes = EVENT,
 async def test_append_indexes_and_alarm_fires_once(store: SqliteStore, env: Env,
                                                    bob: User) -> None:
     uid = await append(store, bob)
-    [(_, row_uid, through, nxt)] = objects(env)
-    assert (row_uid, through) == (uid, int(START.timestamp()))
-    assert nxt == int((START + dt.timedelta(minutes=45)).timestamp())
+    # Indexed in the APPEND's transaction, to be planned (due at once, parsed off the lock).
+    at = int(START.timestamp())
+    assert [r[1:] for r in objects(env)] == [(uid, at, at)]
+    assert await store.next_calendar_alarm() == START
+    assert await store.fire_calendar_alarms(LOOKBACK) == 0
+    assert [r[1:] for r in objects(env)] == [(uid, at, at + 45 * 60)]
     assert await store.next_calendar_alarm() == START + dt.timedelta(minutes=45)
     env.clock.advance(44 * 60)
     assert await store.fire_calendar_alarms(LOOKBACK) == 0
@@ -151,11 +154,13 @@ async def test_malformed_icalendar_is_mail_and_logged(
     store: SqliteStore, env: Env, bob: User, caplog: pytest.LogCaptureFixture
 ) -> None:
     bad = message("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:garbage\r\n")
-    with caplog.at_level(logging.WARNING, logger="store.calendar"):
-        uid = await append(store, bob, raw=bad)
+    uid = await append(store, bob, raw=bad)
     box = await store.get_mailbox(bob.id, "Calendar")
     assert box.messages == 1  # stored as mail
-    assert objects(env) == []
+    with caplog.at_level(logging.WARNING, logger="store.calendar"):
+        assert await store.fire_calendar_alarms(LOOKBACK) == 0  # planning it
+    assert [r[1:] for r in objects(env)] == [(uid, int(START.timestamp()), None)]
+    assert await store.next_calendar_alarm() is None  # schedules nothing
     [record] = [r for r in caplog.records if r.name == "store.calendar"]
     assert f"uid {uid}" in record.getMessage()
     assert "malformed iCalendar" in record.getMessage()

@@ -32,6 +32,7 @@ async def test_one_timer_woken_by_an_earlier_alarm(tmp_path: Path) -> None:
     fired: list[CalendarAlarmFired] = []
     arrived = asyncio.Event()
     scheduler: AlarmScheduler | None = None
+    task: asyncio.Task[None] | None = None
 
     def publish(changes: Sequence[Change]) -> None:
         fired.extend(c for c in changes if isinstance(c, CalendarAlarmFired))
@@ -66,10 +67,10 @@ async def test_one_timer_woken_by_an_earlier_alarm(tmp_path: Path) -> None:
         await asyncio.wait_for(arrived.wait(), 10)
         assert [(c.ical_uid, c.alarm_time) for c in fired] == [
             ("soon", "20260302T092000Z"), ("late", "20260302T105000Z")]
-        assert scheduler.fired == 2
         assert await store.next_calendar_alarm() is None
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     finally:
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
         await store.close()
