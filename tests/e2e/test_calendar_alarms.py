@@ -22,9 +22,13 @@ from imapd.alarms import ManualClock
 from notify import cyrus
 from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.process import Proc, imapd
+from tests.e2e.test_webhook import Start, check_signed, path, receiver, start_hook
 from tests.notify.listener import Listener, example_keys
+from tests.notify.receiver import Receiver
 from tests.reference import REFERENCE
 from tests.store.calendar_data import ics, message, valarm, vevent
+
+__all__ = ["path", "receiver", "start_hook"]  # the webhook tests' fixtures, used here too
 
 pytest.importorskip("icalendar")
 pytest.importorskip("recurring_ical_events")
@@ -182,3 +186,25 @@ def test_late_start_skips_alarms_older_than_the_lookback(
     assert proc.proc.stdout is not None
     log = proc.proc.stdout.read().decode()
     assert "skipped (older than the look-back)" in log
+
+
+# --- the webhook sink ------------------------------------------------------------------------
+def test_alarm_reaches_the_webhook(server_factory: Any, receiver: Receiver, path: str,
+                                   start_hook: Start) -> None:
+    start_hook()
+    running: RunningServer = server_factory(
+        notify_socket=path, event_extra_params=(*cyrus.DEFAULT_EXTRA_PARAMS, cyrus.SEQ_PARAM),
+        event_groups=("calendar",), calendar_test_clock=T0)
+    running.add_user("mary")
+    c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
+    c.login("mary", PASSWORD)
+    make_calendar(c._imap)
+    append(c._imap, calendar_event("hooked", "20260302T100000Z", "TRIGGER:-PT15M"))
+    c.logout()
+    advance(running, 45)
+    [req] = receiver.wait(1)
+    check_signed(req)
+    body = req.json()
+    assert list(body) == [*EXAMPLE_ORDER, cyrus.SEQ_PARAM]
+    assert (body["event"], body["uid"], body["alarmTime"]) == (
+        "CalendarAlarm", "hooked", "20260302T094500Z")
