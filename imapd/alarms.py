@@ -30,7 +30,6 @@ from store.changes import (
     MetadataChanged,
 )
 from store.errors import Unavailable
-from store.sqlite import SqliteStore
 
 log = logging.getLogger("imapd.alarms")
 
@@ -38,6 +37,16 @@ log = logging.getLogger("imapd.alarms")
 _RESCHEDULING = (MessagesAdded, MetadataChanged, MailboxCreated, MailboxRenamed, AclChanged)
 #: Seconds to wait before trying again after a failed firing (a full disk, a bug).
 RETRY_AFTER = 60.0
+
+
+class AlarmStore(Protocol):
+    """What the scheduler needs of the store (store/sqlite_calendar.py implements it)."""
+
+    async def sync_calendar_index(self) -> int: ...
+
+    async def next_calendar_alarm(self) -> dt.datetime | None: ...
+
+    async def fire_calendar_alarms(self, lookback: dt.timedelta) -> int: ...
 
 
 class Clock(Protocol):
@@ -96,7 +105,7 @@ class ManualClock:
 class AlarmScheduler:
     """The task firing calendar alarms; `wake` is its bus listener."""
 
-    def __init__(self, store: SqliteStore, clock: Clock, lookback: float) -> None:
+    def __init__(self, store: AlarmStore, clock: Clock, lookback: float) -> None:
         self.store = store
         self.clock = clock
         self.lookback = dt.timedelta(seconds=lookback)
