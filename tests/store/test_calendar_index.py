@@ -215,3 +215,33 @@ async def test_recurring_object_advances(store: SqliteStore, env: Env, bob: User
         times = [c.alarm_time for c in fired(env)]
     assert times == ["20240301T124500Z", "20240302T124500Z", "20240303T124500Z"]
     assert objects(env)[0][3] is None  # none left
+
+
+async def test_weekly_series_across_dst_with_exdate_and_override_fires_in_order(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
+    # 09:00 Europe/Berlin on Mondays from 18 March 2024 (CET), DST starts 31 March: the
+    # 25 March instance is excluded, 1 April's is moved to 14:00 with its own alarm.
+    series = message(ics(
+        vevent("DTSTART;TZID=Europe/Berlin:20240318T090000",
+               "DTEND;TZID=Europe/Berlin:20240318T100000", "RRULE:FREQ=WEEKLY;COUNT=4",
+               "EXDATE;TZID=Europe/Berlin:20240325T090000",
+               alarms=(valarm("TRIGGER:-PT15M"),)),
+        vevent("RECURRENCE-ID;TZID=Europe/Berlin:20240401T090000",
+               "DTSTART;TZID=Europe/Berlin:20240401T140000",
+               "DTEND;TZID=Europe/Berlin:20240401T150000", summary="Moved",
+               alarms=(valarm("TRIGGER:-PT1H"),)),
+        vevent("DTSTART;VALUE=DATE:20240320", uid="all-day", summary="Holiday",
+               alarms=(valarm("TRIGGER:-PT12H"),)),
+    ))
+    await append(store, bob, raw=series)
+    for _ in range(40):  # a day at a time from 1 March, firing as a server would
+        env.clock.advance(24 * 3600)
+        await store.fire_calendar_alarms(LOOKBACK * 24)
+    got = [(c.alarm_time, c.summary, c.start, c.timezone, c.all_day) for c in fired(env)]
+    assert got == [
+        ("20240318T074500Z", "Meeting", "20240318T080000Z", "Europe/Berlin", False),
+        ("20240319T120000Z", "Holiday", "20240320", "", True),
+        ("20240401T110000Z", "Moved", "20240401T120000Z", "Europe/Berlin", False),
+        ("20240408T064500Z", "Meeting", "20240408T070000Z", "Europe/Berlin", False),
+    ]
