@@ -49,6 +49,9 @@ _BATCH = 200
 _FIRE_BATCH = 20
 _ORIGIN = Origin(service="calendar")
 
+#: How a text/calendar part shows in store.mime.structure_to_json (type and subtype are
+#: separate JSON strings); a false match (a subject "calendar") only costs a parse.
+_CALENDAR_PART = '"calendar"'
 _DUE = (
     "SELECT co.mailbox_id, co.uid, co.fired_through, co.next_alarm, c.raw"
     " FROM calendar_objects co JOIN messages m"
@@ -131,8 +134,12 @@ class SqliteCalendar(SqliteBase):
         for change, _ in tx.pending:
             match change:
                 case MessagesAdded():
-                    added.setdefault(change.mailbox.id, []).extend(
-                        m.uid for m in change.messages)
+                    # APPEND and delivery carry the structure: plain mail costs no query.
+                    # COPY and MOVE do not: their target is looked up.
+                    uids = [m.uid for m in change.messages
+                            if m.structure is None or _CALENDAR_PART in m.structure.lower()]
+                    if uids:
+                        added.setdefault(change.mailbox.id, []).extend(uids)
                 case MetadataChanged() if change.mailbox is not None:
                     recheck.append(change.mailbox.id)
                 case MailboxCreated() | AclChanged():
@@ -180,8 +187,8 @@ class SqliteCalendar(SqliteBase):
                 " next_alarm) SELECT m.mailbox_id, m.uid, ?, ? FROM messages m"
                 " JOIN contents c ON c.id = m.content_id WHERE m.mailbox_id = ?"
                 " AND m.uid IN (SELECT value FROM json_each(?))"
-                " AND instr(lower(c.structure), '\"calendar\"') > 0",  # a text/calendar part
-                (at, at, mailbox_id, json.dumps(chunk)),
+                " AND instr(lower(c.structure), ?) > 0",
+                (at, at, mailbox_id, json.dumps(chunk), _CALENDAR_PART),
             )
 
     async def sync_calendar_index(self) -> int:
