@@ -59,12 +59,18 @@ class Clock(Protocol):
         ...
 
 
+#: The longest the wall clock is trusted to the loop's monotonic timer: a wall clock set
+#: forward (NTP, a suspended VM) delays an alarm by at most this much.
+MAX_SLEEP = 300.0
+
+
 class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
     async def wait(self, until: dt.datetime | None, wake: asyncio.Event) -> None:
-        timeout = None if until is None else max(0.0, (until - self.now()).total_seconds())
+        timeout = MAX_SLEEP if until is None else min(
+            MAX_SLEEP, max(0.0, (until - self.now()).total_seconds()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout)
 
