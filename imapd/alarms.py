@@ -55,7 +55,8 @@ class Clock(Protocol):
         ...
 
     async def wait(self, until: dt.datetime | None, wake: asyncio.Event) -> None:
-        """Return at ``until`` (None: never) or when ``wake`` is set, whichever first."""
+        """Return at ``until`` (None: never) or when ``wake`` is set, whichever first (or
+        sooner: the caller looks at the store again either way)."""
         ...
 
 
