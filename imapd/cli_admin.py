@@ -22,8 +22,8 @@ from imapd import control
 from imapd.config import Config
 from store.changes import Origin
 from store.errors import StoreError
-from store.files import private_dir
 from store.sqlite import SqliteStore
+from store.sqlite.files import private_dir
 
 #: Who CLI changes come from (events: ``service`` "cli").
 CLI_ORIGIN = Origin(service="cli")
@@ -39,7 +39,7 @@ async def with_store(config: Config, action: Callable[[SqliteStore], Coroutine[A
                      ) -> int:
     """Open the store, run ``action``, close; then, if change_log grew, tell a running
     server (it publishes the new rows in commit order; see imapd/control.py)."""
-    private_dir(config.data_dir)  # 0700 when new (store/files.py)
+    private_dir(config.data_dir)  # 0700 when new (store/sqlite/files.py)
     store = await SqliteStore.open(
         config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
         scrypt_n=config.scrypt_n,

@@ -3,8 +3,8 @@ the exit statuses every command uses when the store itself is the problem.
 
 Owns: their argparse parsers (`add_parsers`, called by imapd/cli.py), `dispatch`, `init_store`
 (``imapd init`` and ``imapd serve --init``) and `exit_status` (a store error at start-up ->
-a message and a distinct status). The work is store/backup.py, store/fsck.py and
-store/files.py; see the README section "Files, disk full, backup, restore, fsck".
+a message and a distinct status). The work is store/sqlite/backup.py, store/sqlite/fsck.py and
+store/sqlite/files.py; see the README section "Files, disk full, backup, restore, fsck".
 
 Exit statuses (sysexits.h values, so a supervisor can tell them apart):
 - 0 done / clean; 1 problems found (fsck) or a command failed; 2 bad usage or configuration;
@@ -26,9 +26,9 @@ from pathlib import Path
 
 from imapd import control
 from imapd.config import Config
-from store import backup as backup_mod
-from store import files, fsck
 from store.errors import StoreDamaged, StoreError, StoreInUse, Unavailable
+from store.sqlite import backup as backup_mod
+from store.sqlite import files, fsck
 
 EXIT_DAMAGED = 65
 EXIT_DISK_FULL = 74

@@ -35,8 +35,8 @@ from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
 from store.errors import Unavailable
-from store.files import private_dir
 from store.sqlite import SqliteStore
+from store.sqlite.files import private_dir
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -144,7 +144,7 @@ class Server:
 
     @classmethod
     async def create(cls, config: Config) -> Server:
-        private_dir(config.data_dir)  # 0700 when new (store/files.py)
+        private_dir(config.data_dir)  # 0700 when new (store/sqlite/files.py)
         bus = EventBus()
         store = await SqliteStore.open(
             config.db_path,

@@ -316,3 +316,14 @@ class Store(Protocol):
     ) -> list[int]:
         """UIDs expunged with a modseq > ``modseq`` (restricted to ranges), for QRESYNC."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushDevice:
+    user: str
+    aps_version: int
+    account_id: str
+    device_token: str
+    subtopic: str
+    mailboxes: tuple[str, ...]
+    registered: dt.datetime

@@ -1,13 +1,13 @@
 """The SQLite message store: `SqliteStore`, implementing `store.api.Store` on aiosqlite.
 
-Owns: the SQL (schema in store/migrations/, applied by store/migrate.py), transactions and
-the change_log outbox. Must not import imapd or notify: it is handed a ``publish`` callable.
-Here: opening and closing, the transaction machinery, the outbox and other processes'
+Owns: the SQL (schema in store/sqlite/migrations/, applied by store/sqlite/migrate.py),
+transactions and the change_log outbox. Must not import imapd or notify: it is handed a
+``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and other processes'
 commits. The operations are mixins, a module per family: users, passwords, quota roots and
-push registrations (store/sqlite_users.py); mailboxes, names, subscriptions, SELECT, ACL and
-METADATA (store/sqlite_mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH,
-vanished UIDs and expiry (store/sqlite_messages.py); what they share (`_Mbox`, SQL
-fragments, `_Tx`, lookups) is in store/sqlite_base.py.
+push registrations (store/sqlite/users.py); mailboxes, names, subscriptions, SELECT, ACL and
+METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH,
+vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
+fragments, `_Tx`, lookups) is in store/sqlite/base.py.
 
 Implementation notes
 --------------------
@@ -88,7 +88,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from store import files, quota, search
+from store import quota
 from store.api import Publish
 from store.changes import (
     Change,
@@ -103,15 +103,16 @@ from store.changes import (
     to_json,
 )
 from store.errors import StoreDamaged
-from store.migrate import migrate
 from store.mime import BodyPart
 from store.passwords import DEFAULT_N
-from store.sqlite_base import _one, _rows, _Tx
-from store.sqlite_mailboxes import SqliteMailboxes
-from store.sqlite_messages import SqliteMessages, uid_ranges
-from store.sqlite_users import SqliteUsers
+from store.sqlite import files, search
+from store.sqlite.base import _one, _rows, _Tx
+from store.sqlite.mailboxes import SqliteMailboxes
+from store.sqlite.messages import SqliteMessages
+from store.sqlite.migrate import migrate
+from store.sqlite.users import SqliteUsers
 
-__all__ = ["SqliteStore", "uid_ranges"]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger("store.sqlite")
 
@@ -185,7 +186,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         self._published: int | None = None
         #: mailbox id -> a lower bound of its ``recent_uid`` (see the notes on \\Recent).
         self._recent_floor: dict[int, int] = {}
-        #: The shared lock on the database file (store/files.py), held until `close`.
+        #: The shared lock on the database file (store/sqlite/files.py), held until `close`.
         self._file_lock: files.StoreLock | None = None
         self._path: Path | None = None  # the database file, for error messages
 
@@ -205,7 +206,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
         (default: the clock's Unix time), always raised above the last one handed out.
 
-        A missing database is created (store/files.py: mode 0600, atomically); an existing
+        A missing database is created (store/sqlite/files.py: mode 0600, atomically); an existing
         one that is empty, not SQLite or unreadable raises StoreDamaged, and so does one
         that fails ``check``: "schema" reads the header and schema only (what any open
         does; cheap at any size), "quick" runs ``PRAGMA quick_check`` too (reads every
