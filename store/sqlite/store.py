@@ -2,8 +2,8 @@
 
 Owns: the SQL (schema in store/sqlite/migrations/, applied by store/sqlite/migrate.py),
 transactions and the change_log outbox. Must not import imapd or notify: it is handed a
-``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and other processes'
-commits. The operations are mixins, a module per family: users, passwords, quota roots and
+``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and
+other processes' commits. The operations are mixins, a module per family: users, passwords, quota roots and
 push registrations (store/sqlite/users.py); mailboxes, names, subscriptions, SELECT, ACL and
 METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH,
 vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
