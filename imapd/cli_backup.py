@@ -194,7 +194,7 @@ def _fsck(config: Config, *, repair: bool, quick: bool) -> int:
 def init_store(config: Config) -> int:
     """Create the store if there is none; an empty or damaged one is moved aside (kept as
     ``imapd.sqlite3.damaged-STAMP``) and replaced by a new one; a sound one is left alone."""
-    from store.sqlite import SqliteStore
+    from store.open import open_store
 
     files.private_dir(config.data_dir)
     if _server_answers(config.data_dir):
@@ -215,7 +215,7 @@ def init_store(config: Config) -> int:
             print(f"{problem}\nmoved aside to {aside}")
 
     async def create() -> None:
-        store = await SqliteStore.open(config.db_path, lambda changes: None)
+        store = await open_store(config.db_path, lambda changes: None)
         await store.close()
 
     asyncio.run(create())

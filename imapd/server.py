@@ -34,9 +34,9 @@ from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
+from store.api import Store
 from store.errors import Unavailable
-from store.sqlite import SqliteStore
-from store.sqlite.files import private_dir
+from store.open import open_store, private_dir
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -112,7 +112,7 @@ class PushBatch:
 
 
 class Server:
-    def __init__(self, config: Config, store: SqliteStore, bus: EventBus) -> None:
+    def __init__(self, config: Config, store: Store, bus: EventBus) -> None:
         self.config = config
         self.store = store
         self.bus = bus
@@ -144,9 +144,9 @@ class Server:
 
     @classmethod
     async def create(cls, config: Config) -> Server:
-        private_dir(config.data_dir)  # 0700 when new (store/sqlite/files.py)
+        private_dir(config.data_dir)  # 0700 when new (store/open.py)
         bus = EventBus()
-        store = await SqliteStore.open(
+        store = await open_store(
             config.db_path,
             bus.publish,
             synchronous=config.sqlite_synchronous,

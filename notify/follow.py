@@ -3,7 +3,7 @@
 Owns: reading change_log by seq after a `Position`, turning each change into its events with
 the server's own `Policy` and `notify.sink.render` (so an event is the JSON the server's sink
 puts in its datagram), optionally waiting for more; the `Position` of an event and the
-`StateFile` that persists one; opening the server's SQLite file read-only. Used by
+`StateFile` that persists one; opening the server's store read-only (store/open.py). Used by
 ``imapd notifyd --outbox`` (notify/notifyd.py), the webhook's catch-up (notify/webhook.py)
 and ``imapd events tail`` (imapd/cli_events.py). Must not import imapd: how to wait for the
 server's next commit (its control socket) is handed in.
@@ -14,9 +14,7 @@ database, takes the bus's Changes when it keeps up and bounds its backlog; it is
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import tempfile
@@ -26,8 +24,10 @@ from pathlib import Path
 
 from notify.cyrus import Format
 from notify.events import Policy, events_for
-from notify.sink import OutboxStore, render
+from notify.sink import render
+from store.api import ChangeFeed
 from store.changes import Change, read_change
+from store.open import open_change_feed
 
 BATCH = 500  # change_log rows read per round trip, as the server's sink
 
@@ -56,7 +56,7 @@ def start_of(position: Position) -> int:
 
 
 async def outbox_events(
-    store: OutboxStore,
+    store: ChangeFeed,
     start: Position,
     *,
     policy: Policy,
@@ -134,30 +134,7 @@ class StateFile:
             os.close(dir_fd)
 
 
-async def open_outbox(db_path: str | Path) -> tuple[OutboxStore, Callable[[], Awaitable[None]]]:
-    """The server's SQLite file opened read-only (``mode=ro``, ``query_only``) as a store
-    whose change_log and fetch are the server's own queries (a write fails); returns it and
-    its closer. Nothing is migrated or written: a missing file is an error, not a new store."""
-    import aiosqlite
-
-    from store.sqlite import SqliteStore
-
-    path = await asyncio.to_thread(Path(db_path).resolve)
-    if not await asyncio.to_thread(path.is_file):
-        raise FileNotFoundError(f"no store at {path}")
-    conn = await aiosqlite.connect(path.as_uri() + "?mode=ro", uri=True, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA query_only = ON")
-    except BaseException:
-        await conn.close()
-        raise
-
-    def no_publish(changes: object) -> None:
-        raise RuntimeError("the outbox is opened read-only")
-
-    def clock() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-    store = SqliteStore(conn, conn, no_publish, scrypt_n=2, clock=clock, uidvalidity=None)
-    return store, conn.close
+async def open_outbox(db_path: str | Path) -> tuple[ChangeFeed, Callable[[], Awaitable[None]]]:
+    """The server's store opened read-only as a `ChangeFeed` (store/open.py), and its
+    closer. Nothing is migrated or written: a missing file is an error, not a new store."""
+    return await open_change_feed(db_path)

@@ -39,11 +39,10 @@ import os
 import socket
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 from notify.cyrus import Format, event_fields, fit
 from notify.events import Event, EventType, Policy, events_for
-from store.api import MessageRecord
+from store.api import ChangeFeed
 from store.changes import Change, read_change
 from store.errors import Unavailable
 
@@ -58,31 +57,13 @@ _RETRY_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno
                            errno.ENOTSOCK, errno.EPROTOTYPE, errno.ENOTCONN})
 
 
-class OutboxStore(Protocol):
-    """What the sink needs of store.sqlite.SqliteStore."""
-
-    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
-        ...
-
-    async def change_log_head(self) -> int: ...
-
-    async def event_cursor(self, name: str) -> int | None: ...
-
-    async def set_event_cursor(self, name: str, seq: int) -> None: ...
-
-    async def fetch(
-        self, mailbox_id: int, uids: Sequence[int], *, content: bool = False,
-        structure: bool = False, changedsince: int | None = None,
-    ) -> list[MessageRecord]: ...
-
-
 def _report_death(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("notify sink stopped: events wait in the outbox until the next start",
                   exc_info=task.exception())
 
 
-async def render(store: OutboxStore, event: Event, fmt: Format, *, pid: int
+async def render(store: ChangeFeed, event: Event, fmt: Format, *, pid: int
                  ) -> dict[str, object]:
     """An event's Cyrus JSON fields as the sink sends them (before `fit`); also
     ``imapd events tail`` (imapd/cli_events.py). messageContent/messageHeaders are read
@@ -104,7 +85,7 @@ def datagram_limit(sock: socket.socket) -> int:
 class NotifySink:
     def __init__(
         self,
-        store: OutboxStore,
+        store: ChangeFeed,
         path: str,
         *,
         method: str = "log",

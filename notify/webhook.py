@@ -68,7 +68,7 @@ from notify.follow import Position as Position  # re-exported: tests
 from notify.follow import StateFile as StateFile  # re-exported: imapd/cli.py, tests
 from notify.follow import open_outbox as open_outbox  # re-exported: imapd/cli.py, tests
 from notify.follow import outbox_events
-from notify.sink import OutboxStore
+from store.api import ChangeFeed
 
 log = logging.getLogger("imapd.notifyd.webhook")
 
@@ -224,7 +224,7 @@ async def _read_head(reader: asyncio.StreamReader) -> Response:
 class Outbox:
     """The server's change_log and how the server renders it (its Policy and Format)."""
 
-    store: OutboxStore
+    store: ChangeFeed
     policy: Policy = field(default_factory=Policy)
     fmt: Format = field(default_factory=Format)
 

@@ -3,10 +3,10 @@
 Owns: the SQL (schema in store/sqlite/migrations/, applied by store/sqlite/migrate.py),
 transactions and the change_log outbox. Must not import imapd or notify: it is handed a
 ``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and
-other processes' commits. The operations are mixins, a module per family: users, passwords, quota roots and
-push registrations (store/sqlite/users.py); mailboxes, names, subscriptions, SELECT, ACL and
-METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH,
-vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
+other processes' commits. The operations are mixins, a module per family: users, passwords,
+quota roots and push registrations (store/sqlite/users.py); mailboxes, names, subscriptions,
+SELECT, ACL and METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE,
+SEARCH, vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
 fragments, `_Tx`, lookups) is in store/sqlite/base.py.
 
 Implementation notes
@@ -237,6 +237,32 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         store._file_lock = lock
         store._path = path
         return store
+
+    @classmethod
+    async def open_read_only(
+        cls, path: str | Path
+    ) -> tuple[SqliteStore, Callable[[], Awaitable[None]]]:
+        """Another process's view of the file at ``path``: one connection opened read-only
+        (``mode=ro``, ``query_only``), so change_log and fetch are the server's own queries
+        and a write fails. Nothing is migrated or written: a missing file is an error, not a
+        new store. Returns the store and its closer."""
+        resolved = await asyncio.to_thread(Path(path).resolve)
+        if not await asyncio.to_thread(resolved.is_file):
+            raise FileNotFoundError(f"no store at {resolved}")
+        conn = await aiosqlite.connect(resolved.as_uri() + "?mode=ro", uri=True,
+                                       isolation_level=None)
+        try:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await conn.close()
+            raise
+
+        def no_publish(changes: object) -> None:
+            raise RuntimeError("the outbox is opened read-only")
+
+        store = cls(conn, conn, no_publish, scrypt_n=2, clock=_utc_now, uidvalidity=None)
+        return store, conn.close
 
     @staticmethod
     async def _connect(
