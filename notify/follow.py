@@ -26,10 +26,8 @@ from notify.cyrus import Format
 from notify.events import Policy, events_for
 from notify.sink import render
 from store.api import ChangeFeed
-from store.changes import Change, read_change
+from store.changes import Change
 from store.open import open_change_feed
-
-BATCH = 500  # change_log rows read per round trip, as the server's sink
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -70,29 +68,18 @@ async def outbox_events(
     message expunged meanwhile has no messageContent, as from the sink). ``keep`` filters
     changes; ``unreadable(seq, kind)`` is told of a row that cannot be read (it is
     skipped). At the end of change_log: return, or with ``wait`` await it and read again."""
-    after = start_of(start)
-    while True:
-        rows = await store.change_log(after, BATCH)
-        for seq, kind, payload in rows:
-            after = seq
-            change = read_change(kind, seq, payload)
-            if change is None:
-                if unreadable is not None:
-                    unreadable(seq, kind)
-                continue
+    changes = store.follow(start_of(start), wait=wait, unreadable=unreadable)
+    async with contextlib.aclosing(changes):
+        async for change in changes:
             if keep is not None and not keep(change):
                 continue
+            seq = change.seq
             events = events_for(change, policy)
             for index, event in enumerate(events):
                 if seq == start.seq and index <= start.index:
                     continue
                 fields = await render(store, event, fmt, pid=pid)
                 yield OutboxEvent(Position(seq, index, index == len(events) - 1), fields)
-        if len(rows) == BATCH:
-            continue
-        if wait is None:
-            return
-        await wait()
 
 
 class StateFile:

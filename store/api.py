@@ -10,7 +10,7 @@ or notify.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -160,6 +160,19 @@ class ChangeFeed(Protocol):
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
         """(seq, kind, payload) rows with seq > ``after``, ascending, at most ``limit``;
         store/changes.py's `read_change` turns one into a Change."""
+        ...
+
+    def follow(
+        self,
+        after: int,
+        *,
+        wait: Callable[[], Awaitable[None]] | None = None,
+        unreadable: Callable[[int, str], None] | None = None,
+    ) -> AsyncGenerator[Change, None]:
+        """The committed Changes with seq > ``after``, in commit order (store/changefeed.py
+        is the loop). ``unreadable(seq, kind)`` is told of a row this version cannot read,
+        in its place (it is skipped). At the end: stop, or with ``wait`` await it and read
+        on. Close it (``contextlib.aclosing``) when leaving early."""
         ...
 
     async def change_log_head(self) -> int:

@@ -82,7 +82,7 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +90,7 @@ import aiosqlite
 
 from store import quota
 from store.api import Publish
+from store.changefeed import Unreadable, decode, follow_change_log
 from store.changes import (
     Change,
     MailboxCreated,
@@ -99,7 +100,6 @@ from store.changes import (
     QuotaChanged,
     SessionEvent,
     change_kind,
-    read_change,
     to_json,
 )
 from store.errors import StoreDamaged
@@ -124,6 +124,10 @@ SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 STARTUP_CHECKS = frozenset({"schema", "quick"})
 _CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
 _FOREIGN_BATCH = 1000  # other processes' change_log rows published per round trip
+
+
+def _not_published(seq: int, kind: str) -> None:
+    log.warning("change_log seq %d (%s) cannot be read; not published", seq, kind)
 
 
 def _utc_now() -> dt.datetime:
@@ -423,6 +427,17 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
 
         await self._write(body)
 
+    def follow(
+        self,
+        after: int,
+        *,
+        wait: Callable[[], Awaitable[None]] | None = None,
+        unreadable: Unreadable | None = None,
+    ) -> AsyncGenerator[Change, None]:
+        """`ChangeFeed.follow`: change_log read on the reader connection, `BATCH` rows a
+        round trip (store/changefeed.py)."""
+        return follow_change_log(self, after, wait=wait, unreadable=unreadable)
+
     async def change_log_head(self) -> int:
         """The highest change_log.seq (0 when empty)."""
         row = await _one(self._reader, "SELECT coalesce(max(seq), 0) FROM change_log")
@@ -491,14 +506,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
                 (self._published, before if before is not None else 2**63 - 1,
                  _FOREIGN_BATCH if before is None else -1),
             )
-            out: list[Change] = []
-            for seq, kind, payload in rows:
-                change = read_change(kind, seq, payload)
-                if change is None:
-                    log.warning("change_log seq %d (%s) cannot be read; not published", seq,
-                                kind)
-                else:
-                    out.append(change)
+            out = decode(rows, _not_published)
             if not rows or out:
                 return out
             # A whole batch unreadable (a newer writer's kinds): step over it, read on.
