@@ -1,7 +1,7 @@
 """Following the change log: the one loop that reads committed changes by seq, in commit
 order, for every consumer (the server's sink, ``imapd notifyd --outbox``, the webhook's
-catch-up, ``imapd events tail``) and, row decoding only, for the store's own publication of
-other processes' commits.
+catch-up, ``imapd events tail``) and for the store's own publication of other processes'
+commits (on its writer connection, inside its lock: `SqliteStore._foreign_rows`).
 
 A backend's `ChangeFeed.follow` (store/api.py) may be this loop over its ``change_log``
 (SQLite: `SqliteStore.follow`) or something of its own with the same contract: Changes with
@@ -12,7 +12,7 @@ no I/O here beyond the feed's own reads.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
 from store.changes import Change, read_change
@@ -25,21 +25,6 @@ Unreadable = Callable[[int, str], None]
 class ChangeLog(Protocol):
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
         ...
-
-
-def decode(rows: Iterable[tuple[int, str, str]], unreadable: Unreadable | None = None
-           ) -> list[Change]:
-    """The Changes of change_log rows (seq, kind, payload), in their order; a row that
-    cannot be read (a newer writer's kind or shape) goes to ``unreadable`` instead."""
-    out: list[Change] = []
-    for seq, kind, payload in rows:
-        change = read_change(kind, seq, payload)
-        if change is None:
-            if unreadable is not None:
-                unreadable(seq, kind)
-        else:
-            out.append(change)
-    return out
 
 
 async def follow_change_log(

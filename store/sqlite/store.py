@@ -76,6 +76,7 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -90,7 +91,7 @@ import aiosqlite
 
 from store import quota
 from store.api import Publish
-from store.changefeed import Unreadable, decode, follow_change_log
+from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     Change,
     MailboxCreated,
@@ -124,6 +125,24 @@ SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 STARTUP_CHECKS = frozenset({"schema", "quick"})
 _CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
 _FOREIGN_BATCH = 1000  # other processes' change_log rows published per round trip
+
+
+class _WriterLog:
+    """change_log rows below ``before`` read on the writer connection (inside its lock and,
+    from `_foreign_before`, inside an own transaction): other processes' commits."""
+
+    def __init__(self, db: aiosqlite.Connection, before: int) -> None:
+        self._db = db
+        self._before = before
+
+    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        rows = await _rows(
+            self._db,
+            "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
+            " ORDER BY seq LIMIT ?",
+            (after, self._before, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
 
 def _not_published(seq: int, kind: str) -> None:
@@ -496,21 +515,29 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
 
     async def _foreign_rows(self, before: int | None) -> list[Change]:
         """Changes of change_log rows after ``_published`` (and below ``before``), at most
-        `_FOREIGN_BATCH`; an unreadable row is skipped with a warning (it is passed)."""
+        `_FOREIGN_BATCH` when unbounded: the change-log follower (store/changefeed.py) over
+        the writer connection, which holds the lock. An unreadable row is skipped with a
+        warning; when nothing readable follows, ``_published`` steps over it."""
         assert self._published is not None
-        while True:
-            rows = await _rows(
-                self._writer,
-                "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
-                " ORDER BY seq LIMIT ?",
-                (self._published, before if before is not None else 2**63 - 1,
-                 _FOREIGN_BATCH if before is None else -1),
-            )
-            out = decode(rows, _not_published)
-            if not rows or out:
-                return out
-            # A whole batch unreadable (a newer writer's kinds): step over it, read on.
-            self._published = max(self._published, int(rows[-1][0]))
+        passed = 0
+
+        def unreadable(seq: int, kind: str) -> None:
+            nonlocal passed
+            _not_published(seq, kind)
+            passed = seq
+
+        below = _WriterLog(self._writer, 2**63 - 1 if before is None else before)
+        batch = _FOREIGN_BATCH if before is None else -1  # -1: every row below ``before``
+        out: list[Change] = []
+        feed = follow_change_log(below, self._published, unreadable=unreadable, batch=batch)
+        async with contextlib.aclosing(feed):
+            async for change in feed:
+                out.append(change)
+                if before is None and len(out) >= _FOREIGN_BATCH:
+                    break
+        if not out and passed:
+            self._published = max(self._published, passed)
+        return out
 
     def _announce(self, changes: Sequence[Change]) -> None:
         """Record ``changes`` as published and hand them to the bus, in commit order. They
