@@ -1,6 +1,7 @@
 """Following the change_log outbox from outside the server: the shared reader and its cursor.
 
-Owns: reading change_log by seq after a `Position`, turning each change into its events with
+Owns: following change_log after a `Position` (`ChangeFeed.follow`, the store's one
+change-log follower, store/changefeed.py), turning each change into its events with
 the server's own `Policy` and `notify.sink.render` (so an event is the JSON the server's sink
 puts in its datagram), optionally waiting for more; the `Position` of an event and the
 `StateFile` that persists one; opening the server's store read-only (store/open.py). Used by
@@ -8,7 +9,7 @@ puts in its datagram), optionally waiting for more; the `Position` of an event a
 and ``imapd events tail`` (imapd/cli_events.py). Must not import imapd: how to wait for the
 server's next commit (its control socket) is handed in.
 
-The server's own sink (notify/sink.py) reads change_log too but keeps its cursor in the
+The server's own sink (notify/sink.py) follows change_log too but keeps its cursor in the
 database, takes the bus's Changes when it keeps up and bounds its backlog; it is not this.
 """
 
