@@ -1,10 +1,10 @@
 """Following the change log: the one loop that reads committed changes by seq, in commit
 order, for every consumer (the server's sink, ``imapd notifyd --outbox``, the webhook's
 catch-up, ``imapd events tail``) and for the store's own publication of other processes'
-commits (on its writer connection, inside its lock: `SqliteStore._foreign_rows`).
+commits (on its writer connection, inside its lock: store/sqlite/store.py).
 
 A backend's `ChangeFeed.follow` (store/api.py) may be this loop over its ``change_log``
-(SQLite: `SqliteStore.follow`) or something of its own with the same contract: Changes with
+(SQLite: store/sqlite/store.py) or something of its own with the same contract: Changes with
 seq > ``after`` in seq order; a row this version cannot read is reported to ``unreadable``
 and stepped over; at the end, return, or with ``wait`` await it and read on. Pure asyncio:
 no I/O here beyond the feed's own reads.
