@@ -1,6 +1,6 @@
 """The calendar alarm scheduler: one timer for the store's earliest alarm (docs/calendar.md).
 
-Owns: when to ask the store to fire (`store.sqlite_calendar`), and the clocks. The next alarm
+Owns: when to ask the store to fire (`store.sqlite.calendar`), and the clocks. The next alarm
 of every object is kept in the store, not here: this task only sleeps until the earliest of
 them (or until a commit that may have changed it), then calls `fire_calendar_alarms`, whose
 transaction logs the CalendarAlarm changes and advances the objects together. A restart
@@ -40,7 +40,7 @@ RETRY_AFTER = 60.0
 
 
 class AlarmStore(Protocol):
-    """What the scheduler needs of the store (store/sqlite_calendar.py implements it)."""
+    """What the scheduler needs of the store (store/sqlite/calendar.py implements it)."""
 
     async def sync_calendar_index(self) -> int: ...
 

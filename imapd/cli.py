@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             return _webhook(args)
         return notifyd_mod.main(args.socket, args.method, args.program)
     # Everything the server and the store commands create (data directory, database, WAL,
-    # pid file, backups) is private from its creation (store/files.py; README "Files, disk
+    # pid file, backups) is private from its creation (store/sqlite/files.py; README "Files, disk
     # full, ..."). Not for notifyd: its `--program` children keep the operator's umask.
     os.umask(0o077)
     try:

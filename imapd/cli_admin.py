@@ -20,10 +20,10 @@ from typing import Any
 
 from imapd import control
 from imapd.config import Config
+from store.api import Store
 from store.changes import Origin
 from store.errors import StoreError
-from store.files import private_dir
-from store.sqlite import SqliteStore
+from store.open import open_store, private_dir
 
 #: Who CLI changes come from (events: ``service`` "cli").
 CLI_ORIGIN = Origin(service="cli")
@@ -35,12 +35,12 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
     return _run(coro)
 
 
-async def with_store(config: Config, action: Callable[[SqliteStore], Coroutine[Any, Any, int]]
+async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]
                      ) -> int:
     """Open the store, run ``action``, close; then, if change_log grew, tell a running
     server (it publishes the new rows in commit order; see imapd/control.py)."""
-    private_dir(config.data_dir)  # 0700 when new (store/files.py)
-    store = await SqliteStore.open(
+    private_dir(config.data_dir)  # 0700 when new (store/open.py)
+    store = await open_store(
         config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
         scrypt_n=config.scrypt_n,
     )
@@ -68,7 +68,7 @@ def _print_json(value: object) -> None:
 
 # --- mailbox list|create|delete|status -----------------------------------------------------
 def _mailbox(args: argparse.Namespace, config: Config) -> int:
-    async def act(store: SqliteStore) -> int:
+    async def act(store: Store) -> int:
         try:
             user = await store.get_user(args.user)
             match args.mailbox_command:
@@ -94,7 +94,7 @@ def _attributes(info: Any) -> list[str]:
     return [*info.special_use, *(() if info.selectable else ("\\Noselect",))]
 
 
-async def _list(store: SqliteStore, user_id: int, *, as_json: bool) -> int:
+async def _list(store: Store, user_id: int, *, as_json: bool) -> int:
     """The user's mailboxes as the user sees them (others' and shared ones with a right)."""
     infos = await store.list_mailboxes(user_id)
     if as_json:
@@ -108,7 +108,7 @@ async def _list(store: SqliteStore, user_id: int, *, as_json: bool) -> int:
     return 0
 
 
-async def _status(store: SqliteStore, user_id: int, name: str, *, as_json: bool) -> int:
+async def _status(store: Store, user_id: int, name: str, *, as_json: bool) -> int:
     m = await store.get_mailbox(user_id, name)
     status: dict[str, object] = {
         "name": m.name, "messages": m.messages, "unseen": m.unseen, "recent": m.recent,

@@ -3,8 +3,8 @@ the exit statuses every command uses when the store itself is the problem.
 
 Owns: their argparse parsers (`add_parsers`, called by imapd/cli.py), `dispatch`, `init_store`
 (``imapd init`` and ``imapd serve --init``) and `exit_status` (a store error at start-up ->
-a message and a distinct status). The work is store/backup.py, store/fsck.py and
-store/files.py; see the README section "Files, disk full, backup, restore, fsck".
+a message and a distinct status). The work is store/sqlite/backup.py, store/sqlite/fsck.py and
+store/sqlite/files.py; see the README section "Files, disk full, backup, restore, fsck".
 
 Exit statuses (sysexits.h values, so a supervisor can tell them apart):
 - 0 done / clean; 1 problems found (fsck) or a command failed; 2 bad usage or configuration;
@@ -26,9 +26,9 @@ from pathlib import Path
 
 from imapd import control
 from imapd.config import Config
-from store import backup as backup_mod
-from store import files, fsck
 from store.errors import StoreDamaged, StoreError, StoreInUse, Unavailable
+from store.sqlite import backup as backup_mod
+from store.sqlite import files, fsck
 
 EXIT_DAMAGED = 65
 EXIT_DISK_FULL = 74
@@ -194,7 +194,7 @@ def _fsck(config: Config, *, repair: bool, quick: bool) -> int:
 def init_store(config: Config) -> int:
     """Create the store if there is none; an empty or damaged one is moved aside (kept as
     ``imapd.sqlite3.damaged-STAMP``) and replaced by a new one; a sound one is left alone."""
-    from store.sqlite import SqliteStore
+    from store.open import open_store
 
     files.private_dir(config.data_dir)
     if _server_answers(config.data_dir):
@@ -215,7 +215,7 @@ def init_store(config: Config) -> int:
             print(f"{problem}\nmoved aside to {aside}")
 
     async def create() -> None:
-        store = await SqliteStore.open(config.db_path, lambda changes: None)
+        store = await open_store(config.db_path, lambda changes: None)
         await store.close()
 
     asyncio.run(create())

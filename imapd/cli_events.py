@@ -40,7 +40,7 @@ from notify.bus import change_owner
 from notify.cyrus import to_json
 from notify.follow import Position, outbox_events
 from store.changes import Change
-from store.sqlite import SqliteStore
+from store.open import open_store
 
 SEQ_PARAM = "vnd.imapd.seq"
 #: Changes shown when --from is not given (as tail(1) shows 10 lines).
@@ -69,8 +69,8 @@ async def tail(config: Config, *, user: str | None, from_seq: int | None, follow
     out = out or sys.stdout
     policy, fmt = event_format(config)
     fmt = dataclasses.replace(fmt, extra_params=fmt.extra_params | {SEQ_PARAM})
-    store = await SqliteStore.open(config.db_path, lambda changes: None,
-                                   synchronous=config.sqlite_synchronous)
+    store = await open_store(config.db_path, lambda changes: None,
+                             synchronous=config.sqlite_synchronous)
     notices = ServerNotices(config) if follow else None
     try:
         if notices is not None:

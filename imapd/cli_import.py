@@ -37,9 +37,8 @@ from pathlib import Path
 from imapd import control
 from imapd.cli_admin import CLI_ORIGIN, with_store
 from imapd.config import Config
-from store.api import NewMessage
+from store.api import NewMessage, Store
 from store.errors import MailboxNotFound, StoreError
-from store.sqlite import SqliteStore
 
 #: Maildir info letters (the spec's, and P as Dovecot maps it).
 MAILDIR_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "P": "$Forwarded", "R": "\\Answered",
@@ -188,7 +187,7 @@ async def main(args: argparse.Namespace, config: Config) -> int:
         print(f"imapd import: {exc}", file=sys.stderr)
         return 2
 
-    async def act(store: SqliteStore) -> int:
+    async def act(store: Store) -> int:
         imported = 0
         try:
             user = await store.get_user(args.user)

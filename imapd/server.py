@@ -37,9 +37,9 @@ from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
 from store import calendar
+from store.api import Store
 from store.errors import Unavailable
-from store.files import private_dir
-from store.sqlite import SqliteStore
+from store.open import open_store, private_dir
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -115,7 +115,7 @@ class PushBatch:
 
 
 class Server:
-    def __init__(self, config: Config, store: SqliteStore, bus: EventBus) -> None:
+    def __init__(self, config: Config, store: Store, bus: EventBus) -> None:
         self.config = config
         self.store = store
         self.bus = bus
@@ -152,12 +152,12 @@ class Server:
 
     @classmethod
     async def create(cls, config: Config) -> Server:
-        private_dir(config.data_dir)  # 0700 when new (store/files.py)
+        private_dir(config.data_dir)  # 0700 when new (store/open.py)
         bus = EventBus()
         clock: SystemClock | ManualClock = SystemClock()
         if config.calendar_test_clock is not None:  # tests only (imapd/config.py)
             clock = ManualClock(dt.datetime.fromisoformat(config.calendar_test_clock))
-        store = await SqliteStore.open(
+        store = await open_store(
             config.db_path,
             bus.publish,
             synchronous=config.sqlite_synchronous,

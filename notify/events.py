@@ -22,7 +22,7 @@ Rules (shared/reference/EVENTS.md §2 and §3):
   ("within"), ``user`` the root's owner, with all four quota keys (diskQuota and
   maxMessages -1 when unlimited, diskUsed in KiB truncated, messages) where Cyrus fills only
   those of the resource concerned and then aborts (EVENTS.md §2, §6).
-- CalendarAlarmFired (store/sqlite_calendar.py) -> CalendarAlarm, group "calendar", one per
+- CalendarAlarmFired (store/sqlite/calendar.py) -> CalendarAlarm, group "calendar", one per
   alarm instance, ``user`` the calendar's owner.
 """
 

@@ -49,7 +49,7 @@ from notify.cyrus import (
 )
 from notify.events import Policy
 from notify.follow import Position, StateFile, outbox_events
-from notify.sink import OutboxStore
+from store.api import ChangeFeed
 
 log = logging.getLogger("imapd.notifyd")
 
@@ -139,7 +139,7 @@ def request_of(fields: dict[str, object], method: str) -> Request:
 
 
 async def follow_outbox(
-    store: OutboxStore,
+    store: ChangeFeed,
     state: StateFile,
     handle: Callable[[Request], None],
     *,

@@ -9,7 +9,7 @@ all-day dates, floating times, TZID (VTIMEZONE or zoneinfo), ACKNOWLEDGED.
 
 The iCalendar libraries are the optional extra ``imapd[calendar]``, imported lazily here and
 only here (`available`): without them calendar mailboxes are plain mailboxes. Every function
-here is synchronous and CPU-bound; store/sqlite_calendar.py runs them in a worker thread.
+here is synchronous and CPU-bound; store/sqlite/calendar.py runs them in a worker thread.
 Must not import imapd or notify.
 
 Time rules (docs/calendar.md): floating times and all-day dates are taken as UTC (Cyrus's

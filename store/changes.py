@@ -207,7 +207,7 @@ class QuotaChanged(ChangeBase):
 
 @dataclass(frozen=True, slots=True)
 class CalendarAlarmFired(ChangeBase):
-    """A VALARM instance fell due (Cyrus's CalendarAlarm; store/sqlite_calendar.py).
+    """A VALARM instance fell due (Cyrus's CalendarAlarm; store/sqlite/calendar.py).
     ``mailbox``/``uid`` name the message holding the VEVENT, ``user`` the calendar's owner;
     the rest are the event's values as captured when it fired (notify/cyrus.py)."""
 

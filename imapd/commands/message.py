@@ -38,6 +38,7 @@ from store.acl import settable
 from store.api import Criterion, MessageRecord
 from store.changes import FlagsChanged, MessageFacts, MessagesAdded, MessagesExpunged
 from store.errors import MailboxNotFound
+from store.ranges import number_ranges
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -111,31 +112,24 @@ def to_criterion(key: SearchKey, view: SelectedView, saved: list[int]) -> Criter
             # A number above the count matches nothing, as in Dovecot and Cyrus (RFC 3501 §9
             # leaves the choice; SEARCH keys often come from a stale view): no BAD.
             uids = view.resolve(key.value, uid=key.name == "UID", saved=saved, lenient=True)
-            return Criterion("UIDS", _ranges(uids))
+            return Criterion("UIDS", tuple(number_ranges(uids)))
         case "RECENT":
-            return Criterion("UIDS", _ranges(sorted(view.recent)))
+            return Criterion("UIDS", tuple(number_ranges(view.recent)))
         case "NEW":
             return Criterion(
                 "AND",
-                children=(Criterion("UIDS", _ranges(sorted(view.recent))), Criterion("UNSEEN")),
+                children=(
+                    Criterion("UIDS", tuple(number_ranges(view.recent))), Criterion("UNSEEN")
+                ),
             )
         case "OLD":
-            return Criterion("NOT", children=(Criterion("UIDS", _ranges(sorted(view.recent))),))
+            recent = Criterion("UIDS", tuple(number_ranges(view.recent)))
+            return Criterion("NOT", children=(recent,))
         case _:
             kids = tuple(to_criterion(k, view, saved) for k in key.children)
             value = key.value
             assert not isinstance(value, SequenceSet)
             return Criterion(key.name, value, key.header, kids)
-
-
-def _ranges(uids: list[int]) -> tuple[tuple[int, int], ...]:
-    out: list[tuple[int, int]] = []
-    for u in uids:
-        if out and out[-1][1] == u - 1:
-            out[-1] = (out[-1][0], u)
-        else:
-            out.append((u, u))
-    return tuple(out)
 
 
 def _mentions_modseq(key: SearchKey) -> bool:
@@ -277,7 +271,7 @@ async def _vanished_earlier(
     missing" fallback of §3.2.6). UIDs the client still numbers (expunged elsewhere, not
     told yet) are left to the VANISHED that follows this command."""
     if uid_set.saved:
-        ranges = _ranges(session.saved_search)
+        ranges = tuple(number_ranges(session.saved_search))
     else:
         ranges = tuple(uid_set.resolve(MAX_UID))
     gone = await session.store.vanished_since(view.mailbox_id, modseq, ranges)

@@ -1,7 +1,7 @@
 """XAPPLEPUSHSERVICE: Apple Mail's push registration (no RFC; as Cyrus imapd speaks it).
 
 Owns: the handler. The registration is stored, and an ApplePushRegistered change recorded,
-by `SqliteStore.register_push` in one transaction; the notification sink turns that change
+by `Store.register_push` in one transaction; the notification sink turns that change
 into Cyrus's ApplePushService event for whatever talks to APNs.
 """
 

@@ -137,7 +137,7 @@ async def _resync(
     if q.known_uids is None:
         known: list[tuple[int, int]] = [(1, largest)]
     else:
-        known = _uid_ranges(q.known_uids, largest)
+        known = q.known_uids.merged(largest)
     out: list[Response] = []
     floor = 0 if q.seq_match is None else _seq_match_floor(view, *q.seq_match)
     vanished_ranges = _clip(known, floor + 1)
@@ -159,18 +159,6 @@ async def _resync(
             seq = view.seq_of(record.uid)
             if seq is not None:
                 out.append(view.fetch_flags_response(seq, record.uid, record.flags, record.modseq))
-    return out
-
-
-def _uid_ranges(uids: SequenceSet, largest: int) -> list[tuple[int, int]]:
-    """A known-uids set as merged ascending (low, high) ranges, ``*`` being the largest UID
-    ever given (UIDNEXT - 1)."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(uids.resolve(largest)):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(hi, out[-1][1]))
-        else:
-            out.append((lo, hi))
     return out
 
 

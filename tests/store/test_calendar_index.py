@@ -1,4 +1,4 @@
-"""The calendar index in the store (store/sqlite_calendar.py) on a real SQLite file, with the
+"""The calendar index in the store (store/sqlite/calendar.py) on a real SQLite file, with the
 store's settable clock: which mailboxes are calendars, the index kept by APPEND, COPY, MOVE,
 EXPUNGE, RENAME, DELETE and METADATA in their own transactions, and firing: one transaction
 logging the CalendarAlarmFired changes and advancing the objects, so that a restart or a

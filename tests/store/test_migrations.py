@@ -8,7 +8,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from store.migrate import Migration, available, migrate, schema_version, split_statements
+from store.sqlite.migrate import Migration, available, migrate, schema_version, split_statements
 from tests.store.conftest import Env
 
 

@@ -1,4 +1,4 @@
-"""XAPPLEPUSHSERVICE registrations (store/push.py): stored, replaced, published."""
+"""XAPPLEPUSHSERVICE registrations (store/sqlite/push.py): stored, replaced, published."""
 
 from __future__ import annotations
 

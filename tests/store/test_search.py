@@ -8,10 +8,10 @@ import aiosqlite
 import pytest
 
 from store.api import Criterion, MailboxInfo, NewMessage, User
-from store.migrate import available, migrate
 from store.mime import parse_message, structure_to_json
-from store.search import STORED_KEYS, compile_criterion
 from store.sqlite import SqliteStore
+from store.sqlite.migrate import available, migrate
+from store.sqlite.search import STORED_KEYS, compile_criterion
 from tests.store.conftest import ORIGIN, START, Clock, Env, message, new
 
 C = Criterion

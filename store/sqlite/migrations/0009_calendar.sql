@@ -1,4 +1,4 @@
--- 0009: the calendar index (docs/calendar.md; store/sqlite_calendar.py keeps it).
+-- 0009: the calendar index (docs/calendar.md; store/sqlite/calendar.py keeps it).
 --
 -- calendar_mailboxes: mailboxes that are calendars (Kolab folder-type annotation "event" or
 -- "event.default"), as the index last saw them. calendar_objects: one row per message of

@@ -13,9 +13,9 @@ import codecs
 import re
 from collections.abc import Iterable
 
-from store.bodystructure import Address, BodyPart
-from store.mime_headers import decode_charset, decode_words, field_name, unfolded
-from store.sections import header_spans
+from store.mime.bodystructure import Address, BodyPart
+from store.mime.headers import decode_charset, decode_words, field_name, unfolded
+from store.mime.sections import header_spans
 
 
 def header_values(raw: bytes, structure: BodyPart, name: str) -> list[str]:

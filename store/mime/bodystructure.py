@@ -1,6 +1,6 @@
 """A parsed message as pure values: `BodyPart`, `Envelope`, `Address`, and their JSON.
 
-Owns: the values store/mime.py computes once at APPEND (the BODYSTRUCTURE and ENVELOPE
+Owns: the values store/mime/message.py computes once at APPEND (the BODYSTRUCTURE and ENVELOPE
 data of RFC 3501 §7.4.2, with byte offsets into the raw message) and the compact JSON they
 are stored as, per message, with an exact round trip. Knows nothing of IMAP wire syntax:
 imapd/fetch.py renders these values. Stdlib only; imports nothing of imapd or notify.

@@ -3,9 +3,9 @@ hangs on an account.
 
 Owns: creating a user (with the default mailboxes and their RFC 6154 uses), authenticating,
 passwords (hashed in a worker thread, store/passwords.py), the admin flag, deleting and
-listing users; a user's quota root (RFC 9208; one root per user, the rules and SQL in
-store/quota.py) and XAPPLEPUSHSERVICE registrations (store/push.py). Must not import imapd or
-notify.
+listing users; a user's quota root (RFC 9208; one root per user: the rules in store/quota.py,
+the SQL in store/sqlite/quota.py) and XAPPLEPUSHSERVICE registrations (store/sqlite/push.py).
+Must not import imapd or notify.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from store import names, push, quota
-from store.api import User
+from store import names, quota
+from store.api import PushDevice, User
 from store.changes import ApplePushRegistered, MailboxDeleted, Origin
 from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import dummy_hash, hash_password, parameters, verify_password
-from store.sqlite_base import _MBOX_SELECT, SqliteBase, _Mbox, _one, _rows, _Tx
+from store.sqlite import push
+from store.sqlite import quota as quota_sql
+from store.sqlite.base import _MBOX_SELECT, SqliteBase, _Mbox, _one, _rows, _Tx
 
 DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (names.INBOX, ()),
@@ -152,7 +154,7 @@ class SqliteUsers(SqliteBase):
                            " ORDER BY name")  # not the shared namespace's pseudo-owner
         return [User(r[0], r[1], bool(r[2])) for r in rows]
 
-    # --- XAPPLEPUSHSERVICE (store/push.py) ---------------------------------------------------
+    # --- XAPPLEPUSHSERVICE (store/sqlite/push.py) --------------------------------------------
     async def register_push(
         self,
         user_id: int,
@@ -179,7 +181,7 @@ class SqliteUsers(SqliteBase):
 
         return await self._write(body)
 
-    async def push_devices(self, user_id: int | None = None) -> list[push.PushDevice]:
+    async def push_devices(self, user_id: int | None = None) -> list[PushDevice]:
         """XAPPLEPUSHSERVICE registrations of one user, or of everyone."""
         return await push.devices(self._reader, user_id)
 
@@ -187,14 +189,14 @@ class SqliteUsers(SqliteBase):
     async def get_quota(self, root: str) -> quota.QuotaInfo:
         """GETQUOTA: a root by name (a user's name names the user's root), with its usage.
         Raises QuotaRootNotFound."""
-        info, _ = await quota.by_name(self._reader, root)
+        info, _ = await quota_sql.by_name(self._reader, root)
         return info
 
     async def get_quota_root(self, user_id: int, name: str) -> quota.QuotaInfo:
         """GETQUOTAROOT: the root of the user's mailbox ``name``, which need not exist
         (RFC 9208 §4.1.2). Raises UserNotFound."""
         owner = await self._owner(self._reader, user_id)
-        return await quota.of_mailbox(self._reader, user_id, owner, names.canonical(name))
+        return await quota_sql.of_mailbox(self._reader, user_id, owner, names.canonical(name))
 
     async def set_quota(
         self, root: str, limits: quota.Limits, origin: Origin | None = None
@@ -207,11 +209,11 @@ class SqliteUsers(SqliteBase):
         origin = origin or Origin(service="cli")
 
         async def body(tx: _Tx) -> quota.QuotaInfo:
-            before, user_id = await quota.by_name(tx.db, root)
+            before, user_id = await quota_sql.by_name(tx.db, root)
             if user_id is None:
                 raise quota.QuotaRootNotFound("Only users' quota roots can be set")
-            await quota.set_limits(tx.db, user_id, limits)
-            after, _ = await quota.by_name(tx.db, root)
+            await quota_sql.set_limits(tx.db, user_id, limits)
+            after, _ = await quota_sql.by_name(tx.db, root)
             tx.emit(quota.change("limits", tx.at, origin, after.root, after.usage),
                     after.root.owner)
             if (quota.full(before.root.limits, before.usage)

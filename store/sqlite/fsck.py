@@ -1,8 +1,8 @@
 """``imapd fsck``: SQLite's own integrity check plus the store's invariants, and the repair
 of what can be recomputed from the rows.
 
-Owns the list of invariants (see the store's implementation notes, store/sqlite.py, and the
-schema, store/migrations/):
+Owns the list of invariants (see the store's implementation notes, store/sqlite/store.py, and the
+schema, store/sqlite/migrations/):
 
 - ``integrity``: ``PRAGMA integrity_check`` (every page, index and constraint) and
   ``PRAGMA foreign_key_check``. Not repairable here: restore a backup.
@@ -20,7 +20,7 @@ schema, store/migrations/):
 - ``sequence``: ``sqlite_sequence`` (AUTOINCREMENT) at least each table's largest id, so ids
   and change_log seqs are never reused; no durable consumer's cursor (``event_cursors``)
   ahead of the change_log sequence; change_log seqs contiguous except the gaps a restore
-  recorded in ``meta.change_log_gaps`` (store/backup.py).
+  recorded in ``meta.change_log_gaps`` (store/sqlite/backup.py).
 
 `check` only reads (safe while the server runs); `repair` recomputes counters, refcounts
 and orphans, raises UIDNEXT, HIGHESTMODSEQ, UIDVALIDITY and sequences, all in one
@@ -171,7 +171,7 @@ def _modseq(db: sqlite3.Connection) -> list[Finding]:
         " WHERE m.highestmodseq < max(coalesce(a.top, 0), coalesce(e.top, 0), 1)"
         " ORDER BY m.id"
     ):
-        top = max(top, 1)  # it starts at 1 (store/sqlite.py)
+        top = max(top, 1)  # it starts at 1 (store/sqlite/store.py)
         out.append(Finding(
             "modseq", f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below {top}",
             _run("UPDATE mailboxes SET highestmodseq = ? WHERE id = ? AND highestmodseq < ?",
@@ -265,7 +265,7 @@ def _sequences(db: sqlite3.Connection) -> list[Finding]:
     seqs = dict(db.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
     for table, key in (("users", "id"), ("mailboxes", "id"), ("contents", "id"),
                        ("change_log", "seq")):
-        (top,) = db.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()  # noqa: S608 - fixed names
+        (top,) = db.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()
         if top > int(seqs.get(table, 0)):
             out.append(Finding("sequence", f"sqlite_sequence of {table} {seqs.get(table, 0)}"
                                f" below its largest {key} {top}", _raise_sequence(table, top)))

@@ -5,7 +5,7 @@ Owns: LIST's rows (the user's own mailboxes, then others' the user has a right o
 CREATE (with missing parents and RFC 6154 uses), DELETE, RENAME (INBOX's own case),
 SUBSCRIBE, SELECT/EXAMINE and \\Recent claims, a mailbox's ACL (RFC 4314; the rules in
 store/acl.py) and METADATA (RFC 5464; the SQL in store/metadata.py). The rules are in the
-implementation notes atop store/sqlite.py. Must not import imapd or notify.
+implementation notes atop store/sqlite/store.py. Must not import imapd or notify.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import aiosqlite
 
 from store import acl as aclrules
 from store import flags as flagrules
-from store import metadata, names, namespace, quota
+from store import metadata, names, namespace
 from store.api import MailboxInfo, MailboxSnapshot
 from store.changes import (
     AclChanged,
@@ -39,7 +39,9 @@ from store.errors import (
     Unavailable,
     UserNotFound,
 )
-from store.sqlite_base import (
+from store.sqlite import metadata as metadata_sql
+from store.sqlite import quota as quota_sql
+from store.sqlite.base import (
     _COUNTS,
     _FACTS,
     _MBOX_COLUMNS,
@@ -268,7 +270,7 @@ class SqliteMailboxes(SqliteBase):
                 " WHERE m.mailbox_id = ? ORDER BY m.uid",
                 (mbox.id,),
             )
-            within = await quota.settle(tx.db, {mbox.id: (-mbox.messages, -mbox.size)}, tx.at,
+            within = await quota_sql.settle(tx.db, {mbox.id: (-mbox.messages, -mbox.size)}, tx.at,
                                         origin)
             await tx.run("DELETE FROM messages WHERE mailbox_id = ?", (mbox.id,))
             await tx.run("DELETE FROM expunged WHERE mailbox_id = ?", (mbox.id,))
@@ -378,7 +380,7 @@ class SqliteMailboxes(SqliteBase):
         await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, parents, origin)
         [target] = await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, [(new, ())],
                                                 origin)
-        await metadata.copy_mailbox(tx.db, inbox.id, target.id)  # RFC 5464 §4.1
+        await metadata_sql.copy_mailbox(tx.db, inbox.id, target.id)  # RFC 5464 §4.1
         rows = await tx.rows(
             "SELECT " + _FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
             " WHERE m.mailbox_id = ? ORDER BY m.uid",
@@ -598,7 +600,7 @@ class SqliteMailboxes(SqliteBase):
         mailbox_id = metadata.SERVER
         if mailbox is not None:
             mailbox_id = (await self.get_mailbox(user_id, mailbox)).id
-        return await metadata.read(self._reader, mailbox_id, user_id, entries, depth)
+        return await metadata_sql.read(self._reader, mailbox_id, user_id, entries, depth)
 
     async def set_metadata(
         self,
@@ -622,7 +624,7 @@ class SqliteMailboxes(SqliteBase):
                 if mbox is None:
                     raise MailboxNotFound("Mailbox does not exist")
                 ref, mailbox_id = mbox.ref, mbox.id
-            changed = await metadata.write(tx.db, mailbox_id, user_id, items, limits)
+            changed = await metadata_sql.write(tx.db, mailbox_id, user_id, items, limits)
             for change, who in metadata.changes(tx.at, origin, owner, ref, changed):
                 tx.emit(change, who)
             return tuple(changed)

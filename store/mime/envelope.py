@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from store.bodystructure import Address, Envelope
-from store.mime_headers import quoted_string
+from store.mime.bodystructure import Address, Envelope
+from store.mime.headers import quoted_string
 
 # Address placeholders for a missing local part or domain: a NIL host would read as a group
 # start (RFC 3501 §7.4.2), so Dovecot fills these in, and so do we.

@@ -2,10 +2,10 @@
 a mailbox.
 
 Owns: APPEND (MIME parsed once, before the lock), FETCH rows and the BODYSTRUCTURE cache,
-STORE, EXPUNGE, COPY/MOVE, SEARCH (compiled by store/search.py), QRESYNC's vanished UIDs,
-retention and expiry (store/expire.py), and the quota accounting of these changes
-(store/quota.py). A UID set travels as one JSON array of ranges (`uid_ranges`). Must not
-import imapd or notify.
+STORE, EXPUNGE, COPY/MOVE, SEARCH (compiled by store/sqlite/search.py), QRESYNC's vanished
+UIDs, retention and expiry (store/expire.py, store/sqlite/expire.py), and the quota
+accounting of these changes (store/quota.py, store/sqlite/quota.py). A UID set travels as
+one JSON array of ranges (store/ranges.py). Must not import imapd or notify.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from store import acl as aclrules
-from store import expire, mime, names, quota, search
+from store import expire, mime, names
 from store import flags as flagrules
 from store.api import (
     PLAIN_COLUMNS,
@@ -42,7 +42,11 @@ from store.changes import (
 )
 from store.errors import MailboxNotFound
 from store.mime import BodyPart
-from store.sqlite_base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
+from store.ranges import number_ranges
+from store.sqlite import expire as expire_sql
+from store.sqlite import quota as quota_sql
+from store.sqlite import search
+from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
 
 # Parse MIME in a worker thread above this many bytes (small ones cost less than the hop).
 # Parsing costs up to ~6 us per octet for hostile shapes (20,000 addresses in one To:,
@@ -92,18 +96,6 @@ async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -
 
     # aiosqlite exposes no blob API: run the copy where it runs statements.
     await db._execute(copy)  # type: ignore[no-untyped-call]
-
-
-def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted, merged inclusive ranges of a UID collection (``[1, 2, 3, 7]`` ->
-    ``[(1, 3), (7, 7)]``): a whole ``1:*`` becomes one parameter and one index seek."""
-    out: list[tuple[int, int]] = []
-    for uid in sorted(set(uids)):
-        if out and out[-1][1] == uid - 1:
-            out[-1] = (out[-1][0], uid)
-        else:
-            out.append((uid, uid))
-    return out
 
 
 def _allowed_flags(row: Row, rights: str) -> Row:
@@ -166,7 +158,7 @@ class SqliteMessages(SqliteBase):
     ) -> None:
         """Apply the quota rules to a transaction's (messages, octets) per mailbox: raises
         QuotaRefused, or emits the QuotaChanged(kind="within") of roots no longer full."""
-        for change in await quota.settle(tx.db, deltas, tx.at, origin, applied=applied):
+        for change in await quota_sql.settle(tx.db, deltas, tx.at, origin, applied=applied):
             tx.emit(change, change.user)
 
     # --- messages ---------------------------------------------------------------------------
@@ -285,7 +277,7 @@ class SqliteMessages(SqliteBase):
     ) -> list[MessageRecord]:
         """Records of the existing messages among ``uids``, in UID order; ``changedsince``
         keeps only those with modseq > it. One query; contents joined only when asked."""
-        ranges = uid_ranges(uids)
+        ranges = number_ranges(uids)
         if not ranges:
             return []
         extra = ", c.id, c.raw, c.structure" if content or structure else ""
@@ -365,7 +357,7 @@ class SqliteMessages(SqliteBase):
         unknown = set(columns) - set(PLAIN_COLUMNS)
         if unknown:
             raise ValueError(f"not a plain column: {sorted(unknown)}")
-        ranges = uid_ranges(uids)
+        ranges = number_ranges(uids)
         if not ranges:
             return []
         select = "SELECT " + ", ".join(["m.uid", *(f"m.{c}" for c in columns)])
@@ -403,7 +395,7 @@ class SqliteMessages(SqliteBase):
         if mode not in {"+", "-", ""}:
             raise ValueError(f"bad STORE mode {mode!r}")
         given = flagrules.canonical_flags(flags)
-        ranges = uid_ranges(uids)
+        ranges = number_ranges(uids)
 
         async def body(tx: _Tx) -> StoreFlagsResult:
             mbox = await self._by_id(tx.db, mailbox_id)
@@ -462,7 +454,7 @@ class SqliteMessages(SqliteBase):
         """Remove messages flagged \\Deleted (restricted to ``uids`` when given: UID
         EXPUNGE). Returns the removed UIDs, ascending; remembered with their new modseq.
         ``kind`` (expunge|expire) is the MessagesExpunged kind. Raises MailboxNotFound."""
-        ranges = None if uids is None else uid_ranges(uids)
+        ranges = None if uids is None else number_ranges(uids)
         if ranges == []:
             return ()
 
@@ -511,7 +503,7 @@ class SqliteMessages(SqliteBase):
         \\Deleted t, others w). Raises MailboxNotFound (source gone, or destination:
         handler adds TRYCREATE), MailboxInvalid (destination \\Noselect)."""
         dest_name = names.canonical(dest_name)
-        ranges = uid_ranges(uids)
+        ranges = number_ranges(uids)
 
         async def body(tx: _Tx) -> CopyResult:
             source = await self._by_id(tx.db, mailbox_id)
@@ -532,7 +524,7 @@ class SqliteMessages(SqliteBase):
             if move:  # a MOVE within one quota root changes no usage
                 back = deltas.get(mailbox_id, (0, 0))
                 deltas[mailbox_id] = (back[0] - count, back[1] - octets)
-            within = await quota.settle(tx.db, deltas, tx.at, origin)  # before any insert
+            within = await quota_sql.settle(tx.db, deltas, tx.at, origin)  # before any insert
             row = await tx.one(
                 "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
                 " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
@@ -649,7 +641,7 @@ class SqliteMessages(SqliteBase):
         when = self._now() if now is None else now
         origin = Origin(service="expire")
         total = 0
-        for due in await expire.due_mailboxes(self._reader):
+        for due in await expire_sql.due_mailboxes(self._reader):
             before = expire.cutoff(when, due.retention_days)
 
             async def body(tx: _Tx, due: expire.DueMailbox = due, before: str = before) -> int:
@@ -661,7 +653,7 @@ class SqliteMessages(SqliteBase):
                     return 0  # changed since: the next run uses the new value
                 rows = await tx.rows(
                     "SELECT " + _FACTS + ", m.content_id FROM messages AS m JOIN contents AS c"
-                    " ON c.id = m.content_id WHERE " + expire.EXPIRED_WHERE + " ORDER BY m.uid",
+                    " ON c.id = m.content_id WHERE " + expire_sql.EXPIRED_WHERE + " ORDER BY m.uid",
                     (due.id, before),
                 )
                 if not rows:

@@ -10,20 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 
 import aiosqlite
 
-
-@dataclass(frozen=True, slots=True)
-class PushDevice:
-    user: str
-    aps_version: int
-    account_id: str
-    device_token: str
-    subtopic: str
-    mailboxes: tuple[str, ...]
-    registered: dt.datetime
+from store.api import PushDevice
 
 
 async def existing_mailboxes(

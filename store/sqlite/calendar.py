@@ -1,7 +1,7 @@
 """The calendar index and alarm firing of `SqliteStore` (schema: migrations/0009_calendar.sql).
 
 Owns: keeping ``calendar_mailboxes`` and ``calendar_objects`` current inside the transaction
-that changes a message or a mailbox (`_calendar_index`, run by store/sqlite.py after each
+that changes a message or a mailbox (`_calendar_index`, run by store/sqlite/store.py after each
 write body, from the Changes it queued: MessagesAdded for APPEND, delivery, COPY, MOVE;
 MetadataChanged, MailboxCreated, MailboxRenamed and AclChanged re-decide whether a mailbox is
 a calendar; removals are triggers in the migration), and firing due alarms (`fire_calendar_
@@ -40,7 +40,7 @@ from store.changes import (
     MetadataChanged,
     Origin,
 )
-from store.sqlite_base import SqliteBase, _one, _Tx
+from store.sqlite.base import SqliteBase, _one, _Tx
 
 log = logging.getLogger("store.calendar")
 
@@ -125,7 +125,7 @@ class SqliteCalendar(SqliteBase):
 
     # --- the index, inside each write transaction --------------------------------------------
     async def _calendar_index(self, tx: _Tx) -> None:
-        """Bring the index up to date with the Changes ``tx`` queued (store/sqlite.py calls
+        """Bring the index up to date with the Changes ``tx`` queued (store/sqlite/store.py calls
         this after the body, so it sees the transaction's final rows)."""
         if not tx.pending or not _AVAILABLE:
             return

@@ -1,4 +1,4 @@
-"""Versioned schema migrations: ``store/migrations/NNNN_name.sql`` applied in order.
+"""Versioned schema migrations: ``store/sqlite/migrations/NNNN_name.sql`` applied in order.
 
 Owns: the schema version, kept in ``PRAGMA user_version`` (the number of the last file
 applied). Each file runs in its own ``BEGIN IMMEDIATE`` transaction together with the
@@ -44,10 +44,10 @@ def split_statements(script: str) -> list[str]:
 
 
 def available() -> list[Migration]:
-    """The migration files shipped in store/migrations, by version; versions must be
+    """The migration files shipped in store/sqlite/migrations, by version; versions must be
     1, 2, 3... without gaps."""
     found: list[Migration] = []
-    for entry in resources.files("store").joinpath("migrations").iterdir():
+    for entry in resources.files("store.sqlite").joinpath("migrations").iterdir():
         match = _FILE.match(entry.name)
         if match:
             found.append(

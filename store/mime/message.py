@@ -4,11 +4,11 @@ Owns: `parse_message`, which computes a message's `BodyPart` tree (with its `Env
 raw bytes, and its limits. The rest lives in modules of its own, re-exported here so that
 callers import only ``store.mime``:
 
-- store/bodystructure.py: `BodyPart`, `Envelope`, `Address` (pure values) and their JSON;
-- store/mime_headers.py: header block scanning, MIME header values, RFC 2231, RFC 2047;
-- store/envelope.py: RFC 5322 address lists and the ENVELOPE of a header;
-- store/sections.py: the octets of ``BODY[<section>]``, cut out of raw bytes by offsets;
-- store/mime_text.py: decoded text for SEARCH (header values, body text, addresses).
+- store/mime/bodystructure.py: `BodyPart`, `Envelope`, `Address` (pure values) and their JSON;
+- store/mime/headers.py: header block scanning, MIME header values, RFC 2231, RFC 2047;
+- store/mime/envelope.py: RFC 5322 address lists and the ENVELOPE of a header;
+- store/mime/sections.py: the octets of ``BODY[<section>]``, cut out of raw bytes by offsets;
+- store/mime/text.py: decoded text for SEARCH (header values, body text, addresses).
 
 Knows nothing of IMAP wire syntax: imapd/fetch.py renders these values as
 ENVELOPE/BODYSTRUCTURE. Pure functions, stdlib only; must not import imapd or notify.
@@ -32,7 +32,7 @@ what Dovecot does where the RFCs are silent:
 - nesting deeper than `MAX_DEPTH` or more than `MAX_PARTS` entities (limits as in Dovecot's
   message-parser): the container becomes one opaque ``application/octet-stream`` leaf.
 
-Header values are decoded by store/mime_headers.py (why not ``email``: see there).
+Header values are decoded by store/mime/headers.py (why not ``email``: see there).
 
 Decisions: ``type``, ``subtype``, parameter names and the disposition type are lower-cased
 (all case-insensitive tokens, RFC 2045 §5.1, RFC 2183 §2); the renderer chooses the wire case.
@@ -47,15 +47,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from store.bodystructure import (
+from store.mime.bodystructure import (
     Address,
     BodyPart,
     Envelope,
     structure_from_json,
     structure_to_json,
 )
-from store.envelope import MISSING_DOMAIN, MISSING_MAILBOX, envelope_from_fields
-from store.mime_headers import (
+from store.mime.envelope import MISSING_DOMAIN, MISSING_MAILBOX, envelope_from_fields
+from store.mime.headers import (
     CONTENT_FIELD,
     MESSAGE_FIELD,
     content_disposition,
@@ -66,8 +66,8 @@ from store.mime_headers import (
     split_header,
     transfer_encoding,
 )
-from store.mime_text import PIECE, address_text, body_text, header_values, message_id
-from store.sections import section_bytes
+from store.mime.sections import section_bytes
+from store.mime.text import PIECE, address_text, body_text, header_values, message_id
 
 __all__ = [
     "MAX_DEPTH",

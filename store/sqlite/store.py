@@ -1,13 +1,13 @@
 """The SQLite message store: `SqliteStore`, implementing `store.api.Store` on aiosqlite.
 
-Owns: the SQL (schema in store/migrations/, applied by store/migrate.py), transactions and
-the change_log outbox. Must not import imapd or notify: it is handed a ``publish`` callable.
-Here: opening and closing, the transaction machinery, the outbox and other processes'
-commits. The operations are mixins, a module per family: users, passwords, quota roots and
-push registrations (store/sqlite_users.py); mailboxes, names, subscriptions, SELECT, ACL and
-METADATA (store/sqlite_mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH,
-vanished UIDs and expiry (store/sqlite_messages.py); what they share (`_Mbox`, SQL
-fragments, `_Tx`, lookups) is in store/sqlite_base.py.
+Owns: the SQL (schema in store/sqlite/migrations/, applied by store/sqlite/migrate.py),
+transactions and the change_log outbox. Must not import imapd or notify: it is handed a
+``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and
+other processes' commits. The operations are mixins, a module per family: users, passwords,
+quota roots and push registrations (store/sqlite/users.py); mailboxes, names, subscriptions,
+SELECT, ACL and METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE,
+SEARCH, vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
+fragments, `_Tx`, lookups) is in store/sqlite/base.py.
 
 Implementation notes
 --------------------
@@ -76,20 +76,22 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from store import files, quota, search
+from store import quota
 from store.api import Publish
+from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     Change,
     MailboxCreated,
@@ -99,20 +101,20 @@ from store.changes import (
     QuotaChanged,
     SessionEvent,
     change_kind,
-    read_change,
     to_json,
 )
 from store.errors import StoreDamaged
-from store.migrate import migrate
 from store.mime import BodyPart
 from store.passwords import DEFAULT_N
-from store.sqlite_base import _one, _rows, _Tx
-from store.sqlite_calendar import SqliteCalendar
-from store.sqlite_mailboxes import SqliteMailboxes
-from store.sqlite_messages import SqliteMessages, uid_ranges
-from store.sqlite_users import SqliteUsers
+from store.sqlite import files, search
+from store.sqlite.base import _one, _rows, _Tx
+from store.sqlite.calendar import SqliteCalendar
+from store.sqlite.mailboxes import SqliteMailboxes
+from store.sqlite.messages import SqliteMessages
+from store.sqlite.migrate import migrate
+from store.sqlite.users import SqliteUsers
 
-__all__ = ["SqliteStore", "uid_ranges"]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger("store.sqlite")
 
@@ -124,6 +126,28 @@ SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 STARTUP_CHECKS = frozenset({"schema", "quick"})
 _CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
 _FOREIGN_BATCH = 1000  # other processes' change_log rows published per round trip
+
+
+class _WriterLog:
+    """change_log rows below ``before`` read on the writer connection (inside its lock and,
+    from `_foreign_before`, inside an own transaction): other processes' commits."""
+
+    def __init__(self, db: aiosqlite.Connection, before: int) -> None:
+        self._db = db
+        self._before = before
+
+    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        rows = await _rows(
+            self._db,
+            "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
+            " ORDER BY seq LIMIT ?",
+            (after, self._before, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _not_published(seq: int, kind: str) -> None:
+    log.warning("change_log seq %d (%s) cannot be read; not published", seq, kind)
 
 
 def _utc_now() -> dt.datetime:
@@ -186,7 +210,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
         self._published: int | None = None
         #: mailbox id -> a lower bound of its ``recent_uid`` (see the notes on \\Recent).
         self._recent_floor: dict[int, int] = {}
-        #: The shared lock on the database file (store/files.py), held until `close`.
+        #: The shared lock on the database file (store/sqlite/files.py), held until `close`.
         self._file_lock: files.StoreLock | None = None
         self._path: Path | None = None  # the database file, for error messages
 
@@ -206,7 +230,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
         datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
         (default: the clock's Unix time), always raised above the last one handed out.
 
-        A missing database is created (store/files.py: mode 0600, atomically); an existing
+        A missing database is created (store/sqlite/files.py: mode 0600, atomically); an existing
         one that is empty, not SQLite or unreadable raises StoreDamaged, and so does one
         that fails ``check``: "schema" reads the header and schema only (what any open
         does; cheap at any size), "quick" runs ``PRAGMA quick_check`` too (reads every
@@ -237,6 +261,32 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
         store._file_lock = lock
         store._path = path
         return store
+
+    @classmethod
+    async def open_read_only(
+        cls, path: str | Path
+    ) -> tuple[SqliteStore, Callable[[], Awaitable[None]]]:
+        """Another process's view of the file at ``path``: one connection opened read-only
+        (``mode=ro``, ``query_only``), so change_log and fetch are the server's own queries
+        and a write fails. Nothing is migrated or written: a missing file is an error, not a
+        new store. Returns the store and its closer."""
+        resolved = await asyncio.to_thread(Path(path).resolve)
+        if not await asyncio.to_thread(resolved.is_file):
+            raise FileNotFoundError(f"no store at {resolved}")
+        conn = await aiosqlite.connect(resolved.as_uri() + "?mode=ro", uri=True,
+                                       isolation_level=None)
+        try:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await conn.close()
+            raise
+
+        def no_publish(changes: object) -> None:
+            raise RuntimeError("the outbox is opened read-only")
+
+        store = cls(conn, conn, no_publish, scrypt_n=2, clock=_utc_now, uidvalidity=None)
+        return store, conn.close
 
     @staticmethod
     async def _connect(
@@ -325,7 +375,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
             try:
                 tx = _Tx(db, self._now())
                 result = await body(tx)
-                await self._calendar_index(tx)  # the calendar index (store/sqlite_calendar.py)
+                await self._calendar_index(tx)  # the calendar index (store/sqlite/calendar.py)
                 changes = await _log_changes(tx)
                 changes = [*await self._foreign_before(changes), *changes]
                 await db.execute("COMMIT")
@@ -398,6 +448,17 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
 
         await self._write(body)
 
+    def follow(
+        self,
+        after: int,
+        *,
+        wait: Callable[[], Awaitable[None]] | None = None,
+        unreadable: Unreadable | None = None,
+    ) -> AsyncGenerator[Change, None]:
+        """`ChangeFeed.follow`: change_log read on the reader connection, `BATCH` rows a
+        round trip (store/changefeed.py)."""
+        return follow_change_log(self, after, wait=wait, unreadable=unreadable)
+
     async def change_log_head(self) -> int:
         """The highest change_log.seq (0 when empty)."""
         row = await _one(self._reader, "SELECT coalesce(max(seq), 0) FROM change_log")
@@ -456,28 +517,29 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
 
     async def _foreign_rows(self, before: int | None) -> list[Change]:
         """Changes of change_log rows after ``_published`` (and below ``before``), at most
-        `_FOREIGN_BATCH`; an unreadable row is skipped with a warning (it is passed)."""
+        `_FOREIGN_BATCH` when unbounded: the change-log follower (store/changefeed.py) over
+        the writer connection, which holds the lock. An unreadable row is skipped with a
+        warning; when nothing readable follows, ``_published`` steps over it."""
         assert self._published is not None
-        while True:
-            rows = await _rows(
-                self._writer,
-                "SELECT seq, kind, payload FROM change_log WHERE seq > ? AND seq < ?"
-                " ORDER BY seq LIMIT ?",
-                (self._published, before if before is not None else 2**63 - 1,
-                 _FOREIGN_BATCH if before is None else -1),
-            )
-            out: list[Change] = []
-            for seq, kind, payload in rows:
-                change = read_change(kind, seq, payload)
-                if change is None:
-                    log.warning("change_log seq %d (%s) cannot be read; not published", seq,
-                                kind)
-                else:
-                    out.append(change)
-            if not rows or out:
-                return out
-            # A whole batch unreadable (a newer writer's kinds): step over it, read on.
-            self._published = max(self._published, int(rows[-1][0]))
+        passed = 0
+
+        def unreadable(seq: int, kind: str) -> None:
+            nonlocal passed
+            _not_published(seq, kind)
+            passed = seq
+
+        below = _WriterLog(self._writer, 2**63 - 1 if before is None else before)
+        batch = _FOREIGN_BATCH if before is None else -1  # -1: every row below ``before``
+        out: list[Change] = []
+        feed = follow_change_log(below, self._published, unreadable=unreadable, batch=batch)
+        async with contextlib.aclosing(feed):
+            async for change in feed:
+                out.append(change)
+                if before is None and len(out) >= _FOREIGN_BATCH:
+                    break
+        if not out and passed:
+            self._published = max(self._published, passed)
+        return out
 
     def _announce(self, changes: Sequence[Change]) -> None:
         """Record ``changes`` as published and hand them to the bus, in commit order. They

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from store.bodystructure import BodyPart
-from store.mime_headers import field_name, field_spans, split_header
+from store.mime.bodystructure import BodyPart
+from store.mime.headers import field_name, field_spans, split_header
 
 
 def _resolve(top: BodyPart, path: tuple[int, ...]) -> BodyPart | None:

@@ -3,13 +3,13 @@ handle and the lookups of users and mailboxes.
 
 Owns: `_Mbox` (a ``mailboxes`` row with its owner's name) and the SQL fragments selecting it,
 the ``_FACTS`` columns a `MessageFacts` is built from, `_Tx` (the statements and pending
-Changes of one write transaction; store/sqlite.py begins it, logs its Changes to change_log
-and commits) and `SqliteBase`, the base of the operation mixins of store/sqlite_users.py,
-store/sqlite_mailboxes.py and store/sqlite_messages.py: the state they use (set by
-`SqliteStore.__init__`), `_write` (run by store/sqlite.py), the store clock, mailbox
+Changes of one write transaction; store/sqlite/store.py begins it, logs its Changes to change_log
+and commits) and `SqliteBase`, the base of the operation mixins of store/sqlite/users.py,
+store/sqlite/mailboxes.py and store/sqlite/messages.py: the state they use (set by
+`SqliteStore.__init__`), `_write` (run by store/sqlite/store.py), the store clock, mailbox
 creation, and the lookups every family needs (a user, a mailbox by id or name, the owner and
 owner-relative name a client's mailbox name means). Leading underscores mark names private to
-these store/sqlite*.py modules; the rules are the implementation notes atop store/sqlite.py.
+these store/sqlite/*.py modules; the rules are the implementation notes atop store/sqlite/store.py.
 Must not import imapd or notify.
 """
 
@@ -122,7 +122,7 @@ def _facts(
 
 class _Tx:
     """One write transaction on the writer connection: statements and pending Changes
-    (`SqliteStore._transaction`, store/sqlite.py, logs ``pending`` to change_log)."""
+    (`SqliteStore._transaction`, store/sqlite/store.py, logs ``pending`` to change_log)."""
 
     def __init__(self, db: aiosqlite.Connection, at: dt.datetime) -> None:
         self.db = db
@@ -143,7 +143,7 @@ class _Tx:
         await self.db.executemany(sql, params)
 
     def emit(self, change: Change, user: str | None) -> None:
-        """Queue a Change built with ``seq=0``; `_log_changes` (store/sqlite.py) gives it its
+        """Queue a Change built with ``seq=0``; `_log_changes` (store/sqlite/store.py) gives it its
         change_log seq."""
         self.pending.append((change, user))
 
@@ -162,7 +162,7 @@ class SqliteBase:
 
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
         """Run ``body`` in one write transaction, then publish its Changes: `SqliteStore`
-        does (store/sqlite.py; see the implementation notes there)."""
+        does (store/sqlite/store.py; see the implementation notes there)."""
         raise NotImplementedError
 
     def _now(self) -> dt.datetime:

@@ -27,7 +27,7 @@ Owns:
     The gap is recorded in ``meta.change_log_gaps`` (fsck knows it is intended).
   * AUTOINCREMENT sequences of users, mailboxes and contents continue above both stores'.
 
-The caller holds the store lock exclusively (store/files.py) so no server or command has
+The caller holds the store lock exclusively (store/sqlite/files.py) so no server or command has
 the store open. Plain sqlite3, synchronous. Imports nothing of imapd or notify.
 """
 
@@ -43,9 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store import files
 from store.errors import StoreDamaged
-from store.migrate import available
+from store.sqlite import files
+from store.sqlite.migrate import available
 
 #: The change_log seq jump when the replaced store cannot be read (its last seq is unknown):
 #: larger than any number of changes a store makes between two backups.
