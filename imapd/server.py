@@ -14,7 +14,6 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from imapd import spool, tls
 from imapd.auth_guard import AuthGuard
@@ -30,6 +29,7 @@ from imapd.limits import (
     raise_nofile_limit,
 )
 from imapd.lmtp.server import LmtpServer
+from imapd.session import Session
 from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
@@ -37,9 +37,6 @@ from notify.sink import NotifySink
 from store.errors import Unavailable
 from store.files import private_dir
 from store.sqlite import SqliteStore
-
-if TYPE_CHECKING:
-    from imapd.session import Session
 
 log = logging.getLogger("imapd.server")
 
@@ -162,10 +159,14 @@ class Server:
                 raise
         return server
 
-    def capabilities(self, session: Session) -> list[str]:
+    def capabilities(self, session: Session, *, authenticated: bool | None = None) -> list[str]:
+        """The CAPABILITY list for ``session``; ``authenticated``: as it is (None) or will
+        be once logged in (True), for LOGIN's OK (RFC 3501 §7.1)."""
         caps = list(BASE_CAPABILITIES)
         caps.append(f"APPENDLIMIT={self.config.limits.max_literal_size}")  # RFC 7889
-        if session.user is None:
+        if authenticated is None:
+            authenticated = session.user is not None
+        if not authenticated:
             if self.tls is not None and not session.tls and not session.compressing:
                 caps.append("STARTTLS")  # RFC 3501 §6.2.1; RFC 2595 §3.1: not after TLS
             if session.plaintext_allowed:
@@ -278,8 +279,6 @@ class Server:
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, service: str = "imap"
     ) -> None:
-        from imapd.session import Session
-
         if self.shutting_down:
             writer.close()
             return

@@ -11,8 +11,11 @@ Implementation notes:
   the SelectedView and flushed only between commands or while idling, per RFC 3501 §7.4.1.
 - A session never writes to its socket while holding the store's writer lock: handlers
   return values; writes happen here, after the store call returned.
-- Only `_dispatch` turns exceptions into replies; unexpected ones are logged with the
-  session id and the client gets ``NO [SERVERBUG]``.
+- Handlers see this session as a `Context` (imapd/commands/context.py) and return an
+  `Outcome` carrying every effect on the connection; `_finish` applies it here (`_settle`)
+  and in the core (``conn.finish``, the one door), and nothing special-cases a command.
+- Only `_run` turns exceptions into replies (a SASL step's too); unexpected ones are logged
+  with the session id and the client gets ``NO [SERVERBUG]``.
 - Every wait on the socket's drain is bounded by ``write_timeout`` of no progress
   (`_drain`); big responses are written in drained slices, their literals uncopied.
 - Literals of ``literal_spool_size`` octets and more reach the session as `LiteralChunk`
@@ -47,10 +50,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imapd import spool, tls
+from imapd.auth_guard import AuthGuard
 from imapd.commands import HANDLERS
-from imapd.commands.base import Outcome
+from imapd.commands.base import After, Outcome, Resume, refusal
 from imapd.commands.notify import new_message_fetches, notify_updates
-from imapd.limits import TLS_HANDSHAKE_TIMEOUT, address_key
+from imapd.limits import TLS_HANDSHAKE_TIMEOUT, Admission, address_key
 from imapd.notify_session import NotifyState
 from imapd.protocol import commands as c
 from imapd.protocol.connection import (
@@ -65,10 +69,17 @@ from imapd.protocol.connection import (
     ServerConnection,
 )
 from imapd.protocol.errors import ConnectionFatal, ImapError
-from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
-from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
-from imapd.protocol.values import FetchAtt, SpooledLiteral
+from imapd.protocol.responses import Continuation, Response, Tagged, UntaggedStatus
+from imapd.protocol.state import (
+    Authenticated,
+    Logout,
+    NotAuthenticated,
+    Selected,
+    expunge_allowed_after,
+)
+from imapd.protocol.values import FetchAtt, Secret, SpooledLiteral
 from imapd.selected import SelectedView
+from notify.bus import Subscription
 from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
 from store.changes import MessageFacts, MessagesAdded, Origin
@@ -135,8 +146,10 @@ class Session:
         self.mailbox: MailboxInfo | None = None
         self.enabled: set[str] = set()
         self.saved_search: list[int] = []
-        self.idle_tag: str | None = None
-        self.pending_auth: c.Authenticate | None = None
+        #: IDLE waiting for DONE, or AUTHENTICATE for a SASL response (an Outcome's
+        #: ``mode``), and what handles that response.
+        self.waiting: c.Idle | c.Authenticate | None = None
+        self._resume: Resume | None = None
         self.closing = False
         self.busy = False
         self.task: asyncio.Task[None] | None = None
@@ -180,12 +193,39 @@ class Session:
         allowed = self.config.allow_plaintext_login
         return self.loopback if allowed is None else allowed
 
-    def capabilities(self) -> list[str]:
-        return self.server.capabilities(self)
+    def capabilities(self, *, authenticated: bool | None = None) -> list[str]:
+        return self.server.capabilities(self, authenticated=authenticated)
 
     @property
     def compressing(self) -> bool:
         return self._deflate is not None
+
+    @property
+    def tls_available(self) -> bool:
+        return self.server.tls is not None
+
+    @property
+    def utf8(self) -> bool:
+        return self.conn.utf8
+
+    @property
+    def auth_guard(self) -> AuthGuard:
+        return self.server.auth_guard
+
+    @property
+    def admission(self) -> Admission:
+        return self.server.admission
+
+    def subscribe(self, limit: int) -> Subscription:
+        return self.server.bus.subscribe(limit)
+
+    def write_buffer_size(self) -> int:
+        return self.writer.transport.get_write_buffer_size()
+
+    @property
+    def idle_tag(self) -> str | None:
+        """The tag of the IDLE command waiting for DONE."""
+        return self.waiting.tag if isinstance(self.waiting, c.Idle) else None
 
     def require_user(self) -> User:
         if self.user is None:
@@ -197,25 +237,24 @@ class Session:
             raise ImapError("No mailbox selected")
         return self.view
 
-    def enter_selected(self, mailbox: MailboxInfo, view: SelectedView) -> None:
-        user = self.require_user()
-        self.mailbox = mailbox
-        self.view = view
-        self.conn.set_state(Selected(user.name, mailbox.name, view.readonly))
-
-    def leave_selected(self) -> None:
-        user = self.require_user()
-        self.mailbox = None
-        self.view = None
-        self.saved_search = []
-        self.subscription.watch(mailboxes=frozenset())
-        self.subscription.drain()
-        self.conn.set_state(Authenticated(user.name))
-
-    def logged_in(self, user: User) -> None:
-        self.user = user
-        self.conn.set_state(Authenticated(user.name))
-        log.info("session %s: login %s from %s", self.id, user.name, self.peer)
+    def _settle(self, outcome: Outcome) -> None:
+        """This session's side of an Outcome's new state (the core's is `conn.finish`):
+        the user who logged in, the mailbox selected, or the selected mailbox left (its
+        saved search and subscription with it)."""
+        match outcome.state:
+            case Selected():
+                assert outcome.selection is not None, "Selected without a selection"
+                self.mailbox = outcome.selection.mailbox
+                self.view = outcome.selection.view
+                self.saved_search = []
+            case Authenticated() if outcome.user is not None:
+                self.user = outcome.user
+            case Authenticated():  # CLOSE, UNSELECT, a failed SELECT (RFC 3501 §6.3.1)
+                self.subscription.watch(mailboxes=frozenset())
+                self.subscription.drain()
+                self.mailbox = None
+                self.view = None
+                self.saved_search = []
 
     @property
     def goodbye(self) -> str | None:
@@ -442,7 +481,7 @@ class Session:
         self.tls = True
         self.conn = ServerConnection(self.config.limits)
         self.enabled.clear()
-        self.pending_auth = None
+        self.waiting = self._resume = None
         log.info("session %s: STARTTLS %s", self.id, tls.describe(self.writer))
 
     async def _process_events(self) -> None:
@@ -462,10 +501,8 @@ class Session:
                     await self._write([reply])
                     # A line other than DONE ends IDLE with a BAD for its tag (RFC 2177);
                     # a malformed SASL line ends the AUTHENTICATE exchange the same way.
-                    if self.pending_auth is not None and reply.tag == self.pending_auth.tag:
-                        self.pending_auth = None
-                    if reply.tag == self.idle_tag:
-                        self.idle_tag = None
+                    if self.waiting is not None and reply.tag == self.waiting.tag:
+                        self.waiting = self._resume = None
                 case Fatal(reply=reply):
                     await self._write([reply])
                     self.closing = True
@@ -527,80 +564,65 @@ class Session:
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:
         handler: Callable[[Session, c.Command], Awaitable[Outcome]] = HANDLERS[type(cmd)]
+        outcome = await self._run(cmd, handler(self, cmd))
+        if outcome is not None:
+            await self._finish(cmd, outcome)
+
+    async def _run(self, cmd: c.Command, call: Awaitable[Outcome]) -> Outcome | None:
+        """A handler's Outcome, or the refusal or ``NO [SERVERBUG]`` its exception means
+        (the one place exceptions become replies); None after a BYE."""
         try:
-            outcome = await handler(self, cmd)
+            return await call
         except ConnectionFatal as exc:
             await self._bye(exc.text)
-            return
-        except ImapError as exc:
-            outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
-        except StoreError as exc:
-            outcome = Outcome(text=exc.text, status="NO", code=exc.code)
+            return None
+        except (ImapError, StoreError) as exc:
+            return refusal(exc)
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("session %s: internal error in %s", self.id, type(cmd).__name__)
-            outcome = Outcome(text="Internal error", status="NO", code="SERVERBUG")
+            return Outcome(text="Internal error", status="NO", code="SERVERBUG")
+
+    async def _finish(self, cmd: c.Command, outcome: Outcome) -> None:
+        """Apply ``outcome`` (here and through ``conn.finish``, the one door) and write
+        the command's answer, with the updates owed before its tagged reply."""
+        self._settle(outcome)
         if self.user is not None and not self.session_logged:
             await self._session_event("login")
-        if isinstance(cmd, c.Idle) and outcome.status == "OK":
-            self.idle_tag = cmd.tag
-            self.conn.start_idle(cmd.tag)
-            await self._write([*outcome.responses, Continuation("idling")])
-            return
-        if isinstance(cmd, c.Authenticate) and outcome.status == "OK" and self.user is None:
-            # A SASL exchange goes on: the handler asked for the client's response.
-            self.pending_auth = cmd
-            self.conn.start_sasl(cmd.tag)
-            await self._write([*outcome.responses, Continuation("")])
+        if outcome.mode is not None:  # IDLE, a SASL exchange: "+", then the client's line
+            self.waiting = cmd if isinstance(cmd, c.Idle | c.Authenticate) else None
+            self._resume = outcome.resume
+            await self._write(self.conn.finish(cmd, outcome))
             return
         if outcome.stream is not None:
             await self._write(outcome.responses)
             async for batch in outcome.stream:
                 await self._write(batch)
             outcome.responses = []
-        allow_expunge = not (
-            isinstance(cmd, c.Fetch | c.Store | c.Search) and not cmd.uid
-        )
-        updates = await self._collect_updates(allow_expunge=allow_expunge)
-        # A new keyword's FLAGS goes before the command's own responses that use it.
-        first = [u for u in updates if _is_flags(u)]
-        rest = [u for u in updates if not _is_flags(u)]
-        tagged = Tagged(cmd.tag, outcome.status, _tagged_text(cmd, outcome), outcome.code)
-        if isinstance(cmd, c.Logout):  # nothing after its BYE (RFC 3501 §6.1.3, §7.1.5)
-            first, rest = [*first, *rest], []
-        await self._write([*first, *outcome.responses, *rest, tagged])
-        if isinstance(cmd, c.Compress) and outcome.status == "OK":
-            self.start_compression()
-        if isinstance(cmd, c.StartTLS) and outcome.status == "OK":
-            await self.start_tls()
-        if isinstance(cmd, c.Logout) and outcome.status == "OK":
+        updates = await self._collect_updates(allow_expunge=expunge_allowed_after(cmd))
+        await self._write(self.conn.finish(cmd, outcome, updates))
+        match outcome.after:
+            case After.COMPRESS if outcome.status == "OK":
+                self.start_compression()
+            case After.STARTTLS if outcome.status == "OK":
+                await self.start_tls()
+        if isinstance(self.conn.state, Logout):
             self.closing = True
 
     async def _finish_idle(self) -> None:
-        tag = self.idle_tag or "*"
-        self.idle_tag = None
-        updates = await self._collect_updates(allow_expunge=True)
-        await self._write([*updates, Tagged(tag, "OK", "IDLE terminated")])
+        cmd, self.waiting, self._resume = self.waiting, None, None
+        if isinstance(cmd, c.Idle):
+            await self._finish(cmd, Outcome(text="IDLE terminated"))
 
-    async def _finish_sasl(self, data: object) -> None:
-        from imapd.commands.auth import finish_authenticate
-
-        cmd = self.pending_auth
-        self.pending_auth = None
-        if cmd is None:
+    async def _finish_sasl(self, data: Secret | None) -> None:
+        cmd, resume = self.waiting, self._resume
+        self.waiting = self._resume = None
+        if not isinstance(cmd, c.Authenticate) or resume is None:
             return
-        try:
-            outcome = await finish_authenticate(self, cmd, data)
-        except ImapError as exc:
-            outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
-        except StoreError as exc:
-            outcome = Outcome(text=exc.text, status="NO", code=exc.code)
-        if self.user is not None and not self.session_logged:
-            await self._session_event("login")
-        await self._write(
-            [*outcome.responses, Tagged(cmd.tag, outcome.status, outcome.text, outcome.code)]
-        )
+        outcome = await self._run(cmd, resume(self, data))
+        if outcome is not None:
+            await self._finish(cmd, outcome)
 
     # --- updates from other sessions -----------------------------------------------------
     async def _collect_updates(self, *, allow_expunge: bool) -> list[Response]:
@@ -834,16 +856,6 @@ def _added_uids(change: object, mailbox_id: int) -> list[int]:
     if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
         return [m.uid for m in change.messages]
     return []
-
-
-def _is_flags(response: Response) -> bool:
-    return isinstance(response, Untagged) and response.items[:1] == ("FLAGS",)
-
-
-def _tagged_text(cmd: c.Command, outcome: Outcome) -> str:
-    if outcome.status != "OK" or outcome.text != "completed":
-        return outcome.text
-    return f"{type(cmd).__name__.upper()} completed"
 
 
 def _is_loopback(host: str) -> bool:

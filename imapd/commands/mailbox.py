@@ -24,13 +24,13 @@ from store.api import DELIMITER, MailboxInfo, NewMessage
 from store.errors import MailboxNotFound
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 SPECIAL_USES = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
 
 
 # --- CREATE / DELETE / RENAME / (UN)SUBSCRIBE --------------------------------------------
-async def handle_create(session: Session, cmd: c.Create) -> Outcome:
+async def handle_create(session: Context, cmd: c.Create) -> Outcome:
     """CREATE mailbox [(USE (\\Drafts))] (RFC 3501 §6.3.3, RFC 6154 §5.3)."""
     user = session.require_user()
     for use in cmd.special_use:
@@ -41,7 +41,7 @@ async def handle_create(session: Session, cmd: c.Create) -> Outcome:
     return ok("CREATE completed")
 
 
-async def handle_delete(session: Session, cmd: c.Delete) -> Outcome:
+async def handle_delete(session: Context, cmd: c.Delete) -> Outcome:
     """DELETE mailbox (RFC 3501 §6.3.4)."""
     user = session.require_user()
     if session.mailbox is not None and session.mailbox.name == cmd.mailbox:
@@ -52,7 +52,7 @@ async def handle_delete(session: Session, cmd: c.Delete) -> Outcome:
     return ok("DELETE completed")
 
 
-async def handle_rename(session: Session, cmd: c.Rename) -> Outcome:
+async def handle_rename(session: Context, cmd: c.Rename) -> Outcome:
     """RENAME old new (RFC 3501 §6.3.5), children included; INBOX moves its messages."""
     user = session.require_user()
     await lookup(session, cmd.old, "x")  # RFC 4314 §4: x on the old name, k above the new
@@ -61,7 +61,7 @@ async def handle_rename(session: Session, cmd: c.Rename) -> Outcome:
     return ok("RENAME completed")
 
 
-async def handle_subscribe(session: Session, cmd: c.Subscribe | c.Unsubscribe) -> Outcome:
+async def handle_subscribe(session: Context, cmd: c.Subscribe | c.Unsubscribe) -> Outcome:
     """SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6-7)."""
     user = session.require_user()
     subscribe = isinstance(cmd, c.Subscribe)
@@ -142,7 +142,7 @@ def oldname_response(new: str, old: str, attrs: Iterable[str] = ()) -> Untagged:
 _BASE_OPTS = ("SUBSCRIBED", "SPECIAL-USE")
 
 
-async def handle_list(session: Session, cmd: c.List) -> Outcome:
+async def handle_list(session: Context, cmd: c.List) -> Outcome:
     """LIST / LSUB reference pattern (RFC 3501 §6.3.8-9, RFC 3348 CHILDREN); LIST-EXTENDED
     (RFC 5258): selection options SUBSCRIBED, REMOTE (no remote mailboxes here),
     RECURSIVEMATCH, SPECIAL-USE (RFC 6154 §3); return options SUBSCRIBED, CHILDREN,
@@ -226,7 +226,7 @@ def _meets(name: str, info: MailboxInfo | None, selection: set[str], subs: set[s
     return info is not None or "SUBSCRIBED" in selection
 
 
-async def _lsub(session: Session, user_id: int, cmd: c.List) -> Outcome:
+async def _lsub(session: Context, user_id: int, cmd: c.List) -> Outcome:
     """LSUB (RFC 3501 §6.3.9): subscribed names; a parent matched by % whose child is
     subscribed comes back \\Noselect."""
     mailboxes = listable(await session.store.list_mailboxes(user_id))
@@ -298,7 +298,7 @@ def status_values(
     return tuple(out)
 
 
-async def handle_status(session: Session, cmd: c.Status) -> Outcome:
+async def handle_status(session: Context, cmd: c.Status) -> Outcome:
     """STATUS mailbox (items) (RFC 3501 §6.3.10)."""
     items = tuple(i.upper() for i in cmd.items)
     info = await lookup(session, cmd.mailbox, "r")  # RFC 4314 §4
@@ -311,7 +311,7 @@ async def handle_status(session: Session, cmd: c.Status) -> Outcome:
 
 
 async def status_response(
-    session: Session, info: MailboxInfo, items: tuple[str, ...]
+    session: Context, info: MailboxInfo, items: tuple[str, ...]
 ) -> Untagged:
     """``* STATUS name (items)``; APPENDLIMIT is the literal size limit (RFC 7889 §3)."""
     deleted = 0
@@ -322,7 +322,7 @@ async def status_response(
 
 
 # --- APPEND ---------------------------------------------------------------------------
-async def handle_append(session: Session, cmd: c.Append) -> Outcome:
+async def handle_append(session: Context, cmd: c.Append) -> Outcome:
     """APPEND mailbox [flags] [date-time] literal (RFC 3501 §6.3.11; MULTIAPPEND RFC 3502;
     APPENDUID RFC 4315; ``UTF8 (~{n}...)`` after ENABLE UTF8=ACCEPT, RFC 6855 §4).
 

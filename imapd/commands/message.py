@@ -22,6 +22,7 @@ from imapd.commands.base import Outcome, ok
 from imapd.fetch import imap_datetime, needs, render_item
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.framing import Mode
 from imapd.protocol.responses import (
     Atom,
     Raw,
@@ -40,7 +41,7 @@ from store.changes import FlagsChanged, MessageFacts, MessagesAdded, MessagesExp
 from store.errors import MailboxNotFound
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 #: Messages read from the store per batch while streaming a FETCH.
 FETCH_BATCH = 250
@@ -57,20 +58,20 @@ def _require_writable(view: SelectedView) -> None:
         raise CommandRefused("Mailbox is read-only", "READ-ONLY")
 
 
-def _rights(session: Session) -> str:
+def _rights(session: Context) -> str:
     """The user's rights on the selected mailbox, as checked at SELECT (RFC 4314 §5.1.1
     lets them be cached; ``r`` is implied)."""
     return session.mailbox.rights if session.mailbox is not None else ""
 
 
-def _require_rights(session: Session, needed: str) -> None:
+def _require_rights(session: Context, needed: str) -> None:
     """Refuse a selected-state command without ``needed``: NOPERM (the user selected the
     mailbox, so it is no secret to them)."""
     if not all(r in _rights(session) for r in needed):
         raise CommandRefused("Permission denied", "NOPERM")
 
 
-def _told_highestmodseq(session: Session, view: SelectedView) -> int:
+def _told_highestmodseq(session: Context, view: SelectedView) -> int:
     """The HIGHESTMODSEQ for the tagged OK of a command after which every update is sent
     (EXPUNGE, UID EXPUNGE, MOVE; RFC 7162 §3.2.7, §3.2.9, RFC 6851 §4.4). The store
     publishes in commit order, so every change up to the highest one queued for this
@@ -85,7 +86,7 @@ def _told_highestmodseq(session: Session, view: SelectedView) -> int:
 
 
 # --- EXPUNGE --------------------------------------------------------------------------
-async def handle_expunge(session: Session, cmd: c.Expunge) -> Outcome:
+async def handle_expunge(session: Context, cmd: c.Expunge) -> Outcome:
     """EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE set (RFC 4315 §2.1). The EXPUNGE
     responses come from the session's own change, flushed after the command."""
     view = session.require_view()
@@ -142,7 +143,7 @@ def _mentions_modseq(key: SearchKey) -> bool:
     return key.name == "MODSEQ" or any(_mentions_modseq(k) for k in key.children)
 
 
-async def handle_search(session: Session, cmd: c.Search) -> Outcome:
+async def handle_search(session: Context, cmd: c.Search) -> Outcome:
     """[UID] SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET x] keys (RFC 3501 §6.4.4,
     ESEARCH RFC 4731 §3.1, SEARCHRES RFC 5182 §2). A MODSEQ key enables CONDSTORE and adds
     the highest mod-sequence found (RFC 7162 §3.1.5, §3.1.10; RFC 4731 §3.2). Examples:
@@ -169,7 +170,7 @@ def _count_keys(key: SearchKey, limit: int) -> int:
     return count
 
 
-async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
+async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcome:
     limit = session.config.limits.max_search_keys
     if _count_keys(cmd.key, limit) > limit:
         raise CommandRefused(f"Too many search keys (limit {limit})", "LIMIT")
@@ -220,7 +221,7 @@ async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcom
     return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
 
 
-async def _highest_modseq(session: Session, view: SelectedView, uids: list[int]) -> int | None:
+async def _highest_modseq(session: Context, view: SelectedView, uids: list[int]) -> int | None:
     """The highest mod-sequence among ``uids``; None when there is none (no match)."""
     if not uids:
         return None
@@ -229,7 +230,7 @@ async def _highest_modseq(session: Session, view: SelectedView, uids: list[int])
 
 
 # --- FETCH ----------------------------------------------------------------------------
-async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
+async def handle_fetch(session: Context, cmd: c.Fetch) -> Outcome:
     """[UID] FETCH set atts [(CHANGEDSINCE n [VANISHED])] (RFC 3501 §6.4.5, RFC 7162
     §3.1.4, §3.2.6). UID FETCH always returns UID (§6.4.8). A non-PEEK body fetch sets
     \\Seen in a read-write mailbox, and FLAGS is then returned. MODSEQ or CHANGEDSINCE
@@ -270,7 +271,7 @@ async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
 
 
 async def _vanished_earlier(
-    session: Session, view: SelectedView, uid_set: SequenceSet, modseq: int
+    session: Context, view: SelectedView, uid_set: SequenceSet, modseq: int
 ) -> list[Response]:
     """RFC 7162 §3.2.6: the UIDs of the set expunged with a mod-sequence above ``modseq``.
     The store remembers every expunge, so the answer is exact (never the "all that are
@@ -290,7 +291,7 @@ async def _vanished_earlier(
 
 
 async def _fetch_stream(
-    session: Session,
+    session: Context,
     view: SelectedView,
     uids: list[int],
     atts: tuple[FetchAtt, ...],
@@ -349,7 +350,7 @@ async def _fetch_stream(
             # one To: took 0.7 s for ENVELOPE): off the event loop. Only this session's
             # task, which waits here, touches the view meanwhile.
             pieces = await asyncio.to_thread(
-                _fetch_pieces, session, view, records, atts, seen_now, session.conn.utf8)
+                _fetch_pieces, session, view, records, atts, seen_now, session.utf8)
             yield [Serialized(piece) for piece in pieces]  # big literals stay uncopied
         else:
             yield _fetch_batch(session, view, records, atts, seen_now)
@@ -362,7 +363,7 @@ RENDER_IN_THREAD = 64 * 1024
 
 
 def _fetch_pieces(
-    session: Session,
+    session: Context,
     view: SelectedView,
     records: list[MessageRecord],
     atts: tuple[FetchAtt, ...],
@@ -373,7 +374,7 @@ def _fetch_pieces(
 
 
 def _fetch_batch(
-    session: Session,
+    session: Context,
     view: SelectedView,
     records: list[MessageRecord],
     atts: tuple[FetchAtt, ...],
@@ -393,7 +394,7 @@ async def _each(batches: Iterator[list[int]]) -> AsyncIterator[list[int]]:
 
 
 async def _by_octets(
-    session: Session, view: SelectedView, batches: Iterator[list[int]]
+    session: Context, view: SelectedView, batches: Iterator[list[int]]
 ) -> AsyncIterator[list[int]]:
     """The batches cut further so that one holds at most `FETCH_OCTETS` of content (or a
     single message): 250 messages of 10 MB must not all be in memory at once."""
@@ -412,7 +413,7 @@ async def _by_octets(
             yield part
 
 
-def _expunged_facts(session: Session, view: SelectedView, uids: list[int]) -> list[MessageFacts]:
+def _expunged_facts(session: Context, view: SelectedView, uids: list[int]) -> list[MessageFacts]:
     """What the expunges of ``uids`` recorded, for those expunged elsewhere and not yet
     reported: applied to the view already (held back, as under NOTIFY selected-delayed) or
     still queued on the session's subscription (it is applied after the command)."""
@@ -428,7 +429,7 @@ def _expunged_facts(session: Session, view: SelectedView, uids: list[int]) -> li
 
 
 async def _with_expunged(
-    session: Session,
+    session: Context,
     view: SelectedView,
     chunk: list[int],
     records: list[MessageRecord],
@@ -528,7 +529,7 @@ def _replaced(row: tuple[Any, ...], i: int, value: object) -> tuple[Any, ...]:
 
 
 def _fetch_response(
-    session: Session,
+    session: Context,
     view: SelectedView,
     seq: int,
     record: MessageRecord,
@@ -567,7 +568,7 @@ def _fetch_response(
 
 
 # --- STORE ----------------------------------------------------------------------------
-def check_keyword_limit(session: Session, known: Iterable[str], flags: Iterable[str]) -> None:
+def check_keyword_limit(session: Context, known: Iterable[str], flags: Iterable[str]) -> None:
     """``limits.max_keywords``: a command that would bring a mailbox's keywords past it
     answers NO [LIMIT] (RFC 5530) and changes nothing (issue 14: 101,122 keywords were
     accepted, and every SELECT then listed them all, 1.8 MB)."""
@@ -578,7 +579,7 @@ def check_keyword_limit(session: Session, known: Iterable[str], flags: Iterable[
         raise CommandRefused(f"Too many keywords in this mailbox (limit {limit})", "LIMIT")
 
 
-async def handle_store(session: Session, cmd: c.Store) -> Outcome:
+async def handle_store(session: Context, cmd: c.Store) -> Outcome:
     """[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6,
     RFC 7162 §3.1.3, examples 3-8 there). UNCHANGEDSINCE enables CONDSTORE; messages with
     a higher mod-sequence are left alone and named in ``[MODIFIED set]``. Once CONDSTORE is
@@ -631,7 +632,7 @@ async def handle_store(session: Session, cmd: c.Store) -> Outcome:
     return Outcome(text=text, code=code, responses=responses)
 
 
-def _storable(session: Session, cmd: c.Store) -> tuple[str, ...]:
+def _storable(session: Context, cmd: c.Store) -> tuple[str, ...]:
     """RFC 4314 §4: \\Seen needs s, \\Deleted t, other flags w. +FLAGS/-FLAGS go on with
     the flags the user may change (a STORE SHOULD NOT fail for some) and are refused with
     none; FLAGS (replace) touches every flag, so it needs all three rights."""
@@ -647,7 +648,7 @@ def _storable(session: Session, cmd: c.Store) -> tuple[str, ...]:
 
 # --- COPY / MOVE -----------------------------------------------------------------------
 async def _check_copied_keywords(
-    session: Session, view: SelectedView, uids: list[int], target_id: int
+    session: Context, view: SelectedView, uids: list[int], target_id: int
 ) -> None:
     """COPY/MOVE carry keywords: `check_keyword_limit` on the target, with the source
     mailbox's keywords first (cheap), the copied messages' own only when that fails."""
@@ -659,7 +660,7 @@ async def _check_copied_keywords(
     check_keyword_limit(session, known, {f for row in rows for f in str(row[1]).split()})
 
 
-async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
+async def handle_copy(session: Context, cmd: c.Copy) -> Outcome:
     """[UID] COPY / [UID] MOVE set mailbox (RFC 3501 §6.4.7, RFC 6851, COPYUID RFC 4315)."""
     view = session.require_view()
     user = session.require_user()
@@ -698,6 +699,7 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
 
 
 # --- IDLE -----------------------------------------------------------------------------
-async def handle_idle(session: Session, cmd: c.Idle) -> Outcome:
-    """IDLE (RFC 2177): the session sends ``+ idling`` and waits for DONE or changes."""
-    return ok("IDLE started")
+async def handle_idle(session: Context, cmd: c.Idle) -> Outcome:
+    """IDLE (RFC 2177): the session sends ``+ idling`` and waits for DONE or changes
+    (imapd/listening.py), then answers ``OK IDLE terminated``."""
+    return Outcome(text="IDLE started", mode=Mode.IDLE)

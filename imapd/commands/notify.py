@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from imapd.commands.base import Outcome, ok
 from imapd.commands.mailbox import list_response
+from imapd.commands.message import handle_fetch
 from imapd.fetch import imap_datetime
 from imapd.notify_session import OVERFLOW, STATUS_NEW, Foreign, NotifyState, status_response
 from imapd.protocol import commands as c
@@ -39,8 +40,8 @@ from store.errors import MailboxNotFound
 from store.namespace import resolve, visible_name
 
 if TYPE_CHECKING:
+    from imapd.commands.context import Context
     from imapd.selected import SelectedView
-    from imapd.session import Session
 
 #: N35: more mailbox names than this in one NOTIFY is refused as too expensive.
 MAX_NAMED_MAILBOXES = 1000
@@ -48,7 +49,7 @@ MAX_NAMED_MAILBOXES = 1000
 _FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
 
 
-async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
+async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     """NOTIFY NONE / NOTIFY SET [STATUS] (filter events) ... (RFC 5465 §3.1, §8).
     Examples: RFC 5465 §3.1; tests/transcripts/notify_*.imap."""
     user = session.require_user()
@@ -75,7 +76,7 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
     state.stop()
     state.viewer = user.name
     state.admin = user.is_admin
-    sub = session.server.bus.subscribe(session.config.notify_queue_limit)
+    sub = session.subscribe(session.config.notify_queue_limit)
     topics = set()
     if registration.reaches_other_owners:  # mailboxes created or renamed into view
         topics.add(NAMES)
@@ -135,15 +136,14 @@ def _counts(m: MailboxInfo) -> Counts:
     return Counts(m.messages, m.unseen, m.uidnext, m.highestmodseq, m.size, m.deleted)
 
 
-async def notify_updates(session: Session) -> list[Response]:
+async def notify_updates(session: Context) -> list[Response]:
     """The NOTIFY queue as responses, in commit order; NOTIFICATIONOVERFLOW and NOTIFY NONE
     when the queue overflowed or the client stopped reading (N91, §9)."""
     state: NotifyState = session.notify
     sub = state.sub
     if sub is None or state.registration is None:
         return []
-    transport = session.writer.transport
-    if sub.overflow or transport.get_write_buffer_size() > session.config.notify_write_high_water:
+    if sub.overflow or session.write_buffer_size() > session.config.notify_write_high_water:
         state.stop()
         return [OVERFLOW]
     changes = sub.drain()
@@ -162,7 +162,7 @@ async def notify_updates(session: Session) -> list[Response]:
     return out
 
 
-async def _recheck(session: Session, state: NotifyState) -> list[Response]:
+async def _recheck(session: Context, state: NotifyState) -> list[Response]:
     """N75, N92, N93: an ACL changed on another owner's mailbox: read the user's rights on
     it again (rare: one read per change and listening session), start or stop watching it,
     and say so with a LIST: ``\\NoAccess`` when ``l`` was lost, without when it is back."""
@@ -218,7 +218,7 @@ async def _recheck(session: Session, state: NotifyState) -> list[Response]:
 
 
 async def new_message_fetches(
-    session: Session, view: SelectedView, uids: list[int], facts: dict[int, MessageFacts]
+    session: Context, view: SelectedView, uids: list[int], facts: dict[int, MessageFacts]
 ) -> tuple[list[Response], list[Response]]:
     """MessageNew's FETCH for ``uids`` (N58): (rendered from facts, read from the store).
     The first go right after EXISTS, before any flag FETCH that is newer; the second last."""
@@ -233,8 +233,6 @@ async def new_message_fetches(
             if seq is not None:
                 out.append(_facts_fetch_line(view, seq, facts[uid], atts, names))
         return out, []
-    from imapd.commands.message import handle_fetch
-
     fetch = c.Fetch("*", True, SequenceSet.from_values(uids), atts, None, False)
     outcome = await handle_fetch(session, fetch)
     responses = list(outcome.responses)
