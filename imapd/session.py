@@ -1,9 +1,10 @@
 """One client connection's life: read bytes, feed the sans-IO core, dispatch, write.
 
-Owns: the asyncio side of a session (reads with timeouts, writes with drain, IDLE waits on
-client bytes or a change to report, shutdown), the dispatcher that turns exceptions into
-tagged replies, and the session state handlers use (user, selected view, enabled
-extensions). Parsing and serialising belong to `imapd.protocol`; store access to handlers.
+Owns: the asyncio side of a session (reads with timeouts, writes with drain, shutdown),
+the dispatcher that turns exceptions into tagged replies, and the session state handlers use
+through `Context` (user, selected view, enabled extensions). Parsing and serialising belong
+to `imapd.protocol`; store access to handlers; waiting on client bytes or a change to report
+(IDLE, NOTIFY) and collecting those changes to imapd/listening.py (``self.listening``).
 
 Implementation notes:
 - Commands run strictly one after another, in the order received (pipelining keeps order).
@@ -47,15 +48,14 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from imapd import spool, tls
 from imapd.auth_guard import AuthGuard
 from imapd.commands import HANDLERS
 from imapd.commands.base import After, Outcome, Resume, refusal
-from imapd.commands.notify import new_message_fetches, notify_updates
 from imapd.limits import TLS_HANDSHAKE_TIMEOUT, Admission, address_key
-from imapd.notify_session import NotifyState
+from imapd.listening import GONE, Gone, Listener
 from imapd.protocol import commands as c
 from imapd.protocol.connection import (
     NEED_DATA,
@@ -78,22 +78,21 @@ from imapd.protocol.state import (
     expunge_allowed_after,
 )
 from imapd.protocol.values import FetchAtt, Secret, SpooledLiteral
+from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import Subscription
 from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
-from store.changes import MessageFacts, MessagesAdded, Origin
+from store.changes import Origin
 from store.errors import StoreError
 
 if TYPE_CHECKING:
     from imapd.server import Server
 
 log = logging.getLogger("imapd.session")
+T = TypeVar("T")
 
 READ_SIZE = 65536
-#: A session whose pushed bytes pile up past this in the transport (a client that does not
-#: read) waits for them to drain before it renders more (NOTIFY overflows before: N91).
-PUSH_DRAIN_AT = 256 * 1024
 #: Inflated octets allowed beyond ``limits.max_inflate_ratio`` times the deflated ones.
 INFLATE_SLACK = 64 * 1024
 #: Seconds of pipelined commands a session runs before it lets the loop turn (fairness:
@@ -153,7 +152,8 @@ class Session:
         self.closing = False
         self.busy = False
         self.task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None  # `_read_idling`'s current wait
+        #: IDLE and NOTIFY: waiting for input or a change, collecting updates.
+        self.listening = Listener(self)
         self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
         self._deflate: zlib._Compress | None = None
         self._deflated_in = self._inflated_in = 0  # octets, for limits.max_inflate_ratio
@@ -305,103 +305,32 @@ class Session:
             if stalled < deadline:
                 deadline, why_late = stalled, "Autologout; literal upload stalled"
         if self.idle_tag is not None or self.notify.active:  # RFC 5465 §3.1: at any time
-            return await self._read_idling(deadline, why_late)
-        self.busy = False
+            return await self.listening.wait(deadline, why_late)
+        if (why := self.goodbye) is not None:
+            await self._bye(why)
+            return None
         try:
-            if (why := self.goodbye) is not None:
-                await self._bye(why)
-                return None
             async with asyncio.timeout_at(deadline):
-                data = await self._recv()
+                data = await self._idle(self._recv())
         except TimeoutError:
             await self._bye(why_late)
             return None
+        return None if data is GONE else data
+
+    async def _idle(self, waiting: Awaitable[T]) -> T | Literal[Gone.GONE]:
+        """Await ``waiting`` with the session idle, so that `kick` and shutdown may cancel
+        the wait: then BYE with their text and `GONE` (the one place a cancelled wait says
+        goodbye). Other cancellations propagate."""
+        self.busy = False
+        try:
+            return await waiting
         except asyncio.CancelledError:
             if (why := self.goodbye) is not None:
                 await self._bye(why)
-                return None
+                return GONE
             raise
         finally:
             self.busy = True
-        return data
-
-    async def _read_idling(self, deadline: float, why_late: str) -> bytes | None:
-        """IDLE (RFC 2177): whichever comes first, client bytes or a change to report.
-
-        One read task and one timer for the whole wait; each wake-up is a single future,
-        resolved by the read's completion, the timer, or a delivery to a subscription whose
-        ``waker`` is set (`_ring`): no task per wake, whatever the number of listeners."""
-        loop = asyncio.get_running_loop()
-        timed_out = False
-
-        def expire() -> None:
-            nonlocal timed_out
-            timed_out = True
-            self._ring()
-
-        read = asyncio.ensure_future(self._recv())
-        read.add_done_callback(self._ring)
-        timer = loop.call_at(deadline, expire)
-        try:
-            while True:
-                await self._push_updates()
-                if self.closing:
-                    return None
-                if (why := self.goodbye) is not None:  # kicked while flushing
-                    await self._bye(why)
-                    return None
-                if not read.done() and not timed_out and not self._arm_bells():
-                    wake: asyncio.Future[None] = loop.create_future()
-                    self._wake = wake
-                    self.busy = False
-                    try:
-                        await wake
-                    except asyncio.CancelledError:
-                        if (why := self.goodbye) is not None:
-                            await self._bye(why)
-                            return None
-                        raise
-                    finally:
-                        self.busy = True
-                        self._wake = None
-                if read.done():
-                    return read.result()
-                if timed_out:
-                    await self._bye(why_late)
-                    return None
-        finally:
-            timer.cancel()
-            self._disarm_bells()
-            if not read.done():
-                read.cancel()
-
-    def _ring(self, *_: object) -> None:
-        """Wake `_read_idling` (from a subscription's delivery, the read or the timer)."""
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    def _arm_bells(self) -> bool:
-        """Point the subscriptions worth waking for at `_ring`: the selected mailbox's
-        (plain IDLE, or a NOTIFY selected group) and the NOTIFY queue's. True when one of
-        them already holds something (then there is no need to wait)."""
-        ringing = False
-        sub = self.subscription
-        if (self.idle_tag is not None and not self.notify.active) or self.notify.selected_push:
-            sub.waker = self._ring
-            ringing = sub.ringing
-        else:
-            sub.waker = None
-        nsub = self.notify.sub
-        if nsub is not None:
-            nsub.waker = self._ring
-            ringing = ringing or nsub.ringing
-        return ringing
-
-    def _disarm_bells(self) -> None:
-        self.subscription.waker = None
-        if self.notify.sub is not None:
-            self.notify.sub.waker = None
 
     async def _recv(self) -> bytes:
         """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF.
@@ -600,7 +529,7 @@ class Session:
             async for batch in outcome.stream:
                 await self._write(batch)
             outcome.responses = []
-        updates = await self._collect_updates(allow_expunge=expunge_allowed_after(cmd))
+        updates = await self.listening.collect(allow_expunge=expunge_allowed_after(cmd))
         await self._write(self.conn.finish(cmd, outcome, updates))
         match outcome.after:
             case After.COMPRESS if outcome.status == "OK":
@@ -623,79 +552,6 @@ class Session:
         outcome = await self._run(cmd, resume(self, data))
         if outcome is not None:
             await self._finish(cmd, outcome)
-
-    # --- updates from other sessions -----------------------------------------------------
-    async def _collect_updates(self, *, allow_expunge: bool) -> list[Response]:
-        """What goes out before a tagged reply: the selected mailbox's updates, then the
-        NOTIFY ones (RFC 5465 §3.1: at any time, so at the end of every command too)."""
-        updates = await self._collect_selected(allow_expunge=allow_expunge)
-        if self.notify.active and not self.closing:
-            updates += await notify_updates(self)
-        return updates
-
-    async def _push_updates(self) -> None:
-        """While waiting for client bytes (IDLE, or any time under NOTIFY): what may go out
-        unasked. Under NOTIFY exactly the registered events (RFC 5465 §4): the selected
-        mailbox's only as its selected group asks (no flag FETCH without FlagChange; no
-        EXPUNGE outside IDLE for selected-delayed, §6.1.2), the rest from the NOTIFY queue."""
-        reg = self.notify.registration
-        updates: list[Response] = []
-        if reg is None:
-            if self.idle_tag is None:
-                return
-            updates = await self._collect_updates(allow_expunge=True)  # plain IDLE
-        else:
-            if reg.selected:
-                updates += await self._collect_selected(
-                    allow_expunge=self.idle_tag is not None or not reg.delayed,
-                    allow_flags="FlagChange" in reg.selected,
-                )
-            updates += await notify_updates(self)
-        if updates:
-            self._push(updates)
-            if self.writer.transport.get_write_buffer_size() > PUSH_DRAIN_AT:
-                await self._drain()  # a client that does not read: wait, never grow
-
-    async def _collect_selected(
-        self, *, allow_expunge: bool, allow_flags: bool = True
-    ) -> list[Response]:
-        view = self.view
-        changes = self.subscription.drain()
-        if self.subscription.overflow and view is not None:
-            await self._bye("Too many changes queued for this session")
-            return []
-        if view is None:
-            return []
-        fresh: list[int] = []
-        claim: list[int] = []
-        facts: dict[int, MessageFacts] = {}  # NOTIFY MessageNew's FETCH (RFC 5465 §5.2)
-        for change in changes:
-            own = change.origin.session == self.id
-            view.apply(change, own=own)
-            added = _added_uids(change, view.mailbox_id)
-            if added:
-                fresh += added
-                if own or not self._origin_claims(change.origin.session, view.mailbox_id):
-                    claim += added
-            if self.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
-                facts.update((m.uid, m) for m in change.messages)  # not own: N59
-        if claim and not view.readonly:
-            claimed = await self.store.claim_recent(view.mailbox_id, claim)
-            view.recent.update(claimed)
-        updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
-        new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
-        if new and self.notify.selected_push:
-            first, last = await new_message_fetches(self, view, new, facts)
-            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # N58
-        return updates + view.flush_flags(allow_flags)
-
-    def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
-        """\\Recent for messages another session added to the mailbox it has selected
-        read-write is that session's (it reports them at the end of the very command that
-        added them), however soon the listeners wake up."""
-        other = self.server.sessions_by_id.get(origin) if origin else None
-        view = other.view if other is not None else None
-        return view is not None and view.mailbox_id == mailbox_id and not view.readonly
 
     def _quick_ack(self) -> None:
         """ACK the literal at once (Linux TCP_QUICKACK). Clients such as imaplib write a
@@ -850,12 +706,6 @@ class Session:
             await self.store.record_session_event(self.user.name, kind, self.origin, server)
         except Exception as exc:  # noqa: BLE001 - the store closing under a late logout
             log.warning("session %s: %s event not recorded: %s", self.id, kind, exc)
-
-
-def _added_uids(change: object, mailbox_id: int) -> list[int]:
-    if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
-        return [m.uid for m in change.messages]
-    return []
 
 
 def _is_loopback(host: str) -> bool:

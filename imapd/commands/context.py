@@ -17,8 +17,8 @@ from typing import Protocol
 from imapd.auth_guard import AuthGuard
 from imapd.config import Config
 from imapd.limits import Admission
-from imapd.notify_session import NotifyState
 from imapd.protocol.values import FetchAtt, SpooledLiteral
+from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import Subscription
 from store.api import MailboxInfo, User

@@ -2,12 +2,12 @@
 LIST, LSUB, STATUS, APPEND (RFC 3501 §6.3, RFC 6154, RFC 4315, RFC 3502), with LIST-EXTENDED
 (RFC 5258), LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438) and APPENDLIMIT (RFC 7889).
 
-Also the pure renderers NOTIFY reuses: `mailbox_attributes`, `list_response`,
-`oldname_response` (RFC 5465 §5.4) and `status_values`."""
+Also `mailbox_attributes` and `status_values`, pure; the LIST builders NOTIFY shares live in
+imapd/replies.py (`list_response`, `oldname_response`, RFC 5465 §5.4)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from imapd.commands.acl import listable, lookup, myrights_response, require_parent
@@ -19,6 +19,7 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
 from imapd.protocol.values import SequenceSet, SpooledLiteral
+from imapd.replies import list_response
 from store.acl import settable
 from store.api import DELIMITER, MailboxInfo, NewMessage
 from store.errors import MailboxNotFound
@@ -108,34 +109,6 @@ def mailbox_attributes(
     elif not info.selectable:
         attrs.append("\\Noselect")
     return tuple(attrs)
-
-
-def list_response(
-    attrs: Iterable[str],
-    name: str,
-    extended: Sequence[tuple[str, Value]] = (),
-    *,
-    kind: str = "LIST",
-) -> Untagged:
-    """One ``* LIST (attrs) "/" name [(tag value ...)]`` response (RFC 5258 §6 mailbox-list):
-    ``extended`` holds the extended data items as (tag, value) pairs, e.g. ``("CHILDINFO",
-    ("SUBSCRIBED",))``; tags go out quoted, as the RFC examples write them. Pure: NOTIFY
-    renders its MailboxName events with it (RFC 5465 §5.4). ``kind`` "LSUB" for LSUB."""
-    items: tuple[Value, ...] = (
-        Atom(kind), tuple(Atom(a) for a in attrs), DELIMITER, MailboxName(name),
-    )  # fmt: skip
-    if extended:
-        data: list[Value] = []
-        for tag, value in extended:
-            data += [tag, value]
-        items = (*items, tuple(data))
-    return Untagged(items)
-
-
-def oldname_response(new: str, old: str, attrs: Iterable[str] = ()) -> Untagged:
-    """The LIST response announcing a RENAME (RFC 5465 §5.4, OLDNAME extended item):
-    ``* LIST () "/" "NewMailbox" ("OLDNAME" ("OldMailbox"))``."""
-    return list_response(attrs, new, (("OLDNAME", (MailboxName(old),)),))
 
 
 #: RFC 5258 §6 list-select-base-opt: the options CHILDINFO reports, in this order.

@@ -12,7 +12,6 @@ its `MetadataChanged` change.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from imapd.commands.acl import lookup
@@ -21,25 +20,17 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
 from imapd.protocol.responses import Atom, Literal8, MailboxName, Untagged, Value
 from imapd.protocol.values import SpooledLiteral
+from imapd.replies import entry_value
 from store.metadata import MetadataLimits, MetadataTooBig, is_private
 
 if TYPE_CHECKING:
     from imapd.commands.context import Context
-
-# ATOM-CHAR (RFC 3501 §9): entry names made of these go out as atoms, as in RFC 5464's
-# examples; any other (already validated) name as a string.
-_ATOM = re.compile(r'[^\x00-\x20\x7f-\uffff(){%*"\\\]]+')
-
 
 def limits(session: Context) -> MetadataLimits:
     config = session.config
     return MetadataLimits(
         config.metadata_max_size, config.metadata_max_entries, config.metadata_private
     )
-
-
-def entry_value(entry: str) -> Value:
-    return Atom(entry) if _ATOM.fullmatch(entry) else entry
 
 
 def metadata_value(value: bytes | None) -> Value:

@@ -19,13 +19,13 @@ from imapd.commands import HANDLERS
 from imapd.commands.base import Outcome, refusal
 from imapd.config import Config
 from imapd.limits import Admission
-from imapd.notify_session import NotifyState
 from imapd.protocol import commands as c
 from imapd.protocol.connection import ServerConnection
 from imapd.protocol.errors import ImapError
 from imapd.protocol.responses import Response
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected, State
 from imapd.protocol.values import FetchAtt, SpooledLiteral
+from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import EventBus, Subscription
 from store.api import MailboxInfo, NewMessage, User

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from imapd.commands.base import After
-from imapd.commands.notify import notify_updates
+from imapd.listening import notify_updates
 from imapd.protocol.connection import IdleDone, SaslResponse
 from imapd.protocol.framing import Mode
 from imapd.protocol.state import Authenticated, Logout, Selected
@@ -189,3 +189,4 @@ async def test_enable_utf8_reaches_the_core_through_the_outcome(ctx: TestContext
     assert outcome.utf8 is True and not ctx.conn.utf8
     await ctx.finish(b"e ENABLE UTF8=ACCEPT", outcome)
     assert ctx.conn.utf8
+
