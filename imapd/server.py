@@ -388,7 +388,7 @@ def _renderer() -> Renderer:
 
     from imapd.fetch import render_bodystructure, render_envelope
     from imapd.protocol.responses import Value
-    from imapd.protocol.serializer import MAX_QUOTED, serialize_value
+    from imapd.protocol.serializer import serialize_string, serialize_value
     from store.mime import structure_from_json
 
     parse = lru_cache(maxsize=8)(structure_from_json)  # envelope, then bodystructure
@@ -400,9 +400,8 @@ def _renderer() -> Renderer:
             return "NIL"
         if isinstance(value, tuple | list):
             return "(" + " ".join(map(text, value)) + ")"
-        if (type(value) is str and len(value) <= MAX_QUOTED and value.isascii()
-                and "\r" not in value and "\n" not in value and "\0" not in value):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if type(value) is str:  # quoted or literal: the serializer's one choice
+            return serialize_string(value, utf8=True).decode("utf-8", "replace")
         return serialize_value(value, utf8=True).decode("utf-8", "replace")
 
     def envelope(structure: str) -> str | None:
