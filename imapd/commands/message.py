@@ -325,6 +325,7 @@ async def _fetch_stream(
         if missing:
             _expunge_issued(outcome)
         return
+    seen_now = await _mark_seen(session, view, uids, changedsince) if sets_seen else {}
     batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
     async for chunk in _by_octets(session, view, batches) if content else _each(batches):
         records = await session.store.fetch(
@@ -334,14 +335,6 @@ async def _fetch_stream(
             structure=structure,
             changedsince=changedsince,
         )
-        seen_now: dict[int, tuple[tuple[str, ...], int]] = {}
-        if sets_seen:
-            unseen = [r.uid for r in records if "\\Seen" not in r.flags]
-            if unseen:
-                result = await session.store.store_flags(
-                    view.mailbox_id, unseen, "+", ["\\Seen"], session.origin, kind="fetch"
-                )
-                seen_now = {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
         records, complete = await _with_expunged(
             session, view, chunk, records, content, structure, changedsince)
         missing = missing or (changedsince is None and not complete)
@@ -356,6 +349,26 @@ async def _fetch_stream(
             yield _fetch_batch(session, view, records, atts, seen_now)
     if missing:
         _expunge_issued(outcome)
+
+
+async def _mark_seen(
+    session: Context, view: SelectedView, uids: list[int], changedsince: int | None
+) -> dict[int, tuple[tuple[str, ...], int]]:
+    """RFC 3501 §6.4.5: the ``\\Seen`` a non-PEEK body section sets, for every message of
+    the FETCH in ONE write (one FlagsChanged, one modseq), before any is read: the unseen
+    ones are found by a read first, so the write touches only them. With CHANGEDSINCE only
+    the messages the FETCH returns (RFC 7162 §3.1.4.1). uid -> (flags, modseq) now."""
+    rows = await session.store.fetch_plain(view.mailbox_id, uids, ("modseq", "flags"))
+    unseen = [
+        uid for uid, modseq, flags in rows
+        if (changedsince is None or modseq > changedsince) and "\\Seen" not in flags.split()
+    ]
+    if not unseen:
+        return {}
+    result = await session.store.store_flags(
+        view.mailbox_id, unseen, "+", ["\\Seen"], session.origin, kind="fetch"
+    )
+    return {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
 
 
 #: Message octets in one FETCH batch above which it is rendered in a worker thread.

@@ -190,3 +190,25 @@ async def test_enable_utf8_reaches_the_core_through_the_outcome(ctx: TestContext
     await ctx.finish(b"e ENABLE UTF8=ACCEPT", outcome)
     assert ctx.conn.utf8
 
+
+async def test_fetch_writes_seen_once_for_all_its_batches(ctx: TestContext) -> None:
+    """One non-PEEK FETCH over more messages than one batch (FETCH_BATCH) marks them
+    \\Seen in one write: one FlagsChanged with one modseq, not one per batch."""
+    from imapd.commands.message import FETCH_BATCH
+    from store.changes import FlagsChanged
+
+    user = ctx.require_user()
+    count = FETCH_BATCH + 50
+    await ctx.store.append(user.id, "INBOX", [message(f"m{i}") for i in range(count)],
+                           ctx.origin)
+    await ctx.do(b"s SELECT INBOX")
+    await ctx.do(b"t STORE 2 +FLAGS (\\Seen)")  # already seen: not written again
+    ctx.subscription.drain()
+    _, wire = await ctx.do(b"f FETCH 1:* (BODY[TEXT])")
+    assert wire.count(b" FETCH (") == count
+    assert wire.endswith(b"f OK FETCH completed\r\n")
+    changes = [ch for ch in ctx.subscription.drain() if isinstance(ch, FlagsChanged)]
+    assert len(changes) == 1
+    (change,) = changes
+    assert sorted(fc.uid for fc in change.changes) == [u for u in range(1, count + 1) if u != 2]
+    assert len({fc.modseq for fc in change.changes}) == 1
