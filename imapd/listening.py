@@ -323,7 +323,7 @@ async def new_message_fetches(
     if outcome.stream is not None:
         async for batch in outcome.stream:
             responses += batch
-    return [], responses
+    return [], responses  # an EXPUNGEISSUED ending: those messages are not told of
 
 
 #: MessageNew FETCH lines rendered from facts, shared by the listeners of one change: the

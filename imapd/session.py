@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import logging
@@ -524,11 +525,13 @@ class Session:
             self._resume = outcome.resume
             await self._write(self.conn.finish(cmd, outcome))
             return
-        if outcome.stream is not None:
+        if (stream := outcome.stream) is not None:
             await self._write(outcome.responses)
-            async for batch in outcome.stream:
+            async for batch in stream:
                 await self._write(batch)
-            outcome.responses = []
+            ending = stream.ending or outcome  # e.g. FETCH's NO [EXPUNGEISSUED]
+            outcome = dataclasses.replace(outcome, text=ending.text, status=ending.status,
+                                          code=ending.code, responses=[], stream=None)
         updates = await self.listening.collect(allow_expunge=expunge_allowed_after(cmd))
         await self._write(self.conn.finish(cmd, outcome, updates))
         match outcome.after:

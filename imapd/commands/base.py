@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from imapd.protocol.errors import ImapError
 from imapd.protocol.framing import Mode
@@ -45,6 +45,17 @@ class Selection:
     view: SelectedView
 
 
+class Stream(Protocol):
+    """A command's untagged responses in batches (FETCH), written as they come, and how
+    the command ends once they are all out: ``ending`` is the Outcome that replaces the
+    handler's (FETCH's ``NO [EXPUNGEISSUED]``), or None."""
+
+    def __aiter__(self) -> AsyncIterator[list[Response]]: ...
+
+    @property
+    def ending(self) -> Outcome | None: ...
+
+
 #: Goes on with a SASL exchange: the client's response (None: cancelled with ``*``).
 Resume = Callable[["Context", "Secret | None"], Awaitable["Outcome"]]
 
@@ -58,7 +69,7 @@ class Outcome:
     status: str = "OK"
     code: str | None = None
     responses: list[Response] = field(default_factory=list)
-    stream: AsyncIterator[list[Response]] | None = None
+    stream: Stream | None = None
     #: The new connection state; `Selected` comes with ``selection``, `Authenticated`
     #: after login with ``user``; `Authenticated` from `Selected` leaves the mailbox.
     state: State | None = None

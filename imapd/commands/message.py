@@ -255,8 +255,7 @@ async def handle_fetch(session: Context, cmd: c.Fetch) -> Outcome:
     need = needs(atts)
     if not uids:
         return ok("FETCH completed", None, *owed)
-    outcome = Outcome(text="FETCH completed", responses=owed)
-    outcome.stream = _fetch_stream(
+    fetch = FetchCommand(
         session,
         view,
         uids,
@@ -265,9 +264,8 @@ async def handle_fetch(session: Context, cmd: c.Fetch) -> Outcome:
         need.structure,
         need.sets_seen and not view.readonly and "s" in _rights(session),  # RFC 4314 §4
         cmd.changedsince,
-        outcome,
     )
-    return outcome
+    return Outcome(text="FETCH completed", responses=owed, stream=fetch)
 
 
 async def _vanished_earlier(
@@ -290,22 +288,53 @@ async def _vanished_earlier(
     ]
 
 
-async def _fetch_stream(
-    session: Context,
-    view: SelectedView,
-    uids: list[int],
-    atts: tuple[FetchAtt, ...],
-    content: bool,
-    structure: bool,
-    sets_seen: bool,
-    changedsince: int | None,
-    outcome: Outcome,
-) -> AsyncIterator[list[Response]]:
+class FetchCommand:
+    """One FETCH being answered (as mox's fetchCmd): what it reads and how, and how it
+    ends. The session iterates it for batches of FETCH responses, then reads `ending`."""
+
+    def __init__(
+        self,
+        session: Context,
+        view: SelectedView,
+        uids: list[int],
+        atts: tuple[FetchAtt, ...],
+        content: bool,
+        structure: bool,
+        sets_seen: bool,
+        changedsince: int | None,
+    ) -> None:
+        self.session = session
+        self.view = view
+        self.uids = uids
+        self.atts = atts
+        self.content = content
+        self.structure = structure
+        self.sets_seen = sets_seen
+        self.changedsince = changedsince
+        #: Some messages could not be served (expunged, their contents gone).
+        self.expunge_issued = False
+
+    def __aiter__(self) -> AsyncIterator[list[Response]]:
+        return _fetch_stream(self)
+
+    @property
+    def ending(self) -> Outcome | None:
+        """RFC 2180 §4.1.2, RFC 5530: ``NO [EXPUNGEISSUED]`` when a message could not be
+        served (the data for the rest went out); None: the handler's OK stands."""
+        if not self.expunge_issued:
+            return None
+        return Outcome(text="Some of the requested messages no longer exist", status="NO",
+                       code="EXPUNGEISSUED")
+
+
+async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
     """Batches of FETCH responses. A message expunged by another session that this one
     was not told of yet is still served (RFC 2180 §4.1.1): from the facts its expunge
     carried (flags, sizes, dates, modseq) and, for contents or structure, from the shared
     contents while a copy or a MOVE keeps them. Only when those are gone does the command
     end in ``NO [EXPUNGEISSUED]`` (RFC 2180 §4.1.2, RFC 5530), with data for the rest."""
+    session, view, uids, atts = fetch.session, fetch.view, fetch.uids, fetch.atts
+    content, structure, changedsince = fetch.content, fetch.structure, fetch.changedsince
     missing = False
     if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
         columns = plain_columns(atts)
@@ -322,10 +351,9 @@ async def _fetch_stream(
                 continue
             missing = missing or len(rows) < len(chunk)
             yield [Serialized(_plain_fetch_lines(view, rows, atts))]
-        if missing:
-            _expunge_issued(outcome)
+        fetch.expunge_issued = missing
         return
-    seen_now = await _mark_seen(session, view, uids, changedsince) if sets_seen else {}
+    seen_now = await _mark_seen(session, view, uids, changedsince) if fetch.sets_seen else {}
     batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
     async for chunk in _by_octets(session, view, batches) if content else _each(batches):
         records = await session.store.fetch(
@@ -347,8 +375,7 @@ async def _fetch_stream(
             yield [Serialized(piece) for piece in pieces]  # big literals stay uncopied
         else:
             yield _fetch_batch(session, view, records, atts, seen_now)
-    if missing:
-        _expunge_issued(outcome)
+    fetch.expunge_issued = missing
 
 
 async def _mark_seen(
@@ -464,12 +491,6 @@ async def _with_expunged(
                 facts, content=content, structure=structure)
             records = sorted([*records, *gone], key=lambda r: r.uid)
     return records, len(records) >= len(chunk)
-
-
-def _expunge_issued(outcome: Outcome) -> None:
-    outcome.status = "NO"
-    outcome.code = "EXPUNGEISSUED"
-    outcome.text = "Some of the requested messages no longer exist"
 
 
 #: How each plain attribute shows on the wire (a %-format) and the `fetch_plain` column it

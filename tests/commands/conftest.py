@@ -121,10 +121,11 @@ class TestContext:
                 self.mailbox = self.view = None
                 self.saved_search = []
         responses: list[Response] = list(outcome.responses)
-        if outcome.stream is not None:
-            async for batch in outcome.stream:
+        if (stream := outcome.stream) is not None:
+            async for batch in stream:
                 responses += batch
-            outcome.responses = responses
+            ending = stream.ending or outcome
+            outcome = Outcome(ending.text, ending.status, ending.code, responses)
         return self.conn.send(self.conn.finish(cmd, outcome))
 
     async def do(self, line: bytes) -> tuple[Outcome, bytes]:

@@ -212,3 +212,20 @@ async def test_fetch_writes_seen_once_for_all_its_batches(ctx: TestContext) -> N
     (change,) = changes
     assert sorted(fc.uid for fc in change.changes) == [u for u in range(1, count + 1) if u != 2]
     assert len({fc.modseq for fc in change.changes}) == 1
+
+
+async def test_fetch_of_a_message_gone_elsewhere_ends_expungeissued(ctx: TestContext) -> None:
+    """RFC 5530 §3: EXPUNGEISSUED "Someone else has issued an EXPUNGE for the same
+    mailbox": the data for the rest goes out, and the FETCH command's ending (held on the
+    command object, FetchCommand.ending) says NO."""
+    await select_inbox(ctx, 2)
+    view = ctx.require_view()
+    other = replace(ctx.origin, session="other")
+    await ctx.store.store_flags(view.mailbox_id, [2], "+", ["\\Deleted"], other)
+    await ctx.store.expunge(view.mailbox_id, other)
+    outcome = await ctx.run(b"f FETCH 1:2 (BODY[TEXT])")
+    assert outcome.status == "OK" and outcome.stream is not None  # not known yet
+    wire = await ctx.finish(b"f FETCH 1:2 (BODY[TEXT])", outcome)
+    assert b"* 1 FETCH (" in wire and b"* 2 FETCH (" not in wire
+    assert wire.endswith(b"f NO [EXPUNGEISSUED] Some of the requested messages no longer"
+                         b" exist\r\n")
