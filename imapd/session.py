@@ -70,6 +70,7 @@ from imapd.protocol.connection import (
     ServerConnection,
 )
 from imapd.protocol.errors import ConnectionFatal, ImapError
+from imapd.protocol.framing import Mode
 from imapd.protocol.responses import Continuation, Response, Tagged, UntaggedStatus
 from imapd.protocol.state import (
     Authenticated,
@@ -148,7 +149,7 @@ class Session:
         self.saved_search: list[int] = []
         #: IDLE waiting for DONE, or AUTHENTICATE for a SASL response (an Outcome's
         #: ``mode``), and what handles that response.
-        self.waiting: c.Idle | c.Authenticate | None = None
+        self.waiting: c.Command | None = None
         self._resume: Resume | None = None
         self.closing = False
         self.busy = False
@@ -226,7 +227,8 @@ class Session:
     @property
     def idle_tag(self) -> str | None:
         """The tag of the IDLE command waiting for DONE."""
-        return self.waiting.tag if isinstance(self.waiting, c.Idle) else None
+        waiting = self.waiting
+        return waiting.tag if waiting is not None and self.conn.mode is Mode.IDLE else None
 
     def require_user(self) -> User:
         if self.user is None:
@@ -521,7 +523,7 @@ class Session:
         if self.user is not None and not self.session_logged:
             await self._session_event("login")
         if outcome.mode is not None:  # IDLE, a SASL exchange: "+", then the client's line
-            self.waiting = cmd if isinstance(cmd, c.Idle | c.Authenticate) else None
+            self.waiting = cmd
             self._resume = outcome.resume
             await self._write(self.conn.finish(cmd, outcome))
             return
@@ -544,13 +546,13 @@ class Session:
 
     async def _finish_idle(self) -> None:
         cmd, self.waiting, self._resume = self.waiting, None, None
-        if isinstance(cmd, c.Idle):
+        if cmd is not None:
             await self._finish(cmd, Outcome(text="IDLE terminated"))
 
     async def _finish_sasl(self, data: Secret | None) -> None:
         cmd, resume = self.waiting, self._resume
         self.waiting = self._resume = None
-        if not isinstance(cmd, c.Authenticate) or resume is None:
+        if cmd is None or resume is None:
             return
         outcome = await self._run(cmd, resume(self, data))
         if outcome is not None:
