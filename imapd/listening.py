@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from imapd.commands.context import Context
 from imapd.commands.message import handle_fetch
-from imapd.fetch import imap_datetime
+from imapd.fetch import fetch_response
 from imapd.protocol import commands as c
-from imapd.protocol.responses import Atom, Response, Serialized, Untagged, Value
+from imapd.protocol.responses import Response, Serialized, Untagged
 from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt, SequenceSet
 from imapd.replies import list_response
@@ -31,7 +31,7 @@ from imapd.rfc5465 import OVERFLOW, Foreign, NotifyState
 from imapd.selected import SelectedView
 from notify.filters import MailboxFacts
 from store.acl import effective
-from store.api import MailboxInfo
+from store.api import MailboxInfo, MessageRecord
 from store.changes import MessageFacts, MessagesAdded
 from store.errors import MailboxNotFound
 from store.namespace import visible_name
@@ -352,22 +352,5 @@ def _facts_fetch_line(
 def _facts_fetch(
     view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...]
 ) -> Untagged:
-    items: list[Value] = []
-    for att in atts:
-        match att.name:
-            case "UID":
-                items += [Atom("UID"), m.uid]
-            case "FLAGS":
-                items += [Atom("FLAGS"), view.flags_with_recent(m.uid, m.flags)]
-            case "MODSEQ":
-                items += [Atom("MODSEQ"), (m.modseq,)]
-            case "RFC822.SIZE":
-                items += [Atom("RFC822.SIZE"), m.size]
-            case _:
-                items += [Atom("INTERNALDATE"), imap_datetime(m.internaldate)]
-    names = set(items[::2])
-    if view.qresync and "UID" not in names:  # D19
-        items += [Atom("UID"), m.uid]
-    if view.condstore and "MODSEQ" not in names:  # D18
-        items += [Atom("MODSEQ"), (m.modseq,)]
-    return Untagged((seq, Atom("FETCH"), tuple(items)))
+    record = MessageRecord(m.uid, m.modseq, m.flags, m.internaldate, m.size)
+    return fetch_response(view, seq, record, atts, unsolicited=True)  # D18, D19

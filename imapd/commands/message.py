@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
-from imapd.fetch import imap_datetime, needs, render_item
+from imapd.fetch import fetch_response, imap_datetime, needs
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.framing import Mode
@@ -424,7 +424,7 @@ def _fetch_batch(
     for record in records:
         seq = view.seq_of(record.uid)
         if seq is not None:
-            batch.append(_fetch_response(session, view, seq, record, atts, seen_now))
+            batch.append(fetch_response(view, seq, record, atts, seen_now))
     return batch
 
 
@@ -560,45 +560,6 @@ def _with_recent(flags: str) -> str:
 
 def _replaced(row: tuple[Any, ...], i: int, value: object) -> tuple[Any, ...]:
     return (*row[:i], value, *row[i + 1 :])
-
-
-def _fetch_response(
-    session: Context,
-    view: SelectedView,
-    seq: int,
-    record: MessageRecord,
-    atts: tuple[FetchAtt, ...],
-    seen_now: dict[int, tuple[tuple[str, ...], int]],
-) -> Untagged:
-    flags, modseq = seen_now.get(record.uid, (record.flags, record.modseq))
-    items: list[Value] = []
-    flags_sent = False
-    for att in atts:
-        match att.name:
-            case "UID":
-                items += [Atom("UID"), record.uid]
-            case "FLAGS":
-                items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
-                flags_sent = True
-            case "MODSEQ":
-                items += [Atom("MODSEQ"), (modseq,)]
-            case _:
-                name, value = render_item(record, att)
-                items += [name, value]
-    if record.uid in seen_now and not flags_sent:
-        # RFC 3501 §6.4.5: the implicit \Seen is reported as if FLAGS had been asked for.
-        items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
-        flags_sent = True
-    if record.uid in seen_now and view.condstore:
-        # RFC 7162 §3.2.4: a FETCH setting \Seen reports the UID and the new MODSEQ.
-        names = set(items[::2])
-        if "UID" not in names:
-            items += [Atom("UID"), record.uid]
-        if "MODSEQ" not in names:
-            items += [Atom("MODSEQ"), (modseq,)]
-    if flags_sent:
-        view.forget_flag_update(record.uid)
-    return Untagged((seq, Atom("FETCH"), tuple(items)))
 
 
 # --- STORE ----------------------------------------------------------------------------
