@@ -1,4 +1,5 @@
-"""NOTIFY (RFC 5465): the command, and the store-side steps of delivery.
+"""NOTIFY (RFC 5465): the command. Delivery is the session's (imapd/listening.py), the
+registration's rendering pure (imapd/rfc5465.py).
 
 ``handle_notify`` validates the whole command before it replaces the previous registration
 (N24, N26): unsupported events are ``NO [BADEVENT (every supported event)]`` (N36, N37, C.2);
@@ -10,11 +11,6 @@ shared ones by id, only those the user may list: README "Access control"), and w
 ``STATUS`` the initial STATUS responses go out (N30). The dispatcher's flush after the
 command is the implicit NOOP (N27).
 
-``notify_updates`` turns the NOTIFY queue into responses (overflow: ``* OK
-[NOTIFICATIONOVERFLOW]`` and NOTIFY NONE, N91); ``new_message_fetches`` renders the FETCH of
-MessageNew fetch-atts in the selected mailbox (N58), from the change's facts when the
-attributes are flags, UID, size or dates, otherwise by a UID FETCH (which sets ``\\Seen`` for
-a non-PEEK body section as any FETCH would, C.9).
 """
 
 from __future__ import annotations
@@ -22,25 +18,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from imapd.commands.base import Outcome, ok
-from imapd.commands.mailbox import list_response
-from imapd.fetch import imap_datetime
-from imapd.notify_session import OVERFLOW, STATUS_NEW, Foreign, NotifyState, status_response
 from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
-from imapd.protocol.responses import Atom, Response, Serialized, Untagged, Value
-from imapd.protocol.serializer import serialize
-from imapd.protocol.values import FetchAtt, SequenceSet
+from imapd.protocol.responses import Response
+from imapd.protocol.values import FetchAtt
+from imapd.replies import list_response
+from imapd.rfc5465 import STATUS_NEW, Foreign, NotifyState, status_response
 from notify.bus import NAMES, SHARED_SERVER_METADATA
-from notify.filters import MESSAGE_EVENTS, SUPPORTED_EVENTS, MailboxFacts, compile_groups
-from store.acl import effective
+from notify.filters import MESSAGE_EVENTS, SUPPORTED_EVENTS, compile_groups
 from store.api import MailboxInfo
-from store.changes import Counts, MessageFacts
-from store.errors import MailboxNotFound
-from store.namespace import resolve, visible_name
+from store.changes import Counts
+from store.namespace import resolve
 
 if TYPE_CHECKING:
-    from imapd.selected import SelectedView
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 #: N35: more mailbox names than this in one NOTIFY is refused as too expensive.
 MAX_NAMED_MAILBOXES = 1000
@@ -48,7 +39,7 @@ MAX_NAMED_MAILBOXES = 1000
 _FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
 
 
-async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
+async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     """NOTIFY NONE / NOTIFY SET [STATUS] (filter events) ... (RFC 5465 §3.1, §8).
     Examples: RFC 5465 §3.1; tests/transcripts/notify_*.imap."""
     user = session.require_user()
@@ -75,7 +66,7 @@ async def handle_notify(session: Session, cmd: c.Notify) -> Outcome:
     state.stop()
     state.viewer = user.name
     state.admin = user.is_admin
-    sub = session.server.bus.subscribe(session.config.notify_queue_limit)
+    sub = session.subscribe(session.config.notify_queue_limit)
     topics = set()
     if registration.reaches_other_owners:  # mailboxes created or renamed into view
         topics.add(NAMES)
@@ -133,159 +124,3 @@ def _local(viewer: str, m: MailboxInfo) -> str:
 
 def _counts(m: MailboxInfo) -> Counts:
     return Counts(m.messages, m.unseen, m.uidnext, m.highestmodseq, m.size, m.deleted)
-
-
-async def notify_updates(session: Session) -> list[Response]:
-    """The NOTIFY queue as responses, in commit order; NOTIFICATIONOVERFLOW and NOTIFY NONE
-    when the queue overflowed or the client stopped reading (N91, §9)."""
-    state: NotifyState = session.notify
-    sub = state.sub
-    if sub is None or state.registration is None:
-        return []
-    transport = session.writer.transport
-    if sub.overflow or transport.get_write_buffer_size() > session.config.notify_write_high_water:
-        state.stop()
-        return [OVERFLOW]
-    changes = sub.drain()
-    if not changes:
-        return []
-    selected = session.view.mailbox_id if session.view is not None else None
-    condstore = "CONDSTORE" in session.enabled
-    out: list[Response] = []
-    for change in changes:
-        out += state.render(change, session=session.id, selected=selected, condstore=condstore)
-        if state.recheck:  # rights changed: read them before the next change is rendered
-            out += await _recheck(session, state)
-    if state.rewatch:  # other owners' mailboxes that came into view
-        state.rewatch = False
-        sub.watch(mailboxes=frozenset(state.foreign))
-    return out
-
-
-async def _recheck(session: Session, state: NotifyState) -> list[Response]:
-    """N75, N92, N93: an ACL changed on another owner's mailbox: read the user's rights on
-    it again (rare: one read per change and listening session), start or stop watching it,
-    and say so with a LIST: ``\\NoAccess`` when ``l`` was lost, without when it is back."""
-    user = session.require_user()
-    registration = state.registration
-    assert registration is not None and state.sub is not None
-    out: list[Response] = []
-    pending, state.recheck = state.recheck, set()
-    for owner, local, mailbox_id in sorted(pending):
-        name = visible_name(user.name, owner, local)
-        facts = MailboxFacts(owner, name, False, name in state.subscribed)
-        named = bool(registration.events_for(facts))
-        if not named and not registration.reaches_other_owners:
-            continue  # no group names it nor may name its future children: no read
-        try:
-            info: MailboxInfo | None = await session.store.get_mailbox(user.id, name)
-        except MailboxNotFound:
-            info = None
-        if info is None or info.id != mailbox_id:
-            # Renamed or deleted by a later change of the same batch (the store is ahead
-            # of the feed): keep its rights under the name it had, for that rename to
-            # carry along (N79) or the deletion to drop; the later change tells the rest.
-            entries = dict(await session.store.acl_entries(mailbox_id))
-            rights = effective(user.name, owner, entries, is_admin=user.is_admin)
-            if entries and rights:
-                state.rights[(owner, local)] = rights
-            else:
-                state.rights.pop((owner, local), None)
-            continue
-        if info.rights:
-            state.rights[(owner, local)] = info.rights  # what its children will inherit
-        else:
-            state.rights.pop((owner, local), None)
-        if not named:
-            continue
-        if "l" in info.rights:
-            known = state.foreign.get(info.id)
-            state.foreign[info.id] = Foreign(owner, local, name, info.rights)
-            state.names[name] = info.selectable
-            if known is None or name in state.no_access:
-                state.no_access.discard(name)
-                out.append(list_response(state.list_attrs(name), name))
-        else:
-            gone = [i for i, f in state.foreign.items() if f.name == name]
-            for i in gone:
-                del state.foreign[i]
-            state.names.pop(name, None)
-            if gone:
-                state.no_access.add(name)
-                out.append(list_response(("\\NoAccess",), name))
-    state.sub.watch(mailboxes=frozenset(state.foreign))
-    return out
-
-
-async def new_message_fetches(
-    session: Session, view: SelectedView, uids: list[int], facts: dict[int, MessageFacts]
-) -> tuple[list[Response], list[Response]]:
-    """MessageNew's FETCH for ``uids`` (N58): (rendered from facts, read from the store).
-    The first go right after EXISTS, before any flag FETCH that is newer; the second last."""
-    atts = session.notify_fetch_atts
-    if not atts or not uids:
-        return [], []
-    names = tuple(a.name for a in atts)
-    if _FROM_FACTS.issuperset(names) and all(u in facts for u in uids):
-        out: list[Response] = []
-        for uid in uids:
-            seq = view.seq_of(uid)
-            if seq is not None:
-                out.append(_facts_fetch_line(view, seq, facts[uid], atts, names))
-        return out, []
-    from imapd.commands.message import handle_fetch
-
-    fetch = c.Fetch("*", True, SequenceSet.from_values(uids), atts, None, False)
-    outcome = await handle_fetch(session, fetch)
-    responses = list(outcome.responses)
-    if outcome.stream is not None:
-        async for batch in outcome.stream:
-            responses += batch
-    return [], responses
-
-
-#: MessageNew FETCH lines rendered from facts, shared by the listeners of one change: the
-#: sessions that number a new message alike send the same bytes (issue 6: render once per
-#: change, not once per connection). Key -> (the facts shown, the line); the facts are
-#: kept so that their id() in the key cannot be reused while the entry lives.
-_RENDERED: dict[tuple[object, ...], tuple[MessageFacts, Serialized]] = {}
-_RENDERED_MAX = 4096
-
-
-def _facts_fetch_line(
-    view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...],
-    names: tuple[str, ...],
-) -> Serialized:
-    key = (id(m), seq, m.uid in view.recent, names, view.qresync, view.condstore)
-    hit = _RENDERED.get(key)
-    if hit is not None and hit[0] is m:
-        return hit[1]
-    line = Serialized(serialize(_facts_fetch(view, seq, m, atts)))  # atoms, numbers, ASCII
-    if len(_RENDERED) >= _RENDERED_MAX:
-        _RENDERED.clear()
-    _RENDERED[key] = (m, line)
-    return line
-
-
-def _facts_fetch(
-    view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...]
-) -> Untagged:
-    items: list[Value] = []
-    for att in atts:
-        match att.name:
-            case "UID":
-                items += [Atom("UID"), m.uid]
-            case "FLAGS":
-                items += [Atom("FLAGS"), view.flags_with_recent(m.uid, m.flags)]
-            case "MODSEQ":
-                items += [Atom("MODSEQ"), (m.modseq,)]
-            case "RFC822.SIZE":
-                items += [Atom("RFC822.SIZE"), m.size]
-            case _:
-                items += [Atom("INTERNALDATE"), imap_datetime(m.internaldate)]
-    names = set(items[::2])
-    if view.qresync and "UID" not in names:  # D19
-        items += [Atom("UID"), m.uid]
-    if view.condstore and "MODSEQ" not in names:  # D18
-        items += [Atom("MODSEQ"), (m.modseq,)]
-    return Untagged((seq, Atom("FETCH"), tuple(items)))

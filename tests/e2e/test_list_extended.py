@@ -16,9 +16,10 @@ import pytest
 from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_response
 
-from imapd.commands.mailbox import list_response, mailbox_attributes, oldname_response
+from imapd.commands.mailbox import mailbox_attributes
 from imapd.protocol.connection import Limits
 from imapd.protocol.serializer import serialize
+from imapd.replies import list_response, oldname_response
 from store.api import MailboxInfo
 from tests.conftest import PASSWORD, RunningServer
 from tests.rawclient import RawClient

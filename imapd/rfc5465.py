@@ -1,4 +1,11 @@
-"""One session's NOTIFY (RFC 5465) registration and the rendering of changes into responses.
+"""IMAP NOTIFY (RFC 5465): one session's registration and the rendering of changes into
+responses, pure. Not to be confused with the top-level `notify` package, which is the bus and
+the RFC 5423 message-store events and sinks that this module's input comes from.
+
+The NOTIFY layers: the grammar in imapd/protocol/parser/notify.py, the filters (which
+mailboxes a group names) in notify/filters.py, the command in imapd/commands/notify.py,
+this registration and rendering, and the delivery while the session waits in
+imapd/listening.py.
 
 Owns: the compiled registration (notify/filters.py), the NOTIFY subscription to the bus
 (separate from the selected mailbox's, so its overflow ends NOTIFY, not the session), and
@@ -7,7 +14,7 @@ the names the user can list (for ``\\HasChildren`` and ``\\NonExistent``), the u
 subscriptions, and the rights on other users' and shared mailboxes being watched. `render`
 is pure over that state: a Change in, responses out (STATUS from ``Change.counts``, LIST
 from the names, METADATA from the entry names). What needs the store (rights re-checks after
-an AclChanged, FETCH items beyond the flags) is left to imapd/commands/notify.py.
+an AclChanged, FETCH items beyond the flags) is left to imapd/listening.py.
 
 Message events of the selected mailbox are not rendered here: they go through the
 SelectedView (N29), which the session flushes at the moments the selected group allows.
@@ -18,9 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imapd.commands.mailbox import list_response, oldname_response
-from imapd.commands.metadata import entry_value
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, UntaggedStatus, Value
+from imapd.replies import entry_value, list_response, oldname_response
 from notify.bus import Subscription
 from notify.filters import MailboxFacts, Registration, has_children, parent_name
 from store.acl import ALL as ALL_RIGHTS
