@@ -21,9 +21,8 @@ from imapd.protocol.values import FetchAtt, SpooledLiteral
 from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import Subscription
-from store.api import MailboxInfo, User
+from store.api import MailboxInfo, Store, User
 from store.changes import Origin
-from store.sqlite import SqliteStore
 
 
 class Context(Protocol):
@@ -68,7 +67,7 @@ class Context(Protocol):
 
     # --- server-wide things handlers need ---------------------------------------------
     @property
-    def store(self) -> SqliteStore: ...
+    def store(self) -> Store: ...
 
     @property
     def config(self) -> Config: ...
