@@ -20,7 +20,7 @@ import imapclient
 import pytest
 
 from imapd import control
-from imapd.cli_import import from_line_date, maildir_flags, mbox_flags
+from imapd.cli.importer import from_line_date, maildir_flags, mbox_flags
 from tests.e2e.messages import SIMPLE
 from tests.e2e.process import free_port
 

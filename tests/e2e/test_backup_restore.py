@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imapd.cli_backup import EXIT_IN_USE
+from imapd.cli.backup import EXIT_IN_USE
 from tests.e2e.process import Proc, imapd
 
 MAILBOXES = ("INBOX", "A", "B")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from imapd.cli_backup import EXIT_DAMAGED, EXIT_DISK_FULL
+from imapd.cli.backup import EXIT_DAMAGED, EXIT_DISK_FULL
 from store.migrate import available
 from tests.conftest import PASSWORD
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from imapd.cli_backup import EXIT_DAMAGED
+from imapd.cli.backup import EXIT_DAMAGED
 from tests.conftest import PASSWORD
 from tests.e2e.process import Proc
 

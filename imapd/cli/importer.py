@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imapd import control
-from imapd.cli_admin import CLI_ORIGIN, with_store
+from imapd.cli.admin import CLI_ORIGIN, with_store
 from imapd.config import Config
 from store.api import NewMessage
 from store.errors import MailboxNotFound, StoreError

@@ -87,7 +87,7 @@ async def _serve(config: Config) -> int:
 
 async def _with_store(config: Config, action: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     """The store for one command; a running server is told of what it committed."""
-    from imapd.cli_admin import with_store
+    from imapd.cli.admin import with_store
 
     return await with_store(config, action)
 
@@ -148,7 +148,7 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
                     print(f"password of {args.name} changed")
                 case "delete":
                     await store.delete_user(args.name)
-                    from imapd.cli_admin import disconnect_user
+                    from imapd.cli.admin import disconnect_user
 
                     ended = await disconnect_user(config, args.name)
                     print(f"user {args.name} deleted"
@@ -336,7 +336,7 @@ def _webhook(args: argparse.Namespace) -> int:
 def _notifyd_outbox(args: argparse.Namespace) -> int:
     """``imapd notifyd --outbox``: imapd/cli_events.py (the server's event options apply:
     pass its ``--config``)."""
-    from imapd import cli_events
+    from imapd.cli import events as cli_events
 
     if args.method == "webhook" or args.socket:
         print("imapd notifyd: --outbox takes --method log, jsonl or external and no --socket "
@@ -461,10 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     expire = sub.add_parser("expire", help="remove messages past their mailbox's retention")
     data_dir(expire)
 
-    from imapd import cli_admin  # mailbox list/create/delete/status, who, kick, import, events
+    from imapd.cli import admin as cli_admin  # mailbox list/create/delete/status, who, kick, ...
 
     cli_admin.add_parsers(sub, mailbox_sub, data_dir)
-    from imapd import cli_backup  # backup, restore, fsck, init
+    from imapd.cli import backup as cli_backup  # backup, restore, fsck, init
 
     cli_backup.add_parsers(sub, data_dir)
     return parser
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         from imapd.daemon import configure_logging
 
         configure_logging(config.log_format, verbose=args.verbose)
-    from imapd import cli_backup
+    from imapd.cli import backup as cli_backup
 
     try:
         return _command(args, config)
@@ -520,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace, config: Config) -> int:
-    from imapd import cli_admin, cli_backup
+    from imapd.cli import admin as cli_admin
+    from imapd.cli import backup as cli_backup
 
     if (code := cli_admin.dispatch(args, config)) is not None:
         return code

@@ -30,7 +30,7 @@ CLI_ORIGIN = Origin(service="cli")
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
-    from imapd.cli import _run
+    from imapd.cli.app import _run
 
     return _run(coro)
 
@@ -278,11 +278,11 @@ def dispatch(args: argparse.Namespace, config: Config) -> int | None:
         case "kick":
             return _kick(args, config)
         case "import":
-            from imapd import cli_import
+            from imapd.cli import importer as cli_import
 
             return run(cli_import.main(args, config))
         case "events":
-            from imapd import cli_events
+            from imapd.cli import events as cli_events
 
             return cli_events.main(args, config)
     return None

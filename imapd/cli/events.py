@@ -50,7 +50,7 @@ FALLBACK_INTERVAL = 1.0
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
-    from imapd.cli import _run
+    from imapd.cli.app import _run
 
     try:
         return _run(tail(config, user=args.user, from_seq=args.from_seq, follow=args.follow))
@@ -130,7 +130,7 @@ class ServerNotices:
 def notifyd_outbox(args: argparse.Namespace, config: Config) -> int:
     """``imapd notifyd --outbox --state FILE --method log|jsonl|external``: the server's
     change_log (read-only), rendered with its event options, handled by notify/notifyd.py."""
-    from imapd.cli import _run
+    from imapd.cli.app import _run
     from imapd.server import event_format
     from notify import notifyd
     from notify.follow import StateFile, open_outbox
