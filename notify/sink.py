@@ -85,7 +85,7 @@ def _report_death(task: asyncio.Task[None]) -> None:
 async def render(store: OutboxStore, event: Event, fmt: Format, *, pid: int
                  ) -> dict[str, object]:
     """An event's Cyrus JSON fields as the sink sends them (before `fit`); also
-    ``imapd events tail`` (imapd/cli_events.py). messageContent/messageHeaders are read
+    ``imapd events tail`` (imapd/cli/events.py). messageContent/messageHeaders are read
     now: a message expunged before its event went out has none."""
     content: dict[int, bytes] | None = None
     if (fmt.wants_content and event.type in {EventType.MessageAppend, EventType.MessageNew}

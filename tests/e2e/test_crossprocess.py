@@ -313,7 +313,7 @@ def test_control_socket_on_the_wire(server: RunningServer) -> None:
     on one connection; a subscriber is pushed the seq of each publish."""
     path = control.socket_path(server.config.data_dir)
     assert path.stat().st_mode & 0o777 == 0o600
-    with control._addressable(path) as (where, _):
+    with control.addressable(path) as (where, _):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(where)
         watcher = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
