@@ -36,7 +36,7 @@ def lmtp_address(running: RunningServer) -> tuple[str, int]:
 def connect(running: RunningServer) -> smtplib.LMTP:
     host, port = lmtp_address(running)
     client = smtplib.LMTP(host, port, timeout=10)
-    code, _ = client.ehlo_or_helo_if_needed() or (250, b"")
+    code, _ = client.ehlo()  # LMTP's LHLO (smtplib.LMTP)
     assert code == 250
     return client
 

@@ -142,13 +142,13 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
         if predicate():
             return True
         time.sleep(0.02)
-    return predicate()
+    return bool(predicate())
 
 
 def fetch_bodies(c: RawClient, tag: str, mailbox: str = "INBOX") -> list[bytes]:
     c.ok(tag + "s", f"EXAMINE {mailbox}")
     c.line(f"{tag} FETCH 1:* BODY.PEEK[]")
-    bodies = []
+    bodies: list[bytes] = []
     while True:
         resp = c.response_bytes()
         if resp.startswith(tag.encode() + b" "):

@@ -42,11 +42,13 @@ def test_append_survives_kill_9_and_uids_are_never_reused(proc: Proc) -> None:
     proc.kill9()
     proc.start()
     c = proc.client()
-    typ, data = c.select("INBOX")
-    assert data == [b"1"]
-    typ, data = c.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert b"UID 4" in data[0][0] and b"\\Flagged" in data[0][0]
-    assert b"Message 99" in data[0][1]
+    typ, selected = c.select("INBOX")
+    assert selected == [b"1"]
+    typ, fetched = c.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    first = fetched[0]
+    assert isinstance(first, tuple), fetched
+    assert b"UID 4" in first[0] and b"\\Flagged" in first[0]
+    assert b"Message 99" in first[1]
     typ, data = c.append("INBOX", None, None, numbered(100))
     assert data[0].startswith(b"[APPENDUID ") and data[0].split()[2] == b"5]"
     c.logout()

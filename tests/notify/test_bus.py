@@ -51,4 +51,4 @@ def test_notify_subscription_leaves_the_selected_mailbox_messages_to_the_selecte
     assert rings == ["notify", "notify"]
     selected.watch(mailboxes=frozenset())  # UNSELECT: the NOTIFY queue hears INBOX again
     bus.publish([added(INBOX)])
-    assert [c.mailbox for c in notify.drain()] == [INBOX]  # type: ignore[attr-defined]
+    assert [c.mailbox for c in notify.drain()] == [INBOX]  # type: ignore[union-attr]

@@ -202,7 +202,8 @@ def test_message_new_default_has_no_content() -> None:
     [event] = events_for(change)
     out = event_fields(event, Format(servername=SERVER), pid=1, content={6: NEW_RAW})
     assert set(out) == set(ex) - {"messageContent", "messageHeaders"}
-    assert out["uri"].endswith(";UIDVALIDITY=1411487714/;UID=6")
+    uri = out["uri"]
+    assert isinstance(uri, str) and uri.endswith(";UIDVALIDITY=1411487714/;UID=6")
     assert out["user"] == JOHN  # the recipient
     assert out["uidset"] == "6"
 
@@ -409,7 +410,7 @@ def test_key_order_agrees_with_real_cyrus() -> None:
 
 
 def test_fit_sheds_content_first() -> None:
-    fields = {"event": "MessageAppend", "user": "u", "messageHeaders": {"1": {}},
+    fields: dict[str, object] = {"event": "MessageAppend", "user": "u", "messageHeaders": {"1": {}},
               "messageContent": {"1": "x" * 500}}
     fitted = cyrus.fit(fields, "log", 200)
     assert fitted is not None
