@@ -6,8 +6,8 @@ import imaplib
 import re
 import threading
 
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import numbered
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def connect(server: RunningServer, user: str = "alice") -> imaplib.IMAP4:

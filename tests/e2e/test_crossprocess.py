@@ -30,8 +30,9 @@ from store.changes import (
     QuotaChanged,
 )
 from store.sqlite import SqliteStore
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 
@@ -43,12 +44,6 @@ def cli(running: RunningServer, *args: str) -> str:
     )
     assert result.returncode == 0, (args, result.stdout, result.stderr)
     return result.stdout
-
-
-def client(running: RunningServer) -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
-    c.login("alice", PASSWORD)
-    return c
 
 
 def idle_until(c: imapclient.IMAPClient, wanted: tuple[int, bytes], timeout: float = 1.0,

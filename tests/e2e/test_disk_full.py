@@ -25,7 +25,7 @@ import pytest
 
 from imapd.cli.backup import EXIT_DAMAGED, EXIT_DISK_FULL
 from store.migrate import available
-from tests.conftest import PASSWORD
+from tests.helpers.server import PASSWORD
 
 
 class Tmpfs:

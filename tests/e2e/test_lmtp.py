@@ -15,8 +15,8 @@ from typing import Any
 import imapclient
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def lmtp_server(server_factory: Any, where: str = "127.0.0.1:0", **kw: Any) -> RunningServer:

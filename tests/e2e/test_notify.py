@@ -14,7 +14,7 @@ from imapd import control
 from store.acl import Modification
 from store.changes import Counts, MessagesAdded, Origin
 from store.sqlite import SqliteStore
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 

@@ -11,7 +11,7 @@ import re
 import smtplib
 from typing import Any
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 

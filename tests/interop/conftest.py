@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import pytest
 from imapclient import IMAPClient
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.interop.conftest import (
     client_env,
     imap,

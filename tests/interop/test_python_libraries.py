@@ -15,7 +15,7 @@ from typing import Any
 
 from imapclient import imapclient as imapclient_module
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.interop.conftest import (
     imap,
     message,
