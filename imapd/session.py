@@ -81,7 +81,7 @@ log = logging.getLogger("imapd.session")
 
 READ_SIZE = 65536
 #: A session whose pushed bytes pile up past this in the transport (a client that does not
-#: read) waits for them to drain before it renders more (NOTIFY overflows before: N91).
+#: read) waits for them to drain before it renders more (NOTIFY overflows before: RFC 5465 §5.8).
 PUSH_DRAIN_AT = 256 * 1024
 #: Inflated octets allowed beyond ``limits.max_inflate_ratio`` times the deflated ones.
 INFLATE_SLACK = 64 * 1024
@@ -656,7 +656,7 @@ class Session:
                 if own or not self._origin_claims(change.origin.session, view.mailbox_id):
                     claim += added
             if self.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
-                facts.update((m.uid, m) for m in change.messages)  # not own: N59
+                facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
         if claim and not view.readonly:
             claimed = await self.store.claim_recent(view.mailbox_id, claim)
             view.recent.update(claimed)
@@ -664,7 +664,7 @@ class Session:
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
         if new and self.notify.selected_push:
             first, last = await new_message_fetches(self, view, new, facts)
-            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # N58
+            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # RFC 5465 §5.2
         return updates + view.flush_flags(allow_flags)
 
     def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:

@@ -8,13 +8,13 @@ listeners, PEERS.md):
             ours and any server whose NOTIFY is comparable:
               NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge))
                          (personal (MessageNew MessageExpunge FlagChange))
-            (the ABNF form, NOTIFY.md C.1); Dovecot by default IDLE (``--notify-dovecot
+            (the ABNF form, docs/notify.md); Dovecot by default IDLE (``--notify-dovecot
             notify`` tries its NOTIFY instead; it falls back to IDLE on NO/BAD).
   memory    the server's PSS (sum over its process tree, /proc/PID/smaps_rollup; RSS where
             PSS cannot be read) before the K connections (after a warm-up batch of listeners,
             closed again) and once they are idle: delta / K
   events    a writer APPENDs E messages at R per second; each listener records when its
-            ``* n EXISTS`` arrives (an EXISTS for n also covers every earlier message, N61)
+            ``* n EXISTS`` arrives (an EXISTS for n also covers every earlier message, §5.2)
   figures   delay from the writer's tagged OK, and from the APPEND being sent, to each
             listener's EXISTS (p50, p99, max over every listener x event), the writer's own
             APPEND round trip, delivered / expected, memory per idle connection
