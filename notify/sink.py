@@ -3,7 +3,7 @@
 Owns: delivery of every committed change's events, in commit order, as one UNIX datagram
 each in notifyd's layout (notify/cyrus.py), to ``notifysocket``. Must not import imapd.
 
-Unlike Cyrus (fire and forget: an event is lost when notifyd is absent, EVENTS.md §4.3) the
+Unlike Cyrus (fire and forget: an event is lost when notifyd is absent; docs/events.md) the
 sink is a durable consumer of the ``change_log`` outbox:
 - It reads change_log by seq after its own cursor (table ``event_cursors``, migration 0003),
   so events wait in the outbox while the listener is absent, refusing or full, and go out in

@@ -1,5 +1,5 @@
 """NOTIFY (RFC 5465) end to end over raw sockets: back-pressure (§5.8, §9), rights (§3.1,
-§5.9), delivery latency, IDLE (§4) and the registration's life (§3.1). NOTIFY.md items are
+§5.9), delivery latency, IDLE (§4) and the registration's life (§3.1). The RFC sections are
 named in each test's docstring; the transcripts (tests/transcripts/notify_*.imap) cover the
 rest."""
 

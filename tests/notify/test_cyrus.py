@@ -263,7 +263,7 @@ def test_metadata_has_no_event() -> None:
     assert events_for(change) == []
 
 
-# --- STORE splitting and ordering (EVENTS.md §3.1, §3.2) --------------------------------------
+# --- STORE splitting and ordering (docs/events.md "Order") ----------------------------------------
 def store(changes: tuple[FlagChange, ...], kind: str = "store") -> FlagsChanged:
     return FlagsChanged(1, at("2015-02-23T14:50:21.858+01:00"), Origin("s", "u"),
                         box("INBOX", 7), Counts(5, 1, 6, 9, 0), changes, kind)
@@ -387,7 +387,7 @@ def test_datagram_layout() -> None:
     text = '{"event":"Login"}'
     data = cyrus.datagram("log", text)
     assert data == b"log\0EVENT\0\0\0\0" + b"0\0" + text.encode() + b"\0"
-    assert len(data) == len(text) + 16  # EVENTS.md §4.1: 331 bytes of JSON -> 347
+    assert len(data) == len(text) + 16  # docs/events.md: 331 bytes of JSON -> 347
     req = cyrus.parse_datagram(data)
     assert (req.method, req.klass, req.options, req.message) == ("log", "EVENT", (), text)
     assert cyrus.log_line(req) == 'EVENT, , , ,  "{"event":"Login"}"'
