@@ -86,11 +86,12 @@ def test_sigterm_as_soon_as_it_says_it_serves_is_a_clean_stop(proc: Proc) -> Non
     signals the moment it reads it must see exit status 0, never death by the signal (the
     handlers were once installed only after that line and the pid file were written)."""
     for _ in range(5):
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(proc.data_dir),
-             "--listen", f"127.0.0.1:{proc.port}"], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.startswith("imapd: serving IMAP on"), line
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(15) == 0
+             "--listen", f"127.0.0.1:{proc.port}"], stdout=subprocess.PIPE, text=True,
+        ) as child:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.startswith("imapd: serving IMAP on"), line
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(15) == 0

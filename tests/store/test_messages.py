@@ -12,7 +12,7 @@ from store.api import MailboxInfo, NewMessage, User
 from store.changes import FlagChange, FlagsChanged, MessagesAdded, MessagesExpunged
 from store.errors import MailboxInvalid, MailboxNotFound, StoreError
 from store.sqlite import SqliteStore, uid_ranges
-from tests.store.conftest import ORIGIN, START, Env, message, new
+from tests.helpers.store import ORIGIN, START, Env, message, new
 
 
 @pytest.fixture

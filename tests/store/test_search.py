@@ -12,7 +12,7 @@ from store.migrate import available, migrate
 from store.mime import parse_message, structure_to_json
 from store.search import STORED_KEYS, compile_criterion
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, START, Clock, Env, message, new
+from tests.helpers.store import ORIGIN, START, Clock, Env, message, new
 
 C = Criterion
 EST = dt.timezone(dt.timedelta(hours=-5))
