@@ -124,7 +124,7 @@ class Server:
         self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
         self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
-        self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control.py)
+        self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control/)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
         #: The certificate when tls_cert_file is set: STARTTLS, and ``listen_tls``.
@@ -369,7 +369,7 @@ class Server:
 
 def event_format(config: Config) -> tuple[Policy, Format]:
     """The event filter and JSON shape the configuration asks for: the notification sink's,
-    and ``imapd events tail``'s (imapd/cli_events.py)."""
+    and ``imapd events tail``'s (imapd/cli/events.py)."""
     policy = Policy.build(config.event_groups, config.event_exclude_flags,
                           config.event_exclude_specialuse)
     fmt = Format(

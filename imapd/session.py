@@ -165,7 +165,7 @@ class Session:
         #: not be written (the command is then answered NO [UNAVAILABLE]).
         self._spools: list[spool.Spool] = []
         self._spool_error: OSError | None = None
-        #: For `imapd who` and `imapd kick` (imapd/control.py).
+        #: For `imapd who` and `imapd kick` (imapd/control/).
         self.connected_at = dt.datetime.now(dt.UTC)
         self.last_input = time.monotonic()
         self.kicked: str | None = None

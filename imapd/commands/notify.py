@@ -2,14 +2,15 @@
 registration's rendering pure (imapd/rfc5465.py).
 
 ``handle_notify`` validates the whole command before it replaces the previous registration
-(N24, N26): unsupported events are ``NO [BADEVENT (every supported event)]`` (N36, N37, C.2);
-the grammar and pairing rules were checked by the parser (BAD, N38-N44); a request naming
-too many mailboxes is ``NO [NOTIFICATIONOVERFLOW]`` (N35). Then one read of the user's
-mailboxes and subscriptions sets up the facts `NotifyState` keeps current from the feed,
-the NOTIFY subscription is routed (the user's own mailboxes by owner name; other users' and
+(RFC 5465 §3.1): unsupported events are ``NO [BADEVENT (every supported event)]`` (§3.1,
+§8; docs/notify.md "Unsupported events"); the grammar and pairing rules were checked by the
+parser (BAD, §5, §6.1, §8); a request naming too many mailboxes is
+``NO [NOTIFICATIONOVERFLOW]`` (§3.1). Then one read of the user's mailboxes and
+subscriptions sets up the facts `NotifyState` keeps current from the feed, the NOTIFY
+subscription is routed (the user's own mailboxes by owner name; other users' and
 shared ones by id, only those the user may list: README "Access control"), and with
-``STATUS`` the initial STATUS responses go out (N30). The dispatcher's flush after the
-command is the implicit NOOP (N27).
+``STATUS`` the initial STATUS responses go out (§3.1). The dispatcher's flush after the
+command is the implicit NOOP (§3.1).
 
 """
 
@@ -33,7 +34,7 @@ from store.namespace import resolve
 if TYPE_CHECKING:
     from imapd.commands.context import Context
 
-#: N35: more mailbox names than this in one NOTIFY is refused as too expensive.
+#: RFC 5465 §3.1: more mailbox names than this in one NOTIFY is refused as too expensive.
 MAX_NAMED_MAILBOXES = 1000
 #: FETCH items rendered from a change's MessageFacts (no store read on the hot path).
 _FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
@@ -44,15 +45,15 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     Examples: RFC 5465 §3.1; tests/transcripts/notify_*.imap."""
     user = session.require_user()
     state: NotifyState = session.notify
-    if cmd.groups is None:  # N23; C.7: afterwards plain RFC 3501 reporting
+    if cmd.groups is None:  # §3.1; docs/notify.md "NOTIFY NONE": then plain RFC 3501 reporting
         state.stop()
         return ok("NOTIFY completed")
     unknown = {e.name for g in cmd.groups for e in g.events or () if e.name not in SUPPORTED_EVENTS}
-    if unknown:  # N36, N37: the list names what we support, not what was refused
+    if unknown:  # RFC 5465 §3.1, §8: the list names what we support, not what was refused
         raise CommandRefused(f"Unsupported event {min(unknown)}",
                              f"BADEVENT ({' '.join(SUPPORTED_EVENTS)})")
     if sum(len(g.mailboxes) for g in cmd.groups) > MAX_NAMED_MAILBOXES:
-        raise CommandRefused("Too many mailboxes to watch", "NOTIFICATIONOVERFLOW")  # N35
+        raise CommandRefused("Too many mailboxes to watch", "NOTIFICATIONOVERFLOW")  # RFC 5465 §3.1
     registration = compile_groups(
         (g.filter, g.mailboxes, None if g.events is None else tuple(e.name for e in g.events))
         for g in cmd.groups
@@ -62,7 +63,7 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
         if g.filter.startswith("selected"):
             for e in g.events or ():
                 fetch_atts += e.fetch_atts
-    # Replace (N24): subscribe first, then read, so no change between falls in the gap.
+    # Replace (RFC 5465 §3.1): subscribe first, then read, so no change between falls in the gap.
     state.stop()
     state.viewer = user.name
     state.admin = user.is_admin
@@ -70,10 +71,10 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     topics = set()
     if registration.reaches_other_owners:  # mailboxes created or renamed into view
         topics.add(NAMES)
-    if "ServerMetadataChange" in registration.wants:  # /shared server entries (N90)
+    if "ServerMetadataChange" in registration.wants:  # /shared server entries (RFC 5465 §5.7)
         topics.add(SHARED_SERVER_METADATA)
     sub.watch(users=frozenset({user.name}), topics=frozenset(topics))
-    sub.covered_by = session.subscription  # the selected mailbox's message events: N29
+    sub.covered_by = session.subscription  # the selected mailbox's message events: §6.1
     state.sub = sub
     state.registration = registration
     state.status = cmd.status
@@ -93,12 +94,12 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
         facts = state.facts(m.owner, m.name)
         if registration.events_for(facts):
             state.foreign[m.id] = Foreign(m.owner, _local(user.name, m), m.name, m.rights)
-            if m.name in named and "r" not in m.rights:  # N32 (c)
+            if m.name in named and "r" not in m.rights:  # RFC 5465 §3.1 (c)
                 responses.append(list_response(("\\NoAccess",), m.name))
                 state.no_access.add(m.name)
     if state.foreign:
         sub.watch(mailboxes=frozenset(state.foreign))
-    if cmd.status:  # N30, N31
+    if cmd.status:  # RFC 5465 §3.1
         condstore = "CONDSTORE" in session.enabled
         selected = session.view.mailbox_id if session.view is not None else None
         for m in listable:
@@ -111,7 +112,7 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
             # RFC 5465 §3.1: with FlagChange or AnnotationChange the STATUS carries
             # UIDVALIDITY and HIGHESTMODSEQ because the server supports CONDSTORE (we always
             # do), whether or not this client enabled it; the later STATUS of §5.1-§5.3
-            # depend on the client's enabling (N52, N65, N71).
+            # depend on the client's enabling (RFC 5465 §5.1, §5.2, §5.3).
             modseq = condstore or bool(events & {"FlagChange", "AnnotationChange"})
             responses.append(status_response(m.name, m.ref, _counts(m), items, modseq))
     return ok("NOTIFY completed", None, *responses)

@@ -9,9 +9,23 @@ from imapd.commands.base import After
 from imapd.listening import notify_updates
 from imapd.protocol.connection import IdleDone, SaslResponse
 from imapd.protocol.framing import Mode
-from imapd.protocol.state import Authenticated, Logout, Selected
+from imapd.protocol.state import Authenticated, Logout, Selected, State
+from imapd.selected import SelectedView
 from store.api import NewMessage
 from tests.commands.conftest import TestContext, message
+
+
+def state(ctx: TestContext) -> State:
+    """The connection's state now (a call, so mypy does not carry an earlier narrowing)."""
+    return ctx.conn.state
+
+
+def listening(ctx: TestContext) -> bool:
+    return ctx.notify.active
+
+
+def view_of(ctx: TestContext) -> SelectedView | None:
+    return ctx.view
 
 
 async def select_inbox(ctx: TestContext, messages: int = 2) -> None:
@@ -33,8 +47,9 @@ async def test_select_enters_the_selected_state_through_its_outcome(ctx: TestCon
     wire = await ctx.finish(b"s SELECT INBOX", outcome)
     assert b"* 2 EXISTS\r\n" in wire
     assert wire.endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
-    assert ctx.conn.state == Selected("alice", "INBOX", False)
-    assert ctx.view is not None and ctx.subscription.mailboxes == {ctx.view.mailbox_id}
+    assert state(ctx) == Selected("alice", "INBOX", False)
+    view = view_of(ctx)
+    assert view is not None and ctx.subscription.mailboxes == {view.mailbox_id}
 
 
 async def test_a_failed_select_leaves_the_selected_state(ctx: TestContext) -> None:
@@ -141,7 +156,7 @@ async def test_notify_registers_and_reports_another_mailbox(ctx: TestContext) ->
     await ctx.store.append(user.id, "Archive", [other], replace(ctx.origin, session="other"))
     ctx.unsent = ctx.config.notify_write_high_water + 1
     overflow = ctx.conn.send(await notify_updates(ctx))
-    assert overflow.startswith(b"* OK [NOTIFICATIONOVERFLOW]") and not ctx.notify.active
+    assert overflow.startswith(b"* OK [NOTIFICATIONOVERFLOW]") and not listening(ctx)
     _, wire = await ctx.do(b"n2 NOTIFY NONE")
     assert wire == b"n2 OK NOTIFY completed\r\n" and ctx.notify.sub is None
 

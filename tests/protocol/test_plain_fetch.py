@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -28,7 +29,7 @@ def plain_rows(
     records: list[MessageRecord], atts: tuple[FetchAtt, ...]
 ) -> list[tuple[object, ...]]:
     """What `Store.fetch_plain` returns for these records and the columns ``atts`` show."""
-    value = {
+    value: dict[str, Callable[[MessageRecord], object]] = {
         "modseq": lambda r: r.modseq, "flags": lambda r: " ".join(r.flags),
         "size": lambda r: r.size, "internaldate": lambda r: r.internaldate.isoformat(),
     }
