@@ -137,7 +137,7 @@ class Subscription:
 
     def discard_through(self, seq: int) -> None:
         """Forget queued changes a snapshot already contains (``seq`` <= the snapshot's:
-        SELECT subscribes before it reads, STYLE §5)."""
+        SELECT subscribes before it reads)."""
         self.pending = deque(ch for ch in self.pending if ch.seq > seq)
 
     def close(self) -> None:

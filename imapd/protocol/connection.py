@@ -1,7 +1,7 @@
 """The sans-IO server connection: bytes in, events out; responses in, bytes out.
 
-Owns: `ServerConnection` (the h11 shape, STYLE §3) tying framer -> parser -> state check and
-the serializer, the event types, `Limits`, and the abuse rules (STYLE §6): an unknown command
+Owns: `ServerConnection` (the h11 shape) tying framer -> parser -> state check and
+the serializer, the event types, `Limits`, and the abuse rules: an unknown command
 before authentication ends the connection (cross-protocol attacks), as do too many BADs in
 a row. Errors are events in the stream, so pipelined replies keep their order. Must not
 import asyncio, socket, ssl, store or notify.
@@ -43,7 +43,7 @@ from imapd.protocol.values import Secret
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection input limits; tests use tiny values (STYLE §5)."""
+    """Per-connection input limits; tests use tiny values."""
 
     #: Bytes of one command excluding its literals: Dovecot's imap_max_line_length (64 kB).
     max_line_length: int = 65536
@@ -58,7 +58,7 @@ class Limits:
     #: Literals of at least this many octets go to a spool file on disk (`LiteralChunk`
     #: events), not memory: ten stalled 30 MB uploads must not cost 300 MB of RAM.
     literal_spool_size: int = 1024 * 1024
-    #: Parenthesis / NOT / OR nesting of a search program (STYLE §3: nesting has a limit);
+    #: Parenthesis / NOT / OR nesting of a search program (nesting has a limit);
     #: far below Python's recursion limit.
     max_depth: int = 32
     #: Sequence-set ranges, search keys, fetch atts, flags... in one command.
@@ -77,7 +77,7 @@ class Limits:
     #: this many times what it received, plus 64 KiB (legitimate IMAP traffic deflates about
     #: 3-20 times; a bomb of NOOPs 1000 times). 0: no check.
     max_inflate_ratio: int = 100
-    #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`, STYLE §6).
+    #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`).
     max_bad_commands: int = 20
     #: Bytes skipped looking for the end of an overlong line before giving up with BYE.
     max_discard_length: int = 1024 * 1024
@@ -172,7 +172,7 @@ _MODE_PROMPTS: Final = {Mode.IDLE: "idling", Mode.SASL: ""}
 
 
 class ServerConnection:
-    """One IMAP server connection without I/O (the h11 shape, STYLE §3)."""
+    """One IMAP server connection without I/O (the h11 shape)."""
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
@@ -338,7 +338,7 @@ class ServerConnection:
 
     def _unknown(self, tag: str | None) -> Rejected | Fatal:
         if isinstance(self._state, NotAuthenticated):
-            # STYLE §6: not an IMAP client (HTTP, SMTP...): cross-protocol attack defence.
+            # not an IMAP client (HTTP, SMTP...): cross-protocol attack defence.
             return Fatal(UntaggedStatus("BYE", "Unknown command"))
         return self._bad(tag, "Unknown command")
 
