@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import imaplib
 import json
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -182,9 +183,10 @@ def test_late_start_skips_alarms_older_than_the_lookback(
     events = wait_for(proc, "fresh")
     assert [e["uid"] for e in events] == ["fresh"]
     assert proc.proc is not None
-    assert proc.stop() == 0
-    assert proc.proc.stdout is not None
-    log = proc.proc.stdout.read().decode()
+    proc.proc.send_signal(signal.SIGTERM)  # stopped here to read its log to the end
+    output, _ = proc.proc.communicate(timeout=15)
+    assert proc.proc.returncode == 0
+    log = output.decode()
     assert "skipped (older than the look-back)" in log
 
 

@@ -75,7 +75,7 @@ def test_calendar_group_filters(groups: tuple[str, ...], count: int) -> None:
 
 
 def test_excluded_special_use_does_not_drop_alarms() -> None:
-    # event_exclude_specialuse concerns message and flag events only (EVENTS.md §1.6).
+    # event_exclude_specialuse concerns message and flag events only (docs/calendar.md).
     change = example_change()
     policy = Policy.build(("calendar",), (), ("ALL",))
     assert len(events_for(change, policy)) == 1

@@ -16,8 +16,8 @@ from store.api import NewMessage, User
 from store.changes import CalendarAlarmFired
 from store.metadata import MetadataLimits
 from store.sqlite import SqliteStore
+from tests.helpers.store import ORIGIN, START, Env
 from tests.store.calendar_data import ics, message, valarm, vevent
-from tests.store.conftest import ORIGIN, START, Env
 
 pytest.importorskip("icalendar")
 pytest.importorskip("recurring_ical_events")

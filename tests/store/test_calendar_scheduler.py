@@ -15,8 +15,8 @@ from store.api import NewMessage
 from store.changes import CalendarAlarmFired, Change
 from store.metadata import MetadataLimits
 from store.sqlite import SqliteStore
+from tests.helpers.store import ORIGIN
 from tests.store.calendar_data import ics, message, utc, valarm, vevent
-from tests.store.conftest import ORIGIN
 
 pytest.importorskip("icalendar")
 pytest.importorskip("recurring_ical_events")
