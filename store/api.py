@@ -397,15 +397,23 @@ class Store(ChangeFeed, Protocol):
     async def append(
         self,
         user_id: int,
-        name: str,
+        mailbox: str | int,
         messages: Sequence[NewMessage],
         origin: Origin,
         *,
         kind: str = "append",
+        need: str = "",
     ) -> AppendResult:
         """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
         names the arrival in its MessagesAdded ("append", "deliver" by LMTP, "import").
-        Raises MailboxNotFound (handler adds TRYCREATE), MailboxInvalid for \\Noselect."""
+        ``mailbox``: a client name in ``user_id``'s namespaces, or the id of a mailbox the
+        caller resolved (a handler: the name is resolved once per command). ``need``
+        (e.g. "i"): the rights ``user_id`` must have on it, computed from its ACL and the
+        user's admin flag INSIDE the write transaction, so a revoke committed after the
+        caller's own check is honoured; those rights also drop the flags they do not allow
+        (RFC 4314 §4: dropped, not refused). "" checks no rights (LMTP, import). Raises
+        MailboxNotFound (also for a mailbox deleted since it was resolved, or one the user
+        may not see: handler adds TRYCREATE), NoPermission, MailboxInvalid for \\Noselect."""
         ...
 
     async def fetch_expunged(
@@ -453,16 +461,18 @@ class Store(ChangeFeed, Protocol):
         self,
         mailbox_id: int,
         uids: Sequence[int],
-        dest_user_id: int,
-        dest_name: str,
+        user_id: int,
+        target: str | int,
         origin: Origin,
         *,
         move: bool = False,
-        rights: str | None = None,
+        need: str = "",
     ) -> CopyResult:
-        """COPY/MOVE in one transaction; never partial. With ``rights`` (the user's on the
-        destination) only the flags those rights let them set are copied (RFC 4314 §4).
-        Raises MailboxNotFound for the destination (handler adds TRYCREATE)."""
+        """COPY/MOVE in one transaction; never partial. ``target`` and ``need`` are as
+        `append`'s ``mailbox`` and ``need``: the destination's rights for ``user_id`` are
+        read in the transaction, refused as there, and only the flags they let the user
+        set are copied (RFC 4314 §4). Raises MailboxNotFound for the destination (handler
+        adds TRYCREATE), NoPermission, MailboxInvalid."""
         ...
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:

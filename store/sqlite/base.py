@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
 from store.api import MailboxInfo
@@ -238,6 +239,46 @@ class SqliteBase:
         if not mbox.selectable:
             raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
         return mbox
+
+    # --- APPEND/COPY/MOVE targets (RFC 4314 §4; store/acl.py) ---------------------------------
+    @staticmethod
+    async def _acl_rights(db: aiosqlite.Connection, viewer: str, admin: bool, mailbox_id: int,
+                          owner: str) -> str:
+        """The effective rights of ``viewer`` on a mailbox of ``owner``, from its ACL rows
+        as ``db`` reads them now."""
+        rows = await _rows(
+            db, "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
+            " AND identifier IN (?, ?, 'anyone', '-anyone')", (mailbox_id, viewer, "-" + viewer))
+        return aclrules.effective(viewer, owner, {r[0]: r[1] for r in rows}, is_admin=admin)
+
+    async def _target(self, tx: _Tx, user_id: int, mailbox: str | int, need: str,
+                      ) -> tuple[_Mbox, str | None]:
+        """The mailbox an APPEND/COPY/MOVE writes to, read in its write transaction: by id
+        (the caller resolved the name once) or by a client name of ``user_id``. With
+        ``need``, ``user_id``'s rights on it as they are now (a revoke committed since the
+        caller's check counts), refused by `aclrules.require`; else no rights (None: the
+        caller checks none, as LMTP delivery and import do). Raises MailboxNotFound (also
+        for a mailbox deleted since the caller resolved it), NoPermission, MailboxInvalid
+        (\\Noselect)."""
+        if isinstance(mailbox, int):
+            row = await tx.one(_MBOX_SELECT + " WHERE m.id = ?", (mailbox,))
+            mbox = None if row is None else _Mbox.from_row(row)
+        else:
+            mbox = await self._by_name(tx.db, *await self._locate(tx.db, user_id,
+                                                                  names.canonical(mailbox)))
+        if mbox is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        rights = None
+        if need:
+            if mbox.owner_id == user_id:
+                rights = aclrules.ALL
+            else:
+                viewer, admin = await self._viewer(tx.db, user_id)
+                rights = await self._acl_rights(tx.db, viewer, admin, mbox.id, mbox.owner)
+            aclrules.require(rights, need)
+        if not mbox.selectable:
+            raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+        return mbox, rights
 
     # --- namespaces (RFC 2342; store/namespace.py) ------------------------------------------
     @staticmethod
