@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,11 +38,12 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxInfo:
-    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
-    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``selectable`` is
-    False for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
-    (RFC 3501 §6.3.4). ``ref`` is only right for the viewer's own mailboxes."""
+class MailboxRow:
+    """What a mailbox row holds, with its owner's name: the fields `MailboxInfo` and a
+    backend's own row type (store/sqlite/base.py `_Mbox`) share. ``selectable`` is False
+    for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
+    (RFC 3501 §6.3.4); ``deleted`` counts the messages flagged \\Deleted (STATUS DELETED,
+    RFC 9051 §6.3.11)."""
 
     id: int
     owner_id: int
@@ -53,13 +54,22 @@ class MailboxInfo:
     highestmodseq: int
     messages: int
     unseen: int
-    recent: int
     size: int
+    deleted: int = 0
     special_use: tuple[str, ...] = ()
-    subscribed: bool = False
     selectable: bool = True
     retention_days: int | None = None
-    deleted: int = 0  # messages flagged \Deleted (STATUS DELETED, RFC 9051 §6.3.11)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo(MailboxRow):
+    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
+    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``ref`` is only
+    right for the viewer's own mailboxes. Built with keywords (``recent`` is keyword-only,
+    after the row's fields)."""
+
+    recent: int = field(kw_only=True)  # \Recent messages no session has claimed yet
+    subscribed: bool = False
     #: The asking user's effective rights (RFC 4314, store/acl.py): all of them on their own
     #: mailboxes. ``name`` is the name as that user sees it ("Other Users/alice/INBOX").
     rights: str = "lrswipkxtea"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -26,7 +26,7 @@ import aiosqlite
 from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
-from store.api import MailboxInfo
+from store.api import MailboxInfo, MailboxRow
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 from store.mime import BodyPart
@@ -57,23 +57,15 @@ async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
     return rows[0] if rows else None
 
 
-@dataclass(slots=True)
-class _Mbox:
-    id: int
-    owner_id: int
-    owner: str
-    name: str
-    uidvalidity: int
-    uidnext: int
-    highestmodseq: int
-    messages: int
-    unseen: int
-    size: int
-    deleted: int
-    recent_uid: int
-    special_use: tuple[str, ...]
-    selectable: bool
-    retention_days: int | None
+_ROW_FIELDS = tuple(f.name for f in fields(MailboxRow))
+
+
+@dataclass(frozen=True, slots=True)
+class _Mbox(MailboxRow):
+    """A ``mailboxes`` row (`_MBOX_SELECT`): the shared `MailboxRow` fields and the
+    row's \\Recent floor (the first UID no session has claimed)."""
+
+    recent_uid: int = field(kw_only=True)
 
     @classmethod
     def from_row(cls, row: Row) -> _Mbox:
@@ -94,14 +86,8 @@ class _Mbox:
                       self.deleted)
 
     def info(self, recent: int, subscribed: bool) -> MailboxInfo:
-        return MailboxInfo(
-            id=self.id, owner_id=self.owner_id, owner=self.owner, name=self.name,
-            uidvalidity=self.uidvalidity, uidnext=self.uidnext,
-            highestmodseq=self.highestmodseq, messages=self.messages, unseen=self.unseen,
-            recent=recent, size=self.size, special_use=self.special_use,
-            subscribed=subscribed, selectable=self.selectable,
-            retention_days=self.retention_days, deleted=self.deleted,
-        )
+        return MailboxInfo(**{f: getattr(self, f) for f in _ROW_FIELDS}, recent=recent,
+                           subscribed=subscribed)
 
 
 def _facts(
@@ -204,8 +190,9 @@ class SqliteBase:
         ids = {name: id_ for id_, name in rows}
         out = []
         for i, (name, use) in enumerate(specs):
-            mbox = _Mbox(ids[name], owner_id, owner, name, first + i, 1, 1, 0, 0, 0, 0, 1, use,
-                         True, None)
+            mbox = _Mbox(id=ids[name], owner_id=owner_id, owner=owner, name=name,
+                         uidvalidity=first + i, uidnext=1, highestmodseq=1, messages=0,
+                         unseen=0, size=0, special_use=use, recent_uid=1)
             out.append(mbox)
             tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
         return out
