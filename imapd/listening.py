@@ -16,6 +16,7 @@ context drives them too; `Listener` is the session's own part and uses its I/O m
 from __future__ import annotations
 
 import asyncio
+import logging
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,10 @@ from notify.filters import MailboxFacts
 from store.acl import effective
 from store.api import MailboxInfo, MessageRecord
 from store.changes import MessageFacts, MessagesAdded
-from store.errors import MailboxNotFound
+from store.errors import MailboxNotFound, Unavailable
 from store.namespace import visible_name
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from imapd.session import Session
@@ -195,8 +198,13 @@ class Listener:
             if s.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
                 facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
         if claim and not view.readonly:
-            claimed = await s.store.claim_recent(view.mailbox_id, claim)
-            view.recent.update(claimed)
+            try:
+                claimed = await s.store.claim_recent(view.mailbox_id, claim)
+            except Unavailable as exc:  # disk full, I/O error: the updates still go out
+                log.warning("session %s: \\Recent of %d new message(s) not claimed: %s",
+                            s.id, len(claim), exc.text)
+            else:
+                view.recent.update(claimed)
         updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
         if new and s.notify.selected_push:
