@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     notifyd.add_argument("--outbox", action="store_true",
                          help="no socket: follow the change log of --data-dir from --state "
                          "FILE (durable, at least once; methods log, jsonl, external)")
-    notifyd.add_argument("--method", choices=("log", "external", "jsonl", "webhook"),
+    notifyd.add_argument("--method",
+                         choices=("log", "external", "jsonl", "webhook", "jetstream"),
                          default="log", help="log: notifyd's log line; external: run "
                          "--program; jsonl: JSON; webhook: POST to --url")
     notifyd.add_argument("--program", help="command run per event (method external)")
@@ -403,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--retry-max", type=float, default=60.0, dest="retry_max",
                       help="longest backoff between retries, seconds (60)")
     data_dir(notifyd)  # webhook: catch up from this server's outbox after a restart
+    from imapd import jetstream  # --method jetstream: --stream, --subject-prefix, --creds
+
+    jetstream.add_arguments(notifyd)
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -487,6 +491,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "external" and not args.program:
             print("imapd notifyd: --method external needs --program", file=sys.stderr)
             return 2
+        if args.method == "jetstream":  # follows the outbox itself (imapd/jetstream.py)
+            from imapd import jetstream
+
+            try:
+                config = _config(args)
+            except ConfigError as exc:
+                print(f"imapd notifyd: {exc}", file=sys.stderr)
+                return 2
+            return jetstream.notifyd_main(args, config)
         if args.outbox:
             return _notifyd_outbox(args)
         if not args.socket:

@@ -40,6 +40,7 @@ from store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from imapd.session import Session
+    from notify.jetstream import JetStreamSink
 
 log = logging.getLogger("imapd.server")
 
@@ -127,6 +128,7 @@ class Server:
         self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
         self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
+        self.jetstream: JetStreamSink | None = None  # event_notifier = "jetstream"
         self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control.py)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
@@ -190,6 +192,10 @@ class Server:
             log.warning("no control socket (imapd who/kick, prompt CLI changes): %s", exc)
         if self.config.notify_socket:  # before accepting: the first cursor is the log's end
             await self._start_sink(self.config.notify_socket)
+        if self.config.event_notifier == "jetstream":  # imapd/jetstream.py, docs/jetstream.md
+            from imapd.jetstream import start_in_server
+
+            self.jetstream = await start_in_server(self)
         host, port = self.config.listen
         server = await asyncio.start_server(self._accept, host, port, limit=2**20)
         self._servers.append(server)
@@ -343,6 +349,8 @@ class Server:
             await asyncio.wait({self._expiry}, timeout=1.0)
         if self.sink is not None:
             await self.sink.stop()
+        if self.jetstream is not None:
+            await self.jetstream.stop()
         if self.control is not None:
             await self.control.close()
         self.admission.episodes.close()
