@@ -89,7 +89,7 @@ def test_server_publishes_appends(server_factory: Any, nats_server: NatsServer,
     server.add_user("alice")
     client = imaplib.IMAP4(server.host, server.port)
     client.login("alice", PASSWORD)
-    typ, data = client.append("INBOX", None, None, b"Subject: hi\r\n\r\nhello\r\n")
+    typ, _ = client.append("INBOX", None, None, b"Subject: hi\r\n\r\nhello\r\n")
     assert typ == "OK"
     client.logout()
     msgs = asyncio.run(stream_messages(nats_server.url, at_least=1))
