@@ -69,6 +69,7 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 #: Room kept under the server's max_payload for the headers (id, expected stream).
 HEADER_ROOM = 512
+STATUS_INTERVAL = 5.0  # seconds between status file writes while the state stays the same
 _SAFE = frozenset(range(0x21, 0x7F)) - {ord("."), ord("*"), ord(">"), ord("%")}
 
 
@@ -356,6 +357,7 @@ class JetStreamSink:
         self.attempts = 0  # publish rounds (a refused stream must not make this race)
         self._saved: Position | None = None
         self._last_save = 0.0
+        self._status_written = 0.0
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._reconnected = asyncio.Event()
@@ -720,6 +722,9 @@ class JetStreamSink:
             return
         self._saved = position
         self._last_save = loop.time()
+        if force or self._last_save - self._status_written >= STATUS_INTERVAL:
+            self._status_written = self._last_save
+            await self.health.write(self)  # the counters; a change of state writes at once
 
 
 def _describe(exc: BaseException) -> str:

@@ -193,3 +193,41 @@ def test_notifyd_killed_mid_batch_publishes_each_event_once_in_order(
     assert [json.loads(m.data)["uri"].rsplit("=", 1)[1] for m in msgs] == [
         str(i + 1) for i in range(total)]
     assert {m.subject for m in msgs} == {"imapd.MessageAppend.carol"}
+
+
+CONSUMER = Path(__file__).resolve().parents[2] / "scripts" / "jetstream-consumer"
+
+
+def consume(url: str, durable: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+    done = subprocess.run(
+        [sys.executable, str(CONSUMER), "--url", url, "--user", "alice.b", "--durable",
+         durable, "--count", str(count)], capture_output=True, text=True, timeout=60,
+        check=True)
+    lines = [line.split(" ", 1) for line in done.stdout.splitlines()]
+    return [(subject, json.loads(data)) for subject, data in lines]
+
+
+def test_example_consumer_resumes_and_consumers_are_independent(
+    server_factory: Any, nats_server: NatsServer
+) -> None:
+    """scripts/jetstream-consumer: a durable consumer goes on after a restart where it
+    acknowledged; a second one gets the same events on its own."""
+    server: RunningServer = server_factory(event_notifier="jetstream",
+                                           jetstream_url=nats_server.url,
+                                           event_groups=("message",))
+    server.add_user("alice.b")
+    server.add_user("bob")
+    for user in ("alice.b", "bob", "alice.b"):
+        client = imaplib.IMAP4(server.host, server.port)
+        client.login(user, PASSWORD)
+        client.append("INBOX", None, None, f"Subject: for {user}\r\n\r\nhi\r\n".encode())
+        client.logout()
+    asyncio.run(stream_messages(nats_server.url, at_least=3))
+    first = consume(nats_server.url, "indexer", 1)
+    after_restart = consume(nats_server.url, "indexer", 1)
+    other = consume(nats_server.url, "audit", 2)
+    assert [s for s, _ in first + after_restart] == ["imapd.MessageAppend.alice%2Eb"] * 2
+    uids = [e["uri"].rsplit("=", 1)[1] for _, e in first + after_restart]
+    assert uids == ["1", "2"]
+    assert [e for _, e in other] == [e for _, e in first + after_restart]
+    assert all(e["user"] == "alice.b" for _, e in other)
