@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,7 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 #: Room kept under the server's max_payload for the headers (id, expected stream).
 HEADER_ROOM = 512
+RECENT_MAX = 10_000  # published Changes kept for a sink that keeps up (as notify/sink.py)
 STATUS_INTERVAL = 5.0  # seconds between status file writes while the state stays the same
 _SAFE = frozenset(range(0x21, 0x7F)) - {ord("."), ord("*"), ord(">"), ord("%")}
 
@@ -369,6 +372,9 @@ class JetStreamSink:
         self._inbox_of: NatsClient | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._token = 0
+        self._recent: deque[Change] = deque()  # published, maybe not yet in the stream
+        self._kick = asyncio.Event()  # reconnected: end a back-off early
+        self._limit = 1 << 20  # payload limit: the server's max_payload, the stream's
 
     # --- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -377,7 +383,16 @@ class JetStreamSink:
         self._task.add_done_callback(_report_death)
 
     def wake(self, changes: Sequence[Change] = ()) -> None:
-        """The bus listener (and the CLI's publish notices): never blocks."""
+        """The bus listener (and the CLI's publish notices): never blocks. Keeps the
+        published Changes (they carry their seqs), so a sink that keeps up does not read
+        them back from change_log; any gap or overflow falls back to change_log."""
+        recent = self._recent
+        if changes and len(recent) + len(changes) <= RECENT_MAX and (
+            not recent or recent[-1].seq + 1 == changes[0].seq
+        ):
+            recent.extend(changes)
+        else:
+            recent.clear()
         self._wakeup.set()
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -429,6 +444,11 @@ class JetStreamSink:
                 log.warning("jetstream: the outbox cannot be read: %s", exc.text)
                 await self._pause(retry.next())
                 continue
+            except Exception:  # a bug or the store going away: log, keep the cursor, retry
+                log.exception("jetstream: publishing failed after seq %s",
+                              self.position.seq if self.position is not None else "-")
+                await self._pause(opts.retry_max)
+                continue
             retry.reset()
             if busy:
                 refused.reset()
@@ -454,9 +474,16 @@ class JetStreamSink:
             handle.cancel()
 
     async def _pause(self, delay: float) -> None:
-        """Sleep ``delay`` seconds unless stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+        """Sleep ``delay`` seconds unless stopping or reconnected meanwhile."""
+        self._kick.clear()
+        stop = asyncio.ensure_future(self._stopping.wait())
+        kick = asyncio.ensure_future(self._kick.wait())
+        try:
+            await asyncio.wait({stop, kick}, timeout=delay,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            kick.cancel()
 
     # --- NATS ----------------------------------------------------------------------------
     async def _connect(self) -> None:
@@ -473,6 +500,7 @@ class JetStreamSink:
 
         async def on_reconnected() -> None:
             self._reconnected.set()
+            self._kick.set()
             self._wakeup.set()
 
         try:
@@ -530,12 +558,21 @@ class JetStreamSink:
             log.info("jetstream: created stream %s (subjects %s.>, file storage, max age "
                      "%.0f s, max bytes %d)", opts.stream, opts.subject_prefix, opts.max_age,
                      opts.max_bytes)
+            self._limit = self._max_payload()
             return
         except (nats.errors.Error, APIError) as exc:
             raise _Unavailable(f"stream {opts.stream}: {_describe(exc)}") from exc
         subjects = info.config.subjects or []
+        self._limit = self._max_payload(info.config.max_msg_size)
         log.info("jetstream: using stream %s as configured (subjects %s)", opts.stream,
                  " ".join(subjects))
+
+    def _max_payload(self, max_msg_size: int | None = None) -> int:
+        """What one message may hold: the server's max_payload, the stream's max_msg_size."""
+        limit = self._nc.max_payload if self._nc is not None else 1 << 20
+        if max_msg_size is not None and max_msg_size > 0:
+            limit = min(limit, max_msg_size)
+        return limit
 
     async def _resume(self) -> None:
         """The later of the saved cursor and the stream's last message of ours; on a first
@@ -664,10 +701,8 @@ class JetStreamSink:
         events move the position on (so the outbox is not read again for them)."""
         assert self.position is not None
         position = self.position
-        rows = await self.store.change_log(start_of(position), limit)
         out: list[Outgoing] = []
-        for seq, kind, payload in rows:
-            change = read_change(kind, seq, payload)
+        for seq, kind, change in await self._changes(start_of(position), limit):
             if change is None:
                 log.warning("jetstream: change_log seq %d (%s) cannot be read; skipped",
                             seq, kind)
@@ -690,11 +725,22 @@ class JetStreamSink:
                 self.position = Position(seq, len(events) - 1, complete=True)
         return out
 
+    async def _changes(self, after: int, limit: int) -> list[tuple[int, str, Change | None]]:
+        """Up to ``limit`` changes after seq ``after``: from what the bus handed over when it
+        holds them all from there, else from change_log."""
+        recent = self._recent
+        while recent and recent[0].seq <= after:
+            recent.popleft()
+        if recent and recent[0].seq == after + 1:
+            return [(c.seq, "", c) for c in itertools.islice(recent, limit)]
+        rows = await self.store.change_log(after, limit)
+        return [(seq, kind, read_change(kind, seq, payload)) for seq, kind, payload in rows]
+
     async def _outgoing(self, change: Change, event: Event, position: Position
                         ) -> Outgoing | None:
         prefix = self.options.subject_prefix
         fields = await render(self.store, event, self.fmt, pid=self.pid)
-        limit = (self._nc.max_payload if self._nc is not None else 1 << 20) - HEADER_ROOM
+        limit = self._limit - HEADER_ROOM
         fitted = fit_payload(fields, limit)
         if fitted is None:
             self.dropped += 1

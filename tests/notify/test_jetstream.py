@@ -183,6 +183,14 @@ async def _state(sink: JetStreamSink, state: str) -> bool:
     return sink.health.state == state
 
 
+async def _status_is(path: Path, state: str) -> bool:
+    """The status file (written just after the state changes) says ``state``."""
+    try:
+        return bool(json.loads(path.read_text())["state"] == state)
+    except (FileNotFoundError, ValueError):
+        return False
+
+
 async def _has(reader: Reader, n: int) -> bool:
     return await reader.count() >= n
 
@@ -205,8 +213,7 @@ async def test_nats_down_at_start_then_killed_mid_run(
     bus.add_listener(sink.wake)
     try:
         await until(lambda: _state(sink, "disconnected"))
-        status = json.loads((tmp_path / "status.json").read_text())
-        assert status["state"] == "disconnected"
+        await until(lambda: _status_is(tmp_path / "status.json", "disconnected"))
         async with asyncio.timeout(5):  # commits go on at their own pace meanwhile
             for i in range(20):
                 await db.append(bob.id, "INBOX", [NewMessage(message(f"m{i}"))], ORIGIN)
