@@ -373,6 +373,7 @@ class JetStreamSink:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._token = 0
         self._recent: deque[Change] = deque()  # published, maybe not yet in the stream
+        self._bus_head: int | None = None  # the last seq the bus published (server only)
         self._kick = asyncio.Event()  # reconnected: end a back-off early
         self._limit = 1 << 20  # payload limit: the server's max_payload, the stream's
 
@@ -387,6 +388,8 @@ class JetStreamSink:
         published Changes (they carry their seqs), so a sink that keeps up does not read
         them back from change_log; any gap or overflow falls back to change_log."""
         recent = self._recent
+        if changes:
+            self._bus_head = max(self._bus_head or 0, changes[-1].seq)
         if changes and len(recent) + len(changes) <= RECENT_MAX and (
             not recent or recent[-1].seq + 1 == changes[0].seq
         ):
@@ -419,7 +422,8 @@ class JetStreamSink:
         retry = _Backoff(opts.retry_initial, opts.retry_max)
         refused = _Backoff(opts.refused_initial, opts.refused_max)
         ready = False
-        while not self._stopping.is_set():
+        while True:  # stopping: until nothing is left (stop's grace cuts it short) or a fault
+            delay: float | None = None
             try:
                 if self._js is None:
                     await self._connect()
@@ -432,31 +436,31 @@ class JetStreamSink:
             except _Refused as exc:
                 self._probing = True
                 await self.health.set(self, "refused", str(exc))
-                await self._pause(refused.next())
-                continue
+                delay = refused.next()
             except (_Unavailable, OSError, TimeoutError) as exc:
                 await self.health.set(self, "disconnected", _describe(exc))
                 if isinstance(exc, _Unavailable) and "stream" in str(exc):
                     ready = False  # deleted or not there yet: look again
-                await self._pause(retry.next())
-                continue
+                delay = retry.next()
             except Unavailable as exc:  # the store (a full disk): later
                 log.warning("jetstream: the outbox cannot be read: %s", exc.text)
-                await self._pause(retry.next())
-                continue
+                delay = retry.next()
             except Exception:  # a bug or the store going away: log, keep the cursor, retry
                 log.exception("jetstream: publishing failed after seq %s",
                               self.position.seq if self.position is not None else "-")
-                await self._pause(opts.retry_max)
+                delay = opts.retry_max
+            if delay is not None:
+                if self._stopping.is_set():
+                    return
+                await self._pause(delay)
                 continue
             retry.reset()
             if busy:
                 refused.reset()
-                await self.health.set(self, "ok")
-                await self._save()
-                continue
             await self.health.set(self, "ok")
             await self._save()
+            if busy:
+                continue
             if self._stopping.is_set():
                 return
             await self._idle()
@@ -733,6 +737,8 @@ class JetStreamSink:
             recent.popleft()
         if recent and recent[0].seq == after + 1:
             return [(c.seq, "", c) for c in itertools.islice(recent, limit)]
+        if not recent and self._bus_head is not None and after >= self._bus_head:
+            return []  # the bus told of nothing newer (every commit goes through it)
         rows = await self.store.change_log(after, limit)
         return [(seq, kind, read_change(kind, seq, payload)) for seq, kind, payload in rows]
 

@@ -332,3 +332,23 @@ async def test_restart_after_the_dedupe_window_repeats_nothing(
         await again.stop()
     assert [m.headers["Nats-Msg-Id"] for m in msgs] == [
         f"imapd:{head + 1 + i}:0" for i in range(6)]
+
+
+async def test_stop_publishes_what_is_committed(
+    store: tuple[SqliteStore, EventBus], nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """SIGTERM's path: stop() goes on until the outbox is empty (within its grace), then
+    saves the cursor there."""
+    db, bus = store
+    bob = await db.create_user("bob", "pw")
+    sink = sink_for(db, nats_server.url, tmp_path)
+    await sink.start()
+    bus.add_listener(sink.wake)
+    await until(lambda: _state(sink, "ok"))
+    head = await db.change_log_head()
+    await db.append(bob.id, "INBOX", [NewMessage(message(f"m{i}")) for i in range(300)], ORIGIN)
+    await sink.stop(grace=20)
+    async with Reader(nats_server.url) as reader:
+        assert await reader.count() == 300
+    assert await db.event_cursor(jetstream.CURSOR_NAME) == head + 1
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
