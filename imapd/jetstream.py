@@ -22,7 +22,8 @@ from imapd.config import Config, ConfigError
 
 if TYPE_CHECKING:
     from imapd.server import Server
-    from notify.jetstream import JetStreamSink, Options
+    from notify.jetstream import JetStreamSink
+    from notify.jetstream_names import Options
 
 log = logging.getLogger("imapd.jetstream")
 
@@ -33,7 +34,7 @@ NOTIFYD_STATUS = "jetstream-notifyd.status.json"
 
 def options(config: Config, **flags: object) -> Options:
     """The sink's options from the configuration; non-None ``flags`` win."""
-    from notify.jetstream import Options
+    from notify.jetstream_names import Options
 
     def pick(name: str) -> object:
         value = flags.get(name)

@@ -1,12 +1,12 @@
 """The JetStream sink: change_log -> RFC 5423 events (Cyrus JSON) -> a NATS JetStream stream.
 
-Owns: subjects and their escaping, message ids, the stream's defaults, the publish loop with
-its cursor, reconnects, back-off and health states. Used by the server (``event_notifier =
-"jetstream"``, imapd/server.py) and by ``imapd notifyd --method jetstream`` (imapd/
-cli_jetstream.py): the same loop, reading the change_log outbox after a persisted cursor
-like the other sinks (notify/sink.py, notify/follow.py); only where the cursor lives and what
-wakes the loop differ. Must not import imapd. ``nats-py`` (the ``[nats]`` extra) is imported
-here only, when a sink connects: the core never needs it.
+Owns: the publish loop with its cursor, reconnects, back-off and health states (subjects,
+ids, options and the stream's defaults: notify/jetstream_names.py). Used by the server
+(``event_notifier = "jetstream"``, imapd/server.py) and by ``imapd notifyd --method
+jetstream`` (imapd/jetstream.py): the same loop, reading the change_log outbox after a
+persisted cursor like the other sinks (notify/sink.py, notify/follow.py); only where the
+cursor lives and what wakes the loop differ. Must not import imapd. ``nats-py`` (the
+``[nats]`` extra) is imported here only, when a sink connects: the core never needs it.
 
 Subjects: ``PREFIX.<event type>.<user>``, ``user`` the account the event belongs to (the
 mailbox's owner, else the event's user: as ``imapd events tail --user`` and the bus route
@@ -48,9 +48,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from notify.bus import change_owner
-from notify.cyrus import SHEDDABLE, Format, to_json
+from notify.cyrus import Format
 from notify.events import Event, Policy, events_for
 from notify.follow import Position, StateFile, start_of
+from notify.jetstream_names import (  # re-exported: imapd/jetstream.py, tests
+    DEFAULT_DUPLICATE_WINDOW as DEFAULT_DUPLICATE_WINDOW,
+)
+from notify.jetstream_names import DEFAULT_MAX_AGE as DEFAULT_MAX_AGE
+from notify.jetstream_names import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from notify.jetstream_names import DEFAULT_PREFIX as DEFAULT_PREFIX
+from notify.jetstream_names import DEFAULT_STREAM as DEFAULT_STREAM
+from notify.jetstream_names import Options as Options
+from notify.jetstream_names import check_prefix as check_prefix
+from notify.jetstream_names import check_stream_name as check_stream_name
+from notify.jetstream_names import check_url as check_url
+from notify.jetstream_names import fit_payload, msg_id, parse_msg_id, subject
+from notify.jetstream_names import subject_token as subject_token
+from notify.jetstream_names import subject_token_decode as subject_token_decode
 from notify.sink import OutboxStore, render
 from store.changes import Change, read_change
 from store.errors import Unavailable
@@ -61,11 +75,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("imapd.notify.jetstream")
 
-DEFAULT_STREAM = "IMAPD_EVENTS"
-DEFAULT_PREFIX = "imapd"
-DEFAULT_MAX_AGE = 7 * 24 * 3600.0  # seconds: a week of replay for consumers that were away
-DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB on disk, oldest dropped first (discard: old)
-DEFAULT_DUPLICATE_WINDOW = 120.0  # JetStream's own default
 CURSOR_NAME = "jetstream"
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
@@ -73,124 +82,9 @@ EXPECTED_STREAM = "Nats-Expected-Stream"
 HEADER_ROOM = 512
 RECENT_MAX = 10_000  # published Changes kept for a sink that keeps up (as notify/sink.py)
 STATUS_INTERVAL = 5.0  # seconds between status file writes while the state stays the same
-_SAFE = frozenset(range(0x21, 0x7F)) - {ord("."), ord("*"), ord(">"), ord("%")}
 
 
-# --- subjects and ids (pure) ---------------------------------------------------------------
-def subject_token(text: str) -> str:
-    """``text`` as one NATS subject token: ``%``, ``.``, ``*``, ``>``, whitespace, controls,
-    DEL and non-ASCII become ``%XX`` per UTF-8 octet; the empty string becomes ``%``."""
-    if not text:
-        return "%"
-    out: list[str] = []
-    for octet in text.encode("utf-8"):
-        out.append(chr(octet) if octet in _SAFE else f"%{octet:02X}")
-    return "".join(out)
-
-
-def subject_token_decode(escaped: str) -> str:
-    """The inverse of `subject_token` (consumers that want the user back)."""
-    if escaped == "%":
-        return ""
-    raw = bytearray()
-    i = 0
-    while i < len(escaped):
-        if escaped[i] == "%":
-            raw.append(int(escaped[i + 1:i + 3], 16))
-            i += 3
-        else:
-            raw.append(ord(escaped[i]))
-            i += 1
-    return raw.decode("utf-8")
-
-
-def check_prefix(prefix: str) -> str:
-    """A subject prefix: dot-separated non-empty tokens without wildcards or whitespace.
-    Raises ValueError naming the problem."""
-    tokens = prefix.split(".")
-    if not prefix or any(not t or t in {"*", ">"} or any(c.isspace() for c in t)
-                         or not t.isascii() for t in tokens):
-        raise ValueError(f"subject prefix {prefix!r}: expected dot-separated ASCII tokens, "
-                         "no empty token, no wildcard, no whitespace")
-    return prefix
-
-
-def check_stream_name(name: str) -> str:
-    """JetStream stream names: no whitespace, ``.``, ``*``, ``>``, path separators."""
-    if not name or any(c.isspace() or c in ".*>/\\" for c in name) or not name.isascii():
-        raise ValueError(f"stream name {name!r}: no whitespace, '.', '*', '>', '/' or '\\'")
-    return name
-
-
-def subject(prefix: str, event_type: str, user: str) -> str:
-    return f"{prefix}.{subject_token(event_type)}.{subject_token(user)}"
-
-
-def msg_id(prefix: str, seq: int, index: int) -> str:
-    return f"{prefix}:{seq}:{index}"
-
-
-def parse_msg_id(prefix: str, value: str) -> Position | None:
-    """The position in a ``Nats-Msg-Id`` of ours (None: not ours, or not an id)."""
-    head, sep, rest = value.rpartition(":")
-    owner, sep2, seq = head.rpartition(":")
-    if not sep or not sep2 or owner != prefix or not seq.isdigit() or not rest.isdigit():
-        return None
-    return Position(int(seq), int(rest))
-
-
-def fit_payload(fields: dict[str, object], limit: int) -> tuple[bytes, list[str]] | None:
-    """The JSON of ``fields`` within ``limit`` octets, shedding messageContent then
-    messageHeaders as the datagram sink does (notify/cyrus.py `fit`); None if it cannot."""
-    shed: list[str] = []
-    while True:
-        data = to_json(fields).encode("utf-8")
-        if len(data) <= limit:
-            return data, shed
-        droppable = [k for k in SHEDDABLE if k in fields]
-        if not droppable:
-            return None
-        fields = {k: v for k, v in fields.items() if k != droppable[0]}
-        shed.append(droppable[0])
-
-
-# --- configuration, cursor, health ---------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Options:
-    """Where and how to publish (docs/jetstream.md). The stream limits apply only when the
-    sink creates the stream; an existing stream is used as configured."""
-
-    url: str
-    stream: str = DEFAULT_STREAM
-    subject_prefix: str = DEFAULT_PREFIX
-    creds: str | None = None
-    max_age: float = DEFAULT_MAX_AGE
-    max_bytes: int = DEFAULT_MAX_BYTES
-    duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
-    batch: int = 500  # change_log rows read per batch; one batch of acks in flight
-    ack_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    retry_initial: float = 0.1
-    retry_max: float = 30.0
-    refused_initial: float = 1.0
-    refused_max: float = 60.0
-    cursor_interval: float = 0.2  # the cursor is saved at most this often (ids cover the rest)
-
-    def __post_init__(self) -> None:
-        check_url(self.url)
-        check_stream_name(self.stream)
-        check_prefix(self.subject_prefix)
-
-
-def check_url(url: str) -> str:
-    """One or more comma-separated ``nats://HOST:PORT`` (or tls://) URLs."""
-    for one in url.split(","):
-        scheme, sep, rest = one.strip().partition("://")
-        if not sep or scheme not in {"nats", "tls"} or not rest:
-            raise ValueError(f"NATS URL {one!r}: expected nats://HOST:PORT or tls://HOST:PORT")
-    return url
-
-
+# --- cursor and health ---------------------------------------------------------------------
 class Cursor(Protocol):
     """Where the last acknowledged position is kept."""
 

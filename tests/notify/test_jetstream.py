@@ -352,3 +352,16 @@ async def test_stop_publishes_what_is_committed(
         assert await reader.count() == 300
     assert await db.event_cursor(jetstream.CURSOR_NAME) == head + 1
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
+
+
+def test_the_core_never_imports_nats() -> None:
+    """nats-py is the [nats] extra: the server, the CLI and the sink's module load without it
+    (it is imported when a sink connects)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, imapd.server, imapd.cli, imapd.jetstream, notify.jetstream; "
+            "from imapd import config; "
+            "config.load(None, jetstream_url='nats://h:1', event_notifier='jetstream'); "
+            "assert not [m for m in sys.modules if m == 'nats' or m.startswith('nats.')]")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
