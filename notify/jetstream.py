@@ -65,8 +65,9 @@ from notify.jetstream_names import check_url as check_url
 from notify.jetstream_names import fit_payload, msg_id, parse_msg_id, subject
 from notify.jetstream_names import subject_token as subject_token
 from notify.jetstream_names import subject_token_decode as subject_token_decode
-from notify.sink import OutboxStore, render
-from store.changes import Change, read_change
+from notify.sink import render
+from store.api import ChangeFeed
+from store.changes import Change
 from store.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ class JetStreamSink:
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: ChangeFeed,
         options: Options,
         cursor: Cursor,
         *,
@@ -600,14 +601,8 @@ class JetStreamSink:
         assert self.position is not None
         position = self.position
         out: list[Outgoing] = []
-        for seq, kind, change in await self._changes(start_of(position), limit):
-            if change is None:
-                log.warning("jetstream: change_log seq %d (%s) cannot be read; skipped",
-                            seq, kind)
-                self.dropped += 1
-                events: list[Event] = []
-            else:
-                events = events_for(change, self.policy)
+        for seq, change in await self._changes(start_of(position), limit):
+            events = [] if change is None else events_for(change, self.policy)
             skip = position.index if seq == position.seq and not position.complete else -1
             for index, event in enumerate(events):
                 if index <= skip:
@@ -623,18 +618,31 @@ class JetStreamSink:
                 self.position = Position(seq, len(events) - 1, complete=True)
         return out
 
-    async def _changes(self, after: int, limit: int) -> list[tuple[int, str, Change | None]]:
-        """Up to ``limit`` changes after seq ``after``: from what the bus handed over when it
-        holds them all from there, else from change_log."""
+    async def _changes(self, after: int, limit: int) -> list[tuple[int, Change | None]]:
+        """Up to ``limit`` changes after seq ``after`` (None: a row this version cannot
+        read): from what the bus handed over when it holds them all from there, else from
+        the store's change-log follower (`ChangeFeed.follow`)."""
         recent = self._recent
         while recent and recent[0].seq <= after:
             recent.popleft()
         if recent and recent[0].seq == after + 1:
-            return [(c.seq, "", c) for c in itertools.islice(recent, limit)]
+            return [(c.seq, c) for c in itertools.islice(recent, limit)]
         if not recent and self._bus_head is not None and after >= self._bus_head:
             return []  # the bus told of nothing newer (every commit goes through it)
-        rows = await self.store.change_log(after, limit)
-        return [(seq, kind, read_change(kind, seq, payload)) for seq, kind, payload in rows]
+        out: list[tuple[int, Change | None]] = []
+
+        def unreadable(seq: int, kind: str) -> None:
+            log.warning("jetstream: change_log seq %d (%s) cannot be read; skipped", seq, kind)
+            self.dropped += 1
+            out.append((seq, None))
+
+        follower = self.store.follow(after, unreadable=unreadable)
+        async with contextlib.aclosing(follower):
+            async for change in follower:
+                out.append((change.seq, change))
+                if len(out) >= limit:
+                    break
+        return out
 
     async def _outgoing(self, change: Change, event: Event, position: Position
                         ) -> Outgoing | None:

@@ -22,8 +22,8 @@ from notify.follow import StateFile
 from store.api import NewMessage
 from store.changes import Origin
 from store.sqlite import SqliteStore
-from tests.conftest import PASSWORD, RunningServer
-from tests.natsserver import NatsServer, require_nats
+from tests.helpers.natsserver import NatsServer, require_nats
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 @pytest.fixture
