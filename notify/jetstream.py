@@ -3,7 +3,7 @@
 Owns: the publish loop with its cursor, reconnects, back-off and health states (subjects,
 ids, options and the stream's defaults: notify/jetstream_names.py). Used by the server
 (``event_notifier = "jetstream"``, imapd/server.py) and by ``imapd notifyd --method
-jetstream`` (imapd/jetstream.py): the same loop, reading the change_log outbox after a
+jetstream`` (imapd/cli/jetstream.py): the same loop, reading the change_log outbox after a
 persisted cursor like the other sinks (notify/sink.py, notify/follow.py); only where the
 cursor lives and what wakes the loop differ. Must not import imapd. ``nats-py`` (the
 ``[nats]`` extra) is imported here only, when a sink connects: the core never needs it.
