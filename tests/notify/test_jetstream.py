@@ -277,7 +277,13 @@ async def test_a_refusing_stream_is_reported_not_hammered(
         assert info.state.messages == 3
         await js.update_stream(StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=100,
                                             discard=DiscardPolicy.NEW))
-        await until(lambda: _state(sink, "ok"), timeout=30)
+        await until(lambda: _state(sink, "ok"), timeout=30)  # the first probe is taken
+
+        async def all_in() -> bool:
+            return int((await js.stream_info("EV")).state.messages) >= 6
+
+        await until(all_in)
+        await asyncio.sleep(0.3)  # nothing more comes
         info = await js.stream_info("EV")
         assert info.state.messages == 6
         msgs = [await js.get_msg("EV", s) for s in range(1, 7)]
