@@ -146,6 +146,19 @@ class Config:
     #: Changes the notification sink catches up on after an outage; older ones are skipped
     #: (counted and logged). Ours: Cyrus keeps no backlog at all.
     event_backlog_max: int = 100_000
+    # --- event_notifier = "jetstream": events into NATS JetStream (docs/jetstream.md) ---
+    #: nats://HOST:PORT (comma-separated for several); needed by the jetstream notifier.
+    jetstream_url: str | None = None
+    #: The stream, created if absent with file storage and the two limits below.
+    jetstream_stream: str = "IMAPD_EVENTS"
+    #: Subjects are PREFIX.<event type>.<user> (notify/jetstream.py escapes the tokens).
+    jetstream_subject_prefix: str = "imapd"
+    #: A NATS credentials file (JWT + NKey seed), when the server asks for one.
+    jetstream_creds: Path | None = None
+    #: A created stream's limits: seconds a message is kept, octets the stream holds.
+    jetstream_max_age: float = 7 * 24 * 3600.0
+    jetstream_max_bytes: int = 1 << 30
+    # --- end jetstream ---
 
     @property
     def db_path(self) -> Path:
@@ -162,7 +175,8 @@ def parse_hostport(value: str, option: str) -> tuple[str, int]:
 _LIMIT_KEYS = {f.name for f in fields(Limits)}
 _PATHS = {"data_dir": "data_dir", "tls_cert_file": "tls_cert_file",
           "tls_key_file": "tls_key_file", "tls_server_cert": "tls_cert_file",
-          "tls_server_key": "tls_key_file", "pid_file": "pid_file"}
+          "tls_server_key": "tls_key_file", "pid_file": "pid_file",
+          "jetstream_creds": "jetstream_creds"}
 _LOG_FORMATS = ("text", "json")
 ENV_PREFIX = "IMAPD_"
 #: Environment variables that are not options: the TOML file's path.
@@ -201,6 +215,11 @@ _SIMPLE = {
     "event_content_inclusion_mode": str,
     "event_content_size": int,
     "event_backlog_max": int,
+    "jetstream_url": str,  # jetstream: docs/jetstream.md
+    "jetstream_stream": str,
+    "jetstream_subject_prefix": str,
+    "jetstream_max_age": float,
+    "jetstream_max_bytes": int,
     "log_format": str,
 }
 
@@ -314,6 +333,10 @@ def _check_events(config: Config) -> None:
         raise ConfigError("event_backlog_max: must be >= 1")
     if not config.event_notifier or "\0" in config.event_notifier:
         raise ConfigError("event_notifier: must be a non-empty method name")
+    if config.event_notifier == "jetstream":  # the server publishes itself: no datagrams
+        from imapd.jetstream import check_config
+
+        check_config(config)
 
 
 def _words(key: str, value: object) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from imapd import spool, tls
 from imapd.alarms import AlarmScheduler, ManualClock, SystemClock
@@ -40,6 +41,9 @@ from store import calendar
 from store.api import Store
 from store.errors import Unavailable
 from store.open import open_store, private_dir
+
+if TYPE_CHECKING:
+    from notify.jetstream import JetStreamSink
 
 log = logging.getLogger("imapd.server")
 
@@ -132,6 +136,7 @@ class Server:
         self.alarms: AlarmScheduler | None = None
         self._alarm_task: asyncio.Task[None] | None = None
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
+        self.jetstream: JetStreamSink | None = None  # event_notifier = "jetstream"
         self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control/)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
@@ -204,6 +209,10 @@ class Server:
             log.warning("no control socket (imapd who/kick, prompt CLI changes): %s", exc)
         if self.config.notify_socket:  # before accepting: the first cursor is the log's end
             await self._start_sink(self.config.notify_socket)
+        if self.config.event_notifier == "jetstream":  # imapd/jetstream.py, docs/jetstream.md
+            from imapd.jetstream import start_in_server
+
+            self.jetstream = await start_in_server(self)
         host, port = self.config.listen
         server = await asyncio.start_server(self._accept, host, port, limit=2**20)
         self._servers.append(server)
@@ -364,6 +373,8 @@ class Server:
             await asyncio.wait({self._alarm_task}, timeout=1.0)
         if self.sink is not None:
             await self.sink.stop()
+        if self.jetstream is not None:
+            await self.jetstream.stop()
         if self.control is not None:
             await self.control.close()
         self.admission.episodes.close()
