@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
 from store.mime import BodyPart
+from store.sortthread.records import SortRecord
 
 DELIMITER = "/"
 #: What `Store.fetch_plain` can read besides the UID (a FETCH of flags, numbers and dates).
@@ -304,6 +305,13 @@ class Store(Protocol):
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
         """UIDs matching, ascending."""
+        ...
+
+    async def sort_records(
+        self, mailbox_id: int, criterion: Criterion, *, references: bool = False
+    ) -> list[SortRecord]:
+        """SORT/THREAD keys of the matching messages, in UID order (store/sqlite_sort.py);
+        ``references``: with each message's References (THREAD=REFERENCES)."""
         ...
 
     async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:

@@ -109,6 +109,7 @@ from store.passwords import DEFAULT_N
 from store.sqlite_base import _one, _rows, _Tx
 from store.sqlite_mailboxes import SqliteMailboxes
 from store.sqlite_messages import SqliteMessages, uid_ranges
+from store.sqlite_sort import SqliteSort
 from store.sqlite_users import SqliteUsers
 
 __all__ = ["SqliteStore", "uid_ranges"]
@@ -157,7 +158,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
+class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteSort):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
 

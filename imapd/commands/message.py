@@ -169,10 +169,15 @@ def _count_keys(key: SearchKey, limit: int) -> int:
     return count
 
 
-async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
+def check_search_keys(session: Session, key: SearchKey) -> None:
+    """Refuse a search program with more keys than the configured limit (also SORT, THREAD)."""
     limit = session.config.limits.max_search_keys
-    if _count_keys(cmd.key, limit) > limit:
+    if _count_keys(key, limit) > limit:
         raise CommandRefused(f"Too many search keys (limit {limit})", "LIMIT")
+
+
+async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
+    check_search_keys(session, cmd.key)
     criterion = to_criterion(cmd.key, view, session.saved_search)
     with_modseq = _mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []
