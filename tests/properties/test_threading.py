@@ -7,6 +7,7 @@ tree, and SORT returns a permutation ordered by its key with sequence-number tie
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,7 +104,7 @@ def test_sort_is_ordered_permutation(records: list[SortRecord],
                                      criteria: list[tuple[str, bool]]) -> None:
     out = sort_records(records, criteria)
     assert sorted(r.uid for r in out) == [r.uid for r in records]
-    for a, b in zip(out, out[1:], strict=False):
+    for a, b in pairwise(out):
         for key, reverse in criteria:
             ka, kb = KEYS[key](a), KEYS[key](b)
             if ka != kb:
