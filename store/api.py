@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
 from store.mime import BodyPart
 from store.sortthread.records import SortRecord
+from store.sortthread.threads import Node
 
 DELIMITER = "/"
 #: What `Store.fetch_plain` can read besides the UID (a FETCH of flags, numbers and dates).
@@ -312,6 +313,25 @@ class Store(Protocol):
     ) -> list[SortRecord]:
         """SORT/THREAD keys of the matching messages, in UID order (store/sqlite_sort.py);
         ``references``: with each message's References (THREAD=REFERENCES)."""
+        ...
+
+    async def sort_order(
+        self, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
+    ) -> list[int]:
+        """UIDs of every message sorted by SORT ``criteria`` ((key, reverse) pairs), ties by
+        UID; shared, cached while the mailbox's messages are the same (store/sqlite_sort.py)."""
+        ...
+
+    async def thread_roots(
+        self,
+        mailbox_id: int,
+        algorithm: str,
+        criterion: Criterion | None,
+        visible: Sequence[int] | None = None,
+    ) -> list[Node]:
+        """THREAD ``algorithm`` of the messages matching ``criterion`` (None: all) among
+        ``visible`` UIDs (None: any): the top-level nodes (store/sortthread/threads.py);
+        shared, cached likewise."""
         ...
 
     async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:

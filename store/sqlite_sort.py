@@ -7,7 +7,16 @@ depend on the bytes alone, and contents never change and their ids are never reu
 they are kept in an LRU cache by content id: a second SORT of a 10,000-message mailbox
 reads only UIDs, dates, sizes and content ids. Misses are read in chunks on the shared
 reader connection (other sessions' reads interleave between them) and decoded off the event
-loop. Imports nothing of imapd or notify.
+loop.
+
+Results are cached too, while the mailbox holds the same messages: `sort_order` keeps each
+criteria list's order of the whole mailbox (a SORT with search keys is that order filtered:
+the sort is stable with sequence-number ties, so a subset's order is the filtered whole), and
+`thread_roots` each algorithm's tree per searched set. Webmail sorts the same folder again on
+every page it shows. The set of messages is known by the mailbox's (UIDNEXT, MESSAGES): UIDs
+only grow, so an append always changes it and an expunge without an append lowers MESSAGES;
+neither pair ever comes back. Sorting and threading run in a worker thread. Imports nothing of
+imapd or notify.
 """
 
 from __future__ import annotations
@@ -15,18 +24,30 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 from store import search
 from store.api import Criterion
 from store.bodystructure import Envelope, envelope_from_json, structure_from_json
 from store.sortthread.records import ContentKeys, SortRecord, content_keys
-from store.sqlite_base import Row, SqliteBase, _rows
+from store.sortthread.sorting import sort_records
+from store.sortthread.threads import Node, ordered_subject, references
+from store.sqlite_base import Row, SqliteBase, _one, _rows
 
 #: Content keys kept (about 0.5 KB each): a 10,000-message mailbox stays cached whole.
 SORT_CACHE: Final = 32768
 #: Contents read per query when the cache misses (a query holds the shared reader).
 SORT_CHUNK: Final = 1000
+#: Sort orders and thread trees kept (each up to one mailbox's size).
+RESULT_CACHE: Final = 32
+_ALL: Final = Criterion("ALL")
+
+Criteria = tuple[tuple[str, bool], ...]
+
+
+def _order(records: list[SortRecord], criteria: Criteria) -> list[int]:
+    return [r.uid for r in sort_records(records, criteria)]
 
 
 def _keys_of(row: Row, with_refs: bool) -> ContentKeys:
@@ -48,6 +69,7 @@ class SqliteSort(SqliteBase):
     """`sort_records` (see the module)."""
 
     _sort_keys: OrderedDict[int, ContentKeys]
+    _sort_results: OrderedDict[tuple[object, ...], object]
 
     def _sort_cache(self) -> OrderedDict[int, ContentKeys]:
         try:
@@ -55,6 +77,67 @@ class SqliteSort(SqliteBase):
         except AttributeError:
             self._sort_keys = OrderedDict()
             return self._sort_keys
+
+    def _results(self) -> OrderedDict[tuple[object, ...], object]:
+        try:
+            return self._sort_results
+        except AttributeError:
+            self._sort_results = OrderedDict()
+            return self._sort_results
+
+    async def _messages_token(self, mailbox_id: int) -> tuple[int, int] | None:
+        """(UIDNEXT, MESSAGES): names the mailbox's set of messages (see the module)."""
+        row = await _one(self._reader, "SELECT uidnext, messages FROM mailboxes WHERE id = ?",
+                         (mailbox_id,))
+        return None if row is None else (row[0], row[1])
+
+    def _remember(self, key: tuple[object, ...], value: object) -> None:
+        results = self._results()
+        results[key] = value
+        while len(results) > RESULT_CACHE:
+            results.popitem(last=False)
+
+    async def sort_order(self, mailbox_id: int, criteria: Criteria) -> list[int]:
+        """The UIDs of every message of the mailbox sorted by ``criteria`` ((sort-key,
+        reverse) pairs, RFC 5256 §3), ties by UID. The caller filters it to a search's
+        matches; the list is shared: do not change it."""
+        token = await self._messages_token(mailbox_id)
+        key = ("sort", mailbox_id, token, criteria)
+        found = self._results().get(key)
+        if isinstance(found, list):
+            self._results().move_to_end(key)
+            return found
+        records = await self.sort_records(mailbox_id, _ALL)
+        order = await asyncio.to_thread(_order, records, criteria)
+        if token is not None:
+            self._remember(key, order)
+        return order
+
+    async def thread_roots(
+        self,
+        mailbox_id: int,
+        algorithm: str,
+        criterion: Criterion | None,
+        visible: Sequence[int] | None = None,
+    ) -> list[Node]:
+        """THREAD ``algorithm`` ("ORDEREDSUBJECT" or "REFERENCES", RFC 5256 §3) of the
+        messages matching ``criterion`` (None: all) and among ``visible`` UIDs (None: any),
+        as store/sortthread/threads.py gives it. The tree is shared: do not change it."""
+        token = await self._messages_token(mailbox_id)
+        by_refs = algorithm == "REFERENCES"
+        records = await self.sort_records(mailbox_id, criterion or _ALL, references=by_refs)
+        if visible is not None:
+            seen = set(visible)
+            records = [r for r in records if r.uid in seen]
+        key = ("thread", mailbox_id, token, algorithm, tuple(r.uid for r in records))
+        found = self._results().get(key)
+        if isinstance(found, list):
+            self._results().move_to_end(key)
+            return found
+        roots = await asyncio.to_thread(references if by_refs else ordered_subject, records)
+        if token is not None:
+            self._remember(key, roots)
+        return roots
 
     async def sort_records(
         self, mailbox_id: int, criterion: Criterion, *, references: bool = False

@@ -1,10 +1,10 @@
 """SORT, UID SORT (RFC 5256 §3, SORT=DISPLAY RFC 5957, ESORT RFC 5267 §3) and THREAD,
 UID THREAD (RFC 5256 §3: ORDEREDSUBJECT, REFERENCES).
 
-Thin on purpose: search criteria as SEARCH resolves them -> the store's sort records of the
-matching messages -> the pure algorithms of store/sortthread/, run off the event loop (10,000
-messages take tens of milliseconds) -> one response. Only messages the client has been told
-of are in the results, as in SEARCH.
+Thin on purpose: search criteria as SEARCH resolves them -> the store's sort order or thread
+tree (store/sqlite_sort.py runs the pure algorithms of store/sortthread/ off the event loop
+and caches their results) -> one response. Only messages the client has been told of are in
+the results, as in SEARCH.
 """
 
 from __future__ import annotations
@@ -17,37 +17,42 @@ from imapd.commands.message import check_search_keys, to_criterion
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Atom, Raw, Untagged, Value
 from imapd.protocol.sortthread import ordered_set, thread_data
-from store.sortthread.records import SortRecord
-from store.sortthread.sorting import sort_records
-from store.sortthread.threads import ordered_subject, references
+from imapd.protocol.values import SearchKey
 
 if TYPE_CHECKING:
-    from imapd.protocol.values import SearchKey
     from imapd.selected import SelectedView
     from imapd.session import Session
+    from store.api import Criterion
+
+_ALL = SearchKey("AND", children=(SearchKey("ALL"),))
 
 
-async def _records(
-    session: Session, view: SelectedView, key: SearchKey, *, refs: bool = False
-) -> tuple[list[SortRecord], dict[int, int]]:
-    """The matching messages the client knows of, in UID order, and UID -> sequence number."""
+def _criterion(session: Session, view: SelectedView, key: SearchKey) -> Criterion | None:
+    """The store criterion of a search program; None for a plain ALL."""
     check_search_keys(session, key)
-    criterion = to_criterion(key, view, session.saved_search)
-    records = await session.store.sort_records(view.mailbox_id, criterion, references=refs)
-    known, numbers = view.numbered([r.uid for r in records])
-    if len(known) != len(records):
-        told = set(known)
-        records = [r for r in records if r.uid in told]
-    return records, dict(zip(known, numbers, strict=True))
+    return None if key == _ALL else to_criterion(key, view, session.saved_search)
+
+
+def _numbering(view: SelectedView, uids: list[int]) -> dict[int, int]:
+    """UID -> sequence number for the messages of ``uids`` the client knows of."""
+    known, numbers = view.numbered(sorted(uids))
+    return dict(zip(known, numbers, strict=True))
 
 
 async def handle_sort(session: Session, cmd: c.Sort) -> Outcome:
     """[UID] SORT [RETURN (MIN MAX COUNT ALL)] (criteria) charset keys. Examples: RFC 5256
     §3 (SORT), RFC 5267 §3.3 (ESORT)."""
     view = session.require_view()
-    records, seq = await _records(session, view, cmd.key)
-    ordered = await asyncio.to_thread(sort_records, records, cmd.criteria)
-    numbers = [r.uid for r in ordered] if cmd.uid else [seq[r.uid] for r in ordered]
+    criterion = _criterion(session, view, cmd.key)
+    order = await session.store.sort_order(view.mailbox_id, cmd.criteria)
+    if criterion is not None:  # the whole mailbox's order, filtered: ties stay by seq
+        matched = set(await session.store.search(view.mailbox_id, criterion))
+        order = [u for u in order if u in matched]
+    seq = _numbering(view, order)
+    if cmd.uid:
+        numbers = [u for u in order if u in seq]
+    else:
+        numbers = [n for u in order if (n := seq.get(u)) is not None]
     if cmd.return_opts is None:
         items: list[Value] = [Atom("SORT")]
         if numbers:
@@ -73,11 +78,11 @@ async def handle_sort(session: Session, cmd: c.Sort) -> Outcome:
 async def handle_thread(session: Session, cmd: c.Thread) -> Outcome:
     """[UID] THREAD ORDEREDSUBJECT|REFERENCES charset keys. Examples: RFC 5256 §3."""
     view = session.require_view()
-    by_refs = cmd.algorithm == "REFERENCES"
-    records, seq = await _records(session, view, cmd.key, refs=by_refs)
-    roots = await asyncio.to_thread(references if by_refs else ordered_subject, records)
+    criterion = _criterion(session, view, cmd.key)
+    visible = list(view.uids)  # only what the client was told of (as SEARCH)
+    roots = await session.store.thread_roots(view.mailbox_id, cmd.algorithm, criterion, visible)
     items: list[Value] = [Atom("THREAD")]
     if roots:
-        number = int if cmd.uid else seq.__getitem__
+        number = int if cmd.uid else {u: i for i, u in enumerate(visible, 1)}.__getitem__
         items.append(Raw(await asyncio.to_thread(thread_data, roots, number)))
     return ok("THREAD completed", None, Untagged(tuple(items)))

@@ -266,3 +266,45 @@ def test_thread_references(threaded: Session) -> None:
         "* THREAD ((4)(5))(6 3 2)(7 8)(10 9)"
     ]
     assert threaded.ok("THREAD REFERENCES UTF-8 ALL") == ["* THREAD ((3)(4))(5 2 1)(6 7)(9 8)"]
+
+
+def test_results_follow_the_mailbox(server: RunningServer, threaded: Session) -> None:
+    """Sort orders and thread trees are cached while the mailbox holds the same messages:
+    another session's APPEND and EXPUNGE show in the next SORT/THREAD once this session was
+    told of them (a message it was not told of is in no result, as in SEARCH)."""
+    first = threaded.ok("SORT (REVERSE DATE) UTF-8 ALL")
+    assert first == ["* SORT 10 9 8 7 6 5 4 2 3 1"]
+    assert threaded.ok("THREAD REFERENCES UTF-8 ALL") == [
+        "* THREAD (1 (3 2)(6))((4)(5))(7 8)(10 9)"
+    ]
+    other = Session(server, "alice")
+    append(other, message("Re: Plans", date="Wed, 4 Jan 2023 00:00:00 +0000", mid="<r3@x>",
+                          refs="<root@x> <r1@x> <r2@x>"), "01-Mar-2023 00:00:00 +0000")
+    # not yet told of message 11: the same answer, then the EXISTS after it (RFC 5256 §3
+    # forbids only EXPUNGE during SORT)
+    untagged = threaded.ok("SORT (REVERSE DATE) UTF-8 ALL")
+    assert untagged[0] == first[0]
+    assert "* 11 EXISTS" in untagged[1:]
+    assert threaded.ok("SORT (REVERSE DATE) UTF-8 ALL") == ["* SORT 11 10 9 8 7 6 5 4 2 3 1"]
+    assert threaded.ok("THREAD REFERENCES UTF-8 ALL") == [
+        "* THREAD (1 (3 2 11)(6))((4)(5))(7 8)(10 9)"
+    ]
+    other.ok("SELECT INBOX")
+    other.ok("STORE 10 +FLAGS (\\Deleted)")
+    other.ok("EXPUNGE")
+    threaded.ok("NOOP")
+    assert threaded.ok("SORT (REVERSE DATE) UTF-8 ALL") == ["* SORT 10 9 8 7 6 5 4 2 3 1"]
+    assert threaded.ok("UID SORT (REVERSE DATE) UTF-8 ALL") == [
+        "* SORT 11 9 8 7 6 5 4 2 3 1"
+    ]
+    assert threaded.ok("THREAD REFERENCES UTF-8 ALL") == [
+        "* THREAD (1 (3 2 10)(6))((4)(5))(7 8)(9)"
+    ]
+    assert threaded.ok("SORT (REVERSE DATE) UTF-8 SUBJECT Plans") == ["* SORT 10 6 2 3 1"]
+    append(other, message("Late", mid="<late@x>", refs="<o1@x>"), "01-Mar-2023 00:00:00 +0000")
+    untagged = threaded.ok("UID THREAD REFERENCES UTF-8 ALL")  # 12 not told of yet
+    assert untagged[0] == "* THREAD (1 (3 2 11)(6))((4)(5))(7 8)(9)"
+    assert threaded.ok("UID THREAD REFERENCES UTF-8 ALL") == [
+        "* THREAD (1 (3 2 11)(6))((4)(5))(7 (8)(12))(9)"
+    ]
+    other.raw.close()
