@@ -124,19 +124,29 @@ class SqliteSort(SqliteBase):
         messages matching ``criterion`` (None: all) and among ``visible`` UIDs (None: any),
         as store/sortthread/threads.py gives it. The tree is shared: do not change it."""
         token = await self._messages_token(mailbox_id)
+        results = self._results()
+        # All messages: the set is known without reading it (the token and ``visible``).
+        whole = None if criterion is not None or visible is None else (
+            "thread-all", mailbox_id, token, algorithm, tuple(visible))
+        if whole is not None and isinstance(found := results.get(whole), list):
+            results.move_to_end(whole)
+            return found
         by_refs = algorithm == "REFERENCES"
         records = await self.sort_records(mailbox_id, criterion or _ALL, references=by_refs)
         if visible is not None:
             seen = set(visible)
             records = [r for r in records if r.uid in seen]
         key = ("thread", mailbox_id, token, algorithm, tuple(r.uid for r in records))
-        found = self._results().get(key)
+        found = results.get(key)
         if isinstance(found, list):
-            self._results().move_to_end(key)
-            return found
-        roots = await asyncio.to_thread(references if by_refs else ordered_subject, records)
+            results.move_to_end(key)
+            roots = found
+        else:
+            roots = await asyncio.to_thread(references if by_refs else ordered_subject, records)
         if token is not None:
             self._remember(key, roots)
+            if whole is not None:
+                self._remember(whole, roots)
         return roots
 
     async def sort_records(
