@@ -61,6 +61,17 @@ def _keys_of(row: Row, with_refs: bool) -> ContentKeys:
     return content_keys(envelope, row[3], with_refs)
 
 
+_EMPTY: Final = ContentKeys(None, "", False, "", "", "", "", "", None, ())
+
+
+def _build(rows: list[Row], keys: dict[int, ContentKeys]) -> list[SortRecord]:
+    """The records of (uid, INTERNALDATE epoch, size, content id) rows (in a worker thread:
+    10,000 of them). A content missing from ``keys`` went between the two reads (its
+    message was expunged meanwhile): it sorts as all-empty."""
+    get = keys.get
+    return [SortRecord(uid, arrival, size, get(cid, _EMPTY)) for uid, arrival, size, cid in rows]
+
+
 def _decode(rows: list[Row], with_refs: bool) -> list[tuple[int, ContentKeys]]:
     return [(r[0], _keys_of(r, with_refs)) for r in rows]
 
@@ -165,13 +176,21 @@ class SqliteSort(SqliteBase):
             [mailbox_id, *compiled.params],
         )
         cache = self._sort_cache()
-        missing = list(dict.fromkeys(
-            r[3] for r in rows
-            if (got := cache.get(r[3])) is None or (references and got.references is None)
-        ))
+        # The keys this call uses, held locally: another call may evict from the cache.
+        local: dict[int, ContentKeys] = {}
+        missing: dict[int, None] = {}
+        for row in rows:
+            content_id = row[3]
+            got = cache.get(content_id)
+            if got is None or (references and got.references is None):
+                missing[content_id] = None
+            elif content_id not in local:
+                local[content_id] = got
+                cache.move_to_end(content_id)
         header = "substr(c.raw, 1, c.header_len)" if references else "NULL"
-        for start in range(0, len(missing), SORT_CHUNK):
-            chunk = missing[start : start + SORT_CHUNK]
+        ids = list(missing)
+        for start in range(0, len(ids), SORT_CHUNK):
+            chunk = ids[start : start + SORT_CHUNK]
             found = await _rows(
                 self._reader,
                 "SELECT c.id, c.structure -> '$[9]', CASE WHEN c.structure -> '$[9]' = '1'"
@@ -181,16 +200,8 @@ class SqliteSort(SqliteBase):
             )
             decoded = await asyncio.to_thread(_decode, found, references)
             for content_id, keys in decoded:
-                cache[content_id] = keys
-        records: list[SortRecord] = []
-        empty = ContentKeys(None, "", False, "", "", "", "", "", None, ())
-        for uid, arrival, size, content_id in rows:
-            found_keys = cache.get(content_id)
-            if found_keys is None:  # the contents went between the two reads: expunged
-                found_keys = empty
-            else:
-                cache.move_to_end(content_id)
-            records.append(SortRecord(uid, arrival, size, found_keys))
+                cache[content_id] = local[content_id] = keys
+        records = await asyncio.to_thread(_build, rows, local)
         while len(cache) > SORT_CACHE:
             cache.popitem(last=False)
         return records
