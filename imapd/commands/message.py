@@ -138,8 +138,8 @@ def _ranges(uids: list[int]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _mentions_modseq(key: SearchKey) -> bool:
-    return key.name == "MODSEQ" or any(_mentions_modseq(k) for k in key.children)
+def mentions_modseq(key: SearchKey) -> bool:
+    return key.name == "MODSEQ" or any(mentions_modseq(k) for k in key.children)
 
 
 async def handle_search(session: Session, cmd: c.Search) -> Outcome:
@@ -179,7 +179,7 @@ def check_search_keys(session: Session, key: SearchKey) -> None:
 async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
     check_search_keys(session, cmd.key)
     criterion = to_criterion(cmd.key, view, session.saved_search)
-    with_modseq = _mentions_modseq(cmd.key)
+    with_modseq = mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []
     found = await session.store.search(view.mailbox_id, criterion)
     known, numbers = view.numbered(found)
@@ -191,7 +191,7 @@ async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcom
         items: list[Value] = [Atom("SEARCH")]
         if numbers:
             items.append(Raw(" ".join(map(str, numbers)).encode("ascii")))
-        modseq = await _highest_modseq(session, view, known) if with_modseq else None
+        modseq = await highest_modseq(session, view, known) if with_modseq else None
         if modseq is not None:
             items.append((Atom("MODSEQ"), modseq))  # RFC 7162 §3.1.6
         return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
@@ -219,13 +219,13 @@ async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcom
         items += [Atom("ALL"), Atom(str(SequenceSet.from_values(numbers)))]
     if with_modseq:
         # RFC 4731 §3.2: of the MIN/MAX messages alone, else of all found.
-        modseq = await _highest_modseq(session, view, picked if only_ends else known)
+        modseq = await highest_modseq(session, view, picked if only_ends else known)
         if modseq is not None:
             items += [Atom("MODSEQ"), modseq]
     return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
 
 
-async def _highest_modseq(session: Session, view: SelectedView, uids: list[int]) -> int | None:
+async def highest_modseq(session: Session, view: SelectedView, uids: list[int]) -> int | None:
     """The highest mod-sequence among ``uids``; None when there is none (no match)."""
     if not uids:
         return None

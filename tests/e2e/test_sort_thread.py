@@ -308,3 +308,32 @@ def test_results_follow_the_mailbox(server: RunningServer, threaded: Session) ->
         "* THREAD (1 (3 2 11)(6))((4)(5))(7 (8)(12))(9)"
     ]
     other.raw.close()
+
+
+def test_modseq_key(sortable: Session) -> None:
+    """RFC 7162 §3.1.9: a MODSEQ key makes SORT end in (MODSEQ n), the highest of the
+    messages returned; §3.1.10 example 20: ESORT carries MODSEQ; THREAD is unchanged."""
+    sortable.ok("STORE 4 +FLAGS.SILENT (\\Flagged)")  # 4 now has the highest mod-sequence
+    fetched = sortable.ok("FETCH 1:7 (MODSEQ)")
+    modseq = {int(m[1]): int(m[2]) for line in fetched
+              if (m := re.match(r"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", line))}
+    assert len(modseq) == 7
+    top = modseq[4]
+    assert max(modseq.values()) == top
+    assert sortable.ok("SORT (DATE) UTF-8 MODSEQ 1") == [f"* SORT 4 3 1 2 5 7 6 (MODSEQ {top})"]
+    below = max(v for k, v in modseq.items() if k != 4)
+    assert sortable.ok("SORT (SIZE) UTF-8 MODSEQ 1 NOT 4") == [
+        f"* SORT 2 5 1 6 3 7 (MODSEQ {below})"
+    ]
+    assert sortable.ok(f"SORT (DATE) UTF-8 MODSEQ {top + 1}") == ["* SORT"]
+    assert _untagged(sortable, "SORT RETURN (ALL) (DATE) UTF-8 MODSEQ 1") == [
+        f'* ESEARCH (TAG "X") ALL 4,3,1:2,5,7,6 MODSEQ {top}'
+    ]
+    # MIN and MAX alone: the highest of those two (RFC 4731 §3.2): 3 and 6, not 7's
+    assert max(modseq[3], modseq[6]) < modseq[7]
+    assert _untagged(sortable, "SORT RETURN (MIN MAX) (DATE) UTF-8 MODSEQ 1 NOT 4") == [
+        f'* ESEARCH (TAG "X") MIN 3 MAX 6 MODSEQ {max(modseq[3], modseq[6])}'
+    ]
+    assert sortable.ok("THREAD ORDEREDSUBJECT UTF-8 MODSEQ 1") == [
+        "* THREAD (4)(3 (2)(7))(1 5)(6)"
+    ]
