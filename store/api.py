@@ -309,10 +309,16 @@ class Store(Protocol):
         ...
 
     async def sort_records(
-        self, mailbox_id: int, criterion: Criterion, *, references: bool = False
+        self,
+        mailbox_id: int,
+        criterion: Criterion,
+        *,
+        references: bool = False,
+        contents: bool = True,
     ) -> list[SortRecord]:
         """SORT/THREAD keys of the matching messages, in UID order (store/sqlite_sort.py);
-        ``references``: with each message's References (THREAD=REFERENCES)."""
+        ``references``: with each message's References (THREAD=REFERENCES); not
+        ``contents``: UID, INTERNALDATE and size only."""
         ...
 
     async def sort_order(

@@ -42,6 +42,8 @@ SORT_CHUNK: Final = 1000
 #: Sort orders and thread trees kept (each up to one mailbox's size).
 RESULT_CACHE: Final = 32
 _ALL: Final = Criterion("ALL")
+#: Sort keys read from the messages table alone.
+_PLAIN_KEYS: Final = frozenset({"ARRIVAL", "SIZE"})
 
 Criteria = tuple[tuple[str, bool], ...]
 
@@ -118,7 +120,8 @@ class SqliteSort(SqliteBase):
         if isinstance(found, list):
             self._results().move_to_end(key)
             return found
-        records = await self.sort_records(mailbox_id, _ALL)
+        contents = any(k not in _PLAIN_KEYS for k, _ in criteria)
+        records = await self.sort_records(mailbox_id, _ALL, contents=contents)
         order = await asyncio.to_thread(_order, records, criteria)
         if token is not None:
             self._remember(key, order)
@@ -161,10 +164,17 @@ class SqliteSort(SqliteBase):
         return roots
 
     async def sort_records(
-        self, mailbox_id: int, criterion: Criterion, *, references: bool = False
+        self,
+        mailbox_id: int,
+        criterion: Criterion,
+        *,
+        references: bool = False,
+        contents: bool = True,
     ) -> list[SortRecord]:
         """The matching messages' sort records in UID order; ``references``: with the
-        References of each (THREAD=REFERENCES). Raises ValueError for an unknown key."""
+        References of each (THREAD=REFERENCES); not ``contents``: UID, INTERNALDATE and size
+        alone (empty keys: ARRIVAL and SIZE need no more). Raises ValueError for an unknown
+        key."""
         compiled = search.compile_criterion(criterion, self._now())
         join = " JOIN contents AS c ON c.id = m.content_id" if compiled.needs_content else ""
         if compiled.needs_search:
@@ -179,7 +189,7 @@ class SqliteSort(SqliteBase):
         # The keys this call uses, held locally: another call may evict from the cache.
         local: dict[int, ContentKeys] = {}
         missing: dict[int, None] = {}
-        for row in rows:
+        for row in rows if contents else ():
             content_id = row[3]
             got = cache.get(content_id)
             if got is None or (references and got.references is None):
