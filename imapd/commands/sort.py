@@ -10,6 +10,8 @@ the results, as in SEARCH.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from imapd.commands.auth import enable
@@ -22,7 +24,7 @@ from imapd.commands.message import (
 )
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Atom, Raw, Untagged, Value
-from imapd.protocol.sortthread import ordered_set, thread_data
+from imapd.protocol.sortthread import ThreadNode, ordered_set, thread_data
 from imapd.protocol.values import SearchKey
 
 if TYPE_CHECKING:
@@ -39,10 +41,20 @@ def _criterion(session: Session, view: SelectedView, key: SearchKey) -> Criterio
     return None if key == _ALL else to_criterion(key, view, session.saved_search)
 
 
-def _numbering(view: SelectedView, uids: list[int]) -> dict[int, int]:
-    """UID -> sequence number for the messages of ``uids`` the client knows of."""
-    known, numbers = view.numbered(sorted(uids))
-    return dict(zip(known, numbers, strict=True))
+def _told(view: SelectedView, order: list[int], uid: bool) -> tuple[list[int], list[int]]:
+    """Of ``order``, the UIDs the client was told of, in that order, and the numbers to
+    send for them (the UIDs themselves, or their sequence numbers)."""
+    own = view.uids
+    if not own:
+        return [], []
+    low, high = own[0], own[-1]
+    if high - low + 1 == len(own):  # never expunged: a number is an offset (10,000 UIDs)
+        uids = [u for u in order if low <= u <= high]
+        return uids, uids if uid else list(map((1 - low).__add__, uids))
+    known, numbers = view.numbered(sorted(order))
+    seq = dict(zip(known, numbers, strict=True))
+    uids = [u for u in order if u in seq]
+    return uids, uids if uid else [seq[u] for u in uids]
 
 
 async def handle_sort(session: Session, cmd: c.Sort) -> Outcome:
@@ -57,9 +69,7 @@ async def handle_sort(session: Session, cmd: c.Sort) -> Outcome:
     if criterion is not None:  # the whole mailbox's order, filtered: ties stay by seq
         matched = set(await session.store.search(view.mailbox_id, criterion))
         order = [u for u in order if u in matched]
-    seq = _numbering(view, order)
-    uids = [u for u in order if u in seq]  # only what the client was told of
-    numbers = uids if cmd.uid else [seq[u] for u in uids]
+    uids, numbers = _told(view, order, cmd.uid)
     if cmd.return_opts is None:
         items: list[Value] = [Atom("SORT")]
         if numbers:
@@ -101,6 +111,29 @@ async def handle_thread(session: Session, cmd: c.Thread) -> Outcome:
     roots = await session.store.thread_roots(view.mailbox_id, cmd.algorithm, criterion, visible)
     items: list[Value] = [Atom("THREAD")]
     if roots:
-        number = int if cmd.uid else {u: i for i, u in enumerate(visible, 1)}.__getitem__
-        items.append(Raw(await asyncio.to_thread(thread_data, roots, number)))
+        items.append(Raw(await _rendered(roots, cmd.uid, visible)))
     return ok("THREAD completed", None, *owed, Untagged(tuple(items)))
+
+
+#: Rendered thread-data of the last trees (the store shares a cached tree between commands
+#: and sessions): (tree, UID form, the numbering's UIDs) -> bytes.
+_RENDERED: OrderedDict[tuple[int, bool], tuple[Sequence[ThreadNode], list[int], bytes]] = (
+    OrderedDict()
+)
+_RENDERED_MAX = 8
+
+
+async def _rendered(roots: Sequence[ThreadNode], uid: bool, visible: list[int]) -> bytes:
+    """thread-data for ``roots``, numbers from ``visible`` (UIDs, ascending) unless ``uid``;
+    rendered in a worker thread, the last few remembered."""
+    key = (id(roots), uid)
+    found = _RENDERED.get(key)
+    if found is not None and found[0] is roots and (uid or found[1] == visible):
+        _RENDERED.move_to_end(key)
+        return found[2]
+    number = int if uid else {u: i for i, u in enumerate(visible, 1)}.__getitem__
+    data = await asyncio.to_thread(thread_data, roots, number)
+    _RENDERED[key] = (roots, visible, data)
+    while len(_RENDERED) > _RENDERED_MAX:
+        _RENDERED.popitem(last=False)
+    return data
