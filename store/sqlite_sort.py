@@ -39,8 +39,10 @@ from store.sqlite_base import Row, SqliteBase, _one, _rows
 SORT_CACHE: Final = 32768
 #: Contents read per query when the cache misses (a query holds the shared reader).
 SORT_CHUNK: Final = 1000
-#: Sort orders and thread trees kept (each up to one mailbox's size).
+#: Sort orders and thread trees kept: at most this many, holding at most RESULT_MESSAGES
+#: messages together (a 10,000-message tree is about 2 MB).
 RESULT_CACHE: Final = 32
+RESULT_MESSAGES: Final = 100_000
 _ALL: Final = Criterion("ALL")
 #: Sort keys read from the messages table alone.
 _PLAIN_KEYS: Final = frozenset({"ARRIVAL", "SIZE"})
@@ -82,7 +84,7 @@ class SqliteSort(SqliteBase):
     """`sort_records` (see the module)."""
 
     _sort_keys: OrderedDict[int, ContentKeys]
-    _sort_results: OrderedDict[tuple[object, ...], object]
+    _sort_results: OrderedDict[tuple[object, ...], tuple[int, object]]
 
     def _sort_cache(self) -> OrderedDict[int, ContentKeys]:
         try:
@@ -91,7 +93,7 @@ class SqliteSort(SqliteBase):
             self._sort_keys = OrderedDict()
             return self._sort_keys
 
-    def _results(self) -> OrderedDict[tuple[object, ...], object]:
+    def _results(self) -> OrderedDict[tuple[object, ...], tuple[int, object]]:
         try:
             return self._sort_results
         except AttributeError:
@@ -104,11 +106,21 @@ class SqliteSort(SqliteBase):
                          (mailbox_id,))
         return None if row is None else (row[0], row[1])
 
-    def _remember(self, key: tuple[object, ...], value: object) -> None:
+    def _remember(self, key: tuple[object, ...], size: int, value: object) -> None:
+        """Keep ``value`` (about ``size`` messages) under ``key``; the oldest go first."""
         results = self._results()
-        results[key] = value
-        while len(results) > RESULT_CACHE:
-            results.popitem(last=False)
+        results[key] = (size, value)
+        results.move_to_end(key)
+        held = sum(n for n, _ in results.values())
+        while len(results) > 1 and (len(results) > RESULT_CACHE or held > RESULT_MESSAGES):
+            held -= results.popitem(last=False)[1][0]
+
+    def _recall(self, key: tuple[object, ...]) -> object:
+        found = self._results().get(key)
+        if found is None:
+            return None
+        self._results().move_to_end(key)
+        return found[1]
 
     async def sort_order(self, mailbox_id: int, criteria: Criteria) -> list[int]:
         """The UIDs of every message of the mailbox sorted by ``criteria`` ((sort-key,
@@ -116,15 +128,14 @@ class SqliteSort(SqliteBase):
         matches; the list is shared: do not change it."""
         token = await self._messages_token(mailbox_id)
         key = ("sort", mailbox_id, token, criteria)
-        found = self._results().get(key)
+        found = self._recall(key)
         if isinstance(found, list):
-            self._results().move_to_end(key)
             return found
         contents = any(k not in _PLAIN_KEYS for k, _ in criteria)
         records = await self.sort_records(mailbox_id, _ALL, contents=contents)
         order = await asyncio.to_thread(_order, records, criteria)
         if token is not None:
-            self._remember(key, order)
+            self._remember(key, len(order), order)
         return order
 
     async def thread_roots(
@@ -138,12 +149,10 @@ class SqliteSort(SqliteBase):
         messages matching ``criterion`` (None: all) and among ``visible`` UIDs (None: any),
         as store/sortthread/threads.py gives it. The tree is shared: do not change it."""
         token = await self._messages_token(mailbox_id)
-        results = self._results()
         # All messages: the set is known without reading it (the token and ``visible``).
         whole = None if criterion is not None or visible is None else (
             "thread-all", mailbox_id, token, algorithm, tuple(visible))
-        if whole is not None and isinstance(found := results.get(whole), list):
-            results.move_to_end(whole)
+        if whole is not None and isinstance(found := self._recall(whole), list):
             return found
         by_refs = algorithm == "REFERENCES"
         records = await self.sort_records(mailbox_id, criterion or _ALL, references=by_refs)
@@ -151,16 +160,15 @@ class SqliteSort(SqliteBase):
             seen = set(visible)
             records = [r for r in records if r.uid in seen]
         key = ("thread", mailbox_id, token, algorithm, tuple(r.uid for r in records))
-        found = results.get(key)
+        found = self._recall(key)
         if isinstance(found, list):
-            results.move_to_end(key)
             roots = found
         else:
             roots = await asyncio.to_thread(references if by_refs else ordered_subject, records)
         if token is not None:
-            self._remember(key, roots)
+            self._remember(key, len(records), roots)
             if whole is not None:
-                self._remember(whole, roots)
+                self._remember(whole, len(records), roots)  # counted twice: conservative
         return roots
 
     async def sort_records(

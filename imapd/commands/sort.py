@@ -116,11 +116,11 @@ async def handle_thread(session: Session, cmd: c.Thread) -> Outcome:
 
 
 #: Rendered thread-data of the last trees (the store shares a cached tree between commands
-#: and sessions): (tree, UID form, the numbering's UIDs) -> bytes.
+#: and sessions), the last 4: (tree, UID form, the numbering's UIDs) -> bytes.
 _RENDERED: OrderedDict[tuple[int, bool], tuple[Sequence[ThreadNode], list[int], bytes]] = (
     OrderedDict()
 )
-_RENDERED_MAX = 8
+_RENDERED_MAX = 4
 
 
 async def _rendered(roots: Sequence[ThreadNode], uid: bool, visible: list[int]) -> bytes:
