@@ -10,6 +10,10 @@ real trees. Phases, each on every server before the next (the order flips per ph
   sort-subject   SORT (SUBJECT) UTF-8 ALL
   sort-from      SORT (FROM) UTF-8 ALL
   thread-refs    THREAD REFERENCES UTF-8 ALL
+  sort-date-new  SORT (DATE) UTF-8 ALL with one message APPENDed (untimed) before each: the
+                 cost when the folder changed (ours then sorts again: its result cache holds
+                 only while the folder's messages stay the same)
+  thread-new     THREAD REFERENCES UTF-8 ALL, likewise
 
 Each phase: one untimed first command (its time printed as ``first``: a server builds its
 sort data then; ours reads the stored envelopes, Dovecot fills its cache), then timed
@@ -39,7 +43,11 @@ COMMANDS = [
     ("sort-subject", "SORT (SUBJECT) UTF-8 ALL"),
     ("sort-from", "SORT (FROM) UTF-8 ALL"),
     ("thread-refs", "THREAD REFERENCES UTF-8 ALL"),
+    ("sort-date-new", "SORT (DATE) UTF-8 ALL"),
+    ("thread-new", "THREAD REFERENCES UTF-8 ALL"),
 ]
+#: Phases that APPEND a message before each command (see the module docstring).
+FRESH = frozenset({"sort-date-new", "thread-new"})
 _MID = re.compile(rb"^Message-ID: (<[^>]+>)\r$", re.MULTILINE)
 _SUBJECT = re.compile(rb"^Subject: ([^\r]*)\r$", re.MULTILINE)
 
@@ -96,10 +104,15 @@ def _answer(reply: Reply, kind: bytes) -> bytes:
 
 
 async def _measure(server: Server, reps: int, min_seconds: float, c: ImapClient,
-                   command: str, lat: list[float]) -> Measure:
+                   command: str, lat: list[float], fresh: Message | None) -> Measure:
+    """Time ``command`` repeatedly; with ``fresh``, APPEND it before each (untimed: the
+    CPU window then includes the APPENDs, the latencies do not)."""
     await asyncio.sleep(SETTLE)
     cpu0, c0, t0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
     while len(lat) < reps or (time.perf_counter() - t0 < min_seconds and len(lat) < 10_000):
+        if fresh is not None:
+            await c.append(BOX, fresh.data, fresh.flags, fresh.imap_date)
+            await c.command("NOOP")
         t = time.perf_counter()
         await c.command(command)
         lat.append((time.perf_counter() - t) * 1000)
@@ -128,29 +141,40 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
         _log(f"[{s.name}] appended {n} messages in {time.perf_counter() - t:.1f} s")
         clients[s.name] = c
     answers: dict[tuple[str, str], bytes] = {}
+    total = {s.name: n for s in servers}  # messages in the mailbox, per server
     for i, (fig, (key, command)) in enumerate(zip(figures, COMMANDS, strict=True)):
         kind = command.split()[0].encode()
+        fresh = msgs[0] if key in FRESH else None
         for s in servers if i % 2 == 0 else list(reversed(servers)):
             c = clients[s.name]
             try:
+                if fresh is not None:
+                    await c.append(BOX, fresh.data, fresh.flags, fresh.imap_date)
+                    total[s.name] += 1
+                    await c.command("NOOP")
                 t = time.perf_counter()
                 first = await c.command(command)
                 first_ms = (time.perf_counter() - t) * 1000
                 lat: list[float] = []
-                meas = await _measure(s, args.sort_reps, args.min_seconds, c, command, lat)
+                meas = await _measure(s, args.sort_reps, args.min_seconds, c, command, lat,
+                                      fresh)
             except (ImapError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 fig.errors[s.name] = f"{type(exc).__name__}: {exc}"
                 continue
             got = _numbers(first, kind)
+            expected = total[s.name]
+            if fresh is not None:
+                total[s.name] += len(lat)
             meas.extra = {"first_ms": first_ms}
-            if sorted(got) != list(range(1, n + 1)):
-                meas.check = f"{len(got)} numbers, {len(set(got))} distinct, expected 1..{n}"
+            if sorted(got) != list(range(1, expected + 1)):
+                meas.check = (f"{len(got)} numbers, {len(set(got))} distinct, "
+                              f"expected 1..{expected}")
             answers[(key, s.name)] = _answer(first, kind)
             fig.results[s.name] = meas
             _log(f"[{s.name}] {key}: p50 {meas.pct(50):.1f} ms, p99 {meas.pct(99):.1f} ms, "
                  f"first {first_ms:.1f} ms ({meas.count} runs)"
                  + (f"  (!) {meas.check}" if meas.check else ""))
-        if len(servers) == 2:
+        if len(servers) == 2 and key not in FRESH:  # FRESH: the mailboxes differ by now
             a, b = (answers.get((key, s.name)) for s in servers)
             same = "the same" if a == b else "DIFFERENT"
             _log(f"{key}: answers of {servers[0].name} and {servers[1].name} are {same}")
