@@ -50,8 +50,13 @@ _PLAIN_KEYS: Final = frozenset({"ARRIVAL", "SIZE"})
 Criteria = tuple[tuple[str, bool], ...]
 
 
-def _order(records: list[SortRecord], criteria: Criteria) -> list[int]:
-    return [r.uid for r in sort_records(records, criteria)]
+def _order(rows: list[Row], keys: dict[int, ContentKeys], criteria: Criteria) -> list[int]:
+    return [r.uid for r in sort_records(_build(rows, keys), criteria)]
+
+
+def _threads(rows: list[Row], keys: dict[int, ContentKeys], by_refs: bool) -> list[Node]:
+    records = _build(rows, keys)
+    return references(records) if by_refs else ordered_subject(records)
 
 
 def _keys_of(row: Row, with_refs: bool) -> ContentKeys:
@@ -132,8 +137,8 @@ class SqliteSort(SqliteBase):
         if isinstance(found, list):
             return found
         contents = any(k not in _PLAIN_KEYS for k, _ in criteria)
-        records = await self.sort_records(mailbox_id, _ALL, contents=contents)
-        order = await asyncio.to_thread(_order, records, criteria)
+        rows, keys = await self._rows_and_keys(mailbox_id, _ALL, False, contents)
+        order = await asyncio.to_thread(_order, rows, keys, criteria)
         if token is not None:
             self._remember(key, len(order), order)
         return order
@@ -155,20 +160,20 @@ class SqliteSort(SqliteBase):
         if whole is not None and isinstance(found := self._recall(whole), list):
             return found
         by_refs = algorithm == "REFERENCES"
-        records = await self.sort_records(mailbox_id, criterion or _ALL, references=by_refs)
+        rows, keys = await self._rows_and_keys(mailbox_id, criterion or _ALL, by_refs, True)
         if visible is not None:
             seen = set(visible)
-            records = [r for r in records if r.uid in seen]
-        key = ("thread", mailbox_id, token, algorithm, tuple(r.uid for r in records))
+            rows = [r for r in rows if r[0] in seen]
+        key = ("thread", mailbox_id, token, algorithm, tuple(r[0] for r in rows))
         found = self._recall(key)
         if isinstance(found, list):
             roots = found
         else:
-            roots = await asyncio.to_thread(references if by_refs else ordered_subject, records)
+            roots = await asyncio.to_thread(_threads, rows, keys, by_refs)
         if token is not None:
-            self._remember(key, len(records), roots)
+            self._remember(key, len(rows), roots)
             if whole is not None:
-                self._remember(whole, len(records), roots)  # counted twice: conservative
+                self._remember(whole, len(rows), roots)  # counted twice: conservative
         return roots
 
     async def sort_records(
@@ -183,6 +188,14 @@ class SqliteSort(SqliteBase):
         References of each (THREAD=REFERENCES); not ``contents``: UID, INTERNALDATE and size
         alone (empty keys: ARRIVAL and SIZE need no more). Raises ValueError for an unknown
         key."""
+        rows, keys = await self._rows_and_keys(mailbox_id, criterion, references, contents)
+        return await asyncio.to_thread(_build, rows, keys)
+
+    async def _rows_and_keys(
+        self, mailbox_id: int, criterion: Criterion, references: bool, contents: bool
+    ) -> tuple[list[Row], dict[int, ContentKeys]]:
+        """The matching (uid, INTERNALDATE epoch, size, content id) rows in UID order, and
+        the content keys they need (held by this call: another may evict from the cache)."""
         compiled = search.compile_criterion(criterion, self._now())
         join = " JOIN contents AS c ON c.id = m.content_id" if compiled.needs_content else ""
         if compiled.needs_search:
@@ -194,7 +207,6 @@ class SqliteSort(SqliteBase):
             [mailbox_id, *compiled.params],
         )
         cache = self._sort_cache()
-        # The keys this call uses, held locally: another call may evict from the cache.
         local: dict[int, ContentKeys] = {}
         missing: dict[int, None] = {}
         for row in rows if contents else ():
@@ -219,7 +231,6 @@ class SqliteSort(SqliteBase):
             decoded = await asyncio.to_thread(_decode, found, references)
             for content_id, keys in decoded:
                 cache[content_id] = local[content_id] = keys
-        records = await asyncio.to_thread(_build, rows, local)
         while len(cache) > SORT_CACHE:
             cache.popitem(last=False)
-        return records
+        return rows, local

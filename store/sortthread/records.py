@@ -12,7 +12,7 @@ import calendar
 import email.utils
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from store.bodystructure import Address, Envelope
 from store.mime_headers import decode_words, first_values
@@ -46,9 +46,9 @@ class ContentKeys:
     references: tuple[str, ...] | None  # None: not read (only REFERENCES threading needs it)
 
 
-@dataclass(frozen=True, slots=True)
-class SortRecord:
-    """One message: its UID, INTERNALDATE (epoch seconds), RFC822.SIZE and content keys."""
+class SortRecord(NamedTuple):
+    """One message: its UID, INTERNALDATE (epoch seconds), RFC822.SIZE and content keys. A
+    tuple: 10,000 are made per SORT that is not answered from the result cache."""
 
     uid: int
     arrival: int
