@@ -9,7 +9,7 @@ whose cost grows with depth is the loop check of step 1, which the RFC requires.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -35,17 +35,6 @@ def _order(node: Node) -> tuple[int, int]:
     while node.record is None:
         node = next(iter(node.children))
     return node.record.sent, node.record.uid
-
-
-def _walk(roots: Iterable[Node]) -> list[Node]:
-    """Every node under ``roots``, parents before children (preorder)."""
-    out: list[Node] = []
-    stack = list(reversed(list(roots)))
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        stack.extend(reversed(node.children))
-    return out
 
 
 # ------------------------------------------------------------------------ ORDEREDSUBJECT
@@ -127,21 +116,27 @@ def _build(records: Sequence[SortRecord]) -> list[Node]:
     return nodes
 
 
-def _prune(roots: list[Node]) -> list[Node]:
+def _prune(nodes: list[Node], roots: list[Node]) -> list[Node]:
     """Step 3: dummies go; their children take their place, except that several children
-    of a top-level dummy stay under it (they would become children of the root)."""
-    for node in reversed(_walk(roots)):  # children before their parents
-        if not any(c.record is None for c in node.children):
-            continue
-        kept: dict[Node, None] = {}
-        for child in node.children:
-            if child.record is not None:
-                kept[child] = None
-                continue
-            for grandchild in child.children:  # already pruned: no dummies among them
-                grandchild.parent = node
-                kept[grandchild] = None
-        node.children = kept
+    of a top-level dummy stay under it (they would become children of the root). Only the
+    parents of dummies are visited; a dummy spliced away is left childless, so whichever of
+    a dummy and its parent is visited first, the children end up in the right place."""
+    parents = dict.fromkeys(n.parent for n in nodes if n.record is None and n.parent)
+    for node in parents:
+        kids = node.children
+        while any(c.record is None for c in kids):
+            kept: dict[Node, None] = {}
+            for child in kids:
+                if child.record is not None:
+                    kept[child] = None
+                    continue
+                for grandchild in child.children:
+                    grandchild.parent = node
+                    kept[grandchild] = None
+                child.children = {}
+                child.parent = None
+            kids = kept
+        node.children = kids
     top: list[Node] = []
     for node in roots:
         if node.record is not None or len(node.children) > 1:
@@ -202,10 +197,11 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
     return list(top)
 
 
-def _sort_all(roots: list[Node]) -> list[Node]:
-    """Step 6: every set of siblings by sent date, the deepest first (a dummy sorts as its
-    first child, so its children must be in order before it is placed)."""
-    for node in reversed(_walk(roots)):
+def _sort_all(nodes: list[Node], roots: list[Node]) -> list[Node]:
+    """Step 6: every set of siblings by sent date. Below the root every node is a message,
+    sorting as itself, so the sets may be sorted in any order; dummies (top-level only) sort
+    as their first child, so theirs are sorted before the top level is."""
+    for node in (*nodes, *roots):
         if len(node.children) > 1:
             node.children = dict.fromkeys(sorted(node.children, key=_order))
     return sorted(roots, key=_order)
@@ -216,10 +212,10 @@ def references(records: Sequence[SortRecord]) -> list[Node]:
     ``keys.references`` read."""
     nodes = _build(records)
     roots = [n for n in nodes if n.parent is None]  # (2)
-    roots = _prune(roots)  # (3)
+    roots = _prune(nodes, roots)  # (3)
     for node in roots:  # (4): a dummy's children first, so it sorts as its first child
         if node.record is None:
             node.children = dict.fromkeys(sorted(node.children, key=_order))
     roots.sort(key=_order)
     roots = _merge_subjects(roots)  # (5)
-    return _sort_all(roots)  # (6)
+    return _sort_all(nodes, roots)  # (6)
