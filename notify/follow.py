@@ -1,22 +1,21 @@
 """Following the change_log outbox from outside the server: the shared reader and its cursor.
 
-Owns: reading change_log by seq after a `Position`, turning each change into its events with
+Owns: following change_log after a `Position` (`ChangeFeed.follow`, the store's one
+change-log follower, store/changefeed.py), turning each change into its events with
 the server's own `Policy` and `notify.sink.render` (so an event is the JSON the server's sink
 puts in its datagram), optionally waiting for more; the `Position` of an event and the
-`StateFile` that persists one; opening the server's SQLite file read-only. Used by
+`StateFile` that persists one; opening the server's store read-only (store/open.py). Used by
 ``imapd notifyd --outbox`` (notify/notifyd.py), the webhook's catch-up (notify/webhook.py)
-and ``imapd events tail`` (imapd/cli_events.py). Must not import imapd: how to wait for the
+and ``imapd events tail`` (imapd/cli/events.py). Must not import imapd: how to wait for the
 server's next commit (its control socket) is handed in.
 
-The server's own sink (notify/sink.py) reads change_log too but keeps its cursor in the
+The server's own sink (notify/sink.py) follows change_log too but keeps its cursor in the
 database, takes the bus's Changes when it keeps up and bounds its backlog; it is not this.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import tempfile
@@ -26,10 +25,10 @@ from pathlib import Path
 
 from notify.cyrus import Format
 from notify.events import Policy, events_for
-from notify.sink import OutboxStore, render
-from store.changes import Change, read_change
-
-BATCH = 500  # change_log rows read per round trip, as the server's sink
+from notify.sink import render
+from store.api import ChangeFeed
+from store.changes import Change
+from store.open import open_change_feed
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -56,7 +55,7 @@ def start_of(position: Position) -> int:
 
 
 async def outbox_events(
-    store: OutboxStore,
+    store: ChangeFeed,
     start: Position,
     *,
     policy: Policy,
@@ -70,29 +69,18 @@ async def outbox_events(
     message expunged meanwhile has no messageContent, as from the sink). ``keep`` filters
     changes; ``unreadable(seq, kind)`` is told of a row that cannot be read (it is
     skipped). At the end of change_log: return, or with ``wait`` await it and read again."""
-    after = start_of(start)
-    while True:
-        rows = await store.change_log(after, BATCH)
-        for seq, kind, payload in rows:
-            after = seq
-            change = read_change(kind, seq, payload)
-            if change is None:
-                if unreadable is not None:
-                    unreadable(seq, kind)
-                continue
+    changes = store.follow(start_of(start), wait=wait, unreadable=unreadable)
+    async with contextlib.aclosing(changes):
+        async for change in changes:
             if keep is not None and not keep(change):
                 continue
+            seq = change.seq
             events = events_for(change, policy)
             for index, event in enumerate(events):
                 if seq == start.seq and index <= start.index:
                     continue
                 fields = await render(store, event, fmt, pid=pid)
                 yield OutboxEvent(Position(seq, index, index == len(events) - 1), fields)
-        if len(rows) == BATCH:
-            continue
-        if wait is None:
-            return
-        await wait()
 
 
 class StateFile:
@@ -134,30 +122,7 @@ class StateFile:
             os.close(dir_fd)
 
 
-async def open_outbox(db_path: str | Path) -> tuple[OutboxStore, Callable[[], Awaitable[None]]]:
-    """The server's SQLite file opened read-only (``mode=ro``, ``query_only``) as a store
-    whose change_log and fetch are the server's own queries (a write fails); returns it and
-    its closer. Nothing is migrated or written: a missing file is an error, not a new store."""
-    import aiosqlite
-
-    from store.sqlite import SqliteStore
-
-    path = await asyncio.to_thread(Path(db_path).resolve)
-    if not await asyncio.to_thread(path.is_file):
-        raise FileNotFoundError(f"no store at {path}")
-    conn = await aiosqlite.connect(path.as_uri() + "?mode=ro", uri=True, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA query_only = ON")
-    except BaseException:
-        await conn.close()
-        raise
-
-    def no_publish(changes: object) -> None:
-        raise RuntimeError("the outbox is opened read-only")
-
-    def clock() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-    store = SqliteStore(conn, conn, no_publish, scrypt_n=2, clock=clock, uidvalidity=None)
-    return store, conn.close
+async def open_outbox(db_path: str | Path) -> tuple[ChangeFeed, Callable[[], Awaitable[None]]]:
+    """The server's store opened read-only as a `ChangeFeed` (store/open.py), and its
+    closer. Nothing is migrated or written: a missing file is an error, not a new store."""
+    return await open_change_feed(db_path)

@@ -15,7 +15,7 @@ no acknowledgement: what sits in a dead listener's receive buffer is gone. Metho
   arguments (``-c EVENT -p "" ...``) are not passed;
 - ``jsonl``: the JSON object alone, one per line (for `jq`, log shippers);
 - ``webhook``: signed HTTP POSTs with retries, a bounded queue and resume after a restart:
-  notify/webhook.py (asyncio: `imapd notifyd` hands it over there, see imapd/cli.py).
+  notify/webhook.py (asyncio: `imapd notifyd` hands it over there, see imapd/cli/notifyd.py).
 Unlike Cyrus's notifyd a malformed datagram is logged and skipped, not fatal. Must not import
 imapd. Blocking I/O on purpose: it is a process of its own, one event at a time (the
 outbox mode awaits only the store and the wake-up; the method still blocks).
@@ -49,7 +49,7 @@ from notify.cyrus import (
 )
 from notify.events import Policy
 from notify.follow import Position, StateFile, outbox_events
-from notify.sink import OutboxStore
+from store.api import ChangeFeed
 
 log = logging.getLogger("imapd.notifyd")
 
@@ -139,7 +139,7 @@ def request_of(fields: dict[str, object], method: str) -> Request:
 
 
 async def follow_outbox(
-    store: OutboxStore,
+    store: ChangeFeed,
     state: StateFile,
     handle: Callable[[Request], None],
     *,

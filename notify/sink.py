@@ -3,9 +3,9 @@
 Owns: delivery of every committed change's events, in commit order, as one UNIX datagram
 each in notifyd's layout (notify/cyrus.py), to ``notifysocket``. Must not import imapd.
 
-Unlike Cyrus (fire and forget: an event is lost when notifyd is absent, EVENTS.md §4.3) the
+Unlike Cyrus (fire and forget: an event is lost when notifyd is absent; docs/events.md) the
 sink is a durable consumer of the ``change_log`` outbox:
-- It reads change_log by seq after its own cursor (table ``event_cursors``, migration 0003),
+- It follows change_log (`ChangeFeed.follow`) after its own cursor (``event_cursors``),
   so events wait in the outbox while the listener is absent, refusing or full, and go out in
   order when it is back, also after a restart or a kill -9: at-least-once (a change whose
   events were sent but whose cursor was not yet saved is sent again after a crash).
@@ -39,41 +39,22 @@ import os
 import socket
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 from notify.cyrus import Format, event_fields, fit
 from notify.events import Event, EventType, Policy, events_for
-from store.api import MessageRecord
-from store.changes import Change, read_change
+from store.api import ChangeFeed
+from store.changes import Change
 from store.errors import Unavailable
 
 log = logging.getLogger("imapd.notify.sink")
 
 CURSOR_NAME = "notifysocket"
 MAX_DATAGRAM = 65536  # Cyrus 3.x's ceiling
-BATCH = 500  # change_log rows read per round trip
+BATCH = 500  # changes sent between two checks of the backlog bound
 RECENT_MAX = 10_000  # published Changes kept in memory for a sink that keeps up
 #: Errors meaning "listener absent, refusing or full": keep the event, retry later.
 _RETRY_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.ENOBUFS,
                            errno.ENOTSOCK, errno.EPROTOTYPE, errno.ENOTCONN})
-
-
-class OutboxStore(Protocol):
-    """What the sink needs of store.sqlite.SqliteStore."""
-
-    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
-        ...
-
-    async def change_log_head(self) -> int: ...
-
-    async def event_cursor(self, name: str) -> int | None: ...
-
-    async def set_event_cursor(self, name: str, seq: int) -> None: ...
-
-    async def fetch(
-        self, mailbox_id: int, uids: Sequence[int], *, content: bool = False,
-        structure: bool = False, changedsince: int | None = None,
-    ) -> list[MessageRecord]: ...
 
 
 def _report_death(task: asyncio.Task[None]) -> None:
@@ -82,10 +63,10 @@ def _report_death(task: asyncio.Task[None]) -> None:
                   exc_info=task.exception())
 
 
-async def render(store: OutboxStore, event: Event, fmt: Format, *, pid: int
+async def render(store: ChangeFeed, event: Event, fmt: Format, *, pid: int
                  ) -> dict[str, object]:
     """An event's Cyrus JSON fields as the sink sends them (before `fit`); also
-    ``imapd events tail`` (imapd/cli_events.py). messageContent/messageHeaders are read
+    ``imapd events tail`` (imapd/cli/events.py). messageContent/messageHeaders are read
     now: a message expunged before its event went out has none."""
     content: dict[int, bytes] | None = None
     if (fmt.wants_content and event.type in {EventType.MessageAppend, EventType.MessageNew}
@@ -104,7 +85,7 @@ def datagram_limit(sock: socket.socket) -> int:
 class NotifySink:
     def __init__(
         self,
-        store: OutboxStore,
+        store: ChangeFeed,
         path: str,
         *,
         method: str = "log",
@@ -244,28 +225,27 @@ class NotifySink:
                 self.cursor = change.seq
                 self._partial = 0
             return True
-        while True:
-            rows = await self.store.change_log(self.cursor, BATCH)
-            if not rows:
-                return True
-            if len(rows) == BATCH or rows[0][0] - self.cursor > 1:
-                await self._bound_backlog(rows[0][0])
-                if rows[0][0] <= self.cursor:
-                    rows = [r for r in rows if r[0] > self.cursor]
-                    if not rows:
-                        continue
-            for seq, kind, payload in rows:
-                if not await self._deliver(seq, kind, payload):
-                    return False
-                self.cursor = seq
-                self._partial = 0
-            if len(rows) < BATCH:
-                return True
+        while True:  # from change_log: a restart, an outage, another process's change
+            await self._bound_backlog()
+            logged = self.store.follow(self.cursor, unreadable=self._skip_unreadable)
+            async with contextlib.aclosing(logged):
+                delivered = 0
+                async for change in logged:
+                    if not await self._deliver_change(change):
+                        return False
+                    self.cursor = change.seq
+                    self._partial = 0
+                    delivered += 1
+                    if delivered % BATCH == 0 and await self._bound_backlog():
+                        break  # the backlog outgrew the bound while we sent: skip ahead
+                else:
+                    return True
 
-    async def _bound_backlog(self, first: int) -> None:
+    async def _bound_backlog(self) -> bool:
+        """Skip the oldest changes when more than ``backlog_max`` wait; True if it did."""
         head = await self.store.change_log_head()
         if head - self.cursor <= self.backlog_max:
-            return
+            return False
         skip_to = head - self.backlog_max
         skipped = skip_to - self.cursor
         self.dropped += skipped
@@ -274,13 +254,12 @@ class NotifySink:
             self.backlog_max, skipped, self.cursor + 1, skip_to, self.dropped,
         )
         self.cursor, self._partial = skip_to, 0
+        return True
 
-    async def _deliver(self, seq: int, kind: str, payload: str) -> bool:
-        change = read_change(kind, seq, payload)
-        if change is None:
-            log.warning("notify sink: change_log seq %d (%s) cannot be read; skipped", seq, kind)
-            return True
-        return await self._deliver_change(change)
+    def _skip_unreadable(self, seq: int, kind: str) -> None:
+        """A row this version cannot read, reached in order (all before it delivered)."""
+        log.warning("notify sink: change_log seq %d (%s) cannot be read; skipped", seq, kind)
+        self.cursor, self._partial = seq, 0
 
     async def _deliver_change(self, change: Change) -> bool:
         events = events_for(change, self.policy)

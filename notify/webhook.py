@@ -4,7 +4,7 @@ Owns: ``imapd notifyd --socket PATH --method webhook --url URL [--secret S] [--b
 [--queue N] [--state FILE] [--data-dir DIR]``: the HTTP/1.1 client (asyncio streams, one
 connection per request, http or https), the body and its headers, retries, the bounded queue,
 the state file and the catch-up from the server's outbox. Must not import imapd: the catch-up's
-`Format`, `Policy` and renderer are handed in by imapd/cli.py, built as the server builds them.
+`Format`, `Policy` and renderer are handed in by imapd/cli/notifyd.py, built as the server does.
 
 Delivery:
 - Body: the event's JSON exactly as the server rendered it; with ``--batch N`` (N > 1)
@@ -65,10 +65,10 @@ from notify.cyrus import (
 )
 from notify.events import Policy
 from notify.follow import Position as Position  # re-exported: tests
-from notify.follow import StateFile as StateFile  # re-exported: imapd/cli.py, tests
-from notify.follow import open_outbox as open_outbox  # re-exported: imapd/cli.py, tests
+from notify.follow import StateFile as StateFile  # re-exported: imapd/cli/notifyd.py, tests
+from notify.follow import open_outbox as open_outbox  # re-exported: imapd/cli/notifyd.py, tests
 from notify.follow import outbox_events
-from notify.sink import OutboxStore
+from store.api import ChangeFeed
 
 log = logging.getLogger("imapd.notifyd.webhook")
 
@@ -224,7 +224,7 @@ async def _read_head(reader: asyncio.StreamReader) -> Response:
 class Outbox:
     """The server's change_log and how the server renders it (its Policy and Format)."""
 
-    store: OutboxStore
+    store: ChangeFeed
     policy: Policy = field(default_factory=Policy)
     fmt: Format = field(default_factory=Format)
 
@@ -303,6 +303,19 @@ class Webhook:
         self.position = Position(seq, index)
         return Item(text, self.position)
 
+    async def begin(self) -> None:
+        """On a first start (no state yet), take the change log's current end as the position.
+
+        Called before the socket is bound: whatever commits after this read reaches us either
+        through the outbox catch-up or as a datagram, never as a "duplicate" of the start."""
+        outbox = self.outbox
+        if outbox is None or self.position is not None:
+            return
+        start = Position(await outbox.store.change_log_head(), -1, complete=True)
+        self.position = self.acked = start
+        await self._save(start)
+        log.info("webhook: first start, from change_log seq %d", start.seq)
+
     async def catch_up(self) -> None:
         """Queue the outbox's events after the state position (see the module docstring)."""
         outbox = self.outbox
@@ -310,11 +323,8 @@ class Webhook:
             return
         store = outbox.store
         start = self.position
-        if start is None:  # first start: from the current end, as the server's sink
-            start = Position(await store.change_log_head(), -1, complete=True)
-            self.position = self.acked = start
-            await self._save(start)
-            log.info("webhook: first start, from change_log seq %d", start.seq)
+        if start is None:  # not begun: serve() calls begin() before binding
+            await self.begin()
             return
         fmt = outbox.fmt
         if SEQ_PARAM not in fmt.extra_params:
@@ -427,7 +437,8 @@ async def serve(path: str, hook: Webhook, stop: asyncio.Event | None = None,
     if own_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
-    sock = bind(path)  # first: the server's datagrams wait in the kernel during the catch-up
+    await hook.begin()  # before the bind: a commit in between is caught up, not skipped
+    sock = bind(path)  # the server's datagrams wait in the kernel during the catch-up
     sock.setblocking(False)
     sender = asyncio.create_task(hook.send_forever(), name="webhook-sender")
     intake: asyncio.Task[None] | None = None

@@ -2,7 +2,7 @@
 
 Owns: the rights letters, parsing a SETACL rights argument with its ``+``/``-`` modifier,
 applying it to an ACL entry, the obsolete ``c``/``d`` rights (RFC 4314 §2.1.1), and a user's
-effective rights on a mailbox. No SQL (store/sqlite.py keeps the ``acl`` table), no IMAP.
+effective rights on a mailbox. No SQL (store/sqlite/store.py keeps the ``acl`` table), no IMAP.
 Imports nothing of imapd or notify.
 
 Rules chosen here (RFC 4314 §2 leaves them to the implementation):

@@ -10,15 +10,20 @@ or notify.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
 from store.mime import BodyPart
 from store.sortthread.records import SortRecord
 from store.sortthread.threads import Node
+
+if TYPE_CHECKING:  # these import api (DELIMITER) themselves
+    from store.acl import Modification
+    from store.metadata import MetadataLimits
+    from store.quota import Limits, QuotaInfo
 
 DELIMITER = "/"
 #: What `Store.fetch_plain` can read besides the UID (a FETCH of flags, numbers and dates).
@@ -146,10 +151,62 @@ class Criterion:
     children: tuple[Criterion, ...] = ()
 
 
-class Store(Protocol):
-    """Grouped by state. Each docstring says what it raises (store.errors)."""
+class ChangeFeed(Protocol):
+    """The committed changes, in commit order, and the message reads their events need: what
+    a consumer outside the sessions uses (the server's sink, ``imapd notifyd --outbox``,
+    the webhook, ``imapd events tail``). store/open.py's `open_change_feed` gives another
+    process a read-only one; every `Store` is one too."""
 
     async def close(self) -> None: ...
+
+    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """(seq, kind, payload) rows with seq > ``after``, ascending, at most ``limit``;
+        store/changes.py's `read_change` turns one into a Change."""
+        ...
+
+    def follow(
+        self,
+        after: int,
+        *,
+        wait: Callable[[], Awaitable[None]] | None = None,
+        unreadable: Callable[[int, str], None] | None = None,
+    ) -> AsyncGenerator[Change, None]:
+        """The committed Changes with seq > ``after``, in commit order (store/changefeed.py
+        is the loop). ``unreadable(seq, kind)`` is told of a row this version cannot read,
+        in its place (it is skipped). At the end: stop, or with ``wait`` await it and read
+        on. Close it (``contextlib.aclosing``) when leaving early."""
+        ...
+
+    async def change_log_head(self) -> int:
+        """The highest change_log seq (0 when empty)."""
+        ...
+
+    async def event_cursor(self, name: str) -> int | None:
+        """The last seq consumer ``name`` delivered, or None if it never ran."""
+        ...
+
+    async def set_event_cursor(self, name: str, seq: int) -> None:
+        """Remember that consumer ``name`` delivered everything up to ``seq`` (no Change)."""
+        ...
+
+    async def fetch(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        *,
+        content: bool = False,
+        structure: bool = False,
+        changedsince: int | None = None,
+    ) -> list[MessageRecord]:
+        """Records of the existing messages among ``uids``, in UID order; ``changedsince``
+        keeps only those with modseq > it."""
+        ...
+
+
+class Store(ChangeFeed, Protocol):
+    """What the server, its sessions' handlers, LMTP and the CLI ask of the store, grouped
+    by use. Each docstring says what it raises (store.errors). A backend implements all of
+    it (SQLite: store/sqlite/store.py); store/open.py picks one."""
 
     # --- users (CLI and authentication) ---------------------------------------------------
     async def create_user(self, name: str, password: str, *, admin: bool = False) -> User:
@@ -174,6 +231,116 @@ class Store(Protocol):
         ...
 
     async def list_users(self) -> list[User]: ...
+
+    async def set_admin(self, name: str, admin: bool) -> User:
+        """Grant or revoke the admin flag (``imapd user admin``): admins create shared
+        mailboxes and administer every ACL (store/acl.py). Raises UserNotFound."""
+        ...
+
+    # --- access control (RFC 4314) ----------------------------------------------------------
+    async def acl_entries(self, mailbox_id: int) -> list[tuple[str, str]]:
+        """The stored ACL of a mailbox: (identifier, canonical rights), sorted; the owner's
+        implicit entry is not among them. The caller checked the ``a`` right."""
+        ...
+
+    async def set_acl(
+        self,
+        user_id: int,
+        name: str,
+        identifier: str,
+        change: Modification | None,
+        origin: Origin,
+    ) -> str:
+        """SETACL (``change``) or DELETEACL (None) on the mailbox ``name`` means for
+        ``user_id``, with its AclChanged in the same transaction. Returns the entry's rights
+        after. The caller checked the ``a`` right. Raises MailboxNotFound, MailboxInvalid
+        (the owner's own entry)."""
+        ...
+
+    # --- annotations (RFC 5464) -------------------------------------------------------------
+    async def get_metadata(
+        self, user_id: int, mailbox: str | None, entries: Sequence[str], *, depth: int | None
+    ) -> list[tuple[str, bytes | None]]:
+        """GETMETADATA: entries of a mailbox (None: the server) as ``user_id`` sees them,
+        None for a requested entry without value. Raises MailboxNotFound."""
+        ...
+
+    async def set_metadata(
+        self,
+        user_id: int,
+        mailbox: str | None,
+        items: Sequence[tuple[str, bytes | None]],
+        origin: Origin,
+        limits: MetadataLimits,
+    ) -> tuple[str, ...]:
+        """SETMETADATA in one transaction with its MetadataChanged changes; a None value
+        removes the entry. Returns the entries changed. Raises MailboxNotFound,
+        MetadataNoPrivate, MetadataTooBig, MetadataTooMany (nothing set)."""
+        ...
+
+    # --- quota (RFC 9208) -------------------------------------------------------------------
+    async def get_quota(self, root: str) -> QuotaInfo:
+        """GETQUOTA: a root by name, with its usage. Raises QuotaRootNotFound."""
+        ...
+
+    async def get_quota_root(self, user_id: int, name: str) -> QuotaInfo:
+        """GETQUOTAROOT: the root of the user's mailbox ``name``, which need not exist.
+        Raises UserNotFound."""
+        ...
+
+    async def set_quota(
+        self, root: str, limits: Limits, origin: Origin | None = None
+    ) -> QuotaInfo:
+        """SETQUOTA / ``imapd quota set``: replace a user root's limits, publishing
+        QuotaChanged. Raises QuotaRootNotFound."""
+        ...
+
+    # --- XAPPLEPUSHSERVICE ------------------------------------------------------------------
+    async def register_push(
+        self,
+        user_id: int,
+        aps_version: int,
+        account_id: str,
+        device_token: str,
+        subtopic: str,
+        mailboxes: Sequence[str],
+        origin: Origin,
+    ) -> tuple[str, ...]:
+        """Register a device for the user's mailboxes and publish ApplePushRegistered.
+        Returns the mailbox names registered. Raises UserNotFound."""
+        ...
+
+    async def push_devices(self, user_id: int | None = None) -> list[PushDevice]:
+        """XAPPLEPUSHSERVICE registrations of one user, or of everyone."""
+        ...
+
+    # --- retention --------------------------------------------------------------------------
+    async def set_retention(self, user_id: int, name: str, days: int | None) -> None:
+        """Set (or with None/0 clear) a mailbox's retention in days; no Change. Raises
+        MailboxNotFound, ValueError."""
+        ...
+
+    async def expire(self, now: dt.datetime | None = None) -> int:
+        """Remove the messages older than their mailbox's retention (store/expire.py), one
+        transaction per mailbox. Returns how many messages were removed."""
+        ...
+
+    # --- the change log: session events and other processes' commits -------------------------
+    async def record_session_event(
+        self, user: str, kind: str, origin: Origin, server: str | None = None
+    ) -> None:
+        """Log a Login/Logout (``kind`` login|logout) as a SessionEvent change."""
+        ...
+
+    async def follow_foreign_commits(self) -> None:
+        """From now on publish other processes' commits too, in commit order (the server
+        turns this on)."""
+        ...
+
+    async def publish_foreign(self) -> int:
+        """Publish other processes' commits not published yet, in commit order; returns the
+        last seq published (0 when not following)."""
+        ...
 
     # --- mailboxes (authenticated state) ----------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[MailboxInfo]:
@@ -230,23 +397,17 @@ class Store(Protocol):
 
     # --- messages ---------------------------------------------------------------------------
     async def append(
-        self, user_id: int, name: str, messages: Sequence[NewMessage], origin: Origin
-    ) -> AppendResult:
-        """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it.
-        Raises MailboxNotFound (handler adds TRYCREATE), MailboxInvalid for \\Noselect."""
-        ...
-
-    async def fetch(
         self,
-        mailbox_id: int,
-        uids: Sequence[int],
+        user_id: int,
+        name: str,
+        messages: Sequence[NewMessage],
+        origin: Origin,
         *,
-        content: bool = False,
-        structure: bool = False,
-        changedsince: int | None = None,
-    ) -> list[MessageRecord]:
-        """Records of the existing messages among ``uids``, in UID order; ``changedsince``
-        keeps only those with modseq > it."""
+        kind: str = "append",
+    ) -> AppendResult:
+        """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
+        names the arrival in its MessagesAdded ("append", "deliver" by LMTP, "import").
+        Raises MailboxNotFound (handler adds TRYCREATE), MailboxInvalid for \\Noselect."""
         ...
 
     async def fetch_expunged(
@@ -299,9 +460,11 @@ class Store(Protocol):
         origin: Origin,
         *,
         move: bool = False,
+        rights: str | None = None,
     ) -> CopyResult:
-        """COPY/MOVE in one transaction; never partial. Raises MailboxNotFound for the
-        destination (handler adds TRYCREATE)."""
+        """COPY/MOVE in one transaction; never partial. With ``rights`` (the user's on the
+        destination) only the flags those rights let them set are copied (RFC 4314 §4).
+        Raises MailboxNotFound for the destination (handler adds TRYCREATE)."""
         ...
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
@@ -316,7 +479,7 @@ class Store(Protocol):
         references: bool = False,
         contents: bool = True,
     ) -> list[SortRecord]:
-        """SORT/THREAD keys of the matching messages, in UID order (store/sqlite_sort.py);
+        """SORT/THREAD keys of the matching messages, in UID order (store/sqlite/sort.py);
         ``references``: with each message's References (THREAD=REFERENCES); not
         ``contents``: UID, INTERNALDATE and size only."""
         ...
@@ -325,7 +488,7 @@ class Store(Protocol):
         self, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
     ) -> list[int]:
         """UIDs of every message sorted by SORT ``criteria`` ((key, reverse) pairs), ties by
-        UID; shared, cached while the mailbox's messages are the same (store/sqlite_sort.py)."""
+        UID; shared, cached while the mailbox's messages are the same (store/sqlite/sort.py)."""
         ...
 
     async def thread_roots(
@@ -350,3 +513,14 @@ class Store(Protocol):
     ) -> list[int]:
         """UIDs expunged with a modseq > ``modseq`` (restricted to ranges), for QRESYNC."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushDevice:
+    user: str
+    aps_version: int
+    account_id: str
+    device_token: str
+    subtopic: str
+    mailboxes: tuple[str, ...]
+    registered: dt.datetime

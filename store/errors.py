@@ -18,7 +18,7 @@ StoreError                 NO
  |   +- StoreInUse         restore/repair/init while a server or command has it open
  +- StoreDamaged           [CORRUPTION]   an empty, unreadable or damaged database file
 ```
-Unavailable and StoreDamaged come from store/files.py, which maps sqlite3 and OS errors.
+Unavailable and StoreDamaged come from store/sqlite/files.py, which maps sqlite3 and OS errors.
 
 """
 

@@ -1,4 +1,4 @@
-"""Message expiry by per-mailbox retention: the rules and the SQL that finds what is due.
+"""Message expiry by per-mailbox retention: the rules (the SQL is store/sqlite/expire.py).
 
 Owns: what "expired" means. A mailbox with ``retention_days`` set loses the messages saved
 into it (``savedate``, RFC 8514: arrival by APPEND, delivery, COPY or MOVE) more than that many
@@ -6,7 +6,7 @@ days ago. This is Cyrus's cyr_expire with ``expire_by_savedate: on`` (its defaul
 sent date, ``gmtime``); unlike Cyrus the value is not inherited by child mailboxes and
 ``\\Flagged`` messages are not kept (Cyrus: ``expire_keep_flagged``, off by default). The
 transaction itself (one per mailbox, MessagesExpunged kind "expire", Origin(service=
-"expire")) is `SqliteStore.expire`. Imports nothing of imapd or notify.
+"expire")) is the backend's ``expire``. Imports nothing of imapd or notify.
 """
 
 from __future__ import annotations
@@ -14,16 +14,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import aiosqlite
-
 #: Retention values are whole days, at most about 100 years (keeps the cutoff arithmetic
 #: far from datetime's limits).
 MAX_RETENTION_DAYS = 36500
-
-#: Messages of mailbox ? saved before the ISO 8601 cutoff ?. julianday() reads the offset,
-#: so the comparison holds whatever offset a savedate was written with.
-EXPIRED_WHERE = "m.mailbox_id = ? AND julianday(m.savedate) < julianday(?)"
-
 
 @dataclass(frozen=True, slots=True)
 class DueMailbox:
@@ -45,12 +38,3 @@ def cutoff(now: dt.datetime, days: int) -> str:
     if now.tzinfo is None:
         raise ValueError("expire needs an aware datetime")
     return (now.astimezone(dt.UTC) - dt.timedelta(days=days)).isoformat()
-
-
-async def due_mailboxes(db: aiosqlite.Connection) -> list[DueMailbox]:
-    """Selectable mailboxes with a retention, by id."""
-    rows = await db.execute_fetchall(
-        "SELECT id, retention_days FROM mailboxes WHERE retention_days IS NOT NULL"
-        " AND retention_days > 0 AND selectable = 1 ORDER BY id"
-    )
-    return [DueMailbox(int(r[0]), int(r[1])) for r in rows]

@@ -7,7 +7,7 @@ Owns: the three namespaces and their prefixes. A user sees
 - ``Other Users/<owner>/<name>``: mailbox ``<name>`` of user ``<owner>`` (the owner's inbox
   is ``Other Users/alice/INBOX``), visible only where the ACL allows (store/acl.py);
 - ``Shared/<name>``: mailboxes owned by the pseudo-user `SHARED_OWNER`, a ``users`` row with
-  the empty name that cannot log in (store/migrations/0007_acl.sql). Its mailboxes are
+  the empty name that cannot log in (store/sqlite/migrations/0007_acl.sql). Its mailboxes are
   administered by the server's admins.
 
 The namespace roots themselves (``Other Users``, ``Other Users/alice``, ``Shared``) are not

@@ -2,7 +2,7 @@
 UID THREAD (RFC 5256 §3: ORDEREDSUBJECT, REFERENCES).
 
 Thin on purpose: search criteria as SEARCH resolves them -> the store's sort order or thread
-tree (store/sqlite_sort.py runs the pure algorithms of store/sortthread/ off the event loop
+tree (store/sqlite/sort.py runs the pure algorithms of store/sortthread/ off the event loop
 and caches their results) -> one response. Only messages the client has been told of are in
 the results, as in SEARCH.
 """
@@ -28,14 +28,14 @@ from imapd.protocol.sortthread import ThreadNode, ordered_set, thread_data
 from imapd.protocol.values import SearchKey
 
 if TYPE_CHECKING:
+    from imapd.commands.context import Context
     from imapd.selected import SelectedView
-    from imapd.session import Session
     from store.api import Criterion
 
 _ALL = SearchKey("AND", children=(SearchKey("ALL"),))
 
 
-def _criterion(session: Session, view: SelectedView, key: SearchKey) -> Criterion | None:
+def _criterion(session: Context, view: SelectedView, key: SearchKey) -> Criterion | None:
     """The store criterion of a search program; None for a plain ALL."""
     check_search_keys(session, key)
     return None if key == _ALL else to_criterion(key, view, session.saved_search)
@@ -57,7 +57,7 @@ def _told(view: SelectedView, order: list[int], uid: bool) -> tuple[list[int], l
     return uids, uids if uid else [seq[u] for u in uids]
 
 
-async def handle_sort(session: Session, cmd: c.Sort) -> Outcome:
+async def handle_sort(session: Context, cmd: c.Sort) -> Outcome:
     """[UID] SORT [RETURN (MIN MAX COUNT ALL)] (criteria) charset keys. Examples: RFC 5256
     §3 (SORT), RFC 5267 §3.3 (ESORT). A MODSEQ key enables CONDSTORE and adds the highest
     mod-sequence of the messages returned (RFC 7162 §3.1.9, §3.1.10)."""
@@ -101,7 +101,7 @@ async def handle_sort(session: Session, cmd: c.Sort) -> Outcome:
     return ok("SORT completed", None, *owed, Untagged(tuple(items)))
 
 
-async def handle_thread(session: Session, cmd: c.Thread) -> Outcome:
+async def handle_thread(session: Context, cmd: c.Thread) -> Outcome:
     """[UID] THREAD ORDEREDSUBJECT|REFERENCES charset keys. Examples: RFC 5256 §3. A MODSEQ
     key enables CONDSTORE; the THREAD response is unchanged (RFC 7162 §3.1.9)."""
     view = session.require_view()

@@ -43,10 +43,9 @@ from imapd.lmtp.protocol import (
     Send,
     return_path,
 )
-from store.api import NewMessage, User
+from store.api import NewMessage, Store, User
 from store.changes import Origin
 from store.errors import MailboxInvalid, MailboxNotFound, OverQuota, StoreError, UserNotFound
-from store.sqlite import SqliteStore
 
 log = logging.getLogger("imapd.lmtp")
 
@@ -60,7 +59,7 @@ TIMED_OUT = Reply.of(421, "4.4.2 Timeout, closing connection")
 class LmtpServer:
     """Listens on ``config.lmtp`` and delivers into ``store``."""
 
-    def __init__(self, config: Config, store: SqliteStore) -> None:
+    def __init__(self, config: Config, store: Store) -> None:
         if config.lmtp is None:
             raise ValueError("config.lmtp is not set")
         self.config = config

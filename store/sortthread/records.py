@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from store.bodystructure import Address, Envelope
-from store.mime_headers import decode_words, first_values
+from store.mime.bodystructure import Address, Envelope
+from store.mime.headers import decode_words, first_values
 from store.sortthread.collation import casemap
 from store.sortthread.subject import base_subject
 

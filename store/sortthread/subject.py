@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from store.mime_headers import decode_words
+from store.mime.headers import decode_words
 
 _WSP: Final = " \t"
 #: step 1: tabs and continuations (CR, LF) to space, then runs of spaces to one

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import RunningServer
-from tests.e2e.test_acl import Session
+from tests.helpers.raw_session import Session
+from tests.helpers.server import RunningServer
 
 
 def message(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import imaplib
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import imap
+from tests.helpers.interop import imap
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def _msg(subject: str, date: str, mid: str, refs: str = "", sender: str = "a@x.org") -> bytes:

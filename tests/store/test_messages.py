@@ -11,8 +11,9 @@ import pytest
 from store.api import MailboxInfo, NewMessage, User
 from store.changes import FlagChange, FlagsChanged, MessagesAdded, MessagesExpunged
 from store.errors import MailboxInvalid, MailboxNotFound, StoreError
-from store.sqlite import SqliteStore, uid_ranges
-from tests.store.conftest import ORIGIN, START, Env, message, new
+from store.ranges import number_ranges
+from store.sqlite import SqliteStore
+from tests.helpers.store import ORIGIN, START, Env, message, new
 
 
 @pytest.fixture
@@ -26,9 +27,9 @@ async def inbox(store: SqliteStore, user: User) -> MailboxInfo:
     return await store.get_mailbox(user.id, "INBOX")
 
 
-def test_uid_ranges() -> None:
-    assert uid_ranges([]) == []
-    assert uid_ranges([5, 1, 2, 3, 3, 9, 8]) == [(1, 3), (5, 5), (8, 9)]
+def test_number_ranges() -> None:
+    assert number_ranges([]) == []
+    assert number_ranges([5, 1, 2, 3, 3, 9, 8]) == [(1, 3), (5, 5), (8, 9)]
 
 
 async def test_append_and_fetch(store: SqliteStore, env: Env, bob: User) -> None:
@@ -327,7 +328,7 @@ async def test_rollback_on_error_inside_transaction(
     def broken(change: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("store.sqlite.to_json", broken)
+    monkeypatch.setattr("store.sqlite.store.to_json", broken)
     with pytest.raises(RuntimeError):
         await store.copy_messages(box.id, [1], bob.id, "Trash", ORIGIN, move=True)
     monkeypatch.undo()

@@ -8,8 +8,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from store.migrate import Migration, available, migrate, schema_version, split_statements
-from tests.store.conftest import Env
+from store.sqlite.migrate import Migration, available, migrate, schema_version, split_statements
+from tests.helpers.store import Env
 
 
 def test_shipped_files() -> None:

@@ -1,4 +1,4 @@
-"""store/mime.py: structure and offsets, sections, envelope, search text, JSON, garbage."""
+"""store/mime/message.py: structure and offsets, sections, envelope, search text, JSON, garbage."""
 
 from __future__ import annotations
 
@@ -592,7 +592,7 @@ def test_absurd_nesting_is_cut_at_max_depth() -> None:
 
 
 def test_part_count_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mime, "MAX_PARTS", 5)
+    monkeypatch.setattr("store.mime.message.MAX_PARTS", 5)
     raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\n\r\nx\r\n" * 100
     top = parse_message(raw)
     check_invariants(raw, top)

@@ -1,9 +1,9 @@
-"""XAPPLEPUSHSERVICE registrations (store/push.py): stored, replaced, published."""
+"""XAPPLEPUSHSERVICE registrations (store/sqlite/push.py): stored, replaced, published."""
 
 from __future__ import annotations
 
 from store.changes import ApplePushRegistered
-from tests.store.conftest import ORIGIN, Env
+from tests.helpers.store import ORIGIN, Env
 
 
 async def test_register_push_stores_and_publishes(env: Env) -> None:

@@ -8,11 +8,11 @@ import aiosqlite
 import pytest
 
 from store.api import Criterion, MailboxInfo, NewMessage, User
-from store.migrate import available, migrate
 from store.mime import parse_message, structure_to_json
-from store.search import STORED_KEYS, compile_criterion
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, START, Clock, Env, message, new
+from store.sqlite.migrate import available, migrate
+from store.sqlite.search import STORED_KEYS, compile_criterion
+from tests.helpers.store import ORIGIN, START, Clock, Env, message, new
 
 C = Criterion
 EST = dt.timezone(dt.timedelta(hours=-5))

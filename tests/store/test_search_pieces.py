@@ -4,8 +4,9 @@ a multi-octet character cut by one, a character that folds to two)."""
 
 from __future__ import annotations
 
-from store import mime, search
-from store.mime_text import _decode_in_pieces
+from store import mime
+from store.mime.text import _decode_in_pieces
+from store.sqlite import search
 
 
 def _matcher_hits(body: bytes, needle: str, charset: str = "utf-8") -> bool:

@@ -1,4 +1,4 @@
-"""The store's SORT/THREAD reads (store/sqlite_sort.py) on a real SQLite file: keys from the
+"""The store's SORT/THREAD reads (store/sqlite/sort.py) on a real SQLite file: keys from the
 stored envelope (including a top-level message/rfc822 whose envelope the structure stores
 as its encapsulated message's), References read for THREAD only, the content-key cache,
 and cached orders and trees that follow APPEND and EXPUNGE."""
@@ -10,7 +10,7 @@ import datetime as dt
 from store.api import Criterion, NewMessage
 from store.sortthread.collation import casemap
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN
+from tests.helpers.store import ORIGIN
 
 INNER = (b"From: Zed <zed@x.org>\r\nTo: t@x.org\r\nSubject: Re: wrapped\r\n"
          b"Date: Mon, 2 Jan 2023 10:00:00 +0000\r\nMessage-ID: <w@x>\r\n\r\nbody\r\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from imapd.protocol.sortthread import ordered_set, thread_data
-from store.bodystructure import Address, Envelope
+from store.mime.bodystructure import Address, Envelope
 from store.sortthread.collation import casemap
 from store.sortthread.records import (
     ContentKeys,

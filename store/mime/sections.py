@@ -1,0 +1,100 @@
+"""Sections of a stored message: the octets of ``BODY[<section>]``, cut by offsets.
+
+Owns: resolving a part number in a parsed `BodyPart` tree (RFC 3501 §6.4.5) and slicing
+the raw message for HEADER, HEADER.FIELDS[.NOT], TEXT and MIME. Octets are returned as
+stored. Stdlib only; imports nothing of imapd or notify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from store.mime.bodystructure import BodyPart
+from store.mime.headers import field_name, field_spans, split_header
+
+
+def _resolve(top: BodyPart, path: tuple[int, ...]) -> BodyPart | None:
+    """The entity a part number names (RFC 3501 §6.4.5): a multipart's children count
+    from 1; a message that is not multipart has only part 1, its body (the same entity);
+    a number after a message/rfc822 part continues inside the encapsulated message. Other
+    leaves have no subparts: ``1.1`` of a text part does not exist (Dovecot lets it mean
+    ``1``; the RFC gives it no meaning)."""
+    cur = top
+    is_message = True  # cur is a message (top level or encapsulated), not yet its body
+    for i, n in enumerate(path):
+        if cur.is_multipart:
+            if not 1 <= n <= len(cur.parts):
+                return None
+            cur = cur.parts[n - 1]
+        elif not (is_message and n == 1):
+            return None
+        is_message = False
+        if i + 1 < len(path) and cur.message is not None and cur.is_message:
+            cur = cur.message
+            is_message = True
+    return cur
+
+
+def header_spans(raw: bytes, part: BodyPart) -> list[tuple[int, int]]:
+    """The spans of ``part``'s header fields, as `field_spans` cuts them."""
+    header_end, _ = split_header(raw, part.header_start, part.body_start)
+    return field_spans(raw, part.header_start, header_end)
+
+
+def _header_fields(raw: bytes, part: BodyPart, fields: Sequence[str], exclude: bool) -> bytes:
+    """HEADER.FIELDS (or .NOT): the matching fields in message order, folding and line
+    ends kept, then the empty line (RFC 3501 §6.4.5); a last field without a line end
+    gets a CRLF."""
+    names = {f.strip().upper().encode("utf-8") for f in fields}
+    out: list[bytes] = []
+    for start, end in header_spans(raw, part):
+        name = field_name(raw, start, end)
+        matched = name is not None and name.upper() in names
+        if matched != exclude:
+            chunk = raw[start:end]
+            out.append(chunk if chunk.endswith(b"\n") else chunk + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def section_bytes(
+    raw: bytes,
+    structure: BodyPart,
+    part: tuple[int, ...],
+    text: str | None,
+    fields: tuple[str, ...] = (),
+) -> bytes | None:
+    """The octets of ``BODY[<part>.<text> (<fields>)]`` (RFC 3501 §6.4.5).
+
+    ``part`` is the part path (``()`` for the whole message); ``text`` is None, "HEADER",
+    "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT" or "MIME" (any case); ``fields`` the
+    header names of the HEADER.FIELDS forms. Returns None when the section does not
+    exist: a part number out of range, HEADER/TEXT after a part that is not
+    message/rfc822, MIME without a part number. IMAP has no error for these; Dovecot
+    answers with an empty string, so should the caller (not NIL, which some clients
+    mishandle). Octets are as stored: bare LF line ends are not converted."""
+    spec = (text or "").upper()
+    target = _resolve(structure, part) if part else structure
+    if target is None:
+        return None
+    if not spec:
+        if not part:
+            return raw
+        return raw[target.body_start : target.body_end]
+    if spec == "MIME":
+        if not part:
+            return None
+        return raw[target.header_start : target.body_start]
+    if part:
+        # RFC 3501 §6.4.5: HEADER, HEADER.FIELDS[.NOT] and TEXT after a part number
+        # need a MESSAGE/RFC822 part and address its encapsulated message.
+        if target.message is None or not target.is_message:
+            return None
+        target = target.message
+    if spec == "HEADER":
+        return raw[target.header_start : target.body_start]
+    if spec == "TEXT":
+        return raw[target.body_start : target.body_end]
+    if spec in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return _header_fields(raw, target, fields, spec.endswith(".NOT"))
+    return None

@@ -1,0 +1,263 @@
+"""What the families of `SqliteStore` share: row shapes, SQL fragments, the write-transaction
+handle and the lookups of users and mailboxes.
+
+Owns: `_Mbox` (a ``mailboxes`` row with its owner's name) and the SQL fragments selecting it,
+the ``_FACTS`` columns a `MessageFacts` is built from, `_Tx` (the statements and pending
+Changes of one write transaction; store/sqlite/store.py begins it, logs its Changes to change_log
+and commits) and `SqliteBase`, the base of the operation mixins of store/sqlite/users.py,
+store/sqlite/mailboxes.py and store/sqlite/messages.py: the state they use (set by
+`SqliteStore.__init__`), `_write` (run by store/sqlite/store.py), the store clock, mailbox
+creation, and the lookups every family needs (a user, a mailbox by id or name, the owner and
+owner-relative name a client's mailbox name means). Leading underscores mark names private to
+these store/sqlite/*.py modules; the rules are the implementation notes atop store/sqlite/store.py.
+Must not import imapd or notify.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from store import flags as flagrules
+from store import names, namespace
+from store.api import MailboxInfo
+from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
+from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
+from store.mime import BodyPart
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+_MBOX_COLUMNS = (
+    "m.id, m.owner_id, u.name, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.messages,"
+    " m.unseen, m.size, m.deleted, m.recent_uid, m.special_use, m.selectable, m.retention_days"
+)
+_MBOX_FROM = " FROM mailboxes m JOIN users u ON u.id = m.owner_id"
+_MBOX_SELECT = "SELECT " + _MBOX_COLUMNS + _MBOX_FROM
+_COUNTS = "RETURNING messages, unseen, uidnext, highestmodseq, size, deleted"
+_FACTS = "m.uid, m.modseq, m.flags, m.size, m.internaldate, c.message_id, m.seen, m.deleted"
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.replace(microsecond=0).isoformat()
+
+
+async def _rows(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[Row]:
+    return cast(list[Row], list(await db.execute_fetchall(sql, params)))
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> Row | None:
+    rows = await _rows(db, sql, params)
+    return rows[0] if rows else None
+
+
+@dataclass(slots=True)
+class _Mbox:
+    id: int
+    owner_id: int
+    owner: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    unseen: int
+    size: int
+    deleted: int
+    recent_uid: int
+    special_use: tuple[str, ...]
+    selectable: bool
+    retention_days: int | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> _Mbox:
+        return cls(
+            id=row[0], owner_id=row[1], owner=row[2], name=row[3], uidvalidity=row[4],
+            uidnext=row[5], highestmodseq=row[6], messages=row[7], unseen=row[8], size=row[9],
+            deleted=row[10], recent_uid=row[11], special_use=tuple(row[12].split()),
+            selectable=bool(row[13]), retention_days=row[14],
+        )
+
+    @property
+    def ref(self) -> MailboxRef:
+        return MailboxRef(self.id, self.owner, self.name, self.uidvalidity, self.special_use)
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.messages, self.unseen, self.uidnext, self.highestmodseq, self.size,
+                      self.deleted)
+
+    def info(self, recent: int, subscribed: bool) -> MailboxInfo:
+        return MailboxInfo(
+            id=self.id, owner_id=self.owner_id, owner=self.owner, name=self.name,
+            uidvalidity=self.uidvalidity, uidnext=self.uidnext,
+            highestmodseq=self.highestmodseq, messages=self.messages, unseen=self.unseen,
+            recent=recent, size=self.size, special_use=self.special_use,
+            subscribed=subscribed, selectable=self.selectable,
+            retention_days=self.retention_days, deleted=self.deleted,
+        )
+
+
+def _facts(
+    row: Row, *, uid: int | None = None, modseq: int | None = None,
+    content_id: int | None = None,
+) -> MessageFacts:
+    """MessageFacts from a ``_FACTS`` row, optionally with a new UID/modseq (copies) or
+    the contents row (expunges)."""
+    return MessageFacts(
+        uid=row[0] if uid is None else uid,
+        modseq=row[1] if modseq is None else modseq,
+        flags=flagrules.from_text(row[2]),
+        size=row[3],
+        internaldate=dt.datetime.fromisoformat(row[4]),
+        message_id=row[5],
+        content_id=content_id,
+    )
+
+
+class _Tx:
+    """One write transaction on the writer connection: statements and pending Changes
+    (`SqliteStore._transaction`, store/sqlite/store.py, logs ``pending`` to change_log)."""
+
+    def __init__(self, db: aiosqlite.Connection, at: dt.datetime) -> None:
+        self.db = db
+        self.at = at
+        self.at_iso = _iso(at)
+        self.pending: list[tuple[Change, str | None]] = []
+
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return await _rows(self.db, sql, params)
+
+    async def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        return await _one(self.db, sql, params)
+
+    async def run(self, sql: str, params: Sequence[object] = ()) -> None:
+        await self.db.execute_fetchall(sql, params)
+
+    async def many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        await self.db.executemany(sql, params)
+
+    def emit(self, change: Change, user: str | None) -> None:
+        """Queue a Change built with ``seq=0``; `_log_changes` (store/sqlite/store.py) gives it its
+        change_log seq."""
+        self.pending.append((change, user))
+
+
+class SqliteBase:
+    """The base of `SqliteStore`'s operation mixins: the state they share, all of it set by
+    `SqliteStore.__init__`, and what every family uses."""
+
+    _reader: aiosqlite.Connection
+    _scrypt_n: int
+    _clock: Callable[[], dt.datetime]
+    _uidvalidity_source: Callable[[], int] | None
+    _structures: OrderedDict[int, BodyPart]
+    _dummy_hash: str | None
+    _recent_floor: dict[int, int]
+
+    async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
+        """Run ``body`` in one write transaction, then publish its Changes: `SqliteStore`
+        does (store/sqlite/store.py; see the implementation notes there)."""
+        raise NotImplementedError
+
+    def _now(self) -> dt.datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the store clock must return aware datetimes")
+        return now.astimezone(dt.UTC)
+
+    # --- new mailboxes ----------------------------------------------------------------------
+    async def _uidvalidities(self, tx: _Tx, count: int) -> int:
+        """Reserve ``count`` consecutive UIDVALIDITY values; return the first."""
+        source = self._uidvalidity_source
+        proposed = source() if source is not None else int(tx.at.timestamp())
+        row = await tx.one(
+            "INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key) DO "
+            "UPDATE SET value = max(?, value + 1) + ? RETURNING value",
+            (proposed + count - 1, proposed, count - 1),
+        )
+        assert row is not None
+        return int(row[0]) - count + 1
+
+    async def _insert_mailboxes(
+        self, tx: _Tx, owner_id: int, owner: str, specs: Sequence[tuple[str, tuple[str, ...]]],
+        origin: Origin,
+    ) -> list[_Mbox]:
+        """Create mailboxes (fresh UIDVALIDITYs) and emit a MailboxCreated for each."""
+        if not specs:
+            return []
+        first = await self._uidvalidities(tx, len(specs))
+        params: list[object] = []
+        for i, (name, use) in enumerate(specs):
+            params += [owner_id, name, first + i, " ".join(use), tx.at_iso]
+        rows = await tx.rows(
+            "INSERT INTO mailboxes (owner_id, name, uidvalidity, special_use, created) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?)" for _ in specs) + " RETURNING id, name",
+            params,
+        )
+        ids = {name: id_ for id_, name in rows}
+        out = []
+        for i, (name, use) in enumerate(specs):
+            mbox = _Mbox(ids[name], owner_id, owner, name, first + i, 1, 1, 0, 0, 0, 0, 1, use,
+                         True, None)
+            out.append(mbox)
+            tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
+        return out
+
+    # --- lookups ----------------------------------------------------------------------------
+    @staticmethod
+    async def _owner(db: aiosqlite.Connection, user_id: int) -> str:
+        row = await _one(db, "SELECT name FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise UserNotFound("No such user")
+        return str(row[0])
+
+    @staticmethod
+    async def _by_name(db: aiosqlite.Connection, user_id: int, name: str) -> _Mbox | None:
+        row = await _one(db, _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name = ?",
+                         (user_id, name))
+        return None if row is None else _Mbox.from_row(row)
+
+    @staticmethod
+    async def _by_id(db: aiosqlite.Connection, mailbox_id: int) -> _Mbox:
+        row = await _one(db, _MBOX_SELECT + " WHERE m.id = ?", (mailbox_id,))
+        if row is None:
+            raise MailboxNotFound("Mailbox no longer exists")
+        return _Mbox.from_row(row)
+
+    @staticmethod
+    async def _selectable(db: aiosqlite.Connection, user_id: int, name: str) -> _Mbox:
+        mbox = await SqliteBase._by_name(db, user_id, name)
+        if mbox is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        if not mbox.selectable:
+            raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+        return mbox
+
+    # --- namespaces (RFC 2342; store/namespace.py) ------------------------------------------
+    @staticmethod
+    async def _viewer(db: aiosqlite.Connection, user_id: int) -> tuple[str, bool]:
+        """(name, is_admin) of a user, read afresh (a grant or revoke applies at once)."""
+        row = await _one(db, "SELECT name, is_admin FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise UserNotFound("No such user")
+        return str(row[0]), bool(row[1])
+
+    async def _locate(self, db: aiosqlite.Connection, user_id: int, name: str) -> tuple[int, str]:
+        """(owner id, owner-relative name) of the mailbox a client name means for
+        ``user_id``. Raises MailboxNotFound for a namespace root or an unknown owner (the
+        same error as for a missing mailbox: names are never confirmed)."""
+        if namespace.is_personal(name):
+            return user_id, names.canonical(name)
+        viewer, _ = await self._viewer(db, user_id)
+        where = namespace.resolve(viewer, name)
+        row = None if where is None else await _one(
+            db, "SELECT id FROM users WHERE name = ?", (where.owner,))
+        if where is None or row is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        return int(row[0]), where.name

@@ -1,0 +1,670 @@
+"""Messages in the SQLite store: `SqliteMessages`, the mixin of `SqliteStore` for what is in
+a mailbox.
+
+Owns: APPEND (MIME parsed once, before the lock), FETCH rows and the BODYSTRUCTURE cache,
+STORE, EXPUNGE, COPY/MOVE, SEARCH (compiled by store/sqlite/search.py), QRESYNC's vanished
+UIDs, retention and expiry (store/expire.py, store/sqlite/expire.py), and the quota
+accounting of these changes (store/quota.py, store/sqlite/quota.py). A UID set travels as
+one JSON array of ranges (store/ranges.py). Must not import imapd or notify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from store import acl as aclrules
+from store import expire, mime, names
+from store import flags as flagrules
+from store.api import (
+    PLAIN_COLUMNS,
+    AppendResult,
+    CopyResult,
+    Criterion,
+    MessageRecord,
+    NewMessage,
+    StoreFlagsResult,
+)
+from store.changes import (
+    Counts,
+    FlagChange,
+    FlagsChanged,
+    MailboxRef,
+    MessageFacts,
+    MessagesAdded,
+    MessagesExpunged,
+    Origin,
+)
+from store.errors import MailboxNotFound
+from store.mime import BodyPart
+from store.ranges import number_ranges
+from store.sqlite import expire as expire_sql
+from store.sqlite import quota as quota_sql
+from store.sqlite import search
+from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
+
+# Parse MIME in a worker thread above this many bytes (small ones cost less than the hop).
+# Parsing costs up to ~6 us per octet for hostile shapes (20,000 addresses in one To:,
+# 6,000 parts), so 256 KiB held the event loop for over a second (issue 14); at 4 KiB the
+# worst case on the loop is ~25 ms.
+PARSE_IN_THREAD = 4 * 1024
+STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
+
+# A UID set as one JSON array of [low, high] ranges driving a PK range seek per range.
+_IN_RANGES = "json_each(?) AS r CROSS JOIN messages AS m"
+_RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
+    " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
+    " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, ?, ?, ?, ?, ?)"
+)
+#: Octets copied per step from a spooled message's file into its contents row.
+BLOB_CHUNK = 1024 * 1024
+
+
+def _octets(content: bytes | Path) -> int:
+    return content.stat().st_size if isinstance(content, Path) else len(content)
+
+
+async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
+    """Copy ``path`` into the raw of the message just inserted (empty so far), in chunks
+    with SQLite's incremental blob I/O: never the whole message in memory, in the same
+    transaction (so a MULTIAPPEND stays all or none, RFC 3502).
+
+    The zeroblob is set only after the rows are in: SQLite materialises a zeroblob that
+    passes through the insert view's trigger, and the refs UPDATE of the messages trigger
+    rewrites the contents row, big value and all; both would cost the message's size twice
+    in memory. Set on its own, as the row's last column, it stays a count of zeros."""
+    row = await tx.one("SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?",
+                       (mailbox_id, uid))
+    assert row is not None
+    await tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
+    db = tx.db
+
+    def copy() -> None:  # on the connection's own thread, as all its statements run
+        with db._conn.blobopen("contents", "raw", row[0]) as blob, path.open("rb") as f:
+            while chunk := f.read(BLOB_CHUNK):
+                blob.write(chunk)
+
+    # aiosqlite exposes no blob API: run the copy where it runs statements.
+    await db._execute(copy)  # type: ignore[no-untyped-call]
+
+
+def _allowed_flags(row: Row, rights: str) -> Row:
+    """A ``_FACTS`` row (and what follows) with only the flags ``rights`` let a user set
+    (RFC 4314 §4 COPY/APPEND: \\Seen needs s, \\Deleted t, any other flag w)."""
+    kept = aclrules.settable(flagrules.from_text(row[2]), rights)
+    return (*row[:2], flagrules.to_text(kept), row[3], row[4], row[5], "\\Seen" in kept,
+            "\\Deleted" in kept, *row[8:])
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A NewMessage made ready outside the lock: flags canonical, MIME parsed once."""
+
+    raw: bytes | Path  # a Path: the octets are in that file (`NewMessage.content`)
+    size: int
+    flags: tuple[str, ...]
+    seen: bool
+    deleted: bool
+    internaldate: dt.datetime
+    header_len: int
+    structure: str
+    message_id: str | None
+    search_texts: tuple[str, ...]  # content_search, in search.STORED_KEYS order
+
+
+class SqliteMessages(SqliteBase):
+    """APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH and expiry (see the module)."""
+
+    # --- removal and quota accounting (RFC 9208; store/quota.py) ----------------------------
+    async def _remove(
+        self, tx: _Tx, mbox_id: int, rows: list[Row], *, record: bool
+    ) -> tuple[Counts, int]:
+        """Delete the messages of ``rows`` (``_FACTS`` rows) from a mailbox, adjusting its
+        counters with one new modseq; ``record`` keeps them in ``expunged`` for QRESYNC."""
+        uids = json.dumps([row[0] for row in rows])
+        row = await tx.one(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, messages = messages - ?,"
+            " unseen = unseen - ?, size = size - ?, deleted = deleted - ? WHERE id = ? "
+            + _COUNTS,
+            (len(rows), sum(not r[6] for r in rows), sum(r[3] for r in rows),
+             sum(r[7] for r in rows), mbox_id),
+        )
+        assert row is not None
+        counts = Counts(*row)
+        await tx.run(
+            "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+            (mbox_id, uids),
+        )
+        if record:
+            await tx.run(
+                "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+                " SELECT ?, value, ? FROM json_each(?)",
+                (mbox_id, counts.highestmodseq, uids),
+            )
+        return counts, counts.highestmodseq
+
+    async def _quota(
+        self, tx: _Tx, deltas: dict[int, tuple[int, int]], origin: Origin, *, applied: bool
+    ) -> None:
+        """Apply the quota rules to a transaction's (messages, octets) per mailbox: raises
+        QuotaRefused, or emits the QuotaChanged(kind="within") of roots no longer full."""
+        for change in await quota_sql.settle(tx.db, deltas, tx.at, origin, applied=applied):
+            tx.emit(change, change.user)
+
+    # --- messages ---------------------------------------------------------------------------
+    def _prepare(self, message: NewMessage) -> _Prepared:
+        flags = flagrules.canonical_flags(message.flags)
+        when = message.internaldate or self._now()
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        content = message.content
+        # A spooled message is read whole for parsing (the parser cuts bytes by offsets),
+        # then dropped: the rows get it from the file (`_fill_raw`).
+        data = content.read_bytes() if isinstance(content, Path) else content
+        structure = mime.parse_message(data)
+        return _Prepared(
+            raw=content,
+            size=len(data),
+            flags=flags,
+            seen="\\Seen" in flags,
+            deleted="\\Deleted" in flags,
+            internaldate=when.replace(microsecond=0),
+            header_len=structure.body_start,
+            structure=mime.structure_to_json(structure),
+            message_id=mime.message_id(structure),
+            search_texts=search.search_texts(data, structure),
+        )
+
+    async def append(
+        self,
+        user_id: int,
+        name: str,
+        messages: Sequence[NewMessage],
+        origin: Origin,
+        *,
+        kind: str = "append",
+    ) -> AppendResult:
+        """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
+        (append|deliver|import) is the MessagesAdded kind. Raises MailboxNotFound (handler
+        adds TRYCREATE), MailboxInvalid for \\Noselect, ValueError for no messages."""
+        if not messages:
+            raise ValueError("nothing to append")
+        name = names.canonical(name)
+        if sum(_octets(m.content) for m in messages) > PARSE_IN_THREAD:
+            # One message at a time: a MULTIAPPEND of spooled messages holds one in memory.
+            prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
+        else:
+            prepared = [self._prepare(m) for m in messages]
+
+        async def body(tx: _Tx) -> AppendResult:
+            count = len(prepared)
+            owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
+            row = await tx.one(
+                "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
+                " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
+                " deleted = deleted + ? WHERE owner_id = ? AND name = ? AND selectable = 1"
+                " RETURNING messages, unseen, uidnext, highestmodseq, size, deleted, id,"
+                " uidvalidity, (SELECT name FROM users WHERE id = owner_id), special_use",
+                (count, count, sum(not p.seen for p in prepared),
+                 sum(p.size for p in prepared), sum(p.deleted for p in prepared),
+                 owner_id, local),
+            )
+            if row is None:
+                await self._selectable(tx.db, owner_id, local)  # raises the right error
+                raise MailboxNotFound("Mailbox does not exist")
+            counts = Counts(*row[:6])
+            ref = MailboxRef(row[6], row[8], local, row[7], tuple(row[9].split()))
+            # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
+            await self._quota(tx, {ref.id: (count, sum(p.size for p in prepared))},
+                              origin, applied=True)
+            first_uid, modseq = counts.uidnext - count, counts.highestmodseq
+            rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
+                     int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
+                     flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
+                     p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts)
+                    for i, p in enumerate(prepared)]
+            # the message_in view inserts contents, content_search, messages
+            await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, prepared, strict=True)
+                                                   if not isinstance(p.raw, Path)])
+            for i, p in enumerate(prepared):
+                if isinstance(p.raw, Path):  # the rows first, then the file's octets
+                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
+                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
+            facts = tuple(
+                MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
+                             p.message_id, p.structure)
+                for i, p in enumerate(prepared)
+            )
+            tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
+            return AppendResult(ref, tuple(f.uid for f in facts))
+
+        return await self._write(body)
+
+    def _structure(self, content_id: int, text: str) -> BodyPart:
+        found = self._structures.get(content_id)
+        if found is None:
+            found = mime.structure_from_json(text)
+            self._remember_structure(content_id, found)
+        else:
+            self._structures.move_to_end(content_id)
+        return found
+
+    def _remember_structure(self, content_id: int, part: BodyPart) -> None:
+        cache = self._structures
+        cache[content_id] = part
+        cache.move_to_end(content_id)
+        if len(cache) > STRUCTURE_CACHE:
+            cache.popitem(last=False)
+
+    async def fetch(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        *,
+        content: bool = False,
+        structure: bool = False,
+        changedsince: int | None = None,
+    ) -> list[MessageRecord]:
+        """Records of the existing messages among ``uids``, in UID order; ``changedsince``
+        keeps only those with modseq > it. One query; contents joined only when asked."""
+        ranges = number_ranges(uids)
+        if not ranges:
+            return []
+        extra = ", c.id, c.raw, c.structure" if content or structure else ""
+        join = " JOIN contents AS c ON c.id = m.content_id" if extra else ""
+        where = " AND m.modseq > ?" if changedsince is not None else ""
+        params: list[object] = [json.dumps(ranges), mailbox_id]
+        if changedsince is not None:
+            params.append(changedsince)
+        rows = await _rows(
+            self._reader,
+            "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate" + extra
+            + " FROM " + _IN_RANGES + join + " WHERE " + _RANGE_MATCH + where
+            + " ORDER BY m.uid",
+            params,
+        )
+        parsed: dict[int, BodyPart] = {}
+        if structure:
+            fresh = {r[6]: r[8] for r in rows if r[6] not in self._structures}
+            if sum(map(len, fresh.values())) > PARSE_IN_THREAD:
+                # Thousands of parts or addresses: decoding is dear, do it off the loop.
+                parsed = await asyncio.to_thread(
+                    lambda: {k: mime.structure_from_json(v) for k, v in fresh.items()}
+                )
+                for content_id, part in parsed.items():
+                    self._remember_structure(content_id, part)
+        fromiso = dt.datetime.fromisoformat
+        return [
+            MessageRecord(
+                uid=r[0], modseq=r[1], flags=tuple(r[2].split()), internaldate=fromiso(r[3]),
+                size=r[4], savedate=fromiso(r[5]),
+                content=r[7] if content else None,
+                structure=(parsed.get(r[6]) or self._structure(r[6], r[8])) if structure
+                else None,
+            )
+            for r in rows
+        ]
+
+    async def fetch_expunged(
+        self, facts: Sequence[MessageFacts], *, content: bool = False, structure: bool = False
+    ) -> list[MessageRecord]:
+        """Records of messages already expunged, from the facts their MessagesExpunged
+        carried (for a session not yet told of it: RFC 2180 §4.1.1). Without ``content`` or
+        ``structure`` every one is served; with either, only those whose contents row still
+        exists (shared by a copy or a MOVE). In UID order."""
+        ordered = sorted(facts, key=lambda f: f.uid)
+        found: dict[int, tuple[int, bytes, str]] = {}
+        if content or structure:
+            ids = sorted({f.content_id for f in ordered if f.content_id is not None})
+            rows = await _rows(
+                self._reader,
+                "SELECT c.id, c.raw, c.structure FROM contents AS c"
+                " WHERE c.id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            ) if ids else []
+            found = {r[0]: (r[0], r[1], r[2]) for r in rows}
+        out: list[MessageRecord] = []
+        for f in ordered:
+            row = found.get(f.content_id) if f.content_id is not None else None
+            if (content or structure) and row is None:
+                continue
+            out.append(MessageRecord(
+                uid=f.uid, modseq=f.modseq, flags=f.flags, internaldate=f.internaldate,
+                size=f.size,
+                content=row[1] if content and row is not None else None,
+                structure=self._structure(row[0], row[2]) if structure and row else None,
+            ))
+        return out
+
+    async def fetch_plain(
+        self, mailbox_id: int, uids: Sequence[int], columns: Sequence[str] = PLAIN_COLUMNS
+    ) -> list[tuple[Any, ...]]:
+        """``(uid, *columns)`` of the existing messages among ``uids``, in UID order, as
+        SQLite returns them: the FETCH (UID FLAGS) hot path of synchronising clients, with
+        no record objects and no date parsing. Only the columns asked for are read (each
+        costs as much as a whole row's worth of the rest), and one range (``1:*``) is one
+        primary-key range scan, without the ranges table and its sort."""
+        unknown = set(columns) - set(PLAIN_COLUMNS)
+        if unknown:
+            raise ValueError(f"not a plain column: {sorted(unknown)}")
+        ranges = number_ranges(uids)
+        if not ranges:
+            return []
+        select = "SELECT " + ", ".join(["m.uid", *(f"m.{c}" for c in columns)])
+        if len(ranges) == 1:
+            (low, high), = ranges
+            sql = (select + " FROM messages AS m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
+                   " ORDER BY m.uid")
+            return await _rows(self._reader, sql, (mailbox_id, low, high))
+        sql = select + " FROM " + _IN_RANGES + " WHERE " + _RANGE_MATCH + " ORDER BY m.uid"
+        return await _rows(self._reader, sql, [json.dumps(ranges), mailbox_id])
+
+    async def deleted_size(self, mailbox_id: int) -> int:
+        """Octets an EXPUNGE would free: the sizes of the \\Deleted messages (RFC 9208
+        §4.1.4 allows this sum for DELETED-STORAGE); read on the (mailbox, deleted) index."""
+        row = await _one(
+            self._reader,
+            "SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = ? AND deleted = 1",
+            (mailbox_id,),
+        )
+        return int(row[0]) if row else 0
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        origin: Origin,
+        *,
+        unchangedsince: int | None = None,
+        kind: str = "store",
+    ) -> StoreFlagsResult:
+        """mode: "+" add, "-" remove, "" replace. Changed messages share one new modseq;
+        unchanged ones get none and no FlagChange. Raises MailboxNotFound, ValueError (mode)."""
+        if mode not in {"+", "-", ""}:
+            raise ValueError(f"bad STORE mode {mode!r}")
+        given = flagrules.canonical_flags(flags)
+        ranges = number_ranges(uids)
+
+        async def body(tx: _Tx) -> StoreFlagsResult:
+            mbox = await self._by_id(tx.db, mailbox_id)
+            if not ranges:
+                return StoreFlagsResult((), {})
+            rows = await tx.rows(
+                "SELECT m.uid, m.modseq, m.flags, c.message_id FROM " + _IN_RANGES
+                + " JOIN contents AS c ON c.id = m.content_id WHERE "
+                + _RANGE_MATCH + " ORDER BY m.uid",
+                (json.dumps(ranges), mailbox_id),
+            )
+            modseq = mbox.highestmodseq + 1
+            current: dict[int, tuple[tuple[str, ...], int]] = {}
+            modified: list[int] = []
+            changes: list[FlagChange] = []
+            updates: list[tuple[object, ...]] = []
+            unseen_delta = deleted_delta = 0
+            for uid, old_modseq, text, message_id in rows:
+                old = flagrules.from_text(text)
+                current[uid] = (old, old_modseq)
+                if unchangedsince is not None and old_modseq > unchangedsince:
+                    modified.append(uid)  # RFC 7162 §3.1.3
+                    continue
+                new, added, removed = flagrules.apply(mode, old, given)
+                if not added and not removed:
+                    continue
+                seen, deleted = "\\Seen" in new, "\\Deleted" in new
+                unseen_delta += ("\\Seen" in old) - seen
+                deleted_delta += deleted - ("\\Deleted" in old)
+                current[uid] = (new, modseq)
+                changes.append(FlagChange(uid, modseq, new, added, removed, message_id))
+                updates.append((flagrules.to_text(new), seen, deleted, modseq, mailbox_id, uid))
+            if not changes:
+                return StoreFlagsResult((), current, tuple(modified))
+            await tx.many(
+                "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ?"
+                " WHERE mailbox_id = ? AND uid = ?",
+                updates,
+            )
+            row = await tx.one(
+                "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ?,"
+                " deleted = deleted + ? WHERE id = ? " + _COUNTS,
+                (modseq, unseen_delta, deleted_delta, mailbox_id),
+            )
+            assert row is not None
+            tx.emit(FlagsChanged(0, tx.at, origin, mbox.ref, Counts(*row), tuple(changes),
+                                 kind), mbox.owner)
+            return StoreFlagsResult(tuple(changes), current, tuple(modified))
+
+        return await self._write(body)
+
+    async def expunge(
+        self, mailbox_id: int, origin: Origin, uids: Sequence[int] | None = None,
+        *, kind: str = "expunge",
+    ) -> tuple[int, ...]:
+        """Remove messages flagged \\Deleted (restricted to ``uids`` when given: UID
+        EXPUNGE). Returns the removed UIDs, ascending; remembered with their new modseq.
+        ``kind`` (expunge|expire) is the MessagesExpunged kind. Raises MailboxNotFound."""
+        ranges = None if uids is None else number_ranges(uids)
+        if ranges == []:
+            return ()
+
+        async def body(tx: _Tx) -> tuple[int, ...]:
+            mbox = await self._by_id(tx.db, mailbox_id)
+            join = " JOIN contents AS c ON c.id = m.content_id"
+            if ranges is None:
+                rows = await tx.rows(
+                    "SELECT " + _FACTS + ", m.content_id FROM messages AS m" + join
+                    + " WHERE m.mailbox_id = ? AND m.deleted = 1 ORDER BY m.uid",
+                    (mailbox_id,),
+                )
+            else:
+                rows = await tx.rows(
+                    "SELECT " + _FACTS + ", m.content_id FROM " + _IN_RANGES + join
+                    + " WHERE " + _RANGE_MATCH + " AND m.deleted = 1 ORDER BY m.uid",
+                    (json.dumps(ranges), mailbox_id),
+                )
+            if not rows:
+                return ()
+            counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
+            facts = tuple(_facts(r, content_id=r[8]) for r in rows)
+            tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, kind),
+                    mbox.owner)
+            await self._quota(tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))},
+                              origin, applied=True)
+            return tuple(f.uid for f in facts)
+
+        return await self._write(body)
+
+    async def copy_messages(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        dest_user_id: int,
+        dest_name: str,
+        origin: Origin,
+        *,
+        move: bool = False,
+        rights: str | None = None,
+    ) -> CopyResult:
+        """COPY/MOVE in one transaction; never partial. New UIDs in source UID order; flags
+        and INTERNALDATE kept, the bytes shared. Copy into the same mailbox is allowed.
+        ``dest_name`` is in ``dest_user_id``'s namespaces; ``rights`` (the user's on the
+        destination) keeps only the flags they allow (RFC 4314 §4: \\Seen needs s,
+        \\Deleted t, others w). Raises MailboxNotFound (source gone, or destination:
+        handler adds TRYCREATE), MailboxInvalid (destination \\Noselect)."""
+        dest_name = names.canonical(dest_name)
+        ranges = number_ranges(uids)
+
+        async def body(tx: _Tx) -> CopyResult:
+            source = await self._by_id(tx.db, mailbox_id)
+            dest = await self._selectable(tx.db, *await self._locate(tx.db, dest_user_id,
+                                                                     dest_name))
+            rows = await tx.rows(
+                "SELECT " + _FACTS + ", m.internal_epoch, m.content_id FROM " + _IN_RANGES
+                + " JOIN contents AS c ON c.id = m.content_id WHERE " + _RANGE_MATCH
+                + " ORDER BY m.uid",
+                (json.dumps(ranges), mailbox_id),
+            ) if ranges else []
+            if not rows:
+                return CopyResult(dest.uidvalidity, (), ())
+            added = rows if rights is None else [_allowed_flags(r, rights) for r in rows]
+            count = len(rows)
+            octets = sum(r[3] for r in rows)
+            deltas = {dest.id: (count, octets)}
+            if move:  # a MOVE within one quota root changes no usage
+                back = deltas.get(mailbox_id, (0, 0))
+                deltas[mailbox_id] = (back[0] - count, back[1] - octets)
+            within = await quota_sql.settle(tx.db, deltas, tx.at, origin)  # before any insert
+            row = await tx.one(
+                "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
+                " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
+                " deleted = deleted + ? WHERE id = ? " + _COUNTS,
+                (count, count, sum(not r[6] for r in added), sum(r[3] for r in rows),
+                 sum(r[7] for r in added), dest.id),
+            )
+            assert row is not None
+            counts = Counts(*row)
+            first, modseq = counts.uidnext - count, counts.highestmodseq
+            await tx.many(
+                "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
+                " internal_epoch, internaldate, savedate, flags, content_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(dest.id, first + i, modseq, r[6], r[7], r[3], r[8], r[4], tx.at_iso, r[2], r[9])
+                 for i, r in enumerate(added)],
+            )
+            source_uids = tuple(r[0] for r in rows)
+            facts = tuple(_facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(added))
+            how = "move" if move else "copy"
+            tx.emit(MessagesAdded(0, tx.at, origin, dest.ref, counts, facts, how, source.ref,
+                                  source_uids), dest.owner)
+            if move:
+                src_counts, src_modseq = await self._remove(tx, mailbox_id, rows, record=True)
+                gone = tuple(_facts(r, content_id=r[9]) for r in rows)
+                tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts, gone,
+                                         src_modseq, "move"), source.owner)
+            for change in within:  # the source's root, left by a MOVE
+                tx.emit(change, change.user)
+            return CopyResult(dest.uidvalidity, source_uids, tuple(f.uid for f in facts),
+                              source_uids if move else ())
+
+        return await self._write(body)
+
+    async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:
+        """Keywords in use: one row per distinct flags text (few), on the reader."""
+        rows = await _rows(
+            self._reader,
+            "SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?"
+            " AND (' ' || flags) GLOB '* [^\\]*'",  # some token not starting with \\
+            (mailbox_id,),
+        )
+        found: dict[str, str] = {}
+        for row in rows:
+            for flag in flagrules.keywords(flagrules.from_text(str(row[0]))):
+                found.setdefault(flag.lower(), flag)
+        return tuple(found.values())
+
+    async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
+        """UIDs matching, ascending. Raises ValueError for an unknown key (a bug upstream)."""
+        compiled = search.compile_criterion(criterion, self._now())
+        join = " JOIN contents AS c ON c.id = m.content_id" if compiled.needs_content else ""
+        if compiled.needs_search:
+            join += " LEFT JOIN content_search AS s ON s.id = m.content_id"
+        # One row, one string: no per-row work in Python (thousands of UIDs for UNSEEN).
+        row = await _one(
+            self._reader,
+            "SELECT group_concat(uid) FROM (SELECT m.uid FROM messages AS m" + join
+            + " WHERE m.mailbox_id = ? AND (" + compiled.sql + ") ORDER BY m.uid)",
+            [mailbox_id, *compiled.params],
+        )
+        if row is None or row[0] is None:
+            return []
+        uids = list(map(int, str(row[0]).split(",")))
+        uids.sort()  # already ascending; group_concat's order is not a documented promise
+        return uids
+
+    async def vanished_since(
+        self, mailbox_id: int, modseq: int, uids: Sequence[tuple[int, int]] | None = None
+    ) -> list[int]:
+        """UIDs expunged with a modseq > ``modseq`` (restricted to ranges), for QRESYNC."""
+        if uids is None:
+            rows = await _rows(
+                self._reader,
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, modseq),
+            )
+        else:
+            if not uids:
+                return []
+            rows = await _rows(
+                self._reader,
+                "SELECT DISTINCT e.uid FROM json_each(?) AS r CROSS JOIN expunged AS e"
+                " WHERE e.mailbox_id = ? AND e.uid BETWEEN r.value->>0 AND r.value->>1"
+                " AND e.modseq > ? ORDER BY e.uid",
+                (json.dumps([list(r) for r in uids]), mailbox_id, modseq),
+            )
+        return [r[0] for r in rows]
+
+    # --- expiry (store/expire.py) ------------------------------------------------------------
+    async def set_retention(self, user_id: int, name: str, days: int | None) -> None:
+        """Set (or with None/0 clear) a mailbox's retention in days; no Change (nothing a
+        client sees changes until messages expire). Raises MailboxNotFound, ValueError."""
+        value = expire.check_days(days)
+        name = names.canonical(name)
+
+        async def body(tx: _Tx) -> None:
+            row = await tx.one(
+                "UPDATE mailboxes SET retention_days = ? WHERE owner_id = ? AND name = ?"
+                " RETURNING id",
+                (value, user_id, name),
+            )
+            if row is None:
+                raise MailboxNotFound("Mailbox does not exist")
+
+        await self._write(body)
+
+    async def expire(self, now: dt.datetime | None = None) -> int:
+        """Remove the messages older than their mailbox's retention (see store/expire.py):
+        one transaction per mailbox, each publishing MessagesExpunged(kind="expire") with
+        Origin(service="expire"). Returns how many messages were removed."""
+        if now is not None and now.tzinfo is None:
+            raise ValueError("expire needs an aware datetime")  # as the store clock must be
+        when = self._now() if now is None else now
+        origin = Origin(service="expire")
+        total = 0
+        for due in await expire_sql.due_mailboxes(self._reader):
+            before = expire.cutoff(when, due.retention_days)
+
+            async def body(tx: _Tx, due: expire.DueMailbox = due, before: str = before) -> int:
+                try:
+                    mbox = await self._by_id(tx.db, due.id)
+                except MailboxNotFound:
+                    return 0  # deleted since the list was read
+                if mbox.retention_days != due.retention_days or not mbox.selectable:
+                    return 0  # changed since: the next run uses the new value
+                rows = await tx.rows(
+                    "SELECT " + _FACTS + ", m.content_id FROM messages AS m JOIN contents AS c"
+                    " ON c.id = m.content_id WHERE " + expire_sql.EXPIRED_WHERE + " ORDER BY m.uid",
+                    (due.id, before),
+                )
+                if not rows:
+                    return 0
+                counts, modseq = await self._remove(tx, due.id, rows, record=True)
+                facts = tuple(_facts(r, content_id=r[8]) for r in rows)
+                tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq,
+                                         "expire"), mbox.owner)
+                await self._quota(tx, {due.id: (-len(rows), -sum(r[3] for r in rows))},
+                                  origin, applied=True)
+                return len(rows)
+
+            total += await self._write(body)
+        return total
