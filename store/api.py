@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,11 +40,12 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxInfo:
-    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
-    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``selectable`` is
-    False for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
-    (RFC 3501 §6.3.4). ``ref`` is only right for the viewer's own mailboxes."""
+class MailboxRow:
+    """What a mailbox row holds, with its owner's name: the fields `MailboxInfo` and a
+    backend's own row type (store/sqlite/base.py `_Mbox`) share. ``selectable`` is False
+    for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
+    (RFC 3501 §6.3.4); ``deleted`` counts the messages flagged \\Deleted (STATUS DELETED,
+    RFC 9051 §6.3.11)."""
 
     id: int
     owner_id: int
@@ -55,13 +56,22 @@ class MailboxInfo:
     highestmodseq: int
     messages: int
     unseen: int
-    recent: int
     size: int
+    deleted: int = 0
     special_use: tuple[str, ...] = ()
-    subscribed: bool = False
     selectable: bool = True
     retention_days: int | None = None
-    deleted: int = 0  # messages flagged \Deleted (STATUS DELETED, RFC 9051 §6.3.11)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo(MailboxRow):
+    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
+    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``ref`` is only
+    right for the viewer's own mailboxes. Built with keywords (``recent`` is keyword-only,
+    after the row's fields)."""
+
+    recent: int = field(kw_only=True)  # \Recent messages no session has claimed yet
+    subscribed: bool = False
     #: The asking user's effective rights (RFC 4314, store/acl.py): all of them on their own
     #: mailboxes. ``name`` is the name as that user sees it ("Other Users/alice/INBOX").
     rights: str = "lrswipkxtea"
@@ -399,15 +409,23 @@ class Store(ChangeFeed, Protocol):
     async def append(
         self,
         user_id: int,
-        name: str,
+        mailbox: str | int,
         messages: Sequence[NewMessage],
         origin: Origin,
         *,
         kind: str = "append",
+        need: str = "",
     ) -> AppendResult:
         """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
         names the arrival in its MessagesAdded ("append", "deliver" by LMTP, "import").
-        Raises MailboxNotFound (handler adds TRYCREATE), MailboxInvalid for \\Noselect."""
+        ``mailbox``: a client name in ``user_id``'s namespaces, or the id of a mailbox the
+        caller resolved (a handler: the name is resolved once per command). ``need``
+        (e.g. "i"): the rights ``user_id`` must have on it, computed from its ACL and the
+        user's admin flag INSIDE the write transaction, so a revoke committed after the
+        caller's own check is honoured; those rights also drop the flags they do not allow
+        (RFC 4314 §4: dropped, not refused). "" checks no rights (LMTP, import). Raises
+        MailboxNotFound (also for a mailbox deleted since it was resolved, or one the user
+        may not see: handler adds TRYCREATE), NoPermission, MailboxInvalid for \\Noselect."""
         ...
 
     async def fetch_expunged(
@@ -455,16 +473,18 @@ class Store(ChangeFeed, Protocol):
         self,
         mailbox_id: int,
         uids: Sequence[int],
-        dest_user_id: int,
-        dest_name: str,
+        user_id: int,
+        target: str | int,
         origin: Origin,
         *,
         move: bool = False,
-        rights: str | None = None,
+        need: str = "",
     ) -> CopyResult:
-        """COPY/MOVE in one transaction; never partial. With ``rights`` (the user's on the
-        destination) only the flags those rights let them set are copied (RFC 4314 §4).
-        Raises MailboxNotFound for the destination (handler adds TRYCREATE)."""
+        """COPY/MOVE in one transaction; never partial. ``target`` and ``need`` are as
+        `append`'s ``mailbox`` and ``need``: the destination's rights for ``user_id`` are
+        read in the transaction, refused as there, and only the flags they let the user
+        set are copied (RFC 4314 §4). Raises MailboxNotFound for the destination (handler
+        adds TRYCREATE), NoPermission, MailboxInvalid."""
         ...
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:

@@ -674,8 +674,8 @@ async def handle_copy(session: Context, cmd: c.Copy) -> Outcome:
         await _check_copied_keywords(session, view, uids, target.id)
     try:
         result = await session.store.copy_messages(
-            view.mailbox_id, uids, user.id, cmd.mailbox, session.origin, move=cmd.move,
-            rights=target.rights,
+            view.mailbox_id, uids, user.id, target.id, session.origin, move=cmd.move,
+            need="i",  # checked again in the write transaction (see handle_append)
         )
     except MailboxNotFound as exc:
         raise CommandRefused(exc.text, "TRYCREATE") from exc

@@ -69,8 +69,9 @@ Implementation notes
   ``_locate`` turns ``Other Users/alice/X`` and ``Shared/X`` into (owner id, owner-relative
   name) (store/namespace.py; shared mailboxes belong to the pseudo-user ""). Rows, Changes and
   events keep owner-relative names; `MailboxInfo` from get_mailbox/list_mailboxes carries the
-  user's name for it and their effective rights (store/acl.py). The store checks no rights:
-  handlers do (imapd/commands/acl.py), except that ``copy_messages(rights=)`` filters flags.
+  user's name for it and their effective rights (store/acl.py). Handlers check rights
+  (imapd/commands/acl.py); ``append``/``copy_messages(need=)`` check them again on the
+  target, by id, in the write transaction, and filter flags with them (RFC 4314 §4).
 """
 
 from __future__ import annotations
