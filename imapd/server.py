@@ -74,6 +74,11 @@ BASE_CAPABILITIES = (
     "LIST-EXTENDED",  # RFC 5258
     "LIST-STATUS",  # RFC 5819
     "LIST-MYRIGHTS",  # RFC 8440: LIST ... RETURN (MYRIGHTS)
+    "SORT",  # RFC 5256 (imapd/commands/sort.py, store/sortthread/)
+    "SORT=DISPLAY",  # RFC 5957
+    "ESORT",  # RFC 5267 §3
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256
+    "THREAD=REFERENCES",
     "NOTIFY",  # RFC 5465 (imapd/commands/notify.py)
     "METADATA",  # RFC 5464: mailbox and server annotations
     "METADATA-SERVER",

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
 from store.mime import BodyPart
+from store.sortthread.records import SortRecord
+from store.sortthread.threads import Node
 
 if TYPE_CHECKING:  # these import api (DELIMITER) themselves
     from store.acl import Modification
@@ -502,6 +504,38 @@ class Store(ChangeFeed, Protocol):
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
         """UIDs matching, ascending."""
+        ...
+
+    async def sort_records(
+        self,
+        mailbox_id: int,
+        criterion: Criterion,
+        *,
+        references: bool = False,
+        contents: bool = True,
+    ) -> list[SortRecord]:
+        """SORT/THREAD keys of the matching messages, in UID order (store/sqlite/sort.py);
+        ``references``: with each message's References (THREAD=REFERENCES); not
+        ``contents``: UID, INTERNALDATE and size only."""
+        ...
+
+    async def sort_order(
+        self, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
+    ) -> list[int]:
+        """UIDs of every message sorted by SORT ``criteria`` ((key, reverse) pairs), ties by
+        UID; shared, cached while the mailbox's messages are the same (store/sqlite/sort.py)."""
+        ...
+
+    async def thread_roots(
+        self,
+        mailbox_id: int,
+        algorithm: str,
+        criterion: Criterion | None,
+        visible: Sequence[int] | None = None,
+    ) -> list[Node]:
+        """THREAD ``algorithm`` of the messages matching ``criterion`` (None: all) among
+        ``visible`` UIDs (None: any): the top-level nodes (store/sortthread/threads.py);
+        shared, cached likewise."""
         ...
 
     async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:

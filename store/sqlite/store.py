@@ -113,6 +113,7 @@ from store.sqlite.calendar import SqliteCalendar
 from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
+from store.sqlite.sort import SqliteSort
 from store.sqlite.users import SqliteUsers
 
 __all__ = ["SqliteStore"]
@@ -183,7 +184,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar):
+class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
 
