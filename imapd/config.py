@@ -26,7 +26,8 @@ _EVENT_EXTRA_PARAMS = ("timestamp", "service", "messages", "modseq", "uidnext",
                        "bodyStructure", "vnd.cmu.envelope", "messageSize", "diskUsed")
 _EVENT_EXTRA_KNOWN = frozenset({*_EVENT_EXTRA_PARAMS, "clientAddress", "flagNames",
                                 "messageContent", "messageHeaders",
-                                "vnd.imapd.seq"})  # ours: the change_log seq (notify/cyrus.py)
+                                "vnd.imapd.seq",  # ours: the change_log seq (notify/cyrus.py)
+                                "vnd.cmu.emailid"})  # RFC 8474 EMAILID (notify/cyrus.py)
 _CONTENT_MODES = ("standard", "message", "header", "body", "headerbody")
 _WORD_LISTS = {"event_groups", "event_extra_params", "event_exclude_flags",
                "event_exclude_specialuse"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from imapd.objectid import objectid_value
 from imapd.protocol.responses import Atom, Untagged, Value
 from imapd.protocol.values import FetchAtt, Section
 from imapd.selected import SelectedView
@@ -194,6 +195,8 @@ def render_item(record: MessageRecord, att: FetchAtt) -> tuple[Value, Value]:
         case "SAVEDATE":
             saved = record.savedate
             return Atom("SAVEDATE"), imap_datetime(saved) if saved else None
+        case "EMAILID" | "THREADID":  # RFC 8474 §5 (store/objectid.py: THREADID is NIL)
+            return Atom(att.name), objectid_value(record, att.name)
         case "BODYSTRUCTURE" | "BODY" if att.section is None:
             assert record.structure is not None
             extensible = att.name == "BODYSTRUCTURE"

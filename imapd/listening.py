@@ -360,5 +360,6 @@ def _facts_fetch_line(
 def _facts_fetch(
     view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...]
 ) -> Untagged:
-    record = MessageRecord(m.uid, m.modseq, m.flags, m.internaldate, m.size)
+    record = MessageRecord(m.uid, m.modseq, m.flags, m.internaldate, m.size,
+                           content_id=m.content_id)
     return fetch_response(view, seq, record, atts, unsolicited=True)  # RFC 7162 §3.2.4

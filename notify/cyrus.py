@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from notify.events import MAILBOX_CONTENT_EVENTS, Event, EventType
+from store import objectid
 from store.changes import MailboxRef
 
 E = EventType
@@ -40,6 +41,10 @@ E = EventType
 #: came from. Events of one change (a STORE's split, a MULTIAPPEND) share it; consumers use it
 #: to resume and to skip duplicates (`imapd notifyd --method webhook`, notify/webhook.py).
 SEQ_PARAM = "vnd.imapd.seq"
+#: ``vnd.cmu.emailid`` (Cyrus 3.x, opt-in there too): the RFC 8474 EMAILID of the message
+#: of a MessageAppend / MessageNew, as FETCH EMAILID shows it. Cyrus's ``vnd.cmu.threadid``
+#: is not accepted: no THREADID is computed (store/objectid.py).
+EMAILID_PARAM = "vnd.cmu.emailid"
 #: Every ``event_extra_params`` value we understand (Cyrus 2.5 list + messageHeaders, the
 #: example's Kolab addition, + our SEQ_PARAM).
 EXTRA_PARAMS: frozenset[str] = frozenset({
@@ -47,6 +52,7 @@ EXTRA_PARAMS: frozenset[str] = frozenset({
     "messageHeaders", "messageSize", "messages", "modseq", "service", "timestamp", "uidnext",
     "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.envelope", "vnd.cmu.sessionId",
     SEQ_PARAM,
+    EMAILID_PARAM,
 })
 #: The extras the example files show (docs/events.md): a default server emits their key sets.
 DEFAULT_EXTRA_PARAMS: tuple[str, ...] = (
@@ -63,8 +69,8 @@ KEY_ORDER: tuple[str, ...] = (
     "oldMailboxID", "vnd.cmu.oldUidset", "mailboxID", "uri", "modseq", "diskQuota",
     "diskUsed", "maxMessages", "messages", "vnd.cmu.unseenMessages", "uidnext", "uidset",
     "vnd.cmu.midset", "flagNames", "pid", "aclSubject", "aclRights", "user", "messageSize",
-    "vnd.cmu.envelope", "vnd.cmu.sessionId", "bodyStructure", "apsVersion", "apsAccountId",
-    "apsDeviceToken", "apsSubtopic", "mailboxes", SEQ_PARAM, "messageHeaders",
+    "vnd.cmu.envelope", "vnd.cmu.sessionId", "bodyStructure", EMAILID_PARAM, "apsVersion",
+    "apsAccountId", "apsDeviceToken", "apsSubtopic", "mailboxes", SEQ_PARAM, "messageHeaders",
     "messageContent",
 )
 _RANK = {key: i for i, key in enumerate(KEY_ORDER)}
@@ -280,6 +286,8 @@ def event_fields(
             body = render.bodystructure(message.structure)
             if body is not None:
                 out["bodyStructure"] = body
+        if EMAILID_PARAM in extra and message.content_id is not None:
+            out[EMAILID_PARAM] = objectid.email_id(message.content_id)
     if SEQ_PARAM in extra:  # before messageHeaders/messageContent, which a consumer may cut
         out[SEQ_PARAM] = event.seq
     if t in _NEW_MESSAGE and message is not None:

@@ -142,6 +142,7 @@ class MessageRecord:
     savedate: dt.datetime | None = None
     content: bytes | None = None  # the raw message, when asked
     structure: BodyPart | None = None  # parsed at APPEND, when asked
+    content_id: int | None = None  # the shared contents row: EMAILID (store/objectid.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,8 +59,9 @@ class MessageFacts:
     #: store.mime.structure_to_json of the message; set for appended/delivered messages
     #: only (the Cyrus events' envelope and bodyStructure).
     structure: str | None = field(default=None, compare=False)
-    #: The shared contents row; set for expunged messages only, so that a session not yet
-    #: told of the expunge can still serve them while the contents exist (RFC 2180 §4.1.1).
+    #: The shared contents row; set for expunged messages, so that a session not yet told
+    #: of the expunge can still serve them while the contents exist (RFC 2180 §4.1.1), and
+    #: for appended/delivered ones (their EMAILID, store/objectid.py, in the events).
     content_id: int | None = field(default=None, compare=False)
 
 

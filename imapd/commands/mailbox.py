@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from imapd import objectid
 from imapd.commands.acl import listable, lookup, myrights_response, require_parent
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
@@ -38,8 +39,9 @@ async def handle_create(session: Context, cmd: c.Create) -> Outcome:
         if use not in SPECIAL_USES:
             raise CommandRefused(f"Unknown special use {use}", "USEATTR")
     await require_parent(session, cmd.mailbox, "k")  # RFC 4314 §4
-    await session.store.create_mailbox(user.id, cmd.mailbox, session.origin, cmd.special_use)
-    return ok("CREATE completed")
+    made = await session.store.create_mailbox(
+        user.id, cmd.mailbox, session.origin, cmd.special_use)
+    return ok("CREATE completed", objectid.mailbox_code(made))  # RFC 8474 §4.1
 
 
 async def handle_delete(session: Context, cmd: c.Delete) -> Outcome:
@@ -262,6 +264,7 @@ def status_values(
         "HIGHESTMODSEQ": info.highestmodseq,
         "APPENDLIMIT": appendlimit,
         "DELETED-STORAGE": deleted_storage // 1024,
+        "MAILBOXID": objectid.mailbox_value(info),  # RFC 8474 §4.3
     }
     out: list[Value] = []
     for item in items:

@@ -8,6 +8,7 @@ import dataclasses
 from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING
 
+from imapd import objectid
 from imapd.commands.acl import require
 from imapd.commands.auth import enable, highestmodseq_response
 from imapd.commands.base import Outcome, Selection, ok, refusal
@@ -99,6 +100,7 @@ async def _select(
             responses.append(UntaggedStatus("OK", "First unseen", f"UNSEEN {seq}"))
     responses.append(UntaggedStatus("OK", "UIDs valid", f"UIDVALIDITY {info.uidvalidity}"))
     responses.append(UntaggedStatus("OK", "Predicted next UID", f"UIDNEXT {info.uidnext}"))
+    responses.append(UntaggedStatus("OK", "Ok", objectid.mailbox_code(info)))  # RFC 8474 §4.2
     if readonly:
         responses.append(UntaggedStatus("OK", "Read-only mailbox", "PERMANENTFLAGS ()"))
     else:

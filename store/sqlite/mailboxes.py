@@ -378,7 +378,8 @@ class SqliteMailboxes(SqliteBase):
                                                 origin)
         await metadata_sql.copy_mailbox(tx.db, inbox.id, target.id)  # RFC 5464 §4.1
         rows = await tx.rows(
-            "SELECT " + _FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
+            "SELECT " + _FACTS + ", m.content_id"
+            " FROM messages m JOIN contents c ON c.id = m.content_id"
             " WHERE m.mailbox_id = ? ORDER BY m.uid",
             (inbox.id,),
         )
@@ -407,7 +408,7 @@ class SqliteMailboxes(SqliteBase):
             " SELECT ?, uid, ? FROM messages WHERE mailbox_id = ?",
             (inbox.id, inbox_counts.highestmodseq, target.id),
         )
-        facts = tuple(_facts(r) for r in rows)
+        facts = tuple(_facts(r, content_id=r[8]) for r in rows)
         uids = tuple(f.uid for f in facts)
         tx.emit(MessagesAdded(0, tx.at, origin, target.ref, target_counts, facts, "move",
                               inbox.ref, uids), inbox.owner)

@@ -249,9 +249,14 @@ class SqliteMessages(SqliteBase):
                 if isinstance(p.raw, Path):  # the rows first, then the file's octets
                     await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
                     await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
+            # The contents rows the view inserted: EMAILID in the events (store/objectid.py).
+            ids: dict[int, int] = dict(await tx.rows(
+                "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?",
+                (ref.id, first_uid),
+            ))
             facts = tuple(
                 MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
-                             p.message_id, p.structure)
+                             p.message_id, p.structure, ids.get(first_uid + i))
                 for i, p in enumerate(kept)
             )
             tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
@@ -289,7 +294,7 @@ class SqliteMessages(SqliteBase):
         ranges = number_ranges(uids)
         if not ranges:
             return []
-        extra = ", c.id, c.raw, c.structure" if content or structure else ""
+        extra = ", c.raw, c.structure" if content or structure else ""
         join = " JOIN contents AS c ON c.id = m.content_id" if extra else ""
         where = " AND m.modseq > ?" if changedsince is not None else ""
         params: list[object] = [json.dumps(ranges), mailbox_id]
@@ -297,7 +302,8 @@ class SqliteMessages(SqliteBase):
             params.append(changedsince)
         rows = await _rows(
             self._reader,
-            "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate" + extra
+            "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate, m.content_id"
+            + extra
             + " FROM " + _IN_RANGES + join + " WHERE " + _RANGE_MATCH + where
             + " ORDER BY m.uid",
             params,
@@ -316,7 +322,7 @@ class SqliteMessages(SqliteBase):
         return [
             MessageRecord(
                 uid=r[0], modseq=r[1], flags=tuple(r[2].split()), internaldate=fromiso(r[3]),
-                size=r[4], savedate=fromiso(r[5]),
+                size=r[4], savedate=fromiso(r[5]), content_id=r[6],
                 content=r[7] if content else None,
                 structure=(parsed.get(r[6]) or self._structure(r[6], r[8])) if structure
                 else None,
@@ -349,7 +355,7 @@ class SqliteMessages(SqliteBase):
                 continue
             out.append(MessageRecord(
                 uid=f.uid, modseq=f.modseq, flags=f.flags, internaldate=f.internaldate,
-                size=f.size,
+                size=f.size, content_id=f.content_id,
                 content=row[1] if content and row is not None else None,
                 structure=self._structure(row[0], row[2]) if structure and row else None,
             ))
@@ -552,7 +558,8 @@ class SqliteMessages(SqliteBase):
                  for i, r in enumerate(added)],
             )
             source_uids = tuple(r[0] for r in rows)
-            facts = tuple(_facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(added))
+            facts = tuple(_facts(r, uid=first + i, modseq=modseq, content_id=r[9])
+                          for i, r in enumerate(added))
             how = "move" if move else "copy"
             tx.emit(MessagesAdded(0, tx.at, origin, dest.ref, counts, facts, how, source.ref,
                                   source_uids), dest.owner)

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from store import mime
+from store import mime, objectid
 from store.api import Criterion
 from store.mime import Address, BodyPart, Envelope
 
@@ -154,6 +154,13 @@ def _compile(c: Criterion, now: int) -> Compiled:
         return Compiled("m.internal_epoch >= ?", [now - _int(c)])
     if name in {"UIDS", "UID"}:
         return _uids(c)
+    if name == "EMAILID":  # RFC 8474 §6: the messages whose EMAILID is the value
+        content_id = objectid.content_of(_str(c))
+        return Compiled("0") if content_id is None else Compiled("m.content_id = ?",
+                                                                 [content_id])
+    if name == "THREADID":  # no THREADID is computed: "MUST NOT match any messages" (§5.2)
+        _str(c)
+        return Compiled("0")
     if name in STORED_KEYS:
         return _stored(name, _str(c))
     if name in TEXT_KEYS:

@@ -140,7 +140,7 @@ def rename(c: Cursor, t: str) -> cmd.Rename:
 _STATUS_ATTS: Final = frozenset(
     {
         "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-        "DELETED", "APPENDLIMIT", "DELETED-STORAGE",
+        "DELETED", "APPENDLIMIT", "DELETED-STORAGE", "MAILBOXID",
     }
 )  # fmt: skip
 
@@ -149,7 +149,8 @@ def status_atts(c: Cursor) -> tuple[str, ...]:
     """ "(" status-att *(SP status-att) ")"
     status-att = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
                / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" (RFC 8438 §3) / "DELETED" (RFC 9051 §9)
-               / "APPENDLIMIT" (RFC 7889 §3) / "DELETED-STORAGE" (RFC 9208 §4.1.4)"""
+               / "APPENDLIMIT" (RFC 7889 §3) / "DELETED-STORAGE" (RFC 9208 §4.1.4)
+               / "MAILBOXID" (RFC 8474 §7)"""
     return atom_list(c, _STATUS_ATTS, "status attribute", empty=False,
                      opening="status attribute list")
 

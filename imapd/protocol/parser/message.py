@@ -103,7 +103,8 @@ def search_key(c: Cursor) -> SearchKey:
     search-key =/ search-modsequence            ; RFC 7162 §7
     search-key =/ "OLDER" SP nz-number / "YOUNGER" SP nz-number   ; RFC 5032 §4
     search-key =/ "SAVEDBEFORE" SP date / "SAVEDON" SP date / "SAVEDSINCE" SP date /
-                  "SAVEDATESUPPORTED"          ; RFC 8514 §4"""
+                  "SAVEDATESUPPORTED"          ; RFC 8514 §4
+    search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid   ; RFC 8474 §7"""
     c.enter()
     c.count_arg()
     try:
@@ -154,10 +155,22 @@ def search_key(c: Cursor) -> SearchKey:
             return SearchKey(name, children=(a, search_key(c)))
         if name == "MODSEQ":
             return search_modsequence(c)
+        if name in ("EMAILID", "THREADID"):
+            c.sp()
+            return SearchKey(name, objectid(c))
         c.pos = start
         raise c.error("search key")
     finally:
         c.leave()
+
+
+# objectid = 1*255(ALPHA / DIGIT / "_" / "-"), and not the start of a longer atom.
+_OBJECTID: Final = re.compile(rb'[A-Za-z0-9_-]{1,255}(?![^\x00-\x20\x7f-\xff(){%*"\\\]])')
+
+
+def objectid(c: Cursor) -> str:
+    """objectid = 1*255(ALPHA / DIGIT / "_" / "-")      ; RFC 8474 §7"""
+    return c.expect(_OBJECTID, "object id (1 to 255 of A-Z a-z 0-9 _ -)").group().decode()
 
 
 _ENTRY_TYPES: Final = frozenset({"PRIV", "SHARED", "ALL"})
@@ -191,7 +204,7 @@ def search_modsequence(c: Cursor) -> SearchKey:
 _SIMPLE_ATTS: Final = frozenset(
     {
         "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
-        "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ", "SAVEDATE",
+        "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ", "SAVEDATE", "EMAILID", "THREADID",
     }
 )  # fmt: skip
 _MACROS: Final = {
@@ -251,6 +264,7 @@ def fetch_att(c: Cursor) -> FetchAtt:
         "BODY.PEEK" section ["<" number "." nz-number ">"]
     fetch-att =/ "MODSEQ"                          ; RFC 7162 §7
     fetch-att =/ "SAVEDATE"                        ; RFC 8514 §4
+    fetch-att =/ "EMAILID" / "THREADID"            ; RFC 8474 §7
     fetch-att =/ "BINARY" [".PEEK"] section-binary [partial] /
                  "BINARY.SIZE" section-binary     ; RFC 3516 §4.1
     section-binary = "[" [section-part] "]" """
