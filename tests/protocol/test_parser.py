@@ -291,6 +291,13 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         ),
     ),
     ("status-unknown", b"a STATUS x (FOO)", Bad()),
+    (  # RFC 8474 §4.3
+        "status-mailboxid",
+        b"a STATUS x (mailboxid MESSAGES)",
+        c.Status("a", "x", ("MAILBOXID", "MESSAGES")),
+    ),
+    ("status-mailboxid-arg", b"a STATUS x (MAILBOXID F1)", Bad()),
+    ("status-mailboxid-prefix", b"a STATUS x (MAILBOXIDS)", Bad()),
     (
         "status-size-deleted-appendlimit",  # RFC 8438, RFC 9051 §6.3.11, RFC 7889 §3
         b"a STATUS x (size deleted APPENDLIMIT)",
@@ -429,6 +436,12 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         fetch(F("FLAGS"), F("INTERNALDATE"), F("RFC822.SIZE"), F("ENVELOPE"), F("BODY")),
     ),
     ("fetch-macro-in-list", b"a FETCH 1 (ALL)", Bad()),
+    # RFC 8474 §7: fetch-att =/ "EMAILID" / "THREADID"
+    ("fetch-objectid", b"a FETCH 1 (emailid THREADID)", fetch(F("EMAILID"), F("THREADID"))),
+    ("fetch-emailid-single", b"a FETCH 1 EMAILID", fetch(F("EMAILID"))),
+    ("fetch-emailid-section", b"a FETCH 1 EMAILID[]", Bad()),
+    ("fetch-emailid-arg", b"a FETCH 1 (EMAILID M1)", Bad()),
+    ("fetch-emailids", b"a FETCH 1 (EMAILIDS)", Bad()),
     ("fetch-single", b"a FETCH 1 uid", fetch(F("UID"))),
     (
         "fetch-simple-atts",
@@ -653,6 +666,29 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ),
     ("search-modseq-bad-type", b'a SEARCH MODSEQ "/flags/\\\\Seen" public 5', Bad()),
     ("search-modseq-bad-entry", b'a SEARCH MODSEQ "/foo" all 5', Bad()),
+    # -- OBJECTID (RFC 8474 §7): search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid,
+    #    objectid = 1*255(ALPHA / DIGIT / "_" / "-")
+    ("search-emailid", b"a SEARCH EMAILID M1_a-Z", srch(K("EMAILID", "M1_a-Z"))),
+    (
+        "search-threadid",
+        b"a SEARCH NOT THREADID T9",
+        srch(K("NOT", children=(K("THREADID", "T9"),))),
+    ),
+    ("search-emailid-255", b"a SEARCH EMAILID " + b"m" * 255, srch(K("EMAILID", "m" * 255))),
+    ("search-emailid-256", b"a SEARCH EMAILID " + b"m" * 256, Bad()),
+    ("search-emailid-missing", b"a SEARCH EMAILID", Bad()),
+    ("search-emailid-empty", b"a SEARCH EMAILID ", Bad()),
+    ("search-emailid-quoted", b'a SEARCH EMAILID "M1"', Bad()),
+    ("search-emailid-literal", b"a SEARCH EMAILID {2}\r\nM1", Bad()),
+    ("search-emailid-dot", b"a SEARCH EMAILID M1.2", Bad()),
+    ("search-emailid-dollar", b"a SEARCH EMAILID M1$", Bad()),
+    ("search-emailid-8bit", b"a SEARCH EMAILID M\xc3\xa9", Bad()),
+    (
+        "search-emailid-paren",
+        b"a SEARCH (EMAILID M1)",
+        srch(K("AND", children=(K("EMAILID", "M1"),))),
+    ),
+    ("search-threadid-list", b"a SEARCH THREADID (T1)", Bad()),
     ("search-unknown-key", b"a SEARCH FOO", Bad()),
     ("search-empty", b"a SEARCH", Bad()),
     ("search-empty-parens", b"a SEARCH ()", Bad()),
