@@ -4,6 +4,7 @@ APPEND UTF8 (literal8), no SEARCH CHARSET."""
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import imapclient
@@ -107,7 +108,8 @@ def test_utf8_accept_names_both_ways(server: RunningServer) -> None:
     ]
     assert raw.command("b2", "ENABLE UTF8=ACCEPT")[0] == "* ENABLED"  # only newly enabled
     raw.send('c CREATE "Entwürfe/Ünter"\r\n'.encode())
-    assert raw.until_tagged("c") == ["c OK CREATE completed"]
+    [created] = raw.until_tagged("c")
+    assert re.fullmatch(r"c OK \[MAILBOXID \(F[0-9-]+\)\] CREATE completed", created), created
     assert raw.command("d", 'LIST "" "Entw*"') == [
         '* LIST (\\HasChildren) "/" "Entwürfe"',
         '* LIST (\\HasNoChildren) "/" "Entwürfe/Ünter"',
