@@ -1,5 +1,12 @@
-"""Fixtures for store tests: a real SQLite file in tmp_path, a settable clock, the published
-changes collected in a list, and helpers that recompute what the store keeps as counters."""
+"""Fixtures for store tests: a real SQLite file in tmp_path or a fresh database on a throwaway
+PostgreSQL cluster (tests/pg.py), a settable clock, the published changes collected in a list,
+and helpers that recompute what the store keeps as counters.
+
+Both backends run the same tests: a module that sets ``BOTH_BACKENDS = True`` has each test
+that uses ``env`` (or ``store``) run once per backend (the ``backend`` fixture parameter),
+except tests marked ``sqlite_only`` (they read or damage the SQLite file itself, or use
+what the PostgreSQL store does not have yet: docs/postgresql.md).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,16 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from store.api import NewMessage
 from store.changes import Change, Origin, from_json
 from store.sqlite import SqliteStore
+from tests.pg import PgCluster, pg_cluster, run_sync  # noqa: F401  (pg_cluster: the fixture)
+
+BACKENDS = ("sqlite", "postgres")
 
 ORIGIN = Origin(session="s1", user="bob", service="imap", client="127.0.0.1:1234")
 SCRYPT_N = 16  # for speed and determinism; production uses 2**14
@@ -31,22 +42,76 @@ class Clock:
         self.now += dt.timedelta(seconds=seconds)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: a store test not run on PostgreSQL (tests/store/conftest.py)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if ("backend" in metafunc.fixturenames
+            and getattr(metafunc.module, "BOTH_BACKENDS", False)
+            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+async def _pg_rows(dsn: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql, *params)]
+    finally:
+        await conn.close()
+
+
 @dataclass
 class Env:
     path: Path
     clock: Clock
     published: list[Change] = field(default_factory=list)
-    stores: list[SqliteStore] = field(default_factory=list)
+    stores: list[Any] = field(default_factory=list)
+    #: The PostgreSQL database of this test (None: SQLite at ``path``).
+    dsn: str | None = None
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.dsn is None else "postgres"
 
     def publish(self, changes: Sequence[Change]) -> None:
         self.published.extend(changes)
 
-    async def open(self, **kwargs: object) -> SqliteStore:
-        store = await SqliteStore.open(
-            self.path, self.publish, scrypt_n=SCRYPT_N, clock=self.clock, **kwargs  # type: ignore[arg-type]
-        )
+    async def open(self, **kwargs: object) -> Any:
+        if self.dsn is not None:
+            from store.postgres.store import PostgresStore
+
+            store: Any = await PostgresStore.open(
+                self.dsn, self.publish, scrypt_n=SCRYPT_N, clock=self.clock,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        else:
+            store = await SqliteStore.open(
+                self.path, self.publish, scrypt_n=SCRYPT_N, clock=self.clock, **kwargs  # type: ignore[arg-type]
+            )
         self.stores.append(store)
         return store
+
+    def rows(self, sql: str, *params: object) -> list[tuple[object, ...]]:
+        """Rows of a query on the test's database, in either backend (``?`` placeholders
+        become ``$n`` for PostgreSQL)."""
+        if self.dsn is None:
+            with self.db() as db:
+                return [tuple(r) for r in db.execute(sql, params).fetchall()]
+        n = 0
+
+        def dollar(_: object) -> str:
+            nonlocal n
+            n += 1
+            return f"${n}"
+
+        import re
+
+        dsn = self.dsn
+        return run_sync(lambda: _pg_rows(dsn, re.sub(r"\?", dollar, sql), *params))
 
     def take(self) -> list[Change]:
         """The changes published since the last take."""
@@ -54,15 +119,19 @@ class Env:
         return out
 
     def db(self) -> sqlite3.Connection:
+        assert self.dsn is None, "env.db() is the SQLite file: mark the test sqlite_only"
         return sqlite3.connect(self.path)
 
     def logged(self) -> list[Change]:
-        with self.db() as db:
-            rows = db.execute("SELECT kind, seq, payload FROM change_log ORDER BY seq").fetchall()
-        return [from_json(kind, seq, payload) for kind, seq, payload in rows]
+        rows = self.rows("SELECT kind, seq, payload FROM change_log ORDER BY seq")
+        return [from_json(str(kind), int(seq), str(payload))  # type: ignore[call-overload]
+                for kind, seq, payload in rows]
 
     def check_counters(self) -> None:
         """Every mailbox's counters equal a COUNT(*) recomputation; contents.refs too."""
+        if self.dsn is not None:
+            self._check_counters_pg()
+            return
         with self.db() as db:
             for row in db.execute(
                 "SELECT id, name, messages, unseen, size, deleted FROM mailboxes"
@@ -91,21 +160,54 @@ class Env:
             assert orphans == (0,)
 
 
+    def _check_counters_pg(self) -> None:
+        """The PostgreSQL twin: counters against a recount; every contents row used, every
+        message's contents present (a foreign key too), flags and seen/deleted agree."""
+        bad = self.rows(
+            "SELECT m.name FROM mailboxes m LEFT JOIN LATERAL (SELECT count(*) AS n,"
+            " count(*) FILTER (WHERE NOT seen) AS u, coalesce(sum(size), 0) AS s,"
+            " count(*) FILTER (WHERE deleted) AS d FROM messages x WHERE x.mailbox_id = m.id)"
+            " c ON true WHERE (m.messages, m.unseen, m.size, m.deleted) != (c.n, c.u, c.s, c.d)")
+        assert bad == [], bad
+        flags = self.rows("SELECT flags, seen, deleted FROM messages")
+        for text, seen, deleted in flags:
+            assert seen == ("\\Seen" in str(text).split())
+            assert deleted == ("\\Deleted" in str(text).split())
+        unused = self.rows("SELECT c.id FROM contents c WHERE NOT EXISTS"
+                           " (SELECT 1 FROM messages m WHERE m.content_id = c.id)")
+        assert unused == [], unused
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-async def env(tmp_path: Path, clock: Clock) -> AsyncIterator[Env]:
-    e = Env(tmp_path / "store.sqlite3", clock)
-    yield e
-    for store in e.stores:
-        await store.close()
+def backend(request: pytest.FixtureRequest) -> str:
+    """"sqlite", or "postgres" where the module asks for both (BOTH_BACKENDS)."""
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
-async def store(env: Env) -> SqliteStore:
+async def env(
+    tmp_path: Path, clock: Clock, backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Env]:
+    e = Env(tmp_path / "store.sqlite3", clock)
+    cluster: PgCluster | None = None
+    if backend == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        assert cluster is not None
+        e.dsn = await cluster.database()
+    yield e
+    for store in e.stores:
+        await store.close()
+    if cluster is not None and e.dsn is not None:
+        await cluster.drop(e.dsn)
+
+
+@pytest.fixture
+async def store(env: Env) -> Any:
     return await env.open()
 
 
