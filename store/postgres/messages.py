@@ -130,7 +130,11 @@ class PostgresMessages(PostgresBase):
         if not messages:
             raise ValueError("nothing to append")
         name = names.canonical(name)
-        prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
+        if sum(m.content.stat().st_size if isinstance(m.content, Path) else len(m.content)
+               for m in messages) > PARSE_IN_THREAD:
+            prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
+        else:  # small: cheaper than the thread hop
+            prepared = [self._prepare(m) for m in messages]
 
         async def body(tx: Tx) -> AppendResult:
             count = len(prepared)

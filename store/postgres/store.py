@@ -43,6 +43,7 @@ from store.changes import (
     Change,
     MailboxDeleted,
     Origin,
+    QuotaChanged,
     SessionEvent,
     change_kind,
     to_json,
@@ -125,6 +126,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
         self._published: int | None = None
         self._listener: asyncpg.Connection | None = None
         self._wakeups: set[asyncio.Task[int]] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     @classmethod
@@ -155,6 +157,8 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
         if self._closed:
             return
         self._closed = True
+        if self._inflight:  # let the transactions in flight commit and publish
+            await asyncio.wait(list(self._inflight))
         for task in list(self._wakeups):
             task.cancel()
         if self._listener is not None:
@@ -163,22 +167,62 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
 
     # --- transactions -----------------------------------------------------------------------
     async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``body`` in one transaction with its change_log rows, then publish. Runs in
-        its own task, shielded: a cancelled caller cannot leave a COMMIT unpublished."""
-        task = asyncio.ensure_future(self._transaction(body))
-        return await asyncio.shield(task)
+        """Run ``body`` in one transaction with its change_log rows, then publish.
 
-    async def _transaction(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        The transaction runs in a task of its own (kept in ``_inflight``; `close` waits for
+        it), so a cancelled caller never cancels a transaction half way. The caller's
+        ``answer`` is resolved right after COMMIT, before the Changes are published: the
+        committing session resumes ahead of the listeners the publication wakes."""
         if self._closed:
             raise StoreError("The store is closed")
-        async with self._pool.acquire() as conn:
-            tx = Tx(conn, self._now())
-            async with conn.transaction():
-                result = await body(tx)
-                logged = await _log_changes(tx) if tx.pending else []
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._transaction(body, answer))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+        return await answer
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller got it through ``answer``
+
+    async def _transaction(
+        self, body: Callable[[Tx], Awaitable[T]], answer: asyncio.Future[T]
+    ) -> T:
+        try:
+            async with self._pool.acquire() as conn:
+                tx = Tx(conn, self._now())
+                async with conn.transaction():
+                    result = await body(tx)
+                    logged = await _log_changes(tx) if tx.pending else []
+        except BaseException as exc:
+            if isinstance(exc, quota.QuotaRefused):
+                await self._record_refusal(exc.change)
+            if not answer.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    answer.cancel()
+                else:
+                    answer.set_exception(exc)
+            raise
+        if not answer.done():
+            answer.set_result(result)
         if logged:
             await self._publish_through(logged)
         return result
+
+    async def _record_refusal(self, change: QuotaChanged) -> None:
+        """A refused transaction's QuotaChanged(kind="exceeded"), committed on its own right
+        after the ROLLBACK, then published. A failure here is logged; the refusal stands."""
+        try:
+            async with self._pool.acquire() as conn:
+                tx = Tx(conn, change.at)
+                tx.emit(change, change.user)
+                async with conn.transaction():
+                    logged = await _log_changes(tx)
+        except Exception:
+            log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
+            return
+        await self._publish_through(logged)
 
     async def _publish_through(self, own: list[Change]) -> None:
         """Publish, in commit order, everything up to ``own``'s last seq not yet

@@ -80,17 +80,22 @@ class Env:
     def publish(self, changes: Sequence[Change]) -> None:
         self.published.extend(changes)
 
-    async def open(self, **kwargs: object) -> Any:
+    async def open(
+        self, publish: Callable[[Sequence[Change]], None] | None = None, **kwargs: object
+    ) -> Any:
+        """Open the test's store (another handle on the same one when called again);
+        ``publish`` replaces `Env.publish`."""
+        publish = publish or self.publish
         if self.dsn is not None:
             from store.postgres.store import PostgresStore
 
             store: Any = await PostgresStore.open(
-                self.dsn, self.publish, scrypt_n=SCRYPT_N, clock=self.clock,
+                self.dsn, publish, scrypt_n=SCRYPT_N, clock=self.clock,
                 **kwargs,  # type: ignore[arg-type]
             )
         else:
             store = await SqliteStore.open(
-                self.path, self.publish, scrypt_n=SCRYPT_N, clock=self.clock, **kwargs  # type: ignore[arg-type]
+                self.path, publish, scrypt_n=SCRYPT_N, clock=self.clock, **kwargs  # type: ignore[arg-type]
             )
         self.stores.append(store)
         return store
