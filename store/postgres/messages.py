@@ -25,6 +25,7 @@ from store.api import (
     PLAIN_COLUMNS,
     AppendResult,
     CopyResult,
+    Criterion,
     MessageRecord,
     NewMessage,
     StoreFlagsResult,
@@ -41,8 +42,10 @@ from store.changes import (
 )
 from store.errors import MailboxNotFound
 from store.postgres import quota as quota_sql
+from store.postgres import search
 from store.postgres.base import COUNTS, FACTS, PostgresBase, Row, Tx, facts, fetch_one
 from store.ranges import number_ranges
+from store.textsearch import TextMatcher
 
 PARSE_IN_THREAD = 4 * 1024
 
@@ -74,6 +77,13 @@ class _Prepared:
     header_len: int
     structure: str
     message_id: str | None
+
+
+class _AnyUids(dict[int, list[int]]):
+    """For a validating compile before any scan: every text leaf matches nothing."""
+
+    def __missing__(self, key: int) -> list[int]:
+        return []
 
 
 class PostgresMessages(PostgresBase):
@@ -421,6 +431,37 @@ class PostgresMessages(PostgresBase):
                               source_uids if move else ())
 
         return await self._write(body)
+
+    async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
+        """UIDs matching, ascending (store/postgres/search.py). Raises ValueError for an
+        unknown key or a bad value (a bug upstream)."""
+        search.compile_criterion(criterion, self._now(), _AnyUids())  # validate first
+        search.validate(criterion)
+        text_uids: dict[int, list[int]] = {}
+        matcher = TextMatcher()
+        for leaf in search.text_leaves(criterion):
+            text_uids[id(leaf)] = await self._scan(mailbox_id, matcher, leaf)
+        compiled = search.compile_criterion(criterion, self._now(), text_uids)
+        rows = await self._pool.fetch(
+            "SELECT m.uid FROM messages AS m WHERE m.mailbox_id = $1 AND (" + compiled.sql
+            + ") ORDER BY m.uid", mailbox_id, *compiled.params)
+        return [int(r[0]) for r in rows]
+
+    async def _scan(self, mailbox_id: int, matcher: TextMatcher, leaf: Criterion) -> list[int]:
+        """The UIDs of the mailbox a text leaf matches: `search.SCAN_BATCH` messages a round
+        trip, matched in a worker thread."""
+        out: list[int] = []
+        after = 0
+        while True:
+            rows = await self._pool.fetch(
+                "SELECT m.uid, c.id, c.raw, c.structure FROM messages AS m JOIN contents AS c"
+                " ON c.id = m.content_id WHERE m.mailbox_id = $1 AND m.uid > $2"
+                " ORDER BY m.uid LIMIT $3", mailbox_id, after, search.SCAN_BATCH)
+            if not rows:
+                return out
+            batch = [(int(r[0]), int(r[1]), bytes(r[2]), str(r[3])) for r in rows]
+            out += await search.in_thread(matcher, leaf, batch)
+            after = batch[-1][0]
 
     async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:
         rows = await self._pool.fetch(
