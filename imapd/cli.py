@@ -360,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", help="where the SQLite store lives (default ./var)")
+        p.add_argument("--store", metavar="URL",  # issue 18: store/open.py, docs/postgresql.md
+                       help="the store: postgresql://user:pw@host/db (default: SQLite in"
+                            " --data-dir; also $IMAPD_STORE)")
         p.add_argument("--config", help="TOML configuration file")
 
     serve = sub.add_parser("serve", help="run the IMAP server")
@@ -499,6 +502,15 @@ def main(argv: list[str] | None = None) -> int:
     # pid file, backups) is private from its creation (store/sqlite/files.py; README "Files, disk
     # full, ..."). Not for notifyd: its `--program` children keep the operator's umask.
     os.umask(0o077)
+    # --- issue 18: --store URL is $IMAPD_STORE for this process (store/open.py picks) ---
+    from store.open import ENV_STORE, check_store_url
+
+    if getattr(args, "store", None):
+        os.environ[ENV_STORE] = args.store
+    if (problem := check_store_url()) is not None:
+        print(f"imapd: {problem}", file=sys.stderr)
+        return 2
+    # --- end issue 18 ---
     try:
         config = _config(args)
     except ConfigError as exc:

@@ -160,7 +160,9 @@ ENV_PREFIX = "IMAPD_"
 ENV_CONFIG = "IMAPD_CONFIG"
 #: ... the container entrypoint's users to seed (docker/entrypoint.sh) and the webhook
 #: listener's secret (imapd notifyd --method webhook).
-_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS", "IMAPD_WEBHOOK_SECRET"})
+_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS", "IMAPD_WEBHOOK_SECRET",
+                              # issue 18: the store URL and pool size (store/open.py)
+                              "IMAPD_STORE", "IMAPD_STORE_POOL"})
 _SIMPLE = {
     "servername": str,
     "idle_timeout": float,

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from store import quota
-from store.api import Publish, PushDevice, User
+from store.api import Publish, PushDevice, Store, User
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     ApplePushRegistered,
@@ -529,3 +529,8 @@ class _Rows:
 
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
         return [r for r in self._rows if r[0] > after][:limit]
+
+
+def _satisfies(store: PostgresStore) -> Store:
+    """mypy's check that PostgresStore implements the whole Store Protocol."""
+    return store
