@@ -198,7 +198,7 @@ _SIMPLE = {
 
 def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Defaults, then the TOML file, then ``IMAPD_*`` variables of ``env`` (the process
-    environment in `imapd.cli`; None: none), then non-None ``overrides`` (flags)."""
+    environment in `imapd.cli.common`; None: none), then non-None ``overrides`` (flags)."""
     config = Config()
     if path is None and env is not None and env.get(ENV_CONFIG):
         path = Path(env[ENV_CONFIG])

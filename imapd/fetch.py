@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from imapd.protocol.responses import Atom, Value
+from imapd.protocol.responses import Atom, Untagged, Value
 from imapd.protocol.values import FetchAtt, Section
+from imapd.selected import SelectedView
 from store.api import MessageRecord
 from store.mime import Address, BodyPart, Envelope, section_bytes
 
@@ -208,3 +209,50 @@ def render_item(record: MessageRecord, att: FetchAtt) -> tuple[Value, Value]:
             return Atom("RFC822.TEXT"), data
         case _:
             return Atom(section_label(att)), section_data(record, att)
+
+
+def fetch_response(
+    view: SelectedView,
+    seq: int,
+    record: MessageRecord,
+    atts: tuple[FetchAtt, ...],
+    seen_now: dict[int, tuple[tuple[str, ...], int]] | None = None,
+    *,
+    unsolicited: bool = False,
+) -> Untagged:
+    """``* seq FETCH (...)`` for ``record``: THE renderer of FETCH lines, for FETCH and for
+    NOTIFY's MessageNew (``unsolicited``). (The FETCH (UID FLAGS ...) hot path renders the
+    same bytes straight from rows: `imapd.commands.message._plain_fetch_lines`; tests
+    compare both.) ``seen_now``: uid -> (flags, modseq) for the messages this FETCH just
+    marked \\Seen. An unsolicited FETCH carries UID under QRESYNC (RFC 7162 §3.2.4) and
+    MODSEQ under CONDSTORE (§3.1.4.1) and leaves the view's pending flag updates alone."""
+    seen_now = seen_now or {}
+    flags, modseq = seen_now.get(record.uid, (record.flags, record.modseq))
+    items: list[Value] = []
+    flags_sent = False
+    for att in atts:
+        match att.name:
+            case "UID":
+                items += [Atom("UID"), record.uid]
+            case "FLAGS":
+                items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
+                flags_sent = True
+            case "MODSEQ":
+                items += [Atom("MODSEQ"), (modseq,)]
+            case _:
+                name, value = render_item(record, att)
+                items += [name, value]
+    if record.uid in seen_now and not flags_sent:
+        # RFC 3501 §6.4.5: the implicit \Seen is reported as if FLAGS had been asked for.
+        items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
+        flags_sent = True
+    if unsolicited or (record.uid in seen_now and view.condstore):
+        # RFC 7162 §3.2.4: a FETCH setting \Seen reports the UID and the new MODSEQ.
+        names = set(items[::2])
+        if "UID" not in names and (view.qresync if unsolicited else True):
+            items += [Atom("UID"), record.uid]
+        if "MODSEQ" not in names and view.condstore:
+            items += [Atom("MODSEQ"), (modseq,)]
+    if flags_sent and not unsolicited:
+        view.forget_flag_update(record.uid)
+    return Untagged((seq, Atom("FETCH"), tuple(items)))

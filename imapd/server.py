@@ -14,7 +14,6 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from imapd import spool, tls
 from imapd.auth_guard import AuthGuard
@@ -30,6 +29,7 @@ from imapd.limits import (
     raise_nofile_limit,
 )
 from imapd.lmtp.server import LmtpServer
+from imapd.session import Session
 from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
@@ -37,9 +37,6 @@ from notify.sink import NotifySink
 from store.api import Store
 from store.errors import Unavailable
 from store.open import open_store, private_dir
-
-if TYPE_CHECKING:
-    from imapd.session import Session
 
 log = logging.getLogger("imapd.server")
 
@@ -127,7 +124,7 @@ class Server:
         self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
         self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
-        self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control.py)
+        self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control/)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
         #: The certificate when tls_cert_file is set: STARTTLS, and ``listen_tls``.
@@ -162,10 +159,14 @@ class Server:
                 raise
         return server
 
-    def capabilities(self, session: Session) -> list[str]:
+    def capabilities(self, session: Session, *, authenticated: bool | None = None) -> list[str]:
+        """The CAPABILITY list for ``session``; ``authenticated``: as it is (None) or will
+        be once logged in (True), for LOGIN's OK (RFC 3501 §7.1)."""
         caps = list(BASE_CAPABILITIES)
         caps.append(f"APPENDLIMIT={self.config.limits.max_literal_size}")  # RFC 7889
-        if session.user is None:
+        if authenticated is None:
+            authenticated = session.user is not None
+        if not authenticated:
             if self.tls is not None and not session.tls and not session.compressing:
                 caps.append("STARTTLS")  # RFC 3501 §6.2.1; RFC 2595 §3.1: not after TLS
             if session.plaintext_allowed:
@@ -278,8 +279,6 @@ class Server:
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, service: str = "imap"
     ) -> None:
-        from imapd.session import Session
-
         if self.shutting_down:
             writer.close()
             return
@@ -370,7 +369,7 @@ class Server:
 
 def event_format(config: Config) -> tuple[Policy, Format]:
     """The event filter and JSON shape the configuration asks for: the notification sink's,
-    and ``imapd events tail``'s (imapd/cli_events.py)."""
+    and ``imapd events tail``'s (imapd/cli/events.py)."""
     policy = Policy.build(config.event_groups, config.event_exclude_flags,
                           config.event_exclude_specialuse)
     fmt = Format(
@@ -389,7 +388,7 @@ def _renderer() -> Renderer:
 
     from imapd.fetch import render_bodystructure, render_envelope
     from imapd.protocol.responses import Value
-    from imapd.protocol.serializer import MAX_QUOTED, serialize_value
+    from imapd.protocol.serializer import serialize_string, serialize_value
     from store.mime import structure_from_json
 
     parse = lru_cache(maxsize=8)(structure_from_json)  # envelope, then bodystructure
@@ -401,9 +400,8 @@ def _renderer() -> Renderer:
             return "NIL"
         if isinstance(value, tuple | list):
             return "(" + " ".join(map(text, value)) + ")"
-        if (type(value) is str and len(value) <= MAX_QUOTED and value.isascii()
-                and "\r" not in value and "\n" not in value and "\0" not in value):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if type(value) is str:  # quoted or literal: the serializer's one choice
+            return serialize_string(value, utf8=True).decode("utf-8", "replace")
         return serialize_value(value, utf8=True).decode("utf-8", "replace")
 
     def envelope(structure: str) -> str | None:

@@ -1,9 +1,10 @@
 """One client connection's life: read bytes, feed the sans-IO core, dispatch, write.
 
-Owns: the asyncio side of a session (reads with timeouts, writes with drain, IDLE waits on
-client bytes or a change to report, shutdown), the dispatcher that turns exceptions into
-tagged replies, and the session state handlers use (user, selected view, enabled
-extensions). Parsing and serialising belong to `imapd.protocol`; store access to handlers.
+Owns: the asyncio side of a session (reads with timeouts, writes with drain, shutdown),
+the dispatcher that turns exceptions into tagged replies, and the session state handlers use
+through `Context` (user, selected view, enabled extensions). Parsing and serialising belong
+to `imapd.protocol`; store access to handlers; waiting on client bytes or a change to report
+(IDLE, NOTIFY) and collecting those changes to imapd/listening.py (``self.listening``).
 
 Implementation notes:
 - Commands run strictly one after another, in the order received (pipelining keeps order).
@@ -11,8 +12,11 @@ Implementation notes:
   the SelectedView and flushed only between commands or while idling, per RFC 3501 §7.4.1.
 - A session never writes to its socket while holding the store's writer lock: handlers
   return values; writes happen here, after the store call returned.
-- Only `_dispatch` turns exceptions into replies; unexpected ones are logged with the
-  session id and the client gets ``NO [SERVERBUG]``.
+- Handlers see this session as a `Context` (imapd/commands/context.py) and return an
+  `Outcome` carrying every effect on the connection; `_finish` applies it here (`_settle`)
+  and in the core (``conn.finish``, the one door), and nothing special-cases a command.
+- Only `_run` turns exceptions into replies (a SASL step's too); unexpected ones are logged
+  with the session id and the client gets ``NO [SERVERBUG]``.
 - Every wait on the socket's drain is bounded by ``write_timeout`` of no progress
   (`_drain`); big responses are written in drained slices, their literals uncopied.
 - Literals of ``literal_spool_size`` octets and more reach the session as `LiteralChunk`
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import logging
@@ -44,14 +49,14 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from imapd import spool, tls
+from imapd.auth_guard import AuthGuard
 from imapd.commands import HANDLERS
-from imapd.commands.base import Outcome
-from imapd.commands.notify import new_message_fetches, notify_updates
-from imapd.limits import TLS_HANDSHAKE_TIMEOUT, address_key
-from imapd.notify_session import NotifyState
+from imapd.commands.base import After, Outcome, Resume, refusal
+from imapd.limits import TLS_HANDSHAKE_TIMEOUT, Admission, address_key
+from imapd.listening import GONE, Gone, Listener
 from imapd.protocol import commands as c
 from imapd.protocol.connection import (
     NEED_DATA,
@@ -65,24 +70,31 @@ from imapd.protocol.connection import (
     ServerConnection,
 )
 from imapd.protocol.errors import ConnectionFatal, ImapError
-from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
-from imapd.protocol.state import Authenticated, NotAuthenticated, Selected
-from imapd.protocol.values import FetchAtt, SpooledLiteral
+from imapd.protocol.framing import Mode
+from imapd.protocol.responses import Continuation, Response, Tagged, UntaggedStatus
+from imapd.protocol.state import (
+    Authenticated,
+    Logout,
+    NotAuthenticated,
+    Selected,
+    expunge_allowed_after,
+)
+from imapd.protocol.values import FetchAtt, Secret, SpooledLiteral
+from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
+from notify.bus import Subscription
 from notify.cyrus import new_session_id
 from store.api import MailboxInfo, User
-from store.changes import MessageFacts, MessagesAdded, Origin
+from store.changes import Origin
 from store.errors import StoreError
 
 if TYPE_CHECKING:
     from imapd.server import Server
 
 log = logging.getLogger("imapd.session")
+T = TypeVar("T")
 
 READ_SIZE = 65536
-#: A session whose pushed bytes pile up past this in the transport (a client that does not
-#: read) waits for them to drain before it renders more (NOTIFY overflows before: N91).
-PUSH_DRAIN_AT = 256 * 1024
 #: Inflated octets allowed beyond ``limits.max_inflate_ratio`` times the deflated ones.
 INFLATE_SLACK = 64 * 1024
 #: Seconds of pipelined commands a session runs before it lets the loop turn (fairness:
@@ -135,12 +147,15 @@ class Session:
         self.mailbox: MailboxInfo | None = None
         self.enabled: set[str] = set()
         self.saved_search: list[int] = []
-        self.idle_tag: str | None = None
-        self.pending_auth: c.Authenticate | None = None
+        #: IDLE waiting for DONE, or AUTHENTICATE for a SASL response (an Outcome's
+        #: ``mode``), and what handles that response.
+        self.waiting: c.Command | None = None
+        self._resume: Resume | None = None
         self.closing = False
         self.busy = False
         self.task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None  # `_read_idling`'s current wait
+        #: IDLE and NOTIFY: waiting for input or a change, collecting updates.
+        self.listening = Listener(self)
         self._inflate: zlib._Decompress | None = None  # COMPRESS=DEFLATE, RFC 4978
         self._deflate: zlib._Compress | None = None
         self._deflated_in = self._inflated_in = 0  # octets, for limits.max_inflate_ratio
@@ -150,7 +165,7 @@ class Session:
         #: not be written (the command is then answered NO [UNAVAILABLE]).
         self._spools: list[spool.Spool] = []
         self._spool_error: OSError | None = None
-        #: For `imapd who` and `imapd kick` (imapd/control.py).
+        #: For `imapd who` and `imapd kick` (imapd/control/).
         self.connected_at = dt.datetime.now(dt.UTC)
         self.last_input = time.monotonic()
         self.kicked: str | None = None
@@ -180,12 +195,40 @@ class Session:
         allowed = self.config.allow_plaintext_login
         return self.loopback if allowed is None else allowed
 
-    def capabilities(self) -> list[str]:
-        return self.server.capabilities(self)
+    def capabilities(self, *, authenticated: bool | None = None) -> list[str]:
+        return self.server.capabilities(self, authenticated=authenticated)
 
     @property
     def compressing(self) -> bool:
         return self._deflate is not None
+
+    @property
+    def tls_available(self) -> bool:
+        return self.server.tls is not None
+
+    @property
+    def utf8(self) -> bool:
+        return self.conn.utf8
+
+    @property
+    def auth_guard(self) -> AuthGuard:
+        return self.server.auth_guard
+
+    @property
+    def admission(self) -> Admission:
+        return self.server.admission
+
+    def subscribe(self, limit: int) -> Subscription:
+        return self.server.bus.subscribe(limit)
+
+    def write_buffer_size(self) -> int:
+        return self.writer.transport.get_write_buffer_size()
+
+    @property
+    def idle_tag(self) -> str | None:
+        """The tag of the IDLE command waiting for DONE."""
+        waiting = self.waiting
+        return waiting.tag if waiting is not None and self.conn.mode is Mode.IDLE else None
 
     def require_user(self) -> User:
         if self.user is None:
@@ -197,25 +240,24 @@ class Session:
             raise ImapError("No mailbox selected")
         return self.view
 
-    def enter_selected(self, mailbox: MailboxInfo, view: SelectedView) -> None:
-        user = self.require_user()
-        self.mailbox = mailbox
-        self.view = view
-        self.conn.set_state(Selected(user.name, mailbox.name, view.readonly))
-
-    def leave_selected(self) -> None:
-        user = self.require_user()
-        self.mailbox = None
-        self.view = None
-        self.saved_search = []
-        self.subscription.watch(mailboxes=frozenset())
-        self.subscription.drain()
-        self.conn.set_state(Authenticated(user.name))
-
-    def logged_in(self, user: User) -> None:
-        self.user = user
-        self.conn.set_state(Authenticated(user.name))
-        log.info("session %s: login %s from %s", self.id, user.name, self.peer)
+    def _settle(self, outcome: Outcome) -> None:
+        """This session's side of an Outcome's new state (the core's is `conn.finish`):
+        the user who logged in, the mailbox selected, or the selected mailbox left (its
+        saved search and subscription with it)."""
+        match outcome.state:
+            case Selected():
+                assert outcome.selection is not None, "Selected without a selection"
+                self.mailbox = outcome.selection.mailbox
+                self.view = outcome.selection.view
+                self.saved_search = []
+            case Authenticated() if outcome.user is not None:
+                self.user = outcome.user
+            case Authenticated():  # CLOSE, UNSELECT, a failed SELECT (RFC 3501 §6.3.1)
+                self.subscription.watch(mailboxes=frozenset())
+                self.subscription.drain()
+                self.mailbox = None
+                self.view = None
+                self.saved_search = []
 
     @property
     def goodbye(self) -> str | None:
@@ -266,103 +308,32 @@ class Session:
             if stalled < deadline:
                 deadline, why_late = stalled, "Autologout; literal upload stalled"
         if self.idle_tag is not None or self.notify.active:  # RFC 5465 §3.1: at any time
-            return await self._read_idling(deadline, why_late)
-        self.busy = False
+            return await self.listening.wait(deadline, why_late)
+        if (why := self.goodbye) is not None:
+            await self._bye(why)
+            return None
         try:
-            if (why := self.goodbye) is not None:
-                await self._bye(why)
-                return None
             async with asyncio.timeout_at(deadline):
-                data = await self._recv()
+                data = await self._idle(self._recv())
         except TimeoutError:
             await self._bye(why_late)
             return None
+        return None if data is GONE else data
+
+    async def _idle(self, waiting: Awaitable[T]) -> T | Literal[Gone.GONE]:
+        """Await ``waiting`` with the session idle, so that `kick` and shutdown may cancel
+        the wait: then BYE with their text and `GONE` (the one place a cancelled wait says
+        goodbye). Other cancellations propagate."""
+        self.busy = False
+        try:
+            return await waiting
         except asyncio.CancelledError:
             if (why := self.goodbye) is not None:
                 await self._bye(why)
-                return None
+                return GONE
             raise
         finally:
             self.busy = True
-        return data
-
-    async def _read_idling(self, deadline: float, why_late: str) -> bytes | None:
-        """IDLE (RFC 2177): whichever comes first, client bytes or a change to report.
-
-        One read task and one timer for the whole wait; each wake-up is a single future,
-        resolved by the read's completion, the timer, or a delivery to a subscription whose
-        ``waker`` is set (`_ring`): no task per wake, whatever the number of listeners."""
-        loop = asyncio.get_running_loop()
-        timed_out = False
-
-        def expire() -> None:
-            nonlocal timed_out
-            timed_out = True
-            self._ring()
-
-        read = asyncio.ensure_future(self._recv())
-        read.add_done_callback(self._ring)
-        timer = loop.call_at(deadline, expire)
-        try:
-            while True:
-                await self._push_updates()
-                if self.closing:
-                    return None
-                if (why := self.goodbye) is not None:  # kicked while flushing
-                    await self._bye(why)
-                    return None
-                if not read.done() and not timed_out and not self._arm_bells():
-                    wake: asyncio.Future[None] = loop.create_future()
-                    self._wake = wake
-                    self.busy = False
-                    try:
-                        await wake
-                    except asyncio.CancelledError:
-                        if (why := self.goodbye) is not None:
-                            await self._bye(why)
-                            return None
-                        raise
-                    finally:
-                        self.busy = True
-                        self._wake = None
-                if read.done():
-                    return read.result()
-                if timed_out:
-                    await self._bye(why_late)
-                    return None
-        finally:
-            timer.cancel()
-            self._disarm_bells()
-            if not read.done():
-                read.cancel()
-
-    def _ring(self, *_: object) -> None:
-        """Wake `_read_idling` (from a subscription's delivery, the read or the timer)."""
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    def _arm_bells(self) -> bool:
-        """Point the subscriptions worth waking for at `_ring`: the selected mailbox's
-        (plain IDLE, or a NOTIFY selected group) and the NOTIFY queue's. True when one of
-        them already holds something (then there is no need to wait)."""
-        ringing = False
-        sub = self.subscription
-        if (self.idle_tag is not None and not self.notify.active) or self.notify.selected_push:
-            sub.waker = self._ring
-            ringing = sub.ringing
-        else:
-            sub.waker = None
-        nsub = self.notify.sub
-        if nsub is not None:
-            nsub.waker = self._ring
-            ringing = ringing or nsub.ringing
-        return ringing
-
-    def _disarm_bells(self) -> None:
-        self.subscription.waker = None
-        if self.notify.sub is not None:
-            self.notify.sub.waker = None
 
     async def _recv(self) -> bytes:
         """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF.
@@ -442,7 +413,7 @@ class Session:
         self.tls = True
         self.conn = ServerConnection(self.config.limits)
         self.enabled.clear()
-        self.pending_auth = None
+        self.waiting = self._resume = None
         log.info("session %s: STARTTLS %s", self.id, tls.describe(self.writer))
 
     async def _process_events(self) -> None:
@@ -462,10 +433,8 @@ class Session:
                     await self._write([reply])
                     # A line other than DONE ends IDLE with a BAD for its tag (RFC 2177);
                     # a malformed SASL line ends the AUTHENTICATE exchange the same way.
-                    if self.pending_auth is not None and reply.tag == self.pending_auth.tag:
-                        self.pending_auth = None
-                    if reply.tag == self.idle_tag:
-                        self.idle_tag = None
+                    if self.waiting is not None and reply.tag == self.waiting.tag:
+                        self.waiting = self._resume = None
                 case Fatal(reply=reply):
                     await self._write([reply])
                     self.closing = True
@@ -527,153 +496,67 @@ class Session:
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:
         handler: Callable[[Session, c.Command], Awaitable[Outcome]] = HANDLERS[type(cmd)]
+        outcome = await self._run(cmd, handler(self, cmd))
+        if outcome is not None:
+            await self._finish(cmd, outcome)
+
+    async def _run(self, cmd: c.Command, call: Awaitable[Outcome]) -> Outcome | None:
+        """A handler's Outcome, or the refusal or ``NO [SERVERBUG]`` its exception means
+        (the one place exceptions become replies); None after a BYE."""
         try:
-            outcome = await handler(self, cmd)
+            return await call
         except ConnectionFatal as exc:
             await self._bye(exc.text)
-            return
-        except ImapError as exc:
-            outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
-        except StoreError as exc:
-            outcome = Outcome(text=exc.text, status="NO", code=exc.code)
+            return None
+        except (ImapError, StoreError) as exc:
+            return refusal(exc)
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("session %s: internal error in %s", self.id, type(cmd).__name__)
-            outcome = Outcome(text="Internal error", status="NO", code="SERVERBUG")
+            return Outcome(text="Internal error", status="NO", code="SERVERBUG")
+
+    async def _finish(self, cmd: c.Command, outcome: Outcome) -> None:
+        """Apply ``outcome`` (here and through ``conn.finish``, the one door) and write
+        the command's answer, with the updates owed before its tagged reply."""
+        self._settle(outcome)
         if self.user is not None and not self.session_logged:
             await self._session_event("login")
-        if isinstance(cmd, c.Idle) and outcome.status == "OK":
-            self.idle_tag = cmd.tag
-            self.conn.start_idle(cmd.tag)
-            await self._write([*outcome.responses, Continuation("idling")])
+        if outcome.mode is not None:  # IDLE, a SASL exchange: "+", then the client's line
+            self.waiting = cmd
+            self._resume = outcome.resume
+            await self._write(self.conn.finish(cmd, outcome))
             return
-        if isinstance(cmd, c.Authenticate) and outcome.status == "OK" and self.user is None:
-            # A SASL exchange goes on: the handler asked for the client's response.
-            self.pending_auth = cmd
-            self.conn.start_sasl(cmd.tag)
-            await self._write([*outcome.responses, Continuation("")])
-            return
-        if outcome.stream is not None:
+        if (stream := outcome.stream) is not None:
             await self._write(outcome.responses)
-            async for batch in outcome.stream:
+            async for batch in stream:
                 await self._write(batch)
-            outcome.responses = []
-        allow_expunge = not (
-            isinstance(cmd, c.Fetch | c.Store | c.Search) and not cmd.uid
-        )
-        updates = await self._collect_updates(allow_expunge=allow_expunge)
-        # A new keyword's FLAGS goes before the command's own responses that use it.
-        first = [u for u in updates if _is_flags(u)]
-        rest = [u for u in updates if not _is_flags(u)]
-        tagged = Tagged(cmd.tag, outcome.status, _tagged_text(cmd, outcome), outcome.code)
-        if isinstance(cmd, c.Logout):  # nothing after its BYE (RFC 3501 §6.1.3, §7.1.5)
-            first, rest = [*first, *rest], []
-        await self._write([*first, *outcome.responses, *rest, tagged])
-        if isinstance(cmd, c.Compress) and outcome.status == "OK":
-            self.start_compression()
-        if isinstance(cmd, c.StartTLS) and outcome.status == "OK":
-            await self.start_tls()
-        if isinstance(cmd, c.Logout) and outcome.status == "OK":
+            ending = stream.ending or outcome  # e.g. FETCH's NO [EXPUNGEISSUED]
+            outcome = dataclasses.replace(outcome, text=ending.text, status=ending.status,
+                                          code=ending.code, responses=[], stream=None)
+        updates = await self.listening.collect(allow_expunge=expunge_allowed_after(cmd))
+        await self._write(self.conn.finish(cmd, outcome, updates))
+        match outcome.after:
+            case After.COMPRESS if outcome.status == "OK":
+                self.start_compression()
+            case After.STARTTLS if outcome.status == "OK":
+                await self.start_tls()
+        if isinstance(self.conn.state, Logout):
             self.closing = True
 
     async def _finish_idle(self) -> None:
-        tag = self.idle_tag or "*"
-        self.idle_tag = None
-        updates = await self._collect_updates(allow_expunge=True)
-        await self._write([*updates, Tagged(tag, "OK", "IDLE terminated")])
+        cmd, self.waiting, self._resume = self.waiting, None, None
+        if cmd is not None:
+            await self._finish(cmd, Outcome(text="IDLE terminated"))
 
-    async def _finish_sasl(self, data: object) -> None:
-        from imapd.commands.auth import finish_authenticate
-
-        cmd = self.pending_auth
-        self.pending_auth = None
-        if cmd is None:
+    async def _finish_sasl(self, data: Secret | None) -> None:
+        cmd, resume = self.waiting, self._resume
+        self.waiting = self._resume = None
+        if cmd is None or resume is None:
             return
-        try:
-            outcome = await finish_authenticate(self, cmd, data)
-        except ImapError as exc:
-            outcome = Outcome(text=exc.text, status=exc.status, code=exc.code)
-        except StoreError as exc:
-            outcome = Outcome(text=exc.text, status="NO", code=exc.code)
-        if self.user is not None and not self.session_logged:
-            await self._session_event("login")
-        await self._write(
-            [*outcome.responses, Tagged(cmd.tag, outcome.status, outcome.text, outcome.code)]
-        )
-
-    # --- updates from other sessions -----------------------------------------------------
-    async def _collect_updates(self, *, allow_expunge: bool) -> list[Response]:
-        """What goes out before a tagged reply: the selected mailbox's updates, then the
-        NOTIFY ones (RFC 5465 §3.1: at any time, so at the end of every command too)."""
-        updates = await self._collect_selected(allow_expunge=allow_expunge)
-        if self.notify.active and not self.closing:
-            updates += await notify_updates(self)
-        return updates
-
-    async def _push_updates(self) -> None:
-        """While waiting for client bytes (IDLE, or any time under NOTIFY): what may go out
-        unasked. Under NOTIFY exactly the registered events (RFC 5465 §4): the selected
-        mailbox's only as its selected group asks (no flag FETCH without FlagChange; no
-        EXPUNGE outside IDLE for selected-delayed, §6.1.2), the rest from the NOTIFY queue."""
-        reg = self.notify.registration
-        updates: list[Response] = []
-        if reg is None:
-            if self.idle_tag is None:
-                return
-            updates = await self._collect_updates(allow_expunge=True)  # plain IDLE
-        else:
-            if reg.selected:
-                updates += await self._collect_selected(
-                    allow_expunge=self.idle_tag is not None or not reg.delayed,
-                    allow_flags="FlagChange" in reg.selected,
-                )
-            updates += await notify_updates(self)
-        if updates:
-            self._push(updates)
-            if self.writer.transport.get_write_buffer_size() > PUSH_DRAIN_AT:
-                await self._drain()  # a client that does not read: wait, never grow
-
-    async def _collect_selected(
-        self, *, allow_expunge: bool, allow_flags: bool = True
-    ) -> list[Response]:
-        view = self.view
-        changes = self.subscription.drain()
-        if self.subscription.overflow and view is not None:
-            await self._bye("Too many changes queued for this session")
-            return []
-        if view is None:
-            return []
-        fresh: list[int] = []
-        claim: list[int] = []
-        facts: dict[int, MessageFacts] = {}  # NOTIFY MessageNew's FETCH (RFC 5465 §5.2)
-        for change in changes:
-            own = change.origin.session == self.id
-            view.apply(change, own=own)
-            added = _added_uids(change, view.mailbox_id)
-            if added:
-                fresh += added
-                if own or not self._origin_claims(change.origin.session, view.mailbox_id):
-                    claim += added
-            if self.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
-                facts.update((m.uid, m) for m in change.messages)  # not own: N59
-        if claim and not view.readonly:
-            claimed = await self.store.claim_recent(view.mailbox_id, claim)
-            view.recent.update(claimed)
-        updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
-        new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
-        if new and self.notify.selected_push:
-            first, last = await new_message_fetches(self, view, new, facts)
-            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # N58
-        return updates + view.flush_flags(allow_flags)
-
-    def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
-        """\\Recent for messages another session added to the mailbox it has selected
-        read-write is that session's (it reports them at the end of the very command that
-        added them), however soon the listeners wake up."""
-        other = self.server.sessions_by_id.get(origin) if origin else None
-        view = other.view if other is not None else None
-        return view is not None and view.mailbox_id == mailbox_id and not view.readonly
+        outcome = await self._run(cmd, resume(self, data))
+        if outcome is not None:
+            await self._finish(cmd, outcome)
 
     def _quick_ack(self) -> None:
         """ACK the literal at once (Linux TCP_QUICKACK). Clients such as imaplib write a
@@ -828,22 +711,6 @@ class Session:
             await self.store.record_session_event(self.user.name, kind, self.origin, server)
         except Exception as exc:  # noqa: BLE001 - the store closing under a late logout
             log.warning("session %s: %s event not recorded: %s", self.id, kind, exc)
-
-
-def _added_uids(change: object, mailbox_id: int) -> list[int]:
-    if isinstance(change, MessagesAdded) and change.mailbox.id == mailbox_id:
-        return [m.uid for m in change.messages]
-    return []
-
-
-def _is_flags(response: Response) -> bool:
-    return isinstance(response, Untagged) and response.items[:1] == ("FLAGS",)
-
-
-def _tagged_text(cmd: c.Command, outcome: Outcome) -> str:
-    if outcome.status != "OK" or outcome.text != "completed":
-        return outcome.text
-    return f"{type(cmd).__name__.upper()} completed"
 
 
 def _is_loopback(host: str) -> bool:

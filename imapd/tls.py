@@ -17,7 +17,7 @@ CVE-2011-1926 in Cyrus): bytes a client pipelined after ``STARTTLS\\r\\n`` were 
 clear, so they must never run as commands. The session takes whatever the sans-IO core
 still buffers (`ServerConnection.take_buffered_data`) and drops it; `upgrade` reads the TLS
 side through a new `StreamReader`, so plaintext already sitting in the plain reader's buffer
-is abandoned with it (a layer switch hands over between objects, STYLE §4). mox and go-imap
+is abandoned with it (a layer switch hands over between objects). mox and go-imap
 feed such bytes to the handshake instead; asyncio's `start_tls` offers no way to, and a
 client waits for the tagged OK before its ClientHello (RFC 3501 §6.2.1), so dropping them
 fails only clients that were wrong anyway.

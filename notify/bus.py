@@ -88,7 +88,7 @@ class Subscription:
         self.waker: Callable[[], None] | None = None
         #: Message changes (new, expunged, flags) of a mailbox this other subscription
         #: watches are not queued here: NOTIFY's, for the selected mailbox, whose message
-        #: events only the selected group reports (RFC 5465 §5.1, N29). Saves one delivery
+        #: events only the selected group reports (RFC 5465 §5.1, §6.1). Saves one delivery
         #: and one wake-up per listener and message change.
         self.covered_by: Subscription | None = None
 
@@ -137,7 +137,7 @@ class Subscription:
 
     def discard_through(self, seq: int) -> None:
         """Forget queued changes a snapshot already contains (``seq`` <= the snapshot's:
-        SELECT subscribes before it reads, STYLE §5)."""
+        SELECT subscribes before it reads)."""
         self.pending = deque(ch for ch in self.pending if ch.seq > seq)
 
     def close(self) -> None:

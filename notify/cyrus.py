@@ -6,13 +6,13 @@ midset, flagNames, timestamp, session id), the notifyd datagram layout and notif
 line. Pure functions over `notify.events.Event`; the clock and pid are arguments. Must not
 import imapd: the IMAP text of ENVELOPE and BODYSTRUCTURE comes from an injected renderer.
 
-The spec is the Cyrus documentation page and its example files (shared/reference/cyrus-events,
-the 2.5.0 generation): key names, URL shape (``imap://OWNER@SERVER/NAME;UIDVALIDITY=n``),
-``mailboxID`` as a URL on mailbox events only. Where EVENTS.md and the examples differ the
+The spec is the Cyrus documentation page and its example files (tests/data/, the 2.5.0
+generation; docs/events.md): key names, URL shape (``imap://OWNER@SERVER/NAME;UIDVALIDITY=n``),
+``mailboxID`` as a URL on mailbox events only. Where Cyrus's code and the examples differ the
 examples win: MessageNew carries ``uidset``; ``messageContent`` is an object keyed by UID
 (as in MessageNew.json; also for MessageAppend so a consumer sees one shape) and
 ``messageHeaders`` exists, both only when named in ``event_extra_params``. Cyrus bugs not
-copied (EVENTS.md §6): ``modseq`` only for one message, quota events with all four keys,
+copied (docs/events.md): ``modseq`` only for one message, quota events with all four keys,
 ``aclRights`` keeping its ``+``/``-``.
 """
 
@@ -48,7 +48,7 @@ EXTRA_PARAMS: frozenset[str] = frozenset({
     "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.envelope", "vnd.cmu.sessionId",
     SEQ_PARAM,
 })
-#: The extras the example files show (EVENTS.md §1.6): a default server emits their key sets.
+#: The extras the example files show (docs/events.md): a default server emits their key sets.
 DEFAULT_EXTRA_PARAMS: tuple[str, ...] = (
     "timestamp", "service", "messages", "modseq", "uidnext", "vnd.cmu.midset",
     "vnd.cmu.unseenMessages", "vnd.cmu.sessionId", "bodyStructure", "vnd.cmu.envelope",
@@ -56,7 +56,7 @@ DEFAULT_EXTRA_PARAMS: tuple[str, ...] = (
 )
 CONTENT_MODES = frozenset({"standard", "message", "header", "body", "headerbody"})
 
-#: Key order on the wire (mboxevent.c's parameter enum; EVENTS.md §1.1). messageContent
+#: Key order on the wire (mboxevent.c's parameter enum; docs/events.md). messageContent
 #: last so a consumer can cut it off.
 KEY_ORDER: tuple[str, ...] = (
     "event", "timestamp", "service", "serverDomain", "serverPort", "clientIP", "clientPort",
@@ -236,7 +236,7 @@ def event_fields(
         out["uri"] = imap_url(fmt.servername)
     elif event.subscription is not None:
         out["uri"] = imap_url(fmt.servername, event.user, event.subscription)
-    elif event.quota_root is not None:  # no UIDVALIDITY on quota events (EVENTS.md §1.3)
+    elif event.quota_root is not None:  # no UIDVALIDITY on quota events (docs/events.md)
         out["uri"] = imap_url(fmt.servername, event.user or None, event.quota_root)
     elif mbox is not None:
         out["uri"] = mailbox_url(fmt.servername, mbox, event.uid if t in _NEW_MESSAGE else None)
@@ -292,18 +292,18 @@ def event_fields(
                     out["messageContent"] = {key: included.decode("utf-8", "replace")}
     if event.extra:  # parameters of later producers (quota, ACL) slot into the order
         out = ordered({**out, **dict(event.extra)})
-    if t == E.QuotaChange and "diskUsed" not in extra:  # EVENTS.md §1.2: only when named
+    if t == E.QuotaChange and "diskUsed" not in extra:  # docs/events.md: only when named
         out.pop("diskUsed", None)
     return out
 
 
 def to_json(fields: Mapping[str, object]) -> str:
-    """Compact, keys as given, raw UTF-8, ``/`` unescaped (EVENTS.md §1.1)."""
+    """Compact, keys as given, raw UTF-8, ``/`` unescaped (docs/events.md "Serialisation")."""
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_excerpt(raw: bytes, mode: str, size: int) -> bytes | None:
-    """``event_content_inclusion_mode`` / ``event_content_size`` (EVENTS.md §1.6); None:
+    """``event_content_inclusion_mode`` / ``event_content_size`` (docs/events.md); None:
     leave messageContent out."""
     if mode == "standard":
         return raw if size == 0 or len(raw) <= size else None
@@ -378,7 +378,7 @@ MAX_DATAGRAM_READ = 65536 + 1024
 def datagram(method: str, message: str, *, klass: str = "EVENT") -> bytes:
     """notifyd's request (cyrus imap/notify.c): NUL-terminated METHOD, CLASS, PRIORITY, USER,
     MAILBOX, NOPT ("0"), then MESSAGE; for an event ``log\\0EVENT\\0\\0\\0\\0`` ``0\\0``
-    ``JSON\\0`` = len(JSON) + 16 bytes with method log (EVENTS.md §4.1)."""
+    ``JSON\\0`` = len(JSON) + 16 bytes with method log (docs/events.md "The datagram")."""
     return b"\0".join([method.encode(), klass.encode(), b"", b"", b"", b"0",
                        message.encode("utf-8", "replace"), b""])
 

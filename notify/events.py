@@ -5,23 +5,23 @@ Owns: which events a `store.changes.Change` yields, in which order, with which f
 excluded special-use mailboxes). Pure functions: no I/O, no clock, no JSON (that is
 notify/cyrus.py). Must not import imapd.
 
-Rules (shared/reference/EVENTS.md §2 and §3):
+Rules (docs/events.md "Which events a command yields" and "Order"):
 - One event per command, one per message for APPEND and delivery (MessageAppend/MessageNew).
 - COPY -> vnd.cmu.MessageCopy in the destination; MOVE -> vnd.cmu.MessageMove there, then
   MessageExpunge in the source (the store publishes the two Changes in that order).
 - A STORE yields at most one "added" group and one FlagsClear. The added group is split:
   MessageTrash if ``\\Deleted`` was added, MessageRead if ``\\Seen`` was, FlagsSet with the
-  other flags; all three share the uidset of every message that gained a flag (§3.1). A
-  FlagsClear that removes ``\\Seen`` goes before the added group (§3.2).
+  other flags; all three share the uidset of every message that gained a flag. A
+  FlagsClear that removes ``\\Seen`` goes before the added group.
 - A non-PEEK body FETCH that sets ``\\Seen`` (FlagsChanged kind "fetch") -> MessageRead.
 - ``modseq`` only when the event covers exactly one message (Cyrus also sends it for two:
-  a bug we do not copy, §3.6).
+  a bug we do not copy).
 - SETACL/DELETEACL (AclChanged) -> AclChange: aclSubject, and aclRights with its ``+``/``-``
   modifier (none for DELETEACL), as extra parameters that cyrus.py slots into the order.
 - QuotaChanged -> QuotaChange (kind "limits"), QuotaExceed ("exceeded"), QuotaWithin
   ("within"), ``user`` the root's owner, with all four quota keys (diskQuota and
   maxMessages -1 when unlimited, diskUsed in KiB truncated, messages) where Cyrus fills only
-  those of the resource concerned and then aborts (EVENTS.md §2, §6).
+  those of the resource concerned and then aborts (docs/events.md).
 - CalendarAlarm has its type and group here so that its producer slots in.
 """
 
@@ -104,7 +104,7 @@ FLAG_EVENTS = GROUPS["flags"]
 #: Events about messages of one mailbox: they carry counts, uidset, midset, modseq.
 MAILBOX_CONTENT_EVENTS = MESSAGE_EVENTS | FLAG_EVENTS
 
-#: RFC 3501 system flags in the order Cyrus lists them per message (EVENTS.md §1.4).
+#: RFC 3501 system flags in the order Cyrus lists them per message (docs/events.md).
 _SYSTEM_ORDER = ("\\deleted", "\\answered", "\\flagged", "\\draft", "\\seen")
 
 
@@ -219,7 +219,7 @@ def _events(change: Change, policy: Policy) -> list[Event]:
             return [_make(change, E.MailboxDelete, _actor(change.origin),
                           mailbox=change.mailbox)]
         case MailboxRenamed():
-            old, new = change.renames[0]  # one event for the named mailbox (EVENTS.md §2)
+            old, new = change.renames[0]  # one event for the named mailbox (docs/events.md)
             return [_make(change, E.MailboxRename, _actor(change.origin), mailbox=new,
                           old_mailbox=old)]
         case SubscriptionChanged():
@@ -231,10 +231,10 @@ def _events(change: Change, policy: Policy) -> list[Event]:
         case ApplePushRegistered():
             return [_make(change, E.ApplePushService, change.user, aps=change)]
         case MetadataChanged():
-            return []  # Cyrus has no event for METADATA (EVENTS.md §2)
+            return []  # Cyrus has no event for METADATA (docs/events.md)
         case AclChanged():
-            # aclRights keeps its +/- modifier (a Cyrus bug not copied, EVENTS.md §6 #12);
-            # DELETEACL has none (EVENTS.md §2: the key is absent).
+            # aclRights keeps its +/- modifier (a Cyrus bug not copied, docs/events.md);
+            # DELETEACL has none (the key is absent, as in Cyrus).
             extra: tuple[tuple[str, object], ...] = (("aclSubject", change.subject),)
             if change.rights is not None:
                 extra += (("aclRights", change.rights),)
@@ -293,7 +293,7 @@ def _system_rank(flag: str) -> int:
 def flag_union(per_message: Iterable[Sequence[str]], exclude: frozenset[str]) -> list[str]:
     """Cyrus's flagNames: per message system flags first (``\\Deleted \\Answered \\Flagged
     \\Draft \\Seen``), then keywords; the union in first-seen order, case-insensitively
-    unique; excluded flags (lower-cased) and ``\\Recent`` left out (EVENTS.md §1.4)."""
+    unique; excluded flags (lower-cased) and ``\\Recent`` left out (docs/events.md)."""
     out: list[str] = []
     seen: set[str] = set()
     for flags in per_message:
@@ -341,5 +341,5 @@ def _flag_events(change: FlagsChanged, policy: Policy) -> list[Event]:
     removed = flag_union((c.removed for c in lost), exclude)
     clear = group(E.FlagsClear, lost, removed)
     if any(f.lower() == "\\seen" for f in removed):
-        return [clear, *added_group]  # unseenMessages reads naturally (EVENTS.md §3.2)
+        return [clear, *added_group]  # unseenMessages reads naturally (docs/events.md "Order")
     return [*added_group, clear]

@@ -6,11 +6,11 @@ carries (owner, name, id) and the few facts a session keeps up to date from the 
 matching a change is then a handful of string comparisons per group, never a query, so one
 change reaches thousands of listening sessions without touching the database.
 
-Decisions (shared/reference/NOTIFY.md Part C): groups are tried in order and the first
-matching one wins, a matching ``NONE`` group included (C.6, as mox); ``inboxes`` is
-``personal`` (N98: a server that cannot tell where an MDA delivers treats them alike; the
+Decisions (docs/notify.md): groups are tried in order and the first matching one wins, a
+matching ``NONE`` group included ("Overlapping groups", as mox); ``inboxes`` is
+``personal`` (RFC 5465 §6.3: a server that cannot tell where an MDA delivers treats them alike; the
 LMTP service delivers into any personal mailbox); ``subtree X`` is X and every name below
-it (hierarchy-aware, N99); ``mailboxes X`` exactly X, ``*`` and ``%`` are not wildcards.
+it (hierarchy-aware, RFC 5465 §6.5); ``mailboxes X`` exactly X, ``*`` and ``%`` are not wildcards.
 Names are the viewer's (``Other Users/alice/Team``), as the client wrote them. Must not
 import imapd.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from store.api import DELIMITER
 
-#: RFC 5465 §5: the events this server supports, in the order BADEVENT lists them (N37).
+#: RFC 5465 §5: the events this server supports, in the order BADEVENT lists them (§3.1, §8).
 SUPPORTED_EVENTS: tuple[str, ...] = (
     "MessageNew",
     "MessageExpunge",
@@ -48,7 +48,8 @@ class MailboxFacts:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """One compiled event group: ``events`` empty for ``NONE`` (a veto, C.6)."""
+    """One compiled event group: ``events`` empty for ``NONE`` (a veto: docs/notify.md,
+    "Overlapping groups")."""
 
     filter: str
     names: tuple[str, ...]
@@ -56,15 +57,15 @@ class Group:
 
     def matches(self, m: MailboxFacts) -> bool:
         match self.filter:
-            case "personal" | "inboxes":  # N97, N98
+            case "personal" | "inboxes":  # RFC 5465 §6.2, §6.3
                 return m.personal
-            case "subscribed":  # N99: the set is kept up to date by the caller
+            case "subscribed":  # RFC 5465 §6.4: the set is kept up to date by the caller
                 return m.subscribed
-            case "mailboxes":  # N99: exact names, no wildcards
+            case "mailboxes":  # RFC 5465 §6.6: exact names, no wildcards
                 return m.name in self.names
-            case "subtree":  # N99: hierarchy-aware
+            case "subtree":  # RFC 5465 §6.5: hierarchy-aware
                 return any(m.name == n or m.name.startswith(n + DELIMITER) for n in self.names)
-            case _:  # selected groups never match by name (N29, N94)
+            case _:  # selected groups never match by name (RFC 5465 §3.1, §6, §6.1)
                 return False
 
 
@@ -78,7 +79,8 @@ class Registration:
     delayed: bool = False
 
     def events_for(self, m: MailboxFacts) -> frozenset[str]:
-        """The events requested for mailbox ``m`` by the non-selected groups (C.6)."""
+        """The events requested for mailbox ``m`` by the non-selected groups (docs/notify.md,
+        "Overlapping groups")."""
         for group in self.groups:
             if group.matches(m):
                 return group.events
@@ -116,7 +118,7 @@ def compile_groups(
 
 
 def parent_name(name: str) -> str | None:
-    """The direct parent of a hierarchical name (N76), None at the top."""
+    """The direct parent of a hierarchical name (RFC 5465 §5.4), None at the top."""
     head, sep, _ = name.rpartition(DELIMITER)
     return head if sep and head else None
 

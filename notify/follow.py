@@ -6,7 +6,7 @@ the server's own `Policy` and `notify.sink.render` (so an event is the JSON the 
 puts in its datagram), optionally waiting for more; the `Position` of an event and the
 `StateFile` that persists one; opening the server's store read-only (store/open.py). Used by
 ``imapd notifyd --outbox`` (notify/notifyd.py), the webhook's catch-up (notify/webhook.py)
-and ``imapd events tail`` (imapd/cli_events.py). Must not import imapd: how to wait for the
+and ``imapd events tail`` (imapd/cli/events.py). Must not import imapd: how to wait for the
 server's next commit (its control socket) is handed in.
 
 The server's own sink (notify/sink.py) follows change_log too but keeps its cursor in the

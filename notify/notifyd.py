@@ -15,7 +15,7 @@ no acknowledgement: what sits in a dead listener's receive buffer is gone. Metho
   arguments (``-c EVENT -p "" ...``) are not passed;
 - ``jsonl``: the JSON object alone, one per line (for `jq`, log shippers);
 - ``webhook``: signed HTTP POSTs with retries, a bounded queue and resume after a restart:
-  notify/webhook.py (asyncio: `imapd notifyd` hands it over there, see imapd/cli.py).
+  notify/webhook.py (asyncio: `imapd notifyd` hands it over there, see imapd/cli/notifyd.py).
 Unlike Cyrus's notifyd a malformed datagram is logged and skipped, not fatal. Must not import
 imapd. Blocking I/O on purpose: it is a process of its own, one event at a time (the
 outbox mode awaits only the store and the wake-up; the method still blocks).

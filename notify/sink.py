@@ -3,7 +3,7 @@
 Owns: delivery of every committed change's events, in commit order, as one UNIX datagram
 each in notifyd's layout (notify/cyrus.py), to ``notifysocket``. Must not import imapd.
 
-Unlike Cyrus (fire and forget: an event is lost when notifyd is absent, EVENTS.md §4.3) the
+Unlike Cyrus (fire and forget: an event is lost when notifyd is absent; docs/events.md) the
 sink is a durable consumer of the ``change_log`` outbox:
 - It follows change_log (`ChangeFeed.follow`) after its own cursor (``event_cursors``),
   so events wait in the outbox while the listener is absent, refusing or full, and go out in
@@ -66,7 +66,7 @@ def _report_death(task: asyncio.Task[None]) -> None:
 async def render(store: ChangeFeed, event: Event, fmt: Format, *, pid: int
                  ) -> dict[str, object]:
     """An event's Cyrus JSON fields as the sink sends them (before `fit`); also
-    ``imapd events tail`` (imapd/cli_events.py). messageContent/messageHeaders are read
+    ``imapd events tail`` (imapd/cli/events.py). messageContent/messageHeaders are read
     now: a message expunged before its event went out has none."""
     content: dict[int, bytes] | None = None
     if (fmt.wants_content and event.type in {EventType.MessageAppend, EventType.MessageNew}

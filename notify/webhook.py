@@ -4,7 +4,7 @@ Owns: ``imapd notifyd --socket PATH --method webhook --url URL [--secret S] [--b
 [--queue N] [--state FILE] [--data-dir DIR]``: the HTTP/1.1 client (asyncio streams, one
 connection per request, http or https), the body and its headers, retries, the bounded queue,
 the state file and the catch-up from the server's outbox. Must not import imapd: the catch-up's
-`Format`, `Policy` and renderer are handed in by imapd/cli.py, built as the server builds them.
+`Format`, `Policy` and renderer are handed in by imapd/cli/notifyd.py, built as the server does.
 
 Delivery:
 - Body: the event's JSON exactly as the server rendered it; with ``--batch N`` (N > 1)
@@ -65,8 +65,8 @@ from notify.cyrus import (
 )
 from notify.events import Policy
 from notify.follow import Position as Position  # re-exported: tests
-from notify.follow import StateFile as StateFile  # re-exported: imapd/cli.py, tests
-from notify.follow import open_outbox as open_outbox  # re-exported: imapd/cli.py, tests
+from notify.follow import StateFile as StateFile  # re-exported: imapd/cli/notifyd.py, tests
+from notify.follow import open_outbox as open_outbox  # re-exported: imapd/cli/notifyd.py, tests
 from notify.follow import outbox_events
 from store.api import ChangeFeed
 

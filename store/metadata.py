@@ -28,7 +28,7 @@ SHARED = 0  # user_id of /shared entries
 
 @dataclass(frozen=True, slots=True)
 class MetadataLimits:
-    """What one SETMETADATA may do; the server passes its configuration in (STYLE §5)."""
+    """What one SETMETADATA may do; the server passes its configuration in."""
 
     #: Octets of one value. RFC 5464 §4.1: a server MUST accept at least 1024.
     max_size: int = 64 * 1024

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ import pytest
 
 from imapd.config import Config
 from imapd.server import Server
-from tests.rawclient import RawClient
+from tests.helpers.server import PASSWORD, RunningServer
 
-PASSWORD = "secret"
-
+__all__ = ["PASSWORD", "RunningServer"]  # also importable from here, as before
 
 class _ErrorCollector(logging.Handler):
     def __init__(self) -> None:
@@ -34,31 +32,6 @@ class _ErrorCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
-
-
-@dataclass
-class RunningServer:
-    host: str
-    port: int
-    config: Config
-    server: Server
-    loop: asyncio.AbstractEventLoop
-
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        """Run a coroutine on the server's loop (e.g. a store call) and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def add_user(self, name: str, password: str = PASSWORD) -> None:
-        self.call(self.server.store.create_user(name, password))
-
-    def raw(self, user: str = "alice", password: str = PASSWORD) -> RawClient:
-        """A raw-socket client, greeted and logged in."""
-        client = RawClient.connect(self.host, self.port)
-        client.login(user, password)
-        return client
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection((self.host, self.port), timeout=10)
 
 
 class ServerThread:

@@ -101,8 +101,8 @@ def test_readme_commands_on_a_fresh_debian(capsys: pytest.CaptureFixture[str]) -
             ["docker", "run", "--rm", "-i", BASE_IMAGE, "bash", "-c", SCRIPT],
             input=archive, capture_output=True, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired as exc:
-        tail = (exc.stdout or b"").decode(errors="replace").splitlines()[-60:]
-        pytest.fail(f"fresh-machine run took over {TIMEOUT} s:\n" + "\n".join(tail))
+        last = (exc.stdout or b"").decode(errors="replace").splitlines()[-60:]
+        pytest.fail(f"fresh-machine run took over {TIMEOUT} s:\n" + "\n".join(last))
     out = (result.stdout + result.stderr).decode(errors="replace")
     print(out)  # noqa: T201 - shown by pytest when the test fails (and with -s)
     tail = "\n".join(out.splitlines()[-60:])

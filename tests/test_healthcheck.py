@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from imapd.cli import main
-from tests.conftest import RunningServer
+from tests.helpers.server import RunningServer
 
 
 def test_healthy_server(server: RunningServer) -> None:

@@ -21,9 +21,9 @@ from imapd.protocol import commands as c
 
 if TYPE_CHECKING:
     from imapd.commands.base import Outcome
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
-HANDLERS: dict[type[Any], Callable[[Session, Any], Awaitable[Outcome]]] = {
+HANDLERS: dict[type[Any], Callable[[Context, Any], Awaitable[Outcome]]] = {
     c.Capability: auth.handle_capability,
     c.Noop: auth.handle_noop,
     c.Check: auth.handle_noop,

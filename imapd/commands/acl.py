@@ -23,7 +23,7 @@ from store.errors import MailboxNotFound
 from store.namespace import OTHER_USERS, SHARED, SHARED_OWNER, resolve
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 NOT_FOUND = "Mailbox does not exist"  # the store's text: a hidden mailbox answers the same
 
@@ -45,7 +45,7 @@ def require(info: MailboxInfo, needed: str, *, target: bool = False) -> None:
     raise CommandRefused("Permission denied", "NOPERM")
 
 
-async def lookup(session: Session, name: str, needed: str, *, target: bool = False) -> MailboxInfo:
+async def lookup(session: Context, name: str, needed: str, *, target: bool = False) -> MailboxInfo:
     """The mailbox ``name`` as the session's user sees it, once `require` passed.
     ``target``: an APPEND/COPY/MOVE destination, whose absence says [TRYCREATE]."""
     user = session.require_user()
@@ -59,7 +59,7 @@ async def lookup(session: Session, name: str, needed: str, *, target: bool = Fal
     return info
 
 
-async def require_parent(session: Session, name: str, needed: str) -> None:
+async def require_parent(session: Context, name: str, needed: str) -> None:
     """RFC 4314 §4 CREATE / RENAME target: ``needed`` (``k``) on the nearest existing
     parent of ``name``. At the top of a namespace: the user's own namespace is theirs;
     ``Shared/`` belongs to admins; nobody creates at the top of another user's namespace.
@@ -141,7 +141,7 @@ def _check_identifier(identifier: str) -> None:
 
 
 # --- SETACL / DELETEACL ---------------------------------------------------------------------
-async def handle_setacl(session: Session, cmd: c.SetAcl) -> Outcome:
+async def handle_setacl(session: Context, cmd: c.SetAcl) -> Outcome:
     """SETACL mailbox identifier [+|-]rights (RFC 4314 §3.1): needs ``a``. An unknown right
     is BAD (``SETACL f bob lrQ`` -> BAD); ``c`` and ``d`` stand for ``kx`` and ``et``. The
     owner's rights are fixed: ``NO [CANNOT]``. Commits an AclChanged (event AclChange with
@@ -157,7 +157,7 @@ async def handle_setacl(session: Session, cmd: c.SetAcl) -> Outcome:
     return ok("SETACL completed")
 
 
-async def handle_deleteacl(session: Session, cmd: c.DeleteAcl) -> Outcome:
+async def handle_deleteacl(session: Context, cmd: c.DeleteAcl) -> Outcome:
     """DELETEACL mailbox identifier (RFC 4314 §3.2): needs ``a``; removes the entry (a
     ``-id`` entry is another one). The AclChange event has no ``aclRights``."""
     user = session.require_user()
@@ -168,7 +168,7 @@ async def handle_deleteacl(session: Session, cmd: c.DeleteAcl) -> Outcome:
 
 
 # --- GETACL / LISTRIGHTS / MYRIGHTS ----------------------------------------------------------
-async def handle_getacl(session: Session, cmd: c.GetAcl) -> Outcome:
+async def handle_getacl(session: Context, cmd: c.GetAcl) -> Outcome:
     """GETACL mailbox (RFC 4314 §3.3): needs ``a``. ``* ACL INBOX alice lrswipkxteacd bob
     lr``: the owner's implicit entry first (shared mailboxes have none), then the stored
     ones by identifier; ``c``/``d`` added where their members are (§2.1.1)."""
@@ -181,7 +181,7 @@ async def handle_getacl(session: Session, cmd: c.GetAcl) -> Outcome:
     return ok("GETACL completed", None, Untagged((Atom("ACL"), MailboxName(info.name), *pairs)))
 
 
-async def handle_listrights(session: Session, cmd: c.ListRights) -> Outcome:
+async def handle_listrights(session: Context, cmd: c.ListRights) -> Outcome:
     """LISTRIGHTS mailbox identifier (RFC 4314 §3.4): needs ``a``. Nothing is tied: the
     owner always has everything (``* LISTRIGHTS INBOX alice lrswipkxteacd``), anyone else
     nothing for sure and each right alone (``"" l r s w i p k x t e a c d``)."""
@@ -203,7 +203,7 @@ async def handle_listrights(session: Session, cmd: c.ListRights) -> Outcome:
     )
 
 
-async def handle_myrights(session: Session, cmd: c.MyRights) -> Outcome:
+async def handle_myrights(session: Context, cmd: c.MyRights) -> Outcome:
     """MYRIGHTS mailbox (RFC 4314 §3.5): any of ``l r i k x a`` is enough to ask
     (§4); without one the mailbox does not exist for the user."""
     user = session.require_user()

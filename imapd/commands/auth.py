@@ -9,40 +9,44 @@ import logging
 from typing import TYPE_CHECKING
 
 from imapd.auth_guard import log_failure, quote_for_log
-from imapd.commands.base import Outcome, ok
+from imapd.commands.base import After, Outcome, ok
 from imapd.daemon import SESSION_CLIENT
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.framing import Mode
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus, Value
+from imapd.protocol.state import Authenticated, Logout
 from imapd.protocol.values import Secret
 from store.errors import AuthFailed
 from store.namespace import PREFIXES
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 log = logging.getLogger("imapd.session")
 
 SERVER_ID = ("name", "imapd", "vendor", "imapd project", "version", "0.1.0")
 
 
-async def handle_capability(session: Session, cmd: c.Capability) -> Outcome:
+async def handle_capability(session: Context, cmd: c.Capability) -> Outcome:
     """CAPABILITY (RFC 3501 §6.1.1)."""
     caps = tuple(Atom(cap) for cap in session.capabilities())
     return ok("CAPABILITY completed", None, Untagged((Atom("CAPABILITY"), *caps)))
 
 
-async def handle_noop(session: Session, cmd: c.Noop | c.Check) -> Outcome:
+async def handle_noop(session: Context, cmd: c.Noop | c.Check) -> Outcome:
     """NOOP (RFC 3501 §6.1.2) and CHECK (§6.4.1): updates go out after any command."""
     return ok()
 
 
-async def handle_logout(session: Session, cmd: c.Logout) -> Outcome:
+async def handle_logout(session: Context, cmd: c.Logout) -> Outcome:
     """LOGOUT (RFC 3501 §6.1.3): BYE, then the tagged OK, then close."""
-    return ok("LOGOUT completed", None, UntaggedStatus("BYE", "Logging out"))
+    outcome = ok("LOGOUT completed", None, UntaggedStatus("BYE", "Logging out"))
+    outcome.state = Logout()  # the session closes after the tagged OK
+    return outcome
 
 
-async def handle_id(session: Session, cmd: c.Id) -> Outcome:
+async def handle_id(session: Context, cmd: c.Id) -> Outcome:
     """ID (RFC 2971): ``* ID ("name" "imapd" ...)``. The client's name and version go into
     the session's log context: every later line of the session names them."""
     fields = {key.lower(): value for key, value in cmd.params or () if value is not None}
@@ -62,7 +66,7 @@ ENABLEABLE: dict[str, tuple[str, ...]] = {
 }
 
 
-def enable(session: Session, name: str) -> list[Response]:
+def enable(session: Context, name: str, *, selected: bool = True) -> list[Response]:
     """Turn ``name`` (and what it implies) on for the rest of the connection: explicitly by
     ENABLE, or implicitly by a CONDSTORE enabling command (RFC 7162 §3.1: SELECT/EXAMINE
     (CONDSTORE), FETCH MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE).
@@ -71,11 +75,12 @@ def enable(session: Session, name: str) -> list[Response]:
     EXPUNGE). Returns the responses owed now: the first CONDSTORE enabling command with a
     mailbox selected reports its HIGHESTMODSEQ (RFC 7162 §3.1). There is never a
     ``[NOMODSEQ]``: every mailbox of this store keeps mod-sequences (§3.1.2.2).
+    ``selected=False``: the selected mailbox (if any) is being left (SELECT of another).
+    UTF8=ACCEPT reaches the connection through ENABLE's Outcome (``utf8``).
     """
     had_condstore = "CONDSTORE" in session.enabled
     session.enabled.update((name, *ENABLEABLE.get(name, ())))
-    session.conn.utf8 = "UTF8=ACCEPT" in session.enabled
-    view = session.view
+    view = session.view if selected else None
     if view is None:
         return []
     view.condstore = "CONDSTORE" in session.enabled
@@ -90,7 +95,7 @@ def highestmodseq_response(modseq: int) -> UntaggedStatus:
     return UntaggedStatus("OK", "Highest", f"HIGHESTMODSEQ {modseq}")
 
 
-async def handle_enable(session: Session, cmd: c.Enable) -> Outcome:
+async def handle_enable(session: Context, cmd: c.Enable) -> Outcome:
     """ENABLE cap... (RFC 5161): ``* ENABLED`` lists only what was newly enabled, each named
     capability once (``ENABLE QRESYNC CONDSTORE`` lists both, RFC 7162 §3.2.3)."""
     before = set(session.enabled)
@@ -104,10 +109,13 @@ async def handle_enable(session: Session, cmd: c.Enable) -> Outcome:
         for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities)
         if cap in session.enabled and cap not in before
     ]
-    return ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)), *owed)
+    outcome = ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)), *owed)
+    if "UTF8=ACCEPT" in newly:  # RFC 6855 §3: from ENABLE's own responses on
+        outcome.utf8 = True
+    return outcome
 
 
-async def handle_namespace(session: Session, cmd: c.Namespace) -> Outcome:
+async def handle_namespace(session: Context, cmd: c.Namespace) -> Outcome:
     """NAMESPACE (RFC 2342 §5): ``* NAMESPACE (("" "/")) (("Other Users/" "/"))
     (("Shared/" "/"))``, the same for everyone (store/namespace.py): it names no user and
     no mailbox."""
@@ -116,69 +124,75 @@ async def handle_namespace(session: Session, cmd: c.Namespace) -> Outcome:
               Untagged((Atom("NAMESPACE"), personal, others, shared)))
 
 
-async def handle_starttls(session: Session, cmd: c.StartTLS) -> Outcome:
+async def handle_starttls(session: Context, cmd: c.StartTLS) -> Outcome:
     """STARTTLS (RFC 3501 §6.2.1): ``a STARTTLS`` -> ``a OK Begin TLS negotiation now``; the
-    session then runs the handshake (`Session.start_tls`). BAD without a certificate, over
+    session then runs the handshake (``After.STARTTLS``). BAD without a certificate, over
     TLS already, and under COMPRESS (RFC 4978 §4: no TLS below a compression layer); the
     state table refuses it after login."""
-    if session.server.tls is None:
+    if not session.tls_available:
         raise BadCommand("STARTTLS is not available: no certificate is configured")
     if session.tls:
         raise BadCommand("TLS is active already")
     if session.compressing:
         raise BadCommand("STARTTLS after COMPRESS is not allowed")
-    return ok("Begin TLS negotiation now")
+    outcome = ok("Begin TLS negotiation now")
+    outcome.after = After.STARTTLS
+    return outcome
 
 
-async def _login(session: Session, user: str, password: Secret, mechanism: str) -> Outcome:
+async def _login(session: Context, user: str, password: Secret, mechanism: str) -> Outcome:
     """Verify through the server's `AuthGuard` (back-off, bounded hashing), log a failure
     in one line, and count the session against max_connections_per_user_ip."""
     if not session.plaintext_allowed:
         raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
-    server = session.server
     try:
-        account = await server.auth_guard.verify(
+        account = await session.auth_guard.verify(
             session.address, lambda: session.store.authenticate(user, password.reveal()))
     except AuthFailed as exc:
-        delay = server.auth_guard.failed(session.address, user)
+        delay = session.auth_guard.failed(session.address, user)
         host = session.peer.rpartition(":")[0] or session.peer
         log_failure(address=host, user=user, mechanism=mechanism,
                     reason="unknown-user" if exc.unknown_user else "bad-password",
                     session=session.id, delay=delay)
         await asyncio.sleep(delay)  # holds only this connection, no hashing slot
         raise
-    if not server.admission.login(account.name, session.address):
+    if not session.admission.login(account.name, session.address):
         raise CommandRefused(  # RFC 5530 LIMIT; Dovecot: mail_max_userip_connections
             "Too many connections for this user from your address", "LIMIT")
-    session.logged_in(account)
-    caps = " ".join(session.capabilities())
-    return Outcome(text="Logged in", code=f"CAPABILITY {caps}")
+    log.info("session %s: login %s from %s", session.id, account.name, session.peer)
+    caps = " ".join(session.capabilities(authenticated=True))
+    return Outcome(text="Logged in", code=f"CAPABILITY {caps}",
+                   state=Authenticated(account.name), user=account)
 
 
-async def handle_login(session: Session, cmd: c.Login) -> Outcome:
+async def handle_login(session: Context, cmd: c.Login) -> Outcome:
     """LOGIN user password (RFC 3501 §6.2.3); LOGINDISABLED without TLS off loopback."""
     return await _login(session, cmd.user, cmd.password, "LOGIN")
 
 
-async def handle_authenticate(session: Session, cmd: c.Authenticate) -> Outcome:
+async def handle_authenticate(session: Context, cmd: c.Authenticate) -> Outcome:
     """AUTHENTICATE PLAIN [initial-response] (RFC 3501 §6.2.2, RFC 4616, SASL-IR RFC 4959).
 
-    Without an initial response the handler returns OK with no user set: the session then
-    sends ``+ `` and feeds the client's line to `finish_authenticate`.
+    Without an initial response the Outcome asks for SASL input: the session sends ``+ ``
+    and hands the client's line to ``resume`` (`finish_authenticate`).
     """
     if cmd.mechanism.upper() != "PLAIN":
         raise CommandRefused(f"Unsupported mechanism {cmd.mechanism}", "CANNOT")
     if not session.plaintext_allowed:
         raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
     if cmd.initial_response is None:
-        return ok("continue")
-    return await finish_authenticate(session, cmd, cmd.initial_response)
+        async def resume(session: Context, data: Secret | None) -> Outcome:
+            return await finish_authenticate(session, data)
+
+        return Outcome(text="continue", mode=Mode.SASL, resume=resume)
+    return await finish_authenticate(session, cmd.initial_response)
 
 
-async def finish_authenticate(session: Session, cmd: c.Authenticate, data: object) -> Outcome:
+async def finish_authenticate(session: Context, data: Secret | None) -> Outcome:
+    """The PLAIN response (RFC 4616), or None when the client cancelled (RFC 3501 §6.2.2:
+    BAD)."""
     if data is None:
         raise BadCommand("Authentication cancelled")
-    assert isinstance(data, Secret)
     # RFC 4616: [authzid] NUL authcid NUL passwd
     parts = data.reveal().split("\x00")
     if len(parts) != 3 or not parts[1]:

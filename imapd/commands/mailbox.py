@@ -2,12 +2,12 @@
 LIST, LSUB, STATUS, APPEND (RFC 3501 §6.3, RFC 6154, RFC 4315, RFC 3502), with LIST-EXTENDED
 (RFC 5258), LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438) and APPENDLIMIT (RFC 7889).
 
-Also the pure renderers NOTIFY reuses: `mailbox_attributes`, `list_response`,
-`oldname_response` (RFC 5465 §5.4) and `status_values`."""
+Also `mailbox_attributes` and `status_values`, pure; the LIST builders NOTIFY shares live in
+imapd/replies.py (`list_response`, `oldname_response`, RFC 5465 §5.4)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from imapd.commands.acl import listable, lookup, myrights_response, require_parent
@@ -19,18 +19,19 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
 from imapd.protocol.values import SequenceSet, SpooledLiteral
+from imapd.replies import list_response
 from store.acl import settable
 from store.api import DELIMITER, MailboxInfo, NewMessage
 from store.errors import MailboxNotFound
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 SPECIAL_USES = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
 
 
 # --- CREATE / DELETE / RENAME / (UN)SUBSCRIBE --------------------------------------------
-async def handle_create(session: Session, cmd: c.Create) -> Outcome:
+async def handle_create(session: Context, cmd: c.Create) -> Outcome:
     """CREATE mailbox [(USE (\\Drafts))] (RFC 3501 §6.3.3, RFC 6154 §5.3)."""
     user = session.require_user()
     for use in cmd.special_use:
@@ -41,7 +42,7 @@ async def handle_create(session: Session, cmd: c.Create) -> Outcome:
     return ok("CREATE completed")
 
 
-async def handle_delete(session: Session, cmd: c.Delete) -> Outcome:
+async def handle_delete(session: Context, cmd: c.Delete) -> Outcome:
     """DELETE mailbox (RFC 3501 §6.3.4)."""
     user = session.require_user()
     if session.mailbox is not None and session.mailbox.name == cmd.mailbox:
@@ -52,7 +53,7 @@ async def handle_delete(session: Session, cmd: c.Delete) -> Outcome:
     return ok("DELETE completed")
 
 
-async def handle_rename(session: Session, cmd: c.Rename) -> Outcome:
+async def handle_rename(session: Context, cmd: c.Rename) -> Outcome:
     """RENAME old new (RFC 3501 §6.3.5), children included; INBOX moves its messages."""
     user = session.require_user()
     await lookup(session, cmd.old, "x")  # RFC 4314 §4: x on the old name, k above the new
@@ -61,7 +62,7 @@ async def handle_rename(session: Session, cmd: c.Rename) -> Outcome:
     return ok("RENAME completed")
 
 
-async def handle_subscribe(session: Session, cmd: c.Subscribe | c.Unsubscribe) -> Outcome:
+async def handle_subscribe(session: Context, cmd: c.Subscribe | c.Unsubscribe) -> Outcome:
     """SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6-7)."""
     user = session.require_user()
     subscribe = isinstance(cmd, c.Subscribe)
@@ -110,39 +111,11 @@ def mailbox_attributes(
     return tuple(attrs)
 
 
-def list_response(
-    attrs: Iterable[str],
-    name: str,
-    extended: Sequence[tuple[str, Value]] = (),
-    *,
-    kind: str = "LIST",
-) -> Untagged:
-    """One ``* LIST (attrs) "/" name [(tag value ...)]`` response (RFC 5258 §6 mailbox-list):
-    ``extended`` holds the extended data items as (tag, value) pairs, e.g. ``("CHILDINFO",
-    ("SUBSCRIBED",))``; tags go out quoted, as the RFC examples write them. Pure: NOTIFY
-    renders its MailboxName events with it (RFC 5465 §5.4). ``kind`` "LSUB" for LSUB."""
-    items: tuple[Value, ...] = (
-        Atom(kind), tuple(Atom(a) for a in attrs), DELIMITER, MailboxName(name),
-    )  # fmt: skip
-    if extended:
-        data: list[Value] = []
-        for tag, value in extended:
-            data += [tag, value]
-        items = (*items, tuple(data))
-    return Untagged(items)
-
-
-def oldname_response(new: str, old: str, attrs: Iterable[str] = ()) -> Untagged:
-    """The LIST response announcing a RENAME (RFC 5465 §5.4, OLDNAME extended item):
-    ``* LIST () "/" "NewMailbox" ("OLDNAME" ("OldMailbox"))``."""
-    return list_response(attrs, new, (("OLDNAME", (MailboxName(old),)),))
-
-
 #: RFC 5258 §6 list-select-base-opt: the options CHILDINFO reports, in this order.
 _BASE_OPTS = ("SUBSCRIBED", "SPECIAL-USE")
 
 
-async def handle_list(session: Session, cmd: c.List) -> Outcome:
+async def handle_list(session: Context, cmd: c.List) -> Outcome:
     """LIST / LSUB reference pattern (RFC 3501 §6.3.8-9, RFC 3348 CHILDREN); LIST-EXTENDED
     (RFC 5258): selection options SUBSCRIBED, REMOTE (no remote mailboxes here),
     RECURSIVEMATCH, SPECIAL-USE (RFC 6154 §3); return options SUBSCRIBED, CHILDREN,
@@ -226,7 +199,7 @@ def _meets(name: str, info: MailboxInfo | None, selection: set[str], subs: set[s
     return info is not None or "SUBSCRIBED" in selection
 
 
-async def _lsub(session: Session, user_id: int, cmd: c.List) -> Outcome:
+async def _lsub(session: Context, user_id: int, cmd: c.List) -> Outcome:
     """LSUB (RFC 3501 §6.3.9): subscribed names; a parent matched by % whose child is
     subscribed comes back \\Noselect."""
     mailboxes = listable(await session.store.list_mailboxes(user_id))
@@ -298,7 +271,7 @@ def status_values(
     return tuple(out)
 
 
-async def handle_status(session: Session, cmd: c.Status) -> Outcome:
+async def handle_status(session: Context, cmd: c.Status) -> Outcome:
     """STATUS mailbox (items) (RFC 3501 §6.3.10)."""
     items = tuple(i.upper() for i in cmd.items)
     info = await lookup(session, cmd.mailbox, "r")  # RFC 4314 §4
@@ -311,7 +284,7 @@ async def handle_status(session: Session, cmd: c.Status) -> Outcome:
 
 
 async def status_response(
-    session: Session, info: MailboxInfo, items: tuple[str, ...]
+    session: Context, info: MailboxInfo, items: tuple[str, ...]
 ) -> Untagged:
     """``* STATUS name (items)``; APPENDLIMIT is the literal size limit (RFC 7889 §3)."""
     deleted = 0
@@ -322,7 +295,7 @@ async def status_response(
 
 
 # --- APPEND ---------------------------------------------------------------------------
-async def handle_append(session: Session, cmd: c.Append) -> Outcome:
+async def handle_append(session: Context, cmd: c.Append) -> Outcome:
     """APPEND mailbox [flags] [date-time] literal (RFC 3501 §6.3.11; MULTIAPPEND RFC 3502;
     APPENDUID RFC 4315; ``UTF8 (~{n}...)`` after ENABLE UTF8=ACCEPT, RFC 6855 §4).
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
-from imapd.fetch import imap_datetime, needs, render_item
+from imapd.fetch import fetch_response, imap_datetime, needs
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.framing import Mode
 from imapd.protocol.responses import (
     Atom,
     Raw,
@@ -41,7 +42,7 @@ from store.errors import MailboxNotFound
 from store.ranges import number_ranges
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 #: Messages read from the store per batch while streaming a FETCH.
 FETCH_BATCH = 250
@@ -58,20 +59,20 @@ def _require_writable(view: SelectedView) -> None:
         raise CommandRefused("Mailbox is read-only", "READ-ONLY")
 
 
-def _rights(session: Session) -> str:
+def _rights(session: Context) -> str:
     """The user's rights on the selected mailbox, as checked at SELECT (RFC 4314 §5.1.1
     lets them be cached; ``r`` is implied)."""
     return session.mailbox.rights if session.mailbox is not None else ""
 
 
-def _require_rights(session: Session, needed: str) -> None:
+def _require_rights(session: Context, needed: str) -> None:
     """Refuse a selected-state command without ``needed``: NOPERM (the user selected the
     mailbox, so it is no secret to them)."""
     if not all(r in _rights(session) for r in needed):
         raise CommandRefused("Permission denied", "NOPERM")
 
 
-def _told_highestmodseq(session: Session, view: SelectedView) -> int:
+def _told_highestmodseq(session: Context, view: SelectedView) -> int:
     """The HIGHESTMODSEQ for the tagged OK of a command after which every update is sent
     (EXPUNGE, UID EXPUNGE, MOVE; RFC 7162 §3.2.7, §3.2.9, RFC 6851 §4.4). The store
     publishes in commit order, so every change up to the highest one queued for this
@@ -86,7 +87,7 @@ def _told_highestmodseq(session: Session, view: SelectedView) -> int:
 
 
 # --- EXPUNGE --------------------------------------------------------------------------
-async def handle_expunge(session: Session, cmd: c.Expunge) -> Outcome:
+async def handle_expunge(session: Context, cmd: c.Expunge) -> Outcome:
     """EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE set (RFC 4315 §2.1). The EXPUNGE
     responses come from the session's own change, flushed after the command."""
     view = session.require_view()
@@ -136,7 +137,7 @@ def _mentions_modseq(key: SearchKey) -> bool:
     return key.name == "MODSEQ" or any(_mentions_modseq(k) for k in key.children)
 
 
-async def handle_search(session: Session, cmd: c.Search) -> Outcome:
+async def handle_search(session: Context, cmd: c.Search) -> Outcome:
     """[UID] SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET x] keys (RFC 3501 §6.4.4,
     ESEARCH RFC 4731 §3.1, SEARCHRES RFC 5182 §2). A MODSEQ key enables CONDSTORE and adds
     the highest mod-sequence found (RFC 7162 §3.1.5, §3.1.10; RFC 4731 §3.2). Examples:
@@ -163,7 +164,7 @@ def _count_keys(key: SearchKey, limit: int) -> int:
     return count
 
 
-async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcome:
+async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcome:
     limit = session.config.limits.max_search_keys
     if _count_keys(cmd.key, limit) > limit:
         raise CommandRefused(f"Too many search keys (limit {limit})", "LIMIT")
@@ -214,7 +215,7 @@ async def _search(session: Session, view: SelectedView, cmd: c.Search) -> Outcom
     return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
 
 
-async def _highest_modseq(session: Session, view: SelectedView, uids: list[int]) -> int | None:
+async def _highest_modseq(session: Context, view: SelectedView, uids: list[int]) -> int | None:
     """The highest mod-sequence among ``uids``; None when there is none (no match)."""
     if not uids:
         return None
@@ -223,7 +224,7 @@ async def _highest_modseq(session: Session, view: SelectedView, uids: list[int])
 
 
 # --- FETCH ----------------------------------------------------------------------------
-async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
+async def handle_fetch(session: Context, cmd: c.Fetch) -> Outcome:
     """[UID] FETCH set atts [(CHANGEDSINCE n [VANISHED])] (RFC 3501 §6.4.5, RFC 7162
     §3.1.4, §3.2.6). UID FETCH always returns UID (§6.4.8). A non-PEEK body fetch sets
     \\Seen in a read-write mailbox, and FLAGS is then returned. MODSEQ or CHANGEDSINCE
@@ -248,8 +249,7 @@ async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
     need = needs(atts)
     if not uids:
         return ok("FETCH completed", None, *owed)
-    outcome = Outcome(text="FETCH completed", responses=owed)
-    outcome.stream = _fetch_stream(
+    fetch = FetchCommand(
         session,
         view,
         uids,
@@ -258,13 +258,12 @@ async def handle_fetch(session: Session, cmd: c.Fetch) -> Outcome:
         need.structure,
         need.sets_seen and not view.readonly and "s" in _rights(session),  # RFC 4314 §4
         cmd.changedsince,
-        outcome,
     )
-    return outcome
+    return Outcome(text="FETCH completed", responses=owed, stream=fetch)
 
 
 async def _vanished_earlier(
-    session: Session, view: SelectedView, uid_set: SequenceSet, modseq: int
+    session: Context, view: SelectedView, uid_set: SequenceSet, modseq: int
 ) -> list[Response]:
     """RFC 7162 §3.2.6: the UIDs of the set expunged with a mod-sequence above ``modseq``.
     The store remembers every expunge, so the answer is exact (never the "all that are
@@ -283,22 +282,53 @@ async def _vanished_earlier(
     ]
 
 
-async def _fetch_stream(
-    session: Session,
-    view: SelectedView,
-    uids: list[int],
-    atts: tuple[FetchAtt, ...],
-    content: bool,
-    structure: bool,
-    sets_seen: bool,
-    changedsince: int | None,
-    outcome: Outcome,
-) -> AsyncIterator[list[Response]]:
+class FetchCommand:
+    """One FETCH being answered (as mox's fetchCmd): what it reads and how, and how it
+    ends. The session iterates it for batches of FETCH responses, then reads `ending`."""
+
+    def __init__(
+        self,
+        session: Context,
+        view: SelectedView,
+        uids: list[int],
+        atts: tuple[FetchAtt, ...],
+        content: bool,
+        structure: bool,
+        sets_seen: bool,
+        changedsince: int | None,
+    ) -> None:
+        self.session = session
+        self.view = view
+        self.uids = uids
+        self.atts = atts
+        self.content = content
+        self.structure = structure
+        self.sets_seen = sets_seen
+        self.changedsince = changedsince
+        #: Some messages could not be served (expunged, their contents gone).
+        self.expunge_issued = False
+
+    def __aiter__(self) -> AsyncIterator[list[Response]]:
+        return _fetch_stream(self)
+
+    @property
+    def ending(self) -> Outcome | None:
+        """RFC 2180 §4.1.2, RFC 5530: ``NO [EXPUNGEISSUED]`` when a message could not be
+        served (the data for the rest went out); None: the handler's OK stands."""
+        if not self.expunge_issued:
+            return None
+        return Outcome(text="Some of the requested messages no longer exist", status="NO",
+                       code="EXPUNGEISSUED")
+
+
+async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
     """Batches of FETCH responses. A message expunged by another session that this one
     was not told of yet is still served (RFC 2180 §4.1.1): from the facts its expunge
     carried (flags, sizes, dates, modseq) and, for contents or structure, from the shared
     contents while a copy or a MOVE keeps them. Only when those are gone does the command
     end in ``NO [EXPUNGEISSUED]`` (RFC 2180 §4.1.2, RFC 5530), with data for the rest."""
+    session, view, uids, atts = fetch.session, fetch.view, fetch.uids, fetch.atts
+    content, structure, changedsince = fetch.content, fetch.structure, fetch.changedsince
     missing = False
     if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
         columns = plain_columns(atts)
@@ -315,9 +345,9 @@ async def _fetch_stream(
                 continue
             missing = missing or len(rows) < len(chunk)
             yield [Serialized(_plain_fetch_lines(view, rows, atts))]
-        if missing:
-            _expunge_issued(outcome)
+        fetch.expunge_issued = missing
         return
+    seen_now = await _mark_seen(session, view, uids, changedsince) if fetch.sets_seen else {}
     batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
     async for chunk in _by_octets(session, view, batches) if content else _each(batches):
         records = await session.store.fetch(
@@ -327,14 +357,6 @@ async def _fetch_stream(
             structure=structure,
             changedsince=changedsince,
         )
-        seen_now: dict[int, tuple[tuple[str, ...], int]] = {}
-        if sets_seen:
-            unseen = [r.uid for r in records if "\\Seen" not in r.flags]
-            if unseen:
-                result = await session.store.store_flags(
-                    view.mailbox_id, unseen, "+", ["\\Seen"], session.origin, kind="fetch"
-                )
-                seen_now = {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
         records, complete = await _with_expunged(
             session, view, chunk, records, content, structure, changedsince)
         missing = missing or (changedsince is None and not complete)
@@ -343,12 +365,31 @@ async def _fetch_stream(
             # one To: took 0.7 s for ENVELOPE): off the event loop. Only this session's
             # task, which waits here, touches the view meanwhile.
             pieces = await asyncio.to_thread(
-                _fetch_pieces, session, view, records, atts, seen_now, session.conn.utf8)
+                _fetch_pieces, session, view, records, atts, seen_now, session.utf8)
             yield [Serialized(piece) for piece in pieces]  # big literals stay uncopied
         else:
             yield _fetch_batch(session, view, records, atts, seen_now)
-    if missing:
-        _expunge_issued(outcome)
+    fetch.expunge_issued = missing
+
+
+async def _mark_seen(
+    session: Context, view: SelectedView, uids: list[int], changedsince: int | None
+) -> dict[int, tuple[tuple[str, ...], int]]:
+    """RFC 3501 §6.4.5: the ``\\Seen`` a non-PEEK body section sets, for every message of
+    the FETCH in ONE write (one FlagsChanged, one modseq), before any is read: the unseen
+    ones are found by a read first, so the write touches only them. With CHANGEDSINCE only
+    the messages the FETCH returns (RFC 7162 §3.1.4.1). uid -> (flags, modseq) now."""
+    rows = await session.store.fetch_plain(view.mailbox_id, uids, ("modseq", "flags"))
+    unseen = [
+        uid for uid, modseq, flags in rows
+        if (changedsince is None or modseq > changedsince) and "\\Seen" not in flags.split()
+    ]
+    if not unseen:
+        return {}
+    result = await session.store.store_flags(
+        view.mailbox_id, unseen, "+", ["\\Seen"], session.origin, kind="fetch"
+    )
+    return {ch.uid: (ch.flags, ch.modseq) for ch in result.changes}
 
 
 #: Message octets in one FETCH batch above which it is rendered in a worker thread.
@@ -356,7 +397,7 @@ RENDER_IN_THREAD = 64 * 1024
 
 
 def _fetch_pieces(
-    session: Session,
+    session: Context,
     view: SelectedView,
     records: list[MessageRecord],
     atts: tuple[FetchAtt, ...],
@@ -367,7 +408,7 @@ def _fetch_pieces(
 
 
 def _fetch_batch(
-    session: Session,
+    session: Context,
     view: SelectedView,
     records: list[MessageRecord],
     atts: tuple[FetchAtt, ...],
@@ -377,7 +418,7 @@ def _fetch_batch(
     for record in records:
         seq = view.seq_of(record.uid)
         if seq is not None:
-            batch.append(_fetch_response(session, view, seq, record, atts, seen_now))
+            batch.append(fetch_response(view, seq, record, atts, seen_now))
     return batch
 
 
@@ -387,7 +428,7 @@ async def _each(batches: Iterator[list[int]]) -> AsyncIterator[list[int]]:
 
 
 async def _by_octets(
-    session: Session, view: SelectedView, batches: Iterator[list[int]]
+    session: Context, view: SelectedView, batches: Iterator[list[int]]
 ) -> AsyncIterator[list[int]]:
     """The batches cut further so that one holds at most `FETCH_OCTETS` of content (or a
     single message): 250 messages of 10 MB must not all be in memory at once."""
@@ -406,7 +447,7 @@ async def _by_octets(
             yield part
 
 
-def _expunged_facts(session: Session, view: SelectedView, uids: list[int]) -> list[MessageFacts]:
+def _expunged_facts(session: Context, view: SelectedView, uids: list[int]) -> list[MessageFacts]:
     """What the expunges of ``uids`` recorded, for those expunged elsewhere and not yet
     reported: applied to the view already (held back, as under NOTIFY selected-delayed) or
     still queued on the session's subscription (it is applied after the command)."""
@@ -422,7 +463,7 @@ def _expunged_facts(session: Session, view: SelectedView, uids: list[int]) -> li
 
 
 async def _with_expunged(
-    session: Session,
+    session: Context,
     view: SelectedView,
     chunk: list[int],
     records: list[MessageRecord],
@@ -444,12 +485,6 @@ async def _with_expunged(
                 facts, content=content, structure=structure)
             records = sorted([*records, *gone], key=lambda r: r.uid)
     return records, len(records) >= len(chunk)
-
-
-def _expunge_issued(outcome: Outcome) -> None:
-    outcome.status = "NO"
-    outcome.code = "EXPUNGEISSUED"
-    outcome.text = "Some of the requested messages no longer exist"
 
 
 #: How each plain attribute shows on the wire (a %-format) and the `fetch_plain` column it
@@ -521,47 +556,8 @@ def _replaced(row: tuple[Any, ...], i: int, value: object) -> tuple[Any, ...]:
     return (*row[:i], value, *row[i + 1 :])
 
 
-def _fetch_response(
-    session: Session,
-    view: SelectedView,
-    seq: int,
-    record: MessageRecord,
-    atts: tuple[FetchAtt, ...],
-    seen_now: dict[int, tuple[tuple[str, ...], int]],
-) -> Untagged:
-    flags, modseq = seen_now.get(record.uid, (record.flags, record.modseq))
-    items: list[Value] = []
-    flags_sent = False
-    for att in atts:
-        match att.name:
-            case "UID":
-                items += [Atom("UID"), record.uid]
-            case "FLAGS":
-                items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
-                flags_sent = True
-            case "MODSEQ":
-                items += [Atom("MODSEQ"), (modseq,)]
-            case _:
-                name, value = render_item(record, att)
-                items += [name, value]
-    if record.uid in seen_now and not flags_sent:
-        # RFC 3501 §6.4.5: the implicit \Seen is reported as if FLAGS had been asked for.
-        items += [Atom("FLAGS"), view.flags_with_recent(record.uid, flags)]
-        flags_sent = True
-    if record.uid in seen_now and view.condstore:
-        # RFC 7162 §3.2.4: a FETCH setting \Seen reports the UID and the new MODSEQ.
-        names = set(items[::2])
-        if "UID" not in names:
-            items += [Atom("UID"), record.uid]
-        if "MODSEQ" not in names:
-            items += [Atom("MODSEQ"), (modseq,)]
-    if flags_sent:
-        view.forget_flag_update(record.uid)
-    return Untagged((seq, Atom("FETCH"), tuple(items)))
-
-
 # --- STORE ----------------------------------------------------------------------------
-def check_keyword_limit(session: Session, known: Iterable[str], flags: Iterable[str]) -> None:
+def check_keyword_limit(session: Context, known: Iterable[str], flags: Iterable[str]) -> None:
     """``limits.max_keywords``: a command that would bring a mailbox's keywords past it
     answers NO [LIMIT] (RFC 5530) and changes nothing (issue 14: 101,122 keywords were
     accepted, and every SELECT then listed them all, 1.8 MB)."""
@@ -572,7 +568,7 @@ def check_keyword_limit(session: Session, known: Iterable[str], flags: Iterable[
         raise CommandRefused(f"Too many keywords in this mailbox (limit {limit})", "LIMIT")
 
 
-async def handle_store(session: Session, cmd: c.Store) -> Outcome:
+async def handle_store(session: Context, cmd: c.Store) -> Outcome:
     """[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6,
     RFC 7162 §3.1.3, examples 3-8 there). UNCHANGEDSINCE enables CONDSTORE; messages with
     a higher mod-sequence are left alone and named in ``[MODIFIED set]``. Once CONDSTORE is
@@ -625,7 +621,7 @@ async def handle_store(session: Session, cmd: c.Store) -> Outcome:
     return Outcome(text=text, code=code, responses=responses)
 
 
-def _storable(session: Session, cmd: c.Store) -> tuple[str, ...]:
+def _storable(session: Context, cmd: c.Store) -> tuple[str, ...]:
     """RFC 4314 §4: \\Seen needs s, \\Deleted t, other flags w. +FLAGS/-FLAGS go on with
     the flags the user may change (a STORE SHOULD NOT fail for some) and are refused with
     none; FLAGS (replace) touches every flag, so it needs all three rights."""
@@ -641,7 +637,7 @@ def _storable(session: Session, cmd: c.Store) -> tuple[str, ...]:
 
 # --- COPY / MOVE -----------------------------------------------------------------------
 async def _check_copied_keywords(
-    session: Session, view: SelectedView, uids: list[int], target_id: int
+    session: Context, view: SelectedView, uids: list[int], target_id: int
 ) -> None:
     """COPY/MOVE carry keywords: `check_keyword_limit` on the target, with the source
     mailbox's keywords first (cheap), the copied messages' own only when that fails."""
@@ -653,7 +649,7 @@ async def _check_copied_keywords(
     check_keyword_limit(session, known, {f for row in rows for f in str(row[1]).split()})
 
 
-async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
+async def handle_copy(session: Context, cmd: c.Copy) -> Outcome:
     """[UID] COPY / [UID] MOVE set mailbox (RFC 3501 §6.4.7, RFC 6851, COPYUID RFC 4315)."""
     view = session.require_view()
     user = session.require_user()
@@ -692,6 +688,7 @@ async def handle_copy(session: Session, cmd: c.Copy) -> Outcome:
 
 
 # --- IDLE -----------------------------------------------------------------------------
-async def handle_idle(session: Session, cmd: c.Idle) -> Outcome:
-    """IDLE (RFC 2177): the session sends ``+ idling`` and waits for DONE or changes."""
-    return ok("IDLE started")
+async def handle_idle(session: Context, cmd: c.Idle) -> Outcome:
+    """IDLE (RFC 2177): the session sends ``+ idling`` and waits for DONE or changes
+    (imapd/listening.py), then answers ``OK IDLE terminated``."""
+    return Outcome(text="IDLE started", mode=Mode.IDLE)

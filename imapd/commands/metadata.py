@@ -12,7 +12,6 @@ its `MetadataChanged` change.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from imapd.commands.acl import lookup
@@ -21,25 +20,17 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import CommandRefused
 from imapd.protocol.responses import Atom, Literal8, MailboxName, Untagged, Value
 from imapd.protocol.values import SpooledLiteral
+from imapd.replies import entry_value
 from store.metadata import MetadataLimits, MetadataTooBig, is_private
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
-# ATOM-CHAR (RFC 3501 §9): entry names made of these go out as atoms, as in RFC 5464's
-# examples; any other (already validated) name as a string.
-_ATOM = re.compile(r'[^\x00-\x20\x7f-\uffff(){%*"\\\]]+')
-
-
-def limits(session: Session) -> MetadataLimits:
+def limits(session: Context) -> MetadataLimits:
     config = session.config
     return MetadataLimits(
         config.metadata_max_size, config.metadata_max_entries, config.metadata_private
     )
-
-
-def entry_value(entry: str) -> Value:
-    return Atom(entry) if _ATOM.fullmatch(entry) else entry
 
 
 def metadata_value(value: bytes | None) -> Value:
@@ -63,14 +54,14 @@ def metadata_response(mailbox: str, pairs: list[tuple[str, Value]]) -> Untagged:
     return Untagged((Atom("METADATA"), MailboxName(mailbox), tuple(values)))
 
 
-async def _require_annotatable(session: Session, mailbox: str) -> None:
+async def _require_annotatable(session: Context, mailbox: str) -> None:
     """RFC 5464 §3.3 with ACL: ``l`` and one of ``r s w i p`` on the mailbox."""
     info = await lookup(session, mailbox, "l")
     if not any(r in info.rights for r in "rswip"):
         raise CommandRefused("Permission denied", "NOPERM")
 
 
-async def handle_getmetadata(session: Session, cmd: c.GetMetadata) -> Outcome:
+async def handle_getmetadata(session: Context, cmd: c.GetMetadata) -> Outcome:
     """GETMETADATA [(MAXSIZE n DEPTH 0|1|infinity)] mailbox entries (RFC 5464 §4.2).
 
     ``C: a GETMETADATA "" /shared/comment`` -> ``* METADATA "" (/shared/comment "x")``. A
@@ -95,7 +86,7 @@ async def handle_getmetadata(session: Session, cmd: c.GetMetadata) -> Outcome:
     return ok("GETMETADATA completed", code, *responses)
 
 
-def _unspooled(session: Session, value: bytes | SpooledLiteral | None) -> bytes | None:
+def _unspooled(session: Context, value: bytes | SpooledLiteral | None) -> bytes | None:
     """A value the session spooled (a big literal): over the limit, MAXSIZE (RFC 5464 §4.3)
     without reading it; else its octets."""
     if not isinstance(value, SpooledLiteral):
@@ -106,7 +97,7 @@ def _unspooled(session: Session, value: bytes | SpooledLiteral | None) -> bytes 
     return session.spooled(value).read_bytes()
 
 
-async def handle_setmetadata(session: Session, cmd: c.SetMetadata) -> Outcome:
+async def handle_setmetadata(session: Context, cmd: c.SetMetadata) -> Outcome:
     """SETMETADATA mailbox (entry value ...) (RFC 5464 §4.3); NIL removes an entry.
 
     All or nothing: ``NO [METADATA MAXSIZE n]``, ``[METADATA TOOMANY]``, ``[METADATA

@@ -15,13 +15,13 @@ from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, Untagged
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 #: aps-version values we understand: 1 (INBOX only) and 2 (a mailbox list).
 APS_VERSIONS = frozenset({1, 2})
 
 
-async def handle_xapplepushservice(session: Session, cmd: c.XApplePushService) -> Outcome:
+async def handle_xapplepushservice(session: Context, cmd: c.XApplePushService) -> Outcome:
     """Command: XAPPLEPUSHSERVICE aps-version 2 aps-account-id ID aps-device-token TOKEN
     aps-subtopic com.apple.mobilemail mailboxes (INBOX "Notes")
 

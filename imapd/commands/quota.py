@@ -22,7 +22,7 @@ from store import namespace
 from store.quota import Limits, QuotaInfo
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 #: RFC 9208 §5: the resources we count and limit, in the order QUOTA responses list them.
 RESOURCES = ("STORAGE", "MESSAGE")
@@ -37,13 +37,13 @@ def quota_response(info: QuotaInfo) -> Untagged:
     return Untagged((Atom("QUOTA"), info.root.name, tuple(items)))
 
 
-def _refuse_foreign(session: Session, info: QuotaInfo) -> None:
+def _refuse_foreign(session: Context, info: QuotaInfo) -> None:
     user = session.require_user()
     if not user.is_admin and info.root.owner != user.name:
         raise CommandRefused("No such quota root", "NONEXISTENT")
 
 
-async def handle_getquota(session: Session, cmd: c.GetQuota) -> Outcome:
+async def handle_getquota(session: Context, cmd: c.GetQuota) -> Outcome:
     """GETQUOTA quota-root (RFC 9208 §4.1.1).
 
     ``C: a GETQUOTA alice`` -> ``* QUOTA "alice" (STORAGE 10 512)``. Example transcripts:
@@ -54,7 +54,7 @@ async def handle_getquota(session: Session, cmd: c.GetQuota) -> Outcome:
     return ok("GETQUOTA completed", None, quota_response(info))
 
 
-async def handle_getquotaroot(session: Session, cmd: c.GetQuotaRoot) -> Outcome:
+async def handle_getquotaroot(session: Context, cmd: c.GetQuotaRoot) -> Outcome:
     """GETQUOTAROOT mailbox (RFC 9208 §4.1.2); the mailbox need not exist.
 
     ``C: a GETQUOTAROOT INBOX`` -> ``* QUOTAROOT INBOX "alice"``, ``* QUOTA "alice" (...)``.
@@ -83,7 +83,7 @@ async def handle_getquotaroot(session: Session, cmd: c.GetQuotaRoot) -> Outcome:
     )
 
 
-async def handle_setquota(session: Session, cmd: c.SetQuota) -> Outcome:
+async def handle_setquota(session: Context, cmd: c.SetQuota) -> Outcome:
     """SETQUOTA quota-root (resource limit ...) (RFC 9208 §4.1.3): admins only.
 
     ``C: a SETQUOTA alice (STORAGE 512)`` -> ``* QUOTA "alice" (STORAGE 10 512)``; a

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from imapd.commands.acl import require
 from imapd.commands.auth import enable, highestmodseq_response
-from imapd.commands.base import Outcome, ok
+from imapd.commands.base import Outcome, Selection, ok, refusal
 from imapd.protocol import commands as c
-from imapd.protocol.errors import BadCommand
+from imapd.protocol.errors import BadCommand, ImapError
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus
+from imapd.protocol.state import Authenticated, Selected
 from imapd.protocol.values import SequenceSet
 from imapd.selected import SelectedView, flag_list, system_and
 from store.acl import settable
@@ -21,13 +22,13 @@ from store.api import MailboxInfo, User
 from store.errors import StoreError
 
 if TYPE_CHECKING:
-    from imapd.session import Session
+    from imapd.commands.context import Context
 
 #: Known messages read per store call while answering SELECT (QRESYNC ...).
 RESYNC_BATCH = 5000
 
 
-async def handle_select(session: Session, cmd: c.Select) -> Outcome:
+async def handle_select(session: Context, cmd: c.Select) -> Outcome:
     """SELECT/EXAMINE mailbox [(CONDSTORE)] [(QRESYNC (uidvalidity modseq [known-uids
     [seq-match]]))] (RFC 3501 §6.3.1-2, RFC 7162 §3.1.8, §3.2.5). A failed SELECT leaves
     no mailbox selected; one that replaces a selected mailbox starts with ``* OK [CLOSED]``
@@ -36,19 +37,19 @@ async def handle_select(session: Session, cmd: c.Select) -> Outcome:
     if cmd.qresync is not None and "QRESYNC" not in session.enabled:
         raise BadCommand("QRESYNC needs ENABLE QRESYNC first")  # RFC 7162 §3.2.5
     closed: list[Response] = []
-    if session.view is not None:
-        session.leave_selected()
+    if session.view is not None:  # left now, whatever follows: its changes are not told
+        session.subscription.watch(mailboxes=frozenset())
+        session.subscription.drain()
         closed.append(UntaggedStatus("OK", "Previous mailbox closed", "CLOSED"))
     try:
         return await _select(session, user, cmd, closed)
-    except StoreError as exc:
-        if not closed:
-            raise
-        return Outcome(text=exc.text, status="NO", code=exc.code, responses=closed)
+    except (StoreError, ImapError) as exc:
+        # RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected.
+        return refusal(exc, state=Authenticated(user.name), responses=closed)
 
 
 async def _select(
-    session: Session, user: User, cmd: c.Select, responses: list[Response]
+    session: Context, user: User, cmd: c.Select, responses: list[Response]
 ) -> Outcome:
     sub = session.subscription
     snapshot = None
@@ -73,7 +74,7 @@ async def _select(
     info = dataclasses.replace(snapshot.mailbox, name=mailbox.name, rights=mailbox.rights,
                                subscribed=mailbox.subscribed)
     if cmd.condstore or cmd.qresync is not None:
-        enable(session, "CONDSTORE")  # RFC 7162 §3.1.8; no mailbox is selected yet
+        enable(session, "CONDSTORE", selected=False)  # RFC 7162 §3.1.8; none selected yet
     view = SelectedView(
         mailbox_id=info.id,
         uids=list(snapshot.uids),
@@ -113,18 +114,19 @@ async def _select(
     # (no MODSEQ in FETCH, no [HIGHESTMODSEQ] on EXPUNGE...: view.condstore stays off).
     # Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
     responses.append(highestmodseq_response(info.highestmodseq))
-    session.enter_selected(info, view)
     q = cmd.qresync
     if q is not None and q.uidvalidity == info.uidvalidity:
         # On a UIDVALIDITY mismatch the remaining parameters are ignored (§3.2.5).
         responses += await _resync(session, view, info, q)
     code = "READ-ONLY" if readonly else "READ-WRITE"
     name = "EXAMINE" if cmd.readonly else "SELECT"
-    return Outcome(text=f"{name} completed", code=code, responses=responses)
+    return Outcome(text=f"{name} completed", code=code, responses=responses,
+                   state=Selected(user.name, info.name, readonly),
+                   selection=Selection(info, view))
 
 
 async def _resync(
-    session: Session, view: SelectedView, info: MailboxInfo, q: c.QResyncParams
+    session: Context, view: SelectedView, info: MailboxInfo, q: c.QResyncParams
 ) -> list[Response]:
     """RFC 7162 §3.2.5.1: ``VANISHED (EARLIER)`` for known UIDs expunged since ``q.modseq``,
     then ``FETCH (UID FLAGS MODSEQ)`` for known messages changed since. Without known UIDs
@@ -194,18 +196,20 @@ def _expand(s: SequenceSet, largest: int, limit: int = 100_000) -> list[int] | N
     return sorted(set(out))
 
 
-async def handle_close(session: Session, cmd: c.Close) -> Outcome:
+async def handle_close(session: Context, cmd: c.Close) -> Outcome:
     """CLOSE (RFC 3501 §6.4.2): expunge silently when read-write, then deselect."""
     view = session.require_view()
     # RFC 4314 §4: without e the expunge is skipped silently, the mailbox still closed.
     if not view.readonly and session.mailbox is not None and "e" in session.mailbox.rights:
         await session.store.expunge(view.mailbox_id, session.origin)
-    session.leave_selected()
-    return ok("CLOSE completed")
+    outcome = ok("CLOSE completed")
+    outcome.state = Authenticated(session.require_user().name)
+    return outcome
 
 
-async def handle_unselect(session: Session, cmd: c.Unselect) -> Outcome:
+async def handle_unselect(session: Context, cmd: c.Unselect) -> Outcome:
     """UNSELECT (RFC 3691): deselect without expunging."""
     session.require_view()
-    session.leave_selected()
-    return ok("UNSELECT completed")
+    outcome = ok("UNSELECT completed")
+    outcome.state = Authenticated(session.require_user().name)
+    return outcome

@@ -8,7 +8,7 @@ enhanced status code (RFC 3463, ENHANCEDSTATUSCODES RFC 2034). It knows nothing 
 the store: a RCPT becomes a `Recipient` event the driver answers with `accept_recipient` or
 `refuse_recipient`; a complete message becomes a `Message` event answered, one reply per
 accepted RCPT in order (RFC 2033 §4.2), with `finish_message`. Must not import asyncio,
-socket, ssl, store or notify (the same layering as imapd/protocol, STYLE §1).
+socket, ssl, store or notify (the same layering as imapd/protocol).
 
 The driver (imapd/lmtp/server.py)::
 

@@ -1,7 +1,7 @@
 """The sans-IO server connection: bytes in, events out; responses in, bytes out.
 
-Owns: `ServerConnection` (the h11 shape, STYLE §3) tying framer -> parser -> state check and
-the serializer, the event types, `Limits`, and the abuse rules (STYLE §6): an unknown command
+Owns: `ServerConnection` (the h11 shape) tying framer -> parser -> state check and
+the serializer, the event types, `Limits`, and the abuse rules: an unknown command
 before authentication ends the connection (cross-protocol attacks), as do too many BADs in
 a row. Errors are events in the stream, so pipelined replies keep their order. Must not
 import asyncio, socket, ssl, store or notify.
@@ -15,31 +15,35 @@ The session drives it like this::
             case Rejected(reply):   write(conn.send([reply]))
             case Fatal(reply):      write(conn.send([reply])); close(); break
             case ConnectionClosed(): close(); break
-            case IdleDone() | SaslResponse(): ...   # only after start_idle / start_sasl
+            case IdleDone() | SaslResponse(): ...   # only after an outcome's IDLE / SASL mode
             case LiteralChunk():    spool(event.data)         # a big literal's octets
-            case _:                 write(await dispatch(conn, event))   # a Command
+            case _:                 write(conn.send(conn.finish(event, await handle(event))))
+
+`finish(cmd, outcome)` is the one door for a command's effects on the connection (h11's
+`send` -> `_process_event`): the new state (checked against TRANSITIONS), the input mode
+(IDLE's DONE, a SASL response), UTF8=ACCEPT, and the order of the command's responses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Final, Literal, TypeAlias, assert_never
+from typing import Final, Literal, Protocol, TypeAlias, assert_never
 
 from imapd.protocol import commands as cmd
 from imapd.protocol import framing, parser
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.framing import Mode
-from imapd.protocol.responses import Response, Tagged, UntaggedStatus
+from imapd.protocol.responses import Continuation, Response, Tagged, Untagged, UntaggedStatus
 from imapd.protocol.serializer import serialize_all, serialize_pieces
-from imapd.protocol.state import ALLOWED, NotAuthenticated, State, check_transition
+from imapd.protocol.state import ALLOWED, Logout, NotAuthenticated, State, check_transition
 from imapd.protocol.values import Secret
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection input limits; tests use tiny values (STYLE §5)."""
+    """Per-connection input limits; tests use tiny values."""
 
     #: Bytes of one command excluding its literals: Dovecot's imap_max_line_length (64 kB).
     max_line_length: int = 65536
@@ -54,7 +58,7 @@ class Limits:
     #: Literals of at least this many octets go to a spool file on disk (`LiteralChunk`
     #: events), not memory: ten stalled 30 MB uploads must not cost 300 MB of RAM.
     literal_spool_size: int = 1024 * 1024
-    #: Parenthesis / NOT / OR nesting of a search program (STYLE §3: nesting has a limit);
+    #: Parenthesis / NOT / OR nesting of a search program (nesting has a limit);
     #: far below Python's recursion limit.
     max_depth: int = 32
     #: Sequence-set ranges, search keys, fetch atts, flags... in one command.
@@ -73,7 +77,7 @@ class Limits:
     #: this many times what it received, plus 64 KiB (legitimate IMAP traffic deflates about
     #: 3-20 times; a bomb of NOOPs 1000 times). 0: no check.
     max_inflate_ratio: int = 100
-    #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`, STYLE §6).
+    #: Consecutive BAD replies before BYE (pymap's `bad_command_limit`).
     max_bad_commands: int = 20
     #: Bytes skipped looking for the end of an overlong line before giving up with BYE.
     max_discard_length: int = 1024 * 1024
@@ -146,8 +150,29 @@ Event: TypeAlias = (
 )
 
 
+class Finished(Protocol):
+    """What `ServerConnection.finish` reads of a handler's outcome (imapd/commands/base.py
+    `Outcome` is one): the tagged status, the untagged responses, and the effects on the
+    connection. ``state``: the new state (None: unchanged); ``mode``: IDLE or SASL when the
+    command goes on with a continuation request instead of its tagged reply; ``utf8``:
+    UTF8=ACCEPT turned on (RFC 6855 §3) from this command's own responses on."""
+
+    text: str
+    status: str
+    code: str | None
+    responses: list[Response]
+    state: State | None
+    mode: Mode | None
+    utf8: bool | None
+
+
+#: The continuation request each input mode starts with (RFC 2177 §3; RFC 3501 §6.2.2: an
+#: empty challenge, as PLAIN's first).
+_MODE_PROMPTS: Final = {Mode.IDLE: "idling", Mode.SASL: ""}
+
+
 class ServerConnection:
-    """One IMAP server connection without I/O (the h11 shape, STYLE §3)."""
+    """One IMAP server connection without I/O (the h11 shape)."""
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
@@ -313,7 +338,7 @@ class ServerConnection:
 
     def _unknown(self, tag: str | None) -> Rejected | Fatal:
         if isinstance(self._state, NotAuthenticated):
-            # STYLE §6: not an IMAP client (HTTP, SMTP...): cross-protocol attack defence.
+            # not an IMAP client (HTTP, SMTP...): cross-protocol attack defence.
             return Fatal(UntaggedStatus("BYE", "Unknown command"))
         return self._bad(tag, "Unknown command")
 
@@ -325,6 +350,39 @@ class ServerConnection:
 
     # -- output ------------------------------------------------------------------------------
 
+    def finish(
+        self, command: cmd.Command, outcome: Finished, updates: Sequence[Response] = ()
+    ) -> list[Response]:
+        """Apply ``outcome``'s effects and return what goes out for ``command``, in order.
+
+        The state change is checked against TRANSITIONS (`state.IllegalTransition`: a bug
+        in the handler); UTF8=ACCEPT is applied before the responses are serialised. With an
+        input mode the answer is the untagged responses and a continuation request (the
+        tagged reply comes when the exchange ends); otherwise ``updates`` (the selected
+        mailbox's, NOTIFY's) surround the command's responses: a FLAGS update first (a new
+        keyword is announced before a response that uses it), the rest after, and nothing
+        after LOGOUT's BYE (RFC 3501 §6.1.3, §7.1.5). Raises ValueError for a mode on a
+        refusal, or a mode other than IDLE and SASL."""
+        if outcome.mode is not None and (
+            outcome.status != "OK" or outcome.mode not in _MODE_PROMPTS
+        ):
+            raise ValueError(f"{type(command).__name__}: mode {outcome.mode} with"
+                             f" {outcome.status}")
+        if outcome.state is not None:
+            self.set_state(outcome.state)
+        if outcome.utf8 is not None:
+            self.utf8 = outcome.utf8
+        if outcome.mode is not None:
+            self._framer.set_mode(outcome.mode, command.tag)
+            return [*outcome.responses, Continuation(_MODE_PROMPTS[outcome.mode])]
+        first = [u for u in updates if _is_flags(u)]
+        rest = [u for u in updates if not _is_flags(u)]
+        if isinstance(self._state, Logout):
+            first, rest = [*first, *rest], []
+        tagged = Tagged(command.tag, outcome.status, _tagged_text(command, outcome), outcome.code)
+        return [*first, *outcome.responses, *rest, tagged]
+
+
     def send(self, responses: Iterable[Response]) -> bytes:
         """Serialize ``responses`` in order with the current UTF8=ACCEPT setting."""
         return serialize_all(responses, utf8=self.utf8)
@@ -332,3 +390,13 @@ class ServerConnection:
     def send_pieces(self, responses: Iterable[Response]) -> list[bytes]:
         """`send` in pieces that leave big literals uncopied (`serialize_pieces`)."""
         return serialize_pieces(responses, utf8=self.utf8)
+
+
+def _is_flags(response: Response) -> bool:
+    return isinstance(response, Untagged) and response.items[:1] == ("FLAGS",)
+
+
+def _tagged_text(command: cmd.Command, outcome: Finished) -> str:
+    if outcome.status != "OK" or outcome.text != "completed":
+        return outcome.text
+    return f"{type(command).__name__.upper()} completed"

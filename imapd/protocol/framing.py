@@ -1,6 +1,6 @@
 """Bytes -> whole commands: lines and literals cut before any grammar is applied.
 
-Owns: the incremental framer (STYLE §3 "Framing before grammar"; the module docs of
+Owns: the incremental framer ("framing before grammar"; the module docs of
 imap-codec's fragmentizer). It finds line ends, recognises a literal announcement ``{n}``,
 ``{n+}`` (RFC 7888) or ``~{n}`` (RFC 3516) at the end of a line, reads literal octets by
 count, and decides every literal *before* the parser sees the command, so literal bytes are

@@ -122,3 +122,10 @@ def check_transition(old: State, new: State) -> None:
 def allowed(command: c.Command, state: State) -> bool:
     """Whether ``command`` may run in ``state`` (RFC 3501 §6)."""
     return type(state) in ALLOWED[type(command)]
+
+
+def expunge_allowed_after(command: c.Command) -> bool:
+    """Whether EXPUNGE responses may go out with ``command``'s answer: not after FETCH,
+    STORE or SEARCH, whose sequence numbers the client is still reading (RFC 3501 §7.4.1);
+    their UID forms are fine."""
+    return not (isinstance(command, c.Fetch | c.Store | c.Search) and not command.uid)

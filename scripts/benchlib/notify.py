@@ -2,19 +2,19 @@
 
 For each K in ``--notify-listeners`` (default 1,100,1000,10000) and each server, in turn
 (peers only up to ``--notify-peer-max``, default 1,000: Dovecot fails at 5,000 IDLE
-listeners, PEERS.md):
+listeners, docs/design.md):
 
   setup     K connections log in, SELECT the mailbox and register (untimed):
             ours and any server whose NOTIFY is comparable:
               NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge))
                          (personal (MessageNew MessageExpunge FlagChange))
-            (the ABNF form, NOTIFY.md C.1); Dovecot by default IDLE (``--notify-dovecot
+            (the ABNF form, docs/notify.md); Dovecot by default IDLE (``--notify-dovecot
             notify`` tries its NOTIFY instead; it falls back to IDLE on NO/BAD).
   memory    the server's PSS (sum over its process tree, /proc/PID/smaps_rollup; RSS where
             PSS cannot be read) before the K connections (after a warm-up batch of listeners,
             closed again) and once they are idle: delta / K
   events    a writer APPENDs E messages at R per second; each listener records when its
-            ``* n EXISTS`` arrives (an EXISTS for n also covers every earlier message, N61)
+            ``* n EXISTS`` arrives (an EXISTS for n also covers every earlier message, §5.2)
   figures   delay from the writer's tagged OK, and from the APPEND being sent, to each
             listener's EXISTS (p50, p99, max over every listener x event), the writer's own
             APPEND round trip, delivered / expected, memory per idle connection
@@ -22,7 +22,7 @@ listeners, PEERS.md):
 Listeners are raw asyncio Protocols that timestamp bytes in ``data_received`` (no stream
 reader per connection), so the client's own cost stays small at 1,000 listeners. Targets
 (the issue): p99 under 50 ms at 1,000 listeners, every event delivered, under 64 KiB per
-idle connection. PEERS.md: Dovecot pushes 0.25-0.5 s after a change by design; measure it
+idle connection. docs/design.md: Dovecot pushes 0.25-0.5 s after a change by design; measure it
 from the APPEND being sent.
 """
 
@@ -56,14 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--notify-listeners", default="1,100,1000,10000", metavar="K,K,...",
                    help="listener counts (default 1,100,1000,10000)")
     g.add_argument("--notify-peer-max", type=int, default=1000, metavar="K",
-                   help="run peers (Dovecot) only up to K listeners (default 1000: PEERS.md, "
+                   help="run peers (Dovecot) only up to K listeners (default 1000: docs/design.md, "
                         "Dovecot fails at 5,000 IDLE listeners)")
     g.add_argument("--notify-events", type=int, default=20, metavar="E",
                    help="APPENDs per listener count (default 20)")
     g.add_argument("--notify-rate", type=float, default=10.0, metavar="R",
                    help="APPENDs per second (default 10)")
     g.add_argument("--notify-dovecot", choices=("idle", "notify"), default="idle",
-                   help="how Dovecot listens (default idle: see PEERS.md)")
+                   help="how Dovecot listens (default idle: see docs/design.md)")
 
 
 class Listener(asyncio.Protocol):
@@ -266,7 +266,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             mode = "notify" if server.name == "ours" else args.notify_dovecot
             if server.name != "ours" and k > args.notify_peer_max:
                 fig.skipped[server.name] = (f"peers run up to {args.notify_peer_max} listeners"
-                                            " (--notify-peer-max; PEERS.md)")
+                                            " (--notify-peer-max; docs/design.md)")
                 _log(f"[{server.name}] {k} listeners: not run, {fig.skipped[server.name]}")
                 continue
             _log(f"[{server.name}] {k} listeners ({mode}) ...")

@@ -2,8 +2,8 @@
 
 ``Ours`` runs ``<venv>/bin/python -m imapd serve`` on a fresh data dir. ``Dovecot`` runs Debian's
 dovecot-imapd privately (own config, base_dir, state_dir, log and mail under a temp dir;
-passwd-file with {PLAIN} passwords; mail_fsync left at its default) as
-/work/shared/reference/PEERS.md prescribes. Both are started in their own session and stopped
+passwd-file with {PLAIN} passwords; mail_fsync left at its default) as docs/design.md
+("Dovecot as a fair peer") prescribes. Both are started in their own session and stopped
 with SIGTERM (SIGKILL to that session only if they do not exit in time).
 
 CPU time: the sum of utime+stime+cutime+cstime over the server's process tree from
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-NOFILE = 20000  # PEERS.md: `ulimit -n 20000` (the hard limit here) before starting a server
+NOFILE = 20000  # docs/design.md: `ulimit -n 20000` (the hard limit here) before starting a server
 
 
 class ServerError(RuntimeError):
@@ -309,7 +309,7 @@ class Ours(Server):
 
 
 DOVECOT_CONF = """\
-# Private benchmark instance (scripts/bench): see /work/shared/reference/PEERS.md
+# Private benchmark instance (scripts/bench): see docs/design.md
 protocols = imap
 listen = {host}
 base_dir = {tmp}/run

@@ -26,6 +26,7 @@ these PostgreSQL-specific notes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -127,6 +128,8 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
         self._listener: asyncpg.Connection | None = None
         self._wakeups: set[asyncio.Task[int]] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
+        #: This process's numbered transactions in seq order, published from the head.
+        self._order: collections.deque[_Slot] = collections.deque()
         self._closed = False
 
     @classmethod
@@ -189,13 +192,18 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
     async def _transaction(
         self, body: Callable[[Tx], Awaitable[T]], answer: asyncio.Future[T]
     ) -> T:
+        slot: _Slot | None = None
         try:
             async with self._pool.acquire() as conn:
                 tx = Tx(conn, self._now())
                 async with conn.transaction():
                     result = await body(tx)
-                    logged = await _log_changes(tx) if tx.pending else []
+                    if tx.pending:
+                        slot = await self._numbered(tx)
         except BaseException as exc:
+            if slot is not None:  # numbered, then COMMIT failed: nothing to publish
+                slot.changes, slot.done = [], True
+                await self._drain()
             if isinstance(exc, quota.QuotaRefused):
                 await self._record_refusal(exc.change)
             if not answer.done():
@@ -206,38 +214,61 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
             raise
         if not answer.done():
             answer.set_result(result)
-        if logged:
-            await self._publish_through(logged)
+        if slot is not None:
+            slot.done = True
+            await self._drain()
         return result
+
+    async def _numbered(self, tx: Tx) -> _Slot:
+        """Number ``tx``'s Changes (under COMMIT_LOCK: `_log_changes`) and take their place
+        in this process's publication order, which is thereby seq order: the slot is queued
+        while the lock is held, and the lock orders numbering."""
+        changes = await _log_changes(tx)
+        slot = _Slot(changes)
+        self._order.append(slot)
+        return slot
+
+    async def _drain(self) -> None:
+        """Publish the committed slots at the head of the order (a slot still committing
+        holds back those behind it)."""
+        async with self._publish_lock:
+            while self._order and self._order[0].done:
+                slot = self._order.popleft()
+                if slot.changes:
+                    await self._publish_locked(slot.changes)
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
         """A refused transaction's QuotaChanged(kind="exceeded"), committed on its own right
         after the ROLLBACK, then published. A failure here is logged; the refusal stands."""
+        slot: _Slot | None = None
         try:
             async with self._pool.acquire() as conn:
                 tx = Tx(conn, change.at)
                 tx.emit(change, change.user)
                 async with conn.transaction():
-                    logged = await _log_changes(tx)
+                    slot = await self._numbered(tx)
         except Exception:
             log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
-            return
-        await self._publish_through(logged)
+            if slot is not None:
+                slot.changes = []
+        if slot is not None:
+            slot.done = True
+            await self._drain()
 
-    async def _publish_through(self, own: list[Change]) -> None:
-        """Publish, in commit order, everything up to ``own``'s last seq not yet
-        published: first rows committed before ``own`` (read back), then ``own``."""
-        async with self._publish_lock:
-            if self._published is None:  # not following: only this process's commits
-                self._announce(own)
-                return
-            if own[-1].seq <= self._published:
-                return  # published already, by a later commit of this process
-            if own[0].seq > self._published + 1:
-                await self._publish_rows(before=own[0].seq)
-            fresh = [c for c in own if c.seq > self._published]
-            if fresh:
-                self._announce(fresh)
+    async def _publish_locked(self, own: list[Change]) -> None:
+        """Under ``_publish_lock``: publish, in commit order, everything up to ``own``'s
+        last seq not yet published: when following other processes' commits, first the rows
+        committed before ``own`` (read back), then ``own``."""
+        if self._published is None:  # not following: only this process's commits
+            self._announce(own)
+            return
+        if own[-1].seq <= self._published:
+            return  # published already (read back by `publish_foreign`)
+        if own[0].seq > self._published + 1:
+            await self._publish_rows(before=own[0].seq)
+        fresh = [c for c in own if c.seq > self._published]
+        if fresh:
+            self._announce(fresh)
 
     async def _publish_rows(self, before: int | None) -> None:
         """Publish change_log rows after ``_published`` (and below ``before``)."""
@@ -519,6 +550,15 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
             " ORDER BY u.name COLLATE \"C\", d.registered, d.device_token", user_id)
         return [PushDevice(r[0], int(r[1]), r[2], r[3], r[4], tuple(json.loads(r[5])),
                            dt.datetime.fromisoformat(r[6])) for r in rows]
+
+
+@dataclasses.dataclass(slots=True)
+class _Slot:
+    """A numbered transaction's Changes; ``done`` once committed (``changes`` emptied if
+    the COMMIT failed)."""
+
+    changes: list[Change]
+    done: bool = False
 
 
 class _Rows:

@@ -285,7 +285,7 @@ class SqliteMailboxes(SqliteBase):
                 await tx.run("DELETE FROM mailboxes WHERE id = ?", (mbox.id,))
             facts = tuple(_facts(r) for r in rows)
             tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts, facts), mbox.owner)
-            for change in within:  # QuotaWithin follows the MailboxDelete (EVENTS.md §3.5)
+            for change in within:  # QuotaWithin follows the MailboxDelete (docs/events.md "Order")
                 tx.emit(change, change.user)
 
         await self._write(body)

@@ -28,21 +28,11 @@ from store.api import Criterion
 
 # The text rules moved to store/textsearch.py (shared with the PostgreSQL store); the
 # names stay importable from here (store/sqlite/messages.py, store.py, tests).
-from store.textsearch import (
-    _PART_SEP,
-    SENT_KEYS,
-    STORED_KEYS,
-    TEXT_KEYS,
-)
-from store.textsearch import (
-    TextMatcher as TextMatcher,
-)
-from store.textsearch import (
-    header_parts as header_parts,
-)
-from store.textsearch import (
-    search_texts as search_texts,
-)
+from store.textsearch import _PART_SEP, SENT_KEYS, TEXT_KEYS
+from store.textsearch import STORED_KEYS as STORED_KEYS
+from store.textsearch import TextMatcher as TextMatcher
+from store.textsearch import header_parts as header_parts
+from store.textsearch import search_texts as search_texts
 
 log = logging.getLogger("store.search")
 

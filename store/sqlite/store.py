@@ -25,7 +25,7 @@ Implementation notes
   (the server), their change_log rows are published too, in commit order: inside an own
   transaction a gap before its first seq is read back and published ahead of its Changes
   (AUTOINCREMENT seqs and one writer at a time: a gap is exactly that), and
-  ``publish_foreign`` (the control socket's "changed", imapd/control.py) catches up under
+  ``publish_foreign`` (the control socket's "changed", imapd/control/) catches up under
   the lock when the server is idle.
 - A write transaction runs in its own task, shielded: a caller cancelled mid-transaction
   (client gone, shutdown) cannot leave a COMMIT unpublished or a transaction open.
@@ -479,7 +479,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
 
         await self._write(body)
 
-    # --- commits of other processes (the CLI; imapd/control.py) ------------------------------
+    # --- commits of other processes (the CLI; imapd/control/) ------------------------------
     async def follow_foreign_commits(self) -> None:
         """From now on publish other processes' commits too, in commit order, starting at
         the current end of change_log: before each own transaction's Changes, the rows

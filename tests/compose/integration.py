@@ -182,9 +182,11 @@ def _() -> None:
         client.select("INBOX", readonly=True)
         typ, fetched = client.fetch("*", "(UID BODY.PEEK[])")  # the newest message
         assert typ == "OK", fetched
-        uid = re.search(rb"UID (\d+)", fetched[0][0])
+        first = fetched[0]
+        assert isinstance(first, tuple), fetched
+        uid = re.search(rb"UID (\d+)", first[0])
         assert uid, fetched
-        body = fetched[0][1]
+        body = first[1]
         assert body.startswith(b"Return-Path: <sender@example.org>\r\n"), body[:80]
         assert body.endswith(MESSAGE), body
         typ, status = client.status("INBOX", "(UIDVALIDITY)")

@@ -21,3 +21,5 @@ def proc(tmp_path: Path) -> Iterator[Proc]:
     if p.proc is not None and p.proc.poll() is None:
         p.proc.kill()
         p.proc.wait()
+    if p.proc is not None and p.proc.stdout is not None:
+        p.proc.stdout.close()  # a server that exited by itself (a start-up failure) too

@@ -57,6 +57,7 @@ class Proc:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._close_output()
 
     def stop(self) -> int:
         assert self.proc is not None
@@ -67,4 +68,11 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._close_output()
         return self.proc.returncode
+
+    def _close_output(self) -> None:
+        """The exited server's output pipe (nobody reads it), before a restart replaces it."""
+        assert self.proc is not None
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

@@ -20,7 +20,7 @@ import imapclient
 import pytest
 
 from imapd import control
-from imapd.cli_import import from_line_date, maildir_flags, mbox_flags
+from imapd.cli.importer import from_line_date, maildir_flags, mbox_flags
 from tests.e2e.messages import SIMPLE
 from tests.e2e.process import free_port
 
@@ -259,7 +259,7 @@ def test_who_without_a_server(tmp_path: Path) -> None:
     # A stale socket file (a killed server) is the same.
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with control._addressable(control.socket_path(data)) as (where, _):
+        with control.addressable(control.socket_path(data)) as (where, _):
             sock.bind(where)
     finally:
         sock.close()

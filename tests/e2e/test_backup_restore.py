@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imapd.cli_backup import EXIT_IN_USE
+from imapd.cli.backup import EXIT_IN_USE
 from tests.e2e.process import Proc, imapd
 
 MAILBOXES = ("INBOX", "A", "B")
@@ -56,7 +56,9 @@ def _message_ids(client: imaplib.IMAP4, mailbox: str) -> tuple[int, dict[int, st
     """The mailbox's UIDVALIDITY and UID -> Message-ID."""
     typ, _ = client.select(mailbox)
     assert typ == "OK"
-    uidvalidity = int(client.untagged_responses["UIDVALIDITY"][0])
+    given = client.untagged_responses["UIDVALIDITY"][0]
+    assert isinstance(given, bytes), given
+    uidvalidity = int(given)
     typ, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
     out: dict[int, str] = {}
     for part in data:
@@ -116,7 +118,7 @@ def _check_no_uid_reused(proc: Proc, writer: Writer) -> dict[str, int]:
         assert typ == "OK" and found is not None
         assert int(found[1]) == uidvalidity
         assert (mailbox, uidvalidity, int(found[2])) not in writer.seen, (
-            f"{mailbox}: UID {found[2]} handed out again under UIDVALIDITY {uidvalidity}")
+            f"{mailbox}: UID {int(found[2])} handed out again under UIDVALIDITY {uidvalidity}")
     client.logout()
     return validities
 

@@ -6,8 +6,8 @@ import imaplib
 import re
 import threading
 
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import numbered
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def connect(server: RunningServer, user: str = "alice") -> imaplib.IMAP4:
@@ -45,8 +45,9 @@ def test_parallel_appends_get_unique_ascending_uids(server: RunningServer) -> No
     c = connect(server)
     _, data = c.select("INBOX")
     assert data == [b"200"]
-    _, data = c.uid("SEARCH", "ALL")
-    assert [int(x) for x in data[0].split()] == list(range(1, 201))
+    _, found = c.uid("SEARCH", "ALL")
+    assert found[0] is not None
+    assert [int(x) for x in found[0].split()] == list(range(1, 201))
 
 
 def test_flag_change_seen_by_other_session_after_noop(server: RunningServer) -> None:

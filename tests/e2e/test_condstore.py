@@ -13,16 +13,11 @@ import imapclient
 import pytest
 from imapclient.exceptions import IMAPClientError
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 FLAG_POOL = ("\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Label1", "$Label2")
-
-
-def client(server: RunningServer, user: str = "alice") -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
-    c.login(user, PASSWORD)
-    return c
 
 
 def raw(server: RunningServer, user: str = "alice") -> RawClient:

@@ -30,8 +30,9 @@ from store.changes import (
     QuotaChanged,
 )
 from store.sqlite import SqliteStore
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 
@@ -43,12 +44,6 @@ def cli(running: RunningServer, *args: str) -> str:
     )
     assert result.returncode == 0, (args, result.stdout, result.stderr)
     return result.stdout
-
-
-def client(running: RunningServer) -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
-    c.login("alice", PASSWORD)
-    return c
 
 
 def idle_until(c: imapclient.IMAPClient, wanted: tuple[int, bytes], timeout: float = 1.0,
@@ -313,7 +308,7 @@ def test_control_socket_on_the_wire(server: RunningServer) -> None:
     on one connection; a subscriber is pushed the seq of each publish."""
     path = control.socket_path(server.config.data_dir)
     assert path.stat().st_mode & 0o777 == 0o600
-    with control._addressable(path) as (where, _):
+    with control.addressable(path) as (where, _):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(where)
         watcher = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from imapd.cli_backup import EXIT_DAMAGED, EXIT_DISK_FULL
+from imapd.cli.backup import EXIT_DAMAGED, EXIT_DISK_FULL
 from store.sqlite.migrate import available
-from tests.conftest import PASSWORD
+from tests.helpers.server import PASSWORD
 
 
 class Tmpfs:
@@ -99,10 +99,10 @@ def test_writes_on_a_full_disk_answer_unavailable_and_resume(
         typ, data = client.select("INBOX")
         assert typ == "OK" and data == [b"1"], data
         # Larger than the WAL's 4 MB of reusable frames (wal_autocheckpoint): it must grow.
-        typ, data = client.append("INBOX", None, None, _message(8_000_000))
-        assert typ == "NO", data
-        assert data[0].startswith(b"[UNAVAILABLE]"), data
-        assert str(tmpfs.root).encode() not in data[0]  # no server paths to clients
+        typ, refused = client.append("INBOX", None, None, _message(8_000_000))
+        assert typ == "NO", refused
+        assert refused[0].startswith(b"[UNAVAILABLE]"), refused
+        assert str(tmpfs.root).encode() not in refused[0]  # no server paths to clients
     refusals = [r for r in caplog.records if "write refused" in r.getMessage()]
     assert refusals and all(r.levelno == logging.WARNING and not r.exc_info for r in refusals)
     assert "Disk full" in refusals[0].getMessage()
@@ -112,8 +112,8 @@ def test_writes_on_a_full_disk_answer_unavailable_and_resume(
     later = _message(8_000_000)
     assert client.append("INBOX", None, None, later)[0] == "OK"
     client.select("INBOX")
-    typ, data = client.fetch("1:*", "(BODY.PEEK[])")
-    bodies = [part[1] for part in data if isinstance(part, tuple)]
+    typ, fetched = client.fetch("1:*", "(BODY.PEEK[])")
+    bodies = [part[1] for part in fetched if isinstance(part, tuple)]
     assert bodies == [kept, later]
     client.logout()
 

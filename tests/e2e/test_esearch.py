@@ -12,7 +12,7 @@ import re
 import imapclient
 from imapclient.datetime_util import parse_to_datetime
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 KEYS = (

@@ -25,9 +25,10 @@ import imapclient
 import pytest
 
 from notify import cyrus
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE, numbered
 from tests.e2e.process import free_port, imapd
+from tests.helpers.imap import client
+from tests.helpers.server import RunningServer
 from tests.notify.listener import Listener, example_keys
 
 SERVERNAME = "imap.example.org"
@@ -53,12 +54,6 @@ def ev(server_factory: Any, listener: Listener) -> Events:
     creates = listener.take(12)
     assert [e["event"] for e in creates] == ["MailboxCreate"] * 12
     return running, listener
-
-
-def client(server: RunningServer, user: str = "alice") -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
-    c.login(user, PASSWORD)
-    return c
 
 
 def logged_in(ev: Events, user: str = "alice") -> imapclient.IMAPClient:

@@ -6,18 +6,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import imapclient
 import pytest
 
 from imapd import cli
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
-
-
-def client(running: RunningServer) -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
-    c.login("alice", PASSWORD)
-    return c
+from tests.helpers.imap import client
+from tests.helpers.server import RunningServer
 
 
 def age(running: RunningServer, uid: int, savedate: str = "2001-01-01T00:00:00+00:00") -> None:

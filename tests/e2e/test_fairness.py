@@ -8,7 +8,7 @@ answered while the pipelined batch is still being worked through.
 
 from __future__ import annotations
 
-from tests.conftest import RunningServer
+from tests.helpers.server import RunningServer
 
 
 def test_pipelined_commands_do_not_hold_up_another_client(server: RunningServer) -> None:

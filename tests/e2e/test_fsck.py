@@ -7,7 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from imapd.cli_backup import EXIT_IN_USE
+from imapd.cli.backup import EXIT_IN_USE
 from tests.e2e.messages import numbered
 from tests.e2e.process import Proc, imapd
 

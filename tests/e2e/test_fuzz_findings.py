@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 

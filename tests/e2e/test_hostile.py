@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from imapd.protocol.connection import Limits
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 #: The issue's attack: near-misses make a backtracking matcher take exponential time.

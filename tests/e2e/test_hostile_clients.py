@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 #: The fail2ban filters the README gives, for text and JSON log lines (``<HOST>`` is

@@ -8,14 +8,9 @@ import imapclient
 import pytest
 from imapclient.exceptions import IMAPClientError
 
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import NESTED, SIMPLE, numbered
-
-
-def client(server: RunningServer, user: str = "alice") -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
-    c.login(user, PASSWORD)
-    return c
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def test_capabilities_and_namespace(server: RunningServer) -> None:

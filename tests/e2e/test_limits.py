@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from imapd.protocol.connection import Limits
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 

@@ -16,20 +16,16 @@ import pytest
 from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_response
 
-from imapd.commands.mailbox import list_response, mailbox_attributes, oldname_response
+from imapd.commands.mailbox import mailbox_attributes
 from imapd.protocol.connection import Limits
 from imapd.protocol.serializer import serialize
+from imapd.replies import list_response, oldname_response
 from store.api import MailboxInfo
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 Parsed = list[Any]
-
-
-def client(server: RunningServer, user: str = "alice") -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
-    c.login(user, PASSWORD)
-    return c
 
 
 def extended_list(c: imapclient.IMAPClient, *args: str) -> tuple[Parsed, Parsed]:

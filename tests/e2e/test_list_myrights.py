@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import RunningServer
-from tests.e2e.test_acl import Session
+from tests.helpers.raw_session import Session
+from tests.helpers.server import RunningServer
 
 OWN = "lrswipkxteacd"  # what MYRIGHTS says of one's own mailboxes (tests/e2e/test_acl.py)
 

@@ -15,8 +15,8 @@ from typing import Any
 import imapclient
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def lmtp_server(server_factory: Any, where: str = "127.0.0.1:0", **kw: Any) -> RunningServer:
@@ -36,7 +36,7 @@ def lmtp_address(running: RunningServer) -> tuple[str, int]:
 def connect(running: RunningServer) -> smtplib.LMTP:
     host, port = lmtp_address(running)
     client = smtplib.LMTP(host, port, timeout=10)
-    code, _ = client.ehlo_or_helo_if_needed() or (250, b"")
+    code, _ = client.ehlo()  # LMTP's LHLO (smtplib.LMTP)
     assert code == 250
     return client
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 BIG = 3 * 1024 * 1024
@@ -142,13 +142,13 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
         if predicate():
             return True
         time.sleep(0.02)
-    return predicate()
+    return bool(predicate())
 
 
 def fetch_bodies(c: RawClient, tag: str, mailbox: str = "INBOX") -> list[bytes]:
     c.ok(tag + "s", f"EXAMINE {mailbox}")
     c.line(f"{tag} FETCH 1:* BODY.PEEK[]")
-    bodies = []
+    bodies: list[bytes] = []
     while True:
         resp = c.response_bytes()
         if resp.startswith(tag.encode() + b" "):
@@ -268,7 +268,7 @@ def replace_limits(**changes: int) -> Any:
 def test_big_fetch_written_in_pieces_is_byte_exact(server_factory: Any) -> None:
     """Big literals go out uncopied and in slices: with and without COMPRESS=DEFLATE,
     two in one response, each exactly as stored."""
-    from tests.e2e.test_compress_utf8 import DeflateClient
+    from tests.helpers.deflate import DeflateClient
 
     srv = server_factory()
     srv.add_user("alice")

@@ -12,18 +12,13 @@ import imapclient
 from imapclient.response_parser import parse_response
 
 from store.changes import MetadataChanged, from_json
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 # imaplib refuses commands it does not know; RFC 5464 §4.2-4.3: authenticated or selected.
 for _name in ("GETMETADATA", "SETMETADATA"):
     imaplib.Commands.setdefault(_name, ("AUTH", "SELECTED"))
-
-
-def client(server: RunningServer, user: str = "alice") -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
-    c.login(user, PASSWORD)
-    return c
 
 
 def command(c: imapclient.IMAPClient, name: str, *args: str) -> tuple[str, str, list[Any]]:

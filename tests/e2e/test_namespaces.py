@@ -7,8 +7,8 @@ from __future__ import annotations
 import imapclient
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
+from tests.helpers.server import PASSWORD, RunningServer
 
 TEAM = "Other Users/alice/Team"
 

@@ -1,5 +1,5 @@
 """NOTIFY (RFC 5465) end to end over raw sockets: back-pressure (§5.8, §9), rights (§3.1,
-§5.9), delivery latency, IDLE (§4) and the registration's life (§3.1). NOTIFY.md items are
+§5.9), delivery latency, IDLE (§4) and the registration's life (§3.1). The RFC sections are
 named in each test's docstring; the transcripts (tests/transcripts/notify_*.imap) cover the
 rest."""
 
@@ -14,7 +14,7 @@ from imapd import control
 from store.acl import Modification
 from store.changes import Counts, MessagesAdded, Origin
 from store.sqlite import SqliteStore
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 
@@ -23,7 +23,7 @@ def _append(c: RawClient, tag: str, mailbox: str, n: int = 1) -> None:
 
 
 def test_overflow_then_notify_none(server_factory: Any) -> None:
-    """N91, §9: a burst larger than the session's bounded NOTIFY queue (published in one
+    """RFC 5465 §5.8, §9: a burst larger than the session's bounded NOTIFY queue (published in one
     go, as a client that does not read would let it pile up) ends in ``* OK
     [NOTIFICATIONOVERFLOW]`` and then nothing more, as after NOTIFY NONE; the queue never
     holds more than its limit."""
@@ -56,7 +56,7 @@ def test_overflow_then_notify_none(server_factory: Any) -> None:
 
 
 def test_delivery_within_milliseconds(server: RunningServer) -> None:
-    """N22, N95: pushed while no command runs, driven by the bus (no polling)."""
+    """RFC 5465 §3.1, §6.1.1: pushed while no command runs, driven by the bus (no polling)."""
     listener, writer = server.raw(), server.raw()
     writer.ok("w0", "CREATE Fast")
     listener.ok("a1", "NOTIFY SET (mailboxes Fast (MessageNew MessageExpunge))")
@@ -71,8 +71,8 @@ def test_delivery_within_milliseconds(server: RunningServer) -> None:
 
 
 def test_idle_sends_exactly_the_registered_events(server: RunningServer) -> None:
-    """§4, N25, N28: under NOTIFY without FlagChange a running IDLE gets no flag FETCH; the
-    held FETCH goes out at the next command (RFC 3501 reporting, C.7)."""
+    """§4, RFC 5465 §3.1: under NOTIFY without FlagChange a running IDLE gets no flag FETCH; the
+    held FETCH goes out at the next command (RFC 3501 reporting, docs/notify.md "NOTIFY NONE")."""
     a, b = server.raw(), server.raw()
     _append(b, "b0", "INBOX")
     a.ok("a1", "SELECT INBOX")
@@ -90,7 +90,7 @@ def test_idle_sends_exactly_the_registered_events(server: RunningServer) -> None
 
 
 def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
-    """N32, N47, N92, N93, D30 (RFC 4314 §2.1: l and r decide), README "Access control": no
+    """RFC 5465 §3.1, §5, §5.9 (RFC 4314 §2.1: l and r decide), README "Access control": no
     event about another user's mailbox without l; \\NoAccess with l but not r; losing l
     stops monitoring, regaining it restarts it."""
     alice, bob = server.raw(), server.raw("bob")
@@ -120,7 +120,7 @@ def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
 
 
 def test_personal_never_reaches_other_owners(server: RunningServer) -> None:
-    """N97, README: `personal` hears only the user's own mailboxes, even with rights
+    """RFC 5465 §6.2, README: `personal` hears only the user's own mailboxes, even with rights
     elsewhere; alice's change to her own mailbox reaches alice's other session only."""
     alice, alice2, bob = server.raw(), server.raw(), server.raw("bob")
     alice.ok("a1", "SETACL INBOX bob lr")
@@ -134,8 +134,8 @@ def test_personal_never_reaches_other_owners(server: RunningServer) -> None:
 
 
 def test_registration_ends_with_the_connection_and_restart(server_factory: Any) -> None:
-    """N26, §3.1: a registration lasts until the connection ends (SELECT/UNSELECT keep it);
-    it is not stored: after a server restart a new connection starts without one (N25)."""
+    """RFC 5465 §3.1: a registration lasts until the connection ends (SELECT/UNSELECT keep it);
+    it is not stored: after a server restart a new connection starts without one (RFC 5465 §3.1)."""
     server = server_factory()
     server.add_user("alice")
     a, b = server.raw(), server.raw()
@@ -160,7 +160,7 @@ def test_registration_ends_with_the_connection_and_restart(server_factory: Any) 
 
 
 def test_failed_notify_keeps_the_previous_registration(server: RunningServer) -> None:
-    """N26, N24: a NO or BAD NOTIFY leaves the registration; a SET replaces it whole."""
+    """RFC 5465 §3.1: a NO or BAD NOTIFY leaves the registration; a SET replaces it whole."""
     a, b = server.raw(), server.raw()
     a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
     assert a.command("a2", "NOTIFY SET (personal (AnnotationChange MessageNew"
@@ -174,7 +174,8 @@ def test_failed_notify_keeps_the_previous_registration(server: RunningServer) ->
 
 
 def test_metadata_events(server: RunningServer) -> None:
-    """N87-N90, D25-D27: METADATA with entry names only, without ENABLE METADATA."""
+    """RFC 5465 §5.6, §5.7; RFC 5464 §4.4, §4.4.2: METADATA with entry names only, without
+    ENABLE METADATA."""
     a, b = server.raw(), server.raw()
     a.ok("a1", "NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))")
     b.ok("b1", 'SETMETADATA INBOX (/private/comment "hello")')
@@ -186,7 +187,7 @@ def test_metadata_events(server: RunningServer) -> None:
 
 
 def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
-    """N74, N75, N76, N79, N99 (subtree): a mailbox of another user that becomes visible
+    """RFC 5465 §5.4, §6.5 (subtree): a mailbox of another user that becomes visible
     after NOTIFY is heard of: created under a mailbox the user may list (it inherits the
     parent's ACL, RFC 4314 §4) or renamed to a name a group covers; then watched for
     message events too. A mailbox created where the user has no right stays unheard of."""
@@ -214,7 +215,7 @@ def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
 
 
 def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer) -> None:
-    """N75, N79, §5.9: rights are read again before the next change is rendered. Another
+    """RFC 5465 §5.4, §5.9: rights are read again before the next change is rendered. Another
     process (the CLI, a second store on the file) grants ``l`` on a mailbox and renames it
     into a watched subtree; the server publishes both rows in one batch, and the rename is
     heard (it used to be dropped: the rights were re-read only after the batch)."""
@@ -242,8 +243,9 @@ def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer
 
 
 def test_shared_server_metadata_reaches_every_listener(server: RunningServer) -> None:
-    """N90, D27: a /shared server entry belongs to no user: every session that registered
-    ServerMetadataChange hears of it (name only, mailbox ""); one that did not, does not."""
+    """RFC 5465 §5.7; RFC 5464 §4.4: a /shared server entry belongs to no user: every session
+    that registered ServerMetadataChange hears of it (name only, mailbox ""); one that did not,
+    does not."""
     server.call(server.server.store.create_user("admin", PASSWORD, admin=True))
     alice, bob, carol = server.raw("admin"), server.raw("bob"), server.raw("bob")
     bob.ok("b1", "NOTIFY SET (personal (ServerMetadataChange))")

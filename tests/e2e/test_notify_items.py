@@ -1,8 +1,8 @@
-"""NOTIFY (RFC 5465) items from shared/reference/NOTIFY.md that a transcript cannot state
-well: N35 (a command line of a thousand names), N55, capabilities that must be absent
-(N21, N51, N62, N63, N69: no search contexts), LMTP delivery and expiry (N57, N73), an
-admin's shared mailbox (D29), and LIST-STATUS on a mailbox without ``r`` (D15). The other
-items are in tests/transcripts/*.imap."""
+"""NOTIFY (RFC 5465) requirements that a transcript cannot state well: §3.1 (a command line of
+a thousand names), §5.1, capabilities that must be absent (§5.1-§5.3, §7, §8: no search
+contexts), LMTP delivery and expiry (§5.2, §5.3), an admin's shared mailbox (RFC 2342), and
+LIST-STATUS on a mailbox without ``r`` (RFC 5819 §2). The others are in
+tests/transcripts/*.imap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 import smtplib
 from typing import Any
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 
@@ -27,11 +27,11 @@ def _uidvalidity(c: RawClient, tag: str, mailbox: str) -> int:
 
 
 def test_too_many_mailboxes_is_notificationoverflow(server: RunningServer) -> None:
-    """N35, N38, N26 (RFC 5465 §3.1): a request too expensive to honour (here: more than
+    """RFC 5465 §3.1: a request too expensive to honour (here: more than
     1000 mailbox names, counted over all groups) is refused with ``NO
     [NOTIFICATIONOVERFLOW]``, and the previous registration stays in force; 1000 names
-    are accepted. N39 (INFO: clients should watch few mailboxes, §3.1, §9) is advice to
-    clients; the server's side of it is this limit. D34 (RFC 5530): the mandatory code is
+    are accepted.  (INFO: clients should watch few mailboxes, §3.1, §9) is advice to
+    clients; the server's side of it is this limit.  (RFC 5530): the mandatory code is
     there, not replaced by another one."""
     a, b = server.raw(), server.raw()
     a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
@@ -54,11 +54,11 @@ def test_too_many_mailboxes_is_notificationoverflow(server: RunningServer) -> No
     out = a.command("a4", f"NOTIFY SET (mailboxes ({names}) (MessageNew MessageExpunge))")
     assert out == ["a4 OK NOTIFY completed"], out
     _append(b, "b2", "INBOX")
-    assert a.quiet() == b""  # a4 replaced a1 (N24): INBOX is no longer watched
+    assert a.quiet() == b""  # a4 replaced a1 (RFC 5465 §3.1): INBOX is no longer watched
 
 
 def test_uidvalidity_change_is_reported(server: RunningServer) -> None:
-    """N55 (RFC 5465 §5.1): with FlagChange requested, the server MUST notify the client of
+    """RFC 5465 §5.1: with FlagChange requested, the server MUST notify the client of
     UIDVALIDITY changes by a STATUS that includes UIDVALIDITY. DELETE and CREATE of a
     watched name give it a new UIDVALIDITY (RFC 3501 §2.3.1.1)."""
     a, b = server.raw(), server.raw()
@@ -78,7 +78,7 @@ def test_uidvalidity_change_is_reported(server: RunningServer) -> None:
 
 
 def test_pushed_highestmodseq_covers_only_what_was_told(server: RunningServer) -> None:
-    """D18, D22 (RFC 7162 §3.2: a QRESYNC server MUST send untagged events so that the
+    """RFC 7162 §3.1.4.2, §3.2.10.2 (§3.2: a QRESYNC server MUST send untagged events so that the
     client loses no change if the connection drops; a received HIGHESTMODSEQ is the
     client's new sync point, §6). A HIGHESTMODSEQ pushed by NOTIFY must stay below every
     change not reported yet, the held flag FETCH included."""
@@ -109,7 +109,7 @@ def test_pushed_highestmodseq_covers_only_what_was_told(server: RunningServer) -
 
 
 def test_no_search_context(server: RunningServer) -> None:
-    """N21, N51, N62, N63, N69, D31, D36 (RFC 5465 §5.1-§5.3, §7, §8; RFC 5267 §4): these
+    """RFC 5465 §5.1-§5.3, §7, §8; RFC 5267 §4: these
     hook NOTIFY into RFC 5267 search contexts (ESEARCH ADDTO/REMOVEFROM, the UPDATE return
     option and its fetch-att list). The server offers no CONTEXT=SEARCH or CONTEXT=SORT, so
     nothing more applies than this: neither is advertised, UPDATE (with or without
@@ -142,7 +142,7 @@ def test_no_search_context(server: RunningServer) -> None:
 
 
 def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
-    """N57, N73 (RFC 5465 §5.2, §5.3): MessageNew covers RFC 5423 MessageNew and
+    """RFC 5465 §5.2, §5.3: MessageNew covers RFC 5423 MessageNew and
     MessageAppend: APPEND, COPY, MOVE into the mailbox and LMTP delivery; MessageExpunge
     covers MessageExpunge and MessageExpire: EXPUNGE, UID EXPUNGE, MOVE out, CLOSE and the
     expiry run. Each is pushed to the selected mailbox (EXISTS + FETCH, EXPUNGE) and to
@@ -217,7 +217,7 @@ def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
 
 
 def test_personal_is_the_personal_namespace(server: RunningServer) -> None:
-    """D29, N97 (RFC 2342; RFC 5465 §6.2): `personal` is the personal namespace ("" here):
+    """RFC 2342; RFC 5465 §6.2: `personal` is the personal namespace ("" here):
     neither another user's mailbox (``Other Users/``) nor a shared one (``Shared/``) is in
     it, even with every right needed; `subtree` reaches both."""
     server.call(server.server.store.create_user("admin", PASSWORD, admin=True))
@@ -244,7 +244,7 @@ def test_personal_is_the_personal_namespace(server: RunningServer) -> None:
 
 
 def test_list_status_unreadable_is_noselect(server: RunningServer) -> None:
-    """D15 (RFC 5819 §2): "If an attempted STATUS for a listed mailbox fails because the
+    """RFC 5819 §2: "If an attempted STATUS for a listed mailbox fails because the
     mailbox can't be selected (e.g., if the "l" ACL right is granted to the mailbox and the
     "r" right is not granted ...), the STATUS response MUST NOT be returned and the LIST
     response MUST include the \\NoSelect attribute." Seen: ``* LIST () "/"

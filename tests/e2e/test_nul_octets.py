@@ -9,7 +9,7 @@ offsets stay true.
 
 from __future__ import annotations
 
-from tests.conftest import RunningServer
+from tests.helpers.server import RunningServer
 
 MESSAGE = b"Subject: nul\r\n\r\nA\x00B\x00\r\n"
 

@@ -18,9 +18,9 @@ import pytest
 
 from imapd import daemon
 from imapd.config import ConfigError, load
-from tests.conftest import PASSWORD
 from tests.e2e.process import free_port, imapd
 from tests.e2e.tls_certs import make_cert
+from tests.helpers.server import PASSWORD
 from tests.notify.listener import short_socket_path
 from tests.rawclient import RawClient
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg import PgCluster, free_port, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
+from tests.helpers.pg import PgCluster, free_port, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
 
 MESSAGE = b"From: a@example.org\r\nSubject: over postgres\r\n\r\nhello from B\r\n"
 
@@ -94,7 +94,7 @@ def test_login_append_fetch_and_idle_across_two_instances(two: tuple[Serve, Serv
     a, b = two
     idler = a.client()
     idler.select("INBOX")
-    tag = idler._new_tag()  # type: ignore[attr-defined]
+    tag = idler._new_tag()
     idler.send(tag + b" IDLE\r\n")
     assert idler.readline().startswith(b"+")
     writer = b.client()
@@ -110,9 +110,9 @@ def test_login_append_fetch_and_idle_across_two_instances(two: tuple[Serve, Serv
     while not (line := idler.readline()).startswith(tag):
         pass
     assert b"OK" in line
-    typ, data = idler.fetch("1", "(BODY[])")
-    assert typ == "OK" and data[0] is not None
-    assert data[0][1] == MESSAGE  # type: ignore[index]
+    typ, fetched = idler.fetch("1", "(BODY[])")
+    assert typ == "OK" and isinstance(fetched[0], tuple)
+    assert fetched[0][1] == MESSAGE
     idler.logout()
     writer.logout()
 

@@ -42,11 +42,13 @@ def test_append_survives_kill_9_and_uids_are_never_reused(proc: Proc) -> None:
     proc.kill9()
     proc.start()
     c = proc.client()
-    typ, data = c.select("INBOX")
-    assert data == [b"1"]
-    typ, data = c.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert b"UID 4" in data[0][0] and b"\\Flagged" in data[0][0]
-    assert b"Message 99" in data[0][1]
+    typ, selected = c.select("INBOX")
+    assert selected == [b"1"]
+    typ, fetched = c.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    first = fetched[0]
+    assert isinstance(first, tuple), fetched
+    assert b"UID 4" in first[0] and b"\\Flagged" in first[0]
+    assert b"Message 99" in first[1]
     typ, data = c.append("INBOX", None, None, numbered(100))
     assert data[0].startswith(b"[APPENDUID ") and data[0].split()[2] == b"5]"
     c.logout()
@@ -84,11 +86,12 @@ def test_sigterm_as_soon_as_it_says_it_serves_is_a_clean_stop(proc: Proc) -> Non
     signals the moment it reads it must see exit status 0, never death by the signal (the
     handlers were once installed only after that line and the pid file were written)."""
     for _ in range(5):
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(proc.data_dir),
-             "--listen", f"127.0.0.1:{proc.port}"], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.startswith("imapd: serving IMAP on"), line
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(15) == 0
+             "--listen", f"127.0.0.1:{proc.port}"], stdout=subprocess.PIPE, text=True,
+        ) as child:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.startswith("imapd: serving IMAP on"), line
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(15) == 0

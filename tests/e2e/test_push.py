@@ -10,7 +10,7 @@ from typing import Any
 import imapclient
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 
 TOPIC = "com.apple.mail.XServer.0123abcd"
 REGISTER = (

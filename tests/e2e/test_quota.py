@@ -19,12 +19,13 @@ from imapclient.exceptions import IMAPClientError
 
 from notify import cyrus
 from store.quota import Limits
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
 from tests.e2e.process import imapd
+from tests.helpers.imap import client
+from tests.helpers.server import PASSWORD, RunningServer
+from tests.helpers.transcript import run_transcript
 from tests.notify.listener import Listener, example_keys
 from tests.rawclient import RawClient
-from tests.transcripts.test_transcripts import run_transcript
 
 ADMIN_TRANSCRIPTS = sorted(
     (Path(__file__).parent.parent / "transcripts" / "admin").glob("quota_*.imap")
@@ -50,12 +51,6 @@ def set_quota(
     running: RunningServer, user: str, storage: int | None = None, messages: int | None = None
 ) -> None:
     running.call(running.server.store.set_quota(user, Limits(storage, messages)))
-
-
-def client(running: RunningServer, user: str = "alice") -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
-    c.login(user, PASSWORD)
-    return c
 
 
 def figures(c: imapclient.IMAPClient, mailbox: str = "INBOX") -> dict[str, tuple[int, int]]:

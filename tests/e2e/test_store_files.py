@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from imapd.cli_backup import EXIT_DAMAGED
-from tests.conftest import PASSWORD
+from imapd.cli.backup import EXIT_DAMAGED
 from tests.e2e.process import Proc
+from tests.helpers.server import PASSWORD
 
 
 def imapd(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -19,11 +19,11 @@ import imapclient
 import pytest
 
 from imapd.tls import ServerTls
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import SIMPLE
 from tests.e2e.process import free_port, imapd
-from tests.e2e.test_compress_utf8 import DeflateClient
 from tests.e2e.tls_certs import Cert, make_cert, require_openssl
+from tests.helpers.deflate import DeflateClient
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.notify.listener import Listener
 from tests.rawclient import RawClient
 

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import imapclient
 import pytest
 
 from notify import cyrus, webhook
 from notify.cyrus import SEQ_PARAM
-from tests.conftest import PASSWORD, RunningServer
 from tests.e2e.messages import numbered
+from tests.helpers.imap import client
+from tests.helpers.server import RunningServer
 from tests.notify.listener import Listener
 from tests.notify.receiver import Receiver
 
@@ -74,12 +74,6 @@ def wait_state(state: Path, seq: int) -> None:
     while not state.exists() or json.loads(state.read_text())["seq"] != seq:
         assert time.monotonic() < deadline, state.read_text() if state.exists() else None
         time.sleep(0.01)
-
-
-def client(server: RunningServer) -> imapclient.IMAPClient:
-    c = imapclient.IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
-    c.login("alice", PASSWORD)
-    return c
 
 
 def check_signed(req: Any) -> None:

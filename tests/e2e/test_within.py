@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from tests.conftest import PASSWORD, RunningServer
+from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -8,8 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     describe,
     imap,
     message,
@@ -18,6 +17,7 @@ from tests.interop.conftest import (
     seed,
     server_mailbox,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def curl(home: Path, url: str, *args: str) -> str:

@@ -10,8 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     client_env,
     imap,
     message,
@@ -23,6 +22,7 @@ from tests.interop.conftest import (
     tail,
     wait_for,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def write_config(home: Path, server: RunningServer, folder: str = "INBOX") -> Path:

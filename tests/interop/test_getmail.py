@@ -12,14 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     maildir_contents,
     require_program,
     run,
     seed,
     server_mailbox,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 DELIVER = "import mailbox, sys; mailbox.Maildir(sys.argv[1]).add(sys.stdin.buffer.read())"
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     imap,
     message,
     require_program,
@@ -18,6 +17,7 @@ from tests.interop.conftest import (
     seed,
     server_mailbox,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 CONFIG = """\
 options.timeout = 20

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     bulk_append,
     imap,
     maildir_contents,
@@ -24,6 +23,7 @@ from tests.interop.conftest import (
     server_mailbox,
     set_maildir_flags,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def write_config(home: Path, server: RunningServer) -> Path:

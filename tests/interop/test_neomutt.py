@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     client_env,
     imap,
     message,
@@ -25,6 +24,7 @@ from tests.interop.conftest import (
     tail,
     wait_for,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 class Tmux:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     describe,
     maildir_contents,
     maildir_deliver,
@@ -22,6 +21,7 @@ from tests.interop.conftest import (
     server_mailbox,
     set_maildir_flags,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 
 def write_config(home: Path, server: RunningServer) -> Path:

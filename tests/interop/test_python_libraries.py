@@ -15,8 +15,7 @@ from typing import Any
 
 from imapclient import imapclient as imapclient_module
 
-from tests.conftest import PASSWORD, RunningServer
-from tests.interop.conftest import (
+from tests.helpers.interop import (
     imap,
     message,
     require_module,
@@ -24,6 +23,7 @@ from tests.interop.conftest import (
     server_folders,
     server_mailbox,
 )
+from tests.helpers.server import PASSWORD, RunningServer
 
 UTF8_MESSAGE = (
     "From: Zoë <zoe@example.org>\r\n"

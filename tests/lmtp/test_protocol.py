@@ -1,5 +1,5 @@
 """The sans-IO LMTP protocol (RFC 2033): transcripts driven by a scripted driver, each fed
-whole, byte by byte and in random pieces (STYLE §8), plus hostile input."""
+whole, byte by byte and in random pieces, plus hostile input."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def added(box: MailboxRef) -> MessagesAdded:
 
 
 def test_notify_subscription_leaves_the_selected_mailbox_messages_to_the_selected_one() -> None:
-    """N29: the selected mailbox's message events are the selected group's; NOTIFY's own
+    """RFC 5465 §6.1: the selected mailbox's message events are the selected group's; NOTIFY's own
     queue does not even receive them (one delivery, one wake-up per listener less). Other
     mailboxes' message changes and name changes of the selected one still arrive."""
     bus = EventBus()
@@ -51,4 +51,4 @@ def test_notify_subscription_leaves_the_selected_mailbox_messages_to_the_selecte
     assert rings == ["notify", "notify"]
     selected.watch(mailboxes=frozenset())  # UNSELECT: the NOTIFY queue hears INBOX again
     bus.publish([added(INBOX)])
-    assert [c.mailbox for c in notify.drain()] == [INBOX]  # type: ignore[attr-defined]
+    assert [c.mailbox for c in notify.drain()] == [INBOX]  # type: ignore[union-attr]

@@ -202,7 +202,8 @@ def test_message_new_default_has_no_content() -> None:
     [event] = events_for(change)
     out = event_fields(event, Format(servername=SERVER), pid=1, content={6: NEW_RAW})
     assert set(out) == set(ex) - {"messageContent", "messageHeaders"}
-    assert out["uri"].endswith(";UIDVALIDITY=1411487714/;UID=6")
+    uri = out["uri"]
+    assert isinstance(uri, str) and uri.endswith(";UIDVALIDITY=1411487714/;UID=6")
     assert out["user"] == JOHN  # the recipient
     assert out["uidset"] == "6"
 
@@ -262,7 +263,7 @@ def test_metadata_has_no_event() -> None:
     assert events_for(change) == []
 
 
-# --- STORE splitting and ordering (EVENTS.md §3.1, §3.2) --------------------------------------
+# --- STORE splitting and ordering (docs/events.md "Order") ----------------------------------------
 def store(changes: tuple[FlagChange, ...], kind: str = "store") -> FlagsChanged:
     return FlagsChanged(1, at("2015-02-23T14:50:21.858+01:00"), Origin("s", "u"),
                         box("INBOX", 7), Counts(5, 1, 6, 9, 0), changes, kind)
@@ -386,7 +387,7 @@ def test_datagram_layout() -> None:
     text = '{"event":"Login"}'
     data = cyrus.datagram("log", text)
     assert data == b"log\0EVENT\0\0\0\0" + b"0\0" + text.encode() + b"\0"
-    assert len(data) == len(text) + 16  # EVENTS.md §4.1: 331 bytes of JSON -> 347
+    assert len(data) == len(text) + 16  # docs/events.md: 331 bytes of JSON -> 347
     req = cyrus.parse_datagram(data)
     assert (req.method, req.klass, req.options, req.message) == ("log", "EVENT", (), text)
     assert cyrus.log_line(req) == 'EVENT, , , ,  "{"event":"Login"}"'
@@ -409,7 +410,7 @@ def test_key_order_agrees_with_real_cyrus() -> None:
 
 
 def test_fit_sheds_content_first() -> None:
-    fields = {"event": "MessageAppend", "user": "u", "messageHeaders": {"1": {}},
+    fields: dict[str, object] = {"event": "MessageAppend", "user": "u", "messageHeaders": {"1": {}},
               "messageContent": {"1": "x" * 500}}
     fitted = cyrus.fit(fields, "log", 200)
     assert fitted is not None

@@ -1,4 +1,4 @@
-"""Helpers feeding bytes to a ServerConnection whole, byte by byte and split (STYLE §8)."""
+"""Helpers feeding bytes to a ServerConnection whole, byte by byte and split."""
 
 from __future__ import annotations
 

@@ -838,7 +838,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     # non-synchronizing: read whole, then BAD from the parser (a synchronizing one is BAD
     # before its "+": test_connection.test_misplaced_literal8_is_bad_before_any_continuation)
     ("literal8-for-string", b"a LOGIN ~{1+}\r\nu p", Bad()),
-    # -- NOTIFY (RFC 5465 §8; NOTIFY.md N6-N19, N40-N44, C.1-C.3)
+    # -- NOTIFY (RFC 5465 §5, §6.1, §8; RFC 3501 §9; the readings of docs/notify.md)
     ("notify-none", b"a NOTIFY NONE", c.Notify("a", False, None)),
     ("notify-none-lower", b"a notify none", c.Notify("a", False, None)),
     ("notify-set-selected", b"a NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER])"

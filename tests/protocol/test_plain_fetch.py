@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Callable
 
 import pytest
 
-from imapd.commands.message import _fetch_response, _plain_fetch_lines, plain_columns
+from imapd.commands.message import _plain_fetch_lines, plain_columns
+from imapd.fetch import fetch_response
 from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt
 from imapd.selected import SelectedView
@@ -27,7 +29,7 @@ def plain_rows(
     records: list[MessageRecord], atts: tuple[FetchAtt, ...]
 ) -> list[tuple[object, ...]]:
     """What `Store.fetch_plain` returns for these records and the columns ``atts`` show."""
-    value = {
+    value: dict[str, Callable[[MessageRecord], object]] = {
         "modseq": lambda r: r.modseq, "flags": lambda r: " ".join(r.flags),
         "size": lambda r: r.size, "internaldate": lambda r: r.internaldate.isoformat(),
     }
@@ -47,7 +49,7 @@ def test_plain_path_matches_generic_serializer(names: tuple[str, ...]) -> None:
     view = SelectedView(1, [1, 3, 7, 9], readonly=False, recent={7})
     fast = _plain_fetch_lines(view, plain_rows(RECORDS, atts), atts)
     slow = b"".join(
-        serialize(_fetch_response(None, view, view.seq_of(r.uid) or 0, r, atts, {}))  # type: ignore[arg-type]
+        serialize(fetch_response(view, view.seq_of(r.uid) or 0, r, atts))
         for r in RECORDS
     )
     assert fast == slow
@@ -69,7 +71,7 @@ def test_plain_path_numbers_rows_that_are_not_a_run(names: tuple[str, ...]) -> N
     rows.insert(1, (5, *rows[0][1:]))  # not in the view
     fast = _plain_fetch_lines(view, rows, atts)
     slow = b"".join(
-        serialize(_fetch_response(None, view, view.seq_of(r.uid) or 0, r, atts, {}))  # type: ignore[arg-type]
+        serialize(fetch_response(view, view.seq_of(r.uid) or 0, r, atts))
         for r in kept
     )
     assert fast == slow

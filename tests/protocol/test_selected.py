@@ -10,8 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imapd.commands import HANDLERS
-from imapd.protocol import commands as c
 from imapd.protocol.responses import Serialized, Untagged
 from imapd.protocol.values import SequenceSet
 from imapd.selected import SelectedView
@@ -60,11 +58,6 @@ def lines(responses: list[Any]) -> list[tuple[Any, ...]]:
                 assert star == "*"
                 out.append((int(number), word))
     return out
-
-
-def test_every_command_type_has_a_handler() -> None:
-    command_types = set(c.Command.__args__)  # type: ignore[attr-defined]
-    assert command_types <= set(HANDLERS), command_types - set(HANDLERS)
 
 
 def test_expunge_is_held_until_allowed_and_number_stays_valid() -> None:

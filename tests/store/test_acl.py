@@ -10,7 +10,7 @@ from store import acl, namespace
 from store.changes import AclChanged, from_json
 from store.errors import AuthFailed, MailboxInvalid, MailboxNotFound
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, Env
+from tests.helpers.store import ORIGIN, Env
 
 BOTH_BACKENDS = True
 

@@ -9,7 +9,7 @@ import pytest
 from store.api import NewMessage
 from store.changes import MessagesExpunged
 from store.errors import MailboxNotFound
-from tests.store.conftest import ORIGIN, Env, message
+from tests.helpers.store import ORIGIN, Env, message
 
 BOTH_BACKENDS = True
 

@@ -16,7 +16,7 @@ from store.changes import (
 )
 from store.errors import MailboxExists, MailboxInvalid, MailboxNotFound
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, Env, new
+from tests.helpers.store import ORIGIN, Env, new
 
 BOTH_BACKENDS = True
 

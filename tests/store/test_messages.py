@@ -13,7 +13,7 @@ from store.changes import FlagChange, FlagsChanged, MessagesAdded, MessagesExpun
 from store.errors import MailboxInvalid, MailboxNotFound, StoreError
 from store.ranges import number_ranges
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, START, Env, message, new
+from tests.helpers.store import ORIGIN, START, Env, message, new
 
 BOTH_BACKENDS = True
 

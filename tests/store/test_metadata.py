@@ -16,7 +16,7 @@ from store.metadata import (
     MetadataTooMany,
 )
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, Env
+from tests.helpers.store import ORIGIN, Env
 
 BOTH_BACKENDS = True
 

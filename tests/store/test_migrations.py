@@ -9,7 +9,7 @@ import aiosqlite
 import pytest
 
 from store.sqlite.migrate import Migration, available, migrate, schema_version, split_statements
-from tests.store.conftest import Env
+from tests.helpers.store import Env
 
 
 def test_shipped_files() -> None:

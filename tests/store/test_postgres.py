@@ -1,7 +1,7 @@
 """What only the PostgreSQL store has: several processes writing one database at once.
 
 Each "instance" here is a PostgresStore with its own connection pool (what two ``imapd
-serve`` processes have), on a fresh database of the throwaway cluster (tests/pg.py).
+serve`` processes have), on a fresh database of the throwaway cluster (tests/helpers/pg.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from store.errors import OverQuota
 from store.postgres.migrate import SchemaTooNew, migrate
 from store.postgres.store import COMMIT_LOCK, PostgresStore
 from store.quota import Limits
-from tests.pg import PgCluster
-from tests.store.conftest import ORIGIN, SCRYPT_N, message, new
+from tests.helpers.pg import PgCluster
+from tests.helpers.store import ORIGIN, SCRYPT_N, message, new
 
 
 @dataclass

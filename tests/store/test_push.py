@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from store.changes import ApplePushRegistered
-from tests.store.conftest import ORIGIN, Env
+from tests.helpers.store import ORIGIN, Env
 
 BOTH_BACKENDS = True
 

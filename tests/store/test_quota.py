@@ -12,7 +12,7 @@ from store.api import NewMessage
 from store.changes import MailboxDeleted, MessagesAdded, MessagesExpunged, QuotaChanged
 from store.quota import Limits, QuotaInfo, QuotaRefused, QuotaRootNotFound, Usage
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, Env, message
+from tests.helpers.store import ORIGIN, Env, message
 
 BOTH_BACKENDS = True
 

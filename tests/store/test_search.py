@@ -12,7 +12,7 @@ from store.mime import parse_message, structure_to_json
 from store.sqlite import SqliteStore
 from store.sqlite.migrate import available, migrate
 from store.sqlite.search import STORED_KEYS, compile_criterion
-from tests.store.conftest import ORIGIN, START, Clock, Env, message, new
+from tests.helpers.store import ORIGIN, START, Clock, Env, message, new
 
 BOTH_BACKENDS = True
 

@@ -8,7 +8,7 @@ from store.changes import MailboxCreated, MailboxDeleted
 from store.errors import AuthFailed, UserExists, UserNotFound
 from store.passwords import hash_password, parameters, verify_password
 from store.sqlite import SqliteStore
-from tests.store.conftest import ORIGIN, Env, new
+from tests.helpers.store import ORIGIN, Env, new
 
 BOTH_BACKENDS = True
 

@@ -19,6 +19,7 @@ from imapd.protocol.parser.primitives import (
     Cursor,
     astring,
     atom,
+    atom_list,
     date_time,
     flag_list,
     list_mailbox,
@@ -149,19 +150,8 @@ def status_atts(c: Cursor) -> tuple[str, ...]:
     status-att = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
                / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" (RFC 8438 §3) / "DELETED" (RFC 9051 §9)
                / "APPENDLIMIT" (RFC 7889 §3) / "DELETED-STORAGE" (RFC 9208 §4.1.4)"""
-    c.char(b"(", "status attribute list")
-    items: list[str] = []
-    while True:
-        c.count_arg()
-        start = c.pos
-        item = atom(c).upper()
-        if item not in _STATUS_ATTS:
-            c.pos = start
-            raise c.error("status attribute")
-        items.append(item)
-        if c.try_char(b")"):
-            return tuple(dict.fromkeys(items))
-        c.sp()
+    return atom_list(c, _STATUS_ATTS, "status attribute", empty=False,
+                     opening="status attribute list")
 
 
 def status(c: Cursor, t: str) -> cmd.Status:
@@ -189,19 +179,10 @@ def list_(c: Cursor, t: str) -> cmd.List:
     ; RECURSIVEMATCH needs a base option (SUBSCRIBED or SPECIAL-USE), RFC 5258 §3"""
     c.sp()
     extended = False
-    selection: list[str] = []
-    if c.try_char(b"("):
+    selection: tuple[str, ...] = ()
+    if c.peek() == ord("("):
         extended = True
-        while not c.try_char(b")"):
-            if selection:
-                c.sp()
-            c.count_arg()
-            start = c.pos
-            opt = atom(c).upper()
-            if opt not in _SELECT_OPTS:
-                c.pos = start
-                raise c.error("list selection option")
-            selection.append(opt)
+        selection = atom_list(c, _SELECT_OPTS, "list selection option")
         if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
             raise BadCommand("RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE", tag=c.tag)
         c.sp()
@@ -221,33 +202,27 @@ def list_(c: Cursor, t: str) -> cmd.List:
         patterns += _valid_pattern(c)
     if bad_reference:
         patterns = []
-    returns: list[str] = []
+    returns: tuple[str, ...] = ()
     status_items: tuple[str, ...] | None = None
+
+    def status(opt: str) -> None:
+        nonlocal status_items
+        if opt == "STATUS":
+            c.sp()
+            status_items = status_atts(c)
+
     if c.try_char(b" "):
         extended = True
         if not c.keyword(b"RETURN"):
             raise c.error("RETURN")
         c.sp()
-        c.char(b"(", '"("')
-        while not c.try_char(b")"):
-            if returns:
-                c.sp()
-            c.count_arg()
-            start = c.pos
-            opt = atom(c).upper()
-            if opt not in _RETURN_OPTS:
-                c.pos = start
-                raise c.error("list return option")
-            if opt == "STATUS":
-                c.sp()
-                status_items = status_atts(c)
-            returns.append(opt)
+        returns = atom_list(c, _RETURN_OPTS, "list return option", then=status)
     return cmd.List(
         t,
         reference,
         tuple(patterns),
-        selection=tuple(dict.fromkeys(selection)),
-        return_opts=tuple(dict.fromkeys(returns)),
+        selection=selection,
+        return_opts=returns,
         status_items=status_items,
         extended=extended,
     )

@@ -20,6 +20,7 @@ from imapd.protocol.parser.primitives import (
     Cursor,
     astring,
     atom,
+    atom_list,
     date,
     flag,
     flag_list,
@@ -57,19 +58,7 @@ def search(c: Cursor, t: str, uid: bool) -> cmd.Search:
     returns: tuple[str, ...] | None = None
     if c.keyword(b"RETURN"):
         c.sp()
-        c.char(b"(", '"("')
-        opts: list[str] = []
-        while not c.try_char(b")"):
-            if opts:
-                c.sp()
-            c.count_arg()
-            start = c.pos
-            opt = atom(c).upper()
-            if opt not in _RETURN_SEARCH:
-                c.pos = start
-                raise c.error("search return option")
-            opts.append(opt)
-        returns = tuple(dict.fromkeys(opts))
+        returns = atom_list(c, _RETURN_SEARCH, "search return option")
         c.sp()
     charset: str | None = None
     if c.keyword(b"CHARSET"):

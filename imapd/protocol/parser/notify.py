@@ -1,7 +1,7 @@
 """The grammar of NOTIFY (RFC 5465 §8).
 
 Owns: event groups, mailbox filters and events, with the §5 and §6.1 rules that make a
-well-formed NOTIFY a BAD (NOTIFY.md N40-N42); `NOTIFY_EVENTS`, the canonical event names.
+well-formed NOTIFY a BAD (RFC 5465 §5, §6.1, §8); `NOTIFY_EVENTS`, the canonical event names.
 Must not import asyncio, socket, ssl, store or notify.
 """
 
@@ -37,7 +37,8 @@ def notify(c: Cursor, t: str) -> cmd.Notify:
     ; RFC 5465 §8, with the §5 and §6.1 rules (each a BAD): MessageNew and MessageExpunge
     ; together; FlagChange/AnnotationChange need both; at most one selected group, holding
     ; message events only; fetch-atts only after MessageNew in a selected group. The §3.1
-    ; example without parentheses round the events is not the ABNF (NOTIFY.md C.1)."""
+    ; example without parentheses round the events is not the ABNF (docs/notify.md, "Event
+    ; lists in parentheses")."""
     c.sp()
     if c.keyword(b"NONE"):
         return cmd.Notify(t, False, None)
@@ -127,7 +128,7 @@ def notify_event(c: Cursor, selected: bool) -> cmd.NotifyEvent:
 
 
 def _check_events(c: Cursor, events: tuple[cmd.NotifyEvent, ...], selected: bool) -> None:
-    """RFC 5465 §5 and §6.1: the pairing rules of one group, each a BAD (NOTIFY.md N40-N42)."""
+    """RFC 5465 §5 and §6.1: the pairing rules of one group, each a BAD (RFC 5465 §8)."""
     names = {e.name for e in events}
     if ("MessageNew" in names) != ("MessageExpunge" in names):
         raise BadCommand("MessageNew and MessageExpunge go together", tag=c.tag)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Final
 
 from imapd.protocol import utf7
@@ -289,6 +290,40 @@ def nstring(c: Cursor) -> bytes | None:
 def atom(c: Cursor) -> str:
     """atom = 1*ATOM-CHAR"""
     return c.expect(ATOM, "atom").group().decode("ascii")
+
+
+def atom_list(
+    c: Cursor,
+    allowed: frozenset[str],
+    what: str,
+    *,
+    empty: bool = True,
+    opening: str = '"("',
+    then: Callable[[str], None] | None = None,
+) -> tuple[str, ...]:
+    """ "(" [item *(SP item)] ")" where each item is an atom among ``allowed`` (compared
+    upper-cased; ``what`` names them in the error): the parenthesised option lists of
+    STATUS, LIST (selection and RETURN) and SEARCH RETURN. Without ``empty`` "()" is an
+    error. ``then(item)`` parses what follows an item (LIST RETURN's ``STATUS (...)``).
+    Duplicates are dropped, first one kept."""
+    c.char(b"(", opening)
+    items: list[str] = []
+    if not empty and c.try_char(b")"):
+        c.pos -= 1
+        raise c.error(what)
+    while not c.try_char(b")"):
+        if items:
+            c.sp()
+        c.count_arg()
+        start = c.pos
+        item = atom(c).upper()
+        if item not in allowed:
+            c.pos = start
+            raise c.error(what)
+        if then is not None:
+            then(item)
+        items.append(item)
+    return tuple(dict.fromkeys(items))
 
 
 def utf8_text(c: Cursor, data: bytes, what: str) -> str:

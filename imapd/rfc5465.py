@@ -1,4 +1,11 @@
-"""One session's NOTIFY (RFC 5465) registration and the rendering of changes into responses.
+"""IMAP NOTIFY (RFC 5465): one session's registration and the rendering of changes into
+responses, pure. Not to be confused with the top-level `notify` package, which is the bus and
+the RFC 5423 message-store events and sinks that this module's input comes from.
+
+The NOTIFY layers: the grammar in imapd/protocol/parser/notify.py, the filters (which
+mailboxes a group names) in notify/filters.py, the command in imapd/commands/notify.py,
+this registration and rendering, and the delivery while the session waits in
+imapd/listening.py.
 
 Owns: the compiled registration (notify/filters.py), the NOTIFY subscription to the bus
 (separate from the selected mailbox's, so its overflow ends NOTIFY, not the session), and
@@ -7,10 +14,10 @@ the names the user can list (for ``\\HasChildren`` and ``\\NonExistent``), the u
 subscriptions, and the rights on other users' and shared mailboxes being watched. `render`
 is pure over that state: a Change in, responses out (STATUS from ``Change.counts``, LIST
 from the names, METADATA from the entry names). What needs the store (rights re-checks after
-an AclChanged, FETCH items beyond the flags) is left to imapd/commands/notify.py.
+an AclChanged, FETCH items beyond the flags) is left to imapd/listening.py.
 
 Message events of the selected mailbox are not rendered here: they go through the
-SelectedView (N29), which the session flushes at the moments the selected group allows.
+SelectedView (RFC 5465 §6.1), which the session flushes at the moments the selected group allows.
 Must not import asyncio or the store implementation.
 """
 
@@ -18,9 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imapd.commands.mailbox import list_response, oldname_response
-from imapd.commands.metadata import entry_value
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, UntaggedStatus, Value
+from imapd.replies import entry_value, list_response, oldname_response
 from notify.bus import Subscription
 from notify.filters import MailboxFacts, Registration, has_children, parent_name
 from store.acl import ALL as ALL_RIGHTS
@@ -68,7 +74,7 @@ class NotifyState:
     foreign: dict[int, Foreign] = field(default_factory=dict)
     #: Mailboxes (owner, local name, id) whose rights must be read again (AclChanged).
     recheck: set[tuple[str, str, int]] = field(default_factory=set)
-    #: Names reported with \\NoAccess, to report again when access comes back (N93).
+    #: Names reported with \\NoAccess, to report again when access comes back (RFC 5465 §5.9).
     no_access: set[str] = field(default_factory=set)
     #: The user's rights on every other owner's mailbox they have any right on, by (owner,
     #: owner's name): a mailbox created there inherits its parent's ACL (RFC 4314 §4, as
@@ -119,13 +125,13 @@ class NotifyState:
     def events(self, ref: MailboxRef) -> frozenset[str]:
         assert self.registration is not None
         rights = self._rights(ref)
-        if rights is None or "l" not in rights:  # N32, N47: nothing without l
+        if rights is None or "l" not in rights:  # RFC 5465 §3.1, §5: nothing without l
             return frozenset()
         return self.registration.events_for(self.facts(ref.owner, self._name(ref)))
 
     def list_attrs(self, name: str) -> tuple[str, ...]:
-        """As `mailbox_attributes` orders them: special uses (D35), children, \\Subscribed,
-        then \\NonExistent when the name is not a mailbox the user can list (N78, D11)."""
+        """As `mailbox_attributes` orders them: special uses (RFC 6154), children, \\Subscribed,
+        then \\NonExistent when the name is not a mailbox the user can list (§5.4; RFC 5258 §3)."""
         attrs: list[str] = list(self.special_use.get(name, ()))
         attrs.append("\\HasChildren" if has_children(name, self.names) else "\\HasNoChildren")
         if name in self.subscribed:
@@ -139,13 +145,14 @@ class NotifyState:
         self, change: Change, *, session: str, selected: int | None, condstore: bool
     ) -> list[Response]:
         """Apply ``change`` to the kept facts and return what the client is told of it.
-        The session's own changes update the facts but are not echoed (N46, C.8)."""
+        The session's own changes update the facts but are not echoed (RFC 5465 §5;
+        docs/notify.md "A session's own changes")."""
         if self.registration is None:
             return []
         own = change.origin.session == session
         match change:
             case MessagesAdded() | MessagesExpunged() | FlagsChanged():
-                if own or change.mailbox.id == selected:  # N29: the selected group's
+                if own or change.mailbox.id == selected:  # RFC 5465 §3.1, §6: the selected group's
                     return []
                 return self._message_event(change, condstore)
             case MailboxCreated():
@@ -164,7 +171,7 @@ class NotifyState:
                 out = self._name_event(change.mailbox, name)
                 rights = self._rights(change.mailbox) or ""
                 if "r" in rights and "FlagChange" in self.events(change.mailbox):
-                    # N55: a watched name that comes back (DELETE, then CREATE) has a new
+                    # RFC 5465 §5.1: a watched name that comes back (DELETE, then CREATE) has a new
                     # UIDVALIDITY; with FlagChange the client is told by a STATUS.
                     uidvalidity: tuple[Value, ...] = (
                         Atom("UIDVALIDITY"), change.mailbox.uidvalidity,
@@ -199,11 +206,11 @@ class NotifyState:
                 if own:
                     return []
                 # A `subscribed` group names the mailbox before an UNSUBSCRIBE, not after:
-                # that change is about a mailbox it watched, and is told (N84).
+                # that change is about a mailbox it watched, and is told (RFC 5465 §5.5).
                 after = self.registration.events_for(self.facts(owner, change.name))
                 if "SubscriptionChange" not in before | after:
                     return []
-                return [list_response(self.list_attrs(change.name), change.name)]  # N84, N85
+                return [list_response(self.list_attrs(change.name), change.name)]  # RFC 5465 §5.5
             case MetadataChanged():
                 if own:
                     return []
@@ -217,7 +224,7 @@ class NotifyState:
                 return []
 
     def _came_into_view(self, ref: MailboxRef, name: str) -> bool:
-        """Another owner's mailbox was created (N74, N75): its rights are its direct
+        """Another owner's mailbox was created (RFC 5465 §5.4): its rights are its direct
         parent's (the ACL it inherits; none without a parent), every right for an admin on
         a shared one. Watched from now on when the user may list it and a group names it."""
         assert self.registration is not None
@@ -245,7 +252,7 @@ class NotifyState:
     ) -> list[Response]:
         ref = change.mailbox
         rights = self._rights(ref)
-        if rights is None or "l" not in rights or "r" not in rights:  # N47
+        if rights is None or "l" not in rights or "r" not in rights:  # RFC 5465 §5
             return []
         events = self.events(ref)
         counts = change.counts
@@ -255,7 +262,7 @@ class NotifyState:
                 event = "MessageNew" if isinstance(change, MessagesAdded) else "MessageExpunge"
                 if event not in events:
                     return []
-                # N64, N65; N70, C.5
+                # RFC 5465 §5.2, §5.3; docs/notify.md "HIGHESTMODSEQ in pushed STATUS"
                 return [status_response(name, ref, counts, STATUS_NEW, condstore)]
             case FlagsChanged():
                 if "FlagChange" not in events:
@@ -263,11 +270,12 @@ class NotifyState:
                 seen = any("\\Seen" in (*c.added, *c.removed) for c in change.changes)
                 items = ("UIDVALIDITY",) + (("UNSEEN",) if seen else ())
                 if not condstore and not seen:
-                    return []  # N54
-                return [status_response(name, ref, counts, items, condstore)]  # N52, N53
+                    return []  # RFC 5465 §5.1
+                return [status_response(name, ref, counts, items, condstore)]  # RFC 5465 §5.1
 
     def _name_event(self, ref: MailboxRef, name: str) -> list[Response]:
-        """N74-N78, C.10: a LIST for the name and one for its direct parent."""
+        """RFC 5465 §5.4, docs/notify.md "The parent's LIST": a LIST for the name and one for
+        its direct parent."""
         assert self.registration is not None
         out: list[Response] = []
         if "MailboxName" in self.registration.events_for(self.facts(ref.owner, name)):
@@ -282,8 +290,8 @@ class NotifyState:
         return out
 
     def _renamed(self, change: MailboxRenamed, own: bool) -> list[Response]:
-        """N79, N80: one LIST with OLDNAME for the named mailbox, none for its children.
-        N81: renaming INBOX leaves a new INBOX, about which nothing is said."""
+        """RFC 5465 §5.4: one LIST with OLDNAME for the named mailbox, none for its children.
+        RFC 5465 §5.4: renaming INBOX leaves a new INBOX, about which nothing is said."""
         assert self.registration is not None
         first_old, first_new = change.renames[0]
         if first_old.owner != self.viewer:
@@ -320,7 +328,7 @@ class NotifyState:
         return [oldname_response(new_name, old_name, attrs)]
 
     def _renamed_into_view(self, change: MailboxRenamed) -> bool:
-        """N74, N79: another owner's mailbox the user may list was renamed to a name a group
+        """RFC 5465 §5.4: another owner's mailbox the user may list was renamed to a name a group
         names: watched from now on (its children too where a group names them)."""
         assert self.registration is not None
         found = False
@@ -337,11 +345,11 @@ class NotifyState:
         return found
 
     def _metadata(self, change: MetadataChanged) -> list[Response]:
-        """N87-N90, D25: entry names only, deleted ones included."""
+        """RFC 5465 §5.6, §5.7; RFC 5464 §4.4, §4.4.2: entry names only, deleted ones included."""
         assert self.registration is not None
         entries: tuple[Value, ...] = tuple(entry_value(e) for e in change.entries)
         if change.mailbox is None:
-            # The user's own /private entries, and everyone's /shared ones (N90).
+            # The user's own /private entries, and everyone's /shared ones (RFC 5465 §5.7).
             if change.user not in (self.viewer, SHARED_OWNER):
                 return []
             if "ServerMetadataChange" not in self.registration.wants:
@@ -353,7 +361,7 @@ class NotifyState:
         return [Untagged((Atom("METADATA"), name, *entries))]
 
 
-#: STATUS items for MessageNew and MessageExpunge elsewhere (N30, N64, N70; UNSEEN: N53).
+#: STATUS items for MessageNew and MessageExpunge elsewhere (RFC 5465 §5.2, §5.3; UNSEEN: §5.1).
 STATUS_NEW = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 
 
@@ -361,7 +369,7 @@ def status_response(
     name: str, ref: MailboxRef, counts: Counts, items: tuple[str, ...], condstore: bool
 ) -> Untagged:
     """``* STATUS name (...)`` from a change's counts; HIGHESTMODSEQ once the client is
-    CONDSTORE-aware (N52, N65, C.5)."""
+    CONDSTORE-aware (RFC 5465 §5.1, §5.2; docs/notify.md "HIGHESTMODSEQ in pushed STATUS")."""
     values: dict[str, int] = {
         "MESSAGES": counts.messages,
         "UIDNEXT": counts.uidnext,

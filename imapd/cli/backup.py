@@ -1,7 +1,7 @@
 """Store maintenance subcommands of `imapd`: ``backup``, ``restore``, ``fsck``, ``init``, and
 the exit statuses every command uses when the store itself is the problem.
 
-Owns: their argparse parsers (`add_parsers`, called by imapd/cli.py), `dispatch`, `init_store`
+Owns: their argparse parsers (`add_parsers`, called by imapd/cli/app.py), `dispatch`, `init_store`
 (``imapd init`` and ``imapd serve --init``) and `exit_status` (a store error at start-up ->
 a message and a distinct status). The work is store/sqlite/backup.py, store/sqlite/fsck.py and
 store/sqlite/files.py; see the README section "Files, disk full, backup, restore, fsck".

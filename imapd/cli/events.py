@@ -16,7 +16,7 @@ in its datagram, except that:
 ``--from SEQ`` starts at that seq (inclusive); without it, at the last `DEFAULT_LAST`
 changes. ``--user U`` keeps the changes to U's mailboxes and account (the owner, as the
 bus routes them). ``--follow`` then waits: subscribed to the server's control socket
-(imapd/control.py), which pushes a notice each time the server publishes (its own commits
+(imapd/control/), which pushes a notice each time the server publishes (its own commits
 and other processes' it caught up with), so a new event prints at once and nothing is
 polled. Subscribe first, read second: nothing committed in between is missed. With no
 server running it sleeps `FALLBACK_INTERVAL` seconds between reads of change_log (and
@@ -35,6 +35,8 @@ import sys
 from typing import TextIO
 
 from imapd import control
+from imapd.cli import common
+from imapd.cli.common import Subparsers, add_data_dir
 from imapd.config import Config
 from notify.bus import change_owner
 from notify.cyrus import to_json
@@ -49,11 +51,27 @@ DEFAULT_LAST = 10
 FALLBACK_INTERVAL = 1.0
 
 
-def main(args: argparse.Namespace, config: Config) -> int:
-    from imapd.cli import _run
+def add_parser(sub: Subparsers) -> None:
+    events_parser = sub.add_parser("events", help="the event outbox (change_log) as Cyrus JSON")
+    events_sub = events_parser.add_subparsers(dest="events_command", required=True)
+    tail = events_sub.add_parser("tail", help="print events, one JSON object a line")
+    tail.add_argument("--user", help="only changes to this user's mailboxes and account")
+    tail.add_argument("--from", dest="from_seq", type=_seq, metavar="SEQ",
+                      help="start at this change_log seq (default: the last 10 changes)")
+    tail.add_argument("--follow", "-f", action="store_true",
+                      help="then wait for new events (ends with Ctrl-C)")
+    add_data_dir(tail)
 
+
+def _seq(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a change_log seq (a number), got {text!r}")
+    return int(text)
+
+
+def main(args: argparse.Namespace, config: Config) -> int:
     try:
-        return _run(tail(config, user=args.user, from_seq=args.from_seq, follow=args.follow))
+        return common.run(tail(config, user=args.user, from_seq=args.from_seq, follow=args.follow))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `imapd events tail | head`
@@ -100,7 +118,7 @@ async def tail(config: Config, *, user: str | None, from_seq: int | None, follow
 
 
 class ServerNotices:
-    """Waiting for the server's next publish: its control socket's notices (imapd/control.py)
+    """Waiting for the server's next publish: its control socket's notices (imapd/control/)
     while a server runs, else `FALLBACK_INTERVAL` seconds (then the socket is tried again).
     Open before the first read of change_log, so that nothing committed in between is
     missed; `wait` returns when change_log may have grown."""
@@ -130,7 +148,6 @@ class ServerNotices:
 def notifyd_outbox(args: argparse.Namespace, config: Config) -> int:
     """``imapd notifyd --outbox --state FILE --method log|jsonl|external``: the server's
     change_log (read-only), rendered with its event options, handled by notify/notifyd.py."""
-    from imapd.cli import _run
     from imapd.server import event_format
     from notify import notifyd
     from notify.follow import StateFile, open_outbox
@@ -162,7 +179,7 @@ def notifyd_outbox(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     try:
-        return _run(run())
+        return common.run(run())
     except (FileNotFoundError, ValueError) as exc:
         print(f"imapd notifyd: {exc}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ Owns: reading the two formats into `Source` values (pure apart from reading the 
 store's normal ``append`` in batches: each batch is one transaction and one
 MessagesAdded(kind="import") with Origin(service="cli"), so sessions, NOTIFY and the event
 sink see MessageAppend events exactly as for IMAP APPEND. After each batch a running server
-is told (imapd/control.py), so an IDLE client sees the messages arrive batch by batch.
+is told (imapd/control/), so an IDLE client sees the messages arrive batch by batch.
 
 Formats:
 - Maildir (cr.yp.to/proto/maildir.html): the files of ``cur/`` and ``new/`` (``tmp/`` is
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imapd import control
-from imapd.cli_admin import CLI_ORIGIN, with_store
+from imapd.cli.common import CLI_ORIGIN, Subparsers, add_data_dir, with_store
 from imapd.config import Config
 from store.api import NewMessage, Store
 from store.errors import MailboxNotFound, StoreError
@@ -177,6 +177,25 @@ def batches(items: Iterator[Source], size: int) -> Iterator[list[Source]]:
         octets += len(item.content)
     if batch:
         yield batch
+
+
+def add_parser(sub: Subparsers) -> None:
+    imp = sub.add_parser("import", help="import a Maildir or an mbox file into a mailbox")
+    imp.add_argument("user")
+    imp.add_argument("mailbox")
+    imp.add_argument("path", help="a Maildir (with cur/ and new/) or an mbox file")
+    imp.add_argument("--format", choices=("auto", "maildir", "mbox"), default="auto",
+                     help="default: a directory is a Maildir, a file an mbox")
+    imp.add_argument("--create", action="store_true", help="create the mailbox if missing")
+    imp.add_argument("--batch", type=_positive, default=100, metavar="N",
+                     help="messages per transaction (default 100)")
+    add_data_dir(imp)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return int(text)
 
 
 async def main(args: argparse.Namespace, config: Config) -> int:

@@ -1,69 +1,25 @@
-"""Admin subcommands of `imapd`: ``mailbox list|create|delete|status``, ``who``, ``kick``, and
-the wiring of ``import`` (imapd/cli_import.py) and ``events tail`` (imapd/cli_events.py).
+"""Admin subcommands of `imapd`: ``mailbox list|create|delete|status``, ``who``, ``kick``.
 
-Owns: their argparse parsers (`add_parsers`, called by imapd/cli.py), their output, and
-`with_store`: every CLI command that writes opens the store, runs the same store methods the
-server runs (so the same Changes reach change_log), then tells a running server over its
-control socket (imapd/control.py) that change_log grew, so its IMAP sessions, IDLE and
-NOTIFY hear of it at once. ``who`` and ``kick`` need the running server; the others work with
-or without it.
+Owns: their argparse parsers (`add_parsers`, called by imapd/cli/app.py) and their output.
+Every CLI command that writes goes through `imapd.cli.common.with_store`: it runs the same
+store methods the server runs (so the same Changes reach change_log), then tells a running
+server over its control socket (imapd/control/) that change_log grew, so its IMAP sessions,
+IDLE and NOTIFY hear of it at once. ``who`` and ``kick`` need the running server; the others
+work with or without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from imapd import control
+from imapd.cli.common import CLI_ORIGIN, fail, print_json, run, with_store
 from imapd.config import Config
 from store.api import Store
-from store.changes import Origin
 from store.errors import StoreError
-from store.open import open_store, private_dir
-
-#: Who CLI changes come from (events: ``service`` "cli").
-CLI_ORIGIN = Origin(service="cli")
-
-
-def run(coro: Coroutine[Any, Any, int]) -> int:
-    from imapd.cli import _run
-
-    return _run(coro)
-
-
-async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]
-                     ) -> int:
-    """Open the store, run ``action``, close; then, if change_log grew, tell a running
-    server (it publishes the new rows in commit order; see imapd/control.py)."""
-    private_dir(config.data_dir)  # 0700 when new (store/open.py)
-    store = await open_store(
-        config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
-        scrypt_n=config.scrypt_n,
-    )
-    grew = False
-    try:
-        before = await store.change_log_head()
-        try:
-            return await action(store)
-        finally:  # also after a failure part-way (an import's earlier batches stand)
-            grew = await store.change_log_head() != before
-    finally:
-        await store.close()
-        if grew:
-            await control.notify_changed(config.data_dir)
-
-
-def _fail(text: str) -> int:
-    print(f"imapd: {text}", file=sys.stderr)
-    return 1
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=1))
 
 
 # --- mailbox list|create|delete|status -----------------------------------------------------
@@ -84,7 +40,7 @@ def _mailbox(args: argparse.Namespace, config: Config) -> int:
                 case "status":
                     return await _status(store, user.id, args.name, as_json=args.json)
         except StoreError as exc:
-            return _fail(exc.text)
+            return fail(exc.text)
         return 0
 
     return run(with_store(config, act))
@@ -98,7 +54,7 @@ async def _list(store: Store, user_id: int, *, as_json: bool) -> int:
     """The user's mailboxes as the user sees them (others' and shared ones with a right)."""
     infos = await store.list_mailboxes(user_id)
     if as_json:
-        _print_json([{"name": m.name, "attributes": _attributes(m), "messages": m.messages,
+        print_json([{"name": m.name, "attributes": _attributes(m), "messages": m.messages,
                       "unseen": m.unseen, "subscribed": m.subscribed} for m in infos])
         return 0
     for m in infos:
@@ -117,7 +73,7 @@ async def _status(store: Store, user_id: int, name: str, *, as_json: bool) -> in
         "retention": m.retention_days, "attributes": _attributes(m),
     }
     if as_json:
-        _print_json(status)
+        print_json(status)
         return 0
     status["retention"] = f"{m.retention_days} days" if m.retention_days else "none"
     status["attributes"] = " ".join(_attributes(m)) or "-"
@@ -131,14 +87,14 @@ async def _ask(config: Config, req: control.Who | control.Kick) -> dict[str, Any
     try:
         answer = await control.request(config.data_dir, req)
     except control.NoServer:
-        _fail(f"no server is running on {config.data_dir} (no answer on"
+        fail(f"no server is running on {config.data_dir} (no answer on"
               f" {control.socket_path(config.data_dir)})")
         return None
     except (OSError, TimeoutError, control.ProtocolError) as exc:
-        _fail(f"control socket: {exc or type(exc).__name__}")
+        fail(f"control socket: {exc or type(exc).__name__}")
         return None
     if not answer.get("ok"):
-        _fail(f"control socket: {answer.get('error')}")
+        fail(f"control socket: {answer.get('error')}")
         return None
     return answer
 
@@ -149,7 +105,7 @@ def _who(args: argparse.Namespace, config: Config) -> int:
         return 1
     sessions: list[dict[str, Any]] = answer.get("sessions", [])
     if args.json:
-        _print_json(sessions)
+        print_json(sessions)
         return 0
     rows = [("SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE")]
     for s in sessions:
@@ -171,7 +127,7 @@ async def disconnect_user(config: Config, name: str) -> int:
     except control.NoServer:
         return 0
     except (OSError, TimeoutError, control.ProtocolError) as exc:
-        _fail(f"sessions of {name} not disconnected: {exc or type(exc).__name__}")
+        fail(f"sessions of {name} not disconnected: {exc or type(exc).__name__}")
         return 0
     return len(answer.get("kicked", ())) if answer.get("ok") else 0
 
@@ -185,7 +141,7 @@ def _kick(args: argparse.Namespace, config: Config) -> int:
             return 1
         kicked: list[str] = answer.get("kicked", [])
         if not kicked:
-            return _fail("no such session" if args.session else
+            return fail("no such session" if args.session else
                          f"no session of {args.user}")
         for session_id in kicked:
             print(f"kicked {session_id}")
@@ -196,13 +152,13 @@ def _kick(args: argparse.Namespace, config: Config) -> int:
 
 # --- parsers ------------------------------------------------------------------------------------
 MAILBOX_COMMANDS = frozenset({"list", "create", "delete", "status"})
-COMMANDS = frozenset({"who", "kick", "import", "events"})
+COMMANDS = frozenset({"who", "kick"})
 
 
 def add_parsers(
     sub: Any, mailbox_sub: Any, data_dir: Callable[[argparse.ArgumentParser], None]
 ) -> None:
-    """The admin subcommands, on imapd/cli.py's subparsers (``sub``) and its ``mailbox``
+    """The admin subcommands, on imapd/cli/app.py's subparsers (``sub``) and its ``mailbox``
     subparsers (``mailbox_sub``); ``data_dir`` adds --data-dir/--config."""
     lst = mailbox_sub.add_parser("list", help="list a user's mailboxes")
     lst.add_argument("user")
@@ -234,39 +190,6 @@ def add_parsers(
     target.add_argument("--user", help="every session of this user")
     data_dir(kick)
 
-    imp = sub.add_parser("import", help="import a Maildir or an mbox file into a mailbox")
-    imp.add_argument("user")
-    imp.add_argument("mailbox")
-    imp.add_argument("path", help="a Maildir (with cur/ and new/) or an mbox file")
-    imp.add_argument("--format", choices=("auto", "maildir", "mbox"), default="auto",
-                     help="default: a directory is a Maildir, a file an mbox")
-    imp.add_argument("--create", action="store_true", help="create the mailbox if missing")
-    imp.add_argument("--batch", type=_positive, default=100, metavar="N",
-                     help="messages per transaction (default 100)")
-    data_dir(imp)
-
-    events = sub.add_parser("events", help="the event outbox (change_log) as Cyrus JSON")
-    events_sub = events.add_subparsers(dest="events_command", required=True)
-    tail = events_sub.add_parser("tail", help="print events, one JSON object a line")
-    tail.add_argument("--user", help="only changes to this user's mailboxes and account")
-    tail.add_argument("--from", dest="from_seq", type=_seq, metavar="SEQ",
-                      help="start at this change_log seq (default: the last 10 changes)")
-    tail.add_argument("--follow", "-f", action="store_true",
-                      help="then wait for new events (ends with Ctrl-C)")
-    data_dir(tail)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return int(text)
-
-
-def _seq(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a change_log seq (a number), got {text!r}")
-    return int(text)
-
 
 def dispatch(args: argparse.Namespace, config: Config) -> int | None:
     """Run an admin subcommand; None when ``args`` is not one of them."""
@@ -277,13 +200,5 @@ def dispatch(args: argparse.Namespace, config: Config) -> int | None:
             return _who(args, config)
         case "kick":
             return _kick(args, config)
-        case "import":
-            from imapd import cli_import
-
-            return run(cli_import.main(args, config))
-        case "events":
-            from imapd import cli_events
-
-            return cli_events.main(args, config)
     return None
 
