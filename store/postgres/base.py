@@ -21,6 +21,7 @@ from store import names, namespace
 from store.api import MailboxInfo
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
+from store.postgres.pool import Pool
 
 T = TypeVar("T")
 Row = Sequence[Any]
@@ -138,7 +139,7 @@ async def fetch_one(db: Db, sql: str, *params: object) -> Row | None:
 class PostgresBase:
     """State and lookups the operation mixins share (set by `PostgresStore.__init__`)."""
 
-    _pool: asyncpg.Pool
+    _pool: Pool
     _scrypt_n: int
     _clock: Callable[[], dt.datetime]
     _uidvalidity_source: Callable[[], int] | None

@@ -56,6 +56,7 @@ from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
 from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
+from store.postgres.pool import Pool
 
 __all__ = ["CHANNEL", "COMMIT_LOCK", "PostgresStore"]
 
@@ -109,7 +110,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         publish: Publish,
         *,
         scrypt_n: int,
@@ -117,6 +118,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
         uidvalidity: Callable[[], int] | None,
     ) -> None:
         self._pool = pool
+        self._dsn = ""  # for the LISTEN connection (set by `open`)
         self._publish = publish
         self._scrypt_n = scrypt_n
         self._clock = clock
@@ -153,8 +155,10 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-                   uidvalidity=uidvalidity)
+        store = cls(Pool(pool), publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
+                    uidvalidity=uidvalidity)
+        store._dsn = dsn
+        return store
 
     async def close(self) -> None:
         if self._closed:
@@ -348,9 +352,39 @@ class PostgresStore(PostgresMailboxes, PostgresMessages):
         async with self._publish_lock:
             self._published = await self.change_log_head()
         if self._listener is None:
-            params = self._pool._connect_kwargs  # same server and credentials as the pool
-            self._listener = await asyncpg.connect(*self._pool._connect_args, **params)
-            await self._listener.add_listener(CHANNEL, self._notified)
+            await self._listen()
+
+    async def _listen(self) -> None:
+        self._listener = await asyncpg.connect(self._dsn)
+        await self._listener.add_listener(CHANNEL, self._notified)
+        self._listener.add_termination_listener(self._listener_lost)
+
+    def _listener_lost(self, conn: object) -> None:
+        """The LISTEN connection died (PostgreSQL restarted): listen again, with backoff,
+        then catch up from the last seq published (commits made meanwhile)."""
+        if self._closed:
+            return
+        self._listener = None
+        task = asyncio.ensure_future(self._relisten())
+        self._wakeups.add(task)
+        task.add_done_callback(self._wakeups.discard)
+
+    async def _relisten(self) -> int:
+        delay = 0.1
+        while not self._closed:
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("LISTEN %s: reconnecting in %.1f s (%s)", CHANNEL, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                return await self.publish_foreign()
+            except StoreError as exc:  # Unavailable: the next commit or wake-up catches up
+                log.warning("catching up after LISTEN reconnect failed: %s", exc.text)
+                return 0
+        return 0
 
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
         if self._closed or (self._published is not None and int(payload) <= self._published):

@@ -15,7 +15,7 @@ import pytest
 
 from store.api import User
 from store.changes import Change, FlagsChanged, MessagesAdded
-from store.errors import OverQuota
+from store.errors import OverQuota, Unavailable
 from store.postgres.migrate import SchemaTooNew, migrate
 from store.postgres.store import COMMIT_LOCK, PostgresStore
 from store.quota import Limits
@@ -200,3 +200,62 @@ async def test_users_sorted_bytewise_like_sqlite(instances: list[Instance]) -> N
         await a.store.create_user(name, "pw")
     users: list[User] = await a.store.list_users()
     assert [u.name for u in users] == sorted(["b", "B", "a", "_"])
+
+
+async def test_a_lost_connection_gives_unavailable_then_service_resumes(
+    dsn: str, instances: list[Instance]
+) -> None:
+    """PostgreSQL drops the connection of a command in flight (as at a restart): that
+    command gets Unavailable (NO [UNAVAILABLE]), never a driver error, and nothing of it
+    is stored; the next commands work on fresh connections."""
+    a, _ = instances
+    bob = await a.store.create_user("bob", "pw")
+    await a.store.append(bob.id, "INBOX", [new()], ORIGIN)
+    admin = await asyncpg.connect(dsn)
+    try:
+        async with admin.transaction():
+            await admin.execute("SELECT pg_advisory_xact_lock($1)", COMMIT_LOCK)
+            append = asyncio.ensure_future(a.store.append(bob.id, "INBOX", [new()], ORIGIN))
+            waiting: list[int] = []
+            for _ in range(100):  # until the append waits for the lock
+                waiting = [r[0] for r in await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")]
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(waiting) == 1
+            await admin.execute("SELECT pg_terminate_backend($1)", waiting[0])
+            with pytest.raises(Unavailable) as refused:
+                await asyncio.wait_for(append, 10)
+            assert refused.value.code == "UNAVAILABLE"
+    finally:
+        await admin.close()
+    box = await a.store.get_mailbox(bob.id, "INBOX")
+    assert box.messages == 1 and box.uidnext == 2  # nothing of the lost APPEND
+    again = await a.store.append(bob.id, "INBOX", [new()], ORIGIN)
+    assert again.uids == (2,)
+    assert [r.uid for r in await a.store.fetch(box.id, [1, 2, 3])] == [1, 2]
+
+
+async def test_listen_connection_comes_back_and_catches_up(
+    dsn: str, instances: list[Instance]
+) -> None:
+    """A's LISTEN connection is dropped; B commits meanwhile: A listens again and publishes
+    what it missed, then is pushed B's next commit as before."""
+    a, b = instances
+    bob = await b.store.create_user("bob", "pw")
+    await a.store.follow_foreign_commits()
+    listener = a.store._listener
+    assert listener is not None
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+    finally:
+        await admin.close()
+    await b.store.append(bob.id, "INBOX", [new("while A was not listening")], ORIGIN)
+    await a.until(await b.store.change_log_head(), timeout=10)
+    await b.store.append(bob.id, "INBOX", [new("after")], ORIGIN)
+    await a.until(await b.store.change_log_head(), timeout=10)
+    uids = [m.uid for c in a.published if isinstance(c, MessagesAdded) for m in c.messages]
+    assert uids == [1, 2]
