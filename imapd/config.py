@@ -10,6 +10,7 @@ the option's name in capitals (``IMAPD_LISTEN_TLS``, ``IMAPD_LIMITS_MAX_LINE_LEN
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -105,6 +106,14 @@ class Config:
     #: bounces), True 452 4.2.2 (the MTA keeps the message and retries; Cyrus's
     #: lmtp_over_quota_perm_failure off, Dovecot's quota_full_tempfail).
     lmtp_overquota_temporary: bool = False
+    #: Calendar alarms (docs/calendar.md; needs the [calendar] extra): alarms that fell due
+    #: while no server ran fire at start if at most this many seconds late, older ones are
+    #: skipped with a log line (Cyrus calalarmd does the same at start).
+    calendar_alarm_lookback: float = 3600.0
+    #: TESTS ONLY: an ISO 8601 instant ("2026-03-01T08:00:00Z"); the server's clock (store
+    #: timestamps, the alarm scheduler) then stands still there, so that a test restarts a
+    #: real server "later" without waiting. Never set it in production.
+    calendar_test_clock: str | None = None
 
     # TLS (RFC 8314 implicit TLS on ``listen_tls``; STARTTLS, RFC 3501 §6.2.1, on ``listen``
     # once a certificate is configured). SIGHUP reloads the files for new connections.
@@ -137,6 +146,19 @@ class Config:
     #: Changes the notification sink catches up on after an outage; older ones are skipped
     #: (counted and logged). Ours: Cyrus keeps no backlog at all.
     event_backlog_max: int = 100_000
+    # --- event_notifier = "jetstream": events into NATS JetStream (docs/jetstream.md) ---
+    #: nats://HOST:PORT (comma-separated for several); needed by the jetstream notifier.
+    jetstream_url: str | None = None
+    #: The stream, created if absent with file storage and the two limits below.
+    jetstream_stream: str = "IMAPD_EVENTS"
+    #: Subjects are PREFIX.<event type>.<user> (notify/jetstream.py escapes the tokens).
+    jetstream_subject_prefix: str = "imapd"
+    #: A NATS credentials file (JWT + NKey seed), when the server asks for one.
+    jetstream_creds: Path | None = None
+    #: A created stream's limits: seconds a message is kept, octets the stream holds.
+    jetstream_max_age: float = 7 * 24 * 3600.0
+    jetstream_max_bytes: int = 1 << 30
+    # --- end jetstream ---
 
     @property
     def db_path(self) -> Path:
@@ -153,7 +175,8 @@ def parse_hostport(value: str, option: str) -> tuple[str, int]:
 _LIMIT_KEYS = {f.name for f in fields(Limits)}
 _PATHS = {"data_dir": "data_dir", "tls_cert_file": "tls_cert_file",
           "tls_key_file": "tls_key_file", "tls_server_cert": "tls_cert_file",
-          "tls_server_key": "tls_key_file", "pid_file": "pid_file"}
+          "tls_server_key": "tls_key_file", "pid_file": "pid_file",
+          "jetstream_creds": "jetstream_creds"}
 _LOG_FORMATS = ("text", "json")
 ENV_PREFIX = "IMAPD_"
 #: Environment variables that are not options: the TOML file's path.
@@ -188,10 +211,17 @@ _SIMPLE = {
     "expire_interval": float,
     "aps_topic": str,
     "lmtp_overquota_temporary": bool,
+    "calendar_alarm_lookback": float,
+    "calendar_test_clock": str,
     "event_notifier": str,
     "event_content_inclusion_mode": str,
     "event_content_size": int,
     "event_backlog_max": int,
+    "jetstream_url": str,  # jetstream: docs/jetstream.md
+    "jetstream_stream": str,
+    "jetstream_subject_prefix": str,
+    "jetstream_max_age": float,
+    "jetstream_max_bytes": int,
     "log_format": str,
 }
 
@@ -292,10 +322,23 @@ def _check_events(config: Config) -> None:
         raise ConfigError(f"event_content_inclusion_mode: expected one of {_CONTENT_MODES}")
     if config.event_content_size < 0:
         raise ConfigError("event_content_size: must be >= 0")
+    if config.calendar_alarm_lookback < 0:
+        raise ConfigError("calendar_alarm_lookback: must be >= 0")
+    if config.calendar_test_clock is not None:
+        try:
+            when = dt.datetime.fromisoformat(config.calendar_test_clock)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise ConfigError("calendar_test_clock: expected an ISO 8601 instant with offset")
     if config.event_backlog_max < 1:
         raise ConfigError("event_backlog_max: must be >= 1")
     if not config.event_notifier or "\0" in config.event_notifier:
         raise ConfigError("event_notifier: must be a non-empty method name")
+    if config.event_notifier == "jetstream":  # the server publishes itself: no datagrams
+        from imapd.jetstream import check_config
+
+        check_config(config)
 
 
 def _words(key: str, value: object) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ Owns: `Listener`, one per session, which waits for whichever comes first (client
 delivery to a subscription it armed, the deadline) and collects what may go out now (the
 selected mailbox's updates through its SelectedView, then the NOTIFY queue); the delivery
 steps that need the store (`notify_updates` with its rights re-checks, `new_message_fetches`
-for MessageNew's FETCH, N58). The pure NOTIFY registration and rendering are in
+for MessageNew's FETCH, RFC 5465 §5.2). The pure NOTIFY registration and rendering are in
 imapd/rfc5465.py; the NOTIFY command in imapd/commands/notify.py. ("notify" alone, as in the
 top-level `notify` package, means the bus and RFC 5423 events and sinks.)
 
@@ -16,6 +16,7 @@ context drives them too; `Listener` is the session's own part and uses its I/O m
 from __future__ import annotations
 
 import asyncio
+import logging
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -33,14 +34,16 @@ from notify.filters import MailboxFacts
 from store.acl import effective
 from store.api import MailboxInfo, MessageRecord
 from store.changes import MessageFacts, MessagesAdded
-from store.errors import MailboxNotFound
+from store.errors import MailboxNotFound, Unavailable
 from store.namespace import visible_name
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from imapd.session import Session
 
 #: A session whose pushed bytes pile up past this in the transport (a client that does not
-#: read) waits for them to drain before it renders more (NOTIFY overflows before: N91).
+#: read) waits for them to drain before it renders more (NOTIFY overflows before: RFC 5465 §5.8).
 PUSH_DRAIN_AT = 256 * 1024
 #: FETCH items rendered from a change's MessageFacts (no store read on the hot path).
 _FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
@@ -193,15 +196,20 @@ class Listener:
                 if own or not self._origin_claims(change.origin.session, view.mailbox_id):
                     claim += added
             if s.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
-                facts.update((m.uid, m) for m in change.messages)  # not own: N59
+                facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
         if claim and not view.readonly:
-            claimed = await s.store.claim_recent(view.mailbox_id, claim)
-            view.recent.update(claimed)
+            try:
+                claimed = await s.store.claim_recent(view.mailbox_id, claim)
+            except Unavailable as exc:  # disk full, I/O error: the updates still go out
+                log.warning("session %s: \\Recent of %d new message(s) not claimed: %s",
+                            s.id, len(claim), exc.text)
+            else:
+                view.recent.update(claimed)
         updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
         if new and s.notify.selected_push:
             first, last = await new_message_fetches(s, view, new, facts)
-            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # N58
+            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # RFC 5465 §5.2
         return updates + view.flush_flags(allow_flags)
 
     def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
@@ -222,7 +230,7 @@ def _added_uids(change: object, mailbox_id: int) -> list[int]:
 
 async def notify_updates(session: Context) -> list[Response]:
     """The NOTIFY queue as responses, in commit order; NOTIFICATIONOVERFLOW and NOTIFY NONE
-    when the queue overflowed or the client stopped reading (N91, §9)."""
+    when the queue overflowed or the client stopped reading (RFC 5465 §5.8, §9)."""
     state: NotifyState = session.notify
     sub = state.sub
     if sub is None or state.registration is None:
@@ -247,7 +255,7 @@ async def notify_updates(session: Context) -> list[Response]:
 
 
 async def _recheck(session: Context, state: NotifyState) -> list[Response]:
-    """N75, N92, N93: an ACL changed on another owner's mailbox: read the user's rights on
+    """RFC 5465 §5.4, §5.9: an ACL changed on another owner's mailbox: read the user's rights on
     it again (rare: one read per change and listening session), start or stop watching it,
     and say so with a LIST: ``\\NoAccess`` when ``l`` was lost, without when it is back."""
     user = session.require_user()
@@ -268,7 +276,7 @@ async def _recheck(session: Context, state: NotifyState) -> list[Response]:
         if info is None or info.id != mailbox_id:
             # Renamed or deleted by a later change of the same batch (the store is ahead
             # of the feed): keep its rights under the name it had, for that rename to
-            # carry along (N79) or the deletion to drop; the later change tells the rest.
+            # carry along (RFC 5465 §5.4) or the deletion to drop; the later change tells the rest.
             entries = dict(await session.store.acl_entries(mailbox_id))
             rights = effective(user.name, owner, entries, is_admin=user.is_admin)
             if entries and rights:
@@ -304,7 +312,7 @@ async def _recheck(session: Context, state: NotifyState) -> list[Response]:
 async def new_message_fetches(
     session: Context, view: SelectedView, uids: list[int], facts: dict[int, MessageFacts]
 ) -> tuple[list[Response], list[Response]]:
-    """MessageNew's FETCH for ``uids`` (N58): (rendered from facts, read from the store).
+    """MessageNew's FETCH for ``uids`` (RFC 5465 §5.2): (rendered from facts, read from the store).
     The first go right after EXISTS, before any flag FETCH that is newer; the second last."""
     atts = session.notify_fetch_atts
     if not atts or not uids:
@@ -353,4 +361,4 @@ def _facts_fetch(
     view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...]
 ) -> Untagged:
     record = MessageRecord(m.uid, m.modseq, m.flags, m.internaldate, m.size)
-    return fetch_response(view, seq, record, atts, unsolicited=True)  # D18, D19
+    return fetch_response(view, seq, record, atts, unsolicited=True)  # RFC 7162 §3.2.4

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from imapd import spool, tls
+from imapd.alarms import AlarmScheduler, ManualClock, SystemClock
 from imapd.auth_guard import AuthGuard
 from imapd.config import Config
 from imapd.control import ControlServer
@@ -34,9 +37,13 @@ from notify.bus import EventBus
 from notify.cyrus import Format, Renderer
 from notify.events import Policy
 from notify.sink import NotifySink
+from store import calendar
 from store.api import Store
 from store.errors import Unavailable
 from store.open import open_store, private_dir
+
+if TYPE_CHECKING:
+    from notify.jetstream import JetStreamSink
 
 log = logging.getLogger("imapd.server")
 
@@ -67,6 +74,11 @@ BASE_CAPABILITIES = (
     "LIST-EXTENDED",  # RFC 5258
     "LIST-STATUS",  # RFC 5819
     "LIST-MYRIGHTS",  # RFC 8440: LIST ... RETURN (MYRIGHTS)
+    "SORT",  # RFC 5256 (imapd/commands/sort.py, store/sortthread/)
+    "SORT=DISPLAY",  # RFC 5957
+    "ESORT",  # RFC 5267 §3
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256
+    "THREAD=REFERENCES",
     "NOTIFY",  # RFC 5465 (imapd/commands/notify.py)
     "METADATA",  # RFC 5464: mailbox and server annotations
     "METADATA-SERVER",
@@ -123,7 +135,13 @@ class Server:
         self._stopped = asyncio.Event()
         self.lmtp: LmtpServer | None = None  # LMTP delivery when config.lmtp is set
         self._expiry: asyncio.Task[None] | None = None  # the expire_interval timer
+        #: Calendar alarms (imapd/alarms.py): the clock (a ManualClock under
+        #: calendar_test_clock), the scheduler and its task when the [calendar] extra is in.
+        self.clock: SystemClock | ManualClock = SystemClock()
+        self.alarms: AlarmScheduler | None = None
+        self._alarm_task: asyncio.Task[None] | None = None
         self.sink: NotifySink | None = None  # event datagrams when notify_socket is set
+        self.jetstream: JetStreamSink | None = None  # event_notifier = "jetstream"
         self.control: ControlServer | None = None  # DATA_DIR/control.sock (imapd/control/)
         #: Sessions log Login/Logout into the outbox only when someone will read them.
         self.session_events = False
@@ -143,14 +161,19 @@ class Server:
     async def create(cls, config: Config) -> Server:
         private_dir(config.data_dir)  # 0700 when new (store/open.py)
         bus = EventBus()
+        clock: SystemClock | ManualClock = SystemClock()
+        if config.calendar_test_clock is not None:  # tests only (imapd/config.py)
+            clock = ManualClock(dt.datetime.fromisoformat(config.calendar_test_clock))
         store = await open_store(
             config.db_path,
             bus.publish,
             synchronous=config.sqlite_synchronous,
             scrypt_n=config.scrypt_n,
             check=config.startup_check,
+            clock=clock.now,
         )
         server = cls(config, store, bus)
+        server.clock = clock
         if config.tls_cert_file is not None:
             try:
                 server.tls = tls.ServerTls.load(config.tls_cert_file, config.tls_key_file)
@@ -191,6 +214,10 @@ class Server:
             log.warning("no control socket (imapd who/kick, prompt CLI changes): %s", exc)
         if self.config.notify_socket:  # before accepting: the first cursor is the log's end
             await self._start_sink(self.config.notify_socket)
+        if self.config.event_notifier == "jetstream":  # imapd/jetstream.py, docs/jetstream.md
+            from imapd.jetstream import start_in_server
+
+            self.jetstream = await start_in_server(self)
         host, port = self.config.listen
         server = await asyncio.start_server(self._accept, host, port, limit=2**20)
         self._servers.append(server)
@@ -204,6 +231,11 @@ class Server:
             await self.lmtp.start()
         if self.config.expire_interval > 0:
             self._expiry = asyncio.create_task(self._expire_periodically(), name="expire")
+        if calendar.available():  # the [calendar] extra (docs/calendar.md)
+            self.alarms = AlarmScheduler(self.store, self.clock,
+                                         self.config.calendar_alarm_lookback)
+            self.bus.add_listener(self.alarms.wake)
+            self._alarm_task = asyncio.create_task(self.alarms.run(), name="calendar-alarms")
         return addresses
 
     def _fit_descriptor_limit(self) -> None:
@@ -321,6 +353,8 @@ class Server:
             server.close()
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._alarm_task is not None:
+            self._alarm_task.cancel()
         lmtp = None
         if self.lmtp is not None:
             lmtp = asyncio.create_task(self.lmtp.close(self.config.shutdown_timeout))
@@ -340,8 +374,12 @@ class Server:
             await lmtp
         if self._expiry is not None:
             await asyncio.wait({self._expiry}, timeout=1.0)
+        if self._alarm_task is not None:
+            await asyncio.wait({self._alarm_task}, timeout=1.0)
         if self.sink is not None:
             await self.sink.stop()
+        if self.jetstream is not None:
+            await self.jetstream.stop()
         if self.control is not None:
             await self.control.close()
         self.admission.episodes.close()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from store.changes import (
     AclChanged,
     ApplePushRegistered,
+    CalendarAlarmFired,
     Change,
     FlagsChanged,
     MailboxCreated,
@@ -52,6 +53,8 @@ def change_mailbox_ids(change: Change) -> tuple[int, ...]:
             return ()
         case QuotaChanged():
             return ()  # a root spans mailboxes: whole-account listeners of its owner
+        case CalendarAlarmFired():
+            return (change.mailbox.id,)
 
 
 def change_owner(change: Change) -> str:
@@ -64,8 +67,8 @@ def change_owner(change: Change) -> str:
             return change.renames[0][0].owner
         case SubscriptionChanged() | SessionEvent() | MetadataChanged() | ApplePushRegistered():
             return change.user
-        case QuotaChanged():
-            return change.user  # the quota root's owner
+        case QuotaChanged() | CalendarAlarmFired():
+            return change.user  # the quota root's / the calendar's owner
 
 
 class Subscription:

@@ -205,6 +205,8 @@ def event_fields(
     extra = fmt.extra_params
     t = event.type
     out: dict[str, object] = {"event": str(t)}
+    if event.alarm is not None:
+        return calendar_alarm_fields(event, fmt, pid)
     aps = event.aps
     if aps is not None:  # ApplePushService: the example file's keys exactly
         out.update(user=event.user, apsVersion=aps.aps_version, apsAccountId=aps.account_id,
@@ -294,6 +296,26 @@ def event_fields(
         out = ordered({**out, **dict(event.extra)})
     if t == E.QuotaChange and "diskUsed" not in extra:  # docs/events.md: only when named
         out.pop("diskUsed", None)
+    return out
+
+
+def calendar_alarm_fields(event: Event, fmt: Format, pid: int) -> dict[str, object]:
+    """CalendarAlarm with exactly CalendarAlarm.json's keys, in its order (Cyrus's
+    calalarmd sends no timestamp or service for it; docs/calendar.md); our ``vnd.imapd.seq``
+    last when named."""
+    a = event.alarm
+    assert a is not None
+    out: dict[str, object] = {
+        "event": str(event.type), "pid": pid, "serverFQDN": fmt.servername,
+        "alarmTime": a.alarm_time, "alarmRecipients": list(a.recipients), "userId": a.user,
+        "calendarName": a.mailbox.name, "uid": a.ical_uid, "action": a.action,
+        "summary": a.summary, "description": a.description, "location": a.location,
+        "timezone": a.timezone, "start": a.start, "end": a.end, "allDay": int(a.all_day),
+        "attendeeNames": list(a.attendee_names), "attendeeEmails": list(a.attendee_emails),
+        "attendeeStatus": list(a.attendee_status), "organizer": a.organizer,
+    }
+    if SEQ_PARAM in fmt.extra_params:
+        out[SEQ_PARAM] = event.seq
     return out
 
 

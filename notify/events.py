@@ -22,7 +22,8 @@ Rules (docs/events.md "Which events a command yields" and "Order"):
   ("within"), ``user`` the root's owner, with all four quota keys (diskQuota and
   maxMessages -1 when unlimited, diskUsed in KiB truncated, messages) where Cyrus fills only
   those of the resource concerned and then aborts (docs/events.md).
-- CalendarAlarm has its type and group here so that its producer slots in.
+- CalendarAlarmFired (store/sqlite/calendar.py) -> CalendarAlarm, group "calendar", one per
+  alarm instance, ``user`` the calendar's owner (docs/calendar.md).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, assert_never
 from store.changes import (
     AclChanged,
     ApplePushRegistered,
+    CalendarAlarmFired,
     Change,
     Counts,
     FlagChange,
@@ -136,6 +138,7 @@ class Event:
     aps: ApplePushRegistered | None = None
     extra: tuple[tuple[str, object], ...] = field(default=())  # later producers (quota, ACL)
     quota_root: str | None = None  # quota events: the mailbox their uri names
+    alarm: CalendarAlarmFired | None = None  # CalendarAlarm: the example's keys
 
     @property
     def uid(self) -> int | None:
@@ -242,6 +245,9 @@ def _events(change: Change, policy: Policy) -> list[Event]:
                           extra=extra)]
         case QuotaChanged():
             return [_quota(change)]
+        case CalendarAlarmFired():
+            return [_make(change, E.CalendarAlarm, change.user, mailbox=change.mailbox,
+                          alarm=change)]
         case _:
             assert_never(change)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from store.errors import MailboxNotFound, NoPermission
 from store.namespace import SHARED_OWNER
 
 #: RFC 4314 §2.1, in the order responses list them.
@@ -106,6 +107,17 @@ def effective(user: str, owner: str, entries: Mapping[str, str], *, is_admin: bo
     if is_admin:
         rights.add("a")
     return "".join(r for r in RIGHTS if r in rights)
+
+
+def require(rights: str, need: str) -> None:
+    """Refuse unless ``rights`` hold every right in ``need`` (RFC 4314 §4): NoPermission
+    when the mailbox is visible (``l`` or ``r``), else MailboxNotFound with the text a
+    missing mailbox gets, so that the refusal confirms no name (§6)."""
+    if all(r in rights for r in need):
+        return
+    if "l" not in rights and "r" not in rights:
+        raise MailboxNotFound("Mailbox does not exist")
+    raise NoPermission("Permission denied")
 
 
 def flag_right(flag: str) -> str:

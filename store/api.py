@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
 from store.mime import BodyPart
+from store.sortthread.records import SortRecord
+from store.sortthread.threads import Node
 
 if TYPE_CHECKING:  # these import api (DELIMITER) themselves
     from store.acl import Modification
@@ -38,11 +40,12 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxInfo:
-    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
-    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``selectable`` is
-    False for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
-    (RFC 3501 §6.3.4). ``ref`` is only right for the viewer's own mailboxes."""
+class MailboxRow:
+    """What a mailbox row holds, with its owner's name: the fields `MailboxInfo` and a
+    backend's own row type (store/sqlite/base.py `_Mbox`) share. ``selectable`` is False
+    for a ``\\Noselect`` placeholder left by DELETE of a mailbox that has children
+    (RFC 3501 §6.3.4); ``deleted`` counts the messages flagged \\Deleted (STATUS DELETED,
+    RFC 9051 §6.3.11)."""
 
     id: int
     owner_id: int
@@ -53,13 +56,22 @@ class MailboxInfo:
     highestmodseq: int
     messages: int
     unseen: int
-    recent: int
     size: int
+    deleted: int = 0
     special_use: tuple[str, ...] = ()
-    subscribed: bool = False
     selectable: bool = True
     retention_days: int | None = None
-    deleted: int = 0  # messages flagged \Deleted (STATUS DELETED, RFC 9051 §6.3.11)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo(MailboxRow):
+    """A mailbox row with its live figures, as one user sees it (``name``, ``rights``,
+    ``subscribed``; ``owner`` and ``owner_id`` are the real owner's). ``ref`` is only
+    right for the viewer's own mailboxes. Built with keywords (``recent`` is keyword-only,
+    after the row's fields)."""
+
+    recent: int = field(kw_only=True)  # \Recent messages no session has claimed yet
+    subscribed: bool = False
     #: The asking user's effective rights (RFC 4314, store/acl.py): all of them on their own
     #: mailboxes. ``name`` is the name as that user sees it ("Other Users/alice/INBOX").
     rights: str = "lrswipkxtea"
@@ -323,6 +335,21 @@ class Store(ChangeFeed, Protocol):
         transaction per mailbox. Returns how many messages were removed."""
         ...
 
+    # --- calendar alarms (docs/calendar.md; store/sqlite/calendar.py) ------------------------
+    async def sync_calendar_index(self) -> int:
+        """Index mailboxes annotated as calendars but not indexed yet; returns how many."""
+        ...
+
+    async def next_calendar_alarm(self) -> dt.datetime | None:
+        """The earliest next alarm of any calendar object (None: nothing scheduled)."""
+        ...
+
+    async def fire_calendar_alarms(self, lookback: dt.timedelta) -> int:
+        """Fire the alarms due by the store clock, each in the transaction that advances
+        its object (CalendarAlarmFired changes); older than ``lookback``: skipped, logged.
+        Returns how many fired."""
+        ...
+
     # --- the change log: session events and other processes' commits -------------------------
     async def record_session_event(
         self, user: str, kind: str, origin: Origin, server: str | None = None
@@ -397,15 +424,23 @@ class Store(ChangeFeed, Protocol):
     async def append(
         self,
         user_id: int,
-        name: str,
+        mailbox: str | int,
         messages: Sequence[NewMessage],
         origin: Origin,
         *,
         kind: str = "append",
+        need: str = "",
     ) -> AppendResult:
         """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
         names the arrival in its MessagesAdded ("append", "deliver" by LMTP, "import").
-        Raises MailboxNotFound (handler adds TRYCREATE), MailboxInvalid for \\Noselect."""
+        ``mailbox``: a client name in ``user_id``'s namespaces, or the id of a mailbox the
+        caller resolved (a handler: the name is resolved once per command). ``need``
+        (e.g. "i"): the rights ``user_id`` must have on it, computed from its ACL and the
+        user's admin flag INSIDE the write transaction, so a revoke committed after the
+        caller's own check is honoured; those rights also drop the flags they do not allow
+        (RFC 4314 §4: dropped, not refused). "" checks no rights (LMTP, import). Raises
+        MailboxNotFound (also for a mailbox deleted since it was resolved, or one the user
+        may not see: handler adds TRYCREATE), NoPermission, MailboxInvalid for \\Noselect."""
         ...
 
     async def fetch_expunged(
@@ -453,20 +488,54 @@ class Store(ChangeFeed, Protocol):
         self,
         mailbox_id: int,
         uids: Sequence[int],
-        dest_user_id: int,
-        dest_name: str,
+        user_id: int,
+        target: str | int,
         origin: Origin,
         *,
         move: bool = False,
-        rights: str | None = None,
+        need: str = "",
     ) -> CopyResult:
-        """COPY/MOVE in one transaction; never partial. With ``rights`` (the user's on the
-        destination) only the flags those rights let them set are copied (RFC 4314 §4).
-        Raises MailboxNotFound for the destination (handler adds TRYCREATE)."""
+        """COPY/MOVE in one transaction; never partial. ``target`` and ``need`` are as
+        `append`'s ``mailbox`` and ``need``: the destination's rights for ``user_id`` are
+        read in the transaction, refused as there, and only the flags they let the user
+        set are copied (RFC 4314 §4). Raises MailboxNotFound for the destination (handler
+        adds TRYCREATE), NoPermission, MailboxInvalid."""
         ...
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
         """UIDs matching, ascending."""
+        ...
+
+    async def sort_records(
+        self,
+        mailbox_id: int,
+        criterion: Criterion,
+        *,
+        references: bool = False,
+        contents: bool = True,
+    ) -> list[SortRecord]:
+        """SORT/THREAD keys of the matching messages, in UID order (store/sqlite/sort.py);
+        ``references``: with each message's References (THREAD=REFERENCES); not
+        ``contents``: UID, INTERNALDATE and size only."""
+        ...
+
+    async def sort_order(
+        self, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
+    ) -> list[int]:
+        """UIDs of every message sorted by SORT ``criteria`` ((key, reverse) pairs), ties by
+        UID; shared, cached while the mailbox's messages are the same (store/sqlite/sort.py)."""
+        ...
+
+    async def thread_roots(
+        self,
+        mailbox_id: int,
+        algorithm: str,
+        criterion: Criterion | None,
+        visible: Sequence[int] | None = None,
+    ) -> list[Node]:
+        """THREAD ``algorithm`` of the messages matching ``criterion`` (None: all) among
+        ``visible`` UIDs (None: any): the top-level nodes (store/sortthread/threads.py);
+        shared, cached likewise."""
         ...
 
     async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:

@@ -205,6 +205,32 @@ class QuotaChanged(ChangeBase):
     messages_used: int  # not "messages": that key is MessageFacts in the change_log JSON
 
 
+@dataclass(frozen=True, slots=True)
+class CalendarAlarmFired(ChangeBase):
+    """A VALARM instance fell due (Cyrus's CalendarAlarm; store/sqlite/calendar.py).
+    ``mailbox``/``uid`` name the message holding the VEVENT, ``user`` the calendar's owner;
+    the rest are the event's values as captured when it fired (notify/cyrus.py)."""
+
+    user: str
+    mailbox: MailboxRef
+    uid: int
+    alarm_time: str  # YYYYMMDDTHHMMSSZ
+    recipients: tuple[str, ...]
+    ical_uid: str
+    action: str
+    summary: str
+    description: str
+    location: str
+    timezone: str
+    start: str
+    end: str
+    all_day: bool
+    attendee_names: tuple[str, ...]
+    attendee_emails: tuple[str, ...]
+    attendee_status: tuple[str, ...]
+    organizer: str
+
+
 Change: TypeAlias = (
     MessagesAdded
     | MessagesExpunged
@@ -218,6 +244,7 @@ Change: TypeAlias = (
     | ApplePushRegistered
     | AclChanged
     | QuotaChanged
+    | CalendarAlarmFired
 )
 
 CHANGE_TYPES: dict[str, type[Any]] = {
@@ -235,6 +262,7 @@ CHANGE_TYPES: dict[str, type[Any]] = {
         ApplePushRegistered,
         AclChanged,
         QuotaChanged,
+        CalendarAlarmFired,
     )
 }
 

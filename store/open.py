@@ -10,6 +10,7 @@ here and only then). Any other scheme is refused.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,13 @@ def check_store_url(url: str | None = None) -> str | None:
         _postgres_url(chosen)
     except StoreError as exc:
         return exc.text
+    try:
+        from store.postgres.store import missing_methods
+    except ImportError:
+        return "the PostgreSQL store needs asyncpg: pip install 'imapd[postgres]'"
+    if missing := missing_methods():  # no half backend (docs/postgresql.md)
+        return ("the PostgreSQL store is not complete yet: it lacks " + ", ".join(missing)
+                + " (docs/postgresql.md)")
     return None
 
 
@@ -65,18 +73,24 @@ def _postgres_url(url: str) -> str:
     return url
 
 
-async def _open_postgres(url: str, publish: Publish, scrypt_n: int) -> Any:
+async def _open_postgres(
+    url: str, publish: Publish, scrypt_n: int,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> Any:
     try:
-        from store.postgres.store import PostgresStore
+        from store.postgres.store import PostgresStore, missing_methods
     except ImportError as exc:
         raise StoreError("the PostgreSQL store needs asyncpg: pip install 'imapd[postgres]'"
                          ) from exc
+    if missing := missing_methods():  # no half backend (docs/postgresql.md)
+        raise StoreError("the PostgreSQL store is not complete yet: it lacks "
+                         + ", ".join(missing) + " (docs/postgresql.md)")
     try:
         pool = int(os.environ.get(ENV_POOL, "10"))
     except ValueError:
         raise StoreError(f"{ENV_POOL} must be a number of connections") from None
     try:
-        return await PostgresStore.open(url, publish, scrypt_n=scrypt_n,
+        return await PostgresStore.open(url, publish, scrypt_n=scrypt_n, clock=clock,
                                         min_size=1, max_size=max(pool, 2))
     except (OSError, TimeoutError) as exc:
         raise Unavailable(f"cannot reach the PostgreSQL store at {mask_url(url)}: {exc}"
@@ -96,19 +110,22 @@ async def open_store(
     scrypt_n: int = DEFAULT_N,
     check: str = "schema",
     url: str | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> Store:
     """Open (creating and migrating) the store: the SQLite file at ``path``, or the store
     a URL names (``url``, else $IMAPD_STORE; see the module). After each COMMIT its Changes
     go to ``publish``, in commit order. ``synchronous`` and ``check`` are the SQLite
     backend's durability and startup-check settings (Config.sqlite_synchronous,
-    startup_check). Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store URL
-    that cannot be reached; its password masked), StoreError (a bad URL)."""
+    startup_check). ``clock`` (aware datetimes; default: now in UTC) dates every change:
+    the server passes its test clock under ``calendar_test_clock`` (docs/calendar.md).
+    Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store URL that cannot be
+    reached; its password masked), StoreError (a bad URL)."""
     chosen = store_url(url)
     if chosen is not None:
-        store: Store = await _open_postgres(_postgres_url(chosen), publish, scrypt_n)
+        store: Store = await _open_postgres(_postgres_url(chosen), publish, scrypt_n, clock)
         return store
     return await SqliteStore.open(
-        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check
+        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock
     )
 
 

@@ -19,7 +19,8 @@ def add_notifyd_parser(sub: Subparsers) -> None:
     notifyd.add_argument("--outbox", action="store_true",
                          help="no socket: follow the change log of --data-dir from --state "
                          "FILE (durable, at least once; methods log, jsonl, external)")
-    notifyd.add_argument("--method", choices=("log", "external", "jsonl", "webhook"),
+    notifyd.add_argument("--method",
+                         choices=("log", "external", "jsonl", "webhook", "jetstream"),
                          default="log", help="log: notifyd's log line; external: run "
                          "--program; jsonl: JSON; webhook: POST to --url")
     notifyd.add_argument("--program", help="command run per event (method external)")
@@ -39,6 +40,9 @@ def add_notifyd_parser(sub: Subparsers) -> None:
     hook.add_argument("--retry-max", type=float, default=60.0, dest="retry_max",
                       help="longest backoff between retries, seconds (60)")
     add_data_dir(notifyd)  # webhook: catch up from this server's outbox after a restart
+    from imapd.cli import jetstream  # --method jetstream: --stream, --subject-prefix, --creds
+
+    jetstream.add_arguments(notifyd)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -49,6 +53,15 @@ def main(args: argparse.Namespace) -> int:
     if args.method == "external" and not args.program:
         print("imapd notifyd: --method external needs --program", file=sys.stderr)
         return 2
+    if args.method == "jetstream":  # follows the outbox itself (imapd/cli/jetstream.py)
+        from imapd.cli import jetstream
+
+        try:
+            config = config_from_args(args)
+        except ConfigError as exc:
+            print(f"imapd notifyd: {exc}", file=sys.stderr)
+            return 2
+        return jetstream.notifyd_main(args, config)
     if args.outbox:
         return _notifyd_outbox(args)
     if not args.socket:

@@ -16,6 +16,7 @@ from imapd.commands import (
     push,
     quota,
     select,
+    sort,
 )
 from imapd.protocol import commands as c
 
@@ -64,4 +65,6 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], Awaitable[Outcome]]] = {
     c.GetQuotaRoot: quota.handle_getquotaroot,
     c.SetQuota: quota.handle_setquota,
     c.Notify: notify.handle_notify,
+    c.Sort: sort.handle_sort,  # RFC 5256, RFC 5957, RFC 5267 ESORT
+    c.Thread: sort.handle_thread,
 }

@@ -324,7 +324,10 @@ async def handle_append(session: Context, cmd: c.Append) -> Outcome:
                  else await session.store.mailbox_keywords(target.id))
         check_keyword_limit(session, known, added)
     try:
-        result = await session.store.append(user.id, cmd.mailbox, messages, session.origin)
+        # The name resolved once (target.id); the store checks "i" again in its write
+        # transaction, so a revoke since `lookup` is honoured (NO [NOPERM]).
+        result = await session.store.append(user.id, target.id, messages, session.origin,
+                                            need="i")
     except MailboxNotFound as exc:
         raise CommandRefused(exc.text, "TRYCREATE") from exc
     uids = SequenceSet.from_values(result.uids)

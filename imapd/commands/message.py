@@ -133,8 +133,8 @@ def to_criterion(key: SearchKey, view: SelectedView, saved: list[int]) -> Criter
             return Criterion(key.name, value, key.header, kids)
 
 
-def _mentions_modseq(key: SearchKey) -> bool:
-    return key.name == "MODSEQ" or any(_mentions_modseq(k) for k in key.children)
+def mentions_modseq(key: SearchKey) -> bool:
+    return key.name == "MODSEQ" or any(mentions_modseq(k) for k in key.children)
 
 
 async def handle_search(session: Context, cmd: c.Search) -> Outcome:
@@ -164,12 +164,17 @@ def _count_keys(key: SearchKey, limit: int) -> int:
     return count
 
 
-async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcome:
+def check_search_keys(session: Context, key: SearchKey) -> None:
+    """Refuse a search program with more keys than the configured limit (also SORT, THREAD)."""
     limit = session.config.limits.max_search_keys
-    if _count_keys(cmd.key, limit) > limit:
+    if _count_keys(key, limit) > limit:
         raise CommandRefused(f"Too many search keys (limit {limit})", "LIMIT")
+
+
+async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcome:
+    check_search_keys(session, cmd.key)
     criterion = to_criterion(cmd.key, view, session.saved_search)
-    with_modseq = _mentions_modseq(cmd.key)
+    with_modseq = mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []
     found = await session.store.search(view.mailbox_id, criterion)
     known, numbers = view.numbered(found)
@@ -181,7 +186,7 @@ async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcom
         items: list[Value] = [Atom("SEARCH")]
         if numbers:
             items.append(Raw(" ".join(map(str, numbers)).encode("ascii")))
-        modseq = await _highest_modseq(session, view, known) if with_modseq else None
+        modseq = await highest_modseq(session, view, known) if with_modseq else None
         if modseq is not None:
             items.append((Atom("MODSEQ"), modseq))  # RFC 7162 §3.1.6
         return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
@@ -209,13 +214,13 @@ async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcom
         items += [Atom("ALL"), Atom(str(SequenceSet.from_values(numbers)))]
     if with_modseq:
         # RFC 4731 §3.2: of the MIN/MAX messages alone, else of all found.
-        modseq = await _highest_modseq(session, view, picked if only_ends else known)
+        modseq = await highest_modseq(session, view, picked if only_ends else known)
         if modseq is not None:
             items += [Atom("MODSEQ"), modseq]
     return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
 
 
-async def _highest_modseq(session: Context, view: SelectedView, uids: list[int]) -> int | None:
+async def highest_modseq(session: Context, view: SelectedView, uids: list[int]) -> int | None:
     """The highest mod-sequence among ``uids``; None when there is none (no match)."""
     if not uids:
         return None
@@ -669,8 +674,8 @@ async def handle_copy(session: Context, cmd: c.Copy) -> Outcome:
         await _check_copied_keywords(session, view, uids, target.id)
     try:
         result = await session.store.copy_messages(
-            view.mailbox_id, uids, user.id, cmd.mailbox, session.origin, move=cmd.move,
-            rights=target.rights,
+            view.mailbox_id, uids, user.id, target.id, session.origin, move=cmd.move,
+            need="i",  # checked again in the write transaction (see handle_append)
         )
     except MailboxNotFound as exc:
         raise CommandRefused(exc.text, "TRYCREATE") from exc

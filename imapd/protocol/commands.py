@@ -398,6 +398,32 @@ class Notify:
     groups: tuple[NotifyGroup, ...] | None
 
 
+
+# --- SORT and THREAD (RFC 5256, RFC 5957, ESORT RFC 5267) ------------------------------
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """[UID] SORT [RETURN (...)] (criteria) charset keys (RFC 5256 §3, RFC 5267 §3).
+    ``criteria``: (sort-key, reverse) pairs in priority order; ``return_opts`` None: a
+    plain SORT response, else ESEARCH (an empty RETURN () means ALL)."""
+
+    tag: str
+    uid: bool
+    criteria: tuple[tuple[str, bool], ...]
+    charset: str
+    key: SearchKey
+    return_opts: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """[UID] THREAD algorithm charset keys (RFC 5256 §3)."""
+
+    tag: str
+    uid: bool
+    algorithm: str  # "ORDEREDSUBJECT" or "REFERENCES"
+    charset: str
+    key: SearchKey
+
 Command = (
     Capability
     | Noop
@@ -439,4 +465,6 @@ Command = (
     | GetQuotaRoot
     | SetQuota
     | Notify
+    | Sort
+    | Thread
 )

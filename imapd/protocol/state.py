@@ -91,6 +91,8 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.Fetch: _SELECTED,
     c.Store: _SELECTED,
     c.Copy: _SELECTED,  # also MOVE, RFC 6851
+    c.Sort: _SELECTED,  # RFC 5256 §3
+    c.Thread: _SELECTED,
 }
 
 #: Legal (from, to) state changes; staying in the same state type is always listed.

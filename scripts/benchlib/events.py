@@ -6,6 +6,9 @@ Three configurations of our server, each on a fresh data dir (run with ``--only 
   listener   --notify-socket to a datagram listener in this process, which reads every event
   absent     --notify-socket to a path nobody binds: every event stays in the outbox (the
              cost of the change_log alone, the sink backing off)
+  jetstream  event_notifier = "jetstream" to a nats-server -js started here (port base + 5),
+             a JetStream consumer in this process (benchlib/jetstream.py); skipped, and said
+             so, when nats-server or nats-py is missing
 
 Phases, each run on the three in turn (order rotated per phase):
 
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .client import ImapClient
 from .messages import Corpus, Message
@@ -135,27 +139,62 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
         OursWithEvents(args.port_base + 2, listener.path, keep=args.keep),
         OursWithEvents(args.port_base + 3, str(tmp / "absent"), keep=args.keep),
     ]
+    names = ["listener", "absent"]
+    nats_server, consumer = _jetstream(args, tmp, extra, names)
     try:
-        for name, srv in zip(("listener", "absent"), extra, strict=True):
+        for name, srv in zip(names, extra, strict=True):
             _log(f"starting ours ({name}) on {srv.port} ...")
             srv.start(args.start_timeout)
             variants[name] = srv
-        return await _phases(args, variants, msgs, listener)
+        if consumer is not None:
+            await consumer.start()
+        return await _phases(args, variants, msgs, listener, consumer)
     finally:
+        if consumer is not None:
+            await consumer.close()
+        if nats_server is not None:
+            nats_server.stop()
         listener.close()
         for srv in extra:
             with contextlib.suppress(Exception):
                 srv.stop()
             srv.cleanup()
         with contextlib.suppress(OSError):
-            os.rmdir(tmp)
+            if nats_server is None:
+                os.rmdir(tmp)
+            else:
+                import shutil
+
+                shutil.rmtree(tmp)
+
+
+def _jetstream(args: argparse.Namespace, tmp: Path, extra: list[Server], names: list[str]
+               ) -> tuple[Any, Any]:
+    """The JetStream variant (issue 19), when nats-server and nats-py are here."""
+    from . import jetstream
+
+    binary = jetstream.nats_binary()
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        binary = None
+    if binary is None:
+        _log("events: no nats-server or nats-py: the jetstream variant is skipped")
+        return None, None
+    nats_server = jetstream.NatsServer(binary, args.port_base + 5, tmp / "js")
+    nats_server.start()
+    extra.append(jetstream.OursWithJetStream(args.port_base + 4, nats_server.url,
+                                             keep=args.keep))
+    names.append("jetstream")
+    return nats_server, jetstream.Consumer(nats_server.url)
 
 
 async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: list[Message],
-                  listener: DatagramListener) -> list[Figure]:
+                  listener: DatagramListener, consumer: Any = None) -> list[Figure]:
     names = list(variants)
     figures: dict[tuple[str, str], Figure] = {}
     ok_at: dict[int, float] = {}
+    ok_at_js: dict[int, float] = {}  # the jetstream variant's (its UIDs start at 1 too)
     mains: dict[str, ImapClient] = {}
     for name, srv in variants.items():
         mains[name] = await _client(srv, args.timeout)
@@ -168,10 +207,11 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
         async def work() -> int:
             for m in msgs:
                 reply = await c.append(BOX1, m.data, m.flags, m.imap_date)
-                if name == "listener":
+                if name in {"listener", "jetstream"}:
                     found = _APPENDUID.search(reply.text)
                     if found:
-                        ok_at[int(found.group(1))] = time.perf_counter()
+                        (ok_at if name == "listener" else ok_at_js)[
+                            int(found.group(1))] = time.perf_counter()
             return len(msgs)
 
         return await _measure(variants[name], work)
@@ -218,21 +258,43 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
                                     latencies_ms=delays)
     if len(delays) != len(ok_at):
         delay.results["ours"].check = f"{len(ok_at) - len(delays)} events did not arrive"
+    out = [*figures.values(), delay]
+    js_delays: list[float] | None = None
+    if consumer is not None:
+        for _ in range(600):  # up to 30 s for the last ones
+            if all(u in consumer.arrived for u in ok_at_js):
+                break
+            await asyncio.sleep(0.05)
+        js_delays = [(consumer.arrived[u] - t) * 1000 for u, t in ok_at_js.items()
+                     if u in consumer.arrived]
+        js_delay = Figure("event-delay-jetstream", "tagged OK -> MessageAppend at a JetStream "
+                          "consumer", "latency", "events")
+        js_delay.results["ours"] = Measure(count=len(js_delays), wall=0.0, server_cpu=0.0,
+                                           client_cpu=0.0, latencies_ms=js_delays)
+        if len(js_delays) != len(ok_at_js):
+            js_delay.results["ours"].check = (f"{len(ok_at_js) - len(js_delays)} events did "
+                                              "not arrive")
+        out.append(js_delay)
     for c in mains.values():
         await c.logout()
-    _summary(figures, delays, listener)
-    return [*figures.values(), delay]
+    _summary(figures, delays, listener, js_delays)
+    return out
 
 
 def _summary(figures: dict[tuple[str, str], Figure], delays: list[float],
-             listener: DatagramListener) -> None:
+             listener: DatagramListener, js_delays: list[float] | None = None) -> None:
     print("\nEvents: APPEND throughput relative to events off")
     for key in ("append-1", "append-10"):
         off = figures[(key, "off")].results["ours"].rate
-        for name in ("listener", "absent"):
+        for name in ("listener", "absent", "jetstream"):
+            if (key, name) not in figures:
+                continue
             rate = figures[(key, name)].results["ours"].rate
             print(f"  {key:10} {name:9} {rate:8.0f} msgs/s vs {off:8.0f} off: "
                   f"{(1 - rate / off) * 100:+5.1f}% cost")
     print(f"  delay tagged OK -> datagram: p50 {percentile(delays, 50):.2f} ms, "
           f"p99 {percentile(delays, 99):.2f} ms over {len(delays)} events "
           f"({listener.count} datagrams received)")
+    if js_delays is not None:
+        print(f"  delay tagged OK -> JetStream consumer: p50 {percentile(js_delays, 50):.2f} ms,"
+              f" p99 {percentile(js_delays, 99):.2f} ms over {len(js_delays)} events")

@@ -230,3 +230,13 @@ def _part_from(items: list[Any]) -> BodyPart:
 def structure_from_json(s: str) -> BodyPart:
     """The BodyPart that `structure_to_json` wrote as ``s``."""
     return _part_from(json.loads(s))
+
+
+def envelope_from_json(s: str) -> Envelope:
+    """The Envelope of a stored message read from its structure's envelope item alone
+    (SQL ``structure -> '$[9]'``), without decoding the parts: SORT and THREAD read
+    thousands. Raises ValueError for the shared-envelope marker (1): decode the structure."""
+    items = json.loads(s)
+    if not isinstance(items, list):
+        raise ValueError("envelope item is a reference, not a list")
+    return _envelope_from(items)

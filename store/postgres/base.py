@@ -16,6 +16,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
 from store.api import MailboxInfo
@@ -226,6 +227,38 @@ class PostgresBase:
         if not mbox.selectable:
             raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
         return mbox
+
+    async def _target(self, tx: Tx, user_id: int, mailbox: str | int, need: str,
+                      ) -> tuple[Mbox, str | None]:
+        """The mailbox an APPEND/COPY/MOVE writes to, read and locked (``FOR UPDATE``) in
+        its write transaction: by id or by a client name of ``user_id``. With ``need``,
+        ``user_id``'s rights on it as they are now, refused by `aclrules.require`. Raises
+        MailboxNotFound, NoPermission, MailboxInvalid (\\Noselect)."""
+        if isinstance(mailbox, int):
+            row = await tx.one(MBOX_SELECT + " WHERE m.id = $1 FOR UPDATE OF m", mailbox)
+        else:
+            owner_id, local = await self._locate(tx.db, user_id, names.canonical(mailbox))
+            row = await tx.one(MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2"
+                               " FOR UPDATE OF m", owner_id, local)
+        if row is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        mbox = Mbox.from_row(row)
+        rights = None
+        if need:
+            if mbox.owner_id == user_id:
+                rights = aclrules.ALL
+            else:
+                viewer, admin = await self._viewer(tx.db, user_id)
+                rows = await tx.rows(
+                    "SELECT identifier, rights FROM acl WHERE mailbox_id = $1"
+                    " AND identifier IN ($2, $3, 'anyone', '-anyone')",
+                    mbox.id, viewer, "-" + viewer)
+                rights = aclrules.effective(viewer, mbox.owner, {r[0]: r[1] for r in rows},
+                                            is_admin=admin)
+            aclrules.require(rights, need)
+        if not mbox.selectable:
+            raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+        return mbox, rights
 
     @staticmethod
     async def _viewer(db: Db, user_id: int) -> tuple[str, bool]:

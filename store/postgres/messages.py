@@ -12,6 +12,7 @@ Must not import imapd or notify.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,6 @@ from store.changes import (
     Counts,
     FlagChange,
     FlagsChanged,
-    MailboxRef,
     MessageFacts,
     MessagesAdded,
     MessagesExpunged,
@@ -58,6 +58,15 @@ _IN_RANGES = (
 
 def _bounds(ranges: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return [r[0] for r in ranges], [r[1] for r in ranges]
+
+
+def _allowed(message: _Prepared, rights: str) -> _Prepared:
+    """``message`` with only the flags ``rights`` let a user set (RFC 4314 §4)."""
+    kept = aclrules.settable(message.flags, rights)
+    if len(kept) == len(message.flags):
+        return message
+    return dataclasses.replace(message, flags=kept, seen="\\Seen" in kept,
+                               deleted="\\Deleted" in kept)
 
 
 def _allowed_flags(row: Row, rights: str) -> tuple[Any, ...]:
@@ -132,14 +141,15 @@ class PostgresMessages(PostgresBase):
         )
 
     async def append(
-        self, user_id: int, name: str, messages: Sequence[NewMessage], origin: Origin, *,
-        kind: str = "append",
+        self, user_id: int, mailbox: str | int, messages: Sequence[NewMessage],
+        origin: Origin, *, kind: str = "append", need: str = "",
     ) -> AppendResult:
-        """Atomic (MULTIAPPEND). A spooled message (a Path) is read into memory here: the
-        PostgreSQL store has no chunked large-value write yet (docs/postgresql.md)."""
+        """Atomic (MULTIAPPEND). ``mailbox``: a client name of ``user_id`` or a mailbox id;
+        ``need``: rights checked in the transaction, which then drop the flags they do not
+        allow (RFC 4314 §4). A spooled message (a Path) is read into memory here: no
+        chunked large-value write yet (docs/postgresql.md)."""
         if not messages:
             raise ValueError("nothing to append")
-        name = names.canonical(name)
         if sum(m.content.stat().st_size if isinstance(m.content, Path) else len(m.content)
                for m in messages) > PARSE_IN_THREAD:
             prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
@@ -148,30 +158,27 @@ class PostgresMessages(PostgresBase):
 
         async def body(tx: Tx) -> AppendResult:
             count = len(prepared)
-            owner_id, local = await self._locate(tx.db, user_id, name)
+            dest, rights = await self._target(tx, user_id, mailbox, need)
+            kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
             row = await tx.one(
-                "UPDATE mailboxes m SET uidnext = uidnext + $1,"
+                "UPDATE mailboxes SET uidnext = uidnext + $1,"
                 " highestmodseq = highestmodseq + 1, messages = messages + $1,"
                 " unseen = unseen + $2, size = size + $3, deleted = deleted + $4"
-                " WHERE owner_id = $5 AND name = $6 AND selectable"
-                " RETURNING messages, unseen, uidnext, highestmodseq, size, deleted, id,"
-                " uidvalidity, (SELECT name FROM users WHERE id = m.owner_id), special_use",
-                count, sum(not p.seen for p in prepared), sum(p.size for p in prepared),
-                sum(p.deleted for p in prepared), owner_id, local)
-            if row is None:
-                await self._selectable(tx.db, owner_id, local)
-                raise MailboxNotFound("Mailbox does not exist")
-            counts = Counts(*row[:6])
-            ref = MailboxRef(row[6], row[8], local, row[7], tuple(row[9].split()))
-            await self._quota(tx, {ref.id: (count, sum(p.size for p in prepared))}, origin,
+                " WHERE id = $5 " + COUNTS,
+                count, sum(not p.seen for p in kept), sum(p.size for p in kept),
+                sum(p.deleted for p in kept), dest.id)
+            assert row is not None
+            counts = Counts(*row)
+            ref = dest.ref
+            await self._quota(tx, {ref.id: (count, sum(p.size for p in kept))}, origin,
                               applied=True)
             first_uid, modseq = counts.uidnext - count, counts.highestmodseq
             ids = await tx.rows(
                 "INSERT INTO contents (header_len, message_id, structure, raw)"
                 " SELECT h, i, s, r FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[])"
                 " WITH ORDINALITY AS x(h, i, s, r, n) ORDER BY n RETURNING id",
-                [p.header_len for p in prepared], [p.message_id for p in prepared],
-                [p.structure for p in prepared], [p.raw for p in prepared])
+                [p.header_len for p in kept], [p.message_id for p in kept],
+                [p.structure for p in kept], [p.raw for p in kept])
             content_ids = sorted(r[0] for r in ids)  # identity values ascend in insert order
             await tx.run(
                 "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
@@ -180,14 +187,14 @@ class PostgresMessages(PostgresBase):
                 " $5::bool[], $6::bool[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
                 " $11::bigint[]) AS x(u, s, d, z, e, i, f, c)",
                 ref.id, modseq, tx.at_iso, [first_uid + i for i in range(count)],
-                [p.seen for p in prepared], [p.deleted for p in prepared],
-                [p.size for p in prepared], [int(p.internaldate.timestamp()) for p in prepared],
-                [p.internaldate.isoformat() for p in prepared],
-                [flagrules.to_text(p.flags) for p in prepared], content_ids)
+                [p.seen for p in kept], [p.deleted for p in kept],
+                [p.size for p in kept], [int(p.internaldate.timestamp()) for p in kept],
+                [p.internaldate.isoformat() for p in kept],
+                [flagrules.to_text(p.flags) for p in kept], content_ids)
             added = tuple(
                 MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
                              p.message_id, p.structure)
-                for i, p in enumerate(prepared)
+                for i, p in enumerate(kept)
             )
             tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, added, kind), ref.owner)
             return AppendResult(ref, tuple(f.uid for f in added))
@@ -365,20 +372,25 @@ class PostgresMessages(PostgresBase):
         return await self._write(body)
 
     async def copy_messages(
-        self, mailbox_id: int, uids: Sequence[int], dest_user_id: int, dest_name: str,
-        origin: Origin, *, move: bool = False, rights: str | None = None,
+        self, mailbox_id: int, uids: Sequence[int], user_id: int, target: str | int,
+        origin: Origin, *, move: bool = False, need: str = "",
     ) -> CopyResult:
-        dest_name = names.canonical(dest_name)
+        """COPY/MOVE in one transaction; never partial. ``target`` and ``need`` as in
+        `append`. The source row is locked first, then the destination's."""
         ranges = number_ranges(uids)
 
         async def body(tx: Tx) -> CopyResult:
-            dest = await self._selectable(tx.db, *await self._locate(tx.db, dest_user_id,
-                                                                     dest_name))
-            # Lock both mailbox rows in id order (no deadlock with a copy the other way).
+            # Both mailbox rows locked in id order (no deadlock with a copy the other way).
+            dest_id = target
+            if isinstance(target, str):
+                found = await self._by_name(
+                    tx.db, *await self._locate(tx.db, user_id, names.canonical(target)))
+                dest_id = found.id if found is not None else mailbox_id
             locked = await tx.rows("SELECT id FROM mailboxes WHERE id = ANY($1::bigint[])"
-                                   " ORDER BY id FOR UPDATE", [mailbox_id, dest.id])
+                                   " ORDER BY id FOR UPDATE", [mailbox_id, dest_id])
             if mailbox_id not in {r[0] for r in locked}:
                 raise MailboxNotFound("Mailbox no longer exists")
+            dest, rights = await self._target(tx, user_id, target, need)
             source = await self._by_id(tx.db, mailbox_id)
             rows = await tx.rows(
                 "SELECT " + FACTS + ", m.internal_epoch, m.content_id FROM messages AS m"

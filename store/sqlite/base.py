@@ -18,14 +18,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
-from store.api import MailboxInfo
+from store.api import MailboxInfo, MailboxRow
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 from store.mime import BodyPart
@@ -56,23 +57,15 @@ async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
     return rows[0] if rows else None
 
 
-@dataclass(slots=True)
-class _Mbox:
-    id: int
-    owner_id: int
-    owner: str
-    name: str
-    uidvalidity: int
-    uidnext: int
-    highestmodseq: int
-    messages: int
-    unseen: int
-    size: int
-    deleted: int
-    recent_uid: int
-    special_use: tuple[str, ...]
-    selectable: bool
-    retention_days: int | None
+_ROW_FIELDS = tuple(f.name for f in fields(MailboxRow))
+
+
+@dataclass(frozen=True, slots=True)
+class _Mbox(MailboxRow):
+    """A ``mailboxes`` row (`_MBOX_SELECT`): the shared `MailboxRow` fields and the
+    row's \\Recent floor (the first UID no session has claimed)."""
+
+    recent_uid: int = field(kw_only=True)
 
     @classmethod
     def from_row(cls, row: Row) -> _Mbox:
@@ -93,14 +86,8 @@ class _Mbox:
                       self.deleted)
 
     def info(self, recent: int, subscribed: bool) -> MailboxInfo:
-        return MailboxInfo(
-            id=self.id, owner_id=self.owner_id, owner=self.owner, name=self.name,
-            uidvalidity=self.uidvalidity, uidnext=self.uidnext,
-            highestmodseq=self.highestmodseq, messages=self.messages, unseen=self.unseen,
-            recent=recent, size=self.size, special_use=self.special_use,
-            subscribed=subscribed, selectable=self.selectable,
-            retention_days=self.retention_days, deleted=self.deleted,
-        )
+        return MailboxInfo(**{f: getattr(self, f) for f in _ROW_FIELDS}, recent=recent,
+                           subscribed=subscribed)
 
 
 def _facts(
@@ -203,8 +190,9 @@ class SqliteBase:
         ids = {name: id_ for id_, name in rows}
         out = []
         for i, (name, use) in enumerate(specs):
-            mbox = _Mbox(ids[name], owner_id, owner, name, first + i, 1, 1, 0, 0, 0, 0, 1, use,
-                         True, None)
+            mbox = _Mbox(id=ids[name], owner_id=owner_id, owner=owner, name=name,
+                         uidvalidity=first + i, uidnext=1, highestmodseq=1, messages=0,
+                         unseen=0, size=0, special_use=use, recent_uid=1)
             out.append(mbox)
             tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
         return out
@@ -238,6 +226,46 @@ class SqliteBase:
         if not mbox.selectable:
             raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
         return mbox
+
+    # --- APPEND/COPY/MOVE targets (RFC 4314 §4; store/acl.py) ---------------------------------
+    @staticmethod
+    async def _acl_rights(db: aiosqlite.Connection, viewer: str, admin: bool, mailbox_id: int,
+                          owner: str) -> str:
+        """The effective rights of ``viewer`` on a mailbox of ``owner``, from its ACL rows
+        as ``db`` reads them now."""
+        rows = await _rows(
+            db, "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
+            " AND identifier IN (?, ?, 'anyone', '-anyone')", (mailbox_id, viewer, "-" + viewer))
+        return aclrules.effective(viewer, owner, {r[0]: r[1] for r in rows}, is_admin=admin)
+
+    async def _target(self, tx: _Tx, user_id: int, mailbox: str | int, need: str,
+                      ) -> tuple[_Mbox, str | None]:
+        """The mailbox an APPEND/COPY/MOVE writes to, read in its write transaction: by id
+        (the caller resolved the name once) or by a client name of ``user_id``. With
+        ``need``, ``user_id``'s rights on it as they are now (a revoke committed since the
+        caller's check counts), refused by `aclrules.require`; else no rights (None: the
+        caller checks none, as LMTP delivery and import do). Raises MailboxNotFound (also
+        for a mailbox deleted since the caller resolved it), NoPermission, MailboxInvalid
+        (\\Noselect)."""
+        if isinstance(mailbox, int):
+            row = await tx.one(_MBOX_SELECT + " WHERE m.id = ?", (mailbox,))
+            mbox = None if row is None else _Mbox.from_row(row)
+        else:
+            mbox = await self._by_name(tx.db, *await self._locate(tx.db, user_id,
+                                                                  names.canonical(mailbox)))
+        if mbox is None:
+            raise MailboxNotFound("Mailbox does not exist")
+        rights = None
+        if need:
+            if mbox.owner_id == user_id:
+                rights = aclrules.ALL
+            else:
+                viewer, admin = await self._viewer(tx.db, user_id)
+                rights = await self._acl_rights(tx.db, viewer, admin, mbox.id, mbox.owner)
+            aclrules.require(rights, need)
+        if not mbox.selectable:
+            raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+        return mbox, rights
 
     # --- namespaces (RFC 2342; store/namespace.py) ------------------------------------------
     @staticmethod

@@ -86,11 +86,7 @@ class SqliteMailboxes(SqliteBase):
         if info.owner_id == user_id:
             return info
         viewer, admin = await self._viewer(db, user_id)
-        rows = await _rows(
-            db, "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
-            " AND identifier IN (?, ?, 'anyone', '-anyone')", (info.id, viewer, "-" + viewer))
-        rights = aclrules.effective(viewer, info.owner, {r[0]: r[1] for r in rows},
-                                    is_admin=admin)
+        rights = await self._acl_rights(db, viewer, admin, info.id, info.owner)
         name = namespace.visible_name(viewer, info.owner, info.name)
         return dataclasses.replace(info, name=name, rights=rights,
                                    subscribed=await self._is_subscribed(db, user_id, name))

@@ -11,6 +11,7 @@ one JSON array of ranges (store/ranges.py). Must not import imapd or notify.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -34,7 +35,6 @@ from store.changes import (
     Counts,
     FlagChange,
     FlagsChanged,
-    MailboxRef,
     MessageFacts,
     MessagesAdded,
     MessagesExpunged,
@@ -104,6 +104,15 @@ def _allowed_flags(row: Row, rights: str) -> Row:
     kept = aclrules.settable(flagrules.from_text(row[2]), rights)
     return (*row[:2], flagrules.to_text(kept), row[3], row[4], row[5], "\\Seen" in kept,
             "\\Deleted" in kept, *row[8:])
+
+
+def _allowed(message: _Prepared, rights: str) -> _Prepared:
+    """``message`` with only the flags ``rights`` let a user set (RFC 4314 §4)."""
+    kept = aclrules.settable(message.flags, rights)
+    if len(kept) == len(message.flags):
+        return message
+    return dataclasses.replace(message, flags=kept, seen="\\Seen" in kept,
+                               deleted="\\Deleted" in kept)
 
 
 @dataclass(slots=True)
@@ -188,18 +197,22 @@ class SqliteMessages(SqliteBase):
     async def append(
         self,
         user_id: int,
-        name: str,
+        mailbox: str | int,
         messages: Sequence[NewMessage],
         origin: Origin,
         *,
         kind: str = "append",
+        need: str = "",
     ) -> AppendResult:
         """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
-        (append|deliver|import) is the MessagesAdded kind. Raises MailboxNotFound (handler
-        adds TRYCREATE), MailboxInvalid for \\Noselect, ValueError for no messages."""
+        (append|deliver|import) is the MessagesAdded kind. ``mailbox``: a client name of
+        ``user_id`` or the id of the mailbox the caller resolved. ``need``: the rights
+        ``user_id`` must have on it, checked in the write transaction, whose rights then
+        drop the flags they do not allow (RFC 4314 §4). Raises MailboxNotFound (handler
+        adds TRYCREATE), NoPermission, MailboxInvalid for \\Noselect, ValueError for no
+        messages."""
         if not messages:
             raise ValueError("nothing to append")
-        name = names.canonical(name)
         if sum(_octets(m.content) for m in messages) > PARSE_IN_THREAD:
             # One message at a time: a MULTIAPPEND of spooled messages holds one in memory.
             prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
@@ -208,42 +221,38 @@ class SqliteMessages(SqliteBase):
 
         async def body(tx: _Tx) -> AppendResult:
             count = len(prepared)
-            owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
+            dest, rights = await self._target(tx, user_id, mailbox, need)  # any namespace
+            kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
             row = await tx.one(
                 "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
                 " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
-                " deleted = deleted + ? WHERE owner_id = ? AND name = ? AND selectable = 1"
-                " RETURNING messages, unseen, uidnext, highestmodseq, size, deleted, id,"
-                " uidvalidity, (SELECT name FROM users WHERE id = owner_id), special_use",
-                (count, count, sum(not p.seen for p in prepared),
-                 sum(p.size for p in prepared), sum(p.deleted for p in prepared),
-                 owner_id, local),
+                " deleted = deleted + ? WHERE id = ? " + _COUNTS,
+                (count, count, sum(not p.seen for p in kept), sum(p.size for p in kept),
+                 sum(p.deleted for p in kept), dest.id),
             )
-            if row is None:
-                await self._selectable(tx.db, owner_id, local)  # raises the right error
-                raise MailboxNotFound("Mailbox does not exist")
-            counts = Counts(*row[:6])
-            ref = MailboxRef(row[6], row[8], local, row[7], tuple(row[9].split()))
+            assert row is not None
+            counts = Counts(*row)
+            ref = dest.ref
             # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
-            await self._quota(tx, {ref.id: (count, sum(p.size for p in prepared))},
+            await self._quota(tx, {ref.id: (count, sum(p.size for p in kept))},
                               origin, applied=True)
             first_uid, modseq = counts.uidnext - count, counts.highestmodseq
             rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
                      int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
                      flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
                      p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts)
-                    for i, p in enumerate(prepared)]
+                    for i, p in enumerate(kept)]
             # the message_in view inserts contents, content_search, messages
-            await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, prepared, strict=True)
+            await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, kept, strict=True)
                                                    if not isinstance(p.raw, Path)])
-            for i, p in enumerate(prepared):
+            for i, p in enumerate(kept):
                 if isinstance(p.raw, Path):  # the rows first, then the file's octets
                     await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
                     await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
             facts = tuple(
                 MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
                              p.message_id, p.structure)
-                for i, p in enumerate(prepared)
+                for i, p in enumerate(kept)
             )
             tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
             return AppendResult(ref, tuple(f.uid for f in facts))
@@ -489,26 +498,26 @@ class SqliteMessages(SqliteBase):
         self,
         mailbox_id: int,
         uids: Sequence[int],
-        dest_user_id: int,
-        dest_name: str,
+        user_id: int,
+        target: str | int,
         origin: Origin,
         *,
         move: bool = False,
-        rights: str | None = None,
+        need: str = "",
     ) -> CopyResult:
         """COPY/MOVE in one transaction; never partial. New UIDs in source UID order; flags
         and INTERNALDATE kept, the bytes shared. Copy into the same mailbox is allowed.
-        ``dest_name`` is in ``dest_user_id``'s namespaces; ``rights`` (the user's on the
-        destination) keeps only the flags they allow (RFC 4314 §4: \\Seen needs s,
-        \\Deleted t, others w). Raises MailboxNotFound (source gone, or destination:
-        handler adds TRYCREATE), MailboxInvalid (destination \\Noselect)."""
-        dest_name = names.canonical(dest_name)
+        ``target``: a client name of ``user_id`` or the id of the mailbox the caller
+        resolved. ``need``: the rights ``user_id`` must have on it, checked in this
+        transaction; those rights then keep only the flags they allow (RFC 4314 §4:
+        \\Seen needs s, \\Deleted t, others w). Raises MailboxNotFound (source gone, or
+        destination: handler adds TRYCREATE), NoPermission, MailboxInvalid (destination
+        \\Noselect)."""
         ranges = number_ranges(uids)
 
         async def body(tx: _Tx) -> CopyResult:
             source = await self._by_id(tx.db, mailbox_id)
-            dest = await self._selectable(tx.db, *await self._locate(tx.db, dest_user_id,
-                                                                     dest_name))
+            dest, rights = await self._target(tx, user_id, target, need)
             rows = await tx.rows(
                 "SELECT " + _FACTS + ", m.internal_epoch, m.content_id FROM " + _IN_RANGES
                 + " JOIN contents AS c ON c.id = m.content_id WHERE " + _RANGE_MATCH

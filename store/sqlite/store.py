@@ -69,8 +69,9 @@ Implementation notes
   ``_locate`` turns ``Other Users/alice/X`` and ``Shared/X`` into (owner id, owner-relative
   name) (store/namespace.py; shared mailboxes belong to the pseudo-user ""). Rows, Changes and
   events keep owner-relative names; `MailboxInfo` from get_mailbox/list_mailboxes carries the
-  user's name for it and their effective rights (store/acl.py). The store checks no rights:
-  handlers do (imapd/commands/acl.py), except that ``copy_messages(rights=)`` filters flags.
+  user's name for it and their effective rights (store/acl.py). Handlers check rights
+  (imapd/commands/acl.py); ``append``/``copy_messages(need=)`` check them again on the
+  target, by id, in the write transaction, and filter flags with them (RFC 4314 §4).
 """
 
 from __future__ import annotations
@@ -108,9 +109,11 @@ from store.mime import BodyPart
 from store.passwords import DEFAULT_N
 from store.sqlite import files, search
 from store.sqlite.base import _one, _rows, _Tx
+from store.sqlite.calendar import SqliteCalendar
 from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
+from store.sqlite.sort import SqliteSort
 from store.sqlite.users import SqliteUsers
 
 __all__ = ["SqliteStore"]
@@ -181,7 +184,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
+class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
 
@@ -374,6 +377,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             try:
                 tx = _Tx(db, self._now())
                 result = await body(tx)
+                await self._calendar_index(tx)  # the calendar index (store/sqlite/calendar.py)
                 changes = await _log_changes(tx)
                 changes = [*await self._foreign_before(changes), *changes]
                 await db.execute("COMMIT")

@@ -1,4 +1,4 @@
-"""Handlers run without a socket (tests/commands/conftest.py): each returns an Outcome whose
+"""Handlers run without a socket (tests/helpers/handlers.py): each returns an Outcome whose
 effects `conn.finish` applies; the store they changed is a real SQLite file."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from imapd.protocol.framing import Mode
 from imapd.protocol.state import Authenticated, Logout, Selected, State
 from imapd.selected import SelectedView
 from store.api import NewMessage
-from tests.commands.conftest import TestContext, message
+from tests.helpers.handlers import TestContext, message
 
 
 def state(ctx: TestContext) -> State:

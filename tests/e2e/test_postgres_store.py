@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -74,8 +74,10 @@ async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:  # noqa: F811
     await pg_cluster.drop(dsn)
 
 
-@pytest.fixture
-def two(dsn: str, tmp_path: Path) -> Iterator[tuple[Serve, Serve]]:
+@pytest.mark.xfail(strict=True, reason="store/open.py refuses the PostgreSQL store until it"
+                   " implements the whole Store Protocol (SORT, THREAD, calendar alarms"
+                   " are missing: docs/postgresql.md)")
+def test_login_append_fetch_and_idle_across_two_instances(dsn: str, tmp_path: Path) -> None:
     added = imapd("user", "add", "carol", "--password", "pw", data_dir=tmp_path / "cli",
                   store=dsn)
     assert added.returncode == 0, added.stderr
@@ -85,13 +87,14 @@ def two(dsn: str, tmp_path: Path) -> Iterator[tuple[Serve, Serve]]:
     except BaseException:
         a.stop()
         raise
-    yield a, b
-    a.stop()
-    b.stop()
+    try:
+        _idle_sees_the_other_instance(a, b)
+    finally:
+        a.stop()
+        b.stop()
 
 
-def test_login_append_fetch_and_idle_across_two_instances(two: tuple[Serve, Serve]) -> None:
-    a, b = two
+def _idle_sees_the_other_instance(a: Serve, b: Serve) -> None:
     idler = a.client()
     idler.select("INBOX")
     tag = idler._new_tag()
@@ -124,6 +127,7 @@ def test_a_bad_store_url_is_refused_at_start(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     down = imapd("user", "list", data_dir=tmp_path,
                  store=f"postgresql://u:secret@127.0.0.1:{port}/db")
-    assert down.returncode != 0
-    assert f"127.0.0.1:{port}" in down.stderr and "secret" not in down.stderr
-    assert "Traceback" not in down.stderr
+    assert down.returncode == 2
+    # Refused before connecting while the backend is incomplete, naming what it lacks.
+    assert "not complete yet" in down.stderr and "sort_records" in down.stderr
+    assert "secret" not in down.stderr and "Traceback" not in down.stderr

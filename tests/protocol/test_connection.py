@@ -350,6 +350,8 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.GetQuotaRoot: b"a GETQUOTAROOT INBOX",
     c.SetQuota: b"a SETQUOTA alice (STORAGE 512)",
     c.Notify: b"a NOTIFY SET (selected (MessageNew MessageExpunge))",
+    c.Sort: b"a SORT (DATE) UTF-8 ALL",
+    c.Thread: b"a THREAD REFERENCES UTF-8 ALL",
 }
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), SELECTED, Logout()]

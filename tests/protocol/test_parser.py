@@ -18,6 +18,7 @@ from imapd.protocol.values import SearchKey as K
 from imapd.protocol.values import Secret, Section
 from imapd.protocol.values import SequenceSet as S
 from tests.protocol.feeding import connection, feed, three_ways
+from tests.protocol.sort_rows import sort_rows
 
 
 @dataclass(frozen=True)
@@ -889,6 +890,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("notify-double-space", b"a NOTIFY SET (personal (MailboxName))  (inboxes NONE)", Bad()),
     ("unknown-authenticated", b"a XYZZY", Bad()),
 ]
+ROWS += sort_rows(Bad, No)  # SORT and THREAD (RFC 5256): tests/protocol/sort_rows.py
 
 
 def _state_for(data: bytes) -> State:

@@ -259,3 +259,17 @@ async def test_listen_connection_comes_back_and_catches_up(
     await a.until(await b.store.change_log_head(), timeout=10)
     uids = [m.uid for c in a.published if isinstance(c, MessagesAdded) for m in c.messages]
     assert uids == [1, 2]
+
+
+def test_the_backend_is_refused_while_the_protocol_is_incomplete() -> None:
+    """No half backend: store/open.py names what is missing and opens nothing. When the
+    list changes, docs/postgresql.md and this test change with it."""
+    from store.open import check_store_url, mask_url
+    from store.postgres.store import missing_methods
+
+    assert missing_methods() == ["fire_calendar_alarms", "next_calendar_alarm", "sort_order",
+                                 "sort_records", "sync_calendar_index", "thread_roots"]
+    problem = check_store_url("postgresql://u:secret@localhost/db")
+    assert problem is not None and "sort_records, sync_calendar_index" in problem
+    assert check_store_url("mysql://u:secret@h/db") is not None
+    assert mask_url("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"

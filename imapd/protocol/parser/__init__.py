@@ -28,6 +28,7 @@ grammar. The rules live in modules named for what they parse (pymap's parsing/):
     quota.py       GETQUOTA, GETQUOTAROOT, SETQUOTA (RFC 9208)
     notify.py      NOTIFY (RFC 5465)
     push.py        XAPPLEPUSHSERVICE
+    sort.py        SORT, THREAD (RFC 5256, RFC 5957, ESORT RFC 5267)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from imapd.protocol.parser.notify import notify
 from imapd.protocol.parser.primitives import Cursor, sequence_set, tag
 from imapd.protocol.parser.push import xapplepushservice
 from imapd.protocol.parser.quota import getquota, getquotaroot, setquota
+from imapd.protocol.parser.sort import sort, thread
 from imapd.protocol.values import SpooledLiteral
 
 __all__ = [
@@ -125,6 +127,8 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "GETQUOTAROOT": (cmd.GetQuotaRoot, getquotaroot),
     "SETQUOTA": (cmd.SetQuota, setquota),
     "NOTIFY": (cmd.Notify, notify),
+    "SORT": (cmd.Sort, lambda c, t: sort(c, t, False)),  # RFC 5256, sort.py
+    "THREAD": (cmd.Thread, lambda c, t: thread(c, t, False)),
 }
 
 #: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
@@ -135,6 +139,8 @@ UID_COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "COPY": (cmd.Copy, lambda c, t: copy(c, t, True, False)),
     "MOVE": (cmd.Copy, lambda c, t: copy(c, t, True, True)),
     "EXPUNGE": (cmd.Expunge, uid_expunge),
+    "SORT": (cmd.Sort, lambda c, t: sort(c, t, True)),
+    "THREAD": (cmd.Thread, lambda c, t: thread(c, t, True)),
 }
 
 _COMMAND_NAME = re.compile(rb"[A-Za-z]+(?![^\x00-\x20\x7f-\xff(){%*\"\\\]])")
@@ -151,7 +157,7 @@ def _command_name(c: Cursor) -> tuple[type[cmd.Command], _Parser] | None:
     c.sp()
     m = c.match(_COMMAND_NAME)
     if m is None or (entry := UID_COMMANDS.get(m.group().decode("ascii").upper())) is None:
-        raise c.error("FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE after UID")
+        raise c.error("FETCH, STORE, COPY, MOVE, SEARCH, EXPUNGE, SORT or THREAD after UID")
     return entry
 
 

@@ -1,0 +1,693 @@
+"""The JetStream sink: change_log -> RFC 5423 events (Cyrus JSON) -> a NATS JetStream stream.
+
+Owns: the publish loop with its cursor, reconnects, back-off and health states (subjects,
+ids, options and the stream's defaults: notify/jetstream_names.py). Used by the server
+(``event_notifier = "jetstream"``, imapd/server.py) and by ``imapd notifyd --method
+jetstream`` (imapd/cli/jetstream.py): the same loop, reading the change_log outbox after a
+persisted cursor like the other sinks (notify/sink.py, notify/follow.py); only where the
+cursor lives and what wakes the loop differ. Must not import imapd. ``nats-py`` (the
+``[nats]`` extra) is imported here only, when a sink connects: the core never needs it.
+
+Subjects: ``PREFIX.<event type>.<user>``, ``user`` the account the event belongs to (the
+mailbox's owner, else the event's user: as ``imapd events tail --user`` and the bus route
+it). Each token is escaped with `subject_token` (docs/jetstream.md has the table): ``%`` and
+every octet NATS cannot hold in a token (``.``, ``*``, ``>``, whitespace, controls, DEL,
+non-ASCII as its UTF-8 octets) become ``%XX`` (upper-case hex); an empty token becomes
+``%``. The mapping is reversible (`subject_token_decode`).
+
+Exactly once into the stream: every message carries ``Nats-Msg-Id: PREFIX:SEQ:INDEX``
+(change_log seq, the event's index in its change), so a publish repeated after a crash or a
+lost ack is dropped by JetStream's de-duplication (within the stream's duplicate window). The
+cursor moves only over messages the stream acknowledged, and at start the sink also reads the
+id of the stream's last message under PREFIX and resumes after the later of the two, so a
+restart after the window cannot repeat what the stream holds. Publishes are pipelined (one
+batch of acks awaited at a time) on one connection: the stream stores them in commit order.
+
+Faults: NATS down (at start or later) -> state ``disconnected``, events wait in the outbox,
+reconnects with exponential back-off, resumes at the first event not acknowledged. The stream
+refusing a message (its limits with ``discard: new``, a message over its size) -> state
+``refused``: one warning with the server's reason, then one message at a time, at a slowing
+pace (`Options.refused_initial` .. `refused_max`), until it is taken. The state is logged on
+each change and written to the status file (`Health`), the sink's health signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from notify.bus import change_owner
+from notify.cyrus import Format
+from notify.events import Event, Policy, events_for
+from notify.follow import Position, StateFile, start_of
+from notify.jetstream_names import (  # re-exported: imapd/jetstream.py, tests
+    DEFAULT_DUPLICATE_WINDOW as DEFAULT_DUPLICATE_WINDOW,
+)
+from notify.jetstream_names import DEFAULT_MAX_AGE as DEFAULT_MAX_AGE
+from notify.jetstream_names import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from notify.jetstream_names import DEFAULT_PREFIX as DEFAULT_PREFIX
+from notify.jetstream_names import DEFAULT_STREAM as DEFAULT_STREAM
+from notify.jetstream_names import Options as Options
+from notify.jetstream_names import check_prefix as check_prefix
+from notify.jetstream_names import check_stream_name as check_stream_name
+from notify.jetstream_names import check_url as check_url
+from notify.jetstream_names import fit_payload, msg_id, parse_msg_id, subject
+from notify.jetstream_names import subject_token as subject_token
+from notify.jetstream_names import subject_token_decode as subject_token_decode
+from notify.sink import render
+from store.api import ChangeFeed
+from store.changes import Change
+from store.errors import Unavailable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.js.client import JetStreamContext
+
+log = logging.getLogger("imapd.notify.jetstream")
+
+CURSOR_NAME = "jetstream"
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
+#: Room kept under the server's max_payload for the headers (id, expected stream).
+HEADER_ROOM = 512
+RECENT_MAX = 10_000  # published Changes kept for a sink that keeps up (as notify/sink.py)
+STATUS_INTERVAL = 5.0  # seconds between status file writes while the state stays the same
+
+
+# --- cursor and health ---------------------------------------------------------------------
+class Cursor(Protocol):
+    """Where the last acknowledged position is kept."""
+
+    async def load(self) -> Position | None: ...
+
+    async def save(self, position: Position) -> None: ...
+
+
+class CursorStore(Protocol):
+    async def event_cursor(self, name: str) -> int | None: ...
+
+    async def set_event_cursor(self, name: str, seq: int) -> None: ...
+
+
+class StoreCursor:
+    """The server's sink: ``event_cursors`` (the seq of the last complete change; an event
+    inside a change is found again from the stream's last message id)."""
+
+    def __init__(self, store: CursorStore, name: str = CURSOR_NAME) -> None:
+        self.store = store
+        self.name = name
+
+    async def load(self) -> Position | None:
+        seq = await self.store.event_cursor(self.name)
+        return None if seq is None else Position(seq, -1, complete=True)
+
+    async def save(self, position: Position) -> None:
+        await self.store.set_event_cursor(self.name, start_of(position))
+
+
+class FileCursor:
+    """``imapd notifyd --method jetstream``: a state file (notify/follow.py `StateFile`)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.file = StateFile(path)
+
+    async def load(self) -> Position | None:
+        return await asyncio.to_thread(self.file.load)
+
+    async def save(self, position: Position) -> None:
+        await asyncio.to_thread(self.file.save, position)
+
+
+class Health:
+    """The health signal: the state (``connecting``, ``ok``, ``disconnected``, ``refused``,
+    ``stopped``), since when, the last error, counters; logged on each change and written as
+    JSON to ``path`` (replaced atomically) when one is given."""
+
+    def __init__(self, path: str | Path | None, *, url: str, stream: str) -> None:
+        self.path = Path(path) if path is not None else None
+        self.url = url
+        self.stream = stream
+        self.state = "connecting"
+        self.error: str | None = None
+        self.since = time.time()
+
+    def snapshot(self, sink: JetStreamSink) -> dict[str, object]:
+        pos = sink.position
+        return {
+            "state": self.state, "since": round(self.since, 3), "error": self.error,
+            "url": self.url, "stream": self.stream, "published": sink.published,
+            "duplicates": sink.duplicates, "dropped": sink.dropped,
+            "acked": None if pos is None else {"seq": pos.seq, "index": pos.index},
+        }
+
+    async def set(self, sink: JetStreamSink, state: str, error: str | None = None) -> None:
+        if state == self.state and error == self.error:
+            return
+        previous, self.state, self.error, self.since = self.state, state, error, time.time()
+        match state:
+            case "ok":
+                log.info("jetstream: %s stream %s: publishing (was %s)", self.url, self.stream,
+                         previous)
+            case "disconnected":
+                log.warning("jetstream: %s unavailable (%s); events wait in the outbox",
+                            self.url, error)
+            case "refused":
+                log.warning("jetstream: stream %s refuses messages: %s; events wait in the "
+                            "outbox, retried one at a time with back-off", self.stream, error)
+            case _:
+                log.info("jetstream: %s", state)
+        await self.write(sink)
+
+    async def write(self, sink: JetStreamSink) -> None:
+        if self.path is None:
+            return
+        text = json.dumps(self.snapshot(sink)) + "\n"
+        path = self.path
+        try:
+            await asyncio.to_thread(_replace_file, path, text)
+        except OSError as exc:
+            log.warning("jetstream: status file %s not written: %s", path, exc)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --- the sink ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    position: Position
+    subject: str
+    payload: bytes
+    msg_id: str
+
+
+class _Refused(Exception):
+    """The stream refused a message (its limits): back off slowly, one at a time."""
+
+
+class _Unavailable(Exception):
+    """No connection, no answer, or no stream: reconnect / re-check with back-off."""
+
+
+@dataclass
+class _Backoff:
+    initial: float
+    maximum: float
+    current: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.current = self.initial
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.current * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+class JetStreamSink:
+    """Publishes the outbox's events after ``cursor`` to the stream. `start` / `wake` /
+    `stop`; never raises into its caller, never blocks a store commit."""
+
+    def __init__(
+        self,
+        store: ChangeFeed,
+        options: Options,
+        cursor: Cursor,
+        *,
+        policy: Policy | None = None,
+        fmt: Format | None = None,
+        status_file: str | Path | None = None,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.cursor = cursor
+        self.policy = policy or Policy()
+        self.fmt = fmt or Format()
+        self.health = Health(status_file, url=options.url, stream=options.stream)
+        self.pid = os.getpid()
+        self.position: Position | None = None  # last event the stream acknowledged
+        self.published = 0  # messages acknowledged (new ones)
+        self.duplicates = 0  # acknowledged as duplicates (a repeat the stream dropped)
+        self.dropped = 0  # events too large even without content, or unreadable changes
+        self.attempts = 0  # publish rounds (a refused stream must not make this race)
+        self._saved: Position | None = None
+        self._last_save = 0.0
+        self._status_written = 0.0
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._reconnected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._probing = False  # after a refusal: one message at a time until one is taken
+        self._inbox: str | None = None
+        self._inbox_of: NatsClient | None = None
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._token = 0
+        self._recent: deque[Change] = deque()  # published, maybe not yet in the stream
+        self._bus_head: int | None = None  # the last seq the bus published (server only)
+        self._kick = asyncio.Event()  # reconnected: end a back-off early
+        self._limit = 1 << 20  # payload limit: the server's max_payload, the stream's
+
+    # --- life cycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.health.write(self)
+        self._task = asyncio.create_task(self._run(), name="jetstream-sink")
+        self._task.add_done_callback(_report_death)
+
+    def wake(self, changes: Sequence[Change] = ()) -> None:
+        """The bus listener (and the CLI's publish notices): never blocks. Keeps the
+        published Changes (they carry their seqs), so a sink that keeps up does not read
+        them back from change_log; any gap or overflow falls back to change_log."""
+        recent = self._recent
+        if changes:
+            self._bus_head = max(self._bus_head or 0, changes[-1].seq)
+        if changes and len(recent) + len(changes) <= RECENT_MAX and (
+            not recent or recent[-1].seq + 1 == changes[0].seq
+        ):
+            recent.extend(changes)
+        else:
+            recent.clear()
+        self._wakeup.set()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Publish what is committed for up to ``grace`` seconds, save the cursor, close."""
+        self._stopping.set()
+        self._wakeup.set()
+        task = self._task
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._save(force=True)
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):  # closing a dead connection: nothing to do
+                await asyncio.wait_for(nc.close(), 2.0)
+        await self.health.set(self, "stopped")
+
+    # --- the loop ----------------------------------------------------------------------
+    async def _run(self) -> None:
+        opts = self.options
+        retry = _Backoff(opts.retry_initial, opts.retry_max)
+        refused = _Backoff(opts.refused_initial, opts.refused_max)
+        ready = False
+        while True:  # stopping: until nothing is left (stop's grace cuts it short) or a fault
+            delay: float | None = None
+            try:
+                if self._js is None:
+                    await self._connect()
+                if not ready:
+                    await self._ensure_stream()
+                    if self.position is None:
+                        await self._resume()
+                    ready = True
+                busy = await self._step()
+            except _Refused as exc:
+                self._probing = True
+                await self.health.set(self, "refused", str(exc))
+                delay = refused.next()
+            except (_Unavailable, OSError, TimeoutError) as exc:
+                await self.health.set(self, "disconnected", _describe(exc))
+                if isinstance(exc, _Unavailable) and "stream" in str(exc):
+                    ready = False  # deleted or not there yet: look again
+                delay = retry.next()
+            except Unavailable as exc:  # the store (a full disk): later
+                log.warning("jetstream: the outbox cannot be read: %s", exc.text)
+                delay = retry.next()
+            except Exception:  # a bug or the store going away: log, keep the cursor, retry
+                log.exception("jetstream: publishing failed after seq %s",
+                              self.position.seq if self.position is not None else "-")
+                delay = opts.retry_max
+            if delay is not None:
+                if self._stopping.is_set():
+                    return
+                await self._pause(delay)
+                continue
+            retry.reset()
+            if busy:
+                refused.reset()
+            await self.health.set(self, "ok")
+            await self._save()
+            if busy:
+                continue
+            if self._stopping.is_set():
+                return
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait for a wake-up; ring again when an unsaved cursor falls due."""
+        loop = asyncio.get_running_loop()
+        handle = None
+        if self.position != self._saved:
+            due = max(0.0, self._last_save + self.options.cursor_interval - loop.time())
+            handle = loop.call_later(due, self._wakeup.set)
+        await self._wakeup.wait()
+        self._wakeup.clear()
+        if handle is not None:
+            handle.cancel()
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds unless stopping or reconnected meanwhile."""
+        self._kick.clear()
+        stop = asyncio.ensure_future(self._stopping.wait())
+        kick = asyncio.ensure_future(self._kick.wait())
+        try:
+            await asyncio.wait({stop, kick}, timeout=delay,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            kick.cancel()
+
+    # --- NATS ----------------------------------------------------------------------------
+    async def _connect(self) -> None:
+        import nats
+        import nats.errors
+
+        opts = self.options
+
+        async def on_error(exc: Exception) -> None:
+            log.debug("jetstream: connection error: %s", _describe(exc))
+
+        async def on_disconnected() -> None:
+            self._reconnected.clear()
+
+        async def on_reconnected() -> None:
+            self._reconnected.set()
+            self._kick.set()
+            self._wakeup.set()
+
+        try:
+            nc = await nats.connect(
+                servers=[u.strip() for u in opts.url.split(",")],
+                name=f"imapd-{os.getpid()}",
+                user_credentials=opts.creds,
+                connect_timeout=opts.connect_timeout,
+                # One attempt here (our back-off retries a first connection, so that the
+                # sink's state says "disconnected"); once connected, nats-py reconnects on
+                # its own, without end (the options it reads at each disconnection).
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # nats-py: two tries of the server, 0.1 s apart
+                reconnect_time_wait=0.1,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _Unavailable(_describe(exc)) from exc
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = min(2.0, opts.retry_max)
+        self._reconnected.set()
+        self._nc = nc
+        self._js = nc.jetstream(timeout=opts.ack_timeout)
+
+    def _live(self) -> JetStreamContext:
+        if self._js is None or self._nc is None or not self._nc.is_connected:
+            raise _Unavailable("not connected")
+        return self._js
+
+    async def _ensure_stream(self) -> None:
+        """The stream as configured, or created with the documented defaults."""
+        import nats.errors
+        from nats.js import api
+        from nats.js.errors import APIError, NotFoundError
+
+        opts = self.options
+        js = self._live()
+        try:
+            info = await js.stream_info(opts.stream)
+        except NotFoundError:
+            config = api.StreamConfig(
+                name=opts.stream, subjects=[f"{opts.subject_prefix}.>"],
+                storage=api.StorageType.FILE, retention=api.RetentionPolicy.LIMITS,
+                discard=api.DiscardPolicy.OLD, max_age=opts.max_age,
+                max_bytes=opts.max_bytes, duplicate_window=opts.duplicate_window,
+            )
+            try:
+                await js.add_stream(config)
+            except APIError as exc:
+                if exc.err_code != 10058:  # "stream name already in use": another producer
+                    raise _Unavailable(f"stream {opts.stream} not created: {exc}") from exc
+            log.info("jetstream: created stream %s (subjects %s.>, file storage, max age "
+                     "%.0f s, max bytes %d)", opts.stream, opts.subject_prefix, opts.max_age,
+                     opts.max_bytes)
+            self._limit = self._max_payload()
+            return
+        except (nats.errors.Error, APIError) as exc:
+            raise _Unavailable(f"stream {opts.stream}: {_describe(exc)}") from exc
+        subjects = info.config.subjects or []
+        self._limit = self._max_payload(info.config.max_msg_size)
+        log.info("jetstream: using stream %s as configured (subjects %s)", opts.stream,
+                 " ".join(subjects))
+
+    def _max_payload(self, max_msg_size: int | None = None) -> int:
+        """What one message may hold: the server's max_payload, the stream's max_msg_size."""
+        limit = self._nc.max_payload if self._nc is not None else 1 << 20
+        if max_msg_size is not None and max_msg_size > 0:
+            limit = min(limit, max_msg_size)
+        return limit
+
+    async def _resume(self) -> None:
+        """The later of the saved cursor and the stream's last message of ours; on a first
+        start (neither), the outbox's current end: history is not replayed."""
+        saved = await self.cursor.load()
+        head = await self.store.change_log_head()
+        in_stream = await self._stream_position()
+        if in_stream is not None and in_stream.seq > head:
+            log.warning("jetstream: stream %s holds seq %d, beyond this outbox's end %d: "
+                        "another store's events? ignored", self.options.stream,
+                        in_stream.seq, head)
+            in_stream = None
+        known = [p for p in (saved, in_stream) if p is not None]
+        if not known:
+            self.position = Position(head, -1, complete=True)
+            await self._save(force=True)
+            log.info("jetstream: first start, from change_log seq %d", head)
+            return
+        self.position = max(known, key=lambda p: (p.seq, p.complete, p.index))
+        self._saved = saved
+        log.info("jetstream: resuming after change_log seq %d (event %d)",
+                 self.position.seq, self.position.index)
+
+    async def _stream_position(self) -> Position | None:
+        import nats.errors
+        from nats.js.errors import APIError, NotFoundError
+
+        opts = self.options
+        js = self._live()
+        try:
+            msg = await js.get_last_msg(opts.stream, f"{opts.subject_prefix}.>")
+        except NotFoundError:
+            return None
+        except (nats.errors.Error, APIError) as exc:
+            raise _Unavailable(f"stream {opts.stream}: {_describe(exc)}") from exc
+        value = (msg.headers or {}).get(MSG_ID)
+        return parse_msg_id(opts.subject_prefix, value) if isinstance(value, str) else None
+
+    # --- one batch -----------------------------------------------------------------------
+    async def _replies(self) -> str:
+        """The inbox our publishes' acks come to (one subscription per connection). Ours, not
+        nats-py's publish_async: its future never completes when the stream answers an error
+        with code 503 (as "maximum messages exceeded" is), and we need that answer."""
+        nc = self._nc
+        assert nc is not None
+        if self._inbox is not None and self._inbox_of is nc:
+            return self._inbox
+        inbox = nc.new_inbox()
+        pending = self._pending
+
+        async def on_reply(msg: Any) -> None:
+            future = pending.pop(msg.subject.rpartition(".")[2], None)
+            if future is None or future.done():
+                return
+            headers = msg.headers or {}
+            if headers.get("Status") == "503":  # no responders: no stream takes the subject
+                future.set_result({"no_responders": True})
+                return
+            try:
+                answer = json.loads(msg.data)
+            except ValueError:
+                answer = None
+            future.set_result(answer if isinstance(answer, dict) else
+                              {"error": {"description": f"unreadable ack {msg.data[:80]!r}"}})
+
+        await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        self._inbox, self._inbox_of = inbox, nc
+        return inbox
+
+    async def _step(self) -> bool:
+        """Publish the next batch and await its acks; False when there was nothing."""
+        batch = await self._next_batch(1 if self._probing else self.options.batch)
+        if not batch:
+            return False
+        import nats.errors
+
+        self._live()
+        nc = self._nc
+        assert nc is not None
+        inbox = await self._replies()
+        loop = asyncio.get_running_loop()
+        self.attempts += 1
+        futures: list[asyncio.Future[dict[str, Any]]] = []
+        tokens: list[str] = []
+        try:
+            for out in batch:
+                self._token += 1
+                token = str(self._token)
+                future: asyncio.Future[dict[str, Any]] = loop.create_future()
+                self._pending[token] = future
+                futures.append(future)
+                tokens.append(token)
+                await nc.publish(out.subject, out.payload, reply=f"{inbox}.{token}",
+                                 headers={MSG_ID: out.msg_id,
+                                          EXPECTED_STREAM: self.options.stream})
+            await asyncio.wait(futures, timeout=self.options.ack_timeout)
+        except nats.errors.Error as exc:
+            raise _Unavailable(_describe(exc)) from exc
+        finally:
+            for token in tokens:
+                self._pending.pop(token, None)
+        for out, future in zip(batch, futures, strict=True):
+            if not future.done():
+                future.cancel()
+                raise _Unavailable(f"no acknowledgement within {self.options.ack_timeout} s "
+                                   f"(seq {out.position.seq})")
+            answer = future.result()
+            if answer.get("no_responders"):
+                raise _Unavailable(f"no stream takes {out.subject} (stream "
+                                   f"{self.options.stream} deleted?)")
+            error = answer.get("error")
+            if error is not None:
+                detail = error if isinstance(error, dict) else {"description": str(error)}
+                raise _Refused(f"{detail.get('description')} (code {detail.get('code')}, "
+                               f"err_code {detail.get('err_code')}; seq {out.position.seq})")
+            if answer.get("duplicate"):
+                self.duplicates += 1
+            else:
+                self.published += 1
+            self.position = out.position
+            self._probing = False
+        return True
+
+    async def _next_batch(self, limit: int) -> list[Outgoing]:
+        """The events after the position, from up to ``limit`` changes; changes without
+        events move the position on (so the outbox is not read again for them)."""
+        assert self.position is not None
+        position = self.position
+        out: list[Outgoing] = []
+        for seq, change in await self._changes(start_of(position), limit):
+            events = [] if change is None else events_for(change, self.policy)
+            skip = position.index if seq == position.seq and not position.complete else -1
+            for index, event in enumerate(events):
+                if index <= skip:
+                    continue
+                assert change is not None
+                item = await self._outgoing(change, event, Position(
+                    seq, index, index == len(events) - 1))
+                if item is not None:
+                    out.append(item)
+                    if limit == 1:
+                        return out
+            if not out:  # nothing to publish up to here: step over this change for good
+                self.position = Position(seq, len(events) - 1, complete=True)
+        return out
+
+    async def _changes(self, after: int, limit: int) -> list[tuple[int, Change | None]]:
+        """Up to ``limit`` changes after seq ``after`` (None: a row this version cannot
+        read): from what the bus handed over when it holds them all from there, else from
+        the store's change-log follower (`ChangeFeed.follow`)."""
+        recent = self._recent
+        while recent and recent[0].seq <= after:
+            recent.popleft()
+        if recent and recent[0].seq == after + 1:
+            return [(c.seq, c) for c in itertools.islice(recent, limit)]
+        if not recent and self._bus_head is not None and after >= self._bus_head:
+            return []  # the bus told of nothing newer (every commit goes through it)
+        out: list[tuple[int, Change | None]] = []
+
+        def unreadable(seq: int, kind: str) -> None:
+            log.warning("jetstream: change_log seq %d (%s) cannot be read; skipped", seq, kind)
+            self.dropped += 1
+            out.append((seq, None))
+
+        follower = self.store.follow(after, unreadable=unreadable)
+        async with contextlib.aclosing(follower):
+            async for change in follower:
+                out.append((change.seq, change))
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def _outgoing(self, change: Change, event: Event, position: Position
+                        ) -> Outgoing | None:
+        prefix = self.options.subject_prefix
+        fields = await render(self.store, event, self.fmt, pid=self.pid)
+        limit = self._limit - HEADER_ROOM
+        fitted = fit_payload(fields, limit)
+        if fitted is None:
+            self.dropped += 1
+            log.warning("jetstream: %s (seq %d) larger than %d bytes: dropped, %d in total",
+                        event.type, event.seq, limit, self.dropped)
+            return None
+        data, shed = fitted
+        if shed:
+            log.info("jetstream: %s (seq %d) sent without %s (NATS max_payload)",
+                     event.type, event.seq, ", ".join(shed))
+        return Outgoing(position, subject(prefix, event.type, change_owner(change)), data,
+                        msg_id(prefix, position.seq, position.index))
+
+    async def _save(self, *, force: bool = False) -> None:
+        position = self.position
+        if position is None or position == self._saved:
+            return
+        loop = asyncio.get_running_loop()
+        if not force and loop.time() - self._last_save < self.options.cursor_interval:
+            return
+        try:
+            await self.cursor.save(position)
+        except Unavailable as exc:  # a full disk: the ids keep it exactly once meanwhile
+            log.warning("jetstream: cursor %d not saved: %s", position.seq, exc.text)
+            return
+        self._saved = position
+        self._last_save = loop.time()
+        if force or self._last_save - self._status_written >= STATUS_INTERVAL:
+            self._status_written = self._last_save
+            await self.health.write(self)  # the counters; a change of state writes at once
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("jetstream sink stopped: events wait in the outbox until the next start",
+                  exc_info=task.exception())
+
