@@ -57,6 +57,7 @@ from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
 from store.postgres.pool import Pool
+from store.postgres.sort import PostgresSort
 
 __all__ = ["CHANNEL", "COMMIT_LOCK", "PostgresStore"]
 
@@ -105,7 +106,7 @@ async def _log_changes(tx: Tx) -> list[Change]:
     return out
 
 
-class PostgresStore(PostgresMailboxes, PostgresMessages):
+class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
     """The Store on one PostgreSQL database. Build with `open`."""
 
     def __init__(
