@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from store.api import ChangeFeed, Publish, Store
+from store.authcache import AuthCache
 from store.errors import StoreError, Unavailable
 from store.passwords import DEFAULT_N
 from store.sqlite import SqliteStore
@@ -76,6 +77,7 @@ def _postgres_url(url: str) -> str:
 async def _open_postgres(
     url: str, publish: Publish, scrypt_n: int,
     clock: Callable[[], dt.datetime] | None = None,
+    auth_cache: AuthCache | None = None,
 ) -> Any:
     try:
         from store.postgres.store import PostgresStore, missing_methods
@@ -91,7 +93,8 @@ async def _open_postgres(
         raise StoreError(f"{ENV_POOL} must be a number of connections") from None
     try:
         return await PostgresStore.open(url, publish, scrypt_n=scrypt_n, clock=clock,
-                                        min_size=1, max_size=max(pool, 2))
+                                        auth_cache=auth_cache, min_size=1,
+                                        max_size=max(pool, 2))
     except (OSError, TimeoutError) as exc:
         raise Unavailable(f"cannot reach the PostgreSQL store at {mask_url(url)}: {exc}"
                           ) from exc
@@ -111,6 +114,7 @@ async def open_store(
     check: str = "schema",
     url: str | None = None,
     clock: Callable[[], dt.datetime] | None = None,
+    auth_cache: AuthCache | None = None,
 ) -> Store:
     """Open (creating and migrating) the store: the SQLite file at ``path``, or the store
     a URL names (``url``, else $IMAPD_STORE; see the module). After each COMMIT its Changes
@@ -118,14 +122,18 @@ async def open_store(
     backend's durability and startup-check settings (Config.sqlite_synchronous,
     startup_check). ``clock`` (aware datetimes; default: now in UTC) dates every change:
     the server passes its test clock under ``calendar_test_clock`` (docs/calendar.md).
-    Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store URL that cannot be
-    reached; its password masked), StoreError (a bad URL)."""
+    ``auth_cache`` (Config.auth_cache_ttl/auth_cache_size, store/authcache.py): successful
+    logins its ``authenticate`` remembers; every backend consults it the same way (the
+    module's docstring). Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store
+    URL that cannot be reached; its password masked), StoreError (a bad URL)."""
     chosen = store_url(url)
     if chosen is not None:
-        store: Store = await _open_postgres(_postgres_url(chosen), publish, scrypt_n, clock)
+        store: Store = await _open_postgres(_postgres_url(chosen), publish, scrypt_n, clock,
+                                            auth_cache)
         return store
     return await SqliteStore.open(
-        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock
+        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock,
+        auth_cache=auth_cache,
     )
 
 

@@ -38,6 +38,7 @@ import asyncpg
 
 from store import quota
 from store.api import ChangeFeed, Publish, PushDevice, Store, User
+from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     ApplePushRegistered,
@@ -125,6 +126,8 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         self._clock = clock
         self._uidvalidity_source = uidvalidity
         self._dummy_hash: str | None = None
+        #: Successful logins remembered (store/authcache.py), as the SQLite store does.
+        self._auth_cache: AuthCache | None = None
         self._publish_lock = asyncio.Lock()
         #: The last change_log seq published; None until `follow_foreign_commits`.
         self._published: int | None = None
@@ -144,6 +147,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         scrypt_n: int = DEFAULT_N,
         clock: Callable[[], dt.datetime] | None = None,
         uidvalidity: Callable[[], int] | None = None,
+        auth_cache: AuthCache | None = None,
         min_size: int = 1,
         max_size: int = 10,
     ) -> PostgresStore:
@@ -159,6 +163,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         store = cls(Pool(pool), publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
                     uidvalidity=uidvalidity)
         store._dsn = dsn
+        store._auth_cache = auth_cache
         return store
 
     async def close(self) -> None:
@@ -434,11 +439,16 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             if self._dummy_hash is None:
                 self._dummy_hash = dummy_hash(n=self._scrypt_n)
             row, stored = None, self._dummy_hash
+        cache = self._auth_cache
+        if row is not None and cache is not None and cache.hit(name, password, stored):
+            return User(int(row[0]), row[1], bool(row[3]))
         matched = await asyncio.to_thread(verify_password, password, stored)
         if row is None:
             raise AuthFailed("Authentication failed", unknown_user=True)
         if not matched:
             raise AuthFailed("Authentication failed")
+        if cache is not None:
+            cache.remember(name, password, stored)
         return User(int(row[0]), row[1], bool(row[3]))
 
     async def get_user(self, name: str) -> User:
@@ -461,6 +471,8 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
                 raise UserNotFound("No such user")
 
         await self._write(body)
+        if self._auth_cache is not None:
+            self._auth_cache.forget(name)  # the new hash misses anyway; free the entries
 
     async def delete_user(self, name: str, origin: Origin | None = None) -> None:
         origin = origin or Origin(service="cli")
@@ -491,6 +503,8 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
                 tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts), name)
 
         await self._write(body)
+        if self._auth_cache is not None:
+            self._auth_cache.forget(name)  # no row, no hit anyway; free the entries
 
     async def set_admin(self, name: str, admin: bool) -> User:
         if not name:
