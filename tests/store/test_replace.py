@@ -12,7 +12,6 @@ from store.errors import MailboxNotFound, MessageGone, NoPermission
 from store.quota import Limits, QuotaRefused
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env, message, new
-from notify.events import events_for
 
 
 @pytest.fixture
