@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from store.api import ChangeFeed, Publish, Store
+from store.authcache import AuthCache
 from store.passwords import DEFAULT_N
 from store.sqlite import SqliteStore
 from store.sqlite.files import private_dir
@@ -28,15 +29,19 @@ async def open_store(
     scrypt_n: int = DEFAULT_N,
     check: str = "schema",
     clock: Callable[[], dt.datetime] | None = None,
+    auth_cache: AuthCache | None = None,
 ) -> Store:
     """Open (creating and migrating) the store at ``path``; after each COMMIT its Changes go
     to ``publish``, in commit order. ``synchronous`` and ``check`` are the backend's
     durability and startup-check settings (Config.sqlite_synchronous, startup_check).
     ``clock`` (aware datetimes; default: now in UTC) dates every change: the server passes
     its test clock under ``calendar_test_clock`` (docs/calendar.md).
-    Raises StoreDamaged, DiskFull, StoreInUse (store/errors.py)."""
+    ``auth_cache`` (Config.auth_cache_ttl/auth_cache_size, store/authcache.py): successful
+    logins its ``authenticate`` remembers; every backend consults it the same way (the
+    module's docstring). Raises StoreDamaged, DiskFull, StoreInUse (store/errors.py)."""
     return await SqliteStore.open(
-        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock
+        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock,
+        auth_cache=auth_cache,
     )
 
 
