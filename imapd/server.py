@@ -63,6 +63,7 @@ BASE_CAPABILITIES = (
     "CHILDREN",
     "UIDPLUS",
     "MOVE",
+    "REPLACE",  # RFC 8508 (imapd/commands/replace.py)
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",
     "MULTIAPPEND",
