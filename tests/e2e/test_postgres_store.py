@@ -75,8 +75,8 @@ async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:  # noqa: F811
 
 
 @pytest.mark.xfail(strict=True, reason="store/open.py refuses the PostgreSQL store until it"
-                   " implements the whole Store Protocol (the calendar alarm methods are"
-                   " missing: docs/postgresql.md)")
+                   " implements the whole Store Protocol (REPLACE and the calendar alarm"
+                   " methods are missing: docs/postgresql.md)")
 def test_login_append_fetch_and_idle_across_two_instances(dsn: str, tmp_path: Path) -> None:
     added = imapd("user", "add", "carol", "--password", "pw", data_dir=tmp_path / "cli",
                   store=dsn)

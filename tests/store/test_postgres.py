@@ -267,9 +267,9 @@ def test_the_backend_is_refused_while_the_protocol_is_incomplete() -> None:
     from store.open import check_store_url, mask_url
     from store.postgres.store import missing_methods
 
-    assert missing_methods() == ["fire_calendar_alarms", "next_calendar_alarm",
+    assert missing_methods() == ["fire_calendar_alarms", "next_calendar_alarm", "replace",
                                  "sync_calendar_index"]
     problem = check_store_url("postgresql://u:secret@localhost/db")
-    assert problem is not None and "next_calendar_alarm, sync_calendar_index" in problem
+    assert problem is not None and "replace, sync_calendar_index" in problem
     assert check_store_url("mysql://u:secret@h/db") is not None
     assert mask_url("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
