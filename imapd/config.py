@@ -82,6 +82,15 @@ class Config:
     startup_check: str = "quick"
     #: scrypt cost for new password hashes (2**14 is hashlib's documented interactive cost).
     scrypt_n: int = 2**14
+    #: Authentication cache (store/authcache.py; Dovecot's auth_cache_ttl/auth_cache_size):
+    #: a right password is taken without scrypt for this many seconds after it was
+    #: verified against the same stored hash. Webmail logs in on every page view; 5
+    #: minutes is about a reading pause (Dovecot's own ttl default is 1 hour, its cache
+    #: off until sized). A password change misses at once. 0 disables.
+    auth_cache_ttl: float = 300.0
+    #: ... entries kept at most, least recently used dropped first (~200 bytes each). 0
+    #: disables.
+    auth_cache_size: int = 10_000
     #: Seconds in-flight commands get to finish on SIGTERM before connections are cut.
     shutdown_timeout: float = 10.0
     #: Unread changes a session may queue before it is disconnected (selected mailbox).
@@ -184,7 +193,9 @@ ENV_PREFIX = "IMAPD_"
 ENV_CONFIG = "IMAPD_CONFIG"
 #: ... the container entrypoint's users to seed (docker/entrypoint.sh) and the webhook
 #: listener's secret (imapd notifyd --method webhook).
-_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS", "IMAPD_WEBHOOK_SECRET"})
+_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS", "IMAPD_WEBHOOK_SECRET",
+                              # issue 18: the store URL and pool size (store/open.py)
+                              "IMAPD_STORE", "IMAPD_STORE_POOL"})
 _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
@@ -200,6 +211,8 @@ _SIMPLE = {
     "sqlite_synchronous": str,
     "startup_check": str,
     "scrypt_n": int,
+    "auth_cache_ttl": float,
+    "auth_cache_size": int,
     "shutdown_timeout": float,
     "max_pending_changes": int,
     "notify_queue_limit": int,
@@ -266,7 +279,8 @@ def _check_operations(config: Config) -> None:
     if config.log_format not in _LOG_FORMATS:
         raise ConfigError(f"log_format: expected one of {_LOG_FORMATS}, got {config.log_format!r}")
     for name in ("max_connections", "max_connections_per_ip", "max_connections_per_user_ip",
-                 "auth_failure_delay", "auth_failure_delay_max", "login_timeout"):
+                 "auth_failure_delay", "auth_failure_delay_max", "login_timeout",
+                 "auth_cache_ttl", "auth_cache_size"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name}: must be >= 0")
 

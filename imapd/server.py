@@ -39,6 +39,7 @@ from notify.events import Policy
 from notify.sink import NotifySink
 from store import calendar
 from store.api import Store
+from store.authcache import AuthCache
 from store.errors import Unavailable
 from store.open import open_store, private_dir
 
@@ -62,6 +63,7 @@ BASE_CAPABILITIES = (
     "CHILDREN",
     "UIDPLUS",
     "MOVE",
+    "REPLACE",  # RFC 8508 (imapd/commands/replace.py)
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",
     "MULTIAPPEND",
@@ -157,6 +159,8 @@ class Server:
                                    config.max_connections_per_user_ip)
         #: Every LOGIN/AUTHENTICATE verification (imapd/auth_guard.py).
         self.auth_guard = AuthGuard(config.auth_failure_delay, config.auth_failure_delay_max)
+        #: The store's authentication cache (store/authcache.py), None when off.
+        self.auth_cache: AuthCache | None = None
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -165,6 +169,7 @@ class Server:
         clock: SystemClock | ManualClock = SystemClock()
         if config.calendar_test_clock is not None:  # tests only (imapd/config.py)
             clock = ManualClock(dt.datetime.fromisoformat(config.calendar_test_clock))
+        auth_cache = AuthCache.configured(config.auth_cache_ttl, config.auth_cache_size)
         store = await open_store(
             config.db_path,
             bus.publish,
@@ -172,9 +177,11 @@ class Server:
             scrypt_n=config.scrypt_n,
             check=config.startup_check,
             clock=clock.now,
+            auth_cache=auth_cache,
         )
         server = cls(config, store, bus)
         server.clock = clock
+        server.auth_cache = auth_cache  # its counters: the control socket's "stats"
         if config.tls_cert_file is not None:
             try:
                 server.tls = tls.ServerTls.load(config.tls_cert_file, config.tls_key_file)

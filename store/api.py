@@ -444,6 +444,22 @@ class Store(ChangeFeed, Protocol):
         may not see: handler adds TRYCREATE), NoPermission, MailboxInvalid for \\Noselect."""
         ...
 
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        user_id: int,
+        target: str | int,
+        message: NewMessage,
+        origin: Origin,
+        *,
+        need: str = "",
+    ) -> AppendResult:
+        """REPLACE (RFC 8508): `append` ``message`` to ``target`` (``need`` as there) and
+        expunge ``uid`` from ``mailbox_id`` in one transaction; MessagesAdded ("append")
+        then MessagesExpunged ("expunge"). Raises MessageGone when ``uid`` is gone."""
+        ...
+
     async def fetch_expunged(
         self, facts: Sequence[MessageFacts], *, content: bool = False, structure: bool = False
     ) -> list[MessageRecord]:

@@ -37,6 +37,12 @@ class MailboxNotFound(StoreError):
     code = "NONEXISTENT"
 
 
+class MessageGone(StoreError):
+    """The message a command names was expunged (REPLACE's source, RFC 8508 §3.3)."""
+
+    code = "EXPUNGEISSUED"
+
+
 class MailboxExists(StoreError):
     code = "ALREADYEXISTS"
 

@@ -1,11 +1,12 @@
-"""Admin subcommands of `imapd`: ``mailbox list|create|delete|status``, ``who``, ``kick``.
+"""Admin subcommands of `imapd`: ``mailbox list|create|delete|status``, ``who``, ``kick``,
+``stats``.
 
 Owns: their argparse parsers (`add_parsers`, called by imapd/cli/app.py) and their output.
 Every CLI command that writes goes through `imapd.cli.common.with_store`: it runs the same
 store methods the server runs (so the same Changes reach change_log), then tells a running
 server over its control socket (imapd/control/) that change_log grew, so its IMAP sessions,
-IDLE and NOTIFY hear of it at once. ``who`` and ``kick`` need the running server; the others
-work with or without it.
+IDLE and NOTIFY hear of it at once. ``who``, ``kick``, ``stats`` need the running server; the
+others work with or without it.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ async def _status(store: Store, user_id: int, name: str, *, as_json: bool) -> in
 
 
 # --- who and kick (the running server, over the control socket) -----------------------------
-async def _ask(config: Config, req: control.Who | control.Kick) -> dict[str, Any] | None:
+async def _ask(config: Config, req: control.Who | control.Kick | control.Stats,
+               ) -> dict[str, Any] | None:
     try:
         answer = await control.request(config.data_dir, req)
     except control.NoServer:
@@ -116,6 +118,22 @@ def _who(args: argparse.Namespace, config: Config) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _stats(args: argparse.Namespace, config: Config) -> int:
+    """The running server's counters: today the authentication cache (store/authcache.py)."""
+    answer = asyncio.run(_ask(config, control.Stats()))
+    if answer is None:
+        return 1
+    cache: dict[str, Any] | None = answer.get("auth_cache")
+    if args.json:
+        print_json({"auth_cache": cache})
+    elif cache is None:
+        print("auth cache: off (auth_cache_ttl or auth_cache_size is 0)")
+    else:
+        for key, value in cache.items():
+            print(f"auth_cache.{key}: {value}")
     return 0
 
 
@@ -152,7 +170,7 @@ def _kick(args: argparse.Namespace, config: Config) -> int:
 
 # --- parsers ------------------------------------------------------------------------------------
 MAILBOX_COMMANDS = frozenset({"list", "create", "delete", "status"})
-COMMANDS = frozenset({"who", "kick"})
+COMMANDS = frozenset({"who", "kick", "stats"})
 
 
 def add_parsers(
@@ -184,6 +202,9 @@ def add_parsers(
     who = sub.add_parser("who", help="list the running server's sessions")
     who.add_argument("--json", action="store_true", help="JSON output")
     data_dir(who)
+    stats = sub.add_parser("stats", help="the running server's counters (auth cache)")
+    stats.add_argument("--json", action="store_true", help="JSON output")
+    data_dir(stats)
     kick = sub.add_parser("kick", help="disconnect a session (or all of a user's)")
     target = kick.add_mutually_exclusive_group(required=True)
     target.add_argument("session", nargs="?", help="a session id from `imapd who`")
@@ -200,5 +221,7 @@ def dispatch(args: argparse.Namespace, config: Config) -> int | None:
             return _who(args, config)
         case "kick":
             return _kick(args, config)
+        case "stats":
+            return _stats(args, config)
     return None
 

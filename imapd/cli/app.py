@@ -62,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     # pid file, backups) is private from its creation (store/sqlite/files.py; README "Files, disk
     # full, ..."). Not for notifyd: its `--program` children keep the operator's umask.
     os.umask(0o077)
+    # --- issue 18: --store URL is $IMAPD_STORE for this process (store/open.py picks) ---
+    from store.open import ENV_STORE, check_store_url
+
+    if getattr(args, "store", None):
+        os.environ[ENV_STORE] = args.store
+    if (problem := check_store_url()) is not None:
+        print(f"imapd: {problem}", file=sys.stderr)
+        return 2
+    # --- end issue 18 ---
     try:
         config = config_from_args(args)
     except ConfigError as exc:

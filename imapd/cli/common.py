@@ -34,6 +34,9 @@ CLI_ORIGIN = Origin(service="cli")
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the SQLite store lives (default ./var)")
+    p.add_argument("--store", metavar="URL",  # issue 18: store/open.py, docs/postgresql.md
+                   help="the store: postgresql://user:pw@host/db (default: SQLite in"
+                        " --data-dir; also $IMAPD_STORE)")
     p.add_argument("--config", help="TOML configuration file")
 
 

@@ -15,6 +15,7 @@ from imapd.commands import (
     notify,
     push,
     quota,
+    replace,
     select,
     sort,
 )
@@ -67,4 +68,5 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], Awaitable[Outcome]]] = {
     c.Notify: notify.handle_notify,
     c.Sort: sort.handle_sort,  # RFC 5256, RFC 5957, RFC 5267 ESORT
     c.Thread: sort.handle_thread,
+    c.Replace: replace.handle_replace,  # RFC 8508
 }

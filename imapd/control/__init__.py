@@ -19,6 +19,7 @@ from imapd.control.wire import (
     Kick,
     ProtocolError,
     Request,
+    Stats,
     Subscribe,
     Who,
     encode,
@@ -29,7 +30,7 @@ from imapd.control.wire import (
 
 __all__ = [
     "CLIENT_TIMEOUT", "KICK_TEXT", "KICK_WAIT", "MAX_LINE", "SOCKET_NAME", "Changed",
-    "ControlServer", "Kick", "NoServer", "ProtocolError", "Request", "Subscribe",
+    "ControlServer", "Kick", "NoServer", "ProtocolError", "Request", "Stats", "Subscribe",
     "Subscription", "Who", "addressable", "encode", "error", "notify_changed",
     "parse_request", "request", "request_object", "session_info", "socket_path",
 ]

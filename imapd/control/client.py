@@ -16,6 +16,7 @@ from imapd.control.wire import (
     Changed,
     Kick,
     ProtocolError,
+    Stats,
     Subscribe,
     Who,
     encode,
@@ -29,7 +30,7 @@ class NoServer(Exception):
     """No server listens on the control socket (none running, or a stale socket file)."""
 
 
-async def request(data_dir: Path, req: Changed | Who | Kick) -> dict[str, Any]:
+async def request(data_dir: Path, req: Changed | Who | Kick | Stats) -> dict[str, Any]:
     """One request, its answer (within `CLIENT_TIMEOUT`; a kick waits up to `KICK_WAIT`
     more). Raises NoServer, TimeoutError, ProtocolError."""
     try:

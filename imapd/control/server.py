@@ -24,6 +24,7 @@ from imapd.control.wire import (
     Changed,
     Kick,
     ProtocolError,
+    Stats,
     Subscribe,
     Who,
     encode,
@@ -146,7 +147,7 @@ class ControlServer:
             self._clients.discard(task)
             writer.close()
 
-    async def answer(self, req: Changed | Who | Kick) -> dict[str, object]:
+    async def answer(self, req: Changed | Who | Kick | Stats) -> dict[str, object]:
         match req:
             case Changed():
                 published = await self.server.store.publish_foreign()
@@ -155,6 +156,10 @@ class ControlServer:
                 now = time.monotonic()
                 sessions = sorted(self.server.sessions, key=lambda s: s.connected_at)
                 return {"ok": True, "sessions": [session_info(s, now) for s in sessions]}
+            case Stats():
+                cache = self.server.auth_cache
+                return {"ok": True,
+                        "auth_cache": cache.stats().as_dict() if cache is not None else None}
             case Kick(session=session_id, user=user):
                 chosen = [
                     s for s in self.server.sessions

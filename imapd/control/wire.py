@@ -12,6 +12,9 @@ per line each way, UTF-8, at most `MAX_LINE` octets. Requests carry ``op``:
   ``publish_foreign``), then answers ``{"ok": true, "seq": N}`` (N: the last seq published).
 - ``{"op": "who"}``: ``{"ok": true, "sessions": [{id, user, peer, service, mailbox, since,
   idle, idling, tls}, ...]}``.
+- ``{"op": "stats"}``: ``{"ok": true, "auth_cache": {ttl, max_entries, entries, hits,
+  misses, stored, expired, evicted, forgotten}}`` (null when the cache is off;
+  store/authcache.py).
 - ``{"op": "kick", "session": ID}`` or ``{"op": "kick", "user": NAME}``: those sessions get
   ``* BYE Disconnected by administrator`` and close; ``{"ok": true, "kicked": [ID, ...]}``
   once they are gone (or after `KICK_WAIT` seconds).
@@ -59,6 +62,11 @@ class Who:
 
 
 @dataclass(frozen=True, slots=True)
+class Stats:
+    """The server's counters (today: the authentication cache's)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Kick:
     """Disconnect one session (by id) or every session of a user."""
 
@@ -71,7 +79,7 @@ class Subscribe:
     """Push ``{"seq": N}`` after each publish, until the client goes away."""
 
 
-Request = Changed | Who | Kick | Subscribe
+Request = Changed | Who | Kick | Subscribe | Stats
 
 
 def parse_request(line: bytes) -> Request:
@@ -87,6 +95,8 @@ def parse_request(line: bytes) -> Request:
             return Changed()
         case "who":
             return Who()
+        case "stats":
+            return Stats()
         case "subscribe":
             return Subscribe()
         case "kick":
@@ -107,6 +117,8 @@ def request_object(req: Request) -> dict[str, object]:
             return {"op": "changed"}
         case Who():
             return {"op": "who"}
+        case Stats():
+            return {"op": "stats"}
         case Subscribe():
             return {"op": "subscribe"}
         case Kick(session=session, user=user):

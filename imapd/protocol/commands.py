@@ -151,6 +151,17 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class Replace:
+    """[UID] REPLACE seq mailbox append-message (RFC 8508 §6)."""
+
+    tag: str
+    uid: bool
+    number: int | None  # None: "*"
+    mailbox: str
+    message: AppendMessage
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     tag: str
 
@@ -440,6 +451,7 @@ Command = (
     | List
     | Status
     | Append
+    | Replace
     | Check
     | Close
     | Unselect

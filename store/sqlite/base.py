@@ -27,6 +27,7 @@ from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
 from store.api import MailboxInfo, MailboxRow
+from store.authcache import AuthCache
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 from store.mime import BodyPart
@@ -145,6 +146,7 @@ class SqliteBase:
     _uidvalidity_source: Callable[[], int] | None
     _structures: OrderedDict[int, BodyPart]
     _dummy_hash: str | None
+    _auth_cache: AuthCache | None
     _recent_floor: dict[int, int]
 
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:

@@ -40,7 +40,7 @@ from store.changes import (
     MessagesExpunged,
     Origin,
 )
-from store.errors import MailboxNotFound
+from store.errors import MailboxNotFound, MessageGone
 from store.mime import BodyPart
 from store.ranges import number_ranges
 from store.sqlite import expire as expire_sql
@@ -220,47 +220,102 @@ class SqliteMessages(SqliteBase):
             prepared = [self._prepare(m) for m in messages]
 
         async def body(tx: _Tx) -> AppendResult:
-            count = len(prepared)
-            dest, rights = await self._target(tx, user_id, mailbox, need)  # any namespace
-            kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
-            row = await tx.one(
-                "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
-                " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
-                " deleted = deleted + ? WHERE id = ? " + _COUNTS,
-                (count, count, sum(not p.seen for p in kept), sum(p.size for p in kept),
-                 sum(p.deleted for p in kept), dest.id),
-            )
-            assert row is not None
-            counts = Counts(*row)
-            ref = dest.ref
+            return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
+
+        return await self._write(body)
+
+    async def _append_in(
+        self, tx: _Tx, user_id: int, mailbox: str | int, prepared: list[_Prepared],
+        origin: Origin, kind: str, need: str, removing: Row | None = None,
+    ) -> AppendResult:
+        """`append`'s work inside the caller's write transaction (APPEND, REPLACE).
+        ``removing``: REPLACE's source row (mailbox id first, then ``_FACTS``), about to be
+        removed: the quota sees only the net change (RFC 8508 §3.4)."""
+        count = len(prepared)
+        dest, rights = await self._target(tx, user_id, mailbox, need)  # any namespace
+        kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
+        if removing is not None:
+            deltas = {dest.id: (count, sum(p.size for p in kept))}
+            back = deltas.get(removing[0], (0, 0))
+            deltas[removing[0]] = (back[0] - 1, back[1] - removing[4])
+            await self._quota(tx, deltas, origin, applied=False)
+        row = await tx.one(
+            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
+            " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
+            " deleted = deleted + ? WHERE id = ? " + _COUNTS,
+            (count, count, sum(not p.seen for p in kept), sum(p.size for p in kept),
+             sum(p.deleted for p in kept), dest.id),
+        )
+        assert row is not None
+        counts = Counts(*row)
+        ref = dest.ref
+        if removing is None:
             # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
             await self._quota(tx, {ref.id: (count, sum(p.size for p in kept))},
                               origin, applied=True)
-            first_uid, modseq = counts.uidnext - count, counts.highestmodseq
-            rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
-                     int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
-                     flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
-                     p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts)
-                    for i, p in enumerate(kept)]
-            # the message_in view inserts contents, content_search, messages
-            await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, kept, strict=True)
-                                                   if not isinstance(p.raw, Path)])
-            for i, p in enumerate(kept):
-                if isinstance(p.raw, Path):  # the rows first, then the file's octets
-                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
-                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
-            # The contents rows the view inserted: EMAILID in the events (store/objectid.py).
-            ids: dict[int, int] = dict(await tx.rows(
-                "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?",
-                (ref.id, first_uid),
-            ))
-            facts = tuple(
-                MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
-                             p.message_id, p.structure, ids.get(first_uid + i))
-                for i, p in enumerate(kept)
+        first_uid, modseq = counts.uidnext - count, counts.highestmodseq
+        rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
+                 int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
+                 flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
+                 p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts)
+                for i, p in enumerate(kept)]
+        # the message_in view inserts contents, content_search, messages
+        await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, kept, strict=True)
+                                               if not isinstance(p.raw, Path)])
+        for i, p in enumerate(kept):
+            if isinstance(p.raw, Path):  # the rows first, then the file's octets
+                await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
+                await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
+        # The contents rows the view inserted: EMAILID in the events (store/objectid.py).
+        ids: dict[int, int] = dict(await tx.rows(
+            "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?",
+            (ref.id, first_uid),
+        ))
+        facts = tuple(
+            MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
+                         p.message_id, p.structure, ids.get(first_uid + i))
+            for i, p in enumerate(kept)
+        )
+        tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
+        return AppendResult(ref, tuple(f.uid for f in facts))
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        user_id: int,
+        target: str | int,
+        message: NewMessage,
+        origin: Origin,
+        *,
+        need: str = "",
+    ) -> AppendResult:
+        """REPLACE (RFC 8508): append ``message`` to ``target`` and expunge ``uid`` from
+        ``mailbox_id`` in one transaction, emitting MessagesAdded ("append") then
+        MessagesExpunged ("expunge"). ``target``/``need`` as `append`'s. Raises MessageGone
+        when ``uid`` no longer exists (nothing is appended), and as `append` does."""
+        if _octets(message.content) > PARSE_IN_THREAD:
+            prepared = await asyncio.to_thread(self._prepare, message)
+        else:
+            prepared = self._prepare(message)
+
+        async def body(tx: _Tx) -> AppendResult:
+            source = await self._by_id(tx.db, mailbox_id)
+            rows = await tx.rows(
+                "SELECT " + _FACTS + ", m.content_id FROM messages AS m"
+                " JOIN contents AS c ON c.id = m.content_id"
+                " WHERE m.mailbox_id = ? AND m.uid = ?",
+                (mailbox_id, uid),
             )
-            tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
-            return AppendResult(ref, tuple(f.uid for f in facts))
+            if not rows:
+                raise MessageGone("The message to replace has been expunged")
+            result = await self._append_in(tx, user_id, target, [prepared], origin, "append",
+                                           need, (mailbox_id, *rows[0]))
+            counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
+            facts = tuple(_facts(r, content_id=r[8]) for r in rows)
+            tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, counts, facts, modseq,
+                                     "expunge"), source.owner)
+            return result
 
         return await self._write(body)
 

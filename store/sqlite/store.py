@@ -92,6 +92,7 @@ import aiosqlite
 
 from store import quota
 from store.api import Publish
+from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     Change,
@@ -197,6 +198,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         scrypt_n: int,
         clock: Callable[[], dt.datetime],
         uidvalidity: Callable[[], int] | None,
+        auth_cache: AuthCache | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
@@ -207,6 +209,8 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         self._lock = asyncio.Lock()
         self._structures: OrderedDict[int, BodyPart] = OrderedDict()
         self._dummy_hash: str | None = None
+        #: Successful verifications remembered (store/authcache.py); None: off.
+        self._auth_cache = auth_cache
         self._closed = False
         #: The last change_log seq published, once `follow_foreign_commits` is on.
         self._published: int | None = None
@@ -227,6 +231,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         clock: Callable[[], dt.datetime] | None = None,
         uidvalidity: Callable[[], int] | None = None,
         check: str = "schema",
+        auth_cache: AuthCache | None = None,
     ) -> SqliteStore:
         """Open (creating and migrating) the store at ``path``. ``clock`` returns aware
         datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
@@ -236,7 +241,8 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         one that is empty, not SQLite or unreadable raises StoreDamaged, and so does one
         that fails ``check``: "schema" reads the header and schema only (what any open
         does; cheap at any size), "quick" runs ``PRAGMA quick_check`` too (reads every
-        page: seconds per GB). A full disk raises DiskFull (store/errors.py)."""
+        page: seconds per GB). A full disk raises DiskFull (store/errors.py).
+        ``auth_cache``: remembered logins for `authenticate` (store/authcache.py)."""
         sync = synchronous.upper()
         if sync not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS)}")
@@ -258,7 +264,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
             raise
         store = cls(
             writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-            uidvalidity=uidvalidity,
+            uidvalidity=uidvalidity, auth_cache=auth_cache,
         )
         store._file_lock = lock
         store._path = path

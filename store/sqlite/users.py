@@ -68,7 +68,9 @@ class SqliteUsers(SqliteBase):
         """Raises AuthFailed (same error, same work for unknown user and wrong password:
         exactly one scrypt verification either way, an unknown user's against a dummy hash
         of the configured parameters; so is a row whose password is no hash, as the
-        Shared/ pseudo-owner's ``!``)."""
+        Shared/ pseudo-owner's ``!``). With an auth cache (store/authcache.py), a right
+        password verified against this same stored hash less than its ttl ago is taken
+        without scrypt; a miss verifies as always and only a success is remembered."""
         row = await _one(
             self._reader, "SELECT id, name, password, is_admin FROM users WHERE name = ?", (name,)
         )
@@ -77,11 +79,16 @@ class SqliteUsers(SqliteBase):
             if self._dummy_hash is None:
                 self._dummy_hash = dummy_hash(n=self._scrypt_n)
             row, stored = None, self._dummy_hash
+        cache = self._auth_cache
+        if row is not None and cache is not None and cache.hit(name, password, stored):
+            return User(row[0], row[1], bool(row[3]))
         matched = await asyncio.to_thread(verify_password, password, stored)
         if row is None:
             raise AuthFailed("Authentication failed", unknown_user=True)
         if not matched:
             raise AuthFailed("Authentication failed")
+        if cache is not None:
+            cache.remember(name, password, stored)
         return User(row[0], row[1], bool(row[3]))
 
     async def get_user(self, name: str) -> User:
@@ -107,6 +114,8 @@ class SqliteUsers(SqliteBase):
                 raise UserNotFound("No such user")
 
         await self._write(body)
+        if self._auth_cache is not None:
+            self._auth_cache.forget(name)  # the new hash misses anyway; free the entries
 
     async def delete_user(self, name: str, origin: Origin | None = None) -> None:
         """Deletes the user and all their mailboxes, messages and subscriptions; publishes a
@@ -132,6 +141,8 @@ class SqliteUsers(SqliteBase):
                 tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts), name)
 
         await self._write(body)
+        if self._auth_cache is not None:
+            self._auth_cache.forget(name)  # no row, no hit anyway; free the entries
 
     async def set_admin(self, name: str, admin: bool) -> User:
         """Grant or revoke the admin flag (``imapd user admin``): admins create shared

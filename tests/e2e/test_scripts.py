@@ -31,12 +31,18 @@ def serve(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
         if line.startswith("imapd: serving IMAP on"):
             return proc, lines
     proc.kill()
+    proc.wait(timeout=30)  # reaped here, not by the collector in some later test
+    proc.stdout.close()
     raise AssertionError(f"scripts/serve did not start: {lines}")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    try:
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_serve_creates_the_demo_user_once_and_serves(tmp_path: Path) -> None:

@@ -352,6 +352,7 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.Notify: b"a NOTIFY SET (selected (MessageNew MessageExpunge))",
     c.Sort: b"a SORT (DATE) UTF-8 ALL",
     c.Thread: b"a THREAD REFERENCES UTF-8 ALL",
+    c.Replace: b"a REPLACE 1 x {1+}\r\nz",  # RFC 8508 §3.5: selected only
 }
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), SELECTED, Logout()]

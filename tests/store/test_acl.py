@@ -12,6 +12,8 @@ from store.errors import AuthFailed, MailboxInvalid, MailboxNotFound
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env
 
+BOTH_BACKENDS = True
+
 
 # --- the pure rules ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
@@ -129,9 +131,8 @@ async def test_set_acl_commits_one_change(store: SqliteStore, env: Env) -> None:
 
 
 def _payload(env: Env, seq: int) -> str:
-    with env.db() as db:
-        row = db.execute("SELECT payload FROM change_log WHERE seq = ?", (seq,)).fetchone()
-    return str(row[0])
+    [(payload,)] = env.rows("SELECT payload FROM change_log WHERE seq = ?", seq)
+    return str(payload)
 
 
 async def test_owner_entry_is_fixed_and_missing_mailbox(store: SqliteStore, env: Env) -> None:
@@ -171,8 +172,7 @@ async def test_create_inherits_and_delete_removes_acl(store: SqliteStore, env: E
     await store.delete_mailbox(alice.id, "Team/A/B", ORIGIN)
     await store.delete_user("bob")  # entries naming bob go with him
     assert await store.acl_entries(team.id) == []
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM acl").fetchone() == (0,)
+    assert env.rows("SELECT count(*) FROM acl") == [(0,)]
 
 
 async def test_shared_pseudo_owner_and_admin_flag(store: SqliteStore) -> None:

@@ -11,6 +11,8 @@ from store.changes import MessagesExpunged
 from store.errors import MailboxNotFound
 from tests.helpers.store import ORIGIN, Env, message
 
+BOTH_BACKENDS = True
+
 DAY = 86400.0
 
 

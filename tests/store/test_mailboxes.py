@@ -18,6 +18,8 @@ from store.errors import MailboxExists, MailboxInvalid, MailboxNotFound
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env, new
 
+BOTH_BACKENDS = True
+
 
 @pytest.fixture
 async def bob(store: SqliteStore, env: Env) -> User:
@@ -116,8 +118,7 @@ async def test_delete_plain(store: SqliteStore, env: Env, bob: User) -> None:
         await store.delete_mailbox(bob.id, "x", ORIGIN)
     assert await store.fetch(info.id, [1, 2]) == []
     env.check_counters()
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (0,)
+    assert env.rows("SELECT count(*) FROM contents") == [(0,)]
 
 
 async def test_delete_inbox_refused(store: SqliteStore, bob: User) -> None:

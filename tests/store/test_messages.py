@@ -15,6 +15,8 @@ from store.ranges import number_ranges
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, START, Env, message, new
 
+BOTH_BACKENDS = True
+
 
 @pytest.fixture
 async def bob(store: SqliteStore, env: Env) -> User:
@@ -78,8 +80,7 @@ async def test_append_errors_publish_nothing(store: SqliteStore, env: Env, bob: 
     with pytest.raises(MailboxInvalid):
         await store.append(bob.id, "p", [new()], ORIGIN)
     assert env.take() == []
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (0,)
+    assert env.rows("SELECT count(*) FROM contents") == [(0,)]
 
 
 async def test_committer_resumes_before_the_listeners_it_wakes(
@@ -94,7 +95,7 @@ async def test_committer_resumes_before_the_listeners_it_wakes(
     def publish(changes: object) -> None:
         loop.call_soon(order.append, "listener")
 
-    store = await SqliteStore.open(env.path, publish, scrypt_n=16)
+    store = await env.open(publish=publish)
     try:
         await store.append(bob.id, "INBOX", [new()], ORIGIN)
         order.append("committer")
@@ -223,8 +224,7 @@ async def test_expunge(store: SqliteStore, env: Env, bob: User) -> None:
     assert await store.vanished_since(box.id, 0, []) == []
     assert [r.uid for r in await store.fetch(box.id, [1, 2, 3, 4])] == [3]
     env.check_counters()
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (1,)
+    assert env.rows("SELECT count(*) FROM contents") == [(1,)]
 
 
 async def test_fetch_expunged_serves_from_facts_and_shared_contents(
@@ -267,14 +267,12 @@ async def test_copy_shares_contents(store: SqliteStore, env: Env, bob: User) -> 
     copied = await store.fetch(trash.id, [1], content=True)
     assert copied[0].content == source[0].content
     assert copied[0].internaldate == source[0].internaldate
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (3,)
+    assert env.rows("SELECT count(*) FROM contents") == [(3,)]
     # Into the same mailbox, then delete the originals: contents survive.
     await store.copy_messages(box.id, [1], bob.id, "INBOX", ORIGIN)
     await store.store_flags(box.id, [1, 2, 3], "+", ["\\Deleted"], ORIGIN)
     await store.expunge(box.id, ORIGIN, [1, 2, 3])
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (2,)
+    assert env.rows("SELECT count(*) FROM contents") == [(2,)]
     env.check_counters()
 
 
@@ -328,7 +326,7 @@ async def test_rollback_on_error_inside_transaction(
     def broken(change: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("store.sqlite.store.to_json", broken)
+    monkeypatch.setattr(f"store.{env.backend}.store.to_json", broken)
     with pytest.raises(RuntimeError):
         await store.copy_messages(box.id, [1], bob.id, "Trash", ORIGIN, move=True)
     monkeypatch.undo()
@@ -357,7 +355,9 @@ async def test_cancelled_caller_still_commits_and_publishes(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    box = await store.open_mailbox(bob.id, "INBOX", claim_recent=False)  # waits for the lock
+    await store.close()  # waits for the write in flight
+    store = await env.open()
+    box = await store.open_mailbox(bob.id, "INBOX", claim_recent=False)
     assert box.uids == [1]  # the transaction went on in its own task
     published = env.take()
     assert len(published) == 1 and published == env.logged()[-1:]

@@ -18,6 +18,8 @@ from store.metadata import (
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env
 
+BOTH_BACKENDS = True
+
 LIMITS = MetadataLimits(max_size=10, max_entries=3)
 
 
@@ -161,5 +163,4 @@ async def test_rename_delete_and_user_deletion(store: SqliteStore, env: Env, bob
     await store.delete_mailbox(bob.id, "n", ORIGIN)  # leaves a \Noselect placeholder
     assert await get(store, bob, "n", "/shared/c") == {"/shared/c": None}
     await store.delete_user("bob")
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM metadata").fetchone() == (0,)
+    assert env.rows("SELECT count(*) FROM metadata") == [(0,)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from store.changes import ApplePushRegistered
 from tests.helpers.store import ORIGIN, Env
 
+BOTH_BACKENDS = True
+
 
 async def test_register_push_stores_and_publishes(env: Env) -> None:
     store = await env.open()

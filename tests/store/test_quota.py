@@ -14,6 +14,8 @@ from store.quota import Limits, QuotaInfo, QuotaRefused, QuotaRootNotFound, Usag
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env, message
 
+BOTH_BACKENDS = True
+
 DAY = 86400.0
 
 
@@ -34,13 +36,12 @@ def quota_changes(env: Env) -> list[QuotaChanged]:
 
 async def recount(env: Env, user_id: int) -> Usage:
     """Usage recomputed from the messages themselves (the counters' truth)."""
-    with env.db() as db:
-        size, count = db.execute(
-            "SELECT coalesce(sum(m.size), 0), count(*) FROM messages m JOIN mailboxes b"
-            " ON b.id = m.mailbox_id WHERE b.owner_id = ?",
-            (user_id,),
-        ).fetchone()
-    return Usage(size, count)
+    [(size, count)] = env.rows(
+        "SELECT coalesce(sum(m.size), 0), count(*) FROM messages m JOIN mailboxes b"
+        " ON b.id = m.mailbox_id WHERE b.owner_id = ?",
+        user_id,
+    )
+    return Usage(int(size), int(count))  # type: ignore[call-overload]
 
 
 async def test_usage_follows_every_path(env: Env) -> None:

@@ -10,7 +10,9 @@ import datetime as dt
 from store.api import Criterion, NewMessage
 from store.sortthread.collation import casemap
 from store.sqlite import SqliteStore
-from tests.helpers.store import ORIGIN
+from tests.helpers.store import ORIGIN, Env
+
+BOTH_BACKENDS = True
 
 INNER = (b"From: Zed <zed@x.org>\r\nTo: t@x.org\r\nSubject: Re: wrapped\r\n"
          b"Date: Mon, 2 Jan 2023 10:00:00 +0000\r\nMessage-ID: <w@x>\r\n\r\nbody\r\n")
@@ -24,7 +26,7 @@ def raw(subject: str, mid: str, refs: str = "", date: str = "Mon, 2 Jan 2023 10:
     return (head + "\r\nbody\r\n").encode()
 
 
-async def test_records_and_caches(store: SqliteStore) -> None:
+async def test_records_and_caches(store: SqliteStore, env: Env) -> None:
     bob = await store.create_user("bob", "pw")
     when = dt.datetime(2023, 1, 5, tzinfo=dt.UTC)
     # the whole message is a message/rfc822 wrapper with the same headers as its content
@@ -51,10 +53,13 @@ async def test_records_and_caches(store: SqliteStore) -> None:
 
     order = await store.sort_order(box.id, (("DATE", True),))
     assert order == [2, 1, 3]
-    assert await store.sort_order(box.id, (("DATE", True),)) is order  # cached
+    cached = env.backend == "sqlite"  # the result cache is the SQLite store's (docs/postgresql.md)
+    assert await store.sort_order(box.id, (("DATE", True),)) == order
+    assert not cached or await store.sort_order(box.id, (("DATE", True),)) is order
     roots = await store.thread_roots(box.id, "REFERENCES", None, [1, 2, 3])
     assert [(n.uid, [c.uid for c in n.children]) for n in roots] == [(1, [2]), (3, [])]
-    assert await store.thread_roots(box.id, "REFERENCES", None, [1, 2, 3]) is roots
+    again = await store.thread_roots(box.id, "REFERENCES", None, [1, 2, 3])
+    assert not cached or again is roots
 
     await store.append(bob.id, "INBOX", [NewMessage(raw("Re: Plans", "<s@x>", "<r@x>"), (),
                                                      when)], ORIGIN)

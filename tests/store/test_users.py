@@ -10,6 +10,8 @@ from store.passwords import hash_password, parameters, verify_password
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env, new
 
+BOTH_BACKENDS = True
+
 
 async def test_create_and_authenticate(store: SqliteStore) -> None:
     user = await store.create_user("bob", "pw", admin=True)
@@ -86,12 +88,10 @@ async def test_delete_user_removes_everything(store: SqliteStore, env: Env) -> N
     assert await store.list_mailboxes(bob.id) == []
     assert await store.subscriptions(bob.id) == []
     env.check_counters()
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (2,)
+    assert env.rows("SELECT count(*) FROM contents") == [(2,)]
     await store.delete_user("alice")
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM contents").fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    assert env.rows("SELECT count(*) FROM contents") == [(0,)]
+    assert env.rows("SELECT count(*) FROM messages") == [(0,)]
     # A new user of the same name is a new user.
     again = await store.create_user("bob", "pw")
     assert again.id != bob.id

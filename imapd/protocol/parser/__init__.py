@@ -29,6 +29,7 @@ grammar. The rules live in modules named for what they parse (pymap's parsing/):
     notify.py      NOTIFY (RFC 5465)
     push.py        XAPPLEPUSHSERVICE
     sort.py        SORT, THREAD (RFC 5256, RFC 5957, ESORT RFC 5267)
+    replace.py     REPLACE, UID REPLACE (RFC 8508)
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from imapd.protocol.parser.notify import notify
 from imapd.protocol.parser.primitives import Cursor, sequence_set, tag
 from imapd.protocol.parser.push import xapplepushservice
 from imapd.protocol.parser.quota import getquota, getquotaroot, setquota
+from imapd.protocol.parser.replace import replace
 from imapd.protocol.parser.sort import sort, thread
 from imapd.protocol.values import SpooledLiteral
 
@@ -129,6 +131,7 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "NOTIFY": (cmd.Notify, notify),
     "SORT": (cmd.Sort, lambda c, t: sort(c, t, False)),  # RFC 5256, sort.py
     "THREAD": (cmd.Thread, lambda c, t: thread(c, t, False)),
+    "REPLACE": (cmd.Replace, lambda c, t: replace(c, t, False)),  # RFC 8508, replace.py
 }
 
 #: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
@@ -141,6 +144,7 @@ UID_COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "EXPUNGE": (cmd.Expunge, uid_expunge),
     "SORT": (cmd.Sort, lambda c, t: sort(c, t, True)),
     "THREAD": (cmd.Thread, lambda c, t: thread(c, t, True)),
+    "REPLACE": (cmd.Replace, lambda c, t: replace(c, t, True)),
 }
 
 _COMMAND_NAME = re.compile(rb"[A-Za-z]+(?![^\x00-\x20\x7f-\xff(){%*\"\\\]])")
@@ -157,7 +161,9 @@ def _command_name(c: Cursor) -> tuple[type[cmd.Command], _Parser] | None:
     c.sp()
     m = c.match(_COMMAND_NAME)
     if m is None or (entry := UID_COMMANDS.get(m.group().decode("ascii").upper())) is None:
-        raise c.error("FETCH, STORE, COPY, MOVE, SEARCH, EXPUNGE, SORT or THREAD after UID")
+        raise c.error(
+            "FETCH, STORE, COPY, MOVE, SEARCH, EXPUNGE, SORT, THREAD or REPLACE after UID"
+        )
     return entry
 
 
@@ -179,10 +185,12 @@ def peek_command(text: bytes) -> tuple[str | None, type[cmd.Command] | None]:
 
 _LITERAL8_AT_END: Final = re.compile(rb"~\{[0-9]+\}\Z")
 #: Where a literal8 may be announced: an APPEND's message, after the mailbox and any flag
-#: list and date-time (``... SP ~{n}``) or inside ``UTF8 (`` (RFC 3516 §4.4, RFC 6855 §4);
+#: list and date-time (``... SP ~{n}``) or inside ``UTF8 (`` (RFC 3516 §4.4, RFC 6855 §4),
+#: REPLACE's the same (RFC 8508 §5 append-message);
 #: a SETMETADATA value, inside its entry-values list (RFC 5464 §5: value = nstring / literal8).
 _LITERAL8_PLACES: Final = re.compile(
-    rb"\A\S+ (?:APPEND (?:\S.*)?\S(?: | UTF8 \()|SETMETADATA \S.* \(.*\S )~\{[0-9]+\}\Z",
+    rb"\A\S+ (?:(?:APPEND |(?:UID )?REPLACE \S+ )(?:\S.*)?\S(?: | UTF8 \()"
+    rb"|SETMETADATA \S.* \(.*\S )~\{[0-9]+\}\Z",
     re.IGNORECASE | re.DOTALL,
 )
 

@@ -261,22 +261,28 @@ def append(c: Cursor, t: str) -> cmd.Append:
     while not messages or not c.at_end():
         c.count_arg()
         c.sp()
-        flags: tuple[str, ...] = ()
-        when: dt.datetime | None = None
-        if c.peek() == ord("("):
-            flags = flag_list(c)
-            c.sp()
-        if c.peek() == ord('"'):
-            when = date_time(c)
-            c.sp()
-        if c.keyword(b"UTF8"):
-            if not c.utf8:
-                raise BadCommand("APPEND UTF8 needs ENABLE UTF8=ACCEPT", tag=c.tag)
-            c.sp()
-            c.char(b"(", '"("')
-            content = message_literal(c)
-            c.char(b")", '")"')
-        else:
-            content = message_literal(c)
-        messages.append(cmd.AppendMessage(flags, when, content))
+        messages.append(append_message(c))
     return cmd.Append(t, name, tuple(messages))
+
+
+def append_message(c: Cursor) -> cmd.AppendMessage:
+    """One `append` message after its SP: [flag-list SP] [date-time SP] (literal / literal8
+    / utf8-data); REPLACE's too (RFC 8508 §5)."""
+    flags: tuple[str, ...] = ()
+    when: dt.datetime | None = None
+    if c.peek() == ord("("):
+        flags = flag_list(c)
+        c.sp()
+    if c.peek() == ord('"'):
+        when = date_time(c)
+        c.sp()
+    if c.keyword(b"UTF8"):
+        if not c.utf8:
+            raise BadCommand("APPEND UTF8 needs ENABLE UTF8=ACCEPT", tag=c.tag)
+        c.sp()
+        c.char(b"(", '"("')
+        content = message_literal(c)
+        c.char(b")", '")"')
+    else:
+        content = message_literal(c)
+    return cmd.AppendMessage(flags, when, content)
