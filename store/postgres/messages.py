@@ -216,7 +216,8 @@ class PostgresMessages(PostgresBase):
             params.append(changedsince)
         rows = await self._pool.fetch(
             "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate,"
-            " m.content_id" + extra + " FROM messages AS m" + join + " WHERE " + _IN_RANGES + where + " ORDER BY m.uid",
+            " m.content_id" + extra + " FROM messages AS m" + join + " WHERE " + _IN_RANGES
+            + where + " ORDER BY m.uid",
             *params)
         parse = mime.structure_from_json
         if structure and sum(len(r[8]) for r in rows) > PARSE_IN_THREAD:
