@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mix-rounds", type=int, default=2, help="rounds, alternating (default 2)")
 
 
-async def _client(server: Server, timeout: float) -> ImapClient:
-    c = ImapClient(server.host, server.port, timeout=timeout)
+async def _client(server: Server, limit: float) -> ImapClient:
+    c = ImapClient(server.host, server.port, timeout=limit)
     await c.connect()
     await c.login(server.user, server.password)
     return c
@@ -108,9 +108,8 @@ async def _round(
         c0 = time.process_time()
         t0 = time.perf_counter()
         stop = t0 + args.mix_seconds
-        counts = await asyncio.gather(
-            *(loop(c, random.Random(seed * 1000 + i)) for i, c in enumerate(clients))
-        )
+        rngs = [random.Random(seed * 1000 + i) for i in range(len(clients))]  # noqa: S311
+        counts = await asyncio.gather(*(loop(c, r) for c, r in zip(clients, rngs, strict=True)))
         t1 = time.perf_counter()
         c1 = time.process_time()
         cpu1 = server.cpu_seconds()
