@@ -21,6 +21,7 @@ from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
 from imapd.daemon import SESSION_ID
+from imapd.fetch import prerender
 from imapd.limits import (
     TLS_HANDSHAKE_TIMEOUT,
     Admission,
@@ -149,6 +150,7 @@ class Server:
             synchronous=config.sqlite_synchronous,
             scrypt_n=config.scrypt_n,
             check=config.startup_check,
+            prerender=prerender,  # issue 17: FETCH's ENVELOPE/BODYSTRUCTURE made at APPEND
         )
         server = cls(config, store, bus)
         if config.tls_cert_file is not None:

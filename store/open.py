@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from store.api import ChangeFeed, Publish, Store
+from store.api import ChangeFeed, Prerender, Publish, Store
 from store.passwords import DEFAULT_N
 from store.sqlite import SqliteStore
 from store.sqlite.files import private_dir
@@ -26,13 +26,16 @@ async def open_store(
     synchronous: str = "FULL",
     scrypt_n: int = DEFAULT_N,
     check: str = "schema",
+    prerender: Prerender | None = None,
 ) -> Store:
     """Open (creating and migrating) the store at ``path``; after each COMMIT its Changes go
     to ``publish``, in commit order. ``synchronous`` and ``check`` are the backend's
     durability and startup-check settings (Config.sqlite_synchronous, startup_check).
+    ``prerender``: see store.api.Prerender (without it, FETCH renders from the structure).
     Raises StoreDamaged, DiskFull, StoreInUse (store/errors.py)."""
     return await SqliteStore.open(
-        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check
+        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check,
+        prerender=prerender,
     )
 
 

@@ -45,9 +45,23 @@ def _header_fields(raw: bytes, part: BodyPart, fields: Sequence[str], exclude: b
     """HEADER.FIELDS (or .NOT): the matching fields in message order, folding and line
     ends kept, then the empty line (RFC 3501 §6.4.5); a last field without a line end
     gets a CRLF."""
+    return _picked(raw, header_spans(raw, part), fields, exclude)
+
+
+def top_header_fields(header: bytes, fields: Sequence[str], exclude: bool) -> bytes:
+    """HEADER.FIELDS[.NOT] of a message (no part number) from its header block alone, the
+    message's first ``body_start`` octets (what the store keeps as ``header_len``): the
+    same octets as `section_bytes` cuts from the whole message and its structure."""
+    header_end, _ = split_header(header, 0, len(header))
+    return _picked(header, field_spans(header, 0, header_end), fields, exclude)
+
+
+def _picked(
+    raw: bytes, spans: list[tuple[int, int]], fields: Sequence[str], exclude: bool
+) -> bytes:
     names = {f.strip().upper().encode("utf-8") for f in fields}
     out: list[bytes] = []
-    for start, end in header_spans(raw, part):
+    for start, end in spans:
         name = field_name(raw, start, end)
         matched = name is not None and name.upper() in names
         if matched != exclude:

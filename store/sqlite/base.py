@@ -25,7 +25,7 @@ import aiosqlite
 
 from store import flags as flagrules
 from store import names, namespace
-from store.api import MailboxInfo
+from store.api import MailboxInfo, Prerender
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 from store.mime import BodyPart
@@ -157,6 +157,7 @@ class SqliteBase:
     _clock: Callable[[], dt.datetime]
     _uidvalidity_source: Callable[[], int] | None
     _structures: OrderedDict[int, BodyPart]
+    _prerender: Prerender | None
     _dummy_hash: str | None
     _recent_floor: dict[int, int]
 

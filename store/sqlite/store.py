@@ -90,7 +90,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from store import quota
-from store.api import Publish
+from store.api import Prerender, Publish
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     Change,
@@ -194,6 +194,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         scrypt_n: int,
         clock: Callable[[], dt.datetime],
         uidvalidity: Callable[[], int] | None,
+        prerender: Prerender | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
@@ -203,6 +204,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         self._uidvalidity_source = uidvalidity
         self._lock = asyncio.Lock()
         self._structures: OrderedDict[int, BodyPart] = OrderedDict()
+        self._prerender = prerender  # store.api.Prerender: FETCH's bytes made at APPEND
         self._dummy_hash: str | None = None
         self._closed = False
         #: The last change_log seq published, once `follow_foreign_commits` is on.
@@ -224,6 +226,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
         clock: Callable[[], dt.datetime] | None = None,
         uidvalidity: Callable[[], int] | None = None,
         check: str = "schema",
+        prerender: Prerender | None = None,
     ) -> SqliteStore:
         """Open (creating and migrating) the store at ``path``. ``clock`` returns aware
         datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
@@ -255,7 +258,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages):
             raise
         store = cls(
             writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-            uidvalidity=uidvalidity,
+            uidvalidity=uidvalidity, prerender=prerender,
         )
         store._file_lock = lock
         store._path = path
