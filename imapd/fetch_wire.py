@@ -37,9 +37,11 @@ def piece(wire: bytes, name: str, utf8: bool) -> bytes:
     if not wire.startswith(MAGIC):
         raise ValueError("not a wire value of layout W1")
     end = wire.index(b"\n")
-    lengths = [int(n) for n in wire[len(MAGIC) : end].split()]
+    lengths = wire[len(MAGIC) : end].split()
     i = ITEMS[name]
-    if utf8 and lengths[i + 3]:
+    if utf8 and lengths[i + 3] != b"0":
         i += 3
-    start = end + 1 + sum(lengths[:i])
-    return wire[start : start + lengths[i]]
+    start = end + 1
+    for n in lengths[:i]:
+        start += int(n)
+    return wire[start : start + int(lengths[i])]
