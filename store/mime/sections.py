@@ -7,6 +7,7 @@ stored. Stdlib only; imports nothing of imapd or notify.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -54,17 +55,10 @@ def top_header_fields(header: bytes, fields: Sequence[str], exclude: bool) -> by
     message's first ``body_start`` octets (what the store keeps as ``header_len``): the
     same octets as `section_bytes` cuts from the whole message and its structure."""
     header_end, _ = split_header(header, 0, len(header))
-    names = {f.strip().upper().encode("utf-8") for f in fields}
-    if exclude or not names or not all(n.isascii() and n for n in names):
+    search = None if exclude else _search(tuple(fields))
+    if search is None:
         return _picked(header, field_spans(header, 0, header_end), fields, exclude)
-    # The fields asked for (FETCH's common case) found by a search instead of a Python
-    # step per header line: every line start where one of the names might begin a field
-    # (bytes.strip()'s whitespace, the name, whitespace, a colon), each then checked as
-    # `field_spans` and `field_name` would cut it.
-    found = re.compile(
-        rb"(?im)^(?=" + _STRIPPED + rb"(?:" + b"|".join(re.escape(n) for n in names) + rb")"
-        + _STRIPPED + rb":)"
-    )
+    found, names = search
     out: list[bytes] = []
     for match in found.finditer(header, 0, header_end):
         start = match.start()
@@ -77,6 +71,21 @@ def top_header_fields(header: bytes, fields: Sequence[str], exclude: bool) -> by
             out.append(chunk if chunk.endswith(b"\n") else chunk + b"\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _search(fields: tuple[str, ...]) -> tuple[re.Pattern[bytes], frozenset[bytes]] | None:
+    """The fields asked for (FETCH's common case) found by a search instead of a Python
+    step per header line: every line start where one of the names might begin a field
+    (bytes.strip()'s whitespace, the name, whitespace, a colon), each then checked as
+    `field_spans` and `field_name` would cut it. None for names this cannot serve
+    (none, empty, non-ASCII: case-folding differs)."""
+    names = frozenset(f.strip().upper().encode("utf-8") for f in fields)
+    if not names or not all(n.isascii() and n for n in names):
+        return None
+    alternatives = b"|".join(re.escape(n) for n in sorted(names))
+    pattern = rb"(?im)^(?=" + _STRIPPED + rb"(?:" + alternatives + rb")" + _STRIPPED + rb":)"
+    return re.compile(pattern), names
 
 
 #: What bytes.strip() strips, as a pattern.
