@@ -8,7 +8,6 @@ stored. Stdlib only; imports nothing of imapd or notify.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 
 from store.mime.bodystructure import BodyPart
@@ -55,41 +54,53 @@ def top_header_fields(header: bytes, fields: Sequence[str], exclude: bool) -> by
     message's first ``body_start`` octets (what the store keeps as ``header_len``): the
     same octets as `section_bytes` cuts from the whole message and its structure."""
     header_end, _ = split_header(header, 0, len(header))
-    search = None if exclude else _search(tuple(fields))
-    if search is None:
+    names = None if exclude else _names(tuple(fields))
+    found = None if names is None else _found_fields(header, header_end, names)
+    if found is None:
         return _picked(header, field_spans(header, 0, header_end), fields, exclude)
-    found, names = search
-    out: list[bytes] = []
-    for match in found.finditer(header, 0, header_end):
-        start = match.start()
-        if start and header[start] in (0x20, 0x09):
-            continue  # a continuation line, not a field
-        end = _field_end(header, start, header_end)
-        name = field_name(header, start, end)
-        if name is not None and name.upper() in names:
-            chunk = header[start:end]
-            out.append(chunk if chunk.endswith(b"\n") else chunk + b"\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
+    return found
 
 
 @functools.lru_cache(maxsize=64)
-def _search(fields: tuple[str, ...]) -> tuple[re.Pattern[bytes], frozenset[bytes]] | None:
-    """The fields asked for (FETCH's common case) found by a search instead of a Python
-    step per header line: every line start where one of the names might begin a field
-    (bytes.strip()'s whitespace, the name, whitespace, a colon), each then checked as
-    `field_spans` and `field_name` would cut it. None for names this cannot serve
-    (none, empty, non-ASCII: case-folding differs)."""
+def _names(fields: tuple[str, ...]) -> frozenset[bytes] | None:
+    """The upper-cased names `_found_fields` can look for; None when it cannot (none, an
+    empty or non-ASCII one: case-folding would differ)."""
     names = frozenset(f.strip().upper().encode("utf-8") for f in fields)
     if not names or not all(n.isascii() and n for n in names):
         return None
-    alternatives = b"|".join(re.escape(n) for n in sorted(names))
-    pattern = rb"(?im)^(?=" + _STRIPPED + rb"(?:" + alternatives + rb")" + _STRIPPED + rb":)"
-    return re.compile(pattern), names
+    return names
 
 
-#: What bytes.strip() strips, as a pattern.
-_STRIPPED = rb"[ \t\n\r\x0b\x0c]*"
+#: A line starting with these is a field whose name `field_name` strips of them; a search
+#: for line-start + name misses it, so `_found_fields` leaves such blocks to `_picked`.
+_ODD_STARTS = (b"\n\r", b"\n\x0b", b"\n\x0c")
+
+
+def _found_fields(header: bytes, header_end: int, names: frozenset[bytes]) -> bytes | None:
+    """The fields named (FETCH's common case) found by a search for each name at a line
+    start instead of a Python step per header line, each hit then cut and checked as
+    `field_spans` and `field_name` would; None for blocks where a field may start with
+    whitespace (then the caller steps through the lines)."""
+    block = header[:header_end]
+    if block[:1].isspace() or any(odd in block for odd in _ODD_STARTS):
+        return None
+    low = b"\n" + block.lower()  # low[i] == b"\n" where a line starts at block[i]
+    starts: set[int] = set()
+    for wanted in names:
+        needle = b"\n" + wanted.lower()
+        i = low.find(needle)
+        while i >= 0:
+            starts.add(i)
+            i = low.find(needle, i + 1)
+    out: list[bytes] = []
+    for start in sorted(starts):
+        end = _field_end(block, start, header_end)
+        name = field_name(block, start, end)
+        if name is not None and name.upper() in names:
+            chunk = block[start:end]
+            out.append(chunk if chunk.endswith(b"\n") else chunk + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
 
 
 def _field_end(raw: bytes, start: int, end: int) -> int:
