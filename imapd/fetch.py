@@ -8,6 +8,7 @@ come from `store.mime` (parsed once at APPEND); nothing here parses a message.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from imapd import fetch_wire as wire
@@ -328,7 +329,8 @@ def fetch_line(
         elif name == "RFC822.SIZE":
             parts.append(b"RFC822.SIZE %d" % record.size)
         elif name == "INTERNALDATE":  # digits, letters, spaces, +, -, colons: quoted as is
-            parts.append(b'INTERNALDATE "%s"' % imap_datetime(record.internaldate).encode())
+            when = record.internaldate
+            parts.append(_internaldate_item(when, when.utcoffset()))
         elif record.wire is not None and name in wire.ITEMS and att.section is None:
             parts.append(name.encode() + b" " + wire.piece(record.wire, name, utf8))
         else:
@@ -339,6 +341,12 @@ def fetch_line(
     if flags_sent:
         view.forget_flag_update(record.uid)
     return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _internaldate_item(value: dt.datetime, offset: dt.timedelta | None) -> bytes:
+    """``offset`` is part of the key: equal instants in other zones render otherwise."""
+    return b'INTERNALDATE "%s"' % imap_datetime(value).encode()
 
 
 def prerender(structure: BodyPart) -> bytes:

@@ -475,6 +475,9 @@ async def _by_octets(
     """The batches cut further so that one holds at most `FETCH_OCTETS` of content (or a
     single message): 250 messages of 10 MB must not all be in memory at once."""
     for batch in batches:
+        if len(batch) == 1:  # one message is one part whatever its size: no query
+            yield batch
+            continue
         sizes = dict(await session.store.fetch_plain(view.mailbox_id, batch, ("size",)))
         part: list[int] = []
         octets = 0

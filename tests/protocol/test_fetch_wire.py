@@ -155,3 +155,17 @@ def test_fetch_line_equals_fetch_response(raw: bytes, utf8: bool) -> None:
             fast = fetch_line(view, 2, replace(new, structure=stored) if parts else new,
                               atts, utf8)
             assert fast == serialize(fetch_response(view, 2, old, atts), utf8=utf8), atts
+
+
+def test_fetch_line_internaldate_keeps_each_zone() -> None:
+    """Equal instants in two zones are two INTERNALDATEs (the rendering is cached)."""
+    utc = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    east = utc.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    view = SelectedView(1, [3, 7], readonly=False)
+    atts = (FetchAtt("INTERNALDATE"),)
+    for when in (utc, east, utc):
+        record = MessageRecord(7, 1, (), when, 10)
+        line = fetch_line(view, 2, record, atts, False)
+        assert line == serialize(fetch_response(view, 2, record, atts))
+    assert b"07:06:07 +0200" in (fetch_line(view, 2, MessageRecord(7, 1, (), east, 10), atts,
+                                            False) or b"")
