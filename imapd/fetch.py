@@ -8,14 +8,18 @@ come from `store.mime` (parsed once at APPEND); nothing here parses a message.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
+from imapd import fetch_wire as wire
 from imapd.objectid import objectid_value
-from imapd.protocol.responses import Atom, Untagged, Value
+from imapd.protocol.responses import Atom, Raw, Untagged, Value
+from imapd.protocol.serializer import BIG_LITERAL, serialize_value
 from imapd.protocol.values import FetchAtt, Section
 from imapd.selected import SelectedView
 from store.api import MessageRecord
 from store.mime import Address, BodyPart, Envelope, section_bytes
+from store.mime.sections import top_header_fields
 
 #: Attributes that return message text and so set \Seen unless PEEK (RFC 3501 §6.4.5).
 _SETS_SEEN = {"RFC822", "RFC822.TEXT"}
@@ -26,12 +30,35 @@ class Needs:
     content: bool
     structure: bool
     sets_seen: bool
+    #: ENVELOPE, BODY, BODYSTRUCTURE: the bytes pre-rendered at APPEND (imapd/fetch_wire.py).
+    wire: bool = False
+    #: Only the header block (HEADER, HEADER.FIELDS[.NOT] without a part number).
+    header: bool = False
+
+
+#: Sections of the top-level header, cut from the header block alone (`top_header`).
+_HEADER_TEXTS = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"}
+
+
+def top_header(att: FetchAtt) -> bool:
+    """BODY[HEADER], BODY[HEADER.FIELDS[.NOT] (...)] and RFC822.HEADER: answered from the
+    message's header block (`MessageRecord.header`), without its body or structure."""
+    if att.name == "RFC822.HEADER":
+        return True
+    section = att.section
+    return (
+        att.name == "BODY" and section is not None and not section.part
+        and (section.text or "").upper() in _HEADER_TEXTS
+    )
 
 
 def needs(atts: tuple[FetchAtt, ...]) -> Needs:
-    content = structure = sets_seen = False
+    content = structure = sets_seen = wire = header = False
     for att in atts:
-        if att.name == "RFC822" or (att.name == "BODY" and _whole(att.section)):
+        if top_header(att):
+            header = True
+            sets_seen = sets_seen or (att.name == "BODY" and not att.peek)
+        elif att.name == "RFC822" or (att.name == "BODY" and _whole(att.section)):
             # The whole message is a slice of the raw bytes: no structure needed.
             content = True
             sets_seen = sets_seen or not att.peek
@@ -42,8 +69,8 @@ def needs(atts: tuple[FetchAtt, ...]) -> Needs:
             if att.name in _SETS_SEEN or (att.name in {"BODY", "BINARY"} and not att.peek):
                 sets_seen = True
         elif att.name in {"ENVELOPE", "BODYSTRUCTURE", "BODY"}:
-            structure = True
-    return Needs(content, structure, sets_seen)
+            wire = True
+    return Needs(content, structure, sets_seen, wire, header)
 
 
 def _whole(section: Section | None) -> bool:
@@ -163,8 +190,20 @@ def section_label(att: FetchAtt) -> str:
 
 def section_data(record: MessageRecord, att: FetchAtt) -> bytes:
     """A section that does not exist is an empty string, as Dovecot answers."""
-    assert record.content is not None
     section = att.section or Section()
+    if record.header is not None and (section.text or "").upper() in _HEADER_TEXTS and (
+        not section.part
+    ):
+        text = (section.text or "").upper()
+        if text == "HEADER":
+            data = record.header
+        else:
+            data = top_header_fields(record.header, section.fields, text.endswith(".NOT"))
+        if att.partial is not None:
+            origin, count = att.partial
+            data = data[origin : origin + count]
+        return data
+    assert record.content is not None
     if _whole(section):
         data = record.content
     else:
@@ -181,9 +220,13 @@ def section_data(record: MessageRecord, att: FetchAtt) -> bytes:
     return data
 
 
-def render_item(record: MessageRecord, att: FetchAtt) -> tuple[Value, Value]:
+def render_item(record: MessageRecord, att: FetchAtt, utf8: bool = False) -> tuple[Value, Value]:
     """One (name, value) pair for every attribute except FLAGS, UID and MODSEQ, which need
-    session state and are rendered by the FETCH handler."""
+    session state and are rendered by the FETCH handler. ENVELOPE, BODY and BODYSTRUCTURE
+    come pre-rendered when the record has them (`MessageRecord.wire`, for a session with
+    UTF8=ACCEPT enabled or not: ``utf8``)."""
+    if record.wire is not None and att.name in wire.ITEMS and att.section is None:
+        return Atom(att.name), Raw(wire.piece(record.wire, att.name, utf8))
     match att.name:
         case "ENVELOPE":
             env = record.structure.envelope if record.structure else None
@@ -222,13 +265,15 @@ def fetch_response(
     seen_now: dict[int, tuple[tuple[str, ...], int]] | None = None,
     *,
     unsolicited: bool = False,
+    utf8: bool = False,
 ) -> Untagged:
     """``* seq FETCH (...)`` for ``record``: THE renderer of FETCH lines, for FETCH and for
     NOTIFY's MessageNew (``unsolicited``). (The FETCH (UID FLAGS ...) hot path renders the
     same bytes straight from rows: `imapd.commands.message._plain_fetch_lines`; tests
     compare both.) ``seen_now``: uid -> (flags, modseq) for the messages this FETCH just
     marked \\Seen. An unsolicited FETCH carries UID under QRESYNC (RFC 7162 §3.2.4) and
-    MODSEQ under CONDSTORE (§3.1.4.1) and leaves the view's pending flag updates alone."""
+    MODSEQ under CONDSTORE (§3.1.4.1) and leaves the view's pending flag updates alone.
+    ``utf8``: the session enabled UTF8=ACCEPT (picks the pre-rendered bytes to splice)."""
     seen_now = seen_now or {}
     flags, modseq = seen_now.get(record.uid, (record.flags, record.modseq))
     items: list[Value] = []
@@ -243,7 +288,7 @@ def fetch_response(
             case "MODSEQ":
                 items += [Atom("MODSEQ"), (modseq,)]
             case _:
-                name, value = render_item(record, att)
+                name, value = render_item(record, att, utf8)
                 items += [name, value]
     if record.uid in seen_now and not flags_sent:
         # RFC 3501 §6.4.5: the implicit \Seen is reported as if FLAGS had been asked for.
@@ -259,3 +304,64 @@ def fetch_response(
     if flags_sent and not unsolicited:
         view.forget_flag_update(record.uid)
     return Untagged((seq, Atom("FETCH"), tuple(items)))
+
+
+def fetch_line(
+    view: SelectedView, seq: int, record: MessageRecord, atts: tuple[FetchAtt, ...], utf8: bool
+) -> bytes | None:
+    """`fetch_response` serialised, for a FETCH that did not just set this message's \\Seen
+    (``seen_now``) and is not unsolicited: the same bytes (tests compare both), without
+    the Value tree for what is plain or pre-rendered. An Untagged response serialises as
+    its items' values joined by spaces, so every other item is serialised alone, as it
+    would be inside the tree. None for a message with a big literal (BODY[] of a big
+    message): `fetch_response` then, whose literals `serialize_pieces` leaves uncopied."""
+    if record.content is not None and len(record.content) >= BIG_LITERAL:
+        return None
+    parts: list[bytes] = []
+    flags_sent = False
+    for att in atts:
+        name = att.name
+        if name == "UID":
+            parts.append(b"UID %d" % record.uid)
+        elif name == "FLAGS":
+            flags = view.flags_with_recent(record.uid, record.flags)
+            parts.append(b"FLAGS " + serialize_value(flags, utf8=utf8))
+            flags_sent = True
+        elif name == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % record.modseq)
+        elif name == "RFC822.SIZE":
+            parts.append(b"RFC822.SIZE %d" % record.size)
+        elif name == "INTERNALDATE":  # digits, letters, spaces, +, -, colons: quoted as is
+            when = record.internaldate
+            parts.append(_internaldate_item(when, when.utcoffset()))
+        elif record.wire is not None and name in wire.ITEMS and att.section is None:
+            parts.append(name.encode() + b" " + wire.piece(record.wire, name, utf8))
+        else:
+            item, value = render_item(record, att, utf8)
+            parts.append(
+                serialize_value(item, utf8=utf8) + b" " + serialize_value(value, utf8=utf8)
+            )
+    if flags_sent:
+        view.forget_flag_update(record.uid)
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _internaldate_item(value: dt.datetime, offset: dt.timedelta | None) -> bytes:
+    """``offset`` is part of the key: equal instants in other zones render otherwise."""
+    return b'INTERNALDATE "%s"' % imap_datetime(value).encode()
+
+
+def prerender(structure: BodyPart) -> bytes:
+    """ENVELOPE, BODY and BODYSTRUCTURE of a message parsed into ``structure``, serialised
+    for FETCH (`store.api.Prerender`: the store calls this at APPEND, off the event loop for
+    big messages, as it parses them); laid out by `imapd.fetch_wire`."""
+    values = (
+        render_envelope(structure.envelope),
+        render_bodystructure(structure, extensible=False),
+        render_bodystructure(structure, extensible=True),
+    )
+    return wire.pack(
+        [serialize_value(v, utf8=False) for v in values],
+        [serialize_value(v, utf8=True) for v in values],
+    )

@@ -24,6 +24,7 @@ from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
 from imapd.daemon import SESSION_ID
+from imapd.fetch import prerender
 from imapd.limits import (
     TLS_HANDSHAKE_TIMEOUT,
     Admission,
@@ -178,6 +179,7 @@ class Server:
             check=config.startup_check,
             clock=clock.now,
             auth_cache=auth_cache,
+            prerender=prerender,  # issue 17: FETCH's ENVELOPE/BODYSTRUCTURE made at APPEND
         )
         server = cls(config, store, bus)
         server.clock = clock

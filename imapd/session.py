@@ -527,15 +527,17 @@ class Session:
             self._resume = outcome.resume
             await self._write(self.conn.finish(cmd, outcome))
             return
+        last: list[Response] = []  # a stream's last batch goes out with the tagged reply
         if (stream := outcome.stream) is not None:
-            await self._write(outcome.responses)
+            last = list(outcome.responses)
             async for batch in stream:
-                await self._write(batch)
+                await self._write(last)
+                last = batch
             ending = stream.ending or outcome  # e.g. FETCH's NO [EXPUNGEISSUED]
             outcome = dataclasses.replace(outcome, text=ending.text, status=ending.status,
                                           code=ending.code, responses=[], stream=None)
         updates = await self.listening.collect(allow_expunge=expunge_allowed_after(cmd))
-        await self._write(self.conn.finish(cmd, outcome, updates))
+        await self._write([*last, *self.conn.finish(cmd, outcome, updates)])
         match outcome.after:
             case After.COMPRESS if outcome.status == "OK":
                 self.start_compression()

@@ -30,6 +30,10 @@ DELIMITER = "/"
 PLAIN_COLUMNS = ("modseq", "flags", "size", "internaldate")
 
 Publish = Callable[[Sequence[Change]], None]
+#: The server's renderer of what FETCH sends for a parsed message (imapd/fetch_wire.py),
+#: handed to the store when it is opened: called at APPEND, its bytes kept with the
+#: contents and returned as `MessageRecord.wire`. The store never looks inside them.
+Prerender = Callable[[BodyPart], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,10 @@ class MessageRecord:
     content: bytes | None = None  # the raw message, when asked
     structure: BodyPart | None = None  # parsed at APPEND, when asked
     content_id: int | None = None  # the shared contents row: EMAILID (store/objectid.py)
+    #: The renderer's bytes made at APPEND (`Prerender`), when asked and stored: opaque here.
+    wire: bytes | None = None
+    #: The message's header block (its first ``header_len`` octets), when asked.
+    header: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +216,13 @@ class ChangeFeed(Protocol):
         content: bool = False,
         structure: bool = False,
         changedsince: int | None = None,
+        wire: bool = False,
+        header: bool = False,
     ) -> list[MessageRecord]:
         """Records of the existing messages among ``uids``, in UID order; ``changedsince``
-        keeps only those with modseq > it."""
+        keeps only those with modseq > it. ``wire``: each record's `MessageRecord.wire`
+        where one was stored, else its ``structure`` (so the caller can render from it);
+        ``header``: `MessageRecord.header`. One query for the batch."""
         ...
 
 

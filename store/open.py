@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from store.api import ChangeFeed, Publish, Store
+from store.api import ChangeFeed, Prerender, Publish, Store
 from store.authcache import AuthCache
 from store.errors import StoreError, Unavailable
 from store.passwords import DEFAULT_N
@@ -115,6 +115,7 @@ async def open_store(
     url: str | None = None,
     clock: Callable[[], dt.datetime] | None = None,
     auth_cache: AuthCache | None = None,
+    prerender: Prerender | None = None,
 ) -> Store:
     """Open (creating and migrating) the store: the SQLite file at ``path``, or the store
     a URL names (``url``, else $IMAPD_STORE; see the module). After each COMMIT its Changes
@@ -124,7 +125,8 @@ async def open_store(
     the server passes its test clock under ``calendar_test_clock`` (docs/calendar.md).
     ``auth_cache`` (Config.auth_cache_ttl/auth_cache_size, store/authcache.py): successful
     logins its ``authenticate`` remembers; every backend consults it the same way (the
-    module's docstring). Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store
+    module's docstring). ``prerender``: see store.api.Prerender (without it, FETCH renders
+    from the stored structure). Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store
     URL that cannot be reached; its password masked), StoreError (a bad URL)."""
     chosen = store_url(url)
     if chosen is not None:
@@ -133,7 +135,7 @@ async def open_store(
         return store
     return await SqliteStore.open(
         path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock,
-        auth_cache=auth_cache,
+        auth_cache=auth_cache, prerender=prerender,
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 from imapd import config as config_mod
 from imapd import control
 from imapd.config import Config
+from imapd.fetch import prerender
 from store.api import Store
 from store.changes import Origin
 from store.open import open_store, private_dir
@@ -77,7 +78,7 @@ async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, An
     private_dir(config.data_dir)  # 0700 when new (store/open.py)
     store = await open_store(
         config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
-        scrypt_n=config.scrypt_n,
+        scrypt_n=config.scrypt_n, prerender=prerender,
     )
     grew = False
     try:

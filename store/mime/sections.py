@@ -7,6 +7,7 @@ stored. Stdlib only; imports nothing of imapd or notify.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from store.mime.bodystructure import BodyPart
@@ -45,9 +46,79 @@ def _header_fields(raw: bytes, part: BodyPart, fields: Sequence[str], exclude: b
     """HEADER.FIELDS (or .NOT): the matching fields in message order, folding and line
     ends kept, then the empty line (RFC 3501 §6.4.5); a last field without a line end
     gets a CRLF."""
+    return _picked(raw, header_spans(raw, part), fields, exclude)
+
+
+def top_header_fields(header: bytes, fields: Sequence[str], exclude: bool) -> bytes:
+    """HEADER.FIELDS[.NOT] of a message (no part number) from its header block alone, the
+    message's first ``body_start`` octets (what the store keeps as ``header_len``): the
+    same octets as `section_bytes` cuts from the whole message and its structure."""
+    header_end, _ = split_header(header, 0, len(header))
+    names = None if exclude else _names(tuple(fields))
+    found = None if names is None else _found_fields(header, header_end, names)
+    if found is None:
+        return _picked(header, field_spans(header, 0, header_end), fields, exclude)
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _names(fields: tuple[str, ...]) -> frozenset[bytes] | None:
+    """The upper-cased names `_found_fields` can look for; None when it cannot (none, an
+    empty or non-ASCII one: case-folding would differ)."""
+    names = frozenset(f.strip().upper().encode("utf-8") for f in fields)
+    if not names or not all(n.isascii() and n for n in names):
+        return None
+    return names
+
+
+#: A line starting with these is a field whose name `field_name` strips of them; a search
+#: for line-start + name misses it, so `_found_fields` leaves such blocks to `_picked`.
+_ODD_STARTS = (b"\n\r", b"\n\x0b", b"\n\x0c")
+
+
+def _found_fields(header: bytes, header_end: int, names: frozenset[bytes]) -> bytes | None:
+    """The fields named (FETCH's common case) found by a search for each name at a line
+    start instead of a Python step per header line, each hit then cut and checked as
+    `field_spans` and `field_name` would; None for blocks where a field may start with
+    whitespace (then the caller steps through the lines)."""
+    block = header[:header_end]
+    if block[:1].isspace() or any(odd in block for odd in _ODD_STARTS):
+        return None
+    low = b"\n" + block.lower()  # low[i] == b"\n" where a line starts at block[i]
+    starts: set[int] = set()
+    for wanted in names:
+        needle = b"\n" + wanted.lower()
+        i = low.find(needle)
+        while i >= 0:
+            starts.add(i)
+            i = low.find(needle, i + 1)
+    out: list[bytes] = []
+    for start in sorted(starts):
+        end = _field_end(block, start, header_end)
+        name = field_name(block, start, end)
+        if name is not None and name.upper() in names:
+            chunk = block[start:end]
+            out.append(chunk if chunk.endswith(b"\n") else chunk + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def _field_end(raw: bytes, start: int, end: int) -> int:
+    """Where the field starting at ``start`` ends: after its last continuation line."""
+    nl = raw.find(b"\n", start, end)
+    pos = end if nl < 0 else nl + 1
+    while pos < end and raw[pos] in (0x20, 0x09):
+        nl = raw.find(b"\n", pos, end)
+        pos = end if nl < 0 else nl + 1
+    return pos
+
+
+def _picked(
+    raw: bytes, spans: list[tuple[int, int]], fields: Sequence[str], exclude: bool
+) -> bytes:
     names = {f.strip().upper().encode("utf-8") for f in fields}
     out: list[bytes] = []
-    for start, end in header_spans(raw, part):
+    for start, end in spans:
         name = field_name(raw, start, end)
         matched = name is not None and name.upper() in names
         if matched != exclude:

@@ -203,12 +203,18 @@ class PostgresMessages(PostgresBase):
 
     async def fetch(
         self, mailbox_id: int, uids: Sequence[int], *, content: bool = False,
-        structure: bool = False, changedsince: int | None = None,
+        structure: bool = False, changedsince: int | None = None, wire: bool = False,
+        header: bool = False,
     ) -> list[MessageRecord]:
+        # No pre-rendered answers are stored here yet (the SQLite store's content_wire): a
+        # ``wire`` request is served with the structure, which the renderer falls back to.
+        structure = structure or wire
         ranges = number_ranges(uids)
         if not ranges:
             return []
-        extra = ", c.raw, c.structure" if content or structure else ""
+        extra = ", c.raw, c.structure" if content or structure or header else ""
+        if header:
+            extra += ", substring(c.raw from 1 for c.header_len)"
         join = " JOIN contents AS c ON c.id = m.content_id" if extra else ""
         where = " AND m.modseq > $4" if changedsince is not None else ""
         params: list[object] = [mailbox_id, *_bounds(ranges)]
@@ -231,6 +237,7 @@ class PostgresMessages(PostgresBase):
                 size=r[4], savedate=fromiso(r[5]), content_id=r[6],
                 content=bytes(r[7]) if content else None,
                 structure=parsed[r[6]] if structure else None,
+                header=bytes(r[9]) if header else None,
             )
             for r in rows
         ]

@@ -26,7 +26,7 @@ import aiosqlite
 from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
-from store.api import MailboxInfo, MailboxRow
+from store.api import MailboxInfo, MailboxRow, Prerender
 from store.authcache import AuthCache
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
@@ -145,6 +145,7 @@ class SqliteBase:
     _clock: Callable[[], dt.datetime]
     _uidvalidity_source: Callable[[], int] | None
     _structures: OrderedDict[int, BodyPart]
+    _prerender: Prerender | None
     _dummy_hash: str | None
     _auth_cache: AuthCache | None
     _recent_floor: dict[int, int]

@@ -63,8 +63,8 @@ _RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
 _INSERT_MESSAGE = (
     "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
     " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
-    " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, ?, ?, ?, ?, ?)"
+    " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text, wire)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, ?, ?, ?, ?, ?, ?)"
 )
 #: Octets copied per step from a spooled message's file into its contents row.
 BLOB_CHUNK = 1024 * 1024
@@ -129,6 +129,7 @@ class _Prepared:
     structure: str
     message_id: str | None
     search_texts: tuple[str, ...]  # content_search, in search.STORED_KEYS order
+    wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
 
 
 class SqliteMessages(SqliteBase):
@@ -192,6 +193,7 @@ class SqliteMessages(SqliteBase):
             structure=mime.structure_to_json(structure),
             message_id=mime.message_id(structure),
             search_texts=search.search_texts(data, structure),
+            wire=self._prerender(structure) if self._prerender is not None else None,
         )
 
     async def append(
@@ -257,7 +259,7 @@ class SqliteMessages(SqliteBase):
         rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
                  int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
                  flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
-                 p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts)
+                 p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts, p.wire)
                 for i, p in enumerate(kept)]
         # the message_in view inserts contents, content_search, messages
         await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, kept, strict=True)
@@ -343,29 +345,46 @@ class SqliteMessages(SqliteBase):
         content: bool = False,
         structure: bool = False,
         changedsince: int | None = None,
+        wire: bool = False,
+        header: bool = False,
     ) -> list[MessageRecord]:
         """Records of the existing messages among ``uids``, in UID order; ``changedsince``
-        keeps only those with modseq > it. One query; contents joined only when asked."""
+        keeps only those with modseq > it. One query; contents joined only when asked, and
+        a structure decoded only when asked or (``wire``) when no wire bytes are stored."""
         ranges = number_ranges(uids)
         if not ranges:
             return []
-        extra = ", c.raw, c.structure" if content or structure else ""
-        join = " JOIN contents AS c ON c.id = m.content_id" if extra else ""
+        select = "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate, m.content_id"
+        join = ""
+        if content or structure or wire or header:
+            join = " JOIN contents AS c ON c.id = m.content_id"
+        # Columns 7.. : raw, structure, wire, header, each present only when asked.
+        select += ", c.raw" if content else ", NULL"
+        if structure:
+            select += ", c.structure"
+        elif wire:
+            select += ", CASE WHEN w.wire IS NULL THEN c.structure END"
+        else:
+            select += ", NULL"
+        if wire:
+            select += ", w.wire"
+            join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
+        else:
+            select += ", NULL"
+        select += ", substr(c.raw, 1, c.header_len)" if header else ", NULL"
         where = " AND m.modseq > ?" if changedsince is not None else ""
         params: list[object] = [json.dumps(ranges), mailbox_id]
         if changedsince is not None:
             params.append(changedsince)
         rows = await _rows(
             self._reader,
-            "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate, m.content_id"
-            + extra
-            + " FROM " + _IN_RANGES + join + " WHERE " + _RANGE_MATCH + where
+            select + " FROM " + _IN_RANGES + join + " WHERE " + _RANGE_MATCH + where
             + " ORDER BY m.uid",
             params,
         )
         parsed: dict[int, BodyPart] = {}
-        if structure:
-            fresh = {r[6]: r[8] for r in rows if r[6] not in self._structures}
+        if structure or wire:
+            fresh = {r[6]: r[8] for r in rows if r[8] is not None and r[6] not in self._structures}
             if sum(map(len, fresh.values())) > PARSE_IN_THREAD:
                 # Thousands of parts or addresses: decoding is dear, do it off the loop.
                 parsed = await asyncio.to_thread(
@@ -378,9 +397,11 @@ class SqliteMessages(SqliteBase):
             MessageRecord(
                 uid=r[0], modseq=r[1], flags=tuple(r[2].split()), internaldate=fromiso(r[3]),
                 size=r[4], savedate=fromiso(r[5]), content_id=r[6],
-                content=r[7] if content else None,
-                structure=(parsed.get(r[6]) or self._structure(r[6], r[8])) if structure
+                content=r[7],
+                structure=(parsed.get(r[6]) or self._structure(r[6], r[8])) if r[8] is not None
                 else None,
+                wire=r[9],
+                header=r[10],
             )
             for r in rows
         ]

@@ -91,7 +91,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from store import quota
-from store.api import Publish
+from store.api import Prerender, Publish
 from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
@@ -199,6 +199,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         clock: Callable[[], dt.datetime],
         uidvalidity: Callable[[], int] | None,
         auth_cache: AuthCache | None = None,
+        prerender: Prerender | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
@@ -208,6 +209,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         self._uidvalidity_source = uidvalidity
         self._lock = asyncio.Lock()
         self._structures: OrderedDict[int, BodyPart] = OrderedDict()
+        self._prerender = prerender  # store.api.Prerender: FETCH's bytes made at APPEND
         self._dummy_hash: str | None = None
         #: Successful verifications remembered (store/authcache.py); None: off.
         self._auth_cache = auth_cache
@@ -232,6 +234,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         uidvalidity: Callable[[], int] | None = None,
         check: str = "schema",
         auth_cache: AuthCache | None = None,
+        prerender: Prerender | None = None,
     ) -> SqliteStore:
         """Open (creating and migrating) the store at ``path``. ``clock`` returns aware
         datetimes (default: now in UTC); ``uidvalidity`` proposes UIDVALIDITY values
@@ -264,7 +267,7 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
             raise
         store = cls(
             writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-            uidvalidity=uidvalidity, auth_cache=auth_cache,
+            uidvalidity=uidvalidity, auth_cache=auth_cache, prerender=prerender,
         )
         store._file_lock = lock
         store._path = path
