@@ -70,8 +70,11 @@ class SystemClock:
         return dt.datetime.now(dt.UTC)
 
     async def wait(self, until: dt.datetime | None, wake: asyncio.Event) -> None:
-        timeout = MAX_SLEEP if until is None else min(
-            MAX_SLEEP, max(0.0, (until - self.now()).total_seconds()))
+        timeout = (
+            MAX_SLEEP
+            if until is None
+            else min(MAX_SLEEP, max(0.0, (until - self.now()).total_seconds()))
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout)
 
@@ -98,8 +101,10 @@ class ManualClock:
     async def wait(self, until: dt.datetime | None, wake: asyncio.Event) -> None:
         while until is None or self._now < until:
             self._moved.clear()
-            waiters = [asyncio.ensure_future(wake.wait()),
-                       asyncio.ensure_future(self._moved.wait())]
+            waiters = [
+                asyncio.ensure_future(wake.wait()),
+                asyncio.ensure_future(self._moved.wait()),
+            ]
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -144,8 +149,9 @@ class AlarmScheduler:
                         log.warning("calendar alarms not fired: %s; retrying", exc.text)
                     else:
                         log.exception("calendar alarms not fired; retrying")
-                    await self.clock.wait(self.clock.now()
-                                          + dt.timedelta(seconds=RETRY_AFTER), self._wake)
+                    await self.clock.wait(
+                        self.clock.now() + dt.timedelta(seconds=RETRY_AFTER), self._wake
+                    )
                     continue
                 self.fired += count
                 if count:

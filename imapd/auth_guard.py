@@ -126,20 +126,29 @@ class AuthGuard:
             record = records[key]
             if len(records) <= MAX_RECORDS // 2:
                 break
-            if record.waiting == 0 and (record.decayed(now) < FORGET_BELOW
-                                        or len(records) > MAX_RECORDS):
+            if record.waiting == 0 and (
+                record.decayed(now) < FORGET_BELOW or len(records) > MAX_RECORDS
+            ):
                 del records[key]
 
 
-def log_failure(*, address: str, user: str, mechanism: str, reason: str, session: str,
-                delay: float) -> None:
+def log_failure(
+    *, address: str, user: str, mechanism: str, reason: str, session: str, delay: float
+) -> None:
     """The one line a failed LOGIN/AUTHENTICATE leaves, for people and fail2ban:
     ``auth failed: rip=ADDR user="NAME" mech=MECH reason=REASON session=ID delay=Ns``.
     ``rip`` comes first and is never client-chosen; the user name is quoted with every
     quote, backslash and control character escaped and cut at `LOGGED_NAME_MAX`, so no
     name can forge a second line or field. Never the password."""
-    log.info("auth failed: rip=%s user=%s mech=%s reason=%s session=%s delay=%.1fs",
-             address, quote_for_log(user), mechanism, reason, session, delay)
+    log.info(
+        "auth failed: rip=%s user=%s mech=%s reason=%s session=%s delay=%.1fs",
+        address,
+        quote_for_log(user),
+        mechanism,
+        reason,
+        session,
+        delay,
+    )
 
 
 def quote_for_log(text: str, limit: int = LOGGED_NAME_MAX) -> str:

@@ -19,18 +19,48 @@ from typing import Any
 
 from imapd.protocol.connection import Limits
 
-_EVENT_GROUPS = ("message", "quota", "flags", "access", "mailbox", "subscription", "calendar",
-                 "applepushservice")
-_EVENT_EXTRA_PARAMS = ("timestamp", "service", "messages", "modseq", "uidnext",
-                       "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.sessionId",
-                       "bodyStructure", "vnd.cmu.envelope", "messageSize", "diskUsed")
-_EVENT_EXTRA_KNOWN = frozenset({*_EVENT_EXTRA_PARAMS, "clientAddress", "flagNames",
-                                "messageContent", "messageHeaders",
-                                "vnd.imapd.seq",  # ours: the change_log seq (notify/cyrus.py)
-                                "vnd.cmu.emailid"})  # RFC 8474 EMAILID (notify/cyrus.py)
+_EVENT_GROUPS = (
+    "message",
+    "quota",
+    "flags",
+    "access",
+    "mailbox",
+    "subscription",
+    "calendar",
+    "applepushservice",
+)
+_EVENT_EXTRA_PARAMS = (
+    "timestamp",
+    "service",
+    "messages",
+    "modseq",
+    "uidnext",
+    "vnd.cmu.midset",
+    "vnd.cmu.unseenMessages",
+    "vnd.cmu.sessionId",
+    "bodyStructure",
+    "vnd.cmu.envelope",
+    "messageSize",
+    "diskUsed",
+)
+_EVENT_EXTRA_KNOWN = frozenset(
+    {
+        *_EVENT_EXTRA_PARAMS,
+        "clientAddress",
+        "flagNames",
+        "messageContent",
+        "messageHeaders",
+        "vnd.imapd.seq",  # ours: the change_log seq (notify/cyrus.py)
+        "vnd.cmu.emailid",
+    }
+)  # RFC 8474 EMAILID (notify/cyrus.py)
 _CONTENT_MODES = ("standard", "message", "header", "body", "headerbody")
-_WORD_LISTS = {"event_groups", "event_extra_params", "event_exclude_flags",
-               "event_exclude_specialuse"}
+_WORD_LISTS = {
+    "event_groups",
+    "event_extra_params",
+    "event_exclude_flags",
+    "event_exclude_specialuse",
+}
 
 
 class ConfigError(Exception):
@@ -183,19 +213,31 @@ def parse_hostport(value: str, option: str) -> tuple[str, int]:
 
 
 _LIMIT_KEYS = {f.name for f in fields(Limits)}
-_PATHS = {"data_dir": "data_dir", "tls_cert_file": "tls_cert_file",
-          "tls_key_file": "tls_key_file", "tls_server_cert": "tls_cert_file",
-          "tls_server_key": "tls_key_file", "pid_file": "pid_file",
-          "jetstream_creds": "jetstream_creds"}
+_PATHS = {
+    "data_dir": "data_dir",
+    "tls_cert_file": "tls_cert_file",
+    "tls_key_file": "tls_key_file",
+    "tls_server_cert": "tls_cert_file",
+    "tls_server_key": "tls_key_file",
+    "pid_file": "pid_file",
+    "jetstream_creds": "jetstream_creds",
+}
 _LOG_FORMATS = ("text", "json")
 ENV_PREFIX = "IMAPD_"
 #: Environment variables that are not options: the TOML file's path.
 ENV_CONFIG = "IMAPD_CONFIG"
 #: ... the container entrypoint's users to seed (docker/entrypoint.sh) and the webhook
 #: listener's secret (imapd notifyd --method webhook).
-_ENV_NOT_OPTIONS = frozenset({ENV_CONFIG, "IMAPD_USERS", "IMAPD_WEBHOOK_SECRET",
-                              # issue 18: the store URL and pool size (store/open.py)
-                              "IMAPD_STORE", "IMAPD_STORE_POOL"})
+_ENV_NOT_OPTIONS = frozenset(
+    {
+        ENV_CONFIG,
+        "IMAPD_USERS",
+        "IMAPD_WEBHOOK_SECRET",
+        # issue 18: the store URL and pool size (store/open.py)
+        "IMAPD_STORE",
+        "IMAPD_STORE_POOL",
+    }
+)
 _SIMPLE = {
     "servername": str,
     "idle_timeout": float,
@@ -278,9 +320,16 @@ def _check_operations(config: Config) -> None:
         raise ConfigError("tls_key_file: set without tls_cert_file")
     if config.log_format not in _LOG_FORMATS:
         raise ConfigError(f"log_format: expected one of {_LOG_FORMATS}, got {config.log_format!r}")
-    for name in ("max_connections", "max_connections_per_ip", "max_connections_per_user_ip",
-                 "auth_failure_delay", "auth_failure_delay_max", "login_timeout",
-                 "auth_cache_ttl", "auth_cache_size"):
+    for name in (
+        "max_connections",
+        "max_connections_per_ip",
+        "max_connections_per_user_ip",
+        "auth_failure_delay",
+        "auth_failure_delay_max",
+        "login_timeout",
+        "auth_cache_ttl",
+        "auth_cache_size",
+    ):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name}: must be >= 0")
 
@@ -311,7 +360,7 @@ def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_OPTIONS:
             continue
-        key = name[len(ENV_PREFIX):].lower()
+        key = name[len(ENV_PREFIX) :].lower()
         limit = key.removeprefix("limits_")
         try:
             if key.startswith("limits_") and limit in _LIMIT_KEYS:

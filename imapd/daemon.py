@@ -77,8 +77,9 @@ def configure_logging(log_format: str, *, verbose: bool = False) -> None:
     """Replace the root handler: text lines or JSON lines on stderr."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        handlers=[handler], force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
+    )
 
 
 class PidFile:

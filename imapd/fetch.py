@@ -47,7 +47,9 @@ def top_header(att: FetchAtt) -> bool:
         return True
     section = att.section
     return (
-        att.name == "BODY" and section is not None and not section.part
+        att.name == "BODY"
+        and section is not None
+        and not section.part
         and (section.text or "").upper() in _HEADER_TEXTS
     )
 
@@ -83,8 +85,9 @@ def imap_datetime(value: dt.datetime) -> str:
     minutes = int(off.total_seconds()) // 60
     sign = "+" if minutes >= 0 else "-"
     minutes = abs(minutes)
-    month = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-             "Dec")[value.month - 1]
+    month = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")[
+        value.month - 1
+    ]
     return (
         f"{value.day:2d}-{month}-{value.year:04d} {value.hour:02d}:{value.minute:02d}:"
         f"{value.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"
@@ -191,8 +194,10 @@ def section_label(att: FetchAtt) -> str:
 def section_data(record: MessageRecord, att: FetchAtt) -> bytes:
     """A section that does not exist is an empty string, as Dovecot answers."""
     section = att.section or Section()
-    if record.header is not None and (section.text or "").upper() in _HEADER_TEXTS and (
-        not section.part
+    if (
+        record.header is not None
+        and (section.text or "").upper() in _HEADER_TEXTS
+        and (not section.part)
     ):
         text = (section.text or "").upper()
         if text == "HEADER":

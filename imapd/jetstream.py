@@ -36,17 +36,23 @@ def options(config: Config, **flags: object) -> Options:
     if not isinstance(url, str) or not url:
         raise ValueError("jetstream: no NATS URL (--url, or jetstream_url in the TOML file)")
     creds = pick("creds")
-    return Options(url=url, stream=str(pick("stream")), subject_prefix=str(pick("subject_prefix")),
-                   creds=str(creds) if creds is not None else None,
-                   max_age=float(config.jetstream_max_age),
-                   max_bytes=int(config.jetstream_max_bytes))
+    return Options(
+        url=url,
+        stream=str(pick("stream")),
+        subject_prefix=str(pick("subject_prefix")),
+        creds=str(creds) if creds is not None else None,
+        max_age=float(config.jetstream_max_age),
+        max_bytes=int(config.jetstream_max_bytes),
+    )
 
 
 def check_config(config: Config) -> None:
     """``event_notifier = "jetstream"``: a URL, a valid stream and prefix, no notifysocket."""
     if config.notify_socket:
-        raise ConfigError("event_notifier: jetstream publishes to NATS itself; notify_socket "
-                          "must not be set with it")
+        raise ConfigError(
+            "event_notifier: jetstream publishes to NATS itself; notify_socket "
+            "must not be set with it"
+        )
     try:
         options(config)
     except ValueError as exc:
@@ -63,8 +69,14 @@ async def start_in_server(server: Server) -> JetStreamSink:
 
     config = server.config
     policy, fmt = event_format(config)
-    sink = JetStreamSink(server.store, options(config), StoreCursor(server.store),
-                         policy=policy, fmt=fmt, status_file=config.data_dir / STATUS_FILE)
+    sink = JetStreamSink(
+        server.store,
+        options(config),
+        StoreCursor(server.store),
+        policy=policy,
+        fmt=fmt,
+        status_file=config.data_dir / STATUS_FILE,
+    )
     await sink.start()
     server.bus.add_listener(sink.wake)
     server.session_events = "access" in config.event_groups

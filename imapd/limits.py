@@ -73,8 +73,7 @@ class Episodes:
         now = time.monotonic()
         episode = self._open.get((limit, key))
         if episode is None:
-            log.warning("limit %s reached: %s (logged once until it stops refusing)",
-                        limit, text)
+            log.warning("limit %s reached: %s (logged once until it stops refusing)", limit, text)
             episode = self._open[(limit, key)] = _Episode(now, now, 0)
             self._schedule(limit, key, episode)
         episode.refused += 1
@@ -94,12 +93,17 @@ class Episodes:
         idle = time.monotonic() - episode.last
         if idle < self.quiet:
             loop = asyncio.get_running_loop()
-            episode.timer = loop.call_at(loop.time() + self.quiet - idle, self._check,
-                                         limit, key)
+            episode.timer = loop.call_at(loop.time() + self.quiet - idle, self._check, limit, key)
             return
         del self._open[(limit, key)]
-        log.info("limit %s for %s: %d refused in %.0f s, none since %.0f s", limit, key,
-                 episode.refused, episode.last - episode.first, self.quiet)
+        log.info(
+            "limit %s for %s: %d refused in %.0f s, none since %.0f s",
+            limit,
+            key,
+            episode.refused,
+            episode.last - episode.first,
+            self.quiet,
+        )
 
     def close(self) -> None:
         for episode in self._open.values():
@@ -125,12 +129,14 @@ class Admission:
         """A new connection from address ``key``: None when admitted (then `disconnect`
         must follow), else the text of the BYE it gets."""
         if self.total and self.connections >= self.total:
-            self.episodes.refused("max_connections", "the server",
-                                  f"{self.connections} connections, new ones get BYE")
+            self.episodes.refused(
+                "max_connections", "the server", f"{self.connections} connections, new ones get BYE"
+            )
             return "Too many connections, try again later"
         if self.per_ip and self._by_ip[key] >= self.per_ip:
-            self.episodes.refused("max_connections_per_ip", key,
-                                  f"{self._by_ip[key]} connections from {key}")
+            self.episodes.refused(
+                "max_connections_per_ip", key, f"{self._by_ip[key]} connections from {key}"
+            )
             return "Too many connections from your address"
         self.connections += 1
         self._by_ip[key] += 1
@@ -148,8 +154,10 @@ class Admission:
         `logout`."""
         if self.per_user_ip and self._by_user_ip[(user, key)] >= self.per_user_ip:
             self.episodes.refused(
-                "max_connections_per_user_ip", f"{user} from {key}",
-                f"{self._by_user_ip[(user, key)]} sessions of {user!r} from {key}")
+                "max_connections_per_user_ip",
+                f"{user} from {key}",
+                f"{self._by_user_ip[(user, key)]} sessions of {user!r} from {key}",
+            )
             return False
         self._by_user_ip[(user, key)] += 1
         return True

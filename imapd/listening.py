@@ -173,9 +173,7 @@ class Listener:
             if s.write_buffer_size() > PUSH_DRAIN_AT:
                 await s._drain()  # a client that does not read: wait, never grow
 
-    async def _selected(
-        self, *, allow_expunge: bool, allow_flags: bool = True
-    ) -> list[Response]:
+    async def _selected(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
         s = self.session
         view = s.view
         changes = s.subscription.drain()
@@ -201,8 +199,12 @@ class Listener:
             try:
                 claimed = await s.store.claim_recent(view.mailbox_id, claim)
             except Unavailable as exc:  # disk full, I/O error: the updates still go out
-                log.warning("session %s: \\Recent of %d new message(s) not claimed: %s",
-                            s.id, len(claim), exc.text)
+                log.warning(
+                    "session %s: \\Recent of %d new message(s) not claimed: %s",
+                    s.id,
+                    len(claim),
+                    exc.text,
+                )
             else:
                 view.recent.update(claimed)
         updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
@@ -343,7 +345,10 @@ _RENDERED_MAX = 4096
 
 
 def _facts_fetch_line(
-    view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...],
+    view: SelectedView,
+    seq: int,
+    m: MessageFacts,
+    atts: tuple[FetchAtt, ...],
     names: tuple[str, ...],
 ) -> Serialized:
     key = (id(m), seq, m.uid in view.recent, names, view.qresync, view.condstore)
@@ -360,6 +365,7 @@ def _facts_fetch_line(
 def _facts_fetch(
     view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...]
 ) -> Untagged:
-    record = MessageRecord(m.uid, m.modseq, m.flags, m.internaldate, m.size,
-                           content_id=m.content_id)
+    record = MessageRecord(
+        m.uid, m.modseq, m.flags, m.internaldate, m.size, content_id=m.content_id
+    )
     return fetch_response(view, seq, record, atts, unsolicited=True)  # RFC 7162 §3.2.4

@@ -174,7 +174,8 @@ class NotifyState:
                     # RFC 5465 §5.1: a watched name that comes back (DELETE, then CREATE) has a new
                     # UIDVALIDITY; with FlagChange the client is told by a STATUS.
                     uidvalidity: tuple[Value, ...] = (
-                        Atom("UIDVALIDITY"), change.mailbox.uidvalidity,
+                        Atom("UIDVALIDITY"),
+                        change.mailbox.uidvalidity,
                     )
                     out.append(Untagged((Atom("STATUS"), MailboxName(name), uidvalidity)))
                 return out

@@ -231,8 +231,11 @@ class SelectedView:
             self.uids.extend(self._new)
             self._new.clear()
             # Straight to bytes: on a fan-out every listener sends these (no Value tree).
-            out.append(Serialized(b"* %d EXISTS\r\n* %d RECENT\r\n"
-                                  % (len(self.uids), self._recent_count())))
+            out.append(
+                Serialized(
+                    b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), self._recent_count())
+                )
+            )
         return out
 
     def flush_flags(self, allow_flags: bool = True) -> list[Response]:

@@ -156,8 +156,11 @@ class Server:
         self.on_shutdown: list[Callable[[], object]] = []
         #: Connection limits (imapd/limits.py); max_connections is checked against the
         #: descriptor limit in `start`.
-        self.admission = Admission(config.max_connections, config.max_connections_per_ip,
-                                   config.max_connections_per_user_ip)
+        self.admission = Admission(
+            config.max_connections,
+            config.max_connections_per_ip,
+            config.max_connections_per_user_ip,
+        )
         #: Every LOGIN/AUTHENTICATE verification (imapd/auth_guard.py).
         self.auth_guard = AuthGuard(config.auth_failure_delay, config.auth_failure_delay_max)
         #: The store's authentication cache (store/authcache.py), None when off.
@@ -242,8 +245,9 @@ class Server:
         if self.config.expire_interval > 0:
             self._expiry = asyncio.create_task(self._expire_periodically(), name="expire")
         if calendar.available():  # the [calendar] extra (docs/calendar.md)
-            self.alarms = AlarmScheduler(self.store, self.clock,
-                                         self.config.calendar_alarm_lookback)
+            self.alarms = AlarmScheduler(
+                self.store, self.clock, self.config.calendar_alarm_lookback
+            )
             self.bus.add_listener(self.alarms.wake)
             self._alarm_task = asyncio.create_task(self.alarms.run(), name="calendar-alarms")
         return addresses
@@ -259,8 +263,13 @@ class Server:
         if wanted == 0:
             log.info("max_connections: %d, what the descriptor limit (%d) allows", budget, soft)
         elif budget != wanted:
-            log.warning("max_connections %d lowered to %d: the descriptor limit is %d"
-                        " (raise it: LimitNOFILE=, ulimit -n)", wanted, budget, soft)
+            log.warning(
+                "max_connections %d lowered to %d: the descriptor limit is %d"
+                " (raise it: LimitNOFILE=, ulimit -n)",
+                wanted,
+                budget,
+                soft,
+            )
         self.admission.total = budget
 
     async def _expire_periodically(self) -> None:
@@ -418,8 +427,9 @@ class Server:
 def event_format(config: Config) -> tuple[Policy, Format]:
     """The event filter and JSON shape the configuration asks for: the notification sink's,
     and ``imapd events tail``'s (imapd/cli/events.py)."""
-    policy = Policy.build(config.event_groups, config.event_exclude_flags,
-                          config.event_exclude_specialuse)
+    policy = Policy.build(
+        config.event_groups, config.event_exclude_flags, config.event_exclude_specialuse
+    )
     fmt = Format(
         servername=config.servername,
         extra_params=frozenset(config.event_extra_params),

@@ -277,8 +277,12 @@ class Session:
     # --- the loop ----------------------------------------------------------------------
     async def run(self) -> None:
         how = tls.describe(self.writer)
-        log.info("session %s: connect from %s (%s)", self.id, self.peer,
-                 f"{self.service} {how}" if how else self.service)
+        log.info(
+            "session %s: connect from %s (%s)",
+            self.id,
+            self.peer,
+            f"{self.service} {how}" if how else self.service,
+        )
         try:
             caps = " ".join(self.capabilities())
             await self._write([UntaggedStatus("OK", "imapd ready", f"CAPABILITY {caps}")])
@@ -362,9 +366,15 @@ class Session:
             self._inflated_in += len(out)
             ratio = self.config.limits.max_inflate_ratio
             if ratio and self._inflated_in > ratio * self._deflated_in + INFLATE_SLACK:
-                log.warning("session %s: COMPRESS limit: %d octets inflated from %d (ratio"
-                            " limit %d), disconnecting %s", self.id, self._inflated_in,
-                            self._deflated_in, ratio, self.peer)
+                log.warning(
+                    "session %s: COMPRESS limit: %d octets inflated from %d (ratio"
+                    " limit %d), disconnecting %s",
+                    self.id,
+                    self._inflated_in,
+                    self._deflated_in,
+                    ratio,
+                    self.peer,
+                )
                 await self._bye("Compression ratio limit exceeded")
                 return b""
             if out:
@@ -391,8 +401,11 @@ class Session:
         assert self.server.tls is not None
         dropped = self.conn.take_buffered_data()
         if dropped:
-            log.warning("session %s: %d bytes pipelined after STARTTLS dropped (injection?)",
-                        self.id, len(dropped))
+            log.warning(
+                "session %s: %d bytes pipelined after STARTTLS dropped (injection?)",
+                self.id,
+                len(dropped),
+            )
         # No await between the last drain and the handover below: plaintext that arrives
         # meanwhile stays in the old reader, which is never read again.
         plain = self.writer
@@ -404,8 +417,9 @@ class Session:
                 limit=2**20,
             )
         except (OSError, TimeoutError) as exc:
-            log.info("session %s: STARTTLS handshake failed: %s", self.id,
-                     exc or type(exc).__name__)
+            log.info(
+                "session %s: STARTTLS handshake failed: %s", self.id, exc or type(exc).__name__
+            )
             self.closing = True
             plain.transport.abort()
             return
@@ -454,9 +468,16 @@ class Session:
                     if self._spool_error is None:
                         await self._dispatch(event)
                     else:
-                        await self._write([Tagged(event.tag, "NO", "Cannot keep the message:"
-                                                  f" {self._spool_error.strerror}",
-                                                  "UNAVAILABLE")])
+                        await self._write(
+                            [
+                                Tagged(
+                                    event.tag,
+                                    "NO",
+                                    f"Cannot keep the message: {self._spool_error.strerror}",
+                                    "UNAVAILABLE",
+                                )
+                            ]
+                        )
                     self._command_done()
             if not isinstance(event, ContinueRequest):
                 self._drop_spools()  # the command they belonged to is over
@@ -473,12 +494,12 @@ class Session:
             return
         try:
             if chunk.first:
-                self._spools.append(spool.Spool(self.config.data_dir / spool.SPOOL_DIR,
-                                                chunk.size))
+                self._spools.append(spool.Spool(self.config.data_dir / spool.SPOOL_DIR, chunk.size))
             self._spools[-1].write(chunk.data)
         except OSError as exc:
-            log.warning("session %s: cannot spool a literal of %d octets: %s",
-                        self.id, chunk.size, exc)
+            log.warning(
+                "session %s: cannot spool a literal of %d octets: %s", self.id, chunk.size, exc
+            )
             self._spool_error = exc
 
     def spooled(self, literal: SpooledLiteral) -> Path:
@@ -534,8 +555,14 @@ class Session:
                 await self._write(last)
                 last = batch
             ending = stream.ending or outcome  # e.g. FETCH's NO [EXPUNGEISSUED]
-            outcome = dataclasses.replace(outcome, text=ending.text, status=ending.status,
-                                          code=ending.code, responses=[], stream=None)
+            outcome = dataclasses.replace(
+                outcome,
+                text=ending.text,
+                status=ending.status,
+                code=ending.code,
+                responses=[],
+                stream=None,
+            )
         updates = await self.listening.collect(allow_expunge=expunge_allowed_after(cmd))
         await self._write([*last, *self.conn.finish(cmd, outcome, updates)])
         match outcome.after:
@@ -636,8 +663,15 @@ class Session:
                 if loop.time() - since >= limit:
                     break
         who = self.user.name if self.user else "-"
-        log.warning("session %s: write timeout: client %s user %s read nothing of %d pending"
-                    " octets for %g s; closing", self.id, self.peer, who, last, limit)
+        log.warning(
+            "session %s: write timeout: client %s user %s read nothing of %d pending"
+            " octets for %g s; closing",
+            self.id,
+            self.peer,
+            who,
+            last,
+            limit,
+        )
         self.closing = True
         transport.abort()
         raise WriteStalled(f"no progress writing for {limit:g} s")
@@ -683,8 +717,11 @@ class Session:
     async def _close(self) -> None:
         self.closing = True
         if self._spools:  # a connection lost mid-upload
-            log.info("session %s: upload of %d octets abandoned, spool removed", self.id,
-                     sum(s.written for s in self._spools))
+            log.info(
+                "session %s: upload of %d octets abandoned, spool removed",
+                self.id,
+                sum(s.written for s in self._spools),
+            )
             self._drop_spools()
         self.release_held()
         self.subscription.close()

@@ -47,30 +47,85 @@ SEQ_PARAM = "vnd.imapd.seq"
 EMAILID_PARAM = "vnd.cmu.emailid"
 #: Every ``event_extra_params`` value we understand (Cyrus 2.5 list + messageHeaders, the
 #: example's Kolab addition, + our SEQ_PARAM).
-EXTRA_PARAMS: frozenset[str] = frozenset({
-    "bodyStructure", "clientAddress", "diskUsed", "flagNames", "messageContent",
-    "messageHeaders", "messageSize", "messages", "modseq", "service", "timestamp", "uidnext",
-    "vnd.cmu.midset", "vnd.cmu.unseenMessages", "vnd.cmu.envelope", "vnd.cmu.sessionId",
-    SEQ_PARAM,
-    EMAILID_PARAM,
-})
+EXTRA_PARAMS: frozenset[str] = frozenset(
+    {
+        "bodyStructure",
+        "clientAddress",
+        "diskUsed",
+        "flagNames",
+        "messageContent",
+        "messageHeaders",
+        "messageSize",
+        "messages",
+        "modseq",
+        "service",
+        "timestamp",
+        "uidnext",
+        "vnd.cmu.midset",
+        "vnd.cmu.unseenMessages",
+        "vnd.cmu.envelope",
+        "vnd.cmu.sessionId",
+        SEQ_PARAM,
+        EMAILID_PARAM,
+    }
+)
 #: The extras the example files show (docs/events.md): a default server emits their key sets.
 DEFAULT_EXTRA_PARAMS: tuple[str, ...] = (
-    "timestamp", "service", "messages", "modseq", "uidnext", "vnd.cmu.midset",
-    "vnd.cmu.unseenMessages", "vnd.cmu.sessionId", "bodyStructure", "vnd.cmu.envelope",
-    "messageSize", "diskUsed",
+    "timestamp",
+    "service",
+    "messages",
+    "modseq",
+    "uidnext",
+    "vnd.cmu.midset",
+    "vnd.cmu.unseenMessages",
+    "vnd.cmu.sessionId",
+    "bodyStructure",
+    "vnd.cmu.envelope",
+    "messageSize",
+    "diskUsed",
 )
 CONTENT_MODES = frozenset({"standard", "message", "header", "body", "headerbody"})
 
 #: Key order on the wire (mboxevent.c's parameter enum; docs/events.md). messageContent
 #: last so a consumer can cut it off.
 KEY_ORDER: tuple[str, ...] = (
-    "event", "timestamp", "service", "serverDomain", "serverPort", "clientIP", "clientPort",
-    "oldMailboxID", "vnd.cmu.oldUidset", "mailboxID", "uri", "modseq", "diskQuota",
-    "diskUsed", "maxMessages", "messages", "vnd.cmu.unseenMessages", "uidnext", "uidset",
-    "vnd.cmu.midset", "flagNames", "pid", "aclSubject", "aclRights", "user", "messageSize",
-    "vnd.cmu.envelope", "vnd.cmu.sessionId", "bodyStructure", EMAILID_PARAM, "apsVersion",
-    "apsAccountId", "apsDeviceToken", "apsSubtopic", "mailboxes", SEQ_PARAM, "messageHeaders",
+    "event",
+    "timestamp",
+    "service",
+    "serverDomain",
+    "serverPort",
+    "clientIP",
+    "clientPort",
+    "oldMailboxID",
+    "vnd.cmu.oldUidset",
+    "mailboxID",
+    "uri",
+    "modseq",
+    "diskQuota",
+    "diskUsed",
+    "maxMessages",
+    "messages",
+    "vnd.cmu.unseenMessages",
+    "uidnext",
+    "uidset",
+    "vnd.cmu.midset",
+    "flagNames",
+    "pid",
+    "aclSubject",
+    "aclRights",
+    "user",
+    "messageSize",
+    "vnd.cmu.envelope",
+    "vnd.cmu.sessionId",
+    "bodyStructure",
+    EMAILID_PARAM,
+    "apsVersion",
+    "apsAccountId",
+    "apsDeviceToken",
+    "apsSubtopic",
+    "mailboxes",
+    SEQ_PARAM,
+    "messageHeaders",
     "messageContent",
 )
 _RANK = {key: i for i, key in enumerate(KEY_ORDER)}
@@ -138,8 +193,13 @@ def encode_name(name: str) -> str:
     return "".join(out)
 
 
-def imap_url(servername: str, owner: str | None = None, name: str | None = None,
-             uidvalidity: int | None = None, uid: int | None = None) -> str:
+def imap_url(
+    servername: str,
+    owner: str | None = None,
+    name: str | None = None,
+    uidvalidity: int | None = None,
+    uid: int | None = None,
+) -> str:
     """``imap://OWNER@SERVER/NAME;UIDVALIDITY=n/;UID=u`` (the examples' 2.5.0 form: the name
     relative to its owner, the user part not percent-encoded, as Cyrus writes it)."""
     url = "imap://" + (f"{owner}@" if owner else "") + servername
@@ -215,9 +275,14 @@ def event_fields(
         return calendar_alarm_fields(event, fmt, pid)
     aps = event.aps
     if aps is not None:  # ApplePushService: the example file's keys exactly
-        out.update(user=event.user, apsVersion=aps.aps_version, apsAccountId=aps.account_id,
-                   apsDeviceToken=aps.device_token, apsSubtopic=aps.subtopic,
-                   mailboxes=list(aps.mailboxes))
+        out.update(
+            user=event.user,
+            apsVersion=aps.aps_version,
+            apsAccountId=aps.account_id,
+            apsDeviceToken=aps.device_token,
+            apsSubtopic=aps.subtopic,
+            mailboxes=list(aps.mailboxes),
+        )
         if SEQ_PARAM in extra:
             out[SEQ_PARAM] = event.seq
         return out
@@ -314,13 +379,26 @@ def calendar_alarm_fields(event: Event, fmt: Format, pid: int) -> dict[str, obje
     a = event.alarm
     assert a is not None
     out: dict[str, object] = {
-        "event": str(event.type), "pid": pid, "serverFQDN": fmt.servername,
-        "alarmTime": a.alarm_time, "alarmRecipients": list(a.recipients), "userId": a.user,
-        "calendarName": a.mailbox.name, "uid": a.ical_uid, "action": a.action,
-        "summary": a.summary, "description": a.description, "location": a.location,
-        "timezone": a.timezone, "start": a.start, "end": a.end, "allDay": int(a.all_day),
-        "attendeeNames": list(a.attendee_names), "attendeeEmails": list(a.attendee_emails),
-        "attendeeStatus": list(a.attendee_status), "organizer": a.organizer,
+        "event": str(event.type),
+        "pid": pid,
+        "serverFQDN": fmt.servername,
+        "alarmTime": a.alarm_time,
+        "alarmRecipients": list(a.recipients),
+        "userId": a.user,
+        "calendarName": a.mailbox.name,
+        "uid": a.ical_uid,
+        "action": a.action,
+        "summary": a.summary,
+        "description": a.description,
+        "location": a.location,
+        "timezone": a.timezone,
+        "start": a.start,
+        "end": a.end,
+        "allDay": int(a.all_day),
+        "attendeeNames": list(a.attendee_names),
+        "attendeeEmails": list(a.attendee_emails),
+        "attendeeStatus": list(a.attendee_status),
+        "organizer": a.organizer,
     }
     if SEQ_PARAM in fmt.extra_params:
         out[SEQ_PARAM] = event.seq
@@ -405,12 +483,23 @@ def ordered(fields: Mapping[str, object]) -> dict[str, object]:
 #: notifyd's receive buffer: min(SO_RCVBUF/10 - 32, 65536); ours takes the ceiling.
 MAX_DATAGRAM_READ = 65536 + 1024
 
+
 def datagram(method: str, message: str, *, klass: str = "EVENT") -> bytes:
     """notifyd's request (cyrus imap/notify.c): NUL-terminated METHOD, CLASS, PRIORITY, USER,
     MAILBOX, NOPT ("0"), then MESSAGE; for an event ``log\\0EVENT\\0\\0\\0\\0`` ``0\\0``
     ``JSON\\0`` = len(JSON) + 16 bytes with method log (docs/events.md "The datagram")."""
-    return b"\0".join([method.encode(), klass.encode(), b"", b"", b"", b"0",
-                       message.encode("utf-8", "replace"), b""])
+    return b"\0".join(
+        [
+            method.encode(),
+            klass.encode(),
+            b"",
+            b"",
+            b"",
+            b"0",
+            message.encode("utf-8", "replace"),
+            b"",
+        ]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,8 +537,10 @@ def log_line(request: Request) -> str:
     OPTIONS "MESSAGE"`` with OPTIONS empty or ``(a, b)``: for an event exactly
     ``EVENT, , , ,  "{json}"`` (two spaces; the JSON not escaped)."""
     options = f"({', '.join(request.options)})" if request.options else ""
-    return (f"{request.klass}, {request.priority}, {request.user}, {request.mailbox}, "
-            f"{options} \"{request.message}\"")
+    return (
+        f"{request.klass}, {request.priority}, {request.user}, {request.mailbox}, "
+        f'{options} "{request.message}"'
+    )
 
 
 def fit(fields: dict[str, object], method: str, limit: int) -> tuple[bytes, list[str]] | None:
@@ -465,4 +556,3 @@ def fit(fields: dict[str, object], method: str, limit: int) -> tuple[bytes, list
             return None
         fields = {k: v for k, v in fields.items() if k != droppable[0]}
         shed.append(droppable[0])
-

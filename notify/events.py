@@ -89,8 +89,16 @@ E = EventType
 
 #: Cyrus's ``event_groups`` (lib/imapoptions): AclChange is in "mailbox" and "access".
 GROUPS: dict[str, frozenset[EventType]] = {
-    "message": frozenset({E.MessageAppend, E.MessageExpire, E.MessageExpunge, E.MessageNew,
-                          E.MessageCopy, E.MessageMove}),
+    "message": frozenset(
+        {
+            E.MessageAppend,
+            E.MessageExpire,
+            E.MessageExpunge,
+            E.MessageNew,
+            E.MessageCopy,
+            E.MessageMove,
+        }
+    ),
     "quota": frozenset({E.QuotaExceed, E.QuotaWithin, E.QuotaChange}),
     "flags": frozenset({E.FlagsSet, E.FlagsClear, E.MessageRead, E.MessageTrash}),
     "access": frozenset({E.Login, E.Logout, E.AclChange}),
@@ -182,9 +190,13 @@ def events_for(change: Change, policy: Policy = DEFAULT_POLICY) -> list[Event]:
     """The events of one Change, in the order Cyrus sends them, filtered by ``policy``."""
     out = [e for e in _events(change, policy) if policy.enabled(e.type)]
     return [
-        e for e in out
-        if not (e.type in MAILBOX_CONTENT_EVENTS and e.mailbox is not None
-                and policy.mailbox_excluded(e.mailbox))
+        e
+        for e in out
+        if not (
+            e.type in MAILBOX_CONTENT_EVENTS
+            and e.mailbox is not None
+            and policy.mailbox_excluded(e.mailbox)
+        )
     ]
 
 
@@ -207,24 +219,29 @@ def _events(change: Change, policy: Policy) -> list[Event]:
         case MessagesExpunged():
             kind = E.MessageExpire if change.kind == "expire" else E.MessageExpunge
             msgs = change.messages
-            return [_make(
-                change, kind, "" if change.kind == "expire" else _actor(change.origin),
-                mailbox=change.mailbox, counts=change.counts,
-                uids=tuple(m.uid for m in msgs), message_ids=tuple(m.message_id for m in msgs),
-                modseq=change.modseq if len(msgs) == 1 else None,
-            )]
+            return [
+                _make(
+                    change,
+                    kind,
+                    "" if change.kind == "expire" else _actor(change.origin),
+                    mailbox=change.mailbox,
+                    counts=change.counts,
+                    uids=tuple(m.uid for m in msgs),
+                    message_ids=tuple(m.message_id for m in msgs),
+                    modseq=change.modseq if len(msgs) == 1 else None,
+                )
+            ]
         case FlagsChanged():
             return _flag_events(change, policy)
         case MailboxCreated():
-            return [_make(change, E.MailboxCreate, _actor(change.origin),
-                          mailbox=change.mailbox)]
+            return [_make(change, E.MailboxCreate, _actor(change.origin), mailbox=change.mailbox)]
         case MailboxDeleted():
-            return [_make(change, E.MailboxDelete, _actor(change.origin),
-                          mailbox=change.mailbox)]
+            return [_make(change, E.MailboxDelete, _actor(change.origin), mailbox=change.mailbox)]
         case MailboxRenamed():
             old, new = change.renames[0]  # one event for the named mailbox (docs/events.md)
-            return [_make(change, E.MailboxRename, _actor(change.origin), mailbox=new,
-                          old_mailbox=old)]
+            return [
+                _make(change, E.MailboxRename, _actor(change.origin), mailbox=new, old_mailbox=old)
+            ]
         case SubscriptionChanged():
             kind = E.MailboxSubscribe if change.subscribed else E.MailboxUnSubscribe
             return [_make(change, kind, change.user, subscription=change.name)]
@@ -241,13 +258,17 @@ def _events(change: Change, policy: Policy) -> list[Event]:
             extra: tuple[tuple[str, object], ...] = (("aclSubject", change.subject),)
             if change.rights is not None:
                 extra += (("aclRights", change.rights),)
-            return [_make(change, E.AclChange, _actor(change.origin), mailbox=change.mailbox,
-                          extra=extra)]
+            return [
+                _make(
+                    change, E.AclChange, _actor(change.origin), mailbox=change.mailbox, extra=extra
+                )
+            ]
         case QuotaChanged():
             return [_quota(change)]
         case CalendarAlarmFired():
-            return [_make(change, E.CalendarAlarm, change.user, mailbox=change.mailbox,
-                          alarm=change)]
+            return [
+                _make(change, E.CalendarAlarm, change.user, mailbox=change.mailbox, alarm=change)
+            ]
         case _:
             assert_never(change)
 
@@ -261,32 +282,56 @@ def _quota(change: QuotaChanged) -> Event:
     storage = -1 if change.storage_limit is None else change.storage_limit
     messages = -1 if change.message_limit is None else change.message_limit
     extra: tuple[tuple[str, object], ...] = (
-        ("diskQuota", storage), ("diskUsed", change.storage_used // 1024),
-        ("maxMessages", messages), ("messages", change.messages_used),
+        ("diskQuota", storage),
+        ("diskUsed", change.storage_used // 1024),
+        ("maxMessages", messages),
+        ("messages", change.messages_used),
     )
-    return _make(change, _QUOTA_KINDS[change.kind], change.user, extra=extra,
-                 quota_root="INBOX" if change.user else change.root)
+    return _make(
+        change,
+        _QUOTA_KINDS[change.kind],
+        change.user,
+        extra=extra,
+        quota_root="INBOX" if change.user else change.root,
+    )
 
 
 def _added(change: MessagesAdded) -> list[Event]:
     msgs = change.messages
     if change.kind in {"copy", "move"}:
         kind = E.MessageMove if change.kind == "move" else E.MessageCopy
-        return [_make(
-            change, kind, _actor(change.origin), mailbox=change.mailbox,
-            old_mailbox=change.source, counts=change.counts, uids=tuple(m.uid for m in msgs),
-            old_uids=change.source_uids, message_ids=tuple(m.message_id for m in msgs),
-            modseq=_single([m.modseq for m in msgs]),
-        )]
+        return [
+            _make(
+                change,
+                kind,
+                _actor(change.origin),
+                mailbox=change.mailbox,
+                old_mailbox=change.source,
+                counts=change.counts,
+                uids=tuple(m.uid for m in msgs),
+                old_uids=change.source_uids,
+                message_ids=tuple(m.message_id for m in msgs),
+                modseq=_single([m.modseq for m in msgs]),
+            )
+        ]
     # append / import -> MessageAppend (RFC 5423 §4.1: added by a store client; `imapd import`
     # acts for the owner, who is then the user); deliver -> MessageNew (user = recipient).
     kind = E.MessageNew if change.kind == "deliver" else E.MessageAppend
     for_owner = change.kind == "deliver" or (change.kind == "import" and not change.origin.user)
     user = change.mailbox.owner if for_owner else _actor(change.origin)
     return [
-        _make(change, kind, user, mailbox=change.mailbox, counts=change.counts,
-              uids=(m.uid,), message_ids=(m.message_id,), modseq=m.modseq, flags=m.flags,
-              message=m)
+        _make(
+            change,
+            kind,
+            user,
+            mailbox=change.mailbox,
+            counts=change.counts,
+            uids=(m.uid,),
+            message_ids=(m.message_id,),
+            modseq=m.modseq,
+            flags=m.flags,
+            message=m,
+        )
         for m in msgs
     ]
 
@@ -317,10 +362,17 @@ def _flag_events(change: FlagsChanged, policy: Policy) -> list[Event]:
 
     def group(kind: EventType, changes: Sequence[FlagChange], flags: Sequence[str]) -> Event:
         return Event(
-            kind, seq=change.seq, at=change.at, origin=change.origin,
-            user=_actor(change.origin), mailbox=change.mailbox, counts=change.counts,
-            uids=tuple(c.uid for c in changes), message_ids=tuple(c.message_id for c in changes),
-            modseq=_single([c.modseq for c in changes]), flags=tuple(flags),
+            kind,
+            seq=change.seq,
+            at=change.at,
+            origin=change.origin,
+            user=_actor(change.origin),
+            mailbox=change.mailbox,
+            counts=change.counts,
+            uids=tuple(c.uid for c in changes),
+            message_ids=tuple(c.message_id for c in changes),
+            modseq=_single([c.modseq for c in changes]),
+            flags=tuple(flags),
         )
 
     def kept(flags: Sequence[str]) -> bool:

@@ -97,8 +97,9 @@ class Registration:
     @property
     def reaches_other_owners(self) -> bool:
         """Whether a group may match another user's or a shared mailbox (by id routing)."""
-        return any(g.filter in ("subscribed", "subtree", "mailboxes") and g.events
-                   for g in self.groups)
+        return any(
+            g.filter in ("subscribed", "subtree", "mailboxes") and g.events for g in self.groups
+        )
 
 
 def compile_groups(

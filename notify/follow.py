@@ -101,8 +101,9 @@ class StateFile:
     def save(self, position: Position) -> None:
         """Temp file in the same directory, fsync, rename over, fsync the directory: after a
         crash the file holds the old position or the new one, never a torn one."""
-        data = json.dumps({"seq": position.seq, "index": position.index,
-                           "complete": position.complete})
+        data = json.dumps(
+            {"seq": position.seq, "index": position.index, "complete": position.complete}
+        )
         directory = self.path.parent
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
         try:

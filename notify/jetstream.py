@@ -145,9 +145,14 @@ class Health:
     def snapshot(self, sink: JetStreamSink) -> dict[str, object]:
         pos = sink.position
         return {
-            "state": self.state, "since": round(self.since, 3), "error": self.error,
-            "url": self.url, "stream": self.stream, "published": sink.published,
-            "duplicates": sink.duplicates, "dropped": sink.dropped,
+            "state": self.state,
+            "since": round(self.since, 3),
+            "error": self.error,
+            "url": self.url,
+            "stream": self.stream,
+            "published": sink.published,
+            "duplicates": sink.duplicates,
+            "dropped": sink.dropped,
             "acked": None if pos is None else {"seq": pos.seq, "index": pos.index},
         }
 
@@ -157,14 +162,20 @@ class Health:
         previous, self.state, self.error, self.since = self.state, state, error, time.time()
         match state:
             case "ok":
-                log.info("jetstream: %s stream %s: publishing (was %s)", self.url, self.stream,
-                         previous)
+                log.info(
+                    "jetstream: %s stream %s: publishing (was %s)", self.url, self.stream, previous
+                )
             case "disconnected":
-                log.warning("jetstream: %s unavailable (%s); events wait in the outbox",
-                            self.url, error)
+                log.warning(
+                    "jetstream: %s unavailable (%s); events wait in the outbox", self.url, error
+                )
             case "refused":
-                log.warning("jetstream: stream %s refuses messages: %s; events wait in the "
-                            "outbox, retried one at a time with back-off", self.stream, error)
+                log.warning(
+                    "jetstream: stream %s refuses messages: %s; events wait in the "
+                    "outbox, retried one at a time with back-off",
+                    self.stream,
+                    error,
+                )
             case _:
                 log.info("jetstream: %s", state)
         await self.write(sink)
@@ -285,8 +296,10 @@ class JetStreamSink:
         recent = self._recent
         if changes:
             self._bus_head = max(self._bus_head or 0, changes[-1].seq)
-        if changes and len(recent) + len(changes) <= RECENT_MAX and (
-            not recent or recent[-1].seq + 1 == changes[0].seq
+        if (
+            changes
+            and len(recent) + len(changes) <= RECENT_MAX
+            and (not recent or recent[-1].seq + 1 == changes[0].seq)
         ):
             recent.extend(changes)
         else:
@@ -341,8 +354,10 @@ class JetStreamSink:
                 log.warning("jetstream: the outbox cannot be read: %s", exc.text)
                 delay = retry.next()
             except Exception:  # a bug or the store going away: log, keep the cursor, retry
-                log.exception("jetstream: publishing failed after seq %s",
-                              self.position.seq if self.position is not None else "-")
+                log.exception(
+                    "jetstream: publishing failed after seq %s",
+                    self.position.seq if self.position is not None else "-",
+                )
                 delay = opts.retry_max
             if delay is not None:
                 if self._stopping.is_set():
@@ -378,8 +393,7 @@ class JetStreamSink:
         stop = asyncio.ensure_future(self._stopping.wait())
         kick = asyncio.ensure_future(self._kick.wait())
         try:
-            await asyncio.wait({stop, kick}, timeout=delay,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stop, kick}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             kick.cancel()
@@ -444,27 +458,39 @@ class JetStreamSink:
             info = await js.stream_info(opts.stream)
         except NotFoundError:
             config = api.StreamConfig(
-                name=opts.stream, subjects=[f"{opts.subject_prefix}.>"],
-                storage=api.StorageType.FILE, retention=api.RetentionPolicy.LIMITS,
-                discard=api.DiscardPolicy.OLD, max_age=opts.max_age,
-                max_bytes=opts.max_bytes, duplicate_window=opts.duplicate_window,
+                name=opts.stream,
+                subjects=[f"{opts.subject_prefix}.>"],
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+                discard=api.DiscardPolicy.OLD,
+                max_age=opts.max_age,
+                max_bytes=opts.max_bytes,
+                duplicate_window=opts.duplicate_window,
             )
             try:
                 await js.add_stream(config)
             except APIError as exc:
                 if exc.err_code != 10058:  # "stream name already in use": another producer
                     raise _Unavailable(f"stream {opts.stream} not created: {exc}") from exc
-            log.info("jetstream: created stream %s (subjects %s.>, file storage, max age "
-                     "%.0f s, max bytes %d)", opts.stream, opts.subject_prefix, opts.max_age,
-                     opts.max_bytes)
+            log.info(
+                "jetstream: created stream %s (subjects %s.>, file storage, max age "
+                "%.0f s, max bytes %d)",
+                opts.stream,
+                opts.subject_prefix,
+                opts.max_age,
+                opts.max_bytes,
+            )
             self._limit = self._max_payload()
             return
         except (nats.errors.Error, APIError) as exc:
             raise _Unavailable(f"stream {opts.stream}: {_describe(exc)}") from exc
         subjects = info.config.subjects or []
         self._limit = self._max_payload(info.config.max_msg_size)
-        log.info("jetstream: using stream %s as configured (subjects %s)", opts.stream,
-                 " ".join(subjects))
+        log.info(
+            "jetstream: using stream %s as configured (subjects %s)",
+            opts.stream,
+            " ".join(subjects),
+        )
 
     def _max_payload(self, max_msg_size: int | None = None) -> int:
         """What one message may hold: the server's max_payload, the stream's max_msg_size."""
@@ -480,9 +506,13 @@ class JetStreamSink:
         head = await self.store.change_log_head()
         in_stream = await self._stream_position()
         if in_stream is not None and in_stream.seq > head:
-            log.warning("jetstream: stream %s holds seq %d, beyond this outbox's end %d: "
-                        "another store's events? ignored", self.options.stream,
-                        in_stream.seq, head)
+            log.warning(
+                "jetstream: stream %s holds seq %d, beyond this outbox's end %d: "
+                "another store's events? ignored",
+                self.options.stream,
+                in_stream.seq,
+                head,
+            )
             in_stream = None
         known = [p for p in (saved, in_stream) if p is not None]
         if not known:
@@ -492,8 +522,11 @@ class JetStreamSink:
             return
         self.position = max(known, key=lambda p: (p.seq, p.complete, p.index))
         self._saved = saved
-        log.info("jetstream: resuming after change_log seq %d (event %d)",
-                 self.position.seq, self.position.index)
+        log.info(
+            "jetstream: resuming after change_log seq %d (event %d)",
+            self.position.seq,
+            self.position.index,
+        )
 
     async def _stream_position(self) -> Position | None:
         import nats.errors
@@ -534,8 +567,11 @@ class JetStreamSink:
                 answer = json.loads(msg.data)
             except ValueError:
                 answer = None
-            future.set_result(answer if isinstance(answer, dict) else
-                              {"error": {"description": f"unreadable ack {msg.data[:80]!r}"}})
+            future.set_result(
+                answer
+                if isinstance(answer, dict)
+                else {"error": {"description": f"unreadable ack {msg.data[:80]!r}"}}
+            )
 
         await nc.subscribe(f"{inbox}.*", cb=on_reply)
         self._inbox, self._inbox_of = inbox, nc
@@ -564,9 +600,12 @@ class JetStreamSink:
                 self._pending[token] = future
                 futures.append(future)
                 tokens.append(token)
-                await nc.publish(out.subject, out.payload, reply=f"{inbox}.{token}",
-                                 headers={MSG_ID: out.msg_id,
-                                          EXPECTED_STREAM: self.options.stream})
+                await nc.publish(
+                    out.subject,
+                    out.payload,
+                    reply=f"{inbox}.{token}",
+                    headers={MSG_ID: out.msg_id, EXPECTED_STREAM: self.options.stream},
+                )
             await asyncio.wait(futures, timeout=self.options.ack_timeout)
         except nats.errors.Error as exc:
             raise _Unavailable(_describe(exc)) from exc
@@ -576,17 +615,22 @@ class JetStreamSink:
         for out, future in zip(batch, futures, strict=True):
             if not future.done():
                 future.cancel()
-                raise _Unavailable(f"no acknowledgement within {self.options.ack_timeout} s "
-                                   f"(seq {out.position.seq})")
+                raise _Unavailable(
+                    f"no acknowledgement within {self.options.ack_timeout} s "
+                    f"(seq {out.position.seq})"
+                )
             answer = future.result()
             if answer.get("no_responders"):
-                raise _Unavailable(f"no stream takes {out.subject} (stream "
-                                   f"{self.options.stream} deleted?)")
+                raise _Unavailable(
+                    f"no stream takes {out.subject} (stream {self.options.stream} deleted?)"
+                )
             error = answer.get("error")
             if error is not None:
                 detail = error if isinstance(error, dict) else {"description": str(error)}
-                raise _Refused(f"{detail.get('description')} (code {detail.get('code')}, "
-                               f"err_code {detail.get('err_code')}; seq {out.position.seq})")
+                raise _Refused(
+                    f"{detail.get('description')} (code {detail.get('code')}, "
+                    f"err_code {detail.get('err_code')}; seq {out.position.seq})"
+                )
             if answer.get("duplicate"):
                 self.duplicates += 1
             else:
@@ -608,8 +652,9 @@ class JetStreamSink:
                 if index <= skip:
                     continue
                 assert change is not None
-                item = await self._outgoing(change, event, Position(
-                    seq, index, index == len(events) - 1))
+                item = await self._outgoing(
+                    change, event, Position(seq, index, index == len(events) - 1)
+                )
                 if item is not None:
                     out.append(item)
                     if limit == 1:
@@ -644,23 +689,35 @@ class JetStreamSink:
                     break
         return out
 
-    async def _outgoing(self, change: Change, event: Event, position: Position
-                        ) -> Outgoing | None:
+    async def _outgoing(self, change: Change, event: Event, position: Position) -> Outgoing | None:
         prefix = self.options.subject_prefix
         fields = await render(self.store, event, self.fmt, pid=self.pid)
         limit = self._limit - HEADER_ROOM
         fitted = fit_payload(fields, limit)
         if fitted is None:
             self.dropped += 1
-            log.warning("jetstream: %s (seq %d) larger than %d bytes: dropped, %d in total",
-                        event.type, event.seq, limit, self.dropped)
+            log.warning(
+                "jetstream: %s (seq %d) larger than %d bytes: dropped, %d in total",
+                event.type,
+                event.seq,
+                limit,
+                self.dropped,
+            )
             return None
         data, shed = fitted
         if shed:
-            log.info("jetstream: %s (seq %d) sent without %s (NATS max_payload)",
-                     event.type, event.seq, ", ".join(shed))
-        return Outgoing(position, subject(prefix, event.type, change_owner(change)), data,
-                        msg_id(prefix, position.seq, position.index))
+            log.info(
+                "jetstream: %s (seq %d) sent without %s (NATS max_payload)",
+                event.type,
+                event.seq,
+                ", ".join(shed),
+            )
+        return Outgoing(
+            position,
+            subject(prefix, event.type, change_owner(change)),
+            data,
+            msg_id(prefix, position.seq, position.index),
+        )
 
     async def _save(self, *, force: bool = False) -> None:
         position = self.position
@@ -688,6 +745,7 @@ def _describe(exc: BaseException) -> str:
 
 def _report_death(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("jetstream sink stopped: events wait in the outbox until the next start",
-                  exc_info=task.exception())
-
+        log.error(
+            "jetstream sink stopped: events wait in the outbox until the next start",
+            exc_info=task.exception(),
+        )

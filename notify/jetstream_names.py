@@ -41,7 +41,7 @@ def subject_token_decode(escaped: str) -> str:
     i = 0
     while i < len(escaped):
         if escaped[i] == "%":
-            raw.append(int(escaped[i + 1:i + 3], 16))
+            raw.append(int(escaped[i + 1 : i + 3], 16))
             i += 3
         else:
             raw.append(ord(escaped[i]))
@@ -53,10 +53,13 @@ def check_prefix(prefix: str) -> str:
     """A subject prefix: dot-separated non-empty tokens without wildcards or whitespace.
     Raises ValueError naming the problem."""
     tokens = prefix.split(".")
-    if not prefix or any(not t or t in {"*", ">"} or any(c.isspace() for c in t)
-                         or not t.isascii() for t in tokens):
-        raise ValueError(f"subject prefix {prefix!r}: expected dot-separated ASCII tokens, "
-                         "no empty token, no wildcard, no whitespace")
+    if not prefix or any(
+        not t or t in {"*", ">"} or any(c.isspace() for c in t) or not t.isascii() for t in tokens
+    ):
+        raise ValueError(
+            f"subject prefix {prefix!r}: expected dot-separated ASCII tokens, "
+            "no empty token, no wildcard, no whitespace"
+        )
     return prefix
 
 

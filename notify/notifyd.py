@@ -96,8 +96,7 @@ def bind(path: str) -> socket.socket:
     return sock
 
 
-def serve(sock: socket.socket, handle: Callable[[Request], None],
-          count: int | None = None) -> int:
+def serve(sock: socket.socket, handle: Callable[[Request], None], count: int | None = None) -> int:
     """Receive and handle datagrams until interrupted (or ``count`` were handled)."""
     handled = 0
     while count is None or handled < count:
@@ -112,8 +111,7 @@ def serve(sock: socket.socket, handle: Callable[[Request], None],
     return handled
 
 
-def main(path: str, method: str, program: str | None = None,
-         out: TextIO | None = None) -> int:
+def main(path: str, method: str, program: str | None = None, out: TextIO | None = None) -> int:
     handle = handler(method, out or sys.stdout, program)
     sock = bind(path)
 
@@ -159,8 +157,7 @@ async def follow_outbox(
         await asyncio.to_thread(state.save, start)
         log.info("notifyd: first start, from change_log seq %d", start.seq)
     else:
-        log.info("notifyd: resuming after change_log seq %d (event %d)", start.seq,
-                 start.index)
+        log.info("notifyd: resuming after change_log seq %d (event %d)", start.seq, start.index)
     if SEQ_PARAM not in fmt.extra_params:
         fmt = replace(fmt, extra_params=fmt.extra_params | {SEQ_PARAM})
 
@@ -168,8 +165,9 @@ async def follow_outbox(
         log.warning("notifyd: change_log seq %d (%s) cannot be read; skipped", seq, kind)
 
     handled = 0
-    events = outbox_events(store, start, policy=policy, fmt=fmt, pid=os.getpid(), wait=wait,
-                           unreadable=unreadable)
+    events = outbox_events(
+        store, start, policy=policy, fmt=fmt, pid=os.getpid(), wait=wait, unreadable=unreadable
+    )
     async with contextlib.aclosing(events):
         async for event in events:
             handle(request_of(event.fields, method))

@@ -53,24 +53,38 @@ MAX_DATAGRAM = 65536  # Cyrus 3.x's ceiling
 BATCH = 500  # changes sent between two checks of the backlog bound
 RECENT_MAX = 10_000  # published Changes kept in memory for a sink that keeps up
 #: Errors meaning "listener absent, refusing or full": keep the event, retry later.
-_RETRY_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.ENOBUFS,
-                           errno.ENOTSOCK, errno.EPROTOTYPE, errno.ENOTCONN})
+_RETRY_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ECONNREFUSED,
+        errno.EAGAIN,
+        errno.ENOBUFS,
+        errno.ENOTSOCK,
+        errno.EPROTOTYPE,
+        errno.ENOTCONN,
+    }
+)
 
 
 def _report_death(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("notify sink stopped: events wait in the outbox until the next start",
-                  exc_info=task.exception())
+        log.error(
+            "notify sink stopped: events wait in the outbox until the next start",
+            exc_info=task.exception(),
+        )
 
 
-async def render(store: ChangeFeed, event: Event, fmt: Format, *, pid: int
-                 ) -> dict[str, object]:
+async def render(store: ChangeFeed, event: Event, fmt: Format, *, pid: int) -> dict[str, object]:
     """An event's Cyrus JSON fields as the sink sends them (before `fit`); also
     ``imapd events tail`` (imapd/cli/events.py). messageContent/messageHeaders are read
     now: a message expunged before its event went out has none."""
     content: dict[int, bytes] | None = None
-    if (fmt.wants_content and event.type in {EventType.MessageAppend, EventType.MessageNew}
-            and event.mailbox is not None and event.uid is not None):
+    if (
+        fmt.wants_content
+        and event.type in {EventType.MessageAppend, EventType.MessageNew}
+        and event.mailbox is not None
+        and event.uid is not None
+    ):
         records = await store.fetch(event.mailbox.id, [event.uid], content=True)
         content = {r.uid: r.content for r in records if r.content is not None}
     return event_fields(event, fmt, pid=pid, content=content)
@@ -142,8 +156,10 @@ class NotifySink:
         carry their seqs) so that a sink that is caught up skips the change_log read; any
         gap or overflow falls back to reading change_log."""
         recent = self._recent
-        if changes and len(recent) + len(changes) <= RECENT_MAX and (
-            not recent or recent[-1].seq + 1 == changes[0].seq
+        if (
+            changes
+            and len(recent) + len(changes) <= RECENT_MAX
+            and (not recent or recent[-1].seq + 1 == changes[0].seq)
         ):
             recent.extend(changes)
         else:
@@ -219,8 +235,7 @@ class NotifySink:
         if changes is not None:  # caught up: what the bus handed over is all there is
             for change in changes:
                 if not await self._deliver_change(change):
-                    self._recent.extendleft(reversed([c for c in changes
-                                                      if c.seq > self.cursor]))
+                    self._recent.extendleft(reversed([c for c in changes if c.seq > self.cursor]))
                     return False
                 self.cursor = change.seq
                 self._partial = 0
@@ -251,7 +266,11 @@ class NotifySink:
         self.dropped += skipped
         log.warning(
             "notify sink: backlog over %d changes: dropped %d (seq %d..%d), %d in total",
-            self.backlog_max, skipped, self.cursor + 1, skip_to, self.dropped,
+            self.backlog_max,
+            skipped,
+            self.cursor + 1,
+            skip_to,
+            self.dropped,
         )
         self.cursor, self._partial = skip_to, 0
         return True
@@ -274,28 +293,42 @@ class NotifySink:
         fitted = fit(fields, self.method, self.limit)
         if fitted is None:
             self.dropped += 1
-            log.warning("notify sink: %s (seq %d) larger than %d bytes: dropped, %d in total",
-                        event.type, event.seq, self.limit, self.dropped)
+            log.warning(
+                "notify sink: %s (seq %d) larger than %d bytes: dropped, %d in total",
+                event.type,
+                event.seq,
+                self.limit,
+                self.dropped,
+            )
             return True
         data, shed = fitted
         if shed:
             self.shed += 1
-            log.info("notify sink: %s (seq %d) sent without %s (datagram limit %d)",
-                     event.type, event.seq, ", ".join(shed), self.limit)
+            log.info(
+                "notify sink: %s (seq %d) sent without %s (datagram limit %d)",
+                event.type,
+                event.seq,
+                ", ".join(shed),
+                self.limit,
+            )
         try:
             await self._send_datagram(data)
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
                 self.dropped += 1
-                log.warning("notify sink: %s (seq %d) refused as too large: dropped",
-                            event.type, event.seq)
+                log.warning(
+                    "notify sink: %s (seq %d) refused as too large: dropped", event.type, event.seq
+                )
                 return True
             if exc.errno not in _RETRY_ERRNOS and not isinstance(exc, ConnectionError):
                 raise
             self._reset_socket()
             if self._failing is None:
-                log.warning("notify sink: %s unavailable (%s); events wait in the outbox",
-                            self.path, exc.strerror or exc)
+                log.warning(
+                    "notify sink: %s unavailable (%s); events wait in the outbox",
+                    self.path,
+                    exc.strerror or exc,
+                )
             self._failing = exc.strerror or str(exc)
             return False
         if self._failing is not None:

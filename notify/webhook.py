@@ -161,21 +161,33 @@ def retryable(status: int) -> bool:
 
 
 # --- HTTP/1.1 ------------------------------------------------------------------------------
-async def post(target: Target, body: bytes, headers: Sequence[tuple[str, str]], *,
-               timeout: float,  # noqa: ASYNC109 - one budget for connect, send and answer
-               ssl_context: ssl.SSLContext | None = None) -> Response:
+async def post(
+    target: Target,
+    body: bytes,
+    headers: Sequence[tuple[str, str]],
+    *,
+    timeout: float,  # noqa: ASYNC109 - one budget for connect, send and answer
+    ssl_context: ssl.SSLContext | None = None,
+) -> Response:
     """One POST on a connection of its own (``Connection: close``); the whole exchange within
     ``timeout`` seconds. Raises OSError, TimeoutError or ProtocolError."""
     async with asyncio.timeout(timeout):
         context = (ssl_context or ssl.create_default_context()) if target.tls else None
         reader, writer = await asyncio.open_connection(
-            target.host, target.port, ssl=context,
+            target.host,
+            target.port,
+            ssl=context,
             server_hostname=target.host if context is not None else None,
         )
         try:
-            lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}",
-                     f"User-Agent: {USER_AGENT}", "Content-Type: application/json",
-                     f"Content-Length: {len(body)}", "Connection: close"]
+            lines = [
+                f"POST {target.path} HTTP/1.1",
+                f"Host: {target.host_header}",
+                f"User-Agent: {USER_AGENT}",
+                "Content-Type: application/json",
+                f"Content-Length: {len(body)}",
+                "Connection: close",
+            ]
             lines += [f"{name}: {value}" for name, value in headers]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
             await writer.drain()
@@ -289,8 +301,11 @@ class Webhook:
         if not isinstance(seq, int) or isinstance(seq, bool):
             if not self._warned_unsequenced:
                 self._warned_unsequenced = True
-                log.warning("webhook: events without %s: delivered, but no resume and no "
-                            "duplicate check (add it to event_extra_params)", SEQ_PARAM)
+                log.warning(
+                    "webhook: events without %s: delivered, but no resume and no "
+                    "duplicate check (add it to event_extra_params)",
+                    SEQ_PARAM,
+                )
             return Item(text)
         last = self.position
         if last is None or seq > last.seq:
@@ -334,8 +349,9 @@ class Webhook:
             log.warning("webhook: change_log seq %d (%s) cannot be read; skipped", seq, kind)
 
         queued = 0
-        async for event in outbox_events(store, start, policy=outbox.policy, fmt=fmt,
-                                          pid=os.getpid(), unreadable=unreadable):
+        async for event in outbox_events(
+            store, start, policy=outbox.policy, fmt=fmt, pid=os.getpid(), unreadable=unreadable
+        ):
             await self.queue.put(Item(to_json(event.fields), event.position))
             queued += 1
             self.position = event.position
@@ -383,8 +399,9 @@ class Webhook:
         while True:
             wait: float | None = None
             try:
-                response = await post(self.target, body, headers, timeout=self.timeout,
-                                      ssl_context=self.ssl_context)
+                response = await post(
+                    self.target, body, headers, timeout=self.timeout, ssl_context=self.ssl_context
+                )
             except (OSError, TimeoutError, ProtocolError) as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
@@ -398,17 +415,26 @@ class Webhook:
                     return True
                 if not retryable(status):
                     self.skipped += len(items)
-                    log.warning("webhook: %d %s for %d event(s) (seq %s): skipped, %d in total",
-                                status, response.reason, len(items),
-                                last.seq if last is not None else "-", self.skipped)
+                    log.warning(
+                        "webhook: %d %s for %d event(s) (seq %s): skipped, %d in total",
+                        status,
+                        response.reason,
+                        len(items),
+                        last.seq if last is not None else "-",
+                        self.skipped,
+                    )
                     await self._acknowledge(items)
                     return False
                 problem = f"{status} {response.reason}"
                 wait = retry_after(response.headers.get("retry-after"))
             delay = self._backoff(attempt) if wait is None else wait
-            log.log(logging.WARNING if attempt == 0 else logging.DEBUG,
-                    "webhook: %s (seq %s): retrying in %.1f s", problem,
-                    last.seq if last is not None else "-", delay)
+            log.log(
+                logging.WARNING if attempt == 0 else logging.DEBUG,
+                "webhook: %s (seq %s): retrying in %.1f s",
+                problem,
+                last.seq if last is not None else "-",
+                delay,
+            )
             attempt += 1
             self.retries += 1
             await self.sleep(delay)
@@ -425,8 +451,9 @@ class Webhook:
             await asyncio.to_thread(self.state.save, position)
 
 
-async def serve(path: str, hook: Webhook, stop: asyncio.Event | None = None,
-                grace: float = 5.0) -> int:
+async def serve(
+    path: str, hook: Webhook, stop: asyncio.Event | None = None, grace: float = 5.0
+) -> int:
     """Bind ``path``, catch up from the outbox, then read datagrams and POST until ``stop``
     (or SIGTERM/SIGINT when none is given); then ``grace`` seconds to empty the queue."""
     from notify.notifyd import bind
@@ -443,8 +470,13 @@ async def serve(path: str, hook: Webhook, stop: asyncio.Event | None = None,
     sender = asyncio.create_task(hook.send_forever(), name="webhook-sender")
     intake: asyncio.Task[None] | None = None
     tasks: tuple[asyncio.Task[None] | asyncio.Task[bool] | None, ...]
-    log.info("listening on %s (method webhook, %s:%d%s)", path, hook.target.host,
-             hook.target.port, hook.target.path)
+    log.info(
+        "listening on %s (method webhook, %s:%d%s)",
+        path,
+        hook.target.host,
+        hook.target.port,
+        hook.target.path,
+    )
     waiter = asyncio.create_task(stopping.wait(), name="webhook-stop")
     catch_up = asyncio.create_task(hook.catch_up(), name="webhook-catch-up")
     try:

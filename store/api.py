@@ -311,9 +311,7 @@ class Store(ChangeFeed, Protocol):
         Raises UserNotFound."""
         ...
 
-    async def set_quota(
-        self, root: str, limits: Limits, origin: Origin | None = None
-    ) -> QuotaInfo:
+    async def set_quota(self, root: str, limits: Limits, origin: Origin | None = None) -> QuotaInfo:
         """SETQUOTA / ``imapd quota set``: replace a user root's limits, publishing
         QuotaChanged. Raises QuotaRootNotFound."""
         ...
@@ -423,9 +421,7 @@ class Store(ChangeFeed, Protocol):
         unsubscribing a name that is not subscribed raises MailboxNotFound too."""
         ...
 
-    async def open_mailbox(
-        self, user_id: int, name: str, *, claim_recent: bool
-    ) -> MailboxSnapshot:
+    async def open_mailbox(self, user_id: int, name: str, *, claim_recent: bool) -> MailboxSnapshot:
         """SELECT/EXAMINE. Raises MailboxNotFound (also for \\Noselect: MailboxInvalid)."""
         ...
 

@@ -66,9 +66,17 @@ class AuthCacheStats:
     forgotten: int  # entries dropped by `forget` (password changed, user deleted)
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"ttl": self.ttl, "max_entries": self.max_entries, "entries": self.entries,
-                "hits": self.hits, "misses": self.misses, "stored": self.stored,
-                "expired": self.expired, "evicted": self.evicted, "forgotten": self.forgotten}
+        return {
+            "ttl": self.ttl,
+            "max_entries": self.max_entries,
+            "entries": self.entries,
+            "hits": self.hits,
+            "misses": self.misses,
+            "stored": self.stored,
+            "expired": self.expired,
+            "evicted": self.evicted,
+            "forgotten": self.forgotten,
+        }
 
 
 def _field(data: bytes) -> bytes:
@@ -85,12 +93,18 @@ class AuthCache:
     ``max_entries`` (> 0); ``clock`` returns monotonic seconds (tests pass a fake);
     ``secret`` is random unless given (tests)."""
 
-    def __init__(self, ttl: float, max_entries: int, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        secret: bytes | None = None,
+    ) -> None:
         if not ttl > 0 or max_entries < 1:
-            raise ValueError("an AuthCache needs ttl > 0 and max_entries >= 1 (0 disables: "
-                             "make none)")
+            raise ValueError(
+                "an AuthCache needs ttl > 0 and max_entries >= 1 (0 disables: make none)"
+            )
         self.ttl = float(ttl)
         self.max_entries = max_entries
         self._clock = clock
@@ -147,6 +161,14 @@ class AuthCache:
         return len(keys)
 
     def stats(self) -> AuthCacheStats:
-        return AuthCacheStats(self.ttl, self.max_entries, len(self._entries), self._hits,
-                              self._misses, self._stored, self._expired, self._evicted,
-                              self._forgotten)
+        return AuthCacheStats(
+            self.ttl,
+            self.max_entries,
+            len(self._entries),
+            self._hits,
+            self._misses,
+            self._stored,
+            self._expired,
+            self._evicted,
+            self._forgotten,
+        )

@@ -50,8 +50,9 @@ MAX_DUE = 500
 def available() -> bool:
     """Whether the ``[calendar]`` extra is installed (icalendar, recurring-ical-events)."""
     try:
-        return all(importlib.util.find_spec(m) is not None
-                   for m in ("icalendar", "recurring_ical_events"))
+        return all(
+            importlib.util.find_spec(m) is not None for m in ("icalendar", "recurring_ical_events")
+        )
     except (ImportError, ValueError):  # ValueError: blocked in sys.modules (None)
         return False
 
@@ -243,8 +244,9 @@ def _bounds(event: Any) -> tuple[Any, Any]:
     if duration is not None:
         return start_v, start_v + duration.dt
     # RFC 5545 §3.6.1: without DTEND/DURATION a date lasts one day, a date-time no time.
-    return start_v, start_v + (dt.timedelta(0) if isinstance(start_v, dt.datetime)
-                               else dt.timedelta(days=1))
+    return start_v, start_v + (
+        dt.timedelta(0) if isinstance(start_v, dt.datetime) else dt.timedelta(days=1)
+    )
 
 
 def _lead_and_floor(cals: list[Any]) -> tuple[dt.timedelta, dt.timedelta] | None:
@@ -337,8 +339,9 @@ def _earliest(cal: Any) -> dt.datetime | None:
     return min(starts) if starts else None
 
 
-def _occurrences(cal: Any, begin: dt.datetime, floor: dt.timedelta,
-                 search: _Search) -> Iterator[Any]:
+def _occurrences(
+    cal: Any, begin: dt.datetime, floor: dt.timedelta, search: _Search
+) -> Iterator[Any]:
     """Occurrences overlapping [begin, ...) in start order, window by window, until one
     starts too late to hold an alarm within ``search.limit`` or `MAX_OCCURRENCES` were
     expanded (``search.stopped`` then says where)."""

@@ -23,8 +23,7 @@ Unreadable = Callable[[int, str], None]
 
 
 class ChangeLog(Protocol):
-    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
-        ...
+    async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]: ...
 
 
 async def follow_change_log(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 #: far from datetime's limits).
 MAX_RETENTION_DAYS = 36500
 
+
 @dataclass(frozen=True, slots=True)
 class DueMailbox:
     id: int

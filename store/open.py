@@ -24,9 +24,15 @@ from store.passwords import DEFAULT_N
 from store.sqlite import SqliteStore
 from store.sqlite.files import private_dir
 
-__all__ = ["ENV_STORE", "check_store_url", "mask_url", "open_change_feed", "open_store",
-           "private_dir",
-           "store_url"]
+__all__ = [
+    "ENV_STORE",
+    "check_store_url",
+    "mask_url",
+    "open_change_feed",
+    "open_store",
+    "private_dir",
+    "store_url",
+]
 
 #: The environment variable naming the store URL (``--store`` sets it for a command).
 ENV_STORE = "IMAPD_STORE"
@@ -61,47 +67,64 @@ def check_store_url(url: str | None = None) -> str | None:
     except ImportError:
         return "the PostgreSQL store needs asyncpg: pip install 'imapd[postgres]'"
     if missing := missing_methods():  # no half backend (docs/postgresql.md)
-        return ("the PostgreSQL store is not complete yet: it lacks " + ", ".join(missing)
-                + " (docs/postgresql.md)")
+        return (
+            "the PostgreSQL store is not complete yet: it lacks "
+            + ", ".join(missing)
+            + " (docs/postgresql.md)"
+        )
     return None
 
 
 def _postgres_url(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _POSTGRES_SCHEMES:
-        raise StoreError(f"unsupported store URL {mask_url(url)!r}: use postgresql://..."
-                         " (or no URL for the SQLite store in the data directory)")
+        raise StoreError(
+            f"unsupported store URL {mask_url(url)!r}: use postgresql://..."
+            " (or no URL for the SQLite store in the data directory)"
+        )
     return url
 
 
 async def _open_postgres(
-    url: str, publish: Publish, scrypt_n: int,
+    url: str,
+    publish: Publish,
+    scrypt_n: int,
     clock: Callable[[], dt.datetime] | None = None,
     auth_cache: AuthCache | None = None,
 ) -> Any:
     try:
         from store.postgres.store import PostgresStore, missing_methods
     except ImportError as exc:
-        raise StoreError("the PostgreSQL store needs asyncpg: pip install 'imapd[postgres]'"
-                         ) from exc
+        raise StoreError(
+            "the PostgreSQL store needs asyncpg: pip install 'imapd[postgres]'"
+        ) from exc
     if missing := missing_methods():  # no half backend (docs/postgresql.md)
-        raise StoreError("the PostgreSQL store is not complete yet: it lacks "
-                         + ", ".join(missing) + " (docs/postgresql.md)")
+        raise StoreError(
+            "the PostgreSQL store is not complete yet: it lacks "
+            + ", ".join(missing)
+            + " (docs/postgresql.md)"
+        )
     try:
         pool = int(os.environ.get(ENV_POOL, "10"))
     except ValueError:
         raise StoreError(f"{ENV_POOL} must be a number of connections") from None
     try:
-        return await PostgresStore.open(url, publish, scrypt_n=scrypt_n, clock=clock,
-                                        auth_cache=auth_cache, min_size=1,
-                                        max_size=max(pool, 2))
+        return await PostgresStore.open(
+            url,
+            publish,
+            scrypt_n=scrypt_n,
+            clock=clock,
+            auth_cache=auth_cache,
+            min_size=1,
+            max_size=max(pool, 2),
+        )
     except (OSError, TimeoutError) as exc:
-        raise Unavailable(f"cannot reach the PostgreSQL store at {mask_url(url)}: {exc}"
-                          ) from exc
+        raise Unavailable(f"cannot reach the PostgreSQL store at {mask_url(url)}: {exc}") from exc
     except Exception as exc:
         if type(exc).__module__.startswith("asyncpg"):  # refused login, no such database
-            raise Unavailable(f"cannot open the PostgreSQL store at {mask_url(url)}:"
-                              f" {exc}") from exc
+            raise Unavailable(
+                f"cannot open the PostgreSQL store at {mask_url(url)}: {exc}"
+            ) from exc
         raise
 
 
@@ -130,17 +153,26 @@ async def open_store(
     URL that cannot be reached; its password masked), StoreError (a bad URL)."""
     chosen = store_url(url)
     if chosen is not None:
-        store: Store = await _open_postgres(_postgres_url(chosen), publish, scrypt_n, clock,
-                                            auth_cache)
+        store: Store = await _open_postgres(
+            _postgres_url(chosen), publish, scrypt_n, clock, auth_cache
+        )
         return store
     return await SqliteStore.open(
-        path, publish, synchronous=synchronous, scrypt_n=scrypt_n, check=check, clock=clock,
-        auth_cache=auth_cache, prerender=prerender,
+        path,
+        publish,
+        synchronous=synchronous,
+        scrypt_n=scrypt_n,
+        check=check,
+        clock=clock,
+        auth_cache=auth_cache,
+        prerender=prerender,
     )
 
 
 async def open_change_feed(
-    path: str | Path, *, url: str | None = None,
+    path: str | Path,
+    *,
+    url: str | None = None,
 ) -> tuple[ChangeFeed, Callable[[], Awaitable[None]]]:
     """The store opened from another process (``imapd notifyd --outbox``, ``imapd
     webhook``, ``imapd events tail``): its change log and message reads. SQLite: the file at

@@ -35,8 +35,13 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> b
     # The octets the client sent: IMAP hands over a password's undecodable octets (and
     # Python argv the CLI's) surrogate-escaped; the same bytes as UTF-8 for any other text.
     return hashlib.scrypt(
-        password.encode("utf-8", "surrogateescape"), salt=salt, n=n, r=r, p=p,
-        maxmem=maxmem, dklen=dklen,
+        password.encode("utf-8", "surrogateescape"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=maxmem,
+        dklen=dklen,
     )
 
 

@@ -41,6 +41,8 @@ _ENVELOPE: dict[str, Callable[[Envelope], tuple[Address, ...]]] = {
 # Each part of a stored text is preceded by it: a needle without it matches the joined text
 # exactly when it matches one part, and the text is '' exactly when there is no part.
 _PART_SEP = "\n"
+
+
 def header_parts(raw: bytes, structure: BodyPart, key: str) -> list[str]:
     """What FROM, TO, CC, BCC or SUBJECT ``key`` searches in a message, case-folded: every
     value of that header field, unfolded and RFC 2047-decoded, and for the address keys also
@@ -57,8 +59,9 @@ def header_parts(raw: bytes, structure: BodyPart, key: str) -> list[str]:
 
 def search_texts(raw: bytes, structure: BodyPart) -> tuple[str, ...]:
     """The content_search texts of a message, in `STORED_KEYS` order, for APPEND."""
-    return tuple("".join(_PART_SEP + p for p in header_parts(raw, structure, key))
-                 for key in STORED_KEYS)
+    return tuple(
+        "".join(_PART_SEP + p for p in header_parts(raw, structure, key)) for key in STORED_KEYS
+    )
 
 
 def _contains(body: str, needle: str) -> bool:
@@ -71,8 +74,7 @@ def _contains(body: str, needle: str) -> bool:
     if len(body) <= mime.PIECE:
         return needle in body
     step, overlap = mime.PIECE, len(needle)
-    return any(needle in body[i : i + step + overlap].casefold()
-               for i in range(0, len(body), step))
+    return any(needle in body[i : i + step + overlap].casefold() for i in range(0, len(body), step))
 
 
 def _attached(part: BodyPart) -> list[BodyPart]:

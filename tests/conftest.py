@@ -25,6 +25,7 @@ from tests.helpers.server import PASSWORD, RunningServer
 
 __all__ = ["PASSWORD", "RunningServer"]  # also importable from here, as before
 
+
 class _ErrorCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)

@@ -52,9 +52,19 @@ def test_compose_stack(tmp_path: Path) -> None:
         with log_path.open("w") as log:
             try:
                 up = subprocess.run(
-                    [*compose, "up", "--build", "--no-color", "--abort-on-container-exit",
-                     "--exit-code-from", "tests"],
-                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=UP_TIMEOUT,
+                    [
+                        *compose,
+                        "up",
+                        "--build",
+                        "--no-color",
+                        "--abort-on-container-exit",
+                        "--exit-code-from",
+                        "tests",
+                    ],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=UP_TIMEOUT,
                     check=False,
                 )
                 code: int | str = up.returncode
@@ -68,7 +78,9 @@ def test_compose_stack(tmp_path: Path) -> None:
             # Shown by pytest with the failure (captured output), whole; the message has tails.
             print("=== docker-compose up (last 60 lines) ===\n" + up_tail)  # noqa: T201
             print("=== docker-compose logs ===\n" + stack_log.stdout + stack_log.stderr)  # noqa: T201
-            pytest.fail(f"compose stack failed (exit code {code}, summary {summary}):\n"
-                        + "\n".join(tests_log.splitlines()[-40:]))
+            pytest.fail(
+                f"compose stack failed (exit code {code}, summary {summary}):\n"
+                + "\n".join(tests_log.splitlines()[-40:])
+            )
     finally:
         run(down, timeout=120)

@@ -83,8 +83,13 @@ def _git_archive() -> bytes:
         if in_ci():
             pytest.fail("CI=true but the tests do not run from a git checkout")
         pytest.skip("not a git checkout (e.g. inside the fresh-machine container itself)")
-    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT,
-                             capture_output=True, timeout=120, check=False)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     if archive.returncode != 0:
         unavailable(f"git archive failed: {archive.stderr.decode(errors='replace')[:200]}")
     return archive.stdout
@@ -99,7 +104,11 @@ def test_readme_commands_on_a_fresh_debian(capsys: pytest.CaptureFixture[str]) -
     try:
         result = subprocess.run(
             ["docker", "run", "--rm", "-i", BASE_IMAGE, "bash", "-c", SCRIPT],
-            input=archive, capture_output=True, timeout=TIMEOUT, check=False)
+            input=archive,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         last = (exc.stdout or b"").decode(errors="replace").splitlines()[-60:]
         pytest.fail(f"fresh-machine run took over {TIMEOUT} s:\n" + "\n".join(last))
@@ -115,8 +124,11 @@ def test_readme_commands_on_a_fresh_debian(capsys: pytest.CaptureFixture[str]) -
     assert summary and int(summary[-1]) > 0, tail
     assert not re.search(r"\d+ failed", out), tail
     with capsys.disabled():  # in CI's log: the container run happened, and what it saw
-        shown = [line for line in out.splitlines()
-                 if line.startswith(("GREETING", "LOGIN", "SERVE EXIT", "imapd: serving"))
-                 or re.search(r"\d+ passed", line)]
-        print("\nfresh Debian container (" + BASE_IMAGE + "): "  # noqa: T201
-              + " | ".join(line[:100] for line in shown))
+        shown = [
+            line
+            for line in out.splitlines()
+            if line.startswith(("GREETING", "LOGIN", "SERVE EXIT", "imapd: serving"))
+            or re.search(r"\d+ passed", line)
+        ]
+        seen = " | ".join(line[:100] for line in shown)
+        print(f"\nfresh Debian container ({BASE_IMAGE}): {seen}")  # noqa: T201

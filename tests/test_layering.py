@@ -42,9 +42,12 @@ def test_store_rules_outside_the_backend_speak_no_sql() -> None:
     # Pure rules (quota, metadata, ACL, names, expiry) and MIME parsing import no database.
     driver = re.compile(r"^\s*(import|from)\s+(aiosqlite|sqlite3)\b", re.MULTILINE)
     offenders = [
-        name for name, text in sources().items()
-        if name.startswith("store/") and not name.startswith("store/sqlite/")
-        and name != PICKER and driver.search(text)
+        name
+        for name, text in sources().items()
+        if name.startswith("store/")
+        and not name.startswith("store/sqlite/")
+        and name != PICKER
+        and driver.search(text)
     ]
     assert offenders == []
 
@@ -56,7 +59,13 @@ def test_migrations_ship_with_the_backend_under_their_ids() -> None:
     assert [m.version for m in available()][:8] == list(range(1, 9))
     files = sorted(p.name for p in (ROOT / "store/sqlite/migrations").glob("*.sql"))
     assert files[:8] == [
-        "0001_initial.sql", "0002_append_view.sql", "0003_events.sql", "0004_metadata.sql",
-        "0005_push.sql", "0006_search_text.sql", "0007_acl.sql", "0008_quota.sql",
+        "0001_initial.sql",
+        "0002_append_view.sql",
+        "0003_events.sql",
+        "0004_metadata.sql",
+        "0005_push.sql",
+        "0006_search_text.sql",
+        "0007_acl.sql",
+        "0008_quota.sql",
     ]
     assert not (ROOT / "store/migrations").exists()

@@ -31,8 +31,9 @@ def tracked_files() -> list[str]:
         if in_ci():
             pytest.fail("CI=true but the tests do not run from a git checkout")
         pytest.skip("not a git checkout")
-    listing = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                             check=True, timeout=60)
+    listing = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60
+    )
     return [p for p in listing.stdout.decode().split("\0") if p]
 
 
@@ -57,6 +58,11 @@ def test_the_patterns_catch_what_they_name() -> None:
     }
     for what, path in examples.items():
         assert re.search(GENERATED[what], path), (what, path)
-        for ordinary in ("imapd/server.py", "store/migrations/0001_init.sql", "scripts/serve",
-                         "docker/imapd.toml", "tests/store/test_sqlite.py"):
+        for ordinary in (
+            "imapd/server.py",
+            "store/migrations/0001_init.sql",
+            "scripts/serve",
+            "docker/imapd.toml",
+            "tests/store/test_sqlite.py",
+        ):
             assert not re.search(GENERATED[what], ordinary), (what, ordinary)

@@ -32,8 +32,9 @@ def _mailbox(args: argparse.Namespace, config: Config) -> int:
                 case "list":
                     return await _list(store, user.id, as_json=args.json)
                 case "create":
-                    info = await store.create_mailbox(user.id, args.name, CLI_ORIGIN,
-                                                      tuple(args.special_use or ()))
+                    info = await store.create_mailbox(
+                        user.id, args.name, CLI_ORIGIN, tuple(args.special_use or ())
+                    )
                     print(f"{args.user} {info.name}: created")
                 case "delete":
                     await store.delete_mailbox(user.id, args.name, CLI_ORIGIN)
@@ -55,23 +56,39 @@ async def _list(store: Store, user_id: int, *, as_json: bool) -> int:
     """The user's mailboxes as the user sees them (others' and shared ones with a right)."""
     infos = await store.list_mailboxes(user_id)
     if as_json:
-        print_json([{"name": m.name, "attributes": _attributes(m), "messages": m.messages,
-                      "unseen": m.unseen, "subscribed": m.subscribed} for m in infos])
+        print_json(
+            [
+                {
+                    "name": m.name,
+                    "attributes": _attributes(m),
+                    "messages": m.messages,
+                    "unseen": m.unseen,
+                    "subscribed": m.subscribed,
+                }
+                for m in infos
+            ]
+        )
         return 0
     for m in infos:
         attrs = " ".join(_attributes(m))
-        print(f"{m.name}{' ' + attrs if attrs else ''}  ({m.messages} messages,"
-              f" {m.unseen} unseen)")
+        print(f"{m.name}{' ' + attrs if attrs else ''}  ({m.messages} messages, {m.unseen} unseen)")
     return 0
 
 
 async def _status(store: Store, user_id: int, name: str, *, as_json: bool) -> int:
     m = await store.get_mailbox(user_id, name)
     status: dict[str, object] = {
-        "name": m.name, "messages": m.messages, "unseen": m.unseen, "recent": m.recent,
-        "deleted": m.deleted, "uidnext": m.uidnext, "uidvalidity": m.uidvalidity,
-        "highestmodseq": m.highestmodseq, "size": m.size,
-        "retention": m.retention_days, "attributes": _attributes(m),
+        "name": m.name,
+        "messages": m.messages,
+        "unseen": m.unseen,
+        "recent": m.recent,
+        "deleted": m.deleted,
+        "uidnext": m.uidnext,
+        "uidvalidity": m.uidvalidity,
+        "highestmodseq": m.highestmodseq,
+        "size": m.size,
+        "retention": m.retention_days,
+        "attributes": _attributes(m),
     }
     if as_json:
         print_json(status)
@@ -84,13 +101,17 @@ async def _status(store: Store, user_id: int, name: str, *, as_json: bool) -> in
 
 
 # --- who and kick (the running server, over the control socket) -----------------------------
-async def _ask(config: Config, req: control.Who | control.Kick | control.Stats,
-               ) -> dict[str, Any] | None:
+async def _ask(
+    config: Config,
+    req: control.Who | control.Kick | control.Stats,
+) -> dict[str, Any] | None:
     try:
         answer = await control.request(config.data_dir, req)
     except control.NoServer:
-        fail(f"no server is running on {config.data_dir} (no answer on"
-              f" {control.socket_path(config.data_dir)})")
+        fail(
+            f"no server is running on {config.data_dir} (no answer on"
+            f" {control.socket_path(config.data_dir)})"
+        )
         return None
     except (OSError, TimeoutError, control.ProtocolError) as exc:
         fail(f"control socket: {exc or type(exc).__name__}")
@@ -112,9 +133,17 @@ def _who(args: argparse.Namespace, config: Config) -> int:
     rows = [("SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE")]
     for s in sessions:
         idle = f"{s['idle']:.0f}s" + (" IDLE" if s.get("idling") else "")
-        rows.append((s["id"], s["user"] or "-", s["peer"], s["service"] + (
-            "+tls" if s.get("tls") and s["service"] == "imap" else ""),
-            s["mailbox"] or "-", s["since"], idle))
+        rows.append(
+            (
+                s["id"],
+                s["user"] or "-",
+                s["peer"],
+                s["service"] + ("+tls" if s.get("tls") and s["service"] == "imap" else ""),
+                s["mailbox"] or "-",
+                s["since"],
+                idle,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
@@ -159,8 +188,7 @@ def _kick(args: argparse.Namespace, config: Config) -> int:
             return 1
         kicked: list[str] = answer.get("kicked", [])
         if not kicked:
-            return fail("no such session" if args.session else
-                         f"no session of {args.user}")
+            return fail("no such session" if args.session else f"no session of {args.user}")
         for session_id in kicked:
             print(f"kicked {session_id}")
         return 0
@@ -185,15 +213,20 @@ def add_parsers(
     create = mailbox_sub.add_parser("create", help="create a mailbox (and missing parents)")
     create.add_argument("user")
     create.add_argument("name")
-    create.add_argument("--special-use", action="append", metavar="USE",
-                        help="RFC 6154 use, e.g. \\\\Drafts (repeatable)")
+    create.add_argument(
+        "--special-use",
+        action="append",
+        metavar="USE",
+        help="RFC 6154 use, e.g. \\\\Drafts (repeatable)",
+    )
     data_dir(create)
     delete = mailbox_sub.add_parser("delete", help="delete a mailbox and its messages")
     delete.add_argument("user")
     delete.add_argument("name")
     data_dir(delete)
     status = mailbox_sub.add_parser(
-        "status", help="messages, unseen, uidnext, uidvalidity, highestmodseq, size, retention")
+        "status", help="messages, unseen, uidnext, uidvalidity, highestmodseq, size, retention"
+    )
     status.add_argument("user")
     status.add_argument("name")
     status.add_argument("--json", action="store_true", help="JSON output")
@@ -224,4 +257,3 @@ def dispatch(args: argparse.Namespace, config: Config) -> int | None:
         case "stats":
             return _stats(args, config)
     return None
-

@@ -19,9 +19,11 @@ from imapd.config import Config, ConfigError
 log = logging.getLogger("imapd")
 
 #: ``imapd --help``'s description (as it always read).
-DESCRIPTION = ("The `imapd` command: `serve` and the admin subcommands (argparse).\n\n"
-               "Owns: argument parsing, logging setup and the event loop choice for each "
-               "subcommand.\n")
+DESCRIPTION = (
+    "The `imapd` command: `serve` and the admin subcommands (argparse).\n\n"
+    "Owns: argument parsing, logging setup and the event loop choice for each "
+    "subcommand.\n"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text = logging.StreamHandler()
     text.setFormatter(TextFormatter())  # the session's client after ID (RFC 2971)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        handlers=[text])
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[text])
     if args.command == "healthcheck":  # no store, no configuration file
         host, port = serve.listen_from_env()
         return serve.healthcheck(args.host or host, args.port or port, args.timeout)

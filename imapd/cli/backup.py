@@ -57,24 +57,37 @@ def describe(exc: BaseException) -> str:
     return mapped.text if mapped is not None else str(exc)
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                data_dir: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    data_dir: Callable[[argparse.ArgumentParser], None],
+) -> None:
     p = sub.add_parser("backup", help="copy the store consistently, also while serving")
-    p.add_argument("dest", help="the backup file to write (or a directory to write"
-                   " imapd-YYYYmmddTHHMMSSZ.sqlite3 in); never overwritten")
+    p.add_argument(
+        "dest",
+        help="the backup file to write (or a directory to write"
+        " imapd-YYYYmmddTHHMMSSZ.sqlite3 in); never overwritten",
+    )
     data_dir(p)
     p = sub.add_parser("restore", help="replace the store by a backup (server stopped)")
     p.add_argument("src", help="a file written by imapd backup")
     data_dir(p)
-    p = sub.add_parser("fsck", help="check the store: SQLite's integrity check and imapd's"
-                       " invariants; exit 0 clean, 1 problems, 2 error")
-    p.add_argument("--repair", action="store_true",
-                   help="recompute what can be recomputed (server stopped)")
-    p.add_argument("--quick", action="store_true",
-                   help="quick_check instead of the full integrity_check")
+    p = sub.add_parser(
+        "fsck",
+        help="check the store: SQLite's integrity check and imapd's"
+        " invariants; exit 0 clean, 1 problems, 2 error",
+    )
+    p.add_argument(
+        "--repair", action="store_true", help="recompute what can be recomputed (server stopped)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="quick_check instead of the full integrity_check"
+    )
     data_dir(p)
-    p = sub.add_parser("init", help="create the store; an empty or damaged one is moved"
-                       " aside (kept) and replaced by a new, empty store")
+    p = sub.add_parser(
+        "init",
+        help="create the store; an empty or damaged one is moved"
+        " aside (kept) and replaced by a new, empty store",
+    )
     data_dir(p)
 
 
@@ -114,14 +127,17 @@ def _backup(dest: Path, config: Config) -> int:
         return _fail(str(exc))
     except sqlite3.Error as exc:
         return _sqlite_failure(exc, config.db_path)
-    print(f"backup of {config.db_path} written to {target}: {info.users} users,"
-          f" {info.mailboxes} mailboxes, {info.messages} messages, change_log seq"
-          f" {info.change_log_head}, {info.size} octets")
+    print(
+        f"backup of {config.db_path} written to {target}: {info.users} users,"
+        f" {info.mailboxes} mailboxes, {info.messages} messages, change_log seq"
+        f" {info.change_log_head}, {info.size} octets"
+    )
     return 0
 
 
 def _server_answers(data_dir: Path) -> bool:
     """True if a server answers on the data directory's control socket."""
+
     async def ask() -> bool:
         try:
             await control.request(data_dir, control.Who())
@@ -137,8 +153,7 @@ def _server_answers(data_dir: Path) -> bool:
 def _restore(src: Path, config: Config) -> int:
     files.private_dir(config.data_dir)
     if _server_answers(config.data_dir):
-        return _fail(f"a server is running on {config.data_dir}: stop it first",
-                     EXIT_IN_USE)
+        return _fail(f"a server is running on {config.data_dir}: stop it first", EXIT_IN_USE)
     try:
         with files.StoreLock(config.db_path, exclusive=True):
             report = backup_mod.restore(src, config.db_path)
@@ -154,8 +169,10 @@ def _restore(src: Path, config: Config) -> int:
     for label, old, new in report.renewed:
         print(f"{label}: new UIDVALIDITY {new} (was {old}): clients resync this mailbox")
     s = report.summary
-    print(f"restored {src} into {config.db_path}: {s.users} users, {s.mailboxes} mailboxes,"
-          f" {s.messages} messages; change_log continues at seq {report.change_log_from}")
+    print(
+        f"restored {src} into {config.db_path}: {s.users} users, {s.mailboxes} mailboxes,"
+        f" {s.messages} messages; change_log continues at seq {report.change_log_from}"
+    )
     return 0
 
 
@@ -176,8 +193,10 @@ def _fsck(config: Config, *, repair: bool, quick: bool) -> int:
                 for f in found:
                     print(f"{f.check}: {f.text}" + ("" if f.repairable else " [not repairable]"))
                 if not repair:
-                    print(f"fsck {config.db_path}: "
-                          + (f"{len(found)} problem(s)" if found else "clean"))
+                    print(
+                        f"fsck {config.db_path}: "
+                        + (f"{len(found)} problem(s)" if found else "clean")
+                    )
                     return 1 if found else 0
                 for f in fsck.repair(db, found):
                     print(f"repaired {f.check}: {f.text}")
@@ -186,8 +205,9 @@ def _fsck(config: Config, *, repair: bool, quick: bool) -> int:
                 db.close()
     except sqlite3.DatabaseError as exc:
         return _fail(f"{config.db_path}: {exc}", 2)
-    print(f"fsck --repair {config.db_path}: "
-          + (f"{len(left)} problem(s) left" if left else "clean"))
+    print(
+        f"fsck --repair {config.db_path}: " + (f"{len(left)} problem(s) left" if left else "clean")
+    )
     return 1 if left else 0
 
 

@@ -35,9 +35,12 @@ CLI_ORIGIN = Origin(service="cli")
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the SQLite store lives (default ./var)")
-    p.add_argument("--store", metavar="URL",  # issue 18: store/open.py, docs/postgresql.md
-                   help="the store: postgresql://user:pw@host/db (default: SQLite in"
-                        " --data-dir; also $IMAPD_STORE)")
+    p.add_argument(
+        "--store",
+        metavar="URL",  # issue 18: store/open.py, docs/postgresql.md
+        help="the store: postgresql://user:pw@host/db (default: SQLite in"
+        " --data-dir; also $IMAPD_STORE)",
+    )
     p.add_argument("--config", help="TOML configuration file")
 
 
@@ -71,14 +74,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config_mod.load(Path(config_path) if config_path else None, os.environ, **overrides)
 
 
-async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]
-                     ) -> int:
+async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
     """Open the store, run ``action``, close; then, if change_log grew, tell a running
     server (it publishes the new rows in commit order; see imapd/control/)."""
     private_dir(config.data_dir)  # 0700 when new (store/open.py)
     store = await open_store(
-        config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous,
-        scrypt_n=config.scrypt_n, prerender=prerender,
+        config.db_path,
+        lambda changes: None,
+        synchronous=config.sqlite_synchronous,
+        scrypt_n=config.scrypt_n,
+        prerender=prerender,
     )
     grew = False
     try:

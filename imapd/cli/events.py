@@ -56,10 +56,16 @@ def add_parser(sub: Subparsers) -> None:
     events_sub = events_parser.add_subparsers(dest="events_command", required=True)
     tail = events_sub.add_parser("tail", help="print events, one JSON object a line")
     tail.add_argument("--user", help="only changes to this user's mailboxes and account")
-    tail.add_argument("--from", dest="from_seq", type=_seq, metavar="SEQ",
-                      help="start at this change_log seq (default: the last 10 changes)")
-    tail.add_argument("--follow", "-f", action="store_true",
-                      help="then wait for new events (ends with Ctrl-C)")
+    tail.add_argument(
+        "--from",
+        dest="from_seq",
+        type=_seq,
+        metavar="SEQ",
+        help="start at this change_log seq (default: the last 10 changes)",
+    )
+    tail.add_argument(
+        "--follow", "-f", action="store_true", help="then wait for new events (ends with Ctrl-C)"
+    )
     add_data_dir(tail)
 
 
@@ -80,15 +86,22 @@ def main(args: argparse.Namespace, config: Config) -> int:
         return 0
 
 
-async def tail(config: Config, *, user: str | None, from_seq: int | None, follow: bool,
-               out: TextIO | None = None) -> int:
+async def tail(
+    config: Config,
+    *,
+    user: str | None,
+    from_seq: int | None,
+    follow: bool,
+    out: TextIO | None = None,
+) -> int:
     from imapd.server import event_format
 
     out = out or sys.stdout
     policy, fmt = event_format(config)
     fmt = dataclasses.replace(fmt, extra_params=fmt.extra_params | {SEQ_PARAM})
-    store = await open_store(config.db_path, lambda changes: None,
-                             synchronous=config.sqlite_synchronous)
+    store = await open_store(
+        config.db_path, lambda changes: None, synchronous=config.sqlite_synchronous
+    )
     notices = ServerNotices(config) if follow else None
     try:
         if notices is not None:
@@ -97,15 +110,24 @@ async def tail(config: Config, *, user: str | None, from_seq: int | None, follow
         cursor = from_seq - 1 if from_seq is not None else max(0, head - DEFAULT_LAST)
 
         def unreadable(seq: int, kind: str) -> None:
-            print(f"imapd events: change_log seq {seq} ({kind}) cannot be read; skipped",
-                  file=sys.stderr)
+            print(
+                f"imapd events: change_log seq {seq} ({kind}) cannot be read; skipped",
+                file=sys.stderr,
+            )
 
         def keep(change: Change) -> bool:
             return user is None or change_owner(change) == user
 
-        events = outbox_events(store, Position(cursor, -1, complete=True), policy=policy,
-                               fmt=fmt, pid=os.getpid(), keep=keep, unreadable=unreadable,
-                               wait=notices.wait if notices is not None else None)
+        events = outbox_events(
+            store,
+            Position(cursor, -1, complete=True),
+            policy=policy,
+            fmt=fmt,
+            pid=os.getpid(),
+            keep=keep,
+            unreadable=unreadable,
+            wait=notices.wait if notices is not None else None,
+        )
         async with contextlib.aclosing(events):
             async for event in events:
                 out.write(to_json(event.fields) + "\n")
@@ -167,8 +189,9 @@ def notifyd_outbox(args: argparse.Namespace, config: Config) -> int:
             loop.add_signal_handler(signum, task.cancel)
         try:
             await notices.open()
-            await notifyd.follow_outbox(store, state, handle, method=args.method,
-                                        policy=policy, fmt=fmt, wait=notices.wait)
+            await notifyd.follow_outbox(
+                store, state, handle, method=args.method, policy=policy, fmt=fmt, wait=notices.wait
+            )
         except asyncio.CancelledError:  # SIGTERM/SIGINT: the state is saved per event
             pass
         finally:

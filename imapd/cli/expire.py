@@ -12,7 +12,8 @@ from imapd.config import Config
 
 def add_mailbox_parsers(mailbox_sub: Subparsers) -> None:
     set_expire = mailbox_sub.add_parser(
-        "set-expire", help="keep a mailbox's messages DAYS days (0 or none: forever)")
+        "set-expire", help="keep a mailbox's messages DAYS days (0 or none: forever)"
+    )
     set_expire.add_argument("user")
     set_expire.add_argument("mailbox")
     set_expire.add_argument("days", type=parse_days, metavar="DAYS")
@@ -52,8 +53,7 @@ def mailbox_command(args: argparse.Namespace, config: Config) -> int:
             print(f"imapd: {getattr(exc, 'text', exc)}", file=sys.stderr)
             return 1
         days = info.retention_days
-        print(f"{args.user} {info.name}: " + (f"expire after {days} days" if days else
-                                              "no expiry"))
+        print(f"{args.user} {info.name}: " + (f"expire after {days} days" if days else "no expiry"))
         return 0
 
     return run(with_store(config, act))

@@ -41,8 +41,14 @@ from store.api import NewMessage, Store
 from store.errors import MailboxNotFound, StoreError
 
 #: Maildir info letters (the spec's, and P as Dovecot maps it).
-MAILDIR_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "P": "$Forwarded", "R": "\\Answered",
-                 "S": "\\Seen", "T": "\\Deleted"}
+MAILDIR_FLAGS = {
+    "D": "\\Draft",
+    "F": "\\Flagged",
+    "P": "$Forwarded",
+    "R": "\\Answered",
+    "S": "\\Seen",
+    "T": "\\Deleted",
+}
 #: Octets per transaction at most, whatever --batch says (one big message is one batch).
 BATCH_OCTETS = 32 * 1024 * 1024
 
@@ -90,8 +96,15 @@ def from_line_date(line: str) -> dt.datetime | None:
             sign = -1 if z[0] == "-" else 1
             offset = sign * dt.timedelta(hours=int(z[1:3]), minutes=int(z[3:5]))
     try:
-        return dt.datetime(int(year), _MONTHS.index(month) + 1, int(day), int(hour),
-                           int(minute), int(second or 0), tzinfo=dt.timezone(offset))
+        return dt.datetime(
+            int(year),
+            _MONTHS.index(month) + 1,
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            tzinfo=dt.timezone(offset),
+        )
     except ValueError:
         return None
 
@@ -101,8 +114,12 @@ def mbox_flags(status: str, x_status: str) -> tuple[str, ...]:
     out: list[str] = []
     if "R" in status:
         out.append("\\Seen")
-    for letter, flag in (("A", "\\Answered"), ("F", "\\Flagged"), ("T", "\\Draft"),
-                         ("D", "\\Deleted")):
+    for letter, flag in (
+        ("A", "\\Answered"),
+        ("F", "\\Flagged"),
+        ("T", "\\Draft"),
+        ("D", "\\Deleted"),
+    ):
         if letter in x_status:
             out.append(flag)
     return tuple(out)
@@ -184,11 +201,20 @@ def add_parser(sub: Subparsers) -> None:
     imp.add_argument("user")
     imp.add_argument("mailbox")
     imp.add_argument("path", help="a Maildir (with cur/ and new/) or an mbox file")
-    imp.add_argument("--format", choices=("auto", "maildir", "mbox"), default="auto",
-                     help="default: a directory is a Maildir, a file an mbox")
+    imp.add_argument(
+        "--format",
+        choices=("auto", "maildir", "mbox"),
+        default="auto",
+        help="default: a directory is a Maildir, a file an mbox",
+    )
     imp.add_argument("--create", action="store_true", help="create the mailbox if missing")
-    imp.add_argument("--batch", type=_positive, default=100, metavar="N",
-                     help="messages per transaction (default 100)")
+    imp.add_argument(
+        "--batch",
+        type=_positive,
+        default=100,
+        metavar="N",
+        help="messages per transaction (default 100)",
+    )
     add_data_dir(imp)
 
 
@@ -218,21 +244,26 @@ async def main(args: argparse.Namespace, config: Config) -> int:
                 info = await store.create_mailbox(user.id, args.mailbox, CLI_ORIGIN)
             for batch in batches(items, args.batch):
                 await store.append(
-                    user.id, info.name,
+                    user.id,
+                    info.name,
                     [NewMessage(s.content, s.flags, s.internaldate) for s in batch],
-                    CLI_ORIGIN, kind="import",
+                    CLI_ORIGIN,
+                    kind="import",
                 )
                 imported += len(batch)
                 await control.notify_changed(config.data_dir)  # sessions see each batch
         except StoreError as exc:
-            print(f"imapd import: {exc.text} ({imported} messages imported before)",
-                  file=sys.stderr)
+            print(
+                f"imapd import: {exc.text} ({imported} messages imported before)", file=sys.stderr
+            )
             return 1
         except OSError as exc:
             print(f"imapd import: {exc} ({imported} messages imported before)", file=sys.stderr)
             return 1
-        print(f"imported {imported} message{'' if imported == 1 else 's'} into"
-              f" {args.user} {info.name}")
+        print(
+            f"imported {imported} message{'' if imported == 1 else 's'} into"
+            f" {args.user} {info.name}"
+        )
         return 0
 
     return await with_store(config, act)

@@ -30,20 +30,30 @@ def add_arguments(notifyd: argparse.ArgumentParser) -> None:
     """The flags of ``--method jetstream`` (``--url``, ``--state``, ``--data-dir`` and
     ``--config`` are the notifyd parser's own)."""
     group = notifyd.add_argument_group("method jetstream (docs/jetstream.md)")
-    group.add_argument("--stream", help="JetStream stream (default IMAPD_EVENTS; created if "
-                       "absent)")
-    group.add_argument("--subject-prefix", dest="subject_prefix",
-                       help="subjects PREFIX.<event>.<user> (default imapd)")
+    group.add_argument(
+        "--stream", help="JetStream stream (default IMAPD_EVENTS; created if absent)"
+    )
+    group.add_argument(
+        "--subject-prefix",
+        dest="subject_prefix",
+        help="subjects PREFIX.<event>.<user> (default imapd)",
+    )
     group.add_argument("--creds", help="NATS credentials file")
-    group.add_argument("--status", metavar="FILE", help="health status JSON (default "
-                       f"DATA_DIR/{NOTIFYD_STATUS})")
+    group.add_argument(
+        "--status", metavar="FILE", help=f"health status JSON (default DATA_DIR/{NOTIFYD_STATUS})"
+    )
 
 
 def notifyd_main(args: argparse.Namespace, config: Config) -> int:
     """``imapd notifyd --method jetstream --url nats://HOST:PORT --data-dir DIR``."""
     try:
-        opts = options(config, url=args.url, stream=args.stream,
-                       subject_prefix=args.subject_prefix, creds=args.creds)
+        opts = options(
+            config,
+            url=args.url,
+            stream=args.stream,
+            subject_prefix=args.subject_prefix,
+            creds=args.creds,
+        )
     except ValueError as exc:
         sys.stderr.write(f"imapd notifyd: {exc}\n")
         return 2
@@ -75,8 +85,9 @@ async def _follow(config: Config, opts: Options, state: Path, status: Path) -> i
     try:
         await notices.open()  # subscribe first, read second: nothing committed is missed
         await sink.start()
-        log.info("following %s into NATS JetStream %s, stream %s", config.db_path, opts.url,
-                 opts.stream)
+        log.info(
+            "following %s into NATS JetStream %s, stream %s", config.db_path, opts.url, opts.stream
+        )
         stop = asyncio.ensure_future(stopping.wait())
         while not stopping.is_set():
             notice = asyncio.ensure_future(notices.wait())

@@ -13,32 +13,61 @@ from imapd.config import ConfigError
 
 
 def add_notifyd_parser(sub: Subparsers) -> None:
-    notifyd = sub.add_parser("notifyd", help="handle events: from a datagram socket (Cyrus "
-                             "notifyd) or, with --outbox, from the server's change log")
+    notifyd = sub.add_parser(
+        "notifyd",
+        help="handle events: from a datagram socket (Cyrus "
+        "notifyd) or, with --outbox, from the server's change log",
+    )
     notifyd.add_argument("--socket", help="UNIX datagram socket path to bind")
-    notifyd.add_argument("--outbox", action="store_true",
-                         help="no socket: follow the change log of --data-dir from --state "
-                         "FILE (durable, at least once; methods log, jsonl, external)")
-    notifyd.add_argument("--method",
-                         choices=("log", "external", "jsonl", "webhook", "jetstream"),
-                         default="log", help="log: notifyd's log line; external: run "
-                         "--program; jsonl: JSON; webhook: POST to --url")
+    notifyd.add_argument(
+        "--outbox",
+        action="store_true",
+        help="no socket: follow the change log of --data-dir from --state "
+        "FILE (durable, at least once; methods log, jsonl, external)",
+    )
+    notifyd.add_argument(
+        "--method",
+        choices=("log", "external", "jsonl", "webhook", "jetstream"),
+        default="log",
+        help="log: notifyd's log line; external: run "
+        "--program; jsonl: JSON; webhook: POST to --url",
+    )
     notifyd.add_argument("--program", help="command run per event (method external)")
     hook = notifyd.add_argument_group("method webhook (see the README)")
     hook.add_argument("--url", help="http:// or https:// URL events are POSTed to")
-    hook.add_argument("--secret", help="HMAC-SHA256 key for X-Imapd-Signature (default: "
-                      "$IMAPD_WEBHOOK_SECRET; none: unsigned)")
-    hook.add_argument("--batch", type=int, default=1, metavar="N",
-                      help='up to N events per POST as {"events": [...]} (default 1: one '
-                      "event object per POST)")
-    hook.add_argument("--queue", type=int, default=1000, metavar="N",
-                      help="events held in memory; when full, datagrams wait in the server's "
-                      "outbox (default 1000)")
-    hook.add_argument("--state", metavar="FILE", help="last acknowledged (with --outbox: "
-                      "handled) position, for resuming")
+    hook.add_argument(
+        "--secret",
+        help="HMAC-SHA256 key for X-Imapd-Signature (default: "
+        "$IMAPD_WEBHOOK_SECRET; none: unsigned)",
+    )
+    hook.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help='up to N events per POST as {"events": [...]} (default 1: one event object per POST)',
+    )
+    hook.add_argument(
+        "--queue",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="events held in memory; when full, datagrams wait in the server's "
+        "outbox (default 1000)",
+    )
+    hook.add_argument(
+        "--state",
+        metavar="FILE",
+        help="last acknowledged (with --outbox: handled) position, for resuming",
+    )
     hook.add_argument("--timeout", type=float, default=10.0, help="seconds per POST (10)")
-    hook.add_argument("--retry-max", type=float, default=60.0, dest="retry_max",
-                      help="longest backoff between retries, seconds (60)")
+    hook.add_argument(
+        "--retry-max",
+        type=float,
+        default=60.0,
+        dest="retry_max",
+        help="longest backoff between retries, seconds (60)",
+    )
     add_data_dir(notifyd)  # webhook: catch up from this server's outbox after a restart
     from imapd.cli import jetstream  # --method jetstream: --stream, --subject-prefix, --creds
 
@@ -70,6 +99,7 @@ def main(args: argparse.Namespace) -> int:
     if args.method == "webhook":
         return _webhook(args)
     return notifyd_mod.main(args.socket, args.method, args.program)
+
 
 def _webhook(args: argparse.Namespace) -> int:
     """``imapd notifyd --method webhook``: notify/webhook.py. With ``--data-dir`` the catch-up
@@ -107,9 +137,14 @@ def _webhook(args: argparse.Namespace) -> int:
             outbox = webhook.Outbox(store, policy, fmt)
         try:
             hook = webhook.Webhook(
-                args.url, secret=secret.encode("utf-8") if secret else None,
-                batch=args.batch, queue=args.queue, state=state, outbox=outbox,
-                timeout=args.timeout, retry_max=args.retry_max,
+                args.url,
+                secret=secret.encode("utf-8") if secret else None,
+                batch=args.batch,
+                queue=args.queue,
+                state=state,
+                outbox=outbox,
+                timeout=args.timeout,
+                retry_max=args.retry_max,
             )
             return await webhook.serve(args.socket, hook)
         finally:
@@ -129,8 +164,11 @@ def _notifyd_outbox(args: argparse.Namespace) -> int:
     from imapd.cli import events
 
     if args.method == "webhook" or args.socket:
-        print("imapd notifyd: --outbox takes --method log, jsonl or external and no --socket "
-              "(the webhook follows the outbox with --socket and --data-dir)", file=sys.stderr)
+        print(
+            "imapd notifyd: --outbox takes --method log, jsonl or external and no --socket "
+            "(the webhook follows the outbox with --socket and --data-dir)",
+            file=sys.stderr,
+        )
         return 2
     if not args.state:
         print("imapd notifyd: --outbox needs --state FILE", file=sys.stderr)

@@ -20,10 +20,15 @@ def add_serve_parser(sub: Subparsers) -> None:
     serve.add_argument("--tls-key-file", help="PEM private key (default: in the cert file)")
     serve.add_argument("--servername", help="server name in events (default localhost)")
     serve.add_argument("--pid-file", help="write the pid here while running")
-    serve.add_argument("--log-format", choices=("text", "json"),
-                       help="text lines (default) or JSON lines")
-    serve.add_argument("--init", action="store_true", help="as `imapd init` first: an empty"
-                       " or damaged store is moved aside and a new one created")
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="text lines (default) or JSON lines"
+    )
+    serve.add_argument(
+        "--init",
+        action="store_true",
+        help="as `imapd init` first: an empty"
+        " or damaged store is moved aside and a new one created",
+    )
 
 
 def add_healthcheck_parser(sub: Subparsers) -> None:

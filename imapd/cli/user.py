@@ -10,8 +10,10 @@ from imapd.cli.admin import disconnect_user
 from imapd.cli.common import Subparsers, add_data_dir, run, with_store
 from imapd.config import Config
 
-PW_FLAG_HELP = ("the password ('-': read one line from standard input; omitted: asked on the "
-                 "terminal). A password on the command line shows in ps and shell history")
+PW_FLAG_HELP = (
+    "the password ('-': read one line from standard input; omitted: asked on the "
+    "terminal). A password on the command line shows in ps and shell history"
+)
 
 
 def add_user_parser(sub: Subparsers) -> None:
@@ -32,7 +34,8 @@ def add_user_parser(sub: Subparsers) -> None:
     lst = user_sub.add_parser("list", help="list users")
     add_data_dir(lst)
     admin = user_sub.add_parser(
-        "admin", help="grant or revoke admin rights (shared mailboxes, every ACL, SETQUOTA)")
+        "admin", help="grant or revoke admin rights (shared mailboxes, every ACL, SETQUOTA)"
+    )
     admin.add_argument("name")
     grant = admin.add_mutually_exclusive_group(required=True)
     grant.add_argument("--grant", dest="grant", action="store_true")
@@ -44,7 +47,8 @@ def add_quota_parser(sub: Subparsers) -> None:
     quota = sub.add_parser("quota", help="users' quotas (RFC 9208)")
     quota_sub = quota.add_subparsers(dest="quota_command", required=True)
     set_quota = quota_sub.add_parser(
-        "set", help="set a user's limits (a limit omitted or -1: unlimited)")
+        "set", help="set a user's limits (a limit omitted or -1: unlimited)"
+    )
     set_quota.add_argument("user")
     set_quota.add_argument("--storage", type=limit, metavar="KIB", help="STORAGE in KiB")
     set_quota.add_argument("--messages", type=limit, metavar="N", help="MESSAGE count")
@@ -72,8 +76,10 @@ def read_password(given: str | None) -> str:
             raise PasswordError("--password -: no password on standard input")
         return password
     if not sys.stdin.isatty():
-        raise PasswordError("no password: give --password PW, or --password - to read it "
-                            "from standard input, or run on a terminal to be asked")
+        raise PasswordError(
+            "no password: give --password PW, or --password - to read it "
+            "from standard input, or run on a terminal to be asked"
+        )
     import getpass
 
     try:
@@ -111,8 +117,10 @@ def user_command(args: argparse.Namespace, config: Config) -> int:
                 case "delete":
                     await store.delete_user(args.name)
                     ended = await disconnect_user(config, args.name)
-                    print(f"user {args.name} deleted"
-                          + (f"; {ended} session(s) disconnected" if ended else ""))
+                    print(
+                        f"user {args.name} deleted"
+                        + (f"; {ended} session(s) disconnected" if ended else "")
+                    )
                 case "list":
                     for user in await store.list_users():
                         print(user.name + (" (admin)" if user.is_admin else ""))
@@ -155,8 +163,10 @@ def quota_command(args: argparse.Namespace, config: Config) -> int:
         limits, usage = info.root.limits, info.usage
         storage = "unlimited" if limits.storage is None else f"{limits.storage} KiB"
         messages = "unlimited" if limits.messages is None else str(limits.messages)
-        print(f"{info.root.name}: storage {usage.storage // 1024} KiB of {storage},"
-              f" messages {usage.messages} of {messages}")
+        print(
+            f"{info.root.name}: storage {usage.storage // 1024} KiB of {storage},"
+            f" messages {usage.messages} of {messages}"
+        )
         return 0
 
     return run(with_store(config, act))

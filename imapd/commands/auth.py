@@ -120,8 +120,7 @@ async def handle_namespace(session: Context, cmd: c.Namespace) -> Outcome:
     (("Shared/" "/"))``, the same for everyone (store/namespace.py): it names no user and
     no mailbox."""
     personal, others, shared = ((prefix,) for prefix in PREFIXES)
-    return ok("NAMESPACE completed", None,
-              Untagged((Atom("NAMESPACE"), personal, others, shared)))
+    return ok("NAMESPACE completed", None, Untagged((Atom("NAMESPACE"), personal, others, shared)))
 
 
 async def handle_starttls(session: Context, cmd: c.StartTLS) -> Outcome:
@@ -147,22 +146,30 @@ async def _login(session: Context, user: str, password: Secret, mechanism: str) 
         raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
     try:
         account = await session.auth_guard.verify(
-            session.address, lambda: session.store.authenticate(user, password.reveal()))
+            session.address, lambda: session.store.authenticate(user, password.reveal())
+        )
     except AuthFailed as exc:
         delay = session.auth_guard.failed(session.address, user)
         host = session.peer.rpartition(":")[0] or session.peer
-        log_failure(address=host, user=user, mechanism=mechanism,
-                    reason="unknown-user" if exc.unknown_user else "bad-password",
-                    session=session.id, delay=delay)
+        log_failure(
+            address=host,
+            user=user,
+            mechanism=mechanism,
+            reason="unknown-user" if exc.unknown_user else "bad-password",
+            session=session.id,
+            delay=delay,
+        )
         await asyncio.sleep(delay)  # holds only this connection, no hashing slot
         raise
     if not session.admission.login(account.name, session.address):
         raise CommandRefused(  # RFC 5530 LIMIT; Dovecot: mail_max_userip_connections
-            "Too many connections for this user from your address", "LIMIT")
+            "Too many connections for this user from your address", "LIMIT"
+        )
     log.info("session %s: login %s from %s", session.id, account.name, session.peer)
     caps = " ".join(session.capabilities(authenticated=True))
-    return Outcome(text="Logged in", code=f"CAPABILITY {caps}",
-                   state=Authenticated(account.name), user=account)
+    return Outcome(
+        text="Logged in", code=f"CAPABILITY {caps}", state=Authenticated(account.name), user=account
+    )
 
 
 async def handle_login(session: Context, cmd: c.Login) -> Outcome:
@@ -181,6 +188,7 @@ async def handle_authenticate(session: Context, cmd: c.Authenticate) -> Outcome:
     if not session.plaintext_allowed:
         raise CommandRefused("Plaintext authentication is disabled", "PRIVACYREQUIRED")
     if cmd.initial_response is None:
+
         async def resume(session: Context, data: Secret | None) -> Outcome:
             return await finish_authenticate(session, data)
 

@@ -88,11 +88,14 @@ def ok(text: str = "completed", code: str | None = None, *responses: Response) -
 
 
 def refusal(
-    exc: ImapError | StoreError, *, state: State | None = None,
+    exc: ImapError | StoreError,
+    *,
+    state: State | None = None,
     responses: list[Response] | None = None,
 ) -> Outcome:
     """The tagged reply a refusal gets: ImapError's own status (BAD or NO), NO for a
     StoreError, each with its response code; ``state`` and ``responses`` as in Outcome."""
     status = exc.status if isinstance(exc, ImapError) else "NO"
-    return Outcome(text=exc.text, status=status, code=exc.code, state=state,
-                   responses=responses or [])
+    return Outcome(
+        text=exc.text, status=status, code=exc.code, state=state, responses=responses or []
+    )

@@ -71,7 +71,7 @@ class Matcher:
                 return rest_len == 0
             if self._tail == "*":
                 return True
-            return self._sep not in name[len(self._prefix):]
+            return self._sep not in name[len(self._prefix) :]
         wild, star, literal = self._any, self._star, self._literal
         state = 1 | ((1 & wild) << 1)  # the start, and past a leading wildcard (empty)
         for ch in name:

@@ -39,8 +39,7 @@ async def handle_create(session: Context, cmd: c.Create) -> Outcome:
         if use not in SPECIAL_USES:
             raise CommandRefused(f"Unknown special use {use}", "USEATTR")
     await require_parent(session, cmd.mailbox, "k")  # RFC 4314 §4
-    made = await session.store.create_mailbox(
-        user.id, cmd.mailbox, session.origin, cmd.special_use)
+    made = await session.store.create_mailbox(user.id, cmd.mailbox, session.origin, cmd.special_use)
     return ok("CREATE completed", objectid.mailbox_code(made))  # RFC 8474 §4.1
 
 
@@ -240,8 +239,17 @@ def _join(reference: str, pattern: str) -> str:
 
 
 # --- STATUS ---------------------------------------------------------------------------
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE",
-                "HIGHESTMODSEQ", "APPENDLIMIT")
+STATUS_ITEMS = (
+    "MESSAGES",
+    "RECENT",
+    "UIDNEXT",
+    "UIDVALIDITY",
+    "UNSEEN",
+    "DELETED",
+    "SIZE",
+    "HIGHESTMODSEQ",
+    "APPENDLIMIT",
+)
 
 
 def status_values(
@@ -286,9 +294,7 @@ async def handle_status(session: Context, cmd: c.Status) -> Outcome:
     return ok("STATUS completed", None, *owed, await status_response(session, info, items))
 
 
-async def status_response(
-    session: Context, info: MailboxInfo, items: tuple[str, ...]
-) -> Untagged:
+async def status_response(session: Context, info: MailboxInfo, items: tuple[str, ...]) -> Untagged:
     """``* STATUS name (items)``; APPENDLIMIT is the literal size limit (RFC 7889 §3)."""
     deleted = 0
     if "DELETED-STORAGE" in items:
@@ -316,24 +322,27 @@ async def handle_append(session: Context, cmd: c.Append) -> Outcome:
     # RFC 4314 §4: i on the target; flags without their right are dropped, not refused.
     target = await lookup(session, cmd.mailbox, "i", target=True)
     messages = [  # a big literal's octets stay in their spool file: the store reads it
-        NewMessage(session.spooled(m.content) if isinstance(m.content, SpooledLiteral)
-                   else m.content, settable(m.flags, target.rights), m.date)
+        NewMessage(
+            session.spooled(m.content) if isinstance(m.content, SpooledLiteral) else m.content,
+            settable(m.flags, target.rights),
+            m.date,
+        )
         for m in cmd.messages
     ]
     added = [f for m in messages for f in m.flags if not f.startswith("\\")]
     if added:
         view = session.view
-        known = (view.keywords if view is not None and view.mailbox_id == target.id
-                 else await session.store.mailbox_keywords(target.id))
+        known = (
+            view.keywords
+            if view is not None and view.mailbox_id == target.id
+            else await session.store.mailbox_keywords(target.id)
+        )
         check_keyword_limit(session, known, added)
     try:
         # The name resolved once (target.id); the store checks "i" again in its write
         # transaction, so a revoke since `lookup` is honoured (NO [NOPERM]).
-        result = await session.store.append(user.id, target.id, messages, session.origin,
-                                            need="i")
+        result = await session.store.append(user.id, target.id, messages, session.origin, need="i")
     except MailboxNotFound as exc:
         raise CommandRefused(exc.text, "TRYCREATE") from exc
     uids = SequenceSet.from_values(result.uids)
-    return Outcome(
-        text="APPEND completed", code=f"APPENDUID {result.mailbox.uidvalidity} {uids}"
-    )
+    return Outcome(text="APPEND completed", code=f"APPENDUID {result.mailbox.uidvalidity} {uids}")

@@ -120,7 +120,8 @@ def to_criterion(key: SearchKey, view: SelectedView, saved: list[int]) -> Criter
             return Criterion(
                 "AND",
                 children=(
-                    Criterion("UIDS", tuple(number_ranges(view.recent))), Criterion("UNSEEN")
+                    Criterion("UIDS", tuple(number_ranges(view.recent))),
+                    Criterion("UNSEEN"),
                 ),
             )
         case "OLD":
@@ -330,8 +331,9 @@ class FetchCommand:
         served (the data for the rest went out); None: the handler's OK stands."""
         if not self.expunge_issued:
             return None
-        return Outcome(text="Some of the requested messages no longer exist", status="NO",
-                       code="EXPUNGEISSUED")
+        return Outcome(
+            text="Some of the requested messages no longer exist", status="NO", code="EXPUNGEISSUED"
+        )
 
 
 async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
@@ -352,7 +354,8 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
                 # Rare: expunged elsewhere, not reported yet; the generic path, in order.
                 records = await session.store.fetch(view.mailbox_id, chunk)
                 records, complete = await _with_expunged(
-                    session, view, chunk, records, False, False, None)
+                    session, view, chunk, records, False, False, None
+                )
                 missing = missing or not complete
                 yield _fetch_batch(session, view, records, atts, {}, session.utf8)
                 continue
@@ -376,15 +379,22 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
         )
         # Expunged messages come without wire bytes or header blocks: rendered from these.
         records, complete = await _with_expunged(
-            session, view, chunk, records, content or header, structure or wire or header,
-            changedsince)
+            session,
+            view,
+            chunk,
+            records,
+            content or header,
+            structure or wire or header,
+            changedsince,
+        )
         missing = missing or (changedsince is None and not complete)
         if sum(map(_render_cost, records)) > RENDER_IN_THREAD:
             # Rendering and serialising cost grows with the messages (20,000 addresses in
             # one To: took 0.7 s for ENVELOPE): off the event loop. Only this session's
             # task, which waits here, touches the view meanwhile.
             pieces = await asyncio.to_thread(
-                _fetch_pieces, session, view, records, atts, seen_now, session.utf8)
+                _fetch_pieces, session, view, records, atts, seen_now, session.utf8
+            )
             yield [Serialized(piece) for piece in pieces]  # big literals stay uncopied
         else:
             yield _fetch_batch(session, view, records, atts, seen_now, session.utf8)
@@ -400,7 +410,8 @@ async def _mark_seen(
     the messages the FETCH returns (RFC 7162 §3.1.4.1). uid -> (flags, modseq) now."""
     rows = await session.store.fetch_plain(view.mailbox_id, uids, ("modseq", "flags"))
     unseen = [
-        uid for uid, modseq, flags in rows
+        uid
+        for uid, modseq, flags in rows
         if (changedsince is None or modseq > changedsince) and "\\Seen" not in flags.split()
     ]
     if not unseen:
@@ -438,8 +449,7 @@ def _fetch_pieces(
     seen_now: dict[int, tuple[tuple[str, ...], int]],
     utf8: bool,
 ) -> list[bytes]:
-    return serialize_pieces(
-        _fetch_batch(session, view, records, atts, seen_now, utf8), utf8=utf8)
+    return serialize_pieces(_fetch_batch(session, view, records, atts, seen_now, utf8), utf8=utf8)
 
 
 def _fetch_batch(
@@ -531,8 +541,7 @@ async def _with_expunged(
         if changedsince is not None:
             facts = [f for f in facts if f.modseq > changedsince]
         if facts:
-            gone = await session.store.fetch_expunged(
-                facts, content=content, structure=structure)
+            gone = await session.store.fetch_expunged(facts, content=content, structure=structure)
             records = sorted([*records, *gone], key=lambda r: r.uid)
     return records, len(records) >= len(chunk)
 
@@ -719,7 +728,12 @@ async def handle_copy(session: Context, cmd: c.Copy) -> Outcome:
         await _check_copied_keywords(session, view, uids, target.id)
     try:
         result = await session.store.copy_messages(
-            view.mailbox_id, uids, user.id, target.id, session.origin, move=cmd.move,
+            view.mailbox_id,
+            uids,
+            user.id,
+            target.id,
+            session.origin,
+            move=cmd.move,
             need="i",  # checked again in the write transaction (see handle_append)
         )
     except MailboxNotFound as exc:

@@ -26,6 +26,7 @@ from store.metadata import MetadataLimits, MetadataTooBig, is_private
 if TYPE_CHECKING:
     from imapd.commands.context import Context
 
+
 def limits(session: Context) -> MetadataLimits:
     config = session.config
     return MetadataLimits(

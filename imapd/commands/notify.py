@@ -50,8 +50,9 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
         return ok("NOTIFY completed")
     unknown = {e.name for g in cmd.groups for e in g.events or () if e.name not in SUPPORTED_EVENTS}
     if unknown:  # RFC 5465 §3.1, §8: the list names what we support, not what was refused
-        raise CommandRefused(f"Unsupported event {min(unknown)}",
-                             f"BADEVENT ({' '.join(SUPPORTED_EVENTS)})")
+        raise CommandRefused(
+            f"Unsupported event {min(unknown)}", f"BADEVENT ({' '.join(SUPPORTED_EVENTS)})"
+        )
     if sum(len(g.mailboxes) for g in cmd.groups) > MAX_NAMED_MAILBOXES:
         raise CommandRefused("Too many mailboxes to watch", "NOTIFICATIONOVERFLOW")  # RFC 5465 §3.1
     registration = compile_groups(
@@ -86,8 +87,9 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     state.names = {m.name: m.selectable for m in listable}
     state.special_use = {m.name: m.special_use for m in listable if m.special_use}
     named = {n for g in cmd.groups for n in g.mailboxes}
-    state.rights = {(m.owner, _local(user.name, m)): m.rights
-                    for m in mailboxes if m.owner != user.name}
+    state.rights = {
+        (m.owner, _local(user.name, m)): m.rights for m in mailboxes if m.owner != user.name
+    }
     for m in listable:
         if m.owner == user.name:
             continue

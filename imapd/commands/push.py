@@ -37,12 +37,24 @@ async def handle_xapplepushservice(session: Context, cmd: c.XApplePushService) -
         raise CommandRefused(f"Unsupported aps-version {cmd.aps_version}")
     user = session.require_user()
     await session.store.register_push(
-        user.id, cmd.aps_version, cmd.account_id, cmd.device_token, cmd.subtopic,
-        cmd.mailboxes, session.origin,
+        user.id,
+        cmd.aps_version,
+        cmd.account_id,
+        cmd.device_token,
+        cmd.subtopic,
+        cmd.mailboxes,
+        session.origin,
     )
     return ok(
         "XAPPLEPUSHSERVICE completed",
         None,
-        Untagged((Atom("XAPPLEPUSHSERVICE"), Atom("aps-version"), str(cmd.aps_version),
-                  Atom("aps-topic"), topic)),
+        Untagged(
+            (
+                Atom("XAPPLEPUSHSERVICE"),
+                Atom("aps-version"),
+                str(cmd.aps_version),
+                Atom("aps-topic"),
+                topic,
+            )
+        ),
     )

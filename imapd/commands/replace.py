@@ -56,8 +56,11 @@ async def handle_replace(session: Context, cmd: c.Replace) -> Outcome:
     message = NewMessage(content, settable(m.flags, target.rights), m.date)
     added = [f for f in message.flags if not f.startswith("\\")]
     if added:
-        known = (view.keywords if view.mailbox_id == target.id
-                 else await session.store.mailbox_keywords(target.id))
+        known = (
+            view.keywords
+            if view.mailbox_id == target.id
+            else await session.store.mailbox_keywords(target.id)
+        )
         check_keyword_limit(session, known, added)
     try:
         result = await session.store.replace(
@@ -67,5 +70,4 @@ async def handle_replace(session: Context, cmd: c.Replace) -> Outcome:
         raise CommandRefused(exc.text, "TRYCREATE") from exc
     code = f"APPENDUID {result.mailbox.uidvalidity} {SequenceSet.from_values(result.uids)}"
     told = f"HIGHESTMODSEQ {_told_highestmodseq(session, view)}" if view.condstore else None
-    return ok("REPLACE completed", told,
-              UntaggedStatus("OK", "Replacement Message ready", code))
+    return ok("REPLACE completed", told, UntaggedStatus("OK", "Replacement Message ready", code))

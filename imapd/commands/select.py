@@ -63,17 +63,16 @@ async def _select(
         readonly = cmd.readonly or not any(r in mailbox.rights for r in "iestw")
         # Subscribe first, then read the snapshot: changes with seq <= snapshot.seq are in it.
         sub.watch(mailboxes=frozenset({mailbox.id}))
-        snapshot = await session.store.open_mailbox(
-            user.id, cmd.mailbox, claim_recent=not readonly
-        )
+        snapshot = await session.store.open_mailbox(user.id, cmd.mailbox, claim_recent=not readonly)
     finally:
         if snapshot is None:
             sub.watch(mailboxes=frozenset())
             sub.drain()
     # As this user sees it: the name in their namespaces, their rights (kept while selected,
     # as RFC 4314 §5.1.1 allows).
-    info = dataclasses.replace(snapshot.mailbox, name=mailbox.name, rights=mailbox.rights,
-                               subscribed=mailbox.subscribed)
+    info = dataclasses.replace(
+        snapshot.mailbox, name=mailbox.name, rights=mailbox.rights, subscribed=mailbox.subscribed
+    )
     if cmd.condstore or cmd.qresync is not None:
         enable(session, "CONDSTORE", selected=False)  # RFC 7162 §3.1.8; none selected yet
     view = SelectedView(
@@ -122,9 +121,13 @@ async def _select(
         responses += await _resync(session, view, info, q)
     code = "READ-ONLY" if readonly else "READ-WRITE"
     name = "EXAMINE" if cmd.readonly else "SELECT"
-    return Outcome(text=f"{name} completed", code=code, responses=responses,
-                   state=Selected(user.name, info.name, readonly),
-                   selection=Selection(info, view))
+    return Outcome(
+        text=f"{name} completed",
+        code=code,
+        responses=responses,
+        state=Selected(user.name, info.name, readonly),
+        selection=Selection(info, view),
+    )
 
 
 async def _resync(

@@ -78,8 +78,9 @@ async def notify_changed(data_dir: Path) -> int | None:
 class Subscription:
     """The client side of ``subscribe``: `next` waits for the next publish notice."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 seq: int) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seq: int
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self.seq = seq

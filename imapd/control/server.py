@@ -80,14 +80,15 @@ class ControlServer:
                 pass  # stale: a server that was killed; replaced atomically below
             else:
                 writer.close()
-                log.warning("control socket %s belongs to another running server: no admin"
-                            " socket for this one (imapd who/kick, prompt CLI changes)",
-                            self.path)
+                log.warning(
+                    "control socket %s belongs to another running server: no admin"
+                    " socket for this one (imapd who/kick, prompt CLI changes)",
+                    self.path,
+                )
                 return False
         sock = bind(self.path)
         self._inode = os.stat(self.path).st_ino
-        self._listener = await asyncio.start_unix_server(self._client, sock=sock,
-                                                         limit=MAX_LINE)
+        self._listener = await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_LINE)
         self._seq = await self.server.store.change_log_head()
         self.server.bus.add_listener(self.published)
         log.info("control socket %s", self.path)
@@ -158,13 +159,19 @@ class ControlServer:
                 return {"ok": True, "sessions": [session_info(s, now) for s in sessions]}
             case Stats():
                 cache = self.server.auth_cache
-                return {"ok": True,
-                        "auth_cache": cache.stats().as_dict() if cache is not None else None}
+                return {
+                    "ok": True,
+                    "auth_cache": cache.stats().as_dict() if cache is not None else None,
+                }
             case Kick(session=session_id, user=user):
                 chosen = [
-                    s for s in self.server.sessions
-                    if (s.id == session_id if session_id is not None
-                        else s.user is not None and s.user.name == user)
+                    s
+                    for s in self.server.sessions
+                    if (
+                        s.id == session_id
+                        if session_id is not None
+                        else s.user is not None and s.user.name == user
+                    )
                 ]
                 for s in chosen:
                     s.kick(KICK_TEXT)
@@ -173,8 +180,9 @@ class ControlServer:
                     await asyncio.wait(tasks, timeout=KICK_WAIT)
                 return {"ok": True, "kicked": [s.id for s in chosen]}
 
-    async def _subscription(self, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
+    async def _subscription(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Push the last published seq after each publish until the client hangs up."""
         bell = asyncio.Event()
         self._subscribers.add(bell)

@@ -122,8 +122,7 @@ def request_object(req: Request) -> dict[str, object]:
         case Subscribe():
             return {"op": "subscribe"}
         case Kick(session=session, user=user):
-            return {"op": "kick", "session": session} if session else {"op": "kick",
-                                                                        "user": user}
+            return {"op": "kick", "session": session} if session else {"op": "kick", "user": user}
 
 
 def encode(obj: Mapping[str, object]) -> bytes:

@@ -82,11 +82,13 @@ class LmtpServer:
         else:
             host, port = parse_hostport(self.where, "lmtp")
             self._server = await asyncio.start_server(self._accept, host, port, limit=2**20)
-            self.addresses = [(str(a[0]), int(a[1])) for a in
-                              (s.getsockname() for s in self._server.sockets)]
+            self.addresses = [
+                (str(a[0]), int(a[1])) for a in (s.getsockname() for s in self._server.sockets)
+            ]
         for addr in self.addresses:
-            log.info("listening on %s (lmtp)", addr if isinstance(addr, str) else
-                     f"{addr[0]}:{addr[1]}")
+            log.info(
+                "listening on %s (lmtp)", addr if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
+            )
         return self.addresses
 
     async def close(self, grace: float) -> None:
@@ -232,8 +234,12 @@ class _LmtpSession:
                 if rcpt.user not in done:
                     done[rcpt.user] = await self._deliver_one(rcpt.user, content)
                 reply = done[rcpt.user]
-                replies.append(Reply(reply.code, tuple(
-                    line.replace("{rcpt}", rcpt.address) for line in reply.lines)))
+                replies.append(
+                    Reply(
+                        reply.code,
+                        tuple(line.replace("{rcpt}", rcpt.address) for line in reply.lines),
+                    )
+                )
         finally:
             self.server.set_busy(self.task, False)
         return self.conn.finish_message(replies)

@@ -409,7 +409,6 @@ class Notify:
     groups: tuple[NotifyGroup, ...] | None
 
 
-
 # --- SORT and THREAD (RFC 5256, RFC 5957, ESORT RFC 5267) ------------------------------
 @dataclass(frozen=True, slots=True)
 class Sort:
@@ -434,6 +433,7 @@ class Thread:
     algorithm: str  # "ORDEREDSUBJECT" or "REFERENCES"
     charset: str
     key: SearchKey
+
 
 Command = (
     Capability

@@ -366,8 +366,7 @@ class ServerConnection:
         if outcome.mode is not None and (
             outcome.status != "OK" or outcome.mode not in _MODE_PROMPTS
         ):
-            raise ValueError(f"{type(command).__name__}: mode {outcome.mode} with"
-                             f" {outcome.status}")
+            raise ValueError(f"{type(command).__name__}: mode {outcome.mode} with {outcome.status}")
         if outcome.state is not None:
             self.set_state(outcome.state)
         if outcome.utf8 is not None:
@@ -381,7 +380,6 @@ class ServerConnection:
             first, rest = [*first, *rest], []
         tagged = Tagged(command.tag, outcome.status, _tagged_text(command, outcome), outcome.code)
         return [*first, *outcome.responses, *rest, tagged]
-
 
     def send(self, responses: Iterable[Response]) -> bytes:
         """Serialize ``responses`` in order with the current UTF8=ACCEPT setting."""

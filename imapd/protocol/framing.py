@@ -116,7 +116,13 @@ FRAME_NEED_DATA: Final = _Signal.NEED_DATA
 FRAME_EOF: Final = _Signal.EOF
 
 FrameEvent: TypeAlias = (
-    Frame | SyncLiteral | FrameRejected | FrameFatal | ModeLine | ModeLineTooLong | LiteralChunk
+    Frame
+    | SyncLiteral
+    | FrameRejected
+    | FrameFatal
+    | ModeLine
+    | ModeLineTooLong
+    | LiteralChunk
     | _Signal
 )
 

@@ -198,8 +198,9 @@ def _holds_big(value: Value, depth: int = 1) -> bool:
 def _pieces(value: Value, small: list[bytes], out: list[bytes], utf8: bool, depth: int) -> None:
     data = _big(value)
     if data is not None:
-        small.append(b"~{%d}\r\n" % len(data) if type(value) is Literal8
-                     else b"{%d}\r\n" % len(data))
+        small.append(
+            b"~{%d}\r\n" % len(data) if type(value) is Literal8 else b"{%d}\r\n" % len(data)
+        )
         out.append(b"".join(small))
         small.clear()
         out.append(data)

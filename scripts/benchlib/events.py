@@ -49,10 +49,16 @@ _UID = re.compile(rb";UID=(\d+)\"")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("events section")
-    g.add_argument("--event-messages", type=int, default=2000, metavar="N",
-                   help="messages per single-client APPEND phase (default 2000)")
-    g.add_argument("--event-clients", type=int, default=10,
-                   help="concurrent APPEND connections (default 10)")
+    g.add_argument(
+        "--event-messages",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="messages per single-client APPEND phase (default 2000)",
+    )
+    g.add_argument(
+        "--event-clients", type=int, default=10, help="concurrent APPEND connections (default 10)"
+    )
 
 
 class OursWithEvents(Ours):
@@ -168,8 +174,9 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 shutil.rmtree(tmp)
 
 
-def _jetstream(args: argparse.Namespace, tmp: Path, extra: list[Server], names: list[str]
-               ) -> tuple[Any, Any]:
+def _jetstream(
+    args: argparse.Namespace, tmp: Path, extra: list[Server], names: list[str]
+) -> tuple[Any, Any]:
     """The JetStream variant (issue 19), when nats-server and nats-py are here."""
     from . import jetstream
 
@@ -183,14 +190,18 @@ def _jetstream(args: argparse.Namespace, tmp: Path, extra: list[Server], names: 
         return None, None
     nats_server = jetstream.NatsServer(binary, args.port_base + 5, tmp / "js")
     nats_server.start()
-    extra.append(jetstream.OursWithJetStream(args.port_base + 4, nats_server.url,
-                                             keep=args.keep))
+    extra.append(jetstream.OursWithJetStream(args.port_base + 4, nats_server.url, keep=args.keep))
     names.append("jetstream")
     return nats_server, jetstream.Consumer(nats_server.url)
 
 
-async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: list[Message],
-                  listener: DatagramListener, consumer: Any = None) -> list[Figure]:
+async def _phases(
+    args: argparse.Namespace,
+    variants: dict[str, Server],
+    msgs: list[Message],
+    listener: DatagramListener,
+    consumer: Any = None,
+) -> list[Figure]:
     names = list(variants)
     figures: dict[tuple[str, str], Figure] = {}
     ok_at: dict[int, float] = {}
@@ -210,8 +221,9 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
                 if name in {"listener", "jetstream"}:
                     found = _APPENDUID.search(reply.text)
                     if found:
-                        (ok_at if name == "listener" else ok_at_js)[
-                            int(found.group(1))] = time.perf_counter()
+                        (ok_at if name == "listener" else ok_at_js)[int(found.group(1))] = (
+                            time.perf_counter()
+                        )
             return len(msgs)
 
         return await _measure(variants[name], work)
@@ -219,8 +231,9 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
     async def append_n(name: str) -> Measure:
         srv = variants[name]
         part_msgs = msgs[: max(1, len(msgs) // 2)]
-        clients = await asyncio.gather(*(_client(srv, args.timeout)
-                                         for _ in range(args.event_clients)))
+        clients = await asyncio.gather(
+            *(_client(srv, args.timeout) for _ in range(args.event_clients))
+        )
 
         async def one(c: ImapClient, part: list[Message]) -> int:
             for m in part:
@@ -229,19 +242,22 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
 
         async def work() -> int:
             k = args.event_clients
-            return sum(await asyncio.gather(*(one(c, part_msgs[i::k])
-                                              for i, c in enumerate(clients))))
+            return sum(
+                await asyncio.gather(*(one(c, part_msgs[i::k]) for i, c in enumerate(clients)))
+            )
 
         try:
             return await _measure(srv, work)
         finally:
             await asyncio.gather(*(c.logout() for c in clients))
 
-    for rot, (key, label, phase) in enumerate((
-        ("append-1", "APPEND, 1 client", append_1),
-        ("append-10", f"APPEND, {args.event_clients} clients", append_n),
-    )):
-        order = names[rot % len(names):] + names[: rot % len(names)]
+    for rot, (key, label, phase) in enumerate(
+        (
+            ("append-1", "APPEND, 1 client", append_1),
+            ("append-10", f"APPEND, {args.event_clients} clients", append_n),
+        )
+    ):
+        order = names[rot % len(names) :] + names[: rot % len(names)]
         for name in order:
             fig = Figure(f"{key}-{name}", f"{label}, events {name}", "rate", "msgs")
             _log(f"[{name}] {key} ...")
@@ -254,8 +270,9 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
             await asyncio.wait_for(listener.settled.wait(), 10)
     delays = [(listener.arrived[u] - t) * 1000 for u, t in ok_at.items() if u in listener.arrived]
     delay = Figure("event-delay", "tagged OK -> MessageAppend datagram", "latency", "events")
-    delay.results["ours"] = Measure(count=len(delays), wall=0.0, server_cpu=0.0, client_cpu=0.0,
-                                    latencies_ms=delays)
+    delay.results["ours"] = Measure(
+        count=len(delays), wall=0.0, server_cpu=0.0, client_cpu=0.0, latencies_ms=delays
+    )
     if len(delays) != len(ok_at):
         delay.results["ours"].check = f"{len(ok_at) - len(delays)} events did not arrive"
     out = [*figures.values(), delay]
@@ -265,15 +282,22 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
             if all(u in consumer.arrived for u in ok_at_js):
                 break
             await asyncio.sleep(0.05)
-        js_delays = [(consumer.arrived[u] - t) * 1000 for u, t in ok_at_js.items()
-                     if u in consumer.arrived]
-        js_delay = Figure("event-delay-jetstream", "tagged OK -> MessageAppend at a JetStream "
-                          "consumer", "latency", "events")
-        js_delay.results["ours"] = Measure(count=len(js_delays), wall=0.0, server_cpu=0.0,
-                                           client_cpu=0.0, latencies_ms=js_delays)
+        js_delays = [
+            (consumer.arrived[u] - t) * 1000 for u, t in ok_at_js.items() if u in consumer.arrived
+        ]
+        js_delay = Figure(
+            "event-delay-jetstream",
+            "tagged OK -> MessageAppend at a JetStream consumer",
+            "latency",
+            "events",
+        )
+        js_delay.results["ours"] = Measure(
+            count=len(js_delays), wall=0.0, server_cpu=0.0, client_cpu=0.0, latencies_ms=js_delays
+        )
         if len(js_delays) != len(ok_at_js):
-            js_delay.results["ours"].check = (f"{len(ok_at_js) - len(js_delays)} events did "
-                                              "not arrive")
+            js_delay.results["ours"].check = (
+                f"{len(ok_at_js) - len(js_delays)} events did not arrive"
+            )
         out.append(js_delay)
     for c in mains.values():
         await c.logout()
@@ -281,8 +305,12 @@ async def _phases(args: argparse.Namespace, variants: dict[str, Server], msgs: l
     return out
 
 
-def _summary(figures: dict[tuple[str, str], Figure], delays: list[float],
-             listener: DatagramListener, js_delays: list[float] | None = None) -> None:
+def _summary(
+    figures: dict[tuple[str, str], Figure],
+    delays: list[float],
+    listener: DatagramListener,
+    js_delays: list[float] | None = None,
+) -> None:
     print("\nEvents: APPEND throughput relative to events off")
     for key in ("append-1", "append-10"):
         off = figures[(key, "off")].results["ours"].rate
@@ -290,11 +318,17 @@ def _summary(figures: dict[tuple[str, str], Figure], delays: list[float],
             if (key, name) not in figures:
                 continue
             rate = figures[(key, name)].results["ours"].rate
-            print(f"  {key:10} {name:9} {rate:8.0f} msgs/s vs {off:8.0f} off: "
-                  f"{(1 - rate / off) * 100:+5.1f}% cost")
-    print(f"  delay tagged OK -> datagram: p50 {percentile(delays, 50):.2f} ms, "
-          f"p99 {percentile(delays, 99):.2f} ms over {len(delays)} events "
-          f"({listener.count} datagrams received)")
+            print(
+                f"  {key:10} {name:9} {rate:8.0f} msgs/s vs {off:8.0f} off: "
+                f"{(1 - rate / off) * 100:+5.1f}% cost"
+            )
+    print(
+        f"  delay tagged OK -> datagram: p50 {percentile(delays, 50):.2f} ms, "
+        f"p99 {percentile(delays, 99):.2f} ms over {len(delays)} events "
+        f"({listener.count} datagrams received)"
+    )
     if js_delays is not None:
-        print(f"  delay tagged OK -> JetStream consumer: p50 {percentile(js_delays, 50):.2f} ms,"
-              f" p99 {percentile(js_delays, 99):.2f} ms over {len(js_delays)} events")
+        print(
+            f"  delay tagged OK -> JetStream consumer: p50 {percentile(js_delays, 50):.2f} ms,"
+            f" p99 {percentile(js_delays, 99):.2f} ms over {len(js_delays)} events"
+        )

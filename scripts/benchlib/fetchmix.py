@@ -28,7 +28,13 @@ from .report import Figure, Measure
 from .servers import Server
 
 ATTS = (
-    "UID", "FLAGS", "ENVELOPE", "INTERNALDATE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE",
+    "UID",
+    "FLAGS",
+    "ENVELOPE",
+    "INTERNALDATE",
+    "BODY",
+    "BODYSTRUCTURE",
+    "RFC822.SIZE",
     "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)]",
 )
 SETTLE = 0.3
@@ -98,8 +104,10 @@ async def _round(
                     atts = rng.sample(ATTS, rng.randint(1, 4))
                     r = await c.command(f"FETCH {first}:{first + count - 1} ({' '.join(atts)})")
                     if _fetch_count(r.untagged) != count and len(problems) < 5:
-                        problems.append(f"FETCH {first}:+{count} ({' '.join(atts)}): "
-                                        f"{_fetch_count(r.untagged)} responses")
+                        problems.append(
+                            f"FETCH {first}:+{count} ({' '.join(atts)}): "
+                            f"{_fetch_count(r.untagged)} responses"
+                        )
                 done += 1
             return done
 
@@ -146,9 +154,11 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 fig.errors[s.name] = f"round {rnd + 1}: {exc!r}"
                 continue
             totals[s.name].append(m)
-            _log(f"[{s.name}] round {rnd + 1}: {m.count} cmds in {m.wall:.2f} s = "
-                 f"{m.rate:,.0f}/s; server CPU {m.server_cpu:.2f} s ({m.per_cpu:,.0f}/CPU-s)"
-                 + (f"  (!) {m.check}" if m.check else ""))
+            _log(
+                f"[{s.name}] round {rnd + 1}: {m.count} cmds in {m.wall:.2f} s = "
+                f"{m.rate:,.0f}/s; server CPU {m.server_cpu:.2f} s ({m.per_cpu:,.0f}/CPU-s)"
+                + (f"  (!) {m.check}" if m.check else "")
+            )
     for name, ms in totals.items():
         if ms and name not in fig.errors:
             fig.results[name] = Measure(

@@ -46,22 +46,32 @@ TARGET_MS = 100.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("hostile section")
-    g.add_argument("--hostile-only", metavar="NAMES",
-                   help="comma-separated inputs to run (default: all)")
-    g.add_argument("--hostile-logins", type=int, default=200,
-                   help="parallel wrong LOGINs (default 200)")
-    g.add_argument("--hostile-conns", type=int, default=2000,
-                   help="idle unauthenticated connections (default 2000)")
+    g.add_argument(
+        "--hostile-only", metavar="NAMES", help="comma-separated inputs to run (default: all)"
+    )
+    g.add_argument(
+        "--hostile-logins", type=int, default=200, help="parallel wrong LOGINs (default 200)"
+    )
+    g.add_argument(
+        "--hostile-conns",
+        type=int,
+        default=2000,
+        help="idle unauthenticated connections (default 2000)",
+    )
 
 
 # -- a blocking raw client -----------------------------------------------------------------
+
 
 class Raw:
     """A blocking IMAP client speaking exact bytes; records every line it reads."""
 
     def __init__(self, server: Server, timeout: float = 120.0, source: str | None = None) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
+        self.sock = socket.create_connection(
+            (server.host, server.port),
+            timeout=timeout,
+            source_address=(source, 0) if source else None,
+        )
         self.buf = b""
         self.lines: list[bytes] = []
         self.tag = 0
@@ -131,6 +141,7 @@ class Raw:
 
 # -- the canary ----------------------------------------------------------------------------
 
+
 class Canary(threading.Thread):
     """NOOP every CANARY_PERIOD; (sent at, delay in s) per answer."""
 
@@ -171,6 +182,7 @@ class Canary(threading.Thread):
 
 # -- the inputs ----------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     answers: list[bytes] = field(default_factory=list)
@@ -197,6 +209,7 @@ def list_pattern(server: Server, args: argparse.Namespace) -> Callable[[], Outco
         reply = c.command('LIST "" "*%*%*%*%*%*%*%*%*%*%*%*%*%*%*Z"')
         c.close()
         return Outcome([reply])
+
     return attack
 
 
@@ -205,10 +218,14 @@ def huge_name(server: Server, args: argparse.Namespace) -> Callable[[], Outcome]
     name = b"a" * 10_000_000
 
     def attack() -> Outcome:
-        out = [c.command(b"CREATE", name), c.command(b"SELECT", name),
-               c.command(b"APPEND " + b"{%d+}\r\n" % len(name) + name, b"x")]
+        out = [
+            c.command(b"CREATE", name),
+            c.command(b"SELECT", name),
+            c.command(b"APPEND " + b"{%d+}\r\n" % len(name) + name, b"x"),
+        ]
         c.close()
         return Outcome(out)
+
     return attack
 
 
@@ -240,8 +257,12 @@ def many_keywords(server: Server, args: argparse.Namespace) -> Callable[[], Outc
         selected = sum(len(line) for line in c.lines[-12:])
         c.close()
         refused = sum(b"[LIMIT]" in r for r in out)
-        return Outcome(out, f"{refused}/{sent} STOREs NO [LIMIT] ({sent} sent in at most"
-                            f" {KEYWORD_SECONDS:.0f} s); SELECT ~{selected} B")
+        return Outcome(
+            out,
+            f"{refused}/{sent} STOREs NO [LIMIT] ({sent} sent in at most"
+            f" {KEYWORD_SECONDS:.0f} s); SELECT ~{selected} B",
+        )
+
     return attack
 
 
@@ -260,6 +281,7 @@ def or_search(server: Server, args: argparse.Namespace) -> Callable[[], Outcome]
             out += [c.command(deep), c.command(wide)]
         c.close()
         return Outcome(out)
+
     return attack
 
 
@@ -278,6 +300,7 @@ def pipelined_noops(server: Server, args: argparse.Namespace) -> Callable[[], Ou
         sender.join()
         c.close()
         return Outcome([line], f"{count} NOOPs answered")
+
     return attack
 
 
@@ -307,8 +330,12 @@ def deflate_bomb(server: Server, args: argparse.Namespace) -> Callable[[], Outco
             last = str(exc).encode()
         c.close()
         sender.join(10)
-        return Outcome([last], f"{len(wire)} B deflated; {answered} NOOPs run; last: "
-                               f"{last[:60].decode(errors='replace')}")
+        return Outcome(
+            [last],
+            f"{len(wire)} B deflated; {answered} NOOPs run; last: "
+            f"{last[:60].decode(errors='replace')}",
+        )
+
     return attack
 
 
@@ -322,18 +349,25 @@ def big_append(server: Server, args: argparse.Namespace) -> Callable[[], Outcome
     c.ok("CREATE big")
     big = _message(30_000_000)
     addrs = b"To: " + b",".join(b"a%d@b.c" % i for i in range(20000)) + b"\r\n\r\nbody\r\n"
-    parts = (b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-             + b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(6000))
-             + b"--b--\r\n")
+    parts = (
+        b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        + b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(6000))
+        + b"--b--\r\n"
+    )
 
     def attack() -> Outcome:
-        out = [c.command("APPEND big", big), c.command("APPEND big", addrs),
-               c.command("APPEND big", parts), c.command("SELECT big")]
+        out = [
+            c.command("APPEND big", big),
+            c.command("APPEND big", addrs),
+            c.command("APPEND big", parts),
+            c.command("SELECT big"),
+        ]
         out.append(c.command("FETCH 2:3 (ENVELOPE BODYSTRUCTURE)"))
         out.append(c.command("SEARCH TO a19999"))
         out.append(c.command("SEARCH BODY nothing-like-this"))
         c.close()
         return Outcome(out)
+
     return attack
 
 
@@ -361,8 +395,12 @@ def wrong_logins(server: Server, args: argparse.Namespace) -> Callable[[], Outco
         for t in threads:
             t.join(300)
         refused = sum(b" NO" in r for r in results)
-        return Outcome(results, f"{refused}/{n} answered NO (from {ATTACKER}; the rest held"
-                                " back past the client timeout)")
+        return Outcome(
+            results,
+            f"{refused}/{n} answered NO (from {ATTACKER}; the rest held"
+            " back past the client timeout)",
+        )
+
     return attack
 
 
@@ -381,6 +419,7 @@ def idle_conns(server: Server, args: argparse.Namespace) -> Callable[[], Outcome
         for s in socks:
             s.close()
         return Outcome([], f"{len(socks)} opened, {refused} refused")
+
     return attack
 
 
@@ -396,6 +435,7 @@ def stalled_fetch(server: Server, args: argparse.Namespace) -> Callable[[], Outc
         time.sleep(3)
         c.close()
         return Outcome([], "client never read; closed after 3 s")
+
     return attack
 
 
@@ -414,6 +454,7 @@ INPUTS: dict[str, Callable[[Server, argparse.Namespace], Callable[[], Outcome]]]
 
 
 # -- the run -------------------------------------------------------------------------------
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -438,16 +479,32 @@ def _run_server(server: Server, args: argparse.Namespace, names: list[str]) -> l
                 delays = canary.window(t0, t1)
                 bug = any(b"SERVERBUG" in a for a in outcome.answers)
                 answers = sorted({_gist(a) for a in outcome.answers if a})
-                m = Measure(len(delays), t1 - t0, server.cpu_seconds() - cpu0, 0.0, delays,
-                            check="SERVERBUG in an answer" if bug else "")
+                m = Measure(
+                    len(delays),
+                    t1 - t0,
+                    server.cpu_seconds() - cpu0,
+                    0.0,
+                    delays,
+                    check="SERVERBUG in an answer" if bug else "",
+                )
                 fig.results[server.name] = m
                 worst = max(delays, default=float("nan"))
-                rows.append([name, f"{worst:.1f}", f"{statistics.median(delays):.1f}"
-                             if delays else "-", str(len(delays)), "YES" if bug else "no",
-                             f"{t1 - t0:.1f}", f"{m.server_cpu:.1f}",
-                             (outcome.note or "; ".join(answers))[:90]])
-                _log(f"{server.name} {name}: worst canary {worst:.1f} ms, "
-                     f"SERVERBUG {'YES' if bug else 'no'}; {outcome.note or answers[:3]}")
+                rows.append(
+                    [
+                        name,
+                        f"{worst:.1f}",
+                        f"{statistics.median(delays):.1f}" if delays else "-",
+                        str(len(delays)),
+                        "YES" if bug else "no",
+                        f"{t1 - t0:.1f}",
+                        f"{m.server_cpu:.1f}",
+                        (outcome.note or "; ".join(answers))[:90],
+                    ]
+                )
+                _log(
+                    f"{server.name} {name}: worst canary {worst:.1f} ms, "
+                    f"SERVERBUG {'YES' if bug else 'no'}; {outcome.note or answers[:3]}"
+                )
             except Exception as exc:  # noqa: BLE001 - report it and go on with the next
                 fig.errors[server.name] = f"{type(exc).__name__}: {exc}"
                 rows.append([name, "-", "-", "-", "?", "-", "-", f"ERROR {exc}"[:90]])
@@ -458,11 +515,21 @@ def _run_server(server: Server, args: argparse.Namespace, names: list[str]) -> l
                 canary.start()
     finally:
         canary.stop()
-    header = ["input", "worst ms", "p50 ms", "NOOPs", "SERVERBUG", "wall s", "srv CPU s",
-              "answers / note"]
+    header = [
+        "input",
+        "worst ms",
+        "p50 ms",
+        "NOOPs",
+        "SERVERBUG",
+        "wall s",
+        "srv CPU s",
+        "answers / note",
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\nhostile inputs against {server.name} {server.version} (canary NOOP every "
-          f"{CANARY_PERIOD} s; target worst < {TARGET_MS:.0f} ms, no SERVERBUG)")
+    print(
+        f"\nhostile inputs against {server.name} {server.version} (canary NOOP every "
+        f"{CANARY_PERIOD} s; target worst < {TARGET_MS:.0f} ms, no SERVERBUG)"
+    )
     for r in [header, ["-" * w for w in widths], *rows]:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     return figures

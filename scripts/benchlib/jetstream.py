@@ -19,7 +19,8 @@ _UID = re.compile(rb";UID=(\d+)\"")
 
 def nats_binary() -> str | None:
     return shutil.which("nats-server") or (
-        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
+        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+    )
 
 
 class NatsServer:
@@ -37,8 +38,19 @@ class NatsServer:
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-                 "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT)
+                [
+                    self.binary,
+                    "-js",
+                    "-sd",
+                    str(self.store_dir),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while b"Server is ready" not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -87,8 +99,12 @@ class Consumer:
             if found:
                 self.arrived.setdefault(int(found.group(1)), now)
 
-        await js.subscribe("imapd.MessageAppend.>", cb=on_msg, ordered_consumer=True,
-                           deliver_policy=DeliverPolicy.NEW)
+        await js.subscribe(
+            "imapd.MessageAppend.>",
+            cb=on_msg,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
 
     async def close(self) -> None:
         if self.nc is not None:

@@ -37,11 +37,20 @@ SETTLE = 0.3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("logins section")
-    g.add_argument("--login-clients", type=int, default=4, metavar="K",
-                   help="concurrent clients, each looping connect+LOGIN+SELECT+LOGOUT"
-                        " (default 4)")
-    g.add_argument("--login-seconds", type=float, default=10.0, metavar="N",
-                   help="seconds each server is driven (default 10)")
+    g.add_argument(
+        "--login-clients",
+        type=int,
+        default=4,
+        metavar="K",
+        help="concurrent clients, each looping connect+LOGIN+SELECT+LOGOUT (default 4)",
+    )
+    g.add_argument(
+        "--login-seconds",
+        type=float,
+        default=10.0,
+        metavar="N",
+        help="seconds each server is driven (default 10)",
+    )
 
 
 class OursNoCache(Ours):
@@ -102,12 +111,18 @@ async def _drive(server: Server, args: argparse.Namespace) -> tuple[Measure, _Sa
     samples = _Samples()
     cpu0, c0, t0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
     stop_at = t0 + args.login_seconds
-    await asyncio.gather(*(_client(server, stop_at, samples, args.timeout)
-                           for _ in range(args.login_clients)))
+    await asyncio.gather(
+        *(_client(server, stop_at, samples, args.timeout) for _ in range(args.login_clients))
+    )
     t1, c1, cpu1 = time.perf_counter(), time.process_time(), server.cpu_seconds()
-    m = Measure(count=samples.cycles, wall=t1 - t0, server_cpu=cpu1 - cpu0,
-                client_cpu=c1 - c0, latencies_ms=samples.first + samples.repeat,
-                check="; ".join(samples.errors[:3]))
+    m = Measure(
+        count=samples.cycles,
+        wall=t1 - t0,
+        server_cpu=cpu1 - cpu0,
+        client_cpu=c1 - c0,
+        latencies_ms=samples.first + samples.repeat,
+        check="; ".join(samples.errors[:3]),
+    )
     return m, samples
 
 
@@ -119,8 +134,10 @@ def _line(name: str, m: Measure, s: _Samples, cache: dict[str, object] | None) -
     def p(xs: list[float], q: float) -> str:
         return f"{percentile(xs, q):7.1f}" if xs else "      -"
 
-    line = (f"{name:<13} {m.count:6d} {m.rate:8.1f} {m.per_cpu:9.1f}  "
-            f"{p(s.first, 50)} {p(s.first, 99)}  {p(s.repeat, 50)} {p(s.repeat, 99)}")
+    line = (
+        f"{name:<13} {m.count:6d} {m.rate:8.1f} {m.per_cpu:9.1f}  "
+        f"{p(s.first, 50)} {p(s.first, 99)}  {p(s.repeat, 50)} {p(s.repeat, 99)}"
+    )
     if cache is not None:
         line += f"  hits={cache['hits']} misses={cache['misses']} stored={cache['stored']}"
     elif name.startswith("ours"):
@@ -152,31 +169,44 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             extra.cleanup()
 
     print()
-    print(f"logins: {args.login_clients} clients x (connect + LOGIN + SELECT INBOX + LOGOUT) "
-          f"for {args.login_seconds:.0f} s per server; ours at scrypt n=2**14 (default), "
-          "dovecot passwd-file {PLAIN}, auth cache off; LOGIN latency in ms")
-    print(f"{'server':<13} {'cycles':>6} {'cycles/s':>8} {'per CPU-s':>9}  "
-          f"{'first50':>7} {'first99':>7}  {'rep50':>7} {'rep99':>7}")
+    print(
+        f"logins: {args.login_clients} clients x (connect + LOGIN + SELECT INBOX + LOGOUT) "
+        f"for {args.login_seconds:.0f} s per server; ours at scrypt n=2**14 (default), "
+        "dovecot passwd-file {PLAIN}, auth cache off; LOGIN latency in ms"
+    )
+    print(
+        f"{'server':<13} {'cycles':>6} {'cycles/s':>8} {'per CPU-s':>9}  "
+        f"{'first50':>7} {'first99':>7}  {'rep50':>7} {'rep99':>7}"
+    )
     for name, (m, s, cache) in results.items():
         print(_line(name, m, s, cache))
     print(f"(cores: {os.cpu_count()}; 'first': each client's first LOGIN of the run)")
 
     figures: list[Figure] = []
     dovecot = results.get("dovecot")
-    for ours_name, label in (("ours", "login cycles, auth cache on"),
-                             ("ours-nocache", "login cycles, auth cache off")):
+    for ours_name, label in (
+        ("ours", "login cycles, auth cache on"),
+        ("ours-nocache", "login cycles, auth cache off"),
+    ):
         fig = Figure(f"logins-{ours_name}", label, "rate", "cycles")
         if ours_name in results:
             fig.results["ours"] = results[ours_name][0]
         if dovecot is not None:
             fig.results["dovecot"] = dovecot[0]
         figures.append(fig)
-        lat = Figure(f"login-latency-{ours_name}", f"repeat LOGIN ({label[14:]})", "latency",
-                     "logins")
+        lat = Figure(
+            f"login-latency-{ours_name}", f"repeat LOGIN ({label[14:]})", "latency", "logins"
+        )
         for key, got in (("ours", results.get(ours_name)), ("dovecot", dovecot)):
             if got is not None:
                 m, s, _ = got
-                lat.results[key] = Measure(len(s.repeat), m.wall, m.server_cpu, m.client_cpu,
-                                           latencies_ms=s.repeat, check=m.check)
+                lat.results[key] = Measure(
+                    len(s.repeat),
+                    m.wall,
+                    m.server_cpu,
+                    m.client_cpu,
+                    latencies_ms=s.repeat,
+                    check=m.check,
+                )
         figures.append(lat)
     return figures

@@ -53,17 +53,40 @@ _EXISTS = re.compile(rb"^\* (\d+) EXISTS\r?$", re.M)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("notify section")
-    g.add_argument("--notify-listeners", default="1,100,1000,10000", metavar="K,K,...",
-                   help="listener counts (default 1,100,1000,10000)")
-    g.add_argument("--notify-peer-max", type=int, default=1000, metavar="K",
-                   help="run peers (Dovecot) only up to K listeners (default 1000: docs/design.md, "
-                        "Dovecot fails at 5,000 IDLE listeners)")
-    g.add_argument("--notify-events", type=int, default=20, metavar="E",
-                   help="APPENDs per listener count (default 20)")
-    g.add_argument("--notify-rate", type=float, default=10.0, metavar="R",
-                   help="APPENDs per second (default 10)")
-    g.add_argument("--notify-dovecot", choices=("idle", "notify"), default="idle",
-                   help="how Dovecot listens (default idle: see docs/design.md)")
+    g.add_argument(
+        "--notify-listeners",
+        default="1,100,1000,10000",
+        metavar="K,K,...",
+        help="listener counts (default 1,100,1000,10000)",
+    )
+    g.add_argument(
+        "--notify-peer-max",
+        type=int,
+        default=1000,
+        metavar="K",
+        help="run peers (Dovecot) only up to K listeners (default 1000: docs/design.md, "
+        "Dovecot fails at 5,000 IDLE listeners)",
+    )
+    g.add_argument(
+        "--notify-events",
+        type=int,
+        default=20,
+        metavar="E",
+        help="APPENDs per listener count (default 20)",
+    )
+    g.add_argument(
+        "--notify-rate",
+        type=float,
+        default=10.0,
+        metavar="R",
+        help="APPENDs per second (default 10)",
+    )
+    g.add_argument(
+        "--notify-dovecot",
+        choices=("idle", "notify"),
+        default="idle",
+        help="how Dovecot listens (default idle: see docs/design.md)",
+    )
 
 
 class Listener(asyncio.Protocol):
@@ -122,8 +145,10 @@ async def _open(server: Server, mode: str) -> tuple[Listener, str]:
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(Listener, server.host, server.port)
     await proto.greeted
-    for tag, text in (("l1", f"LOGIN {server.user} {server.password}"),
-                      ("l2", f'SELECT "{MAILBOX}"')):
+    for tag, text in (
+        ("l1", f"LOGIN {server.user} {server.password}"),
+        ("l2", f'SELECT "{MAILBOX}"'),
+    ):
         reply = await proto.command(tag, text)
         if f"{tag} OK".encode() not in reply:
             raise RuntimeError(f"{text.split()[0]}: {reply[-200:]!r}")
@@ -250,8 +275,11 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
 
 
 def _stats(xs: list[float]) -> dict[str, float]:
-    return {"p50": round(percentile(xs, 50), 1), "p99": round(percentile(xs, 99), 1),
-            "max": round(max(xs), 1) if xs else float("nan")}
+    return {
+        "p50": round(percentile(xs, 50), 1),
+        "p99": round(percentile(xs, 99), 1),
+        "max": round(max(xs), 1) if xs else float("nan"),
+    }
 
 
 async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
@@ -260,13 +288,20 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
     counts = [int(x) for x in str(args.notify_listeners).split(",") if x.strip()]
     figures: list[Figure] = []
     for k in counts:
-        fig = Figure(f"notify-{k}", f"{k} listeners, {args.notify_events} APPENDs at "
-                     f"{args.notify_rate:g}/s: delay from the writer's OK", "latency", "events")
+        fig = Figure(
+            f"notify-{k}",
+            f"{k} listeners, {args.notify_events} APPENDs at "
+            f"{args.notify_rate:g}/s: delay from the writer's OK",
+            "latency",
+            "events",
+        )
         for server in servers:
             mode = "notify" if server.name == "ours" else args.notify_dovecot
             if server.name != "ours" and k > args.notify_peer_max:
-                fig.skipped[server.name] = (f"peers run up to {args.notify_peer_max} listeners"
-                                            " (--notify-peer-max; docs/design.md)")
+                fig.skipped[server.name] = (
+                    f"peers run up to {args.notify_peer_max} listeners"
+                    " (--notify-peer-max; docs/design.md)"
+                )
                 _log(f"[{server.name}] {k} listeners: not run, {fig.skipped[server.name]}")
                 continue
             _log(f"[{server.name}] {k} listeners ({mode}) ...")

@@ -54,10 +54,19 @@ _SUBJECT = re.compile(rb"^Subject: ([^\r]*)\r$", re.MULTILINE)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("sort section")
-    g.add_argument("--sort-messages", type=int, default=10_000, metavar="N",
-                   help="messages in the sorted mailbox (default 10000)")
-    g.add_argument("--sort-reps", type=int, default=20,
-                   help="least timed repetitions of each SORT/THREAD (default 20)")
+    g.add_argument(
+        "--sort-messages",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="messages in the sorted mailbox (default 10000)",
+    )
+    g.add_argument(
+        "--sort-reps",
+        type=int,
+        default=20,
+        help="least timed repetitions of each SORT/THREAD (default 20)",
+    )
 
 
 def threaded_corpus(n: int, seed: int) -> list[Message]:
@@ -84,8 +93,9 @@ def threaded_corpus(n: int, seed: int) -> list[Message]:
         refs.append(ref)
         ids.append(mid)
         subjects.append(subject)
-        out.append(Message(data, m.flags, m.internal_date, m.from_carol, m.has_word, m.seen,
-                           m.flagged))
+        out.append(
+            Message(data, m.flags, m.internal_date, m.from_carol, m.has_word, m.seen, m.flagged)
+        )
     return out
 
 
@@ -103,8 +113,15 @@ def _answer(reply: Reply, kind: bytes) -> bytes:
     return b""
 
 
-async def _measure(server: Server, reps: int, min_seconds: float, c: ImapClient,
-                   command: str, lat: list[float], fresh: Message | None) -> Measure:
+async def _measure(
+    server: Server,
+    reps: int,
+    min_seconds: float,
+    c: ImapClient,
+    command: str,
+    lat: list[float],
+    fresh: Message | None,
+) -> Measure:
     """Time ``command`` repeatedly; with ``fresh``, APPEND it before each (untimed: the
     CPU window then includes the APPENDs, the latencies do not)."""
     await asyncio.sleep(SETTLE)
@@ -117,16 +134,19 @@ async def _measure(server: Server, reps: int, min_seconds: float, c: ImapClient,
         await c.command(command)
         lat.append((time.perf_counter() - t) * 1000)
     t1, c1, cpu1 = time.perf_counter(), time.process_time(), server.cpu_seconds()
-    return Measure(count=len(lat), wall=t1 - t0, server_cpu=cpu1 - cpu0, client_cpu=c1 - c0,
-                   latencies_ms=lat)
+    return Measure(
+        count=len(lat), wall=t1 - t0, server_cpu=cpu1 - cpu0, client_cpu=c1 - c0, latencies_ms=lat
+    )
 
 
 async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
     n = args.sort_messages
     t = time.perf_counter()
     msgs = threaded_corpus(n, args.seed)
-    _log(f"corpus: {n} messages, {sum(m.size for m in msgs) / 1e6:.1f} MB "
-         f"({time.perf_counter() - t:.1f} s to generate)")
+    _log(
+        f"corpus: {n} messages, {sum(m.size for m in msgs) / 1e6:.1f} MB "
+        f"({time.perf_counter() - t:.1f} s to generate)"
+    )
     figures = [Figure(key, cmd, "latency", "commands") for key, cmd in COMMANDS]
     clients: dict[str, ImapClient] = {}
     for s in servers:
@@ -156,8 +176,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 first = await c.command(command)
                 first_ms = (time.perf_counter() - t) * 1000
                 lat: list[float] = []
-                meas = await _measure(s, args.sort_reps, args.min_seconds, c, command, lat,
-                                      fresh)
+                meas = await _measure(s, args.sort_reps, args.min_seconds, c, command, lat, fresh)
             except (ImapError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 fig.errors[s.name] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -167,21 +186,24 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 total[s.name] += len(lat)
             meas.extra = {"first_ms": first_ms}
             if sorted(got) != list(range(1, expected + 1)):
-                meas.check = (f"{len(got)} numbers, {len(set(got))} distinct, "
-                              f"expected 1..{expected}")
+                meas.check = f"{len(got)} numbers, {len(set(got))} distinct, expected 1..{expected}"
             answers[(key, s.name)] = _answer(first, kind)
             fig.results[s.name] = meas
-            _log(f"[{s.name}] {key}: p50 {meas.pct(50):.1f} ms, p99 {meas.pct(99):.1f} ms, "
-                 f"first {first_ms:.1f} ms ({meas.count} runs)"
-                 + (f"  (!) {meas.check}" if meas.check else ""))
+            _log(
+                f"[{s.name}] {key}: p50 {meas.pct(50):.1f} ms, p99 {meas.pct(99):.1f} ms, "
+                f"first {first_ms:.1f} ms ({meas.count} runs)"
+                + (f"  (!) {meas.check}" if meas.check else "")
+            )
         if len(servers) == 2 and key not in FRESH:  # FRESH: the mailboxes differ by now
             a, b = (answers.get((key, s.name)) for s in servers)
             same = "the same" if a == b else "DIFFERENT"
             _log(f"{key}: answers of {servers[0].name} and {servers[1].name} are {same}")
             if a != b and a and b:
                 where = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
-                _log(f"  first difference at octet {where}: {a[where - 40 : where + 40]!r}"
-                     f" vs {b[where - 40 : where + 40]!r}")
+                _log(
+                    f"  first difference at octet {where}: {a[where - 40 : where + 40]!r}"
+                    f" vs {b[where - 40 : where + 40]!r}"
+                )
     for c in clients.values():
         await c.logout()
     return figures

@@ -36,8 +36,7 @@ MBOX_COLUMNS = (
 MBOX_FROM = " FROM mailboxes m JOIN users u ON u.id = m.owner_id"
 MBOX_SELECT = "SELECT " + MBOX_COLUMNS + MBOX_FROM
 COUNTS = "RETURNING messages, unseen, uidnext, highestmodseq, size, deleted"
-FACTS = ("m.uid, m.modseq, m.flags, m.size, m.internaldate, c.message_id, m.seen,"
-         " m.deleted")
+FACTS = "m.uid, m.modseq, m.flags, m.size, m.internaldate, c.message_id, m.seen, m.deleted"
 
 
 def iso(when: dt.datetime) -> str:
@@ -65,10 +64,21 @@ class Mbox:
     @classmethod
     def from_row(cls, row: Row) -> Mbox:
         return cls(
-            id=row[0], owner_id=row[1], owner=row[2], name=row[3], uidvalidity=row[4],
-            uidnext=row[5], highestmodseq=row[6], messages=row[7], unseen=row[8], size=row[9],
-            deleted=row[10], recent_uid=row[11], special_use=tuple(row[12].split()),
-            selectable=bool(row[13]), retention_days=row[14],
+            id=row[0],
+            owner_id=row[1],
+            owner=row[2],
+            name=row[3],
+            uidvalidity=row[4],
+            uidnext=row[5],
+            highestmodseq=row[6],
+            messages=row[7],
+            unseen=row[8],
+            size=row[9],
+            deleted=row[10],
+            recent_uid=row[11],
+            special_use=tuple(row[12].split()),
+            selectable=bool(row[13]),
+            retention_days=row[14],
         )
 
     @property
@@ -77,22 +87,34 @@ class Mbox:
 
     @property
     def counts(self) -> Counts:
-        return Counts(self.messages, self.unseen, self.uidnext, self.highestmodseq, self.size,
-                      self.deleted)
+        return Counts(
+            self.messages, self.unseen, self.uidnext, self.highestmodseq, self.size, self.deleted
+        )
 
     def info(self, recent: int, subscribed: bool) -> MailboxInfo:
         return MailboxInfo(
-            id=self.id, owner_id=self.owner_id, owner=self.owner, name=self.name,
-            uidvalidity=self.uidvalidity, uidnext=self.uidnext,
-            highestmodseq=self.highestmodseq, messages=self.messages, unseen=self.unseen,
-            recent=recent, size=self.size, special_use=self.special_use,
-            subscribed=subscribed, selectable=self.selectable,
-            retention_days=self.retention_days, deleted=self.deleted,
+            id=self.id,
+            owner_id=self.owner_id,
+            owner=self.owner,
+            name=self.name,
+            uidvalidity=self.uidvalidity,
+            uidnext=self.uidnext,
+            highestmodseq=self.highestmodseq,
+            messages=self.messages,
+            unseen=self.unseen,
+            recent=recent,
+            size=self.size,
+            special_use=self.special_use,
+            subscribed=subscribed,
+            selectable=self.selectable,
+            retention_days=self.retention_days,
+            deleted=self.deleted,
         )
 
 
-def facts(row: Row, *, uid: int | None = None, modseq: int | None = None,
-          content_id: int | None = None) -> MessageFacts:
+def facts(
+    row: Row, *, uid: int | None = None, modseq: int | None = None, content_id: int | None = None
+) -> MessageFacts:
     """MessageFacts from a ``FACTS`` row, optionally with a new UID/modseq or contents id."""
     return MessageFacts(
         uid=row[0] if uid is None else uid,
@@ -154,7 +176,9 @@ class PostgresBase:
         if content_ids:
             await tx.run(
                 "DELETE FROM contents c WHERE c.id = ANY($1::bigint[]) AND NOT EXISTS"
-                " (SELECT 1 FROM messages m WHERE m.content_id = c.id)", list(set(content_ids)))
+                " (SELECT 1 FROM messages m WHERE m.content_id = c.id)",
+                list(set(content_ids)),
+            )
 
     def _now(self) -> dt.datetime:
         now = self._clock()
@@ -170,13 +194,19 @@ class PostgresBase:
         row = await tx.one(
             "INSERT INTO meta (key, value) VALUES ('uidvalidity', $1) ON CONFLICT (key) DO"
             " UPDATE SET value = greatest($2, meta.value + 1) + $3 RETURNING value",
-            proposed + count - 1, proposed, count - 1,
+            proposed + count - 1,
+            proposed,
+            count - 1,
         )
         assert row is not None
         return int(row[0]) - count + 1
 
     async def _insert_mailboxes(
-        self, tx: Tx, owner_id: int, owner: str, specs: Sequence[tuple[str, tuple[str, ...]]],
+        self,
+        tx: Tx,
+        owner_id: int,
+        owner: str,
+        specs: Sequence[tuple[str, tuple[str, ...]]],
         origin: Origin,
     ) -> list[Mbox]:
         """Create mailboxes (fresh UIDVALIDITYs) and emit a MailboxCreated for each."""
@@ -187,14 +217,18 @@ class PostgresBase:
             "INSERT INTO mailboxes (owner_id, name, uidvalidity, special_use, created)"
             " SELECT $1, n, v, s, $5 FROM unnest($2::text[], $3::bigint[], $4::text[])"
             " AS x(n, v, s) RETURNING id, name",
-            owner_id, [n for n, _ in specs], [first + i for i in range(len(specs))],
-            [" ".join(u) for _, u in specs], tx.at_iso,
+            owner_id,
+            [n for n, _ in specs],
+            [first + i for i in range(len(specs))],
+            [" ".join(u) for _, u in specs],
+            tx.at_iso,
         )
         ids = {r[1]: r[0] for r in rows}
         out = []
         for i, (name, use) in enumerate(specs):
-            mbox = Mbox(ids[name], owner_id, owner, name, first + i, 1, 1, 0, 0, 0, 0, 1, use,
-                        True, None)
+            mbox = Mbox(
+                ids[name], owner_id, owner, name, first + i, 1, 1, 0, 0, 0, 0, 1, use, True, None
+            )
             out.append(mbox)
             tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
         return out
@@ -208,8 +242,9 @@ class PostgresBase:
 
     @staticmethod
     async def _by_name(db: Db, user_id: int, name: str) -> Mbox | None:
-        row = await fetch_one(db, MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2",
-                              user_id, name)
+        row = await fetch_one(
+            db, MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2", user_id, name
+        )
         return None if row is None else Mbox.from_row(row)
 
     @staticmethod
@@ -228,8 +263,13 @@ class PostgresBase:
             raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
         return mbox
 
-    async def _target(self, tx: Tx, user_id: int, mailbox: str | int, need: str,
-                      ) -> tuple[Mbox, str | None]:
+    async def _target(
+        self,
+        tx: Tx,
+        user_id: int,
+        mailbox: str | int,
+        need: str,
+    ) -> tuple[Mbox, str | None]:
         """The mailbox an APPEND/COPY/MOVE writes to, read and locked (``FOR UPDATE``) in
         its write transaction: by id or by a client name of ``user_id``. With ``need``,
         ``user_id``'s rights on it as they are now, refused by `aclrules.require`. Raises
@@ -238,8 +278,11 @@ class PostgresBase:
             row = await tx.one(MBOX_SELECT + " WHERE m.id = $1 FOR UPDATE OF m", mailbox)
         else:
             owner_id, local = await self._locate(tx.db, user_id, names.canonical(mailbox))
-            row = await tx.one(MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2"
-                               " FOR UPDATE OF m", owner_id, local)
+            row = await tx.one(
+                MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2 FOR UPDATE OF m",
+                owner_id,
+                local,
+            )
         if row is None:
             raise MailboxNotFound("Mailbox does not exist")
         mbox = Mbox.from_row(row)
@@ -252,9 +295,13 @@ class PostgresBase:
                 rows = await tx.rows(
                     "SELECT identifier, rights FROM acl WHERE mailbox_id = $1"
                     " AND identifier IN ($2, $3, 'anyone', '-anyone')",
-                    mbox.id, viewer, "-" + viewer)
-                rights = aclrules.effective(viewer, mbox.owner, {r[0]: r[1] for r in rows},
-                                            is_admin=admin)
+                    mbox.id,
+                    viewer,
+                    "-" + viewer,
+                )
+                rights = aclrules.effective(
+                    viewer, mbox.owner, {r[0]: r[1] for r in rows}, is_admin=admin
+                )
             aclrules.require(rights, need)
         if not mbox.selectable:
             raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
@@ -274,8 +321,11 @@ class PostgresBase:
             return user_id, names.canonical(name)
         viewer, _ = await self._viewer(db, user_id)
         where = namespace.resolve(viewer, name)
-        row = None if where is None else await fetch_one(
-            db, "SELECT id FROM users WHERE name = $1", where.owner)
+        row = (
+            None
+            if where is None
+            else await fetch_one(db, "SELECT id FROM users WHERE name = $1", where.owner)
+        )
         if where is None or row is None:
             raise MailboxNotFound("Mailbox does not exist")
         return int(row[0]), where.name

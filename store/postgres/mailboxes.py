@@ -46,12 +46,21 @@ from store.postgres.base import (
 
 SPECIAL_USES = {
     s.lower(): s
-    for s in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
-              "\\Important")
+    for s in (
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+        "\\Important",
+    )
 }
 
 _INFO_SELECT = (
-    "SELECT " + MBOX_COLUMNS
+    "SELECT "
+    + MBOX_COLUMNS
     + ", (SELECT count(*) FROM messages x WHERE x.mailbox_id = m.id AND x.uid >= m.recent_uid)"
     + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id AND s.name = m.name)"
     + MBOX_FROM
@@ -64,7 +73,7 @@ def _info(row: Row) -> MailboxInfo:
 
 def _child_where(first: int) -> str:
     """Mailboxes named $first or below it ($first+1 <= name < $first+2: names.child_range)."""
-    return (f" (m.name = ${first} OR (m.name >= ${first + 1} AND m.name < ${first + 2}))")
+    return f" (m.name = ${first} OR (m.name >= ${first + 1} AND m.name < ${first + 2}))"
 
 
 class PostgresMailboxes(PostgresBase):
@@ -76,16 +85,21 @@ class PostgresMailboxes(PostgresBase):
         viewer, admin = await self._viewer(db, user_id)
         rows = await db.fetch(
             "SELECT identifier, rights FROM acl WHERE mailbox_id = $1"
-            " AND identifier IN ($2, $3, 'anyone', '-anyone')", info.id, viewer, "-" + viewer)
-        rights = aclrules.effective(viewer, info.owner, {r[0]: r[1] for r in rows},
-                                    is_admin=admin)
+            " AND identifier IN ($2, $3, 'anyone', '-anyone')",
+            info.id,
+            viewer,
+            "-" + viewer,
+        )
+        rights = aclrules.effective(viewer, info.owner, {r[0]: r[1] for r in rows}, is_admin=admin)
         name = namespace.visible_name(viewer, info.owner, info.name)
-        return dataclasses.replace(info, name=name, rights=rights,
-                                   subscribed=await self._is_subscribed(db, user_id, name))
+        return dataclasses.replace(
+            info, name=name, rights=rights, subscribed=await self._is_subscribed(db, user_id, name)
+        )
 
     async def list_mailboxes(self, user_id: int) -> list[MailboxInfo]:
-        rows = await self._pool.fetch(_INFO_SELECT + " WHERE m.owner_id = $1 ORDER BY m.name",
-                                      user_id)
+        rows = await self._pool.fetch(
+            _INFO_SELECT + " WHERE m.owner_id = $1 ORDER BY m.name", user_id
+        )
         return [_info(r) for r in rows] + await self._others_mailboxes(user_id)
 
     async def _others_mailboxes(self, user_id: int) -> list[MailboxInfo]:
@@ -99,36 +113,46 @@ class PostgresMailboxes(PostgresBase):
         else:
             rows = await db.fetch(
                 _INFO_SELECT + " WHERE m.owner_id != $1 AND m.id IN (SELECT mailbox_id FROM acl"
-                " WHERE identifier IN ($2, 'anyone'))", user_id, viewer)
+                " WHERE identifier IN ($2, 'anyone'))",
+                user_id,
+                viewer,
+            )
         if not rows:
             return []
         entries: dict[int, dict[str, str]] = {}
         for mailbox_id, identifier, rights in await db.fetch(
             "SELECT mailbox_id, identifier, rights FROM acl"
-            " WHERE identifier IN ($1, $2, 'anyone', '-anyone')", viewer, "-" + viewer):
+            " WHERE identifier IN ($1, $2, 'anyone', '-anyone')",
+            viewer,
+            "-" + viewer,
+        ):
             entries.setdefault(mailbox_id, {})[identifier] = rights
         subs = set(await self.subscriptions(user_id))
         out: list[MailboxInfo] = []
         for row in rows:
             info = _info(row)
-            rights = aclrules.effective(viewer, info.owner, entries.get(info.id, {}),
-                                        is_admin=admin)
+            rights = aclrules.effective(
+                viewer, info.owner, entries.get(info.id, {}), is_admin=admin
+            )
             if rights:
                 name = namespace.visible_name(viewer, info.owner, info.name)
-                out.append(dataclasses.replace(info, name=name, rights=rights,
-                                               subscribed=name in subs))
+                out.append(
+                    dataclasses.replace(info, name=name, rights=rights, subscribed=name in subs)
+                )
         out.sort(key=lambda m: m.name)
         return out
 
     async def subscriptions(self, user_id: int) -> list[str]:
         rows = await self._pool.fetch(
-            "SELECT name FROM subscriptions WHERE user_id = $1 ORDER BY name", user_id)
+            "SELECT name FROM subscriptions WHERE user_id = $1 ORDER BY name", user_id
+        )
         return [r[0] for r in rows]
 
     async def get_mailbox(self, user_id: int, name: str) -> MailboxInfo:
         owner_id, local = await self._locate(self._pool, user_id, name)
-        row = await fetch_one(self._pool, _INFO_SELECT + " WHERE m.owner_id = $1 AND m.name = $2",
-                              owner_id, local)
+        row = await fetch_one(
+            self._pool, _INFO_SELECT + " WHERE m.owner_id = $1 AND m.name = $2", owner_id, local
+        )
         if row is None:
             raise MailboxNotFound("Mailbox does not exist")
         return await self._as_seen(self._pool, user_id, _info(row))
@@ -154,30 +178,43 @@ class PostgresMailboxes(PostgresBase):
             owner = await self._owner(tx.db, owner_id)
             wanted = [*names.parents(local), local]
             rows = await tx.rows(
-                MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = ANY($2::text[])"
-                " FOR UPDATE OF m", owner_id, wanted)
+                MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = ANY($2::text[]) FOR UPDATE OF m",
+                owner_id,
+                wanted,
+            )
             existing = {r[3]: Mbox.from_row(r) for r in rows}
             target = existing.get(local)
             if target is not None and target.selectable:
                 raise MailboxExists("Mailbox already exists")
             missing = [p for p in names.parents(local) if p not in existing]
-            made = await self._insert_mailboxes(tx, owner_id, owner, [(p, ()) for p in missing],
-                                                origin)
-            parent = next((existing[p] for p in reversed(names.parents(local))
-                           if p in existing), None)
+            made = await self._insert_mailboxes(
+                tx, owner_id, owner, [(p, ()) for p in missing], origin
+            )
+            parent = next(
+                (existing[p] for p in reversed(names.parents(local)) if p in existing), None
+            )
             if target is None:
                 [created] = await self._insert_mailboxes(
-                    tx, owner_id, owner, [(local, tuple(uses))], origin)
+                    tx, owner_id, owner, [(local, tuple(uses))], origin
+                )
                 await self._inherit_acl(tx, parent, [*made, created])
                 return created.info(0, await self._is_subscribed(tx.db, owner_id, local))
             uidvalidity = await self._uidvalidities(tx, 1)
             await tx.run(
                 "UPDATE mailboxes SET selectable = true, uidvalidity = $1, uidnext = 1,"
                 " highestmodseq = 1, recent_uid = 1, special_use = $2 WHERE id = $3",
-                uidvalidity, " ".join(uses), target.id)
+                uidvalidity,
+                " ".join(uses),
+                target.id,
+            )
             revived = dataclasses.replace(
-                target, uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, recent_uid=1,
-                special_use=tuple(uses), selectable=True,
+                target,
+                uidvalidity=uidvalidity,
+                uidnext=1,
+                highestmodseq=1,
+                recent_uid=1,
+                special_use=tuple(uses),
+                selectable=True,
             )
             await self._inherit_acl(tx, parent, [*made, revived])
             tx.emit(MailboxCreated(0, tx.at, origin, revived.ref, tuple(uses)), owner)
@@ -194,20 +231,27 @@ class PostgresMailboxes(PostgresBase):
             " SELECT j, a.identifier, a.rights FROM acl AS a, unnest($1::bigint[]) AS j"
             " WHERE a.mailbox_id = $2 ON CONFLICT (mailbox_id, identifier)"
             " DO UPDATE SET rights = excluded.rights",
-            [m.id for m in created], parent.id)
+            [m.id for m in created],
+            parent.id,
+        )
 
     @staticmethod
     async def _is_subscribed(db: Db, user_id: int, name: str) -> bool:
-        row = await fetch_one(db, "SELECT 1 FROM subscriptions WHERE user_id = $1 AND name = $2",
-                              user_id, name)
+        row = await fetch_one(
+            db, "SELECT 1 FROM subscriptions WHERE user_id = $1 AND name = $2", user_id, name
+        )
         return row is not None
 
     @staticmethod
     async def _has_children(db: Db, user_id: int, name: str) -> bool:
         low, high = names.child_range(name)
         row = await fetch_one(
-            db, "SELECT 1 FROM mailboxes WHERE owner_id = $1 AND name >= $2 AND name < $3"
-            " LIMIT 1", user_id, low, high)
+            db,
+            "SELECT 1 FROM mailboxes WHERE owner_id = $1 AND name >= $2 AND name < $3 LIMIT 1",
+            user_id,
+            low,
+            high,
+        )
         return row is not None
 
     async def delete_mailbox(self, user_id: int, name: str, origin: Origin) -> None:
@@ -219,8 +263,11 @@ class PostgresMailboxes(PostgresBase):
             owner_id, local = await self._locate(tx.db, user_id, name)
             if local == names.INBOX:
                 raise MailboxInvalid("INBOX cannot be deleted")
-            row = await tx.one(MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2"
-                               " FOR UPDATE OF m", owner_id, local)
+            row = await tx.one(
+                MBOX_SELECT + " WHERE m.owner_id = $1 AND m.name = $2 FOR UPDATE OF m",
+                owner_id,
+                local,
+            )
             if row is None:
                 raise MailboxNotFound("Mailbox does not exist")
             mbox = Mbox.from_row(row)
@@ -229,11 +276,15 @@ class PostgresMailboxes(PostgresBase):
                 raise MailboxInvalid("Mailbox has inferior hierarchical names")
             rows = await tx.rows(
                 "SELECT " + FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
-                " WHERE m.mailbox_id = $1 ORDER BY m.uid", mbox.id)
-            within = await quota_sql.settle(tx.db, {mbox.id: (-mbox.messages, -mbox.size)},
-                                            tx.at, origin)
-            gone = await tx.rows("DELETE FROM messages WHERE mailbox_id = $1"
-                                 " RETURNING content_id", mbox.id)
+                " WHERE m.mailbox_id = $1 ORDER BY m.uid",
+                mbox.id,
+            )
+            within = await quota_sql.settle(
+                tx.db, {mbox.id: (-mbox.messages, -mbox.size)}, tx.at, origin
+            )
+            gone = await tx.rows(
+                "DELETE FROM messages WHERE mailbox_id = $1 RETURNING content_id", mbox.id
+            )
             await self._drop_contents(tx, [r[0] for r in gone])
             await tx.run("DELETE FROM expunged WHERE mailbox_id = $1", mbox.id)
             await metadata_sql.forget_mailbox(tx.db, mbox.id)
@@ -242,11 +293,17 @@ class PostgresMailboxes(PostgresBase):
                 await tx.run(
                     "UPDATE mailboxes SET selectable = false, messages = 0, unseen = 0,"
                     " size = 0, deleted = 0, special_use = '',"
-                    " highestmodseq = highestmodseq + 1 WHERE id = $1", mbox.id)
+                    " highestmodseq = highestmodseq + 1 WHERE id = $1",
+                    mbox.id,
+                )
             else:
                 await tx.run("DELETE FROM mailboxes WHERE id = $1", mbox.id)
-            tx.emit(MailboxDeleted(0, tx.at, origin, mbox.ref, mbox.counts,
-                                   tuple(facts(r) for r in rows)), mbox.owner)
+            tx.emit(
+                MailboxDeleted(
+                    0, tx.at, origin, mbox.ref, mbox.counts, tuple(facts(r) for r in rows)
+                ),
+                mbox.owner,
+            )
             for change in within:
                 tx.emit(change, change.user)
 
@@ -280,11 +337,15 @@ class PostgresMailboxes(PostgresBase):
 
         await self._write(body)
 
-    async def _missing_parents(self, tx: Tx, owner_id: int,
-                               name: str) -> list[tuple[str, tuple[str, ...]]]:
+    async def _missing_parents(
+        self, tx: Tx, owner_id: int, name: str
+    ) -> list[tuple[str, tuple[str, ...]]]:
         parents = names.parents(name)
-        rows = await tx.rows("SELECT name FROM mailboxes WHERE owner_id = $1"
-                             " AND name = ANY($2::text[])", owner_id, parents)
+        rows = await tx.rows(
+            "SELECT name FROM mailboxes WHERE owner_id = $1 AND name = ANY($2::text[])",
+            owner_id,
+            parents,
+        )
         present = {r[0] for r in rows}
         return [(p, ()) for p in parents if p not in present]
 
@@ -292,14 +353,27 @@ class PostgresMailboxes(PostgresBase):
         old = source.name
         low, high = names.child_range(old)
         rows = await tx.rows(
-            MBOX_SELECT + " WHERE m.owner_id = $1 AND" + _child_where(2)
-            + " ORDER BY m.name FOR UPDATE OF m", source.owner_id, old, low, high)
+            MBOX_SELECT
+            + " WHERE m.owner_id = $1 AND"
+            + _child_where(2)
+            + " ORDER BY m.name FOR UPDATE OF m",
+            source.owner_id,
+            old,
+            low,
+            high,
+        )
         moving = [Mbox.from_row(r) for r in rows]
         moving.sort(key=lambda m: m.name != old)
-        targets = [new + m.name[len(old):] for m in moving]
+        targets = [new + m.name[len(old) :] for m in moving]
         clash = await tx.rows(
             "SELECT m.name FROM mailboxes m WHERE m.owner_id = $1 AND m.name = ANY($2::text[])"
-            " AND NOT" + _child_where(3), source.owner_id, targets, old, low, high)
+            " AND NOT" + _child_where(3),
+            source.owner_id,
+            targets,
+            old,
+            low,
+            high,
+        )
         if clash:
             raise MailboxExists(f"Mailbox {clash[0][0]} already exists")
         parents = await self._missing_parents(tx, source.owner_id, new)
@@ -307,7 +381,13 @@ class PostgresMailboxes(PostgresBase):
         await tx.run(
             "UPDATE mailboxes m SET name = $5 || substr(m.name, $6)"
             " WHERE m.owner_id = $1 AND" + _child_where(2),
-            source.owner_id, old, low, high, new, len(old) + 1)
+            source.owner_id,
+            old,
+            low,
+            high,
+            new,
+            len(old) + 1,
+        )
         await self._insert_mailboxes(tx, source.owner_id, source.owner, parents, origin)
         renames = tuple(
             (m.ref, dataclasses.replace(m.ref, name=t))
@@ -322,40 +402,63 @@ class PostgresMailboxes(PostgresBase):
         inbox = await self._by_id(tx.db, inbox.id)  # the figures under the lock
         parents = await self._missing_parents(tx, inbox.owner_id, new)
         await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, parents, origin)
-        [target] = await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, [(new, ())],
-                                                origin)
+        [target] = await self._insert_mailboxes(
+            tx, inbox.owner_id, inbox.owner, [(new, ())], origin
+        )
         await metadata_sql.copy_mailbox(tx.db, inbox.id, target.id)
         rows = await tx.rows(
             "SELECT " + FACTS + " FROM messages m JOIN contents c ON c.id = m.content_id"
-            " WHERE m.mailbox_id = $1 ORDER BY m.uid", inbox.id)
+            " WHERE m.mailbox_id = $1 ORDER BY m.uid",
+            inbox.id,
+        )
         if not rows:
             return
         row = await tx.one(
             "UPDATE mailboxes SET uidnext = $1, highestmodseq = $2, recent_uid = $3,"
             " messages = $4, unseen = $5, size = $6, deleted = $7 WHERE id = $8 " + COUNTS,
-            inbox.uidnext, inbox.highestmodseq, inbox.recent_uid, inbox.messages,
-            inbox.unseen, inbox.size, inbox.deleted, target.id)
+            inbox.uidnext,
+            inbox.highestmodseq,
+            inbox.recent_uid,
+            inbox.messages,
+            inbox.unseen,
+            inbox.size,
+            inbox.deleted,
+            target.id,
+        )
         assert row is not None
         target_counts = Counts(*row)
-        await tx.run("UPDATE messages SET mailbox_id = $1 WHERE mailbox_id = $2",
-                     target.id, inbox.id)
+        await tx.run(
+            "UPDATE messages SET mailbox_id = $1 WHERE mailbox_id = $2", target.id, inbox.id
+        )
         row = await tx.one(
             "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, recent_uid = uidnext,"
             " messages = 0, unseen = 0, size = 0, deleted = 0 WHERE id = $1 " + COUNTS,
-            inbox.id)
+            inbox.id,
+        )
         assert row is not None
         inbox_counts = Counts(*row)
         await tx.run(
             "INSERT INTO expunged (mailbox_id, uid, modseq)"
             " SELECT $1, uid, $2 FROM messages WHERE mailbox_id = $3"
             " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq",
-            inbox.id, inbox_counts.highestmodseq, target.id)
+            inbox.id,
+            inbox_counts.highestmodseq,
+            target.id,
+        )
         moved = tuple(facts(r) for r in rows)
         uids = tuple(f.uid for f in moved)
-        tx.emit(MessagesAdded(0, tx.at, origin, target.ref, target_counts, moved, "move",
-                              inbox.ref, uids), inbox.owner)
-        tx.emit(MessagesExpunged(0, tx.at, origin, inbox.ref, inbox_counts, moved,
-                                 inbox_counts.highestmodseq, "move"), inbox.owner)
+        tx.emit(
+            MessagesAdded(
+                0, tx.at, origin, target.ref, target_counts, moved, "move", inbox.ref, uids
+            ),
+            inbox.owner,
+        )
+        tx.emit(
+            MessagesExpunged(
+                0, tx.at, origin, inbox.ref, inbox_counts, moved, inbox_counts.highestmodseq, "move"
+            ),
+            inbox.owner,
+        )
 
     async def set_subscribed(
         self, user_id: int, name: str, subscribed: bool, origin: Origin
@@ -370,19 +473,22 @@ class PostgresMailboxes(PostgresBase):
                     raise MailboxNotFound("Mailbox does not exist")
                 done = await tx.rows(
                     "INSERT INTO subscriptions (user_id, name) VALUES ($1, $2)"
-                    " ON CONFLICT DO NOTHING RETURNING 1", user_id, name)
+                    " ON CONFLICT DO NOTHING RETURNING 1",
+                    user_id,
+                    name,
+                )
             else:
                 done = await tx.rows(
                     "DELETE FROM subscriptions WHERE user_id = $1 AND name = $2 RETURNING 1",
-                    user_id, name)
+                    user_id,
+                    name,
+                )
             if done:
                 tx.emit(SubscriptionChanged(0, tx.at, origin, owner, name, subscribed), owner)
 
         await self._write(body)
 
-    async def open_mailbox(
-        self, user_id: int, name: str, *, claim_recent: bool
-    ) -> MailboxSnapshot:
+    async def open_mailbox(self, user_id: int, name: str, *, claim_recent: bool) -> MailboxSnapshot:
         """SELECT/EXAMINE. The mailbox row is locked first (FOR UPDATE when claiming
         \\Recent: one claimant across instances; FOR SHARE for EXAMINE), and every change
         to a mailbox's messages locks that row: the statements after the lock read one
@@ -392,21 +498,32 @@ class PostgresMailboxes(PostgresBase):
         async with self._pool.acquire() as conn, conn.transaction():
             owner_id, local = await self._locate(conn, user_id, name)
             lock = "UPDATE" if claim_recent else "SHARE"
-            if await fetch_one(conn, "SELECT 1 FROM mailboxes WHERE owner_id = $1"
-                               " AND name = $2 FOR " + lock, owner_id, local) is None:
+            if (
+                await fetch_one(
+                    conn,
+                    "SELECT 1 FROM mailboxes WHERE owner_id = $1 AND name = $2 FOR " + lock,
+                    owner_id,
+                    local,
+                )
+                is None
+            ):
                 raise MailboxNotFound("Mailbox does not exist")
             row = await fetch_one(
-                conn, "SELECT " + MBOX_COLUMNS
+                conn,
+                "SELECT "
+                + MBOX_COLUMNS
                 + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id"
                 " AND s.name = m.name)" + MBOX_FROM + " WHERE m.owner_id = $1 AND m.name = $2",
-                owner_id, local)
+                owner_id,
+                local,
+            )
             assert row is not None
             mbox = Mbox.from_row(row)
             if not mbox.selectable:
                 raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
             messages = await conn.fetch(
-                "SELECT uid, seen, flags FROM messages WHERE mailbox_id = $1 ORDER BY uid",
-                mbox.id)
+                "SELECT uid, seen, flags FROM messages WHERE mailbox_id = $1 ORDER BY uid", mbox.id
+            )
             seq = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM change_log"))
             uids = [m[0] for m in messages]
             first_unseen = next((m[0] for m in messages if not m[1]), None)
@@ -416,8 +533,9 @@ class PostgresMailboxes(PostgresBase):
                     keywords.setdefault(flag.lower(), flag)
             recent = frozenset(u for u in uids if u >= mbox.recent_uid)
             if claim_recent and mbox.recent_uid < mbox.uidnext:
-                await conn.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = $1",
-                                   mbox.id)
+                await conn.execute(
+                    "UPDATE mailboxes SET recent_uid = uidnext WHERE id = $1", mbox.id
+                )
         return MailboxSnapshot(
             mailbox=mbox.info(len(recent), bool(row[15])),
             uids=uids,
@@ -434,27 +552,37 @@ class PostgresMailboxes(PostgresBase):
             return frozenset()
 
         async def body(tx: Tx) -> frozenset[int]:
-            row = await tx.one("SELECT recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE",
-                               mailbox_id)
+            row = await tx.one(
+                "SELECT recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE", mailbox_id
+            )
             if row is None:
                 return frozenset()
             claimed = frozenset(u for u in uids if u >= row[0])
             if claimed:
-                await tx.run("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2",
-                             max(claimed) + 1, mailbox_id)
+                await tx.run(
+                    "UPDATE mailboxes SET recent_uid = $1 WHERE id = $2",
+                    max(claimed) + 1,
+                    mailbox_id,
+                )
             return claimed
 
         return await self._write(body)
 
     # --- ACL (RFC 4314) ---------------------------------------------------------------------
     async def acl_entries(self, mailbox_id: int) -> list[tuple[str, str]]:
-        rows = await self._pool.fetch("SELECT identifier, rights FROM acl"
-                                      " WHERE mailbox_id = $1 ORDER BY identifier", mailbox_id)
+        rows = await self._pool.fetch(
+            "SELECT identifier, rights FROM acl WHERE mailbox_id = $1 ORDER BY identifier",
+            mailbox_id,
+        )
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def set_acl(
-        self, user_id: int, name: str, identifier: str,
-        change: aclrules.Modification | None, origin: Origin,
+        self,
+        user_id: int,
+        name: str,
+        identifier: str,
+        change: aclrules.Modification | None,
+        origin: Origin,
     ) -> str:
         async def body(tx: Tx) -> str:
             mbox = await self._by_name(tx.db, *await self._locate(tx.db, user_id, name))
@@ -463,17 +591,26 @@ class PostgresMailboxes(PostgresBase):
             if identifier.removeprefix("-") == mbox.owner:
                 raise MailboxInvalid("The owner's rights cannot be changed")
             await tx.run("SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE", mbox.id)
-            row = await tx.one("SELECT rights FROM acl WHERE mailbox_id = $1"
-                               " AND identifier = $2", mbox.id, identifier)
+            row = await tx.one(
+                "SELECT rights FROM acl WHERE mailbox_id = $1 AND identifier = $2",
+                mbox.id,
+                identifier,
+            )
             old = "" if row is None else str(row[0])
             new = "" if change is None else aclrules.apply(old, change)
             if new:
-                await tx.run("INSERT INTO acl (mailbox_id, identifier, rights) VALUES ($1, $2, $3)"
-                             " ON CONFLICT (mailbox_id, identifier) DO UPDATE"
-                             " SET rights = excluded.rights", mbox.id, identifier, new)
+                await tx.run(
+                    "INSERT INTO acl (mailbox_id, identifier, rights) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (mailbox_id, identifier) DO UPDATE"
+                    " SET rights = excluded.rights",
+                    mbox.id,
+                    identifier,
+                    new,
+                )
             else:
-                await tx.run("DELETE FROM acl WHERE mailbox_id = $1 AND identifier = $2",
-                             mbox.id, identifier)
+                await tx.run(
+                    "DELETE FROM acl WHERE mailbox_id = $1 AND identifier = $2", mbox.id, identifier
+                )
             rights = None if change is None else str(change)
             tx.emit(AclChanged(0, tx.at, origin, mbox.ref, identifier, rights, new), mbox.owner)
             return new
@@ -490,8 +627,12 @@ class PostgresMailboxes(PostgresBase):
         return await metadata_sql.read(self._pool, mailbox_id, user_id, entries, depth)
 
     async def set_metadata(
-        self, user_id: int, mailbox: str | None, items: Sequence[tuple[str, bytes | None]],
-        origin: Origin, limits: metadata.MetadataLimits,
+        self,
+        user_id: int,
+        mailbox: str | None,
+        items: Sequence[tuple[str, bytes | None]],
+        origin: Origin,
+        limits: metadata.MetadataLimits,
     ) -> tuple[str, ...]:
         name = None if mailbox is None else names.canonical(mailbox)
 

@@ -65,14 +65,23 @@ def _allowed(message: _Prepared, rights: str) -> _Prepared:
     kept = aclrules.settable(message.flags, rights)
     if len(kept) == len(message.flags):
         return message
-    return dataclasses.replace(message, flags=kept, seen="\\Seen" in kept,
-                               deleted="\\Deleted" in kept)
+    return dataclasses.replace(
+        message, flags=kept, seen="\\Seen" in kept, deleted="\\Deleted" in kept
+    )
 
 
 def _allowed_flags(row: Row, rights: str) -> tuple[Any, ...]:
     kept = aclrules.settable(flagrules.from_text(row[2]), rights)
-    return (*row[:2], flagrules.to_text(kept), row[3], row[4], row[5], "\\Seen" in kept,
-            "\\Deleted" in kept, *row[8:])
+    return (
+        *row[:2],
+        flagrules.to_text(kept),
+        row[3],
+        row[4],
+        row[5],
+        "\\Seen" in kept,
+        "\\Deleted" in kept,
+        *row[8:],
+    )
 
 
 @dataclass(slots=True)
@@ -106,22 +115,34 @@ class PostgresMessages(PostgresBase):
             "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, messages = messages - $1,"
             " unseen = unseen - $2, size = size - $3, deleted = deleted - $4 WHERE id = $5 "
             + COUNTS,
-            len(rows), sum(not r[6] for r in rows), sum(r[3] for r in rows),
-            sum(bool(r[7]) for r in rows), mbox_id)
+            len(rows),
+            sum(not r[6] for r in rows),
+            sum(r[3] for r in rows),
+            sum(bool(r[7]) for r in rows),
+            mbox_id,
+        )
         assert row is not None
         counts = Counts(*row)
-        gone = await tx.rows("DELETE FROM messages WHERE mailbox_id = $1"
-                             " AND uid = ANY($2::bigint[]) RETURNING content_id", mbox_id, uids)
+        gone = await tx.rows(
+            "DELETE FROM messages WHERE mailbox_id = $1"
+            " AND uid = ANY($2::bigint[]) RETURNING content_id",
+            mbox_id,
+            uids,
+        )
         await self._drop_contents(tx, [r[0] for r in gone])
         await tx.run(
             "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT $1, u, $2"
             " FROM unnest($3::bigint[]) AS u"
             " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq",
-            mbox_id, counts.highestmodseq, uids)
+            mbox_id,
+            counts.highestmodseq,
+            uids,
+        )
         return counts, counts.highestmodseq
 
-    async def _quota(self, tx: Tx, deltas: dict[int, tuple[int, int]], origin: Origin, *,
-                     applied: bool) -> None:
+    async def _quota(
+        self, tx: Tx, deltas: dict[int, tuple[int, int]], origin: Origin, *, applied: bool
+    ) -> None:
         for change in await quota_sql.settle(tx.db, deltas, tx.at, origin, applied=applied):
             tx.emit(change, change.user)
 
@@ -134,15 +155,26 @@ class PostgresMessages(PostgresBase):
         data = content.read_bytes() if isinstance(content, Path) else content
         structure = mime.parse_message(data)
         return _Prepared(
-            raw=data, size=len(data), flags=flags, seen="\\Seen" in flags,
-            deleted="\\Deleted" in flags, internaldate=when.replace(microsecond=0),
-            header_len=structure.body_start, structure=mime.structure_to_json(structure),
+            raw=data,
+            size=len(data),
+            flags=flags,
+            seen="\\Seen" in flags,
+            deleted="\\Deleted" in flags,
+            internaldate=when.replace(microsecond=0),
+            header_len=structure.body_start,
+            structure=mime.structure_to_json(structure),
             message_id=mime.message_id(structure),
         )
 
     async def append(
-        self, user_id: int, mailbox: str | int, messages: Sequence[NewMessage],
-        origin: Origin, *, kind: str = "append", need: str = "",
+        self,
+        user_id: int,
+        mailbox: str | int,
+        messages: Sequence[NewMessage],
+        origin: Origin,
+        *,
+        kind: str = "append",
+        need: str = "",
     ) -> AppendResult:
         """Atomic (MULTIAPPEND). ``mailbox``: a client name of ``user_id`` or a mailbox id;
         ``need``: rights checked in the transaction, which then drop the flags they do not
@@ -150,8 +182,13 @@ class PostgresMessages(PostgresBase):
         chunked large-value write yet (docs/postgresql.md)."""
         if not messages:
             raise ValueError("nothing to append")
-        if sum(m.content.stat().st_size if isinstance(m.content, Path) else len(m.content)
-               for m in messages) > PARSE_IN_THREAD:
+        if (
+            sum(
+                m.content.stat().st_size if isinstance(m.content, Path) else len(m.content)
+                for m in messages
+            )
+            > PARSE_IN_THREAD
+        ):
             prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
         else:  # small: cheaper than the thread hop
             prepared = [self._prepare(m) for m in messages]
@@ -165,20 +202,28 @@ class PostgresMessages(PostgresBase):
                 " highestmodseq = highestmodseq + 1, messages = messages + $1,"
                 " unseen = unseen + $2, size = size + $3, deleted = deleted + $4"
                 " WHERE id = $5 " + COUNTS,
-                count, sum(not p.seen for p in kept), sum(p.size for p in kept),
-                sum(p.deleted for p in kept), dest.id)
+                count,
+                sum(not p.seen for p in kept),
+                sum(p.size for p in kept),
+                sum(p.deleted for p in kept),
+                dest.id,
+            )
             assert row is not None
             counts = Counts(*row)
             ref = dest.ref
-            await self._quota(tx, {ref.id: (count, sum(p.size for p in kept))}, origin,
-                              applied=True)
+            await self._quota(
+                tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True
+            )
             first_uid, modseq = counts.uidnext - count, counts.highestmodseq
             ids = await tx.rows(
                 "INSERT INTO contents (header_len, message_id, structure, raw)"
                 " SELECT h, i, s, r FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[])"
                 " WITH ORDINALITY AS x(h, i, s, r, n) ORDER BY n RETURNING id",
-                [p.header_len for p in kept], [p.message_id for p in kept],
-                [p.structure for p in kept], [p.raw for p in kept])
+                [p.header_len for p in kept],
+                [p.message_id for p in kept],
+                [p.structure for p in kept],
+                [p.raw for p in kept],
+            )
             content_ids = sorted(r[0] for r in ids)  # identity values ascend in insert order
             await tx.run(
                 "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
@@ -186,14 +231,28 @@ class PostgresMessages(PostgresBase):
                 " SELECT $1, u, $2, s, d, z, e, i, $3, f, c FROM unnest($4::bigint[],"
                 " $5::bool[], $6::bool[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
                 " $11::bigint[]) AS x(u, s, d, z, e, i, f, c)",
-                ref.id, modseq, tx.at_iso, [first_uid + i for i in range(count)],
-                [p.seen for p in kept], [p.deleted for p in kept],
-                [p.size for p in kept], [int(p.internaldate.timestamp()) for p in kept],
+                ref.id,
+                modseq,
+                tx.at_iso,
+                [first_uid + i for i in range(count)],
+                [p.seen for p in kept],
+                [p.deleted for p in kept],
+                [p.size for p in kept],
+                [int(p.internaldate.timestamp()) for p in kept],
                 [p.internaldate.isoformat() for p in kept],
-                [flagrules.to_text(p.flags) for p in kept], content_ids)
+                [flagrules.to_text(p.flags) for p in kept],
+                content_ids,
+            )
             added = tuple(
-                MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
-                             p.message_id, p.structure)
+                MessageFacts(
+                    first_uid + i,
+                    modseq,
+                    p.flags,
+                    p.size,
+                    p.internaldate,
+                    p.message_id,
+                    p.structure,
+                )
                 for i, p in enumerate(kept)
             )
             tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, added, kind), ref.owner)
@@ -202,8 +261,14 @@ class PostgresMessages(PostgresBase):
         return await self._write(body)
 
     async def fetch(
-        self, mailbox_id: int, uids: Sequence[int], *, content: bool = False,
-        structure: bool = False, changedsince: int | None = None, wire: bool = False,
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        *,
+        content: bool = False,
+        structure: bool = False,
+        changedsince: int | None = None,
+        wire: bool = False,
         header: bool = False,
     ) -> list[MessageRecord]:
         # No pre-rendered answers are stored here yet (the SQLite store's content_wire): a
@@ -222,9 +287,16 @@ class PostgresMessages(PostgresBase):
             params.append(changedsince)
         rows = await self._pool.fetch(
             "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate,"
-            " m.content_id" + extra + " FROM messages AS m" + join + " WHERE " + _IN_RANGES
-            + where + " ORDER BY m.uid",
-            *params)
+            " m.content_id"
+            + extra
+            + " FROM messages AS m"
+            + join
+            + " WHERE "
+            + _IN_RANGES
+            + where
+            + " ORDER BY m.uid",
+            *params,
+        )
         parse = mime.structure_from_json
         if structure and sum(len(r[8]) for r in rows) > PARSE_IN_THREAD:
             parsed = await asyncio.to_thread(lambda: {r[6]: parse(r[8]) for r in rows})
@@ -233,8 +305,13 @@ class PostgresMessages(PostgresBase):
         fromiso = dt.datetime.fromisoformat
         return [
             MessageRecord(
-                uid=r[0], modseq=r[1], flags=tuple(r[2].split()), internaldate=fromiso(r[3]),
-                size=r[4], savedate=fromiso(r[5]), content_id=r[6],
+                uid=r[0],
+                modseq=r[1],
+                flags=tuple(r[2].split()),
+                internaldate=fromiso(r[3]),
+                size=r[4],
+                savedate=fromiso(r[5]),
+                content_id=r[6],
                 content=bytes(r[7]) if content else None,
                 structure=parsed[r[6]] if structure else None,
                 header=bytes(r[9]) if header else None,
@@ -249,21 +326,32 @@ class PostgresMessages(PostgresBase):
         found: dict[int, Row] = {}
         if content or structure:
             ids = sorted({f.content_id for f in ordered if f.content_id is not None})
-            rows = await self._pool.fetch(
-                "SELECT id, raw, structure FROM contents WHERE id = ANY($1::bigint[])", ids,
-            ) if ids else []
+            rows = (
+                await self._pool.fetch(
+                    "SELECT id, raw, structure FROM contents WHERE id = ANY($1::bigint[])",
+                    ids,
+                )
+                if ids
+                else []
+            )
             found = {r[0]: r for r in rows}
         out: list[MessageRecord] = []
         for f in ordered:
             row = found.get(f.content_id) if f.content_id is not None else None
             if (content or structure) and row is None:
                 continue
-            out.append(MessageRecord(
-                uid=f.uid, modseq=f.modseq, flags=f.flags, internaldate=f.internaldate,
-                size=f.size, content_id=f.content_id,
-                content=bytes(row[1]) if content and row is not None else None,
-                structure=mime.structure_from_json(row[2]) if structure and row else None,
-            ))
+            out.append(
+                MessageRecord(
+                    uid=f.uid,
+                    modseq=f.modseq,
+                    flags=f.flags,
+                    internaldate=f.internaldate,
+                    size=f.size,
+                    content_id=f.content_id,
+                    content=bytes(row[1]) if content and row is not None else None,
+                    structure=mime.structure_from_json(row[2]) if structure and row else None,
+                )
+            )
         return out
 
     async def fetch_plain(
@@ -276,18 +364,31 @@ class PostgresMessages(PostgresBase):
         if not ranges:
             return []
         select = "SELECT " + ", ".join(["m.uid", *(f"m.{c}" for c in columns)])
-        rows = await self._pool.fetch(select + " FROM messages AS m WHERE " + _IN_RANGES
-                                      + " ORDER BY m.uid", mailbox_id, *_bounds(ranges))
+        rows = await self._pool.fetch(
+            select + " FROM messages AS m WHERE " + _IN_RANGES + " ORDER BY m.uid",
+            mailbox_id,
+            *_bounds(ranges),
+        )
         return [tuple(r) for r in rows]
 
     async def deleted_size(self, mailbox_id: int) -> int:
-        row = await fetch_one(self._pool, "SELECT coalesce(sum(size), 0)::bigint FROM messages"
-                              " WHERE mailbox_id = $1 AND deleted", mailbox_id)
+        row = await fetch_one(
+            self._pool,
+            "SELECT coalesce(sum(size), 0)::bigint FROM messages WHERE mailbox_id = $1 AND deleted",
+            mailbox_id,
+        )
         return int(row[0]) if row else 0
 
     async def store_flags(
-        self, mailbox_id: int, uids: Sequence[int], mode: str, flags: Sequence[str],
-        origin: Origin, *, unchangedsince: int | None = None, kind: str = "store",
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        origin: Origin,
+        *,
+        unchangedsince: int | None = None,
+        kind: str = "store",
     ) -> StoreFlagsResult:
         if mode not in {"+", "-", ""}:
             raise ValueError(f"bad STORE mode {mode!r}")
@@ -295,8 +396,9 @@ class PostgresMessages(PostgresBase):
         ranges = number_ranges(uids)
 
         async def body(tx: Tx) -> StoreFlagsResult:
-            row = await tx.one("SELECT highestmodseq FROM mailboxes WHERE id = $1 FOR UPDATE",
-                               mailbox_id)
+            row = await tx.one(
+                "SELECT highestmodseq FROM mailboxes WHERE id = $1 FOR UPDATE", mailbox_id
+            )
             if row is None:
                 raise MailboxNotFound("Mailbox no longer exists")
             mbox = await self._by_id(tx.db, mailbox_id)
@@ -304,8 +406,12 @@ class PostgresMessages(PostgresBase):
                 return StoreFlagsResult((), {})
             rows = await tx.rows(
                 "SELECT m.uid, m.modseq, m.flags, c.message_id FROM messages AS m"
-                " JOIN contents AS c ON c.id = m.content_id WHERE " + _IN_RANGES
-                + " ORDER BY m.uid", mailbox_id, *_bounds(ranges))
+                " JOIN contents AS c ON c.id = m.content_id WHERE "
+                + _IN_RANGES
+                + " ORDER BY m.uid",
+                mailbox_id,
+                *_bounds(ranges),
+            )
             modseq = mbox.highestmodseq + 1
             current: dict[int, tuple[tuple[str, ...], int]] = {}
             modified: list[int] = []
@@ -333,21 +439,36 @@ class PostgresMessages(PostgresBase):
                 "UPDATE messages AS m SET flags = x.f, seen = x.s, deleted = x.d, modseq = $1"
                 " FROM unnest($2::text[], $3::bool[], $4::bool[], $5::bigint[]) AS x(f, s, d, u)"
                 " WHERE m.mailbox_id = $6 AND m.uid = x.u",
-                modseq, [u[0] for u in updates], [u[1] for u in updates],
-                [u[2] for u in updates], [u[3] for u in updates], mailbox_id)
+                modseq,
+                [u[0] for u in updates],
+                [u[1] for u in updates],
+                [u[2] for u in updates],
+                [u[3] for u in updates],
+                mailbox_id,
+            )
             row = await tx.one(
                 "UPDATE mailboxes SET highestmodseq = $1, unseen = unseen + $2,"
                 " deleted = deleted + $3 WHERE id = $4 " + COUNTS,
-                modseq, unseen_delta, deleted_delta, mailbox_id)
+                modseq,
+                unseen_delta,
+                deleted_delta,
+                mailbox_id,
+            )
             assert row is not None
-            tx.emit(FlagsChanged(0, tx.at, origin, mbox.ref, Counts(*row), tuple(changes),
-                                 kind), mbox.owner)
+            tx.emit(
+                FlagsChanged(0, tx.at, origin, mbox.ref, Counts(*row), tuple(changes), kind),
+                mbox.owner,
+            )
             return StoreFlagsResult(tuple(changes), current, tuple(modified))
 
         return await self._write(body)
 
     async def expunge(
-        self, mailbox_id: int, origin: Origin, uids: Sequence[int] | None = None, *,
+        self,
+        mailbox_id: int,
+        origin: Origin,
+        uids: Sequence[int] | None = None,
+        *,
         kind: str = "expunge",
     ) -> tuple[int, ...]:
         ranges = None if uids is None else number_ranges(uids)
@@ -355,33 +476,47 @@ class PostgresMessages(PostgresBase):
             return ()
 
         async def body(tx: Tx) -> tuple[int, ...]:
-            if await tx.one("SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE",
-                            mailbox_id) is None:
+            if await tx.one("SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE", mailbox_id) is None:
                 raise MailboxNotFound("Mailbox no longer exists")
             mbox = await self._by_id(tx.db, mailbox_id)
-            select = ("SELECT " + FACTS + ", m.content_id FROM messages AS m"
-                      " JOIN contents AS c ON c.id = m.content_id WHERE ")
+            select = (
+                "SELECT " + FACTS + ", m.content_id FROM messages AS m"
+                " JOIN contents AS c ON c.id = m.content_id WHERE "
+            )
             if ranges is None:
-                rows = await tx.rows(select + "m.mailbox_id = $1 AND m.deleted ORDER BY m.uid",
-                                     mailbox_id)
+                rows = await tx.rows(
+                    select + "m.mailbox_id = $1 AND m.deleted ORDER BY m.uid", mailbox_id
+                )
             else:
-                rows = await tx.rows(select + _IN_RANGES + " AND m.deleted ORDER BY m.uid",
-                                     mailbox_id, *_bounds(ranges))
+                rows = await tx.rows(
+                    select + _IN_RANGES + " AND m.deleted ORDER BY m.uid",
+                    mailbox_id,
+                    *_bounds(ranges),
+                )
             if not rows:
                 return ()
             counts, modseq = await self._remove(tx, mailbox_id, rows)
             gone = tuple(facts(r, content_id=r[8]) for r in rows)
-            tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, gone, modseq, kind),
-                    mbox.owner)
-            await self._quota(tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))},
-                              origin, applied=True)
+            tx.emit(
+                MessagesExpunged(0, tx.at, origin, mbox.ref, counts, gone, modseq, kind), mbox.owner
+            )
+            await self._quota(
+                tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))}, origin, applied=True
+            )
             return tuple(f.uid for f in gone)
 
         return await self._write(body)
 
     async def copy_messages(
-        self, mailbox_id: int, uids: Sequence[int], user_id: int, target: str | int,
-        origin: Origin, *, move: bool = False, need: str = "",
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        user_id: int,
+        target: str | int,
+        origin: Origin,
+        *,
+        move: bool = False,
+        need: str = "",
     ) -> CopyResult:
         """COPY/MOVE in one transaction; never partial. ``target`` and ``need`` as in
         `append`. The source row is locked first, then the destination's."""
@@ -392,22 +527,36 @@ class PostgresMessages(PostgresBase):
             dest_id = target
             if isinstance(target, str):
                 found = await self._by_name(
-                    tx.db, *await self._locate(tx.db, user_id, names.canonical(target)))
+                    tx.db, *await self._locate(tx.db, user_id, names.canonical(target))
+                )
                 dest_id = found.id if found is not None else mailbox_id
-            locked = await tx.rows("SELECT id FROM mailboxes WHERE id = ANY($1::bigint[])"
-                                   " ORDER BY id FOR UPDATE", [mailbox_id, dest_id])
+            locked = await tx.rows(
+                "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                [mailbox_id, dest_id],
+            )
             if mailbox_id not in {r[0] for r in locked}:
                 raise MailboxNotFound("Mailbox no longer exists")
             dest, rights = await self._target(tx, user_id, target, need)
             source = await self._by_id(tx.db, mailbox_id)
-            rows = await tx.rows(
-                "SELECT " + FACTS + ", m.internal_epoch, m.content_id FROM messages AS m"
-                " JOIN contents AS c ON c.id = m.content_id WHERE " + _IN_RANGES
-                + " ORDER BY m.uid", mailbox_id, *_bounds(ranges)) if ranges else []
+            rows = (
+                await tx.rows(
+                    "SELECT " + FACTS + ", m.internal_epoch, m.content_id FROM messages AS m"
+                    " JOIN contents AS c ON c.id = m.content_id WHERE "
+                    + _IN_RANGES
+                    + " ORDER BY m.uid",
+                    mailbox_id,
+                    *_bounds(ranges),
+                )
+                if ranges
+                else []
+            )
             if not rows:
                 return CopyResult(dest.uidvalidity, (), ())
-            added = [tuple(r) for r in rows] if rights is None else [
-                _allowed_flags(r, rights) for r in rows]
+            added = (
+                [tuple(r) for r in rows]
+                if rights is None
+                else [_allowed_flags(r, rights) for r in rows]
+            )
             count = len(rows)
             octets = sum(r[3] for r in rows)
             deltas = {dest.id: (count, octets)}
@@ -419,8 +568,12 @@ class PostgresMessages(PostgresBase):
                 "UPDATE mailboxes SET uidnext = uidnext + $1, highestmodseq = highestmodseq + 1,"
                 " messages = messages + $1, unseen = unseen + $2, size = size + $3,"
                 " deleted = deleted + $4 WHERE id = $5 " + COUNTS,
-                count, sum(not r[6] for r in added), octets, sum(bool(r[7]) for r in added),
-                dest.id)
+                count,
+                sum(not r[6] for r in added),
+                octets,
+                sum(bool(r[7]) for r in added),
+                dest.id,
+            )
             assert row is not None
             counts = Counts(*row)
             first, modseq = counts.uidnext - count, counts.highestmodseq
@@ -430,25 +583,44 @@ class PostgresMessages(PostgresBase):
                 " SELECT $1, u, $2, s, d, z, e, i, $3, f, c FROM unnest($4::bigint[],"
                 " $5::bool[], $6::bool[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
                 " $11::bigint[]) AS x(u, s, d, z, e, i, f, c)",
-                dest.id, modseq, tx.at_iso, [first + i for i in range(count)],
-                [bool(r[6]) for r in added], [bool(r[7]) for r in added],
-                [r[3] for r in added], [r[8] for r in added], [r[4] for r in added],
-                [r[2] for r in added], [r[9] for r in added])
+                dest.id,
+                modseq,
+                tx.at_iso,
+                [first + i for i in range(count)],
+                [bool(r[6]) for r in added],
+                [bool(r[7]) for r in added],
+                [r[3] for r in added],
+                [r[8] for r in added],
+                [r[4] for r in added],
+                [r[2] for r in added],
+                [r[9] for r in added],
+            )
             source_uids = tuple(r[0] for r in rows)
-            new_facts = tuple(facts(r, uid=first + i, modseq=modseq)
-                              for i, r in enumerate(added))
+            new_facts = tuple(facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(added))
             how = "move" if move else "copy"
-            tx.emit(MessagesAdded(0, tx.at, origin, dest.ref, counts, new_facts, how,
-                                  source.ref, source_uids), dest.owner)
+            tx.emit(
+                MessagesAdded(
+                    0, tx.at, origin, dest.ref, counts, new_facts, how, source.ref, source_uids
+                ),
+                dest.owner,
+            )
             if move:
                 src_counts, src_modseq = await self._remove(tx, mailbox_id, list(rows))
                 gone = tuple(facts(r, content_id=r[9]) for r in rows)
-                tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts, gone,
-                                         src_modseq, "move"), source.owner)
+                tx.emit(
+                    MessagesExpunged(
+                        0, tx.at, origin, source.ref, src_counts, gone, src_modseq, "move"
+                    ),
+                    source.owner,
+                )
             for change in within:
                 tx.emit(change, change.user)
-            return CopyResult(dest.uidvalidity, source_uids, tuple(f.uid for f in new_facts),
-                              source_uids if move else ())
+            return CopyResult(
+                dest.uidvalidity,
+                source_uids,
+                tuple(f.uid for f in new_facts),
+                source_uids if move else (),
+            )
 
         return await self._write(body)
 
@@ -463,8 +635,12 @@ class PostgresMessages(PostgresBase):
             text_uids[id(leaf)] = await self._scan(mailbox_id, matcher, leaf)
         compiled = search.compile_criterion(criterion, self._now(), text_uids)
         rows = await self._pool.fetch(
-            "SELECT m.uid FROM messages AS m WHERE m.mailbox_id = $1 AND (" + compiled.sql
-            + ") ORDER BY m.uid", mailbox_id, *compiled.params)
+            "SELECT m.uid FROM messages AS m WHERE m.mailbox_id = $1 AND ("
+            + compiled.sql
+            + ") ORDER BY m.uid",
+            mailbox_id,
+            *compiled.params,
+        )
         return [int(r[0]) for r in rows]
 
     async def _scan(self, mailbox_id: int, matcher: TextMatcher, leaf: Criterion) -> list[int]:
@@ -476,7 +652,11 @@ class PostgresMessages(PostgresBase):
             rows = await self._pool.fetch(
                 "SELECT m.uid, c.id, c.raw, c.structure FROM messages AS m JOIN contents AS c"
                 " ON c.id = m.content_id WHERE m.mailbox_id = $1 AND m.uid > $2"
-                " ORDER BY m.uid LIMIT $3", mailbox_id, after, search.SCAN_BATCH)
+                " ORDER BY m.uid LIMIT $3",
+                mailbox_id,
+                after,
+                search.SCAN_BATCH,
+            )
             if not rows:
                 return out
             batch = [(int(r[0]), int(r[1]), bytes(r[2]), str(r[3])) for r in rows]
@@ -486,7 +666,9 @@ class PostgresMessages(PostgresBase):
     async def mailbox_keywords(self, mailbox_id: int) -> tuple[str, ...]:
         rows = await self._pool.fetch(
             "SELECT DISTINCT flags FROM messages WHERE mailbox_id = $1"
-            " AND (' ' || flags) ~ ' [^\\\\]'", mailbox_id)
+            " AND (' ' || flags) ~ ' [^\\\\]'",
+            mailbox_id,
+        )
         found: dict[str, str] = {}
         for row in rows:
             for flag in flagrules.keywords(flagrules.from_text(str(row[0]))):
@@ -499,7 +681,9 @@ class PostgresMessages(PostgresBase):
         if uids is None:
             rows = await self._pool.fetch(
                 "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
-                mailbox_id, modseq)
+                mailbox_id,
+                modseq,
+            )
         else:
             if not uids:
                 return []
@@ -507,7 +691,11 @@ class PostgresMessages(PostgresBase):
                 "SELECT e.uid FROM expunged AS e WHERE e.mailbox_id = $1 AND e.modseq > $4"
                 " AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)"
                 " WHERE e.uid BETWEEN r.lo AND r.hi) ORDER BY e.uid",
-                mailbox_id, [r[0] for r in uids], [r[1] for r in uids], modseq)
+                mailbox_id,
+                [r[0] for r in uids],
+                [r[1] for r in uids],
+                modseq,
+            )
         return [int(r[0]) for r in rows]
 
     # --- expiry (store/expire.py) -----------------------------------------------------------
@@ -516,8 +704,16 @@ class PostgresMessages(PostgresBase):
         name = names.canonical(name)
 
         async def body(tx: Tx) -> None:
-            if await tx.one("UPDATE mailboxes SET retention_days = $1 WHERE owner_id = $2"
-                            " AND name = $3 RETURNING id", value, user_id, name) is None:
+            if (
+                await tx.one(
+                    "UPDATE mailboxes SET retention_days = $1 WHERE owner_id = $2"
+                    " AND name = $3 RETURNING id",
+                    value,
+                    user_id,
+                    name,
+                )
+                is None
+            ):
                 raise MailboxNotFound("Mailbox does not exist")
 
         await self._write(body)
@@ -528,15 +724,21 @@ class PostgresMessages(PostgresBase):
         when = self._now() if now is None else now
         origin = Origin(service="expire")
         total = 0
-        due = [expire.DueMailbox(int(r[0]), int(r[1])) for r in await self._pool.fetch(
-            "SELECT id, retention_days FROM mailboxes WHERE retention_days > 0 AND selectable"
-            " ORDER BY id")]
+        due = [
+            expire.DueMailbox(int(r[0]), int(r[1]))
+            for r in await self._pool.fetch(
+                "SELECT id, retention_days FROM mailboxes WHERE retention_days > 0 AND selectable"
+                " ORDER BY id"
+            )
+        ]
         for mailbox in due:
             before = expire.cutoff(when, mailbox.retention_days)
 
             async def body(tx: Tx, due: expire.DueMailbox = mailbox, before: str = before) -> int:
-                row = await tx.one("SELECT retention_days, selectable FROM mailboxes"
-                                   " WHERE id = $1 FOR UPDATE", due.id)
+                row = await tx.one(
+                    "SELECT retention_days, selectable FROM mailboxes WHERE id = $1 FOR UPDATE",
+                    due.id,
+                )
                 if row is None or row[0] != due.retention_days or not row[1]:
                     return 0
                 mbox = await self._by_id(tx.db, due.id)
@@ -544,15 +746,20 @@ class PostgresMessages(PostgresBase):
                     "SELECT " + FACTS + ", m.content_id FROM messages AS m JOIN contents AS c"
                     " ON c.id = m.content_id WHERE m.mailbox_id = $1"
                     " AND m.savedate::timestamptz < $2::text::timestamptz ORDER BY m.uid",
-                    due.id, before)
+                    due.id,
+                    before,
+                )
                 if not rows:
                     return 0
                 counts, modseq = await self._remove(tx, due.id, rows)
                 gone = tuple(facts(r, content_id=r[8]) for r in rows)
-                tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, gone, modseq,
-                                         "expire"), mbox.owner)
-                await self._quota(tx, {due.id: (-len(rows), -sum(r[3] for r in rows))},
-                                  origin, applied=True)
+                tx.emit(
+                    MessagesExpunged(0, tx.at, origin, mbox.ref, counts, gone, modseq, "expire"),
+                    mbox.owner,
+                )
+                await self._quota(
+                    tx, {due.id: (-len(rows), -sum(r[3] for r in rows))}, origin, applied=True
+                )
                 return len(rows)
 
             total += await self._write(body)

@@ -53,8 +53,7 @@ async def applied_versions(conn: asyncpg.Connection) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-async def migrate(conn: asyncpg.Connection,
-                  migrations: list[Migration] | None = None) -> list[int]:
+async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[int]:
     """Apply the pending migrations. Returns the versions applied. Raises SchemaTooNew."""
     migrations = available() if migrations is None else migrations
     known = {m.version for m in migrations}
@@ -70,15 +69,19 @@ async def migrate(conn: asyncpg.Connection,
         if unknown:
             raise SchemaTooNew(
                 "the PostgreSQL schema is newer than this program: it has migration(s) "
-                + ", ".join(unknown) + " which this version lacks; upgrade imapd"
+                + ", ".join(unknown)
+                + " which this version lacks; upgrade imapd"
             )
         done = {version for version, _ in have}
         for migration in migrations:
             if migration.version in done:
                 continue
             await conn.execute(migration.script)
-            await conn.execute("INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-                               migration.version, migration.name)
+            await conn.execute(
+                "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
             applied.append(migration.version)
     return applied
 

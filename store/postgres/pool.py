@@ -28,8 +28,7 @@ LOST = (
 def lost(exc: BaseException) -> Unavailable | None:
     """The Unavailable a lost connection means, or None for any other exception."""
     if isinstance(exc, LOST):
-        return Unavailable(f"the PostgreSQL store is unavailable ({type(exc).__name__});"
-                           " try again")
+        return Unavailable(f"the PostgreSQL store is unavailable ({type(exc).__name__}); try again")
     return None
 
 

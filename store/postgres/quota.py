@@ -32,26 +32,33 @@ _COVERED = "(x.quota_root_id = r.id OR (x.quota_root_id IS NULL AND x.owner_id =
 _ROOT_COLUMNS = (
     "r.id, coalesce(r.name, u.name, ''), coalesce(u.name, ''), r.storage, r.messages,"
     " (SELECT coalesce(sum(x.size), 0)::bigint FROM mailboxes AS x WHERE " + _COVERED + "),"
-    " (SELECT coalesce(sum(x.messages), 0)::bigint FROM mailboxes AS x WHERE " + _COVERED
-    + ")"
+    " (SELECT coalesce(sum(x.messages), 0)::bigint FROM mailboxes AS x WHERE " + _COVERED + ")"
 )
 
 
 def _info(row: Row) -> QuotaInfo:
     rid, name, owner, storage, messages, used, count = row
-    return QuotaInfo(Root(int(rid), str(name), str(owner), Limits(storage, messages)),
-                     Usage(int(used), int(count)))
+    return QuotaInfo(
+        Root(int(rid), str(name), str(owner), Limits(storage, messages)),
+        Usage(int(used), int(count)),
+    )
 
 
 async def of_user(db: Db, user_id: int, name: str) -> QuotaInfo:
     row = await fetch_one(
-        db, "SELECT " + _ROOT_COLUMNS + " FROM quota_roots AS r LEFT JOIN users AS u"
-        " ON u.id = r.user_id WHERE r.user_id = $1", user_id)
+        db,
+        "SELECT " + _ROOT_COLUMNS + " FROM quota_roots AS r LEFT JOIN users AS u"
+        " ON u.id = r.user_id WHERE r.user_id = $1",
+        user_id,
+    )
     if row is not None:
         return _info(row)
     usage = await fetch_one(
-        db, "SELECT coalesce(sum(size), 0)::bigint, coalesce(sum(messages), 0)::bigint"
-        " FROM mailboxes WHERE owner_id = $1 AND quota_root_id IS NULL", user_id)
+        db,
+        "SELECT coalesce(sum(size), 0)::bigint, coalesce(sum(messages), 0)::bigint"
+        " FROM mailboxes WHERE owner_id = $1 AND quota_root_id IS NULL",
+        user_id,
+    )
     assert usage is not None
     return QuotaInfo(Root(None, name, name, Limits()), Usage(int(usage[0]), int(usage[1])))
 
@@ -62,8 +69,11 @@ async def by_name(db: Db, root: str) -> tuple[QuotaInfo, int | None]:
     if row is not None:
         return await of_user(db, int(row[0]), root), int(row[0])
     row = await fetch_one(
-        db, "SELECT " + _ROOT_COLUMNS + " FROM quota_roots AS r LEFT JOIN users AS u"
-        " ON u.id = r.user_id WHERE r.user_id IS NULL AND r.name = $1", root)
+        db,
+        "SELECT " + _ROOT_COLUMNS + " FROM quota_roots AS r LEFT JOIN users AS u"
+        " ON u.id = r.user_id WHERE r.user_id IS NULL AND r.name = $1",
+        root,
+    )
     if row is None:
         raise QuotaRootNotFound("No such quota root")
     return _info(row), None
@@ -71,10 +81,16 @@ async def by_name(db: Db, root: str) -> tuple[QuotaInfo, int | None]:
 
 async def of_mailbox(db: Db, user_id: int, owner: str, name: str) -> QuotaInfo:
     row = await fetch_one(
-        db, "SELECT " + _ROOT_COLUMNS + " FROM mailboxes AS m JOIN quota_roots AS r ON "
-        + _ROOT_OF_MAILBOX + " LEFT JOIN users AS u ON u.id = r.user_id"
+        db,
+        "SELECT "
+        + _ROOT_COLUMNS
+        + " FROM mailboxes AS m JOIN quota_roots AS r ON "
+        + _ROOT_OF_MAILBOX
+        + " LEFT JOIN users AS u ON u.id = r.user_id"
         " WHERE m.owner_id = $1 AND m.name = $2 AND m.quota_root_id IS NOT NULL",
-        user_id, name)
+        user_id,
+        name,
+    )
     if row is not None:
         return _info(row)
     return await of_user(db, user_id, owner)
@@ -85,7 +101,10 @@ async def set_limits(db: Db, user_id: int, limits: Limits) -> None:
         "INSERT INTO quota_roots (user_id, storage, messages) VALUES ($1, $2, $3)"
         " ON CONFLICT (user_id) DO UPDATE SET storage = excluded.storage,"
         " messages = excluded.messages",
-        user_id, limits.storage, limits.messages)
+        user_id,
+        limits.storage,
+        limits.messages,
+    )
 
 
 async def lock_user_root(db: Db, user_id: int) -> None:
@@ -105,14 +124,22 @@ async def settle(
     if not ids:
         return []
     locked = await db.fetch(
-        "SELECT r.id FROM mailboxes AS m JOIN quota_roots AS r ON " + _ROOT_OF_MAILBOX
-        + " WHERE m.id = ANY($1::bigint[]) ORDER BY r.id FOR UPDATE OF r", ids)
+        "SELECT r.id FROM mailboxes AS m JOIN quota_roots AS r ON "
+        + _ROOT_OF_MAILBOX
+        + " WHERE m.id = ANY($1::bigint[]) ORDER BY r.id FOR UPDATE OF r",
+        ids,
+    )
     if not locked:
         return []  # no limits anywhere: nothing to check
     rows = await db.fetch(
-        "SELECT m.id, " + _ROOT_COLUMNS + " FROM mailboxes AS m JOIN quota_roots AS r ON "
-        + _ROOT_OF_MAILBOX + " LEFT JOIN users AS u ON u.id = r.user_id"
-        " WHERE m.id = ANY($1::bigint[])", ids)
+        "SELECT m.id, "
+        + _ROOT_COLUMNS
+        + " FROM mailboxes AS m JOIN quota_roots AS r ON "
+        + _ROOT_OF_MAILBOX
+        + " LEFT JOIN users AS u ON u.id = r.user_id"
+        " WHERE m.id = ANY($1::bigint[])",
+        ids,
+    )
     roots: dict[int, QuotaInfo] = {}
     grow: dict[int, tuple[int, int]] = {}
     for row in rows:

@@ -59,8 +59,7 @@ def text_leaves(c: Criterion) -> list[Criterion]:
     return out
 
 
-def compile_criterion(c: Criterion, now: dt.datetime,
-                      text_uids: dict[int, list[int]]) -> Compiled:
+def compile_criterion(c: Criterion, now: dt.datetime, text_uids: dict[int, list[int]]) -> Compiled:
     """``text_uids`` maps id() of each text leaf to the UIDs it matched. Raises ValueError
     for an unknown key or a value of the wrong type."""
     b = _Builder()
@@ -120,9 +119,11 @@ def _compile(c: Criterion, now: int, b: _Builder, text: dict[int, list[int]]) ->
         pairs = [(int(lo), int(hi)) for lo, hi in ranges]
         if not pairs:
             return "false"
-        return (f"EXISTS (SELECT 1 FROM unnest({b.p([p[0] for p in pairs])}::bigint[],"
-                f" {b.p([p[1] for p in pairs])}::bigint[]) AS r(lo, hi)"
-                " WHERE m.uid BETWEEN r.lo AND r.hi)")
+        return (
+            f"EXISTS (SELECT 1 FROM unnest({b.p([p[0] for p in pairs])}::bigint[],"
+            f" {b.p([p[1] for p in pairs])}::bigint[]) AS r(lo, hi)"
+            " WHERE m.uid BETWEEN r.lo AND r.hi)"
+        )
     if name in TEXT_KEYS or name in SENT_KEYS:
         return f"m.uid = ANY({b.p(text[id(c)])}::bigint[])"
     raise ValueError(f"unsupported search key {c.name!r}")
@@ -140,8 +141,9 @@ def validate(c: Criterion) -> None:
                 raise ValueError("HEADER needs a field name")
 
 
-def match_batch(matcher: TextMatcher, leaf: Criterion,
-                rows: list[tuple[int, int, bytes, str]]) -> list[int]:
+def match_batch(
+    matcher: TextMatcher, leaf: Criterion, rows: list[tuple[int, int, bytes, str]]
+) -> list[int]:
     """UIDs among ``rows`` (uid, content id, raw, structure) that ``leaf`` matches."""
     name = leaf.name.upper()
     out = []
@@ -156,8 +158,9 @@ def match_batch(matcher: TextMatcher, leaf: Criterion,
     return out
 
 
-async def in_thread(matcher: TextMatcher, leaf: Criterion,
-                    rows: list[tuple[int, int, bytes, str]]) -> list[int]:
+async def in_thread(
+    matcher: TextMatcher, leaf: Criterion, rows: list[tuple[int, int, bytes, str]]
+) -> list[int]:
     return await asyncio.to_thread(match_batch, matcher, leaf, rows)
 
 
@@ -180,4 +183,3 @@ def _date(c: Criterion) -> str:
     if not isinstance(value, dt.date):
         raise ValueError(f"{c.name} needs a date")
     return value.isoformat()
-

@@ -28,15 +28,17 @@ CHUNK: Final = 500
 Row = tuple[int, int, int, int]  # uid, INTERNALDATE epoch, size, content id
 
 
-def _keys(found: list[tuple[int, str, bytes | None]], with_refs: bool
-          ) -> dict[int, ContentKeys]:
-    return {cid: content_keys(structure_from_json(structure).envelope, header, with_refs)
-            for cid, structure, header in found}
+def _keys(found: list[tuple[int, str, bytes | None]], with_refs: bool) -> dict[int, ContentKeys]:
+    return {
+        cid: content_keys(structure_from_json(structure).envelope, header, with_refs)
+        for cid, structure, header in found
+    }
 
 
 def _build(rows: list[Row], keys: dict[int, ContentKeys]) -> list[SortRecord]:
-    return [SortRecord(uid, arrival, size, keys.get(cid, _EMPTY))
-            for uid, arrival, size, cid in rows]
+    return [
+        SortRecord(uid, arrival, size, keys.get(cid, _EMPTY)) for uid, arrival, size, cid in rows
+    ]
 
 
 class PostgresSort(PostgresBase):
@@ -45,27 +47,40 @@ class PostgresSort(PostgresBase):
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
         raise NotImplementedError  # PostgresMessages
 
-    async def _records(self, mailbox_id: int, criterion: Criterion, with_refs: bool,
-                       contents: bool) -> list[SortRecord]:
+    async def _records(
+        self, mailbox_id: int, criterion: Criterion, with_refs: bool, contents: bool
+    ) -> list[SortRecord]:
         uids = await self.search(mailbox_id, criterion)
         rows: list[Row] = [
-            (int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in await self._pool.fetch(
+            (int(r[0]), int(r[1]), int(r[2]), int(r[3]))
+            for r in await self._pool.fetch(
                 "SELECT uid, internal_epoch, size, content_id FROM messages"
                 " WHERE mailbox_id = $1 AND uid = ANY($2::bigint[]) ORDER BY uid",
-                mailbox_id, uids)]
+                mailbox_id,
+                uids,
+            )
+        ]
         keys: dict[int, ContentKeys] = {}
         ids = sorted({r[3] for r in rows}) if contents else []
         header = "substring(raw from 1 for header_len)" if with_refs else "NULL::bytea"
         for start in range(0, len(ids), CHUNK):
-            found = [(int(r[0]), str(r[1]), None if r[2] is None else bytes(r[2]))
-                     for r in await self._pool.fetch(
-                         "SELECT id, structure, " + header + " FROM contents"
-                         " WHERE id = ANY($1::bigint[])", ids[start : start + CHUNK])]
+            found = [
+                (int(r[0]), str(r[1]), None if r[2] is None else bytes(r[2]))
+                for r in await self._pool.fetch(
+                    "SELECT id, structure, " + header + " FROM contents"
+                    " WHERE id = ANY($1::bigint[])",
+                    ids[start : start + CHUNK],
+                )
+            ]
             keys.update(await asyncio.to_thread(_keys, found, with_refs))
         return await asyncio.to_thread(_build, rows, keys)
 
     async def sort_records(
-        self, mailbox_id: int, criterion: Criterion, *, references: bool = False,
+        self,
+        mailbox_id: int,
+        criterion: Criterion,
+        *,
+        references: bool = False,
         contents: bool = True,
     ) -> list[SortRecord]:
         """The matching messages' sort records in UID order (store/api.py)."""
@@ -80,7 +95,10 @@ class PostgresSort(PostgresBase):
         return await asyncio.to_thread(lambda: [r.uid for r in sort_by(records, criteria)])
 
     async def thread_roots(
-        self, mailbox_id: int, algorithm: str, criterion: Criterion | None,
+        self,
+        mailbox_id: int,
+        algorithm: str,
+        criterion: Criterion | None,
         visible: Sequence[int] | None = None,
     ) -> list[Node]:
         """THREAD ``algorithm`` of the matching messages among ``visible`` (RFC 5256 §3)."""
@@ -90,4 +108,5 @@ class PostgresSort(PostgresBase):
             seen = set(visible)
             records = [r for r in records if r.uid in seen]
         return await asyncio.to_thread(
-            lambda: references(records) if by_refs else ordered_subject(records))
+            lambda: references(records) if by_refs else ordered_subject(records)
+        )

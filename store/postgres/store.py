@@ -98,10 +98,13 @@ async def _log_changes(tx: Tx) -> list[Change]:
     first = int(row[0]) + 1
     out = [dataclasses.replace(c, seq=first + i) for i, (c, _) in enumerate(tx.pending)]
     await tx.run(
-        "INSERT INTO change_log (seq, kind, \"user\", payload, created)"
+        'INSERT INTO change_log (seq, kind, "user", payload, created)'
         " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])",
-        [c.seq for c in out], [change_kind(c) for c in out], [u for _, u in tx.pending],
-        [to_json(c) for c in out], [tx.at_iso] * len(out),
+        [c.seq for c in out],
+        [change_kind(c) for c in out],
+        [u for _, u in tx.pending],
+        [to_json(c) for c in out],
+        [tx.at_iso] * len(out),
     )
     await tx.run("SELECT pg_notify($1, $2)", CHANNEL, str(out[-1].seq))
     return out
@@ -160,8 +163,9 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         except BaseException:
             await pool.close()
             raise
-        store = cls(Pool(pool), publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-                    uidvalidity=uidvalidity)
+        store = cls(
+            Pool(pool), publish, scrypt_n=scrypt_n, clock=clock or _utc_now, uidvalidity=uidvalidity
+        )
         store._dsn = dsn
         store._auth_cache = auth_cache
         return store
@@ -294,7 +298,11 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             upto = before if before is not None else 2**63 - 1
             rows = await self._pool.fetch(
                 "SELECT seq, kind, payload FROM change_log WHERE seq > $1 AND seq < $2"
-                " ORDER BY seq LIMIT $3", self._published, upto, _FOREIGN_BATCH)
+                " ORDER BY seq LIMIT $3",
+                self._published,
+                upto,
+                _FOREIGN_BATCH,
+            )
             if not rows:
                 return
             batch: list[Change] = []
@@ -318,7 +326,9 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
         rows = await self._pool.fetch(
             "SELECT seq, kind, payload FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-            after, limit)
+            after,
+            limit,
+        )
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def follow(
@@ -340,7 +350,10 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
     async def set_event_cursor(self, name: str, seq: int) -> None:
         await self._pool.execute(
             "INSERT INTO event_cursors (name, seq) VALUES ($1, $2)"
-            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq", name, seq)
+            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            name,
+            seq,
+        )
 
     async def record_session_event(
         self, user: str, kind: str, origin: Origin, server: str | None = None
@@ -418,22 +431,30 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         async def body(tx: Tx) -> User:
             row = await tx.one(
                 "INSERT INTO users (name, password, is_admin, created) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (name) DO NOTHING RETURNING id", name, hashed, admin, tx.at_iso)
+                " ON CONFLICT (name) DO NOTHING RETURNING id",
+                name,
+                hashed,
+                admin,
+                tx.at_iso,
+            )
             if row is None:
                 raise UserExists("User already exists")
             user_id = int(row[0])
             await self._insert_mailboxes(tx, user_id, name, DEFAULT_MAILBOXES, origin)
             await tx.run(
                 "INSERT INTO subscriptions (user_id, name) SELECT $1, unnest($2::text[])",
-                user_id, [m for m, _ in DEFAULT_MAILBOXES])
+                user_id,
+                [m for m, _ in DEFAULT_MAILBOXES],
+            )
             return User(user_id, name, admin)
 
         return await self._write(body)
 
     async def authenticate(self, name: str, password: str) -> User:
         """Raises AuthFailed; one scrypt verification whether or not the user exists."""
-        row = await fetch_one(self._pool, "SELECT id, name, password, is_admin FROM users"
-                              " WHERE name = $1", name)
+        row = await fetch_one(
+            self._pool, "SELECT id, name, password, is_admin FROM users WHERE name = $1", name
+        )
         stored = row[2] if row is not None else None
         if stored is None or parameters(stored) is None:
             if self._dummy_hash is None:
@@ -454,8 +475,9 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
     async def get_user(self, name: str) -> User:
         if not name:
             raise UserNotFound("No such user")
-        row = await fetch_one(self._pool, "SELECT id, name, is_admin FROM users WHERE name = $1",
-                              name)
+        row = await fetch_one(
+            self._pool, "SELECT id, name, is_admin FROM users WHERE name = $1", name
+        )
         if row is None:
             raise UserNotFound("No such user")
         return User(int(row[0]), row[1], bool(row[2]))
@@ -466,8 +488,12 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         hashed = await asyncio.to_thread(hash_password, password, n=self._scrypt_n)
 
         async def body(tx: Tx) -> None:
-            if await tx.one("UPDATE users SET password = $1 WHERE name = $2 RETURNING id",
-                            hashed, name) is None:
+            if (
+                await tx.one(
+                    "UPDATE users SET password = $1 WHERE name = $2 RETURNING id", hashed, name
+                )
+                is None
+            ):
                 raise UserNotFound("No such user")
 
         await self._write(body)
@@ -484,18 +510,25 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             if row is None:
                 raise UserNotFound("No such user")
             user_id = row[0]
-            mboxes = [Mbox.from_row(r) for r in await tx.rows(
-                MBOX_SELECT + " WHERE m.owner_id = $1 ORDER BY m.name FOR UPDATE OF m",
-                user_id)]
+            mboxes = [
+                Mbox.from_row(r)
+                for r in await tx.rows(
+                    MBOX_SELECT + " WHERE m.owner_id = $1 ORDER BY m.name FOR UPDATE OF m", user_id
+                )
+            ]
             ids = [m.id for m in mboxes]
-            gone = await tx.rows("DELETE FROM messages WHERE mailbox_id = ANY($1::bigint[])"
-                                 " RETURNING content_id", ids)
+            gone = await tx.rows(
+                "DELETE FROM messages WHERE mailbox_id = ANY($1::bigint[]) RETURNING content_id",
+                ids,
+            )
             await self._drop_contents(tx, [r[0] for r in gone])
             await tx.run("DELETE FROM expunged WHERE mailbox_id = ANY($1::bigint[])", ids)
-            await tx.run("DELETE FROM metadata WHERE mailbox_id = ANY($1::bigint[])"
-                         " OR user_id = $2", ids, user_id)
-            await tx.run("DELETE FROM acl WHERE identifier = ANY($1::text[])",
-                         [name, "-" + name])
+            await tx.run(
+                "DELETE FROM metadata WHERE mailbox_id = ANY($1::bigint[]) OR user_id = $2",
+                ids,
+                user_id,
+            )
+            await tx.run("DELETE FROM acl WHERE identifier = ANY($1::text[])", [name, "-" + name])
             await tx.run("DELETE FROM mailboxes WHERE owner_id = $1", user_id)
             await tx.run("DELETE FROM subscriptions WHERE user_id = $1", user_id)
             await tx.run("DELETE FROM users WHERE id = $1", user_id)
@@ -511,8 +544,9 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             raise UserNotFound("No such user")
 
         async def body(tx: Tx) -> User:
-            row = await tx.one("UPDATE users SET is_admin = $1 WHERE name = $2 RETURNING id",
-                               admin, name)
+            row = await tx.one(
+                "UPDATE users SET is_admin = $1 WHERE name = $2 RETURNING id", admin, name
+            )
             if row is None:
                 raise UserNotFound("No such user")
             return User(int(row[0]), name, admin)
@@ -521,7 +555,8 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
 
     async def list_users(self) -> list[User]:
         rows = await self._pool.fetch(
-            "SELECT id, name, is_admin FROM users WHERE name != '' ORDER BY name COLLATE \"C\"")
+            "SELECT id, name, is_admin FROM users WHERE name != '' ORDER BY name COLLATE \"C\""
+        )
         return [User(int(r[0]), r[1], bool(r[2])) for r in rows]
 
     # --- quota (RFC 9208; rules in store/quota.py) -------------------------------------------
@@ -548,20 +583,27 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             before, _ = await quota_sql.by_name(tx.db, root)
             await quota_sql.set_limits(tx.db, user_id, limits)
             after, _ = await quota_sql.by_name(tx.db, root)
-            tx.emit(quota.change("limits", tx.at, origin, after.root, after.usage),
-                    after.root.owner)
-            if (quota.full(before.root.limits, before.usage)
-                    and not quota.full(limits, after.usage)):
-                tx.emit(quota.change("within", tx.at, origin, after.root, after.usage),
-                        after.root.owner)
+            tx.emit(
+                quota.change("limits", tx.at, origin, after.root, after.usage), after.root.owner
+            )
+            if quota.full(before.root.limits, before.usage) and not quota.full(limits, after.usage):
+                tx.emit(
+                    quota.change("within", tx.at, origin, after.root, after.usage), after.root.owner
+                )
             return after
 
         return await self._write(body)
 
     # --- XAPPLEPUSHSERVICE ------------------------------------------------------------------
     async def register_push(
-        self, user_id: int, aps_version: int, account_id: str, device_token: str,
-        subtopic: str, mailboxes: Sequence[str], origin: Origin,
+        self,
+        user_id: int,
+        aps_version: int,
+        account_id: str,
+        device_token: str,
+        subtopic: str,
+        mailboxes: Sequence[str],
+        origin: Origin,
     ) -> tuple[str, ...]:
         import json
 
@@ -571,8 +613,12 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
 
         async def body(tx: Tx) -> tuple[str, ...]:
             owner = await self._owner(tx.db, user_id)
-            rows = await tx.rows("SELECT name FROM mailboxes WHERE owner_id = $1 AND selectable"
-                                 " AND name = ANY($2::text[])", user_id, list(wanted))
+            rows = await tx.rows(
+                "SELECT name FROM mailboxes WHERE owner_id = $1 AND selectable"
+                " AND name = ANY($2::text[])",
+                user_id,
+                list(wanted),
+            )
             found = {r[0] for r in rows}
             present = tuple(n for n in wanted if n in found)
             await tx.run(
@@ -581,10 +627,28 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
                 " ON CONFLICT (user_id, account_id, device_token, subtopic) DO UPDATE SET"
                 " aps_version = excluded.aps_version, mailboxes = excluded.mailboxes,"
                 " registered = excluded.registered",
-                user_id, account_id, device_token, subtopic, aps_version,
-                json.dumps(list(present)), tx.at_iso)
-            tx.emit(ApplePushRegistered(0, tx.at, origin, owner, aps_version, account_id,
-                                        device_token, subtopic, present), owner)
+                user_id,
+                account_id,
+                device_token,
+                subtopic,
+                aps_version,
+                json.dumps(list(present)),
+                tx.at_iso,
+            )
+            tx.emit(
+                ApplePushRegistered(
+                    0,
+                    tx.at,
+                    origin,
+                    owner,
+                    aps_version,
+                    account_id,
+                    device_token,
+                    subtopic,
+                    present,
+                ),
+                owner,
+            )
             return present
 
         return await self._write(body)
@@ -596,9 +660,21 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             "SELECT u.name, d.aps_version, d.account_id, d.device_token, d.subtopic,"
             " d.mailboxes, d.registered FROM aps_devices d JOIN users u ON u.id = d.user_id"
             " WHERE $1::bigint IS NULL OR d.user_id = $1"
-            " ORDER BY u.name COLLATE \"C\", d.registered, d.device_token", user_id)
-        return [PushDevice(r[0], int(r[1]), r[2], r[3], r[4], tuple(json.loads(r[5])),
-                           dt.datetime.fromisoformat(r[6])) for r in rows]
+            ' ORDER BY u.name COLLATE "C", d.registered, d.device_token',
+            user_id,
+        )
+        return [
+            PushDevice(
+                r[0],
+                int(r[1]),
+                r[2],
+                r[3],
+                r[4],
+                tuple(json.loads(r[5])),
+                dt.datetime.fromisoformat(r[6]),
+            )
+            for r in rows
+        ]
 
 
 @dataclasses.dataclass(slots=True)
@@ -626,6 +702,5 @@ def missing_methods() -> list[str]:
     SORT and THREAD are advertised by every server)."""
     wanted: set[str] = set()
     for protocol in (ChangeFeed, Store):
-        wanted |= {n for n, v in vars(protocol).items()
-                   if callable(v) and not n.startswith("_")}
+        wanted |= {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
     return sorted(n for n in wanted if not callable(getattr(PostgresStore, n, None)))

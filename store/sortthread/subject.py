@@ -20,8 +20,9 @@ _SPACES: Final = re.compile(r"[ \t\r\n]+")
 _BLOB: Final = r"\[[^\[\]]*\][ \t]*"
 #: subj-leader = (*subj-blob subj-refwd) / WSP, the subj-refwd alternative captured:
 #: subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"
-_LEADER: Final = re.compile(rf"(?:{_BLOB})*(?P<refwd>(?:re|fwd?)[ \t]*(?:{_BLOB})?:)|[ \t]",
-                            re.IGNORECASE)
+_LEADER: Final = re.compile(
+    rf"(?:{_BLOB})*(?P<refwd>(?:re|fwd?)[ \t]*(?:{_BLOB})?:)|[ \t]", re.IGNORECASE
+)
 _BLOB_PREFIX: Final = re.compile(_BLOB)
 _FWD_TRAILER: Final = "(fwd)"
 _FWD_HDR: Final = "[fwd:"

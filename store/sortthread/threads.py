@@ -167,9 +167,10 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             continue
         held = table.get(subject)
         # (iv) the first of a subject, or a better one: a dummy, or a non-reply over a reply
-        if held is None or (held.record is not None and (
-            node.record is None or (_is_reply(held) and not _is_reply(node))
-        )):
+        if held is None or (
+            held.record is not None
+            and (node.record is None or (_is_reply(held) and not _is_reply(node)))
+        ):
             table[subject] = node
     top: dict[Node, None] = dict.fromkeys(roots)
     for node in roots:  # (C)

@@ -74,8 +74,7 @@ class RestoreReport:
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                           isolation_level=None)
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
 
 
 def summary(db: sqlite3.Connection, path: Path) -> Summary:
@@ -86,9 +85,11 @@ def summary(db: sqlite3.Connection, path: Path) -> Summary:
 
 
 def _head(db: sqlite3.Connection) -> int:
-    row = db.execute("SELECT max((SELECT coalesce(max(seq), 0) FROM change_log),"
-                     " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'),"
-                     " 0))").fetchone()
+    row = db.execute(
+        "SELECT max((SELECT coalesce(max(seq), 0) FROM change_log),"
+        " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'),"
+        " 0))"
+    ).fetchone()
     return int(row[0])
 
 
@@ -141,9 +142,11 @@ def backup(db_path: Path, dest: Path, now: dt.datetime | None = None) -> tuple[P
     try:
         dest_db = _copy(source, tmp)
         try:
-            dest_db.execute("INSERT INTO meta (key, value) VALUES ('backup_taken', ?)"
-                            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            (now.replace(microsecond=0).isoformat(),))
+            dest_db.execute(
+                "INSERT INTO meta (key, value) VALUES ('backup_taken', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (now.replace(microsecond=0).isoformat(),),
+            )
             problems = [str(r[0]) for r in dest_db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise StoreDamaged(f"the copy fails its check: {'; '.join(problems[:3])}")
@@ -156,8 +159,9 @@ def backup(db_path: Path, dest: Path, now: dt.datetime | None = None) -> tuple[P
         raise
     finally:
         source.close()
-    return target, Summary(info.users, info.mailboxes, info.messages, info.change_log_head,
-                           target.stat().st_size)
+    return target, Summary(
+        info.users, info.mailboxes, info.messages, info.change_log_head, target.stat().st_size
+    )
 
 
 # --- restore -------------------------------------------------------------------------------
@@ -189,9 +193,11 @@ def _read_live(db_path: Path) -> _Live | None:
             db.close()
             return None
         mailboxes = {
-            (owner, name): (mid, uv, nxt, hms) for mid, owner, name, uv, nxt, hms in db.execute(
+            (owner, name): (mid, uv, nxt, hms)
+            for mid, owner, name, uv, nxt, hms in db.execute(
                 "SELECT m.id, u.name, m.name, m.uidvalidity, m.uidnext, m.highestmodseq"
-                " FROM mailboxes m JOIN users u ON u.id = m.owner_id")
+                " FROM mailboxes m JOIN users u ON u.id = m.owner_id"
+            )
         }
         row = db.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
         sequences = {str(n): int(s) for n, s in db.execute("SELECT name, seq FROM sqlite_sequence")}
@@ -205,9 +211,11 @@ def _read_live(db_path: Path) -> _Live | None:
 def _live_uids(live: _Live, mailbox_id: int) -> set[int]:
     """Every UID the replaced store used in a mailbox (present or expunged)."""
     try:
-        rows = live.db.execute("SELECT uid FROM messages WHERE mailbox_id = ? UNION"
-                               " SELECT uid FROM expunged WHERE mailbox_id = ?",
-                               (mailbox_id, mailbox_id)).fetchall()
+        rows = live.db.execute(
+            "SELECT uid FROM messages WHERE mailbox_id = ? UNION"
+            " SELECT uid FROM expunged WHERE mailbox_id = ?",
+            (mailbox_id, mailbox_id),
+        ).fetchall()
     except sqlite3.Error:
         return set()  # unreadable rows: UIDNEXT alone still keeps the UIDs unused
     return {int(r[0]) for r in rows}
@@ -224,16 +232,17 @@ def check_source(src: Path) -> None:
             raise StoreDamaged(f"{src} fails integrity_check: {'; '.join(problems[:3])}")
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if not 1 <= version <= len(available()):
-            raise StoreDamaged(f"{src} has schema version {version}: not an imapd store this"
-                               f" program can read (1..{len(available())})")
+            raise StoreDamaged(
+                f"{src} has schema version {version}: not an imapd store this"
+                f" program can read (1..{len(available())})"
+            )
     except sqlite3.DatabaseError as exc:
         raise files.damaged(exc, src) or StoreDamaged(f"{src}: {exc}") from exc
     finally:
         db.close()
 
 
-def restore(src: Path, db_path: Path, *, clock: Callable[[], float] = time.time
-            ) -> RestoreReport:
+def restore(src: Path, db_path: Path, *, clock: Callable[[], float] = time.time) -> RestoreReport:
     """Replace the store at ``db_path`` by the backup ``src``, adjusted as the module says.
     The caller holds `files.StoreLock` exclusively. Raises StoreDamaged for a bad ``src``."""
     check_source(src)
@@ -268,8 +277,9 @@ def restore(src: Path, db_path: Path, *, clock: Callable[[], float] = time.time
     return report
 
 
-def _adjust(db: sqlite3.Connection, live: _Live | None, clock: Callable[[], float]
-            ) -> RestoreReport:
+def _adjust(
+    db: sqlite3.Connection, live: _Live | None, clock: Callable[[], float]
+) -> RestoreReport:
     """The restore's changes to the copy, in one transaction (see the module docstring)."""
     report = RestoreReport(summary=Summary(0, 0, 0, 0, 0))
     db.execute("BEGIN IMMEDIATE")
@@ -281,7 +291,8 @@ def _adjust(db: sqlite3.Connection, live: _Live | None, clock: Callable[[], floa
             last_uv = max([last_uv, live.uidvalidity, *(v[1] for v in live.mailboxes.values())])
         mailboxes = db.execute(
             "SELECT m.id, u.name, m.name, m.uidvalidity, m.uidnext, m.highestmodseq"
-            " FROM mailboxes m JOIN users u ON u.id = m.owner_id ORDER BY m.id").fetchall()
+            " FROM mailboxes m JOIN users u ON u.id = m.owner_id ORDER BY m.id"
+        ).fetchall()
         for mid, owner, name, uv, uidnext, hms in mailboxes:
             label = f"{owner}/{name}" if owner else f"Shared/{name}"
             same = live.mailboxes.get((owner, name)) if live is not None else None
@@ -289,23 +300,35 @@ def _adjust(db: sqlite3.Connection, live: _Live | None, clock: Callable[[], floa
                 live_id, _, live_next, live_hms = same
                 new_next = max(uidnext, live_next)
                 modseq = max(hms, live_hms) + 1
-                ours = {int(r[0]) for r in db.execute(
-                    "SELECT uid FROM messages WHERE mailbox_id = ? UNION"
-                    " SELECT uid FROM expunged WHERE mailbox_id = ?", (mid, mid))}
+                ours = {
+                    int(r[0])
+                    for r in db.execute(
+                        "SELECT uid FROM messages WHERE mailbox_id = ? UNION"
+                        " SELECT uid FROM expunged WHERE mailbox_id = ?",
+                        (mid, mid),
+                    )
+                }
                 gone = sorted(_live_uids(live, live_id) - ours)
-                db.executemany("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-                               [(mid, uid, modseq) for uid in gone])
+                db.executemany(
+                    "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                    [(mid, uid, modseq) for uid in gone],
+                )
                 db.execute("UPDATE messages SET modseq = ? WHERE mailbox_id = ?", (modseq, mid))
-                db.execute("UPDATE mailboxes SET uidnext = ?, highestmodseq = ?,"
-                           " recent_uid = max(recent_uid, ?) WHERE id = ?",
-                           (new_next, modseq, new_next, mid))
+                db.execute(
+                    "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?,"
+                    " recent_uid = max(recent_uid, ?) WHERE id = ?",
+                    (new_next, modseq, new_next, mid),
+                )
                 report.kept.append((label, uv, new_next))
             else:
                 last_uv = max(int(clock()), last_uv + 1)
                 db.execute("UPDATE mailboxes SET uidvalidity = ? WHERE id = ?", (last_uv, mid))
                 report.renewed.append((label, uv, last_uv))
-        db.execute("INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key)"
-                   " DO UPDATE SET value = excluded.value", (last_uv,))
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key)"
+            " DO UPDATE SET value = excluded.value",
+            (last_uv,),
+        )
         # Sequences: continue above both stores'.
         head = _head(db)
         floor = max(head, live.head) if live is not None else head + UNKNOWN_SEQ_GAP
@@ -318,20 +341,27 @@ def _adjust(db: sqlite3.Connection, live: _Live | None, clock: Callable[[], floa
         wanted["change_log"] = floor
         for table, seq in wanted.items():
             db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (seq, table))
-            db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
-                       " (SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, seq, table))
+            db.execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
+                " (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+                (table, seq, table),
+            )
         if floor > head:
             row = db.execute("SELECT value FROM meta WHERE key = 'change_log_gaps'").fetchone()
             gaps = json.loads(row[0]) if row else []
             gaps.append([head, floor + 1])
-            db.execute("INSERT INTO meta (key, value) VALUES ('change_log_gaps', ?)"
-                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                       (json.dumps(gaps),))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('change_log_gaps', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (json.dumps(gaps),),
+            )
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_cursors'").fetchone():
             db.execute("UPDATE event_cursors SET seq = ?", (floor,))
-        db.execute("INSERT INTO meta (key, value) VALUES ('restored', ?) ON CONFLICT (key)"
-                   " DO UPDATE SET value = excluded.value",
-                   (dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),))
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('restored', ?) ON CONFLICT (key)"
+            " DO UPDATE SET value = excluded.value",
+            (dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),),
+        )
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -71,10 +71,21 @@ class _Mbox(MailboxRow):
     @classmethod
     def from_row(cls, row: Row) -> _Mbox:
         return cls(
-            id=row[0], owner_id=row[1], owner=row[2], name=row[3], uidvalidity=row[4],
-            uidnext=row[5], highestmodseq=row[6], messages=row[7], unseen=row[8], size=row[9],
-            deleted=row[10], recent_uid=row[11], special_use=tuple(row[12].split()),
-            selectable=bool(row[13]), retention_days=row[14],
+            id=row[0],
+            owner_id=row[1],
+            owner=row[2],
+            name=row[3],
+            uidvalidity=row[4],
+            uidnext=row[5],
+            highestmodseq=row[6],
+            messages=row[7],
+            unseen=row[8],
+            size=row[9],
+            deleted=row[10],
+            recent_uid=row[11],
+            special_use=tuple(row[12].split()),
+            selectable=bool(row[13]),
+            retention_days=row[14],
         )
 
     @property
@@ -83,16 +94,21 @@ class _Mbox(MailboxRow):
 
     @property
     def counts(self) -> Counts:
-        return Counts(self.messages, self.unseen, self.uidnext, self.highestmodseq, self.size,
-                      self.deleted)
+        return Counts(
+            self.messages, self.unseen, self.uidnext, self.highestmodseq, self.size, self.deleted
+        )
 
     def info(self, recent: int, subscribed: bool) -> MailboxInfo:
-        return MailboxInfo(**{f: getattr(self, f) for f in _ROW_FIELDS}, recent=recent,
-                           subscribed=subscribed)
+        return MailboxInfo(
+            **{f: getattr(self, f) for f in _ROW_FIELDS}, recent=recent, subscribed=subscribed
+        )
 
 
 def _facts(
-    row: Row, *, uid: int | None = None, modseq: int | None = None,
+    row: Row,
+    *,
+    uid: int | None = None,
+    modseq: int | None = None,
     content_id: int | None = None,
 ) -> MessageFacts:
     """MessageFacts from a ``_FACTS`` row, optionally with a new UID/modseq (copies) or
@@ -175,7 +191,11 @@ class SqliteBase:
         return int(row[0]) - count + 1
 
     async def _insert_mailboxes(
-        self, tx: _Tx, owner_id: int, owner: str, specs: Sequence[tuple[str, tuple[str, ...]]],
+        self,
+        tx: _Tx,
+        owner_id: int,
+        owner: str,
+        specs: Sequence[tuple[str, tuple[str, ...]]],
         origin: Origin,
     ) -> list[_Mbox]:
         """Create mailboxes (fresh UIDVALIDITYs) and emit a MailboxCreated for each."""
@@ -187,15 +207,27 @@ class SqliteBase:
             params += [owner_id, name, first + i, " ".join(use), tx.at_iso]
         rows = await tx.rows(
             "INSERT INTO mailboxes (owner_id, name, uidvalidity, special_use, created) VALUES "
-            + ", ".join("(?, ?, ?, ?, ?)" for _ in specs) + " RETURNING id, name",
+            + ", ".join("(?, ?, ?, ?, ?)" for _ in specs)
+            + " RETURNING id, name",
             params,
         )
         ids = {name: id_ for id_, name in rows}
         out = []
         for i, (name, use) in enumerate(specs):
-            mbox = _Mbox(id=ids[name], owner_id=owner_id, owner=owner, name=name,
-                         uidvalidity=first + i, uidnext=1, highestmodseq=1, messages=0,
-                         unseen=0, size=0, special_use=use, recent_uid=1)
+            mbox = _Mbox(
+                id=ids[name],
+                owner_id=owner_id,
+                owner=owner,
+                name=name,
+                uidvalidity=first + i,
+                uidnext=1,
+                highestmodseq=1,
+                messages=0,
+                unseen=0,
+                size=0,
+                special_use=use,
+                recent_uid=1,
+            )
             out.append(mbox)
             tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
         return out
@@ -210,8 +242,7 @@ class SqliteBase:
 
     @staticmethod
     async def _by_name(db: aiosqlite.Connection, user_id: int, name: str) -> _Mbox | None:
-        row = await _one(db, _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name = ?",
-                         (user_id, name))
+        row = await _one(db, _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name = ?", (user_id, name))
         return None if row is None else _Mbox.from_row(row)
 
     @staticmethod
@@ -232,17 +263,26 @@ class SqliteBase:
 
     # --- APPEND/COPY/MOVE targets (RFC 4314 §4; store/acl.py) ---------------------------------
     @staticmethod
-    async def _acl_rights(db: aiosqlite.Connection, viewer: str, admin: bool, mailbox_id: int,
-                          owner: str) -> str:
+    async def _acl_rights(
+        db: aiosqlite.Connection, viewer: str, admin: bool, mailbox_id: int, owner: str
+    ) -> str:
         """The effective rights of ``viewer`` on a mailbox of ``owner``, from its ACL rows
         as ``db`` reads them now."""
         rows = await _rows(
-            db, "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
-            " AND identifier IN (?, ?, 'anyone', '-anyone')", (mailbox_id, viewer, "-" + viewer))
+            db,
+            "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
+            " AND identifier IN (?, ?, 'anyone', '-anyone')",
+            (mailbox_id, viewer, "-" + viewer),
+        )
         return aclrules.effective(viewer, owner, {r[0]: r[1] for r in rows}, is_admin=admin)
 
-    async def _target(self, tx: _Tx, user_id: int, mailbox: str | int, need: str,
-                      ) -> tuple[_Mbox, str | None]:
+    async def _target(
+        self,
+        tx: _Tx,
+        user_id: int,
+        mailbox: str | int,
+        need: str,
+    ) -> tuple[_Mbox, str | None]:
         """The mailbox an APPEND/COPY/MOVE writes to, read in its write transaction: by id
         (the caller resolved the name once) or by a client name of ``user_id``. With
         ``need``, ``user_id``'s rights on it as they are now (a revoke committed since the
@@ -254,8 +294,9 @@ class SqliteBase:
             row = await tx.one(_MBOX_SELECT + " WHERE m.id = ?", (mailbox,))
             mbox = None if row is None else _Mbox.from_row(row)
         else:
-            mbox = await self._by_name(tx.db, *await self._locate(tx.db, user_id,
-                                                                  names.canonical(mailbox)))
+            mbox = await self._by_name(
+                tx.db, *await self._locate(tx.db, user_id, names.canonical(mailbox))
+            )
         if mbox is None:
             raise MailboxNotFound("Mailbox does not exist")
         rights = None
@@ -287,8 +328,11 @@ class SqliteBase:
             return user_id, names.canonical(name)
         viewer, _ = await self._viewer(db, user_id)
         where = namespace.resolve(viewer, name)
-        row = None if where is None else await _one(
-            db, "SELECT id FROM users WHERE name = ?", (where.owner,))
+        row = (
+            None
+            if where is None
+            else await _one(db, "SELECT id FROM users WHERE name = ?", (where.owner,))
+        )
         if where is None or row is None:
             raise MailboxNotFound("Mailbox does not exist")
         return int(row[0]), where.name

@@ -72,7 +72,6 @@ _CANDIDATES = (
 )
 
 
-
 def _epoch(when: dt.datetime) -> int:
     return int(when.timestamp())
 
@@ -115,8 +114,19 @@ def _fire(rows: list[Any], now: int, lookback: int) -> list[_Firing]:
                 nxt = None if found is None else _epoch(found)
         except Exception as exc:  # noqa: BLE001 - client iCalendar: logged, schedules nothing
             error = f"{type(exc).__name__}: {exc}"
-        out.append(_Firing(mailbox_id, uid, int(fired_through), int(next_was), floor, alarms,
-                           nxt, skipped, error))
+        out.append(
+            _Firing(
+                mailbox_id,
+                uid,
+                int(fired_through),
+                int(next_was),
+                floor,
+                alarms,
+                nxt,
+                skipped,
+                error,
+            )
+        )
     return out
 
 
@@ -136,8 +146,11 @@ class SqliteCalendar(SqliteBase):
                 case MessagesAdded():
                     # APPEND and delivery carry the structure: plain mail costs no query.
                     # COPY and MOVE do not: their target is looked up.
-                    uids = [m.uid for m in change.messages
-                            if m.structure is None or _CALENDAR_PART in m.structure.lower()]
+                    uids = [
+                        m.uid
+                        for m in change.messages
+                        if m.structure is None or _CALENDAR_PART in m.structure.lower()
+                    ]
                     if uids:
                         added.setdefault(change.mailbox.id, []).extend(uids)
                 case MetadataChanged() if change.mailbox is not None:
@@ -153,8 +166,13 @@ class SqliteCalendar(SqliteBase):
             if await self._recheck_calendar(tx, mailbox_id):
                 fresh.add(mailbox_id)
         for mailbox_id, uids in added.items():
-            if mailbox_id in fresh or await tx.one(
-                    "SELECT 1 FROM calendar_mailboxes WHERE mailbox_id = ?", (mailbox_id,)) is None:
+            if (
+                mailbox_id in fresh
+                or await tx.one(
+                    "SELECT 1 FROM calendar_mailboxes WHERE mailbox_id = ?", (mailbox_id,)
+                )
+                is None
+            ):
                 continue
             await self._index_objects(tx, mailbox_id, uids)
 
@@ -166,8 +184,12 @@ class SqliteCalendar(SqliteBase):
         was = await tx.one("SELECT 1 FROM calendar_mailboxes WHERE mailbox_id = ?", (mailbox_id,))
         if now is not None and was is None:
             await tx.run("INSERT INTO calendar_mailboxes (mailbox_id) VALUES (?)", (mailbox_id,))
-            uids = [int(r[0]) for r in await tx.rows(
-                "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))]
+            uids = [
+                int(r[0])
+                for r in await tx.rows(
+                    "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
+                )
+            ]
             await self._index_objects(tx, mailbox_id, uids)
             return True
         if now is None and was is not None:
@@ -181,7 +203,7 @@ class SqliteCalendar(SqliteBase):
         ordered = sorted(set(uids))
         at = _epoch(tx.at)
         for start in range(0, len(ordered), _BATCH):
-            chunk = ordered[start:start + _BATCH]
+            chunk = ordered[start : start + _BATCH]
             await tx.run(
                 "INSERT OR REPLACE INTO calendar_objects (mailbox_id, uid, fired_through,"
                 " next_alarm) SELECT m.mailbox_id, m.uid, ?, ? FROM messages m"
@@ -195,12 +217,14 @@ class SqliteCalendar(SqliteBase):
         """Index mailboxes annotated as calendars but not indexed yet (annotated while the
         ``[calendar]`` extra was missing). Returns how many became calendars."""
         if not _AVAILABLE or not await self._reader.execute_fetchall(
-                _CANDIDATES, calendar.FOLDER_TYPE_ENTRIES):
+            _CANDIDATES, calendar.FOLDER_TYPE_ENTRIES
+        ):
             return 0  # the usual case: no write at all
 
         async def body(tx: _Tx) -> int:
-            candidates = [int(r[0]) for r in await tx.rows(
-                _CANDIDATES, calendar.FOLDER_TYPE_ENTRIES)]
+            candidates = [
+                int(r[0]) for r in await tx.rows(_CANDIDATES, calendar.FOLDER_TYPE_ENTRIES)
+            ]
             return sum([await self._recheck_calendar(tx, m) for m in candidates])
 
         return await self._write(body)
@@ -222,13 +246,13 @@ class SqliteCalendar(SqliteBase):
         fired = 0
         while True:
             now = _epoch(self._now())
-            rows = [tuple(r) for r in await self._reader.execute_fetchall(
-                _DUE, (now, _FIRE_BATCH))]
+            rows = [tuple(r) for r in await self._reader.execute_fetchall(_DUE, (now, _FIRE_BATCH))]
             if not rows:
                 return fired
             firings = await asyncio.to_thread(_fire, rows, now, int(lookback.total_seconds()))
-            fired += await self._write(functools.partial(self._apply_firings, firings=firings,
-                                                         now=now))
+            fired += await self._write(
+                functools.partial(self._apply_firings, firings=firings, now=now)
+            )
 
     async def _apply_firings(self, tx: _Tx, *, firings: list[_Firing], now: int) -> int:
         """The short transaction of a firing round: each object still as `_fire` read it
@@ -238,25 +262,56 @@ class SqliteCalendar(SqliteBase):
         for f in firings:
             current = await tx.one(
                 "SELECT fired_through, next_alarm FROM calendar_objects"
-                " WHERE mailbox_id = ? AND uid = ?", (f.mailbox_id, f.uid))
+                " WHERE mailbox_id = ? AND uid = ?",
+                (f.mailbox_id, f.uid),
+            )
             if current is None or (current[0], current[1]) != (f.fired_through, f.next_was):
                 continue  # gone, changed, or fired by another server meanwhile: read again
             if f.skipped:
-                log.warning("calendar: mailbox id %d uid %d: alarms due before %s skipped"
-                            " (older than the look-back)", f.mailbox_id, f.uid,
-                            calendar.stamp(_instant(f.floor)))
+                log.warning(
+                    "calendar: mailbox id %d uid %d: alarms due before %s skipped"
+                    " (older than the look-back)",
+                    f.mailbox_id,
+                    f.uid,
+                    calendar.stamp(_instant(f.floor)),
+                )
             if f.error is not None:
-                log.warning("calendar: mailbox id %d uid %d: malformed iCalendar, stored as"
-                            " mail, no alarms: %s", f.mailbox_id, f.uid, f.error)
+                log.warning(
+                    "calendar: mailbox id %d uid %d: malformed iCalendar, stored as"
+                    " mail, no alarms: %s",
+                    f.mailbox_id,
+                    f.uid,
+                    f.error,
+                )
             if f.alarms:
                 mbox = await self._by_id(tx.db, f.mailbox_id)
                 for a in f.alarms:
-                    tx.emit(CalendarAlarmFired(
-                        0, tx.at, _ORIGIN, mbox.owner, mbox.ref, f.uid,
-                        calendar.stamp(a.when), a.recipients, a.uid, a.action, a.summary,
-                        a.description, a.location, a.timezone, a.start, a.end, a.all_day,
-                        a.attendee_names, a.attendee_emails, a.attendee_status, a.organizer,
-                    ), mbox.owner)
+                    tx.emit(
+                        CalendarAlarmFired(
+                            0,
+                            tx.at,
+                            _ORIGIN,
+                            mbox.owner,
+                            mbox.ref,
+                            f.uid,
+                            calendar.stamp(a.when),
+                            a.recipients,
+                            a.uid,
+                            a.action,
+                            a.summary,
+                            a.description,
+                            a.location,
+                            a.timezone,
+                            a.start,
+                            a.end,
+                            a.all_day,
+                            a.attendee_names,
+                            a.attendee_emails,
+                            a.attendee_status,
+                            a.organizer,
+                        ),
+                        mbox.owner,
+                    )
                     count += 1
             await tx.run(
                 "UPDATE calendar_objects SET fired_through = ?, next_alarm = ?"

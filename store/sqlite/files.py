@@ -54,11 +54,18 @@ SUFFIXES = ("-wal", "-shm")
 LOW_SPACE = 1 << 20
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: SQLITE_IOERR extended codes that mean writing to the disk failed (not a read or a lock).
-_WRITE_IOERRS = frozenset({
-    sqlite3.SQLITE_IOERR_WRITE, sqlite3.SQLITE_IOERR_FSYNC, sqlite3.SQLITE_IOERR_DIR_FSYNC,
-    sqlite3.SQLITE_IOERR_TRUNCATE, sqlite3.SQLITE_IOERR_SHMSIZE, sqlite3.SQLITE_IOERR_SHMMAP,
-    sqlite3.SQLITE_IOERR_SEEK, sqlite3.SQLITE_IOERR_DELETE,
-})
+_WRITE_IOERRS = frozenset(
+    {
+        sqlite3.SQLITE_IOERR_WRITE,
+        sqlite3.SQLITE_IOERR_FSYNC,
+        sqlite3.SQLITE_IOERR_DIR_FSYNC,
+        sqlite3.SQLITE_IOERR_TRUNCATE,
+        sqlite3.SQLITE_IOERR_SHMSIZE,
+        sqlite3.SQLITE_IOERR_SHMMAP,
+        sqlite3.SQLITE_IOERR_SEEK,
+        sqlite3.SQLITE_IOERR_DELETE,
+    }
+)
 
 
 def lock_path(db_path: Path) -> Path:
@@ -79,8 +86,9 @@ def unavailable(exc: BaseException, path: Path | str | None = None) -> Unavailab
         if code in _WRITE_IOERRS:
             if path is not None and no_room(Path(path)):  # SQLite keeps errno to itself
                 return DiskFull("Disk full: the store cannot grow")
-            return StorageFailed("I/O error writing the store:"
-                                 f" {getattr(exc, 'sqlite_errorname', code)}")
+            return StorageFailed(
+                f"I/O error writing the store: {getattr(exc, 'sqlite_errorname', code)}"
+            )
         return None
     if isinstance(exc, OSError):
         if exc.errno in _DISK_FULL_ERRNOS:
@@ -104,16 +112,24 @@ def no_room(path: Path) -> bool:
 def damaged(exc: BaseException, path: Path | str) -> StoreDamaged | None:
     """The `StoreDamaged` a SQLite error reading the database means, or None."""
     code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(exc, sqlite3.Error) and code is not None and (
-        code & 0xFF in {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
+    if (
+        isinstance(exc, sqlite3.Error)
+        and code is not None
+        and (code & 0xFF in {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY})
     ):
-        return StoreDamaged(f"{path} cannot be opened for writing ({exc}): check the data"
-                            " directory's owner, modes and mount")
-    if isinstance(exc, sqlite3.DatabaseError) and code is not None and (
-        code & 0xFF in {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+        return StoreDamaged(
+            f"{path} cannot be opened for writing ({exc}): check the data"
+            " directory's owner, modes and mount"
+        )
+    if (
+        isinstance(exc, sqlite3.DatabaseError)
+        and code is not None
+        and (code & 0xFF in {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
     ):
-        return StoreDamaged(f"{path} is damaged ({exc}); run `imapd fsck`, restore a backup"
-                            " (`imapd restore`) or start afresh (`imapd init`)")
+        return StoreDamaged(
+            f"{path} is damaged ({exc}); run `imapd fsck`, restore a backup"
+            " (`imapd restore`) or start afresh (`imapd init`)"
+        )
     return None
 
 
@@ -141,9 +157,15 @@ def warn_if_shared(db_path: Path) -> list[Path]:
         if bits:
             mode = stat.S_IMODE(os.stat(path).st_mode)
             want = DIR_MODE if path == db_path.parent else FILE_MODE
-            log.warning("%s has mode %04o: other local users may read the mail and password"
-                        " hashes in it; `chmod %04o %s` makes it private (imapd never changes"
-                        " an existing mode)", path, mode, want, path)
+            log.warning(
+                "%s has mode %04o: other local users may read the mail and password"
+                " hashes in it; `chmod %04o %s` makes it private (imapd never changes"
+                " an existing mode)",
+                path,
+                mode,
+                want,
+                path,
+            )
             wide.append(path)
     return wide
 
@@ -166,7 +188,8 @@ def check_database(db_path: Path) -> bool:
             raise StoreDamaged(
                 f"{db_path} is missing but {wal.name} is not: refusing to start a new store"
                 " over the remains of one. Restore a backup (`imapd restore`), or move"
-                f" {wal.name} away to start afresh") from None
+                f" {wal.name} away to start afresh"
+            ) from None
         return False
     if not stat.S_ISREG(info.st_mode):
         raise StoreDamaged(f"{db_path} is not a regular file")
@@ -182,10 +205,13 @@ def check_database(db_path: Path) -> bool:
         raise StoreDamaged(
             f"{db_path} is empty (0 bytes): refusing to start as an empty server (every user"
             " and message would be gone). Restore a backup (`imapd restore`) or, to start"
-            " afresh on purpose, run `imapd init` (or `imapd serve --init`)")
+            " afresh on purpose, run `imapd init` (or `imapd serve --init`)"
+        )
     if head != SQLITE_HEADER:
-        raise StoreDamaged(f"{db_path} is not an SQLite database (header {head!r}); restore a"
-                           " backup (`imapd restore`) or start afresh (`imapd init`)")
+        raise StoreDamaged(
+            f"{db_path} is not an SQLite database (header {head!r}); restore a"
+            " backup (`imapd restore`) or start afresh (`imapd init`)"
+        )
     return True
 
 
@@ -268,9 +294,12 @@ class StoreLock:
             if self.exclusive:
                 raise StoreInUse(
                     f"{self.path.parent} is in use by a running server or imapd command;"
-                    " stop the server first") from None
-            raise StoreInUse(f"{self.path.parent} is being restored, initialised or"
-                             " repaired; try again when that is done") from None
+                    " stop the server first"
+                ) from None
+            raise StoreInUse(
+                f"{self.path.parent} is being restored, initialised or"
+                " repaired; try again when that is done"
+            ) from None
         except BaseException:
             os.close(fd)
             raise
@@ -285,6 +314,7 @@ class StoreLock:
     def __enter__(self) -> StoreLock:
         return self.acquire()
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()

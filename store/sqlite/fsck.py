@@ -57,8 +57,12 @@ def _run(sql: str, params: tuple[object, ...] = ()) -> Fix:
 
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                      (name,)).fetchone() is not None
+    return (
+        db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        is not None
+    )
 
 
 def check(db: sqlite3.Connection, *, full: bool = True) -> list[Finding]:
@@ -72,10 +76,16 @@ def check(db: sqlite3.Connection, *, full: bool = True) -> list[Finding]:
         findings += [Finding("integrity", f"{pragma}: {r}") for r in rows]
     for table, rowid, parent, _ in db.execute("PRAGMA foreign_key_check"):
         findings.append(Finding("integrity", f"{table} row {rowid}: no {parent} row it refers to"))
-    for name, step in (("counters", _counters), ("uidnext", _uidnext), ("modseq", _modseq),
-                       ("change_log", _logged),
-                       ("uidvalidity", _uidvalidity), ("refs", _refs), ("search", _search),
-                       ("sequence", _sequences)):
+    for name, step in (
+        ("counters", _counters),
+        ("uidnext", _uidnext),
+        ("modseq", _modseq),
+        ("change_log", _logged),
+        ("uidvalidity", _uidvalidity),
+        ("refs", _refs),
+        ("search", _search),
+        ("sequence", _sequences),
+    ):
         try:
             findings += step(db)
         except sqlite3.DatabaseError as exc:
@@ -102,8 +112,10 @@ def repair(db: sqlite3.Connection, findings: list[Finding]) -> list[Finding]:
 
 
 # --- the invariants ------------------------------------------------------------------------
-_MAILBOX = "(SELECT u.name || '/' || m.name FROM mailboxes m JOIN users u ON u.id = m.owner_id" \
-           " WHERE m.id = {})"
+_MAILBOX = (
+    "(SELECT u.name || '/' || m.name FROM mailboxes m JOIN users u ON u.id = m.owner_id"
+    " WHERE m.id = {})"
+)
 
 
 def _counters(db: sqlite3.Connection) -> list[Finding]:
@@ -121,14 +133,22 @@ def _counters(db: sqlite3.Connection) -> list[Finding]:
     ):
         mid, owner, name = row[0], row[1], row[2]
         have, want = row[3:7], row[7:11]
-        diff = ", ".join(f"{col} {h} (rows: {w})" for col, h, w in
-                         zip(("messages", "unseen", "size", "deleted"), have, want, strict=True)
-                         if h != w)
-        out.append(Finding(
-            "counters", f"mailbox {owner}/{name}: {diff}",
-            _run("UPDATE mailboxes SET messages = ?, unseen = ?, size = ?, deleted = ?"
-                 " WHERE id = ?", (*want, mid)),
-        ))
+        diff = ", ".join(
+            f"{col} {h} (rows: {w})"
+            for col, h, w in zip(("messages", "unseen", "size", "deleted"), have, want, strict=True)
+            if h != w
+        )
+        out.append(
+            Finding(
+                "counters",
+                f"mailbox {owner}/{name}: {diff}",
+                _run(
+                    "UPDATE mailboxes SET messages = ?, unseen = ?, size = ?, deleted = ?"
+                    " WHERE id = ?",
+                    (*want, mid),
+                ),
+            )
+        )
     return out
 
 
@@ -145,16 +165,24 @@ def _uidnext(db: sqlite3.Connection) -> list[Finding]:
     ):
         if uidnext <= top or uidnext < 1:
             why = f"but UID {top} was used" if top else "below 1"
-            out.append(Finding(
-                "uidnext", f"mailbox {owner}/{name}: UIDNEXT {uidnext} {why}",
-                _run("UPDATE mailboxes SET uidnext = ? WHERE id = ? AND uidnext <= ?",
-                     (top + 1, mid, top)),
-            ))
+            out.append(
+                Finding(
+                    "uidnext",
+                    f"mailbox {owner}/{name}: UIDNEXT {uidnext} {why}",
+                    _run(
+                        "UPDATE mailboxes SET uidnext = ? WHERE id = ? AND uidnext <= ?",
+                        (top + 1, mid, top),
+                    ),
+                )
+            )
         if recent > max(uidnext, top + 1):
-            out.append(Finding(
-                "uidnext", f"mailbox {owner}/{name}: recent_uid {recent} above UIDNEXT",
-                _run("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mid,)),
-            ))
+            out.append(
+                Finding(
+                    "uidnext",
+                    f"mailbox {owner}/{name}: recent_uid {recent} above UIDNEXT",
+                    _run("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mid,)),
+                )
+            )
     return out
 
 
@@ -172,11 +200,16 @@ def _modseq(db: sqlite3.Connection) -> list[Finding]:
         " ORDER BY m.id"
     ):
         top = max(top, 1)  # it starts at 1 (store/sqlite/store.py)
-        out.append(Finding(
-            "modseq", f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below {top}",
-            _run("UPDATE mailboxes SET highestmodseq = ? WHERE id = ? AND highestmodseq < ?",
-                 (top, mid, top)),
-        ))
+        out.append(
+            Finding(
+                "modseq",
+                f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below {top}",
+                _run(
+                    "UPDATE mailboxes SET highestmodseq = ? WHERE id = ? AND highestmodseq < ?",
+                    (top, mid, top),
+                ),
+            )
+        )
     return out
 
 
@@ -198,30 +231,50 @@ def _logged(db: sqlite3.Connection) -> list[Finding]:
         " WHERE m.uidnext < l.nxt OR m.highestmodseq < l.hms ORDER BY m.id"
     ):
         if uidnext < logged_next:
-            out.append(Finding(
-                "uidnext", f"mailbox {owner}/{name}: UIDNEXT {uidnext} below {logged_next}"
-                " recorded in the change_log (UIDs clients may hold)",
-                _run("UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?",
-                     (logged_next, mid))))
+            out.append(
+                Finding(
+                    "uidnext",
+                    f"mailbox {owner}/{name}: UIDNEXT {uidnext} below {logged_next}"
+                    " recorded in the change_log (UIDs clients may hold)",
+                    _run(
+                        "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?",
+                        (logged_next, mid),
+                    ),
+                )
+            )
         if highest < logged_hms:
-            out.append(Finding(
-                "modseq", f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below"
-                f" {logged_hms} recorded in the change_log (it went backwards)",
-                _run("UPDATE mailboxes SET highestmodseq = max(highestmodseq, ?) WHERE id = ?",
-                     (logged_hms, mid))))
+            out.append(
+                Finding(
+                    "modseq",
+                    f"mailbox {owner}/{name}: HIGHESTMODSEQ {highest} below"
+                    f" {logged_hms} recorded in the change_log (it went backwards)",
+                    _run(
+                        "UPDATE mailboxes SET highestmodseq = max(highestmodseq, ?) WHERE id = ?",
+                        (logged_hms, mid),
+                    ),
+                )
+            )
     return out
 
 
 def _uidvalidity(db: sqlite3.Connection) -> list[Finding]:
-    row = db.execute("SELECT (SELECT value FROM meta WHERE key = 'uidvalidity'),"
-                     " (SELECT max(uidvalidity) FROM mailboxes)").fetchone()
+    row = db.execute(
+        "SELECT (SELECT value FROM meta WHERE key = 'uidvalidity'),"
+        " (SELECT max(uidvalidity) FROM mailboxes)"
+    ).fetchone()
     last, top = row
     if top is not None and (last is None or int(last) < top):
-        return [Finding(
-            "uidvalidity", f"meta.uidvalidity {last} below a mailbox's UIDVALIDITY {top}",
-            _run("INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key)"
-                 " DO UPDATE SET value = max(value, excluded.value)", (top,)),
-        )]
+        return [
+            Finding(
+                "uidvalidity",
+                f"meta.uidvalidity {last} below a mailbox's UIDVALIDITY {top}",
+                _run(
+                    "INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key)"
+                    " DO UPDATE SET value = max(value, excluded.value)",
+                    (top,),
+                ),
+            )
+        ]
     return []
 
 
@@ -233,50 +286,87 @@ def _refs(db: sqlite3.Connection) -> list[Finding]:
         " ON r.content_id = c.id WHERE c.refs != coalesce(r.n, 0) ORDER BY c.id"
     ):
         if used:
-            out.append(Finding("refs", f"contents {cid}: refs {refs}, used by {used} messages",
-                               _run("UPDATE contents SET refs = ? WHERE id = ?", (used, cid))))
+            out.append(
+                Finding(
+                    "refs",
+                    f"contents {cid}: refs {refs}, used by {used} messages",
+                    _run("UPDATE contents SET refs = ? WHERE id = ?", (used, cid)),
+                )
+            )
         else:
-            out.append(Finding("refs", f"contents {cid}: refs {refs}, used by no message"
-                               " (an orphan, deleted by --repair)",
-                               _run("DELETE FROM contents WHERE id = ?", (cid,))))
+            out.append(
+                Finding(
+                    "refs",
+                    f"contents {cid}: refs {refs}, used by no message"
+                    " (an orphan, deleted by --repair)",
+                    _run("DELETE FROM contents WHERE id = ?", (cid,)),
+                )
+            )
     for mid, uid, cid in db.execute(
         "SELECT mailbox_id, uid, content_id FROM messages WHERE content_id NOT IN"
         " (SELECT id FROM contents) ORDER BY mailbox_id, uid"
     ):
         where = db.execute("SELECT " + _MAILBOX.format("?"), (mid,)).fetchone()[0]
-        out.append(Finding("refs", f"mailbox {where} UID {uid}: its content row {cid} is"
-                           " missing (the message's body is lost; restore a backup)"))
+        out.append(
+            Finding(
+                "refs",
+                f"mailbox {where} UID {uid}: its content row {cid} is"
+                " missing (the message's body is lost; restore a backup)",
+            )
+        )
     return out
 
 
 def _search(db: sqlite3.Connection) -> list[Finding]:
     if not _has_table(db, "content_search"):
         return []
-    (orphans,) = db.execute("SELECT count(*) FROM content_search WHERE id NOT IN"
-                            " (SELECT id FROM contents)").fetchone()
+    (orphans,) = db.execute(
+        "SELECT count(*) FROM content_search WHERE id NOT IN (SELECT id FROM contents)"
+    ).fetchone()
     if not orphans:
         return []
-    return [Finding("search", f"{orphans} content_search rows without a contents row",
-                    _run("DELETE FROM content_search WHERE id NOT IN (SELECT id FROM contents)"))]
+    return [
+        Finding(
+            "search",
+            f"{orphans} content_search rows without a contents row",
+            _run("DELETE FROM content_search WHERE id NOT IN (SELECT id FROM contents)"),
+        )
+    ]
 
 
 def _sequences(db: sqlite3.Connection) -> list[Finding]:
     out = []
     seqs = dict(db.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
-    for table, key in (("users", "id"), ("mailboxes", "id"), ("contents", "id"),
-                       ("change_log", "seq")):
+    for table, key in (
+        ("users", "id"),
+        ("mailboxes", "id"),
+        ("contents", "id"),
+        ("change_log", "seq"),
+    ):
         (top,) = db.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()
         if top > int(seqs.get(table, 0)):
-            out.append(Finding("sequence", f"sqlite_sequence of {table} {seqs.get(table, 0)}"
-                               f" below its largest {key} {top}", _raise_sequence(table, top)))
-    head = max(int(seqs.get("change_log", 0)),
-               db.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()[0])
+            out.append(
+                Finding(
+                    "sequence",
+                    f"sqlite_sequence of {table} {seqs.get(table, 0)}"
+                    f" below its largest {key} {top}",
+                    _raise_sequence(table, top),
+                )
+            )
+    head = max(
+        int(seqs.get("change_log", 0)),
+        db.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()[0],
+    )
     if _has_table(db, "event_cursors"):
         for name, seq in db.execute("SELECT name, seq FROM event_cursors WHERE seq > ?", (head,)):
-            out.append(Finding(
-                "sequence", f"event cursor {name!r} at seq {seq}, ahead of the change_log's"
-                f" {head}: new events would reuse seqs it has seen (raised above it)",
-                _raise_sequence("change_log", seq)))
+            out.append(
+                Finding(
+                    "sequence",
+                    f"event cursor {name!r} at seq {seq}, ahead of the change_log's"
+                    f" {head}: new events would reuse seqs it has seen (raised above it)",
+                    _raise_sequence("change_log", seq),
+                )
+            )
     out += _gaps(db)
     return out
 
@@ -284,8 +374,11 @@ def _sequences(db: sqlite3.Connection) -> list[Finding]:
 def _raise_sequence(table: str, value: int) -> Fix:
     def fix(db: sqlite3.Connection) -> None:
         db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (value, table))
-        db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
-                   " (SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, value, table))
+        db.execute(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+            (table, value, table),
+        )
 
     return fix
 
@@ -305,6 +398,10 @@ def _gaps(db: sqlite3.Connection) -> list[Finding]:
     ):
         if any(a <= before and after <= b for a, b in known):
             continue
-        out.append(Finding("sequence", f"change_log seqs {before + 1}..{after - 1} missing"
-                           " (rows deleted by hand?)"))
+        out.append(
+            Finding(
+                "sequence",
+                f"change_log seqs {before + 1}..{after - 1} missing (rows deleted by hand?)",
+            )
+        )
     return out[:100]

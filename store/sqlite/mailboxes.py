@@ -58,13 +58,22 @@ from store.sqlite.base import (
 
 SPECIAL_USES = {  # RFC 6154 §2, RFC 8457 \Important
     s.lower(): s
-    for s in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
-              "\\Important")
+    for s in (
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+        "\\Important",
+    )
 }
 
 # MailboxInfo extras: unclaimed \Recent (a PK range count) and subscription.
 _INFO_SELECT = (
-    "SELECT " + _MBOX_COLUMNS
+    "SELECT "
+    + _MBOX_COLUMNS
     + ", (SELECT count(*) FROM messages x WHERE x.mailbox_id = m.id AND x.uid >= m.recent_uid)"
     + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id AND s.name = m.name)"
     + _MBOX_FROM
@@ -79,8 +88,12 @@ class SqliteMailboxes(SqliteBase):
     """Mailboxes, names, subscriptions, SELECT, ACL and METADATA (see the module)."""
 
     # --- namespaces and rights (RFC 2342, RFC 4314; store/namespace.py, store/acl.py) ----
-    async def _as_seen(self, db: aiosqlite.Connection, user_id: int, info: MailboxInfo,
-                       ) -> MailboxInfo:
+    async def _as_seen(
+        self,
+        db: aiosqlite.Connection,
+        user_id: int,
+        info: MailboxInfo,
+    ) -> MailboxInfo:
         """``info`` (an _INFO_SELECT row of any owner) as ``user_id`` sees it: its name in
         that user's namespaces, its effective rights, that user's subscription."""
         if info.owner_id == user_id:
@@ -88,16 +101,18 @@ class SqliteMailboxes(SqliteBase):
         viewer, admin = await self._viewer(db, user_id)
         rights = await self._acl_rights(db, viewer, admin, info.id, info.owner)
         name = namespace.visible_name(viewer, info.owner, info.name)
-        return dataclasses.replace(info, name=name, rights=rights,
-                                   subscribed=await self._is_subscribed(db, user_id, name))
+        return dataclasses.replace(
+            info, name=name, rights=rights, subscribed=await self._is_subscribed(db, user_id, name)
+        )
 
     # --- mailboxes --------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[MailboxInfo]:
         """All of the user's mailboxes, including \\Noselect placeholders, sorted by name;
         then the other users' and shared mailboxes on which the user has any right, as the
         user sees them (`MailboxInfo.rights`: LIST shows those with ``l``)."""
-        rows = await _rows(self._reader, _INFO_SELECT + " WHERE m.owner_id = ? ORDER BY m.name",
-                           (user_id,))
+        rows = await _rows(
+            self._reader, _INFO_SELECT + " WHERE m.owner_id = ? ORDER BY m.name", (user_id,)
+        )
         return [_info(r) for r in rows] + await self._others_mailboxes(user_id)
 
     async def _others_mailboxes(self, user_id: int) -> list[MailboxInfo]:
@@ -111,34 +126,39 @@ class SqliteMailboxes(SqliteBase):
         where = " WHERE m.owner_id != ?"
         params: list[object] = [user_id]
         if not admin:
-            where += (" AND m.id IN (SELECT mailbox_id FROM acl"
-                      " WHERE identifier IN (?, 'anyone'))")
+            where += " AND m.id IN (SELECT mailbox_id FROM acl WHERE identifier IN (?, 'anyone'))"
             params.append(viewer)
         rows = await _rows(db, _INFO_SELECT + where, params)
         if not rows:
             return []
         entries: dict[int, dict[str, str]] = {}
         for mailbox_id, identifier, rights in await _rows(
-            db, "SELECT mailbox_id, identifier, rights FROM acl"
-            " WHERE identifier IN (?, ?, 'anyone', '-anyone')", (viewer, "-" + viewer)):
+            db,
+            "SELECT mailbox_id, identifier, rights FROM acl"
+            " WHERE identifier IN (?, ?, 'anyone', '-anyone')",
+            (viewer, "-" + viewer),
+        ):
             entries.setdefault(mailbox_id, {})[identifier] = rights
         subs = set(await self.subscriptions(user_id))
         out: list[MailboxInfo] = []
         for row in rows:
             info = _info(row)
-            rights = aclrules.effective(viewer, info.owner, entries.get(info.id, {}),
-                                        is_admin=admin)
+            rights = aclrules.effective(
+                viewer, info.owner, entries.get(info.id, {}), is_admin=admin
+            )
             if rights:
                 name = namespace.visible_name(viewer, info.owner, info.name)
-                out.append(dataclasses.replace(info, name=name, rights=rights,
-                                               subscribed=name in subs))
+                out.append(
+                    dataclasses.replace(info, name=name, rights=rights, subscribed=name in subs)
+                )
         out.sort(key=lambda m: m.name)
         return out
 
     async def subscriptions(self, user_id: int) -> list[str]:
         """Subscribed names; they need not exist (RFC 3501 §6.3.6)."""
         rows = await _rows(
-            self._reader, "SELECT name FROM subscriptions WHERE user_id = ? ORDER BY name",
+            self._reader,
+            "SELECT name FROM subscriptions WHERE user_id = ? ORDER BY name",
             (user_id,),
         )
         return [r[0] for r in rows]
@@ -148,8 +168,9 @@ class SqliteMailboxes(SqliteBase):
         sees it, with their rights; the caller checks them (RFC 4314 §4). Raises
         MailboxNotFound; a \\Noselect placeholder is returned (selectable=False)."""
         owner_id, local = await self._locate(self._reader, user_id, name)
-        row = await _one(self._reader, _INFO_SELECT + " WHERE m.owner_id = ? AND m.name = ?",
-                         (owner_id, local))
+        row = await _one(
+            self._reader, _INFO_SELECT + " WHERE m.owner_id = ? AND m.name = ?", (owner_id, local)
+        )
         if row is None:
             raise MailboxNotFound("Mailbox does not exist")
         return await self._as_seen(self._reader, user_id, _info(row))
@@ -188,14 +209,17 @@ class SqliteMailboxes(SqliteBase):
             if target is not None and target.selectable:
                 raise MailboxExists("Mailbox already exists")
             missing = [p for p in names.parents(local) if p not in existing]
-            made = await self._insert_mailboxes(tx, owner_id, owner, [(p, ()) for p in missing],
-                                                origin)
+            made = await self._insert_mailboxes(
+                tx, owner_id, owner, [(p, ()) for p in missing], origin
+            )
             # RFC 4314 §4: a new mailbox SHOULD inherit the ACL of its nearest parent.
-            parent = next((existing[p] for p in reversed(names.parents(local))
-                           if p in existing), None)
+            parent = next(
+                (existing[p] for p in reversed(names.parents(local)) if p in existing), None
+            )
             if target is None:
                 [created] = await self._insert_mailboxes(
-                    tx, owner_id, owner, [(local, tuple(uses))], origin)
+                    tx, owner_id, owner, [(local, tuple(uses))], origin
+                )
                 await self._inherit_acl(tx, parent, [*made, created])
                 return created.info(0, await self._is_subscribed(tx.db, owner_id, local))
             # A placeholder comes back to life: a new UIDVALIDITY, so its UIDs may restart.
@@ -206,8 +230,13 @@ class SqliteMailboxes(SqliteBase):
                 (uidvalidity, " ".join(uses), target.id),
             )
             revived = dataclasses.replace(
-                target, uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, recent_uid=1,
-                special_use=tuple(uses), selectable=True,
+                target,
+                uidvalidity=uidvalidity,
+                uidnext=1,
+                highestmodseq=1,
+                recent_uid=1,
+                special_use=tuple(uses),
+                selectable=True,
             )
             await self._inherit_acl(tx, parent, [*made, revived])
             tx.emit(MailboxCreated(0, tx.at, origin, revived.ref, tuple(uses)), owner)
@@ -229,15 +258,17 @@ class SqliteMailboxes(SqliteBase):
 
     @staticmethod
     async def _is_subscribed(db: aiosqlite.Connection, user_id: int, name: str) -> bool:
-        row = await _one(db, "SELECT 1 FROM subscriptions WHERE user_id = ? AND name = ?",
-                         (user_id, name))
+        row = await _one(
+            db, "SELECT 1 FROM subscriptions WHERE user_id = ? AND name = ?", (user_id, name)
+        )
         return row is not None
 
     @staticmethod
     async def _has_children(db: aiosqlite.Connection, user_id: int, name: str) -> bool:
         low, high = names.child_range(name)
         row = await _one(
-            db, "SELECT 1 FROM mailboxes WHERE owner_id = ? AND name >= ? AND name < ? LIMIT 1",
+            db,
+            "SELECT 1 FROM mailboxes WHERE owner_id = ? AND name >= ? AND name < ? LIMIT 1",
             (user_id, low, high),
         )
         return row is not None
@@ -266,8 +297,9 @@ class SqliteMailboxes(SqliteBase):
                 " WHERE m.mailbox_id = ? ORDER BY m.uid",
                 (mbox.id,),
             )
-            within = await quota_sql.settle(tx.db, {mbox.id: (-mbox.messages, -mbox.size)}, tx.at,
-                                        origin)
+            within = await quota_sql.settle(
+                tx.db, {mbox.id: (-mbox.messages, -mbox.size)}, tx.at, origin
+            )
             await tx.run("DELETE FROM messages WHERE mailbox_id = ?", (mbox.id,))
             await tx.run("DELETE FROM expunged WHERE mailbox_id = ?", (mbox.id,))
             if children:
@@ -320,8 +352,9 @@ class SqliteMailboxes(SqliteBase):
 
         await self._write(body)
 
-    async def _missing_parents(self, tx: _Tx, owner_id: int, name: str,
-                               taken: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+    async def _missing_parents(
+        self, tx: _Tx, owner_id: int, name: str, taken: set[str]
+    ) -> list[tuple[str, tuple[str, ...]]]:
         parents = names.parents(name)
         rows = await tx.rows(
             "SELECT name FROM mailboxes WHERE owner_id = ? AND name IN"
@@ -341,7 +374,7 @@ class SqliteMailboxes(SqliteBase):
         )
         moving = [_Mbox.from_row(r) for r in rows]
         moving.sort(key=lambda m: m.name != old)  # the named mailbox first
-        targets = [new + m.name[len(old):] for m in moving]
+        targets = [new + m.name[len(old) :] for m in moving]
         clash = await tx.rows(
             "SELECT name FROM mailboxes WHERE owner_id = ? AND name IN"
             " (SELECT value FROM json_each(?)) AND NOT (name = ? OR (name >= ? AND name < ?))",
@@ -355,8 +388,9 @@ class SqliteMailboxes(SqliteBase):
         # they are (RFC 9051 §6.3.6), so no MailboxSubscribe/UnSubscribe event either.
         prefix_len = len(old)
         where = " WHERE owner_id = ? AND (name = ? OR (name >= ? AND name < ?))"
-        await tx.run("UPDATE mailboxes SET name = char(1) || name" + where,
-                     (source.owner_id, old, low, high))
+        await tx.run(
+            "UPDATE mailboxes SET name = char(1) || name" + where, (source.owner_id, old, low, high)
+        )
         await tx.run(
             "UPDATE mailboxes SET name = ? || substr(name, ?)"
             " WHERE owner_id = ? AND substr(name, 1, 1) = char(1)",
@@ -364,8 +398,8 @@ class SqliteMailboxes(SqliteBase):
         )
         await self._insert_mailboxes(tx, source.owner_id, source.owner, parents, origin)
         renames = tuple(
-            (m.ref, dataclasses.replace(m.ref, name=t)) for m, t in zip(moving, targets,
-                                                                       strict=True)
+            (m.ref, dataclasses.replace(m.ref, name=t))
+            for m, t in zip(moving, targets, strict=True)
         )
         tx.emit(MailboxRenamed(0, tx.at, origin, renames), source.owner)
 
@@ -374,8 +408,9 @@ class SqliteMailboxes(SqliteBase):
             raise MailboxExists("Target mailbox already exists")
         parents = await self._missing_parents(tx, inbox.owner_id, new, set())
         await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, parents, origin)
-        [target] = await self._insert_mailboxes(tx, inbox.owner_id, inbox.owner, [(new, ())],
-                                                origin)
+        [target] = await self._insert_mailboxes(
+            tx, inbox.owner_id, inbox.owner, [(new, ())], origin
+        )
         await metadata_sql.copy_mailbox(tx.db, inbox.id, target.id)  # RFC 5464 §4.1
         rows = await tx.rows(
             "SELECT " + _FACTS + ", m.content_id"
@@ -389,13 +424,22 @@ class SqliteMailboxes(SqliteBase):
         row = await tx.one(
             "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, recent_uid = ?, messages = ?,"
             " unseen = ?, size = ?, deleted = ? WHERE id = ? " + _COUNTS,
-            (inbox.uidnext, inbox.highestmodseq, inbox.recent_uid, inbox.messages,
-             inbox.unseen, inbox.size, inbox.deleted, target.id),
+            (
+                inbox.uidnext,
+                inbox.highestmodseq,
+                inbox.recent_uid,
+                inbox.messages,
+                inbox.unseen,
+                inbox.size,
+                inbox.deleted,
+                target.id,
+            ),
         )
         assert row is not None
         target_counts = Counts(*row)
-        await tx.run("UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?",
-                     (target.id, inbox.id))
+        await tx.run(
+            "UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?", (target.id, inbox.id)
+        )
         row = await tx.one(
             "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, recent_uid = uidnext,"
             " messages = 0, unseen = 0, size = 0, deleted = 0 WHERE id = ? " + _COUNTS,
@@ -410,10 +454,18 @@ class SqliteMailboxes(SqliteBase):
         )
         facts = tuple(_facts(r, content_id=r[8]) for r in rows)
         uids = tuple(f.uid for f in facts)
-        tx.emit(MessagesAdded(0, tx.at, origin, target.ref, target_counts, facts, "move",
-                              inbox.ref, uids), inbox.owner)
-        tx.emit(MessagesExpunged(0, tx.at, origin, inbox.ref, inbox_counts, facts,
-                                 inbox_counts.highestmodseq, "move"), inbox.owner)
+        tx.emit(
+            MessagesAdded(
+                0, tx.at, origin, target.ref, target_counts, facts, "move", inbox.ref, uids
+            ),
+            inbox.owner,
+        )
+        tx.emit(
+            MessagesExpunged(
+                0, tx.at, origin, inbox.ref, inbox_counts, facts, inbox_counts.highestmodseq, "move"
+            ),
+            inbox.owner,
+        )
 
     async def set_subscribed(
         self, user_id: int, name: str, subscribed: bool, origin: Origin
@@ -444,9 +496,7 @@ class SqliteMailboxes(SqliteBase):
 
         await self._write(body)
 
-    async def open_mailbox(
-        self, user_id: int, name: str, *, claim_recent: bool
-    ) -> MailboxSnapshot:
+    async def open_mailbox(self, user_id: int, name: str, *, claim_recent: bool) -> MailboxSnapshot:
         """SELECT/EXAMINE: the snapshot and MAX(change_log.seq) in one transaction on the
         writer. Raises MailboxNotFound, MailboxInvalid (\\Noselect)."""
         name = names.canonical(name)
@@ -454,10 +504,12 @@ class SqliteMailboxes(SqliteBase):
         async def body(tx: _Tx) -> MailboxSnapshot:
             owner_id, local = await self._locate(tx.db, user_id, name)  # any namespace
             row = await tx.one(
-                "SELECT " + _MBOX_COLUMNS
+                "SELECT "
+                + _MBOX_COLUMNS
                 + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id"
                 " AND s.name = m.name), (SELECT coalesce(max(seq), 0) FROM change_log)"
-                + _MBOX_FROM + " WHERE m.owner_id = ? AND m.name = ?",
+                + _MBOX_FROM
+                + " WHERE m.owner_id = ? AND m.name = ?",
                 (owner_id, local),
             )
             if row is None:
@@ -477,8 +529,7 @@ class SqliteMailboxes(SqliteBase):
                     keywords.setdefault(flag.lower(), flag)
             recent = frozenset(u for u in uids if u >= mbox.recent_uid)
             if claim_recent and mbox.recent_uid < mbox.uidnext:
-                await tx.run("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?",
-                             (mbox.id,))
+                await tx.run("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mbox.id,))
             if claim_recent:
                 self._recent_floor[mbox.id] = max(mbox.recent_uid, mbox.uidnext)
             return MailboxSnapshot(
@@ -518,8 +569,10 @@ class SqliteMailboxes(SqliteBase):
             self._recent_floor[mailbox_id] = top
 
             async def bump(tx: _Tx) -> None:
-                await tx.run("UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
-                             (top, mailbox_id))
+                await tx.run(
+                    "UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
+                    (top, mailbox_id),
+                )
 
             try:
                 await self._write(bump)
@@ -536,8 +589,10 @@ class SqliteMailboxes(SqliteBase):
                 return frozenset()
             claimed = frozenset(u for u in uids if u >= row[0])
             if claimed:
-                await tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?",
-                             (max(claimed) + 1, mailbox_id))
+                await tx.run(
+                    "UPDATE mailboxes SET recent_uid = ? WHERE id = ?",
+                    (max(claimed) + 1, mailbox_id),
+                )
             self._recent_floor[mailbox_id] = max(claimed) + 1 if claimed else row[0]
             return claimed
 
@@ -547,8 +602,11 @@ class SqliteMailboxes(SqliteBase):
     async def acl_entries(self, mailbox_id: int) -> list[tuple[str, str]]:
         """The stored ACL of a mailbox: (identifier, canonical rights), sorted; the owner's
         implicit entry is not among them. The caller checked the ``a`` right."""
-        rows = await _rows(self._reader, "SELECT identifier, rights FROM acl"
-                           " WHERE mailbox_id = ? ORDER BY identifier", (mailbox_id,))
+        rows = await _rows(
+            self._reader,
+            "SELECT identifier, rights FROM acl WHERE mailbox_id = ? ORDER BY identifier",
+            (mailbox_id,),
+        )
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def set_acl(
@@ -571,16 +629,21 @@ class SqliteMailboxes(SqliteBase):
                 raise MailboxNotFound("Mailbox does not exist")
             if identifier.removeprefix("-") == mbox.owner:
                 raise MailboxInvalid("The owner's rights cannot be changed")
-            row = await tx.one("SELECT rights FROM acl WHERE mailbox_id = ? AND identifier = ?",
-                               (mbox.id, identifier))
+            row = await tx.one(
+                "SELECT rights FROM acl WHERE mailbox_id = ? AND identifier = ?",
+                (mbox.id, identifier),
+            )
             old = "" if row is None else str(row[0])
             new = "" if change is None else aclrules.apply(old, change)
             if new:
-                await tx.run("INSERT OR REPLACE INTO acl (mailbox_id, identifier, rights)"
-                             " VALUES (?, ?, ?)", (mbox.id, identifier, new))
+                await tx.run(
+                    "INSERT OR REPLACE INTO acl (mailbox_id, identifier, rights) VALUES (?, ?, ?)",
+                    (mbox.id, identifier, new),
+                )
             else:
-                await tx.run("DELETE FROM acl WHERE mailbox_id = ? AND identifier = ?",
-                             (mbox.id, identifier))
+                await tx.run(
+                    "DELETE FROM acl WHERE mailbox_id = ? AND identifier = ?", (mbox.id, identifier)
+                )
             rights = None if change is None else str(change)
             tx.emit(AclChanged(0, tx.at, origin, mbox.ref, identifier, rights, new), mbox.owner)
             return new

@@ -83,8 +83,9 @@ async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -
     passes through the insert view's trigger, and the refs UPDATE of the messages trigger
     rewrites the contents row, big value and all; both would cost the message's size twice
     in memory. Set on its own, as the row's last column, it stays a count of zeros."""
-    row = await tx.one("SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?",
-                       (mailbox_id, uid))
+    row = await tx.one(
+        "SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+    )
     assert row is not None
     await tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
     db = tx.db
@@ -102,8 +103,16 @@ def _allowed_flags(row: Row, rights: str) -> Row:
     """A ``_FACTS`` row (and what follows) with only the flags ``rights`` let a user set
     (RFC 4314 §4 COPY/APPEND: \\Seen needs s, \\Deleted t, any other flag w)."""
     kept = aclrules.settable(flagrules.from_text(row[2]), rights)
-    return (*row[:2], flagrules.to_text(kept), row[3], row[4], row[5], "\\Seen" in kept,
-            "\\Deleted" in kept, *row[8:])
+    return (
+        *row[:2],
+        flagrules.to_text(kept),
+        row[3],
+        row[4],
+        row[5],
+        "\\Seen" in kept,
+        "\\Deleted" in kept,
+        *row[8:],
+    )
 
 
 def _allowed(message: _Prepared, rights: str) -> _Prepared:
@@ -111,8 +120,9 @@ def _allowed(message: _Prepared, rights: str) -> _Prepared:
     kept = aclrules.settable(message.flags, rights)
     if len(kept) == len(message.flags):
         return message
-    return dataclasses.replace(message, flags=kept, seen="\\Seen" in kept,
-                               deleted="\\Deleted" in kept)
+    return dataclasses.replace(
+        message, flags=kept, seen="\\Seen" in kept, deleted="\\Deleted" in kept
+    )
 
 
 @dataclass(slots=True)
@@ -144,10 +154,14 @@ class SqliteMessages(SqliteBase):
         uids = json.dumps([row[0] for row in rows])
         row = await tx.one(
             "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, messages = messages - ?,"
-            " unseen = unseen - ?, size = size - ?, deleted = deleted - ? WHERE id = ? "
-            + _COUNTS,
-            (len(rows), sum(not r[6] for r in rows), sum(r[3] for r in rows),
-             sum(r[7] for r in rows), mbox_id),
+            " unseen = unseen - ?, size = size - ?, deleted = deleted - ? WHERE id = ? " + _COUNTS,
+            (
+                len(rows),
+                sum(not r[6] for r in rows),
+                sum(r[3] for r in rows),
+                sum(r[7] for r in rows),
+                mbox_id,
+            ),
         )
         assert row is not None
         counts = Counts(*row)
@@ -227,8 +241,15 @@ class SqliteMessages(SqliteBase):
         return await self._write(body)
 
     async def _append_in(
-        self, tx: _Tx, user_id: int, mailbox: str | int, prepared: list[_Prepared],
-        origin: Origin, kind: str, need: str, removing: Row | None = None,
+        self,
+        tx: _Tx,
+        user_id: int,
+        mailbox: str | int,
+        prepared: list[_Prepared],
+        origin: Origin,
+        kind: str,
+        need: str,
+        removing: Row | None = None,
     ) -> AppendResult:
         """`append`'s work inside the caller's write transaction (APPEND, REPLACE).
         ``removing``: REPLACE's source row (mailbox id first, then ``_FACTS``), about to be
@@ -245,37 +266,72 @@ class SqliteMessages(SqliteBase):
             "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
             " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
             " deleted = deleted + ? WHERE id = ? " + _COUNTS,
-            (count, count, sum(not p.seen for p in kept), sum(p.size for p in kept),
-             sum(p.deleted for p in kept), dest.id),
+            (
+                count,
+                count,
+                sum(not p.seen for p in kept),
+                sum(p.size for p in kept),
+                sum(p.deleted for p in kept),
+                dest.id,
+            ),
         )
         assert row is not None
         counts = Counts(*row)
         ref = dest.ref
         if removing is None:
             # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
-            await self._quota(tx, {ref.id: (count, sum(p.size for p in kept))},
-                              origin, applied=True)
+            await self._quota(
+                tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True
+            )
         first_uid, modseq = counts.uidnext - count, counts.highestmodseq
-        rows = [(ref.id, first_uid + i, modseq, p.seen, p.deleted, p.size,
-                 int(p.internaldate.timestamp()), p.internaldate.isoformat(), tx.at_iso,
-                 flagrules.to_text(p.flags), p.header_len, p.message_id, p.structure,
-                 p.size if isinstance(p.raw, Path) else p.raw, *p.search_texts, p.wire)
-                for i, p in enumerate(kept)]
+        rows = [
+            (
+                ref.id,
+                first_uid + i,
+                modseq,
+                p.seen,
+                p.deleted,
+                p.size,
+                int(p.internaldate.timestamp()),
+                p.internaldate.isoformat(),
+                tx.at_iso,
+                flagrules.to_text(p.flags),
+                p.header_len,
+                p.message_id,
+                p.structure,
+                p.size if isinstance(p.raw, Path) else p.raw,
+                *p.search_texts,
+                p.wire,
+            )
+            for i, p in enumerate(kept)
+        ]
         # the message_in view inserts contents, content_search, messages
-        await tx.many(_INSERT_MESSAGE % "?", [r for r, p in zip(rows, kept, strict=True)
-                                               if not isinstance(p.raw, Path)])
+        await tx.many(
+            _INSERT_MESSAGE % "?",
+            [r for r, p in zip(rows, kept, strict=True) if not isinstance(p.raw, Path)],
+        )
         for i, p in enumerate(kept):
             if isinstance(p.raw, Path):  # the rows first, then the file's octets
                 await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
                 await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
         # The contents rows the view inserted: EMAILID in the events (store/objectid.py).
-        ids: dict[int, int] = dict(await tx.rows(
-            "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?",
-            (ref.id, first_uid),
-        ))
+        ids: dict[int, int] = dict(
+            await tx.rows(
+                "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?",
+                (ref.id, first_uid),
+            )
+        )
         facts = tuple(
-            MessageFacts(first_uid + i, modseq, p.flags, p.size, p.internaldate,
-                         p.message_id, p.structure, ids.get(first_uid + i))
+            MessageFacts(
+                first_uid + i,
+                modseq,
+                p.flags,
+                p.size,
+                p.internaldate,
+                p.message_id,
+                p.structure,
+                ids.get(first_uid + i),
+            )
             for i, p in enumerate(kept)
         )
         tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
@@ -311,12 +367,15 @@ class SqliteMessages(SqliteBase):
             )
             if not rows:
                 raise MessageGone("The message to replace has been expunged")
-            result = await self._append_in(tx, user_id, target, [prepared], origin, "append",
-                                           need, (mailbox_id, *rows[0]))
+            result = await self._append_in(
+                tx, user_id, target, [prepared], origin, "append", need, (mailbox_id, *rows[0])
+            )
             counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
             facts = tuple(_facts(r, content_id=r[8]) for r in rows)
-            tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, counts, facts, modseq,
-                                     "expunge"), source.owner)
+            tx.emit(
+                MessagesExpunged(0, tx.at, origin, source.ref, counts, facts, modseq, "expunge"),
+                source.owner,
+            )
             return result
 
         return await self._write(body)
@@ -378,7 +437,13 @@ class SqliteMessages(SqliteBase):
             params.append(changedsince)
         rows = await _rows(
             self._reader,
-            select + " FROM " + _IN_RANGES + join + " WHERE " + _RANGE_MATCH + where
+            select
+            + " FROM "
+            + _IN_RANGES
+            + join
+            + " WHERE "
+            + _RANGE_MATCH
+            + where
             + " ORDER BY m.uid",
             params,
         )
@@ -395,10 +460,16 @@ class SqliteMessages(SqliteBase):
         fromiso = dt.datetime.fromisoformat
         return [
             MessageRecord(
-                uid=r[0], modseq=r[1], flags=tuple(r[2].split()), internaldate=fromiso(r[3]),
-                size=r[4], savedate=fromiso(r[5]), content_id=r[6],
+                uid=r[0],
+                modseq=r[1],
+                flags=tuple(r[2].split()),
+                internaldate=fromiso(r[3]),
+                size=r[4],
+                savedate=fromiso(r[5]),
+                content_id=r[6],
                 content=r[7],
-                structure=(parsed.get(r[6]) or self._structure(r[6], r[8])) if r[8] is not None
+                structure=(parsed.get(r[6]) or self._structure(r[6], r[8]))
+                if r[8] is not None
                 else None,
                 wire=r[9],
                 header=r[10],
@@ -417,24 +488,34 @@ class SqliteMessages(SqliteBase):
         found: dict[int, tuple[int, bytes, str]] = {}
         if content or structure:
             ids = sorted({f.content_id for f in ordered if f.content_id is not None})
-            rows = await _rows(
-                self._reader,
-                "SELECT c.id, c.raw, c.structure FROM contents AS c"
-                " WHERE c.id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            ) if ids else []
+            rows = (
+                await _rows(
+                    self._reader,
+                    "SELECT c.id, c.raw, c.structure FROM contents AS c"
+                    " WHERE c.id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(ids),),
+                )
+                if ids
+                else []
+            )
             found = {r[0]: (r[0], r[1], r[2]) for r in rows}
         out: list[MessageRecord] = []
         for f in ordered:
             row = found.get(f.content_id) if f.content_id is not None else None
             if (content or structure) and row is None:
                 continue
-            out.append(MessageRecord(
-                uid=f.uid, modseq=f.modseq, flags=f.flags, internaldate=f.internaldate,
-                size=f.size, content_id=f.content_id,
-                content=row[1] if content and row is not None else None,
-                structure=self._structure(row[0], row[2]) if structure and row else None,
-            ))
+            out.append(
+                MessageRecord(
+                    uid=f.uid,
+                    modseq=f.modseq,
+                    flags=f.flags,
+                    internaldate=f.internaldate,
+                    size=f.size,
+                    content_id=f.content_id,
+                    content=row[1] if content and row is not None else None,
+                    structure=self._structure(row[0], row[2]) if structure and row else None,
+                )
+            )
         return out
 
     async def fetch_plain(
@@ -453,9 +534,11 @@ class SqliteMessages(SqliteBase):
             return []
         select = "SELECT " + ", ".join(["m.uid", *(f"m.{c}" for c in columns)])
         if len(ranges) == 1:
-            (low, high), = ranges
-            sql = (select + " FROM messages AS m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
-                   " ORDER BY m.uid")
+            ((low, high),) = ranges
+            sql = (
+                select + " FROM messages AS m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
+                " ORDER BY m.uid"
+            )
             return await _rows(self._reader, sql, (mailbox_id, low, high))
         sql = select + " FROM " + _IN_RANGES + " WHERE " + _RANGE_MATCH + " ORDER BY m.uid"
         return await _rows(self._reader, sql, [json.dumps(ranges), mailbox_id])
@@ -493,9 +576,11 @@ class SqliteMessages(SqliteBase):
             if not ranges:
                 return StoreFlagsResult((), {})
             rows = await tx.rows(
-                "SELECT m.uid, m.modseq, m.flags, c.message_id FROM " + _IN_RANGES
+                "SELECT m.uid, m.modseq, m.flags, c.message_id FROM "
+                + _IN_RANGES
                 + " JOIN contents AS c ON c.id = m.content_id WHERE "
-                + _RANGE_MATCH + " ORDER BY m.uid",
+                + _RANGE_MATCH
+                + " ORDER BY m.uid",
                 (json.dumps(ranges), mailbox_id),
             )
             modseq = mbox.highestmodseq + 1
@@ -532,15 +617,21 @@ class SqliteMessages(SqliteBase):
                 (modseq, unseen_delta, deleted_delta, mailbox_id),
             )
             assert row is not None
-            tx.emit(FlagsChanged(0, tx.at, origin, mbox.ref, Counts(*row), tuple(changes),
-                                 kind), mbox.owner)
+            tx.emit(
+                FlagsChanged(0, tx.at, origin, mbox.ref, Counts(*row), tuple(changes), kind),
+                mbox.owner,
+            )
             return StoreFlagsResult(tuple(changes), current, tuple(modified))
 
         return await self._write(body)
 
     async def expunge(
-        self, mailbox_id: int, origin: Origin, uids: Sequence[int] | None = None,
-        *, kind: str = "expunge",
+        self,
+        mailbox_id: int,
+        origin: Origin,
+        uids: Sequence[int] | None = None,
+        *,
+        kind: str = "expunge",
     ) -> tuple[int, ...]:
         """Remove messages flagged \\Deleted (restricted to ``uids`` when given: UID
         EXPUNGE). Returns the removed UIDs, ascending; remembered with their new modseq.
@@ -554,24 +645,36 @@ class SqliteMessages(SqliteBase):
             join = " JOIN contents AS c ON c.id = m.content_id"
             if ranges is None:
                 rows = await tx.rows(
-                    "SELECT " + _FACTS + ", m.content_id FROM messages AS m" + join
+                    "SELECT "
+                    + _FACTS
+                    + ", m.content_id FROM messages AS m"
+                    + join
                     + " WHERE m.mailbox_id = ? AND m.deleted = 1 ORDER BY m.uid",
                     (mailbox_id,),
                 )
             else:
                 rows = await tx.rows(
-                    "SELECT " + _FACTS + ", m.content_id FROM " + _IN_RANGES + join
-                    + " WHERE " + _RANGE_MATCH + " AND m.deleted = 1 ORDER BY m.uid",
+                    "SELECT "
+                    + _FACTS
+                    + ", m.content_id FROM "
+                    + _IN_RANGES
+                    + join
+                    + " WHERE "
+                    + _RANGE_MATCH
+                    + " AND m.deleted = 1 ORDER BY m.uid",
                     (json.dumps(ranges), mailbox_id),
                 )
             if not rows:
                 return ()
             counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
             facts = tuple(_facts(r, content_id=r[8]) for r in rows)
-            tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, kind),
-                    mbox.owner)
-            await self._quota(tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))},
-                              origin, applied=True)
+            tx.emit(
+                MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, kind),
+                mbox.owner,
+            )
+            await self._quota(
+                tx, {mailbox_id: (-len(rows), -sum(r[3] for r in rows))}, origin, applied=True
+            )
             return tuple(f.uid for f in facts)
 
         return await self._write(body)
@@ -600,12 +703,20 @@ class SqliteMessages(SqliteBase):
         async def body(tx: _Tx) -> CopyResult:
             source = await self._by_id(tx.db, mailbox_id)
             dest, rights = await self._target(tx, user_id, target, need)
-            rows = await tx.rows(
-                "SELECT " + _FACTS + ", m.internal_epoch, m.content_id FROM " + _IN_RANGES
-                + " JOIN contents AS c ON c.id = m.content_id WHERE " + _RANGE_MATCH
-                + " ORDER BY m.uid",
-                (json.dumps(ranges), mailbox_id),
-            ) if ranges else []
+            rows = (
+                await tx.rows(
+                    "SELECT "
+                    + _FACTS
+                    + ", m.internal_epoch, m.content_id FROM "
+                    + _IN_RANGES
+                    + " JOIN contents AS c ON c.id = m.content_id WHERE "
+                    + _RANGE_MATCH
+                    + " ORDER BY m.uid",
+                    (json.dumps(ranges), mailbox_id),
+                )
+                if ranges
+                else []
+            )
             if not rows:
                 return CopyResult(dest.uidvalidity, (), ())
             added = rows if rights is None else [_allowed_flags(r, rights) for r in rows]
@@ -620,8 +731,14 @@ class SqliteMessages(SqliteBase):
                 "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
                 " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
                 " deleted = deleted + ? WHERE id = ? " + _COUNTS,
-                (count, count, sum(not r[6] for r in added), sum(r[3] for r in rows),
-                 sum(r[7] for r in added), dest.id),
+                (
+                    count,
+                    count,
+                    sum(not r[6] for r in added),
+                    sum(r[3] for r in rows),
+                    sum(r[7] for r in added),
+                    dest.id,
+                ),
             )
             assert row is not None
             counts = Counts(*row)
@@ -630,24 +747,52 @@ class SqliteMessages(SqliteBase):
                 "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
                 " internal_epoch, internaldate, savedate, flags, content_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(dest.id, first + i, modseq, r[6], r[7], r[3], r[8], r[4], tx.at_iso, r[2], r[9])
-                 for i, r in enumerate(added)],
+                [
+                    (
+                        dest.id,
+                        first + i,
+                        modseq,
+                        r[6],
+                        r[7],
+                        r[3],
+                        r[8],
+                        r[4],
+                        tx.at_iso,
+                        r[2],
+                        r[9],
+                    )
+                    for i, r in enumerate(added)
+                ],
             )
             source_uids = tuple(r[0] for r in rows)
-            facts = tuple(_facts(r, uid=first + i, modseq=modseq, content_id=r[9])
-                          for i, r in enumerate(added))
+            facts = tuple(
+                _facts(r, uid=first + i, modseq=modseq, content_id=r[9])
+                for i, r in enumerate(added)
+            )
             how = "move" if move else "copy"
-            tx.emit(MessagesAdded(0, tx.at, origin, dest.ref, counts, facts, how, source.ref,
-                                  source_uids), dest.owner)
+            tx.emit(
+                MessagesAdded(
+                    0, tx.at, origin, dest.ref, counts, facts, how, source.ref, source_uids
+                ),
+                dest.owner,
+            )
             if move:
                 src_counts, src_modseq = await self._remove(tx, mailbox_id, rows, record=True)
                 gone = tuple(_facts(r, content_id=r[9]) for r in rows)
-                tx.emit(MessagesExpunged(0, tx.at, origin, source.ref, src_counts, gone,
-                                         src_modseq, "move"), source.owner)
+                tx.emit(
+                    MessagesExpunged(
+                        0, tx.at, origin, source.ref, src_counts, gone, src_modseq, "move"
+                    ),
+                    source.owner,
+                )
             for change in within:  # the source's root, left by a MOVE
                 tx.emit(change, change.user)
-            return CopyResult(dest.uidvalidity, source_uids, tuple(f.uid for f in facts),
-                              source_uids if move else ())
+            return CopyResult(
+                dest.uidvalidity,
+                source_uids,
+                tuple(f.uid for f in facts),
+                source_uids if move else (),
+            )
 
         return await self._write(body)
 
@@ -674,8 +819,11 @@ class SqliteMessages(SqliteBase):
         # One row, one string: no per-row work in Python (thousands of UIDs for UNSEEN).
         row = await _one(
             self._reader,
-            "SELECT group_concat(uid) FROM (SELECT m.uid FROM messages AS m" + join
-            + " WHERE m.mailbox_id = ? AND (" + compiled.sql + ") ORDER BY m.uid)",
+            "SELECT group_concat(uid) FROM (SELECT m.uid FROM messages AS m"
+            + join
+            + " WHERE m.mailbox_id = ? AND ("
+            + compiled.sql
+            + ") ORDER BY m.uid)",
             [mailbox_id, *compiled.params],
         )
         if row is None or row[0] is None:
@@ -752,10 +900,13 @@ class SqliteMessages(SqliteBase):
                     return 0
                 counts, modseq = await self._remove(tx, due.id, rows, record=True)
                 facts = tuple(_facts(r, content_id=r[8]) for r in rows)
-                tx.emit(MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq,
-                                         "expire"), mbox.owner)
-                await self._quota(tx, {due.id: (-len(rows), -sum(r[3] for r in rows))},
-                                  origin, applied=True)
+                tx.emit(
+                    MessagesExpunged(0, tx.at, origin, mbox.ref, counts, facts, modseq, "expire"),
+                    mbox.owner,
+                )
+                await self._quota(
+                    tx, {due.id: (-len(rows), -sum(r[3] for r in rows))}, origin, applied=True
+                )
                 return len(rows)
 
             total += await self._write(body)

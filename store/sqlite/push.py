@@ -45,8 +45,7 @@ async def upsert(
         " ON CONFLICT (user_id, account_id, device_token, subtopic) DO UPDATE SET"
         " aps_version = excluded.aps_version, mailboxes = excluded.mailboxes,"
         " registered = excluded.registered",
-        (user_id, account_id, device_token, subtopic, aps_version, json.dumps(list(mailboxes)),
-         at),
+        (user_id, account_id, device_token, subtopic, aps_version, json.dumps(list(mailboxes)), at),
     )
 
 
@@ -59,7 +58,14 @@ async def devices(db: aiosqlite.Connection, user_id: int | None) -> list[PushDev
         (user_id, user_id),
     )
     return [
-        PushDevice(r[0], int(r[1]), r[2], r[3], r[4], tuple(json.loads(r[5])),
-                   dt.datetime.fromisoformat(r[6]))
+        PushDevice(
+            r[0],
+            int(r[1]),
+            r[2],
+            r[3],
+            r[4],
+            tuple(json.loads(r[5])),
+            dt.datetime.fromisoformat(r[6]),
+        )
         for r in rows
     ]

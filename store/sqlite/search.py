@@ -118,8 +118,7 @@ def _compile(c: Criterion, now: int) -> Compiled:
         return _uids(c)
     if name == "EMAILID":  # RFC 8474 §6: the messages whose EMAILID is the value
         content_id = objectid.content_of(_str(c))
-        return Compiled("0") if content_id is None else Compiled("m.content_id = ?",
-                                                                 [content_id])
+        return Compiled("0") if content_id is None else Compiled("m.content_id = ?", [content_id])
     if name == "THREADID":  # no THREADID is computed: "MUST NOT match any messages" (§5.2)
         _str(c)
         return Compiled("0")
@@ -130,7 +129,9 @@ def _compile(c: Criterion, now: int) -> Compiled:
         if name == "HEADER" and not header:
             raise ValueError("HEADER needs a field name")
         return Compiled(
-            "imap_text(c.id, c.raw, c.structure, ?, ?, ?)", [name, header, _str(c)], True,
+            "imap_text(c.id, c.raw, c.structure, ?, ?, ?)",
+            [name, header, _str(c)],
+            True,
             _PYTHON,
         )
     if name in SENT_KEYS:
@@ -155,10 +156,10 @@ def _stored(key: str, value: str) -> Compiled:
         return Compiled(fallback, [key, value], False, _PYTHON)
     stored = f"s.{STORED_KEYS[key]}"
     if not needle:  # RFC 3501 §6.4.4: an empty string matches any such field
-        return Compiled(f"COALESCE({stored} <> '', {fallback})", [key, value], False, _STORED,
-                        True)
-    return Compiled(f"COALESCE(instr({stored}, ?) > 0, {fallback})", [needle, key, value],
-                    False, _STORED, True)
+        return Compiled(f"COALESCE({stored} <> '', {fallback})", [key, value], False, _STORED, True)
+    return Compiled(
+        f"COALESCE(instr({stored}, ?) > 0, {fallback})", [needle, key, value], False, _STORED, True
+    )
 
 
 def _operands(c: Criterion, op: str) -> list[Criterion]:
@@ -187,11 +188,15 @@ def _join(parts: list[Compiled], op: str, empty: str) -> Compiled:
         paired: list[Compiled] = []
         for i in range(0, len(level) - 1, 2):
             a, b = level[i], level[i + 1]
-            paired.append(Compiled(
-                f"({a.sql}){op}({b.sql})", a.params + b.params,
-                a.needs_content or b.needs_content, max(a.cost, b.cost),
-                a.needs_search or b.needs_search,
-            ))
+            paired.append(
+                Compiled(
+                    f"({a.sql}){op}({b.sql})",
+                    a.params + b.params,
+                    a.needs_content or b.needs_content,
+                    max(a.cost, b.cost),
+                    a.needs_search or b.needs_search,
+                )
+            )
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
@@ -231,5 +236,3 @@ def _date(c: Criterion) -> str:
     if not isinstance(value, dt.date):
         raise ValueError(f"{c.name} needs a date")
     return value.isoformat()
-
-

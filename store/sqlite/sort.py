@@ -107,8 +107,9 @@ class SqliteSort(SqliteBase):
 
     async def _messages_token(self, mailbox_id: int) -> tuple[int, int] | None:
         """(UIDNEXT, MESSAGES): names the mailbox's set of messages (see the module)."""
-        row = await _one(self._reader, "SELECT uidnext, messages FROM mailboxes WHERE id = ?",
-                         (mailbox_id,))
+        row = await _one(
+            self._reader, "SELECT uidnext, messages FROM mailboxes WHERE id = ?", (mailbox_id,)
+        )
         return None if row is None else (row[0], row[1])
 
     def _remember(self, key: tuple[object, ...], size: int, value: object) -> None:
@@ -155,8 +156,11 @@ class SqliteSort(SqliteBase):
         as store/sortthread/threads.py gives it. The tree is shared: do not change it."""
         token = await self._messages_token(mailbox_id)
         # All messages: the set is known without reading it (the token and ``visible``).
-        whole = None if criterion is not None or visible is None else (
-            "thread-all", mailbox_id, token, algorithm, tuple(visible))
+        whole = (
+            None
+            if criterion is not None or visible is None
+            else ("thread-all", mailbox_id, token, algorithm, tuple(visible))
+        )
         if whole is not None and isinstance(found := self._recall(whole), list):
             return found
         by_refs = algorithm == "REFERENCES"
@@ -202,8 +206,11 @@ class SqliteSort(SqliteBase):
             join += " LEFT JOIN content_search AS s ON s.id = m.content_id"
         rows = await _rows(
             self._reader,
-            "SELECT m.uid, m.internal_epoch, m.size, m.content_id FROM messages AS m" + join
-            + " WHERE m.mailbox_id = ? AND (" + compiled.sql + ") ORDER BY m.uid",
+            "SELECT m.uid, m.internal_epoch, m.size, m.content_id FROM messages AS m"
+            + join
+            + " WHERE m.mailbox_id = ? AND ("
+            + compiled.sql
+            + ") ORDER BY m.uid",
             [mailbox_id, *compiled.params],
         )
         cache = self._sort_cache()

@@ -169,7 +169,8 @@ async def _log_changes(tx: _Tx) -> list[Change]:
         values = ", ".join("(?, ?, ?, ?)" for _ in chunk)
         rows = await tx.rows(
             "INSERT INTO change_log (kind, user, payload, created) VALUES "
-            + values + " RETURNING seq",
+            + values
+            + " RETURNING seq",
             params,
         )
         # Seqs are assigned in VALUES order; RETURNING's row order is not promised.
@@ -266,8 +267,14 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
                 raise broken from exc
             raise
         store = cls(
-            writer, reader, publish, scrypt_n=scrypt_n, clock=clock or _utc_now,
-            uidvalidity=uidvalidity, auth_cache=auth_cache, prerender=prerender,
+            writer,
+            reader,
+            publish,
+            scrypt_n=scrypt_n,
+            clock=clock or _utc_now,
+            uidvalidity=uidvalidity,
+            auth_cache=auth_cache,
+            prerender=prerender,
         )
         store._file_lock = lock
         store._path = path
@@ -284,8 +291,9 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
         resolved = await asyncio.to_thread(Path(path).resolve)
         if not await asyncio.to_thread(resolved.is_file):
             raise FileNotFoundError(f"no store at {resolved}")
-        conn = await aiosqlite.connect(resolved.as_uri() + "?mode=ro", uri=True,
-                                       isolation_level=None)
+        conn = await aiosqlite.connect(
+            resolved.as_uri() + "?mode=ro", uri=True, isolation_level=None
+        )
         try:
             await conn.execute("PRAGMA busy_timeout = 5000")
             await conn.execute("PRAGMA query_only = ON")
@@ -310,13 +318,18 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
             if check == "quick":
                 started = time.monotonic()
                 problems = [str(r[0]) for r in await _rows(writer, "PRAGMA quick_check")]
-                log.info("%s: quick_check %s in %.2f s", path, problems[0] if problems else "?",
-                         time.monotonic() - started)
+                log.info(
+                    "%s: quick_check %s in %.2f s",
+                    path,
+                    problems[0] if problems else "?",
+                    time.monotonic() - started,
+                )
                 if problems != ["ok"]:
                     raise StoreDamaged(
                         f"{path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])});"
                         " run `imapd fsck`, restore a backup (`imapd restore`) or start afresh"
-                        " (`imapd init`)")
+                        " (`imapd init`)"
+                    )
             await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = await _one(writer, "PRAGMA journal_mode = WAL")
             if mode is None or str(mode[0]).lower() != "wal":
@@ -400,8 +413,9 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
                 if (refused := files.unavailable(exc, self._path)) is not None:
                     # A full disk is the operator's to fix, not a bug: one line, no
                     # traceback; the client gets NO [UNAVAILABLE] and nothing changed.
-                    log.warning("write refused, nothing changed: %s (%s: %s)", refused.text,
-                                self._path, exc)
+                    log.warning(
+                        "write refused, nothing changed: %s (%s: %s)", refused.text, self._path, exc
+                    )
                     raise refused from None
                 raise
             if answer is not None and not answer.done():
@@ -428,8 +442,11 @@ class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, 
                 raise
         except Exception as exc:
             if (refused := files.unavailable(exc, self._path)) is not None:
-                log.warning("quota: the QuotaExceed of root %r was not recorded: %s",
-                            change.root, refused.text)
+                log.warning(
+                    "quota: the QuotaExceed of root %r was not recorded: %s",
+                    change.root,
+                    refused.text,
+                )
             else:
                 log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return

@@ -95,8 +95,9 @@ class SqliteUsers(SqliteBase):
         """Raises UserNotFound (also for "", the shared namespace's pseudo-owner)."""
         if not name:
             raise UserNotFound("No such user")
-        row = await _one(self._reader, "SELECT id, name, is_admin FROM users WHERE name = ?",
-                         (name,))
+        row = await _one(
+            self._reader, "SELECT id, name, is_admin FROM users WHERE name = ?", (name,)
+        )
         if row is None:
             raise UserNotFound("No such user")
         return User(row[0], row[1], bool(row[2]))
@@ -108,8 +109,9 @@ class SqliteUsers(SqliteBase):
         hashed = await asyncio.to_thread(hash_password, password, n=self._scrypt_n)
 
         async def body(tx: _Tx) -> None:
-            row = await tx.one("UPDATE users SET password = ? WHERE name = ? RETURNING id",
-                               (hashed, name))
+            row = await tx.one(
+                "UPDATE users SET password = ? WHERE name = ? RETURNING id", (hashed, name)
+            )
             if row is None:
                 raise UserNotFound("No such user")
 
@@ -129,8 +131,12 @@ class SqliteUsers(SqliteBase):
             if row is None:
                 raise UserNotFound("No such user")
             user_id = row[0]
-            mboxes = [_Mbox.from_row(r) for r in await tx.rows(
-                _MBOX_SELECT + " WHERE m.owner_id = ? ORDER BY m.name", (user_id,))]
+            mboxes = [
+                _Mbox.from_row(r)
+                for r in await tx.rows(
+                    _MBOX_SELECT + " WHERE m.owner_id = ? ORDER BY m.name", (user_id,)
+                )
+            ]
             owned = "(SELECT id FROM mailboxes WHERE owner_id = ?)"
             await tx.run("DELETE FROM messages WHERE mailbox_id IN " + owned, (user_id,))
             await tx.run("DELETE FROM expunged WHERE mailbox_id IN " + owned, (user_id,))
@@ -152,8 +158,9 @@ class SqliteUsers(SqliteBase):
             raise UserNotFound("No such user")
 
         async def body(tx: _Tx) -> User:
-            row = await tx.one("UPDATE users SET is_admin = ? WHERE name = ? RETURNING id",
-                               (int(admin), name))
+            row = await tx.one(
+                "UPDATE users SET is_admin = ? WHERE name = ? RETURNING id", (int(admin), name)
+            )
             if row is None:
                 raise UserNotFound("No such user")
             return User(int(row[0]), name, admin)
@@ -161,8 +168,9 @@ class SqliteUsers(SqliteBase):
         return await self._write(body)
 
     async def list_users(self) -> list[User]:
-        rows = await _rows(self._reader, "SELECT id, name, is_admin FROM users WHERE name != ''"
-                           " ORDER BY name")  # not the shared namespace's pseudo-owner
+        rows = await _rows(
+            self._reader, "SELECT id, name, is_admin FROM users WHERE name != '' ORDER BY name"
+        )  # not the shared namespace's pseudo-owner
         return [User(r[0], r[1], bool(r[2])) for r in rows]
 
     # --- XAPPLEPUSHSERVICE (store/sqlite/push.py) --------------------------------------------
@@ -184,10 +192,23 @@ class SqliteUsers(SqliteBase):
         async def body(tx: _Tx) -> tuple[str, ...]:
             owner = await self._owner(tx.db, user_id)
             present = await push.existing_mailboxes(tx.db, user_id, wanted)
-            await push.upsert(tx.db, user_id, aps_version, account_id, device_token, subtopic,
-                              present, tx.at_iso)
-            tx.emit(ApplePushRegistered(0, tx.at, origin, owner, aps_version, account_id,
-                                        device_token, subtopic, present), owner)
+            await push.upsert(
+                tx.db, user_id, aps_version, account_id, device_token, subtopic, present, tx.at_iso
+            )
+            tx.emit(
+                ApplePushRegistered(
+                    0,
+                    tx.at,
+                    origin,
+                    owner,
+                    aps_version,
+                    account_id,
+                    device_token,
+                    subtopic,
+                    present,
+                ),
+                owner,
+            )
             return present
 
         return await self._write(body)
@@ -225,12 +246,13 @@ class SqliteUsers(SqliteBase):
                 raise quota.QuotaRootNotFound("Only users' quota roots can be set")
             await quota_sql.set_limits(tx.db, user_id, limits)
             after, _ = await quota_sql.by_name(tx.db, root)
-            tx.emit(quota.change("limits", tx.at, origin, after.root, after.usage),
-                    after.root.owner)
-            if (quota.full(before.root.limits, before.usage)
-                    and not quota.full(limits, after.usage)):
-                tx.emit(quota.change("within", tx.at, origin, after.root, after.usage),
-                        after.root.owner)
+            tx.emit(
+                quota.change("limits", tx.at, origin, after.root, after.usage), after.root.owner
+            )
+            if quota.full(before.root.limits, before.usage) and not quota.full(limits, after.usage):
+                tx.emit(
+                    quota.change("within", tx.at, origin, after.root, after.usage), after.root.owner
+                )
             return after
 
         return await self._write(body)

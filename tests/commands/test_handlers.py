@@ -214,8 +214,7 @@ async def test_fetch_writes_seen_once_for_all_its_batches(ctx: TestContext) -> N
 
     user = ctx.require_user()
     count = FETCH_BATCH + 50
-    await ctx.store.append(user.id, "INBOX", [message(f"m{i}") for i in range(count)],
-                           ctx.origin)
+    await ctx.store.append(user.id, "INBOX", [message(f"m{i}") for i in range(count)], ctx.origin)
     await ctx.do(b"s SELECT INBOX")
     await ctx.do(b"t STORE 2 +FLAGS (\\Seen)")  # already seen: not written again
     ctx.subscription.drain()
@@ -242,5 +241,4 @@ async def test_fetch_of_a_message_gone_elsewhere_ends_expungeissued(ctx: TestCon
     assert outcome.status == "OK" and outcome.stream is not None  # not known yet
     wire = await ctx.finish(b"f FETCH 1:2 (BODY[TEXT])", outcome)
     assert b"* 1 FETCH (" in wire and b"* 2 FETCH (" not in wire
-    assert wire.endswith(b"f NO [EXPUNGEISSUED] Some of the requested messages no longer"
-                         b" exist\r\n")
+    assert wire.endswith(b"f NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n")

@@ -30,8 +30,10 @@ from typing import Any
 HOST = os.environ.get("IMAP_HOST", "imapd")
 IMAP_PORT = int(os.environ.get("IMAP_PORT", "1143"))
 LMTP_PORT = int(os.environ.get("LMTP_PORT", "2424"))
-USERS = dict(entry.split(":", 1) for entry in
-             os.environ.get("IMAP_USERS", "alice:secret,bob:secret").split(","))
+USERS = dict(
+    entry.split(":", 1)
+    for entry in os.environ.get("IMAP_USERS", "alice:secret,bob:secret").split(",")
+)
 EVENTS_FILE = Path(os.environ.get("EVENTS_FILE", "/run/imapd/notifyd.log"))
 WAIT_SECONDS = float(os.environ.get("WAIT_SECONDS", "60"))
 
@@ -58,9 +60,11 @@ def say(line: str) -> None:
 
 def check(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
     """Register a check; `main` runs them in the order they are defined."""
+
     def register(fn: Callable[[], None]) -> Callable[[], None]:
         CHECKS.append((name, fn))
         return fn
+
     return register
 
 
@@ -210,7 +214,7 @@ def events() -> list[dict[str, Any]]:
         for line in EVENTS_FILE.read_text(encoding="utf-8", errors="replace").splitlines():
             start, end = line.find('"{'), line.rfind('}"')
             if start >= 0 and end > start:
-                found.append(json.loads(line[start + 1:end + 1]))
+                found.append(json.loads(line[start + 1 : end + 1]))
     return found
 
 
@@ -230,7 +234,8 @@ def _() -> None:
     assert event["uri"].startswith("imap://alice@"), event
     if "uid" in state:
         assert event["uri"].endswith(
-            f"/INBOX;UIDVALIDITY={state['uidvalidity']}/;UID={state['uid']}"), event
+            f"/INBOX;UIDVALIDITY={state['uidvalidity']}/;UID={state['uid']}"
+        ), event
         assert event["uidset"] == str(state["uid"]), event
     assert event["messageSize"] == len(MESSAGE) + len(b"Return-Path: <sender@example.org>\r\n")
 

@@ -30,13 +30,22 @@ FAST = {"IMAPD_SCRYPT_N": "2", "IMAPD_AUTH_FAILURE_DELAY": "0"}
 ASCTIME = "%Y-%m-%d %H:%M:%S"
 
 
-def imapd(*args: str, data_dir: Path | None = None, env: dict[str, str] | None = None,
-          ) -> subprocess.CompletedProcess[str]:
+def imapd(
+    *args: str,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``python -m imapd ARGS --data-dir D`` (or with IMAPD_DATA_DIR from ``env``)."""
     extra = ["--data-dir", str(data_dir)] if data_dir is not None else []
     full_env = {**os.environ, **FAST, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "imapd", *args, *extra], capture_output=True,
-                          text=True, timeout=60, check=False, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "imapd", *args, *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=full_env,
+    )
 
 
 def ok(*args: str, data_dir: Path) -> str:
@@ -58,9 +67,20 @@ class Served:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "imapd", "serve", "--data-dir", str(self.data_dir),
-                 "--listen", f"127.0.0.1:{self.port}", *self.extra],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **FAST},
+                [
+                    sys.executable,
+                    "-m",
+                    "imapd",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    *self.extra,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **FAST},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -107,8 +127,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def events(data_dir: Path, *args: str) -> list[dict[str, Any]]:
     """``events tail ARGS`` parsed, without ``pid`` (the tail's own)."""
     out = ok("events", "tail", *args, data_dir=data_dir)
-    return [{k: v for k, v in json.loads(line).items() if k != "pid"}
-            for line in out.splitlines()]
+    return [{k: v for k, v in json.loads(line).items() if k != "pid"} for line in out.splitlines()]
 
 
 # --- users, quotas, healthcheck, IMAPD_DATA_DIR --------------------------------------------
@@ -126,12 +145,14 @@ def test_user_and_quota_commands_on_a_running_server(served: Served) -> None:
     assert ok("user", "list", data_dir=data).split() == ["alice", "bob", "carol"]
     # Deleting a user ends the sessions it still has (they would act on an account gone).
     assert ok("user", "delete", "carol", data_dir=data) == (
-        "user carol deleted; 1 session(s) disconnected\n")
+        "user carol deleted; 1 session(s) disconnected\n"
+    )
     assert b"* BYE Disconnected by administrator\r\n" in read_until_closed(c)
     assert ok("user", "list", data_dir=data).split() == ["alice", "bob"]
 
     assert ok("quota", "set", "alice", "--messages", "5", data_dir=data) == (
-        "alice: storage 0 KiB of unlimited, messages 0 of 5\n")
+        "alice: storage 0 KiB of unlimited, messages 0 of 5\n"
+    )
     assert "messages 0 of 5" in ok("quota", "get", "alice", data_dir=data)
     c = served.client()
     assert c.get_quota_root("INBOX")[1][0].limit == 5
@@ -145,9 +166,14 @@ def test_healthcheck_and_imapd_data_dir(served: Served, tmp_path: Path) -> None:
     closed = imapd("healthcheck", "--port", str(free_port()), "--timeout", "1")
     assert closed.returncode == 1 and "imapd healthcheck" in closed.stderr
     env = {"IMAPD_DATA_DIR": str(served.data_dir)}
-    for args in (["user", "list"], ["mailbox", "list", "alice"], ["who"],
-                 ["mailbox", "status", "alice", "INBOX"], ["quota", "get", "bob"],
-                 ["events", "tail", "--from", "1"]):
+    for args in (
+        ["user", "list"],
+        ["mailbox", "list", "alice"],
+        ["who"],
+        ["mailbox", "status", "alice", "INBOX"],
+        ["quota", "get", "bob"],
+        ["events", "tail", "--from", "1"],
+    ):
         result = imapd(*args, env=env)
         assert result.returncode == 0, (args, result.stderr)
     assert imapd("mailbox", "create", "alice", "ViaEnv", env=env).returncode == 0
@@ -164,8 +190,18 @@ def test_mailbox_commands(served: Served) -> None:
     c = served.client()
     c.append("INBOX", SIMPLE, flags=[b"\\Seen"])
     c.append("INBOX", SIMPLE)
-    assert ok("mailbox", "create", "alice", "Projects/2026", "--special-use", "\\Archive",
-              data_dir=data) == "alice Projects/2026: created\n"
+    assert (
+        ok(
+            "mailbox",
+            "create",
+            "alice",
+            "Projects/2026",
+            "--special-use",
+            "\\Archive",
+            data_dir=data,
+        )
+        == "alice Projects/2026: created\n"
+    )
     folders = {name: flags for flags, _, name in c.list_folders()}
     assert "Projects/2026" in folders and b"\\Archive" in folders["Projects/2026"]
     listed = json.loads(ok("mailbox", "list", "alice", "--json", data_dir=data))
@@ -177,8 +213,9 @@ def test_mailbox_commands(served: Served) -> None:
     assert "Projects/2026 \\Archive  (0 messages, 0 unseen)" in text.splitlines()
 
     status = json.loads(ok("mailbox", "status", "alice", "INBOX", "--json", data_dir=data))
-    imap = c.folder_status("INBOX", ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY",
-                                     "HIGHESTMODSEQ", "SIZE"])
+    imap = c.folder_status(
+        "INBOX", ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ", "SIZE"]
+    )
     assert status["messages"] == imap[b"MESSAGES"] == 2
     assert status["unseen"] == imap[b"UNSEEN"] == 1
     assert status["uidnext"] == imap[b"UIDNEXT"] == 3
@@ -190,16 +227,20 @@ def test_mailbox_commands(served: Served) -> None:
     text = ok("mailbox", "status", "alice", "INBOX", data_dir=data)
     assert "retention: 30 days" in text.splitlines() and "messages: 2" in text.splitlines()
     assert ok("mailbox", "get-expire", "alice", "INBOX", data_dir=data) == (
-        "alice INBOX: expire after 30 days\n")
+        "alice INBOX: expire after 30 days\n"
+    )
 
     assert ok("mailbox", "delete", "alice", "Projects/2026", data_dir=data) == (
-        "alice Projects/2026: deleted\n")
+        "alice Projects/2026: deleted\n"
+    )
     assert "Projects/2026" not in {name for _, _, name in c.list_folders()}
-    for args, error in ((["create", "alice", "INBOX"], "exists"),
-                        (["delete", "alice", "INBOX"], "cannot be deleted"),
-                        (["status", "alice", "Nope"], "does not exist"),
-                        (["create", "alice", "X", "--special-use", "\\Bogus"], "special use"),
-                        (["list", "nobody"], "user")):
+    for args, error in (
+        (["create", "alice", "INBOX"], "exists"),
+        (["delete", "alice", "INBOX"], "cannot be deleted"),
+        (["status", "alice", "Nope"], "does not exist"),
+        (["create", "alice", "X", "--special-use", "\\Bogus"], "special use"),
+        (["list", "nobody"], "user"),
+    ):
         result = imapd("mailbox", *args, data_dir=data)
         assert result.returncode == 1 and error in result.stderr.lower(), (args, result.stderr)
     c.logout()
@@ -275,8 +316,10 @@ def test_who_without_a_server(tmp_path: Path) -> None:
 
 # --- import ------------------------------------------------------------------------------------
 def message(n: int) -> bytes:
-    return (f"From: sender{n}@example.org\nTo: alice@example.org\nSubject: Imported {n}\n"
-            f"Message-ID: <imp-{n}@example.org>\n\nBody {n}\n").encode()
+    return (
+        f"From: sender{n}@example.org\nTo: alice@example.org\nSubject: Imported {n}\n"
+        f"Message-ID: <imp-{n}@example.org>\n\nBody {n}\n"
+    ).encode()
 
 
 def make_maildir(root: Path) -> list[tuple[str, tuple[bytes, ...], int]]:
@@ -285,8 +328,12 @@ def make_maildir(root: Path) -> list[tuple[str, tuple[bytes, ...], int]]:
     for sub in ("cur", "new", "tmp"):
         (root / sub).mkdir(parents=True)
     specs = [  # (dir, name, flags expected, mtime)
-        ("cur", "1700000001.M1P1.host:2,FRS", (b"\\Answered", b"\\Flagged", b"\\Seen"),
-         1_700_000_001),
+        (
+            "cur",
+            "1700000001.M1P1.host:2,FRS",
+            (b"\\Answered", b"\\Flagged", b"\\Seen"),
+            1_700_000_001,
+        ),
         ("cur", "1700000002.M2P1.host:2,DT", (b"\\Deleted", b"\\Draft"), 1_700_000_002),
         ("new", "1700000003.M3P1.host", (), 1_700_000_003),
         ("cur", "1700000004.M4P1.host:2,Sa", (b"\\Seen",), 1_700_000_004),  # a: keyword
@@ -307,8 +354,7 @@ def test_import_maildir(served: Served, tmp_path: Path) -> None:
     c = served.client()
     c.select_folder("INBOX")
     c.idle()
-    out = ok("import", "alice", "INBOX", str(tmp_path / "Maildir"), "--batch", "3",
-             data_dir=data)
+    out = ok("import", "alice", "INBOX", str(tmp_path / "Maildir"), "--batch", "3", data_dir=data)
     assert out == "imported 4 messages into alice INBOX\n"
     seen: list[Any] = []
     deadline = time.monotonic() + 5
@@ -316,8 +362,9 @@ def test_import_maildir(served: Served, tmp_path: Path) -> None:
         seen += c.idle_check(timeout=1)
     c.idle_done()
     assert (3, b"EXISTS") in seen and (4, b"EXISTS") in seen  # two batches, both announced
-    fetched = c.fetch([1, 2, 3, 4], ["FLAGS", "INTERNALDATE", "BODY.PEEK[]",
-                                     "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+    fetched = c.fetch(
+        [1, 2, 3, 4], ["FLAGS", "INTERNALDATE", "BODY.PEEK[]", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"]
+    )
     for seq, (subject, flags, mtime) in enumerate(expected, 1):
         item = fetched[seq]
         assert subject.encode() in item[b"BODY[HEADER.FIELDS (SUBJECT)]"]
@@ -326,11 +373,11 @@ def test_import_maildir(served: Served, tmp_path: Path) -> None:
         assert b"\r\n" in item[b"BODY[]"] and b"\n" not in item[b"BODY[]"].replace(b"\r\n", b"")
     c.logout()
 
-    appends = [e for e in events(data, "--from", "1", "--user", "alice")
-               if e["event"] == "MessageAppend"]
+    appends = [
+        e for e in events(data, "--from", "1", "--user", "alice") if e["event"] == "MessageAppend"
+    ]
     assert len(appends) == 4
-    assert {e["service"] for e in appends} == {"cli"} and {e["user"] for e in appends} == {
-        "alice"}
+    assert {e["service"] for e in appends} == {"cli"} and {e["user"] for e in appends} == {"alice"}
     assert [e["uri"].rsplit(";UID=", 1)[1] for e in appends] == ["1", "2", "3", "4"]
     seqs = [e["vnd.imapd.seq"] for e in appends]
     assert seqs[0] == seqs[2] < seqs[3]  # one transaction per batch of 3
@@ -351,7 +398,8 @@ def test_import_mbox_creating_the_mailbox(served: Served, tmp_path: Path) -> Non
     missing = imapd("import", "alice", "Old", str(path), data_dir=data)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     assert ok("import", "alice", "Old", str(path), "--create", data_dir=data) == (
-        "imported 2 messages into alice Old\n")
+        "imported 2 messages into alice Old\n"
+    )
     c = served.client()
     c.select_folder("Old")
     fetched = c.fetch([1, 2], ["FLAGS", "INTERNALDATE", "BODY.PEEK[TEXT]"])
@@ -390,9 +438,20 @@ class Follower:
 
     def __init__(self, data_dir: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "events", "tail", "--follow", *args,
-             "--data-dir", str(data_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **FAST},
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "events",
+                "tail",
+                "--follow",
+                *args,
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **FAST},
         )
         self._buffer = b""
 
@@ -436,7 +495,8 @@ def test_events_tail_from_and_follow(served: Served) -> None:
     assert events(data, "--from", "7") == history[6:]
     assert [e["vnd.imapd.seq"] for e in events(data)] == list(range(3, 13))  # the last 10
     assert [e["vnd.imapd.seq"] for e in events(data, "--from", "1", "--user", "bob")] == list(
-        range(7, 13))
+        range(7, 13)
+    )
     assert events(data, "--from", "99") == []
 
     follow = Follower(data, "--from", "12", "--user", "alice")
@@ -453,7 +513,8 @@ def test_events_tail_from_and_follow(served: Served) -> None:
         created = follow.next()
         assert created["event"] == "MailboxCreate" and created["vnd.imapd.seq"] == 14
         assert created["service"] == "cli" and created["uri"].startswith(
-            "imap://alice@localhost/Fresh;")
+            "imap://alice@localhost/Fresh;"
+        )
         c.logout()
         assert bob_follow.quiet(0.3)
         # A consumer that was down resumes exactly after the last seq it handled.

@@ -38,7 +38,10 @@ def login(running: RunningServer, user: str, password: str) -> str:
 def imapd_cli(running: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imapd", *args, "--data-dir", str(running.config.data_dir)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -66,7 +69,8 @@ def test_wrong_password_after_a_cached_success_still_fails(server: RunningServer
 
 
 def test_passwd_from_the_cli_while_running_makes_the_old_password_fail(
-        server: RunningServer) -> None:
+    server: RunningServer,
+) -> None:
     assert login(server, "alice", PASSWORD).startswith("a OK")
     assert login(server, "alice", PASSWORD).startswith("a OK")
     cached = stats(server)

@@ -109,8 +109,11 @@ def _check_no_uid_reused(proc: Proc, writer: Writer) -> dict[str, int]:
     for mailbox in MAILBOXES:
         uidvalidity, present = _message_ids(client, mailbox)
         validities[mailbox] = uidvalidity
-        seen = {uid: mid for (mbox, uv, uid), mid in writer.seen.items()
-                if mbox == mailbox and uv == uidvalidity}
+        seen = {
+            uid: mid
+            for (mbox, uv, uid), mid in writer.seen.items()
+            if mbox == mailbox and uv == uidvalidity
+        }
         for uid, mid in present.items():
             assert seen.get(uid, mid) == mid, f"{mailbox} UID {uid} is another message"
         typ, data = client.append(mailbox, None, None, b"Subject: after\r\n\r\nnew\r\n")
@@ -118,7 +121,8 @@ def _check_no_uid_reused(proc: Proc, writer: Writer) -> dict[str, int]:
         assert typ == "OK" and found is not None
         assert int(found[1]) == uidvalidity
         assert (mailbox, uidvalidity, int(found[2])) not in writer.seen, (
-            f"{mailbox}: UID {int(found[2])} handed out again under UIDVALIDITY {uidvalidity}")
+            f"{mailbox}: UID {int(found[2])} handed out again under UIDVALIDITY {uidvalidity}"
+        )
     client.logout()
     return validities
 
@@ -155,9 +159,7 @@ def test_restore_over_the_live_store_keeps_uidvalidity_and_never_reuses_a_uid(
     assert imapd("fsck", data_dir=proc.data_dir).returncode == 0
 
 
-def test_restore_without_the_live_store_gives_new_uidvalidities(
-    proc: Proc, tmp_path: Path
-) -> None:
+def test_restore_without_the_live_store_gives_new_uidvalidities(proc: Proc, tmp_path: Path) -> None:
     dest = tmp_path / "backup.sqlite3"
     writer = _backup_while_writing(proc, dest)
     proc.stop()
@@ -179,8 +181,7 @@ def test_restore_without_the_live_store_gives_new_uidvalidities(
     assert len(set(validities.values())) == len(MAILBOXES)
     # The change_log jumps far above the backup's: seqs the lost store used are not reused.
     db = sqlite3.connect(proc.data_dir / "imapd.sqlite3")
-    (low,) = db.execute("SELECT min(seq) FROM change_log WHERE seq > ?",
-                        (_head(dest),)).fetchone()
+    (low,) = db.execute("SELECT min(seq) FROM change_log WHERE seq > ?", (_head(dest),)).fetchone()
     db.close()
     assert low > _head(dest) + 1_000_000
     assert imapd("fsck", data_dir=proc.data_dir).returncode == 0
@@ -195,8 +196,7 @@ def test_restore_over_a_damaged_store_trusts_none_of_its_counters(
     db_path = proc.data_dir / "imapd.sqlite3"
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'contents'"
-                         ).fetchone()
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'contents'").fetchone()
     (size,) = db.execute("PRAGMA page_size").fetchone()
     db.close()
     with open(db_path, "r+b") as f:  # the mailboxes rows still read; the file is damaged

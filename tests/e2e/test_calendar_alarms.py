@@ -43,15 +43,23 @@ SERVERNAME = "imap.example.org"
 
 
 def calendar_event(uid: str, start: str, *alarm: str, summary: str = "Meeting") -> bytes:
-    return message(ics(vevent(f"DTSTART:{start}", uid=uid, summary=summary,
-                              alarms=(valarm(*alarm, "ATTENDEE:mailto:mary@example.org",
-                                             action="EMAIL"),))))
+    return message(
+        ics(
+            vevent(
+                f"DTSTART:{start}",
+                uid=uid,
+                summary=summary,
+                alarms=(valarm(*alarm, "ATTENDEE:mailto:mary@example.org", action="EMAIL"),),
+            )
+        )
+    )
 
 
 def make_calendar(imap: imaplib.IMAP4) -> None:
     assert imap.create("Calendar")[0] == "OK"
     typ, _ = imap._simple_command(
-        "SETMETADATA", "Calendar", '(/shared/vendor/kolab/folder-type "event")')
+        "SETMETADATA", "Calendar", '(/shared/vendor/kolab/folder-type "event")'
+    )
     assert typ == "OK"
 
 
@@ -74,8 +82,11 @@ def advance(running: RunningServer, minutes: float) -> None:
 
 def test_alarms_fire_as_the_clock_moves(server_factory: Any, listener: Listener) -> None:
     running: RunningServer = server_factory(
-        notify_socket=listener.path, servername=SERVERNAME, calendar_test_clock=T0,
-        event_groups=("calendar",))
+        notify_socket=listener.path,
+        servername=SERVERNAME,
+        calendar_test_clock=T0,
+        event_groups=("calendar",),
+    )
     running.add_user("mary")
     c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
     c.login("mary", PASSWORD)
@@ -83,10 +94,17 @@ def test_alarms_fire_as_the_clock_moves(server_factory: Any, listener: Listener)
     make_calendar(imap)
     append(imap, calendar_event("relative", "20260302T100000Z", "TRIGGER:-PT15M"))  # 09:45
     append(imap, calendar_event("moved", "20260302T100000Z", "TRIGGER:-PT10M"))  # 09:50
-    append(imap, calendar_event("absolute", "20260302T120000Z",  # 09:55
-                                "TRIGGER;VALUE=DATE-TIME:20260302T095500Z"))
-    append(imap, calendar_event("relative", "20260302T100000Z", "TRIGGER:-PT15M"),
-           mailbox="INBOX")  # not a calendar: never fires
+    append(
+        imap,
+        calendar_event(
+            "absolute",
+            "20260302T120000Z",  # 09:55
+            "TRIGGER;VALUE=DATE-TIME:20260302T095500Z",
+        ),
+    )
+    append(
+        imap, calendar_event("relative", "20260302T100000Z", "TRIGGER:-PT15M"), mailbox="INBOX"
+    )  # not a calendar: never fires
     c.select_folder("Calendar")
     c.move([2], "Archive")  # out of the calendar before its alarm
 
@@ -95,13 +113,25 @@ def test_alarms_fire_as_the_clock_moves(server_factory: Any, listener: Listener)
     assert set(first) == example_keys("CalendarAlarm")
     assert list(first) == EXAMPLE_ORDER
     assert (first["event"], first["uid"], first["alarmTime"]) == (
-        "CalendarAlarm", "relative", "20260302T094500Z")
+        "CalendarAlarm",
+        "relative",
+        "20260302T094500Z",
+    )
     assert (first["userId"], first["calendarName"], first["serverFQDN"]) == (
-        "mary", "Calendar", SERVERNAME)
+        "mary",
+        "Calendar",
+        SERVERNAME,
+    )
     assert (first["alarmRecipients"], first["action"], first["allDay"]) == (
-        ["mailto:mary@example.org"], "email", 0)
+        ["mailto:mary@example.org"],
+        "email",
+        0,
+    )
     assert (first["start"], first["end"], first["timezone"]) == (
-        "20260302T100000Z", "20260302T100000Z", "UTC")
+        "20260302T100000Z",
+        "20260302T100000Z",
+        "UTC",
+    )
 
     advance(running, 5)  # 09:51: the moved event's time; it is no longer in the calendar
     advance(running, 5)  # 09:56
@@ -125,8 +155,9 @@ def wait_for(proc: Proc, uid: str, timeout: float = 20.0) -> list[dict[str, Any]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT payload FROM change_log WHERE kind = ?",
-                                ("CalendarAlarmFired",)).fetchall()
+            rows = conn.execute(
+                "SELECT payload FROM change_log WHERE kind = ?", ("CalendarAlarmFired",)
+            ).fetchall()
         if any(json.loads(r[0])["ical_uid"] == uid for r in rows):
             return alarm_events(proc)
         time.sleep(0.05)
@@ -137,8 +168,9 @@ def at(minutes: int) -> str:
     return (dt.datetime.fromisoformat(T0) + dt.timedelta(minutes=minutes)).isoformat()
 
 
-def test_restart_and_kill9_fire_each_alarm_once(proc: Proc,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restart_and_kill9_fire_each_alarm_once(
+    proc: Proc, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMAPD_CALENDAR_TEST_CLOCK", at(0))  # 09:00
     proc.start()
     c = proc.client()
@@ -191,12 +223,16 @@ def test_late_start_skips_alarms_older_than_the_lookback(
 
 
 # --- the webhook sink ------------------------------------------------------------------------
-def test_alarm_reaches_the_webhook(server_factory: Any, receiver: Receiver, path: str,
-                                   start_hook: Start) -> None:
+def test_alarm_reaches_the_webhook(
+    server_factory: Any, receiver: Receiver, path: str, start_hook: Start
+) -> None:
     start_hook()
     running: RunningServer = server_factory(
-        notify_socket=path, event_extra_params=(*cyrus.DEFAULT_EXTRA_PARAMS, cyrus.SEQ_PARAM),
-        event_groups=("calendar",), calendar_test_clock=T0)
+        notify_socket=path,
+        event_extra_params=(*cyrus.DEFAULT_EXTRA_PARAMS, cyrus.SEQ_PARAM),
+        event_groups=("calendar",),
+        calendar_test_clock=T0,
+    )
     running.add_user("mary")
     c = imapclient.IMAPClient(running.host, port=running.port, ssl=False, timeout=10)
     c.login("mary", PASSWORD)
@@ -209,4 +245,7 @@ def test_alarm_reaches_the_webhook(server_factory: Any, receiver: Receiver, path
     body = req.json()
     assert list(body) == [*EXAMPLE_ORDER, cyrus.SEQ_PARAM]
     assert (body["event"], body["uid"], body["alarmTime"]) == (
-        "CalendarAlarm", "hooked", "20260302T094500Z")
+        "CalendarAlarm",
+        "hooked",
+        "20260302T094500Z",
+    )

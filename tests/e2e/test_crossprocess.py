@@ -40,14 +40,20 @@ def cli(running: RunningServer, *args: str) -> str:
     """``python -m imapd ARGS --data-dir D``: another process, as an operator runs it."""
     result = subprocess.run(
         [sys.executable, "-m", "imapd", *args, "--data-dir", str(running.config.data_dir)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, (args, result.stdout, result.stderr)
     return result.stdout
 
 
-def idle_until(c: imapclient.IMAPClient, wanted: tuple[int, bytes], timeout: float = 1.0,
-               ) -> list[Any]:
+def idle_until(
+    c: imapclient.IMAPClient,
+    wanted: tuple[int, bytes],
+    timeout: float = 1.0,
+) -> list[Any]:
     """IDLE responses until ``wanted`` came; within ``timeout`` of the CLI returning (it
     returns after the server answered its notice, so this is "at once", with slack)."""
     seen: list[Any] = []
@@ -200,7 +206,10 @@ async def test_foreign_commits_are_published_first_and_in_order(tmp_path: Path) 
         # No notice: the server's next own transaction publishes them first.
         await server.append(alice.id, "INBOX", [_message()], Origin(session="s1"))
         assert [type(c).__name__ for c in published] == [
-            "MailboxCreated", "MailboxCreated", "MessagesAdded"]
+            "MailboxCreated",
+            "MailboxCreated",
+            "MessagesAdded",
+        ]
         assert [c.seq for c in published] == [7, 8, 9]
         assert [c.mailbox.name for c in published[:2]] == ["A", "B"]  # type: ignore[union-attr]
         # With the notice (what the control socket's "changed" does).
@@ -276,23 +285,37 @@ def _message() -> Any:
 
 
 # --- the control socket protocol -----------------------------------------------------------
-@pytest.mark.parametrize(("line", "expected"), [
-    (b'{"op":"changed"}\n', control.Changed()),
-    (b'{"op": "who"}', control.Who()),
-    (b'{"op":"subscribe"}\r\n', control.Subscribe()),
-    (b'{"op":"kick","session":"s-1"}', control.Kick(session="s-1")),
-    (b'{"op":"kick","user":"alice"}', control.Kick(user="alice")),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"op":"changed"}\n', control.Changed()),
+        (b'{"op": "who"}', control.Who()),
+        (b'{"op":"subscribe"}\r\n', control.Subscribe()),
+        (b'{"op":"kick","session":"s-1"}', control.Kick(session="s-1")),
+        (b'{"op":"kick","user":"alice"}', control.Kick(user="alice")),
+    ],
+)
 def test_parse_request(line: bytes, expected: control.Request) -> None:
     assert control.parse_request(line) == expected
     assert control.parse_request(control.encode(control.request_object(expected))) == expected
 
 
-@pytest.mark.parametrize("line", [
-    b"", b"not json", b"[1]", b'"who"', b"{}", b'{"op":"reboot"}', b'{"op":"kick"}',
-    b'{"op":"kick","session":"a","user":"b"}', b'{"op":"kick","user":""}',
-    b'{"op":"kick","user":7}', b"\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"not json",
+        b"[1]",
+        b'"who"',
+        b"{}",
+        b'{"op":"reboot"}',
+        b'{"op":"kick"}',
+        b'{"op":"kick","session":"a","user":"b"}',
+        b'{"op":"kick","user":""}',
+        b'{"op":"kick","user":7}',
+        b"\xff\xfe",
+    ],
+)
 def test_parse_request_rejects(line: bytes) -> None:
     with pytest.raises(control.ProtocolError):
         control.parse_request(line)
@@ -324,6 +347,9 @@ def test_control_socket_on_the_wire(server: RunningServer) -> None:
         watcher.sendall(b'{"op":"subscribe"}\n')
         pushed = watcher.makefile("rb")
         assert pushed.readline() == b'{"ok":true,"seq":12}\n'
-        server.call(server.server.store.create_mailbox(
-            server.call(server.server.store.get_user("bob")).id, "New", Origin()))
+        server.call(
+            server.server.store.create_mailbox(
+                server.call(server.server.store.get_user("bob")).id, "New", Origin()
+            )
+        )
         assert pushed.readline() == b'{"seq":13}\n'

@@ -58,8 +58,12 @@ def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
     if os.geteuid() != 0:
         reason = "mounting a tmpfs needs root"
     else:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs",
-                               str(root)], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             reason = f"mount -t tmpfs failed: {done.stderr.strip()}"
     if reason is not None:
@@ -73,13 +77,18 @@ def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
 
 
 def _imapd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imapd", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "imapd", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _message(size: int) -> bytes:
     body = (uuid.uuid4().hex * (size // 32 + 1))[:size]
-    lines = "\r\n".join(body[i:i + 76] for i in range(0, len(body), 76))
+    lines = "\r\n".join(body[i : i + 76] for i in range(0, len(body), 76))
     return f"Subject: big\r\nMessage-ID: <{uuid.uuid4()}@t>\r\n\r\n{lines}\r\n".encode()
 
 

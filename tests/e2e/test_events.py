@@ -131,8 +131,9 @@ def test_message_append(ev: Events) -> None:
     assert first["messageSize"] == len(SIMPLE)
     assert (first["messages"], first["vnd.cmu.unseenMessages"], first["uidnext"]) == (1, 1, 2)
     assert first["vnd.cmu.midset"] == ["<lunch-1@example.org>"]
-    assert first["vnd.cmu.envelope"].startswith('("Fri, 06 Nov 2026 10:00:00 +0100" '
-                                                '"Lunch on Friday" (("Alice Example" NIL')
+    assert first["vnd.cmu.envelope"].startswith(
+        '("Fri, 06 Nov 2026 10:00:00 +0100" "Lunch on Friday" (("Alice Example" NIL'
+    )
     assert first["bodyStructure"].startswith('("TEXT" "PLAIN" ')
     assert "flagNames" not in first  # extra parameter, not in the example
     assert second["uri"].endswith("/;UID=2")
@@ -209,8 +210,7 @@ def test_store_trash_read_flags_and_expunge(ev: Events) -> None:
     c.select_folder("INBOX")
     c.add_flags([1], [b"\\Deleted", b"\\Seen", b"\\Flagged", b"$X"])
     trash, read, flags = lis.take(3)
-    assert [e["event"] for e in (trash, read, flags)] == ["MessageTrash", "MessageRead",
-                                                          "FlagsSet"]
+    assert [e["event"] for e in (trash, read, flags)] == ["MessageTrash", "MessageRead", "FlagsSet"]
     assert_shape(trash, "MessageTrash")
     assert_shape(read, "MessageRead")
     assert_shape(flags, "FlagsSet")
@@ -221,8 +221,7 @@ def test_store_trash_read_flags_and_expunge(ev: Events) -> None:
     c.remove_flags([1], [b"\\Flagged"])
     [clear] = lis.take(1)
     assert_shape(clear, "FlagsClear")
-    assert (clear["event"], clear["flagNames"], clear["uidset"]) == ("FlagsClear", "\\Flagged",
-                                                                    "1")
+    assert (clear["event"], clear["flagNames"], clear["uidset"]) == ("FlagsClear", "\\Flagged", "1")
     c.set_flags([1], [b"\\Answered"])  # replace: \Seen and others go, \Answered comes
     clear, added = lis.take(2)
     assert (clear["event"], clear["flagNames"]) == ("FlagsClear", "\\Deleted \\Seen $X")
@@ -322,8 +321,10 @@ def test_no_subscription_event_for_what_did_not_happen(ev: Events) -> None:
     assert got == [
         ("MailboxRename", f"imap://alice@{SERVERNAME}/Olds;UIDVALIDITY={uidvalidity(c, 'Olds')}"),
         ("MailboxUnSubscribe", f"imap://alice@{SERVERNAME}/News"),
-        ("MailboxCreate", f"imap://alice@{SERVERNAME}/Marker;UIDVALIDITY="
-                          f"{uidvalidity(c, 'Marker')}"),
+        (
+            "MailboxCreate",
+            f"imap://alice@{SERVERNAME}/Marker;UIDVALIDITY={uidvalidity(c, 'Marker')}",
+        ),
     ], got
     c.logout()
 
@@ -331,9 +332,11 @@ def test_no_subscription_event_for_what_did_not_happen(ev: Events) -> None:
 # --- configuration -----------------------------------------------------------------------------
 def test_content_and_oversize(server_factory: Any, listener: Listener) -> None:
     server: RunningServer = server_factory(
-        notify_socket=listener.path, servername=SERVERNAME,
+        notify_socket=listener.path,
+        servername=SERVERNAME,
         event_extra_params=(*cyrus.DEFAULT_EXTRA_PARAMS, "messageContent", "flagNames"),
-        event_groups=("message",))
+        event_groups=("message",),
+    )
     server.add_user("alice")
     c = client(server)
     c.append("INBOX", SIMPLE, flags=[b"\\Seen", b"$Label1"])
@@ -368,9 +371,12 @@ def test_listener_absent_then_present_gets_everything_in_order(
 
 def test_listener_full_then_drained(server_factory: Any, listener: Listener) -> None:
     listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # type: ignore[union-attr]
-    server: RunningServer = server_factory(notify_socket=listener.path, servername=SERVERNAME,
-                                           event_groups=("message",),
-                                           sqlite_synchronous="NORMAL")
+    server: RunningServer = server_factory(
+        notify_socket=listener.path,
+        servername=SERVERNAME,
+        event_groups=("message",),
+        sqlite_synchronous="NORMAL",
+    )
     server.add_user("alice")
     c = client(server)
     for i in range(60):  # far more than the kernel queues for an idle reader (qlen 10)
@@ -387,8 +393,18 @@ def test_event_survives_kill_9(tmp_path: Path, listener: Listener) -> None:
     assert imapd("user", "add", "carol", "--password", "pw", data_dir=data).returncode == 0
     listener.close()  # absent while the change is made: it can only come from the outbox
     port = free_port()
-    argv = [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data), "--listen",
-            f"127.0.0.1:{port}", "--notify-socket", listener.path]
+    argv = [
+        sys.executable,
+        "-m",
+        "imapd",
+        "serve",
+        "--data-dir",
+        str(data),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--notify-socket",
+        listener.path,
+    ]
 
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -420,7 +436,8 @@ def test_event_survives_kill_9(tmp_path: Path, listener: Listener) -> None:
 def run_notifyd(path: str, *args: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "imapd", "notifyd", "--socket", path, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
     for line in proc.stderr:  # readiness: its "listening" log line
@@ -434,8 +451,10 @@ def send(path: str, text: str, method: str = "log") -> None:
         s.sendto(cyrus.datagram(method, text), path)
 
 
-LOGIN = ('{"event":"Login","timestamp":"2026-11-23T23:52:26.699Z","service":"imap",'
-         '"uri":"imap://imap.example.org","pid":15980,"user":"cyrus","flag":"\\\\Seen ü"}')
+LOGIN = (
+    '{"event":"Login","timestamp":"2026-11-23T23:52:26.699Z","service":"imap",'
+    '"uri":"imap://imap.example.org","pid":15980,"user":"cyrus","flag":"\\\\Seen ü"}'
+)
 
 
 @pytest.fixture
@@ -456,8 +475,9 @@ def test_notifyd_log_line_byte_for_byte(listener: Listener, stopper: Any) -> Non
     assert proc.stdout.readline() == b'EVENT, , , ,  "' + LOGIN.encode() + b'"\n'
 
 
-def test_notifyd_jsonl_from_a_real_server(server_factory: Any, listener: Listener,
-                                          stopper: Any) -> None:
+def test_notifyd_jsonl_from_a_real_server(
+    server_factory: Any, listener: Listener, stopper: Any
+) -> None:
     listener.close()
     proc = run_notifyd(listener.path, "--method", "jsonl")
     stopper(proc)
@@ -470,8 +490,9 @@ def test_notifyd_jsonl_from_a_real_server(server_factory: Any, listener: Listene
     assert [e["event"] for e in lines] == ["MailboxCreate"] * 6 + ["Login", "Logout"]
 
 
-def test_notifyd_external_runs_the_program_per_event(tmp_path: Path, listener: Listener,
-                                                     stopper: Any) -> None:
+def test_notifyd_external_runs_the_program_per_event(
+    tmp_path: Path, listener: Listener, stopper: Any
+) -> None:
     listener.close()
     out = tmp_path / "out.txt"
     program = f"{sys.executable} -c \"import sys; open({str(out)!r}, 'a').write(sys.stdin.read())\""
@@ -493,9 +514,22 @@ class OutboxNotifyd:
 
     def __init__(self, data: Path, state: Path, out: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "notifyd", "--outbox", "--method", "jsonl",
-             "--state", str(state), "--data-dir", str(data)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "notifyd",
+                "--outbox",
+                "--method",
+                "jsonl",
+                "--state",
+                str(state),
+                "--data-dir",
+                str(data),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         for line in self.proc.stderr:  # readiness: the position it starts from is saved
@@ -585,8 +619,9 @@ def test_outbox_notifyd_survives_kill_9_mid_stream(server_factory: Any, tmp_path
         expected = server.call(expected_events())
         assert len(expected) >= 3 * per_writer  # the APPENDs (and what else the policy has)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len({json.loads(x)["vnd.imapd.seq"]
-                                                   for x in list(out)}) < len(expected):
+        while time.monotonic() < deadline and len(
+            {json.loads(x)["vnd.imapd.seq"] for x in list(out)}
+        ) < len(expected):
             time.sleep(0.05)
     finally:
         assert notifyd.stop() == 0
@@ -600,25 +635,49 @@ def test_outbox_notifyd_survives_kill_9_mid_stream(server_factory: Any, tmp_path
     assert 0 < killed_at < len(expected)  # the kill was mid-stream
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--method", "log"), "--socket PATH or --outbox is needed"),
-    (("--outbox", "--method", "log"), "--outbox needs --state FILE"),
-    (("--outbox", "--state", "s", "--method", "webhook", "--url", "http://x/"),
-     "--outbox takes --method log, jsonl or external"),
-    (("--outbox", "--state", "s", "--socket", "p"), "--outbox takes --method log"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--method", "log"), "--socket PATH or --outbox is needed"),
+        (("--outbox", "--method", "log"), "--outbox needs --state FILE"),
+        (
+            ("--outbox", "--state", "s", "--method", "webhook", "--url", "http://x/"),
+            "--outbox takes --method log, jsonl or external",
+        ),
+        (("--outbox", "--state", "s", "--socket", "p"), "--outbox takes --method log"),
+    ],
+)
 def test_notifyd_mode_arguments(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "imapd", "notifyd", *args], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "imapd", "notifyd", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert message in result.stderr
 
 
 def test_outbox_notifyd_without_a_store_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "imapd", "notifyd", "--outbox", "--state",
-         str(tmp_path / "state"), "--data-dir", str(tmp_path / "none")],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "imapd",
+            "notifyd",
+            "--outbox",
+            "--state",
+            str(tmp_path / "state"),
+            "--data-dir",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert "no store at" in result.stderr
     assert not (tmp_path / "none").exists()  # nothing created

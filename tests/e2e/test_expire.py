@@ -17,9 +17,12 @@ from tests.helpers.server import RunningServer
 def age(running: RunningServer, uid: int, savedate: str = "2001-01-01T00:00:00+00:00") -> None:
     """Make a message look saved long ago (the test's stand-in for waiting days)."""
     with sqlite3.connect(running.config.db_path, timeout=10) as db:
-        db.execute("UPDATE messages SET savedate = ? WHERE uid = ? AND mailbox_id ="
-                   " (SELECT m.id FROM mailboxes m JOIN users u ON u.id = m.owner_id"
-                   " WHERE u.name = 'alice' AND m.name = 'INBOX')", (savedate, uid))
+        db.execute(
+            "UPDATE messages SET savedate = ? WHERE uid = ? AND mailbox_id ="
+            " (SELECT m.id FROM mailboxes m JOIN users u ON u.id = m.owner_id"
+            " WHERE u.name = 'alice' AND m.name = 'INBOX')",
+            (savedate, uid),
+        )
 
 
 def test_timer_expires_and_idle_sees_expunge(server_factory: Any) -> None:

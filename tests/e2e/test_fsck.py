@@ -32,8 +32,10 @@ def test_fsck_reports_repairs_and_is_clean_after(proc: Proc) -> None:
     assert clean.returncode == 0 and "clean" in clean.stdout, clean.stdout + clean.stderr
 
     db = sqlite3.connect(data / "imapd.sqlite3", isolation_level=None)
-    inbox = "(SELECT m.id FROM mailboxes m JOIN users u ON u.id = m.owner_id" \
-            " WHERE u.name = 'carol' AND m.name = 'INBOX')"
+    inbox = (
+        "(SELECT m.id FROM mailboxes m JOIN users u ON u.id = m.owner_id"
+        " WHERE u.name = 'carol' AND m.name = 'INBOX')"
+    )
     (head,) = db.execute("SELECT max(seq) FROM change_log").fetchone()
     damage = f"""
         UPDATE mailboxes SET messages = messages + 3, unseen = 0, size = 1, uidnext = 2,
@@ -98,8 +100,10 @@ def test_what_cannot_be_recomputed_is_reported_not_repaired(proc: Proc) -> None:
     db.close()
     repaired = imapd("fsck", "--repair", data_dir=data)
     assert repaired.returncode == 1, repaired.stdout + repaired.stderr
-    assert re.search(r"sequence: change_log seqs \d+\.\.\d+ missing.*\[not repairable\]",
-                     repaired.stdout)
-    assert re.search(r"refs: mailbox carol/\w+ UID \d+: its content row \d+ is missing",
-                     repaired.stdout)
+    assert re.search(
+        r"sequence: change_log seqs \d+\.\.\d+ missing.*\[not repairable\]", repaired.stdout
+    )
+    assert re.search(
+        r"refs: mailbox carol/\w+ UID \d+: its content row \d+ is missing", repaired.stdout
+    )
     assert "problem(s) left" in repaired.stdout

@@ -63,8 +63,6 @@ def test_list_with_many_wildcards_and_long_names(server: RunningServer) -> None:
     assert c.until_tagged("l1")[-1].startswith("l1 OK")
 
 
-
-
 def _or_chain(n: int, key: str = "SUBJECT") -> str:
     """``OR SUBJECT s0 OR SUBJECT s1 ... SUBJECT sn``: n nested ORs."""
     return " ".join(f"OR {key} s{i}" for i in range(n)) + f" {key} s{n}"

@@ -29,20 +29,24 @@ from tests.rawclient import RawClient
 #: Anchored at the line's start: client-chosen text (an ID name, a user name) elsewhere in
 #: a line must not be able to get an address banned.
 FAIL2BAN_TEXT = r"^\s*INFO imapd\.auth: auth failed: rip=<HOST> user="
-FAIL2BAN_JSON = (r'^\{"time": "[^"]*", "level": "INFO", "logger": "imapd\.auth", '
-                 r'"message": "auth failed: rip=<HOST> user=')
+FAIL2BAN_JSON = (
+    r'^\{"time": "[^"]*", "level": "INFO", "logger": "imapd\.auth", '
+    r'"message": "auth failed: rip=<HOST> user='
+)
 
 
 def greeted(srv: RunningServer, source: str = "127.0.0.1") -> RawClient:
     """A connection from ``source`` (any 127/8 address is loopback on Linux)."""
-    sock = socket.create_connection((srv.host, srv.port), timeout=10,
-                                    source_address=(source, 0))
+    sock = socket.create_connection((srv.host, srv.port), timeout=10, source_address=(source, 0))
     return RawClient(sock)
 
 
 def limit_lines(caplog: pytest.LogCaptureFixture, limit: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.getMessage().startswith(f"limit {limit} reached")]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(f"limit {limit} reached")
+    ]
 
 
 # --- connection limits ---------------------------------------------------------------------
@@ -129,9 +133,20 @@ def test_descriptor_limit_is_met_with_bye_not_silence(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data),
-             "--listen", f"127.0.0.1:{port}"],
-            stdout=log_file, stderr=subprocess.STDOUT, env=env, preexec_fn=low_nofile,
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=low_nofile,
         )
         clients: list[socket.socket] = []
         try:
@@ -148,10 +163,12 @@ def test_descriptor_limit_is_met_with_bye_not_silence(tmp_path: Path) -> None:
             proc.wait(30)
     text = log_path.read_text(errors="replace")
     ok = sum(g.startswith(b"* OK") for g in greetings)
-    bye = sum(g == b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
-              for g in greetings)
-    assert ok + bye == len(greetings), [g for g in greetings
-                                        if not g.startswith((b"* OK", b"* BYE"))][:3]
+    bye = sum(
+        g == b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n" for g in greetings
+    )
+    assert ok + bye == len(greetings), [
+        g for g in greetings if not g.startswith((b"* OK", b"* BYE"))
+    ][:3]
     assert ok > 0 and bye > 0
     assert "max_connections 1000 lowered to" in text, text
     assert text.count("limit max_connections reached") == 1, text
@@ -195,7 +212,7 @@ def trickle_until_closed(c: RawClient, payload: bytes, guard: float = 15.0) -> f
     i = 0
     while time.monotonic() - start < guard:
         try:
-            c.sock.sendall(payload[i % len(payload):i % len(payload) + 1])
+            c.sock.sendall(payload[i % len(payload) : i % len(payload) + 1])
         except OSError:
             break
         i += 1
@@ -246,8 +263,10 @@ def test_idle_timer_restarts_on_commands_not_bytes(server_factory: Any) -> None:
 
 
 # --- authentication ------------------------------------------------------------------------
-AUTH_LINE = re.compile(r'auth failed: rip=(?P<rip>\S+) user=(?P<user>"(?:[^"\\]|\\.)*") '
-                       r"mech=(?P<mech>\S+) reason=(?P<reason>\S+) session=\S+ delay=[0-9.]+s$")
+AUTH_LINE = re.compile(
+    r'auth failed: rip=(?P<rip>\S+) user=(?P<user>"(?:[^"\\]|\\.)*") '
+    r"mech=(?P<mech>\S+) reason=(?P<reason>\S+) session=\S+ delay=[0-9.]+s$"
+)
 
 
 def auth_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -266,7 +285,7 @@ def test_failed_logins_leave_one_parseable_line_and_never_the_password(
     assert c.command("a2", "LOGIN nobody wrongpw2")[-1].startswith("a2 NO [AUTHENTICATIONFAILED]")
     plain = "AGFsaWNlAHdyb25ncHcz"  # base64 of "\0alice\0wrongpw3"
     assert c.command("a3", f"AUTHENTICATE PLAIN {plain}")[-1].startswith("a3 NO")
-    c.send(b'a4 LOGIN {9}\r\n')
+    c.send(b"a4 LOGIN {9}\r\n")
     assert c.response().startswith("+")
     c.send(b'e"v\\i\r\nl\x1b x\r\n')  # a name that tries to forge a line and a field
     assert c.response().startswith("a4 NO")
@@ -287,12 +306,17 @@ def test_failed_logins_leave_one_parseable_line_and_never_the_password(
 
     host = r"(?P<host>[0-9a-fA-F.:]+)"
     date = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+")
-    for formatter, failregex, cut in ((TextFormatter(), FAIL2BAN_TEXT, date),
-                                      (JsonFormatter(), FAIL2BAN_JSON, None)):
+    for formatter, failregex, cut in (
+        (TextFormatter(), FAIL2BAN_TEXT, date),
+        (JsonFormatter(), FAIL2BAN_JSON, None),
+    ):
         pattern = re.compile(failregex.replace("<HOST>", host))
         formatted = [formatter.format(r) for r in caplog.records]
-        found = [m["host"] for line in formatted
-                 if (m := pattern.search(cut.sub("", line) if cut else line))]
+        found = [
+            m["host"]
+            for line in formatted
+            if (m := pattern.search(cut.sub("", line) if cut else line))
+        ]
         assert found == ["127.0.0.3"] * 4, formatted
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert f"failregex = {FAIL2BAN_TEXT}\n" in readme
@@ -308,8 +332,9 @@ def test_unknown_user_costs_one_verification_like_a_wrong_password(
     calls: list[tuple[int, int, int]] = []
     real = hashlib.scrypt
 
-    def counting(password: bytes, *, salt: bytes, n: int, r: int, p: int, maxmem: int = 0,
-                 dklen: int = 64) -> bytes:
+    def counting(
+        password: bytes, *, salt: bytes, n: int, r: int, p: int, maxmem: int = 0, dklen: int = 64
+    ) -> bytes:
         calls.append((n, r, p))
         return real(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen)
 
@@ -431,16 +456,42 @@ def test_session_log_lines_name_the_client_after_id(tmp_path: Path, log_format: 
     client's name and version; before ID they do not."""
     data = tmp_path / "data"
     add = subprocess.run(
-        [sys.executable, "-m", "imapd", "user", "add", "carol", "--password", "pw",
-         "--data-dir", str(data)], capture_output=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "imapd",
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert add.returncode == 0, add.stderr
     port = _free_port()
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data),
-             "--listen", f"127.0.0.1:{port}", "--log-format", log_format],
-            stdout=log_file, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--log-format",
+                log_format,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         try:
             _wait_greeting(port)
             c = RawClient.connect("127.0.0.1", port)
@@ -459,15 +510,16 @@ def test_session_log_lines_name_the_client_after_id(tmp_path: Path, log_format: 
 
         records = [json.loads(line) for line in lines if line.startswith("{")]
         mine = [r for r in records if r.get("session")]
-        assert any("disconnect carol" in r["message"] and r.get("client") == client
-                   for r in mine), mine
+        assert any(
+            "disconnect carol" in r["message"] and r.get("client") == client for r in mine
+        ), mine
         assert any("connect from" in r["message"] and "client" not in r for r in mine), mine
     else:
-        assert any("disconnect carol" in line and line.endswith(f"(client {client})")
-                   for line in lines), lines
+        assert any(
+            "disconnect carol" in line and line.endswith(f"(client {client})") for line in lines
+        ), lines
         assert any("connect from" in line and "(client" not in line for line in lines), lines
-        assert any(f'client {client.replace(" ", " version ", 1)}' in line
-                   for line in lines), lines
+        assert any(f"client {client.replace(' ', ' version ', 1)}" in line for line in lines), lines
 
 
 def test_a_limit_logs_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
@@ -488,10 +540,15 @@ def test_a_limit_logs_once_per_episode(caplog: pytest.LogCaptureFixture) -> None
     asyncio.run(flood())
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert lines == [
-        ("WARNING", "limit max_connections_per_ip reached: 100 connections"
-                    " (logged once until it stops refusing)"),
-        ("INFO", "limit max_connections_per_ip for 192.0.2.1: 50 refused in 0 s,"
-                 " none since 0 s"),
-        ("WARNING", "limit max_connections_per_ip reached: 100 connections"
-                    " (logged once until it stops refusing)"),
+        (
+            "WARNING",
+            "limit max_connections_per_ip reached: 100 connections"
+            " (logged once until it stops refusing)",
+        ),
+        ("INFO", "limit max_connections_per_ip for 192.0.2.1: 50 refused in 0 s, none since 0 s"),
+        (
+            "WARNING",
+            "limit max_connections_per_ip reached: 100 connections"
+            " (logged once until it stops refusing)",
+        ),
     ]

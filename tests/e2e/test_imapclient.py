@@ -250,9 +250,7 @@ def test_copy_move_expunge_uidplus(server: RunningServer) -> None:
     c.expunge()
     assert c.search(["ALL"]) == [4, 5]
     c.select_folder("Kept", readonly=True)
-    subjects = [
-        env[b"ENVELOPE"].subject for env in c.fetch([1, 2, 3], ["ENVELOPE"]).values()
-    ]
+    subjects = [env[b"ENVELOPE"].subject for env in c.fetch([1, 2, 3], ["ENVELOPE"]).values()]
     assert subjects == [b"Message 1", b"Message 2", b"Message 3"]
     with pytest.raises(IMAPClientError):
         c.add_flags([1], [imapclient.DELETED])
@@ -303,9 +301,7 @@ def test_multiappend_and_literal_plus_via_raw(server: RunningServer) -> None:
     raw = RawClient.connect(server.host, server.port)
     raw.login("alice", PASSWORD)
     a, b = numbered(1), numbered(2)
-    raw.send(
-        b"m1 APPEND INBOX (\\Seen) {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(a), a, len(b), b)
-    )
+    raw.send(b"m1 APPEND INBOX (\\Seen) {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(a), a, len(b), b))
     tagged = raw.until_tagged("m1")[-1]
     assert tagged.startswith("m1 OK [APPENDUID ") and tagged.split()[4].rstrip("]") == "1:2"
     raw.close()

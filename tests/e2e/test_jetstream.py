@@ -34,8 +34,9 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.stop()
 
 
-async def stream_messages(url: str, stream: str = "IMAPD_EVENTS", at_least: int = 0,
-                          timeout: float = 30.0) -> list[Any]:
+async def stream_messages(
+    url: str, stream: str = "IMAPD_EVENTS", at_least: int = 0, timeout: float = 30.0
+) -> list[Any]:
     """Every message of the stream in order, once it holds ``at_least``."""
     import nats
     from nats.js.errors import NotFoundError
@@ -52,40 +53,53 @@ async def stream_messages(url: str, stream: str = "IMAPD_EVENTS", at_least: int 
                 if info is not None and info.state.messages >= at_least:
                     break
                 await asyncio.sleep(0.05)
-        return [await js.get_msg(stream, seq)
-                for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        return [
+            await js.get_msg(stream, seq)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
     finally:
         await nc.close()
 
 
 def test_toml_options(tmp_path: Path) -> None:
     toml = tmp_path / "imapd.toml"
-    toml.write_text('event_notifier = "jetstream"\njetstream_url = "nats://10.0.0.1:4222"\n'
-                    'jetstream_stream = "MAIL"\njetstream_subject_prefix = "mail.ev"\n'
-                    'jetstream_creds = "/etc/imapd/nats.creds"\njetstream_max_age = 3600\n')
+    toml.write_text(
+        'event_notifier = "jetstream"\njetstream_url = "nats://10.0.0.1:4222"\n'
+        'jetstream_stream = "MAIL"\njetstream_subject_prefix = "mail.ev"\n'
+        'jetstream_creds = "/etc/imapd/nats.creds"\njetstream_max_age = 3600\n'
+    )
     config = config_mod.load(toml)
-    assert (config.jetstream_url, config.jetstream_stream, config.jetstream_subject_prefix,
-            config.jetstream_creds, config.jetstream_max_age) == (
-        "nats://10.0.0.1:4222", "MAIL", "mail.ev", Path("/etc/imapd/nats.creds"), 3600.0)
+    assert (
+        config.jetstream_url,
+        config.jetstream_stream,
+        config.jetstream_subject_prefix,
+        config.jetstream_creds,
+        config.jetstream_max_age,
+    ) == ("nats://10.0.0.1:4222", "MAIL", "mail.ev", Path("/etc/imapd/nats.creds"), 3600.0)
     toml.write_text('event_notifier = "jetstream"\n')
     with pytest.raises(ConfigError, match="no NATS URL"):
         config_mod.load(toml)
-    toml.write_text('event_notifier = "jetstream"\njetstream_url = "nats://h:1"\n'
-                    'notifysocket = "/run/notify"\n')
+    toml.write_text(
+        'event_notifier = "jetstream"\njetstream_url = "nats://h:1"\nnotifysocket = "/run/notify"\n'
+    )
     with pytest.raises(ConfigError, match="notify_socket must not be set"):
         config_mod.load(toml)
-    toml.write_text('event_notifier = "jetstream"\njetstream_url = "nats://h:1"\n'
-                    'jetstream_subject_prefix = "a.>"\n')
+    toml.write_text(
+        'event_notifier = "jetstream"\njetstream_url = "nats://h:1"\n'
+        'jetstream_subject_prefix = "a.>"\n'
+    )
     with pytest.raises(ConfigError, match="subject prefix"):
         config_mod.load(toml)
 
 
-def test_server_publishes_appends(server_factory: Any, nats_server: NatsServer,
-                                  tmp_path: Path) -> None:
+def test_server_publishes_appends(
+    server_factory: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
     """event_notifier = "jetstream": an APPEND's MessageAppend is in the stream under
     imapd.MessageAppend.<user>, with the status file saying ok."""
-    server: RunningServer = server_factory(event_notifier="jetstream",
-                                           jetstream_url=nats_server.url)
+    server: RunningServer = server_factory(
+        event_notifier="jetstream", jetstream_url=nats_server.url
+    )
     server.add_user("alice")
     client = imaplib.IMAP4(server.host, server.port)
     client.login("alice", PASSWORD)
@@ -105,9 +119,21 @@ def test_server_publishes_appends(server_factory: Any, nats_server: NatsServer,
 
 def notifyd(data_dir: Path, url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "imapd", "notifyd", "--method", "jetstream", "--url", url,
-         "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "imapd",
+            "notifyd",
+            "--method",
+            "jetstream",
+            "--url",
+            url,
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(check: Any, timeout: float = 30.0, step: float = 0.02) -> None:
@@ -143,8 +169,9 @@ def test_notifyd_killed_mid_batch_publishes_each_event_once_in_order(
     total = 3000
 
     async def setup() -> tuple[int, int]:
-        store = await SqliteStore.open(data_dir / "imapd.sqlite3", lambda changes: None,
-                                       scrypt_n=2, synchronous="NORMAL")
+        store = await SqliteStore.open(
+            data_dir / "imapd.sqlite3", lambda changes: None, scrypt_n=2, synchronous="NORMAL"
+        )
         try:
             user = await store.create_user("carol", "pw")
             return user.id, await store.change_log_head()
@@ -159,12 +186,17 @@ def test_notifyd_killed_mid_batch_publishes_each_event_once_in_order(
     assert first.wait(20) == 0
 
     async def append() -> None:
-        store = await SqliteStore.open(data_dir / "imapd.sqlite3", lambda changes: None,
-                                       scrypt_n=2, synchronous="NORMAL")
+        store = await SqliteStore.open(
+            data_dir / "imapd.sqlite3", lambda changes: None, scrypt_n=2, synchronous="NORMAL"
+        )
         try:
             for i in range(total):
-                await store.append(user_id, "INBOX", [NewMessage(
-                    f"Subject: m{i}\r\n\r\nbody {i}\r\n".encode())], Origin(service="cli"))
+                await store.append(
+                    user_id,
+                    "INBOX",
+                    [NewMessage(f"Subject: m{i}\r\n\r\nbody {i}\r\n".encode())],
+                    Origin(service="cli"),
+                )
         finally:
             await store.close()
 
@@ -189,9 +221,11 @@ def test_notifyd_killed_mid_batch_publishes_each_event_once_in_order(
         again.send_signal(signal.SIGTERM)
         output = again.communicate(timeout=20)[0].decode()
     assert [m.headers["Nats-Msg-Id"] for m in msgs] == [
-        f"imapd:{head + 1 + i}:0" for i in range(total)], output
+        f"imapd:{head + 1 + i}:0" for i in range(total)
+    ], output
     assert [json.loads(m.data)["uri"].rsplit("=", 1)[1] for m in msgs] == [
-        str(i + 1) for i in range(total)]
+        str(i + 1) for i in range(total)
+    ]
     assert {m.subject for m in msgs} == {"imapd.MessageAppend.carol"}
 
 
@@ -200,9 +234,23 @@ CONSUMER = Path(__file__).resolve().parents[2] / "scripts" / "jetstream-consumer
 
 def consume(url: str, durable: str, count: int) -> list[tuple[str, dict[str, Any]]]:
     done = subprocess.run(
-        [sys.executable, str(CONSUMER), "--url", url, "--user", "alice.b", "--durable",
-         durable, "--count", str(count)], capture_output=True, text=True, timeout=60,
-        check=False)
+        [
+            sys.executable,
+            str(CONSUMER),
+            "--url",
+            url,
+            "--user",
+            "alice.b",
+            "--durable",
+            durable,
+            "--count",
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     lines = [line.split(" ", 1) for line in done.stdout.splitlines()]
     return [(subject, json.loads(data)) for subject, data in lines]
@@ -213,9 +261,9 @@ def test_example_consumer_resumes_and_consumers_are_independent(
 ) -> None:
     """scripts/jetstream-consumer: a durable consumer goes on after a restart where it
     acknowledged; a second one gets the same events on its own."""
-    server: RunningServer = server_factory(event_notifier="jetstream",
-                                           jetstream_url=nats_server.url,
-                                           event_groups=("message",))
+    server: RunningServer = server_factory(
+        event_notifier="jetstream", jetstream_url=nats_server.url, event_groups=("message",)
+    )
     server.add_user("alice.b")
     server.add_user("bob")
     for user in ("alice.b", "bob", "alice.b"):

@@ -65,9 +65,15 @@ def test_unknown_command_before_login_gets_bye(server: RunningServer) -> None:
 
 def test_malformed_commands_get_bad_with_tag(server: RunningServer) -> None:
     c = raw(server)
-    for bad in ('a1 FETCH 1:* (FLAGS', 'a1 SEARCH (OR)', 'a1 SELECT "unterminated',
-                'a1 STORE 1 +FLAGS (\\Recent)', 'a1 FETCH 0 FLAGS', 'a1 LIST',
-                'a1 APPEND INBOX (\\Seen) "31-Foo-2020 00:00:00 +0000" {1+}\r\nx'):
+    for bad in (
+        "a1 FETCH 1:* (FLAGS",
+        "a1 SEARCH (OR)",
+        'a1 SELECT "unterminated',
+        "a1 STORE 1 +FLAGS (\\Recent)",
+        "a1 FETCH 0 FLAGS",
+        "a1 LIST",
+        'a1 APPEND INBOX (\\Seen) "31-Foo-2020 00:00:00 +0000" {1+}\r\nx',
+    ):
         c.line(bad)
         reply = c.response()
         assert reply.startswith("a1 BAD"), (bad, reply)

@@ -61,8 +61,11 @@ def test_shared_mailboxes_with_limited_rights(pair: tuple[Session, Session]) -> 
 
 def test_only_when_asked(pair: tuple[Session, Session]) -> None:
     _, bob = pair
-    for command in ('LIST "" "Other Users/alice/*"', 'LIST "" "Other Users/alice/*" RETURN ()',
-                    'LIST "" "Other Users/alice/*" RETURN (CHILDREN)'):
+    for command in (
+        'LIST "" "Other Users/alice/*"',
+        'LIST "" "Other Users/alice/*" RETURN ()',
+        'LIST "" "Other Users/alice/*" RETURN (CHILDREN)',
+    ):
         assert not [ln for ln in bob.ok(command) if ln.startswith("* MYRIGHTS")], command
 
 
@@ -70,9 +73,7 @@ def test_with_status_and_children(pair: tuple[Session, Session]) -> None:
     """RFC 8440 §3 orders MYRIGHTS only after its LIST. Team/Sub without r gets no STATUS
     (RFC 5819 §2) and says \\Noselect, but its rights are still known and given."""
     _, bob = pair
-    assert bob.ok(
-        'LIST "" "Other Users/alice/*" RETURN (CHILDREN MYRIGHTS STATUS (MESSAGES))'
-    ) == [
+    assert bob.ok('LIST "" "Other Users/alice/*" RETURN (CHILDREN MYRIGHTS STATUS (MESSAGES))') == [
         '* LIST (\\HasChildren) "/" "Other Users/alice/Team"',
         '* MYRIGHTS "Other Users/alice/Team" lr',
         '* STATUS "Other Users/alice/Team" (MESSAGES 0)',

@@ -175,12 +175,20 @@ def _read_replies(sock: socket.socket, until: bytes) -> bytes:
 def test_pipelined_raw(running: RunningServer) -> None:
     with socket.create_connection(lmtp_address(running), timeout=10) as sock:
         assert _read_replies(sock, b"\r\n").startswith(b"220 ")
-        sock.sendall(b"LHLO client\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\n"
-                     b"RCPT TO:<nobody>\r\nRCPT TO:<bob>\r\nDATA\r\n")
+        sock.sendall(
+            b"LHLO client\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\n"
+            b"RCPT TO:<nobody>\r\nRCPT TO:<bob>\r\nDATA\r\n"
+        )
         replies = _read_replies(sock, b"354 Start mail input; end with <CRLF>.<CRLF>\r\n")
         lines = replies.split(b"\r\n")
         assert [ln[:3] for ln in lines if ln[3:4] == b" "] == [
-            b"250", b"250", b"250", b"550", b"250", b"354"]
+            b"250",
+            b"250",
+            b"250",
+            b"550",
+            b"250",
+            b"354",
+        ]
         sock.sendall(b"Subject: pipelined\r\n\r\n..dot\r\n.\r\nQUIT\r\n")
         rest = _read_replies(sock, b"closing connection\r\n")
         assert [ln[:3] for ln in rest.split(b"\r\n") if ln] == [b"250", b"250", b"221"]
@@ -190,8 +198,10 @@ def test_pipelined_raw(running: RunningServer) -> None:
 def test_malformed_input_gets_5xx_not_a_traceback(running: RunningServer) -> None:
     with socket.create_connection(lmtp_address(running), timeout=10) as sock:
         _read_replies(sock, b"\r\n")
-        sock.sendall(b"HELO x\r\n\x00\xff\r\nMAIL FROM:<\r\nLHLO x\r\nMAIL FROM:garbage\r\n"
-                     b"VRFY alice\r\nQUIT\r\n")
+        sock.sendall(
+            b"HELO x\r\n\x00\xff\r\nMAIL FROM:<\r\nLHLO x\r\nMAIL FROM:garbage\r\n"
+            b"VRFY alice\r\nQUIT\r\n"
+        )
         out = _read_replies(sock, b"closing connection\r\n")
     codes = [ln[:3] for ln in out.split(b"\r\n") if ln[3:4] == b" "]
     assert codes == [b"500", b"501", b"503", b"250", b"501", b"502", b"221"]

@@ -95,7 +95,8 @@ def test_client_that_reads_no_pushed_responses_is_cut_off(
     writer = login(srv)
     for i in range(6):
         assert append_sync(writer, f"a{i}", big_message(BIG // 3, str(i)))[-1].startswith(
-            f"a{i} OK")
+            f"a{i} OK"
+        )
     assert wait_for(lambda: "write timeout" in caplog.text, 20), "pushes pile up unbounded"
     assert listener.closed()
     writer.ok("n2", "NOOP")
@@ -181,13 +182,21 @@ def test_multiappend_of_spooled_literals_round_trips_byte_exact(server_factory: 
     srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT))
     srv.add_user("alice")
     c = login(srv)
-    messages = [big_message(200_000, "a"), b"Subject: small\r\n\r\nhi\r\n",
-                big_message(250_001, "b"), big_message(SPOOL_AT, "c")]
+    messages = [
+        big_message(200_000, "a"),
+        b"Subject: small\r\n\r\nhi\r\n",
+        big_message(250_001, "b"),
+        big_message(SPOOL_AT, "c"),
+    ]
     # Synchronizing and LITERAL+ literals mixed, as clients send them.
     c.line(f"a1 APPEND INBOX (\\Seen) {{{len(messages[0])}}}")
     assert c.response().startswith("+")
-    c.send(messages[0] + f" {{{len(messages[1])}+}}\r\n".encode() + messages[1]
-           + f" {{{len(messages[2])}}}\r\n".encode())
+    c.send(
+        messages[0]
+        + f" {{{len(messages[1])}+}}\r\n".encode()
+        + messages[1]
+        + f" {{{len(messages[2])}}}\r\n".encode()
+    )
     assert c.response().startswith("+")
     c.send(messages[2] + f" {{{len(messages[3])}+}}\r\n".encode() + messages[3] + b"\r\n")
     reply = c.until_tagged("a1")[-1]
@@ -202,13 +211,22 @@ def test_failed_multiappend_of_spooled_literals_appends_nothing(server_factory: 
     srv.add_user("alice")
     c = login(srv)
     one, two = big_message(100_000, "a"), big_message(100_000, "b")
-    c.send(f"a1 APPEND Nowhere {{{len(one)}+}}\r\n".encode() + one
-           + f" {{{len(two)}+}}\r\n".encode() + two + b"\r\n")
+    c.send(
+        f"a1 APPEND Nowhere {{{len(one)}+}}\r\n".encode()
+        + one
+        + f" {{{len(two)}+}}\r\n".encode()
+        + two
+        + b"\r\n"
+    )
     assert c.until_tagged("a1")[-1].startswith("a1 NO [TRYCREATE]")
     assert wait_for(lambda: spool_files(srv) == [])
     # A connection lost in the middle of the second literal: nothing was appended.
-    c.send(f"a2 APPEND INBOX {{{len(one)}+}}\r\n".encode() + one
-           + f" {{{len(two)}+}}\r\n".encode() + two[:50_000])
+    c.send(
+        f"a2 APPEND INBOX {{{len(one)}+}}\r\n".encode()
+        + one
+        + f" {{{len(two)}+}}\r\n".encode()
+        + two[:50_000]
+    )
     assert wait_for(lambda: len(spool_files(srv)) == 2)
     c.close()
     assert wait_for(lambda: spool_files(srv) == []), "spool files outlive their connection"
@@ -251,8 +269,7 @@ def test_literals_of_one_command_are_limited_together(server_factory: Any) -> No
     c.send(one + f" {{{len(one)}}}\r\n".encode())
     assert c.response().startswith("a1 NO [TOOBIG]")  # the second one is never sent
     assert "* 0 EXISTS" in c.ok("s1", "SELECT INBOX")  # and nothing was appended
-    c.send(f"a2 APPEND INBOX {{{len(one)}+}}\r\n".encode() + one
-           + f" {{{len(one)}+}}\r\n".encode())
+    c.send(f"a2 APPEND INBOX {{{len(one)}+}}\r\n".encode() + one + f" {{{len(one)}+}}\r\n".encode())
     assert c.response().startswith("* BYE [TOOBIG]")  # RFC 7888 §4: LITERAL+ over a limit
     assert c.closed()
 
@@ -278,14 +295,20 @@ def test_big_fetch_written_in_pieces_is_byte_exact(server_factory: Any) -> None:
     body = data[data.index(b"\r\n\r\n") + 4 :]
     c.ok("s1", "SELECT INBOX")
     expect = b"* 1 FETCH (BODY[] {%d}\r\n%s BODY[TEXT] {%d}\r\n%s)" % (
-        len(data), data, len(body), body)
+        len(data),
+        data,
+        len(body),
+        body,
+    )
     c.line("f1 FETCH 1 (BODY.PEEK[] BODY.PEEK[TEXT])")
     assert c.response_bytes() == expect
     assert c.until_tagged("f1")[-1].startswith("f1 OK")
     assert c.command("z", "COMPRESS DEFLATE") == ["z OK DEFLATE active"]
     z = DeflateClient(c)
     assert z.command("f3", b"FETCH 1 (BODY.PEEK[] BODY.PEEK[TEXT])") == [
-        expect, b"f3 OK FETCH completed"]
+        expect,
+        b"f3 OK FETCH completed",
+    ]
     assert z.command("n", b"NOOP") == [b"n OK NOOP completed"]
 
 
@@ -327,8 +350,9 @@ def test_spool_that_cannot_be_written_fails_the_command_not_the_server(
 def test_spooled_metadata_value_gets_maxsize_or_is_kept(server_factory: Any) -> None:
     """RFC 5464 §4.3: a value over metadata_max_size is NO [METADATA MAXSIZE n], also when
     it was big enough to be spooled; one within it is stored from its spool file."""
-    srv = server_factory(limits=replace_limits(literal_spool_size=SPOOL_AT),
-                         metadata_max_size=100_000)
+    srv = server_factory(
+        limits=replace_limits(literal_spool_size=SPOOL_AT), metadata_max_size=100_000
+    )
     srv.add_user("alice")
     c = login(srv)
     value = b"v" * 90_000
@@ -345,9 +369,7 @@ def test_spooled_metadata_value_gets_maxsize_or_is_kept(server_factory: Any) -> 
     assert wait_for(lambda: spool_files(srv) == [])
 
 
-def test_spool_files_a_crash_left_are_removed_at_start(
-    server_factory: Any, tmp_path: Any
-) -> None:
+def test_spool_files_a_crash_left_are_removed_at_start(server_factory: Any, tmp_path: Any) -> None:
     spool = tmp_path / "data" / "spool"
     spool.mkdir(parents=True)
     spool.chmod(0o755)

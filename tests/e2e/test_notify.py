@@ -97,9 +97,12 @@ def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
     alice.ok("a1", "CREATE Team")
     alice.ok("a2", "CREATE Secret")
     alice.ok("a3", "SETACL Team bob l")
-    out = bob.ok("b1", "NOTIFY SET STATUS (mailboxes (\"Other Users/alice/Team\""
-                         " \"Other Users/alice/Secret\" Nowhere) (MessageNew MessageExpunge"
-                         " MailboxName))")
+    out = bob.ok(
+        "b1",
+        'NOTIFY SET STATUS (mailboxes ("Other Users/alice/Team"'
+        ' "Other Users/alice/Secret" Nowhere) (MessageNew MessageExpunge'
+        " MailboxName))",
+    )
     assert out[:-1] == ['* LIST (\\NoAccess) "/" "Other Users/alice/Team"'], out
     _append(alice, "a4", "Secret")
     _append(alice, "a5", "Team")
@@ -163,8 +166,9 @@ def test_failed_notify_keeps_the_previous_registration(server: RunningServer) ->
     """RFC 5465 §3.1: a NO or BAD NOTIFY leaves the registration; a SET replaces it whole."""
     a, b = server.raw(), server.raw()
     a.ok("a1", "NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge))")
-    assert a.command("a2", "NOTIFY SET (personal (AnnotationChange MessageNew"
-                           " MessageExpunge))")[-1].startswith("a2 NO [BADEVENT")
+    assert a.command("a2", "NOTIFY SET (personal (AnnotationChange MessageNew MessageExpunge))")[
+        -1
+    ].startswith("a2 NO [BADEVENT")
     assert a.command("a3", "NOTIFY SET (personal (MessageNew))")[-1].startswith("a3 BAD")
     _append(b, "b1", "INBOX")
     assert a.response().startswith('* STATUS "INBOX"')
@@ -194,8 +198,10 @@ def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
     alice, bob = server.raw(), server.raw("bob")
     alice.ok("a1", "CREATE Team")
     alice.ok("a2", "SETACL Team bob lr")
-    bob.ok("b1", 'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge'
-                   " MailboxName))")
+    bob.ok(
+        "b1",
+        'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge MailboxName))',
+    )
     alice.ok("a3", "CREATE Team/Sub")
     assert bob.response() == '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Sub"'
     assert bob.response() == '* LIST (\\HasChildren) "/" "Other Users/alice/Team"'
@@ -208,8 +214,10 @@ def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
     alice.ok("a8", "SETACL Elsewhere bob lr")
     assert bob.quiet() == b""  # listable, but no group names it (yet)
     alice.ok("a9", "RENAME Elsewhere Team/Moved")
-    assert bob.response() == ('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
-                              ' ("OLDNAME" ("Other Users/alice/Elsewhere"))')
+    assert bob.response() == (
+        '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
+        ' ("OLDNAME" ("Other Users/alice/Elsewhere"))'
+    )
     _append(alice, "a10", "Team/Moved")
     assert bob.response().startswith('* STATUS "Other Users/alice/Team/Moved" (MESSAGES 1 ')
 
@@ -223,8 +231,10 @@ def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer
     alice.ok("a1", "CREATE Team")
     alice.ok("a2", "SETACL Team bob lr")
     alice.ok("a3", "CREATE Elsewhere")
-    bob.ok("b1", 'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge'
-                 " MailboxName))")
+    bob.ok(
+        "b1",
+        'NOTIFY SET (subtree "Other Users/alice/Team" (MessageNew MessageExpunge MailboxName))',
+    )
 
     async def other_process() -> None:
         cli_origin = Origin(user="alice", service="cli")
@@ -238,8 +248,10 @@ def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer
         await control.notify_changed(server.config.data_dir)
 
     asyncio.run(other_process())
-    assert bob.response() == ('* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
-                              ' ("OLDNAME" ("Other Users/alice/Elsewhere"))')
+    assert bob.response() == (
+        '* LIST (\\HasNoChildren) "/" "Other Users/alice/Team/Moved"'
+        ' ("OLDNAME" ("Other Users/alice/Elsewhere"))'
+    )
 
 
 def test_shared_server_metadata_reaches_every_listener(server: RunningServer) -> None:

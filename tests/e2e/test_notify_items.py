@@ -63,10 +63,12 @@ def test_uidvalidity_change_is_reported(server: RunningServer) -> None:
     watched name give it a new UIDVALIDITY (RFC 3501 §2.3.1.1)."""
     a, b = server.raw(), server.raw()
     a.ok("a1", "CREATE Work")
-    out = a.ok("a2", "NOTIFY SET STATUS (mailboxes Work (MessageNew MessageExpunge"
-                       " FlagChange))")
-    m = re.fullmatch(r'\* STATUS "Work" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY (\d+) UNSEEN 0'
-                     r' HIGHESTMODSEQ 1\)', out[0])  # HIGHESTMODSEQ: RFC 5465 §3.1
+    out = a.ok("a2", "NOTIFY SET STATUS (mailboxes Work (MessageNew MessageExpunge FlagChange))")
+    m = re.fullmatch(
+        r'\* STATUS "Work" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY (\d+) UNSEEN 0'
+        r" HIGHESTMODSEQ 1\)",
+        out[0],
+    )  # HIGHESTMODSEQ: RFC 5465 §3.1
     assert m and len(out) == 2, out
     old = int(m.group(1))
     b.ok("b1", "DELETE Work")
@@ -123,18 +125,23 @@ def test_no_search_context(server: RunningServer) -> None:
     assert not [c for c in caps if c.upper().startswith("CONTEXT=")], caps
     assert "SORT" in caps and "ESORT" in caps, caps  # RFC 5267 §4: contexts are apart
     a.ok("a1", "SELECT INBOX")
-    for tag, cmd in [("a2", "SEARCH RETURN (UPDATE) ALL"),
-                     ("a3", "SEARCH RETURN (COUNT UPDATE (UID FLAGS)) ALL"),
-                     ("a4", "UID SEARCH RETURN (UPDATE (UID)) ALL"),
-                     ("a5", "SORT RETURN (UPDATE) (DATE) UTF-8 ALL"),
-                     ("a6", 'CANCELUPDATE "a2"')]:
+    for tag, cmd in [
+        ("a2", "SEARCH RETURN (UPDATE) ALL"),
+        ("a3", "SEARCH RETURN (COUNT UPDATE (UID FLAGS)) ALL"),
+        ("a4", "UID SEARCH RETURN (UPDATE (UID)) ALL"),
+        ("a5", "SORT RETURN (UPDATE) (DATE) UTF-8 ALL"),
+        ("a6", 'CANCELUPDATE "a2"'),
+    ]:
         out = a.command(tag, cmd)
         assert len(out) == 1 and out[0].startswith(f"{tag} BAD "), out
     assert a.ok("a7", "SEARCH RETURN (ALL COUNT) ALL")[0] == '* ESEARCH (TAG "a7") COUNT 0'
     a.ok("a8", "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
     _append(b, "b1", "INBOX")
     assert [a.response() for _ in range(3)] == [
-        "* 1 EXISTS", "* 1 RECENT", "* 1 FETCH (UID 1 FLAGS (\\Recent))"]
+        "* 1 EXISTS",
+        "* 1 RECENT",
+        "* 1 FETCH (UID 1 FLAGS (\\Recent))",
+    ]
     b.ok("b2", "SELECT INBOX")
     b.ok("b3", "STORE 1 +FLAGS.SILENT (\\Deleted)")
     assert a.response() == "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"
@@ -156,8 +163,11 @@ def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
     for i in range(3):
         _append(b, f"b1{i}", "Work", i)
     a.ok("a1", "SELECT INBOX")
-    a.ok("a2", "NOTIFY SET (selected (MessageNew (UID) MessageExpunge))"
-               " (mailboxes Archive (MessageNew MessageExpunge))")
+    a.ok(
+        "a2",
+        "NOTIFY SET (selected (MessageNew (UID) MessageExpunge))"
+        " (mailboxes Archive (MessageNew MessageExpunge))",
+    )
     b.ok("b2", "SELECT Work")
 
     def new(n: int, uid: int) -> None:
@@ -166,8 +176,11 @@ def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
 
     def archive(messages: int, uidnext: int) -> None:
         line = a.response()
-        assert re.fullmatch(rf'\* STATUS "Archive" \(MESSAGES {messages} UIDNEXT {uidnext}'
-                            rf" UIDVALIDITY \d+ UNSEEN {messages}\)", line), line
+        assert re.fullmatch(
+            rf'\* STATUS "Archive" \(MESSAGES {messages} UIDNEXT {uidnext}'
+            rf" UIDVALIDITY \d+ UNSEEN {messages}\)",
+            line,
+        ), line
 
     _append(b, "b3", "INBOX")  # APPEND
     new(1, 1)
@@ -183,8 +196,10 @@ def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
     host, port = server.server.lmtp.addresses[0]
     with smtplib.LMTP(host, port, timeout=10) as lmtp:  # delivery
         lmtp.ehlo_or_helo_if_needed()
-        assert lmtp.sendmail("x@example.net", ["alice@example.org"],
-                             b"Subject: by LMTP\r\n\r\nhi\r\n") == {}
+        assert (
+            lmtp.sendmail("x@example.net", ["alice@example.org"], b"Subject: by LMTP\r\n\r\nhi\r\n")
+            == {}
+        )
     new(4, 4)
     assert a.quiet() == b""
 
@@ -198,8 +213,11 @@ def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
     b.ok("b13", "MOVE 2 Archive")  # MOVE out
     got = sorted(a.response() for _ in range(2))
     assert got[0] == "* 2 EXPUNGE", got
-    assert re.fullmatch(r'\* STATUS "Archive" \(MESSAGES 3 UIDNEXT 4 UIDVALIDITY \d+'
-                        r" UNSEEN 3\)", got[1]), got
+    assert re.fullmatch(
+        r'\* STATUS "Archive" \(MESSAGES 3 UIDNEXT 4 UIDVALIDITY \d+'
+        r" UNSEEN 3\)",
+        got[1],
+    ), got
     b.ok("b14", "STORE 1 +FLAGS.SILENT (\\Deleted)")
     b.ok("b15", "CLOSE")  # CLOSE
     assert a.response() == "* 1 EXPUNGE"
@@ -213,8 +231,11 @@ def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:
     assert server.call(store.expire(later)) == 4  # expiry
     got = sorted(a.response() for _ in range(2))
     assert got[0] == "* 1 EXPUNGE", got
-    assert re.fullmatch(r'\* STATUS "Archive" \(MESSAGES 0 UIDNEXT 4 UIDVALIDITY \d+'
-                        r" UNSEEN 0\)", got[1]), got
+    assert re.fullmatch(
+        r'\* STATUS "Archive" \(MESSAGES 0 UIDNEXT 4 UIDVALIDITY \d+'
+        r" UNSEEN 0\)",
+        got[1],
+    ), got
     assert a.quiet() == b""
 
 
@@ -235,8 +256,9 @@ def test_personal_is_the_personal_namespace(server: RunningServer) -> None:
     assert alice.quiet() == b""
     _append(bob, "b3", "Archive")  # bob's personal Archive, not alice's
     assert alice.quiet() == b""
-    alice.ok("a2", 'NOTIFY SET (subtree ("Shared" "Other Users/bob/INBOX") (MessageNew'
-                   " MessageExpunge))")
+    alice.ok(
+        "a2", 'NOTIFY SET (subtree ("Shared" "Other Users/bob/INBOX") (MessageNew MessageExpunge))'
+    )
     _append(admin, "x4", "Shared/News")
     line = alice.response()
     assert line.startswith('* STATUS "Shared/News" (MESSAGES 2 UIDNEXT 3 '), line

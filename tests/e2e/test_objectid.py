@@ -31,8 +31,7 @@ def mailboxid(c: RawClient, name: str) -> str:
 
 def created(c: RawClient, name: str) -> str:
     tagged = c.ok("c", f"CREATE {name}")[-1]
-    found = re.fullmatch(r"c OK \[MAILBOXID \(([A-Za-z0-9_-]{1,255})\)\] CREATE completed",
-                         tagged)
+    found = re.fullmatch(r"c OK \[MAILBOXID \(([A-Za-z0-9_-]{1,255})\)\] CREATE completed", tagged)
     assert found, tagged
     return found[1]
 
@@ -95,8 +94,10 @@ def test_events_carry_the_emailid_when_asked(server_factory: Any) -> None:
     listener = Listener()
     try:
         server: RunningServer = server_factory(
-            notify_socket=listener.path, event_groups=("message",),
-            event_extra_params=(*cyrus.DEFAULT_EXTRA_PARAMS, "vnd.cmu.emailid"))
+            notify_socket=listener.path,
+            event_groups=("message",),
+            event_extra_params=(*cyrus.DEFAULT_EXTRA_PARAMS, "vnd.cmu.emailid"),
+        )
         server.add_user("alice")
         c = raw(server)
         c.append("a", "INBOX", MSG)
@@ -118,8 +119,9 @@ def test_events_carry_the_emailid_when_asked(server_factory: Any) -> None:
 def test_events_without_the_param_have_no_emailid(server_factory: Any) -> None:
     listener = Listener()
     try:
-        server: RunningServer = server_factory(notify_socket=listener.path,
-                                               event_groups=("message",))
+        server: RunningServer = server_factory(
+            notify_socket=listener.path, event_groups=("message",)
+        )
         server.add_user("alice")
         c = raw(server)
         c.append("a", "INBOX", MSG)

@@ -32,12 +32,18 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     toml.write_text(
         'listen = "127.0.0.1:1001"\nservername = "from-file"\ndata_dir = "/file"\n'
         'tls_server_cert = "/file/cert.pem"\ntls_server_key = "/file/key.pem"\n'
-        'login_timeout = 5\n[limits]\nmax_line_length = 1000\n'
+        "login_timeout = 5\n[limits]\nmax_line_length = 1000\n"
     )
-    env = {"IMAPD_LISTEN": "127.0.0.1:1002", "IMAPD_SERVERNAME": "from-env",
-           "IMAPD_TLS_CERT_FILE": "/env/cert.pem", "IMAPD_LIMITS_MAX_LINE_LENGTH": "2000",
-           "IMAPD_ALLOW_PLAINTEXT_LOGIN": "false", "IMAPD_LISTEN_TLS": "[::1]:993",
-           "PATH": "/bin", "IMAPDX": "not ours"}
+    env = {
+        "IMAPD_LISTEN": "127.0.0.1:1002",
+        "IMAPD_SERVERNAME": "from-env",
+        "IMAPD_TLS_CERT_FILE": "/env/cert.pem",
+        "IMAPD_LIMITS_MAX_LINE_LENGTH": "2000",
+        "IMAPD_ALLOW_PLAINTEXT_LOGIN": "false",
+        "IMAPD_LISTEN_TLS": "[::1]:993",
+        "PATH": "/bin",
+        "IMAPDX": "not ours",
+    }
     only_file = load(toml)
     assert only_file.listen == ("127.0.0.1", 1001)
     assert only_file.tls_cert_file == Path("/file/cert.pem")  # Cyrus's names work
@@ -87,7 +93,10 @@ def test_invalid_configuration_names_the_option(
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imapd", "serve", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, **(env or {})},
     )
 
@@ -147,15 +156,33 @@ def test_pid_file_sd_notify_json_logs_and_shutdown(
     cert = make_cert(tmp_path / "tls")
     pid_file = tmp_path / "run" / "imapd.pid"
     port, tls_port = free_port(), free_port()
-    env = {**os.environ, "NOTIFY_SOCKET": notify_socket.path, "IMAPD_DATA_DIR": str(data),
-           "IMAPD_LISTEN": "127.0.0.1:1",  # overridden by --listen
-           "IMAPD_LISTEN_TLS": f"127.0.0.1:{tls_port}", "IMAPD_LOG_FORMAT": "json",
-           "IMAPD_TLS_CERT_FILE": str(cert.cert), "IMAPD_TLS_KEY_FILE": str(cert.key),
-           "IMAPD_SERVERNAME": "imap.example.org", "IMAPD_SHUTDOWN_TIMEOUT": "2"}
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": notify_socket.path,
+        "IMAPD_DATA_DIR": str(data),
+        "IMAPD_LISTEN": "127.0.0.1:1",  # overridden by --listen
+        "IMAPD_LISTEN_TLS": f"127.0.0.1:{tls_port}",
+        "IMAPD_LOG_FORMAT": "json",
+        "IMAPD_TLS_CERT_FILE": str(cert.cert),
+        "IMAPD_TLS_KEY_FILE": str(cert.key),
+        "IMAPD_SERVERNAME": "imap.example.org",
+        "IMAPD_SHUTDOWN_TIMEOUT": "2",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imapd", "serve", "--listen", f"127.0.0.1:{port}",
-         "--pid-file", str(pid_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "imapd",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--pid-file",
+            str(pid_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         ready = notify_socket.next()
@@ -165,9 +192,12 @@ def test_pid_file_sd_notify_json_logs_and_shutdown(
         # Listening when READY=1 came: a session, left idle and logged in
         raw = RawClient.connect("127.0.0.1", port)
         raw.login("alice", PASSWORD)
-        tls = RawClient(cert.client_context().wrap_socket(
-            socket.create_connection(("127.0.0.1", tls_port), timeout=10),
-            server_hostname="127.0.0.1"))
+        tls = RawClient(
+            cert.client_context().wrap_socket(
+                socket.create_connection(("127.0.0.1", tls_port), timeout=10),
+                server_hostname="127.0.0.1",
+            )
+        )
         assert tls.response().startswith("* OK")
         assert tls.command("x", "NOOP") == ["x OK NOOP completed"]
         started = time.monotonic()
@@ -213,8 +243,9 @@ def test_tune_gc_collects_young_objects_less_often_and_freezes_start_up() -> Non
         "print(before[1:] == after[1:], after[0] == daemon.GC_YOUNG_THRESHOLD, "
         "gc.get_freeze_count() > 1000)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     assert out.split() == ["True", "True", "True"]
 
 

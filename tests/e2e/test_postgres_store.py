@@ -25,7 +25,10 @@ MESSAGE = b"From: a@example.org\r\nSubject: over postgres\r\n\r\nhello from B\r\
 def imapd(*args: str, data_dir: Path, store: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir), "--store", store],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -35,9 +38,20 @@ class Serve:
     def __init__(self, data_dir: Path, store: str) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data_dir),
-             "--store", store, "--listen", f"127.0.0.1:{self.port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--store",
+                store,
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -74,12 +88,14 @@ async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:  # noqa: F811
     await pg_cluster.drop(dsn)
 
 
-@pytest.mark.xfail(strict=True, reason="store/open.py refuses the PostgreSQL store until it"
-                   " implements the whole Store Protocol (REPLACE and the calendar alarm"
-                   " methods are missing: docs/postgresql.md)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="store/open.py refuses the PostgreSQL store until it"
+    " implements the whole Store Protocol (REPLACE and the calendar alarm"
+    " methods are missing: docs/postgresql.md)",
+)
 def test_login_append_fetch_and_idle_across_two_instances(dsn: str, tmp_path: Path) -> None:
-    added = imapd("user", "add", "carol", "--password", "pw", data_dir=tmp_path / "cli",
-                  store=dsn)
+    added = imapd("user", "add", "carol", "--password", "pw", data_dir=tmp_path / "cli", store=dsn)
     assert added.returncode == 0, added.stderr
     a = Serve(tmp_path / "a", dsn)
     try:
@@ -125,8 +141,9 @@ def test_a_bad_store_url_is_refused_at_start(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "unsupported store URL" in bad.stderr and "secret" not in bad.stderr
     port = free_port()  # nothing listens there
-    down = imapd("user", "list", data_dir=tmp_path,
-                 store=f"postgresql://u:secret@127.0.0.1:{port}/db")
+    down = imapd(
+        "user", "list", data_dir=tmp_path, store=f"postgresql://u:secret@127.0.0.1:{port}/db"
+    )
     assert down.returncode == 2
     # Refused before connecting while the backend is incomplete, naming what it lacks.
     assert "not complete yet" in down.stderr and "calendar" in down.stderr

@@ -76,8 +76,13 @@ def test_sigterm_says_bye_and_exits_cleanly(proc: Proc) -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_python_m_imapd_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "imapd", "--help"], capture_output=True,
-                            text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "imapd", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0 and "serve" in result.stdout
 
 
@@ -87,8 +92,18 @@ def test_sigterm_as_soon_as_it_says_it_serves_is_a_clean_stop(proc: Proc) -> Non
     handlers were once installed only after that line and the pid file were written)."""
     for _ in range(5):
         with subprocess.Popen(
-            [sys.executable, "-m", "imapd", "serve", "--data-dir", str(proc.data_dir),
-             "--listen", f"127.0.0.1:{proc.port}"], stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "serve",
+                "--data-dir",
+                str(proc.data_dir),
+                "--listen",
+                f"127.0.0.1:{proc.port}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         ) as child:
             assert child.stdout is not None
             line = child.stdout.readline()

@@ -56,12 +56,15 @@ def test_register(server_factory: Any) -> None:
     typ, data = c.xatom("XAPPLEPUSHSERVICE", REGISTER)
     assert typ == "OK", data
     assert c.untagged_responses.pop("XAPPLEPUSHSERVICE") == [
-        f'aps-version "2" aps-topic "{TOPIC}"'.encode()]
+        f'aps-version "2" aps-topic "{TOPIC}"'.encode()
+    ]
     c.select("INBOX")  # also allowed in the selected state
     typ, _ = c.xatom("XAPPLEPUSHSERVICE", "aps-version 1 aps-account-id A aps-device-token T")
     assert typ == "OK"
-    typ, _ = c.xatom("XAPPLEPUSHSERVICE", "aps-version 3 aps-account-id A aps-device-token T"
-                     " aps-subtopic s mailboxes ()")
+    typ, _ = c.xatom(
+        "XAPPLEPUSHSERVICE",
+        "aps-version 3 aps-account-id A aps-device-token T aps-subtopic s mailboxes ()",
+    )
     assert typ == "NO"
     with pytest.raises(imaplib.IMAP4.error, match="Missing"):
         c.xatom("XAPPLEPUSHSERVICE", "aps-version 2 aps-account-id A")

@@ -41,8 +41,9 @@ def test_imaplib_round_trip(server: RunningServer) -> None:
     typ, data = m._simple_command("REPLACE", "1", "Drafts", "(\\Draft \\Seen)")
     assert typ == "OK", data
     assert m.untagged_responses.get("OK", [])  # the untagged APPENDUID
-    appenduid = [r for r in m.untagged_responses["OK"]
-                 if isinstance(r, bytes) and b"APPENDUID" in r]
+    appenduid = [
+        r for r in m.untagged_responses["OK"] if isinstance(r, bytes) and b"APPENDUID" in r
+    ]
     assert appenduid and re.match(rb"\[APPENDUID \d+ 2\]", appenduid[-1]), appenduid
     m.literal = DRAFT % (3, 3)  # type: ignore[assignment]  # imaplib sends bytes
     typ, data = m.uid("REPLACE", "2", "Drafts", "(\\Draft)")
@@ -107,4 +108,4 @@ def test_toobig_and_spooled_literals(server_factory: Any) -> None:
     assert reply[0].startswith("* OK [APPENDUID "), reply
     assert reply[-1].startswith("a4 OK"), reply
     out = c.ok("a5", "FETCH 1 (UID RFC822.SIZE BODY.PEEK[TEXT]<0.5>)")
-    assert out[0] == f'* 1 FETCH (UID 2 RFC822.SIZE {len(big)} BODY[TEXT]<0> {{5}}\r\nxxxxx)', out
+    assert out[0] == f"* 1 FETCH (UID 2 RFC822.SIZE {len(big)} BODY[TEXT]<0> {{5}}\r\nxxxxx)", out

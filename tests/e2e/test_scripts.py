@@ -18,8 +18,14 @@ REPO = Path(__file__).resolve().parents[2]
 def serve(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
     """Start scripts/serve; return it once it said where it serves, with its output lines."""
     env = {**os.environ, "IMAPD_DATA_DIR": str(data_dir), "IMAPD_LISTEN": f"127.0.0.1:{port}"}
-    proc = subprocess.Popen([str(REPO / "scripts" / "serve")], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(REPO / "scripts" / "serve")],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 120  # a first run may install the package

@@ -27,8 +27,7 @@ def _forget_injected(records_owner: logging.Logger) -> None:
     for handler in records_owner.handlers:
         records = getattr(handler, "records", None)
         if isinstance(records, list):
-            records[:] = [r for r in records
-                          if not (r.exc_info and r.exc_info[0] is InjectedBug)]
+            records[:] = [r for r in records if not (r.exc_info and r.exc_info[0] is InjectedBug)]
 
 
 def test_a_bug_in_the_sasl_response_step_is_answered_serverbug(

@@ -27,8 +27,14 @@ def message(
     body: str = "body",
 ) -> str:
     fields = [
-        ("From", frm), ("To", to), ("Cc", cc), ("Date", date), ("Subject", subject),
-        ("Message-ID", mid), ("References", refs), ("In-Reply-To", irt),
+        ("From", frm),
+        ("To", to),
+        ("Cc", cc),
+        ("Date", date),
+        ("Subject", subject),
+        ("Message-ID", mid),
+        ("References", refs),
+        ("In-Reply-To", irt),
     ]
     head = "".join(f"{k}: {v}\r\n" for k, v in fields if v is not None)
     return head + "\r\n" + body + "\r\n"
@@ -37,8 +43,9 @@ def message(
 def append(s: Session, text: str, internaldate: str) -> None:
     data = text.encode()
     tag = "ap"
-    s.raw.send(f'{tag} APPEND INBOX "{internaldate}" {{{len(data)}+}}\r\n'.encode() + data
-               + b"\r\n")
+    s.raw.send(
+        f'{tag} APPEND INBOX "{internaldate}" {{{len(data)}+}}\r\n'.encode() + data + b"\r\n"
+    )
     assert s.raw.until_tagged(tag)[-1].startswith(f"{tag} OK")
 
 
@@ -46,12 +53,28 @@ def append(s: Session, text: str, internaldate: str) -> None:
 #: to, cc, Date, body size (it sets the RFC822.SIZE order), INTERNALDATE (day, hour of Jan).
 SORTABLE = [
     ("Re: Beta", '"Zed" <zed@x.org>', "bob@x.org", None, "2 Jan 2023 10:00 +0000", 3000, 3, 0),
-    ("alpha", "Carol <carol@x.org>", '"=?utf-8?q?=C3=89mile?=" <e@x.org>', "k@x.org",
-     "2 Jan 2023 09:00 -0200", 1000, 1, 0),
+    (
+        "alpha",
+        "Carol <carol@x.org>",
+        '"=?utf-8?q?=C3=89mile?=" <e@x.org>',
+        "k@x.org",
+        "2 Jan 2023 09:00 -0200",
+        1000,
+        1,
+        0,
+    ),
     ("[list] Fwd: ALPHA (fwd)", "bea@x.org", "alice@x.org", "a@x.org", None, 5000, 2, 0),
     ("gamma", "alan@x.org", None, None, "1 Jan 2023 12:00 +0000", 0, 5, 0),
-    ("beta", "=?utf-8?q?=C3=89va?= <eva@x.org>", "Ann <ann@x.org>", "b@x.org",
-     "2 Jan 2023 11:00 +0000", 2000, 4, 0),
+    (
+        "beta",
+        "=?utf-8?q?=C3=89va?= <eva@x.org>",
+        "Ann <ann@x.org>",
+        "b@x.org",
+        "2 Jan 2023 11:00 +0000",
+        2000,
+        4,
+        0,
+    ),
     (None, "bob@x.org", "dan@x.org", None, "garbage date", 4000, 2, 12),
     ("alpha", "carol@x.org", "ann@x.org", "k@x.org", "2 Jan 2023 09:00 -0200", 6000, 1, 0),
 ]
@@ -139,9 +162,9 @@ def test_esort(sortable: Session) -> None:
         '* ESEARCH (TAG "X") ALL 2,7,3,6,1,5,4'
     ]
     # RFC 4731 §3.1: nothing matched: COUNT 0 and no MIN, MAX or ALL
-    assert _untagged(
-        sortable, "SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 SUBJECT nothing"
-    ) == ['* ESEARCH (TAG "X") COUNT 0']
+    assert _untagged(sortable, "SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 SUBJECT nothing") == [
+        '* ESEARCH (TAG "X") COUNT 0'
+    ]
     # the tag is the command's own
     sortable.raw.line("e1 SORT RETURN (COUNT) (DATE) UTF-8 ALL")
     assert sortable.raw.until_tagged("e1")[0] == '* ESEARCH (TAG "e1") COUNT 7'
@@ -210,9 +233,7 @@ def test_thread_orderedsubject(sortable: Session) -> None:
     """RFC 5256 §3: by base subject then date; threads by their first message's date. The
     base subjects: "" (6), alpha (2, 7 at 11:00Z; 3 has no Date: its arrival, 2 Jan 00:00Z,
     is the earliest), beta (1 at 10:00Z, 5 at 11:00Z), gamma (4, 1 Jan 12:00Z)."""
-    assert sortable.ok("THREAD ORDEREDSUBJECT UTF-8 ALL") == [
-        "* THREAD (4)(3 (2)(7))(1 5)(6)"
-    ]
+    assert sortable.ok("THREAD ORDEREDSUBJECT UTF-8 ALL") == ["* THREAD (4)(3 (2)(7))(1 5)(6)"]
     assert sortable.ok("UID THREAD ORDEREDSUBJECT UTF-8 SUBJECT beta") == ["* THREAD (1 5)"]
     assert sortable.ok('THREAD ORDEREDSUBJECT US-ASCII TEXT "gewp"') == ["* THREAD"]
 
@@ -262,9 +283,7 @@ def test_thread_references(threaded: Session) -> None:
     assert threaded.ok("THREAD REFERENCES UTF-8 4:5") == ["* THREAD ((4)(5))"]
     threaded.ok("STORE 1 +FLAGS (\\Deleted)")
     threaded.ok("EXPUNGE")  # now 6 holds <root@x> for every search
-    assert threaded.ok("UID THREAD REFERENCES UTF-8 ALL") == [
-        "* THREAD ((4)(5))(6 3 2)(7 8)(10 9)"
-    ]
+    assert threaded.ok("UID THREAD REFERENCES UTF-8 ALL") == ["* THREAD ((4)(5))(6 3 2)(7 8)(10 9)"]
     assert threaded.ok("THREAD REFERENCES UTF-8 ALL") == ["* THREAD ((3)(4))(5 2 1)(6 7)(9 8)"]
 
 
@@ -278,8 +297,16 @@ def test_results_follow_the_mailbox(server: RunningServer, threaded: Session) ->
         "* THREAD (1 (3 2)(6))((4)(5))(7 8)(10 9)"
     ]
     other = Session(server, "alice")
-    append(other, message("Re: Plans", date="Wed, 4 Jan 2023 00:00:00 +0000", mid="<r3@x>",
-                          refs="<root@x> <r1@x> <r2@x>"), "01-Mar-2023 00:00:00 +0000")
+    append(
+        other,
+        message(
+            "Re: Plans",
+            date="Wed, 4 Jan 2023 00:00:00 +0000",
+            mid="<r3@x>",
+            refs="<root@x> <r1@x> <r2@x>",
+        ),
+        "01-Mar-2023 00:00:00 +0000",
+    )
     # not yet told of message 11: the same answer, then the EXISTS after it (RFC 5256 §3
     # forbids only EXPUNGE during SORT)
     untagged = threaded.ok("SORT (REVERSE DATE) UTF-8 ALL")
@@ -294,9 +321,7 @@ def test_results_follow_the_mailbox(server: RunningServer, threaded: Session) ->
     other.ok("EXPUNGE")
     threaded.ok("NOOP")
     assert threaded.ok("SORT (REVERSE DATE) UTF-8 ALL") == ["* SORT 10 9 8 7 6 5 4 2 3 1"]
-    assert threaded.ok("UID SORT (REVERSE DATE) UTF-8 ALL") == [
-        "* SORT 11 9 8 7 6 5 4 2 3 1"
-    ]
+    assert threaded.ok("UID SORT (REVERSE DATE) UTF-8 ALL") == ["* SORT 11 9 8 7 6 5 4 2 3 1"]
     assert threaded.ok("THREAD REFERENCES UTF-8 ALL") == [
         "* THREAD (1 (3 2 10)(6))((4)(5))(7 8)(9)"
     ]
@@ -315,8 +340,11 @@ def test_modseq_key(sortable: Session) -> None:
     messages returned; §3.1.10 example 20: ESORT carries MODSEQ; THREAD is unchanged."""
     sortable.ok("STORE 4 +FLAGS.SILENT (\\Flagged)")  # 4 now has the highest mod-sequence
     fetched = sortable.ok("FETCH 1:7 (MODSEQ)")
-    modseq = {int(m[1]): int(m[2]) for line in fetched
-              if (m := re.match(r"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", line))}
+    modseq = {
+        int(m[1]): int(m[2])
+        for line in fetched
+        if (m := re.match(r"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", line))
+    }
     assert len(modseq) == 7
     top = modseq[4]
     assert max(modseq.values()) == top
@@ -334,6 +362,4 @@ def test_modseq_key(sortable: Session) -> None:
     assert _untagged(sortable, "SORT RETURN (MIN MAX) (DATE) UTF-8 MODSEQ 1 NOT 4") == [
         f'* ESEARCH (TAG "X") MIN 3 MAX 6 MODSEQ {max(modseq[3], modseq[6])}'
     ]
-    assert sortable.ok("THREAD ORDEREDSUBJECT UTF-8 MODSEQ 1") == [
-        "* THREAD (4)(3 (2)(7))(1 5)(6)"
-    ]
+    assert sortable.ok("THREAD ORDEREDSUBJECT UTF-8 MODSEQ 1") == ["* THREAD (4)(3 (2)(7))(1 5)(6)"]

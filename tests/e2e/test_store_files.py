@@ -22,7 +22,10 @@ from tests.helpers.server import PASSWORD
 def imapd(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         preexec_fn=lambda: os.umask(0o022),  # a usual login umask: imapd must not rely on it
     )
 
@@ -46,7 +49,8 @@ def test_user_add_and_serve_create_private_files(tmp_path: Path) -> None:
         assert wal.exists() and shm.exists()
         files = [p for p in data.iterdir() if not p.is_socket()]
         assert {p.name: mode(p) for p in files} == {  # directories (spool/) 0700
-            p.name: 0o700 if p.is_dir() else 0o600 for p in files}
+            p.name: 0o700 if p.is_dir() else 0o600 for p in files
+        }
         assert mode(data / "control.sock") == 0o600
         client.logout()
     finally:
@@ -126,8 +130,7 @@ def test_a_damaged_database_is_refused_at_serve(tmp_path: Path, damage: str) -> 
         db.execute("CREATE TABLE filler (x BLOB)")
         db.executemany("INSERT INTO filler VALUES (randomblob(3000))", [()] * 50)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'users'"
-                             ).fetchone()
+        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'users'").fetchone()
         (size,) = db.execute("PRAGMA page_size").fetchone()
         db.close()
         with open(db_path, "r+b") as f:  # the users table's root page: garbage

@@ -83,7 +83,10 @@ def test_implicit_tls_handshake_with_the_ssl_module(tls_server: RunningServer, c
 
 def test_imapclient_over_implicit_tls(tls_server: RunningServer, cert: Cert) -> None:
     c = imapclient.IMAPClient(
-        "127.0.0.1", port=tls_port(tls_server), ssl=True, ssl_context=cert.client_context(),
+        "127.0.0.1",
+        port=tls_port(tls_server),
+        ssl=True,
+        ssl_context=cert.client_context(),
         timeout=10,
     )
     c.login("alice", PASSWORD)
@@ -96,8 +99,11 @@ def test_imapclient_over_implicit_tls(tls_server: RunningServer, cert: Cert) -> 
 
 @pytest.mark.parametrize(
     ("version", "accepted"),
-    [(ssl.TLSVersion.TLSv1_1, False), (ssl.TLSVersion.TLSv1_2, True),
-     (ssl.TLSVersion.TLSv1_3, True)],
+    [
+        (ssl.TLSVersion.TLSv1_1, False),
+        (ssl.TLSVersion.TLSv1_2, True),
+        (ssl.TLSVersion.TLSv1_3, True),
+    ],
 )
 def test_only_tls_1_2_and_later(
     tls_server: RunningServer, cert: Cert, version: ssl.TLSVersion, accepted: bool
@@ -123,9 +129,20 @@ def test_only_tls_1_2_and_later(
 def test_openssl_s_client_refuses_tls_1_1(tls_server: RunningServer) -> None:
     openssl = require_openssl()
     result = subprocess.run(
-        [openssl, "s_client", "-connect", f"127.0.0.1:{tls_port(tls_server)}", "-tls1_1",
-         "-cipher", "DEFAULT@SECLEVEL=0"],
-        input="", capture_output=True, text=True, timeout=30, check=False,
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{tls_port(tls_server)}",
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode != 0
     assert "New, (NONE), Cipher is (NONE)" in result.stdout  # no session was established
@@ -135,13 +152,28 @@ def test_openssl_s_client_refuses_tls_1_1(tls_server: RunningServer) -> None:
 def test_openssl_s_client(tls_server: RunningServer, cert: Cert, mode: str) -> None:
     openssl = require_openssl()
     port = tls_port(tls_server) if mode == "implicit" else tls_server.port
-    args = [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(cert.cert),
-            "-verify_return_error", "-verify_ip", "127.0.0.1", "-crlf", "-ign_eof"]
+    args = [
+        openssl,
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-CAfile",
+        str(cert.cert),
+        "-verify_return_error",
+        "-verify_ip",
+        "127.0.0.1",
+        "-crlf",
+        "-ign_eof",
+    ]
     if mode == "starttls":
         args += ["-starttls", "imap"]  # needs STARTTLS in the capabilities to go on
     result = subprocess.run(
-        args, input=f"a LOGIN alice {PASSWORD}\nb LOGOUT\n", capture_output=True, text=True,
-        timeout=30, check=False,
+        args,
+        input=f"a LOGIN alice {PASSWORD}\nb LOGOUT\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Verify return code: 0 (ok)" in result.stdout
@@ -183,9 +215,7 @@ def test_imapclient_starttls_logindisabled_before_auth_plain_after(
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-write", "two-writes"])
-def test_starttls_injection_is_not_run(
-    tls_server: RunningServer, cert: Cert, split: bool
-) -> None:
+def test_starttls_injection_is_not_run(tls_server: RunningServer, cert: Cert, split: bool) -> None:
     """CVE-2011-0411 style: a command pipelined after STARTTLS in the clear must not be
     answered after the handshake (as if the client had sent it over TLS).
 
@@ -278,13 +308,16 @@ def test_events_service_is_imaps_on_the_tls_port(
     server_factory: Any, cert: Cert, listener: Listener
 ) -> None:
     running: RunningServer = server_factory(
-        tls_cert_file=cert.cert, tls_key_file=cert.key, listen_tls=("127.0.0.1", 0),
+        tls_cert_file=cert.cert,
+        tls_key_file=cert.key,
+        listen_tls=("127.0.0.1", 0),
         notify_socket=listener.path,
     )
     running.add_user("alice")
     listener.take(6)  # the new user's MailboxCreate events
-    c = imapclient.IMAPClient("127.0.0.1", port=tls_port(running), ssl=True,
-                              ssl_context=cert.client_context(), timeout=10)
+    c = imapclient.IMAPClient(
+        "127.0.0.1", port=tls_port(running), ssl=True, ssl_context=cert.client_context(), timeout=10
+    )
     c.login("alice", PASSWORD)
     login = listener.until("Login")[-1]
     assert login["service"] == "imaps"
@@ -307,8 +340,10 @@ def _peer_cert(port: int) -> bytes:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
-            context.wrap_socket(sock) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock) as tls,
+    ):
         tls.recv(4)
         der = tls.getpeercert(binary_form=True)
         assert der is not None
@@ -324,10 +359,25 @@ def test_sighup_reloads_the_certificate_for_new_connections(tmp_path: Path) -> N
     assert imapd("user", "add", "alice", "--password", PASSWORD, data_dir=data).returncode == 0
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data),
-         "--listen", f"127.0.0.1:{free_port()}", "--listen-tls", f"127.0.0.1:{port}",
-         "--tls-cert-file", str(live.cert), "--tls-key-file", str(live.key)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "imapd",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--listen-tls",
+            f"127.0.0.1:{port}",
+            "--tls-cert-file",
+            str(live.cert),
+            "--tls-key-file",
+            str(live.key),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -335,8 +385,9 @@ def test_sighup_reloads_the_certificate_for_new_connections(tmp_path: Path) -> N
             if "serving IMAPS" in line:
                 break
         assert _peer_cert(port) == first.der
-        old = imapclient.IMAPClient("127.0.0.1", port=port, ssl=True,
-                                    ssl_context=first.client_context(), timeout=10)
+        old = imapclient.IMAPClient(
+            "127.0.0.1", port=port, ssl=True, ssl_context=first.client_context(), timeout=10
+        )
         old.login("alice", PASSWORD)
         # A broken pair (new certificate, old key) is refused: the old one stays in use.
         live.cert.write_bytes(second.cert.read_bytes())
@@ -364,8 +415,13 @@ def test_sighup_reloads_the_certificate_for_new_connections(tmp_path: Path) -> N
 def test_dev_cert_script_makes_a_usable_pair(tmp_path: Path) -> None:
     require_openssl()
     script = Path(__file__).resolve().parents[2] / "scripts" / "dev-cert"
-    result = subprocess.run([str(script), str(tmp_path / "dev")], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(script), str(tmp_path / "dev")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     pair = Cert(tmp_path / "dev" / "cert.pem", tmp_path / "dev" / "key.pem")
     assert ServerTls.load(pair.cert, pair.key).context.minimum_version == ssl.TLSVersion.TLSv1_2

@@ -21,19 +21,24 @@ from store.errors import AuthFailed
 from store.sqlite import SqliteStore
 
 
-def imapd(*args: str, data_dir: Path, stdin: bytes | None = None
-          ) -> subprocess.CompletedProcess[bytes]:
+def imapd(
+    *args: str, data_dir: Path, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir)],
-        input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True, timeout=60, check=False,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 
 def can_login(data_dir: Path, name: str, password: str) -> bool:
     async def check() -> bool:
-        store = await SqliteStore.open(data_dir / "imapd.sqlite3", lambda changes: None,
-                                       synchronous="FULL", scrypt_n=2**14)
+        store = await SqliteStore.open(
+            data_dir / "imapd.sqlite3", lambda changes: None, synchronous="FULL", scrypt_n=2**14
+        )
         try:
             await store.authenticate(name, password)
         except AuthFailed:
@@ -47,13 +52,15 @@ def can_login(data_dir: Path, name: str, password: str) -> bool:
 
 def test_password_from_standard_input(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    added = imapd("user", "add", "dave", "--password", "-", data_dir=data,
-                  stdin=b"s3 cret with spaces\n")
+    added = imapd(
+        "user", "add", "dave", "--password", "-", data_dir=data, stdin=b"s3 cret with spaces\n"
+    )
     assert added.returncode == 0, added.stderr
     assert b"s3 cret" not in added.stdout + added.stderr
     assert can_login(data, "dave", "s3 cret with spaces")
-    changed = imapd("user", "passwd", "dave", "--password", "-", data_dir=data,
-                    stdin=b"n\xc3\xa9w\r\n")  # a CRLF line end is not part of it either
+    changed = imapd(
+        "user", "passwd", "dave", "--password", "-", data_dir=data, stdin=b"n\xc3\xa9w\r\n"
+    )  # a CRLF line end is not part of it either
     assert changed.returncode == 0, changed.stderr
     assert can_login(data, "dave", "néw")
     assert not can_login(data, "dave", "s3 cret with spaces")
@@ -78,12 +85,14 @@ def test_password_on_the_command_line_still_works(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(termios, "TIOCSCTTY"), reason="needs a controlling tty")
-@pytest.mark.parametrize(("answers", "code"), [
-    ([b"typed pw", b"typed pw"], 0),
-    ([b"typed pw", b"other"], 2),
-])
-def test_password_prompt_on_a_terminal(tmp_path: Path, answers: list[bytes], code: int
-                                       ) -> None:
+@pytest.mark.parametrize(
+    ("answers", "code"),
+    [
+        ([b"typed pw", b"typed pw"], 0),
+        ([b"typed pw", b"other"], 2),
+    ],
+)
+def test_password_prompt_on_a_terminal(tmp_path: Path, answers: list[bytes], code: int) -> None:
     """No --password on a terminal: asked twice, not echoed; a mismatch is refused."""
     data = tmp_path / "d"
     master, slave = os.openpty()
@@ -93,7 +102,10 @@ def test_password_prompt_on_a_terminal(tmp_path: Path, answers: list[bytes], cod
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "imapd", "user", "add", "gail", "--data-dir", str(data)],
-        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
         preexec_fn=controlling_tty,
     )
     os.close(slave)

@@ -49,10 +49,27 @@ def start_hook(receiver: Receiver, path: str, tmp_path: Path) -> Iterator[Start]
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "notifyd", "--socket", path, "--method", "webhook",
-             "--url", receiver.url, "--secret", SECRET, "--state", str(tmp_path / "hook.state"),
-             "--retry-max", "0.5", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "imapd",
+                "notifyd",
+                "--socket",
+                path,
+                "--method",
+                "webhook",
+                "--url",
+                receiver.url,
+                "--secret",
+                SECRET,
+                "--state",
+                str(tmp_path / "hook.state"),
+                "--retry-max",
+                "0.5",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         procs.append(proc)
         assert proc.stderr is not None
@@ -82,8 +99,9 @@ def check_signed(req: Any) -> None:
     assert req.headers["x-imapd-seq"] == str(req.events()[-1][SEQ_PARAM])
 
 
-def test_append_becomes_a_signed_post(server_factory: Any, receiver: Receiver, path: str,
-                                      start_hook: Start, tmp_path: Path) -> None:
+def test_append_becomes_a_signed_post(
+    server_factory: Any, receiver: Receiver, path: str, start_hook: Start, tmp_path: Path
+) -> None:
     start_hook()
     server: RunningServer = server_factory(notify_socket=path, event_extra_params=EXTRA)
     server.add_user("alice")
@@ -103,8 +121,9 @@ def test_append_becomes_a_signed_post(server_factory: Any, receiver: Receiver, p
     wait_state(tmp_path / "hook.state", receiver.wait(9)[8].json()[SEQ_PARAM])
 
 
-def test_batches_from_a_real_server(server_factory: Any, receiver: Receiver, path: str,
-                                    start_hook: Start) -> None:
+def test_batches_from_a_real_server(
+    server_factory: Any, receiver: Receiver, path: str, start_hook: Start
+) -> None:
     start_hook("--batch", "50")
     server: RunningServer = server_factory(notify_socket=path, event_extra_params=EXTRA)
     server.add_user("alice")
@@ -117,7 +136,11 @@ def test_batches_from_a_real_server(server_factory: Any, receiver: Receiver, pat
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_restart_delivers_what_was_committed_while_down_once(
-    server_factory: Any, receiver: Receiver, path: str, start_hook: Start, tmp_path: Path,
+    server_factory: Any,
+    receiver: Receiver,
+    path: str,
+    start_hook: Start,
+    tmp_path: Path,
     signum: int,
 ) -> None:
     data_dir = str(tmp_path / "data")
@@ -152,13 +175,17 @@ def test_restart_delivers_what_was_committed_while_down_once(
     assert len(receiver.requests) == 7
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ((), "needs --url"),
-    (("--url", "ftp://x/"), "http://"),
-    (("--url", "http://127.0.0.1:9/", "--batch", "0"), "at least 1"),
-])
-def test_bad_webhook_arguments(path: str, args: tuple[str, ...], message: str,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "needs --url"),
+        (("--url", "ftp://x/"), "http://"),
+        (("--url", "http://127.0.0.1:9/", "--batch", "0"), "at least 1"),
+    ],
+)
+def test_bad_webhook_arguments(
+    path: str, args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from imapd.cli import main
 
     assert main(["notifyd", "--socket", path, "--method", "webhook", *args]) == 2

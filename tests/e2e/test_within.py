@@ -18,8 +18,9 @@ def date_time(epoch: int, offset_hours: int) -> str:
     zone = dt.timezone(dt.timedelta(hours=offset_hours))
     d = dt.datetime.fromtimestamp(epoch, zone)
     sign = "+" if offset_hours >= 0 else "-"
-    return (f'"{d.day:02d}-{MONTHS[d.month - 1]}-{d.year} {d:%H:%M:%S} '
-            f'{sign}{abs(offset_hours):02d}00"')
+    return (
+        f'"{d.day:02d}-{MONTHS[d.month - 1]}-{d.year} {d:%H:%M:%S} {sign}{abs(offset_hours):02d}00"'
+    )
 
 
 def append(r: RawClient, tag: str, epoch: int, offset_hours: int, subject: str) -> None:
@@ -63,12 +64,20 @@ def test_older_younger(server: RunningServer) -> None:
     assert found(r.command("qa", "UID SEARCH NOT YOUNGER 86400"), "qa") == [4]
     assert found(r.command("qb", "SEARCH NOT OLDER 3600 SUBJECT fresh"), "qb") == [2]
     assert r.ok("qc", "UID SEARCH RETURN (MIN MAX COUNT) YOUNGER 86400")[0] == (
-        '* ESEARCH (TAG "qc") UID MIN 2 MAX 3 COUNT 2')
+        '* ESEARCH (TAG "qc") UID MIN 2 MAX 3 COUNT 2'
+    )
     assert r.ok("qd", "SEARCH RETURN (ALL) OLDER 3600")[0] == '* ESEARCH (TAG "qd") ALL 1,3'
     assert r.ok("qe", "SEARCH RETURN (COUNT) OLDER 4294967295")[0] == (
-        '* ESEARCH (TAG "qe") COUNT 0')
-    for bad in ("SEARCH OLDER", "SEARCH YOUNGER 0", "SEARCH OLDER -1", "SEARCH YOUNGER x",
-                "SEARCH OLDER 4294967296", "UID SEARCH OR OLDER 5"):
+        '* ESEARCH (TAG "qe") COUNT 0'
+    )
+    for bad in (
+        "SEARCH OLDER",
+        "SEARCH YOUNGER 0",
+        "SEARCH OLDER -1",
+        "SEARCH YOUNGER x",
+        "SEARCH OLDER 4294967296",
+        "UID SEARCH OR OLDER 5",
+    ):
         assert r.command("b", bad)[-1].startswith("b BAD"), bad
     r.ok("z", "LOGOUT")
     r.close()

@@ -63,8 +63,12 @@ class TestContext:
 
     @property
     def origin(self) -> Origin:
-        return Origin(session=self.id, user=self.user.name if self.user else None,
-                      service="imap", client=self.peer)
+        return Origin(
+            session=self.id,
+            user=self.user.name if self.user else None,
+            service="imap",
+            client=self.peer,
+        )
 
     @property
     def utf8(self) -> bool:
@@ -142,5 +146,5 @@ def command(line: bytes, state: State | None = None) -> c.Command:
 
 
 def message(subject: str = "Hello", body: str = "Body text\r\n") -> NewMessage:
-    raw = (f"From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\n\r\n{body}")
+    raw = f"From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\n\r\n{body}"
     return NewMessage(raw.encode())

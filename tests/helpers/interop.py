@@ -114,8 +114,15 @@ def run(
     """Run a client to completion; on a non-zero exit or a timeout fail with its output."""
     try:
         proc = subprocess.run(
-            args, cwd=home, env=env or client_env(home), capture_output=True, text=True,
-            errors="replace", timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+            args,
+            cwd=home,
+            env=env or client_env(home),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(
@@ -135,7 +142,10 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 20, what: str = "condition",
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 20,
+    what: str = "condition",
     explain: Callable[[], str] = lambda: "",
 ) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""

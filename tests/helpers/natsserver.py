@@ -27,7 +27,8 @@ READY = b"Server is ready"
 def require_nats() -> str:
     """The nats-server path; skip (locally) or fail (CI set) when it or nats-py is missing."""
     binary = shutil.which(BINARY) or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.path.exists(p)), None)
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.path.exists(p)), None
+    )
     try:
         import nats  # noqa: F401
     except ImportError:
@@ -63,9 +64,19 @@ class NatsServer:
     def start(self, timeout: float = 20.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(
-            [self.binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-             "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                self.binary,
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.proc = proc
         ready = threading.Event()
 
@@ -80,11 +91,15 @@ class NatsServer:
         threading.Thread(target=read, daemon=True).start()
         deadline = time.monotonic() + timeout
         ready.wait(timeout)
-        if proc.poll() is not None or time.monotonic() > deadline or not any(
-                READY in line for line in self.log):
+        if (
+            proc.poll() is not None
+            or time.monotonic() > deadline
+            or not any(READY in line for line in self.log)
+        ):
             self.stop()
-            raise RuntimeError("nats-server did not start:\n"
-                               + b"".join(self.log[-20:]).decode(errors="replace"))
+            raise RuntimeError(
+                "nats-server did not start:\n" + b"".join(self.log[-20:]).decode(errors="replace")
+            )
 
     def kill(self) -> None:
         """SIGKILL, as a crash: JetStream recovers its store at the next start."""

@@ -139,8 +139,10 @@ def start_cluster() -> PgCluster:
     """initdb + pg_ctl start in a new temporary directory; skips or fails when impossible."""
     bindir = find_bin()
     if bindir is None:
-        unavailable(f"PostgreSQL server binaries (no initdb under {PG_ROOT}/*/bin; "
-                    "apt-get install postgresql)")
+        unavailable(
+            f"PostgreSQL server binaries (no initdb under {PG_ROOT}/*/bin; "
+            "apt-get install postgresql)"
+        )
     assert bindir is not None
     try:
         import asyncpg  # noqa: F401
@@ -159,8 +161,15 @@ def start_cluster() -> PgCluster:
     cluster = PgCluster(bindir, root, free_port(), as_user)
     cluster.run("mkdir", str(cluster.socket_dir))
     init = cluster.run(
-        str(bindir / "initdb"), "-D", str(root / "data"), "-U", SUPERUSER, "--auth=trust",
-        "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+        str(bindir / "initdb"),
+        "-D",
+        str(root / "data"),
+        "-U",
+        SUPERUSER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
     )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
@@ -171,12 +180,24 @@ def start_cluster() -> PgCluster:
         " -c max_connections=200"
     )
     start = cluster.run(
-        str(bindir / "pg_ctl"), "-D", str(root / "data"), "-o", options,
-        "-l", str(root / "server.log"), "-w", "-t", "60", "start",
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(root / "data"),
+        "-o",
+        options,
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "-t",
+        "60",
+        "start",
     )
     if start.returncode != 0:
-        log = (root / "server.log").read_text(errors="replace") if (
-            root / "server.log").exists() else ""
+        log = (
+            (root / "server.log").read_text(errors="replace")
+            if (root / "server.log").exists()
+            else ""
+        )
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"pg_ctl start failed: {start.stderr or start.stdout}\n{log}")
     try:
@@ -196,8 +217,15 @@ async def _make_template(cluster: PgCluster) -> None:
 
 
 def stop_cluster(cluster: PgCluster) -> None:
-    cluster.run(str(cluster.bin / "pg_ctl"), "-D", str(cluster.root / "data"),
-                "-m", "immediate", "-w", "stop")
+    cluster.run(
+        str(cluster.bin / "pg_ctl"),
+        "-D",
+        str(cluster.root / "data"),
+        "-m",
+        "immediate",
+        "-w",
+        "stop",
+    )
     shutil.rmtree(cluster.root, ignore_errors=True)
 
 

@@ -70,12 +70,19 @@ class Env:
             from store.postgres.store import PostgresStore
 
             store: Any = await PostgresStore.open(
-                self.dsn, publish, scrypt_n=SCRYPT_N, clock=self.clock,
+                self.dsn,
+                publish,
+                scrypt_n=SCRYPT_N,
+                clock=self.clock,
                 **kwargs,  # type: ignore[arg-type]
             )
         else:
             store = await SqliteStore.open(
-                self.path, publish, scrypt_n=SCRYPT_N, clock=self.clock, **kwargs  # type: ignore[arg-type]
+                self.path,
+                publish,
+                scrypt_n=SCRYPT_N,
+                clock=self.clock,
+                **kwargs,  # type: ignore[arg-type]
             )
         self.stores.append(store)
         return store
@@ -107,8 +114,10 @@ class Env:
 
     def logged(self) -> list[Change]:
         rows = self.rows("SELECT kind, seq, payload FROM change_log ORDER BY seq")
-        return [from_json(str(kind), int(seq), str(payload))  # type: ignore[call-overload]
-                for kind, seq, payload in rows]
+        return [
+            from_json(str(kind), int(seq), str(payload))  # type: ignore[call-overload]
+            for kind, seq, payload in rows
+        ]
 
     def check_counters(self) -> None:
         """Every mailbox's counters equal a COUNT(*) recomputation; contents.refs too."""
@@ -142,7 +151,6 @@ class Env:
             ).fetchone()
             assert orphans == (0,)
 
-
     def _check_counters_pg(self) -> None:
         """The PostgreSQL twin: counters against a recount; every contents row used, every
         message's contents present (a foreign key too), flags and seen/deleted agree."""
@@ -150,14 +158,17 @@ class Env:
             "SELECT m.name FROM mailboxes m LEFT JOIN LATERAL (SELECT count(*) AS n,"
             " count(*) FILTER (WHERE NOT seen) AS u, coalesce(sum(size), 0) AS s,"
             " count(*) FILTER (WHERE deleted) AS d FROM messages x WHERE x.mailbox_id = m.id)"
-            " c ON true WHERE (m.messages, m.unseen, m.size, m.deleted) != (c.n, c.u, c.s, c.d)")
+            " c ON true WHERE (m.messages, m.unseen, m.size, m.deleted) != (c.n, c.u, c.s, c.d)"
+        )
         assert bad == [], bad
         flags = self.rows("SELECT flags, seen, deleted FROM messages")
         for text, seen, deleted in flags:
             assert seen == ("\\Seen" in str(text).split())
             assert deleted == ("\\Deleted" in str(text).split())
-        unused = self.rows("SELECT c.id FROM contents c WHERE NOT EXISTS"
-                           " (SELECT 1 FROM messages m WHERE m.content_id = c.id)")
+        unused = self.rows(
+            "SELECT c.id FROM contents c WHERE NOT EXISTS"
+            " (SELECT 1 FROM messages m WHERE m.content_id = c.id)"
+        )
         assert unused == [], unused
 
 
@@ -186,7 +197,9 @@ def message(
 
 
 def new(
-    subject: str = "Hello", flags: tuple[str, ...] = (), when: dt.datetime | None = None,
+    subject: str = "Hello",
+    flags: tuple[str, ...] = (),
+    when: dt.datetime | None = None,
     **kwargs: str,
 ) -> NewMessage:
     return NewMessage(message(subject, **kwargs), flags, when)

@@ -21,8 +21,11 @@ from tests.helpers.server import PASSWORD, RunningServer
 
 
 def curl(home: Path, url: str, *args: str) -> str:
-    proc = run(["curl", "-v", "-sS", "--max-time", "20", "-u", f"alice:{PASSWORD}", *args, url],
-               home=home, timeout=30)
+    proc = run(
+        ["curl", "-v", "-sS", "--max-time", "20", "-u", f"alice:{PASSWORD}", *args, url],
+        home=home,
+        timeout=30,
+    )
     assert not re.search(r"^< \S+ BAD ", proc.stderr, re.MULTILINE), describe(proc)
     return proc.stdout
 

@@ -58,8 +58,11 @@ def test_download_and_delete(server: RunningServer, home: Path) -> None:
     seed(server, "INBOX", "fm read", flags=("\\Seen",))
     out = write_config(home, server)
 
-    run(["fetchmail", "-f", str(home / ".fetchmailrc"), "-v", "-v", "--nosyslog"],
-        home=home, timeout=60)
+    run(
+        ["fetchmail", "-f", str(home / ".fetchmailrc"), "-v", "-v", "--nosyslog"],
+        home=home,
+        timeout=60,
+    )
 
     assert delivered(out) == ["fm 1", "fm 2", "fm read"]
     assert server_mailbox(server, "INBOX") == {}
@@ -73,10 +76,14 @@ def test_idle_sees_a_message_appended_meanwhile(server: RunningServer, home: Pat
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             ["fetchmail", "-f", str(home / ".fetchmailrc"), "-v", "-v", "--nosyslog", "--idle"],
-            cwd=home, env=client_env(home), stdin=subprocess.DEVNULL, stdout=log,
+            cwd=home,
+            env=client_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
+
         def log_text() -> str:
             return log_path.read_text(errors="replace")
 
@@ -91,11 +98,19 @@ def test_idle_sees_a_message_appended_meanwhile(server: RunningServer, home: Pat
         assert delivered(out) == ["before idle"]
         with imap(server) as c:
             c.append("INBOX", message("during idle"))
-        wait_for(lambda: len(list(out.iterdir())) == 2, timeout=30,
-                 what="the message appended during IDLE to be delivered", explain=explain)
+        wait_for(
+            lambda: len(list(out.iterdir())) == 2,
+            timeout=30,
+            what="the message appended during IDLE to be delivered",
+            explain=explain,
+        )
         assert delivered(out) == ["before idle", "during idle"]
-        wait_for(lambda: server_mailbox(server, "INBOX") == {}, timeout=30,
-                 what="fetchmail to delete the message on the server", explain=explain)
+        wait_for(
+            lambda: server_mailbox(server, "INBOX") == {},
+            timeout=30,
+            what="fetchmail to delete the message on the server",
+            explain=explain,
+        )
         assert proc.poll() is None, explain()
     finally:
         proc.terminate()

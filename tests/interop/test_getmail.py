@@ -57,8 +57,11 @@ delete = {"true" if delete else "false"}
 
 
 def getmail(home: Path) -> str:
-    proc = run(["getmail", "--getmaildir", str(home / ".getmail"), "--rcfile", "getmailrc"],
-               home=home, timeout=60)
+    proc = run(
+        ["getmail", "--getmaildir", str(home / ".getmail"), "--rcfile", "getmailrc"],
+        home=home,
+        timeout=60,
+    )
     return proc.stdout
 
 

@@ -44,8 +44,9 @@ def test_move_by_subject(server: RunningServer, home: Path) -> None:
     require_program("imapfilter")
     seed(server, "INBOX", "Invoice 42", "hello", "Your INVOICE for March")
     with imap(server) as c:
-        c.append("INBOX", message("weekly report", "see the invoices folder",
-                                  sender="boss@example.org"))
+        c.append(
+            "INBOX", message("weekly report", "see the invoices folder", sender="boss@example.org")
+        )
     config = home / "config.lua"
     config.write_text(CONFIG.format(host=server.host, port=server.port, password=PASSWORD))
 
@@ -53,5 +54,6 @@ def test_move_by_subject(server: RunningServer, home: Path) -> None:
 
     assert server_mailbox(server, "INBOX") == {"hello": set(), "weekly report": {"\\Flagged"}}
     assert server_mailbox(server, "Finance/Invoices") == {
-        "Invoice 42": set(), "Your INVOICE for March": set(),
+        "Invoice 42": set(),
+        "Your INVOICE for March": set(),
     }

@@ -99,7 +99,9 @@ def test_two_way_sync(server: RunningServer, home: Path) -> None:
 
     mbsync(home)
     assert server_mailbox(server, "INBOX") == {
-        "inbox 1": {"\\Seen"}, "inbox 3": {"\\Flagged"}, "server new": set(),
+        "inbox 1": {"\\Seen"},
+        "inbox 3": {"\\Flagged"},
+        "server new": set(),
     }
     assert server_mailbox(server, "Work") == {"work 1": {"\\Flagged"}, "local 1": set()}
     assert "Projects" in server_folders(server)
@@ -132,6 +134,5 @@ def test_many_messages_both_ways(server: RunningServer, home: Path) -> None:
         texts = c.fetch(c.search(["ALL"]), ["BODY.PEEK[TEXT]"])
     # mbsync adds an X-TUID header to what it uploads; the bodies arrive intact.
     assert sorted(len(v[b"BODY[TEXT]"]) for v in texts.values()) == sorted(
-        len(message(f"bulk up {i}", "x" * (i * 100)).split(b"\r\n\r\n", 1)[1])
-        for i in range(100)
+        len(message(f"bulk up {i}", "x" * (i * 100)).split(b"\r\n\r\n", 1)[1]) for i in range(100)
     )

@@ -42,8 +42,13 @@ class Tmux:
 
     def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["tmux", "-S", str(self.socket), "-f", "/dev/null", *args], cwd=self.home,
-            env=self.env, capture_output=True, text=True, timeout=15, check=check,
+            ["tmux", "-S", str(self.socket), "-f", "/dev/null", *args],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=check,
         )
 
     def start(self, command: str) -> None:
@@ -66,8 +71,12 @@ class Tmux:
         return f"--- screen\n{self.screen()}\n--- neomutt IMAP dialogue (tail)\n{dialogue}"
 
     def wait_screen(self, pattern: str, what: str) -> None:
-        wait_for(lambda: re.search(pattern, self.screen(), re.MULTILINE), timeout=20,
-                 what=what, explain=self.explain)
+        wait_for(
+            lambda: re.search(pattern, self.screen(), re.MULTILINE),
+            timeout=20,
+            what=what,
+            explain=self.explain,
+        )
 
     def stop(self) -> None:
         if self.socket.exists():
@@ -139,8 +148,12 @@ def test_read_delete_and_sync(server: RunningServer, home: Path, tmux: Tmux) -> 
     tmux.wait_screen(r"Msgs:2", "the mailbox synced")
 
     expected = {"mutt test 1": {"\\Seen"}, "mutt test 3": set()}
-    wait_for(lambda: server_mailbox(server, "INBOX") == expected, timeout=20,
-             what="the server to show the read and the deletion", explain=tmux.explain)
+    wait_for(
+        lambda: server_mailbox(server, "INBOX") == expected,
+        timeout=20,
+        what="the server to show the read and the deletion",
+        explain=tmux.explain,
+    )
     tmux.keys("q")
     wait_for(lambda: not tmux.alive(), timeout=20, what="neomutt to quit", explain=tmux.explain)
     assert server_mailbox(server, "INBOX") == expected
@@ -187,7 +200,9 @@ def test_reopen_with_header_cache_condstore_and_qresync(
     tmux.keys("q")
     wait_for(lambda: not tmux.alive(), timeout=20, what="neomutt to quit", explain=tmux.explain)
     assert server_mailbox(server, "INBOX") == {
-        "mutt test 1": {"\\Flagged"}, "mutt test 3": set(), "mutt test 4": {"\\Seen"},
+        "mutt test 1": {"\\Flagged"},
+        "mutt test 3": set(),
+        "mutt test 4": {"\\Seen"},
     }
     log = "".join(p.read_text(errors="replace") for p in home.glob("neomutt.log*"))
     # The resynchronisation went through CONDSTORE/QRESYNC, not a full reload.

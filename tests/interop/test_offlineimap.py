@@ -61,7 +61,8 @@ folderfilter = lambda folder: folder in ["INBOX", "Work"]
 def offlineimap(home: Path) -> None:
     proc = run(
         ["offlineimap", "-c", str(home / ".offlineimaprc"), "-o", "-u", "basic", "-d", "imap"],
-        home=home, timeout=60,
+        home=home,
+        timeout=60,
     )
     # offlineimap reports some failures only in its log, with a zero exit status.
     assert "ERROR" not in proc.stdout + proc.stderr, describe(proc)
@@ -86,7 +87,8 @@ def test_sync_to_maildir_and_back(server: RunningServer, home: Path) -> None:
 
     offlineimap(home)
     assert server_mailbox(server, "INBOX") == {
-        "oi 1": {"\\Seen", "\\Answered"}, "oi server": set(),
+        "oi 1": {"\\Seen", "\\Answered"},
+        "oi server": set(),
     }
     assert server_mailbox(server, "Work") == {"oi work": set(), "oi local": set()}
     assert maildir_contents(mail / "INBOX") == {"oi 1": "RS", "oi server": ""}

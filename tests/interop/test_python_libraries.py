@@ -112,8 +112,9 @@ def test_imaplib(server: RunningServer) -> None:
         assert typ == "OK"
         assert c.create("Lib")[0] == "OK"
         assert c.subscribe("Lib")[0] == "OK"
-        typ, data = c.append("Lib", r"(\Flagged)", imaplib.Time2Internaldate(1_800_000_000),
-                             UTF8_MESSAGE)
+        typ, data = c.append(
+            "Lib", r"(\Flagged)", imaplib.Time2Internaldate(1_800_000_000), UTF8_MESSAGE
+        )
         assert typ == "OK" and data[0].startswith(b"[APPENDUID ")
         typ, data = c.append("Lib", None, None, message("lib plain"))
         assert typ == "OK"

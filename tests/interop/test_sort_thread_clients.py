@@ -15,8 +15,9 @@ from tests.helpers.server import PASSWORD, RunningServer
 
 
 def _msg(subject: str, date: str, mid: str, refs: str = "", sender: str = "a@x.org") -> bytes:
-    head = (f"From: {sender}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {mid}\r\n"
-            + (f"References: {refs}\r\n" if refs else ""))
+    head = f"From: {sender}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {mid}\r\n" + (
+        f"References: {refs}\r\n" if refs else ""
+    )
     return (head + "\r\nbody\r\n").encode()
 
 
@@ -43,9 +44,7 @@ def test_imapclient_sort_and_thread(server: RunningServer) -> None:
         # 1 <- (3 <- 5, 2): the replies ordered by date, 3 (11:00) before 2 (12:00)
         assert c.thread("REFERENCES") == ((3,), (1, (4, 5), (2,)))
         assert c.thread("ORDEREDSUBJECT") == ((3,), (1, (4,), (2,), (5,)))
-        assert c.thread("REFERENCES", ["SUBJECT", "Trip", "NOT", "UID", "1"]) == (
-            ((4, 5), (2,)),
-        )
+        assert c.thread("REFERENCES", ["SUBJECT", "Trip", "NOT", "UID", "1"]) == (((4, 5), (2,)),)
 
 
 def test_imaplib_sort_and_thread(server: RunningServer) -> None:

@@ -51,8 +51,9 @@ def run(
                     out += conn.accept_recipient(user) if user else conn.refuse_recipient()
                 case Message(recipients=rcpts):
                     messages.append(event)
-                    out += conn.finish_message([Reply.of(250, f"2.0.0 <{r.address}> ok")
-                                                for r in rcpts])
+                    out += conn.finish_message(
+                        [Reply.of(250, f"2.0.0 <{r.address}> ok") for r in rcpts]
+                    )
                 case Close(reply=reply):
                     out += reply.to_bytes()
                     return bytes(out), messages
@@ -79,8 +80,9 @@ def randomly(data: bytes) -> list[bytes]:
     return out
 
 
-FEEDS = pytest.mark.parametrize("pieces", [whole, bytewise, randomly],
-                                ids=["whole", "bytewise", "random"])
+FEEDS = pytest.mark.parametrize(
+    "pieces", [whole, bytewise, randomly], ids=["whole", "bytewise", "random"]
+)
 
 
 def codes(out: bytes) -> list[str]:
@@ -90,8 +92,9 @@ def codes(out: bytes) -> list[str]:
 
 @FEEDS
 def test_lhlo_advertises_extensions(pieces: Callable[[bytes], list[bytes]]) -> None:
-    out, _ = run(b"LHLO client.test\r\nQUIT\r\n", pieces=pieces,
-                 limits=LmtpLimits(max_message_size=12345))
+    out, _ = run(
+        b"LHLO client.test\r\nQUIT\r\n", pieces=pieces, limits=LmtpLimits(max_message_size=12345)
+    )
     assert out == (
         b"250-mx.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
         b"250 SIZE 12345\r\n221 2.0.0 mx.test closing connection\r\n"
@@ -117,15 +120,19 @@ def test_rfc2033_example(pieces: Callable[[bytes], list[bytes]]) -> None:
     assert out.index(b"<alice@foo.edu> ok") < out.index(b"<bob@foo.edu> ok")
     (msg,) = messages
     assert msg.sender == "chris@bar.com"
-    assert msg.recipients == (AcceptedRecipient("alice@foo.edu", "alice"),
-                              AcceptedRecipient("bob@foo.edu", "bob"))
+    assert msg.recipients == (
+        AcceptedRecipient("alice@foo.edu", "alice"),
+        AcceptedRecipient("bob@foo.edu", "bob"),
+    )
     assert msg.content == b"Subject: hi\r\n\r\nBlah blah blah...\r\n"
 
 
 @FEEDS
 def test_dot_unstuffing_and_final_dot(pieces: Callable[[bytes], list[bytes]]) -> None:
-    script = (b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice>\r\nDATA\r\n"
-              b"..starts with a dot\r\n...two dots\r\n. not the end\r\nlast\r\n.\r\nQUIT\r\n")
+    script = (
+        b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice>\r\nDATA\r\n"
+        b"..starts with a dot\r\n...two dots\r\n. not the end\r\nlast\r\n.\r\nQUIT\r\n"
+    )
     out, messages = run(script, pieces=pieces)
     assert codes(out) == ["250", "250", "250", "354", "250", "221"]
     assert messages[0].content == b".starts with a dot\r\n..two dots\r\n not the end\r\nlast\r\n"
@@ -134,9 +141,11 @@ def test_dot_unstuffing_and_final_dot(pieces: Callable[[bytes], list[bytes]]) ->
 
 @FEEDS
 def test_empty_message_and_eight_bit(pieces: Callable[[bytes], list[bytes]]) -> None:
-    script = (b"LHLO x\r\nMAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<bob@x>\r\nDATA\r\n.\r\n"
-              b"MAIL FROM:<a@b>\r\nRCPT TO:<bob@x>\r\nDATA\r\n"
-              b"Subject: caf\xc3\xa9\r\n\r\n\xff\xfe binary-ish\r\n.\r\n")
+    script = (
+        b"LHLO x\r\nMAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<bob@x>\r\nDATA\r\n.\r\n"
+        b"MAIL FROM:<a@b>\r\nRCPT TO:<bob@x>\r\nDATA\r\n"
+        b"Subject: caf\xc3\xa9\r\n\r\n\xff\xfe binary-ish\r\n.\r\n"
+    )
     out, messages = run(script, pieces=pieces)
     assert codes(out) == ["250", "250", "250", "354", "250", "250", "250", "354", "250"]
     assert messages[0].content == b""
@@ -145,8 +154,9 @@ def test_empty_message_and_eight_bit(pieces: Callable[[bytes], list[bytes]]) -> 
 
 @FEEDS
 def test_bare_lf_tolerated_and_made_crlf(pieces: Callable[[bytes], list[bytes]]) -> None:
-    out, messages = run(b"LHLO x\nMAIL FROM:<a@b>\nRCPT TO:<alice>\nDATA\nline\n..x\n.\n",
-                        pieces=pieces)
+    out, messages = run(
+        b"LHLO x\nMAIL FROM:<a@b>\nRCPT TO:<alice>\nDATA\nline\n..x\n.\n", pieces=pieces
+    )
     assert codes(out) == ["250", "250", "250", "354", "250"]
     assert messages[0].content == b"line\r\n.x\r\n"
 
@@ -154,9 +164,13 @@ def test_bare_lf_tolerated_and_made_crlf(pieces: Callable[[bytes], list[bytes]])
 @FEEDS
 def test_size_limit(pieces: Callable[[bytes], list[bytes]]) -> None:
     limits = LmtpLimits(max_message_size=20)
-    script = (b"LHLO x\r\nMAIL FROM:<a@b> SIZE=21\r\nMAIL FROM:<a@b> SIZE=20\r\n"
-              b"RCPT TO:<alice>\r\nRCPT TO:<bob>\r\nDATA\r\n" + b"x" * 30 + b"\r\n" * 20
-              + b".\r\nNOOP\r\n")
+    script = (
+        b"LHLO x\r\nMAIL FROM:<a@b> SIZE=21\r\nMAIL FROM:<a@b> SIZE=20\r\n"
+        b"RCPT TO:<alice>\r\nRCPT TO:<bob>\r\nDATA\r\n"
+        + b"x" * 30
+        + b"\r\n" * 20
+        + b".\r\nNOOP\r\n"
+    )
     out, messages = run(script, pieces=pieces, limits=limits)
     # SIZE= over the limit at MAIL; the too-big DATA: one 552 per recipient, then go on.
     assert codes(out) == ["250", "552", "250", "250", "250", "354", "552", "552", "250"]
@@ -185,11 +199,24 @@ def test_size_limit_keeps_memory_bounded() -> None:
 
 @FEEDS
 def test_pipelined_commands_keep_order(pieces: Callable[[bytes], list[bytes]]) -> None:
-    script = (b"LHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<nobody@x>\r\nRCPT TO:<carol@example.org>\r\n"
-              b"RCPT TO:<alice+lists@x>\r\nDATA\r\nhello\r\n.\r\nRSET\r\nNOOP\r\nQUIT\r\n")
+    script = (
+        b"LHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<nobody@x>\r\nRCPT TO:<carol@example.org>\r\n"
+        b"RCPT TO:<alice+lists@x>\r\nDATA\r\nhello\r\n.\r\nRSET\r\nNOOP\r\nQUIT\r\n"
+    )
     out, messages = run(script, pieces=pieces)
-    assert codes(out) == ["250", "250", "550", "250", "250", "354", "250", "250", "250", "250",
-                          "221"]
+    assert codes(out) == [
+        "250",
+        "250",
+        "550",
+        "250",
+        "250",
+        "354",
+        "250",
+        "250",
+        "250",
+        "250",
+        "221",
+    ]
     assert [r.user for r in messages[0].recipients] == ["carol@example.org", "alice"]
 
 
@@ -305,8 +332,23 @@ def test_driver_misuse_is_caught() -> None:
 
 def test_never_crashes_on_random_bytes() -> None:
     rng = random.Random(2033)
-    alphabet = [b"\r\n", b".", b"<", b">", b":", b" ", b"LHLO x", b"MAIL FROM", b"RCPT TO",
-                b"DATA", b"\x00", b"\xff", b"RSET", b"SIZE=", b"@"]
+    alphabet = [
+        b"\r\n",
+        b".",
+        b"<",
+        b">",
+        b":",
+        b" ",
+        b"LHLO x",
+        b"MAIL FROM",
+        b"RCPT TO",
+        b"DATA",
+        b"\x00",
+        b"\xff",
+        b"RSET",
+        b"SIZE=",
+        b"@",
+    ]
     for _ in range(300):
         data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
         out, _ = run(data, pieces=randomly)

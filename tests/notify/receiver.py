@@ -53,16 +53,16 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver._cond:
                     receiver.attempts += 1
-                    status, headers = (receiver.script.pop(0) if receiver.script
-                                       else (200, {}))
+                    status, headers = receiver.script.pop(0) if receiver.script else (200, {})
                     receiver._cond.notify_all()
                 receiver.hold.wait(30)
                 if status == DROP:
                     self.close_connection = True
                     return
                 with receiver._cond:
-                    receiver.requests.append(Request(
-                        self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.requests.append(
+                        Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     receiver._cond.notify_all()
                 with contextlib.suppress(OSError):  # a client that gave up (a timeout test)
                     self.send_response(status)
@@ -78,8 +78,7 @@ class Receiver:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property

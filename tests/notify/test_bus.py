@@ -43,10 +43,13 @@ def test_notify_subscription_leaves_the_selected_mailbox_messages_to_the_selecte
     renamed = MailboxRenamed(3, NOW, ORIGIN, ((INBOX, MailboxRef(1, "alice", "Old", 7)),))
     bus.publish([added(INBOX), flags, added(WORK), renamed])
     assert [type(c).__name__ for c in selected.drain()] == [
-        "MessagesAdded", "FlagsChanged", "MailboxRenamed",
+        "MessagesAdded",
+        "FlagsChanged",
+        "MailboxRenamed",
     ]
     assert [(type(c).__name__, getattr(c, "mailbox", None)) for c in notify.drain()] == [
-        ("MessagesAdded", WORK), ("MailboxRenamed", None),
+        ("MessagesAdded", WORK),
+        ("MailboxRenamed", None),
     ]
     assert rings == ["notify", "notify"]
     selected.watch(mailboxes=frozenset())  # UNSELECT: the NOTIFY queue hears INBOX again

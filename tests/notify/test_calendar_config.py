@@ -21,17 +21,22 @@ def test_toml_and_environment(tmp_path: Path) -> None:
     path.write_text('calendar_alarm_lookback = 600\ncalendar_test_clock = "2026-03-02T09:00Z"\n')
     config = load(path)
     assert (config.calendar_alarm_lookback, config.calendar_test_clock) == (
-        600.0, "2026-03-02T09:00Z")
+        600.0,
+        "2026-03-02T09:00Z",
+    )
     config = load(None, {"IMAPD_CALENDAR_ALARM_LOOKBACK": "120"})
     assert config.calendar_alarm_lookback == 120.0
 
 
-@pytest.mark.parametrize(("line", "option"), [
-    ("calendar_alarm_lookback = -1", "calendar_alarm_lookback"),
-    ('calendar_alarm_lookback = "1h"', "calendar_alarm_lookback"),
-    ('calendar_test_clock = "2026-03-02T09:00"', "calendar_test_clock"),  # no offset
-    ('calendar_test_clock = "tomorrow"', "calendar_test_clock"),
-])
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("calendar_alarm_lookback = -1", "calendar_alarm_lookback"),
+        ('calendar_alarm_lookback = "1h"', "calendar_alarm_lookback"),
+        ('calendar_test_clock = "2026-03-02T09:00"', "calendar_test_clock"),  # no offset
+        ('calendar_test_clock = "tomorrow"', "calendar_test_clock"),
+    ],
+)
 def test_invalid_values_are_refused(tmp_path: Path, line: str, option: str) -> None:
     path = tmp_path / "imapd.toml"
     path.write_text(line + "\n")

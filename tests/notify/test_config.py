@@ -37,16 +37,19 @@ def test_toml_and_flag_override(tmp_path: Path) -> None:
     assert config.event_notifier == "external"
 
 
-@pytest.mark.parametrize(("line", "option"), [
-    ('event_groups = "message bogus"', "event_groups"),
-    ('event_extra_params = "uidnext nope"', "event_extra_params"),
-    ('event_content_inclusion_mode = "all"', "event_content_inclusion_mode"),
-    ("event_content_size = -1", "event_content_size"),
-    ("event_exclude_flags = 3", "event_exclude_flags"),
-    ("write_timeout = 0", "write_timeout"),
-    ("literal_timeout = -1", "literal_timeout"),
-    ("[limits]\nliteral_spool_size = 0", "literal_spool_size"),
-])
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ('event_groups = "message bogus"', "event_groups"),
+        ('event_extra_params = "uidnext nope"', "event_extra_params"),
+        ('event_content_inclusion_mode = "all"', "event_content_inclusion_mode"),
+        ("event_content_size = -1", "event_content_size"),
+        ("event_exclude_flags = 3", "event_exclude_flags"),
+        ("write_timeout = 0", "write_timeout"),
+        ("literal_timeout = -1", "literal_timeout"),
+        ("[limits]\nliteral_spool_size = 0", "literal_spool_size"),
+    ],
+)
 def test_errors_name_the_option(tmp_path: Path, line: str, option: str) -> None:
     path = tmp_path / "imapd.toml"
     path.write_text(line + "\n")

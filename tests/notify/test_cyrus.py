@@ -58,22 +58,26 @@ def at(stamp: str) -> dt.datetime:
 
 
 def origin(ex: dict[str, Any], client: str | None = None) -> Origin:
-    return Origin(session=ex["vnd.cmu.sessionId"], user=ex["user"], service=ex["service"],
-                  client=client)
+    return Origin(
+        session=ex["vnd.cmu.sessionId"], user=ex["user"], service=ex["service"], client=client
+    )
 
 
 def box(name: str, uidvalidity: int, special_use: tuple[str, ...] = ()) -> MailboxRef:
     return MailboxRef(1, JOHN, name, uidvalidity, special_use)
 
 
-def render(ex: dict[str, Any], policy: Policy = DEFAULT_POLICY, tz: dt.tzinfo = CET,
-           **fmt: Any) -> list[dict[str, Any]]:
+def render(
+    ex: dict[str, Any], policy: Policy = DEFAULT_POLICY, tz: dt.tzinfo = CET, **fmt: Any
+) -> list[dict[str, Any]]:
     change = ex.pop("_change")
     # Through the change_log form, as the sink reads it.
     change = from_json(type(change).__name__, change.seq, to_json(change))
     format_ = Format(servername=SERVER, **fmt)
-    return [event_fields(e, format_, pid=ex["pid"], tz=tz, **ex.pop("_kw", {}))
-            for e in events_for(change, policy)]
+    return [
+        event_fields(e, format_, pid=ex["pid"], tz=tz, **ex.pop("_kw", {}))
+        for e in events_for(change, policy)
+    ]
 
 
 def assert_wire_order(fields: dict[str, Any]) -> None:
@@ -90,12 +94,16 @@ def check(name: str, change: Change, **kw: Any) -> dict[str, Any]:
     return out
 
 
-def flags_change(name: str, kind_flags: tuple[tuple[str, ...], tuple[str, ...]],
-                 flags: tuple[str, ...]) -> FlagsChanged:
+def flags_change(
+    name: str, kind_flags: tuple[tuple[str, ...], tuple[str, ...]], flags: tuple[str, ...]
+) -> FlagsChanged:
     ex = example(name)
     added, removed = kind_flags
     return FlagsChanged(
-        5, at(ex["timestamp"]), origin(ex), box("INBOX", 1424683682),
+        5,
+        at(ex["timestamp"]),
+        origin(ex),
+        box("INBOX", 1424683682),
         Counts(ex["messages"], ex["vnd.cmu.unseenMessages"], ex["uidnext"], ex["modseq"], 100),
         (FlagChange(int(ex["uidset"]), ex["modseq"], flags, added, removed, MID),),
     )
@@ -119,24 +127,41 @@ def test_message_read_from_fetch() -> None:
 
 
 def test_message_trash() -> None:
-    check("MessageTrash", flags_change("MessageTrash", (("\\Deleted",), ()),
-                                       ("\\Deleted", "\\Seen")))
+    check(
+        "MessageTrash", flags_change("MessageTrash", (("\\Deleted",), ()), ("\\Deleted", "\\Seen"))
+    )
 
 
 def test_message_expunge() -> None:
     ex = example("MessageExpunge")
     fact = MessageFacts(4, 52, ("\\Deleted",), 100, at(ex["timestamp"]), MID)
-    check("MessageExpunge", MessagesExpunged(
-        9, at(ex["timestamp"]), origin(ex), box("INBOX", 1424683682),
-        Counts(0, 0, 5, 53, 0), (fact,), 53))
+    check(
+        "MessageExpunge",
+        MessagesExpunged(
+            9,
+            at(ex["timestamp"]),
+            origin(ex),
+            box("INBOX", 1424683682),
+            Counts(0, 0, 5, 53, 0),
+            (fact,),
+            53,
+        ),
+    )
 
 
 def test_message_expire_is_expunge_shaped_without_user() -> None:
     ex = example("MessageExpunge")
     fact = MessageFacts(4, 52, (), 100, at(ex["timestamp"]), MID)
-    change = MessagesExpunged(9, at(ex["timestamp"]), Origin(service="expire"),
-                              box("INBOX", 1424683682), Counts(0, 0, 5, 53, 0), (fact,), 53,
-                              "expire")
+    change = MessagesExpunged(
+        9,
+        at(ex["timestamp"]),
+        Origin(service="expire"),
+        box("INBOX", 1424683682),
+        Counts(0, 0, 5, 53, 0),
+        (fact,),
+        53,
+        "expire",
+    )
     [event] = events_for(change)
     out = event_fields(event, Format(servername=SERVER), pid=1, tz=CET)
     assert out["event"] == "MessageExpire"
@@ -150,9 +175,16 @@ def copy_change(name: str, kind: str) -> MessagesAdded:
     old_validity = 1424683683 if kind == "copy" else 1424683682
     fact = MessageFacts(int(ex["uidset"]), ex["modseq"], (), 10, at(ex["timestamp"]), MID)
     return MessagesAdded(
-        3, at(ex["timestamp"]), origin(ex), box("Archive", 1424683684),
+        3,
+        at(ex["timestamp"]),
+        origin(ex),
+        box("Archive", 1424683684),
         Counts(ex["messages"], ex["vnd.cmu.unseenMessages"], ex["uidnext"], ex["modseq"], 10),
-        (fact,), kind, box(old, old_validity), (int(ex["vnd.cmu.oldUidset"]),))
+        (fact,),
+        kind,
+        box(old, old_validity),
+        (int(ex["vnd.cmu.oldUidset"]),),
+    )
 
 
 def test_message_copy() -> None:
@@ -171,9 +203,18 @@ FAKE = Renderer(lambda s: APPEND_ENVELOPE, lambda s: APPEND_BODY)
 def test_message_append() -> None:
     ex = example("MessageAppend")
     fact = MessageFacts(5, 12, (), 2992, at(ex["timestamp"]), None, structure="[]")
-    check("MessageAppend", MessagesAdded(
-        2, at(ex["timestamp"]), origin(ex), box("Calendar", 1424683684),
-        Counts(3, 3, 6, 12, 5000), (fact,)), renderer=FAKE)
+    check(
+        "MessageAppend",
+        MessagesAdded(
+            2,
+            at(ex["timestamp"]),
+            origin(ex),
+            box("Calendar", 1424683684),
+            Counts(3, 3, 6, 12, 5000),
+            (fact,),
+        ),
+        renderer=FAKE,
+    )
 
 
 NEW_RAW = example("MessageNew")["messageContent"]["6"].encode()
@@ -184,8 +225,14 @@ def test_message_new_with_content_and_headers() -> None:
     ex["_kw"] = {"content": {6: NEW_RAW}}
     fact = MessageFacts(6, 20, (), 976, at(ex["timestamp"]), ex["vnd.cmu.midset"][0])
     ex["_change"] = MessagesAdded(
-        2, at(ex["timestamp"]), Origin(ex["vnd.cmu.sessionId"], None, "lmtpunix"),
-        box("INBOX", 1411487714), Counts(6, 3, 7, 20, 5000), (fact,), "deliver")
+        2,
+        at(ex["timestamp"]),
+        Origin(ex["vnd.cmu.sessionId"], None, "lmtpunix"),
+        box("INBOX", 1411487714),
+        Counts(6, 3, 7, 20, 5000),
+        (fact,),
+        "deliver",
+    )
     extras = {*cyrus.DEFAULT_EXTRA_PARAMS, "messageContent", "messageHeaders"}
     cest = dt.timezone(dt.timedelta(hours=2))
     [out] = render(ex, tz=cest, extra_params=frozenset(extras))
@@ -196,9 +243,15 @@ def test_message_new_with_content_and_headers() -> None:
 def test_message_new_default_has_no_content() -> None:
     ex = example("MessageNew")
     fact = MessageFacts(6, 20, (), 976, at(ex["timestamp"]), ex["vnd.cmu.midset"][0])
-    change = MessagesAdded(2, at(ex["timestamp"]), Origin("s", None, "lmtp"),
-                           box("INBOX", 1411487714), Counts(6, 3, 7, 20, 5000), (fact,),
-                           "deliver")
+    change = MessagesAdded(
+        2,
+        at(ex["timestamp"]),
+        Origin("s", None, "lmtp"),
+        box("INBOX", 1411487714),
+        Counts(6, 3, 7, 20, 5000),
+        (fact,),
+        "deliver",
+    )
     [event] = events_for(change)
     out = event_fields(event, Format(servername=SERVER), pid=1, content={6: NEW_RAW})
     assert set(out) == set(ex) - {"messageContent", "messageHeaders"}
@@ -210,15 +263,24 @@ def test_message_new_default_has_no_content() -> None:
 
 def test_mailbox_create() -> None:
     ex = example("MailboxCreate")
-    check("MailboxCreate", MailboxCreated(1, at(ex["timestamp"]), origin(ex),
-                                          box("Testfolder", 1424690388)))
+    check(
+        "MailboxCreate",
+        MailboxCreated(1, at(ex["timestamp"]), origin(ex), box("Testfolder", 1424690388)),
+    )
 
 
 def test_mailbox_delete() -> None:
     ex = example("MailboxDelete")
-    check("MailboxDelete", MailboxDeleted(1, at(ex["timestamp"]), origin(ex),
-                                          box("Testfolder_renamed", 1424699807),
-                                          Counts(0, 0, 1, 1, 0)))
+    check(
+        "MailboxDelete",
+        MailboxDeleted(
+            1,
+            at(ex["timestamp"]),
+            origin(ex),
+            box("Testfolder_renamed", 1424699807),
+            Counts(0, 0, 1, 1, 0),
+        ),
+    )
 
 
 def test_mailbox_rename_one_event_for_the_named_mailbox() -> None:
@@ -226,47 +288,80 @@ def test_mailbox_rename_one_event_for_the_named_mailbox() -> None:
     old, new = box("Testfolder", 1424690388), box("Testfolder_renamed", 1424699807)
     child_old = box("Testfolder/Sub", 1)
     child_new = box("Testfolder_renamed/Sub", 1)
-    check("MailboxRename", MailboxRenamed(1, at(ex["timestamp"]), origin(ex),
-                                          ((old, new), (child_old, child_new))))
+    check(
+        "MailboxRename",
+        MailboxRenamed(1, at(ex["timestamp"]), origin(ex), ((old, new), (child_old, child_new))),
+    )
 
 
 def test_subscribe_and_unsubscribe() -> None:
     ex = example("MailboxSubscribe")
-    check("MailboxSubscribe", SubscriptionChanged(1, at(ex["timestamp"]), origin(ex), JOHN,
-                                                  "Archive", True))
+    check(
+        "MailboxSubscribe",
+        SubscriptionChanged(1, at(ex["timestamp"]), origin(ex), JOHN, "Archive", True),
+    )
     ex = example("MailboxUnSubscribe")
-    check("MailboxUnSubscribe", SubscriptionChanged(1, at(ex["timestamp"]), origin(ex), JOHN,
-                                                    "Testfolder_renamed", False))
+    check(
+        "MailboxUnSubscribe",
+        SubscriptionChanged(1, at(ex["timestamp"]), origin(ex), JOHN, "Testfolder_renamed", False),
+    )
 
 
 @pytest.mark.parametrize("name", ["Login", "Logout"])
 def test_login_logout(name: str) -> None:
     ex = example(name)
-    check(name, SessionEvent(1, at(ex["timestamp"]), origin(ex, "[::1]:46461"), JOHN,
-                             name.lower(), "[::1]:143"))
+    check(
+        name,
+        SessionEvent(
+            1, at(ex["timestamp"]), origin(ex, "[::1]:46461"), JOHN, name.lower(), "[::1]:143"
+        ),
+    )
 
 
 def test_apple_push_service() -> None:
-    change = ApplePushRegistered(1, at("2015-02-23T14:57:59.736+01:00"), Origin(), JOHN, 2,
-                                 "acct", "tok", "com.apple.mobilemail", ("INBOX", "Sent"))
+    change = ApplePushRegistered(
+        1,
+        at("2015-02-23T14:57:59.736+01:00"),
+        Origin(),
+        JOHN,
+        2,
+        "acct",
+        "tok",
+        "com.apple.mobilemail",
+        ("INBOX", "Sent"),
+    )
     [event] = events_for(change)
     out = event_fields(event, Format(servername=SERVER), pid=1)
     assert list(out) == list(example("ApplePushService"))
-    assert out == {"event": "ApplePushService", "user": JOHN, "apsVersion": 2,
-                   "apsAccountId": "acct", "apsDeviceToken": "tok",
-                   "apsSubtopic": "com.apple.mobilemail", "mailboxes": ["INBOX", "Sent"]}
+    assert out == {
+        "event": "ApplePushService",
+        "user": JOHN,
+        "apsVersion": 2,
+        "apsAccountId": "acct",
+        "apsDeviceToken": "tok",
+        "apsSubtopic": "com.apple.mobilemail",
+        "mailboxes": ["INBOX", "Sent"],
+    }
 
 
 def test_metadata_has_no_event() -> None:
-    change = MetadataChanged(1, at("2015-02-23T14:57:59.736+01:00"), Origin(), JOHN, None,
-                             ("/private/comment",))
+    change = MetadataChanged(
+        1, at("2015-02-23T14:57:59.736+01:00"), Origin(), JOHN, None, ("/private/comment",)
+    )
     assert events_for(change) == []
 
 
 # --- STORE splitting and ordering (docs/events.md "Order") ----------------------------------------
 def store(changes: tuple[FlagChange, ...], kind: str = "store") -> FlagsChanged:
-    return FlagsChanged(1, at("2015-02-23T14:50:21.858+01:00"), Origin("s", "u"),
-                        box("INBOX", 7), Counts(5, 1, 6, 9, 0), changes, kind)
+    return FlagsChanged(
+        1,
+        at("2015-02-23T14:50:21.858+01:00"),
+        Origin("s", "u"),
+        box("INBOX", 7),
+        Counts(5, 1, 6, 9, 0),
+        changes,
+        kind,
+    )
 
 
 def names(change: FlagsChanged, policy: Policy = DEFAULT_POLICY) -> list[tuple[str, str, str]]:
@@ -280,8 +375,11 @@ def names(change: FlagsChanged, policy: Policy = DEFAULT_POLICY) -> list[tuple[s
 def test_store_split_trash_read_flagsset() -> None:
     added = ("\\Deleted", "\\Seen", "\\Flagged", "$X")
     change = store((FlagChange(4, 9, added, added, ()),))
-    assert names(change) == [("MessageTrash", "", "4"), ("MessageRead", "", "4"),
-                             ("FlagsSet", "\\Flagged $X", "4")]
+    assert names(change) == [
+        ("MessageTrash", "", "4"),
+        ("MessageRead", "", "4"),
+        ("FlagsSet", "\\Flagged $X", "4"),
+    ]
 
 
 def test_store_deleted_alone_is_only_trash() -> None:
@@ -300,8 +398,12 @@ def test_set_then_clear_without_seen() -> None:
 
 
 def test_read_shares_the_whole_added_uidset() -> None:
-    change = store((FlagChange(1, 9, ("\\Seen", "$A"), ("\\Seen", "$A"), ()),
-                    FlagChange(2, 9, ("\\Seen", "$A"), ("$A",), ())))
+    change = store(
+        (
+            FlagChange(1, 9, ("\\Seen", "$A"), ("\\Seen", "$A"), ()),
+            FlagChange(2, 9, ("\\Seen", "$A"), ("$A",), ()),
+        )
+    )
     assert names(change) == [("MessageRead", "", "1:2"), ("FlagsSet", "$A", "1:2")]
 
 
@@ -334,14 +436,26 @@ def test_excluded_special_use_and_groups() -> None:
     assert events_for(created, Policy.build(["message"], (), ())) == []
     inbox_only = Policy.build(Policy().groups, (), ["ALL"])
     archive = MailboxRef(1, "u", "Archive", 5)
-    assert events_for(MessagesAdded(1, fact.internaldate, Origin(), archive,
-                                    Counts(1, 1, 2, 2, 3), (fact,)), inbox_only) == []
+    assert (
+        events_for(
+            MessagesAdded(1, fact.internaldate, Origin(), archive, Counts(1, 1, 2, 2, 3), (fact,)),
+            inbox_only,
+        )
+        == []
+    )
 
 
 # --- value formats -----------------------------------------------------------------------
-@pytest.mark.parametrize(("uids", "text"), [
-    ([4], "4"), ([2, 3], "2:3"), ([5, 2], "2,5"), ([1, 2, 3, 4], "1:4"), ([1, 3, 4, 9], "1,3:4,9"),
-])
+@pytest.mark.parametrize(
+    ("uids", "text"),
+    [
+        ([4], "4"),
+        ([2, 3], "2:3"),
+        ([5, 2], "2,5"),
+        ([1, 2, 3, 4], "1:4"),
+        ([1, 3, 4, 9], "1,3:4,9"),
+    ],
+)
 def test_uidset(uids: list[int], text: str) -> None:
     assert cyrus.uidset(uids) == text
 
@@ -349,9 +463,13 @@ def test_uidset(uids: list[int], text: str) -> None:
 def test_urls() -> None:
     ref = MailboxRef(1, JOHN, "Entwürfe/a b;c", 3)
     assert cyrus.mailbox_url(SERVER, ref, 4) == (
-        "imap://john@example.org@imap.example.org/Entw%C3%BCrfe/a%20b%3Bc;UIDVALIDITY=3/;UID=4")
+        "imap://john@example.org@imap.example.org/Entw%C3%BCrfe/a%20b%3Bc;UIDVALIDITY=3/;UID=4"
+    )
     assert cyrus.imap_url(SERVER) == "imap://imap.example.org"
-    assert cyrus.imap_url(SERVER, JOHN, "Archive") == "imap://john@example.org@imap.example.org/Archive"
+    assert (
+        cyrus.imap_url(SERVER, JOHN, "Archive")
+        == "imap://john@example.org@imap.example.org/Archive"
+    )
 
 
 def test_timestamp() -> None:
@@ -370,14 +488,17 @@ def test_session_id_shape() -> None:
     assert 0 <= int(first.rsplit("-", 1)[1]) < 2**64
 
 
-@pytest.mark.parametrize(("mode", "size", "expected"), [
-    ("standard", 0, b"H: v\r\n\r\nbody text"),
-    ("standard", 5, None),
-    ("message", 4, b"H: v"),
-    ("header", 3, b"H: "),
-    ("body", 4, b"body"),
-    ("headerbody", 4, b"H: v\r\n\r\nbody"),
-])
+@pytest.mark.parametrize(
+    ("mode", "size", "expected"),
+    [
+        ("standard", 0, b"H: v\r\n\r\nbody text"),
+        ("standard", 5, None),
+        ("message", 4, b"H: v"),
+        ("header", 3, b"H: "),
+        ("body", 4, b"body"),
+        ("headerbody", 4, b"H: v\r\n\r\nbody"),
+    ],
+)
 def test_content_inclusion(mode: str, size: int, expected: bytes | None) -> None:
     assert cyrus.content_excerpt(b"H: v\r\n\r\nbody text", mode, size) == expected
 
@@ -410,8 +531,12 @@ def test_key_order_agrees_with_real_cyrus() -> None:
 
 
 def test_fit_sheds_content_first() -> None:
-    fields: dict[str, object] = {"event": "MessageAppend", "user": "u", "messageHeaders": {"1": {}},
-              "messageContent": {"1": "x" * 500}}
+    fields: dict[str, object] = {
+        "event": "MessageAppend",
+        "user": "u",
+        "messageHeaders": {"1": {}},
+        "messageContent": {"1": "x" * 500},
+    }
     fitted = cyrus.fit(fields, "log", 200)
     assert fitted is not None
     data, shed = fitted
@@ -422,4 +547,5 @@ def test_fit_sheds_content_first() -> None:
 
 def test_compact_json_raw_utf8() -> None:
     assert cyrus.to_json({"event": "FlagsSet", "flagNames": "\\Seen", "uri": "a/ü"}) == (
-        '{"event":"FlagsSet","flagNames":"\\\\Seen","uri":"a/ü"}')
+        '{"event":"FlagsSet","flagNames":"\\\\Seen","uri":"a/ü"}'
+    )

@@ -27,17 +27,20 @@ ORIGIN = Origin(service="imap", user="bob")
 
 
 # --- pure ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "token"), [
-    ("bob", "bob"),
-    ("bob.smith", "bob%2Esmith"),
-    ("a*b>c", "a%2Ab%3Ec"),
-    ("50%", "50%25"),
-    ("with space\ttab", "with%20space%09tab"),
-    ("jürgen", "j%C3%BCrgen"),
-    ("vnd.cmu.MessageCopy", "vnd%2Ecmu%2EMessageCopy"),
-    ("", "%"),
-    ("bob@example.org", "bob@example%2Eorg"),
-])
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [
+        ("bob", "bob"),
+        ("bob.smith", "bob%2Esmith"),
+        ("a*b>c", "a%2Ab%3Ec"),
+        ("50%", "50%25"),
+        ("with space\ttab", "with%20space%09tab"),
+        ("jürgen", "j%C3%BCrgen"),
+        ("vnd.cmu.MessageCopy", "vnd%2Ecmu%2EMessageCopy"),
+        ("", "%"),
+        ("bob@example.org", "bob@example%2Eorg"),
+    ],
+)
 def test_subject_token(text: str, token: str) -> None:
     assert jetstream.subject_token(text) == token
     assert jetstream.subject_token_decode(token) == text
@@ -66,8 +69,11 @@ def test_bad_url_and_stream() -> None:
 
 # --- against nats-server ---------------------------------------------------------------------
 def message(subject: str, size: int = 0) -> bytes:
-    return (f"From: a@example.org\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x>\r\n\r\n"
-            + "x" * size + "body\r\n").encode()
+    return (
+        f"From: a@example.org\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x>\r\n\r\n"
+        + "x" * size
+        + "body\r\n"
+    ).encode()
 
 
 @pytest.fixture
@@ -126,8 +132,10 @@ class Reader:
     async def messages(self) -> list[Any]:
         js = self.nc.jetstream()
         info = await js.stream_info(self.stream)
-        return [await js.get_msg(self.stream, seq)
-                for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        return [
+            await js.get_msg(self.stream, seq)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
 
 
 def sink_for(store: SqliteStore, url: str, tmp_path: Path, **options: Any) -> JetStreamSink:
@@ -146,8 +154,9 @@ async def test_events_arrive_with_subjects_ids_and_cyrus_json(
     try:
         await until(lambda: _state(sink, "ok"))
         head = await db.change_log_head()
-        await db.append(bob.id, "INBOX", [NewMessage(message("one")),
-                                          NewMessage(message("two"))], ORIGIN)
+        await db.append(
+            bob.id, "INBOX", [NewMessage(message("one")), NewMessage(message("two"))], ORIGIN
+        )
         await db.create_mailbox(bob.id, "Lists", ORIGIN)
         async with Reader(nats_server.url) as reader:
             await until(lambda: _has(reader, 3))
@@ -156,9 +165,13 @@ async def test_events_arrive_with_subjects_ids_and_cyrus_json(
     finally:
         await sink.stop()
     assert [m.subject for m in msgs] == ["imapd.MessageAppend.bob%2Esmith"] * 2 + [
-        "imapd.MailboxCreate.bob%2Esmith"]
+        "imapd.MailboxCreate.bob%2Esmith"
+    ]
     assert [m.headers["Nats-Msg-Id"] for m in msgs] == [
-        f"imapd:{head + 1}:0", f"imapd:{head + 1}:1", f"imapd:{head + 2}:0"]
+        f"imapd:{head + 1}:0",
+        f"imapd:{head + 1}:1",
+        f"imapd:{head + 2}:0",
+    ]
     # The payload is the sink's Cyrus JSON, byte for byte (notify/sink.py render).
     expected = []
     for seq, kind, payload in await db.change_log(head, 10):
@@ -240,7 +253,9 @@ async def test_nats_down_at_start_then_killed_mid_run(
 
 
 async def test_a_refusing_stream_is_reported_not_hammered(
-    store: tuple[SqliteStore, EventBus], nats_server: NatsServer, tmp_path: Path,
+    store: tuple[SqliteStore, EventBus],
+    nats_server: NatsServer,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A stream configured by the operator (max_msgs 3, discard new) is used as it is; the
@@ -253,8 +268,7 @@ async def test_a_refusing_stream_is_reported_not_hammered(
     bob = await db.create_user("bob", "pw")
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
-    config = StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=3,
-                          discard=DiscardPolicy.NEW)
+    config = StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=3, discard=DiscardPolicy.NEW)
     await js.add_stream(config)
     sink = sink_for(db, nats_server.url, tmp_path, stream="EV")
     await sink.start()
@@ -271,12 +285,15 @@ async def test_a_refusing_stream_is_reported_not_hammered(
         status = json.loads((tmp_path / "status.json").read_text())
         assert status["state"] == "refused"
         assert "maximum messages exceeded" in status["error"]
-        assert any("refuses messages" in r.getMessage() and r.levelname == "WARNING"
-                   for r in caplog.records)
+        assert any(
+            "refuses messages" in r.getMessage() and r.levelname == "WARNING"
+            for r in caplog.records
+        )
         info = await js.stream_info("EV")
         assert info.state.messages == 3
-        await js.update_stream(StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=100,
-                                            discard=DiscardPolicy.NEW))
+        await js.update_stream(
+            StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=100, discard=DiscardPolicy.NEW)
+        )
         await until(lambda: _state(sink, "ok"), timeout=30)  # the first probe is taken
 
         async def all_in() -> bool:
@@ -288,7 +305,8 @@ async def test_a_refusing_stream_is_reported_not_hammered(
         assert info.state.messages == 6
         msgs = [await js.get_msg("EV", s) for s in range(1, 7)]
         assert [(m.headers or {}).get("Nats-Msg-Id") for m in msgs] == [
-            f"imapd:{head + 1 + i}:0" for i in range(6)]
+            f"imapd:{head + 1 + i}:0" for i in range(6)
+        ]
     finally:
         await sink.stop()
         await nc.close()
@@ -336,8 +354,7 @@ async def test_restart_after_the_dedupe_window_repeats_nothing(
             msgs = await reader.messages()
     finally:
         await again.stop()
-    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [
-        f"imapd:{head + 1 + i}:0" for i in range(6)]
+    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [f"imapd:{head + 1 + i}:0" for i in range(6)]
 
 
 async def test_stop_publishes_what_is_committed(
@@ -366,8 +383,10 @@ def test_the_core_never_imports_nats() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, imapd.server, imapd.cli, imapd.jetstream, notify.jetstream; "
-            "from imapd import config; "
-            "config.load(None, jetstream_url='nats://h:1', event_notifier='jetstream'); "
-            "assert not [m for m in sys.modules if m == 'nats' or m.startswith('nats.')]")
+    code = (
+        "import sys, imapd.server, imapd.cli, imapd.jetstream, notify.jetstream; "
+        "from imapd import config; "
+        "config.load(None, jetstream_url='nats://h:1', event_notifier='jetstream'); "
+        "assert not [m for m in sys.modules if m == 'nats' or m.startswith('nats.')]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -21,7 +21,11 @@ def test_same_text_as_fetch(raw: bytes) -> None:
     part = mime.parse_message(raw)
     stored = mime.structure_to_json(part)
     render = _renderer()
-    assert render.envelope(stored) == serialize_value(
-        render_envelope(part.envelope), utf8=True).decode()
-    assert render.bodystructure(stored) == serialize_value(
-        render_bodystructure(part, extensible=True), utf8=True).decode()
+    assert (
+        render.envelope(stored)
+        == serialize_value(render_envelope(part.envelope), utf8=True).decode()
+    )
+    assert (
+        render.bodystructure(stored)
+        == serialize_value(render_bodystructure(part, extensible=True), utf8=True).decode()
+    )

@@ -30,8 +30,9 @@ ORIGIN = Origin(session="s1", user="bob", service="imap", client="127.0.0.1:1234
 
 
 def event(seq: int, name: str = "MessageAppend", **extra: object) -> str:
-    return cyrus.to_json({"event": name, "uri": f"imap://bob@localhost/INBOX;n={seq}",
-                          **extra, SEQ_PARAM: seq})
+    return cyrus.to_json(
+        {"event": name, "uri": f"imap://bob@localhost/INBOX;n={seq}", **extra, SEQ_PARAM: seq}
+    )
 
 
 def send(path: str, *texts: str) -> None:
@@ -102,12 +103,15 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
     assert webhook.sign(SECRET, body) == "sha256=" + expected
 
 
-@pytest.mark.parametrize(("url", "target"), [
-    ("http://h.example/", ("h.example", 80, "/", "h.example", False)),
-    ("http://127.0.0.1:8080/a/b?x=1", ("127.0.0.1", 8080, "/a/b?x=1", "127.0.0.1:8080", False)),
-    ("https://h.example", ("h.example", 443, "/", "h.example", True)),
-    ("http://[::1]:81/p", ("::1", 81, "/p", "[::1]:81", False)),
-])
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://h.example/", ("h.example", 80, "/", "h.example", False)),
+        ("http://127.0.0.1:8080/a/b?x=1", ("127.0.0.1", 8080, "/a/b?x=1", "127.0.0.1:8080", False)),
+        ("https://h.example", ("h.example", 443, "/", "h.example", True)),
+        ("http://[::1]:81/p", ("::1", 81, "/p", "[::1]:81", False)),
+    ],
+)
 def test_parse_url(url: str, target: tuple[Any, ...]) -> None:
     t = webhook.parse_url(url)
     assert (t.host, t.port, t.path, t.host_header, t.tls) == target
@@ -129,10 +133,21 @@ def test_retry_after_seconds_and_date() -> None:
     assert webhook.retry_after(None) is None
 
 
-@pytest.mark.parametrize(("status", "retry"), [
-    (500, True), (502, True), (503, True), (429, True), (408, True),
-    (400, False), (401, False), (404, False), (410, False), (301, False),
-])
+@pytest.mark.parametrize(
+    ("status", "retry"),
+    [
+        (500, True),
+        (502, True),
+        (503, True),
+        (429, True),
+        (408, True),
+        (400, False),
+        (401, False),
+        (404, False),
+        (410, False),
+        (301, False),
+    ],
+)
 def test_which_statuses_are_retried(status: int, retry: bool) -> None:
     assert webhook.retryable(status) is retry
 
@@ -145,7 +160,10 @@ def test_state_file_round_trip_is_atomic(tmp_path: Path) -> None:
     assert state.load() == Position(13, 0, complete=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hook.state"]  # no temp left
     assert json.loads((tmp_path / "hook.state").read_text()) == {
-        "seq": 13, "index": 0, "complete": True}
+        "seq": 13,
+        "index": 0,
+        "complete": True,
+    }
     (tmp_path / "hook.state").write_text("{not json")
     with pytest.raises(ValueError, match="state file"):
         state.load()
@@ -153,8 +171,14 @@ def test_state_file_round_trip_is_atomic(tmp_path: Path) -> None:
 
 def test_seq_param_is_opt_in_and_before_content() -> None:
     mailbox = MailboxRef(id=1, name="INBOX", owner="bob", uidvalidity=7)
-    ev = Event(EventType.MailboxCreate, 42, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), ORIGIN,
-               "bob", mailbox=mailbox)
+    ev = Event(
+        EventType.MailboxCreate,
+        42,
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        ORIGIN,
+        "bob",
+        mailbox=mailbox,
+    )
     assert SEQ_PARAM not in event_fields(ev, Format(), pid=1)
     fields = event_fields(ev, Format(extra_params=frozenset({SEQ_PARAM})), pid=1)
     assert fields[SEQ_PARAM] == 42
@@ -190,8 +214,10 @@ async def test_one_event_per_post_signed_with_seq_header(
     assert req.headers["content-type"] == "application/json"
     assert req.headers["x-imapd-seq"] == "5"
     assert req.headers["x-imapd-signature"] == webhook.sign(SECRET, req.body)
-    assert hmac.compare_digest(req.headers["x-imapd-signature"],
-                               "sha256=" + hmac.new(SECRET, req.body, "sha256").hexdigest())
+    assert hmac.compare_digest(
+        req.headers["x-imapd-signature"],
+        "sha256=" + hmac.new(SECRET, req.body, "sha256").hexdigest(),
+    )
     await until(lambda: state.load() == Position(5, 0))
 
 
@@ -332,8 +358,9 @@ async def test_restart_skips_what_the_state_file_acknowledged(
 
 # --- catch-up from the outbox ----------------------------------------------------------------
 def message(subject: str) -> bytes:
-    return (f"From: a@example.org\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x>\r\n\r\n"
-            "body\r\n").encode()
+    return (
+        f"From: a@example.org\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x>\r\n\r\nbody\r\n"
+    ).encode()
 
 
 @pytest.fixture
@@ -350,8 +377,9 @@ async def test_catch_up_from_the_outbox_then_datagrams(
     store, path = outbox
     bob = await store.create_user("bob", "pw")
     head = await store.change_log_head()
-    await store.append(bob.id, "INBOX", [NewMessage(message("one")), NewMessage(message("two"))],
-                       ORIGIN)
+    await store.append(
+        bob.id, "INBOX", [NewMessage(message("one")), NewMessage(message("two"))], ORIGIN
+    )
     await store.append(bob.id, "INBOX", [NewMessage(message("three"))], ORIGIN)
     state = StateFile(tmp_path / "state")
     state.save(Position(head, 5, complete=True))
@@ -368,8 +396,13 @@ async def test_catch_up_from_the_outbox_then_datagrams(
         assert events[0]["vnd.cmu.midset"] == ["<one@x>"]
         await until(lambda: state.load() == Position(head + 2, 0, complete=True))
         # The server's datagrams of the same changes (its socket was away) are duplicates.
-        send(hook.path, event(head + 1), event(head + 1), event(head + 2),  # type: ignore[attr-defined]
-             event(head + 3, "MessageExpunge"))
+        send(
+            hook.path,  # type: ignore[attr-defined]
+            event(head + 1),
+            event(head + 1),
+            event(head + 2),
+            event(head + 3, "MessageExpunge"),
+        )
         (late,) = (await received(receiver, 4))[3:]
         assert late.json()["event"] == "MessageExpunge"
         assert hook.duplicates == 3
@@ -382,8 +415,7 @@ async def test_catch_up_resumes_inside_a_change(
 ) -> None:
     store, path = outbox
     bob = await store.create_user("bob", "pw")
-    await store.append(bob.id, "INBOX", [NewMessage(message(f"m{i}")) for i in range(3)],
-                       ORIGIN)
+    await store.append(bob.id, "INBOX", [NewMessage(message(f"m{i}")) for i in range(3)], ORIGIN)
     head = await store.change_log_head()
     state = StateFile(tmp_path / "state")
     state.save(Position(head, 0))  # the first of the MULTIAPPEND's three was acknowledged

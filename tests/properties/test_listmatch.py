@@ -46,8 +46,12 @@ def reference_matches(pattern: str, name: str) -> bool:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.text(alphabet="inboxINBOX/*%a", max_size=9), st.sampled_from(
-    ["INBOX", "INBOX/a", "INBOX/b/a", "inbox", "Inbox/a", "a/INBOX", "INBOXa", "a"]))
+@given(
+    st.text(alphabet="inboxINBOX/*%a", max_size=9),
+    st.sampled_from(
+        ["INBOX", "INBOX/a", "INBOX/b/a", "inbox", "Inbox/a", "a/INBOX", "INBOXa", "a"]
+    ),
+)
 def test_inbox_rule_agrees_with_the_old_one(pattern: str, name: str) -> None:
     assert matches(pattern, name) == reference_matches(pattern, name)
 

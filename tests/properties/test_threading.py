@@ -32,8 +32,18 @@ def mailboxes(draw: st.DrawFn) -> list[SortRecord]:
         refs = tuple(draw(st.lists(st.sampled_from(IDS), max_size=5)))
         base, reply = base_subject(draw(st.sampled_from(SUBJECTS)))
         sent = draw(st.integers(0, 5))
-        keys = ContentKeys(sent, casemap(base), reply, draw(st.sampled_from(["", "A", "B"])),
-                           "", "", "", "", mid, refs)
+        keys = ContentKeys(
+            sent,
+            casemap(base),
+            reply,
+            draw(st.sampled_from(["", "A", "B"])),
+            "",
+            "",
+            "",
+            "",
+            mid,
+            refs,
+        )
         out.append(SortRecord(uid, draw(st.integers(0, 5)), draw(st.integers(0, 5)), keys))
     return out
 
@@ -98,10 +108,13 @@ def test_ordered_subject_shape(records: list[SortRecord]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(mailboxes(), st.lists(st.tuples(st.sampled_from(sorted(KEYS)), st.booleans()),
-                             min_size=1, max_size=3))
-def test_sort_is_ordered_permutation(records: list[SortRecord],
-                                     criteria: list[tuple[str, bool]]) -> None:
+@given(
+    mailboxes(),
+    st.lists(st.tuples(st.sampled_from(sorted(KEYS)), st.booleans()), min_size=1, max_size=3),
+)
+def test_sort_is_ordered_permutation(
+    records: list[SortRecord], criteria: list[tuple[str, bool]]
+) -> None:
     out = sort_records(records, criteria)
     assert sorted(r.uid for r in out) == [r.uid for r in records]
     for a, b in pairwise(out):

@@ -10,8 +10,14 @@ from typing import Any
 from imapd.protocol import commands as c
 
 
-def rep(number: int | None, mailbox: str, content: bytes, flags: tuple[str, ...] = (),
-        when: dt.datetime | None = None, uid: bool = False) -> c.Replace:
+def rep(
+    number: int | None,
+    mailbox: str,
+    content: bytes,
+    flags: tuple[str, ...] = (),
+    when: dt.datetime | None = None,
+    uid: bool = False,
+) -> c.Replace:
     return c.Replace("a", uid, number, mailbox, c.AppendMessage(flags, when, content))
 
 
@@ -20,14 +26,22 @@ def replace_rows(bad: Any) -> list[tuple[str, bytes, Any]]:
     when = dt.datetime(2015, 1, 1, 0, 5, tzinfo=dt.timezone(-dt.timedelta(hours=5)))
     return [
         ("replace", b"a REPLACE 4 Drafts {3}\r\nabc", rep(4, "Drafts", b"abc")),
-        ("replace-rfc8508-example", b"a REPLACE 4 Drafts (\\Seen \\Draft) {2}\r\nhi",
-         rep(4, "Drafts", b"hi", ("\\Seen", "\\Draft"))),
-        ("uid-replace", b"a uid replace 2000 inbox {2+}\r\nhi",
-         rep(2000, "INBOX", b"hi", uid=True)),
+        (
+            "replace-rfc8508-example",
+            b"a REPLACE 4 Drafts (\\Seen \\Draft) {2}\r\nhi",
+            rep(4, "Drafts", b"hi", ("\\Seen", "\\Draft")),
+        ),
+        (
+            "uid-replace",
+            b"a uid replace 2000 inbox {2+}\r\nhi",
+            rep(2000, "INBOX", b"hi", uid=True),
+        ),
         ("replace-star", b"a REPLACE * x {1}\r\na", rep(None, "x", b"a")),
-        ("replace-flags-date",
-         b'a REPLACE 1 x (\\Draft) "01-Jan-2015 00:05:00 -0500" {1+}\r\na',
-         rep(1, "x", b"a", ("\\Draft",), when)),
+        (
+            "replace-flags-date",
+            b'a REPLACE 1 x (\\Draft) "01-Jan-2015 00:05:00 -0500" {1+}\r\na',
+            rep(1, "x", b"a", ("\\Draft",), when),
+        ),
         ("replace-literal8", b"a REPLACE 1 x ~{3}\r\na\x00b", rep(1, "x", b"a\x00b")),
         ("replace-mailbox-literal", b"a REPLACE 1 {1+}\r\nx {1+}\r\na", rep(1, "x", b"a")),
         ("replace-zero", b"a REPLACE 0 x {1}\r\na", bad()),

@@ -13,8 +13,13 @@ from imapd.protocol.values import SequenceSet as S
 ALL = K("AND", children=(K("ALL"),))
 
 
-def sort(*criteria: tuple[str, bool], uid: bool = False, charset: str = "UTF-8",
-         key: K = ALL, ret: tuple[str, ...] | None = None) -> c.Sort:
+def sort(
+    *criteria: tuple[str, bool],
+    uid: bool = False,
+    charset: str = "UTF-8",
+    key: K = ALL,
+    ret: tuple[str, ...] | None = None,
+) -> c.Sort:
     return c.Sort("a", uid, criteria, charset, key, ret)
 
 
@@ -23,18 +28,43 @@ def sort_rows(bad: Any, no: Any) -> list[tuple[str, bytes, Any]]:
     charset_no = no("BADCHARSET (UTF-8 US-ASCII)")
     return [
         ("sort", b"a SORT (DATE) UTF-8 ALL", sort(("DATE", False))),
-        ("sort-lower", b"a sort (reverse subject date) us-ascii all",
-         sort(("SUBJECT", True), ("DATE", False), charset="US-ASCII")),
-        ("sort-every-key",
-         b"a UID SORT (ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO) UTF-8 ALL",
-         sort(*((k, False) for k in ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
-                                     "DISPLAYFROM", "DISPLAYTO")), uid=True)),
-        ("sort-quoted-charset", b'a SORT (SIZE) "utf-8" 1:3 UNSEEN',
-         sort(("SIZE", False),
-              key=K("AND", children=(K("SEQSET", S(((1, 3),))), K("UNSEEN"))))),
+        (
+            "sort-lower",
+            b"a sort (reverse subject date) us-ascii all",
+            sort(("SUBJECT", True), ("DATE", False), charset="US-ASCII"),
+        ),
+        (
+            "sort-every-key",
+            b"a UID SORT (ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO) UTF-8 ALL",
+            sort(
+                *(
+                    (k, False)
+                    for k in (
+                        "ARRIVAL",
+                        "CC",
+                        "DATE",
+                        "FROM",
+                        "SIZE",
+                        "SUBJECT",
+                        "TO",
+                        "DISPLAYFROM",
+                        "DISPLAYTO",
+                    )
+                ),
+                uid=True,
+            ),
+        ),
+        (
+            "sort-quoted-charset",
+            b'a SORT (SIZE) "utf-8" 1:3 UNSEEN',
+            sort(("SIZE", False), key=K("AND", children=(K("SEQSET", S(((1, 3),))), K("UNSEEN")))),
+        ),
         ("sort-esort-empty", b"a SORT RETURN () (DATE) UTF-8 ALL", sort(("DATE", False), ret=())),
-        ("sort-esort", b"a UID SORT RETURN (min MAX count ALL min) (DATE) UTF-8 ALL",
-         sort(("DATE", False), uid=True, ret=("MIN", "MAX", "COUNT", "ALL"))),
+        (
+            "sort-esort",
+            b"a UID SORT RETURN (min MAX count ALL min) (DATE) UTF-8 ALL",
+            sort(("DATE", False), uid=True, ret=("MIN", "MAX", "COUNT", "ALL")),
+        ),
         ("sort-charset-unknown", b"a SORT (DATE) KOI8-R ALL", charset_no),
         ("sort-charset-literal", b"a SORT (DATE) {5+}\r\nUTF-8 ALL", bad()),
         ("sort-no-criteria", b"a SORT () UTF-8 ALL", bad()),
@@ -57,10 +87,16 @@ def sort_rows(bad: Any, no: Any) -> list[tuple[str, bytes, Any]]:
         ("sort-8bit-key", b"a SORT (D\xc3\xa4TE) UTF-8 ALL", bad()),
         ("sort-many-keys", b"a SORT (" + b"DATE " * 10000 + b"DATE) UTF-8 ALL", bad()),
         ("sort-deep-search", b"a SORT (DATE) UTF-8 " + b"(" * 100 + b"ALL" + b")" * 100, bad()),
-        ("thread-references", b"a THREAD REFERENCES UTF-8 ALL",
-         c.Thread("a", False, "REFERENCES", "UTF-8", ALL)),
-        ("thread-uid-ordered", b'a uid thread orderedsubject "US-ASCII" ALL',
-         c.Thread("a", True, "ORDEREDSUBJECT", "US-ASCII", ALL)),
+        (
+            "thread-references",
+            b"a THREAD REFERENCES UTF-8 ALL",
+            c.Thread("a", False, "REFERENCES", "UTF-8", ALL),
+        ),
+        (
+            "thread-uid-ordered",
+            b'a uid thread orderedsubject "US-ASCII" ALL',
+            c.Thread("a", True, "ORDEREDSUBJECT", "US-ASCII", ALL),
+        ),
         ("thread-unknown-algorithm", b"a THREAD BOGUS UTF-8 ALL", bad()),
         ("thread-algorithm-list", b"a THREAD (REFERENCES) UTF-8 ALL", bad()),
         ("thread-no-charset", b"a THREAD REFERENCES", bad()),

@@ -106,8 +106,7 @@ def test_too_many_literals_in_one_command_is_bad() -> None:
     (append,) = feed(conn, [ok])
     assert isinstance(append, c.Append) and len(append.messages) == limit
     over = b"b APPEND INBOX" + b" {1+}\r\nx" * (limit + 1) + b"\r\nc NOOP\r\n"
-    assert feed(conn, [over]) == [Rejected(Tagged("b", "BAD", "Too many literals")),
-                                  c.Noop("c")]
+    assert feed(conn, [over]) == [Rejected(Tagged("b", "BAD", "Too many literals")), c.Noop("c")]
 
 
 def test_line_too_long() -> None:
@@ -126,14 +125,24 @@ def test_literal_refused_before_continuation_when_command_cannot_run() -> None:
 
 
 MISPLACED_LITERAL8 = Rejected(
-    Tagged("a", "BAD", "literal8 (~{n}) is only allowed as APPEND or SETMETADATA data"))
+    Tagged("a", "BAD", "literal8 (~{n}) is only allowed as APPEND or SETMETADATA data")
+)
 
 
 @pytest.mark.parametrize(
     "line",
-    [b"a SELECT ~{5}", b'a LIST "" ~{5}', b"a LIST ~{5}", b"a CREATE ~{5}",
-     b"a APPEND ~{5}", b"a APPEND x (~{5}", b"a STATUS ~{5}", b"a SETMETADATA ~{5}",
-     b"a SETMETADATA x (~{5}", b'a LIST "" (~{5}'],
+    [
+        b"a SELECT ~{5}",
+        b'a LIST "" ~{5}',
+        b"a LIST ~{5}",
+        b"a CREATE ~{5}",
+        b"a APPEND ~{5}",
+        b"a APPEND x (~{5}",
+        b"a STATUS ~{5}",
+        b"a SETMETADATA ~{5}",
+        b"a SETMETADATA x (~{5}",
+        b'a LIST "" (~{5}',
+    ],
 )
 def test_misplaced_literal8_is_bad_before_any_continuation(line: bytes) -> None:
     """RFC 3516 §4.4: literal8 is the grammar of APPEND's message data (and RFC 5464's
@@ -146,8 +155,13 @@ def test_misplaced_literal8_is_bad_before_any_continuation(line: bytes) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    [b"a APPEND x ~{5}", b"a APPEND {1+}\r\nx ~{5}", b'a APPEND x (\\Seen) ~{5}',
-     b'a APPEND x "01-Jan-2026 00:00:00 +0000" ~{5}', b"a APPEND x {1+}\r\ny ~{5}"],
+    [
+        b"a APPEND x ~{5}",
+        b"a APPEND {1+}\r\nx ~{5}",
+        b"a APPEND x (\\Seen) ~{5}",
+        b'a APPEND x "01-Jan-2026 00:00:00 +0000" ~{5}',
+        b"a APPEND x {1+}\r\ny ~{5}",
+    ],
 )
 def test_literal8_as_append_data_is_invited(line: bytes) -> None:
     conn = connection(Authenticated("u"))
@@ -157,14 +171,14 @@ def test_literal8_as_append_data_is_invited(line: bytes) -> None:
 def test_literal8_as_setmetadata_value_is_invited() -> None:
     conn = connection(Authenticated("u"))
     assert feed(conn, [b"a SETMETADATA x (/private/comment ~{5}\r\n"]) == [
-        ContinueRequest("Ready for literal data")]
+        ContinueRequest("Ready for literal data")
+    ]
 
 
 def test_literal8_in_append_utf8_is_invited() -> None:
     conn = connection(Authenticated("u"))
     conn.utf8 = True
-    assert feed(conn, [b"a APPEND x UTF8 (~{5}\r\n"]) == [
-        ContinueRequest("Ready for literal data")]
+    assert feed(conn, [b"a APPEND x UTF8 (~{5}\r\n"]) == [ContinueRequest("Ready for literal data")]
 
 
 def test_literal_of_unknown_command_before_login_is_fatal() -> None:

@@ -40,7 +40,7 @@ MESSAGES = [
     SIMPLE,
     NESTED,
     "Subject: Grüße aus Köln\r\nFrom: Jörg <jörg@exämple.de>\r\n\r\nhallo\r\n".encode(),
-    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nTo: \"a \\\" b\" <a@b>\r\n\r\nx\r\n",
+    b'Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nTo: "a \\" b" <a@b>\r\n\r\nx\r\n',
     b"Subject: bad \xff\xfe octets\r\nFrom: \xc3(a@b)\r\n\r\nx\r\n",
     b"Subject: nul \x00 inside\r\n\r\nA\x00B\r\n",
     b"Subject: " + b"long " * 300 + b"\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n",
@@ -124,8 +124,14 @@ def test_generated_structures(part: BodyPart) -> None:
 
 
 ATTS = [
-    FetchAtt("UID"), FetchAtt("FLAGS"), FetchAtt("ENVELOPE"), FetchAtt("INTERNALDATE"),
-    FetchAtt("BODY"), FetchAtt("BODYSTRUCTURE"), FetchAtt("RFC822.SIZE"), FetchAtt("MODSEQ"),
+    FetchAtt("UID"),
+    FetchAtt("FLAGS"),
+    FetchAtt("ENVELOPE"),
+    FetchAtt("INTERNALDATE"),
+    FetchAtt("BODY"),
+    FetchAtt("BODYSTRUCTURE"),
+    FetchAtt("RFC822.SIZE"),
+    FetchAtt("MODSEQ"),
     FetchAtt("BODY", Section((), "HEADER.FIELDS", ("FROM", "SUBJECT")), peek=True),
     FetchAtt("BODY", Section((), "HEADER"), peek=True, partial=(2, 10)),
     FetchAtt("BODY", Section((1,), None), peek=True),
@@ -144,7 +150,13 @@ def test_fetch_line_equals_fetch_response(raw: bytes, utf8: bool) -> None:
     when = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
     old = MessageRecord(7, 12, ("\\Seen",), when, len(raw), content=raw, structure=stored)
     new = MessageRecord(
-        7, 12, ("\\Seen",), when, len(raw), content=raw, wire=prerender(structure),
+        7,
+        12,
+        ("\\Seen",),
+        when,
+        len(raw),
+        content=raw,
+        wire=prerender(structure),
         header=raw[: structure.body_start],
     )
     for n in (1, 2, 3):
@@ -152,8 +164,7 @@ def test_fetch_line_equals_fetch_response(raw: bytes, utf8: bool) -> None:
             view = SelectedView(1, [3, 7], readonly=False, recent={7})
             # A part number needs the structure: the store returns it then (`needs`).
             parts = any(a.section is not None and a.section.part for a in atts)
-            fast = fetch_line(view, 2, replace(new, structure=stored) if parts else new,
-                              atts, utf8)
+            fast = fetch_line(view, 2, replace(new, structure=stored) if parts else new, atts, utf8)
             assert fast == serialize(fetch_response(view, 2, old, atts), utf8=utf8), atts
 
 
@@ -167,5 +178,6 @@ def test_fetch_line_internaldate_keeps_each_zone() -> None:
         record = MessageRecord(7, 1, (), when, 10)
         line = fetch_line(view, 2, record, atts, False)
         assert line == serialize(fetch_response(view, 2, record, atts))
-    assert b"07:06:07 +0200" in (fetch_line(view, 2, MessageRecord(7, 1, (), east, 10), atts,
-                                            False) or b"")
+    assert b"07:06:07 +0200" in (
+        fetch_line(view, 2, MessageRecord(7, 1, (), east, 10), atts, False) or b""
+    )

@@ -126,12 +126,10 @@ def test_nonsync_literal_too_big_is_fatal() -> None:
 def test_literals_per_command_are_bounded() -> None:
     # scripts/fuzz: ~20,000 "{0}" literals fit in a 64 kB line; each cost framing work and a
     # continuation, and one such command stalled every client for 0.5-3 s.
-    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
-               max_literals=2)
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000, max_literals=2)
     f.feed(b"a APPEND x {1+}\r\na {1+}\r\nb {1+}\r\nc {1+}\r\nd\r\nb NOOP\r\n")
     assert events(f) == [FrameRejected("a", "BAD", "Too many literals"), Frame(b"b NOOP", (), "b")]
-    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
-               max_literals=2)
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000, max_literals=2)
     f.feed(b"a APPEND x {1}\r\na {1}\r\nb {1}\r\nc NOOP\r\n")  # no "+" for the third
     assert events(f) == [
         SyncLiteral(b"a APPEND x {1}", "a", 1),
@@ -139,8 +137,7 @@ def test_literals_per_command_are_bounded() -> None:
         FrameRejected("a", "BAD", "Too many literals"),
         Frame(b"c NOOP", (), "c"),
     ]
-    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
-               max_literals=2)
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000, max_literals=2)
     f.feed(b"a APPEND x {1+}\r\na {1+}\r\nb\r\n")  # at the limit: a command as usual
     assert [type(e) for e in events(f)] == [Frame]
 
@@ -274,26 +271,30 @@ def test_read_tag(line: bytes, tag: str | None) -> None:
 def test_big_literals_leave_in_chunks_and_are_not_kept() -> None:
     """At spool_size octets a literal is handed out as it arrives (first chunk marked),
     the frame holding a SpooledLiteral for it; smaller ones stay inline."""
-    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
-               spool_size=5)
+    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000, spool_size=5)
     f.feed(b"a APPEND x {6+}\r\nabc")
     assert events(f) == [LiteralChunk(b"abc", True, 6)]
     f.feed(b"def {2}\r\n")
     assert events(f) == [
-        LiteralChunk(b"def", False, 6), SyncLiteral(b"a APPEND x {6+} {2}", "a", 2)
+        LiteralChunk(b"def", False, 6),
+        SyncLiteral(b"a APPEND x {6+} {2}", "a", 2),
     ]
     f.feed(b"gh {5+}\r\n12345\r\n")
     assert events(f) == [
         LiteralChunk(b"12345", True, 5),
-        Frame(b"a APPEND x {6+} {2} {5+}",
-              ((15, SpooledLiteral(0, 6)), (19, b"gh"), (24, SpooledLiteral(1, 5))), "a"),
+        Frame(
+            b"a APPEND x {6+} {2} {5+}",
+            ((15, SpooledLiteral(0, 6)), (19, b"gh"), (24, SpooledLiteral(1, 5))),
+            "a",
+        ),
     ]
     assert not f.in_literal
 
 
 def test_literals_of_one_command_are_limited_together() -> None:
-    f = Framer(max_line_length=100, max_literal_size=50, max_discard_length=1000,
-               max_literal_total=60)
+    f = Framer(
+        max_line_length=100, max_literal_size=50, max_discard_length=1000, max_literal_total=60
+    )
     f.feed(b"a APPEND x {40+}\r\n" + b"x" * 40 + b" {30}\r\n")
     assert events(f) == [FrameRejected("a", "NO", "Literal too big", "TOOBIG")]
     f.feed(b"b APPEND x {40+}\r\n" + b"x" * 40 + b" {30+}\r\n")

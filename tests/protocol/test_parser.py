@@ -121,7 +121,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("copy-bad-mutf7", b"a COPY 1 &Jjo", No("CANNOT")),
     ("list-bad-mutf7-pattern", b'a LIST "" &Jjo', c.List("a", "", ())),
     ("list-bad-mutf7-one-of-two", b'a LIST "" (&Jjo %)', c.List("a", "", ("%",), extended=True)),
-    ("list-bad-mutf7-reference", b'a LIST &Jjo %', c.List("a", "", ())),
+    ("list-bad-mutf7-reference", b"a LIST &Jjo %", c.List("a", "", ())),
     ("lsub-bad-mutf7-pattern", b'a LSUB "" &AGE-*', c.List("a", "", (), lsub=True)),
     ("select-condstore", b"a SELECT INBOX (CONDSTORE)", c.Select("a", "INBOX", condstore=True)),
     (
@@ -362,8 +362,11 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("namespace", b"a NAMESPACE", c.Namespace("a")),
     # ACL (RFC 4314 §3; rights are checked by the handler, so any astring parses)
     ("setacl", b"a SETACL INBOX/Drafts Chris +cda", c.SetAcl("a", "INBOX/Drafts", "Chris", "+cda")),
-    ("setacl-quoted", b'a SetAcl "Other Users/alice/x" -bob ""',
-     c.SetAcl("a", "Other Users/alice/x", "-bob", "")),
+    (
+        "setacl-quoted",
+        b'a SetAcl "Other Users/alice/x" -bob ""',
+        c.SetAcl("a", "Other Users/alice/x", "-bob", ""),
+    ),
     ("setacl-literal-id", b"a SETACL x {3}\r\nbob lr", c.SetAcl("a", "x", "bob", "lr")),
     ("setacl-no-rights", b"a SETACL INBOX bob", Bad()),
     ("setacl-list-rights", b"a SETACL INBOX bob (lr)", Bad()),
@@ -628,9 +631,14 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("search-size-huge", b"a SEARCH LARGER 4294967296", Bad()),
     ("search-within", b"a SEARCH OLDER 60 YOUNGER 1", srch(K("OLDER", 60), K("YOUNGER", 1))),
     ("search-within-zero", b"a SEARCH OLDER 0", Bad()),
-    ("search-within-or-not", b"a UID SEARCH OR YOUNGER 5 NOT OLDER 4294967295",
-     srch(K("OR", children=(K("YOUNGER", 5), K("NOT", children=(K("OLDER", 4294967295),)))),
-          uid=True)),
+    (
+        "search-within-or-not",
+        b"a UID SEARCH OR YOUNGER 5 NOT OLDER 4294967295",
+        srch(
+            K("OR", children=(K("YOUNGER", 5), K("NOT", children=(K("OLDER", 4294967295),)))),
+            uid=True,
+        ),
+    ),
     ("search-within-missing", b"a SEARCH YOUNGER", Bad()),
     ("search-within-missing-sp", b"a SEARCH OLDER ", Bad()),
     ("search-within-negative", b"a SEARCH OLDER -5", Bad()),
@@ -748,7 +756,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         b'a GETMETADATA "INBOX" (MAXSIZE 1024) (/shared/comment /private/comment)',
         c.GetMetadata("a", "INBOX", ("/shared/comment", "/private/comment"), 0, 1024),
     ),
-    ("getmetadata-options-twice", b'a GETMETADATA (DEPTH 1) x (DEPTH 1) /shared/c', Bad()),
+    ("getmetadata-options-twice", b"a GETMETADATA (DEPTH 1) x (DEPTH 1) /shared/c", Bad()),
     ("getmetadata-no-entry", b'a GETMETADATA ""', Bad()),
     ("getmetadata-star", b'a GETMETADATA "" "/shared/*"', Bad()),
     ("getmetadata-percent", b'a GETMETADATA "" "/shared/a%"', Bad()),
@@ -806,8 +814,9 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         "aps-v2",
         b"a XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09 aps-device-token"
         b' 2918390218 aps-subtopic com.apple.mobilemail mailboxes (INBOX "Notes")',
-        c.XApplePushService("a", 2, "0715A26B-CA09", "2918390218", "com.apple.mobilemail",
-                            ("INBOX", "Notes")),
+        c.XApplePushService(
+            "a", 2, "0715A26B-CA09", "2918390218", "com.apple.mobilemail", ("INBOX", "Notes")
+        ),
     ),
     (
         "aps-v2-any-order",
@@ -848,15 +857,27 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("getquota-literal-utf8", b"a GETQUOTA {5}\r\nj\xc3\xb6rg", c.GetQuota("a", "j\u00f6rg")),
     ("getquotaroot", b"a GETQUOTAROOT inbox", c.GetQuotaRoot("a", "INBOX")),
     ("getquotaroot-utf7", b"a GETQUOTAROOT Entw&APw-rfe", c.GetQuotaRoot("a", "Entw\u00fcrfe")),
-    ("setquota", b'a SETQUOTA "#user/alice" (STORAGE 510)',
-     c.SetQuota("a", "#user/alice", (("STORAGE", 510),))),
-    ("setquota-two", b"a SETQUOTA alice (storage 1 MESSAGE 0)",
-     c.SetQuota("a", "alice", (("STORAGE", 1), ("MESSAGE", 0)))),
+    (
+        "setquota",
+        b'a SETQUOTA "#user/alice" (STORAGE 510)',
+        c.SetQuota("a", "#user/alice", (("STORAGE", 510),)),
+    ),
+    (
+        "setquota-two",
+        b"a SETQUOTA alice (storage 1 MESSAGE 0)",
+        c.SetQuota("a", "alice", (("STORAGE", 1), ("MESSAGE", 0))),
+    ),
     ("setquota-none", b"a SETQUOTA alice ()", c.SetQuota("a", "alice", ())),
-    ("setquota-other-resource", b"a SETQUOTA alice (MAILBOX 5)",
-     c.SetQuota("a", "alice", (("MAILBOX", 5),))),
-    ("setquota-number64", b"a SETQUOTA alice (STORAGE 9223372036854775807)",
-     c.SetQuota("a", "alice", (("STORAGE", 2**63 - 1),))),
+    (
+        "setquota-other-resource",
+        b"a SETQUOTA alice (MAILBOX 5)",
+        c.SetQuota("a", "alice", (("MAILBOX", 5),)),
+    ),
+    (
+        "setquota-number64",
+        b"a SETQUOTA alice (STORAGE 9223372036854775807)",
+        c.SetQuota("a", "alice", (("STORAGE", 2**63 - 1),)),
+    ),
     ("setquota-too-big", b"a SETQUOTA alice (STORAGE 9223372036854775808)", Bad()),
     ("setquota-twice", b"a SETQUOTA alice (STORAGE 1 STORAGE 2)", Bad()),
     ("setquota-negative", b"a SETQUOTA alice (STORAGE -1)", Bad()),
@@ -879,30 +900,74 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     # -- NOTIFY (RFC 5465 §5, §6.1, §8; RFC 3501 §9; the readings of docs/notify.md)
     ("notify-none", b"a NOTIFY NONE", c.Notify("a", False, None)),
     ("notify-none-lower", b"a notify none", c.Notify("a", False, None)),
-    ("notify-set-selected", b"a NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER])"
-     b" messageexpunge))",
-     c.Notify("a", False, (c.NotifyGroup("selected", (), (
-         NE("MessageNew", (F("UID"), F("BODY", Section((), "HEADER"), peek=True))),
-         NE("MessageExpunge"))),))),
-    ("notify-set-status-groups", b"a NOTIFY SET STATUS (SELECTED-DELAYED (MessageNew"
-     b" MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))"
-     b" (subtree (Lists &AOQ-) NONE) (mailboxes inbox (MessageNew MessageExpunge))",
-     c.Notify("a", True, (
-         c.NotifyGroup("selected-delayed", (), (
-             NE("MessageNew"), NE("MessageExpunge"), NE("FlagChange"))),
-         c.NotifyGroup("personal", (), (NE("MailboxName"), NE("SubscriptionChange"))),
-         c.NotifyGroup("subtree", ("Lists", "\u00e4"), None),
-         c.NotifyGroup("mailboxes", ("INBOX",), (NE("MessageNew"), NE("MessageExpunge"))),
-     ))),
-    ("notify-inboxes-subscribed", b"a NOTIFY SET (inboxes (MailboxMetadataChange))"
-     b" (subscribed (ServerMetadataChange))",
-     c.Notify("a", False, (c.NotifyGroup("inboxes", (), (NE("MailboxMetadataChange"),)),
-                           c.NotifyGroup("subscribed", (), (NE("ServerMetadataChange"),))))),
-    ("notify-event-ext", b"a NOTIFY SET (personal (XFuture))",
-     c.Notify("a", False, (c.NotifyGroup("personal", (), (NE("XFuture"),)),))),
-    ("notify-annotation", b"a NOTIFY SET (selected (MessageNew MessageExpunge AnnotationChange))",
-     c.Notify("a", False, (c.NotifyGroup("selected", (), (
-         NE("MessageNew"), NE("MessageExpunge"), NE("AnnotationChange"))),))),
+    (
+        "notify-set-selected",
+        b"a NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER]) messageexpunge))",
+        c.Notify(
+            "a",
+            False,
+            (
+                c.NotifyGroup(
+                    "selected",
+                    (),
+                    (
+                        NE("MessageNew", (F("UID"), F("BODY", Section((), "HEADER"), peek=True))),
+                        NE("MessageExpunge"),
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
+        "notify-set-status-groups",
+        b"a NOTIFY SET STATUS (SELECTED-DELAYED (MessageNew"
+        b" MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))"
+        b" (subtree (Lists &AOQ-) NONE) (mailboxes inbox (MessageNew MessageExpunge))",
+        c.Notify(
+            "a",
+            True,
+            (
+                c.NotifyGroup(
+                    "selected-delayed",
+                    (),
+                    (NE("MessageNew"), NE("MessageExpunge"), NE("FlagChange")),
+                ),
+                c.NotifyGroup("personal", (), (NE("MailboxName"), NE("SubscriptionChange"))),
+                c.NotifyGroup("subtree", ("Lists", "\u00e4"), None),
+                c.NotifyGroup("mailboxes", ("INBOX",), (NE("MessageNew"), NE("MessageExpunge"))),
+            ),
+        ),
+    ),
+    (
+        "notify-inboxes-subscribed",
+        b"a NOTIFY SET (inboxes (MailboxMetadataChange)) (subscribed (ServerMetadataChange))",
+        c.Notify(
+            "a",
+            False,
+            (
+                c.NotifyGroup("inboxes", (), (NE("MailboxMetadataChange"),)),
+                c.NotifyGroup("subscribed", (), (NE("ServerMetadataChange"),)),
+            ),
+        ),
+    ),
+    (
+        "notify-event-ext",
+        b"a NOTIFY SET (personal (XFuture))",
+        c.Notify("a", False, (c.NotifyGroup("personal", (), (NE("XFuture"),)),)),
+    ),
+    (
+        "notify-annotation",
+        b"a NOTIFY SET (selected (MessageNew MessageExpunge AnnotationChange))",
+        c.Notify(
+            "a",
+            False,
+            (
+                c.NotifyGroup(
+                    "selected", (), (NE("MessageNew"), NE("MessageExpunge"), NE("AnnotationChange"))
+                ),
+            ),
+        ),
+    ),
     ("notify-set-alone", b"a NOTIFY SET", Bad()),
     ("notify-set-status-alone", b"a NOTIFY SET STATUS", Bad()),
     ("notify-none-extra", b"a NOTIFY NONE (selected (MessageNew MessageExpunge))", Bad()),
@@ -919,8 +984,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
     ("notify-flag-half", b"a NOTIFY SET (personal (FlagChange MessageNew))", Bad()),
     ("notify-selected-mailbox-event", b"a NOTIFY SET (selected (MailboxName))", Bad()),
     ("notify-two-selected", b"a NOTIFY SET (selected NONE) (selected-delayed NONE)", Bad()),
-    ("notify-atts-elsewhere", b"a NOTIFY SET (personal (MessageNew (UID) MessageExpunge))",
-     Bad()),
+    ("notify-atts-elsewhere", b"a NOTIFY SET (personal (MessageNew (UID) MessageExpunge))", Bad()),
     ("notify-atts-macro", b"a NOTIFY SET (selected (MessageNew (ALL) MessageExpunge))", Bad()),
     ("notify-atts-empty", b"a NOTIFY SET (selected (MessageNew () MessageExpunge))", Bad()),
     ("notify-unclosed", b"a NOTIFY SET (personal (MailboxName)", Bad()),

@@ -30,8 +30,10 @@ def plain_rows(
 ) -> list[tuple[object, ...]]:
     """What `Store.fetch_plain` returns for these records and the columns ``atts`` show."""
     value: dict[str, Callable[[MessageRecord], object]] = {
-        "modseq": lambda r: r.modseq, "flags": lambda r: " ".join(r.flags),
-        "size": lambda r: r.size, "internaldate": lambda r: r.internaldate.isoformat(),
+        "modseq": lambda r: r.modseq,
+        "flags": lambda r: " ".join(r.flags),
+        "size": lambda r: r.size,
+        "internaldate": lambda r: r.internaldate.isoformat(),
     }
     return [(r.uid, *(value[c](r) for c in plain_columns(atts))) for r in records]
 
@@ -49,8 +51,7 @@ def test_plain_path_matches_generic_serializer(names: tuple[str, ...]) -> None:
     view = SelectedView(1, [1, 3, 7, 9], readonly=False, recent={7})
     fast = _plain_fetch_lines(view, plain_rows(RECORDS, atts), atts)
     slow = b"".join(
-        serialize(fetch_response(view, view.seq_of(r.uid) or 0, r, atts))
-        for r in RECORDS
+        serialize(fetch_response(view, view.seq_of(r.uid) or 0, r, atts)) for r in RECORDS
     )
     assert fast == slow
 
@@ -70,10 +71,7 @@ def test_plain_path_numbers_rows_that_are_not_a_run(names: tuple[str, ...]) -> N
     rows = plain_rows(kept, atts)
     rows.insert(1, (5, *rows[0][1:]))  # not in the view
     fast = _plain_fetch_lines(view, rows, atts)
-    slow = b"".join(
-        serialize(fetch_response(view, view.seq_of(r.uid) or 0, r, atts))
-        for r in kept
-    )
+    slow = b"".join(serialize(fetch_response(view, view.seq_of(r.uid) or 0, r, atts)) for r in kept)
     assert fast == slow
     assert fast.startswith(b"* 2 FETCH") and b"\r\n* 4 FETCH" in fast
     told = [line.items[0] for line in view.flush_flags()]  # type: ignore[union-attr]

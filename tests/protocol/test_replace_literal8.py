@@ -17,8 +17,12 @@ SELECTED = Selected("u", "INBOX", False)
 
 @pytest.mark.parametrize(
     "line",
-    [b"a REPLACE 1 x ~{5}", b"a UID REPLACE 7 x (\\Seen) ~{5}",
-     b'a REPLACE * x "01-Jan-2026 00:00:00 +0000" ~{5}', b"a REPLACE 1 {1+}\r\nx ~{5}"],
+    [
+        b"a REPLACE 1 x ~{5}",
+        b"a UID REPLACE 7 x (\\Seen) ~{5}",
+        b'a REPLACE * x "01-Jan-2026 00:00:00 +0000" ~{5}',
+        b"a REPLACE 1 {1+}\r\nx ~{5}",
+    ],
 )
 def test_literal8_as_replace_data_is_invited(line: bytes) -> None:
     conn = connection(SELECTED)
@@ -30,7 +34,8 @@ def test_literal8_as_replace_mailbox_is_bad_at_once(line: bytes) -> None:
     conn = connection(SELECTED)
     events = feed(conn, [line + b"\r\nb NOOP\r\n"])
     assert events == [
-        Rejected(Tagged("a", "BAD",
-                        "literal8 (~{n}) is only allowed as APPEND or SETMETADATA data")),
+        Rejected(
+            Tagged("a", "BAD", "literal8 (~{n}) is only allowed as APPEND or SETMETADATA data")
+        ),
         c.Noop("b"),
     ]

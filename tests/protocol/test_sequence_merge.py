@@ -13,14 +13,16 @@ from imapd.selected import SelectedView
 
 bound = st.one_of(st.none(), st.integers(1, 60))
 sets = st.lists(st.tuples(bound, bound), min_size=1, max_size=12).map(
-    lambda r: SequenceSet(tuple(r)))
+    lambda r: SequenceSet(tuple(r))
+)
 
 
 @settings(max_examples=500, deadline=None)
 @given(sets, st.integers(0, 50))
 def test_values_are_the_numbers_covered(s: SequenceSet, largest: int) -> None:
-    expected = sorted({n for lo, hi in s.resolve(largest) for n in range(max(lo, 1), hi + 1)
-                       if n <= largest})
+    expected = sorted(
+        {n for lo, hi in s.resolve(largest) for n in range(max(lo, 1), hi + 1) if n <= largest}
+    )
     assert s.values(largest) == expected
     merged = s.merged(largest)
     assert all(a[1] + 1 < b[0] for a, b in pairwise(merged))

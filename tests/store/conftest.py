@@ -23,13 +23,16 @@ BACKENDS = ("sqlite", "postgres")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sqlite_only: a store test not run on PostgreSQL (tests/store/conftest.py)")
+        "markers", "sqlite_only: a store test not run on PostgreSQL (tests/store/conftest.py)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if ("backend" in metafunc.fixturenames
-            and getattr(metafunc.module, "BOTH_BACKENDS", False)
-            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+    if (
+        "backend" in metafunc.fixturenames
+        and getattr(metafunc.module, "BOTH_BACKENDS", False)
+        and metafunc.definition.get_closest_marker("sqlite_only") is None
+    ):
         metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
@@ -40,7 +43,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """"sqlite", or "postgres" where the module asks for both (BOTH_BACKENDS)."""
+    """ "sqlite", or "postgres" where the module asks for both (BOTH_BACKENDS)."""
     return str(getattr(request, "param", "sqlite"))
 
 

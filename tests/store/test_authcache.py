@@ -38,8 +38,7 @@ def test_hit_after_remember_until_ttl_then_expired() -> None:
     clock.now += 0.1  # exactly ttl after the verification: gone (a hit does not extend it)
     assert not cache.hit("alice", "pw", STORED)
     stats = cache.stats()
-    assert (stats.hits, stats.misses, stats.stored, stats.expired, stats.entries) == (
-        1, 2, 1, 1, 0)
+    assert (stats.hits, stats.misses, stats.stored, stats.expired, stats.entries) == (1, 2, 1, 1, 0)
 
 
 def test_other_password_user_or_stored_hash_misses() -> None:
@@ -120,12 +119,12 @@ def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_store_authenticate_uses_the_cache(tmp_path: Path,
-                                                  verifications: list[str]) -> None:
+async def test_store_authenticate_uses_the_cache(tmp_path: Path, verifications: list[str]) -> None:
     clock = Clock()
     cache = AuthCache(60, 10, clock=clock)
-    store = await SqliteStore.open(tmp_path / "s.sqlite3", lambda c: None, scrypt_n=16,
-                                   auth_cache=cache)
+    store = await SqliteStore.open(
+        tmp_path / "s.sqlite3", lambda c: None, scrypt_n=16, auth_cache=cache
+    )
     try:
         await store.create_user("alice", "pw")
         user = await store.authenticate("alice", "pw")
@@ -158,8 +157,9 @@ async def test_store_authenticate_uses_the_cache(tmp_path: Path,
         await store.close()
 
 
-async def test_password_changed_by_another_connection_misses(tmp_path: Path,
-                                                              verifications: list[str]) -> None:
+async def test_password_changed_by_another_connection_misses(
+    tmp_path: Path, verifications: list[str]
+) -> None:
     """The stored hash binds the entry: a change by another process (here another store on
     the same file, which shares no cache) makes the old password fail at once."""
     path = tmp_path / "s.sqlite3"

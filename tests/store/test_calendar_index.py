@@ -28,8 +28,13 @@ LOOKBACK = dt.timedelta(hours=1)
 FOLDER_TYPE = "/shared/vendor/kolab/folder-type"
 
 # START is 2024-03-01 12:00Z: an event at 13:00 with its alarm 15 minutes before.
-EVENT = message(ics(vevent("DTSTART:20240301T130000Z", "DTEND:20240301T140000Z",
-                           alarms=(valarm("TRIGGER:-PT15M"),))))
+EVENT = message(
+    ics(
+        vevent(
+            "DTSTART:20240301T130000Z", "DTEND:20240301T140000Z", alarms=(valarm("TRIGGER:-PT15M"),)
+        )
+    )
+)
 
 
 @pytest.fixture
@@ -47,18 +52,20 @@ def fired(env: Env) -> list[CalendarAlarmFired]:
 
 def objects(env: Env) -> list[tuple[int, int, int, int | None]]:
     with env.db() as db:
-        return db.execute("SELECT mailbox_id, uid, fired_through, next_alarm"
-                          " FROM calendar_objects ORDER BY mailbox_id, uid").fetchall()
+        return db.execute(
+            "SELECT mailbox_id, uid, fired_through, next_alarm"
+            " FROM calendar_objects ORDER BY mailbox_id, uid"
+        ).fetchall()
 
 
-async def append(store: SqliteStore, user: User, raw: bytes = EVENT,
-                 mailbox: str = "Calendar") -> int:
+async def append(
+    store: SqliteStore, user: User, raw: bytes = EVENT, mailbox: str = "Calendar"
+) -> int:
     result = await store.append(user.id, mailbox, [NewMessage(raw)], ORIGIN)
     return result.uids[0]
 
 
-async def test_append_indexes_and_alarm_fires_once(store: SqliteStore, env: Env,
-                                                   bob: User) -> None:
+async def test_append_indexes_and_alarm_fires_once(store: SqliteStore, env: Env, bob: User) -> None:
     uid = await append(store, bob)
     # Indexed in the APPEND's transaction, to be planned (due at once, parsed off the lock).
     at = int(START.timestamp())
@@ -74,7 +81,10 @@ async def test_append_indexes_and_alarm_fires_once(store: SqliteStore, env: Env,
     [change] = fired(env)
     assert (change.user, change.mailbox.name, change.uid) == ("bob", "Calendar", uid)
     assert (change.alarm_time, change.ical_uid, change.action) == (
-        "20240301T124500Z", "ev-1", "display")
+        "20240301T124500Z",
+        "ev-1",
+        "display",
+    )
     assert change in env.take()  # published too, after the commit
     assert await store.next_calendar_alarm() is None
     env.clock.advance(3600)
@@ -87,17 +97,18 @@ async def test_plain_mailbox_is_not_indexed(store: SqliteStore, env: Env, bob: U
     assert objects(env) == []
 
 
-async def test_private_annotation_of_the_owner(store: SqliteStore, env: Env,
-                                               bob: User) -> None:
+async def test_private_annotation_of_the_owner(store: SqliteStore, env: Env, bob: User) -> None:
     await store.create_mailbox(bob.id, "Mine", ORIGIN)
-    await store.set_metadata(bob.id, "Mine", [("/private/vendor/kolab/folder-type",
-                                               b"event.default")], ORIGIN, LIMITS)
+    await store.set_metadata(
+        bob.id, "Mine", [("/private/vendor/kolab/folder-type", b"event.default")], ORIGIN, LIMITS
+    )
     await append(store, bob, mailbox="Mine")
     assert len(objects(env)) == 1
 
 
-async def test_metadata_set_later_indexes_and_removal_drops(store: SqliteStore, env: Env,
-                                                           bob: User) -> None:
+async def test_metadata_set_later_indexes_and_removal_drops(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
     await store.create_mailbox(bob.id, "Later", ORIGIN)
     await append(store, bob, mailbox="Later")
     await append(store, bob, raw=b"Subject: mail\r\n\r\nplain\r\n", mailbox="Later")
@@ -109,8 +120,9 @@ async def test_metadata_set_later_indexes_and_removal_drops(store: SqliteStore, 
     assert objects(env) == []
 
 
-async def test_move_out_before_the_alarm_fires_nothing(store: SqliteStore, env: Env,
-                                                       bob: User) -> None:
+async def test_move_out_before_the_alarm_fires_nothing(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
     uid = await append(store, bob)
     box = await store.get_mailbox(bob.id, "Calendar")
     await store.copy_messages(box.id, [uid], bob.id, "Archive", ORIGIN, move=True)
@@ -166,8 +178,9 @@ async def test_malformed_icalendar_is_mail_and_logged(
     assert "malformed iCalendar" in record.getMessage()
 
 
-async def test_restart_between_scheduling_and_firing(env: Env, store: SqliteStore,
-                                                     bob: User) -> None:
+async def test_restart_between_scheduling_and_firing(
+    env: Env, store: SqliteStore, bob: User
+) -> None:
     await append(store, bob)
     await store.close()
     env.clock.advance(50 * 60)  # 5 minutes after the alarm, within the look-back
@@ -183,8 +196,15 @@ async def test_alarm_older_than_lookback_is_skipped_with_a_log_line(
     env: Env, store: SqliteStore, bob: User, caplog: pytest.LogCaptureFixture
 ) -> None:
     await append(store, bob)
-    repeat = message(ics(vevent("DTSTART:20240301T150000Z", uid="ev-2", alarms=(
-        valarm("TRIGGER:-PT2H", "REPEAT:3", "DURATION:PT30M"),))))  # 13:00 .. 14:30
+    repeat = message(
+        ics(
+            vevent(
+                "DTSTART:20240301T150000Z",
+                uid="ev-2",
+                alarms=(valarm("TRIGGER:-PT2H", "REPEAT:3", "DURATION:PT30M"),),
+            )
+        )
+    )  # 13:00 .. 14:30
     await append(store, bob, raw=repeat)
     env.clock.advance(2.5 * 3600)  # 14:30: 12:45 and 13:00, 13:30 are over an hour old
     with caplog.at_level(logging.WARNING, logger="store.calendar"):
@@ -193,20 +213,28 @@ async def test_alarm_older_than_lookback_is_skipped_with_a_log_line(
     assert sum("skipped" in r.getMessage() for r in caplog.records) == 2
 
 
-async def test_two_stores_on_one_file_fire_once(env: Env, store: SqliteStore,
-                                                bob: User) -> None:
+async def test_two_stores_on_one_file_fire_once(env: Env, store: SqliteStore, bob: User) -> None:
     await append(store, bob)
     other = await env.open()
     env.clock.advance(3600)
-    counts = [await store.fire_calendar_alarms(LOOKBACK),
-              await other.fire_calendar_alarms(LOOKBACK)]
+    counts = [
+        await store.fire_calendar_alarms(LOOKBACK),
+        await other.fire_calendar_alarms(LOOKBACK),
+    ]
     assert sorted(counts) == [0, 1]
     assert len(fired(env)) == 1
 
 
 async def test_recurring_object_advances(store: SqliteStore, env: Env, bob: User) -> None:
-    daily = message(ics(vevent("DTSTART:20240301T130000Z", "RRULE:FREQ=DAILY;COUNT=3",
-                               alarms=(valarm("TRIGGER:-PT15M"),))))
+    daily = message(
+        ics(
+            vevent(
+                "DTSTART:20240301T130000Z",
+                "RRULE:FREQ=DAILY;COUNT=3",
+                alarms=(valarm("TRIGGER:-PT15M"),),
+            )
+        )
+    )
     await append(store, bob, raw=daily)
     times = []
     for _ in range(4):
@@ -222,18 +250,30 @@ async def test_weekly_series_across_dst_with_exdate_and_override_fires_in_order(
 ) -> None:
     # 09:00 Europe/Berlin on Mondays from 18 March 2024 (CET), DST starts 31 March: the
     # 25 March instance is excluded, 1 April's is moved to 14:00 with its own alarm.
-    series = message(ics(
-        vevent("DTSTART;TZID=Europe/Berlin:20240318T090000",
-               "DTEND;TZID=Europe/Berlin:20240318T100000", "RRULE:FREQ=WEEKLY;COUNT=4",
-               "EXDATE;TZID=Europe/Berlin:20240325T090000",
-               alarms=(valarm("TRIGGER:-PT15M"),)),
-        vevent("RECURRENCE-ID;TZID=Europe/Berlin:20240401T090000",
-               "DTSTART;TZID=Europe/Berlin:20240401T140000",
-               "DTEND;TZID=Europe/Berlin:20240401T150000", summary="Moved",
-               alarms=(valarm("TRIGGER:-PT1H"),)),
-        vevent("DTSTART;VALUE=DATE:20240320", uid="all-day", summary="Holiday",
-               alarms=(valarm("TRIGGER:-PT12H"),)),
-    ))
+    series = message(
+        ics(
+            vevent(
+                "DTSTART;TZID=Europe/Berlin:20240318T090000",
+                "DTEND;TZID=Europe/Berlin:20240318T100000",
+                "RRULE:FREQ=WEEKLY;COUNT=4",
+                "EXDATE;TZID=Europe/Berlin:20240325T090000",
+                alarms=(valarm("TRIGGER:-PT15M"),),
+            ),
+            vevent(
+                "RECURRENCE-ID;TZID=Europe/Berlin:20240401T090000",
+                "DTSTART;TZID=Europe/Berlin:20240401T140000",
+                "DTEND;TZID=Europe/Berlin:20240401T150000",
+                summary="Moved",
+                alarms=(valarm("TRIGGER:-PT1H"),),
+            ),
+            vevent(
+                "DTSTART;VALUE=DATE:20240320",
+                uid="all-day",
+                summary="Holiday",
+                alarms=(valarm("TRIGGER:-PT12H"),),
+            ),
+        )
+    )
     await append(store, bob, raw=series)
     for _ in range(40):  # a day at a time from 1 March, firing as a server would
         env.clock.advance(24 * 3600)

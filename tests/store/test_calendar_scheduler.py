@@ -23,8 +23,9 @@ pytest.importorskip("recurring_ical_events")
 
 
 def event(uid: str, start: str) -> NewMessage:
-    return NewMessage(message(ics(vevent(f"DTSTART:{start}", uid=uid,
-                                         alarms=(valarm("TRIGGER:-PT10M"),)))))
+    return NewMessage(
+        message(ics(vevent(f"DTSTART:{start}", uid=uid, alarms=(valarm("TRIGGER:-PT10M"),))))
+    )
 
 
 async def test_one_timer_woken_by_an_earlier_alarm(tmp_path: Path) -> None:
@@ -41,14 +42,17 @@ async def test_one_timer_woken_by_an_earlier_alarm(tmp_path: Path) -> None:
         if scheduler is not None:
             scheduler.wake(changes)
 
-    store = await SqliteStore.open(tmp_path / "s.sqlite3", publish, scrypt_n=16,
-                                   clock=clock.now)
+    store = await SqliteStore.open(tmp_path / "s.sqlite3", publish, scrypt_n=16, clock=clock.now)
     try:
         user = await store.create_user("bob", "pw")
         await store.create_mailbox(user.id, "Calendar", ORIGIN)
-        await store.set_metadata(user.id, "Calendar", [
-            ("/shared/vendor/kolab/folder-type", b"event.default")], ORIGIN,
-            MetadataLimits(1024, 16))
+        await store.set_metadata(
+            user.id,
+            "Calendar",
+            [("/shared/vendor/kolab/folder-type", b"event.default")],
+            ORIGIN,
+            MetadataLimits(1024, 16),
+        )
         scheduler = AlarmScheduler(store, clock, lookback=3600)
         task = asyncio.create_task(scheduler.run())
         await store.append(user.id, "Calendar", [event("late", "20260302T110000Z")], ORIGIN)
@@ -66,7 +70,9 @@ async def test_one_timer_woken_by_an_earlier_alarm(tmp_path: Path) -> None:
         clock.advance(90 * 60)  # 10:50
         await asyncio.wait_for(arrived.wait(), 10)
         assert [(c.ical_uid, c.alarm_time) for c in fired] == [
-            ("soon", "20260302T092000Z"), ("late", "20260302T105000Z")]
+            ("soon", "20260302T092000Z"),
+            ("late", "20260302T105000Z"),
+        ]
         assert await store.next_calendar_alarm() is None
     finally:
         if task is not None:

@@ -47,7 +47,13 @@ SCRIPT = textwrap.dedent("""
 
 def test_calendar_mailbox_is_plain_without_the_extra(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "s.sqlite3")],
-                         capture_output=True, text=True, timeout=60, cwd=root, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "s.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "plain mailbox"

@@ -19,8 +19,9 @@ DAY = 86400.0
 async def test_expire_removes_messages_older_than_retention(env: Env) -> None:
     store = await env.open()
     bob = await store.create_user("bob", "pw")
-    await store.append(bob.id, "INBOX", [NewMessage(message("old 1")),
-                                         NewMessage(message("old 2"))], ORIGIN)
+    await store.append(
+        bob.id, "INBOX", [NewMessage(message("old 1")), NewMessage(message("old 2"))], ORIGIN
+    )
     env.clock.advance(5 * DAY)
     await store.append(bob.id, "INBOX", [NewMessage(message("new"))], ORIGIN)
     await store.append(bob.id, "Archive", [NewMessage(message("kept: no retention"))], ORIGIN)
@@ -72,8 +73,10 @@ async def test_one_transaction_per_mailbox_and_clearing(env: Env) -> None:
     env.take()
     assert await store.expire() == 2
     changes = env.take()
-    assert [(c.mailbox.owner, c.mailbox.name) for c in changes  # type: ignore[union-attr]
-            ] == [("bob", "Trash"), ("alice", "Trash")]
+    assert [
+        (c.mailbox.owner, c.mailbox.name)  # type: ignore[union-attr]
+        for c in changes
+    ] == [("bob", "Trash"), ("alice", "Trash")]
     assert len({c.seq for c in changes}) == 2
 
 

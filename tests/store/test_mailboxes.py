@@ -47,7 +47,10 @@ async def test_create_with_parents(store: SqliteStore, env: Env, bob: User) -> N
     assert info.name == "a/b/c" and info.selectable and not info.subscribed
     changes = env.take()
     assert [c.mailbox.name for c in changes if isinstance(c, MailboxCreated)] == [
-        "a", "a/b", "a/b/c"]
+        "a",
+        "a/b",
+        "a/b/c",
+    ]
     assert len(changes) == 3
     assert ("a", True) in await names(store, bob)
     assert changes == env.logged()[-3:]
@@ -184,7 +187,11 @@ async def test_rename_with_children_and_subscriptions(
     moved = await store.get_mailbox(bob.id, "x/y/b")
     assert moved.id == a.id and moved.uidvalidity == a.uidvalidity and moved.messages == 1
     assert [n for n, _ in await names(store, bob) if n.startswith(("a", "x"))] == [
-        "ab", "x", "x/y", "x/y/b"]
+        "ab",
+        "x",
+        "x/y",
+        "x/y/b",
+    ]
     subs = await store.subscriptions(bob.id)  # left alone: RFC 9051 §6.3.6
     assert "a/b" in subs and "x/y/b" not in subs
 
@@ -245,7 +252,11 @@ async def test_rename_inbox(store: SqliteStore, env: Env, bob: User) -> None:
     await store.rename_mailbox(bob.id, "INBOX", "Old/Mail", ORIGIN)
     changes = env.take()
     assert [type(c).__name__ for c in changes] == [
-        "MailboxCreated", "MailboxCreated", "MessagesAdded", "MessagesExpunged"]
+        "MailboxCreated",
+        "MailboxCreated",
+        "MessagesAdded",
+        "MessagesExpunged",
+    ]
     added, expunged = changes[2], changes[3]
     assert isinstance(added, MessagesAdded) and isinstance(expunged, MessagesExpunged)
     assert added.kind == "move" and added.source == inbox.mailbox.ref

@@ -38,21 +38,26 @@ async def test_append_and_fetch(store: SqliteStore, env: Env, bob: User) -> None
     when = dt.datetime(2024, 2, 29, 23, 30, 5, 123, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
     raw = message("First", message_id="<id1@example.org>")
     result = await store.append(
-        bob.id, "INBOX", [NewMessage(raw, ("\\seen", "$Label", "\\Recent"), when), new("2")],
+        bob.id,
+        "INBOX",
+        [NewMessage(raw, ("\\seen", "$Label", "\\Recent"), when), new("2")],
         ORIGIN,
     )
     box = await inbox(store, bob)
     assert result.mailbox == box.ref and result.uids == (1, 2)
     [added] = env.take()
     assert isinstance(added, MessagesAdded)
-    assert (added.kind, added.origin, added.at, added.mailbox) == ("append", ORIGIN, START,
-                                                                 box.ref)
+    assert (added.kind, added.origin, added.at, added.mailbox) == ("append", ORIGIN, START, box.ref)
     assert added.counts.messages == 2 and added.counts.unseen == 1
     assert added.counts.uidnext == 3 and added.counts.highestmodseq == 2
     assert added.counts.size == len(raw) + len(message("2"))
     first = added.messages[0]
-    assert (first.uid, first.modseq, first.flags, first.size) == (1, 2, ("\\Seen", "$Label"),
-                                                                 len(raw))
+    assert (first.uid, first.modseq, first.flags, first.size) == (
+        1,
+        2,
+        ("\\Seen", "$Label"),
+        len(raw),
+    )
     assert first.internaldate == when.replace(microsecond=0)
     assert first.internaldate.utcoffset() == dt.timedelta(hours=-5)
     assert first.message_id == "<id1@example.org>"
@@ -83,9 +88,7 @@ async def test_append_errors_publish_nothing(store: SqliteStore, env: Env, bob: 
     assert env.rows("SELECT count(*) FROM contents") == [(0,)]
 
 
-async def test_committer_resumes_before_the_listeners_it_wakes(
-    env: Env, bob: User
-) -> None:
+async def test_committer_resumes_before_the_listeners_it_wakes(env: Env, bob: User) -> None:
     """The caller of a write is answered before its changes are published: what the
     publication wakes (a thousand NOTIFY sessions) runs after the committing session, whose
     tagged OK therefore does not wait for the fan-out."""
@@ -107,9 +110,7 @@ async def test_committer_resumes_before_the_listeners_it_wakes(
         await store.close()
 
 
-async def test_fetch_plain_reads_the_columns_asked(
-    store: SqliteStore, env: Env, bob: User
-) -> None:
+async def test_fetch_plain_reads_the_columns_asked(store: SqliteStore, env: Env, bob: User) -> None:
     """FETCH's plain path: (uid, *columns) in UID order, for one range (1:*, a key range
     scan) and several, only existing messages; a column it does not know is refused (the
     names go into the SQL)."""
@@ -123,7 +124,11 @@ async def test_fetch_plain_reads_the_columns_asked(
         for u, r in records.items()
     ]
     assert await store.fetch_plain(box.id, range(1, 10), ("flags",)) == [
-        (1, ""), (2, "\\Seen"), (3, ""), (4, "\\Seen"), (5, ""),
+        (1, ""),
+        (2, "\\Seen"),
+        (3, ""),
+        (4, "\\Seen"),
+        (5, ""),
     ]
     assert await store.fetch_plain(box.id, [1, 2, 4, 9], ("size", "modseq")) == [
         (u, records[u].size, records[u].modseq) for u in (1, 2, 4)
@@ -154,8 +159,7 @@ async def test_store_flags(store: SqliteStore, env: Env, bob: User) -> None:
     await store.append(bob.id, "INBOX", [new(flags=("\\Seen",)), new(), new()], ORIGIN)
     box = await inbox(store, bob)
     env.take()
-    result = await store.store_flags(box.id, [1, 2, 9], "+", ["\\SEEN", "\\Recent", "Work"],
-                                     ORIGIN)
+    result = await store.store_flags(box.id, [1, 2, 9], "+", ["\\SEEN", "\\Recent", "Work"], ORIGIN)
     assert result.changes == (
         FlagChange(1, 3, ("\\Seen", "Work"), ("Work",), ()),
         FlagChange(2, 3, ("\\Seen", "Work"), ("\\Seen", "Work"), ()),
@@ -173,11 +177,11 @@ async def test_store_flags(store: SqliteStore, env: Env, bob: User) -> None:
     # Removal and replacement; keywords compare case-insensitively.
     removed = await store.store_flags(box.id, [1], "-", ["WORK"], ORIGIN, kind="fetch")
     assert removed.changes == (FlagChange(1, 4, ("\\Seen",), (), ("Work",)),)
-    replaced = await store.store_flags(box.id, [1, 2, 3], "", ["\\Deleted", "\\Flagged"],
-                                       ORIGIN)
+    replaced = await store.store_flags(box.id, [1, 2, 3], "", ["\\Deleted", "\\Flagged"], ORIGIN)
     assert [c.uid for c in replaced.changes] == [1, 2, 3]
     assert replaced.changes[0] == FlagChange(
-        1, 5, ("\\Flagged", "\\Deleted"), ("\\Flagged", "\\Deleted"), ("\\Seen",))
+        1, 5, ("\\Flagged", "\\Deleted"), ("\\Flagged", "\\Deleted"), ("\\Seen",)
+    )
     kinds = [c.kind for c in env.take() if isinstance(c, FlagsChanged)]
     assert kinds == ["fetch", "store"]
     box = await inbox(store, bob)
@@ -192,8 +196,7 @@ async def test_unchangedsince(store: SqliteStore, env: Env, bob: User) -> None:
     await store.append(bob.id, "INBOX", [new(), new()], ORIGIN)  # modseq 2
     box = await inbox(store, bob)
     await store.store_flags(box.id, [2], "+", ["\\Answered"], ORIGIN)  # uid 2 -> modseq 3
-    result = await store.store_flags(box.id, [1, 2], "+", ["\\Flagged"], ORIGIN,
-                                     unchangedsince=2)
+    result = await store.store_flags(box.id, [1, 2], "+", ["\\Flagged"], ORIGIN, unchangedsince=2)
     assert result.modified == (2,)
     assert [c.uid for c in result.changes] == [1]
     assert result.current[2] == (("\\Answered",), 3)
@@ -243,7 +246,9 @@ async def test_fetch_expunged_serves_from_facts_and_shared_contents(
     assert all(m.content_id is not None for m in gone.messages)
     plain = await store.fetch_expunged(gone.messages)
     assert [(r.uid, r.flags, r.content) for r in plain] == [
-        (1, ("\\Deleted",), None), (2, ("\\Deleted",), None)]
+        (1, ("\\Deleted",), None),
+        (2, ("\\Deleted",), None),
+    ]
     full = await store.fetch_expunged(gone.messages, content=True, structure=True)
     assert [r.uid for r in full] == [1]  # 2's contents went with its last message
     assert full[0].content is not None and b"Subject: kept" in full[0].content
@@ -261,8 +266,7 @@ async def test_copy_shares_contents(store: SqliteStore, env: Env, bob: User) -> 
     [added] = env.take()
     assert isinstance(added, MessagesAdded)
     assert (added.kind, added.source, added.source_uids) == ("copy", box.ref, (1, 3))
-    assert [(m.uid, m.modseq, m.flags) for m in added.messages] == [
-        (1, 2, ("\\Seen",)), (2, 2, ())]
+    assert [(m.uid, m.modseq, m.flags) for m in added.messages] == [(1, 2, ("\\Seen",)), (2, 2, ())]
     source = await store.fetch(box.id, [1], content=True)
     copied = await store.fetch(trash.id, [1], content=True)
     assert copied[0].content == source[0].content
@@ -338,8 +342,7 @@ async def test_rollback_on_error_inside_transaction(
 
 
 async def test_publish_order_is_commit_order(store: SqliteStore, env: Env, bob: User) -> None:
-    await asyncio.gather(*(store.append(bob.id, "INBOX", [new(str(i))], ORIGIN)
-                           for i in range(20)))
+    await asyncio.gather(*(store.append(bob.id, "INBOX", [new(str(i))], ORIGIN) for i in range(20)))
     changes = env.take()
     assert [c.seq for c in changes] == sorted(c.seq for c in changes)
     uids = [c.messages[0].uid for c in changes if isinstance(c, MessagesAdded)]
@@ -400,8 +403,12 @@ async def test_recent_claim_not_stored_is_not_kept(
 
 
 async def test_open_mailbox_snapshot(store: SqliteStore, env: Env, bob: User) -> None:
-    await store.append(bob.id, "INBOX", [new(flags=("\\Seen", "$Junk")), new(flags=("todo",)),
-                                         new(flags=("$junk", "\\Flagged"))], ORIGIN)
+    await store.append(
+        bob.id,
+        "INBOX",
+        [new(flags=("\\Seen", "$Junk")), new(flags=("todo",)), new(flags=("$junk", "\\Flagged"))],
+        ORIGIN,
+    )
     snapshot = await store.open_mailbox(bob.id, "inbox", claim_recent=True)
     assert snapshot.uids == [1, 2, 3]
     assert snapshot.first_unseen_uid == 2
@@ -423,8 +430,9 @@ async def test_changedsince(store: SqliteStore, bob: User) -> None:
 async def test_big_and_multi_append(store: SqliteStore, env: Env, bob: User) -> None:
     big = message("Big", body="x" * 80 + "\r\n") * 1
     body = ("y" * 998 + "\r\n") * 400  # above the parse-in-thread threshold
-    many = [NewMessage(big), NewMessage(message("Large", body=body))] + [new(str(i))
-                                                                        for i in range(50)]
+    many = [NewMessage(big), NewMessage(message("Large", body=body))] + [
+        new(str(i)) for i in range(50)
+    ]
     result = await store.append(bob.id, "INBOX", many, ORIGIN)
     assert result.uids == tuple(range(1, 53))
     records = await store.fetch((await inbox(store, bob)).id, list(result.uids), content=True)

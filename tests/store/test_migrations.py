@@ -55,8 +55,12 @@ async def test_pending_migrations_run_in_order_and_atomically(tmp_path: Path) ->
         with pytest.raises(sqlite3.OperationalError):
             await migrate(db, [one, two, bad])
         assert await schema_version(db) == 2
-        tables = {r[0] for r in await db.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            r[0]
+            for r in await db.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
         assert tables == {"a", "b"}  # 0003 rolled back whole
         with pytest.raises(RuntimeError, match="newer"):
             await migrate(db, [one])

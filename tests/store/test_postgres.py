@@ -35,6 +35,7 @@ class Instance:
 
     async def until(self, seq: int, timeout: float = 20.0) -> None:
         """Wait (woken by publications, no polling) until ``seq`` was published."""
+
         async def reached() -> None:
             while not self.published or self.published[-1].seq < seq:
                 self.woken.clear()
@@ -55,8 +56,9 @@ async def instances(dsn: str) -> AsyncIterator[list[Instance]]:
     out: list[Instance] = []
     for _ in range(2):
         inst = Instance(None)  # type: ignore[arg-type]
-        inst.store = await PostgresStore.open(dsn, inst.publish, scrypt_n=SCRYPT_N,
-                                              min_size=2, max_size=8)
+        inst.store = await PostgresStore.open(
+            dsn, inst.publish, scrypt_n=SCRYPT_N, min_size=2, max_size=8
+        )
         out.append(inst)
     yield out
     for inst in out:
@@ -79,11 +81,11 @@ async def test_change_log_in_commit_order_across_instances(instances: list[Insta
             user = users[(n + i) % 2]
             box = boxes[(n + i) % 2]
             await inst.store.append(user.id, "INBOX", [new(f"{n}-{i}")], ORIGIN)
-            await inst.store.store_flags(box.id, [1, 2, 3], "+" if i % 2 else "-",
-                                         [f"k{n}"], ORIGIN)
+            await inst.store.store_flags(
+                box.id, [1, 2, 3], "+" if i % 2 else "-", [f"k{n}"], ORIGIN
+            )
 
-    await asyncio.gather(*(writer(inst, n) for n, inst in
-                           enumerate([a, b, a, b, a, b, a, b])))
+    await asyncio.gather(*(writer(inst, n) for n, inst in enumerate([a, b, a, b, a, b, a, b])))
     head = await a.store.change_log_head()
     assert head > start + 8 * 12  # every append logged, and many flag changes
     for inst in instances:
@@ -100,7 +102,7 @@ async def test_change_log_in_commit_order_across_instances(instances: list[Insta
             if isinstance(change, MessagesAdded):
                 assert change.messages[0].uid > last_uid.get(change.mailbox.id, 0)
                 last_uid[change.mailbox.id] = change.messages[-1].uid
-    assert a.published[-(head - start):] == b.published[-(head - start):]
+    assert a.published[-(head - start) :] == b.published[-(head - start) :]
     logged = await a.store.change_log(start, 10_000)
     assert [row[0] for row in logged] == list(range(start + 1, head + 1))
 
@@ -155,15 +157,20 @@ async def test_recent_is_claimed_by_one_session_across_instances(
     await a.store.append(bob.id, "INBOX", [new(), new()], ORIGIN)
     box = await a.store.get_mailbox(bob.id, "INBOX")
     for _ in range(5):
-        claims = await asyncio.gather(*(inst.store.claim_recent(box.id, [1, 2])
-                                        for inst in (a, b, a, b)))
+        claims = await asyncio.gather(
+            *(inst.store.claim_recent(box.id, [1, 2]) for inst in (a, b, a, b))
+        )
         assert sorted(len(c) for c in claims) in ([0, 0, 0, 2], [0, 0, 0, 0])
-    snapshots = await asyncio.gather(a.store.open_mailbox(bob.id, "INBOX", claim_recent=True),
-                                     b.store.open_mailbox(bob.id, "INBOX", claim_recent=True))
+    snapshots = await asyncio.gather(
+        a.store.open_mailbox(bob.id, "INBOX", claim_recent=True),
+        b.store.open_mailbox(bob.id, "INBOX", claim_recent=True),
+    )
     assert all(s.recent == frozenset() for s in snapshots)
     await a.store.append(bob.id, "INBOX", [new()], ORIGIN)
-    snapshots = await asyncio.gather(a.store.open_mailbox(bob.id, "INBOX", claim_recent=True),
-                                     b.store.open_mailbox(bob.id, "INBOX", claim_recent=True))
+    snapshots = await asyncio.gather(
+        a.store.open_mailbox(bob.id, "INBOX", claim_recent=True),
+        b.store.open_mailbox(bob.id, "INBOX", claim_recent=True),
+    )
     assert sorted(len(s.recent) for s in snapshots) == [0, 1]
 
 
@@ -184,8 +191,10 @@ async def test_a_newer_schema_is_refused_naming_the_migration(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
-        await conn.execute("INSERT INTO schema_version (version, name) VALUES (999, $1)",
-                           "0999_from_the_future.sql")
+        await conn.execute(
+            "INSERT INTO schema_version (version, name) VALUES (999, $1)",
+            "0999_from_the_future.sql",
+        )
         with pytest.raises(SchemaTooNew, match=r"0999_from_the_future\.sql"):
             await migrate(conn)
     finally:
@@ -218,9 +227,13 @@ async def test_a_lost_connection_gives_unavailable_then_service_resumes(
             append = asyncio.ensure_future(a.store.append(bob.id, "INBOX", [new()], ORIGIN))
             waiting: list[int] = []
             for _ in range(100):  # until the append waits for the lock
-                waiting = [r[0] for r in await admin.fetch(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")]
+                waiting = [
+                    r[0]
+                    for r in await admin.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                    )
+                ]
                 if waiting:
                     break
                 await asyncio.sleep(0.02)
@@ -267,8 +280,12 @@ def test_the_backend_is_refused_while_the_protocol_is_incomplete() -> None:
     from store.open import check_store_url, mask_url
     from store.postgres.store import missing_methods
 
-    assert missing_methods() == ["fire_calendar_alarms", "next_calendar_alarm", "replace",
-                                 "sync_calendar_index"]
+    assert missing_methods() == [
+        "fire_calendar_alarms",
+        "next_calendar_alarm",
+        "replace",
+        "sync_calendar_index",
+    ]
     problem = check_store_url("postgresql://u:secret@localhost/db")
     assert problem is not None and "replace, sync_calendar_index" in problem
     assert check_store_url("mysql://u:secret@h/db") is not None

@@ -27,8 +27,7 @@ async def test_replace_appends_then_expunges_in_one_commit(
     await store.append(bob.id, "Drafts", [new("v1", ("\\Draft",)), new("other")], ORIGIN)
     drafts = await store.get_mailbox(bob.id, "Drafts")
     env.take()
-    result = await store.replace(drafts.id, 1, bob.id, drafts.id, new("v2", ("\\Draft",)),
-                                 ORIGIN)
+    result = await store.replace(drafts.id, 1, bob.id, drafts.id, new("v2", ("\\Draft",)), ORIGIN)
     assert (result.mailbox.id, result.uids) == (drafts.id, (3,))
     added, expunged = env.take()
     assert isinstance(added, MessagesAdded) and isinstance(expunged, MessagesExpunged)
@@ -39,7 +38,9 @@ async def test_replace_appends_then_expunges_in_one_commit(
     assert await store.vanished_since(drafts.id, 0) == [1]  # QRESYNC remembers it
     assert (await store.open_mailbox(bob.id, "Drafts", claim_recent=False)).uids == [2, 3]
     assert [e.type.value for c in (added, expunged) for e in events_for(c)] == [
-        "MessageAppend", "MessageExpunge"]
+        "MessageAppend",
+        "MessageExpunge",
+    ]
     env.check_counters()
 
 
@@ -74,8 +75,7 @@ async def test_failed_replace_changes_nothing(store: SqliteStore, env: Env, bob:
     env.check_counters()
 
 
-async def test_replace_quota_counts_the_net_change(store: SqliteStore, env: Env,
-                                                   bob: User) -> None:
+async def test_replace_quota_counts_the_net_change(store: SqliteStore, env: Env, bob: User) -> None:
     """RFC 8508 §3.4: "the quota implications of APPEND are evaluated within the context of
     the pending EXPUNGE so that only the net quota consumption is considered"."""
     head = message("q", body="")

@@ -30,17 +30,37 @@ async def box(store: SqliteStore, env: Env, clock: Clock) -> MailboxInfo:
     """
     bob: User = await store.create_user("bob", "pw")
     msgs = [
-        NewMessage(message("Quarterly report", "The numbers are up.\r\n",
-                           date="Wed, 10 Jan 2024 09:00:00 +0000"),
-                   ("\\Seen", "\\Answered"), START - dt.timedelta(days=100)),
-        NewMessage(message("=?utf-8?q?Caf=C3=A9_menu?=", "Croissants\r\n",
-                           sender="Bob <bob@example.net>", date="Thu, 29 Feb 2024 23:00:00 -0500",
-                           extra="X-Priority: 1"),
-                   ("\\Flagged", "$Work"), dt.datetime(2024, 2, 29, 23, 30, tzinfo=EST)),
-        NewMessage(message("Lunch", "x" * 2000 + "\r\nNeedle in the haystack\r\n",
-                           cc="Carol <carol@example.com>", bcc="dave@example.com",
-                           date="Sat, 02 Mar 2024 01:00:00 +1400"),
-                   ("\\Deleted", "\\Draft"), START),
+        NewMessage(
+            message(
+                "Quarterly report",
+                "The numbers are up.\r\n",
+                date="Wed, 10 Jan 2024 09:00:00 +0000",
+            ),
+            ("\\Seen", "\\Answered"),
+            START - dt.timedelta(days=100),
+        ),
+        NewMessage(
+            message(
+                "=?utf-8?q?Caf=C3=A9_menu?=",
+                "Croissants\r\n",
+                sender="Bob <bob@example.net>",
+                date="Thu, 29 Feb 2024 23:00:00 -0500",
+                extra="X-Priority: 1",
+            ),
+            ("\\Flagged", "$Work"),
+            dt.datetime(2024, 2, 29, 23, 30, tzinfo=EST),
+        ),
+        NewMessage(
+            message(
+                "Lunch",
+                "x" * 2000 + "\r\nNeedle in the haystack\r\n",
+                cc="Carol <carol@example.com>",
+                bcc="dave@example.com",
+                date="Sat, 02 Mar 2024 01:00:00 +1400",
+            ),
+            ("\\Deleted", "\\Draft"),
+            START,
+        ),
     ]
     await store.append(bob.id, "INBOX", msgs, ORIGIN)
     clock.advance(86400)
@@ -104,15 +124,18 @@ CASES: list[tuple[Criterion, list[int]]] = [
     (C("OR", children=(C("SEEN"), C("FLAGGED"))), [1, 2]),
     (C("OR", children=(C("BODY", "numbers"), C("DRAFT"))), [1, 3]),
     (C("AND", children=(C("TEXT", "example"), C("UIDS", ((2, 3),)), C("UNDELETED"))), [2]),
-    (C("NOT", children=(C("OR", children=(C("SUBJECT", "lunch"), C("LARGER", 500))),)),
-     [1, 2, 4]),
+    (C("NOT", children=(C("OR", children=(C("SUBJECT", "lunch"), C("LARGER", 500))),)), [1, 2, 4]),
 ]
 
 
-@pytest.mark.parametrize(("criterion", "expected"), CASES, ids=[
-    f"{c.name}-{c.value or c.header or len(c.children)}" for c, _ in CASES])
-async def test_search(store: SqliteStore, box: MailboxInfo, criterion: Criterion,
-                      expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("criterion", "expected"),
+    CASES,
+    ids=[f"{c.name}-{c.value or c.header or len(c.children)}" for c, _ in CASES],
+)
+async def test_search(
+    store: SqliteStore, box: MailboxInfo, criterion: Criterion, expected: list[int]
+) -> None:
     assert await store.search(box.id, criterion) == expected
 
 
@@ -126,11 +149,16 @@ async def test_within_boundary_matches_both(store: SqliteStore, clock: Clock) ->
     """RFC 5032 §2: OLDER matches an INTERNALDATE "less recent than or equal to" now minus
     the interval, YOUNGER one "more recent than or equal to" it: at the target second both."""
     bob = await store.create_user("bob", "pw")
-    await store.append(bob.id, "INBOX", [
-        new("exact", when=clock.now - dt.timedelta(seconds=100)),
-        new("before", when=clock.now - dt.timedelta(seconds=101)),
-        new("after", when=clock.now - dt.timedelta(seconds=99)),
-    ], ORIGIN)
+    await store.append(
+        bob.id,
+        "INBOX",
+        [
+            new("exact", when=clock.now - dt.timedelta(seconds=100)),
+            new("before", when=clock.now - dt.timedelta(seconds=101)),
+            new("after", when=clock.now - dt.timedelta(seconds=99)),
+        ],
+        ORIGIN,
+    )
     box = await store.get_mailbox(bob.id, "INBOX")
     assert await store.search(box.id, C("OLDER", 100)) == [1, 2]
     assert await store.search(box.id, C("YOUNGER", 100)) == [1, 3]
@@ -161,10 +189,22 @@ async def test_broken_date_header_never_matches(store: SqliteStore, env: Env) ->
         assert await store.search(box.id, C(key, dt.date(2024, 3, 1))) == []
 
 
-@pytest.mark.parametrize("criterion", [
-    C("RECENT"), C("NEW"), C("SEQSET"), C("BOGUS"), C("LARGER", "x"), C("BEFORE", 3),
-    C("NOT"), C("OR"), C("UIDS", 5), C("HEADER", "x"), C("SUBJECT", 5),
-])
+@pytest.mark.parametrize(
+    "criterion",
+    [
+        C("RECENT"),
+        C("NEW"),
+        C("SEQSET"),
+        C("BOGUS"),
+        C("LARGER", "x"),
+        C("BEFORE", 3),
+        C("NOT"),
+        C("OR"),
+        C("UIDS", 5),
+        C("HEADER", "x"),
+        C("SUBJECT", 5),
+    ],
+)
 async def test_invalid_criteria(store: SqliteStore, criterion: Criterion) -> None:
     bob = await store.create_user("bob", "pw")
     await store.append(bob.id, "INBOX", [new()], ORIGIN)
@@ -218,8 +258,10 @@ async def test_rows_without_texts_fall_back_to_python(
     the same expression then calls imap_text and finds the same messages."""
     with env.db() as db:
         db.execute("DELETE FROM content_search WHERE id IN (SELECT id FROM contents LIMIT 2)")
-        db.execute("UPDATE content_search SET from_text = NULL, to_text = NULL, cc_text = NULL,"
-                   " bcc_text = NULL, subject_text = NULL")
+        db.execute(
+            "UPDATE content_search SET from_text = NULL, to_text = NULL, cc_text = NULL,"
+            " bcc_text = NULL, subject_text = NULL"
+        )
     assert _texts(env) == [(None,) * 5] * 2
     assert await store.search(box.id, criterion) == expected
 
@@ -235,11 +277,22 @@ async def test_insert_without_texts_is_searched_in_python(
             "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
             " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
             " structure, raw) VALUES (?, 9, 1, 0, 0, ?, 0, ?, ?, '', ?, NULL, ?, ?)",
-            (box.id, len(raw), START.isoformat(), START.isoformat(), raw.index(b"\r\n\r\n") + 4,
-             structure_to_json(parse_message(raw)), raw),
+            (
+                box.id,
+                len(raw),
+                START.isoformat(),
+                START.isoformat(),
+                raw.index(b"\r\n\r\n") + 4,
+                structure_to_json(parse_message(raw)),
+                raw,
+            ),
         )
-        assert db.execute("SELECT * FROM content_search WHERE id = (SELECT max(id) FROM"
-                          " contents)").fetchone()[1:] == (None,) * 5
+        assert (
+            db.execute(
+                "SELECT * FROM content_search WHERE id = (SELECT max(id) FROM contents)"
+            ).fetchone()[1:]
+            == (None,) * 5
+        )
     for criterion, expected in [
         (C("FROM", "ZOË QUINN <zq@"), [9]),  # the envelope form, as for stored texts
         (C("FROM", '"zoë'), [9]),  # the header as written
@@ -258,20 +311,27 @@ async def test_migration_keeps_an_old_store_searchable(env: Env) -> None:
     async with aiosqlite.connect(env.path, isolation_level=None) as db:
         await migrate(db, before)
         await db.execute("INSERT INTO users (name, password, created) VALUES ('bob', 'x', '')")
-        await db.execute("INSERT INTO mailboxes (owner_id, name, uidvalidity, uidnext, messages,"
-                         " created) VALUES (1, 'INBOX', 1, 2, 1, '')")
+        await db.execute(
+            "INSERT INTO mailboxes (owner_id, name, uidvalidity, uidnext, messages,"
+            " created) VALUES (1, 'INBOX', 1, 2, 1, '')"
+        )
         await db.execute(
             "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
             " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
             " structure, raw) VALUES (1, 1, 1, 0, 0, ?, 0, ?, ?, '', ?, NULL, ?, ?)",
-            (len(raw), START.isoformat(), START.isoformat(), raw.index(b"\r\n\r\n") + 4,
-             structure_to_json(parse_message(raw)), raw),
+            (
+                len(raw),
+                START.isoformat(),
+                START.isoformat(),
+                raw.index(b"\r\n\r\n") + 4,
+                structure_to_json(parse_message(raw)),
+                raw,
+            ),
         )
     store = await env.open()
     with env.db() as db:
         assert db.execute("SELECT count(*) FROM content_search").fetchone() == (0,)
-    await store.append(1, "INBOX", [NewMessage(message("New", sender="jürgen <k@x.org>"))],
-                       ORIGIN)
+    await store.append(1, "INBOX", [NewMessage(message("New", sender="jürgen <k@x.org>"))], ORIGIN)
     assert await store.search(1, C("FROM", "JÜRGEN")) == [1, 2]
     assert await store.search(1, C("SUBJECT", "legacy")) == [1]
     assert await store.search(1, C("NOT", children=(C("FROM", "j@example"),))) == [2]
@@ -279,11 +339,16 @@ async def test_migration_keeps_an_old_store_searchable(env: Env) -> None:
 
 async def test_encoded_quoted_and_empty_needles(store: SqliteStore, env: Env) -> None:
     bob = await store.create_user("bob", "pw")
-    await store.append(bob.id, "INBOX", [
-        new(sender='"Carol Jansen" <carol.jansen@example.org>'),
-        new("=?utf-8?b?U1RSQVNTRQ==?=", sender="=?iso-8859-1?q?Andr=E9?= <andre@example.org>"),
-        NewMessage(b"Subject: no From at all\r\n\r\nx\r\n"),
-    ], ORIGIN)
+    await store.append(
+        bob.id,
+        "INBOX",
+        [
+            new(sender='"Carol Jansen" <carol.jansen@example.org>'),
+            new("=?utf-8?b?U1RSQVNTRQ==?=", sender="=?iso-8859-1?q?Andr=E9?= <andre@example.org>"),
+            NewMessage(b"Subject: no From at all\r\n\r\nx\r\n"),
+        ],
+        ORIGIN,
+    )
     box = await store.get_mailbox(bob.id, "INBOX")
     assert await store.search(box.id, C("FROM", "carol jansen <carol")) == [1]
     assert await store.search(box.id, C("FROM", '"carol jansen"')) == [1]
@@ -319,16 +384,22 @@ def test_stored_keys_compile_to_instr_over_the_casefolded_needle() -> None:
     assert "instr(s.from_text, ?)" in compiled.sql and "imap_text" in compiled.sql
     assert compiled.params[0] == "strasse"
     assert compiled.needs_search and not compiled.needs_content
-    sql = compile_criterion(C("AND", children=(C("BODY", "x"), C("TO", "y"), C("SEEN"))),
-                            START).sql  # cheapest first: plain SQL, stored text, Python
+    sql = compile_criterion(
+        C("AND", children=(C("BODY", "x"), C("TO", "y"), C("SEEN"))), START
+    ).sql  # cheapest first: plain SQL, stored text, Python
     assert sql.index("m.seen") < sql.index("s.to_text") < sql.rindex("imap_text(c.id")
 
 
 @pytest.mark.sqlite_only  # SQLite's content_search texts and query plans
-@pytest.mark.parametrize(("criterion", "index"), [
-    (C("UNSEEN"), "messages_seen"), (C("SEEN"), "messages_seen"),
-    (C("DELETED"), "messages_deleted"), (C("UNDELETED"), "messages_deleted"),
-])
+@pytest.mark.parametrize(
+    ("criterion", "index"),
+    [
+        (C("UNSEEN"), "messages_seen"),
+        (C("SEEN"), "messages_seen"),
+        (C("DELETED"), "messages_deleted"),
+        (C("UNDELETED"), "messages_deleted"),
+    ],
+)
 async def test_flag_searches_read_a_covering_index(
     store: SqliteStore, env: Env, box: MailboxInfo, criterion: Criterion, index: str
 ) -> None:

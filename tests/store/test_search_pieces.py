@@ -12,8 +12,9 @@ from store.sqlite import search
 def _matcher_hits(body: bytes, needle: str, charset: str = "utf-8") -> bool:
     raw = (f"Subject: x\r\nContent-Type: text/plain; charset={charset}\r\n\r\n").encode() + body
     structure = mime.parse_message(raw)
-    return bool(search.TextMatcher().text(1, raw, mime.structure_to_json(structure), "BODY",
-                                          None, needle))
+    return bool(
+        search.TextMatcher().text(1, raw, mime.structure_to_json(structure), "BODY", None, needle)
+    )
 
 
 def test_match_across_a_piece_boundary() -> None:

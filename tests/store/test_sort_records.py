@@ -14,12 +14,19 @@ from tests.helpers.store import ORIGIN, Env
 
 BOTH_BACKENDS = True
 
-INNER = (b"From: Zed <zed@x.org>\r\nTo: t@x.org\r\nSubject: Re: wrapped\r\n"
-         b"Date: Mon, 2 Jan 2023 10:00:00 +0000\r\nMessage-ID: <w@x>\r\n\r\nbody\r\n")
+INNER = (
+    b"From: Zed <zed@x.org>\r\nTo: t@x.org\r\nSubject: Re: wrapped\r\n"
+    b"Date: Mon, 2 Jan 2023 10:00:00 +0000\r\nMessage-ID: <w@x>\r\n\r\nbody\r\n"
+)
 
 
-def raw(subject: str, mid: str, refs: str = "", date: str = "Mon, 2 Jan 2023 10:00:00 +0000",
-        sender: str = "a@x.org") -> bytes:
+def raw(
+    subject: str,
+    mid: str,
+    refs: str = "",
+    date: str = "Mon, 2 Jan 2023 10:00:00 +0000",
+    sender: str = "a@x.org",
+) -> bytes:
     head = f"From: {sender}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {mid}\r\n"
     if refs:
         head += f"References: {refs}\r\n"
@@ -30,14 +37,21 @@ async def test_records_and_caches(store: SqliteStore, env: Env) -> None:
     bob = await store.create_user("bob", "pw")
     when = dt.datetime(2023, 1, 5, tzinfo=dt.UTC)
     # the whole message is a message/rfc822 wrapper with the same headers as its content
-    wrapper = INNER.replace(b"\r\n\r\nbody\r\n",
-                            b"\r\nContent-Type: message/rfc822\r\n\r\n") + INNER
-    await store.append(bob.id, "INBOX", [
-        NewMessage(raw("Plans", "<p@x>", sender="Bea <bea@x.org>"), (), when),
-        NewMessage(raw("Re: Plans", "<r@x>", "<p@x>", "Tue, 3 Jan 2023 10:00:00 +0000"), (),
-                   when),
-        NewMessage(wrapper, (), when),
-    ], ORIGIN)
+    wrapper = (
+        INNER.replace(b"\r\n\r\nbody\r\n", b"\r\nContent-Type: message/rfc822\r\n\r\n") + INNER
+    )
+    await store.append(
+        bob.id,
+        "INBOX",
+        [
+            NewMessage(raw("Plans", "<p@x>", sender="Bea <bea@x.org>"), (), when),
+            NewMessage(
+                raw("Re: Plans", "<r@x>", "<p@x>", "Tue, 3 Jan 2023 10:00:00 +0000"), (), when
+            ),
+            NewMessage(wrapper, (), when),
+        ],
+        ORIGIN,
+    )
     box = await store.get_mailbox(bob.id, "INBOX")
     records = await store.sort_records(box.id, Criterion("ALL"))
     assert [r.uid for r in records] == [1, 2, 3]
@@ -61,8 +75,9 @@ async def test_records_and_caches(store: SqliteStore, env: Env) -> None:
     again = await store.thread_roots(box.id, "REFERENCES", None, [1, 2, 3])
     assert not cached or again is roots
 
-    await store.append(bob.id, "INBOX", [NewMessage(raw("Re: Plans", "<s@x>", "<r@x>"), (),
-                                                     when)], ORIGIN)
+    await store.append(
+        bob.id, "INBOX", [NewMessage(raw("Re: Plans", "<s@x>", "<r@x>"), (), when)], ORIGIN
+    )
     assert await store.sort_order(box.id, (("DATE", True),)) == [2, 1, 3, 4]
     roots = await store.thread_roots(box.id, "REFERENCES", None, [1, 2, 3, 4])
     assert roots[0].uid == 1 and [c.uid for c in next(iter(roots[0].children)).children] == [4]

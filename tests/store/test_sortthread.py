@@ -107,24 +107,32 @@ def test_msg_ids() -> None:
 
 def test_content_keys_display() -> None:
     """RFC 5957 §3: decoded addr-name, else mailbox@host, else mailbox, else ""."""
+
     def env(frm: tuple[Address, ...]) -> Envelope:
         return Envelope(None, None, frm, frm, frm, (), (), (), None, None)
 
-    keys = content_keys(env((Address("=?utf-8?q?=C3=89va?=", None, "eva", "x.org"),)), None,
-                        False)
+    keys = content_keys(env((Address("=?utf-8?q?=C3=89va?=", None, "eva", "x.org"),)), None, False)
     assert keys.display_from == casemap("Éva")
     assert keys.from_ == "EVA"
-    assert content_keys(env((Address(None, None, "eva", "x.org"),)), None, False).display_from \
+    assert (
+        content_keys(env((Address(None, None, "eva", "x.org"),)), None, False).display_from
         == "EVA@X.ORG"
+    )
     assert content_keys(env((Address("", None, "eva", None),)), None, False).display_from == "EVA"
     assert content_keys(env(()), None, False).display_from == ""
 
 
-def rec(uid: int, mid: str | None, refs: tuple[str, ...] = (), subject: str = "s",
-        sent: int | None = None) -> SortRecord:
+def rec(
+    uid: int,
+    mid: str | None,
+    refs: tuple[str, ...] = (),
+    subject: str = "s",
+    sent: int | None = None,
+) -> SortRecord:
     base, reply = base_subject(subject)
-    keys = ContentKeys(uid if sent is None else sent, casemap(base), reply, "", "", "", "", "",
-                       mid, refs)
+    keys = ContentKeys(
+        uid if sent is None else sent, casemap(base), reply, "", "", "", "", "", mid, refs
+    )
     return SortRecord(uid, 0, 0, keys)
 
 
@@ -162,14 +170,16 @@ def test_references_rules() -> None:
     assert render(references([rec(1, "<a@x>", ("<a@x>",), "x")])) == "(1)"
     # 1.B: a message's own References break the link another message's made for it
     moved = [
-        rec(1, "<p@x>", (), "p"), rec(2, "<q@x>", (), "q"),
+        rec(1, "<p@x>", (), "p"),
+        rec(2, "<q@x>", (), "q"),
         rec(3, "<d@x>", ("<q@x>", "<c@x>"), "d"),  # c (not seen yet) under q
         rec(4, "<c@x>", ("<p@x>",), "c"),  # c says p
     ]
     assert render(references(moved)) == "(1 4 3)(2)"
     # 1.A: a message that has a parent keeps it
     kept = [
-        rec(1, "<p@x>", (), "p"), rec(2, "<q@x>", (), "q"),
+        rec(1, "<p@x>", (), "p"),
+        rec(2, "<q@x>", (), "q"),
         rec(3, "<c@x>", ("<p@x>",), "c"),  # provisional parent p
         rec(4, "<d@x>", ("<q@x>", "<c@x>"), "d"),  # 1.A: c already has a parent: kept
     ]
@@ -184,9 +194,13 @@ def test_references_rules() -> None:
 
 def test_ordered_subject() -> None:
     """RFC 5256 §3: no grandchildren; threads by the first message's date."""
-    records = [rec(1, None, subject="b", sent=5), rec(2, None, subject="Re: a", sent=3),
-               rec(3, None, subject="a", sent=1), rec(4, None, subject="A", sent=4),
-               rec(5, None, subject="Re: B", sent=6)]
+    records = [
+        rec(1, None, subject="b", sent=5),
+        rec(2, None, subject="Re: a", sent=3),
+        rec(3, None, subject="a", sent=1),
+        rec(4, None, subject="A", sent=4),
+        rec(5, None, subject="Re: B", sent=6),
+    ]
     assert render(ordered_subject(records)) == "(3 (2)(4))(1 5)"
 
 

@@ -35,9 +35,15 @@ def _stored(env: Env, name: str = "Team") -> tuple[int, list[str]]:
     with env.db() as db:
         mid, count = db.execute(
             "SELECT m.id, m.messages FROM mailboxes m JOIN users u ON u.id = m.owner_id"
-            " WHERE u.name = 'alice' AND m.name = ?", (name,)).fetchone()
-        flags = [r[0] for r in db.execute(
-            "SELECT flags FROM messages WHERE mailbox_id = ? ORDER BY uid", (mid,))]
+            " WHERE u.name = 'alice' AND m.name = ?",
+            (name,),
+        ).fetchone()
+        flags = [
+            r[0]
+            for r in db.execute(
+                "SELECT flags FROM messages WHERE mailbox_id = ? ORDER BY uid", (mid,)
+            )
+        ]
     return int(count), flags
 
 
@@ -93,8 +99,9 @@ async def test_flags_are_filtered_with_the_rights_of_the_write(env: Env) -> None
     target = await bobs.get_mailbox(bob, TEAM)
     await alices.set_acl(alice, "Team", "bob", acl.parse_modification("-w"), ORIGIN)
     env.take()
-    result = await bobs.append(bob, target.id, [new(flags=("\\Seen", "\\Deleted", "$Work"))],
-                               ORIGIN, need="i")
+    result = await bobs.append(
+        bob, target.id, [new(flags=("\\Seen", "\\Deleted", "$Work"))], ORIGIN, need="i"
+    )
     assert result.uids == (1,) and result.mailbox.name == "Team"
     assert _stored(env) == (1, ["\\Seen"])
     (added,) = [c for c in env.take() if isinstance(c, MessagesAdded)]
@@ -116,8 +123,7 @@ async def test_a_revoke_after_the_lookup_refuses_copy_and_move(env: Env) -> None
     head = _head(env)
     for move in (False, True):
         with pytest.raises(NoPermission):
-            await bobs.copy_messages(inbox.id, [1], bob, target.id, ORIGIN, move=move,
-                                     need="i")
+            await bobs.copy_messages(inbox.id, [1], bob, target.id, ORIGIN, move=move, need="i")
     assert _head(env) == head
     assert _stored(env) == (1, ["\\Seen"])
     assert (await bobs.get_mailbox(bob, "INBOX")).messages == 1  # the MOVE took nothing

@@ -53,8 +53,12 @@ async def test_create_user_publishes_default_mailboxes(store: SqliteStore, env: 
     changes = env.take()
     assert all(isinstance(c, MailboxCreated) for c in changes)
     assert [(c.mailbox.name, c.special_use) for c in changes if isinstance(c, MailboxCreated)] == [
-        ("INBOX", ()), ("Drafts", ("\\Drafts",)), ("Sent", ("\\Sent",)),
-        ("Trash", ("\\Trash",)), ("Junk", ("\\Junk",)), ("Archive", ("\\Archive",)),
+        ("INBOX", ()),
+        ("Drafts", ("\\Drafts",)),
+        ("Sent", ("\\Sent",)),
+        ("Trash", ("\\Trash",)),
+        ("Junk", ("\\Junk",)),
+        ("Archive", ("\\Archive",)),
     ]
     assert changes == env.logged()
 
@@ -108,8 +112,15 @@ def test_password_format() -> None:
 
 @pytest.mark.parametrize(
     "stored",
-    ["", "plain", "$scrypt$n=16,r=8,p=1$!!$AAAA", "$bcrypt$n=16,r=8,p=1$AAAA$AAAA",
-     "$scrypt$n=15,r=8,p=1$AAAA$AAAA", "$scrypt$r=8,p=1$AAAA$AAAA", "$scrypt$n=16,r=8,p=1$AAAA$"],
+    [
+        "",
+        "plain",
+        "$scrypt$n=16,r=8,p=1$!!$AAAA",
+        "$bcrypt$n=16,r=8,p=1$AAAA$AAAA",
+        "$scrypt$n=15,r=8,p=1$AAAA$AAAA",
+        "$scrypt$r=8,p=1$AAAA$AAAA",
+        "$scrypt$n=16,r=8,p=1$AAAA$",
+    ],
 )
 def test_malformed_hash_never_matches(stored: str) -> None:
     assert not verify_password("", stored)

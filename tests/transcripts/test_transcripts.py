@@ -21,5 +21,3 @@ def test_transcript(server: RunningServer, path: Path) -> None:
 
 def test_transcripts_exist() -> None:
     assert TRANSCRIPTS, "no transcripts found"
-
-

@@ -222,8 +222,15 @@ def parse_command(
     name) with ``.tag`` set when the tag parsed, or `CommandRefused` (BADCHARSET, or
     [CANNOT] for a mailbox name that is not valid modified UTF-7).
     """
-    c = Cursor(text, literals, utf8=utf8, max_depth=max_depth, max_args=max_args,
-               max_mailbox_name=max_mailbox_name, max_mailbox_level=max_mailbox_level)
+    c = Cursor(
+        text,
+        literals,
+        utf8=utf8,
+        max_depth=max_depth,
+        max_args=max_args,
+        max_mailbox_name=max_mailbox_name,
+        max_mailbox_level=max_mailbox_level,
+    )
     t = tag(c)
     c.sp()
     entry = _command_name(c)

@@ -151,8 +151,9 @@ def status_atts(c: Cursor) -> tuple[str, ...]:
                / "HIGHESTMODSEQ" (RFC 7162 §7) / "SIZE" (RFC 8438 §3) / "DELETED" (RFC 9051 §9)
                / "APPENDLIMIT" (RFC 7889 §3) / "DELETED-STORAGE" (RFC 9208 §4.1.4)
                / "MAILBOXID" (RFC 8474 §7)"""
-    return atom_list(c, _STATUS_ATTS, "status attribute", empty=False,
-                     opening="status attribute list")
+    return atom_list(
+        c, _STATUS_ATTS, "status attribute", empty=False, opening="status attribute list"
+    )
 
 
 def status(c: Cursor, t: str) -> cmd.Status:

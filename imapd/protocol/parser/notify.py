@@ -18,14 +18,29 @@ from imapd.protocol.values import FetchAtt
 #: The events of RFC 5465 §5 by upper-cased name -> canonical name.
 NOTIFY_EVENTS: Final[dict[str, str]] = {
     name.upper(): name
-    for name in ("MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange",
-                 "MailboxName", "SubscriptionChange", "MailboxMetadataChange",
-                 "ServerMetadataChange")
+    for name in (
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "AnnotationChange",
+        "MailboxName",
+        "SubscriptionChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+    )
 }
-_MESSAGE_EVENTS: Final = frozenset({"MessageNew", "MessageExpunge", "FlagChange",
-                                    "AnnotationChange"})
-_NOTIFY_FILTERS: Final = ("selected-delayed", "selected", "inboxes", "personal",
-                          "subscribed", "subtree", "mailboxes")
+_MESSAGE_EVENTS: Final = frozenset(
+    {"MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange"}
+)
+_NOTIFY_FILTERS: Final = (
+    "selected-delayed",
+    "selected",
+    "inboxes",
+    "personal",
+    "subscribed",
+    "subtree",
+    "mailboxes",
+)
 
 
 def notify(c: Cursor, t: str) -> cmd.Notify:
@@ -133,8 +148,8 @@ def _check_events(c: Cursor, events: tuple[cmd.NotifyEvent, ...], selected: bool
     if ("MessageNew" in names) != ("MessageExpunge" in names):
         raise BadCommand("MessageNew and MessageExpunge go together", tag=c.tag)
     if names & {"FlagChange", "AnnotationChange"} and "MessageNew" not in names:
-        raise BadCommand("FlagChange and AnnotationChange need MessageNew and MessageExpunge",
-                         tag=c.tag)
-    if selected and any(n.upper() in NOTIFY_EVENTS and n not in _MESSAGE_EVENTS
-                        for n in names):
+        raise BadCommand(
+            "FlagChange and AnnotationChange need MessageNew and MessageExpunge", tag=c.tag
+        )
+    if selected and any(n.upper() in NOTIFY_EVENTS and n not in _MESSAGE_EVENTS for n in names):
         raise BadCommand("Only message events in a selected group", tag=c.tag)

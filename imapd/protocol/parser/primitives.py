@@ -369,7 +369,8 @@ def _name_too_long(c: Cursor, *, new: bool, pattern: bool = False) -> CommandRef
     if new:
         return CommandRefused(
             f"Mailbox name too long (limit {c.max_mailbox_name} octets, "
-            f"{c.max_mailbox_level} per level)", "LIMIT",
+            f"{c.max_mailbox_level} per level)",
+            "LIMIT",
         )
     return CommandRefused("No such mailbox (name too long)", "NONEXISTENT")
 
@@ -382,8 +383,11 @@ def mailbox(c: Cursor, *, new: bool = False) -> str:
     name = mailbox_text(c, astring(c), new=new)
     octets = len(name.encode("utf-8", "surrogatepass"))
     if octets > c.max_mailbox_name or (
-        new and any(len(level.encode("utf-8", "surrogatepass")) > c.max_mailbox_level
-                    for level in name.split("/"))
+        new
+        and any(
+            len(level.encode("utf-8", "surrogatepass")) > c.max_mailbox_level
+            for level in name.split("/")
+        )
     ):
         raise _name_too_long(c, new=new)
     return "INBOX" if name.upper() == "INBOX" else name

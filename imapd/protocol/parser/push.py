@@ -11,8 +11,13 @@ from imapd.protocol import commands as cmd
 from imapd.protocol.errors import BadCommand
 from imapd.protocol.parser.primitives import Cursor, astring, mailbox, utf8_text
 
-_APS_PARAMS: Final = ("aps-version", "aps-account-id", "aps-device-token", "aps-subtopic",
-                      "mailboxes")
+_APS_PARAMS: Final = (
+    "aps-version",
+    "aps-account-id",
+    "aps-device-token",
+    "aps-subtopic",
+    "mailboxes",
+)
 APS_DEFAULT_SUBTOPIC: Final = "com.apple.mobilemail"
 
 
@@ -33,8 +38,10 @@ def xapplepushservice(c: Cursor, t: str) -> cmd.XApplePushService:
         key = astring(c).decode("ascii", "replace").lower()
         if key not in _APS_PARAMS or key in got:
             c.pos = start
-            raise c.error("aps-version, aps-account-id, aps-device-token, aps-subtopic or "
-                          "mailboxes, each once")
+            raise c.error(
+                "aps-version, aps-account-id, aps-device-token, aps-subtopic or "
+                "mailboxes, each once"
+            )
         c.sp()
         if key == "mailboxes":
             got[key] = _aps_mailboxes(c)
