@@ -16,11 +16,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from store import acl as aclrules
-from store import expire, mime, names
+from store import expire, mime, names, newmessage
 from store import flags as flagrules
 from store.api import (
     PLAIN_COLUMNS,
@@ -46,8 +45,6 @@ from store.postgres import search
 from store.postgres.base import COUNTS, FACTS, PostgresBase, Row, Tx, facts, fetch_one
 from store.ranges import number_ranges
 from store.textsearch import TextMatcher
-
-PARSE_IN_THREAD = 4 * 1024
 
 #: Messages of mailbox $1 whose UID lies in one of the ranges $2 (lows) .. $3 (highs).
 _IN_RANGES = (
@@ -147,23 +144,17 @@ class PostgresMessages(PostgresBase):
             tx.emit(change, change.user)
 
     def _prepare(self, message: NewMessage) -> _Prepared:
-        flags = flagrules.canonical_flags(message.flags)
-        when = message.internaldate or self._now()
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        content = message.content
-        data = content.read_bytes() if isinstance(content, Path) else content
-        structure = mime.parse_message(data)
+        p = newmessage.parse(message, self._now)
         return _Prepared(
-            raw=data,
-            size=len(data),
-            flags=flags,
-            seen="\\Seen" in flags,
-            deleted="\\Deleted" in flags,
-            internaldate=when.replace(microsecond=0),
-            header_len=structure.body_start,
-            structure=mime.structure_to_json(structure),
-            message_id=mime.message_id(structure),
+            raw=p.data,
+            size=p.size,
+            flags=p.flags,
+            seen=p.seen,
+            deleted=p.deleted,
+            internaldate=p.internaldate,
+            header_len=p.header_len,
+            structure=p.structure,
+            message_id=p.message_id,
         )
 
     async def append(
@@ -182,13 +173,7 @@ class PostgresMessages(PostgresBase):
         chunked large-value write yet (docs/postgresql.md)."""
         if not messages:
             raise ValueError("nothing to append")
-        if (
-            sum(
-                m.content.stat().st_size if isinstance(m.content, Path) else len(m.content)
-                for m in messages
-            )
-            > PARSE_IN_THREAD
-        ):
+        if newmessage.parse_off_loop(m.content for m in messages):
             prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
         else:  # small: cheaper than the thread hop
             prepared = [self._prepare(m) for m in messages]
@@ -298,7 +283,7 @@ class PostgresMessages(PostgresBase):
             *params,
         )
         parse = mime.structure_from_json
-        if structure and sum(len(r[8]) for r in rows) > PARSE_IN_THREAD:
+        if structure and sum(len(r[8]) for r in rows) > newmessage.PARSE_IN_THREAD:
             parsed = await asyncio.to_thread(lambda: {r[6]: parse(r[8]) for r in rows})
         else:
             parsed = {r[6]: parse(r[8]) for r in rows} if structure else {}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from store import acl as aclrules
-from store import expire, mime, names
+from store import expire, mime, names, newmessage
 from store import flags as flagrules
 from store.api import (
     PLAIN_COLUMNS,
@@ -48,11 +48,6 @@ from store.sqlite import quota as quota_sql
 from store.sqlite import search
 from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
 
-# Parse MIME in a worker thread above this many bytes (small ones cost less than the hop).
-# Parsing costs up to ~6 us per octet for hostile shapes (20,000 addresses in one To:,
-# 6,000 parts), so 256 KiB held the event loop for over a second (issue 14); at 4 KiB the
-# worst case on the loop is ~25 ms.
-PARSE_IN_THREAD = 4 * 1024
 STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
 
 # A UID set as one JSON array of [low, high] ranges driving a PK range seek per range.
@@ -68,10 +63,6 @@ _INSERT_MESSAGE = (
 )
 #: Octets copied per step from a spooled message's file into its contents row.
 BLOB_CHUNK = 1024 * 1024
-
-
-def _octets(content: bytes | Path) -> int:
-    return content.stat().st_size if isinstance(content, Path) else len(content)
 
 
 async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
@@ -187,27 +178,21 @@ class SqliteMessages(SqliteBase):
 
     # --- messages ---------------------------------------------------------------------------
     def _prepare(self, message: NewMessage) -> _Prepared:
-        flags = flagrules.canonical_flags(message.flags)
-        when = message.internaldate or self._now()
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        content = message.content
-        # A spooled message is read whole for parsing (the parser cuts bytes by offsets),
-        # then dropped: the rows get it from the file (`_fill_raw`).
-        data = content.read_bytes() if isinstance(content, Path) else content
-        structure = mime.parse_message(data)
+        p = newmessage.parse(message, self._now)
+        # A spooled message was read whole for parsing, then dropped: the rows get it from
+        # the file (`_fill_raw`).
         return _Prepared(
-            raw=content,
-            size=len(data),
-            flags=flags,
-            seen="\\Seen" in flags,
-            deleted="\\Deleted" in flags,
-            internaldate=when.replace(microsecond=0),
-            header_len=structure.body_start,
-            structure=mime.structure_to_json(structure),
-            message_id=mime.message_id(structure),
-            search_texts=search.search_texts(data, structure),
-            wire=self._prerender(structure) if self._prerender is not None else None,
+            raw=message.content,
+            size=p.size,
+            flags=p.flags,
+            seen=p.seen,
+            deleted=p.deleted,
+            internaldate=p.internaldate,
+            header_len=p.header_len,
+            structure=p.structure,
+            message_id=p.message_id,
+            search_texts=search.search_texts(p.data, p.parsed),
+            wire=self._prerender(p.parsed) if self._prerender is not None else None,
         )
 
     async def append(
@@ -229,7 +214,7 @@ class SqliteMessages(SqliteBase):
         messages."""
         if not messages:
             raise ValueError("nothing to append")
-        if sum(_octets(m.content) for m in messages) > PARSE_IN_THREAD:
+        if newmessage.parse_off_loop(m.content for m in messages):
             # One message at a time: a MULTIAPPEND of spooled messages holds one in memory.
             prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
         else:
@@ -352,7 +337,7 @@ class SqliteMessages(SqliteBase):
         ``mailbox_id`` in one transaction, emitting MessagesAdded ("append") then
         MessagesExpunged ("expunge"). ``target``/``need`` as `append`'s. Raises MessageGone
         when ``uid`` no longer exists (nothing is appended), and as `append` does."""
-        if _octets(message.content) > PARSE_IN_THREAD:
+        if newmessage.parse_off_loop([message.content]):
             prepared = await asyncio.to_thread(self._prepare, message)
         else:
             prepared = self._prepare(message)
@@ -450,7 +435,7 @@ class SqliteMessages(SqliteBase):
         parsed: dict[int, BodyPart] = {}
         if structure or wire:
             fresh = {r[6]: r[8] for r in rows if r[8] is not None and r[6] not in self._structures}
-            if sum(map(len, fresh.values())) > PARSE_IN_THREAD:
+            if sum(map(len, fresh.values())) > newmessage.PARSE_IN_THREAD:
                 # Thousands of parts or addresses: decoding is dear, do it off the loop.
                 parsed = await asyncio.to_thread(
                     lambda: {k: mime.structure_from_json(v) for k, v in fresh.items()}
