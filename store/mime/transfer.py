@@ -17,7 +17,6 @@ event loop is never held for long (cf. store/mime/text.py's ``_decode_in_pieces`
 from __future__ import annotations
 
 import binascii
-import re
 
 #: Bodies are decoded in pieces of about this many octets.
 PIECE = 1 << 20
@@ -26,10 +25,12 @@ PIECE = 1 << 20
 #: which means 7bit).
 KNOWN = frozenset({"", "7bit", "8bit", "binary", "base64", "quoted-printable"})
 
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]+")
-# A space or tab before a line end (or the end): only then does quoted-printable need the
-# line-by-line pass. No quantifier, so the search is linear on any input.
-_TRAILING_SPACE = re.compile(rb"[ \t](?:\r?\n|\Z)")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+#: Every other octet, deleted by `bytes.translate` (C speed: a regex took 50 ns per line end).
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
+#: A space or tab before a line end: only then does quoted-printable need the line-by-line
+#: pass (substring searches run at C speed; a regex over every space did not).
+_TRAILING_SPACE = (b" \n", b"\t\n", b" \r\n", b"\t\r\n")
 
 
 def decode_transfer(body: bytes, cte: str) -> bytes | None:
@@ -48,7 +49,7 @@ def decode_transfer(body: bytes, cte: str) -> bytes | None:
 
 
 def _base64(body: bytes) -> bytes:
-    clean = _NOT_BASE64.sub(b"", body)
+    clean = body.translate(None, _NOT_BASE64)
     end = clean.find(b"=")  # RFC 2045 §6.8: "=" marks the end of the encoded data
     if end >= 0:
         clean = clean[:end]
@@ -77,7 +78,7 @@ def _quoted_printable(body: bytes) -> bytes:
 
 
 def _without_trailing_space(piece: bytes) -> bytes:
-    if _TRAILING_SPACE.search(piece) is None:
+    if not piece.endswith((b" ", b"\t")) and not any(t in piece for t in _TRAILING_SPACE):
         return piece
     lines = piece.split(b"\n")
     for i, line in enumerate(lines):
