@@ -261,6 +261,9 @@ def render_item(record: MessageRecord, att: FetchAtt, utf8: bool = False) -> tup
             return Atom("RFC822.TEXT"), data
         case "BINARY" | "BINARY.SIZE":  # RFC 3516 (imapd/fetch_binary.py)
             return fetch_binary.render(record, att)
+        case "PREVIEW":  # RFC 8970 §3.2: NIL only under LAZY; "" when nothing can be shown
+            preview = record.preview
+            return Atom("PREVIEW"), preview if preview is not None or att.lazy else ""
         case _:
             return Atom(section_label(att)), section_data(record, att)
 

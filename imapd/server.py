@@ -94,6 +94,7 @@ BASE_CAPABILITIES = (
     "QUOTASET",
     "OBJECTID",  # RFC 8474: MAILBOXID, EMAILID, THREADID (NIL) (imapd/objectid.py)
     "BINARY",  # RFC 3516 (imapd/fetch_binary.py, store/mime/transfer.py)
+    "PREVIEW",  # RFC 8970 (store/mime/preview.py; stored per contents row)
 )
 
 

@@ -151,6 +151,8 @@ class MessageRecord:
     wire: bytes | None = None
     #: The message's header block (its first ``header_len`` octets), when asked.
     header: bytes | None = None
+    #: RFC 8970 PREVIEW text, set by the FETCH handler from `Store.previews`.
+    preview: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +475,12 @@ class Store(ChangeFeed, Protocol):
     ) -> list[MessageRecord]:
         """Records of expunged messages from their MessagesExpunged facts, in UID order;
         with ``content``/``structure`` only those whose shared contents still exist."""
+        ...
+
+    async def previews(self, content_ids: Sequence[int], *, compute: bool = True) -> dict[int, str]:
+        """RFC 8970 preview text by contents id (`MessageRecord.content_id`), made when the
+        message was stored. With ``compute``, a contents row stored without one gets it
+        now (saved); otherwise it is missing from the answer, as are gone contents."""
         ...
 
     async def fetch_plain(

@@ -2,8 +2,9 @@
 
 Owns: what APPEND, delivery and import compute once per message before the transaction —
 canonical flags, the INTERNALDATE (aware, whole seconds), the MIME parse and what the store
-keeps of it (header length, structure JSON, Message-ID) — and when that parse should run in a
-worker thread. Each backend adds what only it stores (search texts, pre-rendered answers).
+keeps of it (header length, structure JSON, Message-ID, the RFC 8970 preview) — and when
+that parse should run in a worker thread. Each backend adds what only it stores (search
+texts, pre-rendered answers).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from store import flags as flagrules
 from store import mime
 from store.api import NewMessage
 from store.mime import BodyPart
+from store.mime.preview import preview_text
 
 # Parse MIME in a worker thread above this many bytes (small ones cost less than the hop).
 # Parsing costs up to ~6 us per octet for hostile shapes (20,000 addresses in one To:,
@@ -46,6 +48,7 @@ class Parsed:
     parsed: BodyPart
     structure: str  # mime.structure_to_json(parsed)
     message_id: str | None
+    preview: str = ""  # RFC 8970 PREVIEW text (store/mime/preview.py)
 
     @property
     def size(self) -> int:
@@ -80,4 +83,5 @@ def parse(message: NewMessage, now: Callable[[], dt.datetime]) -> Parsed:
         parsed=parsed,
         structure=mime.structure_to_json(parsed),
         message_id=mime.message_id(parsed),
+        preview=preview_text(data, parsed),
     )

@@ -10,6 +10,7 @@ taking a sequence set resolves it through `SelectedView.resolve` with that list.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -371,6 +372,9 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
         return
     wire, header = fetch.wire, fetch.header
     binary = any(a.name in fetch_binary.ITEMS for a in atts)
+    # RFC 8970: PREVIEW without LAZY computes what is missing; PREVIEW (LAZY) alone does not.
+    wanted = [a for a in atts if a.name == "PREVIEW"]
+    previews = any(not a.lazy for a in wanted) if wanted else None
     seen_uids = uids
     if fetch.sets_seen and binary:  # a refused BINARY item leaves its message unseen
         seen_uids = await _binary_servable(fetch, uids)
@@ -400,6 +404,8 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
         missing = missing or (changedsince is None and not complete)
         if binary:
             records = _binary_records(fetch, records)
+        if previews is not None:
+            records = await _with_previews(session, records, compute=previews)
         if sum(map(_render_cost, records)) * (BINARY_WEIGHT if binary else 1) > RENDER_IN_THREAD:
             # Rendering and serialising cost grows with the messages (20,000 addresses in
             # one To: took 0.7 s for ENVELOPE): off the event loop. Only this session's
@@ -411,6 +417,18 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
         else:
             yield _fetch_batch(session, view, records, atts, seen_now, session.utf8)
     fetch.expunge_issued = missing
+
+
+async def _with_previews(
+    session: Context, records: list[MessageRecord], *, compute: bool
+) -> list[MessageRecord]:
+    """``records`` with their RFC 8970 preview text (`Store.previews`, by contents id)."""
+    ids = [r.content_id for r in records if r.content_id is not None]
+    found = await session.store.previews(ids, compute=compute)
+    return [
+        dataclasses.replace(r, preview=found.get(r.content_id)) if r.content_id else r
+        for r in records
+    ]
 
 
 async def _binary_servable(fetch: FetchCommand, uids: list[int]) -> list[int]:

@@ -147,6 +147,7 @@ class FetchAtt:
     section: Section | None = None
     partial: tuple[int, int] | None = None
     peek: bool = False
+    lazy: bool = False  # PREVIEW (LAZY), RFC 8970 §4.1
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,7 @@ class _Prepared:
     message_id: str | None
     search_texts: tuple[str, ...]  # content_search, in search.STORED_KEYS order
     wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
+    preview: str = ""  # content_preview (RFC 8970, store/sqlite/preview.py)
 
 
 class SqliteMessages(SqliteBase):
@@ -193,6 +194,7 @@ class SqliteMessages(SqliteBase):
             message_id=p.message_id,
             search_texts=search.search_texts(p.data, p.parsed),
             wire=self._prerender(p.parsed) if self._prerender is not None else None,
+            preview=p.preview,
         )
 
     async def append(
@@ -306,6 +308,12 @@ class SqliteMessages(SqliteBase):
                 (ref.id, first_uid),
             )
         )
+        # --- RFC 8970 PREVIEW (store/sqlite/preview.py) ---
+        await tx.many(
+            "INSERT INTO content_preview (id, preview) VALUES (?, ?)",
+            [(ids[first_uid + i], p.preview) for i, p in enumerate(kept)],
+        )
+        # --- end PREVIEW ---
         facts = tuple(
             MessageFacts(
                 first_uid + i,

@@ -114,6 +114,7 @@ from store.sqlite.calendar import SqliteCalendar
 from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
+from store.sqlite.preview import SqlitePreviews
 from store.sqlite.sort import SqliteSort
 from store.sqlite.users import SqliteUsers
 
@@ -186,7 +187,9 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort):
+class SqliteStore(
+    SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort, SqlitePreviews
+):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
 

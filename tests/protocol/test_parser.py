@@ -512,6 +512,28 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         ),
     ),
     ("fetch-binary-text", b"a FETCH 1 BINARY[TEXT]", Bad()),
+    # RFC 8970 §6: fetch-att =/ "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]
+    ("fetch-preview", b"a FETCH 1 PREVIEW", fetch(F("PREVIEW"))),
+    ("fetch-preview-lazy", b"a FETCH 1 PREVIEW (LAZY)", fetch(F("PREVIEW", lazy=True))),
+    (
+        "fetch-preview-lazy-list",
+        b"a FETCH 1 (UID preview (lazy Lazy) FLAGS)",
+        fetch(F("UID"), F("PREVIEW", lazy=True), F("FLAGS")),
+    ),
+    ("fetch-preview-both", b"a FETCH 1 (PREVIEW (LAZY) PREVIEW)", fetch(F("PREVIEW"))),
+    (
+        "fetch-preview-then-modifiers",
+        b"a FETCH 1 PREVIEW (CHANGEDSINCE 7)",
+        fetch(F("PREVIEW"), changedsince=7),
+    ),
+    ("fetch-preview-unknown-mod", b"a FETCH 1 PREVIEW (EAGER)", Bad()),
+    ("fetch-preview-empty-mods", b"a FETCH 1 (PREVIEW ())", Bad()),
+    ("fetch-preview-mixed-mods", b"a FETCH 1 (PREVIEW (LAZY EAGER))", Bad()),
+    ("fetch-preview-no-space", b"a FETCH 1 (PREVIEW(LAZY))", Bad()),
+    ("fetch-preview-trailing-space", b"a FETCH 1 (PREVIEW (LAZY ))", Bad()),
+    ("fetch-preview-unclosed", b"a FETCH 1 (PREVIEW (LAZY)", Bad()),
+    ("fetch-preview-lazy-prefix", b"a FETCH 1 (PREVIEW (LAZYX))", Bad()),
+    ("fetch-preview-section", b"a FETCH 1 PREVIEW[]", Bad()),
     # RFC 3516 §7: section-binary = "[" [section-part] "]"; hostile shapes are BAD.
     ("fetch-binary-header", b"a FETCH 1 BINARY[HEADER]", Bad()),
     ("fetch-binary-mime", b"a FETCH 1 BINARY.PEEK[1.MIME]", Bad()),

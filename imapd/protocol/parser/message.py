@@ -254,6 +254,8 @@ def fetch(c: Cursor, t: str, uid: bool) -> cmd.Fetch:
             c.sp()
         if vanished and (not uid or changedsince is None):
             raise BadCommand("VANISHED needs UID FETCH and CHANGEDSINCE", tag=c.tag)
+    if FetchAtt("PREVIEW") in atts:  # RFC 8970: PREVIEW with and without LAZY is PREVIEW
+        atts = [a for a in atts if a != FetchAtt("PREVIEW", lazy=True)]
     return cmd.Fetch(t, uid, seqs, tuple(dict.fromkeys(atts)), changedsince, vanished)
 
 
@@ -267,12 +269,16 @@ def fetch_att(c: Cursor) -> FetchAtt:
     fetch-att =/ "EMAILID" / "THREADID"            ; RFC 8474 §7
     fetch-att =/ "BINARY" [".PEEK"] section-binary [partial] /
                  "BINARY.SIZE" section-binary     ; RFC 3516 §4.1
-    section-binary = "[" [section-part] "]" """
+    section-binary = "[" [section-part] "]"
+    fetch-att =/ "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]  ; RFC 8970 §6
+    preview-mod = "LAZY" """
     c.count_arg()
     start = c.pos
     name = c.expect(_NAME, "fetch attribute").group().decode("ascii").upper()
     if name in _SIMPLE_ATTS:
         return FetchAtt(name)
+    if name == "PREVIEW":
+        return preview_att(c)
     if name in ("BODY", "BODY.PEEK"):
         if c.peek() != ord("["):
             if name == "BODY":
@@ -294,6 +300,25 @@ def fetch_att(c: Cursor) -> FetchAtt:
         return FetchAtt("BINARY", sec, partial(c), peek=name == "BINARY.PEEK")
     c.pos = start
     raise c.error("fetch attribute")
+
+
+def preview_att(c: Cursor) -> FetchAtt:
+    """[SP "(" preview-mod *(SP preview-mod) ")"] after PREVIEW (RFC 8970 §6): LAZY, the one
+    modifier, any number of times. A " (" whose first word is not LAZY is left to the caller:
+    ``FETCH 1 PREVIEW (CHANGEDSINCE 5)`` has fetch modifiers there (RFC 4466 §2.4)."""
+    if c.text[c.pos : c.pos + 2] != b" (":
+        return FetchAtt("PREVIEW")
+    start = c.pos
+    c.pos += 2
+    if not c.keyword(b"LAZY"):
+        c.pos = start
+        return FetchAtt("PREVIEW")
+    while not c.try_char(b")"):
+        c.sp()
+        c.count_arg()
+        if not c.keyword(b"LAZY"):
+            raise c.error("preview modifier LAZY")
+    return FetchAtt("PREVIEW", lazy=True)
 
 
 def partial(c: Cursor) -> tuple[int, int] | None:

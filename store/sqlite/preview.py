@@ -1,0 +1,89 @@
+"""RFC 8970 previews in the SQLite store: `SqlitePreviews`, the mixin of `SqliteStore` that
+reads them and computes the missing ones.
+
+Owns: the ``content_preview`` table (migration 0011): written at APPEND with the message
+(store/sqlite/messages.py), read here by contents id; for a contents row stored before the
+migration the preview is computed at the first request that may wait for it, from the few
+octets `preview_source` names (never the whole message), and saved. Must not import imapd
+or notify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+from store.mime import BodyPart, structure_from_json
+from store.mime.preview import preview_of, preview_source
+from store.sqlite.base import SqliteBase, _rows, _Tx
+
+#: Previews computed per read of the missing ones (each reads at most 32 KiB of a message).
+COMPUTE_BATCH = 100
+#: Octets of message text above which computing goes to a worker thread.
+COMPUTE_IN_THREAD = 64 * 1024
+
+
+class SqlitePreviews(SqliteBase):
+    async def previews(self, content_ids: Sequence[int], *, compute: bool = True) -> dict[int, str]:
+        """The preview of each contents row among ``content_ids`` (RFC 8970 §3.3), by id.
+        ``compute``: a row without one gets it now, and it is saved (else it is missing
+        from the answer: FETCH PREVIEW (LAZY) answers NIL). Contents rows that no longer
+        exist are missing too."""
+        ids = sorted(set(content_ids))
+        if not ids:
+            return {}
+        rows = await _rows(
+            self._reader,
+            "SELECT id, preview FROM content_preview WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        found: dict[int, str] = {int(r[0]): str(r[1]) for r in rows}
+        missing = [i for i in ids if i not in found]
+        for start in range(0, len(missing), COMPUTE_BATCH) if compute else ():
+            found.update(await self._compute_previews(missing[start : start + COMPUTE_BATCH]))
+        return found
+
+    async def _compute_previews(self, ids: list[int]) -> dict[int, str]:
+        structures = await _rows(
+            self._reader,
+            "SELECT id, structure FROM contents WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        out: dict[int, str] = {}
+        wanted: list[tuple[int, BodyPart, int, int]] = []  # id, part, start, end
+        for content_id, text in structures:
+            source = preview_source(structure_from_json(text))
+            if source is None:
+                out[content_id] = ""
+            else:
+                wanted.append((content_id, *source))
+        if wanted:
+            # substr() reads just these octets of the blob (1-based), not the message.
+            rows = await _rows(
+                self._reader,
+                "SELECT c.id, substr(c.raw, w.value->>1 + 1, w.value->>2 - w.value->>1)"
+                " FROM json_each(?) AS w JOIN contents AS c ON c.id = w.value->>0",
+                (json.dumps([[i, s, e] for i, _, s, e in wanted]),),
+            )
+            bodies: dict[int, bytes] = {int(r[0]): bytes(r[1]) for r in rows}
+            work = [(i, part, bodies[i]) for i, part, _, _ in wanted if i in bodies]
+
+            def compute() -> dict[int, str]:
+                return {i: preview_of(body, part) for i, part, body in work}
+
+            if sum(len(body) for _, _, body in work) > COMPUTE_IN_THREAD:
+                out.update(await asyncio.to_thread(compute))
+            else:
+                out.update(compute())
+
+        async def save(tx: _Tx) -> None:
+            await tx.many(
+                "INSERT OR IGNORE INTO content_preview (id, preview)"
+                " SELECT id, ? FROM contents WHERE id = ?",
+                [(text, i) for i, text in out.items()],
+            )
+
+        if out:
+            await self._write(save)
+        return out
