@@ -92,6 +92,7 @@ class _Prepared:
     header_len: int
     structure: str
     message_id: str | None
+    preview: str = ""  # content_preview (RFC 8970, store/postgres/preview.py)
 
 
 class _AnyUids(dict[int, list[int]]):
@@ -155,6 +156,7 @@ class PostgresMessages(PostgresBase):
             header_len=p.header_len,
             structure=p.structure,
             message_id=p.message_id,
+            preview=p.preview,
         )
 
     async def append(
@@ -210,6 +212,14 @@ class PostgresMessages(PostgresBase):
                 [p.raw for p in kept],
             )
             content_ids = sorted(r[0] for r in ids)  # identity values ascend in insert order
+            # --- RFC 8970 PREVIEW (store/postgres/preview.py) ---
+            await tx.run(
+                "INSERT INTO content_preview (id, preview)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[])",
+                content_ids,
+                [p.preview for p in kept],
+            )
+            # --- end PREVIEW ---
             await tx.run(
                 "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
                 " internal_epoch, internaldate, savedate, flags, content_id)"

@@ -58,6 +58,7 @@ from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
 from store.postgres.pool import Pool
+from store.postgres.preview import PostgresPreviews
 from store.postgres.sort import PostgresSort
 
 __all__ = ["CHANNEL", "COMMIT_LOCK", "PostgresStore"]
@@ -110,7 +111,7 @@ async def _log_changes(tx: Tx) -> list[Change]:
     return out
 
 
-class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
+class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort, PostgresPreviews):
     """The Store on one PostgreSQL database. Build with `open`."""
 
     def __init__(
