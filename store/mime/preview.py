@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import html as html_module
 import re
+from collections.abc import Iterable
 
-from store.mime.bodystructure import BodyPart
+from store.mime.bodystructure import BodyPart, structure_from_json
 from store.mime.headers import decode_charset
 from store.mime.transfer import decode_transfer
 
@@ -58,6 +59,15 @@ def preview_source(structure: BodyPart) -> tuple[BodyPart, int, int] | None:
         return None
     limit = HTML_LIMIT if part.subtype == "html" else ENCODED_LIMIT
     return part, part.body_start, min(part.body_end, part.body_start + limit)
+
+
+def preview_sources(
+    structures: Iterable[tuple[int, str]],
+) -> dict[int, tuple[BodyPart, int, int] | None]:
+    """`preview_source` of each stored structure (JSON, by contents id): what a store
+    computing missing previews reads; JSON decoding grows with the parts, so a store runs
+    this off the event loop for many or big ones."""
+    return {key: preview_source(structure_from_json(text)) for key, text in structures}
 
 
 def preview_of(body: bytes, part: BodyPart) -> str:

@@ -1,11 +1,11 @@
 """RFC 8970 previews in the PostgreSQL store: `PostgresPreviews`, the mixin of `PostgresStore`
 that reads them and computes the missing ones; the twin of store/sqlite/preview.py.
 
-Owns: the ``content_preview`` table (migration 0002): written at APPEND with the message
-(store/postgres/messages.py), read here by contents id; for a contents row stored before the
-migration the preview is computed at the first request that may wait for it, from the few
-octets `preview_source` names (substring of the bytea, not the message), and saved. Must not
-import imapd or notify.
+Owns: the ``content_preview`` table (migrations/*_preview.sql): written at APPEND with the
+message (store/postgres/messages.py), read here by contents id; for a contents row stored
+before the migration the preview is computed at the first request that may wait for it, from
+the few octets `preview_source` names (a substring of the bytea, not the message), and saved.
+Must not import imapd or notify.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from store.mime import BodyPart, structure_from_json
-from store.mime.preview import preview_of, preview_source
+from store import newmessage
+from store.mime import BodyPart
+from store.mime.preview import preview_of, preview_sources
 from store.postgres.base import PostgresBase, Tx
 
 #: Previews computed per read of the missing ones (each reads at most 32 KiB of a message).
@@ -47,14 +48,15 @@ class PostgresPreviews(PostgresBase):
             structures = await db.fetch(
                 "SELECT id, structure FROM contents WHERE id = ANY($1::bigint[])", ids
             )
-            out: dict[int, str] = {}
-            wanted: list[tuple[int, BodyPart, int, int]] = []  # id, part, start, end
-            for row in structures:
-                source = preview_source(structure_from_json(row[1]))
-                if source is None:
-                    out[int(row[0])] = ""
-                else:
-                    wanted.append((int(row[0]), *source))
+            pairs = [(int(r[0]), str(r[1])) for r in structures]
+            if sum(len(text) for _, text in pairs) > newmessage.PARSE_IN_THREAD:
+                sources = await asyncio.to_thread(preview_sources, pairs)
+            else:
+                sources = preview_sources(pairs)
+            out: dict[int, str] = {i: "" for i, source in sources.items() if source is None}
+            wanted: list[tuple[int, BodyPart, int, int]] = [  # id, part, start, end
+                (i, *source) for i, source in sources.items() if source is not None
+            ]
             bodies: dict[int, bytes] = {}
             if wanted:
                 # substring() of the bytea: these octets reach us, not the message.

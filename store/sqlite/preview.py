@@ -1,11 +1,11 @@
 """RFC 8970 previews in the SQLite store: `SqlitePreviews`, the mixin of `SqliteStore` that
 reads them and computes the missing ones.
 
-Owns: the ``content_preview`` table (migration 0011): written at APPEND with the message
-(store/sqlite/messages.py), read here by contents id; for a contents row stored before the
-migration the preview is computed at the first request that may wait for it, from the few
-octets `preview_source` names (never the whole message), and saved. Must not import imapd
-or notify.
+Owns: the ``content_preview`` table (migrations/*_preview.sql): written at APPEND with the
+message (store/sqlite/messages.py), read here by contents id; for a contents row stored before
+the migration the preview is computed at the first request that may wait for it, from the few
+octets `preview_source` names (never the whole message), and saved. Must not import imapd or
+notify.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import asyncio
 import json
 from collections.abc import Sequence
 
-from store.mime import BodyPart, structure_from_json
-from store.mime.preview import preview_of, preview_source
+from store import newmessage
+from store.mime import BodyPart
+from store.mime.preview import preview_of, preview_sources
 from store.sqlite.base import SqliteBase, _rows, _Tx
 
 #: Previews computed per read of the missing ones (each reads at most 32 KiB of a message).
@@ -50,14 +51,15 @@ class SqlitePreviews(SqliteBase):
             "SELECT id, structure FROM contents WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
         )
-        out: dict[int, str] = {}
-        wanted: list[tuple[int, BodyPart, int, int]] = []  # id, part, start, end
-        for content_id, text in structures:
-            source = preview_source(structure_from_json(text))
-            if source is None:
-                out[content_id] = ""
-            else:
-                wanted.append((content_id, *source))
+        pairs = [(int(r[0]), str(r[1])) for r in structures]
+        if sum(len(text) for _, text in pairs) > newmessage.PARSE_IN_THREAD:
+            sources = await asyncio.to_thread(preview_sources, pairs)
+        else:
+            sources = preview_sources(pairs)
+        out: dict[int, str] = {i: "" for i, source in sources.items() if source is None}
+        wanted: list[tuple[int, BodyPart, int, int]] = [  # id, part, start, end
+            (i, *source) for i, source in sources.items() if source is not None
+        ]
         if wanted:
             # substr() reads just these octets of the blob (1-based), not the message.
             rows = await _rows(
