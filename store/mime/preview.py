@@ -104,9 +104,10 @@ def _normalised(text: str) -> str:
     words: list[str] = []
     length = 0
     for word in text.split():  # str.split: every Unicode white space, NBSP included
-        word = "".join(ch for ch in word if _visible(ch))
-        if not word:
-            continue
+        if not word.isprintable() or not _INVISIBLE.isdisjoint(word):  # rare: char by char
+            word = "".join(ch for ch in word if _visible(ch))
+            if not word:
+                continue
         words.append(word)
         length += len(word) + 1
         if length > LENGTH:
