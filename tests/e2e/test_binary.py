@@ -152,3 +152,32 @@ def test_large_part_through_the_worker_thread(server: RunningServer) -> None:
     assert b"BINARY.SIZE[1] %d " % len(blob) in data
     assert b"BINARY[1] ~{%d}\r\n" % len(blob) + blob + b" " in data
     assert b"BINARY[1]<4194300> ~{5}\r\n" + blob[-5:] + b")" in data
+
+
+def test_multiappend_and_replace_take_literal8(server: RunningServer) -> None:
+    """RFC 3516 §4.4 (append =/ ... SP literal8) in MULTIAPPEND (RFC 3502) and REPLACE
+    (RFC 8508 §5, the same append-message): messages holding NUL stored unchanged, and
+    their previews computed as they are stored (RFC 8970)."""
+    one = mime(("application/octet-stream", "binary", b"\x00one\x00"))
+    two = b"Subject: two\r\n\r\nsecond\x00text\r\n"
+    c = server.raw()
+    c.line(f"a1 APPEND INBOX ~{{{len(one)}}}")
+    assert c.response().startswith("+")
+    c.send(one + b" (\\Seen) ~{%d}\r\n" % len(two))
+    assert c.response().startswith("+")
+    c.send(two + b"\r\n")
+    assert c.until_tagged("a1")[-1].startswith("a1 OK")
+    c.ok("s", "SELECT INBOX")
+    three = b"Subject: three\r\n\r\n\x00third\r\n"
+    c.line(f"r UID REPLACE 2 INBOX ~{{{len(three)}}}")
+    assert c.response().startswith("+")
+    c.send(three + b"\r\n")
+    assert c.until_tagged("r")[-1].startswith("r OK")
+    c.line("f UID FETCH 1:* (RFC822.SIZE BINARY.PEEK[1] PREVIEW)")
+    first, second = c.response_bytes(), c.response_bytes()
+    assert c.response_bytes().startswith(b"f OK")
+    c.close()
+    assert b"BINARY[1] ~{5}\r\n\x00one\x00" in first and b"RFC822.SIZE %d " % len(one) in first
+    assert b"UID 3 " in second and b"RFC822.SIZE %d " % len(three) in second
+    assert b"BINARY[1] ~{8}\r\n\x00third\r\n" in second  # text: CRLF, NUL kept
+    assert b'PREVIEW "third"' in second  # control characters are no preview text
