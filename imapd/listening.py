@@ -214,8 +214,10 @@ class Listener:
         # --- RFC 5267: REMOVEFROM of expunged members before the EXPUNGE (§4.3.4); the
         # changed messages evaluated now, their ADDTO/REMOVEFROM after the EXISTS and the
         # FETCHes (RFC 5465 §5.1, §7; docs/notify.md "EXISTS, FETCH, then ESEARCH").
-        removals: list[Response] = [*contexts.expunge_removals(view)]
-        await evaluate_contexts(s, view, allow_flags=allow_flags)
+        removals: list[Response] = []
+        if contexts:  # none: the NOTIFY fan-out's hot path stays as it was
+            removals += contexts.expunge_removals(view)
+            await evaluate_contexts(s, view, allow_flags=allow_flags)
         updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
         if new and (s.notify.selected_push or contexts.fetching):
@@ -230,6 +232,8 @@ class Listener:
                 last += got[1]
             flags = view.flush_flags(allow_flags)
             return [*removals, *updates, *first, *flags, *last, *contexts.render(view)]
+        if not contexts:
+            return updates + view.flush_flags(allow_flags)
         return [*removals, *updates, *view.flush_flags(allow_flags), *contexts.render(view)]
 
     def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
