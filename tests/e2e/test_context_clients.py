@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Any
 
 import imapclient
 
+from imapd.protocol.connection import Limits
 from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
 
@@ -187,3 +189,35 @@ def test_model_lists_follow_the_mailbox(server: RunningServer) -> None:
 def _fresh_from(out: list[str]) -> list[int]:
     m = re.search(r" ALL (\S+)", out[0]) if out[0].startswith("* ESEARCH") else None
     return _expand(m.group(1)) if m else []
+
+
+def test_limit_is_configurable_and_contexts_end_with_the_mailbox(server_factory: Any) -> None:
+    """RFC 5267 §4.3.1 with ``[limits] max_update_contexts = 1`` (the least §4.3.1 allows:
+    "Servers MUST provide at least one updating context per client"): the second UPDATE
+    gets ``* NO [NOUPDATE "tag"]`` with its other return options honoured, and a SORT is
+    refused alike; after UNSELECT (§4.3: "Updates will cease when the mailbox is no longer
+    selected") the tag is free, CANCELUPDATE needs a selected mailbox, and nothing is sent."""
+    running = server_factory(limits=Limits(max_update_contexts=1))
+    running.add_user("alice")
+    a, b = _raw(running), _raw(running)
+    b.append("b1", "INBOX", "Subject: 1\r\n\r\n")
+    a.ok("a1", "SELECT INBOX")
+    assert a.ok("u1", "SEARCH RETURN (UPDATE) ALL")[0] == '* ESEARCH (TAG "u1")'
+    out = a.ok("u2", "SEARCH RETURN (UPDATE COUNT) ALL")
+    assert out[:2] == [
+        '* ESEARCH (TAG "u2") COUNT 1',
+        '* NO [NOUPDATE "u2"] Too many contexts (limit 1)',
+    ]
+    out = a.ok("u3", "UID SORT RETURN (UPDATE MIN) (DATE) UTF-8 ALL")
+    assert out[:2] == [
+        '* ESEARCH (TAG "u3") UID MIN 1',
+        '* NO [NOUPDATE "u3"] Too many contexts (limit 1)',
+    ]
+    assert a.command("u4", 'CANCELUPDATE "u2"')[-1].startswith("u4 NO"), "u2 was refused"
+    a.ok("a2", "UNSELECT")
+    assert a.command("a3", 'CANCELUPDATE "u1"')[-1].startswith("a3 BAD")
+    a.ok("a4", "SELECT INBOX")
+    b.append("b2", "INBOX", "Subject: 2\r\n\r\n")
+    out = a.ok("a5", "NOOP")
+    assert not [line for line in out if "ESEARCH" in line], out
+    assert a.ok("u1", "SEARCH RETURN (UPDATE) ALL")[0] == '* ESEARCH (TAG "u1")'  # tag free
