@@ -17,8 +17,8 @@ from imapd.protocol.values import FetchAtt as F
 from imapd.protocol.values import SearchKey as K
 from imapd.protocol.values import Secret, Section
 from imapd.protocol.values import SequenceSet as S
-from tests.protocol.feeding import connection, feed, three_ways
 from tests.protocol.context_rows import context_rows
+from tests.protocol.feeding import connection, feed, three_ways
 from tests.protocol.replace_rows import replace_rows
 from tests.protocol.sort_rows import sort_rows
 
