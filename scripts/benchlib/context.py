@@ -73,6 +73,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
     base, extra = msgs[:n], msgs[n:]
     figures = {key: Figure(key, label, "latency", "noops") for key, label in PHASES}
     state: dict[str, tuple[ImapClient, ImapClient, ImapClient, int]] = {}
+    spare = {s.name: list(extra) for s in servers}  # each server APPENDs the same ones
     for s in servers:
         w = await _client(s, args.timeout)
         await w.command(f'CREATE "{BOX}"')
@@ -94,7 +95,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             w, plain, ctx, count = state[s.name]
             listener = ctx if key.endswith("-ctx") else plain
             try:
-                meas = await _phase(s, key, w, listener, extra, args.context_reps)
+                meas = await _phase(s, key, w, listener, spare[s.name], args.context_reps)
             except (ImapError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 figures[key].errors[s.name] = f"{type(exc).__name__}: {exc}"
                 continue
