@@ -85,7 +85,8 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
         await plain.command(f'SELECT "{BOX}"')
         await ctx.command(f'SELECT "{BOX}"')
         caps = (await ctx.command("CAPABILITY")).untagged[0].line.upper().split()
-        opened = [*CONTEXTS, *([SORT_CONTEXT] if b"CONTEXT=SORT" in caps else [])]
+        sorting = b"CONTEXT=SORT" in caps and not args.context_no_sort
+        opened = [*CONTEXTS, *([SORT_CONTEXT] if sorting else [])]
         for command in opened:
             await ctx.command(command)
         _log(f"[{s.name}] {n} messages in {time.perf_counter() - t:.1f} s; {len(opened)} contexts")
