@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="messages in the mailbox (default 10000)",
     )
     g.add_argument("--context-reps", type=int, default=100, help="changes per phase (default 100)")
+    g.add_argument(
+        "--context-no-sort",
+        action="store_true",
+        help="open no SORT context on either server (to tell the SORT context's share)",
+    )
 
 
 async def _client(s: Server, limit: float) -> ImapClient:
