@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from imapd.commands.context import Context
 from imapd.commands.message import handle_fetch
+from imapd.commands.updates import evaluate_contexts
 from imapd.fetch import fetch_response
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Response, Serialized, Untagged
@@ -185,15 +186,18 @@ class Listener:
         fresh: list[int] = []
         claim: list[int] = []
         facts: dict[int, MessageFacts] = {}  # NOTIFY MessageNew's FETCH (RFC 5465 §5.2)
+        contexts = s.contexts  # RFC 5267 updating contexts (imapd/commands/updates.py)
+        fetching = bool(s.notify_fetch_atts) or contexts.fetching
         for change in changes:
             own = change.origin.session == s.id
             view.apply(change, own=own)
+            contexts.note(change, view.mailbox_id)
             added = _added_uids(change, view.mailbox_id)
             if added:
                 fresh += added
                 if own or not self._origin_claims(change.origin.session, view.mailbox_id):
                     claim += added
-            if s.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
+            if fetching and not own and isinstance(change, MessagesAdded):
                 facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
         if claim and not view.readonly:
             try:
@@ -207,12 +211,30 @@ class Listener:
                 )
             else:
                 view.recent.update(claimed)
+        # --- RFC 5267: REMOVEFROM of expunged members before the EXPUNGE (§4.3.4); the
+        # changed messages evaluated now, their ADDTO/REMOVEFROM after the EXISTS and the
+        # FETCHes (RFC 5465 §5.1, §7; docs/notify.md "EXISTS, FETCH, then ESEARCH").
+        removals: list[Response] = []
+        if contexts:  # none: the NOTIFY fan-out's hot path stays as it was
+            removals += contexts.expunge_removals(view)
+            await evaluate_contexts(s, view, allow_flags=allow_flags)
         updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
-        if new and s.notify.selected_push:
-            first, last = await new_message_fetches(s, view, new, facts)
-            return [*updates, *first, *view.flush_flags(allow_flags), *last]  # RFC 5465 §5.2
-        return updates + view.flush_flags(allow_flags)
+        if new and (s.notify.selected_push or contexts.fetching):
+            # NOTIFY's MessageNew attributes and those of the contexts a new message joins,
+            # in one FETCH (RFC 5465 §5.2, N63); the contexts' alone without NOTIFY.
+            base = s.notify_fetch_atts if s.notify.selected_push else ()
+            first: list[Response] = []
+            last: list[Response] = []
+            for atts, uids in contexts.fetch_groups(new, base):
+                got = await new_message_fetches(s, view, uids, facts, atts)
+                first += got[0]
+                last += got[1]
+            flags = view.flush_flags(allow_flags)
+            return [*removals, *updates, *first, *flags, *last, *contexts.render(view)]
+        if not contexts:
+            return updates + view.flush_flags(allow_flags)
+        return [*removals, *updates, *view.flush_flags(allow_flags), *contexts.render(view)]
 
     def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
         """\\Recent for messages another session added to the mailbox it has selected
@@ -312,11 +334,16 @@ async def _recheck(session: Context, state: NotifyState) -> list[Response]:
 
 
 async def new_message_fetches(
-    session: Context, view: SelectedView, uids: list[int], facts: dict[int, MessageFacts]
+    session: Context,
+    view: SelectedView,
+    uids: list[int],
+    facts: dict[int, MessageFacts],
+    atts: tuple[FetchAtt, ...] | None = None,
 ) -> tuple[list[Response], list[Response]]:
     """MessageNew's FETCH for ``uids`` (RFC 5465 §5.2): (rendered from facts, read from the store).
-    The first go right after EXISTS, before any flag FETCH that is newer; the second last."""
-    atts = session.notify_fetch_atts
+    The first go right after EXISTS, before any flag FETCH that is newer; the second last.
+    ``atts``: NOTIFY's by default; with RFC 5267 contexts' merged in (RFC 5465 §7)."""
+    atts = session.notify_fetch_atts if atts is None else atts
     if not atts or not uids:
         return [], []
     names = tuple(a.name for a in atts)

@@ -82,6 +82,8 @@ BASE_CAPABILITIES = (
     "ESORT",  # RFC 5267 §3
     "THREAD=ORDEREDSUBJECT",  # RFC 5256
     "THREAD=REFERENCES",
+    "CONTEXT=SEARCH",  # RFC 5267 §4 (imapd/rfc5267.py, docs/context.md)
+    "CONTEXT=SORT",
     "NOTIFY",  # RFC 5465 (imapd/commands/notify.py)
     "METADATA",  # RFC 5464: mailbox and server annotations
     "METADATA-SERVER",

@@ -80,6 +80,7 @@ from imapd.protocol.state import (
     expunge_allowed_after,
 )
 from imapd.protocol.values import FetchAtt, Secret, SpooledLiteral
+from imapd.rfc5267 import UpdateContexts
 from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import Subscription
@@ -142,6 +143,8 @@ class Session:
         #: NOTIFY (RFC 5465): the registration, its own subscription, MessageNew's FETCH.
         self.notify = NotifyState()
         self.notify_fetch_atts: tuple[FetchAtt, ...] = ()
+        #: RFC 5267 updating contexts; they end when the mailbox is left (`_settle`).
+        self.contexts = UpdateContexts(self.config.limits.max_update_contexts)
         self.user: User | None = None
         self.view: SelectedView | None = None
         self.mailbox: MailboxInfo | None = None
@@ -250,6 +253,7 @@ class Session:
                 self.mailbox = outcome.selection.mailbox
                 self.view = outcome.selection.view
                 self.saved_search = []
+                self.contexts.clear()  # RFC 5267 §4.3: updates cease with the mailbox
             case Authenticated() if outcome.user is not None:
                 self.user = outcome.user
             case Authenticated():  # CLOSE, UNSELECT, a failed SELECT (RFC 3501 §6.3.1)
@@ -258,6 +262,7 @@ class Session:
                 self.mailbox = None
                 self.view = None
                 self.saved_search = []
+                self.contexts.clear()
 
     @property
     def goodbye(self) -> str | None:

@@ -18,6 +18,7 @@ from imapd.auth_guard import AuthGuard
 from imapd.config import Config
 from imapd.limits import Admission
 from imapd.protocol.values import FetchAtt, SpooledLiteral
+from imapd.rfc5267 import UpdateContexts
 from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import Subscription
@@ -120,6 +121,9 @@ class Context(Protocol):
 
     #: MessageNew's fetch-atts of the NOTIFY selected group (RFC 5465 §5.2).
     notify_fetch_atts: tuple[FetchAtt, ...]
+
+    #: RFC 5267 updating contexts of the selected mailbox (imapd/rfc5267.py).
+    contexts: UpdateContexts
 
     def write_buffer_size(self) -> int:
         """Octets written and not yet sent: NOTIFY overflows before they grow past a limit."""

@@ -21,6 +21,7 @@ from imapd import fetch_binary
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
+from imapd.commands.updates import open_context, prepare_update
 from imapd.fetch import fetch_line, fetch_response, imap_datetime, needs
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
@@ -36,6 +37,7 @@ from imapd.protocol.responses import (
 )
 from imapd.protocol.serializer import serialize_pieces
 from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
+from imapd.rfc5267 import partial_item
 from imapd.selected import SelectedView
 from store.acl import settable
 from store.api import Criterion, MessageRecord
@@ -157,6 +159,10 @@ async def handle_search(session: Context, cmd: c.Search) -> Outcome:
         raise
 
 
+#: Return options that ask for no result data (RFC 5182 SAVE, RFC 5267 CONTEXT and UPDATE).
+_NO_RESULT = frozenset({"SAVE", "CONTEXT", "UPDATE"})
+
+
 def _count_keys(key: SearchKey, limit: int) -> int:
     """Keys in the tree, counted without recursion, stopping past ``limit``."""
     count, stack = 0, [key]
@@ -176,6 +182,7 @@ def check_search_keys(session: Context, key: SearchKey) -> None:
 
 async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcome:
     check_search_keys(session, cmd.key)
+    live = prepare_update(session, cmd.tag, cmd.update, cmd.key)  # RFC 5267 §4.3
     criterion = to_criterion(cmd.key, view, session.saved_search)
     with_modseq = mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []
@@ -193,16 +200,18 @@ async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcom
         if modseq is not None:
             items.append((Atom("MODSEQ"), modseq))  # RFC 7162 §3.1.6
         return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
-    # RFC 4731 §3.1: RETURN () means ALL; SAVE alone returns no ESEARCH (RFC 5182 §2.2).
-    wanted = {o for o in opts if o != "SAVE"} if opts else {"ALL"}
+    # RFC 4731 §3.1: RETURN () means ALL (CONTEXT alone too: a hint, RFC 5267 §4.2); SAVE
+    # alone returns no ESEARCH (RFC 5182 §2.2); UPDATE returns nothing itself (§4.3).
+    wanted = {o for o in opts if o not in _NO_RESULT} if set(opts) - {"CONTEXT"} else {"ALL"}
     picked = sorted(
         {known[0] if o == "MIN" else known[-1] for o in wanted & {"MIN", "MAX"} if known}
     )
     # RFC 5182 §2.4: MIN and/or MAX without ALL or COUNT save just what they return.
-    only_ends = bool(wanted) and not wanted & {"ALL", "COUNT"}
+    only_ends = bool(wanted) and not wanted & {"ALL", "COUNT", "PARTIAL"}
     if "SAVE" in opts:
         session.saved_search = picked if only_ends else known
-    if not wanted:
+    refused = open_context(session, cmd, live, known)  # RFC 5267 §4.3: NOUPDATE, or none
+    if not wanted and "UPDATE" not in opts:
         return ok("SEARCH completed, result saved", None, *owed)
     items = [Atom("ESEARCH"), (Atom("TAG"), cmd.tag)]
     if cmd.uid:
@@ -215,12 +224,14 @@ async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcom
         items += [Atom("COUNT"), len(known)]
     if known and "ALL" in wanted:
         items += [Atom("ALL"), Atom(str(SequenceSet.from_values(numbers)))]
+    if cmd.partial is not None:  # RFC 5267 §4.4: mailbox order
+        items += partial_item(cmd.partial, numbers, sort=False)
     if with_modseq:
         # RFC 4731 §3.2: of the MIN/MAX messages alone, else of all found.
         modseq = await highest_modseq(session, view, picked if only_ends else known)
         if modseq is not None:
             items += [Atom("MODSEQ"), modseq]
-    return ok("SEARCH completed", None, *owed, Untagged(tuple(items)))
+    return ok("SEARCH completed", None, *owed, Untagged(tuple(items)), *refused)
 
 
 async def highest_modseq(session: Context, view: SelectedView, uids: list[int]) -> int | None:

@@ -22,10 +22,12 @@ from imapd.commands.message import (
     mentions_modseq,
     to_criterion,
 )
+from imapd.commands.updates import open_context, prepare_update
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Atom, Raw, Untagged, Value
 from imapd.protocol.sortthread import ThreadNode, ordered_set, thread_data
 from imapd.protocol.values import SearchKey
+from imapd.rfc5267 import partial_item
 
 if TYPE_CHECKING:
     from imapd.commands.context import Context
@@ -58,11 +60,13 @@ def _told(view: SelectedView, order: list[int], uid: bool) -> tuple[list[int], l
 
 
 async def handle_sort(session: Context, cmd: c.Sort) -> Outcome:
-    """[UID] SORT [RETURN (MIN MAX COUNT ALL)] (criteria) charset keys. Examples: RFC 5256
-    §3 (SORT), RFC 5267 §3.3 (ESORT). A MODSEQ key enables CONDSTORE and adds the highest
-    mod-sequence of the messages returned (RFC 7162 §3.1.9, §3.1.10)."""
+    """[UID] SORT [RETURN (MIN MAX COUNT ALL CONTEXT UPDATE PARTIAL)] (criteria) charset keys.
+    Examples: RFC 5256 §3 (SORT), RFC 5267 §3.3 (ESORT), §4 (CONTEXT=SORT). A MODSEQ key
+    enables CONDSTORE and adds the highest mod-sequence of the messages returned (RFC 7162
+    §3.1.9, §3.1.10)."""
     view = session.require_view()
     criterion = _criterion(session, view, cmd.key)
+    live = prepare_update(session, cmd.tag, cmd.update, cmd.key)  # RFC 5267 §4.3
     with_modseq = mentions_modseq(cmd.key)
     owed = enable(session, "CONDSTORE") if with_modseq else []
     order = await session.store.sort_order(view.mailbox_id, cmd.criteria)
@@ -79,8 +83,11 @@ async def handle_sort(session: Context, cmd: c.Sort) -> Outcome:
             items.append((Atom("MODSEQ"), modseq))  # RFC 7162 §3.1.9
         return ok("SORT completed", None, *owed, Untagged(tuple(items)))
     # RFC 5267 §3.1: ESEARCH's options, MIN and MAX the first and last in sort order;
-    # RFC 4731 §3.1: RETURN () means ALL.
-    wanted = set(cmd.return_opts) or {"ALL"}
+    # RFC 4731 §3.1: RETURN () means ALL, and so does the hint CONTEXT alone (§4.2); UPDATE
+    # returns nothing itself (§4.3), PARTIAL a window of the sort order (§4.4).
+    opts = set(cmd.return_opts)
+    wanted = opts - {"CONTEXT", "UPDATE"} if opts - {"CONTEXT"} else {"ALL"}
+    refused = open_context(session, cmd, live, uids)  # NOUPDATE (RFC 5267 §4.3.1), or none
     items = [Atom("ESEARCH"), (Atom("TAG"), cmd.tag)]
     if cmd.uid:
         items.append(Atom("UID"))
@@ -92,13 +99,15 @@ async def handle_sort(session: Context, cmd: c.Sort) -> Outcome:
         items += [Atom("COUNT"), len(numbers)]
     if numbers and "ALL" in wanted:
         items += [Atom("ALL"), Raw(ordered_set(numbers).encode("ascii"))]
+    if cmd.partial is not None:
+        items += partial_item(cmd.partial, numbers, sort=True)
     if with_modseq:  # RFC 7162 §3.1.10, RFC 4731 §3.2: of MIN/MAX alone, else of all
         ends = {uids[0] if o == "MIN" else uids[-1] for o in wanted & {"MIN", "MAX"} if uids}
-        picked = sorted(ends) if not wanted & {"ALL", "COUNT"} else sorted(uids)
+        picked = sorted(ends) if not wanted & {"ALL", "COUNT", "PARTIAL"} else sorted(uids)
         modseq = await highest_modseq(session, view, picked)
         if modseq is not None:
             items += [Atom("MODSEQ"), modseq]
-    return ok("SORT completed", None, *owed, Untagged(tuple(items)))
+    return ok("SORT completed", None, *owed, Untagged(tuple(items)), *refused)
 
 
 async def handle_thread(session: Context, cmd: c.Thread) -> Outcome:

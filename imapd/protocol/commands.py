@@ -186,13 +186,17 @@ class Expunge:
 
 @dataclass(frozen=True, slots=True)
 class Search:
-    """[UID] SEARCH [RETURN (...)] [CHARSET x] keys (RFC 3501, ESEARCH RFC 4731)."""
+    """[UID] SEARCH [RETURN (...)] [CHARSET x] keys (RFC 3501, ESEARCH RFC 4731).
+    ``partial``/``update``: RFC 5267 §4 PARTIAL's range and UPDATE's fetch-atts (RFC 5465 §7;
+    None: no UPDATE), their names also in ``return_opts``."""
 
     tag: str
     uid: bool
     key: SearchKey
     charset: str | None = None
     return_opts: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
+    update: tuple[FetchAtt, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +426,16 @@ class Sort:
     charset: str
     key: SearchKey
     return_opts: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RFC 5267 §4.4, as in Search
+    update: tuple[FetchAtt, ...] | None = None  # RFC 5267 §4.3, RFC 5465 §7
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE "tag" ... (RFC 5267 §4.3.5): the tags of the contexts to end."""
+
+    tag: str
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,4 +493,5 @@ Command = (
     | Notify
     | Sort
     | Thread
+    | CancelUpdate
 )

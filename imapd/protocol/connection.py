@@ -66,6 +66,9 @@ class Limits:
     #: Search keys in one SEARCH (every key, operators included), answered NO [LIMIT] past
     #: it: each key is evaluated per message, in SQL or Python (issue 14).
     max_search_keys: int = 1000
+    #: RFC 5267 updating contexts (SEARCH/SORT RETURN (UPDATE)) one session keeps; past it
+    #: ``* NO [NOUPDATE "tag"]`` (§4.3.1). Dovecot's CLIENT_MAX_SEARCH_UPDATES is 10.
+    max_update_contexts: int = 10
     #: Keywords one mailbox may hold; a STORE or APPEND that would add more answers
     #: NO [LIMIT] (Cyrus: 128 user flags per mailbox; every SELECT lists them all).
     max_keywords: int = 256

@@ -93,6 +93,7 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.Copy: _SELECTED,  # also MOVE, RFC 6851
     c.Sort: _SELECTED,  # RFC 5256 §3
     c.Thread: _SELECTED,
+    c.CancelUpdate: _SELECTED,  # RFC 5267 §5: command-select
     c.Replace: _SELECTED,  # RFC 8508 §3.5
 }
 

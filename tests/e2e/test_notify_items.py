@@ -1,7 +1,7 @@
 """NOTIFY (RFC 5465) requirements that a transcript cannot state well: §3.1 (a command line of
-a thousand names), §5.1, capabilities that must be absent (§5.1-§5.3, §7, §8: no search
-contexts), LMTP delivery and expiry (§5.2, §5.3), an admin's shared mailbox (RFC 2342), and
-LIST-STATUS on a mailbox without ``r`` (RFC 5819 §2). The others are in
+a thousand names), §5.1, LMTP delivery and expiry (§5.2, §5.3), an admin's shared mailbox
+(RFC 2342), and LIST-STATUS on a mailbox without ``r`` (RFC 5819 §2). The search-context
+items (§5.1-§5.3, §7, §8) are in tests/e2e/test_notify_contexts.py; the others in
 tests/transcripts/*.imap."""
 
 from __future__ import annotations
@@ -108,46 +108,6 @@ def test_pushed_highestmodseq_covers_only_what_was_told(server: RunningServer) -
     raised = [int(v) for line in out for v in re.findall(r"\[HIGHESTMODSEQ (\d+)\]", line)]
     assert "* VANISHED 2" in out and raised and raised[-1] > held, out
     assert out.index(fetch) < max(i for i, line in enumerate(out) if "HIGHESTMODSEQ" in line)
-
-
-def test_no_search_context(server: RunningServer) -> None:
-    """RFC 5465 §5.1-§5.3, §7, §8; RFC 5267 §4: these
-    hook NOTIFY into RFC 5267 search contexts (ESEARCH ADDTO/REMOVEFROM, the UPDATE return
-    option and its fetch-att list). The server offers no CONTEXT=SEARCH or CONTEXT=SORT, so
-    nothing more applies than this: neither is advertised (SORT and ESORT are), UPDATE (with
-    or without fetch-atts, in SEARCH and SORT) and CANCELUPDATE are refused with BAD, and
-    after an ESEARCH (not a
-    context) NOTIFY's new message, flag change and expunge come as EXISTS, FETCH and
-    EXPUNGE with no ESEARCH ADDTO/REMOVEFROM."""
-    a, b = server.raw(), server.raw()
-    caps = a.ok("a0", "CAPABILITY")[0].split()
-    assert "NOTIFY" in caps and "ESEARCH" in caps, caps
-    assert not [c for c in caps if c.upper().startswith("CONTEXT=")], caps
-    assert "SORT" in caps and "ESORT" in caps, caps  # RFC 5267 §4: contexts are apart
-    a.ok("a1", "SELECT INBOX")
-    for tag, cmd in [
-        ("a2", "SEARCH RETURN (UPDATE) ALL"),
-        ("a3", "SEARCH RETURN (COUNT UPDATE (UID FLAGS)) ALL"),
-        ("a4", "UID SEARCH RETURN (UPDATE (UID)) ALL"),
-        ("a5", "SORT RETURN (UPDATE) (DATE) UTF-8 ALL"),
-        ("a6", 'CANCELUPDATE "a2"'),
-    ]:
-        out = a.command(tag, cmd)
-        assert len(out) == 1 and out[0].startswith(f"{tag} BAD "), out
-    assert a.ok("a7", "SEARCH RETURN (ALL COUNT) ALL")[0] == '* ESEARCH (TAG "a7") COUNT 0'
-    a.ok("a8", "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
-    _append(b, "b1", "INBOX")
-    assert [a.response() for _ in range(3)] == [
-        "* 1 EXISTS",
-        "* 1 RECENT",
-        "* 1 FETCH (UID 1 FLAGS (\\Recent))",
-    ]
-    b.ok("b2", "SELECT INBOX")
-    b.ok("b3", "STORE 1 +FLAGS.SILENT (\\Deleted)")
-    assert a.response() == "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"
-    b.ok("b4", "EXPUNGE")
-    assert a.response() == "* 1 EXPUNGE"
-    assert a.quiet() == b""
 
 
 def test_message_events_cover_every_rfc5423_source(server_factory: Any) -> None:

@@ -22,6 +22,7 @@ from imapd.protocol.errors import ImapError
 from imapd.protocol.responses import Response
 from imapd.protocol.state import Authenticated, NotAuthenticated, Selected, State
 from imapd.protocol.values import FetchAtt, SpooledLiteral
+from imapd.rfc5267 import UpdateContexts
 from imapd.rfc5465 import NotifyState
 from imapd.selected import SelectedView
 from notify.bus import EventBus, Subscription
@@ -59,6 +60,7 @@ class TestContext:
         self.subscription = bus.subscribe(1000)
         self.notify = NotifyState()
         self.notify_fetch_atts: tuple[FetchAtt, ...] = ()
+        self.contexts = UpdateContexts()
         self.unsent = 0
 
     @property

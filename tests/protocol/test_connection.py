@@ -365,6 +365,7 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.SetQuota: b"a SETQUOTA alice (STORAGE 512)",
     c.Notify: b"a NOTIFY SET (selected (MessageNew MessageExpunge))",
     c.Sort: b"a SORT (DATE) UTF-8 ALL",
+    c.CancelUpdate: b'a CANCELUPDATE "B01"',  # RFC 5267 §4.3.5
     c.Thread: b"a THREAD REFERENCES UTF-8 ALL",
     c.Replace: b"a REPLACE 1 x {1+}\r\nz",  # RFC 8508 §3.5: selected only
 }

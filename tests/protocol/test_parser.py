@@ -17,6 +17,7 @@ from imapd.protocol.values import FetchAtt as F
 from imapd.protocol.values import SearchKey as K
 from imapd.protocol.values import Secret, Section
 from imapd.protocol.values import SequenceSet as S
+from tests.protocol.context_rows import context_rows
 from tests.protocol.feeding import connection, feed, three_ways
 from tests.protocol.replace_rows import replace_rows
 from tests.protocol.sort_rows import sort_rows
@@ -1038,6 +1039,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
 ]
 ROWS += sort_rows(Bad, No)  # SORT and THREAD (RFC 5256): tests/protocol/sort_rows.py
 ROWS += replace_rows(Bad)  # REPLACE (RFC 8508): tests/protocol/replace_rows.py
+ROWS += context_rows(Bad)  # CONTEXT=SEARCH/SORT (RFC 5267 §4): tests/protocol/context_rows.py
 
 
 def _state_for(data: bytes) -> State:

@@ -29,6 +29,7 @@ grammar. The rules live in modules named for what they parse (pymap's parsing/):
     notify.py      NOTIFY (RFC 5465)
     push.py        XAPPLEPUSHSERVICE
     sort.py        SORT, THREAD (RFC 5256, RFC 5957, ESORT RFC 5267)
+    context.py     RETURN's CONTEXT, UPDATE, PARTIAL and CANCELUPDATE (RFC 5267 §4)
     replace.py     REPLACE, UID REPLACE (RFC 8508)
 """
 
@@ -42,6 +43,7 @@ from imapd.protocol import commands as cmd
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.parser.acl import deleteacl, getacl, listrights, myrights, setacl
 from imapd.protocol.parser.auth import authenticate, compress, decode_base64, enable, id_, login
+from imapd.protocol.parser.context import cancelupdate
 from imapd.protocol.parser.mailbox import (
     append,
     create,
@@ -130,6 +132,7 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "SETQUOTA": (cmd.SetQuota, setquota),
     "NOTIFY": (cmd.Notify, notify),
     "SORT": (cmd.Sort, lambda c, t: sort(c, t, False)),  # RFC 5256, sort.py
+    "CANCELUPDATE": (cmd.CancelUpdate, cancelupdate),  # RFC 5267 §4.3.5, context.py
     "THREAD": (cmd.Thread, lambda c, t: thread(c, t, False)),
     "REPLACE": (cmd.Replace, lambda c, t: replace(c, t, False)),  # RFC 8508, replace.py
 }

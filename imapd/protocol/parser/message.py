@@ -15,12 +15,12 @@ from typing import Final
 
 from imapd.protocol import commands as cmd
 from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.parser.context import ReturnOptions, return_options
 from imapd.protocol.parser.primitives import (
     ATOM,
     Cursor,
     astring,
     atom,
-    atom_list,
     date,
     flag,
     flag_list,
@@ -51,14 +51,17 @@ def search(c: Cursor, t: str, uid: bool) -> cmd.Search:
     """search = "SEARCH" [search-return-opts] [SP "CHARSET" SP astring] 1*(SP search-key)
     search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
     search-return-opt = "MIN" / "MAX" / "ALL" / "COUNT" / "SAVE"  ; RFC 4731, RFC 5182
+    search-return-opt =/ CONTEXT / PARTIAL range / UPDATE [(atts)]  ; RFC 5267 (context.py)
     ; an empty RETURN () means ALL (RFC 4731 §3.1); an unknown CHARSET is a tagged
     ; NO [BADCHARSET] (RFC 3501 §6.4.4); after ENABLE UTF8=ACCEPT the client MUST NOT
     ; send CHARSET at all (RFC 6855 §3): BAD"""
     c.sp()
     returns: tuple[str, ...] | None = None
+    opts = ReturnOptions(())
     if c.keyword(b"RETURN"):
         c.sp()
-        returns = atom_list(c, _RETURN_SEARCH, "search return option")
+        opts = return_options(c, _RETURN_SEARCH, "search return option", fetch_att)
+        returns = opts.names
         c.sp()
     charset: str | None = None
     if c.keyword(b"CHARSET"):
@@ -72,7 +75,8 @@ def search(c: Cursor, t: str, uid: bool) -> cmd.Search:
     keys = [search_key(c)]
     while c.try_char(b" "):
         keys.append(search_key(c))
-    return cmd.Search(t, uid, SearchKey("AND", children=tuple(keys)), charset, returns)
+    key = SearchKey("AND", children=tuple(keys))
+    return cmd.Search(t, uid, key, charset, returns, opts.partial, opts.update)
 
 
 _SEARCH_FLAGS: Final = frozenset(

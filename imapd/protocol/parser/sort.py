@@ -9,7 +9,8 @@ from typing import Final
 
 from imapd.protocol import commands as cmd
 from imapd.protocol.errors import CommandRefused
-from imapd.protocol.parser.message import search_key
+from imapd.protocol.parser.context import ReturnOptions, return_options
+from imapd.protocol.parser.message import fetch_att, search_key
 from imapd.protocol.parser.primitives import ATOM, Cursor, atom, quoted
 from imapd.protocol.values import SearchKey
 
@@ -19,25 +20,6 @@ SORT_KEYS: Final = frozenset(
 THREAD_ALGORITHMS: Final = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 _RETURN_SORT: Final = frozenset({"MIN", "MAX", "ALL", "COUNT"})
 _CHARSETS: Final = frozenset({"UTF-8", "US-ASCII"})
-
-
-def _return_opts(c: Cursor) -> tuple[str, ...]:
-    """search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
-    ; for SORT, the ESEARCH options MIN, MAX, ALL and COUNT (RFC 5267 §3.1)"""
-    c.sp()
-    c.char(b"(", '"("')
-    opts: list[str] = []
-    while not c.try_char(b")"):
-        if opts:
-            c.sp()
-        c.count_arg()
-        start = c.pos
-        opt = atom(c).upper()
-        if opt not in _RETURN_SORT:
-            c.pos = start
-            raise c.error("sort return option (MIN, MAX, ALL or COUNT)")
-        opts.append(opt)
-    return tuple(dict.fromkeys(opts))
 
 
 def _criteria(c: Cursor) -> tuple[tuple[str, bool], ...]:
@@ -85,13 +67,17 @@ def sort(c: Cursor, t: str, uid: bool) -> cmd.Sort:
     ; RFC 5256 §5, RFC 5267 §6 (extended-sort)"""
     c.sp()
     returns: tuple[str, ...] | None = None
+    opts = ReturnOptions(())
     if c.keyword(b"RETURN"):
-        returns = _return_opts(c)
+        # ESORT's MIN, MAX, ALL, COUNT (RFC 5267 §3.1) and CONTEXT=SORT's (§4)
+        c.sp()
+        opts = return_options(c, _RETURN_SORT, "sort return option", fetch_att)
+        returns = opts.names
         c.sp()
     criteria = _criteria(c)
     c.sp()
     charset, key = _search_criteria(c)
-    return cmd.Sort(t, uid, criteria, charset, key, returns)
+    return cmd.Sort(t, uid, criteria, charset, key, returns, opts.partial, opts.update)
 
 
 def thread(c: Cursor, t: str, uid: bool) -> cmd.Thread:
