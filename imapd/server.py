@@ -68,6 +68,8 @@ BASE_CAPABILITIES = (
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",
     "MULTIAPPEND",
+    "CATENATE",  # RFC 4469 (imapd/commands/catenate.py)
+    "URLAUTH",  # RFC 4467 (imapd/commands/urlauth.py)
     "CONDSTORE",  # RFC 7162
     "QRESYNC",
     "ESEARCH",  # RFC 4731

@@ -18,6 +18,7 @@ from imapd.commands import (
     replace,
     select,
     sort,
+    urlauth,
 )
 from imapd.protocol import commands as c
 
@@ -69,4 +70,7 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], Awaitable[Outcome]]] = {
     c.Sort: sort.handle_sort,  # RFC 5256, RFC 5957, RFC 5267 ESORT
     c.Thread: sort.handle_thread,
     c.Replace: replace.handle_replace,  # RFC 8508
+    c.GenUrlAuth: urlauth.handle_genurlauth,  # RFC 4467
+    c.ResetKey: urlauth.handle_resetkey,
+    c.UrlFetch: urlauth.handle_urlfetch,
 }

@@ -59,6 +59,7 @@ from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
 from store.postgres.pool import Pool
 from store.postgres.sort import PostgresSort
+from store.postgres.urlauth import PostgresUrlAuth
 
 __all__ = ["CHANNEL", "COMMIT_LOCK", "PostgresStore"]
 
@@ -110,7 +111,7 @@ async def _log_changes(tx: Tx) -> list[Change]:
     return out
 
 
-class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
+class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort, PostgresUrlAuth):
     """The Store on one PostgreSQL database. Build with `open`."""
 
     def __init__(

@@ -115,6 +115,7 @@ from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
 from store.sqlite.sort import SqliteSort
+from store.sqlite.urlauth import SqliteUrlAuth
 from store.sqlite.users import SqliteUsers
 
 __all__ = ["SqliteStore"]
@@ -186,7 +187,9 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class SqliteStore(SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort):
+class SqliteStore(
+    SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort, SqliteUrlAuth
+):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
 

@@ -30,6 +30,8 @@ grammar. The rules live in modules named for what they parse (pymap's parsing/):
     push.py        XAPPLEPUSHSERVICE
     sort.py        SORT, THREAD (RFC 5256, RFC 5957, ESORT RFC 5267)
     replace.py     REPLACE, UID REPLACE (RFC 8508)
+    catenate.py    APPEND's CATENATE data (RFC 4469)
+    urlauth.py     GENURLAUTH, RESETKEY, URLFETCH (RFC 4467, RFC 5524)
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from imapd.protocol.parser.push import xapplepushservice
 from imapd.protocol.parser.quota import getquota, getquotaroot, setquota
 from imapd.protocol.parser.replace import replace
 from imapd.protocol.parser.sort import sort, thread
+from imapd.protocol.parser.urlauth import genurlauth, resetkey, urlfetch
 from imapd.protocol.values import SpooledLiteral
 
 __all__ = [
@@ -132,6 +135,9 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "SORT": (cmd.Sort, lambda c, t: sort(c, t, False)),  # RFC 5256, sort.py
     "THREAD": (cmd.Thread, lambda c, t: thread(c, t, False)),
     "REPLACE": (cmd.Replace, lambda c, t: replace(c, t, False)),  # RFC 8508, replace.py
+    "GENURLAUTH": (cmd.GenUrlAuth, genurlauth),  # RFC 4467, urlauth.py
+    "RESETKEY": (cmd.ResetKey, resetkey),
+    "URLFETCH": (cmd.UrlFetch, urlfetch),  # RFC 5524's parameters too
 }
 
 #: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
