@@ -123,9 +123,7 @@ class _Reader:
         if self.last is not None and self.last[0] == key:
             return self.last[1]
         self.last = None
-        records = await self.session.store.fetch(
-            info.id, [url.uid], content=True, structure=True
-        )
+        records = await self.session.store.fetch(info.id, [url.uid], content=True, structure=True)
         if not records or records[0].content is None:
             return None
         self.budget -= records[0].size

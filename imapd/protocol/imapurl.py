@@ -218,7 +218,7 @@ def parse(text: str) -> ImapUrl:
             else:
                 auth = _decode(s.take(_ACHARS, "enc-auth-type"), "auth type")
         if s.pos != at:
-            raise BadUrl(f"expected \"@\" at offset {s.pos}")
+            raise BadUrl(f'expected "@" at offset {s.pos}')
         s.pos += 1
     host = s.take(_HOST, "host").lower()
     port = None
