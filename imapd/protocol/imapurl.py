@@ -261,7 +261,11 @@ def _command(s: _Scan, base: ImapUrl) -> ImapUrl:
     uid = s.number(_NZ, "nz-number")
     section = partial = None
     if s.keyword("/;SECTION="):
-        section = _decode(s.take(_BCHARS, "enc-section"), "section")
+        raw = s.take(_BCHARS, "enc-section")
+        if raw.endswith("/") and s.text[s.pos : s.pos + 9].upper() == ";PARTIAL=":
+            raw = raw[:-1]  # the "/" of ipartial (bchar takes "/" too)
+            s.pos -= 1
+        section = _decode(raw, "section")
         _section(section)
     if s.keyword("/;PARTIAL="):
         origin = s.number(_NUM, "number")
