@@ -1,7 +1,8 @@
 """URLAUTH (RFC 4467): GENURLAUTH, RESETKEY, URLFETCH, with the INTERNAL mechanism, and
 URLFETCH's parameters of URLAUTH=BINARY (RFC 5524) where they can be answered.
 
-Owns: the rules of who may generate and use a URLAUTH-authorized URL. The token is
+Owns: the rules of who may generate and use a URLAUTH-authorized URL (URLFETCH's
+parameters are imapd/urlfetch_binary.py's). The token is
 imapd/urlauth.py's; the keys are the store's (one per user and mailbox, made on first use,
 RFC 4467 §7). `authorized` verifies a URL as RFC 4467 §6 describes, for URLFETCH and for
 CATENATE's URL parts (imapd/commands/catenate.py):
@@ -27,18 +28,19 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from imapd import urlauth as mech
+from imapd import urlfetch_binary
 from imapd.commands.acl import lookup
 from imapd.commands.base import Outcome, ok
 from imapd.commands.urlparts import record_part, url_message
 from imapd.protocol import commands as c
 from imapd.protocol import imapurl
-from imapd.protocol.errors import BadCommand, CommandRefused
+from imapd.protocol.errors import BadCommand
 from imapd.protocol.responses import Atom, Response, Untagged
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 
 if TYPE_CHECKING:
     from imapd.commands.context import Context
-    from store.api import User
+    from store.api import MessageRecord, User
 
 
 def _may_use(session: Context, auth: imapurl.UrlAuth) -> bool:
@@ -129,8 +131,10 @@ async def handle_resetkey(session: Context, cmd: c.ResetKey) -> Outcome:
     return ok("Key reset", f"URLMECH {mech.MECHANISM}")
 
 
-async def fetch_url(session: Context, text: str) -> tuple[imapurl.ImapUrl, bytes] | None:
-    """The data of URLAUTH-authorized ``text`` for this session, or None (NIL)."""
+async def fetch_url(
+    session: Context, text: str
+) -> tuple[imapurl.ImapUrl, MessageRecord, bytes] | None:
+    """URLAUTH-authorized ``text``'s URL, message and data for this session, or None (NIL)."""
     try:
         url = imapurl.parse(text)
     except imapurl.BadUrl:
@@ -142,7 +146,7 @@ async def fetch_url(session: Context, text: str) -> tuple[imapurl.ImapUrl, bytes
     if found is None:
         return None
     data = record_part(url, found[1])
-    return None if data is None else (url, data)
+    return None if data is None else (url, found[1], data)
 
 
 class _UrlFetch:
@@ -154,10 +158,13 @@ class _UrlFetch:
         self.cmd = cmd
 
     async def __aiter__(self) -> AsyncIterator[list[Response]]:
-        for text, _params in self.cmd.urls:
+        for text, params in self.cmd.urls:
             found = await fetch_url(self.session, text)
-            data = None if found is None else found[1]
-            yield [Untagged((Atom("URLFETCH"), text, data))]
+            if not params:  # url-fetch-simple, or no parameters: as RFC 4467 (RFC 5524 §3.1)
+                yield [Untagged((Atom("URLFETCH"), text, None if found is None else found[2]))]
+                continue
+            meta = None if found is None else urlfetch_binary.metadata(*found[:2], params, found[2])
+            yield [Untagged((Atom("URLFETCH"), text, *(meta or (None,))))]
 
     @property
     def ending(self) -> Outcome | None:
@@ -165,9 +172,11 @@ class _UrlFetch:
 
 
 async def handle_urlfetch(session: Context, cmd: c.UrlFetch) -> Outcome:
-    """URLFETCH 1*url (RFC 4467 §7): an untagged URLFETCH with the data or NIL for each URL,
-    and OK for any syntactically valid command."""
+    """URLFETCH 1*url-fetch-arg (RFC 4467 §7, RFC 5524 §3): an untagged URLFETCH with the
+    data or NIL for each URL (with URLAUTH=BINARY's metadata when asked), and OK for any
+    syntactically valid command."""
     session.require_user()
-    if any(params is not None for _, params in cmd.urls):
-        raise CommandRefused("URLFETCH parameters (URLAUTH=BINARY) are not supported", "CANNOT")
+    for _, params in cmd.urls:
+        if params and (why := urlfetch_binary.check_parameters(params)) is not None:
+            raise BadCommand(why)
     return Outcome(text="URLFETCH completed", stream=_UrlFetch(session, cmd))
