@@ -20,6 +20,7 @@ follow ``literal``: no NUL unless sent as a literal8 (RFC 3516's ``~{n}``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from store.api import MessageRecord, User
 
 _CHUNK = 64 * 1024
+#: URL parts at least this big are written to the message from a worker thread.
+_OFF_LOOP = 1 << 20
 #: url-resp-text = 1*(%x01-09 / %x0B-0C / %x0E-5B / %x5D-FE)  ; TEXT-CHAR except "]"
 _NOT_RESP_TEXT = re.compile(r"[^\x01-\x09\x0b\x0c\x0e-\x5c\x5e-\x7e]")
 
@@ -133,22 +136,31 @@ class _Reader:
         return records[0]
 
 
+def _copy_spooled(path: Path, binary: bool, builder: _Builder) -> None:
+    """A spooled TEXT literal into the message, in chunks (run in a worker thread)."""
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            if not binary and b"\x00" in chunk:  # CHAR8 = %x01-ff
+                raise BadCommand("A TEXT literal holds NUL (send it as a literal8)")
+            builder.add(chunk)
+
+
 async def _build(
     session: Context, parts: Sequence[c.CatText | c.CatUrl], reader: _Reader, builder: _Builder
 ) -> bytes | Path:
+    """The message of one CATENATE; big copies (a spooled literal, a large URL part going to
+    the spool file) run in a worker thread, so the loop never waits on them."""
     for part in parts:
         if isinstance(part, c.CatUrl):
-            builder.add(await reader.part(part.url))
-            continue
-        data = part.data
-        if not isinstance(data, SpooledLiteral):
-            builder.add(data)
-            continue
-        with session.spooled(data).open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                if not part.binary and b"\x00" in chunk:  # CHAR8 = %x01-ff
-                    raise BadCommand("A TEXT literal holds NUL (send it as a literal8)")
-                builder.add(chunk)
+            data = await reader.part(part.url)
+            if len(data) >= _OFF_LOOP:
+                await asyncio.to_thread(builder.add, data)
+            else:
+                builder.add(data)
+        elif isinstance(part.data, SpooledLiteral):
+            await asyncio.to_thread(_copy_spooled, session.spooled(part.data), part.binary, builder)
+        else:
+            builder.add(part.data)
     return builder.result()
 
 

@@ -200,6 +200,11 @@ _LITERAL8_PLACES: Final = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+#: CATENATE's ``URL ~{n}``: a URL is an astring, never a literal8 (a TEXT part may be one).
+_LITERAL8_AS_URL: Final = re.compile(
+    rb"\bCATENATE \((?:.* )?URL ~\{[0-9]+\}\Z", re.IGNORECASE | re.DOTALL
+)
+
 
 def literal8_misplaced(text: bytes) -> bool:
     """True when ``text`` (a command up to a synchronizing literal) ends in a literal8
@@ -208,6 +213,8 @@ def literal8_misplaced(text: bytes) -> bool:
     literal8. Such a command is BAD at once, before the client is invited to upload it."""
     if _LITERAL8_AT_END.search(text) is None:
         return False
+    if _LITERAL8_AS_URL.search(text) is not None:  # RFC 4469 §5: url = "URL" SP astring
+        return True
     return _LITERAL8_PLACES.match(text) is None
 
 
