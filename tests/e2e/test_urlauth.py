@@ -214,10 +214,10 @@ def test_owner_rights_at_use_time(server: RunningServer) -> None:
     alice = raw(server)
     rump = f"imap://alice@localhost/Other%20Users/bob/INBOX/;uid={uid};urlauth=authuser"
     url = genurlauth(alice, rump)
-    carol_less = raw(server, "bob")
-    assert urlfetch(carol_less, url) == MESSAGE
+    reader = raw(server, "bob")
+    assert urlfetch(reader, url) == MESSAGE
     bob.ok("s2", "SETACL INBOX alice l")
-    assert urlfetch(carol_less, url) is None
+    assert urlfetch(reader, url) is None
 
 
 def test_urlauth_url_as_catenate_part(server: RunningServer) -> None:
