@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ from imapd.protocol.values import SpooledLiteral
 
 if TYPE_CHECKING:
     from imapd.commands.context import Context
-    from store.api import MessageRecord, User
+    from store.api import MailboxInfo, MessageRecord, User
 
 _CHUNK = 64 * 1024
 #: URL parts at least this big are written to the message from a worker thread.
@@ -97,6 +98,7 @@ class _Reader:
         self.host = session.config.servername.lower()
         self.budget = session.config.limits.max_literal_total
         self.last: tuple[tuple[int, int], MessageRecord] | None = None
+        self.mailboxes: dict[tuple[int, str | None], MailboxInfo | None] = {}
 
     async def part(self, text: str) -> bytes:
         session, user = self.session, self.user
@@ -119,8 +121,17 @@ class _Reader:
         return data
 
     async def _record(self, url: imapurl.ImapUrl, owner: User) -> MessageRecord | None:
-        info = await readable_mailbox(self.session, url, owner)  # rights: every time
+        # Rights are read once per mailbox and command: a thousand URLs into one mailbox
+        # cost one lookup (and UIDVALIDITY is compared for each URL).
+        where = (owner.id, url.mailbox)
+        if where not in self.mailboxes:
+            self.mailboxes[where] = await readable_mailbox(
+                self.session, dataclasses.replace(url, uidvalidity=None), owner
+            )
+        info = self.mailboxes[where]
         if info is None or url.uid is None:
+            return None
+        if url.uidvalidity is not None and url.uidvalidity != info.uidvalidity:
             return None
         key = (info.id, url.uid)
         if self.last is not None and self.last[0] == key:
