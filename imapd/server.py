@@ -68,6 +68,9 @@ BASE_CAPABILITIES = (
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",
     "MULTIAPPEND",
+    "CATENATE",  # RFC 4469 (imapd/commands/catenate.py)
+    "URLAUTH",  # RFC 4467 (imapd/commands/urlauth.py)
+    "URLAUTH=BINARY",  # RFC 5524 (imapd/urlfetch_binary.py)
     "CONDSTORE",  # RFC 7162
     "QRESYNC",
     "ESEARCH",  # RFC 4731

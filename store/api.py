@@ -582,6 +582,17 @@ class Store(ChangeFeed, Protocol):
         """UIDs expunged with a modseq > ``modseq`` (restricted to ranges), for QRESYNC."""
         ...
 
+    # --- URLAUTH mailbox access keys (RFC 4467 §2.2; store/urlauth.py) ---------------------
+    async def urlauth_key(self, user_id: int, mailbox_id: int, *, create: bool) -> bytes | None:
+        """The user's access key for the mailbox; ``create`` makes one when missing. None:
+        no key (or, with ``create``, no such mailbox). Never logged, never in a Change."""
+        ...
+
+    async def reset_urlauth_keys(self, user_id: int, mailbox_id: int | None) -> None:
+        """RESETKEY: a new key for ``mailbox_id`` (revoking its URLs); None: remove all the
+        user's keys. No Change."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PushDevice:

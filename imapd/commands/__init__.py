@@ -19,6 +19,7 @@ from imapd.commands import (
     select,
     sort,
     updates,
+    urlauth,
 )
 from imapd.protocol import commands as c
 
@@ -71,4 +72,7 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], Awaitable[Outcome]]] = {
     c.Thread: sort.handle_thread,
     c.Replace: replace.handle_replace,  # RFC 8508
     c.CancelUpdate: updates.handle_cancelupdate,  # RFC 5267 §4.3.5
+    c.GenUrlAuth: urlauth.handle_genurlauth,  # RFC 4467
+    c.ResetKey: urlauth.handle_resetkey,
+    c.UrlFetch: urlauth.handle_urlfetch,
 }

@@ -8,9 +8,11 @@ imapd/replies.py (`list_response`, `oldname_response`, RFC 5465 §5.4)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imapd import objectid
+from imapd.commands import catenate
 from imapd.commands.acl import listable, lookup, myrights_response, require_parent
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
@@ -19,11 +21,12 @@ from imapd.commands.message import check_keyword_limit
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import Atom, MailboxName, Response, Untagged, Value
-from imapd.protocol.values import SequenceSet, SpooledLiteral
+from imapd.protocol.values import SequenceSet
 from imapd.replies import list_response
 from store.acl import settable
 from store.api import DELIMITER, MailboxInfo, NewMessage
 from store.errors import MailboxNotFound
+from store.newmessage import octets
 
 if TYPE_CHECKING:
     from imapd.commands.context import Context
@@ -311,10 +314,16 @@ async def handle_append(session: Context, cmd: c.Append) -> Outcome:
     APPENDLIMIT (RFC 7889) is the literal limit: the framer answers a larger synchronizing
     literal with ``NO [TOOBIG]`` before it is sent. 8-bit header octets are stored as they
     come, with or without UTF8=ACCEPT (lenient, as Dovecot and crymap are)."""
+    # CATENATE (RFC 4469, imapd/commands/catenate.py): the messages' octets, built first.
+    async with catenate.assembled(session, cmd.messages) as contents:
+        return await _append(session, cmd, contents)
+
+
+async def _append(session: Context, cmd: c.Append, contents: list[bytes | Path]) -> Outcome:
     user = session.require_user()
     limit = session.config.limits.max_literal_size
-    for m in cmd.messages:
-        size = m.content.size if isinstance(m.content, SpooledLiteral) else len(m.content)
+    for content in contents:
+        size = octets(content)
         if not size:
             raise BadCommand("Empty message")
         if size > limit:  # the framer refuses these first; kept as the rule
@@ -322,12 +331,8 @@ async def handle_append(session: Context, cmd: c.Append) -> Outcome:
     # RFC 4314 §4: i on the target; flags without their right are dropped, not refused.
     target = await lookup(session, cmd.mailbox, "i", target=True)
     messages = [  # a big literal's octets stay in their spool file: the store reads it
-        NewMessage(
-            session.spooled(m.content) if isinstance(m.content, SpooledLiteral) else m.content,
-            settable(m.flags, target.rights),
-            m.date,
-        )
-        for m in cmd.messages
+        NewMessage(content, settable(m.flags, target.rights), m.date)
+        for m, content in zip(cmd.messages, contents, strict=True)
     ]
     added = [f for m in messages for f in m.flags if not f.startswith("\\")]
     if added:

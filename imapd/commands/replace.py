@@ -10,8 +10,10 @@ source's HIGHESTMODSEQ as UID EXPUNGE's does (RFC 8508 §4.5, RFC 7162 §3.2.9).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imapd.commands import catenate
 from imapd.commands.acl import lookup
 from imapd.commands.base import Outcome, ok
 from imapd.commands.message import (
@@ -23,10 +25,11 @@ from imapd.commands.message import (
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, CommandRefused
 from imapd.protocol.responses import UntaggedStatus
-from imapd.protocol.values import SequenceSet, SpooledLiteral
+from imapd.protocol.values import SequenceSet
 from store.acl import settable
 from store.api import NewMessage
 from store.errors import MailboxNotFound
+from store.newmessage import octets
 
 if TYPE_CHECKING:
     from imapd.commands.context import Context
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 async def handle_replace(session: Context, cmd: c.Replace) -> Outcome:
     """[UID] REPLACE seq-number mailbox [flags] [date-time] literal (RFC 8508 §3)."""
     view = session.require_view()
-    user = session.require_user()
+    session.require_user()
     _require_writable(view)
     _require_rights(session, "te")  # RFC 8508 §4.1: UID STORE \Deleted + UID EXPUNGE
     uids = view.resolve(SequenceSet(((cmd.number, cmd.number),)), uid=cmd.uid)
@@ -44,15 +47,22 @@ async def handle_replace(session: Context, cmd: c.Replace) -> Outcome:
     uid = uids[0]
     if view.is_gone(uid):  # RFC 8508 §3.4: NO, "can't remove specified message"
         raise CommandRefused("The message to replace has been expunged", "EXPUNGEISSUED")
+    # CATENATE (RFC 8508 §4.2, imapd/commands/catenate.py): the message's octets first.
+    async with catenate.assembled(session, (cmd.message,)) as (content,):
+        return await _replace(session, cmd, uid, content)
+
+
+async def _replace(session: Context, cmd: c.Replace, uid: int, content: bytes | Path) -> Outcome:
+    view = session.require_view()
+    user = session.require_user()
     m = cmd.message
-    size = m.content.size if isinstance(m.content, SpooledLiteral) else len(m.content)
+    size = octets(content)
     if not size:
         raise BadCommand("Empty message")
     limit = session.config.limits.max_literal_size
     if size > limit:  # the framer refuses a synchronizing one first, as for APPEND
         raise CommandRefused(f"Message larger than APPENDLIMIT {limit}", "TOOBIG")
     target = await lookup(session, cmd.mailbox, "i", target=True)
-    content = session.spooled(m.content) if isinstance(m.content, SpooledLiteral) else m.content
     message = NewMessage(content, settable(m.flags, target.rights), m.date)
     added = [f for f in message.flags if not f.startswith("\\")]
     if added:

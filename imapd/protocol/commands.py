@@ -134,11 +134,35 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatText:
+    """CATENATE's ``TEXT literal`` (RFC 4469 §5): octets, or where they were spooled."""
+
+    data: bytes | SpooledLiteral
+    #: A literal8 (``~{n}``): may hold NUL; a plain literal's spooled octets are checked later.
+    binary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CatUrl:
+    """CATENATE's ``URL astring`` (RFC 4469 §5): the URL's text as sent (imapd/protocol/imapurl.py
+    reads it when the handler resolves it; BADURL echoes it)."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Catenation:
+    """``CATENATE (cat-part ...)``: the parts a new message is made of (RFC 4469 §3)."""
+
+    parts: tuple[CatText | CatUrl, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
     flags: tuple[str, ...]
     date: dt.datetime | None
-    #: The octets, or where the session spooled them (a big literal).
-    content: bytes | SpooledLiteral
+    #: The octets, or where the session spooled them (a big literal), or CATENATE's parts.
+    content: bytes | SpooledLiteral | Catenation
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +473,32 @@ class Thread:
     key: SearchKey
 
 
+@dataclass(frozen=True, slots=True)
+class GenUrlAuth:
+    """GENURLAUTH 1*(url-rump mechanism) (RFC 4467 §7); mechanisms upper-cased."""
+
+    tag: str
+    pairs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResetKey:
+    """RESETKEY [mailbox *mechanism] (RFC 4467 §7); no mailbox: remove every key."""
+
+    tag: str
+    mailbox: str | None
+    mechanisms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UrlFetch:
+    """URLFETCH 1*url-fetch-arg (RFC 4467 §7, RFC 5524 §5): each URL with its parameters
+    (upper-cased) when given in parentheses, or None (the unextended form)."""
+
+    tag: str
+    urls: tuple[tuple[str, tuple[str, ...] | None], ...]
+
+
 Command = (
     Capability
     | Noop
@@ -494,4 +544,7 @@ Command = (
     | Sort
     | Thread
     | CancelUpdate
+    | GenUrlAuth  # RFC 4467 (imapd/commands/urlauth.py)
+    | ResetKey
+    | UrlFetch
 )

@@ -82,6 +82,9 @@ ALLOWED: Final[dict[type[c.Command], frozenset[StateType]]] = {
     c.GetQuotaRoot: _AUTH,
     c.SetQuota: _AUTH,
     c.Notify: _AUTH,  # RFC 5465 §8: command-auth
+    c.GenUrlAuth: _AUTH,  # RFC 4467 §9: command-auth
+    c.ResetKey: _AUTH,
+    c.UrlFetch: _AUTH,
     # RFC 3501 §6.4: selected
     c.Check: _SELECTED,
     c.Close: _SELECTED,

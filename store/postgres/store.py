@@ -60,6 +60,7 @@ from store.postgres.migrate import migrate
 from store.postgres.pool import Pool
 from store.postgres.preview import PostgresPreviews
 from store.postgres.sort import PostgresSort
+from store.postgres.urlauth import PostgresUrlAuth
 
 __all__ = ["CHANNEL", "COMMIT_LOCK", "PostgresStore"]
 
@@ -111,7 +112,9 @@ async def _log_changes(tx: Tx) -> list[Change]:
     return out
 
 
-class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort, PostgresPreviews):
+class PostgresStore(
+    PostgresMailboxes, PostgresMessages, PostgresSort, PostgresPreviews, PostgresUrlAuth
+):
     """The Store on one PostgreSQL database. Build with `open`."""
 
     def __init__(

@@ -116,6 +116,7 @@ from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
 from store.sqlite.preview import SqlitePreviews
 from store.sqlite.sort import SqliteSort
+from store.sqlite.urlauth import SqliteUrlAuth
 from store.sqlite.users import SqliteUsers
 
 __all__ = ["SqliteStore"]
@@ -188,7 +189,13 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 class SqliteStore(
-    SqliteUsers, SqliteMailboxes, SqliteMessages, SqliteCalendar, SqliteSort, SqlitePreviews
+    SqliteUsers,
+    SqliteMailboxes,
+    SqliteMessages,
+    SqliteCalendar,
+    SqliteSort,
+    SqlitePreviews,
+    SqliteUrlAuth,
 ):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""

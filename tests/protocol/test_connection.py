@@ -368,6 +368,9 @@ SAMPLES: dict[type[c.Command], bytes] = {
     c.CancelUpdate: b'a CANCELUPDATE "B01"',  # RFC 5267 §4.3.5
     c.Thread: b"a THREAD REFERENCES UTF-8 ALL",
     c.Replace: b"a REPLACE 1 x {1+}\r\nz",  # RFC 8508 §3.5: selected only
+    c.GenUrlAuth: b'a GENURLAUTH "imap://u@h/x/;UID=1;URLAUTH=anonymous" INTERNAL',  # RFC 4467
+    c.ResetKey: b"a RESETKEY",
+    c.UrlFetch: b'a URLFETCH "imap://u@h/x/;UID=1"',
 }
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), SELECTED, Logout()]

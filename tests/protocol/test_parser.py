@@ -21,6 +21,7 @@ from tests.protocol.context_rows import context_rows
 from tests.protocol.feeding import connection, feed, three_ways
 from tests.protocol.replace_rows import replace_rows
 from tests.protocol.sort_rows import sort_rows
+from tests.protocol.urlauth_rows import urlauth_rows
 
 
 @dataclass(frozen=True)
@@ -1040,6 +1041,7 @@ ROWS: list[tuple[str, bytes, Expected]] = [
 ROWS += sort_rows(Bad, No)  # SORT and THREAD (RFC 5256): tests/protocol/sort_rows.py
 ROWS += replace_rows(Bad)  # REPLACE (RFC 8508): tests/protocol/replace_rows.py
 ROWS += context_rows(Bad)  # CONTEXT=SEARCH/SORT (RFC 5267 §4): tests/protocol/context_rows.py
+ROWS += urlauth_rows(Bad)  # CATENATE, URLAUTH (RFC 4469, 4467): tests/protocol/urlauth_rows.py
 
 
 def _state_for(data: bytes) -> State:

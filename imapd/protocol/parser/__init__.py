@@ -31,6 +31,8 @@ grammar. The rules live in modules named for what they parse (pymap's parsing/):
     sort.py        SORT, THREAD (RFC 5256, RFC 5957, ESORT RFC 5267)
     context.py     RETURN's CONTEXT, UPDATE, PARTIAL and CANCELUPDATE (RFC 5267 §4)
     replace.py     REPLACE, UID REPLACE (RFC 8508)
+    catenate.py    APPEND's CATENATE data (RFC 4469)
+    urlauth.py     GENURLAUTH, RESETKEY, URLFETCH (RFC 4467, RFC 5524)
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from imapd.protocol.parser.push import xapplepushservice
 from imapd.protocol.parser.quota import getquota, getquotaroot, setquota
 from imapd.protocol.parser.replace import replace
 from imapd.protocol.parser.sort import sort, thread
+from imapd.protocol.parser.urlauth import genurlauth, resetkey, urlfetch
 from imapd.protocol.values import SpooledLiteral
 
 __all__ = [
@@ -135,6 +138,9 @@ COMMANDS: Final[dict[str, tuple[type[cmd.Command], _Parser]]] = {
     "CANCELUPDATE": (cmd.CancelUpdate, cancelupdate),  # RFC 5267 §4.3.5, context.py
     "THREAD": (cmd.Thread, lambda c, t: thread(c, t, False)),
     "REPLACE": (cmd.Replace, lambda c, t: replace(c, t, False)),  # RFC 8508, replace.py
+    "GENURLAUTH": (cmd.GenUrlAuth, genurlauth),  # RFC 4467, urlauth.py
+    "RESETKEY": (cmd.ResetKey, resetkey),
+    "URLFETCH": (cmd.UrlFetch, urlfetch),  # RFC 5524's parameters too
 }
 
 #: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
@@ -197,6 +203,11 @@ _LITERAL8_PLACES: Final = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+#: CATENATE's ``URL ~{n}``: a URL is an astring, never a literal8 (a TEXT part may be one).
+_LITERAL8_AS_URL: Final = re.compile(
+    rb"\bCATENATE \((?:.* )?URL ~\{[0-9]+\}\Z", re.IGNORECASE | re.DOTALL
+)
+
 
 def literal8_misplaced(text: bytes) -> bool:
     """True when ``text`` (a command up to a synchronizing literal) ends in a literal8
@@ -205,6 +216,8 @@ def literal8_misplaced(text: bytes) -> bool:
     literal8. Such a command is BAD at once, before the client is invited to upload it."""
     if _LITERAL8_AT_END.search(text) is None:
         return False
+    if _LITERAL8_AS_URL.search(text) is not None:  # RFC 4469 §5: url = "URL" SP astring
+        return True
     return _LITERAL8_PLACES.match(text) is None
 
 

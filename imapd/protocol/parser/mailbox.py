@@ -15,6 +15,7 @@ from typing import Final
 
 from imapd.protocol import commands as cmd
 from imapd.protocol.errors import BadCommand
+from imapd.protocol.parser.catenate import catenate
 from imapd.protocol.parser.primitives import (
     Cursor,
     astring,
@@ -254,6 +255,7 @@ def append(c: Cursor, t: str) -> cmd.Append:
     """append = "APPEND" SP mailbox 1*append-message   ; RFC 3502 §6.3.11 (MULTIAPPEND)
     append-message = [SP flag-list] [SP date-time] SP (literal / literal8 / utf8-data)
     utf8-data = "UTF8" SP "(" literal8 ")"   ; RFC 6855 §4, only after ENABLE UTF8=ACCEPT
+    append-data =/ "CATENATE" SP "(" cat-part *(SP cat-part) ")"   ; RFC 4469 §5
     ; literal8 is RFC 3516's; NUL octets are accepted in the message (lenient), and a
     ; plain literal inside UTF8 ( ) too"""
     c.sp()
@@ -277,6 +279,8 @@ def append_message(c: Cursor) -> cmd.AppendMessage:
     if c.peek() == ord('"'):
         when = date_time(c)
         c.sp()
+    if c.keyword(b"CATENATE"):  # RFC 4469 §5 (parser/catenate.py)
+        return cmd.AppendMessage(flags, when, catenate(c))
     if c.keyword(b"UTF8"):
         if not c.utf8:
             raise BadCommand("APPEND UTF8 needs ENABLE UTF8=ACCEPT", tag=c.tag)

@@ -1,0 +1,92 @@
+"""URLFETCH's per-URL parameters, URLAUTH=BINARY (RFC 5524): BODY, BINARY, BODYPARTSTRUCTURE.
+Pure functions over a URL and the `MessageRecord` (content and structure) it names.
+
+Owns: checking a parameter list (RFC 5524 §3.1: each at most once, never BINARY with BODY;
+other atoms are refused, since nothing else is defined) and the metadata of one URL, in the
+order of the RFC's examples: ``(BODYPARTSTRUCTURE body)`` then ``(BINARY data)`` or
+``(BODY data)``. BINARY is decoded by store/mime/transfer.py (through imapd/fetch_binary.py,
+FETCH BINARY's rules: leaf parts only, CRLF line ends for text); data holding NUL goes out
+as a literal8 (RFC 5524 §5: MUST). Decisions:
+- BINARY of what cannot be decoded (an unknown encoding, or a URL naming no leaf part: the
+  whole message, a multipart, a message/rfc822) is ``(BINARY NIL)``, as §3.2 allows.
+- BODYPARTSTRUCTURE describes the data "as it has been returned" (§3.2): with BINARY decoded,
+  the encoding is ``BINARY`` and the size the decoded one.
+- A URL whose section is not a part (``HEADER``, ``TEXT``, ``MIME``...) has no body structure
+  and no decoding: BODYPARTSTRUCTURE or BINARY for it make the URL's answer NIL, as for any
+  URL that cannot be served (§3.1); BODY alone serves any section.
+- ``;PARTIAL=`` applies to the octets sent (after decoding, for BINARY).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+from imapd import fetch_binary
+from imapd.fetch import render_bodystructure
+from imapd.protocol.imapurl import ImapUrl
+from imapd.protocol.responses import Atom, Literal8, Value
+from imapd.protocol.values import FetchAtt, Section
+from store.api import MessageRecord
+from store.mime.sections import resolve_part
+from store.mime.transfer import KNOWN
+
+PARAMETERS: Final = frozenset({"BODY", "BINARY", "BODYPARTSTRUCTURE"})
+
+
+def check_parameters(params: tuple[str, ...]) -> str | None:
+    """Why this url-fetch-param list is not acceptable (a BAD's text), or None."""
+    for p in params:
+        if p not in PARAMETERS:
+            return f"Unknown URLFETCH parameter {p}"
+    if len(set(params)) != len(params):
+        return "A URLFETCH parameter appears more than once (RFC 5524 3.1)"
+    if "BINARY" in params and "BODY" in params:
+        return "URLFETCH cannot take both BINARY and BODY (RFC 5524 3.1)"
+    return None
+
+
+def _partial(url: ImapUrl, data: bytes) -> bytes:
+    if url.partial is None:
+        return data
+    origin, length = url.partial
+    return data[origin:] if length is None else data[origin : origin + length]
+
+
+def metadata(
+    url: ImapUrl, record: MessageRecord, params: tuple[str, ...], body: bytes
+) -> tuple[Value, ...] | None:
+    """The url-metadata of one valid URL (``body``: its BODY[section]<partial> octets), or
+    None when the URL's answer must be NIL (see the module's decisions)."""
+    assert record.structure is not None and record.content is not None
+    section = url.section_spec
+    wants_part = "BINARY" in params or "BODYPARTSTRUCTURE" in params
+    part = None
+    if wants_part:
+        if section.text is not None:
+            return None
+        part = resolve_part(record.structure, section.part) if section.part else record.structure
+        if part is None:
+            return None
+    out: list[Value] = []
+    binary: Value = None
+    if "BINARY" in params:
+        assert part is not None
+        leaf = section.part and fetch_binary.refusal(record, _binary_att(section)) is None
+        if leaf and part.encoding.lower() in KNOWN:
+            data = fetch_binary.decoded(record, Section(section.part))
+            part = dataclasses.replace(part, encoding="binary", size=len(data))
+            data = _partial(url, data)
+            binary = Literal8(data) if b"\x00" in data else data
+    if "BODYPARTSTRUCTURE" in params:
+        assert part is not None
+        out.append((Atom("BODYPARTSTRUCTURE"), render_bodystructure(part, extensible=False)))
+    if "BINARY" in params:
+        out.append((Atom("BINARY"), binary))
+    if "BODY" in params:
+        out.append((Atom("BODY"), body))
+    return tuple(out)
+
+
+def _binary_att(section: Section) -> tuple[FetchAtt, ...]:
+    return (FetchAtt("BINARY", section=Section(section.part)),)

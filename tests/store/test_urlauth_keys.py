@@ -1,0 +1,63 @@
+"""URLAUTH mailbox access keys (RFC 4467 §2.2; store/sqlite/urlauth.py, store/postgres/urlauth.py):
+per user and mailbox, made on first use, replaced or removed by RESETKEY, gone with their
+mailbox, never in the change_log."""
+
+from __future__ import annotations
+
+from tests.helpers.store import ORIGIN, Env
+
+BOTH_BACKENDS = True
+
+
+async def test_keys_per_user_and_mailbox(env: Env) -> None:
+    store = await env.open()
+    alice = await store.create_user("alice", "pw")
+    bob = await store.create_user("bob", "pw")
+    await store.create_mailbox(alice.id, "Work", ORIGIN)
+    inbox = await store.get_mailbox(alice.id, "INBOX")
+    shared = await store.get_mailbox(alice.id, "Work")
+    env.take()
+    seq = await store.change_log_head()
+    assert await store.urlauth_key(alice.id, inbox.id, create=False) is None
+    key = await store.urlauth_key(alice.id, inbox.id, create=True)
+    assert key is not None and len(key) == 32  # RFC 4467 §2.2: at least 128 bits
+    assert await store.urlauth_key(alice.id, inbox.id, create=True) == key  # kept
+    assert await store.urlauth_key(alice.id, inbox.id, create=False) == key
+    # RFC 4467 §2.2: "two users sharing the same mailbox each have a different ... key"
+    other = await store.urlauth_key(bob.id, inbox.id, create=True)
+    assert other is not None and other != key
+    # "each mailbox accessed by a single user also has a different mailbox access key"
+    second = await store.urlauth_key(alice.id, shared.id, create=True)
+    assert second is not None and second not in (key, other)
+    # No Change: a key is nothing a client or an event consumer sees.
+    assert env.take() == [] and await store.change_log_head() == seq
+    # RESETKEY mailbox: a new key for that mailbox only.
+    await store.reset_urlauth_keys(alice.id, inbox.id)
+    renewed = await store.urlauth_key(alice.id, inbox.id, create=False)
+    assert renewed is not None and renewed != key
+    assert await store.urlauth_key(alice.id, shared.id, create=False) == second
+    assert await store.urlauth_key(bob.id, inbox.id, create=False) == other
+    # RESETKEY: all of the user's keys, nobody else's.
+    await store.reset_urlauth_keys(alice.id, None)
+    assert await store.urlauth_key(alice.id, inbox.id, create=False) is None
+    assert await store.urlauth_key(alice.id, shared.id, create=False) is None
+    assert await store.urlauth_key(bob.id, inbox.id, create=False) == other
+    assert await store.change_log_head() == seq
+
+
+async def test_key_goes_with_its_mailbox(env: Env) -> None:
+    store = await env.open()
+    alice = await store.create_user("alice", "pw")
+    await store.create_mailbox(alice.id, "Drafts2", ORIGIN)
+    box = await store.get_mailbox(alice.id, "Drafts2")
+    assert await store.urlauth_key(alice.id, box.id, create=True) is not None
+    await store.delete_mailbox(alice.id, "Drafts2", ORIGIN)
+    await store.create_mailbox(alice.id, "Drafts2", ORIGIN)
+    again = await store.get_mailbox(alice.id, "Drafts2")
+    assert again.id != box.id
+    assert await store.urlauth_key(alice.id, box.id, create=False) is None
+    assert await store.urlauth_key(alice.id, again.id, create=False) is None
+    # No key can be made for a mailbox that does not exist (any more).
+    assert await store.urlauth_key(alice.id, box.id, create=True) is None
+    await store.reset_urlauth_keys(alice.id, box.id)
+    assert await store.urlauth_key(alice.id, box.id, create=False) is None
