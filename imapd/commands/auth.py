@@ -63,6 +63,9 @@ ENABLEABLE: dict[str, tuple[str, ...]] = {
     "CONDSTORE": (),
     "QRESYNC": ("CONDSTORE",),
     "UTF8=ACCEPT": (),  # RFC 6855 §3: UTF-8 names and quoted strings, both ways
+    # --- IMAP4rev2 (RFC 9051 Appendix A) and UIDONLY (RFC 9586 §3.1): imapd/rev2.py
+    "IMAP4rev2": (),
+    "UIDONLY": (),
 }
 
 
@@ -85,6 +88,8 @@ def enable(session: Context, name: str, *, selected: bool = True) -> list[Respon
         return []
     view.condstore = "CONDSTORE" in session.enabled
     view.qresync = "QRESYNC" in session.enabled
+    view.rev2 = "IMAP4rev2" in session.enabled  # imapd/rev2.py
+    view.uidonly = "UIDONLY" in session.enabled
     if view.condstore and not had_condstore:
         return [highestmodseq_response(view.safe_highestmodseq)]
     return []
@@ -111,6 +116,8 @@ async def handle_enable(session: Context, cmd: c.Enable) -> Outcome:
     ]
     outcome = ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)), *owed)
     if "UTF8=ACCEPT" in newly:  # RFC 6855 §3: from ENABLE's own responses on
+        outcome.utf8 = True
+    if "IMAP4rev2" in newly:  # RFC 9051 §5.1, Appendix A: UTF-8 names from now on
         outcome.utf8 = True
     return outcome
 
