@@ -69,6 +69,9 @@ ENABLEABLE: dict[str, tuple[str, ...]] = {
 }
 
 
+_SPELLING = {name.upper(): name for name in ENABLEABLE}  # IMAP4REV2 -> IMAP4rev2
+
+
 def enable(session: Context, name: str, *, selected: bool = True) -> list[Response]:
     """Turn ``name`` (and what it implies) on for the rest of the connection: explicitly by
     ENABLE, or implicitly by a CONDSTORE enabling command (RFC 7162 §3.1: SELECT/EXAMINE
@@ -106,13 +109,13 @@ async def handle_enable(session: Context, cmd: c.Enable) -> Outcome:
     before = set(session.enabled)
     offered = set(session.capabilities())
     owed: list[Response] = []
-    for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities):
+    # Capability names are case-insensitive; each answers in its registered spelling.
+    names = [_SPELLING.get(cap.upper(), cap.upper()) for cap in cmd.capabilities]
+    for cap in dict.fromkeys(names):
         if cap in ENABLEABLE and cap in offered:
             owed += enable(session, cap)
     newly: list[Value] = [
-        Atom(cap)
-        for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities)
-        if cap in session.enabled and cap not in before
+        Atom(cap) for cap in dict.fromkeys(names) if cap in session.enabled and cap not in before
     ]
     outcome = ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)), *owed)
     if "UTF8=ACCEPT" in newly:  # RFC 6855 §3: from ENABLE's own responses on

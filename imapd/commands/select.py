@@ -82,7 +82,7 @@ async def _select(
         mailbox_id=info.id,
         uids=list(snapshot.uids),
         readonly=readonly,
-        recent=set(snapshot.recent),
+        recent=set() if "IMAP4rev2" in session.enabled else set(snapshot.recent),
         keywords=set(snapshot.keywords),
         highestmodseq=info.highestmodseq,
         condstore="CONDSTORE" in session.enabled,
