@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
+from imapd import fetch_binary
 from imapd import fetch_wire as wire
 from imapd.objectid import objectid_value
 from imapd.protocol.responses import Atom, Raw, Untagged, Value
@@ -258,6 +259,8 @@ def render_item(record: MessageRecord, att: FetchAtt, utf8: bool = False) -> tup
         case "RFC822.TEXT":
             data = section_data(record, FetchAtt("BODY", Section((), "TEXT")))
             return Atom("RFC822.TEXT"), data
+        case "BINARY" | "BINARY.SIZE":  # RFC 3516 (imapd/fetch_binary.py)
+            return fetch_binary.render(record, att)
         case _:
             return Atom(section_label(att)), section_data(record, att)
 

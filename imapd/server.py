@@ -93,6 +93,7 @@ BASE_CAPABILITIES = (
     "QUOTA=RES-MESSAGE",
     "QUOTASET",
     "OBJECTID",  # RFC 8474: MAILBOXID, EMAILID, THREADID (NIL) (imapd/objectid.py)
+    "BINARY",  # RFC 3516 (imapd/fetch_binary.py, store/mime/transfer.py)
 )
 
 

@@ -54,7 +54,7 @@ def _encode_str(s: str) -> tuple[bytes, bool]:
 
 def literal(data: bytes) -> bytes:
     """A synchronizing-form literal (RFC 3501 §9: ``"{" number "}" CRLF *CHAR8``). CHAR8
-    excludes NUL, which only a literal8 may carry (RFC 3516, BINARY, not offered): a NUL
+    excludes NUL, which only a literal8 may carry (RFC 3516: BINARY's answers only): a NUL
     octet goes out as 0x80, as Dovecot sends it, so the length (RFC822.SIZE, partial
     offsets) stays what it was. The stored message keeps its NUL octets."""
     if b"\x00" in data:

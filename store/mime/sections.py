@@ -36,6 +36,10 @@ def _resolve(top: BodyPart, path: tuple[int, ...]) -> BodyPart | None:
     return cur
 
 
+#: The entity a part number names, or None (public for BINARY: imapd/fetch_binary.py).
+resolve_part = _resolve
+
+
 def header_spans(raw: bytes, part: BodyPart) -> list[tuple[int, int]]:
     """The spans of ``part``'s header fields, as `field_spans` cuts them."""
     header_end, _ = split_header(raw, part.header_start, part.body_start)

@@ -1,7 +1,7 @@
 """A message holding NUL octets, end to end (issue 16 item 9).
 
 RFC 3501 §9: ``literal = "{" number "}" CRLF *CHAR8`` and CHAR8 = %x01-ff: a plain literal
-never carries NUL; only RFC 3516's literal8 may, and BINARY is not offered. Such messages
+never carries NUL; only RFC 3516's literal8 may, in FETCH BINARY answers. Such messages
 still arrive (APPEND from lenient clients, LMTP, import) and are stored as they are; on
 output every NUL octet of a literal goes out as 0x80, as Dovecot does, so sizes and partial
 offsets stay true.
