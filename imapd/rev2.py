@@ -11,9 +11,9 @@ from __future__ import annotations
 
 #: IMAP4rev2 is advertised, and so ENABLE-able, only while this is True. RFC 9051 folds
 #: in the FETCH side of BINARY (Appendix B; Appendix E item 2): BINARY[], BINARY.PEEK and
-#: BINARY.SIZE, which this branch does not serve. Flip it in the commit that brings BINARY
-#: (tests/e2e/test_imap4rev2.py turns it on for its own server).
-ADVERTISE_IMAP4REV2 = False
+#: BINARY.SIZE (imapd/fetch_binary.py). Set False if BINARY is ever taken out: IMAP4rev2
+#: must not be advertised without it.
+ADVERTISE_IMAP4REV2 = True
 
 
 def capabilities() -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """IMAP4rev2 (RFC 9051) and UIDONLY (RFC 9586) through a real server: the transcripts of
 tests/transcripts/rev2/ and real clients (imaplib, imapclient). IMAP4rev2 is advertised
-only behind `imapd.rev2.ADVERTISE_IMAP4REV2` (off until BINARY lands): these tests turn it
-on for their server (in-process, so the flag is read by it)."""
+only while `imapd.rev2.ADVERTISE_IMAP4REV2` is True (it needs BINARY): these tests set it
+for their server (in-process, so the flag is read by it), either way."""
 
 from __future__ import annotations
 
@@ -52,10 +52,11 @@ def test_capability_unchanged_by_enable(advertised: None, server: RunningServer)
     c.close()
 
 
-def test_not_advertised_not_enabled(server: RunningServer) -> None:
+def test_not_advertised_not_enabled(monkeypatch: pytest.MonkeyPatch, server: RunningServer) -> None:
     """Behind its flag (imapd/rev2.py), IMAP4rev2 is neither advertised nor ENABLE-able
     (RFC 9051 §6.3.1: an argument the server does not support is ignored), and SEARCH
     keeps its IMAP4rev1 answer."""
+    monkeypatch.setattr(rev2, "ADVERTISE_IMAP4REV2", False)
     c = server.raw()
     assert "IMAP4rev2" not in _caps(c, "a1")
     assert c.ok("a2", "ENABLE IMAP4rev2")[0] == "* ENABLED"
