@@ -195,7 +195,7 @@ class Listener:
                     claim += added
             if s.notify_fetch_atts and not own and isinstance(change, MessagesAdded):
                 facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
-        if claim and not view.readonly and not view.rev2:  # rev2: no \\Recent (RFC 9051)
+        if claim and not view.readonly and not view.rev2:  # rev2: no \Recent (RFC 9051)
             try:
                 claimed = await s.store.claim_recent(view.mailbox_id, claim)
             except Unavailable as exc:  # disk full, I/O error: the updates still go out
@@ -221,7 +221,12 @@ class Listener:
         s = self.session
         other = s.server.sessions_by_id.get(origin) if origin else None
         view = other.view if other is not None else None
-        return view is not None and view.mailbox_id == mailbox_id and not view.readonly
+        return (
+            view is not None
+            and view.mailbox_id == mailbox_id
+            and not view.readonly
+            and not view.rev2  # an IMAP4rev2 session claims no \Recent (RFC 9051)
+        )
 
 
 def _added_uids(change: object, mailbox_id: int) -> list[int]:

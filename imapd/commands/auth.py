@@ -93,7 +93,7 @@ def enable(session: Context, name: str, *, selected: bool = True) -> list[Respon
     view.qresync = "QRESYNC" in session.enabled
     view.rev2 = "IMAP4rev2" in session.enabled  # imapd/rev2.py
     if view.rev2:
-        view.recent.clear()  # no \\Recent from now on (RFC 9051 Appendix E item 12)
+        view.recent.clear()  # no \Recent from now on (RFC 9051 Appendix E item 12)
     view.uidonly = "UIDONLY" in session.enabled
     if view.condstore and not had_condstore:
         return [highestmodseq_response(view.safe_highestmodseq)]

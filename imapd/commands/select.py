@@ -64,7 +64,7 @@ async def _select(
         readonly = cmd.readonly or not any(r in mailbox.rights for r in "iestw")
         # Subscribe first, then read the snapshot: changes with seq <= snapshot.seq are in it.
         sub.watch(mailboxes=frozenset({mailbox.id}))
-        # IMAP4rev2 has no \\Recent (RFC 9051 Appendix E item 12): claimed by rev1 sessions only.
+        # IMAP4rev2 has no \Recent (RFC 9051 Appendix E item 12): claimed by rev1 sessions only.
         claim = not readonly and "IMAP4rev2" not in session.enabled
         snapshot = await session.store.open_mailbox(user.id, cmd.mailbox, claim_recent=claim)
     finally:
