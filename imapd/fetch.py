@@ -308,13 +308,14 @@ def fetch_response(
     if unsolicited or (record.uid in seen_now and view.condstore):
         # RFC 7162 §3.2.4: a FETCH setting \Seen reports the UID and the new MODSEQ.
         names = set(items[::2])
-        if "UID" not in names and (view.qresync if unsolicited else True):
+        # RFC 9051 §7.5.2 (Appendix E item 21): an unsolicited FETCH always carries UID.
+        if "UID" not in names and (view.qresync or view.rev2 if unsolicited else True):
             items += [Atom("UID"), record.uid]
         if "MODSEQ" not in names and view.condstore:
             items += [Atom("MODSEQ"), (modseq,)]
     if flags_sent and not unsolicited:
         view.forget_flag_update(record.uid)
-    return Untagged((seq, Atom("FETCH"), tuple(items)))
+    return Untagged((*view.fetch_head(seq, record.uid), tuple(items)))  # RFC 9586 §3.3
 
 
 def fetch_line(
@@ -354,6 +355,8 @@ def fetch_line(
             )
     if flags_sent:
         view.forget_flag_update(record.uid)
+    if view.uidonly:  # RFC 9586 §3.3
+        return b"* %d UIDFETCH (%s)\r\n" % (record.uid, b" ".join(parts))
     return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
 
 

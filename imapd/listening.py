@@ -199,7 +199,7 @@ class Listener:
                     claim += added
             if fetching and not own and isinstance(change, MessagesAdded):
                 facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
-        if claim and not view.readonly:
+        if claim and not view.readonly and not view.rev2:  # rev2: no \Recent (RFC 9051)
             try:
                 claimed = await s.store.claim_recent(view.mailbox_id, claim)
             except Unavailable as exc:  # disk full, I/O error: the updates still go out
@@ -243,7 +243,12 @@ class Listener:
         s = self.session
         other = s.server.sessions_by_id.get(origin) if origin else None
         view = other.view if other is not None else None
-        return view is not None and view.mailbox_id == mailbox_id and not view.readonly
+        return (
+            view is not None
+            and view.mailbox_id == mailbox_id
+            and not view.readonly
+            and not view.rev2  # an IMAP4rev2 session claims no \Recent (RFC 9051)
+        )
 
 
 def _added_uids(change: object, mailbox_id: int) -> list[int]:
@@ -378,7 +383,8 @@ def _facts_fetch_line(
     atts: tuple[FetchAtt, ...],
     names: tuple[str, ...],
 ) -> Serialized:
-    key = (id(m), seq, m.uid in view.recent, names, view.qresync, view.condstore)
+    modes = (view.qresync, view.condstore, view.rev2, view.uidonly)  # UID, UIDFETCH: rev2.py
+    key = (id(m), seq, m.uid in view.recent, names, modes)
     hit = _RENDERED.get(key)
     if hit is not None and hit[0] is m:
         return hit[1]

@@ -51,6 +51,12 @@ class SelectedView:
     _gone_modseq: int = 0
     #: A HIGHESTMODSEQ below ``highestmodseq`` was sent while expunges waited.
     _lowered: bool = False
+    #: ENABLE IMAP4rev2 (RFC 9051): no RECENT response, no \\Recent flag (Appendix E item
+    #: 12); every unsolicited FETCH carries UID (item 21).
+    rev2: bool = False
+    #: ENABLE UIDONLY (RFC 9586): FETCH responses become ``* uid UIDFETCH (...)`` (§3.3,
+    #: §3.6), EXPUNGE becomes VANISHED (§3.4, §3.6).
+    uidonly: bool = False
 
     # --- numbers -------------------------------------------------------------------------
     @property
@@ -231,11 +237,14 @@ class SelectedView:
             self.uids.extend(self._new)
             self._new.clear()
             # Straight to bytes: on a fan-out every listener sends these (no Value tree).
-            out.append(
-                Serialized(
-                    b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), self._recent_count())
+            if self.rev2:  # RFC 9051 Appendix A, E item 12: no RECENT
+                out.append(Serialized(b"* %d EXISTS\r\n" % len(self.uids)))
+            else:
+                out.append(
+                    Serialized(
+                        b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), self._recent_count())
+                    )
                 )
-            )
         return out
 
     def flush_flags(self, allow_flags: bool = True) -> list[Response]:
@@ -270,7 +279,7 @@ class SelectedView:
         self._gone_modseq = 0
         if not gone:
             return []
-        if self.qresync:
+        if self.qresync or self.uidonly:  # RFC 9586 §3.4, §3.6: VANISHED under UIDONLY
             # RFC 7162 §3.2.10.2: VANISHED without EARLIER, only UIDs the client numbers.
             for uid in gone:
                 self._remove(uid)
@@ -296,12 +305,20 @@ class SelectedView:
         items: list[Value] = [Atom("UID"), uid, Atom("FLAGS"), self.flags_with_recent(uid, flags)]
         if self.condstore:
             items += [Atom("MODSEQ"), (modseq,)]
-        return Untagged((seq, Atom("FETCH"), tuple(items)))
+        return Untagged((*self.fetch_head(seq, uid), tuple(items)))
+
+    def fetch_head(self, seq: int, uid: int) -> tuple[int, Atom]:
+        """What a FETCH response starts with: ``seq FETCH``, or ``uid UIDFETCH`` under
+        UIDONLY (RFC 9586 §4: ``uidfetch-resp = uniqueid SP "UIDFETCH" SP msg-att``)."""
+        return (uid, _UIDFETCH) if self.uidonly else (seq, _FETCH)
 
     def flags_with_recent(self, uid: int, flags: tuple[str, ...]) -> tuple[Value, ...]:
-        if uid in self.recent:
+        if uid in self.recent and not self.rev2:
             return flag_list((*flags, "\\Recent"))
         return flag_list(flags)
+
+
+_FETCH, _UIDFETCH = Atom("FETCH"), Atom("UIDFETCH")
 
 
 def _highestmodseq(modseq: int) -> UntaggedStatus:

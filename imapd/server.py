@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from imapd import spool, tls
+from imapd import rev2, spool, tls
 from imapd.alarms import AlarmScheduler, ManualClock, SystemClock
 from imapd.auth_guard import AuthGuard
 from imapd.config import Config
@@ -206,6 +206,7 @@ class Server:
         """The CAPABILITY list for ``session``; ``authenticated``: as it is (None) or will
         be once logged in (True), for LOGIN's OK (RFC 3501 §7.1)."""
         caps = list(BASE_CAPABILITIES)
+        caps[1:1] = rev2.capabilities()  # IMAP4rev2 (behind its flag), UIDONLY: imapd/rev2.py
         caps.append(f"APPENDLIMIT={self.config.limits.max_literal_size}")  # RFC 7889
         if authenticated is None:
             authenticated = session.user is not None

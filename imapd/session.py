@@ -55,6 +55,7 @@ from imapd import spool, tls
 from imapd.auth_guard import AuthGuard
 from imapd.commands import HANDLERS
 from imapd.commands.base import After, Outcome, Resume, refusal
+from imapd.commands.rev2 import uidonly_guard
 from imapd.limits import TLS_HANDSHAKE_TIMEOUT, Admission, address_key
 from imapd.listening import GONE, Gone, Listener
 from imapd.protocol import commands as c
@@ -522,6 +523,8 @@ class Session:
     # --- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, cmd: c.Command) -> None:
         handler: Callable[[Session, c.Command], Awaitable[Outcome]] = HANDLERS[type(cmd)]
+        if "UIDONLY" in self.enabled:  # RFC 9586 §3: BAD [UIDREQUIRED] (commands/rev2.py)
+            handler = uidonly_guard(handler)
         outcome = await self._run(cmd, handler(self, cmd))
         if outcome is not None:
             await self._finish(cmd, outcome)

@@ -8,6 +8,8 @@ Imports nothing of imapd or notify.
 
 from __future__ import annotations
 
+import unicodedata
+
 from store.api import DELIMITER
 from store.errors import MailboxInvalid
 
@@ -15,6 +17,10 @@ INBOX = "INBOX"
 # Control characters cannot travel in a quoted string, and the LIST wildcards would make
 # a name that no pattern can select alone (mox refuses the same set).
 _FORBIDDEN = frozenset(chr(c) for c in range(0x20)) | {"\x7f", "%", "*"}
+# Net-Unicode (RFC 5198 §2), which RFC 9051 §5.1 asks of every created name ("Server
+# implementations MUST prohibit the creation of 8-bit mailbox names that do not comply
+# with Net-Unicode"): no C1 controls, and Normalization Form C.
+_C1 = frozenset(chr(c) for c in range(0x80, 0xA0))
 
 
 def canonical(name: str) -> str:
@@ -36,8 +42,10 @@ def validate(name: str) -> str:
         raise MailboxInvalid("Mailbox name is empty")
     if any(not level for level in name.split(DELIMITER)):
         raise MailboxInvalid("Mailbox name has an empty hierarchy level")
-    if any(c in _FORBIDDEN for c in name):
+    if any(c in _FORBIDDEN or c in _C1 for c in name):
         raise MailboxInvalid("Mailbox name contains a forbidden character")
+    if not unicodedata.is_normalized("NFC", name):
+        raise MailboxInvalid("Mailbox name is not in Unicode Normalization Form C")
     return name
 
 

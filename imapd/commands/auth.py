@@ -63,7 +63,13 @@ ENABLEABLE: dict[str, tuple[str, ...]] = {
     "CONDSTORE": (),
     "QRESYNC": ("CONDSTORE",),
     "UTF8=ACCEPT": (),  # RFC 6855 §3: UTF-8 names and quoted strings, both ways
+    # --- IMAP4rev2 (RFC 9051 Appendix A) and UIDONLY (RFC 9586 §3.1): imapd/rev2.py
+    "IMAP4rev2": (),
+    "UIDONLY": (),
 }
+
+
+_SPELLING = {name.upper(): name for name in ENABLEABLE}  # IMAP4REV2 -> IMAP4rev2
 
 
 def enable(session: Context, name: str, *, selected: bool = True) -> list[Response]:
@@ -85,6 +91,10 @@ def enable(session: Context, name: str, *, selected: bool = True) -> list[Respon
         return []
     view.condstore = "CONDSTORE" in session.enabled
     view.qresync = "QRESYNC" in session.enabled
+    view.rev2 = "IMAP4rev2" in session.enabled  # imapd/rev2.py
+    if view.rev2:
+        view.recent.clear()  # no \Recent from now on (RFC 9051 Appendix E item 12)
+    view.uidonly = "UIDONLY" in session.enabled
     if view.condstore and not had_condstore:
         return [highestmodseq_response(view.safe_highestmodseq)]
     return []
@@ -101,16 +111,18 @@ async def handle_enable(session: Context, cmd: c.Enable) -> Outcome:
     before = set(session.enabled)
     offered = set(session.capabilities())
     owed: list[Response] = []
-    for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities):
+    # Capability names are case-insensitive; each answers in its registered spelling.
+    names = [_SPELLING.get(cap.upper(), cap.upper()) for cap in cmd.capabilities]
+    for cap in dict.fromkeys(names):
         if cap in ENABLEABLE and cap in offered:
             owed += enable(session, cap)
     newly: list[Value] = [
-        Atom(cap)
-        for cap in dict.fromkeys(cap.upper() for cap in cmd.capabilities)
-        if cap in session.enabled and cap not in before
+        Atom(cap) for cap in dict.fromkeys(names) if cap in session.enabled and cap not in before
     ]
     outcome = ok("ENABLE completed", None, Untagged((Atom("ENABLED"), *newly)), *owed)
     if "UTF8=ACCEPT" in newly:  # RFC 6855 §3: from ENABLE's own responses on
+        outcome.utf8 = True
+    if "IMAP4rev2" in newly:  # RFC 9051 §5.1, Appendix A: UTF-8 names from now on
         outcome.utf8 = True
     return outcome
 

@@ -191,6 +191,8 @@ async def _search(session: Context, view: SelectedView, cmd: c.Search) -> Outcom
     if cmd.uid:
         numbers = known
     opts = cmd.return_opts
+    if opts is None and view.rev2:
+        opts = ()  # RFC 9051 §6.4.4: ESEARCH, ALL when no return option is given
     if opts is None:
         # The numbers as one pre-rendered value: thousands of them for SEARCH UNSEEN.
         items: list[Value] = [Atom("SEARCH")]
@@ -254,8 +256,8 @@ async def handle_fetch(session: Context, cmd: c.Fetch) -> Outcome:
         raise BadCommand("VANISHED needs ENABLE QRESYNC first")  # RFC 7162 §3.2.6
     uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=session.saved_search)
     atts = cmd.atts
-    if cmd.uid and not any(a.name == "UID" for a in atts):
-        atts = (FetchAtt("UID"), *atts)
+    if cmd.uid and not view.uidonly and not any(a.name == "UID" for a in atts):
+        atts = (FetchAtt("UID"), *atts)  # RFC 9586 §3.3: UIDFETCH leads with the UID
     owed: list[Response] = []
     if cmd.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
         owed += enable(session, "CONDSTORE")  # RFC 7162 §3.1
@@ -662,7 +664,10 @@ def _plain_fetch_lines(
     if "INTERNALDATE" in names:
         fromiso, i = dt.datetime.fromisoformat, field["internaldate"]
         rows = [_replaced(r, i, imap_datetime(fromiso(r[i]))) for r in rows]
-    line = "* %d FETCH (" + " ".join(_PLAIN_FORMATS[n][0] for n in names) + ")\r\n"
+    if view.uidonly:  # RFC 9586 §3.3: ``* uid UIDFETCH (...)``
+        seqs = [r[0] for r in rows]
+    head = "* %d UIDFETCH (" if view.uidonly else "* %d FETCH ("
+    line = head + " ".join(_PLAIN_FORMATS[n][0] for n in names) + ")\r\n"
     fields = [0 if (c := _PLAIN_FORMATS[n][1]) is None else field[c] for n in names]
     if len(fields) == 1:
         i = fields[0]
@@ -730,14 +735,14 @@ async def handle_store(session: Context, cmd: c.Store) -> Outcome:
         ):
             continue
         items: list[Value] = []
-        if cmd.uid or view.condstore:
+        if (cmd.uid and not view.uidonly) or view.condstore:  # RFC 9586 §3.3: UIDFETCH
             items += [Atom("UID"), uid]
         if not cmd.silent:
             items += [Atom("FLAGS"), view.flags_with_recent(uid, flags)]
         if view.condstore:
             items += [Atom("MODSEQ"), (modseq,)]
         view.forget_flag_update(uid)
-        responses.append(Untagged((seq, Atom("FETCH"), tuple(items))))
+        responses.append(Untagged((*view.fetch_head(seq, uid), tuple(items))))
     code = None
     if result.modified:
         modified = result.modified if cmd.uid else [view.seq_of(u) or 0 for u in result.modified]

@@ -12,6 +12,7 @@ from imapd import objectid
 from imapd.commands.acl import require
 from imapd.commands.auth import enable, highestmodseq_response
 from imapd.commands.base import Outcome, Selection, ok, refusal
+from imapd.commands.rev2 import rev2_list_response
 from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, ImapError
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus
@@ -63,7 +64,9 @@ async def _select(
         readonly = cmd.readonly or not any(r in mailbox.rights for r in "iestw")
         # Subscribe first, then read the snapshot: changes with seq <= snapshot.seq are in it.
         sub.watch(mailboxes=frozenset({mailbox.id}))
-        snapshot = await session.store.open_mailbox(user.id, cmd.mailbox, claim_recent=not readonly)
+        # IMAP4rev2 has no \Recent (RFC 9051 Appendix E item 12): claimed by rev1 sessions only.
+        claim = not readonly and "IMAP4rev2" not in session.enabled
+        snapshot = await session.store.open_mailbox(user.id, cmd.mailbox, claim_recent=claim)
     finally:
         if snapshot is None:
             sub.watch(mailboxes=frozenset())
@@ -79,11 +82,13 @@ async def _select(
         mailbox_id=info.id,
         uids=list(snapshot.uids),
         readonly=readonly,
-        recent=set(snapshot.recent),
+        recent=set() if "IMAP4rev2" in session.enabled else set(snapshot.recent),
         keywords=set(snapshot.keywords),
         highestmodseq=info.highestmodseq,
         condstore="CONDSTORE" in session.enabled,
         qresync="QRESYNC" in session.enabled,
+        rev2="IMAP4rev2" in session.enabled,  # imapd/rev2.py
+        uidonly="UIDONLY" in session.enabled,
     )
     # Drop what the snapshot already contains; keep later changes for the first flush.
     sub.discard_through(snapshot.seq)
@@ -91,9 +96,13 @@ async def _select(
     responses += [
         Untagged((Atom("FLAGS"), flags)),
         Untagged((len(view.uids), Atom("EXISTS"))),
-        Untagged((len(view.recent), Atom("RECENT"))),
     ]
-    if snapshot.first_unseen_uid is not None:
+    if view.rev2:  # RFC 9051 §6.3.2: LIST is REQUIRED, RECENT and UNSEEN are gone
+        responses.append(await rev2_list_response(session, info))
+    else:
+        responses.append(Untagged((len(view.recent), Atom("RECENT"))))
+    if snapshot.first_unseen_uid is not None and not view.rev2 and not view.uidonly:
+        # RFC 9586 §3: no message number in any response under UIDONLY.
         seq = view.seq_of(snapshot.first_unseen_uid)
         if seq is not None:
             responses.append(UntaggedStatus("OK", "First unseen", f"UNSEEN {seq}"))

@@ -675,7 +675,10 @@ ROWS: list[tuple[str, bytes, Expected]] = [
         b"a SEARCH LARGER 0 SMALLER 4294967295",
         srch(K("LARGER", 0), K("SMALLER", 4294967295)),
     ),
-    ("search-size-huge", b"a SEARCH LARGER 4294967296", Bad()),
+    # RFC 9051 §9: LARGER/SMALLER take number64 (63-bit sizes, Appendix D)
+    ("search-size-64", b"a SEARCH LARGER 4294967296", srch(K("LARGER", 4294967296))),
+    ("search-size-huge", b"a SEARCH LARGER 9223372036854775808", Bad()),
+    ("search-size-digits", b"a SEARCH SMALLER 00000000000000000001", Bad()),
     ("search-within", b"a SEARCH OLDER 60 YOUNGER 1", srch(K("OLDER", 60), K("YOUNGER", 1))),
     ("search-within-zero", b"a SEARCH OLDER 0", Bad()),
     (

@@ -27,6 +27,7 @@ from imapd.protocol.parser.primitives import (
     mailbox,
     mod_sequence_value,
     number,
+    number64,
     nz_number,
     quoted,
     sequence_set,
@@ -135,9 +136,9 @@ def search_key(c: Cursor) -> SearchKey:
         if name in ("KEYWORD", "UNKEYWORD"):
             c.sp()
             return SearchKey(name, atom(c))
-        if name in ("LARGER", "SMALLER"):
+        if name in ("LARGER", "SMALLER"):  # RFC 9051 §9: number64 (Appendix E item 1)
             c.sp()
-            return SearchKey(name, number(c))
+            return SearchKey(name, number64(c))
         if name in ("OLDER", "YOUNGER"):
             c.sp()
             return SearchKey(name, nz_number(c))

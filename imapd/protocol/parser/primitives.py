@@ -183,6 +183,16 @@ def number(c: Cursor) -> int:
     return int(m.group())
 
 
+def number64(c: Cursor) -> int:
+    """number64 = 1*DIGIT  ; unsigned 63-bit integer (RFC 9051 §9: 0 <= n <= 9,223,372,036,
+    854,775,807; Appendix D: 63-bit message sizes, as SEARCH LARGER/SMALLER take them)"""
+    m = c.expect(DIGITS, "number")
+    if len(m.group()) > 19 or int(m.group()) > 2**63 - 1:
+        c.pos = m.start()
+        raise c.error("number below 2^63")
+    return int(m.group())
+
+
 def nz_number(c: Cursor) -> int:
     """nz-number = digit-nz *DIGIT  ; non-zero unsigned 32-bit integer"""
     if c.peek() == ord("0"):
