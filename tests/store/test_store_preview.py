@@ -15,7 +15,9 @@ HTML = (
     b"<html><head><style>b{}</style></head><body><p>Hallo&nbsp;<b>Welt</b></p></body></html>"
 )
 PLAIN = "Subject: plain\r\n\r\n  Grüße,\r\n  Köln \r\n".encode()
-IMAGE = b"Subject: img\r\nContent-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\nR0lG\r\n"
+IMAGE = (
+    b"Subject: img\r\nContent-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\nR0lG\r\n"
+)
 
 
 async def _setup(env: Env) -> tuple[Any, int, int, list[int]]:
