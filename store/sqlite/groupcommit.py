@@ -15,7 +15,9 @@ How a group runs (the implementation notes atop store/sqlite/store.py hold the r
   savepoint, so a change and its change_log rows are released together or rolled back
   together. A job that raises is rolled back to its savepoint alone (quota exceeded, no
   rights, a missing mailbox...) and gets its exception; the others are unaffected. A refused
-  quota's QuotaExceed is logged in a savepoint of its own at the refused job's place.
+  quota's QuotaExceed is logged in that savepoint after the rollback, at the job's place.
+  The savepoint steps ride with the neighbouring statement in one round trip to the
+  writer's thread (BEGIN + SAVEPOINT, RELEASE + SAVEPOINT, RELEASE + COMMIT).
 - If SQLite abandoned the whole transaction (a full disk or an I/O error can do that; then
   no savepoint is left to roll back to), or BEGIN or COMMIT fail, no job of the group
   committed, and every one of them gets the error. Nothing is retried behind a caller's back.
@@ -156,22 +158,24 @@ class GroupCommit:
         return exc
 
     async def _group(self, group: list[_Job]) -> None:
-        db = self._writer
         try:
-            await db.execute("BEGIN IMMEDIATE")
+            await self._statements("BEGIN IMMEDIATE", "SAVEPOINT job")
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the group
+            await self._rollback()
             failed = self._fail(exc)
             for job in group:
                 job.error = failed
                 _settle(job)
             return
         try:
-            for job in group:
+            for i, job in enumerate(group):
                 if not await self._one(job):
                     raise _Abandoned(job.error)
+                if i + 1 < len(group):  # the next job's savepoint, in the same round trip
+                    await self._statements("RELEASE job", "SAVEPOINT job")
             changes = [c for job in group for c in job.changes]
             changes = [*await self._foreign_before(changes), *changes]
-            await db.execute("COMMIT")
+            await self._statements("RELEASE job", "COMMIT")
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the group
             await self._rollback()
             cause = exc.error if isinstance(exc, _Abandoned) and exc.error is not None else exc
@@ -189,6 +193,17 @@ class GroupCommit:
         if changes:
             self._announce(changes)
 
+    async def _statements(self, *sql: str) -> None:
+        """Statements without parameters or rows, in one round trip to the writer's thread
+        (aiosqlite runs each call there: a savepoint step costs no hop of its own)."""
+        db = self._writer
+
+        def run() -> None:
+            for statement in sql:
+                db._conn.execute(statement)
+
+        await db._execute(run)  # type: ignore[no-untyped-call]
+
     async def _rollback(self) -> None:
         if self._writer.in_transaction:
             try:
@@ -197,45 +212,39 @@ class GroupCommit:
                 log.debug("no transaction to roll back", exc_info=True)
 
     async def _one(self, job: _Job) -> bool:
-        """One job in its savepoint. False if SQLite abandoned the whole transaction."""
+        """One job in the open savepoint ``job`` (rolled back to it if the job fails; the
+        caller releases it). False if SQLite abandoned the whole transaction."""
         db = self._writer
-        await db.execute("SAVEPOINT job")
         tx = _Tx(db, self._now())
         try:
             job.result = await job.body(tx)
             await self._calendar_index(tx)
             job.changes = await self._log_changes(tx)
-            await db.execute("RELEASE job")
         except Exception as exc:  # noqa: BLE001 - the job's own failure, handed to its caller
             job.changes = []
             if not db.in_transaction:  # SQLite rolled the whole group back
                 job.error = exc
                 return False
             await db.execute("ROLLBACK TO job")
-            await db.execute("RELEASE job")
             job.error = self._fail(exc)
             if isinstance(exc, quota.QuotaRefused):
                 job.changes = await self._refusal(exc.change)
         return True
 
     async def _refusal(self, change: QuotaChanged) -> list[Change]:
-        """A refused job's QuotaExceed, logged in its own savepoint at the job's place (as
-        `_record_refusal` commits it right after a lone job's ROLLBACK)."""
+        """A refused job's QuotaExceed, logged in the job's (rolled back) savepoint, at the
+        job's place (as `_record_refusal` commits it right after a lone job's ROLLBACK)."""
         db = self._writer
-        await db.execute("SAVEPOINT refusal")
         try:
             tx = _Tx(db, change.at)
             tx.emit(change, change.user)
-            logged = await self._log_changes(tx)
-            await db.execute("RELEASE refusal")
+            return await self._log_changes(tx)
         except Exception:
             if not db.in_transaction:
                 raise
-            await db.execute("ROLLBACK TO refusal")
-            await db.execute("RELEASE refusal")
+            await db.execute("ROLLBACK TO job")
             log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return []
-        return logged
 
 
 class _Abandoned(Exception):

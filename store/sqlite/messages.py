@@ -316,6 +316,7 @@ class SqliteMessages(SqliteBase):
                 p.message_id,
                 p.structure,
                 ids.get(first_uid + i),
+                p.wire,  # for the events of the published Change (store/changes.py)
             )
             for i, p in enumerate(kept)
         )
