@@ -85,3 +85,47 @@ def test_kill9_during_group_commits_keeps_every_acknowledged_append(proc: Proc) 
     finally:
         db.close()
     assert sorted(logged) == sorted(uids)  # each message's change committed with it, once
+
+
+def test_concurrent_sessions_one_over_quota_the_others_unaffected(proc: Proc) -> None:
+    """dave's APPENDs past his quota are refused (RFC 9208 §4.3.1, NO [OVERQUOTA]) while
+    carol's sessions append at the same moment: refusals roll back alone, carol's all land."""
+    for args in (("user", "add", "dave", "--password", "pw"), ("quota", "set", "dave")):
+        done = imapd(
+            *args, *(["--messages", "2"] if args[0] == "quota" else []), data_dir=proc.data_dir
+        )
+        assert done.returncode == 0, done.stderr
+    proc.start()
+    start = threading.Barrier(SESSIONS + 1)
+    answers: dict[str, list[tuple[str, bytes]]] = {}
+
+    def session(user: str, n: int, count: int) -> None:
+        c = imaplib.IMAP4("127.0.0.1", proc.port, timeout=30)
+        c.login(user, "pw")
+        start.wait(30)
+        got = answers.setdefault(f"{user}{n}", [])
+        for i in range(count):
+            typ, data = c.append("INBOX", None, None, _body(f"{user}{n}-{i}"))
+            got.append((typ, data[0] or b""))
+        c.logout()
+
+    threads = [threading.Thread(target=session, args=("carol", n, 15)) for n in range(SESSIONS)]
+    threads.append(threading.Thread(target=session, args=("dave", 0, 6)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    carol = [a for key, got in answers.items() if key.startswith("carol") for a in got]
+    assert len(carol) == SESSIONS * 15 and all(typ == "OK" for typ, _ in carol), carol
+    dave = answers["dave0"]
+    assert [typ for typ, _ in dave] == ["OK", "OK"] + ["NO"] * 4
+    assert all(b"[OVERQUOTA]" in text for _, text in dave[2:])
+    for user, expected in (("carol", SESSIONS * 15), ("dave", 2)):
+        c = imaplib.IMAP4("127.0.0.1", proc.port, timeout=30)
+        c.login(user, "pw")
+        typ, data = c.select("INBOX")
+        assert typ == "OK" and int(data[0] or b"0") == expected
+        c.logout()
+    proc.stop()
+    fsck = imapd("fsck", data_dir=proc.data_dir)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
