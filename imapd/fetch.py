@@ -375,7 +375,9 @@ def prerender(structure: BodyPart) -> bytes:
         render_bodystructure(structure, extensible=False),
         render_bodystructure(structure, extensible=True),
     )
-    return wire.pack(
-        [serialize_value(v, utf8=False) for v in values],
-        [serialize_value(v, utf8=True) for v in values],
-    )
+    plain = [serialize_value(v, utf8=False) for v in values]
+    # All-ASCII output had only ASCII strings, which UTF8=ACCEPT serialises alike (these
+    # values hold no mailbox names): the usual message costs one serialisation, not two.
+    if all(p.isascii() for p in plain):
+        return wire.pack(plain, plain)
+    return wire.pack(plain, [serialize_value(v, utf8=True) for v in values])

@@ -452,6 +452,7 @@ def _renderer() -> Renderer:
     """ENVELOPE and BODYSTRUCTURE text for the Cyrus events, as FETCH would send them."""
     from functools import lru_cache
 
+    from imapd import fetch_wire
     from imapd.fetch import render_bodystructure, render_envelope
     from imapd.protocol.responses import Value
     from imapd.protocol.serializer import serialize_string, serialize_value
@@ -476,7 +477,11 @@ def _renderer() -> Renderer:
     def bodystructure(structure: str) -> str | None:
         return text(render_bodystructure(parse(structure), extensible=True))
 
-    return Renderer(envelope, bodystructure)
+    def from_wire(wire: bytes, item: str) -> str | None:
+        """The pre-rendered answer (UTF8=ACCEPT's: raw UTF-8, as ``text`` makes it)."""
+        return fetch_wire.piece(wire, item, utf8=True).decode("utf-8", "replace")
+
+    return Renderer(envelope, bodystructure, from_wire)
 
 
 def install_loop_policy() -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from notify.events import MAILBOX_CONTENT_EVENTS, Event, EventType
 from store import objectid
-from store.changes import MailboxRef
+from store.changes import MailboxRef, MessageFacts
 
 E = EventType
 
@@ -149,6 +149,19 @@ class Renderer:
 
     envelope: Callable[[str], str | None]
     bodystructure: Callable[[str], str | None]
+    #: The same text cut from the bytes FETCH pre-rendered at APPEND (`MessageFacts.wire`)
+    #: for "ENVELOPE" or "BODYSTRUCTURE": what a Change published in this process carries,
+    #: so the sink does not render each message a second time.
+    from_wire: Callable[[bytes, str], str | None] | None = None
+
+    def text(self, message: MessageFacts, item: str) -> str | None:
+        """``item`` ("ENVELOPE" or "BODYSTRUCTURE") of ``message`` (which has a structure)."""
+        if message.wire is not None and self.from_wire is not None:
+            return self.from_wire(message.wire, item)
+        assert message.structure is not None
+        if item == "ENVELOPE":
+            return self.envelope(message.structure)
+        return self.bodystructure(message.structure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +353,7 @@ def event_fields(
             out["messageSize"] = message.size
         render = fmt.renderer
         if "vnd.cmu.envelope" in extra and render is not None and message.structure:
-            envelope = render.envelope(message.structure)
+            envelope = render.text(message, "ENVELOPE")
             if envelope is not None:
                 out["vnd.cmu.envelope"] = envelope
     if "vnd.cmu.sessionId" in extra and event.origin.session:
@@ -348,7 +361,7 @@ def event_fields(
     if t in _NEW_MESSAGE and message is not None:
         render = fmt.renderer
         if "bodyStructure" in extra and render is not None and message.structure:
-            body = render.bodystructure(message.structure)
+            body = render.text(message, "BODYSTRUCTURE")
             if body is not None:
                 out["bodyStructure"] = body
         if EMAILID_PARAM in extra and message.content_id is not None:

@@ -122,7 +122,8 @@ class Options:
     retry_max: float = 30.0
     refused_initial: float = 1.0
     refused_max: float = 60.0
-    cursor_interval: float = 0.2  # the cursor is saved at most this often (ids cover the rest)
+    #: The cursor is saved at most this often (ids cover the rest; each save is an fsync).
+    cursor_interval: float = 1.0
 
     def __post_init__(self) -> None:
         check_url(self.url)

@@ -13,9 +13,11 @@ sink is a durable consumer of the ``change_log`` outbox:
   While the listener is unavailable it retries on a timer with exponential backoff.
 - The socket is non-blocking: a slow or absent listener never blocks an IMAP command, and
   the sink never holds the store's writer lock while sending.
-- The cursor is saved after each batch, at most every ``cursor_interval`` seconds, so a
-  burst of APPENDs costs one small write, not one per change (after a crash up to that
-  much is sent again).
+- The cursor is saved after each batch, at most every ``cursor_interval`` seconds (1 s), so
+  a burst of APPENDs costs one small write, not one per change (after a crash up to that
+  much is sent again). Each save is a durable write: at 0.1 s one client's APPENDs paid a
+  tenth more CPU for the fsyncs (docs/events.md "Cost"); under load a save shares the
+  APPENDs' group commit.
 - A sink that keeps up takes the Changes the bus hands it (they carry their seqs) instead
   of reading them back from change_log; any gap (a restart, an outage, a change made by
   the CLI in another process) falls back to change_log, so a CLI change goes out with the
@@ -107,7 +109,7 @@ class NotifySink:
         fmt: Format | None = None,
         backlog_max: int = 100_000,
         max_datagram: int | None = None,
-        cursor_interval: float = 0.1,
+        cursor_interval: float = 1.0,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
         name: str = CURSOR_NAME,

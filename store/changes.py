@@ -48,6 +48,10 @@ class Counts:
     deleted: int = 0
 
 
+#: Field metadata: kept in memory, left out of the change_log payload (`to_json`).
+_TRANSIENT = {"transient": True}
+
+
 @dataclass(frozen=True, slots=True)
 class MessageFacts:
     uid: int
@@ -63,6 +67,11 @@ class MessageFacts:
     #: of the expunge can still serve them while the contents exist (RFC 2180 §4.1.1), and
     #: for appended/delivered ones (their EMAILID, store/objectid.py, in the events).
     content_id: int | None = field(default=None, compare=False)
+    #: FETCH's ENVELOPE/BODY/BODYSTRUCTURE as rendered at APPEND (`store.api.Prerender`),
+    #: when the store made them: in memory only, never in change_log (``_TRANSIENT``), so
+    #: a consumer of the published Change need not render again; one reading the log
+    #: renders from ``structure``.
+    wire: bytes | None = field(default=None, compare=False, repr=False, metadata=_TRANSIENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,13 +281,32 @@ def change_kind(change: Change) -> str:
     return type(change).__name__
 
 
+#: Field names of each dataclass as change_log keeps them (no ``_TRANSIENT`` ones), in
+#: declaration order: found once per class, not per value (`to_json` runs in every write).
+_LOGGED: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
+def _logged_fields(kind: type) -> tuple[str, ...]:
+    names = _LOGGED.get(kind)
+    if names is None:
+        names = tuple(
+            f.name for f in dataclasses.fields(kind) if not f.metadata.get("transient", False)
+        )
+        _LOGGED[kind] = names
+    return names
+
+
 def _encode(value: object) -> object:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _encode(getattr(value, name)) for name in _logged_fields(kind)}
     return value
 
 

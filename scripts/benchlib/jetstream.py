@@ -4,6 +4,7 @@ records when each MessageAppend (by UID) arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import shutil
@@ -99,12 +100,20 @@ class Consumer:
             if found:
                 self.arrived.setdefault(int(found.group(1)), now)
 
-        await js.subscribe(
-            "imapd.MessageAppend.>",
-            cb=on_msg,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
-        )
+        from nats.js.errors import NotFoundError
+
+        for _ in range(200):  # the server's sink creates the stream as it starts: wait for it
+            try:
+                await js.subscribe(
+                    "imapd.MessageAppend.>",
+                    cb=on_msg,
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                )
+                return
+            except NotFoundError:
+                await asyncio.sleep(0.1)
+        raise ServerError("the JetStream stream did not appear within 20 s")
 
     async def close(self) -> None:
         if self.nc is not None:

@@ -146,6 +146,22 @@ class _Tx:
     async def many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
         await self.db.executemany(sql, params)
 
+    async def many_then_rows(
+        self,
+        sql: str,
+        params: Iterable[Sequence[object]],
+        query: str,
+        query_params: Sequence[object],
+    ) -> list[Row]:
+        """`many`, then `rows` of ``query``: in one round trip to the connection's thread."""
+        conn = self.db
+
+        def run() -> list[Row]:
+            conn._conn.executemany(sql, params)
+            return cast(list[Row], conn._conn.execute(query, query_params).fetchall())
+
+        return cast(list[Row], await conn._execute(run))  # type: ignore[no-untyped-call]
+
     def emit(self, change: Change, user: str | None) -> None:
         """Queue a Change built with ``seq=0``; `_log_changes` (store/sqlite/store.py) gives it its
         change_log seq."""

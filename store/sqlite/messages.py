@@ -292,22 +292,22 @@ class SqliteMessages(SqliteBase):
             )
             for i, p in enumerate(kept)
         ]
-        # the message_in view inserts contents, content_search, messages
-        await tx.many(
-            _INSERT_MESSAGE % "?",
-            [r for r, p in zip(rows, kept, strict=True) if not isinstance(p.raw, Path)],
-        )
-        for i, p in enumerate(kept):
-            if isinstance(p.raw, Path):  # the rows first, then the file's octets
-                await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
-                await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
-        # The contents rows the view inserted: EMAILID in the events (store/objectid.py).
-        ids: dict[int, int] = dict(
-            await tx.rows(
-                "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?",
-                (ref.id, first_uid),
+        # the message_in view inserts contents, content_search, messages; then the contents
+        # rows it inserted are read back: EMAILID in the events (store/objectid.py)
+        plain = [r for r, p in zip(rows, kept, strict=True) if not isinstance(p.raw, Path)]
+        new_ids = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?"
+        if len(plain) == len(kept):  # nothing spooled: one round trip for both
+            id_rows = await tx.many_then_rows(
+                _INSERT_MESSAGE % "?", plain, new_ids, (ref.id, first_uid)
             )
-        )
+        else:
+            await tx.many(_INSERT_MESSAGE % "?", plain)
+            for i, p in enumerate(kept):
+                if isinstance(p.raw, Path):  # the rows first, then the file's octets
+                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
+                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
+            id_rows = await tx.rows(new_ids, (ref.id, first_uid))
+        ids: dict[int, int] = dict(id_rows)
         # --- RFC 8970 PREVIEW (store/sqlite/preview.py) ---
         await tx.many(
             "INSERT INTO content_preview (id, preview) VALUES (?, ?)",
@@ -324,6 +324,7 @@ class SqliteMessages(SqliteBase):
                 p.message_id,
                 p.structure,
                 ids.get(first_uid + i),
+                p.wire,  # for the events of the published Change (store/changes.py)
             )
             for i, p in enumerate(kept)
         )

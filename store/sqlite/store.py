@@ -14,9 +14,12 @@ Implementation notes
 - Two connections. The *writer* runs every write transaction, serialised by ``_lock``:
   ``BEGIN IMMEDIATE``, the change, the change_log rows for its Changes, ``COMMIT``, then
   ``publish(changes)`` while still holding the lock, so publish order is commit order and a
-  rollback publishes nothing. The *reader* serves fetch, search, list, status, get_mailbox,
-  subscriptions and vanished_since in autocommit mode: in WAL mode each statement reads the
-  latest committed snapshot, so a session that was just published a change can read it.
+  rollback publishes nothing. Writes queued meanwhile by other sessions commit together,
+  each in a savepoint, under one COMMIT and one fsync (group commit:
+  store/sqlite/groupcommit.py); a write that fails rolls back alone. The *reader* serves
+  fetch, search, list, status, get_mailbox, subscriptions and vanished_since in autocommit
+  mode: in WAL mode each statement reads the latest committed snapshot, so a session that
+  was just published a change can read it.
 - ``open_mailbox`` and ``claim_recent`` run on the writer under the lock, so a SELECT's
   snapshot and MAX(change_log.seq) come from one transaction and no write slips between.
 - ``publish`` is synchronous and must not block (it only enqueues; see notify/bus.py). No
@@ -83,10 +86,10 @@ import datetime as dt
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiosqlite
 
@@ -111,6 +114,7 @@ from store.passwords import DEFAULT_N
 from store.sqlite import files, search
 from store.sqlite.base import _one, _rows, _Tx
 from store.sqlite.calendar import SqliteCalendar
+from store.sqlite.groupcommit import GroupCommit, _Job
 from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
@@ -181,14 +185,8 @@ async def _log_changes(tx: _Tx) -> list[Change]:
     return out
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a transaction task's outcome retrieved: its caller got it through ``answer``
-    (or was cancelled and wants none)."""
-    if not task.cancelled():
-        task.exception()
-
-
 class SqliteStore(
+    GroupCommit,
     SqliteUsers,
     SqliteMailboxes,
     SqliteMessages,
@@ -199,6 +197,8 @@ class SqliteStore(
 ):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
+
+    _log_changes = staticmethod(_log_changes)  # for GroupCommit (store/sqlite/groupcommit.py)
 
     def __init__(
         self,
@@ -219,6 +219,8 @@ class SqliteStore(
         self._clock = clock
         self._uidvalidity_source = uidvalidity
         self._lock = asyncio.Lock()
+        self._queue: deque[_Job] = deque()  # write jobs for the next group commit
+        self._drainer: asyncio.Task[None] | None = None  # the task committing them
         self._structures: OrderedDict[int, BodyPart] = OrderedDict()
         self._prerender = prerender  # store.api.Prerender: FETCH's bytes made at APPEND
         self._dummy_hash: str | None = None
@@ -374,65 +376,40 @@ class SqliteStore(
                     self._file_lock.release()
 
     # --- transaction machinery ------------------------------------------------------------
-    async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
-        """Run ``body`` in one write transaction, then publish its Changes (see notes).
-
-        The transaction runs in a task of its own, so a cancelled caller (a client gone
-        mid-command) never cancels a transaction half way: the caller only waits for
-        ``answer``. That future is resolved right after COMMIT and before the Changes are
-        published, so the committing session resumes ahead of the listeners the publication
-        wakes: its tagged OK does not wait for a fan-out to a thousand NOTIFY sessions."""
-        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(self._write_locked(body, answer))
-        task.add_done_callback(_retrieve)
-        return await answer
-
-    async def _write_locked(
-        self, body: Callable[[_Tx], Awaitable[T]], answer: asyncio.Future[T] | None = None
-    ) -> T:
-        try:
-            return await self._transaction(body, answer)
-        except BaseException as exc:
-            if answer is not None and not answer.done():
-                if isinstance(exc, asyncio.CancelledError):
-                    answer.cancel()
-                else:
-                    answer.set_exception(exc)
-            raise
-
     async def _transaction(
         self, body: Callable[[_Tx], Awaitable[T]], answer: asyncio.Future[T] | None
     ) -> T:
-        async with self._lock:
-            db = self._writer
-            await db.execute("BEGIN IMMEDIATE")
+        """One write transaction with the writer lock held (`GroupCommit._drain` holds it):
+        a group of one, as every write ran before group commit."""
+        db = self._writer
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            tx = _Tx(db, self._now())
+            result = await body(tx)
+            await self._calendar_index(tx)  # the calendar index (store/sqlite/calendar.py)
+            changes = await _log_changes(tx)
+            changes = [*await self._foreign_before(changes), *changes]
+            await db.execute("COMMIT")
+        except BaseException as exc:
             try:
-                tx = _Tx(db, self._now())
-                result = await body(tx)
-                await self._calendar_index(tx)  # the calendar index (store/sqlite/calendar.py)
-                changes = await _log_changes(tx)
-                changes = [*await self._foreign_before(changes), *changes]
-                await db.execute("COMMIT")
-            except BaseException as exc:
-                try:
-                    await db.execute("ROLLBACK")
-                except sqlite3.OperationalError:  # COMMIT failed and SQLite rolled back
-                    log.debug("no transaction to roll back", exc_info=True)
-                if isinstance(exc, quota.QuotaRefused):
-                    await self._record_refusal(exc.change)
-                if (refused := files.unavailable(exc, self._path)) is not None:
-                    # A full disk is the operator's to fix, not a bug: one line, no
-                    # traceback; the client gets NO [UNAVAILABLE] and nothing changed.
-                    log.warning(
-                        "write refused, nothing changed: %s (%s: %s)", refused.text, self._path, exc
-                    )
-                    raise refused from None
-                raise
-            if answer is not None and not answer.done():
-                answer.set_result(result)
-            if changes:
-                self._announce(changes)
-            return result
+                await db.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # COMMIT failed and SQLite rolled back
+                log.debug("no transaction to roll back", exc_info=True)
+            if isinstance(exc, quota.QuotaRefused):
+                await self._record_refusal(exc.change)
+            if (refused := files.unavailable(exc, self._path)) is not None:
+                # A full disk is the operator's to fix, not a bug: one line, no
+                # traceback; the client gets NO [UNAVAILABLE] and nothing changed.
+                log.warning(
+                    "write refused, nothing changed: %s (%s: %s)", refused.text, self._path, exc
+                )
+                raise refused from None
+            raise
+        if answer is not None and not answer.done():
+            answer.set_result(result)
+        if changes:
+            self._announce(changes)
+        return result
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
         """Commit a refused transaction's QuotaChanged(kind="exceeded") in a transaction of
