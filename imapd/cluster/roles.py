@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from imapd.cluster.node import Role
@@ -15,6 +16,8 @@ from store import calendar
 
 if TYPE_CHECKING:
     from imapd.server import Server
+
+Step = Callable[[], Awaitable[None]]
 
 log = logging.getLogger("imapd.cluster")
 
@@ -42,7 +45,7 @@ def roles(server: Server) -> list[Role]:
     return out
 
 
-def _socket_start(server: Server):  # type: ignore[no-untyped-def]
+def _socket_start(server: Server) -> Step:
     async def start() -> None:
         from imapd.server import event_format
         from notify.sink import NotifySink
@@ -65,7 +68,7 @@ def _socket_start(server: Server):  # type: ignore[no-untyped-def]
     return start
 
 
-def _socket_stop(server: Server):  # type: ignore[no-untyped-def]
+def _socket_stop(server: Server) -> Step:
     async def stop() -> None:
         sink, server.sink = server.sink, None
         if sink is not None:
@@ -74,7 +77,7 @@ def _socket_stop(server: Server):  # type: ignore[no-untyped-def]
     return stop
 
 
-def _jetstream_start(server: Server):  # type: ignore[no-untyped-def]
+def _jetstream_start(server: Server) -> Step:
     async def start() -> None:
         from imapd.jetstream import start_in_server
 
@@ -83,7 +86,7 @@ def _jetstream_start(server: Server):  # type: ignore[no-untyped-def]
     return start
 
 
-def _jetstream_stop(server: Server):  # type: ignore[no-untyped-def]
+def _jetstream_stop(server: Server) -> Step:
     async def stop() -> None:
         sink, server.jetstream = server.jetstream, None
         if sink is not None:
@@ -92,14 +95,14 @@ def _jetstream_stop(server: Server):  # type: ignore[no-untyped-def]
     return stop
 
 
-def _expire_start(server: Server):  # type: ignore[no-untyped-def]
+def _expire_start(server: Server) -> Step:
     async def start() -> None:
         server._expiry = asyncio.create_task(server._expire_periodically(), name="expire")
 
     return start
 
 
-def _expire_stop(server: Server):  # type: ignore[no-untyped-def]
+def _expire_stop(server: Server) -> Step:
     async def stop() -> None:
         task, server._expiry = server._expiry, None
         if task is not None:
@@ -109,7 +112,7 @@ def _expire_stop(server: Server):  # type: ignore[no-untyped-def]
     return stop
 
 
-def _alarms_start(server: Server):  # type: ignore[no-untyped-def]
+def _alarms_start(server: Server) -> Step:
     async def start() -> None:
         from imapd.alarms import AlarmScheduler
 
@@ -121,7 +124,7 @@ def _alarms_start(server: Server):  # type: ignore[no-untyped-def]
     return start
 
 
-def _alarms_stop(server: Server):  # type: ignore[no-untyped-def]
+def _alarms_stop(server: Server) -> Step:
     async def stop() -> None:
         task, server._alarm_task = server._alarm_task, None
         if task is not None:

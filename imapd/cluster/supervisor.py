@@ -264,7 +264,10 @@ def _describe(wstatus: int) -> str:
 
 
 def _fork(
-    index: int, config: Config, sockets: dict[str, socket.socket], old_mask: set[int | signal.Signals]
+    index: int,
+    config: Config,
+    sockets: dict[str, socket.socket],
+    old_mask: set[int | signal.Signals],
 ) -> int:
     sys.stdout.flush()
     sys.stderr.flush()

@@ -21,7 +21,9 @@ def beat(instance: str, *, want: tuple[str, ...] = ("events",), **kw: Any) -> Be
 
 
 def row(session: str, instance: str, user: str | None = "alice") -> ClusterSession:
-    return ClusterSession(session, instance, user, "127.0.0.1:1", "imap", "2026-01-01T00:00:00+00:00")
+    return ClusterSession(
+        session, instance, user, "127.0.0.1:1", "imap", "2026-01-01T00:00:00+00:00"
+    )
 
 
 async def test_a_lease_has_one_holder_until_it_expires(env: Env) -> None:
@@ -42,9 +44,7 @@ async def test_a_lease_has_one_holder_until_it_expires(env: Env) -> None:
 
 async def test_racing_beats_give_the_lease_to_exactly_one(env: Env) -> None:
     handles = [await env.open() for _ in range(4)]
-    results = await asyncio.gather(
-        *(h.cluster_beat(beat(f"I{i}")) for i, h in enumerate(handles))
-    )
+    results = await asyncio.gather(*(h.cluster_beat(beat(f"I{i}")) for i, h in enumerate(handles)))
     assert sum(1 for r in results if r.held == {"events"}) == 1
 
 
