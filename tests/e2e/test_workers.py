@@ -35,7 +35,13 @@ LEASE = 1.0  # cluster_lease_time for these tests: takeover within ~1.3 s
 class Workers:
     """The supervisor process and what its log says of its workers."""
 
-    def __init__(self, data_dir: Path, notify_socket: str, workers: int = 2) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        notify_socket: str | None,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.log = data_dir.parent / "server.log"
@@ -43,7 +49,9 @@ class Workers:
             **os.environ,
             "IMAPD_CLUSTER_LEASE_TIME": str(LEASE),
             "IMAPD_MAX_CONNECTIONS_PER_USER_IP": "0",  # per worker; clients come and go here
+            **(env or {}),
         }
+        events = ["--notify-socket", notify_socket] if notify_socket else []
         self.out = self.log.open("wb")
         self.proc = subprocess.Popen(
             [
@@ -57,8 +65,7 @@ class Workers:
                 str(data_dir),
                 "--listen",
                 f"127.0.0.1:{self.port}",
-                "--notify-socket",
-                notify_socket,
+                *events,
             ],
             stdout=self.out,
             stderr=subprocess.STDOUT,
@@ -264,3 +271,46 @@ def test_who_and_kick_across_workers(workers: Workers) -> None:
             c.noop()
             c.noop()
     assert [s for s in workers.who() if s["user"] == "carol"] == []
+
+
+def test_jetstream_gets_each_event_once_across_workers_and_a_takeover(
+    tmp_path: Path,
+) -> None:
+    """Issue 19 point 6: the JetStream sink runs in one worker (its lease); kill -9 it and
+    the other resumes from the cursor; the stream holds every MessageAppend exactly once
+    (what the dead one sent after its last saved cursor is dropped by Nats-Msg-Id)."""
+    import asyncio
+
+    from tests.e2e.test_jetstream import stream_messages
+    from tests.helpers.natsserver import NatsServer, require_nats
+
+    nats_server = NatsServer(require_nats(), tmp_path / "js")
+    nats_server.start()
+    data_dir = tmp_path / "data"
+    try:
+        assert imapd("user", "add", "carol", "--password", "pw", data_dir=data_dir).returncode == 0
+        env = {"IMAPD_EVENT_NOTIFIER": "jetstream", "IMAPD_JETSTREAM_URL": nats_server.url}
+        w = Workers(data_dir, None, env=env)
+        try:
+            a, b = on_two_workers(w)
+            for c in (a, b, a, b):
+                c.append("INBOX", SIMPLE)
+            holder = w.lease_holder("events-jetstream")
+            os.kill(holder, signal.SIGKILL)
+            for _ in range(3):
+                w.client().append("INBOX", SIMPLE)
+            w.wait_for(lambda: w.lease_holder("events-jetstream") != holder, "takeover")
+            msgs = asyncio.run(stream_messages(nats_server.url, at_least=1))
+            deadline = time.monotonic() + 20
+            while sum(m.subject == "imapd.MessageAppend.carol" for m in msgs) < 7:
+                assert time.monotonic() < deadline, [m.subject for m in msgs]
+                time.sleep(0.2)
+                msgs = asyncio.run(stream_messages(nats_server.url, at_least=1))
+            uris = [
+                json.loads(m.data)["uri"] for m in msgs if m.subject == "imapd.MessageAppend.carol"
+            ]
+            assert sorted(int(u.rsplit("=", 1)[1]) for u in uris) == list(range(1, 8))
+        finally:
+            assert w.stop() == 0, w.text()
+    finally:
+        nats_server.stop()
