@@ -16,6 +16,8 @@ bound at the end) and what a worker asks of it: `in_worker`, `inherited`, `liste
   (imapd/cluster/wake.py), the event sinks run in one worker at a time (imapd/cluster/node.py).
 - **Faults**: a worker that exits while the supervisor is not stopping is logged and forked
   again (at once, or after a second when it lived less than one: a crash loop does not spin).
+- **Supervisor killed** (-9): each worker gets SIGTERM from the kernel (PR_SET_PDEATHSIG)
+  and drains; nothing serves on without a supervisor to restart it.
 - **Stopping**: SIGTERM or SIGINT is forwarded to every worker as SIGTERM (each drains as a
   single server does: in-flight commands finish, the rest get BYE); a worker still there after
   ``shutdown_timeout`` plus 5 s gets SIGKILL. The supervisor exits when all are gone.
@@ -257,6 +259,21 @@ def _signal_all(workers: dict[int, tuple[int, float]], sig: signal.Signals) -> N
             os.kill(pid, sig)
 
 
+def _die_with(supervisor: int) -> None:
+    """A worker whose supervisor is gone (kill -9 of the supervisor) gets SIGTERM and
+    drains, rather than serving on alone: Linux's PR_SET_PDEATHSIG; elsewhere nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _describe(wstatus: int) -> str:
     if os.WIFSIGNALED(wstatus):
         return f"killed by signal {os.WTERMSIG(wstatus)}"
@@ -271,6 +288,7 @@ def _fork(
 ) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
+    supervisor = os.getpid()
     pid = os.fork()
     if pid:
         log.info("worker %d: pid %d", index, pid)
@@ -284,6 +302,7 @@ def _fork(
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.environ.pop("NOTIFY_SOCKET", None)  # systemd hears from the supervisor only
+        _die_with(supervisor)
         from imapd.cli.common import run
         from imapd.cli.serve import serve
 

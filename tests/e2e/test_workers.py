@@ -314,3 +314,29 @@ def test_jetstream_gets_each_event_once_across_workers_and_a_takeover(
             assert w.stop() == 0, w.text()
     finally:
         nats_server.stop()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, listener: Listener) -> None:
+    data_dir = tmp_path / "data"
+    assert imapd("user", "add", "carol", "--password", "pw", data_dir=data_dir).returncode == 0
+    w = Workers(data_dir, listener.path)
+    pids = list(w.pids().values())
+    c = w.client()
+    w.proc.send_signal(signal.SIGKILL)
+    w.proc.wait(10)
+    w.out.close()
+    deadline = time.monotonic() + 20
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not Path(f"/proc/{pid}/stat").read_text().split(")")[1].startswith(" Z")
+
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"workers left running: {pids}\n{w.text()}"
+        time.sleep(0.1)
+    with pytest.raises((imapclient.exceptions.IMAPClientAbortError, OSError)):
+        c.noop()
+        c.noop()
