@@ -187,7 +187,9 @@ def supervise(config: Config) -> int:
         print(f"imapd: cannot listen: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     status = _announce(config, sockets)
-    worker_config = dataclasses.replace(config, pid_file=None, cluster=True)
+    # The supervisor checked the store (startup_check) once: workers, restarts included,
+    # read only its header and schema, not every page N times.
+    worker_config = dataclasses.replace(config, pid_file=None, cluster=True, startup_check="schema")
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
     pending: dict[int, float] = {}  # index -> when to fork it again
