@@ -239,6 +239,7 @@ def test_events_once_and_kill_9_of_the_lease_holder(workers: Workers, listener: 
     assert no_more_appends(listener) == []  # once, not once per worker
     holder = workers.lease_holder("events-socket")
     os.kill(holder, signal.SIGKILL)
+    killed = time.monotonic()
     # Commits while nobody holds the lease wait in the outbox.
     for _ in range(3):
         for c in (a, b):
@@ -250,6 +251,7 @@ def test_events_once_and_kill_9_of_the_lease_holder(workers: Workers, listener: 
         else:
             workers.client().append("INBOX", SIMPLE)
     workers.wait_for(lambda: workers.lease_holder("events-socket") != holder, "takeover")
+    print(f"takeover {time.monotonic() - killed:.2f} s after kill -9 (lease {LEASE} s)")  # noqa: T201
     assert sorted(append_events(listener, 3)) == [5, 6, 7]
     assert no_more_appends(listener) == []
     # The dead worker was forked again, and the new one serves.
