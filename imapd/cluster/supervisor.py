@@ -4,10 +4,11 @@ Owns: `supervise` (the supervisor: prepares the store once, binds the listening 
 forks the workers, restarts one that dies, forwards SIGTERM/SIGINT/SIGHUP, removes what it
 bound at the end) and what a worker asks of it: `in_worker`, `inherited`, `listen_on`.
 
-- **Sockets**: the supervisor binds IMAP, IMAPS, LMTP and the control socket before forking;
-  every worker accepts on the same inherited sockets (one accept queue per socket: the
-  kernel hands each connection to one of the workers waiting in accept). A restarted worker
-  inherits them too, so no connection is refused while one is down.
+- **Sockets**: the supervisor binds IMAP, IMAPS, LMTP and the control socket before forking.
+  IMAP and IMAPS get one SO_REUSEPORT socket per worker on the same address (the kernel
+  spreads connections over them); LMTP and the control socket are shared by all workers.
+  The supervisor keeps every socket open, so a restarted worker inherits its own again and
+  the connections that arrived for it meanwhile wait in its accept queue, none is refused.
 - **Store**: opened (created, migrated) once by the supervisor before the first fork, so N
   workers never race to migrate a new file; closed again: the supervisor holds no store.
 - **Workers** are forked from the supervisor before it runs any event loop (no threads to
@@ -77,9 +78,19 @@ def worker_ready() -> None:
     log.info("worker %d (pid %d) serving", _WORKER, os.getpid())
 
 
-def _tcp(host: str, port: int) -> socket.socket:
+def _tcp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=1024)
+    return socket.create_server((host, port), family=family, backlog=1024, reuse_port=reuse_port)
+
+
+def _per_worker(sockets: dict[str, socket.socket], kind: str, workers: int) -> None:
+    """One SO_REUSEPORT socket per worker on the address of ``sockets[kind]`` (worker 1's):
+    the kernel spreads new connections over them by address hash. One socket shared by
+    all workers would give each connection to whichever worker's event loop woke first,
+    which under load is the same one again and again (seen in the tests: 12 of 12)."""
+    host, port = sockets[kind].getsockname()[:2]
+    for index in range(2, workers + 1):
+        sockets[f"{kind}#{index}"] = _tcp(host, port, reuse_port=True)
 
 
 def _unix(path: Path) -> socket.socket:
@@ -135,9 +146,12 @@ def _bind(config: Config, control_free: bool) -> tuple[dict[str, socket.socket],
     sockets: dict[str, socket.socket] = {}
     paths: list[Path] = []
     try:
-        sockets["imap"] = _tcp(*config.listen)
+        spread = config.workers > 1
+        sockets["imap"] = _tcp(*config.listen, reuse_port=spread)
+        _per_worker(sockets, "imap", config.workers)
         if config.listen_tls is not None:
-            sockets["imaps"] = _tcp(*config.listen_tls)
+            sockets["imaps"] = _tcp(*config.listen_tls, reuse_port=spread)
+            _per_worker(sockets, "imaps", config.workers)
         if config.lmtp:
             if "/" in config.lmtp:
                 sockets["lmtp"] = _unix(Path(config.lmtp))
@@ -299,7 +313,10 @@ def _fork(
     try:
         global _WORKER
         _WORKER = index
-        _INHERITED.update(sockets)
+        _INHERITED.update({k: v for k, v in sockets.items() if "#" not in k})
+        for kind in ("imap", "imaps"):  # this worker's own SO_REUSEPORT socket
+            if (own := sockets.get(f"{kind}#{index}")) is not None:
+                _INHERITED[kind] = own
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
