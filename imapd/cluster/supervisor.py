@@ -83,6 +83,14 @@ def _tcp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1024, reuse_port=reuse_port)
 
 
+def _refuse_taken(host: str, port: int) -> None:
+    """OSError (EADDRINUSE) when something listens on the address already: SO_REUSEPORT
+    would otherwise let a second server on the same port quietly take half the
+    connections (a plain bind first: it fails on any listener there)."""
+    if port:
+        _tcp(host, port).close()
+
+
 def _per_worker(sockets: dict[str, socket.socket], kind: str, workers: int) -> None:
     """One SO_REUSEPORT socket per worker on the address of ``sockets[kind]`` (worker 1's):
     the kernel spreads new connections over them by address hash. One socket shared by
@@ -147,9 +155,11 @@ def _bind(config: Config, control_free: bool) -> tuple[dict[str, socket.socket],
     paths: list[Path] = []
     try:
         spread = config.workers > 1
+        _refuse_taken(*config.listen)
         sockets["imap"] = _tcp(*config.listen, reuse_port=spread)
         _per_worker(sockets, "imap", config.workers)
         if config.listen_tls is not None:
+            _refuse_taken(*config.listen_tls)
             sockets["imaps"] = _tcp(*config.listen_tls, reuse_port=spread)
             _per_worker(sockets, "imaps", config.workers)
         if config.lmtp:
