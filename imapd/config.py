@@ -199,6 +199,15 @@ class Config:
     jetstream_max_age: float = 7 * 24 * 3600.0
     jetstream_max_bytes: int = 1 << 30
     # --- end jetstream ---
+    # --- several processes on one store (docs/workers.md, imapd/cluster/) ---
+    #: ``imapd serve --workers N``: N processes sharing the listening sockets (1: as before).
+    workers: int = 1
+    #: Cluster roles and the session registry in the store, also with one process each
+    #: (several ``imapd serve`` on one PostgreSQL store); always on with workers > 1.
+    cluster: bool = False
+    #: Seconds a role's lease lasts without renewal (a dead holder's roles move after it).
+    cluster_lease_time: float = 5.0
+    # --- end cluster ---
 
     @property
     def db_path(self) -> Path:
@@ -277,6 +286,9 @@ _SIMPLE = {
     "jetstream_max_age": float,
     "jetstream_max_bytes": int,
     "log_format": str,
+    "workers": int,  # docs/workers.md
+    "cluster": bool,
+    "cluster_lease_time": float,
 }
 
 
@@ -298,6 +310,8 @@ def load(path: Path | None, env: Mapping[str, str] | None = None, **overrides: A
     config = replace(config, **changes)
     _check_operations(config)
     _check_events(config)
+    if config.workers < 1 or config.cluster_lease_time < 0.3:  # docs/workers.md
+        raise ConfigError("workers: at least 1; cluster_lease_time: at least 0.3 s")
     for name in ("write_timeout", "literal_timeout"):
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: must be > 0")

@@ -61,7 +61,7 @@ def check_config(config: Config) -> None:
         raise ConfigError("jetstream_max_age, jetstream_max_bytes: must be > 0")
 
 
-async def start_in_server(server: Server) -> JetStreamSink:
+async def start_in_server(server: Server, *, listen: bool = True) -> JetStreamSink:
     """The server's sink: started before the listeners, so a first start's cursor is the
     outbox's end; woken by every publish (a bus listener never blocks)."""
     from imapd.server import event_format
@@ -78,7 +78,8 @@ async def start_in_server(server: Server) -> JetStreamSink:
         status_file=config.data_dir / STATUS_FILE,
     )
     await sink.start()
-    server.bus.add_listener(sink.wake)
+    if listen:  # under a cluster lease the cluster routes the bus to it (docs/workers.md)
+        server.bus.add_listener(sink.wake)
     server.session_events = "access" in config.event_groups
     log.info("events to NATS JetStream %s, stream %s", sink.options.url, sink.options.stream)
     return sink

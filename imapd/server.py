@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from imapd import rev2, spool, tls
 from imapd.alarms import AlarmScheduler, ManualClock, SystemClock
 from imapd.auth_guard import AuthGuard
+from imapd.cluster.supervisor import in_worker, listen_on
 from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
@@ -45,6 +46,7 @@ from store.errors import Unavailable
 from store.open import open_store, private_dir
 
 if TYPE_CHECKING:
+    from imapd.cluster import Cluster
     from notify.jetstream import JetStreamSink
 
 log = logging.getLogger("imapd.server")
@@ -172,6 +174,8 @@ class Server:
         self.auth_guard = AuthGuard(config.auth_failure_delay, config.auth_failure_delay_max)
         #: The store's authentication cache (store/authcache.py), None when off.
         self.auth_cache: AuthCache | None = None
+        #: Several processes on the store (imapd/cluster/, docs/workers.md), None when off.
+        self.cluster: Cluster | None = None
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -226,21 +230,33 @@ class Server:
         # control socket is how the CLI says it committed, and serves who/kick.
         await self.store.follow_foreign_commits()
         self._fit_descriptor_limit()
-        spool.prepare_dir(self.config.data_dir)  # big literals' files (imapd/spool.py)
+        if not in_worker():  # --workers: the supervisor did, once (docs/workers.md)
+            spool.prepare_dir(self.config.data_dir)  # big literals' files (imapd/spool.py)
         control = ControlServer(self, control_socket_path(self.config.data_dir))
         try:
             if await control.start():
                 self.control = control
         except OSError as exc:
             log.warning("no control socket (imapd who/kick, prompt CLI changes): %s", exc)
-        if self.config.notify_socket:  # before accepting: the first cursor is the log's end
+        # --- cluster (docs/workers.md): sinks, alarms and expiry run under leases ---
+        if self.config.cluster or self.config.workers > 1:
+            from imapd.cluster import Cluster
+
+            self.cluster = Cluster(self, lease_time=self.config.cluster_lease_time)
+            self.session_events = "access" in self.config.event_groups and bool(
+                self.config.notify_socket or self.config.event_notifier == "jetstream"
+            )
+            await self.cluster.start()  # before accepting, as the sinks below
+        # --- end cluster ---
+        if self.config.notify_socket and self.cluster is None:  # first cursor: the log's end
             await self._start_sink(self.config.notify_socket)
-        if self.config.event_notifier == "jetstream":  # imapd/jetstream.py, docs/jetstream.md
+        if self.config.event_notifier == "jetstream" and self.cluster is None:
             from imapd.jetstream import start_in_server
 
             self.jetstream = await start_in_server(self)
         host, port = self.config.listen
-        server = await asyncio.start_server(self._accept, host, port, limit=2**20)
+        where = listen_on("imap", host, port)  # --workers: the supervisor's socket
+        server = await asyncio.start_server(self._accept, limit=2**20, **where)
         self._servers.append(server)
         addresses = [s.getsockname()[:2] for s in server.sockets]
         for addr in addresses:
@@ -250,9 +266,9 @@ class Server:
         if self.config.lmtp:
             self.lmtp = LmtpServer(self.config, self.store)
             await self.lmtp.start()
-        if self.config.expire_interval > 0:
+        if self.config.expire_interval > 0 and self.cluster is None:
             self._expiry = asyncio.create_task(self._expire_periodically(), name="expire")
-        if calendar.available():  # the [calendar] extra (docs/calendar.md)
+        if calendar.available() and self.cluster is None:  # the [calendar] extra
             self.alarms = AlarmScheduler(
                 self.store, self.clock, self.config.calendar_alarm_lookback
             )
@@ -316,9 +332,8 @@ class Server:
         assert self.tls is not None
         server = await asyncio.start_server(
             functools.partial(self._accept, service="imaps"),
-            host,
-            port,
             limit=2**20,
+            **listen_on("imaps", host, port),  # --workers: the supervisor's socket
             ssl=self.tls.listener_context,
             # A handshake holds a descriptor before any limit counts it (imapd/limits.py).
             ssl_handshake_timeout=min(self.config.login_timeout, TLS_HANDSHAKE_TIMEOUT),
@@ -403,6 +418,8 @@ class Server:
             await asyncio.wait({self._expiry}, timeout=1.0)
         if self._alarm_task is not None:
             await asyncio.wait({self._alarm_task}, timeout=1.0)
+        if self.cluster is not None:  # its roles stop, its leases go to the others at once
+            await self.cluster.close()
         if self.sink is not None:
             await self.sink.stop()
         if self.jetstream is not None:

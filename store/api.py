@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from store.changes import Change, FlagChange, MailboxRef, MessageFacts, Origin
+from store.cluster import ClusterStore
 from store.mime import BodyPart
 from store.sortthread.records import SortRecord
 from store.sortthread.threads import Node
@@ -228,7 +229,7 @@ class ChangeFeed(Protocol):
         ...
 
 
-class Store(ChangeFeed, Protocol):
+class Store(ChangeFeed, ClusterStore, Protocol):  # ClusterStore: docs/workers.md
     """What the server, its sessions' handlers, LMTP and the CLI ask of the store, grouped
     by use. Each docstring says what it raises (store.errors). A backend implements all of
     it (SQLite: store/sqlite/store.py); store/open.py picks one."""

@@ -108,6 +108,13 @@ async def _ask(
     try:
         answer = await control.request(config.data_dir, req)
     except control.NoServer:
+        if isinstance(req, control.Who | control.Kick):  # the registry (docs/workers.md)
+            from imapd.cluster import admin as cluster_admin
+
+            op = "who" if isinstance(req, control.Who) else "kick"
+            user, session = getattr(req, "user", None), getattr(req, "session", None)
+            if (found := await cluster_admin.answer(config, op, session, user)) is not None:
+                return found
         fail(
             f"no server is running on {config.data_dir} (no answer on"
             f" {control.socket_path(config.data_dir)})"
@@ -132,7 +139,8 @@ def _who(args: argparse.Namespace, config: Config) -> int:
         return 0
     rows = [("SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE")]
     for s in sessions:
-        idle = f"{s['idle']:.0f}s" + (" IDLE" if s.get("idling") else "")
+        idle = "-" if s.get("idle") is None else f"{s['idle']:.0f}s"  # None: another instance's
+        idle += " IDLE" if s.get("idling") else ""
         rows.append(
             (
                 s["id"],

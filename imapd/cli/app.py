@@ -98,6 +98,10 @@ def _command(args: argparse.Namespace, config: Config) -> int:
     if args.command == "serve" and args.init and (code := backup.init_store(config)):
         return code
     match args.command:
+        case "serve" if config.workers > 1:  # docs/workers.md
+            from imapd.cluster.supervisor import supervise
+
+            return supervise(config)
         case "serve":
             return run(serve.serve(config))
         case "user":

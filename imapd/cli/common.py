@@ -70,6 +70,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for name in ("tls_cert_file", "tls_key_file", "pid_file"):
         value = getattr(args, name, None)
         overrides[name] = Path(value) if value else None
+    if (workers := getattr(args, "workers", None)) is not None:  # docs/workers.md
+        overrides["workers"] = workers or os.cpu_count() or 1
     config_path = getattr(args, "config", None)
     return config_mod.load(Path(config_path) if config_path else None, os.environ, **overrides)
 

@@ -23,6 +23,12 @@ def add_serve_parser(sub: Subparsers) -> None:
     serve.add_argument(
         "--log-format", choices=("text", "json"), help="text lines (default) or JSON lines"
     )
+    serve.add_argument(  # docs/workers.md
+        "--workers",
+        type=int,
+        help="N worker processes sharing the listening sockets and the store (default 1;"
+        " 0: one per CPU)",
+    )
     serve.add_argument(
         "--init",
         action="store_true",
@@ -62,11 +68,17 @@ async def serve(config: Config) -> int:
     shown += [("IMAPS", f"{host}:{port}") for host, port in server.tls_addresses]
     for where in server.lmtp.addresses if server.lmtp else ():
         shown.append(("LMTP", where if isinstance(where, str) else f"{where[0]}:{where[1]}"))
-    if config.log_format == "text":  # JSON logs: the "listening on" records say it
+    from imapd.cluster import supervisor  # --workers: the supervisor prints, not each worker
+
+    if config.log_format == "text" and not supervisor.in_worker():
         for kind, where in shown:
             data = f", data in {config.data_dir}" if kind != "LMTP" else ""
             print(f"imapd: serving {kind} on {where}{data}", flush=True)
     server.on_shutdown.append(lambda: daemon.sd_notify("STOPPING=1"))
+    if supervisor.in_worker():  # the supervisor has the pid file and tells systemd
+        supervisor.worker_ready()
+        await server.serve_forever()
+        return 0
     with daemon.PidFile(config.pid_file) if config.pid_file else nullcontext():
         daemon.sd_notify("READY=1\nSTATUS=serving " + ", ".join(f"{k} on {w}" for k, w in shown))
         await server.serve_forever()

@@ -64,6 +64,9 @@ async def notify_changed(data_dir: Path) -> int | None:
     """Tell a running server that this process committed; returns the seq it published up
     to, or None when no server runs (or it did not answer: it catches up with its next
     write anyway). Never raises for an absent or odd server: the commit stands."""
+    from imapd.cluster.wake import broadcast  # --workers: every worker (docs/workers.md)
+
+    broadcast(data_dir)
     try:
         answer = await request(data_dir, Changed())
     except NoServer:

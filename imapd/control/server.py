@@ -73,6 +73,17 @@ class ControlServer:
 
     async def start(self) -> bool:
         """Listen at ``path``; False (and a warning) when another live server has it."""
+        from imapd.cluster.supervisor import in_worker, inherited  # docs/workers.md
+
+        if (sock := inherited("control")) is not None:  # the supervisor's; it unlinks it
+            self._listener = await asyncio.start_unix_server(
+                self._client, sock=sock, limit=MAX_LINE
+            )
+            self._seq = await self.server.store.change_log_head()
+            self.server.bus.add_listener(self.published)
+            return True
+        if in_worker():  # another server had the path when the supervisor started
+            return False
         if self.path.exists() or self.path.is_symlink():
             try:
                 _, writer = await open_unix(self.path)
@@ -103,7 +114,7 @@ class ControlServer:
         if self._clients:
             await asyncio.wait(self._clients, timeout=1.0)
         with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == self._inode:  # still ours
+            if self._inode is not None and os.stat(self.path).st_ino == self._inode:  # ours
                 os.unlink(self.path)
         self._listener = None
 
@@ -156,7 +167,10 @@ class ControlServer:
             case Who():
                 now = time.monotonic()
                 sessions = sorted(self.server.sessions, key=lambda s: s.connected_at)
-                return {"ok": True, "sessions": [session_info(s, now) for s in sessions]}
+                described = [session_info(s, now) for s in sessions]
+                if self.server.cluster is not None:  # the other instances' (docs/workers.md)
+                    described = await self.server.cluster.who(described)
+                return {"ok": True, "sessions": described}
             case Stats():
                 cache = self.server.auth_cache
                 return {
@@ -175,10 +189,17 @@ class ControlServer:
                 ]
                 for s in chosen:
                     s.kick(KICK_TEXT)
+                elsewhere: list[str] = []
+                if self.server.cluster is not None:  # the other instances' (docs/workers.md)
+                    elsewhere = await self.server.cluster.request_kick(session_id, user)
                 tasks = {s.task for s in chosen if s.task is not None}
                 if tasks:
                     await asyncio.wait(tasks, timeout=KICK_WAIT)
-                return {"ok": True, "kicked": [s.id for s in chosen]}
+                if elsewhere:
+                    from imapd.cluster.admin import wait_gone
+
+                    await wait_gone(self.server.store, elsewhere, KICK_WAIT)
+                return {"ok": True, "kicked": [s.id for s in chosen] + elsewhere}
 
     async def _subscription(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import stat
 from pathlib import Path
 
@@ -73,7 +74,16 @@ class LmtpServer:
         self.closing = False
 
     async def start(self) -> list[str | tuple[str, int]]:
-        if "/" in self.where:
+        from imapd.cluster.supervisor import inherited  # --workers (docs/workers.md)
+
+        if (sock := inherited("lmtp")) is not None:  # the supervisor's: it removes the path
+            if sock.family == socket.AF_UNIX:
+                self._server = await asyncio.start_unix_server(self._accept, sock=sock, limit=2**20)
+            else:
+                self._server = await asyncio.start_server(self._accept, sock=sock, limit=2**20)
+            name = sock.getsockname()
+            self.addresses = [name if isinstance(name, str) else (str(name[0]), int(name[1]))]
+        elif "/" in self.where:
             path = Path(self.where)
             _remove_socket(path)  # a stale socket of a previous run
             self._server = await asyncio.start_unix_server(self._accept, path, limit=2**20)

@@ -248,6 +248,7 @@ class Ours(Server):
         super().__init__(port, keep=keep)
         self.python = python
         self.data_dir = self.tmp / "data"
+        self.workers: int | None = None  # imapd serve --workers (docs/workers.md)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -256,6 +257,8 @@ class Ours(Server):
         # allows (mail_max_userip_connections = 10000): only the descriptor limit counts.
         for limit in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP", "MAX_CONNECTIONS_PER_USER_IP"):
             env.setdefault(f"IMAPD_{limit}", "0")
+        if self.workers:
+            env["IMAPD_WORKERS"] = str(self.workers)
         return env
 
     def _prepare(self) -> list[str]:

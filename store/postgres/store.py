@@ -54,6 +54,7 @@ from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, verify_password
 from store.postgres import quota as quota_sql
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
+from store.postgres.cluster import PostgresCluster  # several processes (docs/workers.md)
 from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
@@ -113,7 +114,12 @@ async def _log_changes(tx: Tx) -> list[Change]:
 
 
 class PostgresStore(
-    PostgresMailboxes, PostgresMessages, PostgresSort, PostgresPreviews, PostgresUrlAuth
+    PostgresMailboxes,
+    PostgresMessages,
+    PostgresSort,
+    PostgresPreviews,
+    PostgresUrlAuth,
+    PostgresCluster,
 ):
     """The Store on one PostgreSQL database. Build with `open`."""
 

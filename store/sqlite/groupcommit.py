@@ -104,6 +104,8 @@ class GroupCommit:
 
         def _announce(self, changes: Sequence[Change]) -> None: ...
 
+        on_commit: Callable[[], None] | None
+
     # --- the queue -------------------------------------------------------------------------
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
         """Run ``body`` in a write transaction (maybe shared with other queued jobs), then
@@ -192,6 +194,8 @@ class GroupCommit:
             _settle(job)
         if changes:
             self._announce(changes)
+            if self.on_commit is not None:  # docs/workers.md: wake the other processes
+                self.on_commit()
 
     async def _statements(self, *sql: str) -> None:
         """Statements without parameters or rows, in one round trip to the writer's thread

@@ -559,29 +559,13 @@ class SqliteMailboxes(SqliteBase):
         if not uids:
             return frozenset()
         floor = self._recent_floor.get(mailbox_id)
-        if floor is not None:
+        if floor is not None and not any(u >= floor for u in uids):
             # Decided in memory, at once: of a thousand sessions woken by one APPEND the
             # first claims and writes, the others see the raised floor and write nothing.
-            claimed = frozenset(u for u in uids if u >= floor)
-            if not claimed:
-                return frozenset()
-            top = max(claimed) + 1
-            self._recent_floor[mailbox_id] = top
-
-            async def bump(tx: _Tx) -> None:
-                await tx.run(
-                    "UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
-                    (top, mailbox_id),
-                )
-
-            try:
-                await self._write(bump)
-            except BaseException:
-                # Not known to be stored: forget the floor, the next claim reads the table.
-                if self._recent_floor.get(mailbox_id) == top:
-                    del self._recent_floor[mailbox_id]
-                raise
-            return claimed
+            # A claim the floor allows is decided by the row below: other server processes
+            # on this file (--workers, docs/workers.md) claim too, and the floor is only a
+            # lower bound of recent_uid, so exactly one session anywhere gets \\Recent.
+            return frozenset()
 
         async def body(tx: _Tx) -> frozenset[int]:
             row = await tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))

@@ -52,10 +52,10 @@ Implementation notes
   EXAMINE reports without claiming (RFC 3501 §6.3.2). ``MailboxInfo.recent`` counts the
   unclaimed messages. ``_recent_floor`` mirrors ``recent_uid`` of the mailboxes claimed
   in since it was last cleared, so that when one new message reaches thousands of selected
-  sessions the claim is decided in memory at once and only the first session writes (this
-  process is the only writer of ``recent_uid`` that matters: a foreign process's claim can
-  at worst show \\Recent twice). It is forgotten whenever a mailbox is created, renamed or
-  deleted (a revived placeholder or a reused id starts again at 1).
+  sessions the claim is refused in memory at once for all but the first; a claim the floor
+  allows is decided by reading the row in the write transaction, so other processes on the
+  file (--workers, docs/workers.md) never show \\Recent twice. The floor is forgotten whenever a
+  mailbox is created, renamed or deleted (a revived placeholder or a reused id starts at 1).
 - Contents are shared by copies (COPY/MOVE never duplicate the bytes); ``contents.refs`` is
   kept by triggers and the row is deleted with its last message.
 - Renaming INBOX (RFC 3501 §6.3.5) creates the new mailbox with a fresh UIDVALIDITY and moves
@@ -115,6 +115,7 @@ from store.sqlite import files, search
 from store.sqlite.base import _one, _rows, _Tx
 from store.sqlite.calendar import SqliteCalendar
 from store.sqlite.groupcommit import GroupCommit, _Job
+from store.sqlite.cluster import SqliteCluster  # several processes (docs/workers.md)
 from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
@@ -194,6 +195,7 @@ class SqliteStore(
     SqliteSort,
     SqlitePreviews,
     SqliteUrlAuth,
+    SqliteCluster,
 ):
     """The Store on one SQLite file. Build with `open`; see the module's implementation
     notes for the concurrency and durability rules. The operations are the mixins'."""
@@ -234,6 +236,9 @@ class SqliteStore(
         #: The shared lock on the database file (store/sqlite/files.py), held until `close`.
         self._file_lock: files.StoreLock | None = None
         self._path: Path | None = None  # the database file, for error messages
+        #: Called after each own COMMIT that logged changes (not for foreign ones): the
+        #: server's wake of the other processes on this file (imapd/cluster/wake.py).
+        self.on_commit: Callable[[], None] | None = None
 
     @classmethod
     async def open(
@@ -409,6 +414,8 @@ class SqliteStore(
             answer.set_result(result)
         if changes:
             self._announce(changes)
+            if self.on_commit is not None:  # docs/workers.md: wake the other processes
+                self.on_commit()
         return result
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
@@ -438,6 +445,8 @@ class SqliteStore(
                 log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return
         self._announce(changes)
+        if self.on_commit is not None:  # docs/workers.md: wake the other processes
+            self.on_commit()
 
     # --- maintenance (not part of the Store protocol) ---------------------------------------
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
