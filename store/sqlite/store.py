@@ -114,8 +114,8 @@ from store.passwords import DEFAULT_N
 from store.sqlite import files, search
 from store.sqlite.base import _one, _rows, _Tx
 from store.sqlite.calendar import SqliteCalendar
-from store.sqlite.groupcommit import GroupCommit, _Job
 from store.sqlite.cluster import SqliteCluster  # several processes (docs/workers.md)
+from store.sqlite.groupcommit import GroupCommit, _Job
 from store.sqlite.mailboxes import SqliteMailboxes
 from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
