@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.pg import PgCluster, free_port, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
+from tests.helpers.pg import PgCluster, free_port
 from tests.rawclient import RawClient
 
 MESSAGE = b"From: a@example.org\r\nSubject: over postgres\r\n\r\nhello from B\r\n"
@@ -88,7 +88,7 @@ class Serve:
 
 
 @pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:  # noqa: F811
+async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
     dsn = await pg_cluster.database()
     yield dsn
     await pg_cluster.drop(dsn)
