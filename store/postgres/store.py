@@ -204,8 +204,8 @@ class PostgresStore(
 
         The transaction runs in a task of its own (kept in ``_inflight``; `close` waits for
         it), so a cancelled caller never cancels a transaction half way. The caller's
-        ``answer`` is resolved right after COMMIT, before the Changes are published: the
-        committing session resumes ahead of the listeners the publication wakes."""
+        ``answer`` is resolved once the Changes are published (in commit order, so after
+        any earlier commit of another instance read back meanwhile)."""
         if self._closed:
             raise StoreError("The store is closed")
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -243,11 +243,17 @@ class PostgresStore(
                 else:
                     answer.set_exception(exc)
             raise
+        if slot is not None:
+            # Published before the caller is answered, as SQLite does: the committing
+            # session finds its own change queued when its command ends (its EXISTS in the
+            # APPEND answer), even when another publication holds the lock a moment.
+            slot.done = True
+            try:
+                await self._drain()
+            except StoreError as exc:  # committed: the caller's answer stands (Unavailable)
+                log.warning("publishing after COMMIT delayed: %s", exc.text)
         if not answer.done():
             answer.set_result(result)
-        if slot is not None:
-            slot.done = True
-            await self._drain()
         return result
 
     async def _numbered(self, tx: Tx) -> _Slot:

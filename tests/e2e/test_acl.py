@@ -192,9 +192,6 @@ def test_append_needs_i_and_drops_flags_without_rights(team: tuple[Session, Sess
     assert lines[-2:] == ["* 2 FETCH (FLAGS ())", "* 3 FETCH (FLAGS (\\Deleted \\Seen))"]
 
 
-# PostgreSQL: a session's own APPEND to its selected mailbox is not shown to it (no EXISTS)
-# until it selects again (docs/postgresql.md, "Not yet"); this test copies that message.
-@pytest.mark.sqlite_only
 def test_copy_needs_i_on_the_target_and_keeps_allowed_flags(
     team: tuple[Session, Session],
 ) -> None:

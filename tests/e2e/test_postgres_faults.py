@@ -56,7 +56,10 @@ def test_postgres_restart_while_serving(own_cluster: PgCluster, tmp_path: Path) 
         # The same session, no reconnect: service resumes by itself.
         back = c.ok("a5", "STATUS INBOX (MESSAGES)")
         assert '"INBOX" (MESSAGES 1)' in back[0] or "INBOX (MESSAGES 1)" in back[0], back
-        c.append("a6", "INBOX", MESSAGE.decode())
+        c.send(f"a6 APPEND INBOX {{{len(MESSAGE)}+}}\r\n".encode() + MESSAGE + b"\r\n")
+        appended = c.until_tagged("a6")
+        assert appended[-1].startswith("a6 OK [APPENDUID"), appended
+        assert "* 2 EXISTS" in appended, appended  # the session's view is live again
         after = c.ok("a7", "STATUS INBOX (MESSAGES)")
         assert "MESSAGES 2)" in after[0], after
         # Every change acknowledged is there, the one refused is not (UIDs 1 and 2).
