@@ -204,8 +204,8 @@ class PostgresStore(
 
         The transaction runs in a task of its own (kept in ``_inflight``; `close` waits for
         it), so a cancelled caller never cancels a transaction half way. The caller's
-        ``answer`` is resolved once the Changes are published (in commit order, so after
-        any earlier commit of another instance read back meanwhile)."""
+        ``answer`` is resolved right before its Changes are handed to ``publish`` (after any
+        earlier commit read back meanwhile, in commit order), as the SQLite store does."""
         if self._closed:
             raise StoreError("The store is closed")
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -244,9 +244,15 @@ class PostgresStore(
                     answer.set_exception(exc)
             raise
         if slot is not None:
-            # Published before the caller is answered, as SQLite does: the committing
-            # session finds its own change queued when its command ends (its EXISTS in the
-            # APPEND answer), even when another publication holds the lock a moment.
+            # As SQLite does: the caller is answered in the same step as its Changes are
+            # handed to ``publish`` (right before), so the committing session finds its own
+            # change queued when its command ends (its EXISTS in the APPEND answer) and
+            # still resumes ahead of the listeners the publication wakes.
+            def answered() -> None:
+                if not answer.done():
+                    answer.set_result(result)
+
+            slot.answer = answered
             slot.done = True
             try:
                 await self._drain()
@@ -272,7 +278,7 @@ class PostgresStore(
             while self._order and self._order[0].done:
                 slot = self._order.popleft()
                 if slot.changes:
-                    await self._publish_locked(slot.changes)
+                    await self._publish_locked(slot.changes, slot.answer)
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
         """A refused transaction's QuotaChanged(kind="exceeded"), committed on its own right
@@ -292,18 +298,24 @@ class PostgresStore(
             slot.done = True
             await self._drain()
 
-    async def _publish_locked(self, own: list[Change]) -> None:
+    async def _publish_locked(
+        self, own: list[Change], answer: Callable[[], None] | None = None
+    ) -> None:
         """Under ``_publish_lock``: publish, in commit order, everything up to ``own``'s
         last seq not yet published: when following other processes' commits, first the rows
         committed before ``own`` (read back), then ``own``."""
+        answer = answer or (lambda: None)  # called right before ``own`` is published
         if self._published is None:  # not following: only this process's commits
+            answer()
             self._announce(own)
             return
         if own[-1].seq <= self._published:
+            answer()
             return  # published already (read back by `publish_foreign`)
         if own[0].seq > self._published + 1:
             await self._publish_rows(before=own[0].seq)
         fresh = [c for c in own if c.seq > self._published]
+        answer()
         if fresh:
             self._announce(fresh)
 
@@ -707,6 +719,8 @@ class _Slot:
 
     changes: list[Change]
     done: bool = False
+    #: Answers the transaction's caller: called right before its Changes are published.
+    answer: Callable[[], None] | None = None
 
 
 class _Rows:
