@@ -190,3 +190,16 @@ def test_a_bad_store_url_is_refused_at_start(tmp_path: Path) -> None:
         down.stderr
     )
     assert "secret" not in down.stderr and "Traceback" not in down.stderr
+
+
+def test_the_sqlite_file_tools_refuse_a_store_url(tmp_path: Path) -> None:
+    """backup, restore, fsck and init work on the SQLite file: with a store URL in effect
+    they are refused (exit 2, the URL's password masked), never run on a file the server
+    does not use. Refused before anything is opened: no PostgreSQL needed."""
+    url = "postgresql://u:secret@127.0.0.1:1/db"
+    for args in (("backup", str(tmp_path / "b")), ("restore", str(tmp_path / "b")), ("fsck",)):
+        done = imapd(*args, data_dir=tmp_path / "d", store=url)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "works on the SQLite store only" in done.stderr, done.stderr
+        assert "u:***@" in done.stderr and "secret" not in done.stderr
+    assert not (tmp_path / "b").exists()
