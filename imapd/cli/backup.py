@@ -26,7 +26,7 @@ from pathlib import Path
 
 from imapd import control
 from imapd.config import Config
-from store.errors import StoreDamaged, StoreError, StoreInUse, Unavailable
+from store.errors import StoreDamaged, StoreError, StoreInUse, StoreUnreachable, Unavailable
 from store.sqlite import backup as backup_mod
 from store.sqlite import files, fsck
 
@@ -42,6 +42,8 @@ def exit_status(exc: BaseException) -> int | None:
         return EXIT_IN_USE
     if isinstance(exc, StoreDamaged):
         return EXIT_DAMAGED
+    if isinstance(exc, StoreUnreachable):  # issue 18: a store URL that cannot be opened
+        return 2
     if isinstance(exc, Unavailable):
         return EXIT_DISK_FULL
     mapped = files.unavailable(exc)
@@ -93,6 +95,10 @@ def add_parsers(
 
 def dispatch(args: argparse.Namespace, config: Config) -> int | None:
     """Run a command of this module, or None if ``args.command`` is not one."""
+    if args.command in ("backup", "restore", "fsck", "init") and (
+        refused := _needs_sqlite(args.command)
+    ):
+        return refused
     match args.command:
         case "backup":
             return _backup(Path(args.dest), config)
@@ -103,6 +109,21 @@ def dispatch(args: argparse.Namespace, config: Config) -> int | None:
         case "init":
             return init_store(config)
     return None
+
+
+def _needs_sqlite(command: str) -> int | None:
+    """issue 18: these commands work on the SQLite file; with a store URL in effect they are
+    refused (exit 2) rather than run on a file the server does not use."""
+    from store.open import mask_url, store_url
+
+    url = store_url()
+    if url is None:
+        return None
+    return _fail(
+        f"{command} works on the SQLite store only; the store in effect is {mask_url(url)}"
+        " (use PostgreSQL's own tools: pg_dump, pg_restore, amcheck)",
+        2,
+    )
 
 
 def _fail(text: str, status: int = 1) -> int:
@@ -215,6 +236,9 @@ def init_store(config: Config) -> int:
     """Create the store if there is none; an empty or damaged one is moved aside (kept as
     ``imapd.sqlite3.damaged-STAMP``) and replaced by a new one; a sound one is left alone."""
     from store.open import open_store
+
+    if (refused := _needs_sqlite("init")) is not None:  # also `serve --init`
+        return refused
 
     files.private_dir(config.data_dir)
     if _server_answers(config.data_dir):

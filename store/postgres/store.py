@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from store import quota
-from store.api import ChangeFeed, Publish, PushDevice, Store, User
+from store.api import ChangeFeed, Prerender, Publish, PushDevice, Store, User
 from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
@@ -54,7 +54,9 @@ from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, verify_password
 from store.postgres import quota as quota_sql
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
+from store.postgres.calendar import PostgresCalendar
 from store.postgres.cluster import PostgresCluster  # several processes (docs/workers.md)
+from store.postgres.expire import PostgresExpire
 from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
@@ -73,6 +75,8 @@ COMMIT_LOCK = 0x696D6170646C6F67
 #: LISTEN/NOTIFY channel: the payload is the last seq a transaction logged.
 CHANNEL = "imapd_changes"
 _FOREIGN_BATCH = 1000
+#: Seconds to wait for a new connection (an unreachable host fails at start, not after 60 s).
+CONNECT_TIMEOUT = 10.0
 
 DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("INBOX", ()),
@@ -115,7 +119,9 @@ async def _log_changes(tx: Tx) -> list[Change]:
 
 class PostgresStore(
     PostgresMailboxes,
+    PostgresExpire,
     PostgresMessages,
+    PostgresCalendar,
     PostgresSort,
     PostgresPreviews,
     PostgresUrlAuth,
@@ -131,8 +137,10 @@ class PostgresStore(
         scrypt_n: int,
         clock: Callable[[], dt.datetime],
         uidvalidity: Callable[[], int] | None,
+        prerender: Prerender | None = None,
     ) -> None:
         self._pool = pool
+        self._prerender = prerender  # store.api.Prerender: FETCH's bytes made at APPEND
         self._dsn = ""  # for the LISTEN connection (set by `open`)
         self._publish = publish
         self._scrypt_n = scrypt_n
@@ -163,10 +171,13 @@ class PostgresStore(
         auth_cache: AuthCache | None = None,
         min_size: int = 1,
         max_size: int = 10,
+        prerender: Prerender | None = None,
     ) -> PostgresStore:
         """Connect (a pool of ``min_size``..``max_size``) and migrate. Raises SchemaTooNew
         (store/postgres/migrate.py) when the database has migrations this code lacks."""
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT
+        )
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -174,7 +185,12 @@ class PostgresStore(
             await pool.close()
             raise
         store = cls(
-            Pool(pool), publish, scrypt_n=scrypt_n, clock=clock or _utc_now, uidvalidity=uidvalidity
+            Pool(pool),
+            publish,
+            scrypt_n=scrypt_n,
+            clock=clock or _utc_now,
+            uidvalidity=uidvalidity,
+            prerender=prerender,
         )
         store._dsn = dsn
         store._auth_cache = auth_cache
@@ -198,8 +214,8 @@ class PostgresStore(
 
         The transaction runs in a task of its own (kept in ``_inflight``; `close` waits for
         it), so a cancelled caller never cancels a transaction half way. The caller's
-        ``answer`` is resolved right after COMMIT, before the Changes are published: the
-        committing session resumes ahead of the listeners the publication wakes."""
+        ``answer`` is resolved right before its Changes are handed to ``publish`` (after any
+        earlier commit read back meanwhile, in commit order), as the SQLite store does."""
         if self._closed:
             raise StoreError("The store is closed")
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -223,6 +239,7 @@ class PostgresStore(
                 async with conn.transaction():
                     result = await body(tx)
                     if tx.pending:
+                        await self._calendar_index(tx)  # store/postgres/calendar.py
                         slot = await self._numbered(tx)
         except BaseException as exc:
             if slot is not None:  # numbered, then COMMIT failed: nothing to publish
@@ -236,11 +253,23 @@ class PostgresStore(
                 else:
                     answer.set_exception(exc)
             raise
+        if slot is not None:
+            # As SQLite does: the caller is answered in the same step as its Changes are
+            # handed to ``publish`` (right before), so the committing session finds its own
+            # change queued when its command ends (its EXISTS in the APPEND answer) and
+            # still resumes ahead of the listeners the publication wakes.
+            def answered() -> None:
+                if not answer.done():
+                    answer.set_result(result)
+
+            slot.answer = answered
+            slot.done = True
+            try:
+                await self._drain()
+            except StoreError as exc:  # committed: the caller's answer stands (Unavailable)
+                log.warning("publishing after COMMIT delayed: %s", exc.text)
         if not answer.done():
             answer.set_result(result)
-        if slot is not None:
-            slot.done = True
-            await self._drain()
         return result
 
     async def _numbered(self, tx: Tx) -> _Slot:
@@ -259,7 +288,7 @@ class PostgresStore(
             while self._order and self._order[0].done:
                 slot = self._order.popleft()
                 if slot.changes:
-                    await self._publish_locked(slot.changes)
+                    await self._publish_locked(slot.changes, slot.answer)
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
         """A refused transaction's QuotaChanged(kind="exceeded"), committed on its own right
@@ -279,18 +308,24 @@ class PostgresStore(
             slot.done = True
             await self._drain()
 
-    async def _publish_locked(self, own: list[Change]) -> None:
+    async def _publish_locked(
+        self, own: list[Change], answer: Callable[[], None] | None = None
+    ) -> None:
         """Under ``_publish_lock``: publish, in commit order, everything up to ``own``'s
         last seq not yet published: when following other processes' commits, first the rows
         committed before ``own`` (read back), then ``own``."""
+        answer = answer or (lambda: None)  # called right before ``own`` is published
         if self._published is None:  # not following: only this process's commits
+            answer()
             self._announce(own)
             return
         if own[-1].seq <= self._published:
+            answer()
             return  # published already (read back by `publish_foreign`)
         if own[0].seq > self._published + 1:
             await self._publish_rows(before=own[0].seq)
         fresh = [c for c in own if c.seq > self._published]
+        answer()
         if fresh:
             self._announce(fresh)
 
@@ -384,7 +419,7 @@ class PostgresStore(
             await self._listen()
 
     async def _listen(self) -> None:
-        self._listener = await asyncpg.connect(self._dsn)
+        self._listener = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
         await self._listener.add_listener(CHANNEL, self._notified)
         self._listener.add_termination_listener(self._listener_lost)
 
@@ -694,6 +729,8 @@ class _Slot:
 
     changes: list[Change]
     done: bool = False
+    #: Answers the transaction's caller: called right before its Changes are published.
+    answer: Callable[[], None] | None = None
 
 
 class _Rows:

@@ -15,6 +15,8 @@ from tests.helpers.raw_session import Session
 from tests.helpers.server import RunningServer
 from tests.notify.listener import Listener, example_keys
 
+BOTH_BACKENDS = True  # tests/conftest.py: SQLite and PostgreSQL (issue 18)
+
 BOX = '"Other Users/alice/Team"'
 MISSING = "NO [NONEXISTENT] Mailbox does not exist"
 NOPERM = "NO [NOPERM] Permission denied"
