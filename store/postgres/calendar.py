@@ -1,4 +1,4 @@
-"""The calendar index and alarm firing of `PostgresStore` (schema: migrations/0002_calendar.sql),
+"""The calendar index and alarm firing of `PostgresStore` (schema: migrations/0005_calendar.sql),
 the PostgreSQL twin of store/sqlite/calendar.py with the same contract: the index is kept
 inside the transaction that changes a message or a mailbox (`_calendar_index`, run by
 store/postgres/store.py after each write body, from the Changes it queued; removals are the

@@ -247,7 +247,8 @@ class PostgresMessages(PostgresBase):
         )
         # --- RFC 8970 PREVIEW (store/postgres/preview.py) ---
         await tx.run(
-            "INSERT INTO content_preview (id, preview) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            "INSERT INTO content_preview (id, preview)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[])",
             content_ids,
             [p.preview for p in kept],
         )

@@ -1,5 +1,5 @@
 """SEARCH's substring keys on PostgreSQL through a trigram index (pg_trgm; schema:
-migrations/0004_trigram.sql): the candidates of a text leaf, for store/textsearch.py's
+migrations/0007_trigram.sql): the candidates of a text leaf, for store/textsearch.py's
 `TextMatcher` to decide.
 
 Each contents row has a ``content_text`` row: `textsearch.every_text`, every text a text key

@@ -1,5 +1,5 @@
 """SEARCH's substring keys on PostgreSQL go through the pg_trgm index (store/postgres/trigram.py,
-migrations/0004_trigram.sql): the plan uses the index on a larger mailbox, the answers are
+migrations/0007_trigram.sql): the plan uses the index on a larger mailbox, the answers are
 TextMatcher's (the same as SQLite's), and a migration that cannot create what it needs says so.
 """
 
