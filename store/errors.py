@@ -106,6 +106,12 @@ class StoreInUse(Unavailable):
     """An operation that needs the store to itself found it open elsewhere."""
 
 
+class StoreUnreachable(Unavailable):
+    """A store named by URL cannot be opened at start: its server is down or unreachable,
+    refuses the login or the database, or has a schema newer than this program. The text
+    names the URL with its password masked; a command ends with exit status 2."""
+
+
 class StoreDamaged(StoreError):
     """The database file is empty, unreadable or damaged: refused rather than started empty."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from store.api import ChangeFeed, Prerender, Publish, Store
 from store.authcache import AuthCache
-from store.errors import StoreError, Unavailable
+from store.errors import StoreError, StoreUnreachable
 from store.passwords import DEFAULT_N
 from store.sqlite import SqliteStore
 from store.sqlite.files import private_dir
@@ -91,6 +91,7 @@ async def _open_postgres(
     scrypt_n: int,
     clock: Callable[[], dt.datetime] | None = None,
     auth_cache: AuthCache | None = None,
+    prerender: Prerender | None = None,
 ) -> Any:
     try:
         from store.postgres.store import PostgresStore, missing_methods
@@ -107,7 +108,10 @@ async def _open_postgres(
     try:
         pool = int(os.environ.get(ENV_POOL, "10"))
     except ValueError:
-        raise StoreError(f"{ENV_POOL} must be a number of connections") from None
+        raise StoreUnreachable(f"{ENV_POOL} must be a number of connections") from None
+    from store.postgres.migrate import SchemaTooNew
+
+    where = mask_url(url)
     try:
         return await PostgresStore.open(
             url,
@@ -117,14 +121,15 @@ async def _open_postgres(
             auth_cache=auth_cache,
             min_size=1,
             max_size=max(pool, 2),
+            prerender=prerender,
         )
+    except SchemaTooNew as exc:  # an older instance beside a newer one: it must not serve
+        raise StoreUnreachable(f"refusing the PostgreSQL store at {where}: {exc}") from exc
     except (OSError, TimeoutError) as exc:
-        raise Unavailable(f"cannot reach the PostgreSQL store at {mask_url(url)}: {exc}") from exc
+        raise StoreUnreachable(f"cannot reach the PostgreSQL store at {where}: {exc}") from exc
     except Exception as exc:
         if type(exc).__module__.startswith("asyncpg"):  # refused login, no such database
-            raise Unavailable(
-                f"cannot open the PostgreSQL store at {mask_url(url)}: {exc}"
-            ) from exc
+            raise StoreUnreachable(f"cannot open the PostgreSQL store at {where}: {exc}") from exc
         raise
 
 
@@ -150,11 +155,11 @@ async def open_store(
     logins its ``authenticate`` remembers; every backend consults it the same way (the
     module's docstring). ``prerender``: see store.api.Prerender (without it, FETCH renders
     from the stored structure). Raises StoreDamaged, DiskFull, StoreInUse, Unavailable (a store
-    URL that cannot be reached; its password masked), StoreError (a bad URL)."""
+    URL that cannot be reached; its password masked: StoreUnreachable), StoreError (a bad URL)."""
     chosen = store_url(url)
     if chosen is not None:
         store: Store = await _open_postgres(
-            _postgres_url(chosen), publish, scrypt_n, clock, auth_cache
+            _postgres_url(chosen), publish, scrypt_n, clock, auth_cache, prerender
         )
         return store
     return await SqliteStore.open(

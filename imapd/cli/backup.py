@@ -26,7 +26,7 @@ from pathlib import Path
 
 from imapd import control
 from imapd.config import Config
-from store.errors import StoreDamaged, StoreError, StoreInUse, Unavailable
+from store.errors import StoreDamaged, StoreError, StoreInUse, StoreUnreachable, Unavailable
 from store.sqlite import backup as backup_mod
 from store.sqlite import files, fsck
 
@@ -42,6 +42,8 @@ def exit_status(exc: BaseException) -> int | None:
         return EXIT_IN_USE
     if isinstance(exc, StoreDamaged):
         return EXIT_DAMAGED
+    if isinstance(exc, StoreUnreachable):  # issue 18: a store URL that cannot be opened
+        return 2
     if isinstance(exc, Unavailable):
         return EXIT_DISK_FULL
     mapped = files.unavailable(exc)

@@ -19,7 +19,7 @@ import asyncpg
 from store import acl as aclrules
 from store import flags as flagrules
 from store import names, namespace
-from store.api import MailboxInfo
+from store.api import MailboxInfo, Prerender
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 from store.postgres.pool import Pool
@@ -166,6 +166,7 @@ class PostgresBase:
     _scrypt_n: int
     _clock: Callable[[], dt.datetime]
     _uidvalidity_source: Callable[[], int] | None
+    _prerender: Prerender | None
     _dummy_hash: str | None
 
     async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from store import acl as aclrules
-from store import expire, mime, names, newmessage
 from store import flags as flagrules
+from store import mime, names, newmessage
 from store.api import (
     PLAIN_COLUMNS,
     AppendResult,
@@ -39,7 +39,7 @@ from store.changes import (
     MessagesExpunged,
     Origin,
 )
-from store.errors import MailboxNotFound
+from store.errors import MailboxNotFound, MessageGone
 from store.postgres import quota as quota_sql
 from store.postgres import search
 from store.postgres.base import COUNTS, FACTS, PostgresBase, Row, Tx, facts, fetch_one
@@ -92,6 +92,7 @@ class _Prepared:
     header_len: int
     structure: str
     message_id: str | None
+    wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
 
 
 class _AnyUids(dict[int, list[int]]):
@@ -155,6 +156,7 @@ class PostgresMessages(PostgresBase):
             header_len=p.header_len,
             structure=p.structure,
             message_id=p.message_id,
+            wire=self._prerender(p.parsed) if self._prerender is not None else None,
         )
 
     async def append(
@@ -179,69 +181,159 @@ class PostgresMessages(PostgresBase):
             prepared = [self._prepare(m) for m in messages]
 
         async def body(tx: Tx) -> AppendResult:
-            count = len(prepared)
-            dest, rights = await self._target(tx, user_id, mailbox, need)
-            kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
-            row = await tx.one(
-                "UPDATE mailboxes SET uidnext = uidnext + $1,"
-                " highestmodseq = highestmodseq + 1, messages = messages + $1,"
-                " unseen = unseen + $2, size = size + $3, deleted = deleted + $4"
-                " WHERE id = $5 " + COUNTS,
-                count,
-                sum(not p.seen for p in kept),
-                sum(p.size for p in kept),
-                sum(p.deleted for p in kept),
-                dest.id,
-            )
-            assert row is not None
-            counts = Counts(*row)
-            ref = dest.ref
+            return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
+
+        return await self._write(body)
+
+    async def _append_in(
+        self,
+        tx: Tx,
+        user_id: int,
+        mailbox: str | int,
+        prepared: list[_Prepared],
+        origin: Origin,
+        kind: str,
+        need: str,
+        removing: Row | None = None,
+    ) -> AppendResult:
+        """`append`'s work inside the caller's transaction (APPEND, REPLACE). ``removing``:
+        REPLACE's source row (mailbox id, then FACTS), about to be removed: the quota sees
+        only the net change (RFC 8508 §3.4)."""
+        count = len(prepared)
+        dest, rights = await self._target(tx, user_id, mailbox, need)
+        kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
+        if removing is not None:
+            deltas = {dest.id: (count, sum(p.size for p in kept))}
+            back = deltas.get(removing[0], (0, 0))
+            deltas[removing[0]] = (back[0] - 1, back[1] - removing[4])
+            await self._quota(tx, deltas, origin, applied=False)
+        row = await tx.one(
+            "UPDATE mailboxes SET uidnext = uidnext + $1,"
+            " highestmodseq = highestmodseq + 1, messages = messages + $1,"
+            " unseen = unseen + $2, size = size + $3, deleted = deleted + $4"
+            " WHERE id = $5 " + COUNTS,
+            count,
+            sum(not p.seen for p in kept),
+            sum(p.size for p in kept),
+            sum(p.deleted for p in kept),
+            dest.id,
+        )
+        assert row is not None
+        counts = Counts(*row)
+        ref = dest.ref
+        if removing is None:  # RFC 9208 §4.3.1: refused before any message row
             await self._quota(
                 tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True
             )
-            first_uid, modseq = counts.uidnext - count, counts.highestmodseq
-            ids = await tx.rows(
-                "INSERT INTO contents (header_len, message_id, structure, raw)"
-                " SELECT h, i, s, r FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[])"
-                " WITH ORDINALITY AS x(h, i, s, r, n) ORDER BY n RETURNING id",
-                [p.header_len for p in kept],
-                [p.message_id for p in kept],
-                [p.structure for p in kept],
-                [p.raw for p in kept],
-            )
-            content_ids = sorted(r[0] for r in ids)  # identity values ascend in insert order
+        first_uid, modseq = counts.uidnext - count, counts.highestmodseq
+        ids = await tx.rows(
+            "INSERT INTO contents (header_len, message_id, structure, raw)"
+            " SELECT h, i, s, r FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[])"
+            " WITH ORDINALITY AS x(h, i, s, r, n) ORDER BY n RETURNING id",
+            [p.header_len for p in kept],
+            [p.message_id for p in kept],
+            [p.structure for p in kept],
+            [p.raw for p in kept],
+        )
+        content_ids = sorted(r[0] for r in ids)  # identity values ascend in insert order
+        wired = [(c, p.wire) for c, p in zip(content_ids, kept, strict=True) if p.wire]
+        if wired:
             await tx.run(
-                "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
-                " internal_epoch, internaldate, savedate, flags, content_id)"
-                " SELECT $1, u, $2, s, d, z, e, i, $3, f, c FROM unnest($4::bigint[],"
-                " $5::bool[], $6::bool[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
-                " $11::bigint[]) AS x(u, s, d, z, e, i, f, c)",
-                ref.id,
+                "INSERT INTO content_wire (id, wire)"
+                " SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                [c for c, _ in wired],
+                [w for _, w in wired],
+            )
+        await tx.run(
+            "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
+            " internal_epoch, internaldate, savedate, flags, content_id)"
+            " SELECT $1, u, $2, s, d, z, e, i, $3, f, c FROM unnest($4::bigint[],"
+            " $5::bool[], $6::bool[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
+            " $11::bigint[]) AS x(u, s, d, z, e, i, f, c)",
+            ref.id,
+            modseq,
+            tx.at_iso,
+            [first_uid + i for i in range(count)],
+            [p.seen for p in kept],
+            [p.deleted for p in kept],
+            [p.size for p in kept],
+            [int(p.internaldate.timestamp()) for p in kept],
+            [p.internaldate.isoformat() for p in kept],
+            [flagrules.to_text(p.flags) for p in kept],
+            content_ids,
+        )
+        added = tuple(
+            MessageFacts(
+                first_uid + i,
                 modseq,
-                tx.at_iso,
-                [first_uid + i for i in range(count)],
-                [p.seen for p in kept],
-                [p.deleted for p in kept],
-                [p.size for p in kept],
-                [int(p.internaldate.timestamp()) for p in kept],
-                [p.internaldate.isoformat() for p in kept],
-                [flagrules.to_text(p.flags) for p in kept],
-                content_ids,
+                p.flags,
+                p.size,
+                p.internaldate,
+                p.message_id,
+                p.structure,
+                content_ids[i],  # EMAILID in the events (store/objectid.py)
             )
-            added = tuple(
-                MessageFacts(
-                    first_uid + i,
-                    modseq,
-                    p.flags,
-                    p.size,
-                    p.internaldate,
-                    p.message_id,
-                    p.structure,
+            for i, p in enumerate(kept)
+        )
+        tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, added, kind), ref.owner)
+        return AppendResult(ref, tuple(f.uid for f in added))
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        user_id: int,
+        target: str | int,
+        message: NewMessage,
+        origin: Origin,
+        *,
+        need: str = "",
+    ) -> AppendResult:
+        """REPLACE (RFC 8508): append ``message`` to ``target`` and expunge ``uid`` from
+        ``mailbox_id`` in one transaction, emitting MessagesAdded ("append") then
+        MessagesExpunged ("expunge"). ``target``/``need`` as `append`'s. Raises MessageGone
+        when ``uid`` no longer exists (nothing is appended), and as `append` does.
+
+        Locks: the target row (`_target`), then the source row; when they differ, both are
+        locked first in id order, as COPY does, so two crossing REPLACEs cannot deadlock."""
+        if newmessage.parse_off_loop([message.content]):
+            prepared = await asyncio.to_thread(self._prepare, message)
+        else:
+            prepared = self._prepare(message)
+
+        async def body(tx: Tx) -> AppendResult:
+            dest_id = target
+            if isinstance(target, str):
+                found = await self._by_name(
+                    tx.db, *await self._locate(tx.db, user_id, names.canonical(target))
                 )
-                for i, p in enumerate(kept)
+                dest_id = found.id if found is not None else mailbox_id
+            locked = await tx.rows(
+                "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                [mailbox_id, dest_id],
             )
-            tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, added, kind), ref.owner)
-            return AppendResult(ref, tuple(f.uid for f in added))
+            if mailbox_id not in {r[0] for r in locked}:
+                raise MailboxNotFound("Mailbox no longer exists")
+            source = await self._by_id(tx.db, mailbox_id)
+            rows = await tx.rows(
+                "SELECT " + FACTS + ", m.content_id FROM messages AS m"
+                " JOIN contents AS c ON c.id = m.content_id"
+                " WHERE m.mailbox_id = $1 AND m.uid = $2",
+                mailbox_id,
+                uid,
+            )
+            if not rows:
+                raise MessageGone("The message to replace has been expunged")
+            result = await self._append_in(
+                tx, user_id, target, [prepared], origin, "append", need, (mailbox_id, *rows[0])
+            )
+            counts, modseq = await self._remove(tx, mailbox_id, rows)
+            gone = tuple(facts(r, content_id=r[8]) for r in rows)
+            tx.emit(
+                MessagesExpunged(0, tx.at, origin, source.ref, counts, gone, modseq, "expunge"),
+                source.owner,
+            )
+            return result
 
         return await self._write(body)
 
@@ -256,24 +348,36 @@ class PostgresMessages(PostgresBase):
         wire: bool = False,
         header: bool = False,
     ) -> list[MessageRecord]:
-        # No pre-rendered answers are stored here yet (the SQLite store's content_wire): a
-        # ``wire`` request is served with the structure, which the renderer falls back to.
-        structure = structure or wire
+        """Records of the existing messages among ``uids``, in UID order; ``changedsince``
+        keeps only those with modseq > it. One query; contents joined only when asked, and
+        a structure decoded only when asked or (``wire``) when no wire bytes are stored."""
         ranges = number_ranges(uids)
         if not ranges:
             return []
-        extra = ", c.raw, c.structure" if content or structure or header else ""
-        if header:
-            extra += ", substring(c.raw from 1 for c.header_len)"
-        join = " JOIN contents AS c ON c.id = m.content_id" if extra else ""
+        select = "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate, m.content_id"
+        join = ""
+        if content or structure or wire or header:
+            join = " JOIN contents AS c ON c.id = m.content_id"
+        # Columns 7.. : raw, structure, wire, header, each present only when asked.
+        select += ", c.raw" if content else ", NULL::bytea"
+        if structure:
+            select += ", c.structure"
+        elif wire:
+            select += ", CASE WHEN w.wire IS NULL THEN c.structure END"
+        else:
+            select += ", NULL::text"
+        if wire:
+            select += ", w.wire"
+            join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
+        else:
+            select += ", NULL::bytea"
+        select += ", substring(c.raw from 1 for c.header_len)" if header else ", NULL::bytea"
         where = " AND m.modseq > $4" if changedsince is not None else ""
         params: list[object] = [mailbox_id, *_bounds(ranges)]
         if changedsince is not None:
             params.append(changedsince)
         rows = await self._pool.fetch(
-            "SELECT m.uid, m.modseq, m.flags, m.internaldate, m.size, m.savedate,"
-            " m.content_id"
-            + extra
+            select
             + " FROM messages AS m"
             + join
             + " WHERE "
@@ -283,10 +387,11 @@ class PostgresMessages(PostgresBase):
             *params,
         )
         parse = mime.structure_from_json
-        if structure and sum(len(r[8]) for r in rows) > newmessage.PARSE_IN_THREAD:
-            parsed = await asyncio.to_thread(lambda: {r[6]: parse(r[8]) for r in rows})
+        texts = {r[6]: r[8] for r in rows if r[8] is not None}
+        if sum(map(len, texts.values())) > newmessage.PARSE_IN_THREAD:
+            parsed = await asyncio.to_thread(lambda: {k: parse(v) for k, v in texts.items()})
         else:
-            parsed = {r[6]: parse(r[8]) for r in rows} if structure else {}
+            parsed = {k: parse(v) for k, v in texts.items()}
         fromiso = dt.datetime.fromisoformat
         return [
             MessageRecord(
@@ -297,9 +402,10 @@ class PostgresMessages(PostgresBase):
                 size=r[4],
                 savedate=fromiso(r[5]),
                 content_id=r[6],
-                content=bytes(r[7]) if content else None,
-                structure=parsed[r[6]] if structure else None,
-                header=bytes(r[9]) if header else None,
+                content=None if r[7] is None else bytes(r[7]),
+                structure=parsed.get(r[6]),
+                wire=None if r[9] is None else bytes(r[9]),
+                header=None if r[10] is None else bytes(r[10]),
             )
             for r in rows
         ]
@@ -581,7 +687,9 @@ class PostgresMessages(PostgresBase):
                 [r[9] for r in added],
             )
             source_uids = tuple(r[0] for r in rows)
-            new_facts = tuple(facts(r, uid=first + i, modseq=modseq) for i, r in enumerate(added))
+            new_facts = tuple(
+                facts(r, uid=first + i, modseq=modseq, content_id=r[9]) for i, r in enumerate(added)
+            )
             how = "move" if move else "copy"
             tx.emit(
                 MessagesAdded(
@@ -682,70 +790,3 @@ class PostgresMessages(PostgresBase):
                 modseq,
             )
         return [int(r[0]) for r in rows]
-
-    # --- expiry (store/expire.py) -----------------------------------------------------------
-    async def set_retention(self, user_id: int, name: str, days: int | None) -> None:
-        value = expire.check_days(days)
-        name = names.canonical(name)
-
-        async def body(tx: Tx) -> None:
-            if (
-                await tx.one(
-                    "UPDATE mailboxes SET retention_days = $1 WHERE owner_id = $2"
-                    " AND name = $3 RETURNING id",
-                    value,
-                    user_id,
-                    name,
-                )
-                is None
-            ):
-                raise MailboxNotFound("Mailbox does not exist")
-
-        await self._write(body)
-
-    async def expire(self, now: dt.datetime | None = None) -> int:
-        if now is not None and now.tzinfo is None:
-            raise ValueError("expire needs an aware datetime")
-        when = self._now() if now is None else now
-        origin = Origin(service="expire")
-        total = 0
-        due = [
-            expire.DueMailbox(int(r[0]), int(r[1]))
-            for r in await self._pool.fetch(
-                "SELECT id, retention_days FROM mailboxes WHERE retention_days > 0 AND selectable"
-                " ORDER BY id"
-            )
-        ]
-        for mailbox in due:
-            before = expire.cutoff(when, mailbox.retention_days)
-
-            async def body(tx: Tx, due: expire.DueMailbox = mailbox, before: str = before) -> int:
-                row = await tx.one(
-                    "SELECT retention_days, selectable FROM mailboxes WHERE id = $1 FOR UPDATE",
-                    due.id,
-                )
-                if row is None or row[0] != due.retention_days or not row[1]:
-                    return 0
-                mbox = await self._by_id(tx.db, due.id)
-                rows = await tx.rows(
-                    "SELECT " + FACTS + ", m.content_id FROM messages AS m JOIN contents AS c"
-                    " ON c.id = m.content_id WHERE m.mailbox_id = $1"
-                    " AND m.savedate::timestamptz < $2::text::timestamptz ORDER BY m.uid",
-                    due.id,
-                    before,
-                )
-                if not rows:
-                    return 0
-                counts, modseq = await self._remove(tx, due.id, rows)
-                gone = tuple(facts(r, content_id=r[8]) for r in rows)
-                tx.emit(
-                    MessagesExpunged(0, tx.at, origin, mbox.ref, counts, gone, modseq, "expire"),
-                    mbox.owner,
-                )
-                await self._quota(
-                    tx, {due.id: (-len(rows), -sum(r[3] for r in rows))}, origin, applied=True
-                )
-                return len(rows)
-
-            total += await self._write(body)
-        return total

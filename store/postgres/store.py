@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from store import quota
-from store.api import ChangeFeed, Publish, PushDevice, Store, User
+from store.api import ChangeFeed, Prerender, Publish, PushDevice, Store, User
 from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
@@ -54,6 +54,8 @@ from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, verify_password
 from store.postgres import quota as quota_sql
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
+from store.postgres.calendar import PostgresCalendar
+from store.postgres.expire import PostgresExpire
 from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
@@ -70,6 +72,8 @@ COMMIT_LOCK = 0x696D6170646C6F67
 #: LISTEN/NOTIFY channel: the payload is the last seq a transaction logged.
 CHANNEL = "imapd_changes"
 _FOREIGN_BATCH = 1000
+#: Seconds to wait for a new connection (an unreachable host fails at start, not after 60 s).
+CONNECT_TIMEOUT = 10.0
 
 DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("INBOX", ()),
@@ -110,7 +114,9 @@ async def _log_changes(tx: Tx) -> list[Change]:
     return out
 
 
-class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
+class PostgresStore(
+    PostgresMailboxes, PostgresExpire, PostgresMessages, PostgresCalendar, PostgresSort
+):
     """The Store on one PostgreSQL database. Build with `open`."""
 
     def __init__(
@@ -121,8 +127,10 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         scrypt_n: int,
         clock: Callable[[], dt.datetime],
         uidvalidity: Callable[[], int] | None,
+        prerender: Prerender | None = None,
     ) -> None:
         self._pool = pool
+        self._prerender = prerender  # store.api.Prerender: FETCH's bytes made at APPEND
         self._dsn = ""  # for the LISTEN connection (set by `open`)
         self._publish = publish
         self._scrypt_n = scrypt_n
@@ -153,10 +161,13 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
         auth_cache: AuthCache | None = None,
         min_size: int = 1,
         max_size: int = 10,
+        prerender: Prerender | None = None,
     ) -> PostgresStore:
         """Connect (a pool of ``min_size``..``max_size``) and migrate. Raises SchemaTooNew
         (store/postgres/migrate.py) when the database has migrations this code lacks."""
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT
+        )
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -164,7 +175,12 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             await pool.close()
             raise
         store = cls(
-            Pool(pool), publish, scrypt_n=scrypt_n, clock=clock or _utc_now, uidvalidity=uidvalidity
+            Pool(pool),
+            publish,
+            scrypt_n=scrypt_n,
+            clock=clock or _utc_now,
+            uidvalidity=uidvalidity,
+            prerender=prerender,
         )
         store._dsn = dsn
         store._auth_cache = auth_cache
@@ -213,6 +229,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
                 async with conn.transaction():
                     result = await body(tx)
                     if tx.pending:
+                        await self._calendar_index(tx)  # store/postgres/calendar.py
                         slot = await self._numbered(tx)
         except BaseException as exc:
             if slot is not None:  # numbered, then COMMIT failed: nothing to publish
@@ -374,7 +391,7 @@ class PostgresStore(PostgresMailboxes, PostgresMessages, PostgresSort):
             await self._listen()
 
     async def _listen(self) -> None:
-        self._listener = await asyncpg.connect(self._dsn)
+        self._listener = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
         await self._listener.add_listener(CHANNEL, self._notified)
         self._listener.add_termination_listener(self._listener_lost)
 

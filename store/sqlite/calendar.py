@@ -25,29 +25,21 @@ import asyncio
 import datetime as dt
 import functools
 import json
-import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
-from store import calendar
+from store import calendar, calendarfire
 from store.changes import (
     AclChanged,
-    CalendarAlarmFired,
     MailboxCreated,
     MailboxRenamed,
     MessagesAdded,
     MetadataChanged,
-    Origin,
 )
 from store.sqlite.base import SqliteBase, _one, _Tx
-
-log = logging.getLogger("store.calendar")
 
 #: Objects read per statement when a mailbox becomes a calendar, and fired per transaction.
 _BATCH = 200
 _FIRE_BATCH = 20
-_ORIGIN = Origin(service="calendar")
 
 #: How a text/calendar part shows in store.mime.structure_to_json (type and subtype are
 #: separate JSON strings); a false match (a subject "calendar") only costs a parse.
@@ -70,64 +62,6 @@ _CANDIDATES = (
     "SELECT DISTINCT md.mailbox_id FROM metadata md WHERE md.mailbox_id != 0 AND md.entry IN"
     " (?, ?) AND md.mailbox_id NOT IN (SELECT mailbox_id FROM calendar_mailboxes)"
 )
-
-
-def _epoch(when: dt.datetime) -> int:
-    return int(when.timestamp())
-
-
-def _instant(epoch: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class _Firing:
-    mailbox_id: int
-    uid: int
-    fired_through: int  # as read: the transaction applies this only if still so
-    next_was: int
-    floor: int  # alarms at or before this were not fired (done, or older than look-back)
-    alarms: list[calendar.Alarm]
-    next_alarm: int | None
-    skipped: bool  # some alarms in (fired_through, floor] were older than the look-back
-    error: str | None
-
-
-def _fire(rows: list[Any], now: int, lookback: int) -> list[_Firing]:
-    """(worker thread) For each due object: its alarms in (fired_through, now] not older
-    than the look-back (whether some were older), and its next alarm after ``now``. An
-    object just indexed (``next_alarm`` = ``fired_through``) is planned that way too."""
-    out = []
-    for mailbox_id, uid, fired_through, next_was, raw in rows:
-        floor = max(int(fired_through), now - lookback)
-        alarms: list[calendar.Alarm] = []
-        nxt: int | None = None
-        skipped, error = False, None
-        try:
-            cals = calendar.parse(raw)
-            if cals:
-                if floor > int(fired_through):  # was anything older than the look-back?
-                    first = calendar.next_alarm(cals, _instant(int(fired_through)))
-                    skipped = first is not None and first <= _instant(floor)
-                alarms = calendar.due(cals, _instant(floor), _instant(now))
-                found = calendar.next_alarm(cals, _instant(now))
-                nxt = None if found is None else _epoch(found)
-        except Exception as exc:  # noqa: BLE001 - client iCalendar: logged, schedules nothing
-            error = f"{type(exc).__name__}: {exc}"
-        out.append(
-            _Firing(
-                mailbox_id,
-                uid,
-                int(fired_through),
-                int(next_was),
-                floor,
-                alarms,
-                nxt,
-                skipped,
-                error,
-            )
-        )
-    return out
 
 
 class SqliteCalendar(SqliteBase):
@@ -201,7 +135,7 @@ class SqliteCalendar(SqliteBase):
         """Index messages of a calendar mailbox whose structure names a text/calendar part,
         to be planned (parsed, their first alarm found) by the next firing round."""
         ordered = sorted(set(uids))
-        at = _epoch(tx.at)
+        at = calendarfire.epoch(tx.at)
         for start in range(0, len(ordered), _BATCH):
             chunk = ordered[start : start + _BATCH]
             await tx.run(
@@ -233,7 +167,7 @@ class SqliteCalendar(SqliteBase):
     async def next_calendar_alarm(self) -> dt.datetime | None:
         """The earliest ``next_alarm`` of any object (None: nothing scheduled)."""
         row = await _one(self._reader, "SELECT min(next_alarm) FROM calendar_objects")
-        return None if row is None or row[0] is None else _instant(int(row[0]))
+        return None if row is None or row[0] is None else calendarfire.instant(int(row[0]))
 
     async def fire_calendar_alarms(self, lookback: dt.timedelta) -> int:
         """Fire every alarm due by the store clock's now, earliest objects first, and plan
@@ -245,17 +179,19 @@ class SqliteCalendar(SqliteBase):
             return 0
         fired = 0
         while True:
-            now = _epoch(self._now())
+            now = calendarfire.epoch(self._now())
             rows = [tuple(r) for r in await self._reader.execute_fetchall(_DUE, (now, _FIRE_BATCH))]
             if not rows:
                 return fired
-            firings = await asyncio.to_thread(_fire, rows, now, int(lookback.total_seconds()))
+            firings = await asyncio.to_thread(
+                calendarfire.plan, rows, now, int(lookback.total_seconds())
+            )
             fired += await self._write(
                 functools.partial(self._apply_firings, firings=firings, now=now)
             )
 
-    async def _apply_firings(self, tx: _Tx, *, firings: list[_Firing], now: int) -> int:
-        """The short transaction of a firing round: each object still as `_fire` read it
+    async def _apply_firings(self, tx: _Tx, *, firings: list[calendarfire.Firing], now: int) -> int:
+        """The short transaction of a firing round: each object still as `calendarfire.plan` read it
         gets its changes logged and its times advanced; the others are left to the next
         round (read again)."""
         count = 0
@@ -267,51 +203,11 @@ class SqliteCalendar(SqliteBase):
             )
             if current is None or (current[0], current[1]) != (f.fired_through, f.next_was):
                 continue  # gone, changed, or fired by another server meanwhile: read again
-            if f.skipped:
-                log.warning(
-                    "calendar: mailbox id %d uid %d: alarms due before %s skipped"
-                    " (older than the look-back)",
-                    f.mailbox_id,
-                    f.uid,
-                    calendar.stamp(_instant(f.floor)),
-                )
-            if f.error is not None:
-                log.warning(
-                    "calendar: mailbox id %d uid %d: malformed iCalendar, stored as"
-                    " mail, no alarms: %s",
-                    f.mailbox_id,
-                    f.uid,
-                    f.error,
-                )
+            calendarfire.log_firing(f)
             if f.alarms:
                 mbox = await self._by_id(tx.db, f.mailbox_id)
                 for a in f.alarms:
-                    tx.emit(
-                        CalendarAlarmFired(
-                            0,
-                            tx.at,
-                            _ORIGIN,
-                            mbox.owner,
-                            mbox.ref,
-                            f.uid,
-                            calendar.stamp(a.when),
-                            a.recipients,
-                            a.uid,
-                            a.action,
-                            a.summary,
-                            a.description,
-                            a.location,
-                            a.timezone,
-                            a.start,
-                            a.end,
-                            a.all_day,
-                            a.attendee_names,
-                            a.attendee_emails,
-                            a.attendee_status,
-                            a.organizer,
-                        ),
-                        mbox.owner,
-                    )
+                    tx.emit(calendarfire.alarm_change(tx.at, mbox.ref, f.uid, a), mbox.owner)
                     count += 1
             await tx.run(
                 "UPDATE calendar_objects SET fired_through = ?, next_alarm = ?"

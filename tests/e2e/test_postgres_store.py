@@ -2,7 +2,8 @@
 server, two `imapd serve --store URL` processes on one database, real IMAP clients.
 
 A session on instance A sees what is committed through instance B (IDLE is pushed B's
-APPEND; LISTEN/NOTIFY wakes A, no polling), and a bad store URL is refused at start.
+APPEND, STORE and EXPUNGE; a NOTIFY listener B's APPEND to another mailbox; LISTEN/NOTIFY
+wakes A, no polling), and a bad store URL is refused at start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.pg import PgCluster, free_port, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
+from tests.rawclient import RawClient
 
 MESSAGE = b"From: a@example.org\r\nSubject: over postgres\r\n\r\nhello from B\r\n"
 
@@ -88,12 +90,6 @@ async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:  # noqa: F811
     await pg_cluster.drop(dsn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/open.py refuses the PostgreSQL store until it"
-    " implements the whole Store Protocol (REPLACE and the calendar alarm"
-    " methods are missing: docs/postgresql.md)",
-)
 def test_login_append_fetch_and_idle_across_two_instances(dsn: str, tmp_path: Path) -> None:
     added = imapd("user", "add", "carol", "--password", "pw", data_dir=tmp_path / "cli", store=dsn)
     assert added.returncode == 0, added.stderr
@@ -105,6 +101,7 @@ def test_login_append_fetch_and_idle_across_two_instances(dsn: str, tmp_path: Pa
         raise
     try:
         _idle_sees_the_other_instance(a, b)
+        _flags_expunge_and_notify_from_the_other_instance(a, b)
     finally:
         a.stop()
         b.stop()
@@ -136,6 +133,46 @@ def _idle_sees_the_other_instance(a: Serve, b: Serve) -> None:
     writer.logout()
 
 
+def _pushed(client: RawClient, want: str, timeout: float = 10.0) -> list[str]:
+    """Untagged responses the server pushes, up to the first that starts with ``want``."""
+    seen: list[str] = []
+    client.sock.settimeout(timeout)
+    while not (seen and seen[-1].startswith(want)):
+        seen.append(client.response())
+    return seen
+
+
+def _flags_expunge_and_notify_from_the_other_instance(a: Serve, b: Serve) -> None:
+    """A session on A is told of B's STORE (FETCH) and EXPUNGE while idling, and a NOTIFY
+    listener on A gets the STATUS of B's APPEND to another mailbox (RFC 5465 §5.2)."""
+    watcher = RawClient.connect("127.0.0.1", a.port)
+    watcher.login("carol", "pw")
+    watcher.ok("s1", "SELECT INBOX")
+    writer = RawClient.connect("127.0.0.1", b.port)
+    writer.login("carol", "pw")
+    writer.ok("w1", "SELECT INBOX")
+
+    watcher.line("i1 IDLE")
+    assert watcher.response().startswith("+")
+    writer.ok("w2", "STORE 1 +FLAGS.SILENT (\\Flagged)")
+    # \Seen: the BODY[] fetched on A before
+    assert _pushed(watcher, "* 1 FETCH")[-1] == "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen))"
+    writer.ok("w3", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    writer.ok("w4", "EXPUNGE")
+    assert _pushed(watcher, "* 1 EXPUNGE")[-1] == "* 1 EXPUNGE"
+    watcher.line("DONE")
+    assert watcher.until_tagged("i1")[-1].startswith("i1 OK")
+
+    events = "(MessageNew MessageExpunge)"
+    watcher.ok("n1", f"NOTIFY SET (selected {events}) (personal {events})")
+    writer.append("w5", "Drafts", MESSAGE.decode())
+    status = _pushed(watcher, "* STATUS")[-1]
+    assert status.startswith(('* STATUS "Drafts" (', "* STATUS Drafts (")), status
+    assert "MESSAGES 1" in status and "UIDNEXT 2" in status, status
+    writer.ok("w6", "LOGOUT")
+    watcher.ok("s2", "LOGOUT")
+
+
 def test_a_bad_store_url_is_refused_at_start(tmp_path: Path) -> None:
     bad = imapd("user", "list", data_dir=tmp_path, store="mysql://u:secret@h/db")
     assert bad.returncode == 2
@@ -144,7 +181,8 @@ def test_a_bad_store_url_is_refused_at_start(tmp_path: Path) -> None:
     down = imapd(
         "user", "list", data_dir=tmp_path, store=f"postgresql://u:secret@127.0.0.1:{port}/db"
     )
-    assert down.returncode == 2
-    # Refused before connecting while the backend is incomplete, naming what it lacks.
-    assert "not complete yet" in down.stderr and "calendar" in down.stderr
+    assert down.returncode == 2, down.stderr
+    assert f"cannot reach the PostgreSQL store at postgresql://u:***@127.0.0.1:{port}/db" in (
+        down.stderr
+    )
     assert "secret" not in down.stderr and "Traceback" not in down.stderr

@@ -1,9 +1,9 @@
-"""The calendar index in the store (store/sqlite/calendar.py) on a real SQLite file, with the
-store's settable clock: which mailboxes are calendars, the index kept by APPEND, COPY, MOVE,
-EXPUNGE, RENAME, DELETE and METADATA in their own transactions, and firing: one transaction
-logging the CalendarAlarmFired changes and advancing the objects, so that a restart or a
-second store on the same file never fires an alarm twice, and a late start fires back to the
-look-back only."""
+"""The calendar index in the store (store/sqlite/calendar.py, store/postgres/calendar.py) on
+both backends, with the store's settable clock: which mailboxes are calendars, the index kept
+by APPEND, COPY, MOVE, EXPUNGE, RENAME, DELETE and METADATA in their own transactions, and
+firing: one transaction logging the CalendarAlarmFired changes and advancing the objects, so
+that a restart or a second store on the same file (or database) never fires an alarm twice,
+and a late start fires back to the look-back only."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from tests.store.calendar_data import ics, message, valarm, vevent
 
 pytest.importorskip("icalendar")
 pytest.importorskip("recurring_ical_events")
+
+BOTH_BACKENDS = True  # tests/store/conftest.py: SQLite and PostgreSQL
 
 LIMITS = MetadataLimits(max_size=1024, max_entries=16)
 HOUR = dt.timedelta(hours=1)
@@ -50,12 +52,11 @@ def fired(env: Env) -> list[CalendarAlarmFired]:
     return [c for c in env.logged() if isinstance(c, CalendarAlarmFired)]
 
 
-def objects(env: Env) -> list[tuple[int, int, int, int | None]]:
-    with env.db() as db:
-        return db.execute(
-            "SELECT mailbox_id, uid, fired_through, next_alarm"
-            " FROM calendar_objects ORDER BY mailbox_id, uid"
-        ).fetchall()
+def objects(env: Env) -> list[tuple[object, ...]]:
+    return env.rows(
+        "SELECT mailbox_id, uid, fired_through, next_alarm"
+        " FROM calendar_objects ORDER BY mailbox_id, uid"
+    )
 
 
 async def append(
@@ -158,8 +159,7 @@ async def test_expunge_rename_delete(store: SqliteStore, env: Env, bob: User) ->
     await append(store, bob, mailbox="Work/Calendar")
     await store.delete_mailbox(bob.id, "Work/Calendar", ORIGIN)
     assert objects(env) == []
-    with env.db() as db:
-        assert db.execute("SELECT count(*) FROM calendar_mailboxes").fetchone() == (0,)
+    assert env.rows("SELECT count(*) FROM calendar_mailboxes") == [(0,)]
 
 
 async def test_malformed_icalendar_is_mail_and_logged(

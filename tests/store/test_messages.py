@@ -440,3 +440,41 @@ async def test_big_and_multi_append(store: SqliteStore, env: Env, bob: User) -> 
     env.check_counters()
     with pytest.raises(ValueError, match="nothing"):
         await store.append(bob.id, "INBOX", [], ORIGIN)
+
+
+async def test_added_events_name_the_contents_row_for_emailid(
+    store: SqliteStore, env: Env, bob: User
+) -> None:
+    """APPEND, COPY and MOVE events carry each message's contents id (EMAILID in the events,
+    store/objectid.py), the id FETCH reports, shared by the copy, on both backends."""
+    await store.append(bob.id, "INBOX", [new("one"), new("two")], ORIGIN)
+    box = await inbox(store, bob)
+    [appended] = [c for c in env.take() if isinstance(c, MessagesAdded)]
+    ids = {r.uid: r.content_id for r in await store.fetch(box.id, [1, 2])}
+    assert [m.content_id for m in appended.messages] == [ids[1], ids[2]]
+    assert ids[1] != ids[2]
+    await store.copy_messages(box.id, [1], bob.id, "Trash", ORIGIN)
+    await store.copy_messages(box.id, [2], bob.id, "Archive", ORIGIN, move=True)
+    copied, moved = [c for c in env.take() if isinstance(c, MessagesAdded)]
+    assert [m.content_id for m in copied.messages] == [ids[1]]
+    assert [m.content_id for m in moved.messages] == [ids[2]]
+
+
+async def test_fetch_wire_is_what_the_renderer_made_at_append(env: Env) -> None:
+    """A store opened with a renderer (store.api.Prerender) keeps its bytes per contents row
+    and hands them to a ``wire`` FETCH without the structure; a message stored without a
+    renderer is served its structure instead (the renderer's fallback), on both backends."""
+    plain = await env.open()
+    user = await plain.create_user("bob", "pw")
+    await plain.append(user.id, "INBOX", [new("before")], ORIGIN)
+    await plain.close()
+    rendered = await env.open(prerender=lambda part: f"<{part.subtype}>".encode())
+    await rendered.append(user.id, "INBOX", [new("after")], ORIGIN)
+    box = await inbox(rendered, user)
+    old, fresh = await rendered.fetch(box.id, [1, 2], wire=True)
+    assert (old.wire, old.structure is not None) == (None, True)
+    assert (fresh.wire, fresh.structure) == (b"<plain>", None)
+    await rendered.copy_messages(box.id, [2], user.id, "Trash", ORIGIN)
+    trash = await rendered.get_mailbox(user.id, "Trash")
+    [copied] = await rendered.fetch(trash.id, [1], wire=True)
+    assert copied.wire == b"<plain>"  # the contents row is shared, so are its bytes

@@ -1,5 +1,5 @@
 """Store.replace (RFC 8508): the append and the expunge in one transaction, their changes
-(MessageAppend + MessageExpunge events) committed together or not at all."""
+(MessageAppend + MessageExpunge events) committed together or not at all; on both backends."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from store.errors import MailboxNotFound, MessageGone, NoPermission
 from store.quota import Limits, QuotaRefused
 from store.sqlite import SqliteStore
 from tests.helpers.store import ORIGIN, Env, message, new
+
+BOTH_BACKENDS = True  # tests/store/conftest.py: SQLite and PostgreSQL
 
 
 @pytest.fixture
