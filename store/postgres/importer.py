@@ -31,8 +31,9 @@ How:
   PostgreSQL store numbers the next change ``max(seq) + 1``.
 - Before COMMIT the row count of every copied table is compared with the source's.
 
-Not copied (see `SQLITE_ONLY`): caches the PostgreSQL store does not keep (pre-rendered
-FETCH answers, header search texts), and the SQLite file's own bookkeeping.
+Also copied: the calendar index with its alarm state (no alarm fired twice or lost) and the
+pre-rendered FETCH answers (``content_wire``). Not copied (`SQLITE_ONLY`): the header search
+texts, which the PostgreSQL store does not keep, and the SQLite file's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ TABLES: tuple[Table, ...] = (
         {12: _bool},
         identity="id",
     ),
+    Table("calendar_mailboxes", ("mailbox_id",), "mailbox_id"),
     Table("subscriptions", ("user_id", "name"), "user_id, name"),
     Table(
         "contents",
@@ -176,6 +178,8 @@ TABLES: tuple[Table, ...] = (
         identity="id",
         big=4,
     ),
+    # Pre-rendered FETCH answers: made by the same renderer (imapd/fetch_wire.py) for both.
+    Table("content_wire", ("id", "wire"), "id", {1: _blob}, big=1),
     Table(
         "messages",
         (
@@ -193,6 +197,12 @@ TABLES: tuple[Table, ...] = (
         ),
         "mailbox_id, uid",
         {3: _bool, 4: _bool},
+    ),
+    # The alarm state (fired_through, next_alarm) as it is: no alarm is fired twice or lost.
+    Table(
+        "calendar_objects",
+        ("mailbox_id", "uid", "fired_through", "next_alarm"),
+        "mailbox_id, uid",
     ),
     Table("expunged", ("mailbox_id", "uid", "modseq"), "mailbox_id, uid"),
     Table(
@@ -226,9 +236,6 @@ TABLES: tuple[Table, ...] = (
 #: SQLite tables deliberately not copied, and why.
 SQLITE_ONLY: dict[str, str] = {
     "content_search": "header search texts: the PostgreSQL store searches without them",
-    "content_wire": "pre-rendered FETCH answers: the PostgreSQL store renders at FETCH",
-    "calendar_mailboxes": "the calendar index: the PostgreSQL store has none to fill",
-    "calendar_objects": "the calendar index: the PostgreSQL store has none to fill",
     "sqlite_sequence": "AUTOINCREMENT marks: become the identity sequences' restart values",
 }
 

@@ -11,12 +11,15 @@ change continues the change log's seqs, ids and UIDVALIDITYs without reusing one
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
+import json
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,11 @@ from store.postgres.importer import GAP_KIND, SQLITE_ONLY, TABLES, Table
 from store.postgres.store import PostgresStore
 from store.quota import Limits
 from tests.conftest import ServerThread, make_config
+from tests.e2e.test_postgres_store import Serve
 from tests.helpers.pg import PgCluster, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
 from tests.helpers.server import PASSWORD, RunningServer
+from tests.store.calendar_data import ics, valarm, vevent
+from tests.store.calendar_data import message as cal_message
 
 TOPIC = "com.apple.mail.XServer.0123abcd"
 REGISTER = (
@@ -62,7 +68,7 @@ def make_traffic(running: RunningServer) -> None:
     running.call(store.set_quota("alice", Limits(storage=50_000, messages=500)))
     c = imaplib.IMAP4(running.host, running.port, timeout=10)
     c.login("alice", PASSWORD)
-    for name in ("Work", "Work/Sub", "Old", "Gone"):
+    for name in ("Work", "Work/Sub", "Old"):
         ok(c.create(name))
     ok(c.subscribe("Work"))
     ok(c.subscribe("Work/Sub"))
@@ -81,10 +87,17 @@ def make_traffic(running: RunningServer) -> None:
     ok(c._simple_command("SETMETADATA", "INBOX", both))
     ok(c._simple_command("SETMETADATA", '""', '(/private/comment "server private")'))
     ok(c.xatom("XAPPLEPUSHSERVICE", REGISTER))
+    ok(c.create("Calendar"))  # a calendar (Kolab folder type) with an alarm to come
+    kolab = '(/shared/vendor/kolab/folder-type "event")'
+    ok(c._simple_command("SETMETADATA", "Calendar", kolab))
+    alarm = valarm("TRIGGER:-PT15M", action="DISPLAY")
+    event = vevent("DTSTART:20300101T090000Z", "DURATION:PT1H", alarms=(alarm,))
+    ok(c.append("Calendar", "", when, cal_message(ics(event))))
     ok(c.rename("Old", "Older"))
-    ok(c.delete("Gone"))
     ok(c.select("Work"))
     ok(c.store("2", "+FLAGS", "(\\Answered)"))
+    ok(c.create("Gone"))  # the newest mailbox id, then deleted: not to be reused
+    ok(c.delete("Gone"))
     c.logout()
     admin = imaplib.IMAP4(running.host, running.port, timeout=10)
     admin.login("admin", PASSWORD)
@@ -123,16 +136,48 @@ def copy_cli(data_dir: Path, dsn: str, *extra: str) -> subprocess.CompletedProce
     )
 
 
+MAILBOXES = ("INBOX", "Work", "Work/Sub", "Older", "Calendar")
+
+
+def client_view(host: str, port: int) -> dict[str, Any]:
+    """What a resynchronising client compares: per mailbox UIDVALIDITY, UIDNEXT,
+    HIGHESTMODSEQ, MESSAGES, and every message's UID, MODSEQ and FLAGS."""
+    c = imaplib.IMAP4(host, port, timeout=10)
+    c.login("alice", PASSWORD)
+    view: dict[str, Any] = {}
+    try:
+        for box in MAILBOXES:
+            items = "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES)"
+            (status,) = ok(c.status(f'"{box}"', items))
+            ok(c.select(f'"{box}"', readonly=True))
+            typ, fetched = c.uid("FETCH", "1:*", "(MODSEQ FLAGS)")
+            assert typ == "OK", fetched
+            lines = sorted(x.decode() for x in fetched if isinstance(x, bytes))
+            view[box] = (status.decode().split(" ", 1)[1], lines)
+    finally:
+        c.logout()
+    return view
+
+
+@dataclass
+class Source:
+    data_dir: Path
+    view: dict[str, Any]
+
+
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
-    """A data directory holding a SQLite store made by real traffic, its server stopped."""
+def source(tmp_path: Path) -> Source:
+    """A data directory holding a SQLite store made by real traffic, its server stopped, and
+    what a client saw of it last."""
     thread = ServerThread(make_config(tmp_path, aps_topic=TOPIC))
     running = thread.start()
     try:
         make_traffic(running)
+        view = client_view(running.host, running.port)
     finally:
         thread.stop()
-    return tmp_path / "data"
+    assert view["INBOX"][1] and view["Work"][1], view  # FETCH answered something to compare
+    return Source(tmp_path / "data", view)
 
 
 def sqlite_rows(db: sqlite3.Connection, table: Table) -> list[tuple[Any, ...]]:
@@ -152,13 +197,15 @@ def no_publish(changes: Sequence[Change]) -> None:
     pass
 
 
-async def test_copy_keeps_every_field_and_the_store_continues(source: Path, dsn: str) -> None:
-    done = copy_cli(source, dsn, "--progress-every", "0")
+async def test_copy_keeps_every_field_and_the_store_continues(
+    source: Source, dsn: str, tmp_path: Path
+) -> None:
+    done = copy_cli(source.data_dir, dsn, "--progress-every", "0")
     assert done.returncode == 0, done.stderr
     assert "store copy: messages" in done.stderr  # progress on stderr
     assert "copied 4 users" in done.stdout, done.stdout  # '', alice, bob, admin
 
-    db = sqlite3.connect(source / "imapd.sqlite3")
+    db = sqlite3.connect(source.data_dir / "imapd.sqlite3")
     conn = await asyncpg.connect(dsn)
     try:
         for table in TABLES:
@@ -202,14 +249,40 @@ async def test_copy_keeps_every_field_and_the_store_continues(source: Path, dsn:
     finally:
         await conn.close()
 
+    # Served from PostgreSQL, a client finds what it saw on SQLite: nothing to resynchronise.
+    server = Serve(tmp_path / "pg-instance", dsn)
+    try:
+        view = await asyncio.to_thread(client_view, "127.0.0.1", server.port)
+        c = imaplib.IMAP4("127.0.0.1", server.port, timeout=10)
+        c.login("alice", PASSWORD)
+        ok(c.append("INBOX", "", None, message(99)))
+        c.logout()
+    finally:
+        server.stop()
+    assert view == source.view
+    # ... and the outbox continues: `events tail --from` the next seq shows the new changes.
+    since = ["--from", str(last_seq + 1), "--data-dir", str(tmp_path / "tail"), "--store", dsn]
+    tail = subprocess.run(
+        [sys.executable, "-m", "imapd", "events", "tail", *since],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert tail.returncode == 0, tail.stderr
+    events = [json.loads(line) for line in tail.stdout.splitlines()]
+    seqs = [e["vnd.imapd.seq"] for e in events]
+    assert seqs and seqs[0] == last_seq + 1, seqs  # "Fresh", made through the store above
+    assert [e["event"] for e in events][-1] == "MessageAppend", events
 
-async def test_a_target_that_is_not_empty_is_refused(source: Path, dsn: str) -> None:
+
+async def test_a_target_that_is_not_empty_is_refused(source: Source, dsn: str) -> None:
     store = await PostgresStore.open(dsn, no_publish, scrypt_n=2)
     try:
         await store.create_user("someone", "pw")
     finally:
         await store.close()
-    refused = copy_cli(source, dsn)
+    refused = copy_cli(source.data_dir, dsn)
     assert refused.returncode == 2
     assert "is not empty" in refused.stderr and "users (1 rows)" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -221,12 +294,12 @@ async def test_a_target_that_is_not_empty_is_refused(source: Path, dsn: str) -> 
         await conn.close()
 
 
-async def test_a_second_copy_is_refused_and_changes_nothing(source: Path, dsn: str) -> None:
-    assert copy_cli(source, dsn).returncode == 0
+async def test_a_second_copy_is_refused_and_changes_nothing(source: Source, dsn: str) -> None:
+    assert copy_cli(source.data_dir, dsn).returncode == 0
     conn = await asyncpg.connect(dsn)
     try:
         before = await conn.fetchval("SELECT count(*) FROM messages")
-        again = copy_cli(source, dsn)
+        again = copy_cli(source.data_dir, dsn)
         assert again.returncode == 2 and "is not empty" in again.stderr, again.stderr
         assert await conn.fetchval("SELECT count(*) FROM messages") == before
     finally:
@@ -244,21 +317,23 @@ def test_a_running_server_keeps_its_store(tmp_path: Path) -> None:
     assert "in use" in busy.stderr and "Traceback" not in busy.stderr
 
 
-def test_an_unreachable_target_is_named_with_its_password_masked(source: Path) -> None:
+def test_an_unreachable_target_is_named_with_its_password_masked(source: Source) -> None:
     from tests.helpers.pg import free_port
 
-    down = copy_cli(source, f"postgresql://u:secret@127.0.0.1:{free_port()}/db")
+    down = copy_cli(source.data_dir, f"postgresql://u:secret@127.0.0.1:{free_port()}/db")
     assert down.returncode == 2
     assert "cannot reach PostgreSQL at postgresql://u:***@127.0.0.1" in down.stderr
     assert "secret" not in down.stderr and "Traceback" not in down.stderr
 
 
-async def test_a_restored_store_keeps_its_seq_gap(source: Path, dsn: str, tmp_path: Path) -> None:
+async def test_a_restored_store_keeps_its_seq_gap(source: Source, dsn: str, tmp_path: Path) -> None:
+    data_dir = source.data_dir
+
     # imapd restore continues the change log above the replaced store's seqs, leaving
     # sqlite_sequence ahead of the last row: the copy must not hand those seqs out again.
     def cli(*args: str) -> None:
         done = subprocess.run(
-            [sys.executable, "-m", "imapd", *args, "--data-dir", str(source)],
+            [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -269,7 +344,7 @@ async def test_a_restored_store_keeps_its_seq_gap(source: Path, dsn: str, tmp_pa
     cli("backup", str(tmp_path / "b.sqlite3"))
     cli("mailbox", "create", "alice", "After")
     cli("restore", str(tmp_path / "b.sqlite3"))
-    db = sqlite3.connect(source / "imapd.sqlite3")
+    db = sqlite3.connect(data_dir / "imapd.sqlite3")
     try:
         (top,) = db.execute("SELECT max(seq) FROM change_log").fetchone()
         (mark,) = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'change_log'").fetchone()
@@ -277,7 +352,7 @@ async def test_a_restored_store_keeps_its_seq_gap(source: Path, dsn: str, tmp_pa
     finally:
         db.close()
     assert mark > top
-    done = copy_cli(source, dsn)
+    done = copy_cli(data_dir, dsn)
     assert done.returncode == 0, done.stderr
     assert f"the next change is seq {mark + 1}" in done.stdout
     store = await PostgresStore.open(dsn, no_publish, scrypt_n=2)
