@@ -109,7 +109,7 @@ async def _open_postgres(
         pool = int(os.environ.get(ENV_POOL, "10"))
     except ValueError:
         raise StoreUnreachable(f"{ENV_POOL} must be a number of connections") from None
-    from store.postgres.migrate import SchemaTooNew
+    from store.postgres.migrate import MigrationFailed, SchemaTooNew
 
     where = mask_url(url)
     try:
@@ -123,7 +123,7 @@ async def _open_postgres(
             max_size=max(pool, 2),
             prerender=prerender,
         )
-    except SchemaTooNew as exc:  # an older instance beside a newer one: it must not serve
+    except (SchemaTooNew, MigrationFailed) as exc:  # an older instance beside a newer one
         raise StoreUnreachable(f"refusing the PostgreSQL store at {where}: {exc}") from exc
     except (OSError, TimeoutError) as exc:
         raise StoreUnreachable(f"cannot reach the PostgreSQL store at {where}: {exc}") from exc

@@ -193,3 +193,27 @@ class TextMatcher:
         if key == "SENTON":
             return int(sent == day)
         return int(sent >= day)
+
+
+# --- issue 18: the text a prefilter index holds (store/postgres/trigram.py) -----------------
+def every_text(raw: bytes, structure: BodyPart) -> str:
+    """Every text a text key can match in the message, case-folded, joined by newlines:
+    for an index that narrows a search before `TextMatcher` decides it. Whenever
+    `TextMatcher.text` matches a non-empty needle, the case-folded needle is a substring of
+    this text (the parts are what `_text` searches: the header block, each top-level field's
+    decoded value, the address texts of FROM/TO/CC/BCC, the body with attached messages'
+    headers). NUL, which PostgreSQL text cannot hold, becomes a space: an IMAP needle has
+    none (RFC 3501 §4.3: CHAR8 excludes NUL)."""
+    from store.mime.headers import decode_words, unfolded
+    from store.mime.sections import header_spans
+
+    matcher = TextMatcher(cache_size=1)
+    p = _Parsed(structure)
+    fields = [
+        decode_words(unfolded(raw, start, end)).casefold()
+        for start, end in header_spans(raw, structure)
+    ]
+    addresses = [t for key in _ENVELOPE for t in header_parts(raw, structure, key)]
+    body = matcher._body(p, raw)
+    text = "\n".join([matcher._header_text(p, raw), *fields, *addresses, body.casefold()])
+    return text.replace("\x00", " ")

@@ -20,7 +20,7 @@ from typing import Any
 
 from store import acl as aclrules
 from store import flags as flagrules
-from store import mime, names, newmessage
+from store import mime, names, newmessage, textsearch
 from store.api import (
     PLAIN_COLUMNS,
     AppendResult,
@@ -41,7 +41,7 @@ from store.changes import (
 )
 from store.errors import MailboxNotFound, MessageGone
 from store.postgres import quota as quota_sql
-from store.postgres import search
+from store.postgres import search, trigram
 from store.postgres.base import COUNTS, FACTS, PostgresBase, Row, Tx, facts, fetch_one
 from store.ranges import number_ranges
 from store.textsearch import TextMatcher
@@ -93,6 +93,7 @@ class _Prepared:
     structure: str
     message_id: str | None
     wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
+    text: str  # content_text: textsearch.every_text, for the trigram index (trigram.py)
 
 
 class _AnyUids(dict[int, list[int]]):
@@ -157,6 +158,7 @@ class PostgresMessages(PostgresBase):
             structure=p.structure,
             message_id=p.message_id,
             wire=self._prerender(p.parsed) if self._prerender is not None else None,
+            text=textsearch.every_text(p.data, p.parsed),
         )
 
     async def append(
@@ -236,6 +238,11 @@ class PostgresMessages(PostgresBase):
             [p.raw for p in kept],
         )
         content_ids = sorted(r[0] for r in ids)  # identity values ascend in insert order
+        await tx.run(
+            "INSERT INTO content_text (id, text) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            content_ids,
+            [p.text for p in kept],
+        )
         wired = [(c, p.wire) for c, p in zip(content_ids, kept, strict=True) if p.wire]
         if wired:
             await tx.run(
@@ -725,7 +732,13 @@ class PostgresMessages(PostgresBase):
         text_uids: dict[int, list[int]] = {}
         matcher = TextMatcher()
         for leaf in search.text_leaves(criterion):
-            text_uids[id(leaf)] = await self._scan(mailbox_id, matcher, leaf)
+            # Narrowed by the trigram index where it can (store/postgres/trigram.py).
+            among = (
+                await trigram.candidates(self._pool, mailbox_id, leaf)
+                if trigram.indexed(leaf)
+                else None
+            )
+            text_uids[id(leaf)] = await self._scan(mailbox_id, matcher, leaf, among)
         compiled = search.compile_criterion(criterion, self._now(), text_uids)
         rows = await self._pool.fetch(
             "SELECT m.uid FROM messages AS m WHERE m.mailbox_id = $1 AND ("
@@ -736,20 +749,38 @@ class PostgresMessages(PostgresBase):
         )
         return [int(r[0]) for r in rows]
 
-    async def _scan(self, mailbox_id: int, matcher: TextMatcher, leaf: Criterion) -> list[int]:
-        """The UIDs of the mailbox a text leaf matches: `search.SCAN_BATCH` messages a round
-        trip, matched in a worker thread."""
+    async def _scan(
+        self, mailbox_id: int, matcher: TextMatcher, leaf: Criterion, among: list[int] | None
+    ) -> list[int]:
+        """The UIDs of the mailbox (or of ``among``, ascending) a text leaf matches:
+        `search.SCAN_BATCH` messages a round trip, matched in a worker thread."""
         out: list[int] = []
         after = 0
         while True:
-            rows = await self._pool.fetch(
-                "SELECT m.uid, c.id, c.raw, c.structure FROM messages AS m JOIN contents AS c"
-                " ON c.id = m.content_id WHERE m.mailbox_id = $1 AND m.uid > $2"
-                " ORDER BY m.uid LIMIT $3",
-                mailbox_id,
-                after,
-                search.SCAN_BATCH,
-            )
+            if among is None:
+                rows = await self._pool.fetch(
+                    "SELECT m.uid, c.id, c.raw, c.structure FROM messages AS m JOIN contents AS c"
+                    " ON c.id = m.content_id WHERE m.mailbox_id = $1 AND m.uid > $2"
+                    " ORDER BY m.uid LIMIT $3",
+                    mailbox_id,
+                    after,
+                    search.SCAN_BATCH,
+                )
+            else:
+                chunk, among = among[: search.SCAN_BATCH], among[search.SCAN_BATCH :]
+                rows = (
+                    await self._pool.fetch(
+                        "SELECT m.uid, c.id, c.raw, c.structure FROM messages AS m"
+                        " JOIN contents AS c ON c.id = m.content_id WHERE m.mailbox_id = $1"
+                        " AND m.uid = ANY($2::bigint[]) ORDER BY m.uid",
+                        mailbox_id,
+                        chunk,
+                    )
+                    if chunk
+                    else []
+                )
+                if chunk and not rows:  # all expunged meanwhile: on to the next chunk
+                    continue
             if not rows:
                 return out
             batch = [(int(r[0]), int(r[1]), bytes(r[2]), str(r[3])) for r in rows]

@@ -32,6 +32,18 @@ class SchemaTooNew(RuntimeError):
     """The database has migrations this program does not know."""
 
 
+class MigrationFailed(RuntimeError):
+    """A migration could not be applied (nothing of it was: it runs in one transaction)."""
+
+
+#: What a migration needs beyond SQL, said when it fails for want of it.
+_NEEDS = {
+    "pg_trgm": "the pg_trgm extension (one of PostgreSQL's contrib modules, shipped by"
+    " Debian's postgresql package; CREATE EXTENSION pg_trgm needs a role allowed to create"
+    " it, e.g. the database owner: it is a trusted extension since PostgreSQL 13)",
+}
+
+
 def available() -> list[Migration]:
     """The migration files shipped in store/postgres/migrations, numbered 1..n."""
     found: list[Migration] = []
@@ -76,7 +88,14 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
         for migration in migrations:
             if migration.version in done:
                 continue
-            await conn.execute(migration.script)
+            try:
+                await conn.execute(migration.script)
+            except asyncpg.PostgresError as exc:
+                needs = [text for word, text in _NEEDS.items() if word in migration.script]
+                hint = f"; it needs {', '.join(needs)}" if needs else ""
+                raise MigrationFailed(
+                    f"PostgreSQL schema migration {migration.name} failed: {exc}{hint}"
+                ) from exc
             await conn.execute(
                 "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
                 migration.version,

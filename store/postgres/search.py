@@ -5,8 +5,9 @@ each key over the same columns).
 The text keys (FROM, TO, CC, BCC, SUBJECT, HEADER, BODY, TEXT) and the Date-header keys
 (SENT*) are decided by store/textsearch.py's `TextMatcher`, the rules the SQLite store uses:
 before the query, each such leaf is evaluated over the mailbox's messages (in batches, in a
-worker thread, never the whole mailbox in memory) and becomes ``m.uid = ANY($n)``. That is a
-scan of the mailbox per text leaf: no trigram index yet (docs/postgresql.md). Imports
+worker thread, never the whole mailbox in memory) and becomes ``m.uid = ANY($n)``. A text
+leaf reads only the candidates the trigram index finds (store/postgres/trigram.py); the
+SENT* keys and an empty needle read the mailbox. Imports
 nothing of imapd or notify.
 """
 

@@ -31,6 +31,8 @@ from tests.helpers.imap import client
 from tests.helpers.server import RunningServer
 from tests.notify.listener import Listener, example_keys
 
+BOTH_BACKENDS = True  # tests/conftest.py: SQLite and PostgreSQL (issue 18)
+
 SERVERNAME = "imap.example.org"
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$")
 NO_MID = b"From: a@example.org\r\nSubject: no id\r\n\r\nbody\r\n"

@@ -12,6 +12,8 @@ from tests.e2e.messages import NESTED, SIMPLE, numbered
 from tests.helpers.imap import client
 from tests.helpers.server import PASSWORD, RunningServer
 
+BOTH_BACKENDS = True  # tests/conftest.py: SQLite and PostgreSQL (issue 18)
+
 
 def test_capabilities_and_namespace(server: RunningServer) -> None:
     c = client(server)

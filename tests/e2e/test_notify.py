@@ -10,12 +10,16 @@ import datetime as dt
 import time
 from typing import Any
 
+import pytest
+
 from imapd import control
 from store.acl import Modification
 from store.changes import Counts, MessagesAdded, Origin
 from store.sqlite import SqliteStore
 from tests.helpers.server import PASSWORD, RunningServer
 from tests.rawclient import RawClient
+
+BOTH_BACKENDS = True  # tests/conftest.py: SQLite and PostgreSQL (issue 18)
 
 
 def _append(c: RawClient, tag: str, mailbox: str, n: int = 1) -> None:
@@ -222,6 +226,7 @@ def test_other_users_mailboxes_come_into_view(server: RunningServer) -> None:
     assert bob.response().startswith('* STATUS "Other Users/alice/Team/Moved" (MESSAGES 1 ')
 
 
+@pytest.mark.sqlite_only  # a second SqliteStore on the server's file, in this process
 def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer) -> None:
     """RFC 5465 §5.4, §5.9: rights are read again before the next change is rendered. Another
     process (the CLI, a second store on the file) grants ``l`` on a mailbox and renames it

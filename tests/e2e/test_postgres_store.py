@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.pg import PgCluster, free_port, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
+from tests.helpers.pg import PgCluster, free_port
 from tests.rawclient import RawClient
 
 MESSAGE = b"From: a@example.org\r\nSubject: over postgres\r\n\r\nhello from B\r\n"
@@ -37,21 +37,25 @@ def imapd(*args: str, data_dir: Path, store: str) -> subprocess.CompletedProcess
 class Serve:
     """One `imapd serve --store URL` process on a free port."""
 
+    @staticmethod
+    def command(data_dir: Path, store: str, port: int = 0) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "imapd",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--store",
+            store,
+            "--listen",
+            f"127.0.0.1:{port or free_port()}",
+        ]
+
     def __init__(self, data_dir: Path, store: str) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imapd",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--store",
-                store,
-                "--listen",
-                f"127.0.0.1:{self.port}",
-            ],
+            self.command(data_dir, store, self.port),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -84,7 +88,7 @@ class Serve:
 
 
 @pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:  # noqa: F811
+async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
     dsn = await pg_cluster.database()
     yield dsn
     await pg_cluster.drop(dsn)

@@ -27,6 +27,8 @@ from tests.helpers.transcript import run_transcript
 from tests.notify.listener import Listener, example_keys
 from tests.rawclient import RawClient
 
+BOTH_BACKENDS = True  # tests/conftest.py: SQLite and PostgreSQL (issue 18)
+
 ADMIN_TRANSCRIPTS = sorted(
     (Path(__file__).parent.parent / "transcripts" / "admin").glob("quota_*.imap")
 )

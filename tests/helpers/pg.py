@@ -115,6 +115,35 @@ class PgCluster:
             [*self.as_user, *args], capture_output=True, text=True, check=False, timeout=120
         )
 
+    def start(self) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl start`` (waiting until it accepts connections): at creation, and again
+        after `stop` (the fault tests: PostgreSQL going away while serving)."""
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=200"
+        )
+        data = str(self.root / "data")
+        log = str(self.root / "server.log")
+        return self.run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            data,
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> subprocess.CompletedProcess[str]:
+        """``pg_ctl stop -m MODE``: every connection is dropped."""
+        data = str(self.root / "data")
+        return self.run(str(self.bin / "pg_ctl"), "-D", data, "-m", mode, "-w", "stop")
+
     async def _admin(self, sql: str) -> None:
         import asyncpg
 
@@ -174,24 +203,7 @@ def start_cluster() -> PgCluster:
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"initdb failed: {init.stderr or init.stdout}")
-    options = (
-        f"-p {cluster.port} -k {cluster.socket_dir} -c listen_addresses=127.0.0.1"
-        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        " -c max_connections=200"
-    )
-    start = cluster.run(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(root / "data"),
-        "-o",
-        options,
-        "-l",
-        str(root / "server.log"),
-        "-w",
-        "-t",
-        "60",
-        "start",
-    )
+    start = cluster.start()
     if start.returncode != 0:
         log = (
             (root / "server.log").read_text(errors="replace")

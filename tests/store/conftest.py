@@ -1,10 +1,11 @@
 """Fixtures for store tests (the helpers they use are tests/helpers/store.py).
 
 Both backends run the same tests: a module that sets ``BOTH_BACKENDS = True`` has each test
-that uses ``env`` (or ``store``) run once per backend (the ``backend`` fixture parameter:
-SQLite in tmp_path, or a fresh database on the throwaway PostgreSQL cluster of
-tests/helpers/pg.py), except tests marked ``sqlite_only`` (they read the SQLite file itself
-or what only the SQLite store has: content_search texts, query plans, its migrations).
+that uses ``env`` (or ``store``) run once per backend (the ``backend`` fixture parameter of
+tests/conftest.py: SQLite in tmp_path, or a fresh database on the throwaway PostgreSQL
+cluster of tests/helpers/pg.py), except tests marked ``sqlite_only`` (they read the SQLite
+file itself or what only the SQLite store has: content_search texts, query plans, its
+migrations).
 """
 
 from __future__ import annotations
@@ -15,36 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.pg import PgCluster, pg_cluster  # noqa: F401  (pg_cluster: the fixture)
+from tests.helpers.pg import PgCluster
 from tests.helpers.store import Clock, Env
-
-BACKENDS = ("sqlite", "postgres")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "sqlite_only: a store test not run on PostgreSQL (tests/store/conftest.py)"
-    )
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if (
-        "backend" in metafunc.fixturenames
-        and getattr(metafunc.module, "BOTH_BACKENDS", False)
-        and metafunc.definition.get_closest_marker("sqlite_only") is None
-    ):
-        metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def backend(request: pytest.FixtureRequest) -> str:
-    """ "sqlite", or "postgres" where the module asks for both (BOTH_BACKENDS)."""
-    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
