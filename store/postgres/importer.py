@@ -32,8 +32,10 @@ How:
 - Before COMMIT the row count of every copied table is compared with the source's.
 
 Also copied: the calendar index with its alarm state (no alarm fired twice or lost) and the
-pre-rendered FETCH answers (``content_wire``). Not copied (`SQLITE_ONLY`): the header search
-texts, which the PostgreSQL store does not keep, and the SQLite file's own bookkeeping.
+pre-rendered FETCH answers (``content_wire``). Made while copying (`Table.derived`): the
+trigram index's ``content_text`` of each contents row, as APPEND makes it. Not copied
+(`SQLITE_ONLY`): the header search texts, which the PostgreSQL store does not keep, and the
+SQLite file's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from store import mime, textsearch
 from store.errors import StoreError
 from store.postgres.migrate import SchemaTooNew, migrate
 
@@ -106,6 +109,13 @@ def _blob(value: object) -> bytes:
     return bytes(value)
 
 
+def _content_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The content_text row of a contents row (id, header_len, message_id, structure, raw):
+    what the PostgreSQL store's trigram index narrows SEARCH with (store/postgres/trigram.py),
+    made from the stored structure as APPEND makes it from the parsed one."""
+    return row[0], textsearch.every_text(row[4], mime.structure_from_json(row[3]))
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """One table copied as is: the same name and these columns on both sides."""
@@ -120,6 +130,9 @@ class Table:
     where: str = ""
     #: column whose size counts towards a batch's bytes
     big: int | None = None
+    #: a PostgreSQL-only table made from each copied row: (its name, its columns, the
+    #: function making its row from the copied one)
+    derived: tuple[str, tuple[str, ...], Callable[[tuple[Any, ...]], tuple[Any, ...]]] | None = None
 
     def select(self) -> str:
         cols = ", ".join(f'"{c}"' for c in self.columns)
@@ -177,6 +190,7 @@ TABLES: tuple[Table, ...] = (
         {4: _blob},
         identity="id",
         big=4,
+        derived=("content_text", ("id", "text"), _content_text),
     ),
     # Pre-rendered FETCH answers: made by the same renderer (imapd/fetch_wire.py) for both.
     Table("content_wire", ("id", "wire"), "id", {1: _blob}, big=1),
@@ -293,6 +307,7 @@ async def _check_empty(conn: asyncpg.Connection, url: str) -> None:
     for table in TABLES:
         extra = " WHERE name <> ''" if table.name == "users" else ""
         n = await conn.fetchval(f"SELECT count(*) FROM {table.name}{extra}")
+        # (a derived table's rows cannot be there without the rows they are made from)
         if n:
             found.append(f"{table.name} ({n} rows)")
     if found:
@@ -344,6 +359,11 @@ async def import_store(
                     await conn.copy_records_to_table(
                         table.name, records=batch, columns=list(table.columns)
                     )
+                    if table.derived is not None:
+                        name, columns, make = table.derived
+                        await conn.copy_records_to_table(
+                            name, records=[make(row) for row in batch], columns=list(columns)
+                        )
                     done += len(batch)
                     nbytes += size
                     ticker.tick(table.name, done, total, nbytes)
@@ -402,9 +422,11 @@ async def _verify(conn: asyncpg.Connection, tables: Sequence[Table], report: Cop
     for table in tables:
         extra = " WHERE kind <> $1" if table.name == "change_log" else ""
         args = (GAP_KIND,) if extra else ()
-        n = await conn.fetchval(f"SELECT count(*) FROM {table.name}{extra}", *args)
-        if n != report.rows[table.name]:
-            raise CopyFailed(
-                f"store copy: {table.name} has {n} rows in PostgreSQL after copying"
-                f" {report.rows[table.name]}; nothing was committed"
-            )
+        names = [table.name] + ([table.derived[0]] if table.derived else [])
+        for name in names:
+            n = await conn.fetchval(f"SELECT count(*) FROM {name}{extra}", *args)
+            if n != report.rows[table.name]:
+                raise CopyFailed(
+                    f"store copy: {name} has {n} rows in PostgreSQL after copying"
+                    f" {report.rows[table.name]}; nothing was committed"
+                )
