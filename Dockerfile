@@ -21,10 +21,12 @@ RUN python3 -m venv /opt/venv \
  && chmod 0700 /data /run/imapd
 
 WORKDIR /src
+# Optional extras, e.g. --build-arg IMAPD_EXTRAS='[postgres]' (docker-compose.cluster.yml).
+ARG IMAPD_EXTRAS=""
 # Dependencies first (their layer is reused until pyproject.toml changes), then the code.
 COPY pyproject.toml ./
 RUN mkdir imapd store notify && touch README.md \
- && pip install --quiet . && pip uninstall --quiet -y imapd
+ && pip install --quiet ".${IMAPD_EXTRAS}" && pip uninstall --quiet -y imapd
 COPY README.md ./
 COPY imapd ./imapd
 COPY store ./store

@@ -33,18 +33,23 @@ UP_TIMEOUT = 900  # seconds: a fresh build installs the dependencies from PyPI
 pytestmark = pytest.mark.slow
 
 
-def _compose_command() -> list[str]:
+def _compose_command(project: str = PROJECT) -> list[str]:
     """Compose v1 (Debian 12's docker-compose) if present, else v2's `docker compose`."""
     require_engine()
     if shutil.which("docker-compose"):
-        return ["docker-compose", "-p", PROJECT]
+        return ["docker-compose", "-p", project]
     if run(["docker", "compose", "version"]).returncode != 0:
         unavailable("neither docker-compose nor `docker compose` is installed")
-    return ["docker", "compose", "-p", PROJECT]
+    return ["docker", "compose", "-p", project]
 
 
 def test_compose_stack(tmp_path: Path) -> None:
-    compose = _compose_command()
+    run_stack(_compose_command(), tmp_path)
+
+
+def run_stack(compose: list[str], tmp_path: Path) -> None:
+    """`up` the stack ``compose`` names (tests/test_compose_cluster.py: another file) until
+    its tests container exits; fail with the logs unless it printed "N passed, 0 failed"."""
     down = [*compose, "down", "-v", "--remove-orphans"]
     run(down, timeout=120)  # a stack left over by an interrupted run
     log_path = tmp_path / "compose-up.log"

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from imapd.cli import admin, backup, events, expire, importer, notifyd, serve, user
+from imapd.cli import admin, backup, events, expire, importer, notifyd, serve, storecopy, user
 from imapd.cli.common import add_data_dir, config_from_args, run
 from imapd.config import Config, ConfigError
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_parser(sub)
     events.add_parser(sub)
     backup.add_parsers(sub, add_data_dir)  # backup, restore, fsck, init
+    storecopy.add_parser(sub)  # issue 18: store copy (SQLite -> PostgreSQL)
     return parser
 
 
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     # pid file, backups) is private from its creation (store/sqlite/files.py; README "Files, disk
     # full, ..."). Not for notifyd: its `--program` children keep the operator's umask.
     os.umask(0o077)
+    if args.command == "store":  # issue 18: its own --from/--to, no configuration
+        return storecopy.main(args)
     # --- issue 18: --store URL is $IMAPD_STORE for this process (store/open.py picks) ---
     from store.open import ENV_STORE, check_store_url
 

@@ -119,7 +119,10 @@ class _Session:
         self.failed: str = ""
 
     async def client(self) -> ImapClient:
-        c = ImapClient(self.server.host, self.server.port, timeout=self.timeout)
+        # Several instances (scripts/benchlib/pgservers.py): connections spread round robin.
+        next_port = getattr(self.server, "next_port", None)
+        port = next_port() if next_port is not None else self.server.port
+        c = ImapClient(self.server.host, port, timeout=self.timeout)
         await c.connect()
         await c.login(self.server.user, self.server.password)
         return c
