@@ -168,6 +168,8 @@ class PostgresBase:
     _uidvalidity_source: Callable[[], int] | None
     _prerender: Prerender | None
     _dummy_hash: str | None
+    #: mailbox id -> a lower bound of its ``recent_uid`` (`claim_recent`).
+    _recent_floor: dict[int, int]
 
     async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         raise NotImplementedError

@@ -536,6 +536,8 @@ class PostgresMailboxes(PostgresBase):
                 await conn.execute(
                     "UPDATE mailboxes SET recent_uid = uidnext WHERE id = $1", mbox.id
                 )
+        if claim_recent:  # committed: a lower bound of recent_uid (see `claim_recent`)
+            self._recent_floor[mbox.id] = max(mbox.recent_uid, mbox.uidnext)
         return MailboxSnapshot(
             mailbox=mbox.info(len(recent), bool(row[15])),
             uids=uids,
@@ -547,16 +549,27 @@ class PostgresMailboxes(PostgresBase):
 
     async def claim_recent(self, mailbox_id: int, uids: Sequence[int]) -> frozenset[int]:
         """Claimed in the database under the mailbox row's lock: across all instances
-        exactly one caller gets each UID."""
+        exactly one caller gets each UID.
+
+        A claim below this process's floor (a lower bound of the row's ``recent_uid``) is
+        refused in memory: of a thousand listeners woken by one APPEND the first claims in
+        a transaction, the others see the raised floor and touch no row (one transaction
+        per listener and event was the push bench's cost). ``recent_uid`` only grows while
+        the mailbox lives; the floors are dropped when a MailboxCreated, Renamed or Deleted
+        is published (`PostgresStore._announce`), which, in commit order, comes before any
+        new message of a revived or renamed mailbox, from whichever instance."""
         if not uids:
             return frozenset()
+        floor = self._recent_floor.get(mailbox_id)
+        if floor is not None and not any(u >= floor for u in uids):
+            return frozenset()
 
-        async def body(tx: Tx) -> frozenset[int]:
+        async def body(tx: Tx) -> tuple[frozenset[int], int] | None:
             row = await tx.one(
                 "SELECT recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE", mailbox_id
             )
             if row is None:
-                return frozenset()
+                return None
             claimed = frozenset(u for u in uids if u >= row[0])
             if claimed:
                 await tx.run(
@@ -564,9 +577,14 @@ class PostgresMailboxes(PostgresBase):
                     max(claimed) + 1,
                     mailbox_id,
                 )
-            return claimed
+            return claimed, max(claimed) + 1 if claimed else int(row[0])
 
-        return await self._write(body)
+        got = await self._write(body)
+        if got is None:
+            return frozenset()
+        claimed, floor = got
+        self._recent_floor[mailbox_id] = max(floor, self._recent_floor.get(mailbox_id, 0))
+        return claimed
 
     # --- ACL (RFC 4314) ---------------------------------------------------------------------
     async def acl_entries(self, mailbox_id: int) -> list[tuple[str, str]]:

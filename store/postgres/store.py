@@ -43,7 +43,9 @@ from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
     ApplePushRegistered,
     Change,
+    MailboxCreated,
     MailboxDeleted,
+    MailboxRenamed,
     Origin,
     QuotaChanged,
     SessionEvent,
@@ -147,6 +149,7 @@ class PostgresStore(
         self._clock = clock
         self._uidvalidity_source = uidvalidity
         self._dummy_hash: str | None = None
+        self._recent_floor: dict[int, int] = {}  # store/postgres/mailboxes.py claim_recent
         #: Successful logins remembered (store/authcache.py), as the SQLite store does.
         self._auth_cache: AuthCache | None = None
         self._publish_lock = asyncio.Lock()
@@ -360,6 +363,10 @@ class PostgresStore(
             self._published = max(self._published, int(rows[-1][0]), passed)
 
     def _announce(self, changes: Sequence[Change]) -> None:
+        if self._recent_floor and any(
+            isinstance(c, MailboxCreated | MailboxRenamed | MailboxDeleted) for c in changes
+        ):
+            self._recent_floor.clear()  # a revived placeholder restarts at 1 (claim_recent)
         if self._published is not None and changes:
             self._published = max(self._published, changes[-1].seq)
         try:
