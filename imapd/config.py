@@ -204,7 +204,8 @@ class Config:
     workers: int = 1
     #: Cluster roles and the session registry in the store, also with one process each
     #: (several ``imapd serve`` on one PostgreSQL store); always on with workers > 1.
-    cluster: bool = False
+    #: None (unset): on with a PostgreSQL store, off on SQLite (imapd/server.py).
+    cluster: bool | None = None
     #: Seconds a role's lease lasts without renewal (a dead holder's roles move after it).
     cluster_lease_time: float = 5.0
     # --- end cluster ---

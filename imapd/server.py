@@ -239,7 +239,7 @@ class Server:
         except OSError as exc:
             log.warning("no control socket (imapd who/kick, prompt CLI changes): %s", exc)
         # --- cluster (docs/workers.md): sinks, alarms and expiry run under leases ---
-        if self.config.cluster or self.config.workers > 1:
+        if cluster_mode(self.config):
             from imapd.cluster import Cluster
 
             self.cluster = Cluster(self, lease_time=self.config.cluster_lease_time)
@@ -517,3 +517,38 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
     if ready is not None:
         ready.set()
     await server.serve_forever()
+
+
+# --- cluster (docs/workers.md, docs/postgresql.md) ---
+def cluster_mode(config: Config) -> bool:
+    """Cluster roles and the session registry: with ``--workers`` > 1, when ``cluster`` is
+    set, and by default on a PostgreSQL store (several instances may share it: events once
+    per store, ``who``/``kick`` across instances); ``cluster = false`` turns it off there."""
+    from store.open import store_url
+
+    if config.workers > 1 or config.cluster:
+        return True
+    return config.cluster is None and store_url() is not None
+
+
+def unshared_sinks(config: Config) -> str | None:
+    """Why ``serve`` refuses to start, or None: ``cluster = false`` on a PostgreSQL store
+    with an event sink would send every event once per instance."""
+    from store.open import store_url
+
+    if config.cluster is not False or config.workers > 1 or store_url() is None:
+        return None
+    sinks = [
+        n
+        for n, on in (
+            ("notify_socket", bool(config.notify_socket)),
+            ("event_notifier = jetstream", config.event_notifier == "jetstream"),
+        )
+        if on
+    ]
+    if not sinks:
+        return None
+    return (
+        f"cluster = false with a PostgreSQL store and {' and '.join(sinks)}: every instance"
+        " on the store would send each event; leave cluster unset (on with PostgreSQL)"
+    )

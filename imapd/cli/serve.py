@@ -48,9 +48,12 @@ async def serve(config: Config) -> int:
     from contextlib import nullcontext
 
     from imapd import daemon
-    from imapd.server import Server
+    from imapd.server import Server, unshared_sinks  # unshared_sinks: issue 18
     from imapd.tls import TlsError
 
+    if (why := unshared_sinks(config)) is not None:
+        print(f"imapd: invalid configuration: {why}", file=sys.stderr)
+        return 2
     try:
         server = await Server.create(config)
     except TlsError as exc:

@@ -1,7 +1,7 @@
 """``imapd who`` and ``imapd kick`` through the store (docs/workers.md): when no control
 socket answers (or to reach every instance), the session registry is read and kick requests
 are written to the store; on SQLite the wake channel tells the processes at once, on
-PostgreSQL they read requests at their next heartbeat."""
+PostgreSQL the request's NOTIFY (channel ``imapd_kicks``) does."""
 
 from __future__ import annotations
 

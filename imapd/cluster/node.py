@@ -97,6 +97,8 @@ class Cluster:
             self.wake = Wake(self.server.config.data_dir, self.instance, self._woken)
             self.wake.open()
             store.on_commit = self.wake.committed
+        elif hasattr(store, "on_kick"):  # PostgreSQL: kick requests NOTIFY imapd_kicks
+            store.on_kick = lambda: self._woken({KICK})
         # Whoever routes the bus's changes to a role started later (notify/bus.py has no
         # removal): forwarders that find the role's current object, or nothing.
         self.server.bus.add_listener(self._to_sinks)

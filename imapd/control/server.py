@@ -195,6 +195,8 @@ class ControlServer:
                 tasks = {s.task for s in chosen if s.task is not None}
                 if tasks:
                     await asyncio.wait(tasks, timeout=KICK_WAIT)
+                if chosen and self.server.cluster is not None:
+                    await self.server.cluster.beat()  # the registry forgets them now
                 if elsewhere:
                     from imapd.cluster.admin import wait_gone
 

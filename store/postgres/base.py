@@ -170,6 +170,8 @@ class PostgresBase:
     _dummy_hash: str | None
     #: mailbox id -> a lower bound of its ``recent_uid`` (`claim_recent`).
     _recent_floor: dict[int, int]
+    #: mailbox id -> [its claim lock, callers holding or waiting for it] (`claim_recent`).
+    _claiming: dict[int, list[Any]]
 
     async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         raise NotImplementedError

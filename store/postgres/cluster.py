@@ -13,6 +13,8 @@ from store.cluster import KICK_KEEP, Beat, BeatResult, ClusterSession, KickReque
 from store.postgres.base import PostgresBase
 
 _NOW = "extract(epoch FROM clock_timestamp())"
+#: LISTEN/NOTIFY channel of kick requests: the payload is the request's id.
+KICK_CHANNEL = "imapd_kicks"
 _SESSION_COLUMNS = 'session, instance, "user", peer, service, started'
 
 
@@ -123,11 +125,15 @@ class PostgresCluster(PostgresBase):
     async def request_kick(self, *, session: str | None = None, user: str | None = None) -> int:
         if (session is None) == (user is None):
             raise ValueError("request_kick: give exactly one of session and user")
+        # The NOTIFY (delivered at COMMIT) wakes every instance's LISTEN connection: the
+        # request is read at once, not at the next beat (PostgresStore.on_kick).
         value = await self._pool.fetchval(
-            f'INSERT INTO cluster_kicks (session, "user", requested) VALUES ($1, $2, {_NOW})'
-            " RETURNING id",
+            "WITH k AS (INSERT INTO cluster_kicks (session, \"user\", requested)"
+            f" VALUES ($1, $2, {_NOW}) RETURNING id)"
+            " SELECT id FROM k, LATERAL (SELECT pg_notify($3, k.id::text)) n",
             session,
             user,
+            KICK_CHANNEL,
         )
         return int(value)
 

@@ -7,6 +7,7 @@ here in the same transaction. Must not import imapd or notify.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 
@@ -563,7 +564,23 @@ class PostgresMailboxes(PostgresBase):
         floor = self._recent_floor.get(mailbox_id)
         if floor is not None and not any(u >= floor for u in uids):
             return frozenset()
+        # The listeners are woken together, before the first claim has raised the floor:
+        # one claim per mailbox at a time in this process, the floor read again after the
+        # wait, so the others are decided in memory.
+        entry = self._claiming.setdefault(mailbox_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                floor = self._recent_floor.get(mailbox_id)
+                if floor is not None and not any(u >= floor for u in uids):
+                    return frozenset()
+                return await self._claim_recent(mailbox_id, uids)
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._claiming[mailbox_id]
 
+    async def _claim_recent(self, mailbox_id: int, uids: Sequence[int]) -> frozenset[int]:
         async def body(tx: Tx) -> tuple[frozenset[int], int] | None:
             row = await tx.one(
                 "SELECT recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE", mailbox_id

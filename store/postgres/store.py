@@ -57,7 +57,7 @@ from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, ve
 from store.postgres import quota as quota_sql
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
 from store.postgres.calendar import PostgresCalendar
-from store.postgres.cluster import PostgresCluster  # several processes (docs/workers.md)
+from store.postgres.cluster import KICK_CHANNEL, PostgresCluster  # docs/workers.md
 from store.postgres.expire import PostgresExpire
 from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
@@ -150,6 +150,7 @@ class PostgresStore(
         self._uidvalidity_source = uidvalidity
         self._dummy_hash: str | None = None
         self._recent_floor: dict[int, int] = {}  # store/postgres/mailboxes.py claim_recent
+        self._claiming: dict[int, list[Any]] = {}
         #: Successful logins remembered (store/authcache.py), as the SQLite store does.
         self._auth_cache: AuthCache | None = None
         self._publish_lock = asyncio.Lock()
@@ -161,6 +162,8 @@ class PostgresStore(
         #: This process's numbered transactions in seq order, published from the head.
         self._order: collections.deque[_Slot] = collections.deque()
         self._closed = False
+        #: Called when a kick request is stored (imapd/cluster/node.py sets it; docs/workers.md).
+        self.on_kick: Callable[[], None] | None = None
 
     @classmethod
     async def open(
@@ -428,6 +431,7 @@ class PostgresStore(
     async def _listen(self) -> None:
         self._listener = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
         await self._listener.add_listener(CHANNEL, self._notified)
+        await self._listener.add_listener(KICK_CHANNEL, self._kick_requested)
         self._listener.add_termination_listener(self._listener_lost)
 
     def _listener_lost(self, conn: object) -> None:
@@ -463,6 +467,10 @@ class PostgresStore(
         task = asyncio.ensure_future(self.publish_foreign())
         self._wakeups.add(task)
         task.add_done_callback(self._wakeups.discard)
+
+    def _kick_requested(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        if not self._closed and self.on_kick is not None:
+            self.on_kick()
 
     async def publish_foreign(self) -> int:
         if self._published is None or self._closed:
