@@ -16,6 +16,7 @@ PostgreSQL store).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -204,6 +205,10 @@ def who(data_dir: Path, dsn: str) -> list[dict[str, Any]]:
     return [s for s in sessions if s["user"] == "carol"]
 
 
+def lists(data_dir: Path, dsn: str, peers: set[str]) -> bool:
+    return peers <= {s["peer"] for s in who(data_dir, dsn)}
+
+
 def local_port(c: imapclient.IMAPClient) -> str:
     host, port = c._imap.sock.getsockname()[:2]
     return f"{host}:{port}"
@@ -218,7 +223,7 @@ def test_who_and_kick_reach_both_instances(dsn: str, tmp_path: Path, listener: L
         peers = {local_port(on_a), local_port(on_b)}
         nowhere = tmp_path / "no-server"  # no control socket: the registry in the store
         for where in (a.data_dir, b.data_dir, nowhere):
-            wait_for(lambda w=where: peers <= {s["peer"] for s in who(w, dsn)}, f"who {where}", 60)
+            wait_for(functools.partial(lists, where, dsn, peers), f"who {where}", 60)
             instances = {s["instance"] for s in who(where, dsn)}
             assert len(instances) == 2, instances
         # kick through A's control socket: A's session and B's, by user; B's BYE timed
