@@ -79,7 +79,7 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     state.sub = sub
     state.registration = registration
     state.status = cmd.status
-    session.notify_fetch_atts = fetch_atts
+    session.notify_fetch_atts = tuple(dict.fromkeys(fetch_atts))  # each once (§5.2)
     mailboxes = await session.store.list_mailboxes(user.id)
     state.subscribed = set(await session.store.subscriptions(user.id))
     responses: list[Response] = []
