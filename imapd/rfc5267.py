@@ -387,6 +387,8 @@ class UpdateContexts:
     ) -> list[tuple[tuple[FetchAtt, ...], list[int]]]:
         """New messages by the attributes to FETCH for them: ``base`` (NOTIFY's MessageNew)
         merged with those of the contexts each joins, each item once (RFC 5465 §5.2)."""
+        if not self.contexts:  # the NOTIFY fan-out's case: one group, nothing to merge
+            return [(base, uids)] if base and uids else []  # base: each item once
         groups: dict[tuple[FetchAtt, ...], list[int]] = {}
         for uid in uids:
             atts = tuple(dict.fromkeys((*base, *self.fetch_atts(uid))))

@@ -9,6 +9,7 @@ BYE the rest, close the store, cancel what remains after ``shutdown_timeout``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -131,6 +132,16 @@ class PushBatch:
                 session.release_held()
             except Exception:  # one broken transport must not keep the others' bytes
                 log.exception("session %s: pushed responses not written", session.id)
+
+
+def _slim_stream(writer: asyncio.StreamWriter) -> None:
+    """asyncio's stream protocol keeps its drain waiters (at most one per session: its
+    writes are sequential) in a deque, 760 bytes each even when empty, per connection
+    (issue 17, memory): a list (56) does the same there (append, remove, iterate)."""
+    protocol = getattr(writer, "_protocol", None)
+    waiters = getattr(protocol, "_drain_waiters", None)
+    if isinstance(waiters, collections.deque) and not waiters:
+        protocol._drain_waiters = []  # type: ignore[union-attr]
 
 
 class Server:
@@ -363,6 +374,7 @@ class Server:
             writer.write(f"* BYE [UNAVAILABLE] {refusal}\r\n".encode())
             writer.close()
             return
+        _slim_stream(writer)
         session = Session(self, reader, writer, service=service)
         SESSION_ID.set(session.id)  # this task's log records carry it (JSON logs)
         session.task = asyncio.current_task()

@@ -115,6 +115,51 @@ class WriteStalled(ConnectionError):
 
 
 class Session:
+    #: One per connection, most of them idle: no instance dict (issue 17, memory).
+    __slots__ = (
+        "_deflate",
+        "_deflated_in",
+        "_held",
+        "_inflate",
+        "_inflated_in",
+        "_last_command",
+        "_login_deadline",
+        "_plain_writer",
+        "_resume",
+        "_spool_error",
+        "_spools",
+        "address",
+        "busy",
+        "closing",
+        "config",
+        "conn",
+        "connected_at",
+        "contexts",
+        "enabled",
+        "id",
+        "kicked",
+        "last_input",
+        "listening",
+        "loopback",
+        "mailbox",
+        "notify",
+        "notify_fetch_atts",
+        "peer",
+        "reader",
+        "saved_search",
+        "server",
+        "service",
+        "session_logged",
+        "store",
+        "subscription",
+        "task",
+        "tls",
+        "user",
+        "view",
+        "waiting",
+        "writer",
+    )
+
     def __init__(
         self,
         server: Server,
@@ -265,6 +310,12 @@ class Session:
                 self.saved_search = []
                 self.contexts.clear()
 
+    async def _greet(self) -> None:
+        """The greeting (its own frame: the capability string is not kept by `run`'s frame
+        for the life of the connection)."""
+        caps = " ".join(self.capabilities())
+        await self._write([UntaggedStatus("OK", "imapd ready", f"CAPABILITY {caps}")])
+
     @property
     def goodbye(self) -> str | None:
         """The BYE text when the session must end at its next wait: an administrator's
@@ -290,8 +341,7 @@ class Session:
             f"{self.service} {how}" if how else self.service,
         )
         try:
-            caps = " ".join(self.capabilities())
-            await self._write([UntaggedStatus("OK", "imapd ready", f"CAPABILITY {caps}")])
+            await self._greet()
             while not self.closing:
                 data = await self._read()
                 self.last_input = time.monotonic()

@@ -16,6 +16,7 @@ command is the implicit NOOP (§3.1).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from imapd.commands.base import Outcome, ok
@@ -79,12 +80,13 @@ async def handle_notify(session: Context, cmd: c.Notify) -> Outcome:
     state.sub = sub
     state.registration = registration
     state.status = cmd.status
-    session.notify_fetch_atts = fetch_atts
+    session.notify_fetch_atts = tuple(dict.fromkeys(fetch_atts))  # each once (§5.2)
     mailboxes = await session.store.list_mailboxes(user.id)
-    state.subscribed = set(await session.store.subscriptions(user.id))
+    # Names interned: the listeners of one user keep one copy of each (issue 17, memory).
+    state.subscribed = {sys.intern(n) for n in await session.store.subscriptions(user.id)}
     responses: list[Response] = []
     listable = [m for m in mailboxes if "l" in m.rights]
-    state.names = {m.name: m.selectable for m in listable}
+    state.names = {sys.intern(m.name): m.selectable for m in listable}
     state.special_use = {m.name: m.special_use for m in listable if m.special_use}
     named = {n for g in cmd.groups for n in g.mailboxes}
     state.rights = {

@@ -266,6 +266,8 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
         "from_ok_ms": _stats(from_ok),
         "from_send_ms": _stats(from_send),
         "append_ms": _stats([(ok - at) * 1000 for at, ok in zip(sent, oks, strict=True)]),
+        # what the writer achieved against --notify-rate: E APPENDs over the time to the last OK
+        "writer_rate": round(len(oks) / (oks[-1] - t_start), 1) if oks else 0.0,
         "kib_per_idle_conn": round(per_conn, 1),
         "pss_kib_before": mem0,
         "pss_kib_after": mem1,
@@ -317,7 +319,8 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 f"[{server.name}] K={k} mode={e['mode']} delivered {e['delivered']}/"
                 f"{e['expected']}; from OK p50/p99/max {_fmt(e['from_ok_ms'])} ms; from "
                 f"APPEND sent {_fmt(e['from_send_ms'])} ms; the writer's APPEND "
-                f"{_fmt(e['append_ms'])} ms; {e['kib_per_idle_conn']} KiB per "
+                f"{_fmt(e['append_ms'])} ms, {e['writer_rate']}/s achieved; "
+                f"{e['kib_per_idle_conn']} KiB per "
                 f"idle connection (PSS {e['pss_kib_before']} -> {e['pss_kib_after']} KiB); "
                 f"server CPU {m.server_cpu:.2f} s"
             )

@@ -559,28 +559,41 @@ class SqliteMailboxes(SqliteBase):
         if not uids:
             return frozenset()
         floor = self._recent_floor.get(mailbox_id)
-        if floor is not None and not any(u >= floor for u in uids):
+        mine = [u for u in uids if floor is None or u >= floor]
+        if not mine:
             # Decided in memory, at once: of a thousand sessions woken by one APPEND the
             # first claims and writes, the others see the raised floor and write nothing.
             # A claim the floor allows is decided by the row below: other server processes
             # on this file (--workers, docs/workers.md) claim too, and the floor is only a
             # lower bound of recent_uid, so exactly one session anywhere gets \\Recent.
             return frozenset()
+        # Raised before the write, not after it: the listeners one commit wakes all call
+        # here in the same loop turn, and only the first may start a transaction (with the
+        # floor raised after the commit, all thousand did, one at a time).
+        raised = max(mine) + 1
+        self._recent_floor[mailbox_id] = raised
 
         async def body(tx: _Tx) -> frozenset[int]:
             row = await tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row is None:
                 return frozenset()
-            claimed = frozenset(u for u in uids if u >= row[0])
+            claimed = frozenset(u for u in mine if u >= row[0])
             if claimed:
                 await tx.run(
                     "UPDATE mailboxes SET recent_uid = ? WHERE id = ?",
                     (max(claimed) + 1, mailbox_id),
                 )
-            self._recent_floor[mailbox_id] = max(claimed) + 1 if claimed else row[0]
             return claimed
 
-        return await self._write(body)
+        try:
+            return await self._write(body)
+        except BaseException:
+            if self._recent_floor.get(mailbox_id) == raised:  # not claimed: a later one may
+                if floor is None:
+                    del self._recent_floor[mailbox_id]
+                else:
+                    self._recent_floor[mailbox_id] = floor
+            raise
 
     # --- ACL (RFC 4314; the rules in store/acl.py) ---------------------------------------------
     async def acl_entries(self, mailbox_id: int) -> list[tuple[str, str]]:
