@@ -20,8 +20,9 @@ How a context follows the mailbox (docs/context.md):
   EXPUNGE, in the numbers the client still uses (RFC 5267 §4.3.4).
 - Only the changed messages are evaluated: from the change's facts when the program tests
   flags, keywords, UIDs, MODSEQ, size or \\Recent only, else by the store over those UIDs.
-- Positions in a SORT context come from the store's sort order of the mailbox (cached and
-  shared between sessions); a SEARCH context uses position 0 and mailbox order (§4.3.3).
+- Positions in a SORT context come from the store's sort keys of the mailbox (kept up to
+  date per change, shared between sessions: store/sortstate.py); a SEARCH context uses
+  position 0 and mailbox order (§4.3.3).
 Must not import asyncio or the store implementation.
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from imapd.protocol.responses import Atom, Raw, Untagged, UntaggedStatus, Value
 from imapd.protocol.sortthread import ordered_set
@@ -173,8 +175,9 @@ class UpdateContext:
     dirty: set[int] = field(default_factory=set)
     held: set[int] = field(default_factory=set)
     verdicts: dict[int, bool] = field(default_factory=dict)
-    #: SORT: the rank of every UID in the mailbox's sort order, for the positions.
-    rank: Mapping[int, int] | None = None
+    #: SORT: every UID's key in the mailbox's sort order (the store's live mapping, keys
+    #: compare as the order goes), for the positions: new members placed by bisection.
+    rank: Mapping[int, Any] | None = None
 
     def __post_init__(self) -> None:
         self.members = set(self.results)

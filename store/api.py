@@ -10,7 +10,7 @@ or notify.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -558,6 +558,13 @@ class Store(ChangeFeed, ClusterStore, Protocol):  # ClusterStore: docs/workers.m
     ) -> list[int]:
         """UIDs of every message sorted by SORT ``criteria`` ((key, reverse) pairs), ties by
         UID; shared, cached while the mailbox's messages are the same (store/sqlite/sort.py)."""
+        ...
+
+    async def sort_keys(
+        self, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
+    ) -> Mapping[int, Any]:
+        """Every message's sort key under ``criteria`` (UID -> key, keys compare as the
+        sort order goes), a live read-only view kept current (store/sortstate.py)."""
         ...
 
     async def thread_roots(

@@ -13,9 +13,7 @@ thread for big mailboxes and shared too. At most ``[limits] max_update_contexts`
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -42,10 +40,6 @@ if TYPE_CHECKING:
     from imapd.selected import SelectedView
 
 log = logging.getLogger(__name__)
-
-#: Sort orders bigger than this get their ranks built in a worker thread.
-_RANK_IN_THREAD = 5000
-
 
 async def handle_cancelupdate(session: Context, cmd: c.CancelUpdate) -> Outcome:
     """CANCELUPDATE "tag" ... (RFC 5267 §4.3.5; example there: ``B04 CANCELUPDATE "B01"``).
@@ -136,34 +130,7 @@ async def evaluate_contexts(session: Context, view: SelectedView, *, allow_flags
                 continue
             ctx.verdicts.update((u, u in hits) for u in uids)
         if ctx.sort is not None and ctx.joining():
-            ctx.rank = await _ranks(session, view.mailbox_id, ctx.sort)
+            # the store's live key per UID: new members placed by bisection (store/sortstate.py)
+            ctx.rank = await session.store.sort_keys(view.mailbox_id, ctx.sort)
     if not any(ctx.held or ctx.dirty for ctx in contexts.all()):
         contexts.facts.clear()
-
-
-#: The ranks of the last sort orders (the store returns the same list while the mailbox is
-#: unchanged, so sessions following one mailbox share them): id(order) -> (order, ranks).
-_RANKS: OrderedDict[int, tuple[list[int], dict[int, int]]] = OrderedDict()
-_RANKS_MAX = 8
-
-
-async def _ranks(
-    session: Context, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
-) -> dict[int, int]:
-    order = await session.store.sort_order(mailbox_id, criteria)
-    found = _RANKS.get(id(order))
-    if found is not None and found[0] is order:
-        _RANKS.move_to_end(id(order))
-        return found[1]
-    if len(order) > _RANK_IN_THREAD:
-        ranks = await asyncio.to_thread(_rank_of, order)
-    else:
-        ranks = _rank_of(order)
-    _RANKS[id(order)] = (order, ranks)
-    while len(_RANKS) > _RANKS_MAX:
-        _RANKS.popitem(last=False)
-    return ranks
-
-
-def _rank_of(order: list[int]) -> dict[int, int]:
-    return {u: i for i, u in enumerate(order)}

@@ -2,25 +2,22 @@
 with store/sortthread/ (the same keys, sorting and threading as the SQLite store). Each
 content's keys come from its stored envelope (``contents.structure``) and, for
 THREAD=REFERENCES, its header block. Records are built, sorted and threaded in a worker
-thread. No result cache yet (the SQLite store keeps one: store/sqlite/sort.py): every SORT
-reads the messages' keys again. Imports nothing of imapd or notify.
+thread. SORT, THREAD and the CONTEXT=SORT keys run over a per-mailbox state kept in memory
+and brought up to date by what changed (store/sortstate.py); `sort_records` (any search) is
+read afresh each time. Imports nothing of imapd or notify.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Final
 
 from store.api import Criterion
 from store.mime.bodystructure import structure_from_json
 from store.postgres.base import PostgresBase
+from store.sortstate import SortState
 from store.sortthread.records import ContentKeys, SortRecord, content_keys
-from store.sortthread.sorting import sort_records as sort_by
-from store.sortthread.threads import Node, ordered_subject, references
 
-_ALL: Final = Criterion("ALL")
-_PLAIN_KEYS: Final = frozenset({"ARRIVAL", "SIZE"})
 _EMPTY: Final = ContentKeys(None, "", False, "", "", "", "", "", None, ())
 #: Contents read per round trip.
 CHUNK: Final = 500
@@ -41,8 +38,9 @@ def _build(rows: list[Row], keys: dict[int, ContentKeys]) -> list[SortRecord]:
     ]
 
 
-class PostgresSort(PostgresBase):
-    """`sort_records`, `sort_order`, `thread_roots` (see the module)."""
+class PostgresSort(SortState, PostgresBase):
+    """`sort_records`; `sort_order`, `sort_keys`, `thread_roots` over the kept per-mailbox
+    states (store/sortstate.py), fed by the reads below."""
 
     async def search(self, mailbox_id: int, criterion: Criterion) -> list[int]:
         raise NotImplementedError  # PostgresMessages
@@ -86,27 +84,41 @@ class PostgresSort(PostgresBase):
         """The matching messages' sort records in UID order (store/api.py)."""
         return await self._records(mailbox_id, criterion, references, contents)
 
-    async def sort_order(
-        self, mailbox_id: int, criteria: tuple[tuple[str, bool], ...]
-    ) -> list[int]:
-        """Every message's UID sorted by ``criteria``, ties by UID (RFC 5256 §3)."""
-        contents = any(k not in _PLAIN_KEYS for k, _ in criteria)
-        records = await self._records(mailbox_id, _ALL, False, contents)
-        return await asyncio.to_thread(lambda: [r.uid for r in sort_by(records, criteria)])
-
-    async def thread_roots(
-        self,
-        mailbox_id: int,
-        algorithm: str,
-        criterion: Criterion | None,
-        visible: Sequence[int] | None = None,
-    ) -> list[Node]:
-        """THREAD ``algorithm`` of the matching messages among ``visible`` (RFC 5256 §3)."""
-        by_refs = algorithm == "REFERENCES"
-        records = await self._records(mailbox_id, criterion or _ALL, by_refs, True)
-        if visible is not None:
-            seen = set(visible)
-            records = [r for r in records if r.uid in seen]
-        return await asyncio.to_thread(
-            lambda: references(records) if by_refs else ordered_subject(records)
+    async def _sort_delta(self, mailbox_id: int, after_uid: int) -> tuple[int, list[Row]] | None:
+        """One statement, one snapshot: the count and the messages above ``after_uid``."""
+        found = await self._pool.fetch(
+            "SELECT b.messages, m.uid, m.internal_epoch, m.size, m.content_id"
+            " FROM mailboxes AS b LEFT JOIN messages AS m"
+            " ON m.mailbox_id = b.id AND m.uid > $1 WHERE b.id = $2 ORDER BY m.uid",
+            after_uid,
+            mailbox_id,
         )
+        if not found:
+            return None
+        return int(found[0][0]), [
+            (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in found if r[1] is not None
+        ]
+
+    async def _sort_uids(self, mailbox_id: int) -> list[int]:
+        found = await self._pool.fetch("SELECT uid FROM messages WHERE mailbox_id = $1", mailbox_id)
+        return [int(r[0]) for r in found]
+
+    async def _sort_content_keys(
+        self, content_ids: list[int], references: bool
+    ) -> dict[int, ContentKeys]:
+        keys: dict[int, ContentKeys] = {}
+        header = "substring(raw from 1 for header_len)" if references else "NULL::bytea"
+        for start in range(0, len(content_ids), CHUNK):
+            found = [
+                (int(r[0]), str(r[1]), None if r[2] is None else bytes(r[2]))
+                for r in await self._pool.fetch(
+                    "SELECT id, structure, " + header + " FROM contents"
+                    " WHERE id = ANY($1::bigint[])",
+                    content_ids[start : start + CHUNK],
+                )
+            ]
+            if len(found) > 16:
+                keys.update(await asyncio.to_thread(_keys, found, references))
+            else:
+                keys.update(_keys(found, references))
+        return keys

@@ -1,0 +1,181 @@
+"""Per-mailbox SORT/THREAD state kept across changes, so that a change costs what changed.
+
+`MailboxSortState` holds one `SortRecord` per message of a mailbox (UID order) and, per
+criteria list asked for, a `SortedOrder`: every message's sort key, and the keys in sort
+order. New messages are placed by bisection and expunged ones removed the same way; nothing
+is sorted again. No key RFC 5256 or RFC 5957 defines depends on flags or mod-sequences, and
+a message's contents, INTERNALDATE and size never change, so a message's key is fixed for
+its life: only appends and expunges change an order.
+
+A key is the tuple (criterion values..., UID): the values of REVERSE criteria wrapped in
+`Desc`, the UID last, so that tuple order is exactly the order of `sort_records` (stable
+sorts, ties by UID whatever REVERSE says). Threads (which have no such incremental form in
+RFC 5256 §3: a new message can re-parent old ones) are computed again from the records held
+here, so a THREAD after a change reads and parses nothing of the old messages.
+
+Pure: no IO, no asyncio. The stores (store/sortstate.py) feed it what changed.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from store.sortthread.records import SortRecord
+from store.sortthread.sorting import KEYS
+from store.sortthread.threads import Node, ordered_subject, references
+
+Criteria = tuple[tuple[str, bool], ...]
+#: More new or gone messages than this share of an order: sort it whole instead.
+_BULK: Final = 8
+
+
+class Desc:
+    """A value ordered the other way round (a REVERSE criterion, RFC 5256 §3)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: Desc) -> bool:
+        return bool(other.v < self.v)
+
+    def __gt__(self, other: Desc) -> bool:
+        return bool(other.v > self.v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Desc) and bool(self.v == other.v)
+
+    def __hash__(self) -> int:
+        return hash(self.v)
+
+
+def sort_key(record: SortRecord, criteria: Criteria) -> tuple[Any, ...]:
+    """The key of ``record`` under ``criteria``: keys compare as `sort_records` orders."""
+    return (
+        *(Desc(KEYS[k](record)) if rev else KEYS[k](record) for k, rev in criteria),
+        record.uid,
+    )
+
+
+class SortedOrder:
+    """One criteria list's order of a mailbox: ``keys`` every UID's key (a live mapping the
+    CONTEXT=SORT updates bisect with, imapd/rfc5267.py), the keys in order beside it."""
+
+    __slots__ = ("_sorted", "_uids", "criteria", "keys")
+
+    def __init__(self, criteria: Criteria, records: Iterable[SortRecord]) -> None:
+        self.criteria = criteria
+        self.keys: dict[int, tuple[Any, ...]] = {r.uid: sort_key(r, criteria) for r in records}
+        self._sorted = sorted(self.keys.values())
+        self._uids: list[int] | None = None
+
+    def add(self, records: Sequence[SortRecord]) -> None:
+        keys = [sort_key(r, self.criteria) for r in records]
+        self.keys.update((k[-1], k) for k in keys)
+        if len(keys) * _BULK > len(self._sorted):
+            self._sorted = sorted(self.keys.values())
+        else:
+            for k in keys:
+                insort(self._sorted, k)
+        self._uids = None
+
+    def remove(self, uids: Iterable[int]) -> None:
+        gone = [k for u in uids if (k := self.keys.pop(u, None)) is not None]
+        if not gone:
+            return
+        if len(gone) * _BULK > len(self._sorted):
+            self._sorted = sorted(self.keys.values())
+        else:
+            for k in gone:
+                del self._sorted[bisect_left(self._sorted, k)]
+        self._uids = None
+
+    def uids(self) -> list[int]:
+        """The UIDs in order: the same list until the order changes (shared: do not change
+        it; a change makes a new one, so a caller's list never moves under it)."""
+        if self._uids is None:
+            self._uids = [k[-1] for k in self._sorted]
+        return self._uids
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class MailboxSortState:
+    """What SORT and THREAD know of one mailbox (see the module). ``max_uid`` is the highest
+    UID held: new messages are those above it."""
+
+    def __init__(self, records: Iterable[SortRecord]) -> None:
+        self.records: dict[int, SortRecord] = {r.uid: r for r in records}  # UID order
+        self.max_uid = max(self.records, default=0)
+        self.orders: dict[Criteria, SortedOrder] = {}
+        #: (algorithm, UIDs threaded) -> tree, for the current messages only
+        self.threads: dict[tuple[str, tuple[int, ...]], list[Node]] = {}
+        self._list: list[SortRecord] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, records: Sequence[SortRecord]) -> None:
+        """New messages, in UID order, all above ``max_uid``."""
+        if not records:
+            return
+        for r in records:
+            self.records[r.uid] = r
+        self.max_uid = max(self.max_uid, records[-1].uid)
+        for order in self.orders.values():
+            order.add(records)
+        self._changed()
+
+    def remove(self, uids: Iterable[int]) -> None:
+        gone = [u for u in uids if self.records.pop(u, None) is not None]
+        if not gone:
+            return
+        for order in self.orders.values():
+            order.remove(gone)
+        self._changed()
+
+    def replace(self, records: Iterable[SortRecord]) -> None:
+        """Records read again with more in them (the References, for THREAD=REFERENCES):
+        their sort keys are unchanged, so the orders stand."""
+        for r in records:
+            if r.uid in self.records:
+                self.records[r.uid] = r
+        self.threads.clear()
+        self._list = None
+
+    def _changed(self) -> None:
+        self.threads.clear()
+        self._list = None
+
+    def all_records(self) -> list[SortRecord]:
+        """Every record in UID order (shared until the next change)."""
+        if self._list is None:
+            self._list = list(self.records.values())
+        return self._list
+
+    def order(self, criteria: Criteria) -> SortedOrder:
+        found = self.orders.get(criteria)
+        if found is None:
+            found = self.orders[criteria] = SortedOrder(criteria, self.records.values())
+        return found
+
+    def thread(self, algorithm: str, uids: Sequence[int] | None) -> list[Node]:
+        """THREAD ``algorithm`` of the messages held among ``uids`` (None: all), from the
+        records held (cached until the next change). Run it off the event loop."""
+        if uids is None:
+            chosen = self.all_records()
+        else:
+            get = self.records.get
+            chosen = [r for u in uids if (r := get(u)) is not None]
+        key = (algorithm, tuple(r.uid for r in chosen))
+        found = self.threads.get(key)
+        if found is None:
+            found = references(chosen) if algorithm == "REFERENCES" else ordered_subject(chosen)
+            if len(self.threads) >= 4:
+                self.threads.pop(next(iter(self.threads)))
+            self.threads[key] = found
+        return found
