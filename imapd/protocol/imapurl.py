@@ -370,7 +370,10 @@ def serialize(url: ImapUrl, *, server: bool = True) -> str:
             out.append(f":{url.port}")
     if url.mailbox is None:
         return "".join(out) + ("/" if server else "")
-    out.append("/" + _encode(url.mailbox, _BCHAR))
+    mailbox = _encode(url.mailbox, _BCHAR)
+    if mailbox.startswith("/"):  # "//" would begin an authority (RFC 3986 §4.2)
+        mailbox = "%2F" + mailbox[1:]
+    out.append("/" + mailbox)
     if url.uidvalidity is not None:
         out.append(f";UIDVALIDITY={url.uidvalidity}")
     if url.search is not None:
