@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 async def handle_cancelupdate(session: Context, cmd: c.CancelUpdate) -> Outcome:
     """CANCELUPDATE "tag" ... (RFC 5267 §4.3.5; example there: ``B04 CANCELUPDATE "B01"``).
     Every tag must name a context of this session, else NO and nothing is cancelled."""

@@ -128,7 +128,7 @@ class PostgresCluster(PostgresBase):
         # The NOTIFY (delivered at COMMIT) wakes every instance's LISTEN connection: the
         # request is read at once, not at the next beat (PostgresStore.on_kick).
         value = await self._pool.fetchval(
-            "WITH k AS (INSERT INTO cluster_kicks (session, \"user\", requested)"
+            'WITH k AS (INSERT INTO cluster_kicks (session, "user", requested)'
             f" VALUES ($1, $2, {_NOW}) RETURNING id)"
             " SELECT id FROM k, LATERAL (SELECT pg_notify($3, k.id::text)) n",
             session,

@@ -32,10 +32,11 @@ How:
 - Before COMMIT the row count of every copied table is compared with the source's.
 
 Also copied: the calendar index with its alarm state (no alarm fired twice or lost) and the
-pre-rendered FETCH answers (``content_wire``). Made while copying (`Table.derived`): the
+pre-rendered FETCH answers (``content_wire``), the previews (``content_preview``) and the
+URLAUTH keys (``urlauth_keys``). Made while copying (`Table.derived`): the
 trigram index's ``content_text`` of each contents row, as APPEND makes it. Not copied
 (`SQLITE_ONLY`): the header search texts, which the PostgreSQL store does not keep, and the
-SQLite file's own bookkeeping.
+SQLite file's own bookkeeping; nor the running processes' cluster tables (`NOT_COPIED`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from store.postgres.migrate import SchemaTooNew, migrate
 
 __all__ = [
     "GAP_KIND",
+    "NOT_COPIED",
     "SQLITE_ONLY",
     "TABLES",
     "CopyFailed",
@@ -194,6 +196,8 @@ TABLES: tuple[Table, ...] = (
     ),
     # Pre-rendered FETCH answers: made by the same renderer (imapd/fetch_wire.py) for both.
     Table("content_wire", ("id", "wire"), "id", {1: _blob}, big=1),
+    # RFC 8970 previews, made at APPEND (older contents get theirs at first FETCH PREVIEW).
+    Table("content_preview", ("id", "preview"), "id"),
     Table(
         "messages",
         (
@@ -227,6 +231,8 @@ TABLES: tuple[Table, ...] = (
         big=3,
     ),
     Table("acl", ("mailbox_id", "identifier", "rights"), "mailbox_id, identifier"),
+    # URLAUTH keys (RFC 4467): the same key keeps every URL already handed out valid.
+    Table("urlauth_keys", ("user_id", "mailbox_id", "key"), "user_id, mailbox_id", {2: _blob}),
     Table(
         "aps_devices",
         (
@@ -246,6 +252,16 @@ TABLES: tuple[Table, ...] = (
     # PostgreSQL store (the others are the SQLite file's: backup_taken, restored, ...).
     Table("meta", ("key", "value"), "key", where=" WHERE key = 'uidvalidity'"),
 )
+
+#: Tables both stores have that are deliberately not copied, and why: the state of running
+#: server processes (docs/workers.md), which a copy (made with no server running) must not
+#: carry over.
+NOT_COPIED: dict[str, str] = {
+    "cluster_instances": "heartbeats of running processes",
+    "cluster_sessions": "sessions of running processes",
+    "cluster_leases": "event-sink leases of running processes",
+    "cluster_kicks": "kick requests to running processes",
+}
 
 #: SQLite tables deliberately not copied, and why.
 SQLITE_ONLY: dict[str, str] = {

@@ -88,9 +88,7 @@ class SqliteSort(SortState, SqliteBase):
         )
         if not rows:
             return None
-        return rows[0][0], [
-            (r[1], r[2], r[3], r[4]) for r in rows if r[1] is not None
-        ]
+        return rows[0][0], [(r[1], r[2], r[3], r[4]) for r in rows if r[1] is not None]
 
     async def _sort_uids(self, mailbox_id: int) -> list[int]:
         rows = await _rows(
