@@ -10,18 +10,11 @@ Must not import imapd or notify.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from store import newmessage
-from store.mime import BodyPart
-from store.mime.preview import preview_of, preview_sources
+from store import previews
 from store.postgres.base import PostgresBase, Tx
-
-#: Previews computed per read of the missing ones (each reads at most 32 KiB of a message).
-COMPUTE_BATCH = 100
-#: Octets of message text above which computing goes to a worker thread.
-COMPUTE_IN_THREAD = 64 * 1024
+from store.previews import COMPUTE_BATCH
 
 
 class PostgresPreviews(PostgresBase):
@@ -49,14 +42,7 @@ class PostgresPreviews(PostgresBase):
                 "SELECT id, structure FROM contents WHERE id = ANY($1::bigint[])", ids
             )
             pairs = [(int(r[0]), str(r[1])) for r in structures]
-            if sum(len(text) for _, text in pairs) > newmessage.PARSE_IN_THREAD:
-                sources = await asyncio.to_thread(preview_sources, pairs)
-            else:
-                sources = preview_sources(pairs)
-            out: dict[int, str] = {i: "" for i, source in sources.items() if source is None}
-            wanted: list[tuple[int, BodyPart, int, int]] = [  # id, part, start, end
-                (i, *source) for i, source in sources.items() if source is not None
-            ]
+            out, wanted = await previews.sources(pairs)
             bodies: dict[int, bytes] = {}
             if wanted:
                 # substring() of the bytea: these octets reach us, not the message.
@@ -70,14 +56,7 @@ class PostgresPreviews(PostgresBase):
                 )
                 bodies = {int(r[0]): bytes(r[1]) for r in rows}
         work = [(i, part, bodies[i]) for i, part, _, _ in wanted if i in bodies]
-
-        def compute() -> dict[int, str]:
-            return {i: preview_of(body, part) for i, part, body in work}
-
-        if sum(len(body) for _, _, body in work) > COMPUTE_IN_THREAD:
-            out.update(await asyncio.to_thread(compute))
-        else:
-            out.update(compute())
+        out.update(await previews.compute(work))
 
         async def save(tx: Tx) -> None:
             # Contents deleted meanwhile are skipped (the join), never an error.

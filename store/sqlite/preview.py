@@ -10,19 +10,12 @@ notify.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 
-from store import newmessage
-from store.mime import BodyPart
-from store.mime.preview import preview_of, preview_sources
+from store import previews
+from store.previews import COMPUTE_BATCH
 from store.sqlite.base import SqliteBase, _rows, _Tx
-
-#: Previews computed per read of the missing ones (each reads at most 32 KiB of a message).
-COMPUTE_BATCH = 100
-#: Octets of message text above which computing goes to a worker thread.
-COMPUTE_IN_THREAD = 64 * 1024
 
 
 class SqlitePreviews(SqliteBase):
@@ -52,14 +45,7 @@ class SqlitePreviews(SqliteBase):
             (json.dumps(ids),),
         )
         pairs = [(int(r[0]), str(r[1])) for r in structures]
-        if sum(len(text) for _, text in pairs) > newmessage.PARSE_IN_THREAD:
-            sources = await asyncio.to_thread(preview_sources, pairs)
-        else:
-            sources = preview_sources(pairs)
-        out: dict[int, str] = {i: "" for i, source in sources.items() if source is None}
-        wanted: list[tuple[int, BodyPart, int, int]] = [  # id, part, start, end
-            (i, *source) for i, source in sources.items() if source is not None
-        ]
+        out, wanted = await previews.sources(pairs)
         if wanted:
             # substr() reads just these octets of the blob (1-based), not the message.
             rows = await _rows(
@@ -69,15 +55,11 @@ class SqlitePreviews(SqliteBase):
                 (json.dumps([[i, s, e] for i, _, s, e in wanted]),),
             )
             bodies: dict[int, bytes] = {int(r[0]): bytes(r[1]) for r in rows}
-            work = [(i, part, bodies[i]) for i, part, _, _ in wanted if i in bodies]
-
-            def compute() -> dict[int, str]:
-                return {i: preview_of(body, part) for i, part, body in work}
-
-            if sum(len(body) for _, _, body in work) > COMPUTE_IN_THREAD:
-                out.update(await asyncio.to_thread(compute))
-            else:
-                out.update(compute())
+            out.update(
+                await previews.compute(
+                    [(i, part, bodies[i]) for i, part, _, _ in wanted if i in bodies]
+                )
+            )
 
         async def save(tx: _Tx) -> None:
             await tx.many(
