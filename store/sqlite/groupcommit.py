@@ -102,9 +102,7 @@ class GroupCommit:
 
         async def _foreign_before(self, own: list[Change]) -> list[Change]: ...
 
-        def _announce(self, changes: Sequence[Change]) -> None: ...
-
-        on_commit: Callable[[], None] | None
+        def _announce_own(self, changes: Sequence[Change]) -> None: ...
 
     # --- the queue -------------------------------------------------------------------------
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
@@ -193,9 +191,7 @@ class GroupCommit:
         for job in group:
             _settle(job)
         if changes:
-            self._announce(changes)
-            if self.on_commit is not None:  # docs/workers.md: wake the other processes
-                self.on_commit()
+            self._announce_own(changes)
 
     async def _statements(self, *sql: str) -> None:
         """Statements without parameters or rows, in one round trip to the writer's thread

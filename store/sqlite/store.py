@@ -413,9 +413,7 @@ class SqliteStore(
         if answer is not None and not answer.done():
             answer.set_result(result)
         if changes:
-            self._announce(changes)
-            if self.on_commit is not None:  # docs/workers.md: wake the other processes
-                self.on_commit()
+            self._announce_own(changes)
         return result
 
     async def _record_refusal(self, change: QuotaChanged) -> None:
@@ -444,9 +442,7 @@ class SqliteStore(
             else:
                 log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             return
-        self._announce(changes)
-        if self.on_commit is not None:  # docs/workers.md: wake the other processes
-            self.on_commit()
+        self._announce_own(changes)
 
     # --- maintenance (not part of the Store protocol) ---------------------------------------
     async def change_log(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
@@ -564,6 +560,13 @@ class SqliteStore(
         if not out and passed:
             self._published = max(self._published, passed)
         return out
+
+    def _announce_own(self, changes: Sequence[Change]) -> None:
+        """`_announce` this process's own committed ``changes``, then wake the other
+        processes on the store (docs/workers.md) to publish them too."""
+        self._announce(changes)
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _announce(self, changes: Sequence[Change]) -> None:
         """Record ``changes`` as published and hand them to the bus, in commit order. They
