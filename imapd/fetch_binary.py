@@ -7,14 +7,19 @@ Content-Transfer-Encoding), the CRLF rule for text parts, and the choice of ``~{
 imapd/commands/message.py refuses the messages `refusal` names before rendering.
 
 Decisions:
-- BINARY is served for leaf parts only, as RFC 9051 §6.4.5 asks ("this data item can only be
-  requested for leaf body parts": not multipart/*, message/rfc822, message/global). The
-  whole message (``BINARY[]``, a message and not a leaf) and non-leaf parts are refused
-  with ``NO [CANNOT]`` rather than sent undecoded under a name promising decoded data.
+- A leaf part (not multipart/*, message/rfc822, message/global) is decoded: base64 and
+  quoted-printable undone, 7bit/8bit/binary as they are.
+- The whole message (``BINARY[]``) and a non-leaf part (a multipart, an encapsulated message)
+  are sent as BODY[] sends them. RFC 2045 §6.4 allows composite entities no transfer encoding
+  but the identity ones (7bit, 8bit, binary), so "after Content-Transfer-Encoding-related
+  decoding" (RFC 3516 §4.2) they are their own octets; the parts inside keep their own
+  encodings, as Dovecot (and imaptest's fetch-binary-mime) answer. RFC 9051 §6.4.5 says
+  clients request leaf parts only; answering the rest rather than refusing follows RFC 3516,
+  whose grammar allows ``BINARY[]``.
 - A part number that names nothing is an empty string, as for BODY[] (and Dovecot).
-- A part whose encoding is not one `decode_transfer` knows: ``NO [UNKNOWN-CTE]`` (RFC 3516
-  §4.3, a MUST).
-- text/* parts go out with CRLF line ends whatever the stored or decoded ones (RFC 9051
+- A leaf part whose encoding is not one `decode_transfer` knows: ``NO [UNKNOWN-CTE]``
+  (RFC 3516 §4.3, a MUST).
+- text/* leaf parts go out with CRLF line ends whatever the stored or decoded ones (RFC 9051
   §7.5.2, RFC 3516 §6), and BINARY.SIZE counts what BINARY sends (a MUST).
 """
 
@@ -35,7 +40,6 @@ ITEMS = frozenset({"BINARY", "BINARY.SIZE"})
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 #: `refusal` answers: (response code, text).
-NOT_LEAF = ("CANNOT", "BINARY is only for leaf body parts (RFC 9051 6.4.5): use BODY[]")
 UNKNOWN_CTE = ("UNKNOWN-CTE", "Cannot decode this part's Content-Transfer-Encoding")
 
 
@@ -44,7 +48,8 @@ def _part(record: MessageRecord, section: Section) -> BodyPart | None:
     return resolve_part(record.structure, section.part)
 
 
-def _is_leaf(part: BodyPart) -> bool:
+def is_leaf(part: BodyPart) -> bool:
+    """Not multipart/*, message/rfc822 or message/global (RFC 9051 §6.4.5's leaf parts)."""
     return not part.is_multipart and not (part.type == "message" and part.subtype in _MESSAGES)
 
 
@@ -59,24 +64,27 @@ def refusal(record: MessageRecord, atts: tuple[FetchAtt, ...]) -> tuple[str, str
             continue
         section = att.section or Section()
         if not section.part:
-            return NOT_LEAF
+            continue  # the whole message: its own octets
         part = _part(record, section)
-        if part is None:
-            continue  # nothing there: an empty string
-        if not _is_leaf(part):
-            return NOT_LEAF
+        if part is None or not is_leaf(part):
+            continue  # nothing there (an empty string), or a composite's own octets
         if part.encoding.lower() not in KNOWN:
             return UNKNOWN_CTE
     return None
 
 
 def decoded(record: MessageRecord, section: Section) -> bytes:
-    """The section's octets with its transfer encoding undone, CRLF line ends for text; an
-    empty string for a part that does not exist. `refusal` said yes before."""
+    """The section's octets with its transfer encoding undone, CRLF line ends for text; a
+    composite's (or the whole message's) octets as BODY[] has them; an empty string for a
+    part that does not exist. `refusal` said yes before."""
     assert record.content is not None
+    if not section.part:
+        return record.content
     part = _part(record, section)
     if part is None:
         return b""
+    if not is_leaf(part):
+        return record.content[part.body_start : part.body_end]
     data = decode_transfer(record.content[part.body_start : part.body_end], part.encoding)
     assert data is not None, "refusal() admits known encodings only"
     if part.type == "text" and (b"\n" in data or b"\r" in data):

@@ -5,12 +5,14 @@ Owns: checking a parameter list (RFC 5524 §3.1: each at most once, never BINARY
 other atoms are refused, since nothing else is defined) and the metadata of one URL, in the
 order of the RFC's examples: ``(BODYPARTSTRUCTURE body)`` then ``(BINARY data)`` or
 ``(BODY data)``. BINARY is decoded by store/mime/transfer.py (through imapd/fetch_binary.py,
-FETCH BINARY's rules: leaf parts only, CRLF line ends for text); data holding NUL goes out
-as a literal8 (RFC 5524 §5: MUST). Decisions:
-- BINARY of what cannot be decoded (an unknown encoding, or a URL naming no leaf part: the
-  whole message, a multipart, a message/rfc822) is ``(BINARY NIL)``, as §3.2 allows.
-- BODYPARTSTRUCTURE describes the data "as it has been returned" (§3.2): with BINARY decoded,
-  the encoding is ``BINARY`` and the size the decoded one.
+FETCH BINARY's rules: leaf parts decoded with CRLF line ends for text, the whole message and
+composite parts as their own octets); data holding NUL goes out as a literal8 (RFC 5524 §5:
+MUST). Decisions:
+- BINARY of what cannot be decoded (a leaf part in an unknown encoding) is ``(BINARY NIL)``,
+  as §3.2 allows. The whole message, a multipart or a message/rfc822 part are sent as BODY
+  sends them (composites have identity encodings only, RFC 2045 §6.4), as Dovecot does.
+- BODYPARTSTRUCTURE describes the data "as it has been returned" (§3.2): with a leaf part
+  decoded, the encoding is ``BINARY`` and the size the decoded one.
 - A URL whose section is not a part (``HEADER``, ``TEXT``, ``MIME``...) has no body structure
   and no decoding: BODYPARTSTRUCTURE or BINARY for it make the URL's answer NIL, as for any
   URL that cannot be served (§3.1); BODY alone serves any section.
@@ -29,7 +31,6 @@ from imapd.protocol.responses import Atom, Literal8, Value
 from imapd.protocol.values import FetchAtt, Section
 from store.api import MessageRecord
 from store.mime.sections import resolve_part
-from store.mime.transfer import KNOWN
 
 PARAMETERS: Final = frozenset({"BODY", "BINARY", "BODYPARTSTRUCTURE"})
 
@@ -72,10 +73,10 @@ def metadata(
     binary: Value = None
     if "BINARY" in params:
         assert part is not None
-        leaf = section.part and fetch_binary.refusal(record, _binary_att(section)) is None
-        if leaf and part.encoding.lower() in KNOWN:
+        if fetch_binary.refusal(record, _binary_att(section)) is None:
             data = fetch_binary.decoded(record, Section(section.part))
-            part = dataclasses.replace(part, encoding="binary", size=len(data))
+            if section.part and fetch_binary.is_leaf(part):
+                part = dataclasses.replace(part, encoding="binary", size=len(data))
             data = _partial(url, data)
             binary = Literal8(data) if b"\x00" in data else data
     if "BODYPARTSTRUCTURE" in params:

@@ -1,7 +1,7 @@
 """BINARY (RFC 3516) end to end: literal8 APPEND of a message holding NUL, FETCH BINARY of
 base64, quoted-printable and binary parts through a raw socket, imaplib and imapclient.
 
-The grammar and the refusals (UNKNOWN-CTE, non-leaf sections, BAD shapes) are specified by
+The grammar, the refusals (UNKNOWN-CTE, BAD shapes) and non-leaf sections are specified by
 tests/transcripts/binary_fetch.imap and binary_grammar.imap; here are the octets that a text
 transcript cannot hold (NUL, bare LF, megabytes).
 """
