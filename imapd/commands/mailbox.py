@@ -315,6 +315,10 @@ async def handle_append(session: Context, cmd: c.Append) -> Outcome:
     literal with ``NO [TOOBIG]`` before it is sent. 8-bit header octets are stored as they
     come, with or without UTF8=ACCEPT (lenient, as Dovecot and crymap are)."""
     # CATENATE (RFC 4469, imapd/commands/catenate.py): the messages' octets, built first.
+    if any(isinstance(m.content, c.Catenation) for m in cmd.messages):
+        # A missing target answers NO [TRYCREATE] (RFC 3501 6.3.11, a MUST) before any
+        # URL is read: a bad URL must not hide it (imaptest's catenate expects this order).
+        await lookup(session, cmd.mailbox, "i", target=True)
     async with catenate.assembled(session, cmd.messages) as contents:
         return await _append(session, cmd, contents)
 
