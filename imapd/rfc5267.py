@@ -452,7 +452,9 @@ def _set(numbers: list[int]) -> bytes:
 # --- PARTIAL and the refusal ----------------------------------------------------------------
 def partial_item(requested: tuple[int, int], numbers: Sequence[int], *, sort: bool) -> list[Value]:
     """``PARTIAL (low:high set)`` or ``... NIL)`` (RFC 5267 §4.4): results ``low`` to ``high``
-    (1-based, either order) of ``numbers`` in the requested order, the range echoed as sent."""
+    (1-based, either order) of ``numbers`` in the requested order. The range is echoed low
+    first: ``4:2`` and ``2:4`` are one range (as sequence ranges are, RFC 3501 §9), and
+    Dovecot (imaptest's search-partial, sort-partial) answers ``2:4`` to both."""
     low, high = sorted(requested)
     window = numbers[low - 1 : high]
     if not window:
@@ -461,8 +463,7 @@ def partial_item(requested: tuple[int, int], numbers: Sequence[int], *, sort: bo
         found = ordered_set(window).encode("ascii")
     else:
         found = str(SequenceSet.from_values(list(window))).encode("ascii")
-    first, second = requested
-    return [Atom("PARTIAL"), Raw(b"(%d:%d %s)" % (first, second, found))]
+    return [Atom("PARTIAL"), Raw(b"(%d:%d %s)" % (low, high, found))]
 
 
 def noupdate(tag: str, text: str) -> UntaggedStatus:
