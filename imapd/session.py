@@ -227,6 +227,14 @@ class Session:
 
     # --- facts handlers use ------------------------------------------------------------
     @property
+    def local_host(self) -> str | None:
+        local = self.writer.get_extra_info("sockname")
+        if not isinstance(local, tuple):
+            return None
+        host = str(local[0])
+        return f"[{host}]" if ":" in host else host
+
+    @property
     def origin(self) -> Origin:
         return Origin(
             session=self.id,

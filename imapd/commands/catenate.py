@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from imapd import spool
-from imapd.commands.urlauth import authorized
+from imapd.commands.urlauth import authorized, names_this_server
 from imapd.commands.urlparts import readable_mailbox, record_part
 from imapd.protocol import commands as c
 from imapd.protocol import imapurl
@@ -110,7 +110,11 @@ class _Reader:
         owner: User | None = user
         if url.urlauth is not None:  # RFC 4467: verified, then read as the URL's owner
             owner = await authorized(session, text, url)
-        elif url.user != user.name or url.host != self.host or url.auth not in (None, "*"):
+        elif (
+            url.user != user.name
+            or not names_this_server(session, url.host)
+            or url.auth not in (None, "*")
+        ):
             owner = None  # RFC 4469 §3: only this session's user on this server
         if owner is None or not url.is_message:
             raise badurl(text)

@@ -47,6 +47,11 @@ class Context(Protocol):
         """What per-address limits and login throttling count by."""
 
     @property
+    def local_host(self) -> str | None:
+        """The address the client connected to, as a URL writes it (``127.0.0.1``,
+        ``[::1]``); None when not on an IP socket."""
+
+    @property
     def tls(self) -> bool:
         """TLS is on (implicit or after STARTTLS)."""
 

@@ -8,7 +8,8 @@ RFC 4467 §7). `authorized` verifies a URL as RFC 4467 §6 describes, for URLFET
 CATENATE's URL parts (imapd/commands/catenate.py):
 
 - the text must split into a rump and ``:mechanism:token`` (mechanism INTERNAL); the URL
-  must name a message or part on this server (``servername``), with an owner userid;
+  must name a message or part on this server (``servername``, or the address the client
+  connected to: ``imap://u@127.0.0.1/...`` on a loopback listener), with an owner userid;
 - ``;EXPIRE=`` past: refused (RFC 4467 §3 MUST);
 - access: ``user+X`` only for a session logged in as X; ``submit+X`` only for a session of
   an admin user (the accounts trusted as message submission entities: ``imapd user admin``);
@@ -43,6 +44,14 @@ if TYPE_CHECKING:
     from store.api import MessageRecord, User
 
 
+def names_this_server(session: Context, host: str | None) -> bool:
+    """A URL's host names this server: its ``servername``, or the IP address the client
+    reached it at (that literal cannot name another server for this connection)."""
+    if host is None:
+        return False
+    return host == session.config.servername.lower() or host == session.local_host
+
+
 def _may_use(session: Context, auth: imapurl.UrlAuth) -> bool:
     """RFC 4467 §3: the access identifier against this session's authorization identity."""
     user = session.require_user()
@@ -66,7 +75,7 @@ async def authorized(session: Context, text: str, url: imapurl.ImapUrl) -> User 
         return None
     if auth.expire is not None and auth.expire <= dt.datetime.now(dt.UTC):
         return None
-    if url.host != session.config.servername.lower() or not _may_use(session, auth):
+    if not names_this_server(session, url.host) or not _may_use(session, auth):
         return None
     key = owner = None
     with contextlib.suppress(UserNotFound):  # else a plausible key all the same (RFC 4467 §6)
@@ -99,7 +108,7 @@ async def handle_genurlauth(session: Context, cmd: c.GenUrlAuth) -> Outcome:
             raise BadCommand("Missing owner username in supplied URL")
         if not url.is_message:
             raise BadCommand("URLAUTH applies only to a message or message part URL")
-        if url.host != host:
+        if not names_this_server(session, url.host):
             raise BadCommand(f"Supplied URL names another server than {host}")
         if url.user != user.name:
             raise BadCommand("Supplied URL names another owner than the logged-in user")

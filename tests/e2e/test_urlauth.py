@@ -267,3 +267,29 @@ def test_imaplib_round_trip(server: RunningServer) -> None:
     typ, data = m._simple_command("RESETKEY")
     assert typ == "OK"
     m.logout()
+
+
+def test_url_host_may_be_the_address_connected_to(server: RunningServer) -> None:
+    """RFC 4467 §6/§7 need the URL to name this server: besides `servername` (localhost
+    here), the IP literal the client reached it at names it too (imaptest builds its URLs
+    as ``imap://user@<address it connected to>/``); another address still does not, for
+    GENURLAUTH, URLFETCH and a CATENATE URL."""
+    assert server.host == "127.0.0.1"
+    c = raw(server)
+    uid = append(c)
+    rump = f"imap://alice@127.0.0.1/INBOX/;uid={uid}/;section=2;urlauth=user+alice"
+    url = genurlauth(c, rump)
+    assert url.startswith(rump + ":INTERNAL:")
+    assert urlfetch(c, url) == PART_2
+    other = rump.replace("@127.0.0.1/", "@127.0.0.2/")
+    out = c.command("x", f'GENURLAUTH "{other}" INTERNAL')
+    assert out[-1].startswith("x BAD "), out
+    # the same URL rump with another host: the token does not carry over (NIL)
+    assert urlfetch(c, url.replace("@127.0.0.1/", "@localhost/")) is None
+    out = c.command("k", "CREATE Drafts2")
+    assert out[-1].startswith("k OK"), out
+    part = f"INBOX/;uid={uid}/;section=2"
+    c.send(f'y APPEND Drafts2 CATENATE (URL "imap://alice@127.0.0.1/{part}")\r\n'.encode())
+    assert c.until_tagged("y")[-1].startswith("y OK"), "CATENATE from the connected address"
+    c.send(f'w APPEND Drafts2 CATENATE (URL "imap://alice@127.0.0.2/{part}")\r\n'.encode())
+    assert c.until_tagged("w")[-1].startswith("w NO [BADURL"), "another address"

@@ -44,6 +44,7 @@ class TestContext:
         self.id = "unit-session"
         self.peer = "127.0.0.1:40000"
         self.address = "127.0.0.1"
+        self.local_host: str | None = "127.0.0.1"
         self.tls = False
         self.tls_available = False
         self.compressing = False
