@@ -12,7 +12,10 @@ MUST). Decisions:
   as §3.2 allows. The whole message, a multipart or a message/rfc822 part are sent as BODY
   sends them (composites have identity encodings only, RFC 2045 §6.4), as Dovecot does.
 - BODYPARTSTRUCTURE describes the data "as it has been returned" (§3.2): with a leaf part
-  decoded, the encoding is ``BINARY`` and the size the decoded one.
+  decoded, the encoding is the identity one its octets fit (``7BIT``, ``8BIT``, else
+  ``BINARY``: RFC 2045 §2.7-2.9), the size and (text parts) the line count the decoded ones.
+  It is the BODYSTRUCTURE form, with extension data (RFC 5524's ``body`` allows both; Dovecot
+  and imaptest's urlauth-binary use this one).
 - A URL whose section is not a part (``HEADER``, ``TEXT``, ``MIME``...) has no body structure
   and no decoding: BODYPARTSTRUCTURE or BINARY for it make the URL's answer NIL, as for any
   URL that cannot be served (§3.1); BODY alone serves any section.
@@ -76,17 +79,28 @@ def metadata(
         if fetch_binary.refusal(record, _binary_att(section)) is None:
             data = fetch_binary.decoded(record, Section(section.part))
             if section.part and fetch_binary.is_leaf(part):
-                part = dataclasses.replace(part, encoding="binary", size=len(data))
+                part = dataclasses.replace(
+                    part, encoding=_identity(data), size=len(data), lines=data.count(b"\n")
+                )
             data = _partial(url, data)
             binary = Literal8(data) if b"\x00" in data else data
     if "BODYPARTSTRUCTURE" in params:
         assert part is not None
-        out.append((Atom("BODYPARTSTRUCTURE"), render_bodystructure(part, extensible=False)))
+        out.append((Atom("BODYPARTSTRUCTURE"), render_bodystructure(part, extensible=True)))
     if "BINARY" in params:
         out.append((Atom("BINARY"), binary))
     if "BODY" in params:
         out.append((Atom("BODY"), body))
     return tuple(out)
+
+
+def _identity(data: bytes) -> str:
+    """The identity encoding decoded octets fit: 7bit (US-ASCII, no NUL, CRLF lines of at
+    most 998 octets), 8bit (no NUL, such lines), else binary (RFC 2045 §2.7-2.9)."""
+    lines = data.split(b"\r\n")
+    if b"\x00" in data or any(b"\r" in ln or b"\n" in ln or len(ln) > 998 for ln in lines):
+        return "binary"
+    return "7bit" if data.isascii() else "8bit"
 
 
 def _binary_att(section: Section) -> tuple[FetchAtt, ...]:

@@ -62,6 +62,10 @@ def test_rfc5524_binary_of_text_part(server: RunningServer) -> None:
     c, rump = setup(server)
     url = gen(c, rump.format("2"))
     assert fetch(c, url, "BINARY") == b"(BINARY {26}\r\nSi vis pacem, para bellum.)"
+    # §3.2: the structure "will reflect any conversions or decoding": the identity encoding
+    # the decoded octets fit (7BIT: US-ASCII lines), their size and line count
+    got = fetch(c, url, "BODYPARTSTRUCTURE BINARY")
+    assert b' "7BIT" 26 0 ' in got.split(b" (BINARY ")[0], got
 
 
 def test_rfc5524_binary_with_nul_is_literal8(server: RunningServer) -> None:
@@ -72,7 +76,7 @@ def test_rfc5524_binary_with_nul_is_literal8(server: RunningServer) -> None:
     c, rump = setup(server)
     url = gen(c, rump.format("3"))
     got = fetch(c, url, "BINARY BODYPARTSTRUCTURE")
-    head = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BINARY" {len(PNG)})) '.encode()
+    head = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BINARY" {len(PNG)} NIL NIL NIL NIL)) '.encode()
     assert got == head + f"(BINARY ~{{{len(PNG)}}}\r\n".encode() + PNG + b")"
 
 
@@ -82,7 +86,7 @@ def test_rfc5524_structure_only_and_body(server: RunningServer) -> None:
     c, rump = setup(server)
     url = gen(c, rump.format("3"))
     stored = B64.replace(b"\n", b"\r\n")[:-2]  # the CRLF before the boundary is not the part's
-    structure = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BASE64" {len(stored)}))'
+    structure = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BASE64" {len(stored)} NIL NIL NIL NIL))'
     assert fetch(c, url, "BODYPARTSTRUCTURE") == structure.encode()
     got = fetch(c, url, "BODYPARTSTRUCTURE BODY")
     assert got == structure.encode() + f" (BODY {{{len(stored)}}}\r\n".encode() + stored + b")"
@@ -97,7 +101,7 @@ def test_rfc5524_undecodable_and_missing(server: RunningServer) -> None:
     assert (
         got
         == (
-            f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "X-BLURDYBLOOP" {len(BLOB) - 2}))'
+            f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "X-BLURDYBLOOP" {len(BLOB) - 2} NIL NIL NIL NIL))'
             " (BINARY NIL)"
         ).encode()
     )
