@@ -76,7 +76,8 @@ def test_rfc5524_binary_with_nul_is_literal8(server: RunningServer) -> None:
     c, rump = setup(server)
     url = gen(c, rump.format("3"))
     got = fetch(c, url, "BINARY BODYPARTSTRUCTURE")
-    head = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BINARY" {len(PNG)} NIL NIL NIL NIL)) '.encode()
+    ext = "NIL NIL NIL NIL"  # md5, disposition, language, location: the BODYSTRUCTURE form
+    head = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BINARY" {len(PNG)} {ext})) '.encode()
     assert got == head + f"(BINARY ~{{{len(PNG)}}}\r\n".encode() + PNG + b")"
 
 
@@ -86,7 +87,8 @@ def test_rfc5524_structure_only_and_body(server: RunningServer) -> None:
     c, rump = setup(server)
     url = gen(c, rump.format("3"))
     stored = B64.replace(b"\n", b"\r\n")[:-2]  # the CRLF before the boundary is not the part's
-    structure = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BASE64" {len(stored)} NIL NIL NIL NIL))'
+    ext = "NIL NIL NIL NIL"
+    structure = f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "BASE64" {len(stored)} {ext}))'
     assert fetch(c, url, "BODYPARTSTRUCTURE") == structure.encode()
     got = fetch(c, url, "BODYPARTSTRUCTURE BODY")
     assert got == structure.encode() + f" (BODY {{{len(stored)}}}\r\n".encode() + stored + b")"
@@ -101,7 +103,8 @@ def test_rfc5524_undecodable_and_missing(server: RunningServer) -> None:
     assert (
         got
         == (
-            f'(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "X-BLURDYBLOOP" {len(BLOB) - 2} NIL NIL NIL NIL))'
+            '(BODYPARTSTRUCTURE ("IMAGE" "PNG" NIL NIL NIL "X-BLURDYBLOOP" '
+            f"{len(BLOB) - 2} NIL NIL NIL NIL))"
             " (BINARY NIL)"
         ).encode()
     )
