@@ -183,3 +183,23 @@ def test_connection_limits_hold_across_workers(tmp_path: Path, per_ip: int) -> N
         assert count == per_ip
     finally:
         assert w.stop() == 0, w.text()
+
+
+def test_who_shows_each_workers_clients_id(two: Workers) -> None:
+    """`imapd who` names each session's client as its RFC 2971 ID did, for the sessions of
+    the worker that answers and, through the session registry, of the other one."""
+    from tests.e2e.test_workers import on_two_workers
+
+    a, b = on_two_workers(two)
+    a.id_({"name": "Roundcube", "version": "1.6.9"})
+    b.id_({"name": "Thunderbird", "version": "128.0"})
+    want = {local_port(a): "Roundcube 1.6.9", local_port(b): "Thunderbird 128.0"}
+    deadline = time.monotonic() + 10
+    while True:  # the registry learns the other worker's ID at that worker's next beat
+        shown = {s["peer"]: s["client"] for s in two.who() if s["peer"] in want}
+        if shown == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert shown == want
+    table = imapd("who", data_dir=two.data_dir).stdout
+    assert "Roundcube 1.6.9" in table and "Thunderbird 128.0" in table, table
