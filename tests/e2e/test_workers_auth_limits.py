@@ -48,7 +48,7 @@ def _login(w: Workers, user: str, password: str) -> imapclient.IMAPClient:
     return c
 
 
-def _logged_in_on_both(w: Workers, user: str, password: str) -> None:
+def logged_in_on_both(w: Workers, user: str, password: str) -> None:
     """Log ``user`` in until both workers have verified (and so cached) ``password``."""
     clients: list[imapclient.IMAPClient] = []
     deadline = time.monotonic() + 20
@@ -65,25 +65,31 @@ def _logged_in_on_both(w: Workers, user: str, password: str) -> None:
         c.logout()
 
 
-def test_every_worker_refuses_the_old_password_and_the_deleted_user(two: Workers) -> None:
-    _logged_in_on_both(two, "carol", "pw")
-    changed = imapd("user", "passwd", "carol", "--password", "new", data_dir=two.data_dir)
-    assert changed.returncode == 0, changed.stderr
-    # Each connection tries the old password (refused), then the new one (taken), so `who`
-    # tells which worker refused it; go on until both workers have refused.
+def refused_on_both(w: Workers, user: str, old: str, new: str) -> None:
+    """Each connection tries the old password (refused), then the new one (taken), so `who`
+    tells which worker refused it; until both workers have refused."""
     refused_on: set[str] = set()
     deadline = time.monotonic() + 20
     while len(refused_on) < 2:
         assert time.monotonic() < deadline, f"refusals seen on {refused_on} only"
-        c = imapclient.IMAPClient("127.0.0.1", two.port, ssl=False, timeout=10)
+        c = imapclient.IMAPClient("127.0.0.1", w.port, ssl=False, timeout=10)
         with pytest.raises(imapclient.exceptions.LoginError):
-            c.login("carol", "pw")
-        c.login("carol", "new")
-        where = {s["peer"]: s["instance"] for s in two.who() if s["user"] == "carol"}
+            c.login(user, old)
+        c.login(user, new)
+        where: dict[str, str] = {}
+        while local_port(c) not in where and time.monotonic() < deadline:
+            where = {s["peer"]: s["instance"] for s in w.who() if s["user"] == user}
         refused_on.add(where[local_port(c)])
         c.logout()
 
-    _logged_in_on_both(two, "dave", "pw")
+
+def test_every_worker_refuses_the_old_password_and_the_deleted_user(two: Workers) -> None:
+    logged_in_on_both(two, "carol", "pw")
+    changed = imapd("user", "passwd", "carol", "--password", "new", data_dir=two.data_dir)
+    assert changed.returncode == 0, changed.stderr
+    refused_on_both(two, "carol", "pw", "new")
+
+    logged_in_on_both(two, "dave", "pw")
     deleted = imapd("user", "delete", "dave", data_dir=two.data_dir)
     assert deleted.returncode == 0, deleted.stderr
     for _ in range(12):  # both workers among twelve connections, all but surely
