@@ -23,6 +23,10 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imapd.cluster.admission import SharedCounts
 
 log = logging.getLogger("imapd.limits")
 
@@ -124,20 +128,42 @@ class Admission:
         self.connections = 0
         self._by_ip: Counter[str] = Counter()
         self._by_user_ip: Counter[tuple[str, str]] = Counter()
+        #: --workers: the counts of all workers (imapd/cluster/admission.py); the limits
+        #: above then hold for the whole server, and ``budget`` is this process's own
+        #: descriptor budget (0: none beyond ``total``).
+        self.shared: SharedCounts | None = None
+        self.budget = 0
 
     def connect(self, key: str) -> str | None:
         """A new connection from address ``key``: None when admitted (then `disconnect`
         must follow), else the text of the BYE it gets."""
-        if self.total and self.connections >= self.total:
+        shared = self.shared
+        if shared is not None:
+            with shared.locked():
+                return self._connect(key, shared)
+        return self._connect(key, None)
+
+    def _connect(self, key: str, shared: SharedCounts | None) -> str | None:
+        total = shared.count(TOTAL) if shared is not None else self.connections
+        if (self.total and total >= self.total) or (
+            self.budget and self.connections >= self.budget
+        ):
             self.episodes.refused(
-                "max_connections", "the server", f"{self.connections} connections, new ones get BYE"
+                "max_connections", "the server", f"{total} connections, new ones get BYE"
             )
             return "Too many connections, try again later"
-        if self.per_ip and self._by_ip[key] >= self.per_ip:
+        from_ip = shared.count(_ip(key)) if shared is not None else self._by_ip[key]
+        if self.per_ip and from_ip >= self.per_ip:
             self.episodes.refused(
-                "max_connections_per_ip", key, f"{self._by_ip[key]} connections from {key}"
+                "max_connections_per_ip", key, f"{from_ip} connections from {key}"
             )
             return "Too many connections from your address"
+        if shared is not None:
+            if not shared.add(TOTAL, 1):
+                return "Too many connections, try again later"  # the shared table is full
+            if not shared.add(_ip(key), 1):
+                shared.add(TOTAL, -1)
+                return "Too many connections, try again later"
         self.connections += 1
         self._by_ip[key] += 1
         return None
@@ -147,18 +173,36 @@ class Admission:
         self._by_ip[key] -= 1
         if self._by_ip[key] <= 0:
             del self._by_ip[key]
+        if (shared := self.shared) is not None:
+            with shared.locked():
+                shared.add(TOTAL, -1)
+                shared.add(_ip(key), -1)
 
     def login(self, user: str, key: str) -> bool:
         """A session from ``key`` authenticated as ``user``: False when that would pass
         ``max_connections_per_user_ip`` (then the login is refused); True counts it until
         `logout`."""
-        if self.per_user_ip and self._by_user_ip[(user, key)] >= self.per_user_ip:
+        shared = self.shared
+        if shared is None:
+            return self._login(user, key, None)
+        with shared.locked():
+            return self._login(user, key, shared)
+
+    def _login(self, user: str, key: str, shared: SharedCounts | None) -> bool:
+        held = (
+            shared.count(_user_ip(user, key))
+            if shared is not None
+            else self._by_user_ip[(user, key)]
+        )
+        if self.per_user_ip and held >= self.per_user_ip:
             self.episodes.refused(
                 "max_connections_per_user_ip",
                 f"{user} from {key}",
-                f"{self._by_user_ip[(user, key)]} sessions of {user!r} from {key}",
+                f"{held} sessions of {user!r} from {key}",
             )
             return False
+        if shared is not None and not shared.add(_user_ip(user, key), 1):
+            return False  # the shared table is full
         self._by_user_ip[(user, key)] += 1
         return True
 
@@ -166,6 +210,21 @@ class Admission:
         self._by_user_ip[(user, key)] -= 1
         if self._by_user_ip[(user, key)] <= 0:
             del self._by_user_ip[(user, key)]
+        if (shared := self.shared) is not None:
+            with shared.locked():
+                shared.add(_user_ip(user, key), -1)
+
+
+#: The shared key counting every connection of the server (--workers).
+TOTAL = "\0total"
+
+
+def _ip(key: str) -> str:
+    return "a\0" + key
+
+
+def _user_ip(user: str, key: str) -> str:
+    return "u\0" + user + "\0" + key
 
 
 def raise_nofile_limit() -> tuple[int, int]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from imapd import rev2, spool, tls
 from imapd.alarms import AlarmScheduler, ManualClock, SystemClock
 from imapd.auth_guard import AuthGuard
-from imapd.cluster.supervisor import in_worker, listen_on
+from imapd.cluster.supervisor import in_worker, listen_on, shared_counts
 from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
@@ -240,6 +240,7 @@ class Server:
         # Commits of other processes (the CLI) are published too, in commit order; the
         # control socket is how the CLI says it committed, and serves who/kick.
         await self.store.follow_foreign_commits()
+        self.admission.shared = shared_counts()  # --workers: limits over all workers
         self._fit_descriptor_limit()
         if not in_worker():  # --workers: the supervisor did, once (docs/workers.md)
             spool.prepare_dir(self.config.data_dir)  # big literals' files (imapd/spool.py)
@@ -305,6 +306,9 @@ class Server:
                 budget,
                 soft,
             )
+        if self.admission.shared is not None:  # --workers: total is the whole server's
+            self.admission.budget = budget
+            return
         self.admission.total = budget
 
     async def _expire_periodically(self) -> None:

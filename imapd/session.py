@@ -130,6 +130,7 @@ class Session:
         "_spools",
         "address",
         "busy",
+        "client_id",
         "closing",
         "config",
         "conn",
@@ -192,6 +193,7 @@ class Session:
         #: RFC 5267 updating contexts; they end when the mailbox is left (`_settle`).
         self.contexts = UpdateContexts(self.config.limits.max_update_contexts)
         self.user: User | None = None
+        self.client_id: str | None = None  # RFC 2971 ID's name and version (imapd who)
         self.view: SelectedView | None = None
         self.mailbox: MailboxInfo | None = None
         self.enabled: set[str] = set()

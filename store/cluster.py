@@ -43,6 +43,7 @@ class ClusterSession:
     peer: str
     service: str
     started: str  # ISO 8601, seconds
+    client: str | None = None  # RFC 2971 ID's name and version, when the client sent ID
 
 
 @dataclass(frozen=True, slots=True)

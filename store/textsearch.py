@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from store import mime
 from store.mime import Address, BodyPart, Envelope
+from store.mime.headers import decode_words, field_name, unfolded
+from store.mime.sections import header_spans
 
 log = logging.getLogger("store.search")
 
@@ -58,10 +60,26 @@ def header_parts(raw: bytes, structure: BodyPart, key: str) -> list[str]:
 
 
 def search_texts(raw: bytes, structure: BodyPart) -> tuple[str, ...]:
-    """The content_search texts of a message, in `STORED_KEYS` order, for APPEND."""
-    return tuple(
-        "".join(_PART_SEP + p for p in header_parts(raw, structure, key)) for key in STORED_KEYS
-    )
+    """The content_search texts of a message, in `STORED_KEYS` order, for APPEND: what
+    `header_parts` gives for each key, with the header fields cut and named once for all
+    five keys (one pass, not one per key: APPEND's CPU, issue 17)."""
+    wanted: dict[bytes | None, str] = {k.lower().encode("ascii"): k for k in STORED_KEYS}
+    values: dict[str, list[str]] = {key: [] for key in STORED_KEYS}
+    for start, end in header_spans(raw, structure):
+        key = wanted.get(field_name(raw, start, end))
+        if key is not None:
+            values[key].append(decode_words(unfolded(raw, start, end)).casefold())
+    envelope = structure.envelope
+    out: list[str] = []
+    for key in STORED_KEYS:
+        parts = values[key]
+        addresses = _ENVELOPE.get(key)
+        if addresses is not None and envelope is not None:
+            text = mime.address_text(addresses(envelope))
+            if text:
+                parts.append(text.casefold())
+        out.append("".join(_PART_SEP + p for p in parts))
+    return tuple(out)
 
 
 def _contains(body: str, needle: str) -> bool:

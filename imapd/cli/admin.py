@@ -137,7 +137,7 @@ def _who(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print_json(sessions)
         return 0
-    rows = [("SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE")]
+    rows = [("SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE", "CLIENT")]
     for s in sessions:
         idle = "-" if s.get("idle") is None else f"{s['idle']:.0f}s"  # None: another instance's
         idle += " IDLE" if s.get("idling") else ""
@@ -150,6 +150,7 @@ def _who(args: argparse.Namespace, config: Config) -> int:
                 s["mailbox"] or "-",
                 s["since"],
                 idle,
+                s.get("client") or "-",  # RFC 2971 ID's name and version
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -72,7 +72,8 @@ class Cluster:
         self.lease_time = lease_time
         self.roles: dict[str, Role] = {r.name: r for r in _roles(server)}
         self.held: set[str] = set()
-        self.registered: dict[str, str | None] = {}  # session id -> user as registered
+        #: session id -> (user, client) as registered
+        self.registered: dict[str, tuple[str | None, str | None]] = {}
         self.kick_cursor = 0
         self.wake: Wake | None = None
         self._beat_lock = asyncio.Lock()
@@ -155,7 +156,7 @@ class Cluster:
             adds = tuple(
                 _registry_row(self.instance, s)
                 for sid, s in live.items()
-                if sid not in self.registered or self.registered[sid] != _user(s)
+                if self.registered.get(sid) != (_user(s), _client(s))
             )
             drops = tuple(sid for sid in self.registered if sid not in live)
             result = await self.store.cluster_beat(
@@ -174,7 +175,7 @@ class Cluster:
             for sid in drops:
                 self.registered.pop(sid, None)
             for row in adds:
-                self.registered[row.session] = row.user
+                self.registered[row.session] = (row.user, row.client)
             if result.gone:
                 log.info("cluster: instances gone (no heartbeat): %s", ", ".join(result.gone))
             if self.wake is not None:
@@ -309,12 +310,18 @@ def registry_entry(row: ClusterSession) -> dict[str, object]:
         "idling": False,
         "tls": False,
         "instance": row.instance,
+        "client": row.client,
     }
 
 
 def _user(session: object) -> str | None:
     user = getattr(session, "user", None)
     return None if user is None else str(user.name)
+
+
+def _client(session: object) -> str | None:
+    client = getattr(session, "client_id", None)
+    return None if client is None else str(client)
 
 
 def _registry_row(instance: str, session: object) -> ClusterSession:
@@ -326,6 +333,7 @@ def _registry_row(instance: str, session: object) -> ClusterSession:
         peer=str(getattr(session, "peer")),  # noqa: B009
         service=str(getattr(session, "service")),  # noqa: B009
         started=since.isoformat(timespec="seconds"),
+        client=_client(session),
     )
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
+    from imapd.cluster.admission import SharedCounts
     from imapd.config import Config
 
 log = logging.getLogger("imapd.supervisor")
@@ -46,6 +47,8 @@ log = logging.getLogger("imapd.supervisor")
 #: In a worker: its index (1..N) and the supervisor's sockets by kind.
 _WORKER: int | None = None
 _INHERITED: dict[str, socket.socket] = {}
+#: The connection counts all workers share (imapd/cluster/admission.py), made before forking.
+_SHARED: SharedCounts | None = None
 #: A worker that lived less than this is restarted after this long (no spinning crash loop).
 RESTART_DELAY = 1.0
 #: Beyond shutdown_timeout, what a worker gets to close its store before SIGKILL.
@@ -72,6 +75,15 @@ def listen_on(kind: str, host: str, port: int) -> ListenOn:
     """Keyword arguments for asyncio.start_server: the inherited socket, or host and port."""
     sock = inherited(kind)
     return {"sock": sock} if sock is not None else {"host": host, "port": port}
+
+
+def shared_counts() -> SharedCounts | None:
+    """In a worker: the connection counts of all workers, attached as this worker."""
+    if _WORKER is None or _SHARED is None:
+        return None
+    if _SHARED.worker != _WORKER:
+        _SHARED.attach(_WORKER)
+    return _SHARED
 
 
 def worker_ready() -> None:
@@ -211,6 +223,10 @@ def supervise(config: Config) -> int:
         print(f"imapd: cannot listen: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     status = _announce(config, sockets)
+    global _SHARED
+    from imapd.cluster.admission import SharedCounts
+
+    _SHARED = SharedCounts.create(config.max_connections or 65536 * config.workers)
     # The supervisor checked the store (startup_check) once: workers, restarts included,
     # read only its header and schema, not every page N times.
     worker_config = dataclasses.replace(config, pid_file=None, cluster=True, startup_check="schema")
@@ -265,6 +281,8 @@ def _loop(
             if pid == 0:
                 break
             index, started = workers.pop(pid, (0, now))
+            if index and _SHARED is not None:  # its connections closed with it
+                _SHARED.forget_worker(index)
             if not index or stopping_at is not None:
                 continue
             log.warning("worker %d (pid %d) %s; starting it again", index, pid, _describe(wstatus))

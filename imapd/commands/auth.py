@@ -55,7 +55,20 @@ async def handle_id(session: Context, cmd: c.Id) -> Outcome:
         version = quote_for_log(fields.get("version", ""))
         log.info("session %s: client %s version %s", session.id, name, version)
         SESSION_CLIENT.set(f"{name} {version}")  # this task's records (imapd/daemon.py)
+        session.client_id = _shown(fields.get("name", ""), fields.get("version", ""))
     return ok("ID completed", None, Untagged((Atom("ID"), SERVER_ID)))
+
+
+#: Characters of an ID name or version kept for ``imapd who`` (RFC 2971 allows 1024 each).
+CLIENT_ID_MAX = 64
+
+
+def _shown(name: str, version: str) -> str:
+    """The name and version for ``imapd who``: printable characters only, each cut."""
+    parts = (
+        "".join(ch for ch in part[:CLIENT_ID_MAX] if ch.isprintable()) for part in (name, version)
+    )
+    return " ".join(p for p in parts if p)
 
 
 #: ENABLE-able extensions and what they imply (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).

@@ -42,6 +42,9 @@ class Context(Protocol):
     def peer(self) -> str:
         """The client's "host:port", for logs."""
 
+    #: The client's name and version from its RFC 2971 ID, once sent (``imapd who``).
+    client_id: str | None
+
     @property
     def address(self) -> str:
         """What per-address limits and login throttling count by."""

@@ -55,6 +55,7 @@ def session_info(session: Any, now: float | None = None) -> dict[str, object]:
         "idle": round(max(0.0, now - session.last_input), 1),
         "idling": session.idle_tag is not None,
         "tls": session.tls,
+        "client": session.client_id,  # RFC 2971 ID's name and version, None if not sent
     }
 
 

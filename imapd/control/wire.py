@@ -11,7 +11,7 @@ per line each way, UTF-8, at most `MAX_LINE` octets. Requests carry ``op``:
   change_log rows above the last seq it published, in commit order (store
   ``publish_foreign``), then answers ``{"ok": true, "seq": N}`` (N: the last seq published).
 - ``{"op": "who"}``: ``{"ok": true, "sessions": [{id, user, peer, service, mailbox, since,
-  idle, idling, tls}, ...]}``.
+  idle, idling, tls, client}, ...]}`` (client: the RFC 2971 ID's name and version, or null).
 - ``{"op": "stats"}``: ``{"ok": true, "auth_cache": {ttl, max_entries, entries, hits,
   misses, stored, expired, evicted, forgotten}}`` (null when the cache is off;
   store/authcache.py).

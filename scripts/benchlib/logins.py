@@ -152,6 +152,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
     extra: OursNoCache | None = None
     if variants:
         extra = OursNoCache(args.port_base + 2, keep=args.keep)
+        extra.workers = args.workers  # --workers N: the same number as ours
         _log(f"starting ours-nocache on {extra.port} ...")
         extra.start(args.start_timeout)
         variants.append(extra)

@@ -15,11 +15,11 @@ from store.postgres.base import PostgresBase
 _NOW = "extract(epoch FROM clock_timestamp())"
 #: LISTEN/NOTIFY channel of kick requests: the payload is the request's id.
 KICK_CHANNEL = "imapd_kicks"
-_SESSION_COLUMNS = 'session, instance, "user", peer, service, started'
+_SESSION_COLUMNS = 'session, instance, "user", peer, service, started, client'
 
 
 def _session(row: Any) -> ClusterSession:
-    return ClusterSession(row[0], row[1], row[2], row[3], row[4], row[5])
+    return ClusterSession(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 def _kick(row: Any) -> KickRequest:
@@ -79,10 +79,11 @@ class PostgresCluster(PostgresBase):
             if beat.add_sessions:
                 await conn.executemany(
                     f"INSERT INTO cluster_sessions ({_SESSION_COLUMNS})"
-                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session) DO UPDATE SET"
-                    ' instance = excluded.instance, "user" = excluded."user"',
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session) DO UPDATE SET"
+                    ' instance = excluded.instance, "user" = excluded."user",'
+                    " client = excluded.client",
                     [
-                        (s.session, s.instance, s.user, s.peer, s.service, s.started)
+                        (s.session, s.instance, s.user, s.peer, s.service, s.started, s.client)
                         for s in beat.add_sessions
                     ],
                 )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from store.cluster import KICK_KEEP, Beat, BeatResult, ClusterSession, KickRequest
 from store.sqlite.base import SqliteBase, _rows, _Tx
 
-_SESSION_COLUMNS = "session, instance, user, peer, service, started"
+_SESSION_COLUMNS = "session, instance, user, peer, service, started, client"
 
 
 def _session(row: Sequence[object]) -> ClusterSession:
@@ -25,6 +25,7 @@ def _session(row: Sequence[object]) -> ClusterSession:
         str(row[3]),
         str(row[4]),
         str(row[5]),
+        None if row[6] is None else str(row[6]),
     )
 
 
@@ -84,9 +85,9 @@ class SqliteCluster(SqliteBase):
             if beat.add_sessions:
                 await tx.many(
                     f"INSERT OR REPLACE INTO cluster_sessions ({_SESSION_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (s.session, s.instance, s.user, s.peer, s.service, s.started)
+                        (s.session, s.instance, s.user, s.peer, s.service, s.started, s.client)
                         for s in beat.add_sessions
                     ],
                 )

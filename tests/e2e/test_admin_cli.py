@@ -261,6 +261,7 @@ def read_until_closed(c: imapclient.IMAPClient, timeout: float = 10) -> bytes:
 def test_who_and_kick(served: Served) -> None:
     data = served.data_dir
     a = served.client("alice")
+    a.id_({"name": "Roundcube\x01", "version": "1.6.9"})  # RFC 2971; the \x01 not shown
     a.select_folder("INBOX")
     b1 = served.client("bob")
     b2 = served.client("bob")
@@ -270,11 +271,15 @@ def test_who_and_kick(served: Served) -> None:
     by_user = {s["user"]: s for s in sessions}
     assert by_user["alice"]["mailbox"] == "INBOX" and by_user["alice"]["service"] == "imap"
     assert by_user["alice"]["peer"].startswith("127.0.0.1:")
+    assert by_user["alice"]["client"] == "Roundcube 1.6.9" and by_user["bob"]["client"] is None
     assert [s["idling"] for s in sessions if s["user"] == "bob"].count(True) == 1
     for s in sessions:
         assert s["since"].endswith("+00:00") and s["idle"] >= 0
     table = ok("who", data_dir=data).splitlines()
-    assert table[0].split() == ["SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE"]
+    assert table[0].split() == [
+        "SESSION", "USER", "PEER", "SERVICE", "MAILBOX", "SINCE", "IDLE", "CLIENT"
+    ]  # fmt: skip
+    assert any(line.endswith("Roundcube 1.6.9") for line in table), table
     assert len(table) == 4
 
     # One session by id: it gets the BYE and the connection closes.

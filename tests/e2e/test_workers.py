@@ -48,7 +48,7 @@ class Workers:
         env = {
             **os.environ,
             "IMAPD_CLUSTER_LEASE_TIME": str(LEASE),
-            "IMAPD_MAX_CONNECTIONS_PER_USER_IP": "0",  # per worker; clients come and go here
+            "IMAPD_MAX_CONNECTIONS_PER_USER_IP": "0",  # on_two_workers holds 12 sessions of carol
             **(env or {}),
         }
         events = ["--notify-socket", notify_socket] if notify_socket else []

@@ -43,6 +43,7 @@ class TestContext:
         self.config = config
         self.id = "unit-session"
         self.peer = "127.0.0.1:40000"
+        self.client_id: str | None = None
         self.address = "127.0.0.1"
         self.local_host: str | None = "127.0.0.1"
         self.tls = False
