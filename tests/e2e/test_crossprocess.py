@@ -125,11 +125,9 @@ def test_cli_mailbox_create_and_quota_set_are_published(server: RunningServer) -
     c = client(server)
     c.select_folder("INBOX")
     c.idle()
-    started = time.monotonic()
     cli(server, "mailbox", "create", "alice", "FromCli")
     cli(server, "quota", "set", "alice", "--storage", "1000")
-    changes = drained(server, sub)  # already there when the CLI has returned
-    assert time.monotonic() - started < 10
+    changes = drained(server, sub)  # already there when the CLI has returned (no waiting)
     created = [ch for ch in changes if isinstance(ch, MailboxCreated)]
     assert [ch.mailbox.name for ch in created] == ["FromCli"]
     assert created[0].origin.service == "cli"
