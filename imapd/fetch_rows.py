@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -217,7 +218,7 @@ def _section(att: FetchAtt) -> Callable[[bytes], bytes]:
         fields, exclude = section.fields, text.endswith(".NOT")
 
         def picked(header: bytes) -> bytes:
-            return top_header_fields(header, fields, exclude)
+            return header_fields(header, fields, exclude)
 
         cut = picked
     if att.partial is None:
@@ -228,6 +229,33 @@ def _section(att: FetchAtt) -> Callable[[bytes], bytes]:
         return cut(data)[origin : origin + count]
 
     return partial
+
+
+#: `header_fields` remembers the answers for this many header blocks and field lists ...
+MEMO_ENTRIES = 1024
+#: ... of header blocks up to this long (so it holds at most ~5 MiB).
+MEMO_HEADER_MAX = 4096
+_memo: dict[tuple[bytes, tuple[str, ...], bool], bytes] = {}
+_memo_lock = threading.Lock()
+
+
+def header_fields(header: bytes, fields: tuple[str, ...], exclude: bool) -> bytes:
+    """`top_header_fields`, remembered by the header block's octets (the answer is a
+    function of them and the field list): clients ask the same messages for the same
+    fields again and again (each time a folder is opened; imaptest's mix), as Dovecot's
+    cache file keeps the fields asked for. Bounded: `MEMO_ENTRIES` of blocks up to
+    `MEMO_HEADER_MAX` octets, the oldest entry dropped first. Safe from the rendering
+    threads (`RENDER_IN_THREAD`): entries are added and dropped under a lock."""
+    key = (header, fields, exclude)
+    found = _memo.get(key)
+    if found is None:
+        found = top_header_fields(header, fields, exclude)
+        if len(header) <= MEMO_HEADER_MAX:
+            with _memo_lock:
+                if len(_memo) >= MEMO_ENTRIES:
+                    del _memo[next(iter(_memo))]
+                _memo[key] = found
+    return found
 
 
 def _literal(data: bytes) -> bytes:

@@ -184,3 +184,20 @@ def test_header_fields_search_cuts_as_the_line_walk(header: bytes, fields: tuple
     end, _ = split_header(header, 0, len(header))
     want = _picked(header, field_spans(header, 0, end), fields, False)
     assert top_header_fields(header, fields, False) == want
+
+
+def test_header_fields_memo_is_bounded_and_answers_as_the_search() -> None:
+    """The remembered HEADER.FIELDS answers (`fetch_rows.header_fields`) are those of
+    `top_header_fields`, for at most MEMO_ENTRIES blocks, none longer than MEMO_HEADER_MAX."""
+    fields = ("SUBJECT", "FROM")
+    long = b"Subject: " + b"x" * fetch_rows.MEMO_HEADER_MAX + b"\r\nFrom: f\r\n\r\n"
+    for i in range(fetch_rows.MEMO_ENTRIES + 50):
+        header = b"From: a%d\r\nSubject: s\r\n\tfolded\r\nTo: t\r\n\r\n" % i
+        for _ in range(2):  # computed, then remembered
+            got = fetch_rows.header_fields(header, fields, False)
+            assert got == top_header_fields(header, fields, False)
+            assert got == b"From: a%d\r\nSubject: s\r\n\tfolded\r\n\r\n" % i
+    assert fetch_rows.header_fields(long, fields, True) == b"\r\n"
+    assert fetch_rows.header_fields(long, fields, False) == long
+    assert len(fetch_rows._memo) == fetch_rows.MEMO_ENTRIES
+    assert all(len(key[0]) <= fetch_rows.MEMO_HEADER_MAX for key in fetch_rows._memo)
