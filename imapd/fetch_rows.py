@@ -95,7 +95,7 @@ def render(
     if not rows:
         return b""
     field = {c: i for i, c in enumerate(rplan.columns, 1)}
-    if not _servable(rows, field):
+    if ("header" in field or "raw" in field) and not _servable(rows, field):
         return None
     uids = [r[0] for r in rows]
     first = bisect_left(view.uids, uids[0])
@@ -108,7 +108,9 @@ def render(
         uids = [r[0] for r in rows]
     if view.uidonly:  # RFC 9586 §3.3: ``* uid UIDFETCH (...)``
         heads = uids
-    columns = [_items(att, rows, uids, field, view, utf8) for att in rplan.atts]
+    columns: list[Any] = [_items(att, rows, uids, field, view, utf8) for att in rplan.atts]
+    if "wire" in field and any(None in column for column in columns):
+        return None  # stored without pre-rendered bytes
     if "flags" in field:
         view.forget_flag_updates(uids)  # this FETCH reports them
     line = b"* %d UIDFETCH (%s)\r\n" if view.uidonly else b"* %d FETCH (%s)\r\n"
@@ -120,15 +122,13 @@ def render(
 
 
 def _servable(rows: Sequence[tuple[Any, ...]], field: dict[str, int]) -> bool:
-    if "wire" in field:
-        i = field["wire"]
-        if not all(r[i] is not None and r[i].startswith(fetch_wire.MAGIC) for r in rows):
-            return False
+    """Rows with their header block (not over HEADER_ROW_MAX) and no big message (sent
+    uncopied, `serialize_pieces`). Missing pre-rendered bytes: `_items` finds them."""
     if "header" in field:
         i = field["header"]
-        if any(r[i] is None for r in rows):  # over HEADER_ROW_MAX
+        if None in [r[i] for r in rows]:
             return False
-    if "raw" in field:  # a big message goes out uncopied (`serialize_pieces`)
+    if "raw" in field:
         i = field["raw"]
         if any(r[i] is None or len(r[i]) >= BIG_LITERAL for r in rows):
             return False
@@ -142,8 +142,8 @@ def _items(
     field: dict[str, int],
     view: SelectedView,
     utf8: bool,
-) -> list[bytes]:
-    """The one item ``att`` adds to each row's line."""
+) -> list[bytes] | list[bytes | None]:
+    """The one item ``att`` adds to each row's line (None: see `_cutter`)."""
     name = att.name
     if name == "UID":
         return [b"UID %d" % u for u in uids]
@@ -161,10 +161,9 @@ def _items(
         return [b"RFC822.SIZE %d" % r[i] for r in rows]
     if name == "INTERNALDATE":
         return [_internaldate_item(r[i]) for r in rows]
-    if column == "wire":
-        cut = _cutter(fetch_wire.ITEMS[name], utf8)
-        prefix = name.encode() + b" "
-        return [prefix + cut(r[i]) for r in rows]
+    if column == "wire":  # None for a row without them (`render` then answers None)
+        cut = _cutter(fetch_wire.ITEMS[name], utf8, name.encode() + b" ")
+        return [cut(r[i]) for r in rows]
     label = (name if att.section is None else section_label(att)).encode() + b" "
     data = _section(att)
     return [label + _literal(data(r[i])) for r in rows]
@@ -186,18 +185,22 @@ def _internaldate_item(stored: str) -> bytes:
     return b'INTERNALDATE "%s"' % imap_datetime(dt.datetime.fromisoformat(stored)).encode()
 
 
-def _cutter(index: int, utf8: bool) -> Callable[[bytes], bytes]:
-    """`fetch_wire.piece` for one answer of the layout, without name lookups per row."""
-    skip = len(fetch_wire.MAGIC)
+def _cutter(index: int, utf8: bool, prefix: bytes) -> Callable[[bytes | None], bytes | None]:
+    """``prefix`` + `fetch_wire.piece` for one answer of the layout, without name lookups
+    per row; None for a row without pre-rendered bytes (or of another layout)."""
+    skip, magic = len(fetch_wire.MAGIC), fetch_wire.MAGIC
+    alternative = index + 3
 
-    def cut(wire: bytes) -> bytes:
+    def cut(wire: bytes | None) -> bytes | None:
+        if wire is None or wire[:skip] != magic:
+            return None
         end = wire.index(b"\n")
         lengths = wire[skip:end].split()
-        i = index + 3 if utf8 and lengths[index + 3] != b"0" else index
+        i = alternative if utf8 and lengths[alternative] != b"0" else index
         start = end + 1
-        for n in lengths[:i]:
-            start += int(n)
-        return wire[start : start + int(lengths[i])]
+        if i:
+            start += sum(map(int, lengths[:i]))
+        return prefix + wire[start : start + int(lengths[i])]
 
     return cut
 

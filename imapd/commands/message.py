@@ -428,7 +428,7 @@ def _rows_cost(rows: list[tuple[Any, ...]], rplan: fetch_rows.RowPlan) -> int:
     cost = 0
     for i, column in enumerate(rplan.columns, 1):
         if column in CONTENT_COLUMNS:
-            cost += sum([len(r[i] or b"") for r in rows])
+            cost += sum(map(len, filter(None, map(itemgetter(i), rows))))
     return cost
 
 
