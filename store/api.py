@@ -29,6 +29,11 @@ if TYPE_CHECKING:  # these import api (DELIMITER) themselves
 DELIMITER = "/"
 #: What `Store.fetch_plain` can read besides the UID (a FETCH of flags, numbers and dates).
 PLAIN_COLUMNS = ("modseq", "flags", "size", "internaldate")
+#: ... and from the contents (issue 17, FETCH rendered from rows: imapd/fetch_rows.py):
+#: ``wire`` (`MessageRecord.wire`, None when not stored), ``header`` (the header block,
+#: None when longer than `HEADER_ROW_MAX`: read it with `Store.fetch`), ``raw`` (the message).
+CONTENT_COLUMNS = ("wire", "header", "raw")
+HEADER_ROW_MAX = 64 * 1024
 
 Publish = Callable[[Sequence[Change]], None]
 #: The server's renderer of what FETCH sends for a parsed message (imapd/fetch_wire.py),
@@ -489,7 +494,8 @@ class Store(ChangeFeed, ClusterStore, Protocol):  # ClusterStore: docs/workers.m
     ) -> list[tuple[Any, ...]]:
         """``(uid, *columns)`` per existing message among ``uids``, in UID order: the cheap
         form of `fetch` for FETCH FLAGS. ``columns`` are of `PLAIN_COLUMNS`: modseq (int),
-        flags (space-separated str), size (int), internaldate (ISO str)."""
+        flags (space-separated str), size (int), internaldate (ISO str); or of
+        `CONTENT_COLUMNS` (bytes or None), read in the same query."""
         ...
 
     async def deleted_size(self, mailbox_id: int) -> int:

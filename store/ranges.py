@@ -14,6 +14,10 @@ from collections.abc import Iterable
 def number_ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
     """Sorted, merged inclusive ranges of a collection of numbers (duplicates and any order
     allowed): a whole ``1:*`` becomes one range."""
+    if type(numbers) is list and numbers:  # a run (FETCH's usual set): compared in C
+        low, high = numbers[0], numbers[-1]
+        if high - low + 1 == len(numbers) and numbers == list(range(low, high + 1)):
+            return [(low, high)]
     out: list[tuple[int, int]] = []
     for n in sorted(set(numbers)):
         if out and out[-1][1] == n - 1:

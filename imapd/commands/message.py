@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from imapd import fetch_binary
+from imapd import fetch_binary, fetch_rows
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
@@ -40,7 +41,7 @@ from imapd.protocol.values import FetchAtt, SearchKey, SequenceSet
 from imapd.rfc5267 import partial_item
 from imapd.selected import SelectedView
 from store.acl import settable
-from store.api import Criterion, MessageRecord
+from store.api import CONTENT_COLUMNS, Criterion, MessageRecord
 from store.changes import FlagsChanged, MessageFacts, MessagesAdded, MessagesExpunged
 from store.errors import MailboxNotFound
 from store.ranges import number_ranges
@@ -363,7 +364,7 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
     contents while a copy or a MOVE keeps them. Only when those are gone does the command
     end in ``NO [EXPUNGEISSUED]`` (RFC 2180 §4.1.2, RFC 5530), with data for the rest."""
     session, view, uids, atts = fetch.session, fetch.view, fetch.uids, fetch.atts
-    content, structure, changedsince = fetch.content, fetch.structure, fetch.changedsince
+    changedsince = fetch.changedsince
     missing = False
     if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
         columns = plain_columns(atts)
@@ -383,16 +384,68 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
             yield [Serialized(_plain_fetch_lines(view, rows, atts))]
         fetch.expunge_issued = missing
         return
+    batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
+    rplan = fetch_rows.plan(atts) if changedsince is None and not fetch.sets_seen else None
+    if rplan is not None:  # issue 17: rendered from rows, one query per batch
+        async for batch in _row_batches(fetch, rplan, batches):
+            yield batch
+        return
+    binary = any(a.name in fetch_binary.ITEMS for a in atts)
+    seen_uids = uids
+    if fetch.sets_seen and binary:  # a refused BINARY item leaves its message unseen
+        seen_uids = await _binary_servable(fetch, uids)
+    seen_now = await _mark_seen(session, view, seen_uids, changedsince) if fetch.sets_seen else {}
+    async for batch in _record_batches(fetch, batches, seen_now):
+        yield batch
+
+
+async def _row_batches(
+    fetch: FetchCommand, rplan: fetch_rows.RowPlan, batches: Iterator[list[int]]
+) -> AsyncIterator[list[Response]]:
+    """`_fetch_stream` for attributes `imapd.fetch_rows` renders from rows; a batch it
+    cannot (see there), and one with messages expunged elsewhere, as records."""
+    session, view = fetch.session, fetch.view
+    missing = False
+    async for chunk in _by_octets(session, view, batches) if rplan.content else _each(batches):
+        rows = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
+        data = None
+        if len(rows) == len(chunk) or not _expunged_facts(session, view, chunk):
+            if _rows_cost(rows, rplan) > RENDER_IN_THREAD:
+                data = await asyncio.to_thread(fetch_rows.render, view, rows, rplan, session.utf8)
+            else:
+                data = fetch_rows.render(view, rows, rplan, session.utf8)
+        if data is None:
+            async for batch in _record_batches(fetch, iter([chunk]), {}):
+                yield batch
+            continue
+        missing = missing or len(rows) < len(chunk)
+        yield [Serialized(data)]
+    fetch.expunge_issued = fetch.expunge_issued or missing
+
+
+def _rows_cost(rows: list[tuple[Any, ...]], rplan: fetch_rows.RowPlan) -> int:
+    """Octets the rows' lines copy (`RENDER_IN_THREAD`): their bytes columns."""
+    cost = 0
+    for i, column in enumerate(rplan.columns, 1):
+        if column in CONTENT_COLUMNS:
+            cost += sum(map(len, filter(None, map(itemgetter(i), rows))))
+    return cost
+
+
+async def _record_batches(
+    fetch: FetchCommand,
+    batches: Iterator[list[int]],
+    seen_now: dict[int, tuple[tuple[str, ...], int]],
+) -> AsyncIterator[list[Response]]:
+    """`_fetch_stream` from `MessageRecord`s: every attribute, ``seen_now`` as marked."""
+    session, view, atts = fetch.session, fetch.view, fetch.atts
+    content, structure, changedsince = fetch.content, fetch.structure, fetch.changedsince
     wire, header = fetch.wire, fetch.header
     binary = any(a.name in fetch_binary.ITEMS for a in atts)
     # RFC 8970: PREVIEW without LAZY computes what is missing; PREVIEW (LAZY) alone does not.
     wanted = [a for a in atts if a.name == "PREVIEW"]
     previews = any(not a.lazy for a in wanted) if wanted else None
-    seen_uids = uids
-    if fetch.sets_seen and binary:  # a refused BINARY item leaves its message unseen
-        seen_uids = await _binary_servable(fetch, uids)
-    seen_now = await _mark_seen(session, view, seen_uids, changedsince) if fetch.sets_seen else {}
-    batches = (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
+    missing = False
     bounded = content or header
     async for chunk in _by_octets(session, view, batches) if bounded else _each(batches):
         records = await session.store.fetch(
@@ -429,7 +482,7 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
             yield [Serialized(piece) for piece in pieces]  # big literals stay uncopied
         else:
             yield _fetch_batch(session, view, records, atts, seen_now, session.utf8)
-    fetch.expunge_issued = missing
+    fetch.expunge_issued = fetch.expunge_issued or missing
 
 
 async def _with_previews(
@@ -662,8 +715,8 @@ def _plain_fetch_lines(
             recent, i = view.recent, field["flags"]
             rows = [_replaced(r, i, _with_recent(r[i])) if r[0] in recent else r for r in rows]
     if "INTERNALDATE" in names:
-        fromiso, i = dt.datetime.fromisoformat, field["internaldate"]
-        rows = [_replaced(r, i, imap_datetime(fromiso(r[i]))) for r in rows]
+        i = field["internaldate"]
+        rows = [_replaced(r, i, _internaldate_text(r[i])) for r in rows]
     if view.uidonly:  # RFC 9586 §3.3: ``* uid UIDFETCH (...)``
         seqs = [r[0] for r in rows]
     head = "* %d UIDFETCH (" if view.uidonly else "* %d FETCH ("
@@ -676,6 +729,12 @@ def _plain_fetch_lines(
         get = itemgetter(*fields)
         text = "".join([line % (n, *get(r)) for n, r in zip(seqs, rows, strict=True)])
     return text.encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _internaldate_text(stored: str) -> str:
+    """A stored ISO date (its zone in the text) as INTERNALDATE shows it."""
+    return imap_datetime(dt.datetime.fromisoformat(stored))
 
 
 def _with_recent(flags: str) -> str:

@@ -22,6 +22,8 @@ from store import acl as aclrules
 from store import flags as flagrules
 from store import mime, names, newmessage, textsearch
 from store.api import (
+    CONTENT_COLUMNS,
+    HEADER_ROW_MAX,
     PLAIN_COLUMNS,
     AppendResult,
     CopyResult,
@@ -51,6 +53,15 @@ _IN_RANGES = (
     "m.mailbox_id = $1 AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)"
     " WHERE m.uid BETWEEN r.lo AND r.hi)"
 )
+
+
+#: `fetch_plain`'s columns that are not ``m.<name>``.
+_ROW_COLUMN = {
+    "wire": "w.wire",
+    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX}"
+    " THEN substring(c.raw from 1 for c.header_len) END",
+    "raw": "c.raw",
+}
 
 
 def _bounds(ranges: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -465,15 +476,20 @@ class PostgresMessages(PostgresBase):
     async def fetch_plain(
         self, mailbox_id: int, uids: Sequence[int], columns: Sequence[str] = PLAIN_COLUMNS
     ) -> list[tuple[Any, ...]]:
-        unknown = set(columns) - set(PLAIN_COLUMNS)
+        unknown = set(columns) - set(PLAIN_COLUMNS) - set(CONTENT_COLUMNS)
         if unknown:
             raise ValueError(f"not a plain column: {sorted(unknown)}")
         ranges = number_ranges(uids)
         if not ranges:
             return []
-        select = "SELECT " + ", ".join(["m.uid", *(f"m.{c}" for c in columns)])
+        select = "SELECT " + ", ".join(["m.uid", *(_ROW_COLUMN.get(c, "m." + c) for c in columns)])
+        select += " FROM messages AS m"
+        if "header" in columns or "raw" in columns:  # issue 17: FETCH rendered from rows
+            select += " JOIN contents AS c ON c.id = m.content_id"
+        if "wire" in columns:
+            select += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         rows = await self._pool.fetch(
-            select + " FROM messages AS m WHERE " + _IN_RANGES + " ORDER BY m.uid",
+            select + " WHERE " + _IN_RANGES + " ORDER BY m.uid",
             mailbox_id,
             *_bounds(ranges),
         )

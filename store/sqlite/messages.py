@@ -23,6 +23,8 @@ from store import acl as aclrules
 from store import expire, mime, names, newmessage
 from store import flags as flagrules
 from store.api import (
+    CONTENT_COLUMNS,
+    HEADER_ROW_MAX,
     PLAIN_COLUMNS,
     AppendResult,
     CopyResult,
@@ -54,6 +56,13 @@ STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents neve
 _IN_RANGES = "json_each(?) AS r CROSS JOIN messages AS m"
 _RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
 
+
+#: `fetch_plain`'s columns that are not ``m.<name>``.
+_ROW_COLUMN = {
+    "wire": "w.wire",
+    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX} THEN substr(c.raw, 1, c.header_len) END",
+    "raw": "c.raw",
+}
 
 _INSERT_MESSAGE = (
     "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
@@ -520,21 +529,26 @@ class SqliteMessages(SqliteBase):
         no record objects and no date parsing. Only the columns asked for are read (each
         costs as much as a whole row's worth of the rest), and one range (``1:*``) is one
         primary-key range scan, without the ranges table and its sort."""
-        unknown = set(columns) - set(PLAIN_COLUMNS)
+        unknown = set(columns) - set(PLAIN_COLUMNS) - set(CONTENT_COLUMNS)
         if unknown:
             raise ValueError(f"not a plain column: {sorted(unknown)}")
         ranges = number_ranges(uids)
         if not ranges:
             return []
-        select = "SELECT " + ", ".join(["m.uid", *(f"m.{c}" for c in columns)])
+        select = "SELECT " + ", ".join(["m.uid", *(_ROW_COLUMN.get(c, "m." + c) for c in columns)])
+        # The contents' columns (issue 17: FETCH rendered from rows) in the same query.
+        if "header" in columns or "raw" in columns:
+            select += " FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
+        else:
+            select += " FROM messages AS m"
+        if "wire" in columns:
+            select += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         if len(ranges) == 1:
             ((low, high),) = ranges
-            sql = (
-                select + " FROM messages AS m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
-                " ORDER BY m.uid"
-            )
+            sql = select + " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
             return await _rows(self._reader, sql, (mailbox_id, low, high))
-        sql = select + " FROM " + _IN_RANGES + " WHERE " + _RANGE_MATCH + " ORDER BY m.uid"
+        sql = select.replace(" FROM messages AS m", " FROM " + _IN_RANGES, 1)
+        sql += " WHERE " + _RANGE_MATCH + " ORDER BY m.uid"
         return await _rows(self._reader, sql, [json.dumps(ranges), mailbox_id])
 
     async def deleted_size(self, mailbox_id: int) -> int:

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from store.api import MailboxInfo, NewMessage, User
+from store.api import HEADER_ROW_MAX, MailboxInfo, NewMessage, User
 from store.changes import FlagChange, FlagsChanged, MessagesAdded, MessagesExpunged
 from store.errors import MailboxInvalid, MailboxNotFound, StoreError
 from store.ranges import number_ranges
@@ -478,3 +478,37 @@ async def test_fetch_wire_is_what_the_renderer_made_at_append(env: Env) -> None:
     trash = await rendered.get_mailbox(user.id, "Trash")
     [copied] = await rendered.fetch(trash.id, [1], wire=True)
     assert copied.wire == b"<plain>"  # the contents row is shared, so are its bytes
+
+
+async def test_fetch_plain_reads_contents_columns(env: Env) -> None:
+    """Issue 17 (FETCH rendered from rows): ``wire``, ``header`` and ``raw`` in the same
+    query as the plain columns, for one range and several; ``wire`` None for a message
+    stored without a renderer; ``header`` None past HEADER_ROW_MAX (read with `fetch`)."""
+    plain = await env.open()
+    user = await plain.create_user("bob", "pw")
+    await plain.append(user.id, "INBOX", [new("before")], ORIGIN)
+    await plain.close()
+    store = await env.open(prerender=lambda part: f"<{part.subtype}>".encode())
+    long_header = message("long", extra="X-Long: " + "y" * HEADER_ROW_MAX + "\r\n")
+    await store.append(user.id, "INBOX", [new("after"), NewMessage(long_header), new("3")], ORIGIN)
+    box = await inbox(store, user)
+    records = await store.fetch(box.id, [1, 2, 3, 4], content=True, wire=True, header=True)
+    for uids in ([1, 2, 3, 4], [1, 3, 4, 7]):
+        rows = await store.fetch_plain(box.id, uids, ("flags", "wire", "header", "raw", "size"))
+        want = [
+            (
+                r.uid,
+                " ".join(r.flags),
+                r.wire,
+                r.header if r.uid != 3 else None,
+                r.content,
+                r.size,
+            )
+            for r in records
+            if r.uid in uids
+        ]
+        assert rows == want
+    assert [r[2] for r in rows] == [None, b"<plain>", b"<plain>"]
+    assert records[2].header is not None and len(records[2].header) > HEADER_ROW_MAX
+    assert [r.header[:6] for r in records if r.header] == [b"From: "] * 4
+    assert await store.fetch_plain(box.id, [2], ("header",)) == [(2, records[1].header)]

@@ -228,6 +228,15 @@ def fetch(c: Cursor, t: str, uid: bool) -> cmd.Fetch:
     c.sp()
     seqs = sequence_set(c)
     c.sp()
+    # The attributes and modifiers as parsed before from the same octets (no literal in
+    # them): clients send the same few lists again and again.
+    tail = c.text[c.pos :] if len(c.text) - c.pos <= _TAIL_MAX else b"{"
+    if b"{" not in tail and (known := _FETCH_TAILS.get((tail, uid))) is not None:
+        for _ in range(known[3]):
+            c.count_arg()
+        c.pos = len(c.text)
+        return cmd.Fetch(t, uid, seqs, known[0], known[1], known[2])
+    args = c.args
     atts: list[FetchAtt] = []
     if c.try_char(b"("):
         atts.append(fetch_att(c))
@@ -261,7 +270,22 @@ def fetch(c: Cursor, t: str, uid: bool) -> cmd.Fetch:
             raise BadCommand("VANISHED needs UID FETCH and CHANGEDSINCE", tag=c.tag)
     if FetchAtt("PREVIEW") in atts:  # RFC 8970: PREVIEW with and without LAZY is PREVIEW
         atts = [a for a in atts if a != FetchAtt("PREVIEW", lazy=True)]
-    return cmd.Fetch(t, uid, seqs, tuple(dict.fromkeys(atts)), changedsince, vanished)
+    unique = tuple(dict.fromkeys(atts))
+    if b"{" not in tail and c.at_end():
+        if len(_FETCH_TAILS) >= _TAILS_KEPT:
+            _FETCH_TAILS.clear()
+        _FETCH_TAILS[tail, uid] = (unique, changedsince, vanished, c.args - args)
+    return cmd.Fetch(t, uid, seqs, unique, changedsince, vanished)
+
+
+#: FETCH's attribute lists (and modifiers) parsed, by their octets and UID or not: the
+#: parsed values (frozen) and how many arguments they counted. At most `_TAILS_KEPT` of
+#: up to `_TAIL_MAX` octets; emptied when full.
+_FETCH_TAILS: dict[
+    tuple[bytes, bool], tuple[tuple[FetchAtt, ...], int | None, bool, int]
+] = {}
+_TAILS_KEPT = 256
+_TAIL_MAX = 512
 
 
 def fetch_att(c: Cursor) -> FetchAtt:
