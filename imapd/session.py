@@ -759,6 +759,16 @@ class Session:
             self.server.push_batch.hold(self)
         self._held.append(self._encode(responses))
 
+    def push_data(self, data: bytes) -> None:
+        """`_push` for responses already serialized (imapd/pushshare.py: shared bytes)."""
+        if self.writer.is_closing():
+            return
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        if not self._held:
+            self.server.push_batch.hold(self)
+        self._held.append(data)
+
     def release_held(self) -> None:
         """Write what `_push` held (`imapd.server.PushBatch`; or before closing)."""
         if self._held:
