@@ -104,6 +104,11 @@ class Fanout:
             shared = self._added = added_facts(server, change)
         return shared
 
+    @property
+    def latest(self) -> Added | None:
+        """The shared facts of the latest MessagesAdded pushed (None before any)."""
+        return self._added
+
     def observe(self, changes: Sequence[Change]) -> None:
         """A bus listener (`EventBus.add_listener`): a mailbox created, renamed or deleted
         may start its UIDs again under an id (a revived placeholder): forget the floors, as

@@ -53,6 +53,8 @@ class Added:
     #: \\Recent itself at the end of its command (`Listener._origin_claims`).
     origin_claims: bool
     lines: dict[tuple[object, ...], bytes] = field(default_factory=dict)
+    #: Listeners served from `lines` (tests/e2e/test_push_fanout.py: fewer renderings).
+    served: int = 0
 
 
 def added_facts(server: Server, change: MessagesAdded) -> Added:
@@ -136,6 +138,7 @@ def push_added(session: Session) -> bool:
         data = _render(s, shared, fetch)
         if len(shared.lines) < LINES_MAX:
             shared.lines[key] = data
+    shared.served += 1
     s.push_data(data)
     return True
 
