@@ -26,7 +26,7 @@ from imapd.commands.updates import evaluate_contexts
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Response
 from imapd.protocol.values import FetchAtt, SequenceSet
-from imapd.pushshare import facts_fetch_lines, origin_claims, push_added
+from imapd.pushshare import FROM_FACTS, facts_fetch_lines, origin_claims, push_added
 from imapd.replies import list_response
 from imapd.rfc5465 import OVERFLOW, Foreign, NotifyState
 from imapd.selected import SelectedView
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 #: read) waits for them to drain before it renders more (NOTIFY overflows before: RFC 5465 §5.8).
 PUSH_DRAIN_AT = 256 * 1024
 #: FETCH items rendered from a change's MessageFacts (no store read on the hot path).
-_FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
+_FROM_FACTS = FROM_FACTS
 
 
 class Gone(Enum):

@@ -97,9 +97,7 @@ def push_added(session: Session) -> bool:
     notify = s.notify
     nsub = notify.sub
     if nsub is not None and (
-        nsub.pending
-        or nsub.overflow
-        or s.write_buffer_size() > s.config.notify_write_high_water
+        nsub.pending or nsub.overflow or s.write_buffer_size() > s.config.notify_write_high_water
     ):
         return False
     fanout = s.server.fanout
@@ -115,6 +113,9 @@ def push_added(session: Session) -> bool:
     ):
         return False  # this one may be first: the general path names the claimer
     fetch = s.notify_fetch_atts if notify.selected_push else ()
+    names = _names(fetch) if fetch else ()
+    if names is None:
+        return False  # an item read from the store (RFC 5465 §5.2): the general path
     # The state change `view.apply` + `flush_counts` make for new UIDs above all known.
     view.uids.extend(uids)
     if change.counts.highestmodseq > view.highestmodseq:
@@ -131,7 +132,7 @@ def push_added(session: Session) -> bool:
         view.uidonly,
         view.condstore,
         view.qresync,
-        fetch,
+        names,
     )
     data = shared.lines.get(key)
     if data is None:
@@ -141,6 +142,30 @@ def push_added(session: Session) -> bool:
     shared.served += 1
     s.push_data(data)
     return True
+
+
+#: id(a session's MessageNew FETCH items) -> (those items, their names): the key part
+#: `push_added` uses, so that equal items of different sessions share one rendering without
+#: hashing dataclasses per listener. The items are kept, so an id is not reused meanwhile.
+_NAMES: dict[int, tuple[tuple[FetchAtt, ...], tuple[str, ...] | None]] = {}
+_NAMES_MAX = 4096
+#: FETCH items rendered from a change's MessageFacts, no store read (no section, no partial:
+#: the name says all about them).
+FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
+
+
+def _names(atts: tuple[FetchAtt, ...]) -> tuple[str, ...] | None:
+    """The names of ``atts`` when all are rendered from facts (`FROM_FACTS`), else None."""
+    hit = _NAMES.get(id(atts))
+    if hit is not None and hit[0] is atts:
+        return hit[1]
+    names: tuple[str, ...] | None = tuple(a.name for a in atts)
+    if not FROM_FACTS.issuperset(names or ()):
+        names = None
+    if len(_NAMES) >= _NAMES_MAX:
+        _NAMES.clear()
+    _NAMES[id(atts)] = (atts, names)
+    return names
 
 
 def _render(s: Session, shared: Added, fetch: tuple[FetchAtt, ...]) -> bytes:

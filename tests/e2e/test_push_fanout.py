@@ -150,3 +150,22 @@ def test_new_keyword_and_several_messages(server: RunningServer) -> None:
         assert lines[3] == "* 3 FETCH (UID 3 FLAGS (%s))" % ("\\Recent" if mine else ""), lines
         firsts += mine
     assert firsts == 1  # RFC 3501 §2.3.2: one session is first for the copies
+
+
+def test_items_read_from_the_store_beside_shared_ones(server: RunningServer) -> None:
+    """RFC 5465 §5.2: MessageNew's FETCH items are the listener's own. One listener asks
+    for ENVELOPE (read from the store, not in the change), the others for UID FLAGS (shared
+    bytes): each gets exactly its items."""
+    w = server.raw()
+    env = _listener(
+        server, "SELECT INBOX", "NOTIFY SET (selected (MessageNew (UID ENVELOPE) MessageExpunge))"
+    )
+    plain = [_listener(server, "SELECT INBOX", NOTIFY) for _ in range(3)]
+    w.append("w1", "INBOX", "Subject: pushed\r\n\r\nbody\r\n")
+    lines = _pushed(env, 3)
+    assert lines[0] == "* 1 EXISTS"
+    assert re.fullmatch(r'\* 1 FETCH \(UID 1 ENVELOPE \(NIL "pushed" .*\)\)', lines[2]), lines
+    for c in plain:
+        got = _pushed(c, 3)
+        assert got[0] == "* 1 EXISTS"
+        assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \((\\Recent)?\)\)", got[2]), got
