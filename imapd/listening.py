@@ -23,18 +23,17 @@ from typing import TYPE_CHECKING
 from imapd.commands.context import Context
 from imapd.commands.message import handle_fetch
 from imapd.commands.updates import evaluate_contexts
-from imapd.fetch import fetch_response
 from imapd.protocol import commands as c
-from imapd.protocol.responses import Response, Serialized, Untagged
-from imapd.protocol.serializer import serialize
+from imapd.protocol.responses import Response
 from imapd.protocol.values import FetchAtt, SequenceSet
+from imapd.pushshare import FROM_FACTS, facts_fetch_lines, origin_claims, push_added
 from imapd.replies import list_response
 from imapd.rfc5465 import OVERFLOW, Foreign, NotifyState
 from imapd.selected import SelectedView
 from notify.filters import MailboxFacts
 from store.acl import effective
-from store.api import MailboxInfo, MessageRecord
-from store.changes import MessageFacts, MessagesAdded
+from store.api import MailboxInfo
+from store.changes import AclChanged, Change, MessageFacts, MessagesAdded
 from store.errors import MailboxNotFound, Unavailable
 from store.namespace import visible_name
 
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
 #: read) waits for them to drain before it renders more (NOTIFY overflows before: RFC 5465 §5.8).
 PUSH_DRAIN_AT = 256 * 1024
 #: FETCH items rendered from a change's MessageFacts (no store read on the hot path).
-_FROM_FACTS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
+_FROM_FACTS = FROM_FACTS
 
 
 class Gone(Enum):
@@ -62,9 +61,12 @@ GONE = Gone.GONE
 class Listener:
     """IDLE and NOTIFY for one session (see the module docstring)."""
 
+    __slots__ = ("_queued", "_wake", "session")  # one per connection (issue 17, memory)
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self._wake: asyncio.Future[None] | None = None  # `wait`'s current wake-up
+        self._queued = False  # waiting for its turn in the server's fan-out
 
     async def wait(self, deadline: float, why_late: str) -> bytes | None:
         """IDLE (RFC 2177): whichever comes first, client bytes or a change to report.
@@ -112,9 +114,34 @@ class Listener:
                 read.cancel()
 
     def _ring(self, *_: object) -> None:
-        """Wake `wait` (from a subscription's delivery, the read or the timer)."""
+        """Wake `wait` (from the read, the timer, or the fan-out when `push_now` cannot)."""
         wake = self._wake
         if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _delivered(self) -> None:
+        """A subscription this wait armed got a change: while the task is parked, let the
+        server's fan-out push it (imapd/fanout.py) in its one loop over the listeners of
+        this turn, instead of a wake-up of this session's task per change."""
+        wake = self._wake
+        if wake is not None and not wake.done() and not self._queued:
+            self._queued = True
+            self.session.server.fanout.ring(self)
+
+    def fan(self) -> None:
+        """The fan-out's turn for this listener (imapd/fanout.py): `push_now`, or wake the
+        task when it cannot (or when it failed: the session ends, its task says why)."""
+        self._queued = False
+        wake = self._wake
+        if wake is None or wake.done():  # the task runs already: its `wait` loop pushes
+            return
+        try:
+            done = self.push_now()
+        except Exception:
+            log.exception("session %s: pushing changes failed", self.session.id)
+            self.session.closing = True
+            done = False
+        if not done:
             wake.set_result(None)
 
     def _arm(self) -> bool:
@@ -125,13 +152,13 @@ class Listener:
         ringing = False
         sub = s.subscription
         if (s.idle_tag is not None and not s.notify.active) or s.notify.selected_push:
-            sub.waker = self._ring
+            sub.waker = self._delivered
             ringing = sub.ringing
         else:
             sub.waker = None
         nsub = s.notify.sub
         if nsub is not None:
-            nsub.waker = self._ring
+            nsub.waker = self._delivered
             ringing = ringing or nsub.ringing
         return ringing
 
@@ -174,6 +201,85 @@ class Listener:
             if s.write_buffer_size() > PUSH_DRAIN_AT:
                 await s._drain()  # a client that does not read: wait, never grow
 
+    def push_now(self) -> bool:
+        """`push`, without awaiting, for the fan-out (imapd/fanout.py): True when done; False,
+        with nothing taken from the queues, when a step must await or say goodbye (a
+        \\Recent claim the store decides, RFC 5267 contexts, a MessageNew FETCH item read
+        from the store, an ACL re-check, an overflowed selected queue, a write buffer to
+        drain, a BYE): the session's task then runs `push` itself. The same responses in
+        the same order as `push`: the selected mailbox's through `_apply` and
+        `_selected_lines`, NOTIFY's through `_notify_lines`, shared by both."""
+        s = self.session
+        if s.closing or s.goodbye is not None or s.contexts:
+            return False
+        if s.write_buffer_size() > PUSH_DRAIN_AT:
+            return False
+        reg = s.notify.registration
+        nsub = s.notify.sub
+        if reg is None and s.idle_tag is None:
+            return True
+        if (reg is None or reg.selected) and push_added(s):  # one rendering per distinct view
+            return True
+        if (reg is None or reg.selected) and not self._selected_now_ok():
+            return False
+        if nsub is not None and any(isinstance(ch, AclChanged) for ch in nsub.pending):
+            return False  # `_recheck` reads the rights
+        updates: list[Response] = []
+        if reg is None:  # plain IDLE: `collect(allow_expunge=True)`
+            updates = self._selected_now(allow_expunge=True, allow_flags=True)
+        else:
+            if reg.selected:
+                updates = self._selected_now(
+                    allow_expunge=s.idle_tag is not None or not reg.delayed,
+                    allow_flags="FlagChange" in reg.selected,
+                )
+            updates += _notify_lines(s, s.notify)
+        if updates:
+            s._push(updates)
+        return True
+
+    def _selected_now_ok(self) -> bool:
+        """`_selected` would not await: no overflow (BYE), every \\Recent claim decided in
+        memory (`imapd.fanout.Fanout.claim`: the first listener of a new message claims it
+        through the store in its task, the others know they lose), MessageNew's FETCH
+        items all from the change's facts."""
+        s = self.session
+        view = s.view
+        sub = s.subscription
+        if view is None:
+            return True
+        if sub.overflow:
+            return False
+        if (
+            s.notify.selected_push
+            and not _FROM_FACTS.issuperset(a.name for a in s.notify_fetch_atts)
+            and any(  # a new message of another session: its FETCH reads the store
+                isinstance(ch, MessagesAdded) and ch.origin.session != s.id for ch in sub.pending
+            )
+        ):
+            return False
+        if view.readonly or view.rev2:  # no claim at all (RFC 9051: no \Recent)
+            return True
+        claim: list[int] = []
+        for change in sub.pending:
+            added = _added_uids(change, view.mailbox_id)
+            if added and (
+                change.origin.session == s.id
+                or not self._origin_claims(change.origin.session, view.mailbox_id)
+            ):
+                claim += added
+        return not claim or not s.server.fanout.claim(view.mailbox_id, claim)
+
+    def _selected_now(self, *, allow_expunge: bool, allow_flags: bool) -> list[Response]:
+        """`_selected` when `_selected_now_ok`: no claim of ours, no contexts."""
+        s = self.session
+        view = s.view
+        changes = s.subscription.drain()
+        if view is None:
+            return []
+        fresh, _, facts = self._apply(view, changes)
+        return self._selected_lines(view, fresh, facts, allow_expunge, allow_flags)
+
     async def _selected(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
         s = self.session
         view = s.view
@@ -183,22 +289,8 @@ class Listener:
             return []
         if view is None:
             return []
-        fresh: list[int] = []
-        claim: list[int] = []
-        facts: dict[int, MessageFacts] = {}  # NOTIFY MessageNew's FETCH (RFC 5465 §5.2)
+        fresh, claim, facts = self._apply(view, changes)
         contexts = s.contexts  # RFC 5267 updating contexts (imapd/commands/updates.py)
-        fetching = bool(s.notify_fetch_atts) or contexts.fetching
-        for change in changes:
-            own = change.origin.session == s.id
-            view.apply(change, own=own)
-            contexts.note(change, view.mailbox_id)
-            added = _added_uids(change, view.mailbox_id)
-            if added:
-                fresh += added
-                if own or not self._origin_claims(change.origin.session, view.mailbox_id):
-                    claim += added
-            if fetching and not own and isinstance(change, MessagesAdded):
-                facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
         if claim and not view.readonly and not view.rev2:  # rev2: no \Recent (RFC 9051)
             try:
                 claimed = await s.store.claim_recent(view.mailbox_id, claim)
@@ -236,19 +328,51 @@ class Listener:
             return updates + view.flush_flags(allow_flags)
         return [*removals, *updates, *view.flush_flags(allow_flags), *contexts.render(view)]
 
-    def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
-        """\\Recent for messages another session added to the mailbox it has selected
-        read-write is that session's (it reports them at the end of the very command that
-        added them), however soon the listeners wake up."""
+    def _apply(
+        self, view: SelectedView, changes: list[Change]
+    ) -> tuple[list[int], list[int], dict[int, MessageFacts]]:
+        """Apply queued changes to the view (and the RFC 5267 contexts): the new UIDs, those
+        this session should claim \\Recent for, and the facts of new messages of other
+        sessions (NOTIFY MessageNew's FETCH, RFC 5465 §5.2)."""
         s = self.session
-        other = s.server.sessions_by_id.get(origin) if origin else None
-        view = other.view if other is not None else None
-        return (
-            view is not None
-            and view.mailbox_id == mailbox_id
-            and not view.readonly
-            and not view.rev2  # an IMAP4rev2 session claims no \Recent (RFC 9051)
-        )
+        fresh: list[int] = []
+        claim: list[int] = []
+        facts: dict[int, MessageFacts] = {}
+        contexts = s.contexts
+        fetching = bool(s.notify_fetch_atts) or contexts.fetching
+        for change in changes:
+            own = change.origin.session == s.id
+            view.apply(change, own=own)
+            contexts.note(change, view.mailbox_id)
+            added = _added_uids(change, view.mailbox_id)
+            if added:
+                fresh += added
+                if own or not self._origin_claims(change.origin.session, view.mailbox_id):
+                    claim += added
+            if fetching and not own and isinstance(change, MessagesAdded):
+                facts.update((m.uid, m) for m in change.messages)  # not own: RFC 5465 §5.2
+        return fresh, claim, facts
+
+    def _selected_lines(
+        self,
+        view: SelectedView,
+        fresh: list[int],
+        facts: dict[int, MessageFacts],
+        allow_expunge: bool,
+        allow_flags: bool,
+    ) -> list[Response]:
+        """`_selected`'s responses without RFC 5267 contexts, MessageNew's FETCH from facts:
+        FLAGS, EXPUNGE, EXISTS, RECENT, then the new messages' FETCH, then flag FETCHes."""
+        s = self.session
+        updates = view.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
+        if s.notify.selected_push and s.notify_fetch_atts:
+            new = [u for u in fresh if u in facts and view.seq_of(u) is not None]
+            if new:
+                updates += facts_fetch_lines(view, new, facts, s.notify_fetch_atts)
+        return updates + view.flush_flags(allow_flags)
+
+    def _origin_claims(self, origin: str | None, mailbox_id: int) -> bool:
+        return origin_claims(self.session.server, origin, mailbox_id)
 
 
 def _added_uids(change: object, mailbox_id: int) -> list[int]:
@@ -278,6 +402,30 @@ async def notify_updates(session: Context) -> list[Response]:
         if state.recheck:  # rights changed: read them before the next change is rendered
             out += await _recheck(session, state)
     if state.rewatch:  # other owners' mailboxes that came into view
+        state.rewatch = False
+        sub.watch(mailboxes=frozenset(state.foreign))
+    return out
+
+
+def _notify_lines(session: Context, state: NotifyState) -> list[Response]:
+    """`notify_updates` for a queue holding no AclChanged (`Listener.push_now` checked):
+    nothing to re-read, so nothing to await."""
+    sub = state.sub
+    if sub is None or state.registration is None:
+        return []
+    if sub.overflow or session.write_buffer_size() > session.config.notify_write_high_water:
+        state.stop()
+        return [OVERFLOW]
+    changes = sub.drain()
+    if not changes:
+        return []
+    selected = session.view.mailbox_id if session.view is not None else None
+    condstore = "CONDSTORE" in session.enabled
+    out: list[Response] = []
+    for change in changes:
+        out += state.render(change, session=session.id, selected=selected, condstore=condstore)
+    assert not state.recheck, "an AclChanged reached the fan-out's NOTIFY rendering"
+    if state.rewatch:
         state.rewatch = False
         sub.watch(mailboxes=frozenset(state.foreign))
     return out
@@ -353,12 +501,7 @@ async def new_message_fetches(
         return [], []
     names = tuple(a.name for a in atts)
     if _FROM_FACTS.issuperset(names) and all(u in facts for u in uids):
-        out: list[Response] = []
-        for uid in uids:
-            seq = view.seq_of(uid)
-            if seq is not None:
-                out.append(_facts_fetch_line(view, seq, facts[uid], atts, names))
-        return out, []
+        return facts_fetch_lines(view, uids, facts, atts), []
     fetch = c.Fetch("*", True, SequenceSet.from_values(uids), atts, None, False)
     outcome = await handle_fetch(session, fetch)
     responses = list(outcome.responses)
@@ -366,39 +509,3 @@ async def new_message_fetches(
         async for batch in outcome.stream:
             responses += batch
     return [], responses  # an EXPUNGEISSUED ending: those messages are not told of
-
-
-#: MessageNew FETCH lines rendered from facts, shared by the listeners of one change: the
-#: sessions that number a new message alike send the same bytes (issue 6: render once per
-#: change, not once per connection). Key -> (the facts shown, the line); the facts are
-#: kept so that their id() in the key cannot be reused while the entry lives.
-_RENDERED: dict[tuple[object, ...], tuple[MessageFacts, Serialized]] = {}
-_RENDERED_MAX = 4096
-
-
-def _facts_fetch_line(
-    view: SelectedView,
-    seq: int,
-    m: MessageFacts,
-    atts: tuple[FetchAtt, ...],
-    names: tuple[str, ...],
-) -> Serialized:
-    modes = (view.qresync, view.condstore, view.rev2, view.uidonly)  # UID, UIDFETCH: rev2.py
-    key = (id(m), seq, m.uid in view.recent, names, modes)
-    hit = _RENDERED.get(key)
-    if hit is not None and hit[0] is m:
-        return hit[1]
-    line = Serialized(serialize(_facts_fetch(view, seq, m, atts)))  # atoms, numbers, ASCII
-    if len(_RENDERED) >= _RENDERED_MAX:
-        _RENDERED.clear()
-    _RENDERED[key] = (m, line)
-    return line
-
-
-def _facts_fetch(
-    view: SelectedView, seq: int, m: MessageFacts, atts: tuple[FetchAtt, ...]
-) -> Untagged:
-    record = MessageRecord(
-        m.uid, m.modseq, m.flags, m.internaldate, m.size, content_id=m.content_id
-    )
-    return fetch_response(view, seq, record, atts, unsolicited=True)  # RFC 7162 §3.2.4

@@ -242,7 +242,7 @@ class SelectedView:
             else:
                 out.append(
                     Serialized(
-                        b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), self._recent_count())
+                        b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), self.recent_count())
                     )
                 )
         return out
@@ -264,7 +264,7 @@ class SelectedView:
                 self._lowered = False
         return out
 
-    def _recent_count(self) -> int:
+    def recent_count(self) -> int:
         """How many of the client's messages are \\Recent (few, as a rule: bisected
         rather than a set of the whole mailbox built for each new message)."""
         recent = self.recent

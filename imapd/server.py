@@ -26,6 +26,7 @@ from imapd.config import Config
 from imapd.control import ControlServer
 from imapd.control import socket_path as control_socket_path
 from imapd.daemon import SESSION_ID
+from imapd.fanout import Fanout
 from imapd.fetch import prerender
 from imapd.limits import (
     TLS_HANDSHAKE_TIMEOUT,
@@ -154,6 +155,9 @@ class Server:
         self.sessions_by_id: dict[str, Session] = {}
         #: Pushed responses of many sessions, written together at the end of a loop turn.
         self.push_batch = PushBatch()
+        #: Listeners a commit rang, pushed in one loop (imapd/fanout.py, issue 17).
+        self.fanout = Fanout()
+        bus.add_listener(self.fanout.observe)
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped = asyncio.Event()

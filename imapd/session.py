@@ -769,6 +769,19 @@ class Session:
             self.server.push_batch.hold(self)
         self._held.append(self._encode(responses))
 
+    def push_data(self, data: bytes) -> None:
+        """`_push` for responses already serialized (imapd/pushshare.py: shared bytes),
+        written at once: the fan-out's loop makes the writes back to back by itself."""
+        transport = self.writer.transport
+        if transport.is_closing():
+            return
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        if self._held:  # after what this turn already holds for it
+            self._held.append(data)
+        else:
+            transport.write(data)
+
     def release_held(self) -> None:
         """Write what `_push` held (`imapd.server.PushBatch`; or before closing)."""
         if self._held:

@@ -1,0 +1,119 @@
+"""Push fan-out: the listeners one commit rang, served in one loop instead of a task each.
+
+Owns: `Fanout`, the server's queue of parked IDLE/NOTIFY listeners (imapd/listening.py) that a
+delivery rang, and the in-process decision of who claims ``\\Recent`` for a new message among
+them. Must not render or write anything itself: each listener's `Listener.push_now` renders
+through the sans-IO core and hands bytes to its session's `_push` (`imapd.server.PushBatch`
+writes them at the end of the turn).
+
+Why (issue 17, "Push under load"): a commit to a mailbox with a thousand listeners used to
+resolve a thousand futures, each resuming a session task through `Listener.wait`, `push`,
+`_selected`, an awaited ``claim_recent`` and back to a new future: the task machinery cost
+more than the rendering and the write together. Now a delivery only queues the listener
+(`Listener._delivered`); one callback per loop turn walks the queue and each listener renders
+and pushes synchronously. A listener whose push must await (the claim below, a FETCH item
+read from the store, RFC 5267 contexts, an ACL re-check, a BYE, a full write buffer) is woken
+as before and its task does the whole push: a session's responses come out of one place at a
+time, so their order is the order of the queue.
+
+The writer is never made to wait for the fan-out: publishing only appends to lists, and the
+walk is cut into slices of ``SLICE`` listeners, one per loop turn, so a command of another
+session (the writer's next APPEND) runs between two slices.
+
+``\\Recent`` (RFC 3501 §2.3.2): the store decides, across processes, who is first
+(``claim_recent``). Of the listeners woken by one new message exactly one may be first in
+this process; `claim` names it (the first to ask), its task claims through the store, and
+every other listener knows without awaiting that the store would refuse it: the answer the
+store's own in-memory floor gives them today. If that one claim fails (the disk full), the
+message stays unclaimed in the store and the next SELECT of the mailbox gets it, as after a
+crash: never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from imapd.pushshare import Added, added_facts
+from store.changes import Change, MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded
+
+if TYPE_CHECKING:
+    from imapd.listening import Listener
+    from imapd.server import Server
+
+#: Listeners served per loop turn. At ~20 µs each, ~5 ms: a thousand listeners take five
+#: turns, between which other sessions' commands (the writer's next APPEND) run.
+SLICE = 256
+
+
+class Fanout:
+    """The server's one queue of rung listeners (see the module docstring)."""
+
+    __slots__ = ("_added", "_floor", "_queue", "_scheduled")
+
+    def __init__(self) -> None:
+        self._queue: list[Listener] = []
+        self._scheduled = False
+        #: mailbox id -> UIDs below this have a claimer in this process (`claim`).
+        self._floor: dict[int, int] = {}
+        #: What the listeners of the latest MessagesAdded share (imapd/pushshare.py).
+        self._added: Added | None = None
+
+    def ring(self, listener: Listener) -> None:
+        """Serve ``listener`` in a coming turn (it queued itself once: `Listener._delivered`)."""
+        self._queue.append(listener)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        queue = self._queue
+        if len(queue) > SLICE:
+            batch, self._queue = queue[:SLICE], queue[SLICE:]
+        else:
+            batch, self._queue = queue, []
+        for listener in batch:
+            listener.fan()
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._run)
+        else:
+            self._scheduled = False
+
+    def claim(self, mailbox_id: int, uids: Sequence[int]) -> bool:
+        """True when the caller is the first listener here to see some of ``uids`` (new
+        messages of ``mailbox_id``): it must ask the store (`claim_recent`) in its task.
+        False: another listener of this process asked, or will, for all of them; the store
+        refuses this caller, so it need not ask."""
+        floor = self._floor.get(mailbox_id, 0)
+        top = max(uids)
+        if top < floor:
+            return False
+        self._floor[mailbox_id] = top + 1
+        return True
+
+    def claimed(self, mailbox_id: int, uids: Sequence[int]) -> bool:
+        """A listener of this process was named to claim every one of ``uids`` (`claim`)."""
+        return max(uids) < self._floor.get(mailbox_id, 0)
+
+    def added(self, server: Server, change: MessagesAdded) -> Added:
+        """The shared facts of ``change`` (made at its first listener, kept until the
+        next MessagesAdded: the listeners of one change are served one after another)."""
+        shared = self._added
+        if shared is None or shared.change is not change:
+            shared = self._added = added_facts(server, change)
+        return shared
+
+    @property
+    def latest(self) -> Added | None:
+        """The shared facts of the latest MessagesAdded pushed (None before any)."""
+        return self._added
+
+    def observe(self, changes: Sequence[Change]) -> None:
+        """A bus listener (`EventBus.add_listener`): a mailbox created, renamed or deleted
+        may start its UIDs again under an id (a revived placeholder): forget the floors, as
+        the stores forget theirs."""
+        if self._floor and any(
+            isinstance(ch, MailboxCreated | MailboxDeleted | MailboxRenamed) for ch in changes
+        ):
+            self._floor.clear()

@@ -1,0 +1,171 @@
+"""The push fan-out (imapd/fanout.py, imapd/pushshare.py): one commit, many listeners, each
+told in its own terms. Listeners whose views are alike share one rendering; these tests put
+listeners with different views and modes on one mailbox and check every one's bytes:
+RFC 3501 §7.3.1 (EXISTS in the session's own numbering), §2.3.2 (\\Recent: "the first session
+to be notified", exactly one), RFC 5465 §5.2 (MessageNew's FETCH), §6.1.2 (selected-delayed
+holds EXPUNGE outside IDLE, so that session numbers one message more), RFC 7162 §3.1.4.1
+(MODSEQ under CONDSTORE), RFC 9051 Appendix E items 12 and 21 (no RECENT; UID in unsolicited
+FETCH), RFC 9586 §3.3 (UIDFETCH under UIDONLY)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.helpers.server import RunningServer
+from tests.rawclient import RawClient
+
+NOTIFY = "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge))"
+
+
+def _pushed(c: RawClient, lines: int) -> list[str]:
+    out = [c.response() for _ in range(lines)]
+    assert c.quiet(0.3) == b"", out  # nothing more than expected
+    return out
+
+
+def _listener(server: RunningServer, *setup: str) -> RawClient:
+    c = server.raw()
+    for i, command in enumerate(setup):
+        c.ok(f"s{i}", command)
+    return c
+
+
+def test_one_commit_each_listener_its_own_view(server: RunningServer) -> None:
+    w = server.raw()
+    w.ok("w1", "CREATE Other")
+    w.append("w2", "INBOX", "Subject: 1\r\n\r\none\r\n")
+    w.append("w3", "INBOX", "Subject: 2\r\n\r\ntwo\r\n")
+    # r1 selects first: \Recent of UIDs 1 and 2 is its (RFC 3501 §2.3.2).
+    r1 = _listener(server, "SELECT INBOX", NOTIFY)
+    r2 = _listener(server, "SELECT INBOX", NOTIFY)
+    r3 = _listener(server, "SELECT INBOX", NOTIFY)  # same view as r2: shared bytes
+    r4 = _listener(server, "SELECT INBOX", NOTIFY)  # (one of the three may claim \Recent)
+    cs = _listener(
+        server,
+        "ENABLE CONDSTORE",
+        "SELECT INBOX",
+        "NOTIFY SET (selected (MessageNew (UID FLAGS MODSEQ) MessageExpunge))",
+    )
+    v2 = _listener(server, "ENABLE IMAP4rev2", "SELECT INBOX", NOTIFY)
+    uo = _listener(
+        server,
+        "ENABLE IMAP4rev2 UIDONLY",
+        "SELECT INBOX",
+        "NOTIFY SET (selected (MessageNew (FLAGS) MessageExpunge))",
+    )
+    dl = _listener(
+        server,
+        "SELECT INBOX",
+        "NOTIFY SET (selected-delayed (MessageNew (UID FLAGS) MessageExpunge))",
+    )
+    idle = _listener(server, "SELECT INBOX")
+    idle.line("i1 IDLE")
+    assert idle.response().startswith("+ ")
+
+    # UID 1 leaves (MOVE: no flag change first): told at once, except to `dl` (§6.1.2).
+    mover = _listener(server, "SELECT INBOX")  # w selects nothing: no claim of its own
+    mover.ok("m1", "UID MOVE 1 Other")
+    for c in (r1, r2, r3, r4, cs, v2, idle):
+        assert _pushed(c, 1) == ["* 1 EXPUNGE"]
+    assert _pushed(uo, 1) == ["* VANISHED 1"]  # RFC 9586 §3.4
+    assert dl.quiet(0.3) == b""
+
+    w.append("w5", "INBOX", "Subject: 3\r\n\r\nthree\r\n")  # UID 3
+    got = {
+        "r1": _pushed(r1, 3),
+        "r2": _pushed(r2, 3),
+        "r3": _pushed(r3, 3),
+        "r4": _pushed(r4, 3),
+        "cs": _pushed(cs, 3),
+        "dl": _pushed(dl, 3),
+        "idle": _pushed(idle, 2),
+        "v2": _pushed(v2, 2),
+        "uo": _pushed(uo, 2),
+    }
+    # Shared: the listeners in the common shape (not `dl`, not the \Recent claimer) were
+    # served from fewer renderings than listeners (r2 and r3 alike, at least).
+    shared = server.server.fanout.latest
+    assert shared is not None and shared.uids == [3]
+    assert shared.served >= 6 and len(shared.lines) < shared.served
+    # \Recent of UID 3: exactly one read-write IMAP4rev1 listener is first (§2.3.2). r1
+    # holds UID 2's; a listener that got UID 3's says so in its RECENT and its FLAGS.
+    claimed = {}
+    for name in ("r1", "r2", "r3", "r4", "cs", "dl", "idle"):
+        exists, recent = got[name][0], got[name][1]
+        m = re.fullmatch(r"\* (\d+) RECENT", recent)
+        assert m, got[name]
+        held = 1 if name == "r1" else 0
+        count = int(m.group(1)) - held
+        assert count in (0, 1), got[name]
+        claimed[name] = count == 1
+        assert exists == ("* 3 EXISTS" if name == "dl" else "* 2 EXISTS"), got[name]
+    assert sum(claimed.values()) == 1, (claimed, got)
+
+    def flags(name: str) -> str:
+        return "(\\Recent)" if claimed[name] else "()"
+
+    for name in ("r1", "r2", "r3", "r4"):
+        assert got[name][2] == f"* 2 FETCH (UID 3 FLAGS {flags(name)})", got[name]
+    assert re.fullmatch(
+        rf"\* 2 FETCH \(UID 3 FLAGS {re.escape(flags('cs'))} MODSEQ \(\d+\)\)", got["cs"][2]
+    ), got["cs"]
+    # `dl` still numbers the moved message: UID 3 is its message 3.
+    assert got["dl"][2] == f"* 3 FETCH (UID 3 FLAGS {flags('dl')})", got["dl"]
+    assert got["v2"] == ["* 2 EXISTS", "* 2 FETCH (UID 3 FLAGS ())"]
+    assert got["uo"] == ["* 2 EXISTS", "* 3 UIDFETCH (FLAGS () UID 3)"]  # rev2: UID too
+    # Each keeps its own numbering afterwards: message 2 (3 for `dl`) is UID 3.
+    assert "* 2 FETCH (UID 3)" in r2.ok("r9", "FETCH 2 UID")
+    idle.line("DONE")
+    assert idle.until_tagged("i1")[-1].startswith("i1 OK")
+    assert "* 2 FETCH (UID 3)" in idle.ok("i9", "FETCH 2 UID")
+    for c in (w, mover, r1, r2, r3, r4, cs, v2, uo, dl, idle):
+        c.close()
+
+
+def test_new_keyword_and_several_messages(server: RunningServer) -> None:
+    """A message bringing a keyword the view has not seen is told with FLAGS first (RFC 3501
+    §7.2.6) by every listener, and a COPY of two messages is one EXISTS and two FETCHes,
+    numbered after each listener's own count."""
+    w = server.raw()
+    w.ok("w0", "CREATE Src")
+    w.append("w1", "Src", "Subject: a\r\n\r\na\r\n")
+    w.append("w2", "Src", "Subject: b\r\n\r\nb\r\n")
+    a = _listener(server, "SELECT INBOX", NOTIFY)
+    b = _listener(server, "SELECT INBOX", NOTIFY)
+    w.append("w3", "INBOX (Urgent)", "Subject: u\r\n\r\nu\r\n")
+    out = _pushed(a, 4)
+    assert out[0].startswith("* FLAGS (") and "Urgent" in out[0], out
+    assert out[1] == "* 1 EXISTS"
+    assert out[3].startswith("* 1 FETCH (UID 1 FLAGS (Urgent")
+    assert _pushed(b, 4)[0] == out[0]
+    w.ok("w4", "SELECT Src")
+    w.ok("w5", "COPY 1:2 INBOX")
+    firsts = 0
+    for c in (a, b):
+        lines = _pushed(c, 4)
+        assert lines[0] == "* 3 EXISTS"
+        assert re.fullmatch(r"\* [0-3] RECENT", lines[1]), lines
+        mine = lines[2].endswith("(\\Recent))")
+        assert lines[2] == "* 2 FETCH (UID 2 FLAGS (%s))" % ("\\Recent" if mine else ""), lines
+        assert lines[3] == "* 3 FETCH (UID 3 FLAGS (%s))" % ("\\Recent" if mine else ""), lines
+        firsts += mine
+    assert firsts == 1  # RFC 3501 §2.3.2: one session is first for the copies
+
+
+def test_items_read_from_the_store_beside_shared_ones(server: RunningServer) -> None:
+    """RFC 5465 §5.2: MessageNew's FETCH items are the listener's own. One listener asks
+    for ENVELOPE (read from the store, not in the change), the others for UID FLAGS (shared
+    bytes): each gets exactly its items."""
+    w = server.raw()
+    env = _listener(
+        server, "SELECT INBOX", "NOTIFY SET (selected (MessageNew (UID ENVELOPE) MessageExpunge))"
+    )
+    plain = [_listener(server, "SELECT INBOX", NOTIFY) for _ in range(3)]
+    w.append("w1", "INBOX", "Subject: pushed\r\n\r\nbody\r\n")
+    lines = _pushed(env, 3)
+    assert lines[0] == "* 1 EXISTS"
+    assert re.fullmatch(r'\* 1 FETCH \(UID 1 ENVELOPE \(NIL "pushed" .*\)\)', lines[2]), lines
+    for c in plain:
+        got = _pushed(c, 3)
+        assert got[0] == "* 1 EXISTS"
+        assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \((\\Recent)?\)\)", got[2]), got
