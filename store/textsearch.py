@@ -195,13 +195,17 @@ def sent_date(raw: bytes, structure: BodyPart) -> str:
     """The date SENTBEFORE/SENTON/SENTSINCE compare: the first Date header's date in its
     own zone (RFC 3501 §6.4.4), 'YYYY-MM-DD'; '' without a valid one (no SENT* key matches
     it). Both stores decide by it: SQLite at SEARCH (`TextMatcher.sent`), PostgreSQL at
-    APPEND into an indexed column (store/postgres/search.py)."""
-    values = mime.header_values(raw, structure, "Date")
-    if not values:
-        return ""
+    APPEND into an indexed column (store/postgres/search.py). A message it cannot read
+    (a bug: the failure is logged) has no valid Date either: SEARCH never fails on it."""
     try:
+        values = mime.header_values(raw, structure, "Date")
+        if not values:
+            return ""
         return email.utils.parsedate_to_datetime(values[0].strip()).date().isoformat()
     except (ValueError, TypeError, IndexError, OverflowError):
+        return ""
+    except Exception:
+        log.exception("the Date header could not be read")
         return ""
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +32,9 @@ from store.api import (
 )
 from store.changes import (
     Counts,
-    MailboxRef,
     FlagChange,
     FlagsChanged,
+    MailboxRef,
     MessageFacts,
     MessagesAdded,
     MessagesExpunged,
@@ -56,9 +55,7 @@ from store.postgres.base import (
     fetch_one,
 )
 from store.ranges import number_ranges
-from store.textsearch import TextMatcher
-
-log = logging.getLogger("store.postgres")
+from store.textsearch import SENT_KEYS, TextMatcher
 
 #: Messages of mailbox $1 whose UID lies in one of the ranges $2 (lows) .. $3 (highs).
 _IN_RANGES = (
@@ -115,16 +112,6 @@ def _insert_params(kept: Sequence[_Prepared], at_iso: str) -> tuple[object, ...]
         [flagrules.to_text(p.flags) for p in kept],
         [p.sent for p in kept],
     )
-
-
-def _sent_date(raw: bytes, parsed: mime.BodyPart) -> str:
-    """textsearch.sent_date; a failure is logged and counts as no valid Date (as SEARCH on
-    the SQLite store counts it), never an APPEND refused."""
-    try:
-        return textsearch.sent_date(raw, parsed)
-    except Exception:
-        log.exception("the Date header of a new message could not be read")
-        return ""
 
 
 def _bounds(ranges: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -236,7 +223,7 @@ class PostgresMessages(PostgresBase):
             wire=self._prerender(p.parsed) if self._prerender is not None else None,
             text=textsearch.every_text(p.data, p.parsed),
             preview=p.preview,
-            sent=_sent_date(p.data, p.parsed),
+            sent=textsearch.sent_date(p.data, p.parsed),
         )
 
     async def append(
@@ -732,7 +719,8 @@ class PostgresMessages(PostgresBase):
             source = await self._by_id(tx.db, mailbox_id)
             rows = (
                 await tx.rows(
-                    "SELECT " + FACTS + ", m.internal_epoch, m.content_id FROM messages AS m"
+                    "SELECT " + FACTS + ", m.internal_epoch, m.content_id, m.sent"
+                    " FROM messages AS m"
                     " JOIN contents AS c ON c.id = m.content_id WHERE "
                     + _IN_RANGES
                     + " ORDER BY m.uid",
@@ -771,10 +759,10 @@ class PostgresMessages(PostgresBase):
             first, modseq = counts.uidnext - count, counts.highestmodseq
             await tx.run(
                 "INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
-                " internal_epoch, internaldate, savedate, flags, content_id)"
-                " SELECT $1, u, $2, s, d, z, e, i, $3, f, c FROM unnest($4::bigint[],"
+                " internal_epoch, internaldate, savedate, flags, content_id, sent)"
+                " SELECT $1, u, $2, s, d, z, e, i, $3, f, c, t FROM unnest($4::bigint[],"
                 " $5::bool[], $6::bool[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
-                " $11::bigint[]) AS x(u, s, d, z, e, i, f, c)",
+                " $11::bigint[], $12::text[]) AS x(u, s, d, z, e, i, f, c, t)",
                 dest.id,
                 modseq,
                 tx.at_iso,
@@ -786,6 +774,7 @@ class PostgresMessages(PostgresBase):
                 [r[4] for r in added],
                 [r[2] for r in added],
                 [r[9] for r in added],
+                [r[10] for r in added],
             )
             source_uids = tuple(r[0] for r in rows)
             new_facts = tuple(
@@ -825,7 +814,19 @@ class PostgresMessages(PostgresBase):
         search.validate(criterion)
         text_uids: dict[int, list[int]] = {}
         matcher = TextMatcher()
+        unset: list[int] | None = None  # messages without ``sent`` (stored before it)
         for leaf in search.text_leaves(criterion):
+            if leaf.name.upper() in SENT_KEYS:
+                if unset is None:
+                    rows = await self._pool.fetch(
+                        "SELECT uid FROM messages WHERE mailbox_id = $1 AND sent IS NULL"
+                        " ORDER BY uid",
+                        mailbox_id,
+                    )
+                    unset = [int(r[0]) for r in rows]
+                if unset:
+                    text_uids[id(leaf)] = await self._scan(mailbox_id, matcher, leaf, unset)
+                continue
             # Narrowed by the trigram index where it can (store/postgres/trigram.py).
             among = (
                 await trigram.candidates(self._pool, mailbox_id, leaf)
