@@ -10,7 +10,8 @@ these PostgreSQL-specific notes:
   takes 11, B commits first: a follower past 11 misses 10). So seqs are not taken during the
   transaction: right before COMMIT, after all its other work, a transaction takes the
   transaction-level advisory lock `COMMIT_LOCK`, reads max(seq) and writes its rows as the
-  next seqs (one call of the function ``imapd_log_changes``, migrations/0008), then commits, which releases the lock. A transaction is visible to others before
+  next seqs (one call of the function ``imapd_log_changes``, migrations/0008), then
+  commits, which releases the lock. A transaction is visible to others before
   its locks are released, so whoever numbers next does so after the previous one is visible:
   seqs are gap-free and increase in commit order across all processes, and a reader that sees
   seq N sees every seq below it. The lock is held only for that INSERT and the COMMIT.
