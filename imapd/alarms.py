@@ -35,6 +35,21 @@ log = logging.getLogger("imapd.alarms")
 
 #: Changes after which the earliest alarm may be earlier than the one the timer waits for.
 _RESCHEDULING = (MessagesAdded, MetadataChanged, MailboxCreated, MailboxRenamed, AclChanged)
+#: What the calendar index looks for in an appended message's structure (the stores'
+#: ``_CALENDAR_PART``): one without it is never indexed, so cannot bring an alarm.
+_CALENDAR_PART = '"calendar"'
+
+
+def _may_reschedule(change: Change) -> bool:
+    """False for an APPEND/COPY of messages none of which the calendar index can hold: no
+    look for the next alarm (a store query) after every ordinary delivery."""
+    if isinstance(change, MessagesAdded):
+        return any(
+            m.structure is None or _CALENDAR_PART in m.structure.lower() for m in change.messages
+        )
+    return True
+
+
 #: Seconds to wait before trying again after a failed firing (a full disk, a bug).
 RETRY_AFTER = 60.0
 
@@ -127,7 +142,7 @@ class AlarmScheduler:
 
     def wake(self, changes: Sequence[Change] = ()) -> None:
         """Bus listener: look again when a change may have brought an earlier alarm."""
-        if any(isinstance(c, _RESCHEDULING) for c in changes):
+        if any(isinstance(c, _RESCHEDULING) and _may_reschedule(c) for c in changes):
             self._wake.set()
 
     async def run(self) -> None:

@@ -57,6 +57,10 @@ class SelectedView:
     #: ENABLE UIDONLY (RFC 9586): FETCH responses become ``* uid UIDFETCH (...)`` (§3.3,
     #: §3.6), EXPUNGE becomes VANISHED (§3.4, §3.6).
     uidonly: bool = False
+    #: At least the octets of every message the client may name: the mailbox's size at
+    #: SELECT plus each message added since (expunges leave it high); None: unknown. FETCH
+    #: skips reading sizes to bound its batches' memory when this is below that bound.
+    octets_bound: int | None = None
 
     # --- numbers -------------------------------------------------------------------------
     @property
@@ -145,6 +149,8 @@ class SelectedView:
                         self._new.append(m.uid)
                         self._note_keywords(m.flags)
                 self._new.sort()
+                if self.octets_bound is not None:
+                    self.octets_bound += sum(m.size for m in change.messages)
                 self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
             case MessagesExpunged():
                 for m in change.messages:

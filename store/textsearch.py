@@ -196,21 +196,35 @@ class TextMatcher:
         """SQL ``imap_sent(id, raw, structure, key, 'YYYY-MM-DD')`` -> 0 or 1: the Date
         header's date in its own zone (RFC 3501 §6.4.4), no match without a valid one."""
         try:
-            p = self._parsed(content_id, structure)
-            values = mime.header_values(raw, p.structure, "Date")
-            if not values:
-                return 0
-            sent = email.utils.parsedate_to_datetime(values[0].strip()).date().isoformat()
-        except (ValueError, TypeError, IndexError):
-            return 0
+            sent = sent_date(raw, self._parsed(content_id, structure).structure)
         except Exception:
             log.exception("date search failed on content %s", content_id)
+            return 0
+        if not sent:
             return 0
         if key == "SENTBEFORE":
             return int(sent < day)
         if key == "SENTON":
             return int(sent == day)
         return int(sent >= day)
+
+
+def sent_date(raw: bytes, structure: BodyPart) -> str:
+    """The date SENTBEFORE/SENTON/SENTSINCE compare: the first Date header's date in its
+    own zone (RFC 3501 §6.4.4), 'YYYY-MM-DD'; '' without a valid one (no SENT* key matches
+    it). Both stores decide by it: SQLite at SEARCH (`TextMatcher.sent`), PostgreSQL at
+    APPEND into an indexed column (store/postgres/search.py). A message it cannot read
+    (a bug: the failure is logged) has no valid Date either: SEARCH never fails on it."""
+    try:
+        values = mime.header_values(raw, structure, "Date")
+        if not values:
+            return ""
+        return email.utils.parsedate_to_datetime(values[0].strip()).date().isoformat()
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return ""
+    except Exception:
+        log.exception("the Date header could not be read")
+        return ""
 
 
 # --- issue 18: the text a prefilter index holds (store/postgres/trigram.py) -----------------

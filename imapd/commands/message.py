@@ -614,6 +614,9 @@ async def _by_octets(
         if len(batch) == 1:  # one message is one part whatever its size: no query
             yield batch
             continue
+        if view.octets_bound is not None and view.octets_bound <= FETCH_OCTETS:
+            yield batch  # the whole mailbox fits: no query of the sizes
+            continue
         sizes = dict(await session.store.fetch_plain(view.mailbox_id, batch, ("size",)))
         part: list[int] = []
         octets = 0

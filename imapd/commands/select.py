@@ -89,6 +89,7 @@ async def _select(
         qresync="QRESYNC" in session.enabled,
         rev2="IMAP4rev2" in session.enabled,  # imapd/rev2.py
         uidonly="UIDONLY" in session.enabled,
+        octets_bound=info.size,
     )
     # Drop what the snapshot already contains; keep later changes for the first flush.
     sub.discard_through(snapshot.seq)

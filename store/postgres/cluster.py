@@ -15,6 +15,8 @@ from store.postgres.base import PostgresBase
 _NOW = "extract(epoch FROM clock_timestamp())"
 #: LISTEN/NOTIFY channel of kick requests: the payload is the request's id.
 KICK_CHANNEL = "imapd_kicks"
+#: pg_advisory_xact_lock key under which kick requests are numbered (ASCII "imapdkck").
+KICK_LOCK = 0x696D6170646B636B
 _SESSION_COLUMNS = 'session, instance, "user", peer, service, started, client'
 
 
@@ -87,8 +89,12 @@ class PostgresCluster(PostgresBase):
                         for s in beat.add_sessions
                     ],
                 )
+            # The newest request stays, however old: its id is what the next is numbered
+            # after (`request_kick`), so ids never go back.
             await conn.execute(
-                f"DELETE FROM cluster_kicks WHERE requested < {_NOW} - $1", KICK_KEEP
+                f"DELETE FROM cluster_kicks WHERE requested < {_NOW} - $1"
+                " AND id < (SELECT max(id) FROM cluster_kicks)",
+                KICK_KEEP,
             )
             kicks = await conn.fetch(
                 'SELECT id, session, "user" FROM cluster_kicks WHERE id > $1 ORDER BY id',
@@ -126,15 +132,13 @@ class PostgresCluster(PostgresBase):
     async def request_kick(self, *, session: str | None = None, user: str | None = None) -> int:
         if (session is None) == (user is None):
             raise ValueError("request_kick: give exactly one of session and user")
-        # The NOTIFY (delivered at COMMIT) wakes every instance's LISTEN connection: the
-        # request is read at once, not at the next beat (PostgresStore.on_kick).
+        # Numbered in commit order (migrations/0009_write_path.sql, imapd_request_kick):
+        # an instance that read id N has read every id below it, so a request committed
+        # late is not skipped by a reader already past a higher id. The NOTIFY (delivered
+        # at COMMIT) wakes every instance's LISTEN connection: the request is read at once,
+        # not at the next beat (PostgresStore.on_kick).
         value = await self._pool.fetchval(
-            'WITH k AS (INSERT INTO cluster_kicks (session, "user", requested)'
-            f" VALUES ($1, $2, {_NOW}) RETURNING id)"
-            " SELECT id FROM k, LATERAL (SELECT pg_notify($3, k.id::text)) n",
-            session,
-            user,
-            KICK_CHANNEL,
+            "SELECT imapd_request_kick($1, $2, $3, $4)", KICK_LOCK, session, user, KICK_CHANNEL
         )
         return int(value)
 

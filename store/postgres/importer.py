@@ -118,6 +118,11 @@ def _content_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return row[0], textsearch.every_text(row[4], mime.structure_from_json(row[3]))
 
 
+def _sent(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(contents id, its messages' ``sent``) of a contents row, as APPEND makes it."""
+    return row[0], textsearch.sent_date(row[4], mime.structure_from_json(row[3]))
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """One table copied as is: the same name and these columns on both sides."""
@@ -367,6 +372,12 @@ async def import_store(
             await _check_empty(conn, url)
             # The migration's owner of the shared namespace: the source has its own.
             await conn.execute("DELETE FROM users WHERE name = ''")
+            # messages.sent (SENT*, store/postgres/search.py): the SQLite store has no such
+            # column; made per contents row, set on the messages once they are copied.
+            await conn.execute(
+                "CREATE TEMP TABLE import_sent (id bigint PRIMARY KEY, sent text NOT NULL)"
+                " ON COMMIT DROP"
+            )
             for table in tables:
                 total = int(source.value(table.count()))
                 done = 0
@@ -380,6 +391,10 @@ async def import_store(
                         await conn.copy_records_to_table(
                             name, records=[make(row) for row in batch], columns=list(columns)
                         )
+                    if table.name == "contents":
+                        await conn.copy_records_to_table(
+                            "import_sent", records=[_sent(row) for row in batch]
+                        )
                     done += len(batch)
                     nbytes += size
                     ticker.tick(table.name, done, total, nbytes)
@@ -388,6 +403,10 @@ async def import_store(
                     report.content_bytes = nbytes
                 if table.identity is not None:
                     await _restart_identity(conn, table, source)
+            await conn.execute(
+                "UPDATE messages AS m SET sent = s.sent FROM import_sent AS s"
+                " WHERE s.id = m.content_id"
+            )
             report.last_seq, report.gap_marker = await _keep_seq(conn, source)
             await _verify(conn, tables, report)
     finally:

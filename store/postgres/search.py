@@ -2,12 +2,14 @@
 ``messages m`` (the PostgreSQL half of store/sqlite/search.py's compiler: the same meaning of
 each key over the same columns).
 
-The text keys (FROM, TO, CC, BCC, SUBJECT, HEADER, BODY, TEXT) and the Date-header keys
-(SENT*) are decided by store/textsearch.py's `TextMatcher`, the rules the SQLite store uses:
-before the query, each such leaf is evaluated over the mailbox's messages (in batches, in a
-worker thread, never the whole mailbox in memory) and becomes ``m.uid = ANY($n)``. A text
-leaf reads only the candidates the trigram index finds (store/postgres/trigram.py); the
-SENT* keys and an empty needle read the mailbox. Imports
+The text keys (FROM, TO, CC, BCC, SUBJECT, HEADER, BODY, TEXT) are decided by
+store/textsearch.py's `TextMatcher`, the rules the SQLite store uses: before the query, each
+such leaf is evaluated over the mailbox's messages (in batches, in a worker thread, never
+the whole mailbox in memory) and becomes ``m.uid = ANY($n)``. A text leaf reads only the
+candidates the trigram index finds (store/postgres/trigram.py). The Date-header keys
+(SENT*) compare ``messages.sent``, the date `textsearch.sent_date` made at APPEND (the one
+`TextMatcher.sent` decides by on SQLite), through the (mailbox_id, sent) index; only rows
+stored before that column existed (sent NULL) are decided by `TextMatcher`. Imports
 nothing of imapd or notify.
 """
 
@@ -24,6 +26,12 @@ from store.textsearch import SENT_KEYS, TEXT_KEYS, TextMatcher
 
 _FLAG_KEYS = {"ANSWERED": "\\Answered", "FLAGGED": "\\Flagged", "DRAFT": "\\Draft"}
 _DATE_OPS = {"BEFORE": "<", "ON": "=", "SINCE": ">="}
+#: SENT* over messages.sent ('YYYY-MM-DD', '' without a valid Date: never matched).
+_SENT_OPS = {
+    "SENTBEFORE": "m.sent <> '' AND m.sent < {}",
+    "SENTON": "m.sent = {}",
+    "SENTSINCE": "m.sent >= {}",
+}
 SCAN_BATCH = 200  # messages read per round trip by a text leaf's scan
 
 #: Evaluates one text/date leaf over the mailbox: the matching UIDs.
@@ -125,7 +133,11 @@ def _compile(c: Criterion, now: int, b: _Builder, text: dict[int, list[int]]) ->
             f" {b.p([p[1] for p in pairs])}::bigint[]) AS r(lo, hi)"
             " WHERE m.uid BETWEEN r.lo AND r.hi)"
         )
-    if name in TEXT_KEYS or name in SENT_KEYS:
+    if name in SENT_KEYS:  # the indexed messages.sent; rows from before it: `text`
+        sent = f"(m.sent IS NOT NULL AND {_SENT_OPS[name].format(b.p(_date(c)))})"
+        legacy = text.get(id(c))
+        return f"({sent} OR m.uid = ANY({b.p(legacy)}::bigint[]))" if legacy else sent
+    if name in TEXT_KEYS:
         return f"m.uid = ANY({b.p(text[id(c)])}::bigint[])"
     raise ValueError(f"unsupported search key {c.name!r}")
 

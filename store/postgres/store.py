@@ -10,7 +10,8 @@ these PostgreSQL-specific notes:
   takes 11, B commits first: a follower past 11 misses 10). So seqs are not taken during the
   transaction: right before COMMIT, after all its other work, a transaction takes the
   transaction-level advisory lock `COMMIT_LOCK`, reads max(seq) and writes its rows as the
-  next seqs, then commits, which releases the lock. A transaction is visible to others before
+  next seqs (one call of the function ``imapd_log_changes``, migrations/0008), then
+  commits, which releases the lock. A transaction is visible to others before
   its locks are released, so whoever numbers next does so after the previous one is visible:
   seqs are gap-free and increase in commit order across all processes, and a reader that sees
   seq N sees every seq below it. The lock is held only for that INSERT and the COMMIT.
@@ -94,29 +95,36 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing to undo, so no round trip.
+    asyncpg's default sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    at every release (every statement run on the pool, every transaction): pooled
+    connections here never take session-level advisory locks, open cursors outside a
+    transaction, LISTEN (the listener has its own connection) or SET anything; a
+    transaction left open is still rolled back by asyncpg before this is called."""
+
+
 def _not_published(seq: int, kind: str) -> None:
     log.warning("change_log seq %d (%s) cannot be read; not published", seq, kind)
 
 
 async def _log_changes(tx: Tx) -> list[Change]:
     """Number the transaction's Changes under `COMMIT_LOCK` and insert them: the last
-    statements before COMMIT (see the module notes)."""
-    await tx.run("SELECT pg_advisory_xact_lock($1)", COMMIT_LOCK)
-    row = await tx.one("SELECT coalesce(max(seq), 0) FROM change_log")
-    assert row is not None
-    first = int(row[0]) + 1
-    out = [dataclasses.replace(c, seq=first + i) for i, (c, _) in enumerate(tx.pending)]
-    await tx.run(
-        'INSERT INTO change_log (seq, kind, "user", payload, created)'
-        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])",
-        [c.seq for c in out],
-        [change_kind(c) for c in out],
+    statement before COMMIT (see the module notes), one round trip (the function
+    ``imapd_log_changes`` of migrations/0009_write_path.sql: lock, max(seq), INSERT,
+    NOTIFY of the last seq)."""
+    row = await tx.one(
+        "SELECT imapd_log_changes($1, $2, $3, $4, $5, $6)",
+        COMMIT_LOCK,
+        [change_kind(c) for c, _ in tx.pending],
         [u for _, u in tx.pending],
-        [to_json(c) for c in out],
-        [tx.at_iso] * len(out),
+        [to_json(c) for c, _ in tx.pending],
+        tx.at_iso,
+        CHANNEL,
     )
-    await tx.run("SELECT pg_notify($1, $2)", CHANNEL, str(out[-1].seq))
-    return out
+    assert row is not None
+    first = int(row[0])
+    return [dataclasses.replace(c, seq=first + i) for i, (c, _) in enumerate(tx.pending)]
 
 
 class PostgresStore(
@@ -161,6 +169,8 @@ class PostgresStore(
         self._inflight: set[asyncio.Task[Any]] = set()
         #: This process's numbered transactions in seq order, published from the head.
         self._order: collections.deque[_Slot] = collections.deque()
+        #: The last seq of each slot in ``_order`` (its NOTIFY payload: `_notified`).
+        self._own_last: set[int] = set()
         self._closed = False
         #: Called when a kick request is stored (imapd/cluster/node.py sets it; docs/workers.md).
         self.on_kick: Callable[[], None] | None = None
@@ -182,7 +192,7 @@ class PostgresStore(
         """Connect (a pool of ``min_size``..``max_size``) and migrate. Raises SchemaTooNew
         (store/postgres/migrate.py) when the database has migrations this code lacks."""
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT
+            dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT, reset=_no_reset
         )
         try:
             async with pool.acquire() as conn:
@@ -249,8 +259,13 @@ class PostgresStore(
                         slot = await self._numbered(tx)
         except BaseException as exc:
             if slot is not None:  # numbered, then COMMIT failed: nothing to publish
+                # Another process may take its seq, and that NOTIFY may have been
+                # skipped as ours meanwhile: catch up once.
+                self._own_last.discard(slot.changes[-1].seq)
                 slot.changes, slot.done = [], True
                 await self._drain()
+                if self._published is not None:
+                    self._notified(None, 0, CHANNEL, str(self._published + 1))
             if isinstance(exc, quota.QuotaRefused):
                 await self._record_refusal(exc.change)
             if not answer.done():
@@ -285,6 +300,7 @@ class PostgresStore(
         changes = await _log_changes(tx)
         slot = _Slot(changes)
         self._order.append(slot)
+        self._own_last.add(changes[-1].seq)
         return slot
 
     async def _drain(self) -> None:
@@ -293,6 +309,8 @@ class PostgresStore(
         async with self._publish_lock:
             while self._order and self._order[0].done:
                 slot = self._order.popleft()
+                if slot.changes:
+                    self._own_last.discard(slot.changes[-1].seq)
                 if slot.changes:
                     await self._publish_locked(slot.changes, slot.answer)
 
@@ -309,6 +327,7 @@ class PostgresStore(
         except Exception:
             log.exception("quota: the QuotaExceed of root %r was not recorded", change.root)
             if slot is not None:
+                self._own_last.discard(slot.changes[-1].seq)
                 slot.changes = []
         if slot is not None:
             slot.done = True
@@ -462,7 +481,13 @@ class PostgresStore(
         return 0
 
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        if self._closed or (self._published is not None and int(payload) <= self._published):
+        seq = int(payload)
+        if self._closed or (self._published is not None and seq <= self._published):
+            return
+        if seq in self._own_last:
+            # This process's own commit, whose NOTIFY came before its COMMIT's answer: its
+            # slot publishes it, reading back first any foreign rows below it
+            # (`_publish_locked`), so no read of change_log here (one per own commit).
             return
         task = asyncio.ensure_future(self.publish_foreign())
         self._wakeups.add(task)

@@ -10,8 +10,9 @@ or more; shorter ones still work, by a scan of the index). The candidates are a 
 the matches, so TextMatcher reads only them. The invariant this needs: every contents row
 has its content_text row, written in the same transaction (`PostgresMessages._append_in`;
 a tool writing contents rows itself, such as a store copy, must write it too, from
-`textsearch.every_text`): a row without one is never a candidate. A leaf with an empty
-needle (HEADER name "") and the SENT* keys are scanned as before. Must not import imapd or notify.
+`textsearch.every_text`): a row without one is never a candidate. ``HEADER name ""`` asks
+the index for the field's name (`needle`). The SENT* keys use an indexed column instead
+(store/postgres/search.py). Must not import imapd or notify.
 """
 
 from __future__ import annotations
@@ -33,13 +34,32 @@ def pattern(needle: str) -> str:
     return "%" + escaped.replace("\x00", " ") + "%"
 
 
+def needle(leaf: Criterion) -> str | None:
+    """What every message ``leaf`` matches has in its contents text, or None when the index
+    cannot narrow it. A text key with a non-empty string: that string. ``HEADER name ""``
+    (every message having that field, RFC 3501 §6.4.4): the field's name, which is in the
+    header block the text starts with (a field matches when its name, stripped and
+    ASCII-lowercased, equals the key's: store/mime/text.py `header_values`); only for an
+    ASCII name, whose case-folding is plain lowercasing on both sides."""
+    if leaf.name.upper() not in TEXT_KEYS or not isinstance(leaf.value, str):
+        return None
+    if leaf.value:
+        return leaf.value
+    if leaf.name.upper() == "HEADER" and leaf.header:
+        name = leaf.header.strip()
+        if name and name.isascii():
+            return name
+    return None
+
+
 def indexed(leaf: Criterion) -> bool:
-    """Whether the index narrows ``leaf``: a text key with a non-empty needle."""
-    return leaf.name.upper() in TEXT_KEYS and isinstance(leaf.value, str) and leaf.value != ""
+    """Whether the index narrows ``leaf`` (`needle`)."""
+    return needle(leaf) is not None
 
 
 async def candidates(db: Db, mailbox_id: int, leaf: Criterion) -> list[int]:
     """The UIDs of mailbox ``mailbox_id`` that ``leaf`` (`indexed`) may match, ascending."""
-    assert isinstance(leaf.value, str)
-    rows = await db.fetch(CANDIDATES + " ORDER BY 1", mailbox_id, pattern(leaf.value))
+    found = needle(leaf)
+    assert found is not None
+    rows = await db.fetch(CANDIDATES + " ORDER BY 1", mailbox_id, pattern(found))
     return [int(r[0]) for r in rows]

@@ -393,3 +393,31 @@ def test_client_gone_in_the_middle_of_a_big_fetch(server_factory: Any) -> None:
     other = login(srv)
     other.ok("s2", "SELECT INBOX")
     assert fetch_bodies(other, "f2") == [big_message(BIG)]
+
+
+def test_big_messages_added_after_select_still_bound_the_fetch_batches(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mailbox small at SELECT needs no size query per FETCH batch (the view's octets
+    bound); messages delivered afterwards raise that bound, so batches are cut again."""
+    from imapd.commands import message
+
+    monkeypatch.setattr(message, "FETCH_OCTETS", 150_000)
+    srv = server_factory()
+    srv.add_user("alice")
+    c = login(srv)
+    small = [big_message(1_000, "s")]
+    assert append_sync(c, "a0", small[0])[-1].startswith("a0 OK")
+    c.ok("s", "SELECT INBOX")
+    other = login(srv)
+    later = [big_message(n, str(i)) for i, n in enumerate([90_000, 120_000, 70_000])]
+    for i, m in enumerate(later):
+        assert append_sync(other, f"b{i}", m)[-1].startswith(f"b{i} OK")
+    c.ok("n", "NOOP")  # the three EXISTS: the view learns of them (and of their sizes)
+    c.line("f1 FETCH 1:* BODY.PEEK[]")
+    bodies: list[bytes] = []
+    while not (resp := c.response_bytes()).startswith(b"f1 "):
+        head, _, rest = resp.partition(b"}\r\n")
+        bodies.append(rest[: int(head.rsplit(b"{", 1)[1])])
+    assert b" OK " in resp
+    assert bodies == small + later
