@@ -189,7 +189,7 @@ class Cluster:
                 self.held.add(name)
                 log.info("cluster: lease %s taken by %s", name, self.instance)
                 await self._start(name)
-            self._apply_kicks(result.kicks)
+            self._apply_kicks(result.kicks, "at a beat")
 
     async def _start(self, name: str) -> None:
         try:
@@ -241,9 +241,11 @@ class Cluster:
                 return
 
     async def _read_kicks(self) -> None:
-        self._apply_kicks(tuple(await self.store.cluster_kicks(self.kick_cursor)))
+        self._apply_kicks(tuple(await self.store.cluster_kicks(self.kick_cursor)), "woken")
 
-    def _apply_kicks(self, kicks: Sequence[KickRequest]) -> list[str]:
+    def _apply_kicks(self, kicks: Sequence[KickRequest], how: str) -> list[str]:
+        """End the sessions ``kicks`` name; ``how`` the requests were read ("woken" by the
+        wake channel or a NOTIFY, or "at a beat"), logged for operators and tests."""
         from imapd.control.wire import KICK_TEXT
 
         kicked: list[str] = []
@@ -253,7 +255,7 @@ class Cluster:
             self.kick_cursor = req.id
             kicked += _kick_local(self.server, req.session, req.user, KICK_TEXT)
         if kicked:
-            log.info("cluster: kicked %s", ", ".join(kicked))
+            log.info("cluster: kicked %s (%s)", ", ".join(kicked), how)
             task = asyncio.ensure_future(self._after_kick(kicked))
             task.add_done_callback(_log_failure)
         return kicked

@@ -242,11 +242,13 @@ def test_who_and_kick_reach_both_instances(dsn: str, tmp_path: Path, listener: L
         assert kick.returncode == 0, err
         assert len(out.splitlines()) == 2, out
         print(f"kick across instances: {took:.2f} s (beat every 20 s)")  # noqa: T201
-        assert took < 5.0, f"kick took {took:.2f} s: read at a beat, not woken"
         with pytest.raises((imapclient.exceptions.IMAPClientAbortError, OSError)):
             on_a.noop()
             on_a.noop()
-        assert re.search(r"cluster: kicked ", b.text()), b.text()
+        # read on the request's NOTIFY, not at B's next beat (which would also end it, late)
+        wait_for(
+            lambda: re.search(r"cluster: kicked .* \(woken\)", b.text()) is not None, "woken", 10
+        )
         assert who(nowhere, dsn) == []
         # and with no control socket at all, by the store URL alone
         again = b.client()
