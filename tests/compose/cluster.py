@@ -22,10 +22,13 @@ import smtplib
 import socket
 import sys
 import time
-import traceback
 import uuid
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # mypy and ruff see the repository's package
+    from tests.compose.checks import Checks, read_until, say, wait_for_banner
+else:  # the tests container runs this file from /opt/tests, where checks.py sits beside it
+    from checks import Checks, read_until, say, wait_for_banner
 
 A = os.environ.get("DELIVER_HOST", "imapd-a")
 B = os.environ.get("READ_HOST", "imapd-b")
@@ -49,52 +52,8 @@ MESSAGE = (
 ).encode()
 APPENDED = MESSAGE.replace(b"delivered through", b"appended through")
 
-CHECKS: list[tuple[str, Callable[[], None]]] = []
+check = Checks()
 state: dict[str, Any] = {}
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def check(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    def register(fn: Callable[[], None]) -> Callable[[], None]:
-        CHECKS.append((name, fn))
-        return fn
-
-    return register
-
-
-def wait_for_banner(host: str, port: int, prefix: bytes) -> bytes:
-    deadline = time.monotonic() + WAIT_SECONDS
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=3) as sock:
-                line = sock.makefile("rb").readline(4096)
-            if line.startswith(prefix):
-                return line
-            last = line
-        except OSError as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{host}:{port} gave no {prefix!r} within {WAIT_SECONDS} s: {last!r}")
-
-
-def read_until(sock: socket.socket, pattern: bytes, timeout: float) -> bytes:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not re.search(pattern, data):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {pattern!r} within {timeout} s; got {data!r}")
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed waiting for {pattern!r}; got {data!r}")
-        data += chunk
-    return data
 
 
 def raw_session(host: str, user: str) -> socket.socket:
@@ -124,8 +83,8 @@ def status(host: str) -> dict[str, int]:
 @check("both_instances_greet")
 def _() -> None:
     for host in (A, B):
-        assert b"IMAP4rev1" in wait_for_banner(host, IMAP_PORT, b"* OK")
-    assert b"LMTP" in wait_for_banner(A, LMTP_PORT, b"220")
+        assert b"IMAP4rev1" in wait_for_banner(host, IMAP_PORT, b"* OK", WAIT_SECONDS)
+    assert b"LMTP" in wait_for_banner(A, LMTP_PORT, b"220", WAIT_SECONDS)
 
 
 @check("users_log_in_on_both")
@@ -231,20 +190,7 @@ def _() -> None:
 
 
 def main() -> int:
-    passed = failed = 0
-    for name, fn in CHECKS:
-        started = time.monotonic()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - every failure is reported, then counted
-            say(f"{name}: FAIL")
-            traceback.print_exc(file=sys.stdout)
-            failed += 1
-        else:
-            say(f"{name}: ok ({time.monotonic() - started:.2f} s)")
-            passed += 1
-    say(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.run()
 
 
 if __name__ == "__main__":

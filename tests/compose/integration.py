@@ -21,11 +21,14 @@ import smtplib
 import socket
 import sys
 import time
-import traceback
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # mypy and ruff see the repository's package
+    from tests.compose.checks import Checks, read_until, wait_for_banner
+else:  # the tests container runs this file from /opt/tests, where checks.py sits beside it
+    from checks import Checks, read_until, wait_for_banner
 
 HOST = os.environ.get("IMAP_HOST", "imapd")
 IMAP_PORT = int(os.environ.get("IMAP_PORT", "1143"))
@@ -49,57 +52,8 @@ MESSAGE = (
     f"delivered by LMTP inside the compose stack ({TOKEN})\r\n"
 ).encode()
 
-CHECKS: list[tuple[str, Callable[[], None]]] = []
+check = Checks()
 state: dict[str, Any] = {}  # what one check leaves for the next ones
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def check(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    """Register a check; `main` runs them in the order they are defined."""
-
-    def register(fn: Callable[[], None]) -> Callable[[], None]:
-        CHECKS.append((name, fn))
-        return fn
-
-    return register
-
-
-def wait_for_banner(port: int, prefix: bytes) -> bytes:
-    """Connect until the server's first line starts with ``prefix`` (bounded by WAIT_SECONDS):
-    the tests' own wait, so the stack works where compose ignores service_healthy."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=3) as sock:
-                line = sock.makefile("rb").readline(4096)
-            if line.startswith(prefix):
-                return line
-            last = line
-        except OSError as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{HOST}:{port} gave no {prefix!r} within {WAIT_SECONDS} s: {last!r}")
-
-
-def read_until(sock: socket.socket, pattern: bytes, timeout: float) -> bytes:
-    """Read until ``pattern`` (a regex) matches what arrived; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not re.search(pattern, data):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {pattern!r} within {timeout} s; got {data!r}")
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed waiting for {pattern!r}; got {data!r}")
-        data += chunk
-    return data
 
 
 def imap_login(user: str) -> imaplib.IMAP4:
@@ -110,13 +64,13 @@ def imap_login(user: str) -> imaplib.IMAP4:
 
 @check("imap_greeting")
 def _() -> None:
-    line = wait_for_banner(IMAP_PORT, b"* OK")
+    line = wait_for_banner(HOST, IMAP_PORT, b"* OK", WAIT_SECONDS)
     assert b"IMAP4rev1" in line, line
 
 
 @check("lmtp_banner")
 def _() -> None:
-    line = wait_for_banner(LMTP_PORT, b"220")
+    line = wait_for_banner(HOST, LMTP_PORT, b"220", WAIT_SECONDS)
     assert b"LMTP" in line, line
 
 
@@ -241,20 +195,7 @@ def _() -> None:
 
 
 def main() -> int:
-    passed = failed = 0
-    for name, fn in CHECKS:
-        started = time.monotonic()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - every failure is reported, then counted
-            say(f"{name}: FAIL")
-            traceback.print_exc(file=sys.stdout)
-            failed += 1
-        else:
-            say(f"{name}: ok ({time.monotonic() - started:.2f} s)")
-            passed += 1
-    say(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.run()
 
 
 if __name__ == "__main__":

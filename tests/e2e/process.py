@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,14 +20,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def imapd(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def imapd(*args: str, data_dir: Path, store: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`imapd ARGS --data-dir DIR` (and `--store URL` when given), its output captured."""
+    on_store = ["--store", store] if store is not None else []
     return subprocess.run(
-        [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir), *on_store],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def wait_for(
+    cond: Callable[[], bool],
+    what: str = "condition",
+    within: float = 30.0,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``cond`` every 50 ms until it holds; fail after ``within`` seconds, or at once when
+    ``proc`` (the server being waited on) has exited, with ``log()`` in the message."""
+    deadline = time.monotonic() + within
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            shown = f":\n{log()}" if log is not None else ""
+            raise AssertionError(f"process exited {proc.returncode} waiting for {what}{shown}")
+        if time.monotonic() > deadline:
+            shown = f":\n{log()}" if log is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{shown}")
+        time.sleep(0.05)
 
 
 class Proc:

@@ -76,6 +76,7 @@ def test_hidden_mailbox_answers_as_missing_everywhere(team: tuple[Session, Sessi
     assert bob.status('STATUS "Shared" (MESSAGES)') == MISSING
 
 
+@pytest.mark.sqlite_only  # the bus's per-user filter (notify/), backend-irrelevant
 def test_hidden_mailbox_changes_never_reach_others(team: tuple[Session, Session]) -> None:
     alice, bob = team
     bob.ok("SELECT INBOX")
@@ -112,6 +113,7 @@ def test_list_and_lsub_need_l(team: tuple[Session, Session]) -> None:
     assert bob.status(f"UNSUBSCRIBE {BOX}").startswith("OK")
 
 
+@pytest.mark.sqlite_only  # a handler's rights check; backends' rights: tests/store/test_acl.py
 def test_select_and_examine_need_r(team: tuple[Session, Session]) -> None:
     alice, bob = team
     grant(alice, "l")
@@ -134,6 +136,7 @@ def test_select_and_examine_need_r(team: tuple[Session, Session]) -> None:
     ) in lines
 
 
+@pytest.mark.sqlite_only  # a handler's rights check; backends' rights: tests/store/test_acl.py
 @pytest.mark.parametrize(
     ("rights", "store", "allowed"),
     [
@@ -157,6 +160,7 @@ def test_store_needs_the_flags_right(
     assert status.startswith("OK") if allowed else status == NOPERM
 
 
+@pytest.mark.sqlite_only  # the handler drops the flags; backends' rights: tests/store/test_acl.py
 def test_store_keeps_the_flags_it_may_change(team: tuple[Session, Session]) -> None:
     alice, bob = team
     grant(alice, "lrs")
@@ -165,6 +169,7 @@ def test_store_keeps_the_flags_it_may_change(team: tuple[Session, Session]) -> N
     assert lines == ["* 1 FETCH (FLAGS (\\Seen \\Recent))"]
 
 
+@pytest.mark.sqlite_only  # a handler's rights check; backends' rights: tests/store/test_acl.py
 def test_fetch_sets_seen_only_with_s(team: tuple[Session, Session]) -> None:
     alice, bob = team
     grant(alice, "lrw")
@@ -293,6 +298,7 @@ def test_negative_rights_and_anyone(server: RunningServer, team: tuple[Session, 
     carol.raw.close()
 
 
+@pytest.mark.sqlite_only  # a handler's rights check; backends' rights: tests/store/test_acl.py
 def test_metadata_needs_l_and_a_content_right(team: tuple[Session, Session]) -> None:
     alice, bob = team
     alice.ok('SETMETADATA Team (/shared/comment "team")')

@@ -103,6 +103,7 @@ def test_login_and_logout(ev: Events) -> None:
     assert login["vnd.cmu.sessionId"].startswith(f"{SERVERNAME}-{os.getpid()}-")
 
 
+@pytest.mark.sqlite_only  # session logic; the backend's session events: test_login_and_logout
 def test_logout_on_disconnect_and_none_without_login(ev: Events) -> None:
     server, lis = ev
     c = client(server)
@@ -258,6 +259,7 @@ def test_fetch_body_marks_read(ev: Events) -> None:
     c.logout()
 
 
+@pytest.mark.sqlite_only  # the sink's filter (notify/): backend-irrelevant
 def test_junk_is_excluded(ev: Events) -> None:
     _, lis = ev
     c = logged_in(ev)
@@ -371,6 +373,7 @@ def test_listener_absent_then_present_gets_everything_in_order(
     assert [e["uri"].rsplit("=", 1)[1] for e in events[7:12]] == ["1", "2", "3", "4", "5"]
 
 
+@pytest.mark.sqlite_only  # the sink's back-pressure; the backend's cursor: the test above
 def test_listener_full_then_drained(server_factory: Any, listener: Listener) -> None:
     listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # type: ignore[union-attr]
     server: RunningServer = server_factory(
@@ -477,6 +480,7 @@ def test_notifyd_log_line_byte_for_byte(listener: Listener, stopper: Any) -> Non
     assert proc.stdout.readline() == b'EVENT, , , ,  "' + LOGIN.encode() + b'"\n'
 
 
+@pytest.mark.sqlite_only  # notifyd's output format; the backend's events: the tests above
 def test_notifyd_jsonl_from_a_real_server(
     server_factory: Any, listener: Listener, stopper: Any
 ) -> None:

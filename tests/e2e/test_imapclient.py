@@ -15,6 +15,7 @@ from tests.helpers.server import PASSWORD, RunningServer
 BOTH_BACKENDS = True  # tests/conftest.py: SQLite and PostgreSQL (issue 18)
 
 
+@pytest.mark.sqlite_only  # CAPABILITY, NAMESPACE, ID: no store involved
 def test_capabilities_and_namespace(server: RunningServer) -> None:
     c = client(server)
     caps = c.capabilities()
@@ -27,6 +28,7 @@ def test_capabilities_and_namespace(server: RunningServer) -> None:
     c.logout()
 
 
+@pytest.mark.sqlite_only  # both backends' defaults: tests/store/test_mailboxes.py
 def test_new_user_has_special_use_mailboxes(server: RunningServer) -> None:
     c = client(server)
     folders = {name: flags for flags, _, name in c.list_folders()}
@@ -85,6 +87,7 @@ def test_unicode_mailbox_names(server: RunningServer) -> None:
     c.logout()
 
 
+@pytest.mark.sqlite_only  # each backend's INBOX case rule: tests/store/test_mailboxes.py
 def test_inbox_is_case_insensitive(server: RunningServer) -> None:
     c = client(server)
     info = c.select_folder("inbox")
@@ -121,6 +124,7 @@ def test_append_status_and_fetch(server: RunningServer) -> None:
     c.logout()
 
 
+@pytest.mark.sqlite_only  # made at APPEND (store/mime.py); both: tests/store/test_messages.py
 def test_bodystructure_of_nested_multipart(server: RunningServer) -> None:
     c = client(server)
     c.append("INBOX", NESTED)
@@ -297,6 +301,7 @@ def test_users_are_isolated(server: RunningServer) -> None:
     b.logout()
 
 
+@pytest.mark.sqlite_only  # LITERAL+ framing; both multi-appends: tests/store/test_messages.py
 def test_multiappend_and_literal_plus_via_raw(server: RunningServer) -> None:
     from tests.rawclient import RawClient
 

@@ -26,6 +26,7 @@ def _append(c: RawClient, tag: str, mailbox: str, n: int = 1) -> None:
     c.append(tag, mailbox, f"Subject: {n}\r\n\r\nx\r\n")
 
 
+@pytest.mark.sqlite_only  # the session's queue, fed by a synthetic publish: no store write
 def test_overflow_then_notify_none(server_factory: Any) -> None:
     """RFC 5465 §5.8, §9: a burst larger than the session's bounded NOTIFY queue (published in one
     go, as a client that does not read would let it pile up) ends in ``* OK
@@ -59,6 +60,7 @@ def test_overflow_then_notify_none(server_factory: Any) -> None:
     listener.ok("a2", "NOOP")
 
 
+@pytest.mark.sqlite_only  # the bus's push; both backends' publish: tests/store/test_messages.py
 def test_delivery_within_milliseconds(server: RunningServer) -> None:
     """RFC 5465 §3.1, §6.1.1: pushed while no command runs, driven by the bus (no polling)."""
     listener, writer = server.raw(), server.raw()
@@ -74,6 +76,7 @@ def test_delivery_within_milliseconds(server: RunningServer) -> None:
     assert max(delays) < 0.2, delays
 
 
+@pytest.mark.sqlite_only  # NOTIFY's filter and IDLE: backend-irrelevant
 def test_idle_sends_exactly_the_registered_events(server: RunningServer) -> None:
     """§4, RFC 5465 §3.1: under NOTIFY without FlagChange a running IDLE gets no flag FETCH; the
     held FETCH goes out at the next command (RFC 3501 reporting, docs/notify.md "NOTIFY NONE")."""
@@ -126,6 +129,7 @@ def test_rights_no_events_without_l_and_r(server: RunningServer) -> None:
     assert bob.response().startswith('* STATUS "Other Users/alice/Team" (MESSAGES 4')
 
 
+@pytest.mark.sqlite_only  # NOTIFY's filter (notify/filters.py): backend-irrelevant
 def test_personal_never_reaches_other_owners(server: RunningServer) -> None:
     """RFC 5465 §6.2, README: `personal` hears only the user's own mailboxes, even with rights
     elsewhere; alice's change to her own mailbox reaches alice's other session only."""
@@ -166,6 +170,7 @@ def test_registration_ends_with_the_connection_and_restart(server_factory: Any) 
     assert out == ["a4 OK NOOP completed"], out
 
 
+@pytest.mark.sqlite_only  # NOTIFY parsing and session state: no store involved
 def test_failed_notify_keeps_the_previous_registration(server: RunningServer) -> None:
     """RFC 5465 §3.1: a NO or BAD NOTIFY leaves the registration; a SET replaces it whole."""
     a, b = server.raw(), server.raw()
@@ -181,6 +186,7 @@ def test_failed_notify_keeps_the_previous_registration(server: RunningServer) ->
     assert a.quiet() == b""
 
 
+@pytest.mark.sqlite_only  # NOTIFY's lines; both backends' changes: tests/store/test_metadata.py
 def test_metadata_events(server: RunningServer) -> None:
     """RFC 5465 §5.6, §5.7; RFC 5464 §4.4, §4.4.2: METADATA with entry names only, without
     ENABLE METADATA."""
@@ -259,6 +265,7 @@ def test_rename_in_the_same_batch_as_the_acl_that_shows_it(server: RunningServer
     )
 
 
+@pytest.mark.sqlite_only  # the bus's fan-out; both backends: tests/store/test_metadata.py
 def test_shared_server_metadata_reaches_every_listener(server: RunningServer) -> None:
     """RFC 5465 §5.7; RFC 5464 §4.4: a /shared server entry belongs to no user: every session
     that registered ServerMetadataChange hears of it (name only, mailbox ""); one that did not,

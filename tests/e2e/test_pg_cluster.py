@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +32,14 @@ import imapclient
 import pytest
 
 from tests.e2e.messages import SIMPLE
-from tests.helpers.pg import PgCluster, free_port
+from tests.e2e.process import free_port, imapd, wait_for
+from tests.helpers.pg import PgCluster
 from tests.notify.listener import Listener
 
 #: cluster_lease_time: takeover within ~1.5 s of a kill -9. The beat (which also reads kick
 #: requests) is every LEASE / 3 s; the kick test uses a long lease to tell NOTIFY apart.
 LEASE = 1.0
 IMAPD = (sys.executable, "-m", "imapd")
-
-
-def imapd(*args: str, data_dir: Path, store: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imapd", *args, "--data-dir", str(data_dir), "--store", store],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 class Instance:
@@ -108,14 +99,6 @@ class Instance:
                 self.proc.kill()
                 self.proc.wait(10)
         self.out.close()
-
-
-def wait_for(cond: Callable[[], bool], what: str = "condition", within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import imapclient
 import pytest
 
 from tests.e2e.messages import SIMPLE
-from tests.e2e.process import free_port, imapd
+from tests.e2e.process import free_port, imapd, wait_for
 from tests.notify.listener import Listener
 
 LEASE = 1.0  # cluster_lease_time for these tests: takeover within ~1.3 s
@@ -77,13 +77,8 @@ class Workers:
         return self.log.read_text(errors="replace")
 
     def wait_for(self, cond: Any, what: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n{self.text()}")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"supervisor exited {self.proc.returncode}:\n{self.text()}")
-            time.sleep(0.05)
+        """tests/e2e/process.py's wait, failing at once if the supervisor exits."""
+        wait_for(cond, what, timeout, proc=self.proc, log=self.text)
 
     def pids(self) -> dict[int, int]:
         """Worker index -> its latest pid, from the supervisor's log."""

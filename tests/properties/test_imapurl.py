@@ -83,7 +83,7 @@ def urls(draw: st.DrawFn) -> ImapUrl:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(urls())
 def test_serialize_then_parse_is_identity(url: ImapUrl) -> None:
     text = imapurl.serialize(url)
@@ -92,7 +92,7 @@ def test_serialize_then_parse_is_identity(url: ImapUrl) -> None:
     assert imapurl.serialize(imapurl.parse(text)) == text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(urls())
 @example(ImapUrl(host="0", user="0", mailbox="/"))  # "//": an authority unless encoded
 def test_relative_form_resolves_to_the_url(url: ImapUrl) -> None:
@@ -103,7 +103,7 @@ def test_relative_form_resolves_to_the_url(url: ImapUrl) -> None:
     assert imapurl.resolve(relative, url.user, url.host or "", None) == url
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(urls())
 def test_rump_split_cuts_only_mech_and_token(url: ImapUrl) -> None:
     """RFC 4467 §6: the rump is the URL minus ``:mech:token``, nothing else changed."""
@@ -122,7 +122,7 @@ def test_rump_split_cuts_only_mech_and_token(url: ImapUrl) -> None:
     )
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.text(max_size=80) | st.text(alphabet="imap:/;=@%ABCDEFUIDVALIDTY0123456789.?+", max_size=80)
 )

@@ -38,7 +38,7 @@ ALLOWED_EVENTS = (
     ConnectionClosed,
 )
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 STATES: list[State] = [NotAuthenticated(), Authenticated("u"), Selected("u", "INBOX", False)]
 

@@ -71,7 +71,7 @@ def _parse(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", text)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(mailboxes())
 def test_references_every_message_once(records: list[SortRecord]) -> None:
     roots = references(records)
@@ -92,7 +92,7 @@ def test_references_every_message_once(records: list[SortRecord]) -> None:
             stack.append(child)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(mailboxes())
 def test_ordered_subject_shape(records: list[SortRecord]) -> None:
     roots = ordered_subject(records)
@@ -107,7 +107,7 @@ def test_ordered_subject_shape(records: list[SortRecord]) -> None:
     assert len(subjects) == len(set(subjects))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     mailboxes(),
     st.lists(st.tuples(st.sampled_from(sorted(KEYS)), st.booleans()), min_size=1, max_size=3),

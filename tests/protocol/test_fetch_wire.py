@@ -116,7 +116,7 @@ def test_generated_messages(tree: object, nl: bytes) -> None:
     check_message(Renderer(nl).message(tree, ()))  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(body_parts())
 def test_generated_structures(part: BodyPart) -> None:
     """Any stored structure: texts with quotes, backslashes, CR/LF, NUL, non-ASCII."""

@@ -17,7 +17,7 @@ sets = st.lists(st.tuples(bound, bound), min_size=1, max_size=12).map(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(sets, st.integers(0, 50))
 def test_values_are_the_numbers_covered(s: SequenceSet, largest: int) -> None:
     expected = sorted(
@@ -28,7 +28,7 @@ def test_values_are_the_numbers_covered(s: SequenceSet, largest: int) -> None:
     assert all(a[1] + 1 < b[0] for a, b in pairwise(merged))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(sets, st.lists(st.integers(1, 70), unique=True).map(sorted))
 def test_uid_resolution_is_each_uid_once(s: SequenceSet, uids: list[int]) -> None:
     view = SelectedView(mailbox_id=1, uids=uids, readonly=False)
