@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imapd.protocol.sortthread import thread_data
+from imapd.protocol.sortthread import thread_data, thread_lists
 from store.sortthread.incremental import MailboxSortState
 from store.sortthread.records import SortRecord
 from store.sortthread.threads import Node, ordered_subject, references
@@ -46,13 +46,19 @@ def test_kept_references_equal_full_run(records: list[SortRecord], cuts: list[in
     state = ReferencesState()
     done: list[SortRecord] = []
     handed: list[tuple[list[Node], list[Any]]] = []
+    known: dict[Any, str] = {}
     for batch in _batches(records, cuts):
         state.add(batch)
         done += batch
         got = state.tree()
-        assert _shape(got) == _shape(references(done))
+        full = references(done)
+        assert _shape(got) == _shape(full)
         assert state.tree() is got  # no change: the same tree
         handed.append((got, _shape(got)))
+        # the response with the texts of the threads rendered last time reused
+        lists = thread_lists(got, int, known)
+        assert "".join(lists).encode() == thread_data(full, int)
+        known = dict(zip(got, lists, strict=True))
     for tree, shape in handed:  # later messages never changed a tree handed out
         assert _shape(tree) == shape
 
