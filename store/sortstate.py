@@ -138,7 +138,7 @@ class SortState:
                 state.remove(gone)
             for u in gone:
                 cids.pop(u, None)
-        if keyed and (not state.keyed or references):  # keys or References not read yet
+        if keyed and (not state.keyed or (references and state.without_references)):
             lacking = [
                 u
                 for u, r in state.records.items()

@@ -129,6 +129,8 @@ class MailboxSortState:
         self.max_uid = max(self.records, default=0)
         #: every record holds its content keys (False: some may be `UNREAD`)
         self.keyed = keyed
+        #: records whose References were not read (only THREAD=REFERENCES reads them)
+        self.without_references = sum(r.keys.references is None for r in self.records.values())
         self.orders: dict[Criteria, SortedOrder] = {}
         #: (algorithm, UIDs threaded) -> tree of a subset, for the current messages only
         self.threads: dict[tuple[str, tuple[int, ...]], list[Node]] = {}
@@ -145,17 +147,20 @@ class MailboxSortState:
             return
         for r in records:
             self.records[r.uid] = r
+            if r.keys.references is None:
+                self.without_references += 1
         self.max_uid = max(self.max_uid, records[-1].uid)
         for order in self.orders.values():
             order.add(records)
         self._changed()
 
     def remove(self, uids: Iterable[int]) -> None:
-        gone = [u for u in uids if self.records.pop(u, None) is not None]
+        gone = [r for u in uids if (r := self.records.pop(u, None)) is not None]
         if not gone:
             return
+        self.without_references -= sum(r.keys.references is None for r in gone)
         for order in self.orders.values():
-            order.remove(gone)
+            order.remove(r.uid for r in gone)
         self._kept.clear()  # an expunge can undo any link: threads start afresh
         self._changed()
 
@@ -166,8 +171,11 @@ class MailboxSortState:
         content keys are read), so the orders stand; so do the kept threads, which were
         given only records with what they use (REFERENCES: the References)."""
         for r in records:
-            if r.uid in self.records:
+            old = self.records.get(r.uid)
+            if old is not None:
                 self.records[r.uid] = r
+                if old.keys.references is None and r.keys.references is not None:
+                    self.without_references -= 1
         if keyed and not self.keyed:
             self.keyed = True
             self._kept.clear()  # none can exist: for safety

@@ -90,6 +90,13 @@ async def _check_rows(store: Any, box: int) -> None:
         del store._sort_content_keys
     assert calls == []
     assert not store._sort_states[box].keyed
+    _check_counts(store._sort_states[box])
+
+
+def _check_counts(state: MailboxSortState) -> None:
+    """The kept count of records without References (it spares a scan per THREAD)."""
+    held = state.records.values()
+    assert state.without_references == sum(r.keys.references is None for r in held)
 
 
 async def _check(store: Any, box: int) -> None:
@@ -112,6 +119,8 @@ async def _check(store: Any, box: int) -> None:
         some = uids[::2]
         got = await store.thread_roots(box, "REFERENCES", None, some)
         assert _shape(got) == _shape(references([r for r in fresh if r.uid in set(some)]))
+    _check_counts(store._sort_states[box])
+    assert store._sort_states[box].without_references == 0
 
 
 @settings(
