@@ -4,8 +4,10 @@ changed (store/sortthread/incremental.py): shared by the SQLite and PostgreSQL s
 Each call first syncs the mailbox's state: one query (one snapshot) gives the mailbox's
 message count and the messages above the highest UID held; only their keys are read
 (their envelopes, and the References for THREAD=REFERENCES) and they are placed into each
-kept order by bisection. When the count shows that messages went, the mailbox's UIDs are
-read (UIDs only) and the missing ones removed. Flag changes need nothing: no sort key
+kept order by bisection. While only ARRIVAL and SIZE were asked for, no envelope is read at
+all (those keys are in the message rows): the first other key reads every message's. When
+the count shows that messages went, the mailbox's UIDs are read (UIDs only) and the missing
+ones removed. Flag changes need nothing: no sort key
 depends on flags (see the incremental module).
 
 Memory: at most `SORT_STATES` mailboxes holding `SORT_STATE_MESSAGES` messages together
@@ -23,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from store.api import Criterion
-from store.sortthread.incremental import Criteria, MailboxSortState
+from store.sortthread.incremental import UNREAD, Criteria, MailboxSortState, needs_contents
 from store.sortthread.records import ContentKeys, SortRecord
 from store.sortthread.threads import Node
 
@@ -98,8 +100,12 @@ class SortState:
             if lock is not None and not lock.locked():
                 del self._sort_locks[oldest]
 
-    async def _synced(self, mailbox_id: int, references: bool) -> MailboxSortState:
-        """The mailbox's state brought up to date (hold its lock)."""
+    async def _synced(
+        self, mailbox_id: int, references: bool, contents: bool = True
+    ) -> MailboxSortState:
+        """The mailbox's state brought up to date (hold its lock); not ``contents``: the
+        content keys need not be read (ARRIVAL and SIZE alone), unless the state holds
+        them already."""
         states = self._sort_states
         state = states.get(mailbox_id)
         delta = await self._sort_delta(mailbox_id, 0 if state is None else state.max_uid)
@@ -108,12 +114,17 @@ class SortState:
             self._sort_cids.pop(mailbox_id, None)
             return MailboxSortState(())
         count, rows = delta
-        keys = await self._sort_content_keys(list(dict.fromkeys(r[3] for r in rows)), references)
-        new = build_records(rows, keys)
+        keyed = contents or references or (state is not None and state.keyed)
+        if keyed:
+            ids = list(dict.fromkeys(r[3] for r in rows))
+            keys = await self._sort_content_keys(ids, references)
+            new = build_records(rows, keys)
+        else:
+            new = [SortRecord(uid, arrival, size, UNREAD) for uid, arrival, size, _ in rows]
         cids = self._sort_cids.setdefault(mailbox_id, {})
         cids.update((r[0], r[3]) for r in rows)
         if state is None:
-            state = MailboxSortState(new)
+            state = MailboxSortState(new, keyed)
         elif len(new) > _IN_THREAD:
             await asyncio.to_thread(state.add, new)
         else:
@@ -127,16 +138,24 @@ class SortState:
                 state.remove(gone)
             for u in gone:
                 cids.pop(u, None)
-        if references:
-            lacking = [u for u, r in state.records.items() if r.keys.references is None]
+        if keyed and (not state.keyed or (references and state.without_references)):
+            lacking = [
+                u
+                for u, r in state.records.items()
+                if r.keys is UNREAD or (references and r.keys.references is None)
+            ]
             if lacking:
                 ids = [cids[u] for u in lacking]
-                keys = await self._sort_content_keys(list(dict.fromkeys(ids)), True)
+                keys = await self._sort_content_keys(list(dict.fromkeys(ids)), references)
                 state.replace(
-                    SortRecord(r.uid, r.arrival, r.size, keys.get(cid, EMPTY_KEYS))
-                    for u, cid in zip(lacking, ids, strict=True)
-                    if (r := state.records[u]) is not None
+                    (
+                        SortRecord(r.uid, r.arrival, r.size, keys.get(cid, EMPTY_KEYS))
+                        for u, cid in zip(lacking, ids, strict=True)
+                        if (r := state.records[u]) is not None
+                    ),
+                    keyed=True,
                 )
+            state.keyed = True
         states[mailbox_id] = state
         states.move_to_end(mailbox_id)
         self._evict(mailbox_id)
@@ -147,7 +166,7 @@ class SortState:
         §3), ties by UID. The caller filters it to a search's matches; the list is shared
         and stays the same object while the mailbox's messages do: do not change it."""
         async with self._sort_lock(mailbox_id):
-            state = await self._synced(mailbox_id, False)
+            state = await self._synced(mailbox_id, False, needs_contents(criteria))
             if criteria not in state.orders and len(state) > _IN_THREAD:
                 await asyncio.to_thread(state.order, criteria)
             return state.order(criteria).uids()
@@ -157,7 +176,7 @@ class SortState:
         order goes): a live read-only view, kept up to date by later calls. CONTEXT=SORT
         places new members by these keys (imapd/rfc5267.py)."""
         async with self._sort_lock(mailbox_id):
-            state = await self._synced(mailbox_id, False)
+            state = await self._synced(mailbox_id, False, needs_contents(criteria))
             if criteria not in state.orders and len(state) > _IN_THREAD:
                 await asyncio.to_thread(state.order, criteria)
             return state.order(criteria).keys

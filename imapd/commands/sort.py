@@ -25,7 +25,7 @@ from imapd.commands.message import (
 from imapd.commands.updates import open_context, prepare_update
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Atom, Raw, Untagged, Value
-from imapd.protocol.sortthread import ThreadNode, ordered_set, thread_data
+from imapd.protocol.sortthread import ThreadNode, ordered_set, thread_lists
 from imapd.protocol.values import SearchKey
 from imapd.rfc5267 import partial_item
 
@@ -125,24 +125,50 @@ async def handle_thread(session: Context, cmd: c.Thread) -> Outcome:
 
 
 #: Rendered thread-data of the last trees (the store shares a cached tree between commands
-#: and sessions), the last 4: (tree, UID form, the numbering's UIDs) -> bytes.
-_RENDERED: OrderedDict[tuple[int, bool], tuple[Sequence[ThreadNode], list[int], bytes]] = (
-    OrderedDict()
-)
+#: and sessions), the last 4: (tree, UID form) -> (tree, the numbering's UIDs, bytes, each
+#: top-level thread's text). The kept trees of a growing mailbox share the nodes of every
+#: thread no new message touched (store/sortthread/threadstate.py): those threads' texts
+#: are taken from the last rendering whose numbers still hold (UIDs, or sequence numbers
+#: when the earlier UIDs are a prefix of the new ones: only appends in between).
+_RENDERED: OrderedDict[
+    tuple[int, bool], tuple[Sequence[ThreadNode], list[int], bytes, dict[ThreadNode, str]]
+] = OrderedDict()
 _RENDERED_MAX = 4
 
 
 async def _rendered(roots: Sequence[ThreadNode], uid: bool, visible: list[int]) -> bytes:
     """thread-data for ``roots``, numbers from ``visible`` (UIDs, ascending) unless ``uid``;
-    rendered in a worker thread, the last few remembered."""
+    rendered in a worker thread (the threads already rendered reused), the last few
+    remembered."""
     key = (id(roots), uid)
     found = _RENDERED.get(key)
     if found is not None and found[0] is roots and (uid or found[1] == visible):
         _RENDERED.move_to_end(key)
         return found[2]
-    number = int if uid else {u: i for i, u in enumerate(visible, 1)}.__getitem__
-    data = await asyncio.to_thread(thread_data, roots, number)
-    _RENDERED[key] = (roots, visible, data)
+    known: dict[ThreadNode, str] | None = None
+    for (_, was_uid), (_, numbered, _, texts) in reversed(_RENDERED.items()):
+        if was_uid == uid and (uid or visible[: len(numbered)] == numbered):
+            known = texts
+            break
+    data, texts = await asyncio.to_thread(_render, roots, uid, visible, known)
+    _RENDERED[key] = (roots, visible, data, texts)
     while len(_RENDERED) > _RENDERED_MAX:
         _RENDERED.popitem(last=False)
     return data
+
+
+def _render(
+    roots: Sequence[ThreadNode],
+    uid: bool,
+    visible: list[int],
+    known: dict[ThreadNode, str] | None,
+) -> tuple[bytes, dict[ThreadNode, str]]:
+    seq: dict[int, int] = {}
+
+    def number(u: int) -> int:
+        if not seq:
+            seq.update((v, i) for i, v in enumerate(visible, 1))
+        return seq[u]
+
+    lists = thread_lists(roots, int if uid else number, known)
+    return "".join(lists).encode("ascii"), dict(zip(roots, lists, strict=True))

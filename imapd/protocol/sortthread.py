@@ -7,7 +7,7 @@ with ``uid`` (None for a dummy, a parent not among the results) and ``children``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 
@@ -21,32 +21,49 @@ class ThreadNode(Protocol):
 
 def thread_data(roots: Sequence[ThreadNode], number: Callable[[int], int]) -> bytes:
     """thread-data's lists: ``1*thread-list`` (RFC 5256 §5), ``number`` mapping a UID to
-    the number sent. A chain of only children is one list of members, "(3 6 ...)", a split
-    nests one list per sibling, and a dummy is a list of its children's lists, "((3)(5))".
+    the number sent."""
+    return "".join(thread_lists(roots, number)).encode("ascii")
+
+
+def thread_lists(
+    roots: Sequence[ThreadNode],
+    number: Callable[[int], int],
+    known: Mapping[ThreadNode, str] | None = None,
+) -> list[str]:
+    """Each root's thread-list (RFC 5256 §5), ``number`` mapping a UID to the number sent;
+    a root found in ``known`` (the same node rendered with the same numbers) is taken from
+    there. A chain of only children is one list of members, "(3 6 ...)", a split nests one
+    list per sibling, and a dummy is a list of its children's lists, "((3)(5))".
     Iterative: a thread can be as deep as the mailbox is large."""
-    out: list[str] = []
-    stack: list[ThreadNode | str] = list(reversed(roots))
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            out.append(item)
+    lists: list[str] = []
+    for root in roots:
+        if known is not None and (text := known.get(root)) is not None:
+            lists.append(text)
             continue
-        out.append("(")
-        node = item
-        if node.uid is None:
+        out: list[str] = []
+        stack: list[ThreadNode | str] = [root]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                out.append(item)
+                continue
+            out.append("(")
+            node = item
+            if node.uid is None:
+                stack.append(")")
+                stack.extend(reversed(list(node.children)))
+                continue
+            out.append(str(number(node.uid)))
+            kids = list(node.children)
+            while len(kids) == 1 and (uid := kids[0].uid) is not None:
+                out.append(f" {number(uid)}")
+                kids = list(kids[0].children)
             stack.append(")")
-            stack.extend(reversed(list(node.children)))
-            continue
-        out.append(str(number(node.uid)))
-        kids = list(node.children)
-        while len(kids) == 1 and (uid := kids[0].uid) is not None:
-            out.append(f" {number(uid)}")
-            kids = list(kids[0].children)
-        stack.append(")")
-        if kids:
-            out.append(" ")
-            stack.extend(reversed(kids))
-    return "".join(out).encode("ascii")
+            if kids:
+                out.append(" ")
+                stack.extend(reversed(kids))
+        lists.append("".join(out))
+    return lists
 
 
 def ordered_set(numbers: Sequence[int]) -> str:

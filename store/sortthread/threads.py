@@ -10,19 +10,27 @@ whose cost grows with depth is the loop check of step 1, which the RFC requires.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from itertools import groupby
 
 from store.sortthread.records import SortRecord
 
 
-@dataclass(eq=False, slots=True)
 class Node:
-    """A thread member; ``record`` None: a dummy. ``children`` is an ordered set."""
+    """A thread member; ``record`` None: a dummy. ``children`` is an ordered set. The
+    trees the kept state gives (threadstate.py) leave ``parent`` None: only the building
+    here uses it. Compared and hashed by identity."""
 
-    record: SortRecord | None = None
-    parent: Node | None = None
-    children: dict[Node, None] = field(default_factory=dict)
+    __slots__ = ("children", "parent", "record")
+
+    def __init__(
+        self,
+        record: SortRecord | None = None,
+        parent: Node | None = None,
+        children: dict[Node, None] | None = None,
+    ) -> None:
+        self.record = record
+        self.parent = parent
+        self.children: dict[Node, None] = {} if children is None else children
 
     @property
     def uid(self) -> int | None:
