@@ -17,7 +17,7 @@ import imapclient
 import pytest
 
 from tests.e2e.messages import SIMPLE
-from tests.e2e.test_pg_cluster import imapd
+from tests.e2e.process import imapd
 from tests.e2e.test_workers import (
     Workers,
     append_events,
