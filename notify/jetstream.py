@@ -264,6 +264,7 @@ class JetStreamSink:
         self.duplicates = 0  # acknowledged as duplicates (a repeat the stream dropped)
         self.dropped = 0  # events too large even without content, or unreadable changes
         self.attempts = 0  # publish rounds (a refused stream must not make this race)
+        self.peak_inflight = 0  # the most messages awaiting their acks at once
         self._saved: Position | None = None
         self._last_save = 0.0
         self._status_written = 0.0
@@ -676,6 +677,7 @@ class JetStreamSink:
                 )
                 inflight.append((token, out, now))
                 self._sent = out.position
+            self.peak_inflight = max(self.peak_inflight, len(inflight))
         except nats.errors.Error as exc:
             raise _Unavailable(_describe(exc)) from exc
 
@@ -691,9 +693,9 @@ class JetStreamSink:
         self._wakeup.clear()
 
     async def _next_batch(self, limit: int) -> list[Outgoing]:
-        """The events after the last published one, from up to ``limit`` changes (one
-        event when probing); changes without events move that point on (so the outbox is
-        not read again for them)."""
+        """Up to ``limit`` events after the last published one (stopping inside a change if
+        need be: the position holds the event's index); changes without events move that
+        point on (so the outbox is not read again for them)."""
         assert self._sent is not None
         position = self._sent
         out: list[Outgoing] = []
@@ -709,7 +711,7 @@ class JetStreamSink:
                 )
                 if item is not None:
                     out.append(item)
-                    if self._probing:
+                    if len(out) >= limit:
                         return out
             if not out:  # nothing to publish up to here: step over this change for good
                 self._sent = Position(seq, len(events) - 1, complete=True)

@@ -116,7 +116,7 @@ class Options:
     max_bytes: int = DEFAULT_MAX_BYTES
     duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
     batch: int = 500  # change_log rows read at a time, at most
-    #: The window: messages published and not yet acknowledged, at most (the acks are
+    #: The window: messages published and not yet acknowledged, at most (their acks are
     #: awaited together; the cursor moves over the acknowledged prefix).
     max_inflight: int = 1000
     ack_timeout: float = 5.0
