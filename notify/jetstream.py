@@ -285,6 +285,7 @@ class JetStreamSink:
         self._token = 0
         self._floor = 0  # tokens up to here belong to an abandoned window
         self._lost = False  # reconnected: acks of the window may never come
+        self._acked = asyncio.Event()  # an ack came (or a reconnection, or one is due)
         self._recent: deque[Change] = deque()  # published, maybe not yet in the stream
         self._bus_head: int | None = None  # the last seq the bus published (server only)
         self._kick = asyncio.Event()  # reconnected: end a back-off early
@@ -423,6 +424,7 @@ class JetStreamSink:
         async def on_reconnected() -> None:
             self._reconnected.set()
             self._lost = bool(self._inflight)
+            self._acked.set()
             self._kick.set()
             self._wakeup.set()
 
@@ -566,14 +568,14 @@ class JetStreamSink:
             return self._inbox
         inbox = nc.new_inbox()
         answers = self._answers
-        wakeup = self._wakeup
+        acked = self._acked
 
         async def on_reply(msg: Any) -> None:
             tail = msg.subject.rpartition(".")[2]
             if not tail.isdigit() or int(tail) <= self._floor:
                 return
             answers[int(tail)] = _answer(msg)
-            wakeup.set()
+            acked.set()
 
         await nc.subscribe(f"{inbox}.*", cb=on_reply)
         self._inbox, self._inbox_of = inbox, nc
@@ -581,8 +583,8 @@ class JetStreamSink:
 
     async def _step(self) -> bool:
         """One turn of the window: take the acks that arrived (the position moves over the
-        acknowledged prefix), publish what fits in the window, else wait for an ack or a
-        wake-up. False when nothing is in flight and nothing was left to publish. Any fault
+        acknowledged prefix), publish what fits in the window, else wait for an ack. False
+        when nothing is in flight and nothing was left to publish. Any fault
         abandons the window: the next turn publishes again from the position (duplicates
         are dropped by their ids)."""
         try:
@@ -682,15 +684,17 @@ class JetStreamSink:
             raise _Unavailable(_describe(exc)) from exc
 
     async def _await_ack(self) -> None:
-        """Until an ack, a wake-up (more to publish), or the oldest message's ack is due."""
+        """Until an ack comes or the oldest message's ack is due. New commits do not end
+        the wait: they are published with the acks' next turn, together (one publish round
+        per ack round trip, as many events in it as came meanwhile, within the window)."""
         loop = asyncio.get_running_loop()
         due = self._inflight[0][2] + self.options.ack_timeout - loop.time()
-        handle = loop.call_later(max(0.0, due), self._wakeup.set)
+        handle = loop.call_later(max(0.0, due), self._acked.set)
         try:
-            await self._wakeup.wait()
+            await self._acked.wait()
         finally:
             handle.cancel()
-        self._wakeup.clear()
+        self._acked.clear()
 
     async def _next_batch(self, limit: int) -> list[Outgoing]:
         """Up to ``limit`` events after the last published one (stopping inside a change if
