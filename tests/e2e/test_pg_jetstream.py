@@ -108,13 +108,19 @@ class Instance:
 
 
 def appends(url: str, at_least: int) -> list[tuple[str, int]]:
-    """(Nats-Msg-Id, UID) of the stream's MessageAppend messages, in stream order."""
-    msgs = asyncio.run(stream_messages(url, at_least=at_least))
-    return [
-        (m.headers["Nats-Msg-Id"], int(m.data.decode().rsplit(";UID=", 1)[1].split('"')[0]))
-        for m in msgs
-        if m.subject == "imapd.MessageAppend.carol"
-    ]
+    """(Nats-Msg-Id, UID) of the stream's MessageAppend messages, in stream order, once
+    there are ``at_least`` of them (the stream holds other events too)."""
+    deadline = time.monotonic() + 30
+    while True:
+        msgs = asyncio.run(stream_messages(url))
+        got = [
+            (m.headers["Nats-Msg-Id"], int(m.data.decode().rsplit(";UID=", 1)[1].split('"')[0]))
+            for m in msgs
+            if m.subject == "imapd.MessageAppend.carol"
+        ]
+        if len(got) >= at_least or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
 
 
 def test_two_instances_one_stream_kill_9_of_the_lease_holder(
