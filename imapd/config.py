@@ -198,6 +198,8 @@ class Config:
     #: A created stream's limits: seconds a message is kept, octets the stream holds.
     jetstream_max_age: float = 7 * 24 * 3600.0
     jetstream_max_bytes: int = 1 << 30
+    #: Messages published and not yet acknowledged by the stream, at most (the window).
+    jetstream_max_inflight: int = 1000
     # --- end jetstream ---
     # --- several processes on one store (docs/workers.md, imapd/cluster/) ---
     #: ``imapd serve --workers N``: N processes sharing the listening sockets (1: as before).
@@ -286,6 +288,7 @@ _SIMPLE = {
     "jetstream_subject_prefix": str,
     "jetstream_max_age": float,
     "jetstream_max_bytes": int,
+    "jetstream_max_inflight": int,
     "log_format": str,
     "workers": int,  # docs/workers.md
     "cluster": bool,

@@ -43,6 +43,7 @@ def options(config: Config, **flags: object) -> Options:
         creds=str(creds) if creds is not None else None,
         max_age=float(config.jetstream_max_age),
         max_bytes=int(config.jetstream_max_bytes),
+        max_inflight=int(config.jetstream_max_inflight),
     )
 
 
@@ -57,8 +58,14 @@ def check_config(config: Config) -> None:
         options(config)
     except ValueError as exc:
         raise ConfigError(f"jetstream: {exc}") from None
-    if config.jetstream_max_age <= 0 or config.jetstream_max_bytes <= 0:
-        raise ConfigError("jetstream_max_age, jetstream_max_bytes: must be > 0")
+    if (
+        config.jetstream_max_age <= 0
+        or config.jetstream_max_bytes <= 0
+        or config.jetstream_max_inflight <= 0
+    ):
+        raise ConfigError(
+            "jetstream_max_age, jetstream_max_bytes, jetstream_max_inflight: must be > 0"
+        )
 
 
 async def start_in_server(server: Server, *, listen: bool = True) -> JetStreamSink:

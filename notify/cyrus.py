@@ -182,16 +182,34 @@ class Format:
 # --- value formats ---------------------------------------------------------------------------
 def timestamp(at: dt.datetime, tz: dt.tzinfo | None = None) -> str:
     """``YYYY-MM-DDTHH:MM:SS.mmm`` in local time (or ``tz``) + ``+HH:MM``, ``Z`` at UTC+0;
-    milliseconds truncated (cyrus lib/times.c)."""
-    local = at.astimezone(tz)
+    milliseconds truncated (cyrus lib/times.c). The text up to the second is kept for the
+    last second asked (events come in bursts: the local-time conversion is most of it)."""
+    key = at.replace(microsecond=0)
+    cached = _last_second
+    if cached is None or cached[0] != key or cached[1] is not tz:
+        cached = _timestamp_second(key, tz)
+    return f"{cached[2]}.{at.microsecond // 1000:03d}{cached[3]}"
+
+
+_last_second: tuple[dt.datetime, dt.tzinfo | None, str, str] | None = None
+
+
+def _timestamp_second(
+    key: dt.datetime, tz: dt.tzinfo | None
+) -> tuple[dt.datetime, dt.tzinfo | None, str, str]:
+    global _last_second
+    local = key.astimezone(tz)
     offset = local.utcoffset() or dt.timedelta(0)
-    head = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{local.microsecond // 1000:03d}"
+    head = local.strftime("%Y-%m-%dT%H:%M:%S")
     if not offset:
-        return head + "Z"
-    minutes = int(offset.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    hours, mins = divmod(abs(minutes), 60)
-    return f"{head}{sign}{hours:02d}:{mins:02d}"
+        zone = "Z"
+    else:
+        minutes = int(offset.total_seconds()) // 60
+        sign = "+" if minutes >= 0 else "-"
+        hours, mins = divmod(abs(minutes), 60)
+        zone = f"{sign}{hours:02d}:{mins:02d}"
+    _last_second = (key, tz, head, zone)
+    return _last_second
 
 
 def encode_name(name: str) -> str:
@@ -420,7 +438,11 @@ def calendar_alarm_fields(event: Event, fmt: Format, pid: int) -> dict[str, obje
 
 def to_json(fields: Mapping[str, object]) -> str:
     """Compact, keys as given, raw UTF-8, ``/`` unescaped (docs/events.md "Serialisation")."""
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(fields)
+
+
+# One encoder for all (json.dumps with options builds a new one per call); it keeps no state.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def content_excerpt(raw: bytes, mode: str, size: int) -> bytes | None:

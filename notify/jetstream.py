@@ -264,6 +264,7 @@ class JetStreamSink:
         self.duplicates = 0  # acknowledged as duplicates (a repeat the stream dropped)
         self.dropped = 0  # events too large even without content, or unreadable changes
         self.attempts = 0  # publish rounds (a refused stream must not make this race)
+        self.peak_inflight = 0  # the most messages awaiting their acks at once
         self._saved: Position | None = None
         self._last_save = 0.0
         self._status_written = 0.0
@@ -276,8 +277,15 @@ class JetStreamSink:
         self._probing = False  # after a refusal: one message at a time until one is taken
         self._inbox: str | None = None
         self._inbox_of: NatsClient | None = None
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # The window: (token, message, sent at) published and not yet acknowledged, in
+        # order; the acks by token; `_sent` the last published position (>= `position`).
+        self._inflight: deque[tuple[int, Outgoing, float]] = deque()
+        self._answers: dict[int, object] = {}
+        self._sent: Position | None = None
         self._token = 0
+        self._floor = 0  # tokens up to here belong to an abandoned window
+        self._lost = False  # reconnected: acks of the window may never come
+        self._acked = asyncio.Event()  # an ack came (or a reconnection, or one is due)
         self._recent: deque[Change] = deque()  # published, maybe not yet in the stream
         self._bus_head: int | None = None  # the last seq the bus published (server only)
         self._kick = asyncio.Event()  # reconnected: end a back-off early
@@ -339,6 +347,8 @@ class JetStreamSink:
                     await self._ensure_stream()
                     if self.position is None:
                         await self._resume()
+                    if self._sent is None:
+                        self._sent = self.position
                     ready = True
                 busy = await self._step()
             except _Refused as exc:
@@ -413,6 +423,8 @@ class JetStreamSink:
 
         async def on_reconnected() -> None:
             self._reconnected.set()
+            self._lost = bool(self._inflight)
+            self._acked.set()
             self._kick.set()
             self._wakeup.set()
 
@@ -543,107 +555,153 @@ class JetStreamSink:
         value = (msg.headers or {}).get(MSG_ID)
         return parse_msg_id(opts.subject_prefix, value) if isinstance(value, str) else None
 
-    # --- one batch -----------------------------------------------------------------------
+    # --- the window ----------------------------------------------------------------------
     async def _replies(self) -> str:
         """The inbox our publishes' acks come to (one subscription per connection). Ours, not
         nats-py's publish_async: its future never completes when the stream answers an error
-        with code 503 (as "maximum messages exceeded" is), and we need that answer."""
+        with code 503 (as "maximum messages exceeded" is), and we need that answer. An ack
+        is kept by its token (the reply subject's last token) and wakes the loop; tokens of
+        an abandoned window (at or under `_floor`) are ignored."""
         nc = self._nc
         assert nc is not None
         if self._inbox is not None and self._inbox_of is nc:
             return self._inbox
         inbox = nc.new_inbox()
-        pending = self._pending
+        answers = self._answers
+        acked = self._acked
 
         async def on_reply(msg: Any) -> None:
-            future = pending.pop(msg.subject.rpartition(".")[2], None)
-            if future is None or future.done():
+            tail = msg.subject.rpartition(".")[2]
+            if not tail.isdigit() or int(tail) <= self._floor:
                 return
-            headers = msg.headers or {}
-            if headers.get("Status") == "503":  # no responders: no stream takes the subject
-                future.set_result({"no_responders": True})
-                return
-            try:
-                answer = json.loads(msg.data)
-            except ValueError:
-                answer = None
-            future.set_result(
-                answer
-                if isinstance(answer, dict)
-                else {"error": {"description": f"unreadable ack {msg.data[:80]!r}"}}
-            )
+            answers[int(tail)] = _answer(msg)
+            acked.set()
 
         await nc.subscribe(f"{inbox}.*", cb=on_reply)
         self._inbox, self._inbox_of = inbox, nc
         return inbox
 
     async def _step(self) -> bool:
-        """Publish the next batch and await its acks; False when there was nothing."""
-        batch = await self._next_batch(1 if self._probing else self.options.batch)
-        if not batch:
-            return False
+        """One turn of the window: take the acks that arrived (the position moves over the
+        acknowledged prefix), publish what fits in the window, else wait for an ack. False
+        when nothing is in flight and nothing was left to publish. Any fault
+        abandons the window: the next turn publishes again from the position (duplicates
+        are dropped by their ids)."""
+        try:
+            moved = self._collect()
+            window = 1 if self._probing else self.options.max_inflight
+            room = window - len(self._inflight)
+            published = False
+            if room > 0:
+                batch = await self._next_batch(min(room, self.options.batch))
+                if batch:
+                    await self._publish(batch)
+                    published = True
+            if not self._inflight:
+                self.position = self._sent  # all acknowledged, and changes without events
+                return moved or published
+            if not (moved or published):
+                await self._await_ack()
+            return True
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Forget the window: its late acks are ignored, its messages published again."""
+        self._inflight.clear()
+        self._answers.clear()
+        self._floor = self._token
+        self._sent = self.position
+
+    def _collect(self) -> bool:
+        """Move the position over the acknowledged prefix of the window; raise at a refused
+        message, or when the oldest one waited ``ack_timeout`` (or a reconnection lost it)."""
+        inflight = self._inflight
+        answers = self._answers
+        moved = False
+        while inflight:
+            token, out, sent = inflight[0]
+            answer = answers.pop(token, None)
+            if answer is None:
+                if self._lost:
+                    self._lost = False
+                    raise _Unavailable(f"reconnected: acks lost (seq {out.position.seq})")
+                if asyncio.get_running_loop().time() - sent >= self.options.ack_timeout:
+                    raise _Unavailable(
+                        f"no acknowledgement within {self.options.ack_timeout} s "
+                        f"(seq {out.position.seq})"
+                    )
+                break
+            inflight.popleft()
+            if answer is _STORED:
+                self.published += 1
+            elif answer is _DUPLICATE:
+                self.duplicates += 1
+            elif answer is _NO_RESPONDERS:
+                raise _Unavailable(
+                    f"no stream takes {out.subject} (stream {self.options.stream} deleted?)"
+                )
+            else:
+                assert isinstance(answer, dict)
+                raise _Refused(
+                    f"{answer.get('description')} (code {answer.get('code')}, "
+                    f"err_code {answer.get('err_code')}; seq {out.position.seq})"
+                )
+            self.position = out.position
+            self._probing = False
+            moved = True
+        self._lost = False
+        return moved
+
+    async def _publish(self, batch: list[Outgoing]) -> None:
         import nats.errors
 
         self._live()
         nc = self._nc
         assert nc is not None
         inbox = await self._replies()
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
+        stream = self.options.stream
+        inflight = self._inflight
         self.attempts += 1
-        futures: list[asyncio.Future[dict[str, Any]]] = []
-        tokens: list[str] = []
         try:
             for out in batch:
+                if not nc.is_connected:  # nats-py would buffer it behind a gap
+                    raise _Unavailable("not connected")
                 self._token += 1
-                token = str(self._token)
-                future: asyncio.Future[dict[str, Any]] = loop.create_future()
-                self._pending[token] = future
-                futures.append(future)
-                tokens.append(token)
+                token = self._token
                 await nc.publish(
                     out.subject,
                     out.payload,
                     reply=f"{inbox}.{token}",
-                    headers={MSG_ID: out.msg_id, EXPECTED_STREAM: self.options.stream},
+                    headers={MSG_ID: out.msg_id, EXPECTED_STREAM: stream},
                 )
-            await asyncio.wait(futures, timeout=self.options.ack_timeout)
+                inflight.append((token, out, now))
+                self._sent = out.position
+            self.peak_inflight = max(self.peak_inflight, len(inflight))
         except nats.errors.Error as exc:
             raise _Unavailable(_describe(exc)) from exc
+
+    async def _await_ack(self) -> None:
+        """Until an ack comes or the oldest message's ack is due. New commits do not end
+        the wait: they are published with the acks' next turn, together (one publish round
+        per ack round trip, as many events in it as came meanwhile, within the window)."""
+        loop = asyncio.get_running_loop()
+        due = self._inflight[0][2] + self.options.ack_timeout - loop.time()
+        handle = loop.call_later(max(0.0, due), self._acked.set)
+        try:
+            await self._acked.wait()
         finally:
-            for token in tokens:
-                self._pending.pop(token, None)
-        for out, future in zip(batch, futures, strict=True):
-            if not future.done():
-                future.cancel()
-                raise _Unavailable(
-                    f"no acknowledgement within {self.options.ack_timeout} s "
-                    f"(seq {out.position.seq})"
-                )
-            answer = future.result()
-            if answer.get("no_responders"):
-                raise _Unavailable(
-                    f"no stream takes {out.subject} (stream {self.options.stream} deleted?)"
-                )
-            error = answer.get("error")
-            if error is not None:
-                detail = error if isinstance(error, dict) else {"description": str(error)}
-                raise _Refused(
-                    f"{detail.get('description')} (code {detail.get('code')}, "
-                    f"err_code {detail.get('err_code')}; seq {out.position.seq})"
-                )
-            if answer.get("duplicate"):
-                self.duplicates += 1
-            else:
-                self.published += 1
-            self.position = out.position
-            self._probing = False
-        return True
+            handle.cancel()
+        self._acked.clear()
 
     async def _next_batch(self, limit: int) -> list[Outgoing]:
-        """The events after the position, from up to ``limit`` changes; changes without
-        events move the position on (so the outbox is not read again for them)."""
-        assert self.position is not None
-        position = self.position
+        """Up to ``limit`` events after the last published one (stopping inside a change if
+        need be: the position holds the event's index); changes without events move that
+        point on (so the outbox is not read again for them)."""
+        assert self._sent is not None
+        position = self._sent
         out: list[Outgoing] = []
         for seq, change in await self._changes(start_of(position), limit):
             events = [] if change is None else events_for(change, self.policy)
@@ -657,10 +715,10 @@ class JetStreamSink:
                 )
                 if item is not None:
                     out.append(item)
-                    if limit == 1:
+                    if len(out) >= limit:
                         return out
             if not out:  # nothing to publish up to here: step over this change for good
-                self.position = Position(seq, len(events) - 1, complete=True)
+                self._sent = Position(seq, len(events) - 1, complete=True)
         return out
 
     async def _changes(self, after: int, limit: int) -> list[tuple[int, Change | None]]:
@@ -736,6 +794,33 @@ class JetStreamSink:
         if force or self._last_save - self._status_written >= STATUS_INTERVAL:
             self._status_written = self._last_save
             await self.health.write(self)  # the counters; a change of state writes at once
+
+
+_STORED = "stored"
+_DUPLICATE = "duplicate"
+_NO_RESPONDERS = "no responders"
+
+
+def _answer(msg: Any) -> object:
+    """A PubAck as `_STORED` or `_DUPLICATE` (the usual answers, recognised without a JSON
+    parse: ``{"stream":"S","seq":N}`` and ``...,"duplicate":true}``), `_NO_RESPONDERS`
+    (status 503: no stream takes the subject), else the error object."""
+    data: bytes = msg.data
+    if data.startswith(b'{"stream":') and b'"error"' not in data:
+        return _DUPLICATE if b'"duplicate":true' in data else _STORED
+    headers = msg.headers
+    if headers and headers.get("Status") == "503":
+        return _NO_RESPONDERS
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"description": f"unreadable ack {data[:80]!r}"}
+    error = answer.get("error")
+    if error is None:
+        return _DUPLICATE if answer.get("duplicate") else _STORED
+    return error if isinstance(error, dict) else {"description": str(error)}
 
 
 def _describe(exc: BaseException) -> str:

@@ -115,7 +115,10 @@ class Options:
     max_age: float = DEFAULT_MAX_AGE
     max_bytes: int = DEFAULT_MAX_BYTES
     duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
-    batch: int = 500  # change_log rows read per batch; one batch of acks in flight
+    batch: int = 500  # change_log rows read at a time, at most
+    #: The window: messages published and not yet acknowledged, at most (their acks are
+    #: awaited together; the cursor moves over the acknowledged prefix).
+    max_inflight: int = 1000
     ack_timeout: float = 5.0
     connect_timeout: float = 2.0
     retry_initial: float = 0.1
@@ -129,6 +132,8 @@ class Options:
         check_url(self.url)
         check_stream_name(self.stream)
         check_prefix(self.subject_prefix)
+        if self.max_inflight < 1 or self.batch < 1:
+            raise ValueError("jetstream: max_inflight and batch must be at least 1")
 
 
 def check_url(url: str) -> str:

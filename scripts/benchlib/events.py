@@ -7,8 +7,8 @@ Three configurations of our server, each on a fresh data dir (run with ``--only 
   absent     --notify-socket to a path nobody binds: every event stays in the outbox (the
              cost of the change_log alone, the sink backing off)
   jetstream  event_notifier = "jetstream" to a nats-server -js started here (port base + 5),
-             a JetStream consumer in this process (benchlib/jetstream.py); skipped, and said
-             so, when nats-server or nats-py is missing
+             a JetStream consumer in a process of its own (benchlib/jsconsumer.py);
+             skipped, and said so, when nats-server or nats-py is missing
 
 Phases, each run on the three in turn (order rotated per phase):
 

@@ -1,21 +1,18 @@
 """The ``events`` section's JetStream variant (issue 19): a throwaway nats-server -js, our
-server with ``event_notifier = "jetstream"``, and a JetStream consumer in this process that
-records when each MessageAppend (by UID) arrives."""
+server with ``event_notifier = "jetstream"``, and a JetStream consumer in a process of its
+own (benchlib/jsconsumer.py) that records when each MessageAppend (by UID) arrives."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from .servers import Ours, ServerError
-
-_UID = re.compile(rb";UID=(\d+)\"")
 
 
 def nats_binary() -> str | None:
@@ -78,43 +75,49 @@ class OursWithJetStream(Ours):
 
 
 class Consumer:
-    """An ephemeral push consumer on ``imapd.MessageAppend.>`` from the stream's new messages."""
+    """An ephemeral push consumer on ``imapd.MessageAppend.>`` from the stream's new messages,
+    in a process of its own (benchlib/jsconsumer.py); ``arrived`` holds when each UID came."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.arrived: dict[int, float] = {}
         self.count = 0
-        self.nc: Any = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        import nats
-        from nats.js.api import DeliverPolicy
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("jsconsumer.py")),
+            self.url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        first = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        if first != b"ready\n":
+            raise ServerError(f"the JetStream consumer did not start: {first!r}")
+        self._reader = asyncio.create_task(self._read())
 
-        self.nc = await nats.connect(self.url)
-        js = self.nc.jetstream()
-
-        async def on_msg(msg: Any) -> None:
-            now = time.perf_counter()
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            uid, _, at = line.partition(b" ")
             self.count += 1
-            found = _UID.search(msg.data)
-            if found:
-                self.arrived.setdefault(int(found.group(1)), now)
-
-        from nats.js.errors import NotFoundError
-
-        for _ in range(200):  # the server's sink creates the stream as it starts: wait for it
-            try:
-                await js.subscribe(
-                    "imapd.MessageAppend.>",
-                    cb=on_msg,
-                    ordered_consumer=True,
-                    deliver_policy=DeliverPolicy.NEW,
-                )
-                return
-            except NotFoundError:
-                await asyncio.sleep(0.1)
-        raise ServerError("the JetStream stream did not appear within 20 s")
+            self.arrived.setdefault(int(uid), float(at))
 
     async def close(self) -> None:
-        if self.nc is not None:
-            await self.nc.close()
+        proc = self.proc
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader

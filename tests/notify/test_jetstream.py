@@ -312,6 +312,94 @@ async def test_a_refusing_stream_is_reported_not_hammered(
         await nc.close()
 
 
+async def test_a_refusal_in_the_middle_of_the_window_goes_out_again_in_order(
+    store: tuple[SqliteStore, EventBus], nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A window of 8 un-acked messages; the stream (max_msgs 10, discard new) takes the first
+    10 of one 30-message MULTIAPPEND and refuses the 11th, inside the second window. The
+    position stops inside the change, after the 10th; once the limit is raised the rest
+    goes in after it: 30 messages, each once, in order, never more than 8 in flight."""
+    import nats
+    from nats.js.api import DiscardPolicy, StreamConfig
+
+    db, bus = store
+    bob = await db.create_user("bob", "pw")
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    config = StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=10, discard=DiscardPolicy.NEW)
+    await js.add_stream(config)
+    sink = sink_for(db, nats_server.url, tmp_path, stream="EV", max_inflight=8)
+    await sink.start()
+    bus.add_listener(sink.wake)
+    try:
+        await until(lambda: _state(sink, "ok"))
+        head = await db.change_log_head()
+        await db.append(bob.id, "INBOX", [NewMessage(message(f"m{i}")) for i in range(30)], ORIGIN)
+        await until(lambda: _state(sink, "refused"))
+        assert sink.position == Position(head + 1, 9, complete=False)
+        assert (await js.stream_info("EV")).state.messages == 10
+        await js.update_stream(
+            StreamConfig(name="EV", subjects=["imapd.>"], max_msgs=100, discard=DiscardPolicy.NEW)
+        )
+
+        async def all_in() -> bool:
+            return int((await js.stream_info("EV")).state.messages) >= 30
+
+        await until(all_in, timeout=30)
+        await until(lambda: _state(sink, "ok"))
+        await asyncio.sleep(0.3)  # nothing more comes
+        assert (await js.stream_info("EV")).state.messages == 30
+        msgs = [await js.get_msg("EV", s) for s in range(1, 31)]
+    finally:
+        await sink.stop()
+        await nc.close()
+    assert [(m.headers or {}).get("Nats-Msg-Id") for m in msgs] == [
+        f"imapd:{head + 1}:{i}" for i in range(30)
+    ]
+    uids = [json.loads(m.data or b"{}")["uri"].rsplit("=", 1)[1] for m in msgs]
+    assert uids == [str(i + 1) for i in range(30)]
+    assert sink.published == 30
+    assert 1 < sink.peak_inflight <= 8
+    assert sink.position == Position(head + 1, 29, complete=True)
+
+
+async def test_nats_restarted_with_a_window_in_flight(
+    store: tuple[SqliteStore, EventBus], nats_binary: str, tmp_path: Path
+) -> None:
+    """nats-server stopped while a window of up to 100 messages is in flight (its acks never
+    come), then started again: the sink publishes again from the first message without an
+    ack; the stream drops what it already held, so each event is in it once, in order."""
+    db, bus = store
+    bob = await db.create_user("bob", "pw")
+    nats_server = NatsServer(nats_binary, tmp_path / "js")
+    nats_server.start()
+    sink = sink_for(db, nats_server.url, tmp_path, max_inflight=100, ack_timeout=2.0)
+    await sink.start()
+    bus.add_listener(sink.wake)
+    try:
+        await until(lambda: _state(sink, "ok"))
+        head = await db.change_log_head()
+        await db.append(bob.id, "INBOX", [NewMessage(message(f"m{i}")) for i in range(600)], ORIGIN)
+        async with asyncio.timeout(30):
+            while sink.published < 150:
+                await asyncio.sleep(0.002)
+        assert sink.published < 600
+        nats_server.stop()
+        acked = sink.published
+        nats_server.start()
+        async with Reader(nats_server.url) as reader:
+            await until(lambda: _has(reader, 600), timeout=60)
+            await until(lambda: _state(sink, "ok"))
+            await asyncio.sleep(0.3)
+            msgs = await reader.messages()
+    finally:
+        await sink.stop()
+        nats_server.stop()
+    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [f"imapd:{head + 1}:{i}" for i in range(600)]
+    assert sink.published + sink.duplicates >= 600
+    assert acked < 600
+
+
 async def test_restart_after_the_dedupe_window_repeats_nothing(
     store: tuple[SqliteStore, EventBus], nats_server: NatsServer, tmp_path: Path
 ) -> None:
