@@ -281,9 +281,7 @@ def fetch(c: Cursor, t: str, uid: bool) -> cmd.Fetch:
 #: FETCH's attribute lists (and modifiers) parsed, by their octets and UID or not: the
 #: parsed values (frozen) and how many arguments they counted. At most `_TAILS_KEPT` of
 #: up to `_TAIL_MAX` octets; emptied when full.
-_FETCH_TAILS: dict[
-    tuple[bytes, bool], tuple[tuple[FetchAtt, ...], int | None, bool, int]
-] = {}
+_FETCH_TAILS: dict[tuple[bytes, bool], tuple[tuple[FetchAtt, ...], int | None, bool, int]] = {}
 _TAILS_KEPT = 256
 _TAIL_MAX = 512
 
