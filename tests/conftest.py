@@ -21,7 +21,7 @@ import pytest
 
 from imapd.config import Config
 from imapd.server import Server
-from tests.helpers.pg import PgCluster, pg_cluster, run_sync  # noqa: F401 (pg_cluster: fixture)
+from tests.helpers.pg import PgCluster, dsn, pg_cluster, run_sync  # noqa: F401 (fixtures)
 from tests.helpers.server import PASSWORD, RunningServer
 
 __all__ = ["PASSWORD", "RunningServer"]  # also importable from here, as before
@@ -65,14 +65,14 @@ def store_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | No
         yield None
         return
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    dsn = run_sync(cluster.database)
+    url = run_sync(cluster.database)
     patch = pytest.MonkeyPatch()
-    patch.setenv("IMAPD_STORE", dsn)
+    patch.setenv("IMAPD_STORE", url)
     try:
-        yield dsn
+        yield url
     finally:
         patch.undo()
-        run_sync(lambda: cluster.drop(dsn))
+        run_sync(lambda: cluster.drop(url))
 
 
 # --- end issue 18 ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ import pytest
 
 from tests.e2e.messages import SIMPLE
 from tests.e2e.process import free_port, imapd, wait_for
-from tests.helpers.pg import PgCluster
 from tests.notify.listener import Listener
 
 #: cluster_lease_time: takeover within ~1.5 s of a kill -9. The beat (which also reads kick
@@ -99,13 +98,6 @@ class Instance:
                 self.proc.kill()
                 self.proc.wait(10)
         self.out.close()
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 @pytest.fixture

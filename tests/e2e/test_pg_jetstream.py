@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import imapclient
@@ -22,17 +22,10 @@ import pytest
 from tests.e2e.messages import SIMPLE
 from tests.e2e.test_jetstream import stream_messages
 from tests.helpers.natsserver import NatsServer, require_nats
-from tests.helpers.pg import PgCluster, free_port
+from tests.helpers.pg import free_port
 
 LEASE = 1.0
 ROLE = "events-jetstream"
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ both workers' sessions, each session named with its client's RFC 2971 ID."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import imapclient
@@ -26,15 +26,7 @@ from tests.e2e.test_workers import (
     on_two_workers,
 )
 from tests.e2e.test_workers_auth_limits import logged_in_on_both, refused_on_both
-from tests.helpers.pg import PgCluster
 from tests.notify.listener import Listener
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 @pytest.fixture

@@ -13,12 +13,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from tests.helpers.pg import PgCluster, free_port
+from tests.helpers.pg import free_port
 from tests.rawclient import RawClient
 
 MESSAGE = b"From: a@example.org\r\nSubject: over postgres\r\n\r\nhello from B\r\n"
@@ -85,13 +82,6 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 def test_login_append_fetch_and_idle_across_two_instances(dsn: str, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,13 +109,6 @@ def make_traffic(running: RunningServer) -> None:
     alice = running.call(store.authenticate("alice", PASSWORD))
     running.call(store.set_retention(alice.id, "Work", 30))
     running.call(store.set_event_cursor("notifysocket", 3))
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 def copy_cli(data_dir: Path, dsn: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -248,3 +248,11 @@ def pg_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         stop_cluster(cluster)
+
+
+@pytest.fixture
+async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
+    """A fresh database on the session's cluster for one test, dropped afterwards."""
+    url = await pg_cluster.database()
+    yield url
+    await pg_cluster.drop(url)

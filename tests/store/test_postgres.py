@@ -19,7 +19,6 @@ from store.errors import OverQuota, Unavailable
 from store.postgres.migrate import SchemaTooNew, migrate
 from store.postgres.store import COMMIT_LOCK, PostgresStore
 from store.quota import Limits
-from tests.helpers.pg import PgCluster
 from tests.helpers.store import ORIGIN, SCRYPT_N, message, new
 
 
@@ -42,13 +41,6 @@ class Instance:
                 await self.woken.wait()
 
         await asyncio.wait_for(reached(), timeout)
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 @pytest.fixture

@@ -16,15 +16,7 @@ import pytest
 from store.cluster import Beat
 from store.postgres.cluster import KICK_CHANNEL, KICK_LOCK
 from store.postgres.store import PostgresStore
-from tests.helpers.pg import PgCluster
 from tests.helpers.store import SCRYPT_N
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 @pytest.fixture

@@ -20,19 +20,11 @@ from store.postgres import search, trigram
 from store.postgres.store import PostgresStore
 from store.postgres.trigram import CANDIDATES, pattern
 from store.sqlite import SqliteStore
-from tests.helpers.pg import PgCluster
 from tests.helpers.store import ORIGIN, SCRYPT_N
 from tests.store.test_postgres_trigram import plan_nodes, prose
 
 BULK = 3000
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ MESSAGES = 3000
 
 
 @pytest.fixture
-async def dsn(pg_cluster: PgCluster) -> AsyncIterator[str]:
-    dsn = await pg_cluster.database()
-    yield dsn
-    await pg_cluster.drop(dsn)
-
-
-@pytest.fixture
 async def store(dsn: str) -> AsyncIterator[PostgresStore]:
     opened = await PostgresStore.open(dsn, lambda changes: None, scrypt_n=SCRYPT_N)
     yield opened
