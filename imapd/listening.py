@@ -381,53 +381,52 @@ def _added_uids(change: object, mailbox_id: int) -> list[int]:
     return []
 
 
-async def notify_updates(session: Context) -> list[Response]:
-    """The NOTIFY queue as responses, in commit order; NOTIFICATIONOVERFLOW and NOTIFY NONE
-    when the queue overflowed or the client stopped reading (RFC 5465 §5.8, §9)."""
-    state: NotifyState = session.notify
+def _notify_queue(session: Context, state: NotifyState) -> tuple[list[Response], list[Change]]:
+    """The NOTIFY queue's changes to render, or with none the whole answer: nothing, or
+    NOTIFICATIONOVERFLOW and NOTIFY NONE when the queue overflowed or the client stopped
+    reading (RFC 5465 §5.8, §9)."""
     sub = state.sub
     if sub is None or state.registration is None:
-        return []
+        return [], []
     if sub.overflow or session.write_buffer_size() > session.config.notify_write_high_water:
         state.stop()
-        return [OVERFLOW]
-    changes = sub.drain()
-    if not changes:
-        return []
+        return [OVERFLOW], []
+    return [], sub.drain()
+
+
+def _render_one(session: Context, state: NotifyState, change: Change) -> list[Response]:
     selected = session.view.mailbox_id if session.view is not None else None
     condstore = "CONDSTORE" in session.enabled
-    out: list[Response] = []
+    return state.render(change, session=session.id, selected=selected, condstore=condstore)
+
+
+def _rewatch(state: NotifyState) -> None:
+    """Watch other owners' mailboxes that came into view while rendering."""
+    if state.rewatch and state.sub is not None:
+        state.rewatch = False
+        state.sub.watch(mailboxes=frozenset(state.foreign))
+
+
+async def notify_updates(session: Context) -> list[Response]:
+    """The NOTIFY queue as responses, in commit order (`_notify_queue`)."""
+    state: NotifyState = session.notify
+    out, changes = _notify_queue(session, state)
     for change in changes:
-        out += state.render(change, session=session.id, selected=selected, condstore=condstore)
+        out += _render_one(session, state, change)
         if state.recheck:  # rights changed: read them before the next change is rendered
             out += await _recheck(session, state)
-    if state.rewatch:  # other owners' mailboxes that came into view
-        state.rewatch = False
-        sub.watch(mailboxes=frozenset(state.foreign))
+    _rewatch(state)
     return out
 
 
 def _notify_lines(session: Context, state: NotifyState) -> list[Response]:
     """`notify_updates` for a queue holding no AclChanged (`Listener.push_now` checked):
     nothing to re-read, so nothing to await."""
-    sub = state.sub
-    if sub is None or state.registration is None:
-        return []
-    if sub.overflow or session.write_buffer_size() > session.config.notify_write_high_water:
-        state.stop()
-        return [OVERFLOW]
-    changes = sub.drain()
-    if not changes:
-        return []
-    selected = session.view.mailbox_id if session.view is not None else None
-    condstore = "CONDSTORE" in session.enabled
-    out: list[Response] = []
+    out, changes = _notify_queue(session, state)
     for change in changes:
-        out += state.render(change, session=session.id, selected=selected, condstore=condstore)
+        out += _render_one(session, state, change)
     assert not state.recheck, "an AclChanged reached the fan-out's NOTIFY rendering"
-    if state.rewatch:
-        state.rewatch = False
-        sub.watch(mailboxes=frozenset(state.foreign))
+    _rewatch(state)
     return out
 
 
