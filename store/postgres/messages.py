@@ -399,18 +399,7 @@ class PostgresMessages(PostgresBase):
             prepared = self._prepare(message)
 
         async def body(tx: Tx) -> AppendResult:
-            dest_id = target
-            if isinstance(target, str):
-                found = await self._by_name(
-                    tx.db, *await self._locate(tx.db, user_id, names.canonical(target))
-                )
-                dest_id = found.id if found is not None else mailbox_id
-            locked = await tx.rows(
-                "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-                [mailbox_id, dest_id],
-            )
-            if mailbox_id not in {r[0] for r in locked}:
-                raise MailboxNotFound("Mailbox no longer exists")
+            await self._lock_pair(tx, user_id, mailbox_id, target)
             source = await self._by_id(tx.db, mailbox_id)
             rows = await tx.rows(
                 "SELECT " + FACTS + ", m.content_id FROM messages AS m"
@@ -700,6 +689,23 @@ class PostgresMessages(PostgresBase):
 
         return await self._write(body)
 
+    async def _lock_pair(self, tx: Tx, user_id: int, mailbox_id: int, target: int | str) -> None:
+        """Lock the source mailbox's row and the target's (by id, or by name when it exists)
+        in id order, so two transactions crossing the same pair cannot deadlock; the source
+        must still exist."""
+        dest_id = target
+        if isinstance(target, str):
+            found = await self._by_name(
+                tx.db, *await self._locate(tx.db, user_id, names.canonical(target))
+            )
+            dest_id = found.id if found is not None else mailbox_id
+        locked = await tx.rows(
+            "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+            [mailbox_id, dest_id],
+        )
+        if mailbox_id not in {r[0] for r in locked}:
+            raise MailboxNotFound("Mailbox no longer exists")
+
     async def copy_messages(
         self,
         mailbox_id: int,
@@ -717,18 +723,7 @@ class PostgresMessages(PostgresBase):
 
         async def body(tx: Tx) -> CopyResult:
             # Both mailbox rows locked in id order (no deadlock with a copy the other way).
-            dest_id = target
-            if isinstance(target, str):
-                found = await self._by_name(
-                    tx.db, *await self._locate(tx.db, user_id, names.canonical(target))
-                )
-                dest_id = found.id if found is not None else mailbox_id
-            locked = await tx.rows(
-                "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-                [mailbox_id, dest_id],
-            )
-            if mailbox_id not in {r[0] for r in locked}:
-                raise MailboxNotFound("Mailbox no longer exists")
+            await self._lock_pair(tx, user_id, mailbox_id, target)
             dest, rights = await self._target(tx, user_id, target, need)
             source = await self._by_id(tx.db, mailbox_id)
             rows = (

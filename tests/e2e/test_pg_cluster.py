@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,12 @@ IMAPD = (sys.executable, "-m", "imapd")
 
 
 class Instance:
-    """One `imapd serve --store URL --notify-socket PATH` process, its log in a file."""
+    """One `imapd serve --store URL` process, its log in a file; ``sink`` the event sink's
+    arguments (``--notify-socket PATH`` here, ``--config TOML`` for other sinks)."""
 
-    def __init__(self, data_dir: Path, store: str, notify: str, lease: float = LEASE) -> None:
+    def __init__(
+        self, data_dir: Path, store: str, sink: Sequence[str], lease: float = LEASE
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,18 +61,8 @@ class Instance:
         env.pop("IMAPD_CLUSTER", None)  # the default is what is tested
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "imapd",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--store",
-                store,
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--notify-socket",
-                notify,
+                *(sys.executable, "-m", "imapd", "serve", "--data-dir", str(data_dir)),
+                *("--store", store, "--listen", f"127.0.0.1:{self.port}", *sink),
             ],
             stdout=self.out,
             stderr=subprocess.STDOUT,
@@ -110,9 +103,9 @@ def listener() -> Iterator[Listener]:
 def two(tmp_path: Path, dsn: str, notify: str, lease: float = LEASE) -> tuple[Instance, Instance]:
     added = imapd("user", "add", "carol", "--password", "pw", data_dir=tmp_path / "cli", store=dsn)
     assert added.returncode == 0, added.stderr
-    a = Instance(tmp_path / "a", dsn, notify, lease)
+    a = Instance(tmp_path / "a", dsn, ("--notify-socket", notify), lease)
     try:
-        b = Instance(tmp_path / "b", dsn, notify, lease)
+        b = Instance(tmp_path / "b", dsn, ("--notify-socket", notify), lease)
     except BaseException:
         a.stop()
         raise

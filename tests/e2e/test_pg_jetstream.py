@@ -8,21 +8,19 @@ none lost, none repeated."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import imapclient
 import pytest
 
+from tests.e2e import test_pg_cluster as cluster
 from tests.e2e.messages import SIMPLE
+from tests.e2e.process import wait_for
 from tests.e2e.test_jetstream import stream_messages
 from tests.helpers.natsserver import NatsServer, require_nats
-from tests.helpers.pg import free_port
 
 LEASE = 1.0
 ROLE = "events-jetstream"
@@ -36,68 +34,15 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.stop()
 
 
-def wait_for(cond: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Instance:
+class Instance(cluster.Instance):
     """One `imapd serve --store URL --config TOML` process (the JetStream notifier)."""
 
     def __init__(self, data_dir: Path, store: str, toml: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        data_dir.mkdir(parents=True)
-        self.log = data_dir.parent / f"{data_dir.name}.log"
-        self.out = self.log.open("wb")
-        env = {
-            **os.environ,
-            "IMAPD_CLUSTER_LEASE_TIME": str(LEASE),
-            "IMAPD_MAX_CONNECTIONS_PER_USER_IP": "0",
-        }
-        env.pop("IMAPD_CLUSTER", None)  # on by default with a PostgreSQL store
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "imapd", "serve", "--data-dir", str(data_dir)),
-                *("--store", store, "--config", str(toml)),
-                *("--listen", f"127.0.0.1:{self.port}"),
-            ],
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        wait_for(
-            lambda: "imapd: serving IMAP" in self.text() or self.proc.poll() is not None, "start"
-        )
-        assert self.proc.poll() is None, self.text()
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(data_dir, store, ("--config", str(toml)), LEASE)
 
     def status(self) -> str:
         path = self.data_dir / "jetstream.status.json"
         return path.read_text() if path.exists() else ""
-
-    def holds(self, role: str) -> bool:
-        return f"lease {role} taken by " in self.text() and self.proc.poll() is None
-
-    def client(self) -> imapclient.IMAPClient:
-        c = imapclient.IMAPClient("127.0.0.1", self.port, ssl=False, timeout=10)
-        c.login("carol", "pw")
-        return c
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.out.close()
 
 
 def appends(url: str, at_least: int) -> list[tuple[str, int]]:
