@@ -16,9 +16,17 @@ read from the store, RFC 5267 contexts, an ACL re-check, a BYE, a full write buf
 as before and its task does the whole push: a session's responses come out of one place at a
 time, so their order is the order of the queue.
 
-The writer is never made to wait for the fan-out: publishing only appends to lists, and the
-walk is cut into slices of ``SLICE`` listeners, one per loop turn, so a command of another
-session (the writer's next APPEND) runs between two slices.
+The writer is never made to wait for the fan-out (issue 17 point 4): publishing only
+appends to lists, and the walk is cut into turns of the event loop of at most `TURN`
+seconds, between which the other sessions' commands run. While a command is in progress in
+this process (a session between reading a command and its tagged reply: `busy`, `idle`),
+a turn lasts at most `TURN_BUSY` and the next one starts `GAP` later, not at once: an APPEND
+waits for its store thread several times (aiosqlite, the MIME preparation), and a loop never
+idle leaves that thread waiting for the GIL (5 ms each time, ``sys.getswitchinterval``) and
+its answer waiting for the end of a whole turn. With 10,000 listeners on one mailbox and a
+writer at 20 APPEND/s the fan-out cannot keep up on one core; then it falls behind, and a
+listener served later gets several messages in one push (its queue holds them all: RFC 3501
+§7.3.1, an EXISTS says the count, not each arrival), instead of the writer slowing down.
 
 ``\\Recent`` (RFC 3501 §2.3.2): the store decides, across processes, who is first
 (``claim_recent``). Of the listeners woken by one new message exactly one may be first in
@@ -32,6 +40,7 @@ crash: never twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -41,24 +50,40 @@ from store.changes import Change, MailboxCreated, MailboxDeleted, MailboxRenamed
 if TYPE_CHECKING:
     from imapd.listening import Listener
     from imapd.server import Server
+    from imapd.session import Session
 
-#: Listeners served per loop turn. At ~20 µs each, ~5 ms: a thousand listeners take five
-#: turns, between which other sessions' commands (the writer's next APPEND) run.
-SLICE = 256
+#: Seconds of fan-out per loop turn while no command is in progress (~200 listeners).
+TURN = 0.005
+#: Seconds of fan-out per loop turn while a command is in progress in this process.
+TURN_BUSY = 0.001
+#: Seconds between two turns while a command is in progress: the loop waits for I/O, so
+#: the store's thread takes the GIL at once and the command's next step runs.
+GAP = 0.001
+#: MessagesAdded whose shared facts are kept (`Fanout.added`).
+ADDED_KEPT = 64
+#: Listeners served between two looks at the clock.
+_STRIDE = 16
 
 
 class Fanout:
     """The server's one queue of rung listeners (see the module docstring)."""
 
-    __slots__ = ("_added", "_floor", "_queue", "_scheduled")
+    __slots__ = ("_added", "_floor", "_queue", "_scheduled", "several", "working")
 
     def __init__(self) -> None:
         self._queue: list[Listener] = []
         self._scheduled = False
         #: mailbox id -> UIDs below this have a claimer in this process (`claim`).
         self._floor: dict[int, int] = {}
-        #: What the listeners of the latest MessagesAdded share (imapd/pushshare.py).
-        self._added: Added | None = None
+        #: What the listeners of recent MessagesAdded share (imapd/pushshare.py), by the
+        #: change's seq: a listener served late has several queued (`ADDED_KEPT`).
+        self._added: dict[int, Added] = {}
+        #: Renderings of several queued changes together (`pushshare._push_several`).
+        self.several: dict[tuple[object, ...], bytes] = {}
+        #: Sessions of this process running a command (`busy`): while any, the fan-out
+        #: runs short turns with gaps (the module docstring). `Server.forget` takes an
+        #: ended session out.
+        self.working: set[Session] = set()
 
     def ring(self, listener: Listener) -> None:
         """Serve ``listener`` in a coming turn (it queued itself once: `Listener._delivered`)."""
@@ -67,18 +92,31 @@ class Fanout:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._run)
 
+    def busy(self, session: Session) -> None:
+        """``session`` reads or runs a command (`Session._idle` returned)."""
+        self.working.add(session)
+
+    def idle(self, session: Session) -> None:
+        """``session`` waits for client bytes (or a doorbell), or ended."""
+        self.working.discard(session)
+
     def _run(self) -> None:
         queue = self._queue
-        if len(queue) > SLICE:
-            batch, self._queue = queue[:SLICE], queue[SLICE:]
-        else:
-            batch, self._queue = queue, []
-        for listener in batch:
-            listener.fan()
-        if self._queue:
-            asyncio.get_running_loop().call_soon(self._run)
-        else:
+        end = time.perf_counter() + (TURN_BUSY if self.working else TURN)
+        done = 0
+        total = len(queue)
+        while done < total:
+            queue[done].fan()
+            done += 1
+            if done % _STRIDE == 0 and time.perf_counter() > end:
+                break
+        del queue[:done]  # listeners rung meanwhile were appended: they stay, in order
+        if not queue:
             self._scheduled = False
+        elif self.working:
+            asyncio.get_running_loop().call_later(GAP, self._run)
+        else:
+            asyncio.get_running_loop().call_soon(self._run)
 
     def claim(self, mailbox_id: int, uids: Sequence[int]) -> bool:
         """True when the caller is the first listener here to see some of ``uids`` (new
@@ -97,17 +135,20 @@ class Fanout:
         return max(uids) < self._floor.get(mailbox_id, 0)
 
     def added(self, server: Server, change: MessagesAdded) -> Added:
-        """The shared facts of ``change`` (made at its first listener, kept until the
-        next MessagesAdded: the listeners of one change are served one after another)."""
-        shared = self._added
+        """The shared facts of ``change`` (made at its first listener, kept for the
+        `ADDED_KEPT` latest changes: listeners served late queue several)."""
+        known = self._added
+        shared = known.get(change.seq)
         if shared is None or shared.change is not change:
-            shared = self._added = added_facts(server, change)
+            if len(known) >= ADDED_KEPT:
+                known.clear()
+            shared = known[change.seq] = added_facts(server, change)
         return shared
 
     @property
     def latest(self) -> Added | None:
         """The shared facts of the latest MessagesAdded pushed (None before any)."""
-        return self._added
+        return self._added[max(self._added)] if self._added else None
 
     def observe(self, changes: Sequence[Change]) -> None:
         """A bus listener (`EventBus.add_listener`): a mailbox created, renamed or deleted

@@ -73,6 +73,8 @@ def change_owner(change: Change) -> str:
 
 #: The empty watched set, shared (``frozenset()`` makes a new 216-byte object every call).
 _EMPTY: frozenset[Any] = frozenset()
+#: The changes `Subscription.covered_by` concerns (message events of one mailbox).
+_MESSAGE_CHANGES = frozenset({MessagesAdded, MessagesExpunged, FlagsChanged})
 #: Distinct watched sets `EventBus._shared` keeps (then starts over).
 SHARED_SETS = 65_536
 T = TypeVar("T")
@@ -143,6 +145,10 @@ class Subscription:
             and change.mailbox.id in covered.mailboxes
         ):
             return
+        self._put(change)
+
+    def _put(self, change: Change) -> None:
+        """`deliver` once ``covered_by`` is known not to apply (`EventBus.publish`)."""
         if len(self.pending) >= self.limit:
             self.overflow = True
         else:
@@ -222,8 +228,18 @@ class EventBus:
                         targets.update(subs)
                 else:
                     targets.update(self._by_user.get(subject, ()))
-            for sub in targets:
-                sub.deliver(change)
+            if type(change) in _MESSAGE_CHANGES:
+                # The common case of a mailbox with many listeners (issue 17, fan-out): each
+                # NOTIFY subscription covered by its session's selected one skipped here
+                # (`Subscription.deliver`'s test, inline), not one call per listener.
+                mailbox_id = change.mailbox.id  # type: ignore[union-attr]
+                for sub in targets:
+                    covered = sub.covered_by
+                    if covered is None or mailbox_id not in covered.mailboxes:
+                        sub._put(change)
+            else:
+                for sub in targets:
+                    sub.deliver(change)
         for listener in self._listeners:
             listener(changes)
 

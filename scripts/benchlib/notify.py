@@ -40,7 +40,8 @@ from pathlib import Path
 
 from .client import ImapClient
 from .report import Figure, Measure, percentile
-from .servers import NOFILE, Server, tree_cpu_seconds
+from .servers import NOFILE, Server, self_cpu_seconds, tree_cpu_seconds
+from .spread import cpu_seconds, spread
 
 MAILBOX = "bench-notify"
 NOTIFY_SET = (
@@ -216,6 +217,13 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
     for p in listeners:
         p.listen(base)
     mem1 = _pss_kib(server.proc.pid)
+    # Under --workers N: which worker holds how many listeners, and the writer (spread.py).
+    held = spread(server.proc.pid, server.port)
+    assert writer.writer is not None
+    writer_port = int(writer.writer.get_extra_info("sockname")[1])
+    writer_pid = held.holder(writer_port)
+    procs = {pid: cpu_seconds(pid) for pid in held.ports}
+    client0 = self_cpu_seconds()
     cpu0 = tree_cpu_seconds(server.proc.pid)
     sent: list[float] = []
     oks: list[float] = []
@@ -235,6 +243,16 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
         await asyncio.sleep(0.05)
     wall = time.perf_counter() - t_start
     cpu = tree_cpu_seconds(server.proc.pid) - cpu0
+    client_cpu = self_cpu_seconds() - client0
+    workers = [
+        {
+            "pid": pid,
+            "listeners": held.count(pid, frozenset({writer_port})),
+            "writer": pid == writer_pid,
+            "cpu_s": round(cpu_seconds(pid) - before, 2),
+        }
+        for pid, before in procs.items()
+    ]
     from_ok: list[float] = []
     from_send: list[float] = []
     delivered = 0
@@ -256,7 +274,7 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
     await writer.close()
     expected = k * args.notify_events
     per_conn = (mem1 - mem0) / k
-    m = Measure(delivered, wall, cpu, 0.0, from_ok)
+    m = Measure(delivered, wall, cpu, client_cpu, from_ok)
     m.check = "" if delivered == expected else f"{expected - delivered} of {expected} missing"
     m.extra = {
         "mode": "/".join(sorted(modes)),
@@ -269,6 +287,10 @@ async def _one(server: Server, k: int, args: argparse.Namespace, mode: str) -> M
         # what the writer achieved against --notify-rate: E APPENDs over the time to the last OK
         "writer_rate": round(len(oks) / (oks[-1] - t_start), 1) if oks else 0.0,
         "kib_per_idle_conn": round(per_conn, 1),
+        # server CPU (every process of its tree) per listener x event delivered
+        "cpu_us_per_delivery": round(cpu / delivered * 1e6, 1) if delivered else float("nan"),
+        "client_cpu_s": round(client_cpu, 2),
+        "workers": workers,
         "pss_kib_before": mem0,
         "pss_kib_after": mem1,
     }
@@ -322,8 +344,14 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
                 f"{_fmt(e['append_ms'])} ms, {e['writer_rate']}/s achieved; "
                 f"{e['kib_per_idle_conn']} KiB per "
                 f"idle connection (PSS {e['pss_kib_before']} -> {e['pss_kib_after']} KiB); "
-                f"server CPU {m.server_cpu:.2f} s"
+                f"server CPU {m.server_cpu:.2f} s, {e['cpu_us_per_delivery']} µs per delivery; "
+                f"client CPU {e['client_cpu_s']} s"
             )
+            for w in e["workers"]:
+                _log(
+                    f"[{server.name}]   process {w['pid']}: {w['listeners']} listeners"
+                    f"{' + the writer' if w['writer'] else ''}, CPU {w['cpu_s']:.2f} s"
+                )
         figures.append(fig)
     return figures
 
