@@ -6,7 +6,10 @@ session"), whichever process the claimant runs in; the rest are refused."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
+
+import pytest
 
 from store.api import User
 from tests.helpers.store import ORIGIN, Env, new
@@ -40,3 +43,28 @@ async def test_many_concurrent_claims_one_winner(store: Any, env: Env) -> None:
     await store.append(bob.id, "INBOX", [new()], ORIGIN)  # UID 4: the other process first
     assert await other.claim_recent(box, [4]) == frozenset({4})
     assert await store.claim_recent(box, [4]) == frozenset()
+
+
+@pytest.mark.sqlite_only
+async def test_a_claim_lost_to_another_process_takes_no_write_lock(store: Any, env: Env) -> None:
+    """--workers (docs/workers.md): the process whose listeners come second finds the
+    message claimed by a read, without a write transaction whose lock the writer's next
+    APPEND would wait for. Shown with the file's write lock held by a third connection: the
+    lost claim answers at once; one still to decide waits for the lock."""
+    bob = await _bob(store)
+    box = (await store.open_mailbox(bob.id, "INBOX", claim_recent=False)).mailbox.id
+    await store.append(bob.id, "INBOX", [new()], ORIGIN)  # UID 1
+    assert await store.claim_recent(box, [1]) == frozenset({1})
+    await store.append(bob.id, "INBOX", [new()], ORIGIN)  # UID 2, claimed by nobody yet
+    other = await env.open()
+    lock = sqlite3.connect(env.path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the write lock, as another process's commit holds it
+    try:
+        assert await asyncio.wait_for(other.claim_recent(box, [1]), 2.0) == frozenset()
+        undecided = asyncio.ensure_future(other.claim_recent(box, [2]))
+        await asyncio.sleep(0.3)
+        assert not undecided.done()  # not claimed yet anywhere: only the write decides
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert await undecided == frozenset({2})
