@@ -20,10 +20,11 @@ The writer is never made to wait for the fan-out (issue 17 point 4): publishing 
 appends to lists, and the walk is cut into turns of the event loop of at most `TURN`
 seconds, between which the other sessions' commands run. While a command is in progress in
 this process (a session between reading a command and its tagged reply: `busy`, `idle`),
-a turn lasts at most `TURN_BUSY` and the next one starts `GAP` later, not at once: an APPEND
-waits for its store thread several times (aiosqlite, the MIME preparation), and a loop never
-idle leaves that thread waiting for the GIL (5 ms each time, ``sys.getswitchinterval``) and
-its answer waiting for the end of a whole turn. With 10,000 listeners on one mailbox and a
+a turn lasts at most `TURN_BUSY`: an APPEND waits for its store thread several times
+(aiosqlite, the MIME preparation), and each time its next step waits for the end of the
+current turn. (A pause between turns as well, so that the loop waits for I/O and the
+store's thread gets the GIL at once, made the writer a little faster and the listeners
+three times later at 1,000 listeners: not kept.) With 10,000 listeners on one mailbox and a
 writer at 20 APPEND/s the fan-out cannot keep up on one core; then it falls behind, and a
 listener served later gets several messages in one push (its queue holds them all: RFC 3501
 §7.3.1, an EXISTS says the count, not each arrival), instead of the writer slowing down.
@@ -56,9 +57,6 @@ if TYPE_CHECKING:
 TURN = 0.005
 #: Seconds of fan-out per loop turn while a command is in progress in this process.
 TURN_BUSY = 0.001
-#: Seconds between two turns while a command is in progress: the loop waits for I/O, so
-#: the store's thread takes the GIL at once and the command's next step runs.
-GAP = 0.001
 #: MessagesAdded whose shared facts are kept (`Fanout.added`).
 ADDED_KEPT = 64
 #: Listeners served between two looks at the clock.
@@ -81,7 +79,7 @@ class Fanout:
         #: Renderings of several queued changes together (`pushshare._push_several`).
         self.several: dict[tuple[object, ...], bytes] = {}
         #: Sessions of this process running a command (`busy`): while any, the fan-out
-        #: runs short turns with gaps (the module docstring). `Server.forget` takes an
+        #: runs short turns (the module docstring). `Server.forget` takes an
         #: ended session out.
         self.working: set[Session] = set()
 
@@ -111,12 +109,10 @@ class Fanout:
             if done % _STRIDE == 0 and time.perf_counter() > end:
                 break
         del queue[:done]  # listeners rung meanwhile were appended: they stay, in order
-        if not queue:
-            self._scheduled = False
-        elif self.working:
-            asyncio.get_running_loop().call_later(GAP, self._run)
-        else:
+        if queue:
             asyncio.get_running_loop().call_soon(self._run)
+        else:
+            self._scheduled = False
 
     def claim(self, mailbox_id: int, uids: Sequence[int]) -> bool:
         """True when the caller is the first listener here to see some of ``uids`` (new

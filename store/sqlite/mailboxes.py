@@ -586,15 +586,17 @@ class SqliteMailboxes(SqliteBase):
             return claimed
 
         try:
-            # Another process on this file (--workers) claimed them already, as a rule (its
-            # listeners were woken first): recent_uid only grows, so a plain read tells, and
-            # the write transaction (whose lock the writer's next APPEND would wait for in
-            # SQLite's busy handler, docs/workers.md) is left out.
-            seen = await _one(
-                self._reader, "SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
-            )
-            if seen is None or seen[0] > max(mine):
-                return frozenset()
+            if getattr(self, "on_commit", None) is not None:
+                # Other processes on this file (--workers: the wake channel is set) claim
+                # too, and another one already did, as a rule (its listeners were woken
+                # first): recent_uid only grows, so a plain read tells, and the write
+                # transaction (whose lock the writer's next APPEND would wait for in
+                # SQLite's busy handler, docs/workers.md) is left out.
+                seen = await _one(
+                    self._reader, "SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+                )
+                if seen is None or seen[0] > max(mine):
+                    return frozenset()
             return await self._write(body)
         except BaseException:
             if self._recent_floor.get(mailbox_id) == raised:  # not claimed: a later one may

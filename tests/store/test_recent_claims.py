@@ -57,6 +57,7 @@ async def test_a_claim_lost_to_another_process_takes_no_write_lock(store: Any, e
     assert await store.claim_recent(box, [1]) == frozenset({1})
     await store.append(bob.id, "INBOX", [new()], ORIGIN)  # UID 2, claimed by nobody yet
     other = await env.open()
+    other.on_commit = lambda: None  # a worker of a cluster (imapd/cluster/node.py sets it)
     lock = sqlite3.connect(env.path, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # the write lock, as another process's commit holds it
     try:
