@@ -231,15 +231,15 @@ class SelectedView:
         )
 
     def flush(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
-        """What may be told now, in order: FLAGS (new keywords), EXPUNGE/VANISHED, EXISTS,
-        RECENT, FETCH for flag changes (kept for later when not ``allow_flags``: a NOTIFY
-        without FlagChange, RFC 5465 §4)."""
+        """What may be told now, in order: OK [URLMECH] (a key reset, RFC 4467 §7), FLAGS
+        (new keywords), EXPUNGE/VANISHED, EXISTS, RECENT, FETCH for flag changes (kept for
+        later when not ``allow_flags``: a NOTIFY without FlagChange, RFC 5465 §4)."""
         counts = self.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         return counts + self.flush_flags(allow_flags)
 
     def flush_counts(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
-        """`flush`'s first part: OK [URLMECH], FLAGS, EXPUNGE/VANISHED, EXISTS and RECENT (a NOTIFY
-        MessageNew FETCH goes right after these, RFC 5465 §5.2). ``allow_flags``: the flag
+        """`flush`'s first part: OK [URLMECH], FLAGS, EXPUNGE/VANISHED, EXISTS and RECENT (a
+        NOTIFY MessageNew FETCH goes right after these, RFC 5465 §5.2). ``allow_flags``: the flag
         FETCHes follow in the same write (`flush_flags`), else they stay held."""
         out: list[Response] = []
         if self._urlmech:  # RFC 4467 §7: any untagged response may go out now

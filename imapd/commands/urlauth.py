@@ -129,9 +129,10 @@ async def handle_genurlauth(session: Context, cmd: c.GenUrlAuth) -> Outcome:
 
 async def handle_resetkey(session: Context, cmd: c.ResetKey) -> Outcome:
     """RESETKEY [mailbox *mechanism] (RFC 4467 §7; examples a31-a33 there). The store logs
-    the reset with the new key, so the user's sessions with the mailbox selected, in any
-    process or instance, get ``* OK [URLMECH INTERNAL]`` (imapd/selected.py); this one has
-    the code in its tagged OK (§7.1), or for all keys the untagged OK before it."""
+    the reset (never the key) in the transaction that makes it, so the user's sessions with
+    the mailbox selected, in any process or instance, get ``* OK [URLMECH INTERNAL]``
+    (imapd/selected.py); this one has the code in its tagged OK (§7.1), or for all keys the
+    untagged OK before it when it has a mailbox selected."""
     user = session.require_user()
     if cmd.mailbox is None:
         await session.store.reset_urlauth_keys(user.id, None, session.origin)
