@@ -5,8 +5,10 @@ transaction, which yields no RFC 5423 event."""
 
 from __future__ import annotations
 
+import pytest
+
 from notify.events import events_for
-from store.changes import UrlKeysReset
+from store.changes import CHANGE_TYPES, UrlKeysReset
 from tests.helpers.store import ORIGIN, Env
 
 BOTH_BACKENDS = True
@@ -80,3 +82,22 @@ async def test_key_goes_with_its_mailbox(env: Env) -> None:
     await store.reset_urlauth_keys(alice.id, box.id, ORIGIN)
     assert await store.urlauth_key(alice.id, box.id, create=False) is None
     assert env.take() == []  # no mailbox, no key made, nobody to tell
+
+
+async def test_a_reader_that_does_not_know_the_kind_steps_over_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version from before UrlKeysReset (another instance on the same PostgreSQL during
+    an upgrade, an older ``imapd notifyd --outbox``) reads the log on: the row is reported
+    to ``unreadable(seq, kind)`` in its place and the changes after it still come."""
+    store = await env.open()
+    alice = await store.create_user("alice", "pw")
+    seq = await store.change_log_head()
+    await store.reset_urlauth_keys(alice.id, None, ORIGIN)
+    await store.create_mailbox(alice.id, "After", ORIGIN)
+    monkeypatch.delitem(CHANGE_TYPES, "UrlKeysReset")  # what the older version knows
+    skipped: list[tuple[int, str]] = []
+    follow = store.follow(seq, unreadable=lambda s, kind: skipped.append((s, kind)))
+    read = [c async for c in follow]
+    assert skipped == [(seq + 1, "UrlKeysReset")]
+    assert [(c.seq, type(c).__name__) for c in read] == [(seq + 2, "MailboxCreated")]
