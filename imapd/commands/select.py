@@ -17,6 +17,7 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, ImapError
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, Selected
+from imapd.protocol.urlmech import URLMECH_SELECT
 from imapd.protocol.values import SequenceSet
 from imapd.selected import SelectedView, flag_list, system_and
 from notify.bus import url_key_topics
@@ -127,6 +128,9 @@ async def _select(
     # (no MODSEQ in FETCH, no [HIGHESTMODSEQ] on EXPUNGE...: view.condstore stays off).
     # Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
     responses.append(highestmodseq_response(info.highestmodseq))
+    # RFC 4467 §7.1 ("BASE.7.1.URLMECH"): "returned in an untagged OK response in response
+    # to a RESETKEY, SELECT, or EXAMINE command": the mechanisms URLAUTH accepts here.
+    responses.append(URLMECH_SELECT)
     q = cmd.qresync
     if q is not None and q.uidvalidity == info.uidvalidity:
         # On a UIDVALIDITY mismatch the remaining parameters are ignored (§3.2.5).

@@ -4,7 +4,9 @@ selected receive (RFC 4467 §7 "BASE.6.3.RESETKEY": "Any current IMAP session lo
 the user that has the mailbox selected will receive an untagged OK response with the
 URLMECH status response code").
 
-Owns: the code's text and that response. The grammar (RFC 4467 §9)::
+Owns: the code's text, that response, and the one SELECT and EXAMINE send (§7.1: the
+code "is returned in an untagged OK response in response to a RESETKEY, SELECT, or EXAMINE
+command"). The grammar (RFC 4467 §9)::
 
     resp-text-code  =/ "URLMECH" SP "INTERNAL" *(SP mechanism ["=" base64])
 
@@ -27,3 +29,5 @@ URLMECH_CODE: Final = " ".join(("URLMECH", *MECHANISMS))
 #: The untagged OK told to a session whose selected mailbox's access key was reset
 #: (RESETKEY of that mailbox, or RESETKEY of all the user's keys).
 URLMECH_RESET: Final = UntaggedStatus("OK", "Mailbox access key reset", URLMECH_CODE)
+#: The untagged OK among SELECT's and EXAMINE's responses (RFC 4467 §7.1), as Cyrus sends.
+URLMECH_SELECT: Final = UntaggedStatus("OK", "URL mechanisms", URLMECH_CODE)
