@@ -762,12 +762,19 @@ class JetStreamSink:
                 if not nc.is_connected:  # nats-py would buffer it behind a gap
                     raise _Unavailable("not connected")
                 name, value = self._chain
-                headers = {MSG_ID: out.msg_id, EXPECTED_STREAM: stream, name: value}
+                headers = {MSG_ID: out.msg_id, name: value}
                 if out is last:
+                    headers[EXPECTED_STREAM] = stream
                     self._token += 1
                     reply = f"{inbox}.{self._token}"
                     await nc.publish(out.subject, out.payload, reply=reply, headers=headers)
                 else:
+                    # Chained to our previous message, which no other stream can hold as
+                    # its last (the chain starts at a message that names our stream):
+                    # Nats-Expected-Stream is not needed here (nats-py builds each header
+                    # through a regex: a third of the publish's work, profiled).
+                    if name == EXPECTED_LAST_SEQUENCE:
+                        headers[EXPECTED_STREAM] = stream
                     await nc.publish(out.subject, out.payload, headers=headers)
                 self._chain = (EXPECTED_LAST_MSG_ID, out.msg_id)
                 self._sent = out.position
