@@ -40,16 +40,16 @@ def add_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--js-rounds",
         type=int,
-        default=4,
+        default=6,
         metavar="R",
-        help="rounds of off / jetstream / off2 at 10 clients (default 4; 0: skip)",
+        help="rounds of off / jetstream / off2 at 10 clients (default 6; 0: skip)",
     )
     g.add_argument(
         "--js-messages",
         type=int,
-        default=1000,
+        default=600,
         metavar="N",
-        help="messages APPENDed per phase of those rounds (default 1000)",
+        help="messages APPENDed per phase of those rounds (default 600)",
     )
 
 
