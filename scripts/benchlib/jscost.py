@@ -94,9 +94,7 @@ async def _phase(
         await asyncio.sleep(SETTLE)
         n0 = tree_cpu_seconds(nats_pid) if nats_pid else 0.0
         cpu0, t0 = srv.cpu_seconds(), time.perf_counter()
-        count = sum(
-            await asyncio.gather(*(one(c, msgs[i::clients]) for i, c in enumerate(conns)))
-        )
+        count = sum(await asyncio.gather(*(one(c, msgs[i::clients]) for i, c in enumerate(conns))))
         t1 = time.perf_counter()
         # The sink publishes after the OKs: its tail of the phase's events belongs to it
         # (every server gets the same pause, so that idle CPU is counted alike).
