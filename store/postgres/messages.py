@@ -259,7 +259,8 @@ class PostgresMessages(PostgresBase):
         async def body(tx: Tx) -> AppendResult:
             return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
 
-        return await self._write(body)
+        # Concurrent APPENDs to one target share a COMMIT (store/postgres/groupcommit.py).
+        return await self._write_grouped((user_id, mailbox), body)
 
     async def _append_in(
         self,
