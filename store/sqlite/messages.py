@@ -48,7 +48,18 @@ from store.ranges import number_ranges
 from store.sqlite import expire as expire_sql
 from store.sqlite import quota as quota_sql
 from store.sqlite import search
-from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
+from store.sqlite.base import (
+    _COUNTS,
+    _FACTS,
+    Row,
+    SqliteBase,
+    _facts,
+    _one,
+    _rows,
+    _target_sync,
+    _Tx,
+)
+from store.sqlite.synctx import SyncTx
 
 STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
 
@@ -74,7 +85,7 @@ _INSERT_MESSAGE = (
 BLOB_CHUNK = 1024 * 1024
 
 
-async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
+def _fill_raw(tx: SyncTx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
     """Copy ``path`` into the raw of the message just inserted (empty so far), in chunks
     with SQLite's incremental blob I/O: never the whole message in memory, in the same
     transaction (so a MULTIAPPEND stays all or none, RFC 3502).
@@ -83,20 +94,23 @@ async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -
     passes through the insert view's trigger, and the refs UPDATE of the messages trigger
     rewrites the contents row, big value and all; both would cost the message's size twice
     in memory. Set on its own, as the row's last column, it stays a count of zeros."""
-    row = await tx.one(
+    row = tx.one(
         "SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
     )
     assert row is not None
-    await tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
-    db = tx.db
+    tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
+    # On the connection's own thread (`SqliteMessages._append_sync`), as its statements run.
+    with tx.conn.blobopen("contents", "raw", row[0]) as blob, path.open("rb") as f:
+        while chunk := f.read(BLOB_CHUNK):
+            blob.write(chunk)
 
-    def copy() -> None:  # on the connection's own thread, as all its statements run
-        with db._conn.blobopen("contents", "raw", row[0]) as blob, path.open("rb") as f:
-            while chunk := f.read(BLOB_CHUNK):
-                blob.write(chunk)
 
-    # aiosqlite exposes no blob API: run the copy where it runs statements.
-    await db._execute(copy)  # type: ignore[no-untyped-call]
+def _quota_sync(
+    tx: SyncTx, deltas: dict[int, tuple[int, int]], origin: Origin, *, applied: bool
+) -> None:
+    """`SqliteMessages._quota` on the writer's thread."""
+    for change in quota_sql.settle_sync(tx.conn, deltas, tx.at, origin, applied=applied):
+        tx.emit(change, change.user)
 
 
 def _allowed_flags(row: Row, rights: str) -> Row:
@@ -231,14 +245,14 @@ class SqliteMessages(SqliteBase):
         else:
             prepared = [self._prepare(m) for m in messages]
 
-        async def body(tx: _Tx) -> AppendResult:
-            return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
+        def body(tx: SyncTx) -> AppendResult:
+            return self._append_sync(tx, user_id, mailbox, prepared, origin, kind, need)
 
-        return await self._write(body)
+        return await self._write_sync(body)  # one round trip to the writer's thread
 
-    async def _append_in(
+    def _append_sync(
         self,
-        tx: _Tx,
+        tx: SyncTx,
         user_id: int,
         mailbox: str | int,
         prepared: list[_Prepared],
@@ -247,18 +261,19 @@ class SqliteMessages(SqliteBase):
         need: str,
         removing: Row | None = None,
     ) -> AppendResult:
-        """`append`'s work inside the caller's write transaction (APPEND, REPLACE).
-        ``removing``: REPLACE's source row (mailbox id first, then ``_FACTS``), about to be
-        removed: the quota sees only the net change (RFC 8508 §3.4)."""
+        """`append`'s work inside the caller's write transaction (APPEND, REPLACE), on the
+        writer's thread (store/sqlite/synctx.py): no round trip per statement. ``removing``:
+        REPLACE's source row (mailbox id first, then ``_FACTS``), about to be removed: the
+        quota sees only the net change (RFC 8508 §3.4)."""
         count = len(prepared)
-        dest, rights = await self._target(tx, user_id, mailbox, need)  # any namespace
+        dest, rights = _target_sync(tx, user_id, mailbox, need)  # any namespace
         kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
         if removing is not None:
             deltas = {dest.id: (count, sum(p.size for p in kept))}
             back = deltas.get(removing[0], (0, 0))
             deltas[removing[0]] = (back[0] - 1, back[1] - removing[4])
-            await self._quota(tx, deltas, origin, applied=False)
-        row = await tx.one(
+            _quota_sync(tx, deltas, origin, applied=False)
+        row = tx.one(
             "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
             " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
             " deleted = deleted + ? WHERE id = ? " + _COUNTS,
@@ -276,9 +291,7 @@ class SqliteMessages(SqliteBase):
         ref = dest.ref
         if removing is None:
             # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
-            await self._quota(
-                tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True
-            )
+            _quota_sync(tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True)
         first_uid, modseq = counts.uidnext - count, counts.highestmodseq
         rows = [
             (
@@ -305,20 +318,15 @@ class SqliteMessages(SqliteBase):
         # rows it inserted are read back: EMAILID in the events (store/objectid.py)
         plain = [r for r, p in zip(rows, kept, strict=True) if not isinstance(p.raw, Path)]
         new_ids = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?"
-        if len(plain) == len(kept):  # nothing spooled: one round trip for both
-            id_rows = await tx.many_then_rows(
-                _INSERT_MESSAGE % "?", plain, new_ids, (ref.id, first_uid)
-            )
-        else:
-            await tx.many(_INSERT_MESSAGE % "?", plain)
-            for i, p in enumerate(kept):
-                if isinstance(p.raw, Path):  # the rows first, then the file's octets
-                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
-                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
-            id_rows = await tx.rows(new_ids, (ref.id, first_uid))
+        tx.many(_INSERT_MESSAGE % "?", plain)
+        for i, p in enumerate(kept):
+            if isinstance(p.raw, Path):  # the rows first, then the file's octets
+                tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
+                _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
+        id_rows = tx.rows(new_ids, (ref.id, first_uid))
         ids: dict[int, int] = dict(id_rows)
         # --- RFC 8970 PREVIEW (store/sqlite/preview.py) ---
-        await tx.many(
+        tx.many(
             "INSERT INTO content_preview (id, preview) VALUES (?, ?)",
             [(ids[first_uid + i], p.preview) for i, p in enumerate(kept)],
         )
@@ -370,8 +378,11 @@ class SqliteMessages(SqliteBase):
             )
             if not rows:
                 raise MessageGone("The message to replace has been expunged")
-            result = await self._append_in(
-                tx, user_id, target, [prepared], origin, "append", need, (mailbox_id, *rows[0])
+            removing = (mailbox_id, *rows[0])
+            result = await tx.call(
+                lambda sync: self._append_sync(
+                    sync, user_id, target, [prepared], origin, "append", need, removing
+                )
             )
             counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
             facts = tuple(_facts(r, content_id=r[8]) for r in rows)
