@@ -183,8 +183,14 @@ class SqliteBase:
         does (store/sqlite/store.py; see the implementation notes there)."""
         raise NotImplementedError
 
-    async def _write_sync(self, body: Callable[[SyncTx], T]) -> T:
+    async def _write_sync(
+        self, body: Callable[[SyncTx], T], *, before: Callable[[], object] | None = None
+    ) -> T:
         """`_write` of a body run on the writer's thread (store/sqlite/groupcommit.py)."""
+        raise NotImplementedError
+
+    def _writer_idle(self) -> bool:
+        """No write queued or committing (store/sqlite/groupcommit.py)."""
         raise NotImplementedError
 
     def _now(self) -> dt.datetime:

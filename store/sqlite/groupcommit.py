@@ -62,6 +62,8 @@ class _Job:
     answer: asyncio.Future[Any]
     #: The body as a function run on the writer's thread (`_write_sync`), else None.
     sync: Callable[[SyncTx], Any] | None = None
+    #: Run before BEGIN when the job commits alone (`_write_sync`); a group skips it.
+    before: Callable[[], object] | None = None
     result: Any = None
     error: BaseException | None = None
     changes: list[Change] = field(default_factory=list)
@@ -100,6 +102,7 @@ class GroupCommit:
             body: Callable[[_Tx], Awaitable[T]],
             answer: asyncio.Future[T] | None,
             sync: Callable[[SyncTx], T] | None = None,
+            before: Callable[[], object] | None = None,
         ) -> T: ...
 
         async def _calendar_index(self, tx: _Tx) -> None: ...
@@ -121,16 +124,23 @@ class GroupCommit:
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         return await self._enqueue(_Job(body, answer), answer)
 
-    async def _write_sync(self, fn: Callable[[SyncTx], T]) -> T:
+    async def _write_sync(
+        self, fn: Callable[[SyncTx], T], *, before: Callable[[], object] | None = None
+    ) -> T:
         """`_write` of a body that runs on the writer's thread (store/sqlite/synctx.py): alone,
-        ``BEGIN IMMEDIATE`` .. ``COMMIT`` take one round trip to it; in a group, the job and
-        its change_log rows take one."""
+        ``before()``, ``BEGIN IMMEDIATE`` .. ``COMMIT`` take one round trip to it; in a
+        group, the job and its change_log rows take one (``before`` is not called: ``fn``
+        must do without it)."""
 
         async def body(tx: _Tx) -> T:
             return await tx.call(fn)
 
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        return await self._enqueue(_Job(body, answer, fn), answer)
+        return await self._enqueue(_Job(body, answer, fn, before), answer)
+
+    def _writer_idle(self) -> bool:
+        """No write queued or committing now: one queued now would commit alone."""
+        return not self._queue and (self._drainer is None or self._drainer.done())
 
     async def _enqueue(self, job: _Job, answer: asyncio.Future[T]) -> T:
         self._queue.append(job)
@@ -162,7 +172,7 @@ class GroupCommit:
     async def _single(self, job: _Job) -> None:
         """A group of one: exactly the one-transaction path (`_transaction` answers)."""
         try:
-            await self._transaction(job.body, job.answer, job.sync)
+            await self._transaction(job.body, job.answer, job.sync, job.before)
         except Exception as exc:  # noqa: BLE001 - handed to the caller through its answer
             job.error = exc
             _settle(job)

@@ -367,6 +367,7 @@ class SqliteStore(
         body: Callable[[_Tx], Awaitable[T]],
         answer: asyncio.Future[T] | None,
         sync: Callable[[SyncTx], T] | None = None,
+        before: Callable[[], object] | None = None,
     ) -> T:
         """One write transaction with the writer lock held (`GroupCommit._drain` holds it):
         a group of one, as every write ran before group commit. ``sync``: the body as a
@@ -383,7 +384,9 @@ class SqliteStore(
             else:
                 tx = _Tx(db, self._now())
                 last = self._published
-                ran = await tx.call(lambda s: synctx.run_alone(s, sync, calendar_work, last))
+                ran = await tx.call(
+                    lambda s: synctx.run_alone(s, sync, calendar_work, last, before)
+                )
                 result, changes, done = ran.result, ran.changes, ran.done
             if not done:
                 if changes is None:

@@ -123,12 +123,17 @@ def run_alone(
     job: Callable[[SyncTx], T],
     calendar_work: Callable[[SyncTx], bool],
     published: int | None,
+    before: Callable[[], object] | None = None,
 ) -> Ran[T]:
-    """A whole write transaction: ``BEGIN IMMEDIATE``, ``job``, its change_log rows and
-    ``COMMIT``, unless something is left to the awaiting path (the calendar index, or a
-    gap before the first seq: other processes' commits, published ahead of these Changes
-    by `SqliteStore._foreign_before`); then ``done`` is False and the transaction open.
+    """``before()`` (work without SQL, such as parsing the messages of an APPEND, done
+    outside the transaction), then a whole write transaction: ``BEGIN IMMEDIATE``,
+    ``job``, its change_log rows and ``COMMIT``, unless something is left to the awaiting
+    path (the calendar index, or a gap before the first seq: other processes' commits,
+    published ahead of these Changes by `SqliteStore._foreign_before`); then ``done`` is
+    False and the transaction open.
     ``published``: the last seq published (None: not following other processes)."""
+    if before is not None:
+        before()
     tx.conn.execute("BEGIN IMMEDIATE")
     ran = run_in_savepoint(tx, job, calendar_work)
     own = ran.changes
