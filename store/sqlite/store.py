@@ -39,7 +39,13 @@ Implementation notes
 - Round trips: each aiosqlite call is a thread hop, so statements are combined (UPDATE ...
   RETURNING for counters, subqueries in RETURNING, executemany, UID sets as one JSON array
   of ranges joined with ``json_each``); MIME is parsed once per message at APPEND, before
-  the lock is taken.
+  the transaction begins. APPEND's whole transaction is one function run on the writer's
+  thread (store/sqlite/synctx.py, `_write_sync`): alone, BEGIN IMMEDIATE, its statements,
+  its change_log rows and COMMIT are one hop; in a group, the job and its change_log rows
+  are one. Code running there never awaits and reads no state the loop changes while the
+  writer lock is held; what it cannot finish as the awaiting path would (the calendar
+  index, other processes' commits to publish first) it leaves to that path, transaction
+  open.
 - Counters (messages, unseen, size, deleted) live in ``mailboxes`` and change in the same
   transaction as the messages, so STATUS and Counts never scan. ``uidnext`` only grows
   (also across expunge and restart); UIDVALIDITY is ``max(source(), last + 1)`` over the
