@@ -5,9 +5,10 @@ transactions and the change_log outbox. Must not import imapd or notify: it is h
 ``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and
 other processes' commits. The operations are mixins, a module per family: users, passwords,
 quota roots and push registrations (store/sqlite/users.py); mailboxes, names, subscriptions,
-SELECT, ACL and METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE,
-SEARCH, vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
-fragments, `_Tx`, lookups) is in store/sqlite/base.py.
+SELECT, ACL and METADATA (store/sqlite/mailboxes.py); APPEND (store/sqlite/append.py);
+REPLACE, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH, vanished UIDs and expiry
+(store/sqlite/messages.py); what they share (`_Mbox`, SQL fragments, `_Tx`, lookups) is in
+store/sqlite/base.py.
 
 Implementation notes
 --------------------
