@@ -71,7 +71,6 @@ _ROW_COLUMN = {
 }
 
 
-
 def _allowed_flags(row: Row, rights: str) -> Row:
     """A ``_FACTS`` row (and what follows) with only the flags ``rights`` let a user set
     (RFC 4314 §4 COPY/APPEND: \\Seen needs s, \\Deleted t, any other flag w)."""

@@ -109,9 +109,7 @@ async def test_a_quota_refusal_in_the_one_round_trip_is_logged_after_the_rollbac
     with pytest.raises(QuotaRefused):
         await store.append(bob.id, "INBOX", [new("over")], ORIGIN)
     published = env.take()
-    assert [(type(c), getattr(c, "kind", None)) for c in published] == [
-        (QuotaChanged, "exceeded")
-    ]
+    assert [(type(c), getattr(c, "kind", None)) for c in published] == [(QuotaChanged, "exceeded")]
     assert published == env.logged()[-1:]
     assert (await store.get_mailbox(bob.id, "INBOX")).messages == 1
     env.check_counters()
