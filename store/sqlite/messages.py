@@ -46,6 +46,7 @@ from store.errors import MailboxNotFound, MessageGone
 from store.mime import BodyPart
 from store.ranges import number_ranges
 from store.sqlite import expire as expire_sql
+from store.sqlite import headers
 from store.sqlite import quota as quota_sql
 from store.sqlite import search
 from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
@@ -60,7 +61,11 @@ _RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
 #: `fetch_plain`'s columns that are not ``m.<name>``.
 _ROW_COLUMN = {
     "wire": "w.wire",
-    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX} THEN substr(c.raw, 1, c.header_len) END",
+    # The header block from its own table (migration 0015_content_header), never touching
+    # the message; a contents row without one (a block over 64 KiB) cut from the message.
+    "header": "coalesce(h.header, (SELECT CASE WHEN x.header_len <= "
+    f"{HEADER_ROW_MAX} THEN substr(x.raw, 1, x.header_len) END"
+    " FROM contents AS x WHERE x.id = m.content_id))",
     "raw": "c.raw",
 }
 
@@ -97,6 +102,7 @@ async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -
 
     # aiosqlite exposes no blob API: run the copy where it runs statements.
     await db._execute(copy)  # type: ignore[no-untyped-call]
+    await headers.fill_spooled(tx, row[0], path)  # issue 17: its trigger saw no octets
 
 
 def _allowed_flags(row: Row, rights: str) -> Row:
@@ -433,7 +439,11 @@ class SqliteMessages(SqliteBase):
             join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         else:
             select += ", NULL"
-        select += ", substr(c.raw, 1, c.header_len)" if header else ", NULL"
+        if header:  # its own table when stored there (migration 0015_content_header)
+            select += ", coalesce(h.header, substr(c.raw, 1, c.header_len))"
+            join += " LEFT JOIN content_header AS h ON h.id = m.content_id"
+        else:
+            select += ", NULL"
         where = " AND m.modseq > ?" if changedsince is not None else ""
         params: list[object] = [json.dumps(ranges), mailbox_id]
         if changedsince is not None:
@@ -537,10 +547,12 @@ class SqliteMessages(SqliteBase):
             return []
         select = "SELECT " + ", ".join(["m.uid", *(_ROW_COLUMN.get(c, "m." + c) for c in columns)])
         # The contents' columns (issue 17: FETCH rendered from rows) in the same query.
-        if "header" in columns or "raw" in columns:
+        if "raw" in columns:
             select += " FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
         else:
             select += " FROM messages AS m"
+        if "header" in columns:
+            select += " LEFT JOIN content_header AS h ON h.id = m.content_id"
         if "wire" in columns:
             select += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         if len(ranges) == 1:
