@@ -23,7 +23,6 @@ from store import flags as flagrules
 from store import mime, names, newmessage, textsearch
 from store.api import (
     CONTENT_COLUMNS,
-    HEADER_ROW_MAX,
     PLAIN_COLUMNS,
     AppendResult,
     CopyResult,
@@ -69,8 +68,8 @@ _IN_RANGES = (
 #: `fetch_plain`'s columns that are not ``m.<name>``.
 _ROW_COLUMN = {
     "wire": "w.wire",
-    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX}"
-    " THEN substring(c.raw from 1 for c.header_len) END",
+    # Stored apart from raw (migration 0010_content_header), NULL over HEADER_ROW_MAX.
+    "header": "c.header",
     "raw": "c.raw",
 }
 #: After a ``WITH mb AS (...)`` giving the target mailbox's ``id`` and its ``uidnext`` and
@@ -457,7 +456,9 @@ class PostgresMessages(PostgresBase):
             join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         else:
             select += ", NULL::bytea"
-        select += ", substring(c.raw from 1 for c.header_len)" if header else ", NULL::bytea"
+        # Stored apart from raw (migration 0010_content_header) but for long blocks.
+        header_sql = "coalesce(c.header, substring(c.raw from 1 for c.header_len))"
+        select += ", " + header_sql if header else ", NULL::bytea"
         where = " AND m.modseq > $4" if changedsince is not None else ""
         params: list[object] = [mailbox_id, *_bounds(ranges)]
         if changedsince is not None:

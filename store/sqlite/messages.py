@@ -46,9 +46,8 @@ from store.errors import MailboxNotFound, MessageGone
 from store.mime import BodyPart
 from store.ranges import number_ranges
 from store.sqlite import expire as expire_sql
-from store.sqlite import headers
+from store.sqlite import headers, search
 from store.sqlite import quota as quota_sql
-from store.sqlite import search
 from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
 
 STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
