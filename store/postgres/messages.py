@@ -23,7 +23,6 @@ from store import flags as flagrules
 from store import mime, names, newmessage, textsearch
 from store.api import (
     CONTENT_COLUMNS,
-    HEADER_ROW_MAX,
     PLAIN_COLUMNS,
     AppendResult,
     CopyResult,
@@ -80,8 +79,8 @@ def _messages_first(where: str) -> str:
 #: `fetch_plain`'s columns that are not ``m.<name>``.
 _ROW_COLUMN = {
     "wire": "w.wire",
-    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX}"
-    " THEN substring(c.raw from 1 for c.header_len) END",
+    # Stored apart from raw (migration 0011_content_header), NULL over HEADER_ROW_MAX.
+    "header": "c.header",
     "raw": "c.raw",
 }
 #: After a ``WITH mb AS (...)`` giving the target mailbox's ``id`` and its ``uidnext`` and
@@ -469,7 +468,9 @@ class PostgresMessages(PostgresBase):
             join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         else:
             select += ", NULL::bytea"
-        select += ", substring(c.raw from 1 for c.header_len)" if header else ", NULL::bytea"
+        # Stored apart from raw (migration 0011_content_header) but for long blocks.
+        header_sql = "coalesce(c.header, substring(c.raw from 1 for c.header_len))"
+        select += ", " + header_sql if header else ", NULL::bytea"
         where = " AND m.modseq > $4" if changedsince is not None else ""
         params: list[object] = [mailbox_id, *_bounds(ranges)]
         if changedsince is not None:

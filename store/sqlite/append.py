@@ -24,6 +24,7 @@ from store import flags as flagrules
 from store import newmessage
 from store.api import AppendResult, NewMessage
 from store.changes import Counts, MessageFacts, MessagesAdded, Origin
+from store.sqlite import headers
 from store.sqlite import quota as quota_sql
 from store.sqlite import search
 from store.sqlite.base import _COUNTS, Row, SqliteBase, _target_sync
@@ -62,6 +63,7 @@ def _fill_raw(tx: SyncTx, mailbox_id: int, uid: int, path: Path, size: int) -> N
     with tx.conn.blobopen("contents", "raw", row[0]) as blob, path.open("rb") as f:
         while chunk := f.read(BLOB_CHUNK):
             blob.write(chunk)
+    headers.fill_spooled(tx, row[0], path)  # its trigger saw no octets (issue 17)
 
 
 def _quota_sync(

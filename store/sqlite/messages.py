@@ -66,7 +66,11 @@ _RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
 #: `fetch_plain`'s columns that are not ``m.<name>``.
 _ROW_COLUMN = {
     "wire": "w.wire",
-    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX} THEN substr(c.raw, 1, c.header_len) END",
+    # The header block from its own table (migration 0015_content_header), never touching
+    # the message; a contents row without one (a block over 64 KiB) cut from the message.
+    "header": "coalesce(h.header, (SELECT CASE WHEN x.header_len <= "
+    f"{HEADER_ROW_MAX} THEN substr(x.raw, 1, x.header_len) END"
+    " FROM contents AS x WHERE x.id = m.content_id))",
     "raw": "c.raw",
 }
 
@@ -227,7 +231,11 @@ class SqliteMessages(SqliteAppend):
             join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         else:
             select += ", NULL"
-        select += ", substr(c.raw, 1, c.header_len)" if header else ", NULL"
+        if header:  # its own table when stored there (migration 0015_content_header)
+            select += ", coalesce(h.header, substr(c.raw, 1, c.header_len))"
+            join += " LEFT JOIN content_header AS h ON h.id = m.content_id"
+        else:
+            select += ", NULL"
         where = " AND m.modseq > ?" if changedsince is not None else ""
         params: list[object] = [json.dumps(ranges), mailbox_id]
         if changedsince is not None:
@@ -331,10 +339,12 @@ class SqliteMessages(SqliteAppend):
             return []
         select = "SELECT " + ", ".join(["m.uid", *(_ROW_COLUMN.get(c, "m." + c) for c in columns)])
         # The contents' columns (issue 17: FETCH rendered from rows) in the same query.
-        if "header" in columns or "raw" in columns:
+        if "raw" in columns:
             select += " FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
         else:
             select += " FROM messages AS m"
+        if "header" in columns:
+            select += " LEFT JOIN content_header AS h ON h.id = m.content_id"
         if "wire" in columns:
             select += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         if len(ranges) == 1:
