@@ -24,9 +24,8 @@ from store import flags as flagrules
 from store import newmessage
 from store.api import AppendResult, NewMessage
 from store.changes import Counts, MessageFacts, MessagesAdded, Origin
-from store.sqlite import headers
+from store.sqlite import headers, search
 from store.sqlite import quota as quota_sql
-from store.sqlite import search
 from store.sqlite.base import _COUNTS, Row, SqliteBase, _target_sync
 from store.sqlite.synctx import SyncTx
 
