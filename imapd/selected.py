@@ -23,8 +23,16 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     Value,
 )
+from imapd.protocol.urlmech import URLMECH_RESET
 from imapd.protocol.values import SYSTEM_FLAGS, SequenceSet
-from store.changes import Change, FlagsChanged, MessageFacts, MessagesAdded, MessagesExpunged
+from store.changes import (
+    Change,
+    FlagsChanged,
+    MessageFacts,
+    MessagesAdded,
+    MessagesExpunged,
+    UrlKeysReset,
+)
 
 
 @dataclass(slots=True)
@@ -61,6 +69,9 @@ class SelectedView:
     #: SELECT plus each message added since (expunges leave it high); None: unknown. FETCH
     #: skips reading sizes to bound its batches' memory when this is below that bound.
     octets_bound: int | None = None
+    #: The mailbox access key was reset (RESETKEY, RFC 4467 §7): ``* OK [URLMECH INTERNAL]``
+    #: is due. Only that user's resets reach this view (notify.bus.url_key_topics).
+    _urlmech: bool = False
 
     # --- numbers -------------------------------------------------------------------------
     @property
@@ -172,6 +183,13 @@ class SelectedView:
                     if c.uid not in self._gone and (not own or c.uid in self._flags):
                         self._flags[c.uid] = (c.flags, c.modseq)
                 self.highestmodseq = max(self.highestmodseq, change.counts.highestmodseq)
+            case UrlKeysReset():
+                # RFC 4467 §7: every session of the user with the mailbox selected; the one
+                # that ran RESETKEY of this mailbox has the code in its tagged OK (§7.1:
+                # "can be sent in the tagged OK response instead"), RESETKEY of all keys
+                # says "All keys removed" there, so that session is told here too.
+                if not own or change.mailbox_id is None:
+                    self._urlmech = True
             case _:
                 pass
 
@@ -208,20 +226,25 @@ class SelectedView:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self._new or self._gone or self._flags or self._keywords_changed)
+        return bool(
+            self._new or self._gone or self._flags or self._keywords_changed or self._urlmech
+        )
 
     def flush(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
-        """What may be told now, in order: FLAGS (new keywords), EXPUNGE/VANISHED, EXISTS,
-        RECENT, FETCH for flag changes (kept for later when not ``allow_flags``: a NOTIFY
-        without FlagChange, RFC 5465 §4)."""
+        """What may be told now, in order: OK [URLMECH] (a key reset, RFC 4467 §7), FLAGS
+        (new keywords), EXPUNGE/VANISHED, EXISTS, RECENT, FETCH for flag changes (kept for
+        later when not ``allow_flags``: a NOTIFY without FlagChange, RFC 5465 §4)."""
         counts = self.flush_counts(allow_expunge=allow_expunge, allow_flags=allow_flags)
         return counts + self.flush_flags(allow_flags)
 
     def flush_counts(self, *, allow_expunge: bool, allow_flags: bool = True) -> list[Response]:
-        """`flush`'s first part: FLAGS, EXPUNGE/VANISHED, EXISTS and RECENT (a NOTIFY
-        MessageNew FETCH goes right after these, RFC 5465 §5.2). ``allow_flags``: the flag
+        """`flush`'s first part: OK [URLMECH], FLAGS, EXPUNGE/VANISHED, EXISTS and RECENT (a
+        NOTIFY MessageNew FETCH goes right after these, RFC 5465 §5.2). ``allow_flags``: the flag
         FETCHes follow in the same write (`flush_flags`), else they stay held."""
         out: list[Response] = []
+        if self._urlmech:  # RFC 4467 §7: any untagged response may go out now
+            out.append(URLMECH_RESET)
+            self._urlmech = False
         if self._keywords_changed:
             out.append(Untagged((Atom("FLAGS"), flag_list(system_and(self.keywords)))))
             self._keywords_changed = False

@@ -313,7 +313,7 @@ class Session:
             case Authenticated() if outcome.user is not None:
                 self.user = outcome.user
             case Authenticated():  # CLOSE, UNSELECT, a failed SELECT (RFC 3501 §6.3.1)
-                self.subscription.watch(mailboxes=frozenset())
+                self.subscription.watch(mailboxes=frozenset(), topics=frozenset())
                 self.subscription.drain()
                 self.mailbox = None
                 self.view = None

@@ -36,6 +36,7 @@ from store.changes import (
     QuotaChanged,
     SessionEvent,
     SubscriptionChanged,
+    UrlKeysReset,
 )
 
 
@@ -55,6 +56,8 @@ def change_mailbox_ids(change: Change) -> tuple[int, ...]:
             return ()  # a root spans mailboxes: whole-account listeners of its owner
         case CalendarAlarmFired():
             return (change.mailbox.id,)
+        case UrlKeysReset():
+            return ()  # routed by `url_key_topics`, to that user's sessions only
 
 
 def change_owner(change: Change) -> str:
@@ -69,6 +72,8 @@ def change_owner(change: Change) -> str:
             return change.user
         case QuotaChanged() | CalendarAlarmFired():
             return change.user  # the quota root's / the calendar's owner
+        case UrlKeysReset():
+            return change.user  # whose key table (not the mailbox owner: RFC 4467 §7)
 
 
 #: The empty watched set, shared (``frozenset()`` makes a new 216-byte object every call).
@@ -192,6 +197,18 @@ NAMES = "names"
 SHARED_SERVER_METADATA = "shared-server-metadata"
 
 
+def url_key_topics(user: str, mailbox_id: int) -> frozenset[str]:
+    """The topics a session of ``user`` with ``mailbox_id`` selected watches on its selected
+    subscription: RESETKEY of that mailbox, and RESETKEY of all the user's keys (RFC 4467
+    §7: "Any current IMAP session logged in as the user that has the mailbox selected").
+    Keys are per user, so another user's session on a shared mailbox is not told."""
+    return frozenset((_url_key_topic(user, None), _url_key_topic(user, mailbox_id)))
+
+
+def _url_key_topic(user: str, mailbox_id: int | None) -> str:
+    return f"urlkeys {mailbox_id if mailbox_id is not None else '*'} {user}"
+
+
 class EventBus:
     def __init__(self) -> None:
         self._by_mailbox: dict[int, set[Subscription]] = {}
@@ -210,6 +227,11 @@ class EventBus:
 
     def publish(self, changes: Sequence[Change]) -> None:
         for change in changes:
+            if isinstance(change, UrlKeysReset):  # only as `url_key_topics` says
+                topic = _url_key_topic(change.user, change.mailbox_id)
+                for sub in tuple(self._by_topic.get(topic, ())):
+                    sub.deliver(change)
+                continue
             targets: set[Subscription] = set()
             for mailbox_id in change_mailbox_ids(change):
                 targets.update(self._by_mailbox.get(mailbox_id, ()))

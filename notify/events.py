@@ -24,6 +24,8 @@ Rules (docs/events.md "Which events a command yields" and "Order"):
   those of the resource concerned and then aborts (docs/events.md).
 - CalendarAlarmFired (store/sqlite/calendar.py) -> CalendarAlarm, group "calendar", one per
   alarm instance, ``user`` the calendar's owner (docs/calendar.md).
+- UrlKeysReset (RESETKEY, RFC 4467 §7) -> nothing: it is in the change log only so that the
+  user's sessions in every process learn of it (imapd/selected.py).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from store.changes import (
     QuotaChanged,
     SessionEvent,
     SubscriptionChanged,
+    UrlKeysReset,
 )
 
 
@@ -269,6 +272,8 @@ def _events(change: Change, policy: Policy) -> list[Event]:
             return [
                 _make(change, E.CalendarAlarm, change.user, mailbox=change.mailbox, alarm=change)
             ]
+        case UrlKeysReset():
+            return []  # RESETKEY: RFC 5423 names no event for it
         case _:
             assert_never(change)
 

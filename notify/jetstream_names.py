@@ -9,6 +9,7 @@ and fitting a payload under the size limit. Must not import imapd.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from notify.cyrus import SHEDDABLE, to_json
 from notify.follow import Position
@@ -70,6 +71,7 @@ def check_stream_name(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=4096)  # few event types and active users: escaping each once (profiled)
 def subject(prefix: str, event_type: str, user: str) -> str:
     return f"{prefix}.{subject_token(event_type)}.{subject_token(user)}"
 

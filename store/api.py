@@ -602,9 +602,11 @@ class Store(ChangeFeed, ClusterStore, Protocol):  # ClusterStore: docs/workers.m
         no key (or, with ``create``, no such mailbox). Never logged, never in a Change."""
         ...
 
-    async def reset_urlauth_keys(self, user_id: int, mailbox_id: int | None) -> None:
+    async def reset_urlauth_keys(
+        self, user_id: int, mailbox_id: int | None, origin: Origin
+    ) -> None:
         """RESETKEY: a new key for ``mailbox_id`` (revoking its URLs); None: remove all the
-        user's keys. No Change."""
+        user's keys. Logs a `UrlKeysReset` (no key in it; none when the mailbox is gone)."""
         ...
 
 

@@ -241,6 +241,18 @@ class CalendarAlarmFired(ChangeBase):
     organizer: str
 
 
+@dataclass(frozen=True, slots=True)
+class UrlKeysReset(ChangeBase):
+    """RESETKEY (RFC 4467 §7): ``user``'s mailbox access key for ``mailbox_id`` was replaced,
+    or, with ``mailbox_id`` None, all of that user's keys were removed. It carries no key
+    (keys never reach the change log) and yields no RFC 5423 event (notify/events.py): it
+    exists so that the user's sessions with the mailbox selected, in every process and
+    instance, are told ``* OK [URLMECH INTERNAL]`` (imapd/selected.py)."""
+
+    user: str
+    mailbox_id: int | None
+
+
 Change: TypeAlias = (
     MessagesAdded
     | MessagesExpunged
@@ -255,6 +267,7 @@ Change: TypeAlias = (
     | AclChanged
     | QuotaChanged
     | CalendarAlarmFired
+    | UrlKeysReset
 )
 
 CHANGE_TYPES: dict[str, type[Any]] = {
@@ -273,6 +286,7 @@ CHANGE_TYPES: dict[str, type[Any]] = {
         AclChanged,
         QuotaChanged,
         CalendarAlarmFired,
+        UrlKeysReset,
     )
 }
 

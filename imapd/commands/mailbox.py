@@ -333,13 +333,22 @@ async def _append(session: Context, cmd: c.Append, contents: list[bytes | Path])
         if size > limit:  # the framer refuses these first; kept as the rule
             raise CommandRefused(f"Message larger than APPENDLIMIT {limit}", "TOOBIG")
     # RFC 4314 §4: i on the target; flags without their right are dropped, not refused.
-    target = await lookup(session, cmd.mailbox, "i", target=True)
+    # Both are the store's, in its write transaction (`need`); the handler looks the
+    # mailbox up first only for the keyword limit (issue 17: no read before each APPEND).
     messages = [  # a big literal's octets stay in their spool file: the store reads it
-        NewMessage(content, settable(m.flags, target.rights), m.date)
+        NewMessage(content, m.flags, m.date)
         for m, content in zip(cmd.messages, contents, strict=True)
     ]
     added = [f for m in messages for f in m.flags if not f.startswith("\\")]
+    mailbox: str | int = cmd.mailbox
     if added:
+        target = await lookup(session, cmd.mailbox, "i", target=True)
+        mailbox = target.id
+        messages = [
+            NewMessage(m.content, settable(m.flags, target.rights), m.internaldate)
+            for m in messages
+        ]
+        added = [f for m in messages for f in m.flags if not f.startswith("\\")]
         view = session.view
         known = (
             view.keywords
@@ -348,9 +357,9 @@ async def _append(session: Context, cmd: c.Append, contents: list[bytes | Path])
         )
         check_keyword_limit(session, known, added)
     try:
-        # The name resolved once (target.id); the store checks "i" again in its write
-        # transaction, so a revoke since `lookup` is honoured (NO [NOPERM]).
-        result = await session.store.append(user.id, target.id, messages, session.origin, need="i")
+        # The store checks "i" in its write transaction (a revoke since `lookup` is
+        # honoured: NO [NOPERM]) and drops the flags the rights then do not allow.
+        result = await session.store.append(user.id, mailbox, messages, session.origin, need="i")
     except MailboxNotFound as exc:
         raise CommandRefused(exc.text, "TRYCREATE") from exc
     uids = SequenceSet.from_values(result.uids)

@@ -17,8 +17,10 @@ from imapd.protocol import commands as c
 from imapd.protocol.errors import BadCommand, ImapError
 from imapd.protocol.responses import Atom, Response, Untagged, UntaggedStatus
 from imapd.protocol.state import Authenticated, Selected
+from imapd.protocol.urlmech import URLMECH_SELECT
 from imapd.protocol.values import SequenceSet
 from imapd.selected import SelectedView, flag_list, system_and
+from notify.bus import url_key_topics
 from store.acl import settable
 from store.api import MailboxInfo, User
 from store.errors import StoreError
@@ -40,7 +42,7 @@ async def handle_select(session: Context, cmd: c.Select) -> Outcome:
         raise BadCommand("QRESYNC needs ENABLE QRESYNC first")  # RFC 7162 §3.2.5
     closed: list[Response] = []
     if session.view is not None:  # left now, whatever follows: its changes are not told
-        session.subscription.watch(mailboxes=frozenset())
+        session.subscription.watch(mailboxes=frozenset(), topics=frozenset())
         session.subscription.drain()
         closed.append(UntaggedStatus("OK", "Previous mailbox closed", "CLOSED"))
     try:
@@ -63,13 +65,14 @@ async def _select(
         require(mailbox, "r")
         readonly = cmd.readonly or not any(r in mailbox.rights for r in "iestw")
         # Subscribe first, then read the snapshot: changes with seq <= snapshot.seq are in it.
-        sub.watch(mailboxes=frozenset({mailbox.id}))
+        # URLMECH: RESETKEY of this mailbox or of all keys, this user's only (RFC 4467 §7).
+        sub.watch(mailboxes=frozenset({mailbox.id}), topics=url_key_topics(user.name, mailbox.id))
         # IMAP4rev2 has no \Recent (RFC 9051 Appendix E item 12): claimed by rev1 sessions only.
         claim = not readonly and "IMAP4rev2" not in session.enabled
         snapshot = await session.store.open_mailbox(user.id, cmd.mailbox, claim_recent=claim)
     finally:
         if snapshot is None:
-            sub.watch(mailboxes=frozenset())
+            sub.watch(mailboxes=frozenset(), topics=frozenset())
             sub.drain()
     # As this user sees it: the name in their namespaces, their rights (kept while selected,
     # as RFC 4314 §5.1.1 allows).
@@ -125,6 +128,9 @@ async def _select(
     # (no MODSEQ in FETCH, no [HIGHESTMODSEQ] on EXPUNGE...: view.condstore stays off).
     # Never [NOMODSEQ] (§3.1.2.2): every mailbox keeps modseqs.
     responses.append(highestmodseq_response(info.highestmodseq))
+    # RFC 4467 §7.1 ("BASE.7.1.URLMECH"): "returned in an untagged OK response in response
+    # to a RESETKEY, SELECT, or EXAMINE command": the mechanisms URLAUTH accepts here.
+    responses.append(URLMECH_SELECT)
     q = cmd.qresync
     if q is not None and q.uidvalidity == info.uidvalidity:
         # On a UIDVALIDITY mismatch the remaining parameters are ignored (§3.2.5).

@@ -37,6 +37,7 @@ from imapd.protocol import commands as c
 from imapd.protocol import imapurl
 from imapd.protocol.errors import BadCommand
 from imapd.protocol.responses import Atom, Response, Untagged
+from imapd.protocol.urlmech import URLMECH_CODE
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 
 if TYPE_CHECKING:
@@ -127,17 +128,21 @@ async def handle_genurlauth(session: Context, cmd: c.GenUrlAuth) -> Outcome:
 
 
 async def handle_resetkey(session: Context, cmd: c.ResetKey) -> Outcome:
-    """RESETKEY [mailbox *mechanism] (RFC 4467 §7)."""
+    """RESETKEY [mailbox *mechanism] (RFC 4467 §7; examples a31-a33 there). The store logs
+    the reset (never the key) in the transaction that makes it, so the user's sessions with
+    the mailbox selected, in any process or instance, get ``* OK [URLMECH INTERNAL]``
+    (imapd/selected.py); this one has the code in its tagged OK (§7.1), or for all keys the
+    untagged OK before it when it has a mailbox selected."""
     user = session.require_user()
     if cmd.mailbox is None:
-        await session.store.reset_urlauth_keys(user.id, None)
+        await session.store.reset_urlauth_keys(user.id, None, session.origin)
         return ok("All keys removed")
     unknown = [m for m in cmd.mechanisms if m != mech.MECHANISM]
     if unknown:
         raise BadCommand(f"Unknown URLAUTH mechanism {unknown[0]}")
     info = await lookup(session, cmd.mailbox, "")
-    await session.store.reset_urlauth_keys(user.id, info.id)
-    return ok("Key reset", f"URLMECH {mech.MECHANISM}")
+    await session.store.reset_urlauth_keys(user.id, info.id, session.origin)
+    return ok("Key reset", URLMECH_CODE)
 
 
 async def fetch_url(

@@ -15,6 +15,10 @@ Phases, each run on the three in turn (order rotated per phase):
   append-1   APPEND N messages, one client, one command at a time
   append-10  APPEND N/2 messages from 10 connections at once
 
+With the jetstream variant, rounds of off / jetstream / off2 (a second server without events,
+the control) at 10 clients follow (benchlib/jscost.py: cost in wall and CPU per APPEND,
+median and range, the sink's own CPU per event).
+
 For ``listener`` the delay from the tagged OK of each single-client APPEND (matched by its
 APPENDUID) to the arrival of its MessageAppend datagram is recorded; p50/p99 are printed.
 Negative values: the datagram came before the client had read the OK. Target: events cost
@@ -35,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import jscost
 from .client import ImapClient
 from .messages import Corpus, Message
 from .report import Figure, Measure, percentile
@@ -59,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--event-clients", type=int, default=10, help="concurrent APPEND connections (default 10)"
     )
+    jscost.add_arguments(g)
 
 
 class OursWithEvents(Ours):
@@ -154,7 +160,25 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             variants[name] = srv
         if consumer is not None:
             await consumer.start()
-        return await _phases(args, variants, msgs, listener, consumer)
+        figures = await _phases(args, variants, msgs, listener, consumer)
+        if nats_server is not None and args.js_rounds > 0:
+            # A fresh jetstream server for the rounds: its status counters are theirs alone.
+            from .jetstream import OursWithJetStream
+
+            variants["jetstream"].stop()
+            js = OursWithJetStream(
+                args.port_base + 7, nats_server.url, keep=args.keep, stream="COST", prefix="cost"
+            )
+            extra.append(js)
+            _log(f"starting ours (jetstream, cost rounds) on {js.port} ...")
+            js.start(args.start_timeout)
+            assert nats_server.proc is not None
+            cost_msgs = Corpus(args.seed + 1).generate(args.js_messages)
+            pid = nats_server.proc.pid
+            rounds = await jscost.run(args, variants["off"], js, variants["off2"], pid, cost_msgs)
+            js.stop()  # its status file then holds the sink's final counters
+            jscost.summary(rounds, args.event_clients, jscost.read_status(js))
+        return figures
     finally:
         if consumer is not None:
             await consumer.close()
@@ -192,6 +216,9 @@ def _jetstream(
     nats_server.start()
     extra.append(jetstream.OursWithJetStream(args.port_base + 4, nats_server.url, keep=args.keep))
     names.append("jetstream")
+    if args.js_rounds > 0:  # the control of the cost rounds (benchlib/jscost.py)
+        extra.append(Ours(args.port_base + 6, keep=args.keep))
+        names.append("off2")
     return nats_server, jetstream.Consumer(nats_server.url)
 
 
@@ -313,7 +340,7 @@ def _summary(
     print("\nEvents: APPEND throughput relative to events off")
     for key in ("append-1", "append-10"):
         off = figures[(key, "off")].results["ours"].rate
-        for name in ("listener", "absent", "jetstream"):
+        for name in ("listener", "absent", "jetstream", "off2"):
             if (key, name) not in figures:
                 continue
             rate = figures[(key, name)].results["ours"].rate

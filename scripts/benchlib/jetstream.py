@@ -65,10 +65,15 @@ class NatsServer:
 class OursWithJetStream(Ours):
     """Our server with a TOML file choosing the JetStream notifier."""
 
-    def __init__(self, port: int, url: str, *, keep: bool = False) -> None:
+    def __init__(
+        self, port: int, url: str, *, keep: bool = False, stream: str = "", prefix: str = ""
+    ) -> None:
         super().__init__(port, keep=keep)
         self.toml = self.tmp / "imapd.toml"
-        self.toml.write_text(f'event_notifier = "jetstream"\njetstream_url = "{url}"\n')
+        text = f'event_notifier = "jetstream"\njetstream_url = "{url}"\n'
+        if stream:  # a store of its own needs a stream of its own (its ids start at 1)
+            text += f'jetstream_stream = "{stream}"\njetstream_subject_prefix = "{prefix}"\n'
+        self.toml.write_text(text)
 
     def _prepare(self) -> list[str]:
         return [*super()._prepare(), "--config", str(self.toml)]

@@ -10,7 +10,7 @@ or notify.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
@@ -174,6 +174,11 @@ class PostgresBase:
     _claiming: dict[int, list[Any]]
 
     async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def _write_grouped(self, key: Hashable, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """`_write`, maybe sharing one transaction with other jobs queued under ``key``
+        (store/postgres/groupcommit.py)."""
         raise NotImplementedError
 
     async def _drop_contents(self, tx: Tx, content_ids: Sequence[int]) -> None:

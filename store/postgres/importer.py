@@ -271,6 +271,7 @@ NOT_COPIED: dict[str, str] = {
 #: SQLite tables deliberately not copied, and why.
 SQLITE_ONLY: dict[str, str] = {
     "content_search": "header search texts: the PostgreSQL store searches without them",
+    "content_header": "header blocks: PostgreSQL computes them (contents.header, generated)",
     "sqlite_sequence": "AUTOINCREMENT marks: become the identity sequences' restart values",
 }
 

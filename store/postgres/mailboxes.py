@@ -62,7 +62,12 @@ SPECIAL_USES = {
 _INFO_SELECT = (
     "SELECT "
     + MBOX_COLUMNS
-    + ", (SELECT count(*) FROM messages x WHERE x.mailbox_id = m.id AND x.uid >= m.recent_uid)"
+    # \Recent: the messages from recent_uid on, counted only when that is not all of them
+    # (UIDs start at 1) nor none: an APPEND's look-up of a mailbox no session selected
+    # counted every message of it (issue 18, APPEND per CPU-second).
+    + ", CASE WHEN m.recent_uid <= 1 THEN m.messages WHEN m.recent_uid >= m.uidnext THEN 0"
+    " ELSE (SELECT count(*) FROM messages x WHERE x.mailbox_id = m.id AND x.uid >= m.recent_uid)"
+    " END"
     + ", EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.owner_id AND s.name = m.name)"
     + MBOX_FROM
 )

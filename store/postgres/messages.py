@@ -23,7 +23,6 @@ from store import flags as flagrules
 from store import mime, names, newmessage, textsearch
 from store.api import (
     CONTENT_COLUMNS,
-    HEADER_ROW_MAX,
     PLAIN_COLUMNS,
     AppendResult,
     CopyResult,
@@ -63,14 +62,25 @@ from store.textsearch import SENT_KEYS, TextMatcher
 _IN_RANGES = (
     "m.mailbox_id = $1 AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)"
     " WHERE m.uid BETWEEN r.lo AND r.hi)"
+    # The ranges ascend (store/ranges.py): their span bounds the primary key's index scan,
+    # instead of testing every message of the mailbox against the ranges.
+    " AND m.uid >= $2[1] AND m.uid <= $3[cardinality($3)]"
 )
+
+
+def _messages_first(where: str) -> str:
+    """FROM the messages matching ``where`` in UID order, aliased ``m``, for a query that
+    joins their contents: the narrow message rows are sorted, then each is joined (nested
+    loop, the order kept), never the wide rows with their bodies (a sort of those copied
+    every body once more; issue 18, FETCH BODY[])."""
+    return " FROM (SELECT * FROM messages AS m WHERE " + where + " ORDER BY m.uid OFFSET 0) AS m"
 
 
 #: `fetch_plain`'s columns that are not ``m.<name>``.
 _ROW_COLUMN = {
     "wire": "w.wire",
-    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX}"
-    " THEN substring(c.raw from 1 for c.header_len) END",
+    # Stored apart from raw (migration 0011_content_header), NULL over HEADER_ROW_MAX.
+    "header": "c.header",
     "raw": "c.raw",
 }
 #: After a ``WITH mb AS (...)`` giving the target mailbox's ``id`` and its ``uidnext`` and
@@ -259,7 +269,8 @@ class PostgresMessages(PostgresBase):
         async def body(tx: Tx) -> AppendResult:
             return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
 
-        return await self._write(body)
+        # Concurrent APPENDs to one target share a COMMIT (store/postgres/groupcommit.py).
+        return await self._write_grouped((user_id, mailbox), body)
 
     async def _append_in(
         self,
@@ -457,21 +468,19 @@ class PostgresMessages(PostgresBase):
             join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         else:
             select += ", NULL::bytea"
-        select += ", substring(c.raw from 1 for c.header_len)" if header else ", NULL::bytea"
+        # Stored apart from raw (migration 0011_content_header) but for long blocks.
+        header_sql = "coalesce(c.header, substring(c.raw from 1 for c.header_len))"
+        select += ", " + header_sql if header else ", NULL::bytea"
         where = " AND m.modseq > $4" if changedsince is not None else ""
         params: list[object] = [mailbox_id, *_bounds(ranges)]
         if changedsince is not None:
             params.append(changedsince)
-        rows = await self._pool.fetch(
-            select
-            + " FROM messages AS m"
-            + join
-            + " WHERE "
-            + _IN_RANGES
-            + where
-            + " ORDER BY m.uid",
-            *params,
+        source = (
+            _messages_first(_IN_RANGES + where) + join
+            if join
+            else " FROM messages AS m WHERE " + _IN_RANGES + where
         )
+        rows = await self._pool.fetch(select + source + " ORDER BY m.uid", *params)
         parse = mime.structure_from_json
         texts = {r[6]: r[8] for r in rows if r[8] is not None}
         if sum(map(len, texts.values())) > newmessage.PARSE_IN_THREAD:
@@ -541,15 +550,17 @@ class PostgresMessages(PostgresBase):
         if not ranges:
             return []
         select = "SELECT " + ", ".join(["m.uid", *(_ROW_COLUMN.get(c, "m." + c) for c in columns)])
-        select += " FROM messages AS m"
+        join = ""
         if "header" in columns or "raw" in columns:  # issue 17: FETCH rendered from rows
-            select += " JOIN contents AS c ON c.id = m.content_id"
+            join += " JOIN contents AS c ON c.id = m.content_id"
         if "wire" in columns:
-            select += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
+            join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
+        if join:
+            source = _messages_first(_IN_RANGES) + join
+        else:
+            source = " FROM messages AS m WHERE " + _IN_RANGES
         rows = await self._pool.fetch(
-            select + " WHERE " + _IN_RANGES + " ORDER BY m.uid",
-            mailbox_id,
-            *_bounds(ranges),
+            select + source + " ORDER BY m.uid", mailbox_id, *_bounds(ranges)
         )
         return [tuple(r) for r in rows]
 

@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -60,6 +60,7 @@ from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
 from store.postgres.calendar import PostgresCalendar
 from store.postgres.cluster import KICK_CHANNEL, PostgresCluster  # docs/workers.md
 from store.postgres.expire import PostgresExpire
+from store.postgres.groupcommit import GroupCommit
 from store.postgres.mailboxes import PostgresMailboxes
 from store.postgres.messages import PostgresMessages
 from store.postgres.migrate import migrate
@@ -136,6 +137,7 @@ class PostgresStore(
     PostgresPreviews,
     PostgresUrlAuth,
     PostgresCluster,
+    GroupCommit,  # concurrent APPENDs share a COMMIT (store/postgres/groupcommit.py)
 ):
     """The Store on one PostgreSQL database. Build with `open`."""
 
@@ -167,6 +169,7 @@ class PostgresStore(
         self._listener: asyncpg.Connection | None = None
         self._wakeups: set[asyncio.Task[int]] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._grouped: dict[Hashable, collections.deque[Any]] = {}  # groupcommit.py
         #: This process's numbered transactions in seq order, published from the head.
         self._order: collections.deque[_Slot] = collections.deque()
         #: The last seq of each slot in ``_order`` (its NOTIFY payload: `_notified`).
@@ -259,13 +262,7 @@ class PostgresStore(
                         slot = await self._numbered(tx)
         except BaseException as exc:
             if slot is not None:  # numbered, then COMMIT failed: nothing to publish
-                # Another process may take its seq, and that NOTIFY may have been
-                # skipped as ours meanwhile: catch up once.
-                self._own_last.discard(slot.changes[-1].seq)
-                slot.changes, slot.done = [], True
-                await self._drain()
-                if self._published is not None:
-                    self._notified(None, 0, CHANNEL, str(self._published + 1))
+                await self._abandon(slot)
             if isinstance(exc, quota.QuotaRefused):
                 await self._record_refusal(exc.change)
             if not answer.done():
@@ -292,6 +289,16 @@ class PostgresStore(
         if not answer.done():
             answer.set_result(result)
         return result
+
+    async def _abandon(self, slot: _Slot) -> None:
+        """A numbered slot whose COMMIT failed: nothing to publish. Another process may
+        take its seqs, and that NOTIFY may have been skipped as ours meanwhile: catch up
+        once."""
+        self._own_last.discard(slot.changes[-1].seq)
+        slot.changes, slot.done = [], True
+        await self._drain()
+        if self._published is not None:
+            self._notified(None, 0, CHANNEL, str(self._published + 1))
 
     async def _numbered(self, tx: Tx) -> _Slot:
         """Number ``tx``'s Changes (under COMMIT_LOCK: `_log_changes`) and take their place

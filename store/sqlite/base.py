@@ -16,6 +16,7 @@ Must not import imapd or notify.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,7 @@ from store.authcache import AuthCache
 from store.changes import Change, Counts, MailboxCreated, MailboxRef, MessageFacts, Origin
 from store.errors import MailboxInvalid, MailboxNotFound, UserNotFound
 from store.mime import BodyPart
+from store.sqlite.synctx import SyncTx
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -146,26 +148,20 @@ class _Tx:
     async def many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
         await self.db.executemany(sql, params)
 
-    async def many_then_rows(
-        self,
-        sql: str,
-        params: Iterable[Sequence[object]],
-        query: str,
-        query_params: Sequence[object],
-    ) -> list[Row]:
-        """`many`, then `rows` of ``query``: in one round trip to the connection's thread."""
-        conn = self.db
-
-        def run() -> list[Row]:
-            conn._conn.executemany(sql, params)
-            return cast(list[Row], conn._conn.execute(query, query_params).fetchall())
-
-        return cast(list[Row], await conn._execute(run))  # type: ignore[no-untyped-call]
-
     def emit(self, change: Change, user: str | None) -> None:
         """Queue a Change built with ``seq=0``; `_log_changes` (store/sqlite/store.py) gives it its
         change_log seq."""
         self.pending.append((change, user))
+
+    # --- on the writer's thread (store/sqlite/synctx.py) ---
+    def sync(self) -> SyncTx:
+        """This transaction as code on the connection's thread sees it (same Changes list)."""
+        return SyncTx(self.db._conn, self.at, self.at_iso, self.pending)
+
+    async def call(self, fn: Callable[[SyncTx], T]) -> T:
+        """Run ``fn`` on the connection's thread: all its statements in one round trip."""
+        sync = self.sync()
+        return cast(T, await self.db._execute(fn, sync))  # type: ignore[no-untyped-call]
 
 
 class SqliteBase:
@@ -185,6 +181,16 @@ class SqliteBase:
     async def _write(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
         """Run ``body`` in one write transaction, then publish its Changes: `SqliteStore`
         does (store/sqlite/store.py; see the implementation notes there)."""
+        raise NotImplementedError
+
+    async def _write_sync(
+        self, body: Callable[[SyncTx], T], *, before: Callable[[], object] | None = None
+    ) -> T:
+        """`_write` of a body run on the writer's thread (store/sqlite/groupcommit.py)."""
+        raise NotImplementedError
+
+    def _writer_idle(self) -> bool:
+        """No write queued or committing (store/sqlite/groupcommit.py)."""
         raise NotImplementedError
 
     def _now(self) -> dt.datetime:
@@ -248,7 +254,7 @@ class SqliteBase:
             tx.emit(MailboxCreated(0, tx.at, origin, mbox.ref, use), owner)
         return out
 
-    # --- lookups ----------------------------------------------------------------------------
+    # --- lookups (each one hop; the synchronous functions below do the work) ---------------
     @staticmethod
     async def _owner(db: aiosqlite.Connection, user_id: int) -> str:
         row = await _one(db, "SELECT name FROM users WHERE id = ?", (user_id,))
@@ -258,8 +264,7 @@ class SqliteBase:
 
     @staticmethod
     async def _by_name(db: aiosqlite.Connection, user_id: int, name: str) -> _Mbox | None:
-        row = await _one(db, _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name = ?", (user_id, name))
-        return None if row is None else _Mbox.from_row(row)
+        return await _on_thread(db, _by_name_sync, user_id, name)
 
     @staticmethod
     async def _by_id(db: aiosqlite.Connection, mailbox_id: int) -> _Mbox:
@@ -284,13 +289,7 @@ class SqliteBase:
     ) -> str:
         """The effective rights of ``viewer`` on a mailbox of ``owner``, from its ACL rows
         as ``db`` reads them now."""
-        rows = await _rows(
-            db,
-            "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
-            " AND identifier IN (?, ?, 'anyone', '-anyone')",
-            (mailbox_id, viewer, "-" + viewer),
-        )
-        return aclrules.effective(viewer, owner, {r[0]: r[1] for r in rows}, is_admin=admin)
+        return await _on_thread(db, _acl_rights_sync, viewer, admin, mailbox_id, owner)
 
     async def _target(
         self,
@@ -299,56 +298,100 @@ class SqliteBase:
         mailbox: str | int,
         need: str,
     ) -> tuple[_Mbox, str | None]:
-        """The mailbox an APPEND/COPY/MOVE writes to, read in its write transaction: by id
-        (the caller resolved the name once) or by a client name of ``user_id``. With
-        ``need``, ``user_id``'s rights on it as they are now (a revoke committed since the
-        caller's check counts), refused by `aclrules.require`; else no rights (None: the
-        caller checks none, as LMTP delivery and import do). Raises MailboxNotFound (also
-        for a mailbox deleted since the caller resolved it), NoPermission, MailboxInvalid
-        (\\Noselect)."""
-        if isinstance(mailbox, int):
-            row = await tx.one(_MBOX_SELECT + " WHERE m.id = ?", (mailbox,))
-            mbox = None if row is None else _Mbox.from_row(row)
-        else:
-            mbox = await self._by_name(
-                tx.db, *await self._locate(tx.db, user_id, names.canonical(mailbox))
-            )
-        if mbox is None:
-            raise MailboxNotFound("Mailbox does not exist")
-        rights = None
-        if need:
-            if mbox.owner_id == user_id:
-                rights = aclrules.ALL
-            else:
-                viewer, admin = await self._viewer(tx.db, user_id)
-                rights = await self._acl_rights(tx.db, viewer, admin, mbox.id, mbox.owner)
-            aclrules.require(rights, need)
-        if not mbox.selectable:
-            raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
-        return mbox, rights
+        """`_target_sync` in one round trip to the writer's thread."""
+        return await tx.call(lambda sync: _target_sync(sync, user_id, mailbox, need))
 
     # --- namespaces (RFC 2342; store/namespace.py) ------------------------------------------
     @staticmethod
     async def _viewer(db: aiosqlite.Connection, user_id: int) -> tuple[str, bool]:
         """(name, is_admin) of a user, read afresh (a grant or revoke applies at once)."""
-        row = await _one(db, "SELECT name, is_admin FROM users WHERE id = ?", (user_id,))
-        if row is None:
-            raise UserNotFound("No such user")
-        return str(row[0]), bool(row[1])
+        return await _on_thread(db, _viewer_sync, user_id)
 
     async def _locate(self, db: aiosqlite.Connection, user_id: int, name: str) -> tuple[int, str]:
-        """(owner id, owner-relative name) of the mailbox a client name means for
-        ``user_id``. Raises MailboxNotFound for a namespace root or an unknown owner (the
-        same error as for a missing mailbox: names are never confirmed)."""
+        """`_locate_sync` in one round trip (none for a name in the user's own namespace)."""
         if namespace.is_personal(name):
             return user_id, names.canonical(name)
-        viewer, _ = await self._viewer(db, user_id)
-        where = namespace.resolve(viewer, name)
-        row = (
-            None
-            if where is None
-            else await _one(db, "SELECT id FROM users WHERE name = ?", (where.owner,))
-        )
-        if where is None or row is None:
-            raise MailboxNotFound("Mailbox does not exist")
-        return int(row[0]), where.name
+        return await _on_thread(db, _locate_sync, user_id, name)
+
+
+async def _on_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(connection, *args)`` on ``db``'s own thread, in one round trip."""
+    return cast(T, await db._execute(fn, db._conn, *args))  # type: ignore[no-untyped-call]
+
+
+# --- the lookups on the connection's thread (synchronous: one hop for all their statements) ---
+def _by_name_sync(conn: sqlite3.Connection, user_id: int, name: str) -> _Mbox | None:
+    row = conn.execute(
+        _MBOX_SELECT + " WHERE m.owner_id = ? AND m.name = ?", (user_id, name)
+    ).fetchone()
+    return None if row is None else _Mbox.from_row(row)
+
+
+def _viewer_sync(conn: sqlite3.Connection, user_id: int) -> tuple[str, bool]:
+    """(name, is_admin) of a user, read afresh (a grant or revoke applies at once)."""
+    row = conn.execute("SELECT name, is_admin FROM users WHERE id = ?", (user_id,)).fetchone()
+    if row is None:
+        raise UserNotFound("No such user")
+    return str(row[0]), bool(row[1])
+
+
+def _locate_sync(conn: sqlite3.Connection, user_id: int, name: str) -> tuple[int, str]:
+    """(owner id, owner-relative name) of the mailbox a client name means for
+    ``user_id``. Raises MailboxNotFound for a namespace root or an unknown owner (the
+    same error as for a missing mailbox: names are never confirmed)."""
+    if namespace.is_personal(name):
+        return user_id, names.canonical(name)
+    viewer, _ = _viewer_sync(conn, user_id)
+    where = namespace.resolve(viewer, name)
+    row = (
+        None
+        if where is None
+        else conn.execute("SELECT id FROM users WHERE name = ?", (where.owner,)).fetchone()
+    )
+    if where is None or row is None:
+        raise MailboxNotFound("Mailbox does not exist")
+    return int(row[0]), where.name
+
+
+def _acl_rights_sync(
+    conn: sqlite3.Connection, viewer: str, admin: bool, mailbox_id: int, owner: str
+) -> str:
+    """The effective rights of ``viewer`` on a mailbox of ``owner``, from its ACL rows
+    as ``conn`` reads them now."""
+    rows = conn.execute(
+        "SELECT identifier, rights FROM acl WHERE mailbox_id = ?"
+        " AND identifier IN (?, ?, 'anyone', '-anyone')",
+        (mailbox_id, viewer, "-" + viewer),
+    ).fetchall()
+    return aclrules.effective(viewer, owner, {r[0]: r[1] for r in rows}, is_admin=admin)
+
+
+def _target_sync(
+    tx: SyncTx, user_id: int, mailbox: str | int, need: str
+) -> tuple[_Mbox, str | None]:
+    """The mailbox an APPEND/COPY/MOVE writes to, read in its write transaction: by id
+    (the caller resolved the name once) or by a client name of ``user_id``. With
+    ``need``, ``user_id``'s rights on it as they are now (a revoke committed since the
+    caller's check counts), refused by `aclrules.require`; else no rights (None: the
+    caller checks none, as LMTP delivery and import do). Raises MailboxNotFound (also
+    for a mailbox deleted since the caller resolved it), NoPermission, MailboxInvalid
+    (\\Noselect)."""
+    conn = tx.conn
+    if isinstance(mailbox, int):
+        row = tx.one(_MBOX_SELECT + " WHERE m.id = ?", (mailbox,))
+        mbox = None if row is None else _Mbox.from_row(row)
+    else:
+        mbox = _by_name_sync(conn, *_locate_sync(conn, user_id, names.canonical(mailbox)))
+    if mbox is None:
+        raise MailboxNotFound("Mailbox does not exist")
+    rights = None
+    if need:
+        if mbox.owner_id == user_id:
+            rights = aclrules.ALL
+        else:
+            viewer, admin = _viewer_sync(conn, user_id)
+            rights = _acl_rights_sync(conn, viewer, admin, mbox.id, mbox.owner)
+        aclrules.require(rights, need)
+    if not mbox.selectable:
+        raise MailboxInvalid("Mailbox is not selectable (\\Noselect)")
+    return mbox, rights

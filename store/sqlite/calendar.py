@@ -30,12 +30,14 @@ from collections.abc import Iterable
 from store import calendar, calendarfire
 from store.changes import (
     AclChanged,
+    Change,
     MailboxCreated,
     MailboxRenamed,
     MessagesAdded,
     MetadataChanged,
 )
 from store.sqlite.base import SqliteBase, _one, _Tx
+from store.sqlite.synctx import SyncTx
 
 #: Objects read per statement when a mailbox becomes a calendar, and fired per transaction.
 _BATCH = 200
@@ -64,6 +66,45 @@ _CANDIDATES = (
 )
 
 
+def calendar_work(tx: SyncTx) -> bool:
+    """Whether `SqliteCalendar._calendar_index` has anything to do for ``tx``'s Changes (an
+    in-thread write leaves the index to the awaiting path then: store/sqlite/synctx.py)."""
+    if not tx.pending or not _AVAILABLE:
+        return False
+    recheck, added = _index_work(tx.pending)
+    return bool(recheck or added)
+
+
+def _index_work(
+    pending: Iterable[tuple[Change, str | None]],
+) -> tuple[list[int], dict[int, list[int]]]:
+    """The mailboxes to decide again and the new messages (mailbox id -> UIDs) that may be
+    calendar objects, among a transaction's Changes."""
+    recheck: list[int] = []
+    added: dict[int, list[int]] = {}
+    for change, _ in pending:
+        match change:
+            case MessagesAdded():
+                # APPEND and delivery carry the structure: plain mail costs no query.
+                # COPY and MOVE do not: their target is looked up.
+                uids = [
+                    m.uid
+                    for m in change.messages
+                    if m.structure is None or _CALENDAR_PART in m.structure.lower()
+                ]
+                if uids:
+                    added.setdefault(change.mailbox.id, []).extend(uids)
+            case MetadataChanged() if change.mailbox is not None:
+                recheck.append(change.mailbox.id)
+            case MailboxCreated() | AclChanged():
+                recheck.append(change.mailbox.id)
+            case MailboxRenamed():
+                recheck.extend(new.id for _, new in change.renames)
+            case _:
+                pass
+    return recheck, added
+
+
 class SqliteCalendar(SqliteBase):
     """The calendar index and alarm firing (mixed into `SqliteStore`)."""
 
@@ -73,28 +114,7 @@ class SqliteCalendar(SqliteBase):
         this after the body, so it sees the transaction's final rows)."""
         if not tx.pending or not _AVAILABLE:
             return
-        recheck: list[int] = []
-        added: dict[int, list[int]] = {}
-        for change, _ in tx.pending:
-            match change:
-                case MessagesAdded():
-                    # APPEND and delivery carry the structure: plain mail costs no query.
-                    # COPY and MOVE do not: their target is looked up.
-                    uids = [
-                        m.uid
-                        for m in change.messages
-                        if m.structure is None or _CALENDAR_PART in m.structure.lower()
-                    ]
-                    if uids:
-                        added.setdefault(change.mailbox.id, []).extend(uids)
-                case MetadataChanged() if change.mailbox is not None:
-                    recheck.append(change.mailbox.id)
-                case MailboxCreated() | AclChanged():
-                    recheck.append(change.mailbox.id)
-                case MailboxRenamed():
-                    recheck.extend(new.id for _, new in change.renames)
-                case _:
-                    pass
+        recheck, added = _index_work(tx.pending)
         fresh = set()
         for mailbox_id in dict.fromkeys(recheck):
             if await self._recheck_calendar(tx, mailbox_id):

@@ -42,8 +42,10 @@ import aiosqlite
 
 from store import quota
 from store.changes import Change, QuotaChanged
-from store.sqlite import files
+from store.sqlite import files, synctx
 from store.sqlite.base import _Tx
+from store.sqlite.calendar import calendar_work
+from store.sqlite.synctx import SyncTx
 
 T = TypeVar("T")
 
@@ -58,6 +60,10 @@ GROUP_MAX = 64
 class _Job:
     body: Callable[[_Tx], Awaitable[Any]]
     answer: asyncio.Future[Any]
+    #: The body as a function run on the writer's thread (`_write_sync`), else None.
+    sync: Callable[[SyncTx], Any] | None = None
+    #: Run before BEGIN when the job commits alone (`_write_sync`); a group skips it.
+    before: Callable[[], object] | None = None
     result: Any = None
     error: BaseException | None = None
     changes: list[Change] = field(default_factory=list)
@@ -92,7 +98,11 @@ class GroupCommit:
         def _now(self) -> dt.datetime: ...
 
         async def _transaction(
-            self, body: Callable[[_Tx], Awaitable[T]], answer: asyncio.Future[T] | None
+            self,
+            body: Callable[[_Tx], Awaitable[T]],
+            answer: asyncio.Future[T] | None,
+            sync: Callable[[SyncTx], T] | None = None,
+            before: Callable[[], object] | None = None,
         ) -> T: ...
 
         async def _calendar_index(self, tx: _Tx) -> None: ...
@@ -112,7 +122,28 @@ class GroupCommit:
         before the Changes are published (the committing session resumes ahead of the
         listeners the publication wakes)."""
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(body, answer))
+        return await self._enqueue(_Job(body, answer), answer)
+
+    async def _write_sync(
+        self, fn: Callable[[SyncTx], T], *, before: Callable[[], object] | None = None
+    ) -> T:
+        """`_write` of a body that runs on the writer's thread (store/sqlite/synctx.py): alone,
+        ``before()``, ``BEGIN IMMEDIATE`` .. ``COMMIT`` take one round trip to it; in a
+        group, the job and its change_log rows take one (``before`` is not called: ``fn``
+        must do without it)."""
+
+        async def body(tx: _Tx) -> T:
+            return await tx.call(fn)
+
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        return await self._enqueue(_Job(body, answer, fn, before), answer)
+
+    def _writer_idle(self) -> bool:
+        """No write queued or committing now: one queued now would commit alone."""
+        return not self._queue and (self._drainer is None or self._drainer.done())
+
+    async def _enqueue(self, job: _Job, answer: asyncio.Future[T]) -> T:
+        self._queue.append(job)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.ensure_future(self._drain())
             self._drainer.add_done_callback(_retrieve)
@@ -141,7 +172,7 @@ class GroupCommit:
     async def _single(self, job: _Job) -> None:
         """A group of one: exactly the one-transaction path (`_transaction` answers)."""
         try:
-            await self._transaction(job.body, job.answer)
+            await self._transaction(job.body, job.answer, job.sync, job.before)
         except Exception as exc:  # noqa: BLE001 - handed to the caller through its answer
             job.error = exc
             _settle(job)
@@ -216,10 +247,18 @@ class GroupCommit:
         caller releases it). False if SQLite abandoned the whole transaction."""
         db = self._writer
         tx = _Tx(db, self._now())
+        sync = job.sync
         try:
-            job.result = await job.body(tx)
-            await self._calendar_index(tx)
-            job.changes = await self._log_changes(tx)
+            changes = None
+            if sync is not None:  # the job and its change_log rows: one round trip
+                ran = await tx.call(lambda s: synctx.run_in_savepoint(s, sync, calendar_work))
+                job.result, changes = ran.result, ran.changes
+            else:
+                job.result = await job.body(tx)
+            if changes is None:
+                await self._calendar_index(tx)
+                changes = await self._log_changes(tx)
+            job.changes = changes
         except Exception as exc:  # noqa: BLE001 - the job's own failure, handed to its caller
             job.changes = []
             if not db.in_transaction:  # SQLite rolled the whole group back

@@ -1,22 +1,19 @@
 """Messages in the SQLite store: `SqliteMessages`, the mixin of `SqliteStore` for what is in
 a mailbox.
 
-Owns: APPEND (MIME parsed once, before the lock), FETCH rows and the BODYSTRUCTURE cache,
-STORE, EXPUNGE, COPY/MOVE, SEARCH (compiled by store/sqlite/search.py), QRESYNC's vanished
-UIDs, retention and expiry (store/expire.py, store/sqlite/expire.py), and the quota
-accounting of these changes (store/quota.py, store/sqlite/quota.py). A UID set travels as
-one JSON array of ranges (store/ranges.py). Must not import imapd or notify.
+Owns: REPLACE (its APPEND part is store/sqlite/append.py's), FETCH rows and the
+BODYSTRUCTURE cache, STORE, EXPUNGE, COPY/MOVE, SEARCH (compiled by store/sqlite/search.py),
+QRESYNC's vanished UIDs, retention and expiry (store/expire.py, store/sqlite/expire.py), and
+the quota accounting of these changes (store/quota.py, store/sqlite/quota.py). A UID set
+travels as one JSON array of ranges (store/ranges.py). Must not import imapd or notify.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from store import acl as aclrules
@@ -48,7 +45,16 @@ from store.ranges import number_ranges
 from store.sqlite import expire as expire_sql
 from store.sqlite import quota as quota_sql
 from store.sqlite import search
-from store.sqlite.base import _COUNTS, _FACTS, Row, SqliteBase, _facts, _one, _rows, _Tx
+from store.sqlite.append import SqliteAppend
+from store.sqlite.base import (
+    _COUNTS,
+    _FACTS,
+    Row,
+    _facts,
+    _one,
+    _rows,
+    _Tx,
+)
 
 STRUCTURE_CACHE = 256  # parsed BODYSTRUCTUREs kept by content id (contents never change)
 
@@ -60,43 +66,13 @@ _RANGE_MATCH = "m.mailbox_id = ? AND m.uid BETWEEN r.value->>0 AND r.value->>1"
 #: `fetch_plain`'s columns that are not ``m.<name>``.
 _ROW_COLUMN = {
     "wire": "w.wire",
-    "header": f"CASE WHEN c.header_len <= {HEADER_ROW_MAX} THEN substr(c.raw, 1, c.header_len) END",
+    # The header block from its own table (migration 0015_content_header), never touching
+    # the message; a contents row without one (a block over 64 KiB) cut from the message.
+    "header": "coalesce(h.header, (SELECT CASE WHEN x.header_len <= "
+    f"{HEADER_ROW_MAX} THEN substr(x.raw, 1, x.header_len) END"
+    " FROM contents AS x WHERE x.id = m.content_id))",
     "raw": "c.raw",
 }
-
-_INSERT_MESSAGE = (
-    "INSERT INTO message_in (mailbox_id, uid, modseq, seen, deleted, size,"
-    " internal_epoch, internaldate, savedate, flags, header_len, message_id,"
-    " structure, raw, from_text, to_text, cc_text, bcc_text, subject_text, wire)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, ?, ?, ?, ?, ?, ?)"
-)
-#: Octets copied per step from a spooled message's file into its contents row.
-BLOB_CHUNK = 1024 * 1024
-
-
-async def _fill_raw(tx: _Tx, mailbox_id: int, uid: int, path: Path, size: int) -> None:
-    """Copy ``path`` into the raw of the message just inserted (empty so far), in chunks
-    with SQLite's incremental blob I/O: never the whole message in memory, in the same
-    transaction (so a MULTIAPPEND stays all or none, RFC 3502).
-
-    The zeroblob is set only after the rows are in: SQLite materialises a zeroblob that
-    passes through the insert view's trigger, and the refs UPDATE of the messages trigger
-    rewrites the contents row, big value and all; both would cost the message's size twice
-    in memory. Set on its own, as the row's last column, it stays a count of zeros."""
-    row = await tx.one(
-        "SELECT content_id FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
-    )
-    assert row is not None
-    await tx.run("UPDATE contents SET raw = zeroblob(?) WHERE id = ?", (size, row[0]))
-    db = tx.db
-
-    def copy() -> None:  # on the connection's own thread, as all its statements run
-        with db._conn.blobopen("contents", "raw", row[0]) as blob, path.open("rb") as f:
-            while chunk := f.read(BLOB_CHUNK):
-                blob.write(chunk)
-
-    # aiosqlite exposes no blob API: run the copy where it runs statements.
-    await db._execute(copy)  # type: ignore[no-untyped-call]
 
 
 def _allowed_flags(row: Row, rights: str) -> Row:
@@ -115,36 +91,9 @@ def _allowed_flags(row: Row, rights: str) -> Row:
     )
 
 
-def _allowed(message: _Prepared, rights: str) -> _Prepared:
-    """``message`` with only the flags ``rights`` let a user set (RFC 4314 §4)."""
-    kept = aclrules.settable(message.flags, rights)
-    if len(kept) == len(message.flags):
-        return message
-    return dataclasses.replace(
-        message, flags=kept, seen="\\Seen" in kept, deleted="\\Deleted" in kept
-    )
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A NewMessage made ready outside the lock: flags canonical, MIME parsed once."""
-
-    raw: bytes | Path  # a Path: the octets are in that file (`NewMessage.content`)
-    size: int
-    flags: tuple[str, ...]
-    seen: bool
-    deleted: bool
-    internaldate: dt.datetime
-    header_len: int
-    structure: str
-    message_id: str | None
-    search_texts: tuple[str, ...]  # content_search, in search.STORED_KEYS order
-    wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
-    preview: str = ""  # content_preview (RFC 8970, store/sqlite/preview.py)
-
-
-class SqliteMessages(SqliteBase):
-    """APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH and expiry (see the module)."""
+class SqliteMessages(SqliteAppend):
+    """REPLACE, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH and expiry (see the module); APPEND
+    is `SqliteAppend`'s (store/sqlite/append.py)."""
 
     # --- removal and quota accounting (RFC 9208; store/quota.py) ----------------------------
     async def _remove(
@@ -186,160 +135,6 @@ class SqliteMessages(SqliteBase):
         for change in await quota_sql.settle(tx.db, deltas, tx.at, origin, applied=applied):
             tx.emit(change, change.user)
 
-    # --- messages ---------------------------------------------------------------------------
-    def _prepare(self, message: NewMessage) -> _Prepared:
-        p = newmessage.parse(message, self._now)
-        # A spooled message was read whole for parsing, then dropped: the rows get it from
-        # the file (`_fill_raw`).
-        return _Prepared(
-            raw=message.content,
-            size=p.size,
-            flags=p.flags,
-            seen=p.seen,
-            deleted=p.deleted,
-            internaldate=p.internaldate,
-            header_len=p.header_len,
-            structure=p.structure,
-            message_id=p.message_id,
-            search_texts=search.search_texts(p.data, p.parsed),
-            wire=self._prerender(p.parsed) if self._prerender is not None else None,
-            preview=p.preview,
-        )
-
-    async def append(
-        self,
-        user_id: int,
-        mailbox: str | int,
-        messages: Sequence[NewMessage],
-        origin: Origin,
-        *,
-        kind: str = "append",
-        need: str = "",
-    ) -> AppendResult:
-        """Atomic: all or none (MULTIAPPEND). Parses structure once and keeps it. ``kind``
-        (append|deliver|import) is the MessagesAdded kind. ``mailbox``: a client name of
-        ``user_id`` or the id of the mailbox the caller resolved. ``need``: the rights
-        ``user_id`` must have on it, checked in the write transaction, whose rights then
-        drop the flags they do not allow (RFC 4314 §4). Raises MailboxNotFound (handler
-        adds TRYCREATE), NoPermission, MailboxInvalid for \\Noselect, ValueError for no
-        messages."""
-        if not messages:
-            raise ValueError("nothing to append")
-        if newmessage.parse_off_loop(m.content for m in messages):
-            # One message at a time: a MULTIAPPEND of spooled messages holds one in memory.
-            prepared = await asyncio.to_thread(lambda: [self._prepare(m) for m in messages])
-        else:
-            prepared = [self._prepare(m) for m in messages]
-
-        async def body(tx: _Tx) -> AppendResult:
-            return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
-
-        return await self._write(body)
-
-    async def _append_in(
-        self,
-        tx: _Tx,
-        user_id: int,
-        mailbox: str | int,
-        prepared: list[_Prepared],
-        origin: Origin,
-        kind: str,
-        need: str,
-        removing: Row | None = None,
-    ) -> AppendResult:
-        """`append`'s work inside the caller's write transaction (APPEND, REPLACE).
-        ``removing``: REPLACE's source row (mailbox id first, then ``_FACTS``), about to be
-        removed: the quota sees only the net change (RFC 8508 §3.4)."""
-        count = len(prepared)
-        dest, rights = await self._target(tx, user_id, mailbox, need)  # any namespace
-        kept = prepared if rights is None else [_allowed(p, rights) for p in prepared]
-        if removing is not None:
-            deltas = {dest.id: (count, sum(p.size for p in kept))}
-            back = deltas.get(removing[0], (0, 0))
-            deltas[removing[0]] = (back[0] - 1, back[1] - removing[4])
-            await self._quota(tx, deltas, origin, applied=False)
-        row = await tx.one(
-            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1,"
-            " messages = messages + ?, unseen = unseen + ?, size = size + ?,"
-            " deleted = deleted + ? WHERE id = ? " + _COUNTS,
-            (
-                count,
-                count,
-                sum(not p.seen for p in kept),
-                sum(p.size for p in kept),
-                sum(p.deleted for p in kept),
-                dest.id,
-            ),
-        )
-        assert row is not None
-        counts = Counts(*row)
-        ref = dest.ref
-        if removing is None:
-            # RFC 9208 §4.3.1: refused before any message row (the counters roll back).
-            await self._quota(
-                tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True
-            )
-        first_uid, modseq = counts.uidnext - count, counts.highestmodseq
-        rows = [
-            (
-                ref.id,
-                first_uid + i,
-                modseq,
-                p.seen,
-                p.deleted,
-                p.size,
-                int(p.internaldate.timestamp()),
-                p.internaldate.isoformat(),
-                tx.at_iso,
-                flagrules.to_text(p.flags),
-                p.header_len,
-                p.message_id,
-                p.structure,
-                p.size if isinstance(p.raw, Path) else p.raw,
-                *p.search_texts,
-                p.wire,
-            )
-            for i, p in enumerate(kept)
-        ]
-        # the message_in view inserts contents, content_search, messages; then the contents
-        # rows it inserted are read back: EMAILID in the events (store/objectid.py)
-        plain = [r for r, p in zip(rows, kept, strict=True) if not isinstance(p.raw, Path)]
-        new_ids = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid >= ?"
-        if len(plain) == len(kept):  # nothing spooled: one round trip for both
-            id_rows = await tx.many_then_rows(
-                _INSERT_MESSAGE % "?", plain, new_ids, (ref.id, first_uid)
-            )
-        else:
-            await tx.many(_INSERT_MESSAGE % "?", plain)
-            for i, p in enumerate(kept):
-                if isinstance(p.raw, Path):  # the rows first, then the file's octets
-                    await tx.run(_INSERT_MESSAGE % "X''", rows[i][:13] + rows[i][14:])
-                    await _fill_raw(tx, ref.id, first_uid + i, p.raw, p.size)
-            id_rows = await tx.rows(new_ids, (ref.id, first_uid))
-        ids: dict[int, int] = dict(id_rows)
-        # --- RFC 8970 PREVIEW (store/sqlite/preview.py) ---
-        await tx.many(
-            "INSERT INTO content_preview (id, preview) VALUES (?, ?)",
-            [(ids[first_uid + i], p.preview) for i, p in enumerate(kept)],
-        )
-        # --- end PREVIEW ---
-        facts = tuple(
-            MessageFacts(
-                first_uid + i,
-                modseq,
-                p.flags,
-                p.size,
-                p.internaldate,
-                p.message_id,
-                p.structure,
-                ids.get(first_uid + i),
-                p.wire,  # for the events of the published Change (store/changes.py)
-            )
-            for i, p in enumerate(kept)
-        )
-        tx.emit(MessagesAdded(0, tx.at, origin, ref, counts, facts, kind), ref.owner)
-        return AppendResult(ref, tuple(f.uid for f in facts))
-
     async def replace(
         self,
         mailbox_id: int,
@@ -370,8 +165,11 @@ class SqliteMessages(SqliteBase):
             )
             if not rows:
                 raise MessageGone("The message to replace has been expunged")
-            result = await self._append_in(
-                tx, user_id, target, [prepared], origin, "append", need, (mailbox_id, *rows[0])
+            removing = (mailbox_id, *rows[0])
+            result = await tx.call(
+                lambda sync: self._append_sync(
+                    sync, user_id, target, [prepared], origin, "append", need, removing
+                )
             )
             counts, modseq = await self._remove(tx, mailbox_id, rows, record=True)
             facts = tuple(_facts(r, content_id=r[8]) for r in rows)
@@ -433,7 +231,11 @@ class SqliteMessages(SqliteBase):
             join += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         else:
             select += ", NULL"
-        select += ", substr(c.raw, 1, c.header_len)" if header else ", NULL"
+        if header:  # its own table when stored there (migration 0015_content_header)
+            select += ", coalesce(h.header, substr(c.raw, 1, c.header_len))"
+            join += " LEFT JOIN content_header AS h ON h.id = m.content_id"
+        else:
+            select += ", NULL"
         where = " AND m.modseq > ?" if changedsince is not None else ""
         params: list[object] = [json.dumps(ranges), mailbox_id]
         if changedsince is not None:
@@ -537,10 +339,12 @@ class SqliteMessages(SqliteBase):
             return []
         select = "SELECT " + ", ".join(["m.uid", *(_ROW_COLUMN.get(c, "m." + c) for c in columns)])
         # The contents' columns (issue 17: FETCH rendered from rows) in the same query.
-        if "header" in columns or "raw" in columns:
+        if "raw" in columns:
             select += " FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
         else:
             select += " FROM messages AS m"
+        if "header" in columns:
+            select += " LEFT JOIN content_header AS h ON h.id = m.content_id"
         if "wire" in columns:
             select += " LEFT JOIN content_wire AS w ON w.id = m.content_id"
         if len(ranges) == 1:

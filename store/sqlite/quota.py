@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Mapping
 
 import aiosqlite
@@ -125,6 +126,15 @@ async def set_limits(db: aiosqlite.Connection, user_id: int, limits: Limits) -> 
     )
 
 
+#: The roots of the mailboxes of a JSON array of ids, with their limits and usage.
+_SETTLE_ROOTS = (
+    "SELECT m.id, " + _ROOT_COLUMNS + " FROM json_each(?) AS j JOIN mailboxes AS m"
+    " ON m.id = j.value JOIN quota_roots AS r ON "
+    + _ROOT_OF_MAILBOX
+    + " LEFT JOIN users AS u ON u.id = r.user_id"
+)
+
+
 async def settle(
     db: aiosqlite.Connection,
     deltas: Mapping[int, tuple[int, int]],
@@ -138,17 +148,41 @@ async def settle(
     already include them (else they are about to). Raises `QuotaRefused` when a root would
     grow over a limit; returns the QuotaChanged(kind="within") of roots that stop being
     full. Roots without limits cost one query and nothing else."""
-    ids = [mid for mid, (count, octets) in deltas.items() if count or octets]
+    ids = _changed(deltas)
     if not ids:
         return []
-    rows = await _rows(
-        db,
-        "SELECT m.id, " + _ROOT_COLUMNS + " FROM json_each(?) AS j JOIN mailboxes AS m"
-        " ON m.id = j.value JOIN quota_roots AS r ON "
-        + _ROOT_OF_MAILBOX
-        + " LEFT JOIN users AS u ON u.id = r.user_id",
-        (json.dumps(ids),),
-    )
+    rows = await _rows(db, _SETTLE_ROOTS, (json.dumps(ids),))
+    return _decide(rows, deltas, at, origin, applied)
+
+
+def settle_sync(
+    conn: sqlite3.Connection,
+    deltas: Mapping[int, tuple[int, int]],
+    at: dt.datetime,
+    origin: Origin,
+    *,
+    applied: bool = False,
+) -> list[QuotaChanged]:
+    """`settle` on the connection's own thread (store/sqlite/synctx.py)."""
+    ids = _changed(deltas)
+    if not ids:
+        return []
+    rows = [tuple(r) for r in conn.execute(_SETTLE_ROOTS, (json.dumps(ids),)).fetchall()]
+    return _decide(rows, deltas, at, origin, applied)
+
+
+def _changed(deltas: Mapping[int, tuple[int, int]]) -> list[int]:
+    return [mid for mid, (count, octets) in deltas.items() if count or octets]
+
+
+def _decide(
+    rows: list[tuple[object, ...]],
+    deltas: Mapping[int, tuple[int, int]],
+    at: dt.datetime,
+    origin: Origin,
+    applied: bool,
+) -> list[QuotaChanged]:
+    """`settle`'s rules over its ``_SETTLE_ROOTS`` rows."""
     roots: dict[int, QuotaInfo] = {}
     grow: dict[int, tuple[int, int]] = {}
     for row in rows:

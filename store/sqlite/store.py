@@ -5,9 +5,10 @@ transactions and the change_log outbox. Must not import imapd or notify: it is h
 ``publish`` callable. Here: opening and closing, the transaction machinery, the outbox and
 other processes' commits. The operations are mixins, a module per family: users, passwords,
 quota roots and push registrations (store/sqlite/users.py); mailboxes, names, subscriptions,
-SELECT, ACL and METADATA (store/sqlite/mailboxes.py); APPEND, FETCH, STORE, EXPUNGE, COPY/MOVE,
-SEARCH, vanished UIDs and expiry (store/sqlite/messages.py); what they share (`_Mbox`, SQL
-fragments, `_Tx`, lookups) is in store/sqlite/base.py.
+SELECT, ACL and METADATA (store/sqlite/mailboxes.py); APPEND (store/sqlite/append.py);
+REPLACE, FETCH, STORE, EXPUNGE, COPY/MOVE, SEARCH, vanished UIDs and expiry
+(store/sqlite/messages.py); what they share (`_Mbox`, SQL fragments, `_Tx`, lookups) is in
+store/sqlite/base.py.
 
 Implementation notes
 --------------------
@@ -39,7 +40,13 @@ Implementation notes
 - Round trips: each aiosqlite call is a thread hop, so statements are combined (UPDATE ...
   RETURNING for counters, subqueries in RETURNING, executemany, UID sets as one JSON array
   of ranges joined with ``json_each``); MIME is parsed once per message at APPEND, before
-  the lock is taken.
+  the transaction begins. APPEND's whole transaction is one function run on the writer's
+  thread (store/sqlite/synctx.py, `_write_sync`): alone, BEGIN IMMEDIATE, its statements,
+  its change_log rows and COMMIT are one hop; in a group, the job and its change_log rows
+  are one. Code running there never awaits and reads no state the loop changes while the
+  writer lock is held; what it cannot finish as the awaiting path would (the calendar
+  index, other processes' commits to publish first) it leaves to that path, transaction
+  open.
 - Counters (messages, unseen, size, deleted) live in ``mailboxes`` and change in the same
   transaction as the messages, so STATUS and Counts never scan. ``uidnext`` only grows
   (also across expunge and restart); UIDVALIDITY is ``max(source(), last + 1)`` over the
@@ -81,7 +88,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import sqlite3
@@ -105,15 +111,13 @@ from store.changes import (
     Origin,
     QuotaChanged,
     SessionEvent,
-    change_kind,
-    to_json,
 )
 from store.errors import StoreDamaged
 from store.mime import BodyPart
 from store.passwords import DEFAULT_N
-from store.sqlite import files, search
+from store.sqlite import files, search, synctx
 from store.sqlite.base import _one, _rows, _Tx
-from store.sqlite.calendar import SqliteCalendar
+from store.sqlite.calendar import SqliteCalendar, calendar_work
 from store.sqlite.cluster import SqliteCluster  # several processes (docs/workers.md)
 from store.sqlite.groupcommit import GroupCommit, _Job
 from store.sqlite.mailboxes import SqliteMailboxes
@@ -121,6 +125,7 @@ from store.sqlite.messages import SqliteMessages
 from store.sqlite.migrate import migrate
 from store.sqlite.preview import SqlitePreviews
 from store.sqlite.sort import SqliteSort
+from store.sqlite.synctx import SyncTx
 from store.sqlite.urlauth import SqliteUrlAuth
 from store.sqlite.users import SqliteUsers
 
@@ -134,7 +139,6 @@ BUSY_TIMEOUT_MS = 5000  # another process (the CLI) holding the write lock brief
 SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #: What `SqliteStore.open` checks of an existing database (see there).
 STARTUP_CHECKS = frozenset({"schema", "quick"})
-_CHANGE_ROWS_PER_INSERT = 500  # 4 parameters a row, far below SQLITE_MAX_VARIABLE_NUMBER
 _FOREIGN_BATCH = 1000  # other processes' change_log rows published per round trip
 
 
@@ -165,25 +169,9 @@ def _utc_now() -> dt.datetime:
 
 
 async def _log_changes(tx: _Tx) -> list[Change]:
-    """Insert a transaction's pending Changes into change_log; return them with their seqs."""
-    out: list[Change] = []
-    pending = tx.pending
-    for start in range(0, len(pending), _CHANGE_ROWS_PER_INSERT):
-        chunk = pending[start : start + _CHANGE_ROWS_PER_INSERT]
-        params: list[object] = []
-        for change, user in chunk:
-            params += [change_kind(change), user, to_json(change), tx.at_iso]
-        values = ", ".join("(?, ?, ?, ?)" for _ in chunk)
-        rows = await tx.rows(
-            "INSERT INTO change_log (kind, user, payload, created) VALUES "
-            + values
-            + " RETURNING seq",
-            params,
-        )
-        # Seqs are assigned in VALUES order; RETURNING's row order is not promised.
-        seqs = sorted(row[0] for row in rows)
-        out += [dataclasses.replace(c, seq=s) for (c, _), s in zip(chunk, seqs, strict=True)]
-    return out
+    """Insert a transaction's pending Changes into change_log; return them with their seqs
+    (store/sqlite/synctx.py, in one round trip)."""
+    return await tx.call(synctx.log_changes)
 
 
 class SqliteStore(
@@ -382,19 +370,38 @@ class SqliteStore(
 
     # --- transaction machinery ------------------------------------------------------------
     async def _transaction(
-        self, body: Callable[[_Tx], Awaitable[T]], answer: asyncio.Future[T] | None
+        self,
+        body: Callable[[_Tx], Awaitable[T]],
+        answer: asyncio.Future[T] | None,
+        sync: Callable[[SyncTx], T] | None = None,
+        before: Callable[[], object] | None = None,
     ) -> T:
         """One write transaction with the writer lock held (`GroupCommit._drain` holds it):
-        a group of one, as every write ran before group commit."""
+        a group of one, as every write ran before group commit. ``sync``: the body as a
+        function on the writer's thread, run with BEGIN, its change_log rows and COMMIT in
+        one round trip (store/sqlite/synctx.py) unless it leaves work to this path."""
         db = self._writer
-        await db.execute("BEGIN IMMEDIATE")
         try:
-            tx = _Tx(db, self._now())
-            result = await body(tx)
-            await self._calendar_index(tx)  # the calendar index (store/sqlite/calendar.py)
-            changes = await _log_changes(tx)
-            changes = [*await self._foreign_before(changes), *changes]
-            await db.execute("COMMIT")
+            changes: list[Change] | None = None
+            if sync is None:
+                await db.execute("BEGIN IMMEDIATE")
+                tx = _Tx(db, self._now())
+                result = await body(tx)
+                done = False
+            else:
+                tx = _Tx(db, self._now())
+                last = self._published
+                ran = await tx.call(
+                    lambda s: synctx.run_alone(s, sync, calendar_work, last, before)
+                )
+                result, changes, done = ran.result, ran.changes, ran.done
+            if not done:
+                if changes is None:
+                    await self._calendar_index(tx)  # the calendar index (calendar.py)
+                    changes = await _log_changes(tx)
+                changes = [*await self._foreign_before(changes), *changes]
+                await db.execute("COMMIT")
+            assert changes is not None
         except BaseException as exc:
             try:
                 await db.execute("ROLLBACK")

@@ -1,12 +1,13 @@
 """URLAUTH mailbox access keys on SQLite (the ``urlauth_keys`` table; RFC 4467 §2.2).
 
-Owns: reading, creating and resetting a user's keys. No Change is published: a key is
-nothing a client sees, and it must never reach the change_log. Imports nothing of imapd or
-notify.
+Owns: reading, creating and resetting a user's keys. A key never reaches the change_log;
+a reset logs a `UrlKeysReset` naming the user and mailbox only (RFC 4467 §7: the user's
+sessions with that mailbox selected are told). Imports nothing of imapd or notify.
 """
 
 from __future__ import annotations
 
+from store.changes import Origin, UrlKeysReset
 from store.sqlite.base import SqliteBase, _one, _Tx
 from store.urlauth import new_key
 
@@ -38,19 +39,26 @@ class SqliteUrlAuth(SqliteBase):
 
         return await self._write(body)
 
-    async def reset_urlauth_keys(self, user_id: int, mailbox_id: int | None) -> None:
+    async def reset_urlauth_keys(
+        self, user_id: int, mailbox_id: int | None, origin: Origin
+    ) -> None:
         """RESETKEY (RFC 4467 §7): a new key for ``mailbox_id``, revoking every URL made with
-        the old one; None removes all of the user's keys."""
+        the old one; None removes all of the user's keys. The same transaction logs a
+        `UrlKeysReset` (no key in it) for the user's sessions that have the mailbox
+        selected; none when the mailbox is gone."""
 
         async def body(tx: _Tx) -> None:
+            user = await self._owner(tx.db, user_id)
             if mailbox_id is None:
                 await tx.run("DELETE FROM urlauth_keys WHERE user_id = ?", (user_id,))
-                return
-            await tx.run(
+            elif not await tx.rows(
                 "INSERT INTO urlauth_keys (user_id, mailbox_id, key)"
                 " SELECT ?, id, ? FROM mailboxes WHERE id = ?"
-                " ON CONFLICT (user_id, mailbox_id) DO UPDATE SET key = excluded.key",
+                " ON CONFLICT (user_id, mailbox_id) DO UPDATE SET key = excluded.key"
+                " RETURNING mailbox_id",
                 (user_id, new_key(), mailbox_id),
-            )
+            ):
+                return
+            tx.emit(UrlKeysReset(0, tx.at, origin, user, mailbox_id), user)
 
         await self._write(body)

@@ -12,12 +12,14 @@ from tests.helpers.handlers import TestContext, message
 
 TEAM = b'"Other Users/bob/Team"'
 APPEND = b"a APPEND " + TEAM + b" (\\Seen) {%d+}\r\n%b"
+#: With a keyword: the handler looks the target up first (its keyword limit), then writes.
+APPEND_KEYWORD = b"a APPEND " + TEAM + b" (\\Seen $Work) {%d+}\r\n%b"
 
 
-def _append_line() -> bytes:
+def _append_line(command: bytes = APPEND) -> bytes:
     content = message("shared").content
     assert isinstance(content, bytes)
-    return APPEND % (len(content), content)
+    return command % (len(content), content)
 
 
 async def _bobs_team(ctx: TestContext, rights: str) -> int:
@@ -42,7 +44,9 @@ async def test_a_revoke_between_lookup_and_write_is_honoured(
     ctx: TestContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """bob revokes alice's ``i`` right after the handler's lookup read it (the store's
-    get_mailbox returns, then the revoke commits): the write refuses, nothing is added."""
+    get_mailbox returns, then the revoke commits): the write refuses, nothing is added.
+    (Only an APPEND with keywords looks the target up before the write; without, the
+    store's write transaction is the only check.)"""
     bob = await _bobs_team(ctx, "lri")
     store = ctx.store
     real = store.get_mailbox
@@ -55,7 +59,7 @@ async def test_a_revoke_between_lookup_and_write_is_honoured(
         return info
 
     monkeypatch.setattr(store, "get_mailbox", lookup_then_revoke)
-    _, wire = await ctx.do(_append_line())
+    _, wire = await ctx.do(_append_line(APPEND_KEYWORD))
     assert [i.rights for i in looked_up] == ["lri"]  # the handler's check passed
     assert wire == b"a NO [NOPERM] Permission denied\r\n"
     monkeypatch.undo()

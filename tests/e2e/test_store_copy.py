@@ -221,6 +221,15 @@ async def test_copy_keeps_every_field_and_the_store_continues(
             " AND n.mailbox_id <> m.mailbox_id"
         )
         assert shared == 6  # 3 originals x 1 copy, both directions
+        # Header blocks (issue 17): PostgreSQL computes its own (migration 0010), equal to
+        # the SQLite side table's rows (migration 0015) and to the messages' first octets.
+        headers = dict(db.execute("SELECT id, header FROM content_header").fetchall())
+        got_headers = await conn.fetch(
+            "SELECT id, header, substring(raw from 1 for header_len) AS cut FROM contents"
+        )
+        assert got_headers and len(got_headers) == len(headers)
+        for row in got_headers:
+            assert row["header"] == row["cut"] == headers[row["id"]], row["id"]
         (last_seq,) = db.execute("SELECT max(seq) FROM change_log").fetchone()
         (top_mailbox,) = db.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'mailboxes'"

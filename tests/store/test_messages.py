@@ -330,7 +330,9 @@ async def test_rollback_on_error_inside_transaction(
     def broken(change: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(f"store.{env.backend}.store.to_json", broken)
+    # Where each backend writes change_log rows (SQLite: on the writer's thread).
+    logger = {"sqlite": "store.sqlite.synctx", "postgres": "store.postgres.store"}[env.backend]
+    monkeypatch.setattr(f"{logger}.to_json", broken)
     with pytest.raises(RuntimeError):
         await store.copy_messages(box.id, [1], bob.id, "Trash", ORIGIN, move=True)
     monkeypatch.undo()
