@@ -78,14 +78,21 @@ def origin_claims(server: Server, origin: str | None, mailbox_id: int) -> bool:
 
 
 def push_added(session: Session) -> bool:
-    """The whole push of ``session`` when its queue holds only MessagesAdded of its selected
-    mailbox in the shape the module docstring says (one, or several when the fan-out fell
-    behind the writer: imapd/fanout.py); False, nothing touched, otherwise."""
+    """The whole push of ``session`` when its queue is one MessagesAdded of its selected
+    mailbox in the shape the module docstring says; False, nothing touched, otherwise."""
     s = session
     view = s.view
     sub = s.subscription
     pending = sub.pending
-    if view is None or not pending or sub.overflow or s.contexts or view.has_pending:
+    if view is None or len(pending) != 1 or sub.overflow or s.contexts:
+        return False
+    change = pending[0]
+    if (
+        type(change) is not MessagesAdded
+        or change.mailbox.id != view.mailbox_id
+        or change.origin.session == s.id
+        or view.has_pending
+    ):
         return False
     notify = s.notify
     nsub = notify.sub
@@ -94,34 +101,21 @@ def push_added(session: Session) -> bool:
     ):
         return False
     fanout = s.server.fanout
-    mailbox_id = view.mailbox_id
-    claims = not view.readonly and not view.rev2
-    last = view.uids[-1] if view.uids else 0
-    shares: list[Added] = []
-    for change in pending:
-        if (
-            type(change) is not MessagesAdded
-            or change.mailbox.id != mailbox_id
-            or change.origin.session == s.id
-        ):
-            return False
-        shared = fanout.added(s.server, change)
-        uids = shared.uids
-        if last >= uids[0] or not shared.keywords <= view.keywords:
-            return False
-        if claims and not shared.origin_claims and not fanout.claimed(mailbox_id, uids):
-            return False  # this one may be first: the general path names the claimer
-        last = uids[-1]
-        shares.append(shared)
+    shared = fanout.added(s.server, change)
+    uids = shared.uids
+    if (view.uids and view.uids[-1] >= uids[0]) or not shared.keywords <= view.keywords:
+        return False
+    if (
+        not view.readonly
+        and not view.rev2
+        and not shared.origin_claims
+        and not fanout.claimed(view.mailbox_id, uids)
+    ):
+        return False  # this one may be first: the general path names the claimer
     fetch = s.notify_fetch_atts if notify.selected_push else ()
     names = _names(fetch) if fetch else ()
     if names is None:
         return False  # an item read from the store (RFC 5465 §5.2): the general path
-    if len(shares) > 1:
-        return _push_several(s, view, shares, fetch, names)
-    shared = shares[0]
-    change = shared.change
-    uids = shared.uids
     # The state change `view.apply` + `flush_counts` make for new UIDs above all known.
     view.uids.extend(uids)
     if change.counts.highestmodseq > view.highestmodseq:
@@ -148,59 +142,6 @@ def push_added(session: Session) -> bool:
     shared.served += 1
     s.push_data(data)
     return True
-
-
-def _push_several(
-    s: Session,
-    view: SelectedView,
-    shares: list[Added],
-    fetch: tuple[FetchAtt, ...],
-    names: tuple[str, ...],
-) -> bool:
-    """`push_added` for several queued changes: what `_selected` sends for them together
-    (one EXISTS and RECENT with the counts after the last, then MessageNew's FETCH of
-    every new message, RFC 5465 §5.2), shared by the listeners that queued the same
-    changes with the same view (`Fanout.several`)."""
-    uids = [u for shared in shares for u in shared.uids]
-    view.uids.extend(uids)
-    top = max(shared.change.counts.highestmodseq for shared in shares)
-    if top > view.highestmodseq:
-        view.highestmodseq = top
-    s.subscription.pending = []
-    recent = view.recent
-    recent_count = view.recent_count() if recent else 0
-    key = (
-        tuple(shared.change.seq for shared in shares),
-        len(view.uids),
-        recent_count,
-        bool(recent) and any(u in recent for u in uids),
-        view.rev2,
-        view.uidonly,
-        view.condstore,
-        view.qresync,
-        names,
-    )
-    lines = s.server.fanout.several
-    data = lines.get(key)
-    if data is None:
-        data = _head(view)
-        if fetch:
-            facts = {m.uid: m for shared in shares for m in shared.change.messages}
-            data += serialize_all(facts_fetch_lines(view, uids, facts, fetch))
-        if len(lines) >= LINES_MAX:
-            lines.clear()
-        lines[key] = data
-    for shared in shares:
-        shared.served += 1
-    s.push_data(data)
-    return True
-
-
-def _head(view: SelectedView) -> bytes:
-    """EXISTS and RECENT as `SelectedView.flush_counts` says them after new messages."""
-    if view.rev2:  # RFC 9051 Appendix E item 12: no RECENT
-        return b"* %d EXISTS\r\n" % len(view.uids)
-    return b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(view.uids), view.recent_count())
 
 
 #: id(a session's MessageNew FETCH items) -> (those items, their names): the key part
@@ -231,7 +172,10 @@ def _render(s: Session, shared: Added, fetch: tuple[FetchAtt, ...]) -> bytes:
     """What `Listener._selected_lines` renders for this view after the change."""
     view = s.view
     assert view is not None
-    head = _head(view)
+    if view.rev2:  # as SelectedView.flush_counts: RFC 9051 Appendix E item 12, no RECENT
+        head = b"* %d EXISTS\r\n" % len(view.uids)
+    else:
+        head = b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(view.uids), view.recent_count())
     if not fetch:
         return head
     facts = {m.uid: m for m in shared.change.messages}

@@ -402,7 +402,6 @@ class Server:
     def forget(self, session: Session) -> None:
         self.sessions.discard(session)
         self.sessions_by_id.pop(session.id, None)
-        self.fanout.idle(session)
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight commands finish, BYE everyone, close the store."""

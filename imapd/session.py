@@ -395,7 +395,6 @@ class Session:
         the wait: then BYE with their text and `GONE` (the one place a cancelled wait says
         goodbye). Other cancellations propagate."""
         self.busy = False
-        self.server.fanout.idle(self)  # imapd/fanout.py: commands before the fan-out
         try:
             return await waiting
         except asyncio.CancelledError:
@@ -405,7 +404,6 @@ class Session:
             raise
         finally:
             self.busy = True
-            self.server.fanout.busy(self)
 
     async def _recv(self) -> bytes:
         """The next client bytes, inflated once COMPRESS is on; ``b""`` at EOF.

@@ -9,11 +9,8 @@ FETCH), RFC 9586 §3.3 (UIDFETCH under UIDONLY)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-from store.api import NewMessage
-from store.changes import Origin
 from tests.helpers.server import RunningServer
 from tests.rawclient import RawClient
 
@@ -172,40 +169,3 @@ def test_items_read_from_the_store_beside_shared_ones(server: RunningServer) -> 
         got = _pushed(c, 3)
         assert got[0] == "* 1 EXISTS"
         assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \((\\Recent)?\)\)", got[2]), got
-
-
-def test_listeners_served_late_get_several_messages_in_one_push(server: RunningServer) -> None:
-    """Two commits published together (one group commit, imapd/fanout.py: a fan-out fallen
-    behind the writer looks the same): each listener sends one EXISTS with the count after
-    both (RFC 3501 §7.3.1), its RECENT, then MessageNew's FETCH of each new message in its
-    own numbering (RFC 5465 §5.2), and exactly one session is first for each (§2.3.2);
-    listeners alike share one rendering of the two (`Fanout.several`)."""
-    listeners = [_listener(server, "SELECT INBOX", NOTIFY) for _ in range(4)]
-    store = server.server.store
-
-    async def two_at_once() -> None:
-        user = (await store.get_user("alice")).id
-        await asyncio.gather(
-            *(
-                store.append(user, "INBOX", [NewMessage(b"Subject: %d\r\n\r\nx\r\n" % i)], Origin())
-                for i in (1, 2)
-            )
-        )
-
-    server.call(two_at_once())
-    firsts: list[int] = []
-    for c in listeners:
-        got = _pushed(c, 4)
-        assert got[0] == "* 2 EXISTS", got
-        m = re.fullmatch(r"\* ([0-2]) RECENT", got[1])
-        assert m, got
-        mine = [uid for uid, line in ((1, got[2]), (2, got[3])) if "\\Recent" in line]
-        assert int(m.group(1)) == len(mine), got
-        assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \((\\Recent)?\)\)", got[2]), got
-        assert re.fullmatch(r"\* 2 FETCH \(UID 2 FLAGS \((\\Recent)?\)\)", got[3]), got
-        firsts += mine
-    assert sorted(firsts) == [1, 2], firsts  # each message \Recent in one session
-    assert server.server.fanout.several, "no listener took the shared path for both"
-    for c in listeners:
-        assert "* 2 FETCH (UID 2)" in c.ok("f1", "FETCH 2 UID")
-        c.close()
