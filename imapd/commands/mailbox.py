@@ -333,7 +333,7 @@ async def _append(session: Context, cmd: c.Append, contents: list[bytes | Path])
         if size > limit:  # the framer refuses these first; kept as the rule
             raise CommandRefused(f"Message larger than APPENDLIMIT {limit}", "TOOBIG")
     # RFC 4314 §4: i on the target; flags without their right are dropped, not refused.
-    target = await lookup(session, cmd.mailbox, "i", target=True)
+    target = await lookup(session, cmd.mailbox, "i", target=True, append=True)
     messages = [  # a big literal's octets stay in their spool file: the store reads it
         NewMessage(content, settable(m.flags, target.rights), m.date)
         for m, content in zip(cmd.messages, contents, strict=True)
