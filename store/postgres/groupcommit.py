@@ -16,13 +16,15 @@ How a group runs:
   While a group's COMMIT waits for its flush, the sessions go on queueing: the next group is
   whatever came meanwhile. No timer: a lone APPEND commits at once, as before
   (`_transaction`, the one-transaction path).
-- A larger group: one connection, one ``BEGIN``; each job inside ``SAVEPOINT job`` ..
-  ``RELEASE`` with its own `Tx` (its own clock reading, its own pending Changes). A job that
-  raises (quota exceeded, no right, mailbox gone or not selectable...) is rolled back to its
-  savepoint alone and gets its exception; the others are unaffected. A refused quota's
-  QuotaChanged("exceeded") takes the job's place in the log, as `_record_refusal` commits it
-  right after a lone job's ROLLBACK. The savepoint steps ride in one round trip with the
-  next (``RELEASE job; SAVEPOINT job``).
+- A larger group: one connection, one ``BEGIN``, the jobs one after the other, each with its
+  own `Tx` (its own clock reading, its own pending Changes), no savepoints: a savepoint per
+  job cost a round trip per job and a subtransaction (its own XID, pg_subtrans) in
+  PostgreSQL. Optimistic: if any job raises (quota exceeded, no right, mailbox gone or not
+  selectable...), the group is rolled back as a whole and every job of it is run again
+  alone, in queue order, by the one-transaction path (`_single`), which answers each caller
+  as a lone APPEND would be answered (a refused quota's QuotaChanged("exceeded") logged by
+  `_record_refusal`). A job's body is a closure over its prepared input: running it again
+  after a ROLLBACK writes what the first run would have written.
 - Numbering stays commit-ordered: the group's Changes, job after job, are numbered by one
   ``imapd_log_changes`` call right before COMMIT (under `COMMIT_LOCK`, held only for that
   and the COMMIT, as for a lone transaction; store/postgres/store.py). Job order is UID and
@@ -31,7 +33,7 @@ How a group runs:
   mailbox row, then the quota roots, only held longer: no new lock cycle with other
   writers. Quotas stay exact across instances: a later job sums the group's earlier jobs
   (same transaction), another instance waits for the root's lock and sums the committed.
-- If the connection is lost, or BEGIN, a savepoint step, the numbering or COMMIT fail,
+- If the connection is lost, or BEGIN, the ROLLBACK of a failed group, the numbering or COMMIT fail,
   nothing of the group committed and every job gets the error (a lost connection as
   `Unavailable`). Nothing is retried behind a caller's back.
 - After COMMIT: each caller is answered in queue order right before the group's Changes are
@@ -49,7 +51,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from store import quota
 from store.changes import Change
 from store.errors import StoreError
 from store.postgres.base import PostgresBase, Tx
@@ -63,15 +64,13 @@ T = TypeVar("T")
 log = logging.getLogger("store.postgres")
 
 #: Jobs committed together at most: bounds what one failing COMMIT takes down, how long the
-#: first job of a group waits for the last, and keeps the group's subtransactions within
-#: PostgreSQL's per-backend cache of 64 (PGPROC_MAX_CACHED_SUBXIDS; past it every snapshot
-#: taken meanwhile, by any backend, must look subtransactions up in pg_subtrans).
+#: first job of a group waits for the last, and what one failing job makes run again.
 GROUP_MAX = 32
 
-#: Opens a group, in one round trip. (Forcing generic plans here, SET LOCAL plan_cache_mode,
-#: made PostgreSQL plan more, not less: 7 % of its APPEND CPU against 1 % without; its
-#: plan cache turns to the generic plan by itself once one connection runs the statements.)
-_BEGIN = "BEGIN; SAVEPOINT job"
+#: Opens a group. (Forcing generic plans here, SET LOCAL plan_cache_mode, made PostgreSQL
+#: plan more, not less: 7 % of its APPEND CPU against 1 % without; its plan cache turns to
+#: the generic plan by itself once one connection runs the statements.)
+_BEGIN = "BEGIN"
 
 
 @dataclass(slots=True)
@@ -169,21 +168,23 @@ class GroupCommit(PostgresBase):
     # --- a group -----------------------------------------------------------------------------
     async def _group(self, group: list[_Job]) -> None:
         slot: _Slot | None = None
+        retry = False
         try:
             async with self._pool.acquire() as conn:
                 try:
                     await conn.execute(_BEGIN)
-                    for i, job in enumerate(group):
-                        await self._one(conn, job)
-                        last = i + 1 == len(group)
-                        await conn.execute(
-                            "RELEASE SAVEPOINT job" if last else "RELEASE job; SAVEPOINT job"
-                        )
-                    tx = Tx(conn, self._now())
-                    tx.pending = [p for job in group for p in job.pending]
-                    if tx.pending:
-                        slot = await self._numbered(tx)
-                    await conn.execute("COMMIT")
+                    for job in group:
+                        if not await self._one(conn, job):
+                            retry = True
+                            break
+                    if retry:
+                        await conn.execute("ROLLBACK")
+                    else:
+                        tx = Tx(conn, self._now())
+                        tx.pending = [p for job in group for p in job.pending]
+                        if tx.pending:
+                            slot = await self._numbered(tx)
+                        await conn.execute("COMMIT")
                 except BaseException:
                     if not conn.is_closed() and conn.is_in_transaction():
                         await conn.execute("ROLLBACK")
@@ -201,7 +202,12 @@ class GroupCommit(PostgresBase):
             if slot is not None:
                 await self._abandon(slot)
             raise
-        if slot is None:  # every job failed and none logged anything
+        if retry:  # nothing committed: each job alone, in queue order (see the module)
+            for job in group:
+                job.result, job.error, job.pending = None, None, []
+                await self._single(job)
+            return
+        if slot is None:  # no job logged anything
             for job in group:
                 _settle(job)
             return
@@ -218,9 +224,10 @@ class GroupCommit(PostgresBase):
             log.warning("publishing after COMMIT delayed: %s", exc.text)
         answered()
 
-    async def _one(self, conn: Any, job: _Job) -> None:
-        """One job in the open savepoint ``job``, rolled back to it if the job fails (the
-        caller releases it). A lost connection takes the group down (raised)."""
+    async def _one(self, conn: Any, job: _Job) -> bool:
+        """One job in the group's open transaction; False if it raised (the group is then
+        rolled back and run again job by job). A lost connection takes the group down
+        (raised)."""
         tx = Tx(conn, self._now())
         try:
             job.result = await job.body(tx)
@@ -229,10 +236,6 @@ class GroupCommit(PostgresBase):
         except Exception as exc:
             if lost(exc) is not None or conn.is_closed():
                 raise
-            await conn.execute("ROLLBACK TO SAVEPOINT job")
-            job.error = exc
-            job.pending = []
-            if isinstance(exc, quota.QuotaRefused):  # its QuotaExceed, at the job's place
-                job.pending = [(exc.change, exc.change.user)]
-            return
+            return False
         job.pending = tx.pending
+        return True
