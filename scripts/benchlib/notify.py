@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import resource
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 from .client import ImapClient
 from .report import Figure, Measure, percentile
 from .servers import NOFILE, Server, self_cpu_seconds, tree_cpu_seconds
-from .spread import cpu_seconds, spread
+from .spread import cpu_seconds, spread, tree_pids
 
 MAILBOX = "bench-notify"
 NOTIFY_SET = (
@@ -165,18 +164,8 @@ async def _open(server: Server, mode: str) -> tuple[Listener, str]:
 
 def _pss_kib(root: int) -> int:
     """PSS (RSS when unreadable) of ``root`` and its descendants, KiB."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
+    total = 0
+    for pid in tree_pids(root):
         with contextlib.suppress(OSError):
             text = Path(f"/proc/{pid}/smaps_rollup").read_text()
             for key in ("Pss:", "Rss:"):
