@@ -400,12 +400,6 @@ class Store(ChangeFeed, ClusterStore, Protocol):  # ClusterStore: docs/workers.m
         selectable=False)."""
         ...
 
-    async def append_target(self, user_id: int, name: str) -> MailboxInfo:
-        """`get_mailbox` for APPEND's target: id, rights, selectable as fresh as the change
-        feed (a store may answer from a cache its published changes keep; the counts may
-        be stale: do not use them). The write checks the target again."""
-        ...
-
     async def create_mailbox(
         self, user_id: int, name: str, origin: Origin, special_use: tuple[str, ...] = ()
     ) -> MailboxInfo:

@@ -45,18 +45,12 @@ def require(info: MailboxInfo, needed: str, *, target: bool = False) -> None:
     raise CommandRefused("Permission denied", "NOPERM")
 
 
-async def lookup(
-    session: Context, name: str, needed: str, *, target: bool = False, append: bool = False
-) -> MailboxInfo:
+async def lookup(session: Context, name: str, needed: str, *, target: bool = False) -> MailboxInfo:
     """The mailbox ``name`` as the session's user sees it, once `require` passed.
-    ``target``: an APPEND/COPY/MOVE destination, whose absence says [TRYCREATE].
-    ``append``: APPEND's, through `Store.append_target` (maybe cached; counts unusable)."""
+    ``target``: an APPEND/COPY/MOVE destination, whose absence says [TRYCREATE]."""
     user = session.require_user()
     try:
-        if append:
-            info = await session.store.append_target(user.id, name)
-        else:
-            info = await session.store.get_mailbox(user.id, name)
+        info = await session.store.get_mailbox(user.id, name)
     except MailboxNotFound as exc:
         if target:
             raise CommandRefused(exc.text, "TRYCREATE") from exc

@@ -342,7 +342,7 @@ async def _append(session: Context, cmd: c.Append, contents: list[bytes | Path])
     added = [f for m in messages for f in m.flags if not f.startswith("\\")]
     mailbox: str | int = cmd.mailbox
     if added:
-        target = await lookup(session, cmd.mailbox, "i", target=True, append=True)
+        target = await lookup(session, cmd.mailbox, "i", target=True)
         mailbox = target.id
         messages = [
             NewMessage(m.content, settable(m.flags, target.rights), m.internaldate)

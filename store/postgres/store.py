@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from store import quota
-from store.api import ChangeFeed, MailboxInfo, Prerender, Publish, PushDevice, Store, User
+from store.api import ChangeFeed, Prerender, Publish, PushDevice, Store, User
 from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
 from store.changes import (
@@ -56,7 +56,6 @@ from store.changes import (
 from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, verify_password
 from store.postgres import quota as quota_sql
-from store.postgres.appendtarget import AppendTargets
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
 from store.postgres.calendar import PostgresCalendar
 from store.postgres.cluster import KICK_CHANNEL, PostgresCluster  # docs/workers.md
@@ -139,7 +138,6 @@ class PostgresStore(
     PostgresUrlAuth,
     PostgresCluster,
     GroupCommit,  # concurrent APPENDs share a COMMIT (store/postgres/groupcommit.py)
-    AppendTargets,  # APPEND's target look-up cached (store/postgres/appendtarget.py)
 ):
     """The Store on one PostgreSQL database. Build with `open`."""
 
@@ -172,8 +170,6 @@ class PostgresStore(
         self._wakeups: set[asyncio.Task[int]] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._grouped: dict[Hashable, collections.deque[Any]] = {}  # groupcommit.py
-        self._targets: dict[tuple[int, str], MailboxInfo] = {}  # appendtarget.py
-        self._targets_generation = 0
         #: This process's numbered transactions in seq order, published from the head.
         self._order: collections.deque[_Slot] = collections.deque()
         #: The last seq of each slot in ``_order`` (its NOTIFY payload: `_notified`).
@@ -396,7 +392,6 @@ class PostgresStore(
             self._published = max(self._published, int(rows[-1][0]), passed)
 
     def _announce(self, changes: Sequence[Change]) -> None:
-        self._forget_targets(changes)  # store/postgres/appendtarget.py
         if self._recent_floor and any(
             isinstance(c, MailboxCreated | MailboxRenamed | MailboxDeleted) for c in changes
         ):

@@ -163,10 +163,6 @@ class SqliteMailboxes(SqliteBase):
         )
         return [r[0] for r in rows]
 
-    async def append_target(self, user_id: int, name: str) -> MailboxInfo:
-        """store/api.py: the look-up is answered in-process here already."""
-        return await self.get_mailbox(user_id, name)
-
     async def get_mailbox(self, user_id: int, name: str) -> MailboxInfo:
         """The mailbox a client name means for ``user_id`` (any namespace), as that user
         sees it, with their rights; the caller checks them (RFC 4314 §4). Raises
