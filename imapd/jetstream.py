@@ -72,7 +72,8 @@ async def start_in_server(server: Server, *, listen: bool = True) -> JetStreamSi
     """The server's sink: started before the listeners, so a first start's cursor is the
     outbox's end; woken by every publish (a bus listener never blocks)."""
     from imapd.server import event_format
-    from notify.jetstream import JetStreamSink, StoreCursor
+    from notify.jetstream import JetStreamSink
+    from notify.jetstream_state import StoreCursor
 
     config = server.config
     policy, fmt = event_format(config)

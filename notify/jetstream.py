@@ -74,10 +74,7 @@ from notify.jetstream_names import check_url as check_url
 from notify.jetstream_names import fit_payload, msg_id, parse_msg_id, subject
 from notify.jetstream_names import subject_token as subject_token
 from notify.jetstream_names import subject_token_decode as subject_token_decode
-from notify.jetstream_state import CURSOR_NAME as CURSOR_NAME  # re-exported: tests
 from notify.jetstream_state import Cursor, Health
-from notify.jetstream_state import FileCursor as FileCursor  # re-exported: imapd/cli
-from notify.jetstream_state import StoreCursor as StoreCursor  # re-exported: imapd
 from notify.sink import render
 from store.api import ChangeFeed
 from store.changes import Change

@@ -70,7 +70,8 @@ async def _follow(config: Config, opts: Options, state: Path, status: Path) -> i
     from imapd.cli.events import ServerNotices
     from imapd.server import event_format
     from notify.follow import open_outbox
-    from notify.jetstream import FileCursor, JetStreamSink
+    from notify.jetstream import JetStreamSink
+    from notify.jetstream_state import FileCursor
 
     cursor = FileCursor(state)
     await cursor.load()  # a bad state file: say so before anything else

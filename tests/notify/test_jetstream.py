@@ -16,7 +16,8 @@ from notify.bus import EventBus
 from notify.cyrus import to_json
 from notify.events import Policy, events_for
 from notify.follow import Position
-from notify.jetstream import JetStreamSink, Options, StoreCursor
+from notify.jetstream import JetStreamSink, Options
+from notify.jetstream_state import CURSOR_NAME, StoreCursor
 from notify.sink import render
 from store.api import NewMessage
 from store.changes import Origin, read_change
@@ -189,7 +190,7 @@ async def test_events_arrive_with_subjects_ids_and_cyrus_json(
     assert info.config.max_age == jetstream.DEFAULT_MAX_AGE
     assert info.config.max_bytes == jetstream.DEFAULT_MAX_BYTES
     assert info.config.discard == DiscardPolicy.OLD
-    assert await db.event_cursor(jetstream.CURSOR_NAME) == head + 2
+    assert await db.event_cursor(CURSOR_NAME) == head + 2
 
 
 async def _state(sink: JetStreamSink, state: str) -> bool:
@@ -219,7 +220,7 @@ async def test_nats_down_at_start_then_killed_mid_run(
     nats_server = NatsServer(nats_binary, tmp_path / "js")
     # A first start with NATS down: the cursor starts at the outbox's end once connected,
     # so record it by hand as if the sink had run before.
-    await db.set_event_cursor(jetstream.CURSOR_NAME, await db.change_log_head())
+    await db.set_event_cursor(CURSOR_NAME, await db.change_log_head())
     head = await db.change_log_head()
     sink = sink_for(db, nats_server.url, tmp_path)
     await sink.start()
@@ -417,7 +418,7 @@ async def test_restart_after_the_dedupe_window_repeats_nothing(
     async with Reader(nats_server.url) as reader:
         await until(lambda: _has(reader, 5))
     await sink.stop()
-    await db.set_event_cursor(jetstream.CURSOR_NAME, head)  # as if never saved
+    await db.set_event_cursor(CURSOR_NAME, head)  # as if never saved
     import nats
 
     nc = await nats.connect(nats_server.url)  # forget the ids: no de-duplication left
@@ -461,7 +462,7 @@ async def test_stop_publishes_what_is_committed(
     await sink.stop(grace=20)
     async with Reader(nats_server.url) as reader:
         assert await reader.count() == 300
-    assert await db.event_cursor(jetstream.CURSOR_NAME) == head + 1
+    assert await db.event_cursor(CURSOR_NAME) == head + 1
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
 
 

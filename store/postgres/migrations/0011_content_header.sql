@@ -1,4 +1,4 @@
--- 0010: the header block stored apart from the message (issue 17), as SQLite's
+-- 0011: the header block stored apart from the message (issue 17), as SQLite's
 -- 0015_content_header. FETCH BODY[HEADER], BODY[HEADER.FIELDS (...)] and RFC822.HEADER
 -- read a message's first header_len octets; cut from contents.raw they detoast (fetch
 -- and decompress) the message's TOAST chunks. A stored generated column computes the block

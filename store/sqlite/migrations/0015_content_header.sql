@@ -20,7 +20,7 @@ END;
 
 -- Filled as contents rows are inserted, whoever inserts them (APPEND, LMTP delivery,
 -- CATENATE, REPLACE, import). A spooled message is inserted with an empty raw and its
--- octets copied in afterwards with blob I/O (store/sqlite/messages.py `_fill_raw`, which
+-- octets copied in afterwards with blob I/O (store/sqlite/append.py `_fill_raw`, which
 -- adds its header row itself): the length test skips it here. An explicit id: the
 -- message_in view's trigger reads last_insert_rowid() after the contents INSERT, which
 -- SQLite restores when this trigger ends.
