@@ -23,6 +23,7 @@ import email.header
 import email.parser
 import email.policy
 import email.utils
+import functools
 import itertools
 import json
 import os
@@ -176,7 +177,7 @@ class Format:
 
     @property
     def wants_content(self) -> bool:
-        return bool({"messageContent", "messageHeaders"} & self.extra_params)
+        return not self.extra_params.isdisjoint(SHEDDABLE)
 
 
 # --- value formats ---------------------------------------------------------------------------
@@ -212,6 +213,7 @@ def _timestamp_second(
     return _last_second
 
 
+@functools.lru_cache(maxsize=1024)  # a few mailboxes take most events: each escaped once
 def encode_name(name: str) -> str:
     """A mailbox name in an IMAP URL: UTF-8, percent-encoded (upper-case hex) for controls,
     non-ASCII and RFC 5092's specials; the hierarchy delimiter "/" stays literal."""
