@@ -50,14 +50,14 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from notify.bus import change_owner
 from notify.cpumeter import CpuMeter
-from notify.cyrus import Format
+from notify.cyrus import Format, event_fields
 from notify.events import Event, Policy, events_for
 from notify.follow import Position, start_of
 from notify.jetstream_names import (  # re-exported: imapd/jetstream.py, tests
@@ -75,7 +75,7 @@ from notify.jetstream_names import fit_payload, msg_id, parse_msg_id, subject
 from notify.jetstream_names import subject_token as subject_token
 from notify.jetstream_names import subject_token_decode as subject_token_decode
 from notify.jetstream_state import Cursor, Health
-from notify.sink import render
+from notify.sink import needs_content, render
 from store.api import ChangeFeed
 from store.changes import Change
 from store.errors import Unavailable
@@ -139,6 +139,36 @@ class _Backoff:
         self.current = self.initial
 
 
+class _Alarm:
+    """One timer calling ``ring`` at the earliest time asked of it that has not passed.
+    `at` keeps an armed timer that rings no later than asked (so a stream of rounds arms
+    one timer per ack timeout, not one per round), else arms one; the caller tolerates an
+    early ring (it looks at the time again and asks anew)."""
+
+    __slots__ = ("_handle", "_ring")
+
+    def __init__(self, ring: Callable[[], None]) -> None:
+        self._ring = ring
+        self._handle: asyncio.TimerHandle | None = None
+
+    def at(self, when: float) -> None:
+        handle = self._handle
+        if handle is not None:
+            if handle.when() <= when:
+                return
+            handle.cancel()
+        self._handle = asyncio.get_running_loop().call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._ring()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class JetStreamSink:
     """Publishes the outbox's events after ``cursor`` to the stream. `start` / `wake` /
     `stop`; never raises into its caller, never blocks a store commit."""
@@ -189,7 +219,7 @@ class JetStreamSink:
         # or the stream's last sequence after a resync); None: resync before publishing.
         self._chain: tuple[str, str] | None = None
         self._stream_seq: int | None = None  # the stream seq of our last stored message
-        self._answers: dict[int, object] = {}
+        self._answers: dict[int, Any] = {}  # ack messages by token
         self._sent: Position | None = None
         self._token = 0
         self._floor = 0  # tokens up to here belong to an abandoned window
@@ -199,6 +229,10 @@ class JetStreamSink:
         self._bus_head: int | None = None  # the last seq the bus published (server only)
         self._kick = asyncio.Event()  # reconnected: end a back-off early
         self._limit = 1 << 20  # payload limit: the server's max_payload, the stream's
+        # Rings when the oldest round's ack is due, and when an unsaved cursor is: each
+        # timer stays armed over the rounds while its time still lies ahead (`_Alarm`).
+        self._ack_alarm = _Alarm(self._acked.set)
+        self._save_alarm = _Alarm(self._wakeup.set)
 
     # --- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -234,6 +268,8 @@ class JetStreamSink:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._ack_alarm.cancel()
+        self._save_alarm.cancel()
         await self._save(force=True)
         nc, self._nc = self._nc, None
         if nc is not None:
@@ -261,7 +297,7 @@ class JetStreamSink:
                     ready = True
                 if self._chain is None:
                     await self._resync()
-                busy = await self._step()
+                progress, more = await self._step()
             except _ChainBroken as exc:
                 log.info("jetstream: %s; resyncing from the stream", exc)
                 probing, self._probing = self._probing, True
@@ -295,27 +331,24 @@ class JetStreamSink:
                 await self._pause(delay)
                 continue
             retry.reset()
-            if busy:
+            if progress:
                 refused.reset()
             await self.health.set(self, "ok")
             await self._save()
-            if busy:
+            if more:
                 continue
             if self._stopping.is_set():
                 return
             await self._idle()
 
     async def _idle(self) -> None:
-        """Wait for a wake-up; ring again when an unsaved cursor falls due."""
-        loop = asyncio.get_running_loop()
-        handle = None
+        """Wait for a wake-up; ring again when an unsaved cursor falls due (one timer kept
+        armed across rounds, not one per round: a ring before the cursor is due only turns
+        the loop once more)."""
         if self.position != self._saved:
-            due = max(0.0, self._last_save + self.options.cursor_interval - loop.time())
-            handle = loop.call_later(due, self._wakeup.set)
+            self._save_alarm.at(self._last_save + self.options.cursor_interval)
         await self._wakeup.wait()
         self._wakeup.clear()
-        if handle is not None:
-            handle.cancel()
 
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds unless stopping or reconnected meanwhile."""
@@ -505,34 +538,43 @@ class JetStreamSink:
                 tail = msg.subject.rpartition(".")[2]
                 if not tail.isdigit() or int(tail) <= self._floor:
                     return
-                answers[int(tail)] = _answer(msg)
+                answers[int(tail)] = msg  # read by `_collect`, in the sink's task
                 acked.set()
 
         await nc.subscribe(f"{inbox}.*", cb=on_reply)
         self._inbox, self._inbox_of = inbox, nc
         return inbox
 
-    async def _step(self) -> bool:
+    async def _step(self) -> tuple[bool, bool]:
         """One turn of the window: take the acks that arrived (the position moves over the
-        acknowledged rounds), publish what fits in the window, else wait for an ack. False
-        when nothing is in flight and nothing was left to publish. Any fault abandons the
-        window: the next turn resyncs from the stream's state and publishes from there."""
+        acknowledged rounds), publish what fits in the window, then, when messages are in
+        flight and nothing more is ready (the batch did not fill the room), wait for an ack
+        in the same turn. Returns (progress, more): progress when the position moved or
+        messages went out; more when the loop should turn again at once (messages in flight,
+        or more may be ready), else it idles until woken. So a round costs two turns (publish
+        and wait; take the ack), not four. Any fault abandons the window: the next turn
+        resyncs from the stream's state and publishes from there."""
         try:
             moved = self._collect()
             window = 1 if self._probing else self.options.max_inflight
             room = window - self._inflight_msgs
-            published = False
+            published = full = False
             if room > 0:
-                batch = await self._next_batch(min(room, self.options.batch))
+                limit = min(room, self.options.batch)
+                # Wake-ups until now are for what is read below (the bus hands Changes over
+                # synchronously): one turn per burst of commits, not one per commit.
+                self._wakeup.clear()
+                batch = await self._next_batch(limit)
                 if batch:
                     await self._publish(batch)
                     published = True
+                    full = len(batch) >= limit
             if not self._inflight:
                 self.position = self._sent  # all acknowledged, and changes without events
-                return moved or published
-            if not (moved or published):
+                return moved or published, False
+            if not full:
                 await self._await_ack()
-            return True
+            return True, True
         except BaseException:
             self._abandon()
             raise
@@ -584,8 +626,8 @@ class JetStreamSink:
         moved = False
         while inflight:
             token, out, sent, count = inflight[0]
-            answer = answers.pop(token, None)
-            if answer is None:
+            reply = answers.pop(token, None)
+            if reply is None:
                 if self._lost:
                     self._lost = False
                     raise _Unavailable(f"reconnected: acks lost (seq {out.position.seq})")
@@ -597,6 +639,7 @@ class JetStreamSink:
                 break
             inflight.popleft()
             self._inflight_msgs -= count
+            answer = _answer(reply)
             if isinstance(answer, int):  # stored at this stream seq: the whole round is
                 self.published += count
                 self._stream_seq = answer
@@ -667,13 +710,8 @@ class JetStreamSink:
         """Until an ack comes or the oldest round's ack is due. New commits do not end
         the wait: they are published with the acks' next turn, together (one publish round
         per ack round trip, as many events in it as came meanwhile, within the window)."""
-        loop = asyncio.get_running_loop()
-        due = self._inflight[0][2] + self.options.ack_timeout - loop.time()
-        handle = loop.call_later(max(0.0, due), self._acked.set)
-        try:
-            await self._acked.wait()
-        finally:
-            handle.cancel()
+        self._ack_alarm.at(self._inflight[0][2] + self.options.ack_timeout)
+        await self._acked.wait()
         self._acked.clear()
 
     async def _next_batch(self, limit: int) -> list[Outgoing]:
@@ -690,9 +728,12 @@ class JetStreamSink:
                 if index <= skip:
                     continue
                 assert change is not None
-                item = await self._outgoing(
-                    change, event, Position(seq, index, index == len(events) - 1)
-                )
+                at = Position(seq, index, index == len(events) - 1)
+                if needs_content(event, self.fmt):
+                    fields = await render(self.store, event, self.fmt, pid=self.pid)
+                else:  # the usual case: no store read, so no coroutine per event
+                    fields = event_fields(event, self.fmt, pid=self.pid)
+                item = self._outgoing(change, event, at, fields)
                 if item is not None:
                     out.append(item)
                     if len(out) >= limit:
@@ -727,9 +768,12 @@ class JetStreamSink:
                     break
         return out
 
-    async def _outgoing(self, change: Change, event: Event, position: Position) -> Outgoing | None:
+    def _outgoing(
+        self, change: Change, event: Event, position: Position, fields: dict[str, object]
+    ) -> Outgoing | None:
+        """``fields`` (notify/sink.py `render`) as the message to publish, or None (dropped:
+        too large even without messageContent and messageHeaders)."""
         prefix = self.options.subject_prefix
-        fields = await render(self.store, event, self.fmt, pid=self.pid)
         limit = self._limit - HEADER_ROOM
         fitted = fit_payload(fields, limit)
         if fitted is None:
