@@ -46,12 +46,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +59,7 @@ from notify.cpumeter import CpuMeter
 from notify.cyrus import Format, event_fields
 from notify.events import Event, Policy, events_for
 from notify.follow import Position, start_of
+from notify.jetstream_acks import DUPLICATE, NO_RESPONDERS, Alarm, Backoff, read_ack
 from notify.jetstream_names import (  # re-exported: imapd/jetstream.py, tests
     DEFAULT_DUPLICATE_WINDOW as DEFAULT_DUPLICATE_WINDOW,
 )
@@ -119,54 +119,6 @@ class _Unavailable(Exception):
 class _ChainBroken(Exception):
     """A round's last ack does not vouch for the round (the chain broke, or the answer is
     not "stored"): resync from the stream's state, then probe one message at a time."""
-
-
-@dataclass
-class _Backoff:
-    initial: float
-    maximum: float
-    current: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.current = self.initial
-
-    def next(self) -> float:
-        delay = self.current
-        self.current = min(self.current * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.initial
-
-
-class _Alarm:
-    """One timer calling ``ring`` at the earliest time asked of it that has not passed.
-    `at` keeps an armed timer that rings no later than asked (so a stream of rounds arms
-    one timer per ack timeout, not one per round), else arms one; the caller tolerates an
-    early ring (it looks at the time again and asks anew)."""
-
-    __slots__ = ("_handle", "_ring")
-
-    def __init__(self, ring: Callable[[], None]) -> None:
-        self._ring = ring
-        self._handle: asyncio.TimerHandle | None = None
-
-    def at(self, when: float) -> None:
-        handle = self._handle
-        if handle is not None:
-            if handle.when() <= when:
-                return
-            handle.cancel()
-        self._handle = asyncio.get_running_loop().call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        self._ring()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
 
 class JetStreamSink:
@@ -229,10 +181,10 @@ class JetStreamSink:
         self._bus_head: int | None = None  # the last seq the bus published (server only)
         self._kick = asyncio.Event()  # reconnected: end a back-off early
         self._limit = 1 << 20  # payload limit: the server's max_payload, the stream's
-        # Rings when the oldest round's ack is due, and when an unsaved cursor is: each
-        # timer stays armed over the rounds while its time still lies ahead (`_Alarm`).
-        self._ack_alarm = _Alarm(self._acked.set)
-        self._save_alarm = _Alarm(self._wakeup.set)
+        # Rings when the oldest round's ack is due, and when acks or an unsaved cursor wait
+        # while idle: each timer stays armed over the rounds while its time lies ahead.
+        self._ack_alarm = Alarm(self._acked.set)
+        self._idle_alarm = Alarm(self._wakeup.set)
 
     # --- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -269,7 +221,7 @@ class JetStreamSink:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._ack_alarm.cancel()
-        self._save_alarm.cancel()
+        self._idle_alarm.cancel()
         await self._save(force=True)
         nc, self._nc = self._nc, None
         if nc is not None:
@@ -280,8 +232,8 @@ class JetStreamSink:
     # --- the loop ----------------------------------------------------------------------
     async def _run(self) -> None:
         opts = self.options
-        retry = _Backoff(opts.retry_initial, opts.retry_max)
-        refused = _Backoff(opts.refused_initial, opts.refused_max)
+        retry = Backoff(opts.retry_initial, opts.retry_max)
+        refused = Backoff(opts.refused_initial, opts.refused_max)
         ready = False
         while True:  # stopping: until nothing is left (stop's grace cuts it short) or a fault
             delay: float | None = None
@@ -342,11 +294,15 @@ class JetStreamSink:
             await self._idle()
 
     async def _idle(self) -> None:
-        """Wait for a wake-up; ring again when an unsaved cursor falls due (one timer kept
-        armed across rounds, not one per round: a ring before the cursor is due only turns
-        the loop once more)."""
-        if self.position != self._saved:
-            self._save_alarm.at(self._last_save + self.options.cursor_interval)
+        """Wait for a wake-up (commits, not acks); ring again when acks of published rounds
+        are still to be taken (``cursor_interval`` after the last round: the cursor is saved
+        no more often) or an unsaved cursor falls due. One timer kept armed across rounds,
+        not one per round: a ring before it is due only turns the loop once more."""
+        interval = self.options.cursor_interval
+        if self._inflight:
+            self._idle_alarm.at(self._inflight[-1][2] + interval)
+        elif self.position != self._saved:
+            self._idle_alarm.at(self._last_save + interval)
         await self._wakeup.wait()
         self._wakeup.clear()
 
@@ -572,8 +528,13 @@ class JetStreamSink:
             if not self._inflight:
                 self.position = self._sent  # all acknowledged, and changes without events
                 return moved or published, False
-            if not full:
-                await self._await_ack()
+            if full:
+                return True, True  # more may be ready
+            if published and not self._stopping.is_set():
+                # Its ack is taken at the next turn: the next commits' (most rounds under
+                # load), else the idle alarm's; a turn per round, not one more per ack.
+                return True, False
+            await self._await_ack()
             return True, True
         except BaseException:
             self._abandon()
@@ -639,17 +600,17 @@ class JetStreamSink:
                 break
             inflight.popleft()
             self._inflight_msgs -= count
-            answer = _answer(reply)
+            answer = read_ack(reply)
             if isinstance(answer, int):  # stored at this stream seq: the whole round is
                 self.published += count
                 self._stream_seq = answer
-            elif answer is _DUPLICATE and count == 1:
+            elif answer is DUPLICATE and count == 1:
                 self.duplicates += 1
-            elif answer is _NO_RESPONDERS:
+            elif answer is NO_RESPONDERS:
                 raise _Unavailable(
                     f"no stream takes {out.subject} (stream {self.options.stream} deleted?)"
                 )
-            elif answer is _DUPLICATE:  # the earlier ones of the round: not known
+            elif answer is DUPLICATE:  # the earlier ones of the round: not known
                 raise _ChainBroken(f"the last of {count} messages was a duplicate")
             else:
                 assert isinstance(answer, dict)
@@ -820,34 +781,8 @@ class JetStreamSink:
             await self.health.write(self)  # the counters; a change of state writes at once
 
 
-_DUPLICATE = "duplicate"
-_NO_RESPONDERS = "no responders"
-
-
 def _order(position: Position) -> tuple[int, bool, int]:
     return (position.seq, position.complete, position.index)
-
-
-def _answer(msg: Any) -> object:
-    """A PubAck: the stream seq (int) of a stored message, `_DUPLICATE`, `_NO_RESPONDERS`
-    (status 503: no stream takes the subject), else the error object."""
-    data: bytes = msg.data
-    headers = msg.headers
-    if not data and headers and headers.get("Status") == "503":
-        return _NO_RESPONDERS
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        return {"description": f"unreadable ack {data[:80]!r}"}
-    error = answer.get("error")
-    if error is not None:
-        return error if isinstance(error, dict) else {"description": str(error)}
-    if answer.get("duplicate"):
-        return _DUPLICATE
-    seq = answer.get("seq")
-    return seq if isinstance(seq, int) else {"description": f"ack without seq {data[:80]!r}"}
 
 
 def _describe(exc: BaseException) -> str:
