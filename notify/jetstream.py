@@ -23,8 +23,9 @@ cursor moves only over messages the stream acknowledged, and at start the sink a
 id of the stream's last message under PREFIX and resumes after the later of the two, so a
 restart after the window cannot repeat what the stream holds.
 
-In order, by chaining: publishes are pipelined in rounds (what is ready when the previous
-acks came, within the window) and only a round's last message asks for an ack. Every
+In order, by chaining: publishes are pipelined in rounds (what is ready when the sink turns,
+within the window) and only a round's last message asks for an ack, taken at the next turn
+(the next commits', or an idle alarm's: a round costs one turn of the sink's task). Every
 message carries ``Nats-Expected-Last-Msg-Id`` (the id of the message published before it)
 or, the first after a (re)start or a resync, ``Nats-Expected-Last-Sequence`` (the stream's
 last sequence then), so the stream takes a message only right after its predecessor: a
