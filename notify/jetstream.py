@@ -683,6 +683,7 @@ class JetStreamSink:
         assert self._sent is not None
         position = self._sent
         out: list[Outgoing] = []
+        fmt, pid, wants_content = self.fmt, self.pid, self.fmt.wants_content
         for seq, change in await self._changes(start_of(position), limit):
             events = [] if change is None else events_for(change, self.policy)
             skip = position.index if seq == position.seq and not position.complete else -1
@@ -691,10 +692,10 @@ class JetStreamSink:
                     continue
                 assert change is not None
                 at = Position(seq, index, index == len(events) - 1)
-                if needs_content(event, self.fmt):
-                    fields = await render(self.store, event, self.fmt, pid=self.pid)
+                if wants_content and needs_content(event, fmt):
+                    fields = await render(self.store, event, fmt, pid=pid)
                 else:  # the usual case: no store read, so no coroutine per event
-                    fields = event_fields(event, self.fmt, pid=self.pid)
+                    fields = event_fields(event, fmt, pid=pid)
                 item = self._outgoing(change, event, at, fields)
                 if item is not None:
                     out.append(item)
