@@ -444,7 +444,9 @@ def to_json(fields: Mapping[str, object]) -> str:
 
 
 # One encoder for all (json.dumps with options builds a new one per call); it keeps no state.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# No circular-reference check: the fields are built here, fresh, as trees (the check keeps a
+# dict of the containers seen per call: an eighth of the encoding's time, measured).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
 def content_excerpt(raw: bytes, mode: str, size: int) -> bytes | None:
