@@ -137,6 +137,12 @@ _MAILBOX_EVENTS = frozenset({E.MailboxCreate, E.MailboxDelete, E.MailboxRename, 
 _NEW_MESSAGE = frozenset({E.MessageAppend, E.MessageNew})
 _QUOTA = frozenset({E.QuotaExceed, E.QuotaWithin, E.QuotaChange})
 _ACCESS = frozenset({E.Login, E.Logout})
+# Sets and members looked up once: a set display of members is built per call, and an
+# attribute of the enum class costs as much as the test (event_fields runs per event).
+_COPY_MOVE = frozenset({E.MessageCopy, E.MessageMove})
+_FLAG_NAMES = frozenset({E.FlagsSet, E.FlagsClear})
+_APPEND = E.MessageAppend
+_QUOTA_CHANGE = E.QuotaChange
 
 # RFC 5092 / cyrus lib/imapurl.c: characters percent-encoded in a mailbox name.
 _URL_SPECIAL = frozenset(' "#%&+:;<=>?@[\\]^`{|}')
@@ -334,7 +340,7 @@ def event_fields(
     mbox = event.mailbox
     if event.old_mailbox is not None:
         out["oldMailboxID"] = mailbox_url(fmt.servername, event.old_mailbox)
-    if t in {E.MessageCopy, E.MessageMove}:
+    if t in _COPY_MOVE:
         out["vnd.cmu.oldUidset"] = uidset(event.old_uids)
     if t in _MAILBOX_EVENTS and mbox is not None:
         out["mailboxID"] = mailbox_url(fmt.servername, mbox)
@@ -357,13 +363,11 @@ def event_fields(
             out["vnd.cmu.unseenMessages"] = counts.unseen
         if "uidnext" in extra:
             out["uidnext"] = counts.uidnext
-    if content_event and t != E.MessageAppend:
+    if content_event and t != _APPEND:
         out["uidset"] = uidset(event.uids)
     if content_event and "vnd.cmu.midset" in extra:
         out["vnd.cmu.midset"] = midset(event.message_ids)
-    if t in {E.FlagsSet, E.FlagsClear} or (
-        t in _NEW_MESSAGE and "flagNames" in extra and event.flags
-    ):
+    if t in _FLAG_NAMES or (t in _NEW_MESSAGE and "flagNames" in extra and event.flags):
         out["flagNames"] = " ".join(event.flags)
     out["pid"] = pid
     out["user"] = event.user
@@ -400,7 +404,7 @@ def event_fields(
                     out["messageContent"] = {key: included.decode("utf-8", "replace")}
     if event.extra:  # parameters of later producers (quota, ACL) slot into the order
         out = ordered({**out, **dict(event.extra)})
-    if t == E.QuotaChange and "diskUsed" not in extra:  # docs/events.md: only when named
+    if t == _QUOTA_CHANGE and "diskUsed" not in extra:  # docs/events.md: only when named
         out.pop("diskUsed", None)
     return out
 
