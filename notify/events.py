@@ -164,6 +164,12 @@ class Policy:
     groups: frozenset[str] = frozenset(ALL_GROUPS)
     exclude_flags: frozenset[str] = frozenset()  # lower-cased
     exclude_specialuse: frozenset[str] = frozenset({"\\junk"})  # lower-cased
+    #: The event types the groups enable, worked out once (`enabled` is asked per event).
+    types: frozenset[EventType] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        types = frozenset(t for g in self.groups if g in GROUPS for t in GROUPS[g])
+        object.__setattr__(self, "types", types)
 
     @classmethod
     def build(
@@ -176,7 +182,7 @@ class Policy:
         )
 
     def enabled(self, event: EventType) -> bool:
-        return any(event in GROUPS[g] for g in self.groups if g in GROUPS)
+        return event in self.types
 
     def mailbox_excluded(self, mailbox: MailboxRef) -> bool:
         if not self.exclude_specialuse:
@@ -190,17 +196,25 @@ DEFAULT_POLICY = Policy()
 
 
 def events_for(change: Change, policy: Policy = DEFAULT_POLICY) -> list[Event]:
-    """The events of one Change, in the order Cyrus sends them, filtered by ``policy``."""
-    out = [e for e in _events(change, policy) if policy.enabled(e.type)]
-    return [
-        e
-        for e in out
-        if not (
-            e.type in MAILBOX_CONTENT_EVENTS
-            and e.mailbox is not None
-            and policy.mailbox_excluded(e.mailbox)
-        )
-    ]
+    """The events of one Change, in the order Cyrus sends them, filtered by ``policy``.
+    The filters are asked again only when the event type or mailbox changes from the event
+    before (a MULTIAPPEND's events share both), not per event."""
+    enabled = policy.types
+    out: list[Event] = []
+    kind: EventType | None = None
+    mailbox: MailboxRef | None = None
+    keep = False
+    for e in _events(change, policy):
+        if e.type is not kind or e.mailbox is not mailbox:  # the same objects: same verdict
+            kind, mailbox = e.type, e.mailbox
+            keep = kind in enabled and not (
+                kind in MAILBOX_CONTENT_EVENTS
+                and mailbox is not None
+                and policy.mailbox_excluded(mailbox)
+            )
+        if keep:
+            out.append(e)
+    return out
 
 
 def _actor(origin: Origin) -> str:
@@ -324,13 +338,22 @@ def _added(change: MessagesAdded) -> list[Event]:
     kind = E.MessageNew if change.kind == "deliver" else E.MessageAppend
     for_owner = change.kind == "deliver" or (change.kind == "import" and not change.origin.user)
     user = change.mailbox.owner if for_owner else _actor(change.origin)
-    return [
-        _make(
-            change,
+    seq, at, origin, mailbox, counts = (
+        change.seq,
+        change.at,
+        change.origin,
+        change.mailbox,
+        change.counts,
+    )
+    return [  # one per message: what they share is looked up once (the sinks' hot path)
+        Event(
             kind,
+            seq,
+            at,
+            origin,
             user,
-            mailbox=change.mailbox,
-            counts=change.counts,
+            mailbox,
+            counts=counts,
             uids=(m.uid,),
             message_ids=(m.message_id,),
             modseq=m.modseq,

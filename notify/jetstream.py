@@ -23,8 +23,9 @@ cursor moves only over messages the stream acknowledged, and at start the sink a
 id of the stream's last message under PREFIX and resumes after the later of the two, so a
 restart after the window cannot repeat what the stream holds.
 
-In order, by chaining: publishes are pipelined in rounds (what is ready when the previous
-acks came, within the window) and only a round's last message asks for an ack. Every
+In order, by chaining: publishes are pipelined in rounds (what is ready when the sink turns,
+within the window) and only a round's last message asks for an ack, taken at the next turn
+(the next commits', or an idle alarm's: a round costs one turn of the sink's task). Every
 message carries ``Nats-Expected-Last-Msg-Id`` (the id of the message published before it)
 or, the first after a (re)start or a resync, ``Nats-Expected-Last-Sequence`` (the stream's
 last sequence then), so the stream takes a message only right after its predecessor: a
@@ -46,20 +47,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from notify.bus import change_owner
 from notify.cpumeter import CpuMeter
-from notify.cyrus import Format
+from notify.cyrus import Format, event_fields
 from notify.events import Event, Policy, events_for
 from notify.follow import Position, start_of
+from notify.jetstream_acks import DUPLICATE, NO_RESPONDERS, Alarm, Backoff, read_ack
 from notify.jetstream_names import (  # re-exported: imapd/jetstream.py, tests
     DEFAULT_DUPLICATE_WINDOW as DEFAULT_DUPLICATE_WINDOW,
 )
@@ -75,7 +76,7 @@ from notify.jetstream_names import fit_payload, msg_id, parse_msg_id, subject
 from notify.jetstream_names import subject_token as subject_token
 from notify.jetstream_names import subject_token_decode as subject_token_decode
 from notify.jetstream_state import Cursor, Health
-from notify.sink import render
+from notify.sink import needs_content, render
 from store.api import ChangeFeed
 from store.changes import Change
 from store.errors import Unavailable
@@ -119,24 +120,6 @@ class _Unavailable(Exception):
 class _ChainBroken(Exception):
     """A round's last ack does not vouch for the round (the chain broke, or the answer is
     not "stored"): resync from the stream's state, then probe one message at a time."""
-
-
-@dataclass
-class _Backoff:
-    initial: float
-    maximum: float
-    current: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.current = self.initial
-
-    def next(self) -> float:
-        delay = self.current
-        self.current = min(self.current * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.initial
 
 
 class JetStreamSink:
@@ -189,7 +172,7 @@ class JetStreamSink:
         # or the stream's last sequence after a resync); None: resync before publishing.
         self._chain: tuple[str, str] | None = None
         self._stream_seq: int | None = None  # the stream seq of our last stored message
-        self._answers: dict[int, object] = {}
+        self._answers: dict[int, Any] = {}  # ack messages by token
         self._sent: Position | None = None
         self._token = 0
         self._floor = 0  # tokens up to here belong to an abandoned window
@@ -199,6 +182,10 @@ class JetStreamSink:
         self._bus_head: int | None = None  # the last seq the bus published (server only)
         self._kick = asyncio.Event()  # reconnected: end a back-off early
         self._limit = 1 << 20  # payload limit: the server's max_payload, the stream's
+        # Rings when the oldest round's ack is due, and when acks or an unsaved cursor wait
+        # while idle: each timer stays armed over the rounds while its time lies ahead.
+        self._ack_alarm = Alarm(self._acked.set)
+        self._idle_alarm = Alarm(self._wakeup.set)
 
     # --- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -234,6 +221,8 @@ class JetStreamSink:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._ack_alarm.cancel()
+        self._idle_alarm.cancel()
         await self._save(force=True)
         nc, self._nc = self._nc, None
         if nc is not None:
@@ -244,8 +233,8 @@ class JetStreamSink:
     # --- the loop ----------------------------------------------------------------------
     async def _run(self) -> None:
         opts = self.options
-        retry = _Backoff(opts.retry_initial, opts.retry_max)
-        refused = _Backoff(opts.refused_initial, opts.refused_max)
+        retry = Backoff(opts.retry_initial, opts.retry_max)
+        refused = Backoff(opts.refused_initial, opts.refused_max)
         ready = False
         while True:  # stopping: until nothing is left (stop's grace cuts it short) or a fault
             delay: float | None = None
@@ -261,7 +250,7 @@ class JetStreamSink:
                     ready = True
                 if self._chain is None:
                     await self._resync()
-                busy = await self._step()
+                progress, more = await self._step()
             except _ChainBroken as exc:
                 log.info("jetstream: %s; resyncing from the stream", exc)
                 probing, self._probing = self._probing, True
@@ -295,27 +284,28 @@ class JetStreamSink:
                 await self._pause(delay)
                 continue
             retry.reset()
-            if busy:
+            if progress:
                 refused.reset()
             await self.health.set(self, "ok")
             await self._save()
-            if busy:
+            if more:
                 continue
             if self._stopping.is_set():
                 return
             await self._idle()
 
     async def _idle(self) -> None:
-        """Wait for a wake-up; ring again when an unsaved cursor falls due."""
-        loop = asyncio.get_running_loop()
-        handle = None
-        if self.position != self._saved:
-            due = max(0.0, self._last_save + self.options.cursor_interval - loop.time())
-            handle = loop.call_later(due, self._wakeup.set)
+        """Wait for a wake-up (commits, not acks); ring again when acks of published rounds
+        are still to be taken (``cursor_interval`` after the last round: the cursor is saved
+        no more often) or an unsaved cursor falls due. One timer kept armed across rounds,
+        not one per round: a ring before it is due only turns the loop once more."""
+        interval = self.options.cursor_interval
+        if self._inflight:
+            self._idle_alarm.at(self._inflight[-1][2] + interval)
+        elif self.position != self._saved:
+            self._idle_alarm.at(self._last_save + interval)
         await self._wakeup.wait()
         self._wakeup.clear()
-        if handle is not None:
-            handle.cancel()
 
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds unless stopping or reconnected meanwhile."""
@@ -505,34 +495,48 @@ class JetStreamSink:
                 tail = msg.subject.rpartition(".")[2]
                 if not tail.isdigit() or int(tail) <= self._floor:
                     return
-                answers[int(tail)] = _answer(msg)
+                answers[int(tail)] = msg  # read by `_collect`, in the sink's task
                 acked.set()
 
         await nc.subscribe(f"{inbox}.*", cb=on_reply)
         self._inbox, self._inbox_of = inbox, nc
         return inbox
 
-    async def _step(self) -> bool:
+    async def _step(self) -> tuple[bool, bool]:
         """One turn of the window: take the acks that arrived (the position moves over the
-        acknowledged rounds), publish what fits in the window, else wait for an ack. False
-        when nothing is in flight and nothing was left to publish. Any fault abandons the
-        window: the next turn resyncs from the stream's state and publishes from there."""
+        acknowledged rounds), publish what fits in the window, then, when messages are in
+        flight and nothing more is ready (the batch did not fill the room), wait for an ack
+        in the same turn. Returns (progress, more): progress when the position moved or
+        messages went out; more when the loop should turn again at once (messages in flight,
+        or more may be ready), else it idles until woken. So a round costs two turns (publish
+        and wait; take the ack), not four. Any fault abandons the window: the next turn
+        resyncs from the stream's state and publishes from there."""
         try:
             moved = self._collect()
             window = 1 if self._probing else self.options.max_inflight
             room = window - self._inflight_msgs
-            published = False
+            published = full = False
             if room > 0:
-                batch = await self._next_batch(min(room, self.options.batch))
+                limit = min(room, self.options.batch)
+                # Wake-ups until now are for what is read below (the bus hands Changes over
+                # synchronously): one turn per burst of commits, not one per commit.
+                self._wakeup.clear()
+                batch = await self._next_batch(limit)
                 if batch:
                     await self._publish(batch)
                     published = True
+                    full = len(batch) >= limit
             if not self._inflight:
                 self.position = self._sent  # all acknowledged, and changes without events
-                return moved or published
-            if not (moved or published):
-                await self._await_ack()
-            return True
+                return moved or published, False
+            if full:
+                return True, True  # more may be ready
+            if published and not self._stopping.is_set():
+                # Its ack is taken at the next turn: the next commits' (most rounds under
+                # load), else the idle alarm's; a turn per round, not one more per ack.
+                return True, False
+            await self._await_ack()
+            return True, True
         except BaseException:
             self._abandon()
             raise
@@ -584,8 +588,8 @@ class JetStreamSink:
         moved = False
         while inflight:
             token, out, sent, count = inflight[0]
-            answer = answers.pop(token, None)
-            if answer is None:
+            reply = answers.pop(token, None)
+            if reply is None:
                 if self._lost:
                     self._lost = False
                     raise _Unavailable(f"reconnected: acks lost (seq {out.position.seq})")
@@ -597,16 +601,17 @@ class JetStreamSink:
                 break
             inflight.popleft()
             self._inflight_msgs -= count
+            answer = read_ack(reply)
             if isinstance(answer, int):  # stored at this stream seq: the whole round is
                 self.published += count
                 self._stream_seq = answer
-            elif answer is _DUPLICATE and count == 1:
+            elif answer is DUPLICATE and count == 1:
                 self.duplicates += 1
-            elif answer is _NO_RESPONDERS:
+            elif answer is NO_RESPONDERS:
                 raise _Unavailable(
                     f"no stream takes {out.subject} (stream {self.options.stream} deleted?)"
                 )
-            elif answer is _DUPLICATE:  # the earlier ones of the round: not known
+            elif answer is DUPLICATE:  # the earlier ones of the round: not known
                 raise _ChainBroken(f"the last of {count} messages was a duplicate")
             else:
                 assert isinstance(answer, dict)
@@ -667,13 +672,8 @@ class JetStreamSink:
         """Until an ack comes or the oldest round's ack is due. New commits do not end
         the wait: they are published with the acks' next turn, together (one publish round
         per ack round trip, as many events in it as came meanwhile, within the window)."""
-        loop = asyncio.get_running_loop()
-        due = self._inflight[0][2] + self.options.ack_timeout - loop.time()
-        handle = loop.call_later(max(0.0, due), self._acked.set)
-        try:
-            await self._acked.wait()
-        finally:
-            handle.cancel()
+        self._ack_alarm.at(self._inflight[0][2] + self.options.ack_timeout)
+        await self._acked.wait()
         self._acked.clear()
 
     async def _next_batch(self, limit: int) -> list[Outgoing]:
@@ -683,6 +683,7 @@ class JetStreamSink:
         assert self._sent is not None
         position = self._sent
         out: list[Outgoing] = []
+        fmt, pid, wants_content = self.fmt, self.pid, self.fmt.wants_content
         for seq, change in await self._changes(start_of(position), limit):
             events = [] if change is None else events_for(change, self.policy)
             skip = position.index if seq == position.seq and not position.complete else -1
@@ -690,9 +691,12 @@ class JetStreamSink:
                 if index <= skip:
                     continue
                 assert change is not None
-                item = await self._outgoing(
-                    change, event, Position(seq, index, index == len(events) - 1)
-                )
+                at = Position(seq, index, index == len(events) - 1)
+                if wants_content and needs_content(event, fmt):
+                    fields = await render(self.store, event, fmt, pid=pid)
+                else:  # the usual case: no store read, so no coroutine per event
+                    fields = event_fields(event, fmt, pid=pid)
+                item = self._outgoing(change, event, at, fields)
                 if item is not None:
                     out.append(item)
                     if len(out) >= limit:
@@ -727,9 +731,12 @@ class JetStreamSink:
                     break
         return out
 
-    async def _outgoing(self, change: Change, event: Event, position: Position) -> Outgoing | None:
+    def _outgoing(
+        self, change: Change, event: Event, position: Position, fields: dict[str, object]
+    ) -> Outgoing | None:
+        """``fields`` (notify/sink.py `render`) as the message to publish, or None (dropped:
+        too large even without messageContent and messageHeaders)."""
         prefix = self.options.subject_prefix
-        fields = await render(self.store, event, self.fmt, pid=self.pid)
         limit = self._limit - HEADER_ROOM
         fitted = fit_payload(fields, limit)
         if fitted is None:
@@ -776,34 +783,8 @@ class JetStreamSink:
             await self.health.write(self)  # the counters; a change of state writes at once
 
 
-_DUPLICATE = "duplicate"
-_NO_RESPONDERS = "no responders"
-
-
 def _order(position: Position) -> tuple[int, bool, int]:
     return (position.seq, position.complete, position.index)
-
-
-def _answer(msg: Any) -> object:
-    """A PubAck: the stream seq (int) of a stored message, `_DUPLICATE`, `_NO_RESPONDERS`
-    (status 503: no stream takes the subject), else the error object."""
-    data: bytes = msg.data
-    headers = msg.headers
-    if not data and headers and headers.get("Status") == "503":
-        return _NO_RESPONDERS
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        return {"description": f"unreadable ack {data[:80]!r}"}
-    error = answer.get("error")
-    if error is not None:
-        return error if isinstance(error, dict) else {"description": str(error)}
-    if answer.get("duplicate"):
-        return _DUPLICATE
-    seq = answer.get("seq")
-    return seq if isinstance(seq, int) else {"description": f"ack without seq {data[:80]!r}"}
 
 
 def _describe(exc: BaseException) -> str:

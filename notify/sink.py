@@ -81,15 +81,27 @@ async def render(store: ChangeFeed, event: Event, fmt: Format, *, pid: int) -> d
     ``imapd events tail`` (imapd/cli/events.py). messageContent/messageHeaders are read
     now: a message expunged before its event went out has none."""
     content: dict[int, bytes] | None = None
-    if (
-        fmt.wants_content
-        and event.type in {EventType.MessageAppend, EventType.MessageNew}
-        and event.mailbox is not None
-        and event.uid is not None
-    ):
+    if needs_content(event, fmt):
+        assert event.mailbox is not None and event.uid is not None
         records = await store.fetch(event.mailbox.id, [event.uid], content=True)
         content = {r.uid: r.content for r in records if r.content is not None}
     return event_fields(event, fmt, pid=pid, content=content)
+
+
+_NEW_MESSAGE = frozenset({EventType.MessageAppend, EventType.MessageNew})
+
+
+def needs_content(event: Event, fmt: Format) -> bool:
+    """Whether `render` reads the message from the store for ``event`` (messageContent or
+    messageHeaders asked for a new message); when not, its fields are
+    ``event_fields(event, fmt, pid=pid)`` at once, without a coroutine (the JetStream sink's
+    hot path, notify/jetstream.py)."""
+    return (
+        fmt.wants_content
+        and event.type in _NEW_MESSAGE
+        and event.mailbox is not None
+        and event.uid is not None
+    )
 
 
 def datagram_limit(sock: socket.socket) -> int:

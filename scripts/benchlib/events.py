@@ -175,9 +175,11 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> list[Figure]:
             assert nats_server.proc is not None
             cost_msgs = Corpus(args.seed + 1).generate(args.js_messages)
             pid = nats_server.proc.pid
-            rounds = await jscost.run(args, variants["off"], js, variants["off2"], pid, cost_msgs)
+            rounds, start = await jscost.run(
+                args, variants["off"], js, variants["off2"], pid, cost_msgs
+            )
             js.stop()  # its status file then holds the sink's final counters
-            jscost.summary(rounds, args.event_clients, jscost.read_status(js))
+            jscost.summary(rounds, args.event_clients, start, jscost.read_status(js))
         return figures
     finally:
         if consumer is not None:

@@ -17,6 +17,7 @@ from notify.cyrus import to_json
 from notify.events import Policy, events_for
 from notify.follow import Position
 from notify.jetstream import JetStreamSink, Options
+from notify.jetstream_acks import Alarm
 from notify.jetstream_state import CURSOR_NAME, StoreCursor
 from notify.sink import render
 from store.api import NewMessage
@@ -464,6 +465,64 @@ async def test_stop_publishes_what_is_committed(
         assert await reader.count() == 300
     assert await db.event_cursor(CURSOR_NAME) == head + 1
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
+
+
+async def test_acks_are_taken_while_idle(
+    store: tuple[SqliteStore, EventBus], nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A round's ack is taken at the next turn, not waited for (the next commits' turn
+    takes it under load); with no further commits the idle alarm takes it: the position and
+    the saved cursor reach the last event without a stop, each event once and in order."""
+    db, bus = store
+    bob = await db.create_user("bob", "pw")
+    sink = sink_for(db, nats_server.url, tmp_path, cursor_interval=0.2)
+    await sink.start()
+    bus.add_listener(sink.wake)
+    try:
+        await until(lambda: _state(sink, "ok"))
+        first = await db.change_log_head()
+        await until(lambda: _saved(db, first))  # the first start saves where it begins
+        # One commit on a saved cursor: only the idle alarm can take its ack.
+        await db.append(bob.id, "INBOX", [NewMessage(message("m0"))], ORIGIN)
+        await until(lambda: _saved(db, first + 1))
+        assert sink.position == Position(first + 1, 0, complete=True)
+        for i in range(1, 5):
+            await db.append(bob.id, "INBOX", [NewMessage(message(f"m{i}"))], ORIGIN)
+        await until(lambda: _saved(db, first + 5))
+        assert sink.published == 5
+        async with Reader(nats_server.url) as reader:
+            msgs = await reader.messages()
+    finally:
+        await sink.stop()
+    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [
+        f"imapd:{first + 1 + i}:0" for i in range(5)
+    ]
+
+
+async def _saved(db: SqliteStore, seq: int) -> bool:
+    return await db.event_cursor(CURSOR_NAME) == seq
+
+
+async def test_alarm_keeps_one_timer_at_the_earliest_time() -> None:
+    """`Alarm.at` keeps an armed timer that rings no later than asked, re-arms for an
+    earlier time, and rings once per arming; `cancel` disarms it."""
+    loop = asyncio.get_running_loop()
+    rings: list[float] = []
+    alarm = Alarm(lambda: rings.append(loop.time()))
+    asked = loop.time() + 0.05
+    alarm.at(asked)
+    alarm.at(asked + 60)  # later: the armed timer stays
+    await asyncio.sleep(0.2)
+    assert len(rings) == 1 and rings[0] >= asked
+    alarm.at(loop.time() + 60)
+    asked = loop.time() + 0.05
+    alarm.at(asked)  # earlier: re-armed
+    await asyncio.sleep(0.2)
+    assert len(rings) == 2 and rings[1] >= asked
+    alarm.at(loop.time() + 0.05)
+    alarm.cancel()
+    await asyncio.sleep(0.2)
+    assert len(rings) == 2
 
 
 def test_the_core_never_imports_nats() -> None:
