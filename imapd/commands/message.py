@@ -15,10 +15,11 @@ import datetime as dt
 import functools
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterable, Iterator
+from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from imapd import fetch_binary, fetch_rows
+from imapd import fetch_binary, fetch_cache, fetch_rows
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
@@ -407,7 +408,7 @@ async def _row_batches(
     session, view = fetch.session, fetch.view
     missing = False
     async for chunk in _by_octets(session, view, batches) if rplan.content else _each(batches):
-        rows = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
+        rows = await _plan_rows(session, view, chunk, rplan)
         data = None
         if len(rows) == len(chunk) or not _expunged_facts(session, view, chunk):
             if _rows_cost(rows, rplan) > RENDER_IN_THREAD:
@@ -423,12 +424,58 @@ async def _row_batches(
     fetch.expunge_issued = fetch.expunge_issued or missing
 
 
+async def _plan_rows(
+    session: Context, view: SelectedView, chunk: list[int], rplan: fetch_rows.RowPlan
+) -> list[tuple[Any, ...]]:
+    """`fetch_rows.render`'s rows of ``chunk`` (those the store still has, or all when
+    none is read): what never changes from `imapd.fetch_cache`, filled from one
+    `Store.fetch_plain` of the batch when a message is missing there; otherwise only the
+    flags and modseq are read, or nothing. Plans reading the whole message are read as
+    they are (the message is not kept)."""
+    mailbox = session.mailbox
+    if rplan.content or mailbox is None:
+        read = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
+        if "wire" not in rplan.columns:
+            return read
+        w = rplan.columns.index("wire") + 1
+        return [(*r[:w], fetch_rows.pieces(r[w]), *r[w + 1 :]) for r in read]
+    cache = fetch_cache.for_store(session.store)
+    mutable = [c for c in rplan.columns if c in fetch_cache.MUTABLE]
+    uidvalidity = mailbox.uidvalidity
+    entries = cache.lookup(view.mailbox_id, uidvalidity, chunk)
+    if entries is None:  # one query for the batch: what may change and what may not
+        columns = (*mutable, *fetch_cache.IMMUTABLE)
+        read = await session.store.fetch_plain(view.mailbox_id, chunk, columns)
+        k = len(mutable) + 1
+        entries = cache.fill(view.mailbox_id, uidvalidity, [(r[0], *r[k:]) for r in read])
+        uids = [r[0] for r in read]
+        changing = [r[1:k] for r in read] if mutable else None
+    elif mutable:
+        read = await session.store.fetch_plain(view.mailbox_id, chunk, mutable)
+        if len(read) < len(chunk):  # expunged meanwhile: the rows the store has
+            by_uid = dict(zip(chunk, entries, strict=True))
+            entries = [by_uid[r[0]] for r in read]
+        uids = [r[0] for r in read]
+        changing = [r[1:] for r in read]
+    else:
+        uids, changing = chunk, None
+    return fetch_cache.rows(uids, entries, changing, rplan.columns)
+
+
+#: The three items of `fetch_rows.pieces` without UTF8=ACCEPT (the others are as long).
+_PLAIN_ITEMS = itemgetter(0, 1, 2)
+
+
 def _rows_cost(rows: list[tuple[Any, ...]], rplan: fetch_rows.RowPlan) -> int:
-    """Octets the rows' lines copy (`RENDER_IN_THREAD`): their bytes columns."""
+    """Octets the rows' lines copy (`RENDER_IN_THREAD`): their bytes columns (the
+    pre-rendered items counted once, as `fetch_rows.pieces` cut them)."""
     cost = 0
     for i, column in enumerate(rplan.columns, 1):
-        if column in CONTENT_COLUMNS:
-            cost += sum(map(len, filter(None, map(itemgetter(i), rows))))
+        values = filter(None, map(itemgetter(i), rows))
+        if column == "wire":
+            cost += sum(map(len, chain.from_iterable(map(_PLAIN_ITEMS, values))))
+        elif column in CONTENT_COLUMNS:
+            cost += sum(map(len, values))
     return cost
 
 

@@ -1,0 +1,141 @@
+"""What never changes of a stored message, kept in memory per process for FETCH (issue 17),
+as Dovecot keeps its cache file: a message's size, INTERNALDATE, pre-rendered ENVELOPE,
+BODY and BODYSTRUCTURE items (already cut apart, `imapd.fetch_rows.pieces`) and its header
+block.
+
+Owns: `ContentCache` (one per store object, `for_store`) and the rows `imapd.fetch_rows`
+renders when they come from it. A FETCH served by the row path whose messages are all here
+reads only what may change (FLAGS, MODSEQ) from the store, or nothing at all when it asks
+for none of that: no thread hop to the reader, no join to the contents' side tables, no
+cutting of the pre-rendered bytes per message.
+
+Why it stays right without invalidation: its key is (mailbox id, UIDVALIDITY, UID), and a
+message under that key is never another one: UIDs are not reused within a UIDVALIDITY
+(RFC 3501 §2.3.1.1), mailbox ids are not reused (AUTOINCREMENT on SQLite, an identity on
+PostgreSQL), and a mailbox revived from a placeholder restarts its UIDs under a new
+UIDVALIDITY. A message expunged by another session or worker stays here until pushed out:
+a session that still numbers it may be served it (RFC 2180 §4.1.1); one that was told of
+the expunge no longer asks for it. Nothing mutable is kept, so flag changes from anywhere
+are read from the store as before.
+
+Bounded: `CACHE_BYTES` of entries per store object, the oldest added dropped first (a hit
+does not move an entry: no bookkeeping per message on the hot path). Used from the event
+loop only (lookups and fills are dictionary operations over one batch, bounded by it);
+rows built from it may be rendered in a thread (`RENDER_IN_THREAD`): they are tuples.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from imapd import fetch_rows
+
+#: Octets of entries kept per store object (each counted with `ENTRY_OVERHEAD`).
+CACHE_BYTES = 32 * 1024 * 1024
+#: What an entry costs beyond its bytes (its key, tuples, ints, dictionary slot).
+ENTRY_OVERHEAD = 400
+#: The `Store.fetch_plain` columns kept here, in an entry's order ...
+IMMUTABLE = ("size", "internaldate", "wire", "header")
+#: ... and those read from the store each time.
+MUTABLE = ("flags", "modseq")
+
+#: size, internaldate (as stored), `fetch_rows.pieces` of the wire bytes, header block.
+Entry = tuple[int, str, tuple[bytes, ...] | None, bytes | None]
+Key = tuple[int, int, int]
+
+
+class ContentCache:
+    """Entries by (mailbox id, UIDVALIDITY, UID); see the module docstring."""
+
+    def __init__(self, budget: int = CACHE_BYTES) -> None:
+        self.budget = budget
+        self.used = 0
+        self._entries: dict[Key, Entry] = {}
+        self._sizes: dict[Key, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, mailbox_id: int, uidvalidity: int, uids: Sequence[int]) -> list[Entry] | None:
+        """The entries of all ``uids``, in their order; None when one is missing."""
+        get = self._entries.get
+        out: list[Entry] = []
+        for uid in uids:
+            entry = get((mailbox_id, uidvalidity, uid))
+            if entry is None:
+                return None
+            out.append(entry)
+        return out
+
+    def fill(
+        self, mailbox_id: int, uidvalidity: int, rows: Sequence[tuple[Any, ...]]
+    ) -> list[Entry]:
+        """Entries made from ``rows`` (``uid`` then the `IMMUTABLE` columns as
+        `Store.fetch_plain` returns them), kept and returned in the rows' order."""
+        out: list[Entry] = []
+        for uid, size, internaldate, wire, header in rows:
+            entry: Entry = (size, internaldate, fetch_rows.pieces(wire), header)
+            self._add((mailbox_id, uidvalidity, uid), entry)
+            out.append(entry)
+        return out
+
+    def _add(self, key: Key, entry: Entry) -> None:
+        _, internaldate, items, header = entry
+        cost = ENTRY_OVERHEAD + len(internaldate) + len(header or b"")
+        cost += sum(map(len, items)) if items is not None else 0
+        if cost > self.budget:
+            return
+        old = self._sizes.pop(key, None)
+        if old is not None:
+            del self._entries[key]
+            self.used -= old
+        while self.used + cost > self.budget:
+            oldest = next(iter(self._entries))
+            del self._entries[oldest]
+            self.used -= self._sizes.pop(oldest)
+        self._entries[key] = entry
+        self._sizes[key] = cost
+        self.used += cost
+
+
+_caches: weakref.WeakKeyDictionary[object, ContentCache] = weakref.WeakKeyDictionary()
+
+
+def for_store(store: object) -> ContentCache:
+    """The cache of ``store`` (mailbox ids are the store's: two stores in one process,
+    as in tests, never share entries)."""
+    cache = _caches.get(store)
+    if cache is None:
+        cache = _caches[store] = ContentCache()
+    return cache
+
+
+def rows(
+    uids: Sequence[int],
+    entries: Sequence[Entry],
+    mutable: Sequence[tuple[Any, ...]] | None,
+    columns: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """`fetch_rows.render`'s rows for ``columns``: ``(uid, *columns)`` per UID, the
+    immutable columns from ``entries``, the mutable ones from ``mutable`` (the `MUTABLE`
+    columns among ``columns``, in their order there, per UID; None when there are none)."""
+    picks: list[tuple[bool, int]] = []
+    k = 0
+    for column in columns:
+        if column in MUTABLE:
+            picks.append((True, k))
+            k += 1
+        else:
+            picks.append((False, IMMUTABLE.index(column)))
+    if mutable is None:
+        if len(picks) == 1:
+            ((_, i),) = picks
+            return [(uid, entry[i]) for uid, entry in zip(uids, entries, strict=True)]
+        idx = [i for _, i in picks]
+        return [(uid, *[e[i] for i in idx]) for uid, e in zip(uids, entries, strict=True)]
+    return [
+        (uid, *[m[i] if from_row else e[i] for from_row, i in picks])
+        for uid, e, m in zip(uids, entries, mutable, strict=True)
+    ]
