@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from imapd import fetch_rows
@@ -41,8 +42,9 @@ IMMUTABLE = ("size", "internaldate", "wire", "header")
 #: ... and those read from the store each time.
 MUTABLE = ("flags", "modseq")
 
-#: size, internaldate (as stored), `fetch_rows.pieces` of the wire bytes, header block.
-Entry = tuple[int, str, tuple[bytes, ...] | None, bytes | None]
+#: size, internaldate (as stored), `fetch_rows.pieces` of the wire bytes, header block,
+#: and the octets a line copies at most from them (`cost`).
+Entry = tuple[int, str, tuple[bytes, ...] | None, bytes | None, int]
 Key = tuple[int, int, int]
 
 
@@ -76,13 +78,15 @@ class ContentCache:
         `Store.fetch_plain` returns them), kept and returned in the rows' order."""
         out: list[Entry] = []
         for uid, size, internaldate, wire, header in rows:
-            entry: Entry = (size, internaldate, fetch_rows.pieces(wire), header)
+            items = fetch_rows.pieces(wire)
+            octets = len(header or b"") + (sum(map(len, items[:3])) if items else 0)
+            entry: Entry = (size, internaldate, items, header, octets)
             self._add((mailbox_id, uidvalidity, uid), entry)
             out.append(entry)
         return out
 
     def _add(self, key: Key, entry: Entry) -> None:
-        _, internaldate, items, header = entry
+        _, internaldate, items, header, _ = entry
         cost = ENTRY_OVERHEAD + len(internaldate) + len(header or b"")
         cost += sum(map(len, items)) if items is not None else 0
         if cost > self.budget:
@@ -110,6 +114,15 @@ def for_store(store: object) -> ContentCache:
     if cache is None:
         cache = _caches[store] = ContentCache()
     return cache
+
+
+def cost(entries: Sequence[Entry]) -> int:
+    """The octets the lines of ``entries`` copy at most (`RENDER_IN_THREAD`): their
+    pre-rendered items (one variant) and header blocks, counted when they were filled."""
+    return sum(map(_OCTETS, entries))
+
+
+_OCTETS = itemgetter(4)
 
 
 def rows(

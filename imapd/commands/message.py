@@ -408,10 +408,10 @@ async def _row_batches(
     session, view = fetch.session, fetch.view
     missing = False
     async for chunk in _by_octets(session, view, batches) if rplan.content else _each(batches):
-        rows = await _plan_rows(session, view, chunk, rplan)
+        rows, cost = await _plan_rows(session, view, chunk, rplan)
         data = None
         if len(rows) == len(chunk) or not _expunged_facts(session, view, chunk):
-            if _rows_cost(rows, rplan) > RENDER_IN_THREAD:
+            if cost > RENDER_IN_THREAD:
                 data = await asyncio.to_thread(fetch_rows.render, view, rows, rplan, session.utf8)
             else:
                 data = fetch_rows.render(view, rows, rplan, session.utf8)
@@ -426,19 +426,19 @@ async def _row_batches(
 
 async def _plan_rows(
     session: Context, view: SelectedView, chunk: list[int], rplan: fetch_rows.RowPlan
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[tuple[Any, ...]], int]:
     """`fetch_rows.render`'s rows of ``chunk`` (those the store still has, or all when
-    none is read): what never changes from `imapd.fetch_cache`, filled from one
-    `Store.fetch_plain` of the batch when a message is missing there; otherwise only the
-    flags and modseq are read, or nothing. Plans reading the whole message are read as
-    they are (the message is not kept)."""
+    none is read) and what rendering them costs (`RENDER_IN_THREAD`): what never changes
+    from `imapd.fetch_cache`, filled from one `Store.fetch_plain` of the batch when a
+    message is missing there; otherwise only the flags and modseq are read, or nothing.
+    Plans reading the whole message are read as they are (the message is not kept)."""
     mailbox = session.mailbox
     if rplan.content or mailbox is None:
         read = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
-        if "wire" not in rplan.columns:
-            return read
-        w = rplan.columns.index("wire") + 1
-        return [(*r[:w], fetch_rows.pieces(r[w]), *r[w + 1 :]) for r in read]
+        if "wire" in rplan.columns:
+            w = rplan.columns.index("wire") + 1
+            read = [(*r[:w], fetch_rows.pieces(r[w]), *r[w + 1 :]) for r in read]
+        return read, _rows_cost(read, rplan)
     cache = fetch_cache.for_store(session.store)
     mutable = [c for c in rplan.columns if c in fetch_cache.MUTABLE]
     uidvalidity = mailbox.uidvalidity
@@ -459,7 +459,7 @@ async def _plan_rows(
         changing = [r[1:] for r in read]
     else:
         uids, changing = chunk, None
-    return fetch_cache.rows(uids, entries, changing, rplan.columns)
+    return fetch_cache.rows(uids, entries, changing, rplan.columns), fetch_cache.cost(entries)
 
 
 #: The three items of `fetch_rows.pieces` without UTF8=ACCEPT (the others are as long).

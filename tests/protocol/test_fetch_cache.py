@@ -41,6 +41,8 @@ def test_cached_rows_render_as_store_rows() -> None:
     assert cache.lookup(1, 100, [3, 7, 9]) is None
     entries = cache.fill(1, 100, stored)
     assert cache.lookup(1, 100, [3, 7, 9]) == entries
+    copied = [len(r[2]["header"]) + sum(map(len, r[2]["wire"][:3])) for r in recs]
+    assert fetch_cache.cost(entries) == sum(copied)  # what RENDER_IN_THREAD weighs
     assert cache.lookup(1, 101, [3, 7, 9]) is None  # another UIDVALIDITY
     assert cache.lookup(1, 100, [3, 8]) is None  # all or nothing
     atts = [
