@@ -71,6 +71,11 @@ class ContentCache:
             out.append(entry)
         return out
 
+    def holds(self, mailbox_id: int, uidvalidity: int, uids: Sequence[int]) -> bool:
+        """All ``uids`` have their entry."""
+        entries = self._entries
+        return all((mailbox_id, uidvalidity, uid) in entries for uid in uids)
+
     def fill(
         self, mailbox_id: int, uidvalidity: int, rows: Sequence[tuple[Any, ...]]
     ) -> list[Entry]:

@@ -368,6 +368,12 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
     changedsince = fetch.changedsince
     missing = False
     if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
+        if _all_cached(session, view, uids, plain_columns(atts)):
+            rplan = fetch_rows.plan(atts)
+            assert rplan is not None  # UID, RFC822.SIZE, INTERNALDATE: rendered from rows
+            async for batch in _row_batches(fetch, rplan, _each_batch(uids)):
+                yield batch
+            return
         columns = plain_columns(atts)
         for start in range(0, len(uids), PLAIN_BATCH):
             chunk = uids[start : start + PLAIN_BATCH]
@@ -398,6 +404,22 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
     seen_now = await _mark_seen(session, view, seen_uids, changedsince) if fetch.sets_seen else {}
     async for batch in _record_batches(fetch, batches, seen_now):
         yield batch
+
+
+def _all_cached(
+    session: Context, view: SelectedView, uids: list[int], columns: tuple[str, ...]
+) -> bool:
+    """``columns`` are all kept by `imapd.fetch_cache` (UID, RFC822.SIZE, INTERNALDATE:
+    no FLAGS, no MODSEQ) and so are all ``uids``: the FETCH reads nothing from the store."""
+    mailbox = session.mailbox
+    if mailbox is None or not set(columns) <= set(fetch_cache.IMMUTABLE):
+        return False
+    cache = fetch_cache.for_store(session.store)
+    return cache.holds(view.mailbox_id, mailbox.uidvalidity, uids)
+
+
+def _each_batch(uids: list[int]) -> Iterator[list[int]]:
+    return (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
 
 
 async def _row_batches(
