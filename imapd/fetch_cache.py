@@ -131,29 +131,23 @@ _OCTETS = itemgetter(4)
 
 
 def rows(
-    uids: Sequence[int],
-    entries: Sequence[Entry],
-    mutable: Sequence[tuple[Any, ...]] | None,
-    columns: Sequence[str],
-) -> list[tuple[Any, ...]]:
-    """`fetch_rows.render`'s rows for ``columns``: ``(uid, *columns)`` per UID, the
-    immutable columns from ``entries``, the mutable ones from ``mutable`` (the `MUTABLE`
-    columns among ``columns``, in their order there, per UID; None when there are none)."""
-    picks: list[tuple[bool, int]] = []
-    k = 0
-    for column in columns:
-        if column in MUTABLE:
-            picks.append((True, k))
-            k += 1
-        else:
-            picks.append((False, IMMUTABLE.index(column)))
-    if mutable is None:
-        if len(picks) == 1:
-            ((_, i),) = picks
-            return [(uid, entry[i]) for uid, entry in zip(uids, entries, strict=True)]
-        idx = [i for _, i in picks]
-        return [(uid, *[e[i] for i in idx]) for uid, e in zip(uids, entries, strict=True)]
-    return [
-        (uid, *[m[i] if from_row else e[i] for from_row, i in picks])
-        for uid, e, m in zip(uids, entries, mutable, strict=True)
-    ]
+    entries: Sequence[Entry], read: Sequence[tuple[Any, ...]], columns: Sequence[str]
+) -> tuple[list[tuple[Any, ...]], tuple[str, ...]]:
+    """`fetch_rows.render`'s rows for ``columns`` and the order of their columns after the
+    UID (`render`'s ``order``): the `MUTABLE` ones among ``columns`` first, as ``read``
+    holds them after its UID (`Store.fetch_plain` rows for them, or ``(uid,)`` when there
+    are none), then the others from ``entries`` (one per row of ``read``). Each row is one
+    tuple concatenation: no step per column in Python."""
+    mutable = tuple(c for c in columns if c in MUTABLE)
+    kept = tuple(c for c in columns if c not in MUTABLE)
+    order = mutable + kept
+    width = len(mutable) + 1
+    if any(len(r) != width for r in read[:1]):  # read with more columns (filling)
+        read = [r[:width] for r in read]
+    if not kept:
+        return list(read), order
+    if len(kept) == 1:
+        i = IMMUTABLE.index(kept[0])
+        return [(*r, e[i]) for r, e in zip(read, entries, strict=True)], order
+    pick = itemgetter(*(IMMUTABLE.index(c) for c in kept))
+    return [r + pick(e) for r, e in zip(read, entries, strict=True)], order

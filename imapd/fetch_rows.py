@@ -89,15 +89,20 @@ def plan(atts: tuple[FetchAtt, ...]) -> RowPlan | None:
 
 
 def render(
-    view: SelectedView, rows: Sequence[tuple[Any, ...]], rplan: RowPlan, utf8: bool
+    view: SelectedView,
+    rows: Sequence[tuple[Any, ...]],
+    rplan: RowPlan,
+    utf8: bool,
+    order: Sequence[str] | None = None,
 ) -> bytes | None:
     """The FETCH lines of ``rows`` (`Store.fetch_plain` rows for ``rplan.columns``, in UID
-    order, their ``wire`` column cut by `pieces`: `imapd.fetch_cache` builds them) for the
+    order, their ``wire`` column cut by `pieces`: `imapd.fetch_cache` builds them; their
+    columns after the UID in ``order`` when given, else as the plan lists them) for the
     messages the client numbers; None when a row lacks what its line needs.
     Reports FLAGS, so the view's pending flag updates of these messages are dropped."""
     if not rows:
         return b""
-    field = {c: i for i, c in enumerate(rplan.columns, 1)}
+    field = {c: i for i, c in enumerate(rplan.columns if order is None else order, 1)}
     if ("header" in field or "raw" in field) and not _servable(rows, field):
         return None
     uids = [r[0] for r in rows]

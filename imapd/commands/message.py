@@ -430,13 +430,14 @@ async def _row_batches(
     session, view = fetch.session, fetch.view
     missing = False
     async for chunk in _by_octets(session, view, batches) if rplan.content else _each(batches):
-        rows, cost = await _plan_rows(session, view, chunk, rplan)
+        rows, order, cost = await _plan_rows(session, view, chunk, rplan)
         data = None
         if len(rows) == len(chunk) or not _expunged_facts(session, view, chunk):
+            args = (view, rows, rplan, session.utf8, order)
             if cost > RENDER_IN_THREAD:
-                data = await asyncio.to_thread(fetch_rows.render, view, rows, rplan, session.utf8)
+                data = await asyncio.to_thread(fetch_rows.render, *args)
             else:
-                data = fetch_rows.render(view, rows, rplan, session.utf8)
+                data = fetch_rows.render(*args)
         if data is None:
             async for batch in _record_batches(fetch, iter([chunk]), {}):
                 yield batch
@@ -448,19 +449,21 @@ async def _row_batches(
 
 async def _plan_rows(
     session: Context, view: SelectedView, chunk: list[int], rplan: fetch_rows.RowPlan
-) -> tuple[list[tuple[Any, ...]], int]:
+) -> tuple[list[tuple[Any, ...]], tuple[str, ...], int]:
     """`fetch_rows.render`'s rows of ``chunk`` (those the store still has, or all when
-    none is read) and what rendering them costs (`RENDER_IN_THREAD`): what never changes
+    none is read), the order of their columns (`render`'s ``order``) and what rendering
+    them costs (`RENDER_IN_THREAD`): what never changes
     from `imapd.fetch_cache`, filled from one `Store.fetch_plain` of the batch when a
     message is missing there; otherwise only the flags and modseq are read, or nothing.
     Plans reading the whole message are read as they are (the message is not kept)."""
     mailbox = session.mailbox
+    read: list[tuple[Any, ...]]
     if rplan.content or mailbox is None:
         read = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
         if "wire" in rplan.columns:
             w = rplan.columns.index("wire") + 1
             read = [(*r[:w], fetch_rows.pieces(r[w]), *r[w + 1 :]) for r in read]
-        return read, _rows_cost(read, rplan)
+        return read, rplan.columns, _rows_cost(read, rplan)
     cache = fetch_cache.for_store(session.store)
     mutable = [c for c in rplan.columns if c in fetch_cache.MUTABLE]
     uidvalidity = mailbox.uidvalidity
@@ -470,18 +473,15 @@ async def _plan_rows(
         read = await session.store.fetch_plain(view.mailbox_id, chunk, columns)
         k = len(mutable) + 1
         entries = cache.fill(view.mailbox_id, uidvalidity, [(r[0], *r[k:]) for r in read])
-        uids = [r[0] for r in read]
-        changing = [r[1:k] for r in read] if mutable else None
     elif mutable:
         read = await session.store.fetch_plain(view.mailbox_id, chunk, mutable)
         if len(read) < len(chunk):  # expunged meanwhile: the rows the store has
             by_uid = dict(zip(chunk, entries, strict=True))
             entries = [by_uid[r[0]] for r in read]
-        uids = [r[0] for r in read]
-        changing = [r[1:] for r in read]
     else:
-        uids, changing = chunk, None
-    return fetch_cache.rows(uids, entries, changing, rplan.columns), fetch_cache.cost(entries)
+        read = [(uid,) for uid in chunk]
+    rows, order = fetch_cache.rows(entries, read, rplan.columns)
+    return rows, order, fetch_cache.cost(entries)
 
 
 #: The three items of `fetch_rows.pieces` without UTF8=ACCEPT (the others are as long).

@@ -61,14 +61,19 @@ def test_cached_rows_render_as_store_rows() -> None:
         assert rplan is not None
         want_rows = [(r[1].uid, *(r[2][c] for c in rplan.columns)) for r in recs]
         mutable = [c for c in rplan.columns if c in fetch_cache.MUTABLE]
-        changing = [tuple(r[2][c] for c in mutable) for r in recs] if mutable else None
-        got_rows = fetch_cache.rows([3, 7, 9], entries, changing, rplan.columns)
-        assert got_rows == want_rows, mix
+        read = [(r[1].uid, *(r[2][c] for c in mutable)) for r in recs]
+        got_rows, order = fetch_cache.rows(entries, read, rplan.columns)
+        assert sorted(order) == sorted(rplan.columns), mix
+        for got, want_row in zip(got_rows, want_rows, strict=True):
+            assert got[0] == want_row[0]
+            assert dict(zip(order, got[1:], strict=True)) == dict(
+                zip(rplan.columns, want_row[1:], strict=True)
+            )
         for utf8 in (False, True):
             view = SelectedView(1, [3, 7, 9], readonly=False)
             want = fetch_rows.render(view, want_rows, rplan, utf8)
             assert want is not None
-            assert fetch_rows.render(view, got_rows, rplan, utf8) == want
+            assert fetch_rows.render(view, got_rows, rplan, utf8, order) == want
 
 
 def test_cache_is_bounded_in_octets_oldest_out_first() -> None:
