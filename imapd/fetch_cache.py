@@ -19,9 +19,10 @@ the expunge no longer asks for it. Nothing mutable is kept, so flag changes from
 are read from the store as before.
 
 Bounded: `CACHE_BYTES` of entries per store object, the oldest added dropped first (a hit
-does not move an entry: no bookkeeping per message on the hot path). Used from the event
-loop only (lookups and fills are dictionary operations over one batch, bounded by it);
-rows built from it may be rendered in a thread (`RENDER_IN_THREAD`): they are tuples.
+does not move an entry: no bookkeeping per message on the hot path). The cache object is
+used from the event loop only (look-ups and keeping are dictionary operations over one
+batch, bounded by it); entries are made by `make`, pure, off the loop when they copy much,
+and rows built from them may be rendered in a thread (`RENDER_IN_THREAD`): they are tuples.
 """
 
 from __future__ import annotations
@@ -81,14 +82,16 @@ class ContentCache:
     ) -> list[Entry]:
         """Entries made from ``rows`` (``uid`` then the `IMMUTABLE` columns as
         `Store.fetch_plain` returns them), kept and returned in the rows' order."""
-        out: list[Entry] = []
-        for uid, size, internaldate, wire, header in rows:
-            items = fetch_rows.pieces(wire)
-            octets = len(header or b"") + (sum(map(len, items[:3])) if items else 0)
-            entry: Entry = (size, internaldate, items, header, octets)
+        entries = make(rows)
+        self.keep(mailbox_id, uidvalidity, [r[0] for r in rows], entries)
+        return entries
+
+    def keep(
+        self, mailbox_id: int, uidvalidity: int, uids: Sequence[int], entries: Sequence[Entry]
+    ) -> None:
+        """Keep ``entries`` (`make`'s) of ``uids``, pushing out the oldest as needed."""
+        for uid, entry in zip(uids, entries, strict=True):
             self._add((mailbox_id, uidvalidity, uid), entry)
-            out.append(entry)
-        return out
 
     def _add(self, key: Key, entry: Entry) -> None:
         _, internaldate, items, header, _ = entry
@@ -107,6 +110,23 @@ class ContentCache:
         self._entries[key] = entry
         self._sizes[key] = cost
         self.used += cost
+
+
+def make(rows: Sequence[tuple[Any, ...]]) -> list[Entry]:
+    """The entries of ``rows`` (as `ContentCache.fill` takes them): the pre-rendered bytes
+    cut into their items (copies: as long as the bytes, `raw_octets`). Pure: may run off
+    the event loop."""
+    out: list[Entry] = []
+    for _, size, internaldate, wire, header in rows:
+        items = fetch_rows.pieces(wire)
+        octets = len(header or b"") + (sum(map(len, items[:3])) if items else 0)
+        out.append((size, internaldate, items, header, octets))
+    return out
+
+
+def raw_octets(rows: Sequence[tuple[Any, ...]]) -> int:
+    """The octets of the pre-rendered bytes and header blocks in ``rows`` (`make`'s)."""
+    return sum(len(r[3] or b"") + len(r[4] or b"") for r in rows)
 
 
 _caches: weakref.WeakKeyDictionary[object, ContentCache] = weakref.WeakKeyDictionary()

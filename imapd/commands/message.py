@@ -452,9 +452,10 @@ async def _plan_rows(
 ) -> tuple[list[tuple[Any, ...]], tuple[str, ...], int]:
     """`fetch_rows.render`'s rows of ``chunk`` (those the store still has, or all when
     none is read), the order of their columns (`render`'s ``order``) and what rendering
-    them costs (`RENDER_IN_THREAD`): what never changes
-    from `imapd.fetch_cache`, filled from one `Store.fetch_plain` of the batch when a
-    message is missing there; otherwise only the flags and modseq are read, or nothing.
+    them costs (`RENDER_IN_THREAD`): what never changes from `imapd.fetch_cache`, filled
+    from one `Store.fetch_plain` of the batch when a message is missing there (its
+    entries made off the event loop when they copy much); otherwise only the flags and
+    modseq are read, or nothing.
     Plans reading the whole message are read as they are (the message is not kept)."""
     mailbox = session.mailbox
     read: list[tuple[Any, ...]]
@@ -472,7 +473,12 @@ async def _plan_rows(
         columns = (*mutable, *fetch_cache.IMMUTABLE)
         read = await session.store.fetch_plain(view.mailbox_id, chunk, columns)
         k = len(mutable) + 1
-        entries = cache.fill(view.mailbox_id, uidvalidity, [(r[0], *r[k:]) for r in read])
+        kept = [(r[0], *r[k:]) for r in read]
+        if fetch_cache.raw_octets(kept) > RENDER_IN_THREAD:  # cutting copies them
+            entries = await asyncio.to_thread(fetch_cache.make, kept)
+        else:
+            entries = fetch_cache.make(kept)
+        cache.keep(view.mailbox_id, uidvalidity, [r[0] for r in read], entries)
     elif mutable:
         read = await session.store.fetch_plain(view.mailbox_id, chunk, mutable)
         if len(read) < len(chunk):  # expunged meanwhile: the rows the store has

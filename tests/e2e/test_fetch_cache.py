@@ -20,6 +20,8 @@ from typing import Any
 import imapclient
 import pytest
 
+from imapd import fetch_cache
+from imapd.commands import message
 from tests.e2e.process import imapd
 from tests.e2e.test_fetch_rows import _answers, _without_text
 from tests.e2e.test_workers import Workers, on_two_workers
@@ -172,3 +174,27 @@ def _told(c: imapclient.IMAPClient, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the expunge was never reported")
+
+
+def test_cache_filled_and_rendered_off_the_loop(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `RENDER_IN_THREAD` (set tiny here) the entries are made and the lines rendered
+    in a thread: the same answers, filling the cache and then from it."""
+    monkeypatch.setattr(message, "RENDER_IN_THREAD", 64)
+    made: list[int] = []
+    make = fetch_cache.make
+
+    def counted(rows: list[tuple[object, ...]]) -> list[fetch_cache.Entry]:
+        made.append(len(rows))
+        return make(rows)
+
+    monkeypatch.setattr(fetch_cache, "make", counted)
+    c = server.raw()
+    _append(c, "INBOX", [_message(s, "body " + s) for s in ("One", "Two", "Three")])
+    c.ok("s1", "EXAMINE INBOX")
+    cold = _same_as_records(c, "FETCH 1:*")
+    warm = _same_as_records(c, "FETCH 1:*", "FLAGS " + MIX)
+    assert made == [3]  # filled once, then read from the cache
+    assert [re.sub(rb"FETCH \(FLAGS \([^)]*\) ", b"FETCH (", r) for r in warm] == cold
+    c.close()
