@@ -3,8 +3,10 @@
 message's BODY.PEEK[]) without a `MessageRecord` per message or a value tree per response.
 
 Owns: which attribute lists this path serves (`plan`), the `Store.fetch_plain` columns
-they read (one query per batch, the pre-rendered bytes and the header block included), and
-their lines, built attribute by attribute over the whole batch and joined once. The bytes
+they read (one query per batch, the pre-rendered bytes and the header block included; what
+never changes of a message is kept by `imapd.fetch_cache`, so most batches read only flags
+or nothing), the pre-rendered bytes cut into items once (`pieces`), and their lines, built
+attribute by attribute over the whole batch and joined once. The bytes
 are those `imapd.fetch.fetch_line` sends for the same messages (tests compare both, over
 odd MIME and every attribute mix). When a row lacks what its line needs (no pre-rendered
 bytes stored, a header block over `store.api.HEADER_ROW_MAX`, a big literal that must go
@@ -87,14 +89,20 @@ def plan(atts: tuple[FetchAtt, ...]) -> RowPlan | None:
 
 
 def render(
-    view: SelectedView, rows: Sequence[tuple[Any, ...]], rplan: RowPlan, utf8: bool
+    view: SelectedView,
+    rows: Sequence[tuple[Any, ...]],
+    rplan: RowPlan,
+    utf8: bool,
+    order: Sequence[str] | None = None,
 ) -> bytes | None:
     """The FETCH lines of ``rows`` (`Store.fetch_plain` rows for ``rplan.columns``, in UID
-    order) for the messages the client numbers; None when a row lacks what its line needs.
+    order, their ``wire`` column cut by `pieces`: `imapd.fetch_cache` builds them; their
+    columns after the UID in ``order`` when given, else as the plan lists them) for the
+    messages the client numbers; None when a row lacks what its line needs.
     Reports FLAGS, so the view's pending flag updates of these messages are dropped."""
     if not rows:
         return b""
-    field = {c: i for i, c in enumerate(rplan.columns, 1)}
+    field = {c: i for i, c in enumerate(rplan.columns if order is None else order, 1)}
     if ("header" in field or "raw" in field) and not _servable(rows, field):
         return None
     uids = [r[0] for r in rows]
@@ -143,7 +151,7 @@ def _items(
     view: SelectedView,
     utf8: bool,
 ) -> list[bytes] | list[bytes | None]:
-    """The one item ``att`` adds to each row's line (None: see `_cutter`)."""
+    """The one item ``att`` adds to each row's line (None: no pre-rendered bytes)."""
     name = att.name
     if name == "UID":
         return [b"UID %d" % u for u in uids]
@@ -162,8 +170,8 @@ def _items(
     if name == "INTERNALDATE":
         return [_internaldate_item(r[i]) for r in rows]
     if column == "wire":  # None for a row without them (`render` then answers None)
-        cut = _cutter(fetch_wire.ITEMS[name], utf8, name.encode() + b" ")
-        return [cut(r[i]) for r in rows]
+        k = fetch_wire.ITEMS[name] + (len(fetch_wire.ITEMS) if utf8 else 0)
+        return [None if r[i] is None else r[i][k] for r in rows]
     label = (name if att.section is None else section_label(att)).encode() + b" "
     data = _section(att)
     return [label + _literal(data(r[i])) for r in rows]
@@ -185,24 +193,26 @@ def _internaldate_item(stored: str) -> bytes:
     return b'INTERNALDATE "%s"' % imap_datetime(dt.datetime.fromisoformat(stored)).encode()
 
 
-def _cutter(index: int, utf8: bool, prefix: bytes) -> Callable[[bytes | None], bytes | None]:
-    """``prefix`` + `fetch_wire.piece` for one answer of the layout, without name lookups
-    per row; None for a row without pre-rendered bytes (or of another layout)."""
-    skip, magic = len(fetch_wire.MAGIC), fetch_wire.MAGIC
-    alternative = index + 3
-
-    def cut(wire: bytes | None) -> bytes | None:
-        if wire is None or wire[:skip] != magic:
-            return None
-        end = wire.index(b"\n")
-        lengths = wire[skip:end].split()
-        i = alternative if utf8 and lengths[alternative] != b"0" else index
-        start = end + 1
-        if i:
-            start += sum(map(int, lengths[:i]))
-        return prefix + wire[start : start + int(lengths[i])]
-
-    return cut
+def pieces(wire: bytes | None) -> tuple[bytes, ...] | None:
+    """The ENVELOPE, BODY and BODYSTRUCTURE items of the pre-rendered bytes ``wire``, each
+    with its name (``b"ENVELOPE (...)"``), then the same three for a UTF8=ACCEPT session
+    (`fetch_wire.ITEMS` order): what a row's ``wire`` column holds for `render`. None for
+    a message stored without them (or of another layout)."""
+    if wire is None or not wire.startswith(fetch_wire.MAGIC):
+        return None
+    end = wire.index(b"\n")
+    lengths = [int(n) for n in wire[len(fetch_wire.MAGIC) : end].split()]
+    names = [name.encode() + b" " for name in fetch_wire.ITEMS]
+    count = len(names)
+    out: list[bytes] = []
+    start = end + 1
+    for name, length in zip(names, lengths[:count], strict=True):
+        out.append(name + wire[start : start + length])
+        start += length
+    for i, length in enumerate(lengths[count:]):
+        out.append(names[i] + wire[start : start + length] if length else out[i])
+        start += length
+    return tuple(out)
 
 
 def _section(att: FetchAtt) -> Callable[[bytes], bytes]:

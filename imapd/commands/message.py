@@ -15,10 +15,11 @@ import datetime as dt
 import functools
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterable, Iterator
+from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from imapd import fetch_binary, fetch_rows
+from imapd import fetch_binary, fetch_cache, fetch_rows
 from imapd.commands.acl import lookup
 from imapd.commands.auth import enable
 from imapd.commands.base import Outcome, ok
@@ -367,6 +368,12 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
     changedsince = fetch.changedsince
     missing = False
     if changedsince is None and all(a.name in _PLAIN_FORMATS for a in atts):
+        if _all_cached(session, view, uids, plain_columns(atts)):
+            rplan = fetch_rows.plan(atts)
+            assert rplan is not None  # UID, RFC822.SIZE, INTERNALDATE: rendered from rows
+            async for batch in _row_batches(fetch, rplan, _each_batch(uids)):
+                yield batch
+            return
         columns = plain_columns(atts)
         for start in range(0, len(uids), PLAIN_BATCH):
             chunk = uids[start : start + PLAIN_BATCH]
@@ -399,6 +406,22 @@ async def _fetch_stream(fetch: FetchCommand) -> AsyncIterator[list[Response]]:
         yield batch
 
 
+def _all_cached(
+    session: Context, view: SelectedView, uids: list[int], columns: tuple[str, ...]
+) -> bool:
+    """``columns`` are all kept by `imapd.fetch_cache` (UID, RFC822.SIZE, INTERNALDATE:
+    no FLAGS, no MODSEQ) and so are all ``uids``: the FETCH reads nothing from the store."""
+    mailbox = session.mailbox
+    if mailbox is None or not set(columns) <= set(fetch_cache.IMMUTABLE):
+        return False
+    cache = fetch_cache.for_store(session.store)
+    return cache.holds(view.mailbox_id, mailbox.uidvalidity, uids)
+
+
+def _each_batch(uids: list[int]) -> Iterator[list[int]]:
+    return (uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH))
+
+
 async def _row_batches(
     fetch: FetchCommand, rplan: fetch_rows.RowPlan, batches: Iterator[list[int]]
 ) -> AsyncIterator[list[Response]]:
@@ -407,13 +430,14 @@ async def _row_batches(
     session, view = fetch.session, fetch.view
     missing = False
     async for chunk in _by_octets(session, view, batches) if rplan.content else _each(batches):
-        rows = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
+        rows, order, cost = await _plan_rows(session, view, chunk, rplan)
         data = None
         if len(rows) == len(chunk) or not _expunged_facts(session, view, chunk):
-            if _rows_cost(rows, rplan) > RENDER_IN_THREAD:
-                data = await asyncio.to_thread(fetch_rows.render, view, rows, rplan, session.utf8)
+            args = (view, rows, rplan, session.utf8, order)
+            if cost > RENDER_IN_THREAD:
+                data = await asyncio.to_thread(fetch_rows.render, *args)
             else:
-                data = fetch_rows.render(view, rows, rplan, session.utf8)
+                data = fetch_rows.render(*args)
         if data is None:
             async for batch in _record_batches(fetch, iter([chunk]), {}):
                 yield batch
@@ -423,12 +447,63 @@ async def _row_batches(
     fetch.expunge_issued = fetch.expunge_issued or missing
 
 
+async def _plan_rows(
+    session: Context, view: SelectedView, chunk: list[int], rplan: fetch_rows.RowPlan
+) -> tuple[list[tuple[Any, ...]], tuple[str, ...], int]:
+    """`fetch_rows.render`'s rows of ``chunk`` (those the store still has, or all when
+    none is read), the order of their columns (`render`'s ``order``) and what rendering
+    them costs (`RENDER_IN_THREAD`): what never changes from `imapd.fetch_cache`, filled
+    from one `Store.fetch_plain` of the batch when a message is missing there (its
+    entries made off the event loop when they copy much); otherwise only the flags and
+    modseq are read, or nothing.
+    Plans reading the whole message are read as they are (the message is not kept)."""
+    mailbox = session.mailbox
+    read: list[tuple[Any, ...]]
+    if rplan.content or mailbox is None:
+        read = await session.store.fetch_plain(view.mailbox_id, chunk, rplan.columns)
+        if "wire" in rplan.columns:
+            w = rplan.columns.index("wire") + 1
+            read = [(*r[:w], fetch_rows.pieces(r[w]), *r[w + 1 :]) for r in read]
+        return read, rplan.columns, _rows_cost(read, rplan)
+    cache = fetch_cache.for_store(session.store)
+    mutable = [c for c in rplan.columns if c in fetch_cache.MUTABLE]
+    uidvalidity = mailbox.uidvalidity
+    entries = cache.lookup(view.mailbox_id, uidvalidity, chunk)
+    if entries is None:  # one query for the batch: what may change and what may not
+        columns = (*mutable, *fetch_cache.IMMUTABLE)
+        read = await session.store.fetch_plain(view.mailbox_id, chunk, columns)
+        k = len(mutable) + 1
+        kept = [(r[0], *r[k:]) for r in read]
+        if fetch_cache.raw_octets(kept) > RENDER_IN_THREAD:  # cutting copies them
+            entries = await asyncio.to_thread(fetch_cache.make, kept)
+        else:
+            entries = fetch_cache.make(kept)
+        cache.keep(view.mailbox_id, uidvalidity, [r[0] for r in read], entries)
+    elif mutable:
+        read = await session.store.fetch_plain(view.mailbox_id, chunk, mutable)
+        if len(read) < len(chunk):  # expunged meanwhile: the rows the store has
+            by_uid = dict(zip(chunk, entries, strict=True))
+            entries = [by_uid[r[0]] for r in read]
+    else:
+        read = [(uid,) for uid in chunk]
+    rows, order = fetch_cache.rows(entries, read, rplan.columns)
+    return rows, order, fetch_cache.cost(entries)
+
+
+#: The three items of `fetch_rows.pieces` without UTF8=ACCEPT (the others are as long).
+_PLAIN_ITEMS = itemgetter(0, 1, 2)
+
+
 def _rows_cost(rows: list[tuple[Any, ...]], rplan: fetch_rows.RowPlan) -> int:
-    """Octets the rows' lines copy (`RENDER_IN_THREAD`): their bytes columns."""
+    """Octets the rows' lines copy (`RENDER_IN_THREAD`): their bytes columns (the
+    pre-rendered items counted once, as `fetch_rows.pieces` cut them)."""
     cost = 0
     for i, column in enumerate(rplan.columns, 1):
-        if column in CONTENT_COLUMNS:
-            cost += sum(map(len, filter(None, map(itemgetter(i), rows))))
+        values = filter(None, map(itemgetter(i), rows))
+        if column == "wire":
+            cost += sum(map(len, chain.from_iterable(map(_PLAIN_ITEMS, values))))
+        elif column in CONTENT_COLUMNS:
+            cost += sum(map(len, values))
     return cost
 
 

@@ -11,7 +11,9 @@ client loops, one command at a time:
 
 for ``--mix-seconds``. The figure is commands per wall-second and per server CPU-second;
 every FETCH answer is checked (one ``* n FETCH`` per message asked, a body's octets equal to
-what was appended). Mailboxes are filled (APPEND) outside the timed window.
+what was appended). Mailboxes are filled (APPEND) outside the timed window. When the server
+holds the clients in several processes (``--workers N``, Dovecot's one per client), how many
+each holds and the CPU each used are logged per round (an uneven spread bounds the wall rate).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .client import ImapClient, ImapError
 from .messages import Corpus
 from .report import Figure, Measure
 from .servers import Server
+from .spread import cpu_seconds, spread
 
 ATTS = (
     "UID",
@@ -112,6 +115,12 @@ async def _round(
             return done
 
         await asyncio.sleep(SETTLE)
+        # Under --workers N: the clients each worker holds (SO_REUSEPORT spreads them by
+        # address hash: 10 clients often land 7/3 or 8/2) and each worker's CPU time.
+        assert server.proc is not None
+        everyone = spread(server.proc.pid, server.port).ports
+        held = {pid: ports for pid, ports in everyone.items() if ports}
+        procs = {pid: cpu_seconds(pid) for pid in held}
         cpu0 = server.cpu_seconds()
         c0 = time.process_time()
         t0 = time.perf_counter()
@@ -121,6 +130,13 @@ async def _round(
         t1 = time.perf_counter()
         c1 = time.process_time()
         cpu1 = server.cpu_seconds()
+        if len(held) > 1:
+            _log(
+                f"[{server.name}] clients per process "
+                + "/".join(f"{len(held[pid])}" for pid in held)
+                + ", their CPU seconds "
+                + "/".join(f"{cpu_seconds(pid) - procs[pid]:.2f}" for pid in held)
+            )
     finally:
         await asyncio.gather(*(c.logout() for c in clients))
     meas = Measure(count=sum(counts), wall=t1 - t0, server_cpu=cpu1 - cpu0, client_cpu=c1 - c0)

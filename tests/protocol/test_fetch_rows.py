@@ -79,7 +79,7 @@ def _records(raw: bytes, uid: int) -> tuple[MessageRecord, MessageRecord, dict[s
         "flags": " ".join(FLAGS),
         "size": len(raw),
         "internaldate": WHEN.isoformat(),
-        "wire": wire,
+        "wire": fetch_rows.pieces(wire),  # as imapd.fetch_cache hands it to render
         "header": header,
         "raw": raw,
     }
