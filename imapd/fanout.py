@@ -46,19 +46,25 @@ if TYPE_CHECKING:
 #: turns, between which other sessions' commands (the writer's next APPEND) run.
 SLICE = 256
 
+#: Runs of MessagesAdded whose shared facts are kept (`Fanout.added`): the listeners of a
+#: walk are behind by a few changes at most, so a few runs each.
+RUNS_MAX = 64
+
 
 class Fanout:
     """The server's one queue of rung listeners (see the module docstring)."""
 
-    __slots__ = ("_added", "_floor", "_queue", "_scheduled")
+    __slots__ = ("_floor", "_latest", "_queue", "_runs", "_scheduled")
 
     def __init__(self) -> None:
         self._queue: list[Listener] = []
         self._scheduled = False
         #: mailbox id -> UIDs below this have a claimer in this process (`claim`).
         self._floor: dict[int, int] = {}
-        #: What the listeners of the latest MessagesAdded share (imapd/pushshare.py).
-        self._added: Added | None = None
+        #: What the listeners behind one run of MessagesAdded share (imapd/pushshare.py),
+        #: by (first change, last change, length): `added`.
+        self._runs: dict[tuple[int, int, int], Added] = {}
+        self._latest: Added | None = None
 
     def ring(self, listener: Listener) -> None:
         """Serve ``listener`` in a coming turn (it queued itself once: `Listener._delivered`)."""
@@ -96,18 +102,25 @@ class Fanout:
         """A listener of this process was named to claim every one of ``uids`` (`claim`)."""
         return max(uids) < self._floor.get(mailbox_id, 0)
 
-    def added(self, server: Server, change: MessagesAdded) -> Added:
-        """The shared facts of ``change`` (made at its first listener, kept until the
-        next MessagesAdded: the listeners of one change are served one after another)."""
-        shared = self._added
-        if shared is None or shared.change is not change:
-            shared = self._added = added_facts(server, change)
+    def added(self, server: Server, changes: Sequence[MessagesAdded]) -> Added:
+        """The shared facts of ``changes``, a run of MessagesAdded in commit order a
+        listener holds: one change, or the k it fell behind on (made at the run's first
+        listener, kept for the others behind the same run: `RUNS_MAX` runs at most)."""
+        key = (id(changes[0]), id(changes[-1]), len(changes))
+        shared = self._runs.get(key)
+        # The entry keeps its changes alive, so their ids are not reused while it lives;
+        # the same ends and length in commit order is the same run, checked all the same.
+        if shared is None or any(a is not b for a, b in zip(shared.changes, changes, strict=True)):
+            if len(self._runs) >= RUNS_MAX:
+                del self._runs[next(iter(self._runs))]  # the oldest run
+            shared = self._runs[key] = added_facts(server, tuple(changes))
+        self._latest = shared
         return shared
 
     @property
     def latest(self) -> Added | None:
-        """The shared facts of the latest MessagesAdded pushed (None before any)."""
-        return self._added
+        """The shared facts of the latest run of MessagesAdded pushed (None before any)."""
+        return self._latest
 
     def observe(self, changes: Sequence[Change]) -> None:
         """A bus listener (`EventBus.add_listener`): a mailbox created, renamed or deleted
