@@ -16,9 +16,18 @@ read from the store, RFC 5267 contexts, an ACL re-check, a BYE, a full write buf
 as before and its task does the whole push: a session's responses come out of one place at a
 time, so their order is the order of the queue.
 
-The writer is never made to wait for the fan-out: publishing only appends to lists, and the
-walk is cut into slices of ``SLICE`` listeners, one per loop turn, so a command of another
-session (the writer's next APPEND) runs between two slices.
+The writer first (issue 17 point 4): publishing only appends to lists, and the walk is cut
+into slices of ``SLICE_SECONDS``, one per loop turn, so a command of another session (the
+writer's next APPEND) runs between two slices. That alone is not enough when the walk never
+ends (10,000 listeners, a commit every 50 ms): the loop thread then holds the GIL without a
+break, and the store's writer thread, which must take it back after each SQLite statement,
+waited up to the interpreter's switch interval (5 ms) each time: an APPEND's transaction took
+100-250 ms instead of 5 (measured, stage by stage, from its bytes to its tagged OK). So while
+a command runs in this process (`commands`, counted by `Session._dispatch`), the walk leaves
+the loop idle between two slices as long as the slice took: the command's thread work and its
+next steps go at full speed, and the walk keeps at least half of the loop. Listeners that
+fall behind meanwhile get their new messages together (imapd/pushshare.py, "Coalescing"):
+delivery is later, the writer is not slowed.
 
 ``\\Recent`` (RFC 3501 §2.3.2): the store decides, across processes, who is first
 (``claim_recent``). Of the listeners woken by one new message exactly one may be first in
@@ -32,6 +41,7 @@ crash: never twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -42,10 +52,12 @@ if TYPE_CHECKING:
     from imapd.listening import Listener
     from imapd.server import Server
 
-#: Listeners served per loop turn. At ~20 µs each, ~5 ms: a thousand listeners take five
-#: turns, between which other sessions' commands (the writer's next APPEND) run.
-SLICE = 256
-
+#: A slice of the walk: listeners are served in one loop turn until this much time passed
+#: (~100-200 listeners at 10-20 µs each), then other sessions' work (the writer's next
+#: APPEND) runs before the next slice.
+SLICE_SECONDS = 0.002
+#: The longest idle gap left between two slices while a command runs (`Fanout._run`).
+PAUSE_MAX = 0.004
 #: Runs of MessagesAdded whose shared facts are kept (`Fanout.added`): the listeners of a
 #: walk are behind by a few changes at most, so a few runs each.
 RUNS_MAX = 64
@@ -54,11 +66,14 @@ RUNS_MAX = 64
 class Fanout:
     """The server's one queue of rung listeners (see the module docstring)."""
 
-    __slots__ = ("_floor", "_latest", "_queue", "_runs", "_scheduled")
+    __slots__ = ("_floor", "_latest", "_queue", "_runs", "_scheduled", "commands")
 
     def __init__(self) -> None:
         self._queue: list[Listener] = []
         self._scheduled = False
+        #: Commands running in this process (`Session._dispatch`): while there are, the
+        #: walk leaves the loop idle between slices as long as each slice took.
+        self.commands = 0
         #: mailbox id -> UIDs below this have a claimer in this process (`claim`).
         self._floor: dict[int, int] = {}
         #: What the listeners behind one run of MessagesAdded share (imapd/pushshare.py),
@@ -75,16 +90,27 @@ class Fanout:
 
     def _run(self) -> None:
         queue = self._queue
-        if len(queue) > SLICE:
-            batch, self._queue = queue[:SLICE], queue[SLICE:]
-        else:
-            batch, self._queue = queue, []
-        for listener in batch:
-            listener.fan()
-        if self._queue:
-            asyncio.get_running_loop().call_soon(self._run)
-        else:
+        start = time.perf_counter()
+        end = start + SLICE_SECONDS
+        served = 0
+        while served < len(queue):
+            queue[served].fan()
+            served += 1
+            if time.perf_counter() > end:
+                break
+        del queue[:served]  # ring() appends meanwhile: those are served after these
+        if not queue:
             self._scheduled = False
+        elif self.commands:
+            # A command runs (the writer's APPEND): leave the loop idle as long as this
+            # slice took (at most PAUSE_MAX: a slice the OS cut into counts its own time
+            # only), so that the store's thread, which takes the GIL back after each
+            # statement of its transaction, is not kept waiting for it (see "The writer
+            # first" above).
+            pause = min(time.perf_counter() - start, PAUSE_MAX)
+            asyncio.get_running_loop().call_later(pause, self._run)
+        else:
+            asyncio.get_running_loop().call_soon(self._run)
 
     def claim(self, mailbox_id: int, uids: Sequence[int]) -> bool:
         """True when the caller is the first listener here to see some of ``uids`` (new
