@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from imapd.fanout import Fanout
 from store.api import NewMessage
 from store.changes import Origin
 from tests.helpers.server import RunningServer
@@ -244,3 +245,36 @@ def test_listeners_behind_several_commits_get_them_in_one_push(server: RunningSe
     assert _pushed(r[2], 3)[0] == "* 5 EXISTS"
     for c in (w, *r, cs, idle):
         c.close()
+
+
+def test_commands_counted_only_while_they_run(server: RunningServer) -> None:
+    """`Fanout.commands` leaves the loop idle between slices while a command runs
+    (imapd/fanout.py, "The writer first"): a session in IDLE or under NOTIFY, waiting,
+    is no command running, and every command, answered OK, NO or BAD, or cut off by a
+    BYE, is counted out again; otherwise the fan-out would slow down for good."""
+    fanout = server.server.fanout
+    idle = _listener(server, "SELECT INBOX")
+    idle.line("i1 IDLE")
+    assert idle.response().startswith("+ ")
+    notify = _listener(server, "SELECT INBOX", NOTIFY)
+    c = server.raw()
+    c.ok("c1", "SELECT INBOX")
+    c.line("c2 SELECT Nowhere")
+    assert c.until_tagged("c2")[-1].startswith("c2 NO")
+    c.line("c3 FETCH")
+    assert c.until_tagged("c3")[-1].startswith("c3 BAD")
+    c.append("c4", "INBOX", "Subject: x\r\n\r\nx\r\n")
+    assert _pushed(notify, 3)[0] == "* 1 EXISTS"
+    assert server.call(_commands(fanout)) == 0
+    c.line("c5 LOGOUT")
+    assert c.until_tagged("c5")[-1].startswith("c5 OK")
+    idle.line("DONE")
+    assert idle.until_tagged("i1")[-1].startswith("i1 OK")
+    assert server.call(_commands(fanout)) == 0
+    for x in (idle, notify, c):
+        x.close()
+
+
+async def _commands(fanout: Fanout) -> int:
+    """Read on the server's loop, between its turns."""
+    return fanout.commands
