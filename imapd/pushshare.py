@@ -1,22 +1,33 @@
-"""The fan-out's common case: one new message (or several from one command) pushed to the
-listeners of its mailbox, rendered once per distinct view and the bytes shared.
+"""The fan-out's common case: new messages (from one command, or several commits a listener
+fell behind on) pushed to the listeners of their mailbox, rendered once per distinct view and
+the bytes shared.
 
-Owns: `Added`, what every listener of one `MessagesAdded` shares (computed once per change),
-and `push_added`, one listener's whole push for it. Called by `Listener.push_now`
-(imapd/listening.py) before the general path, and only when the listener's state makes the
-outcome a function of a few values: nothing else queued for it (selected or NOTIFY), nothing
-pending in its SelectedView, the new UIDs above all it numbers, no keyword it has not seen,
-no RFC 5267 context, no \\Recent claim of its own to make. Then what `_selected` would send
-is exactly ``* n EXISTS`` (``* r RECENT`` unless IMAP4rev2) and, under a NOTIFY selected
-group, MessageNew's FETCH for each new message (RFC 5465 §5.2): bytes that depend only on
-the message count after the change, the \\Recent count, the view's modes (CONDSTORE, QRESYNC,
-IMAP4rev2, UIDONLY) and the FETCH items. Those are the key of `Added.lines`; a thousand
-listeners of one mailbox make one or two renderings, not a thousand. Anything else returns
-False with nothing touched, and the general path (`Listener.push_now`, or the task) runs.
+Owns: `Added`, what every listener behind the same run of `MessagesAdded` shares (computed
+once per run), and `push_added`, one listener's whole push for it. Called by
+`Listener.push_now` (imapd/listening.py) before the general path, and only when the
+listener's state makes the outcome a function of a few values: its selected queue holds only
+MessagesAdded of its mailbox by other sessions (one, or k when it fell behind: "Coalescing"
+below), nothing in its NOTIFY queue, nothing pending in its SelectedView, the new UIDs above
+all it numbers, no keyword it has not seen, no RFC 5267 context, no \\Recent claim of its own
+to make. Then what `_selected` would send is exactly ``* n EXISTS`` (``* r RECENT`` unless
+IMAP4rev2) and, under a NOTIFY selected group, MessageNew's FETCH for each new message (RFC
+5465 §5.2): bytes that depend only on the message count after the changes, the \\Recent
+count, the view's modes (CONDSTORE, QRESYNC, IMAP4rev2, UIDONLY) and the FETCH items. Those
+are the key of `Added.lines`; a thousand listeners of one mailbox make one or two renderings,
+not a thousand. Anything else returns False with nothing touched, and the general path
+(`Listener.push_now`, or the task) runs.
+
+Coalescing (issue 17 point 4): with 10,000 listeners one walk of the fan-out's queue takes
+longer than the writer's interval, so a listener late in it holds several new messages when
+its turn comes. It gets them in one push, as `_selected` would give them (one ``* n EXISTS``
+with the last count, then the k MessageNew FETCH lines), from the rendering shared by every
+listener behind the same run in the same view: the cost of a walk stays that of one push per
+listener, and the delay of delivery, not the writer, absorbs the load. It only happens when a
+listener is behind, so a fan-out that keeps up pushes one message at a time as before.
 
 The responses are made by the same renderers as the general path (the SelectedView's
 EXISTS/RECENT form, `imapd.listening.facts_fetch_lines`), so the bytes are the same;
-tests/notify/test_fanout.py checks both paths against each other.
+tests/e2e/test_push_fanout.py checks both paths against each other.
 """
 
 from __future__ import annotations
@@ -42,25 +53,49 @@ LINES_MAX = 256
 
 @dataclass(slots=True)
 class Added:
-    """The facts of one MessagesAdded every listener of its mailbox uses alike."""
+    """The facts of a run of MessagesAdded (one change, or the k a listener fell behind on,
+    in commit order) that every listener behind exactly that run uses alike."""
 
-    change: MessagesAdded
+    changes: tuple[MessagesAdded, ...]
     uids: list[int]
     #: The keywords among the new messages' flags: a view that has not seen one sends
     #: FLAGS first (the general path does that).
     keywords: frozenset[str]
-    #: The session that added them has the mailbox selected read-write and claims their
-    #: \\Recent itself at the end of its command (`Listener._origin_claims`).
-    origin_claims: bool
+    #: The UIDs whose \\Recent some listener must claim: those of the changes whose origin
+    #: session does not claim them itself (`origin_claims`).
+    unclaimed: list[int]
+    #: The mailbox's highest modseq after the run (RFC 7162), and the new messages' octets
+    #: (`SelectedView.octets_bound`).
+    highestmodseq: int
+    octets: int
     lines: dict[tuple[object, ...], bytes] = field(default_factory=dict)
     #: Listeners served from `lines` (tests/e2e/test_push_fanout.py: fewer renderings).
     served: int = 0
 
+    @property
+    def change(self) -> MessagesAdded:
+        """The run's last change."""
+        return self.changes[-1]
 
-def added_facts(server: Server, change: MessagesAdded) -> Added:
-    keywords = frozenset(f for m in change.messages for f in m.flags if not f.startswith("\\"))
-    claims = origin_claims(server, change.origin.session, change.mailbox.id)
-    return Added(change, [m.uid for m in change.messages], keywords, claims)
+
+def added_facts(server: Server, changes: tuple[MessagesAdded, ...]) -> Added:
+    keywords = frozenset(
+        f for ch in changes for m in ch.messages for f in m.flags if not f.startswith("\\")
+    )
+    unclaimed = [
+        m.uid
+        for ch in changes
+        if not origin_claims(server, ch.origin.session, ch.mailbox.id)
+        for m in ch.messages
+    ]
+    return Added(
+        changes,
+        [m.uid for ch in changes for m in ch.messages],
+        keywords,
+        unclaimed,
+        max(ch.counts.highestmodseq for ch in changes),
+        sum(m.size for ch in changes for m in ch.messages),
+    )
 
 
 def origin_claims(server: Server, origin: str | None, mailbox_id: int) -> bool:
@@ -78,22 +113,23 @@ def origin_claims(server: Server, origin: str | None, mailbox_id: int) -> bool:
 
 
 def push_added(session: Session) -> bool:
-    """The whole push of ``session`` when its queue is one MessagesAdded of its selected
-    mailbox in the shape the module docstring says; False, nothing touched, otherwise."""
+    """The whole push of ``session`` when its queue is a run of MessagesAdded of its
+    selected mailbox in the shape the module docstring says; False, nothing touched,
+    otherwise."""
     s = session
     view = s.view
     sub = s.subscription
     pending = sub.pending
-    if view is None or len(pending) != 1 or sub.overflow or s.contexts:
+    if view is None or not pending or sub.overflow or s.contexts or view.has_pending:
         return False
-    change = pending[0]
-    if (
-        type(change) is not MessagesAdded
-        or change.mailbox.id != view.mailbox_id
-        or change.origin.session == s.id
-        or view.has_pending
-    ):
-        return False
+    mailbox_id = view.mailbox_id
+    for change in pending:
+        if (
+            type(change) is not MessagesAdded
+            or change.mailbox.id != mailbox_id
+            or change.origin.session == s.id
+        ):
+            return False
     notify = s.notify
     nsub = notify.sub
     if nsub is not None and (
@@ -101,15 +137,15 @@ def push_added(session: Session) -> bool:
     ):
         return False
     fanout = s.server.fanout
-    shared = fanout.added(s.server, change)
+    shared = fanout.added(s.server, pending)  # type: ignore[arg-type]  # all MessagesAdded
     uids = shared.uids
     if (view.uids and view.uids[-1] >= uids[0]) or not shared.keywords <= view.keywords:
         return False
     if (
         not view.readonly
         and not view.rev2
-        and not shared.origin_claims
-        and not fanout.claimed(view.mailbox_id, uids)
+        and shared.unclaimed
+        and not fanout.claimed(mailbox_id, shared.unclaimed)
     ):
         return False  # this one may be first: the general path names the claimer
     fetch = s.notify_fetch_atts if notify.selected_push else ()
@@ -118,8 +154,10 @@ def push_added(session: Session) -> bool:
         return False  # an item read from the store (RFC 5465 §5.2): the general path
     # The state change `view.apply` + `flush_counts` make for new UIDs above all known.
     view.uids.extend(uids)
-    if change.counts.highestmodseq > view.highestmodseq:
-        view.highestmodseq = change.counts.highestmodseq
+    if shared.highestmodseq > view.highestmodseq:
+        view.highestmodseq = shared.highestmodseq
+    if view.octets_bound is not None:
+        view.octets_bound += shared.octets
     sub.pending = []
     recent = view.recent
     recent_count = view.recent_count() if recent else 0
@@ -178,7 +216,7 @@ def _render(s: Session, shared: Added, fetch: tuple[FetchAtt, ...]) -> bytes:
         head = b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(view.uids), view.recent_count())
     if not fetch:
         return head
-    facts = {m.uid: m for m in shared.change.messages}
+    facts = {m.uid: m for ch in shared.changes for m in ch.messages}
     return head + serialize_all(facts_fetch_lines(view, shared.uids, facts, fetch))
 
 

@@ -585,9 +585,14 @@ class Session:
         handler: Callable[[Session, c.Command], Awaitable[Outcome]] = HANDLERS[type(cmd)]
         if "UIDONLY" in self.enabled:  # RFC 9586 §3: BAD [UIDREQUIRED] (commands/rev2.py)
             handler = uidonly_guard(handler)
-        outcome = await self._run(cmd, handler(self, cmd))
-        if outcome is not None:
-            await self._finish(cmd, outcome)
+        fanout = self.server.fanout
+        fanout.commands += 1  # the fan-out leaves it room (imapd/fanout.py, "The writer first")
+        try:
+            outcome = await self._run(cmd, handler(self, cmd))
+            if outcome is not None:
+                await self._finish(cmd, outcome)
+        finally:
+            fanout.commands -= 1
 
     async def _run(self, cmd: c.Command, call: Awaitable[Outcome]) -> Outcome | None:
         """A handler's Outcome, or the refusal or ``NO [SERVERBUG]`` its exception means

@@ -55,6 +55,7 @@ from store.sqlite.base import (
     _rows,
     _Tx,
 )
+from store.sqlite.synctx import SyncTx
 
 SPECIAL_USES = {  # RFC 6154 §2, RFC 8457 \Important
     s.lower(): s
@@ -573,13 +574,13 @@ class SqliteMailboxes(SqliteBase):
         raised = max(mine) + 1
         self._recent_floor[mailbox_id] = raised
 
-        async def body(tx: _Tx) -> frozenset[int]:
-            row = await tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
+        def body(tx: SyncTx) -> frozenset[int]:
+            row = tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row is None:
                 return frozenset()
             claimed = frozenset(u for u in mine if u >= row[0])
             if claimed:
-                await tx.run(
+                tx.run(
                     "UPDATE mailboxes SET recent_uid = ? WHERE id = ?",
                     (max(claimed) + 1, mailbox_id),
                 )
@@ -597,7 +598,10 @@ class SqliteMailboxes(SqliteBase):
                 )
                 if seen is None or seen[0] > max(mine):
                     return frozenset()
-            return await self._write(body)
+            # One round trip to the writer's thread (synctx.py): the writer lock is held
+            # for one hop, not five (BEGIN, SELECT, UPDATE, change_log, COMMIT), so the
+            # next APPEND, queued behind this claim, waits for one (issue 17 point 4).
+            return await self._write_sync(body)
         except BaseException:
             if self._recent_floor.get(mailbox_id) == raised:  # not claimed: a later one may
                 if floor is None:

@@ -9,8 +9,12 @@ FETCH), RFC 9586 §3.3 (UIDFETCH under UIDONLY)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+from imapd.fanout import Fanout
+from store.api import NewMessage
+from store.changes import Origin
 from tests.helpers.server import RunningServer
 from tests.rawclient import RawClient
 
@@ -169,3 +173,108 @@ def test_items_read_from_the_store_beside_shared_ones(server: RunningServer) -> 
         got = _pushed(c, 3)
         assert got[0] == "* 1 EXISTS"
         assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \((\\Recent)?\)\)", got[2]), got
+
+
+def test_listeners_behind_several_commits_get_them_in_one_push(server: RunningServer) -> None:
+    """Coalescing (imapd/pushshare.py): three APPENDs committed as one group are published
+    together, so every listener holds three new messages when its turn comes, as one late
+    in a long fan-out does. Each gets them in one push, exactly as told one by one would
+    end: one EXISTS with the last count (RFC 3501 §7.3.1), RECENT, then MessageNew's FETCH
+    for each message in order (RFC 5465 §5.2), and exactly one listener is first for all
+    three (RFC 3501 §2.3.2). The listeners in the same view share one rendering."""
+    w = server.raw()
+    w.append("w1", "INBOX", "Subject: 0\r\n\r\nzero\r\n")  # UID 1, \\Recent to r[0]
+    r = [_listener(server, "SELECT INBOX", NOTIFY) for _ in range(4)]
+    cs = _listener(
+        server,
+        "ENABLE CONDSTORE",
+        "SELECT INBOX",
+        "NOTIFY SET (selected (MessageNew (UID FLAGS MODSEQ) MessageExpunge))",
+    )
+    idle = _listener(server, "SELECT INBOX")
+    idle.line("i1 IDLE")
+    assert idle.response().startswith("+ ")
+    alice = server.call(server.server.store.get_user("alice")).id
+
+    async def three_at_once() -> None:  # one group commit (store/sqlite/groupcommit.py)
+        store = server.server.store
+        await asyncio.gather(
+            *(
+                store.append(
+                    alice,
+                    "INBOX",
+                    [NewMessage(f"Subject: {i}\r\n\r\nbody {i}\r\n".encode())],
+                    Origin(service="test"),
+                )
+                for i in (1, 2, 3)
+            )
+        )
+
+    server.call(three_at_once())
+    got = {f"r{i}": _pushed(c, 5) for i, c in enumerate(r)}
+    got["cs"] = _pushed(cs, 5)
+    got["idle"] = _pushed(idle, 2)
+    firsts = []
+    for name, lines in got.items():
+        assert lines[0] == "* 4 EXISTS", (name, lines)
+        m = re.fullmatch(r"\* (\d+) RECENT", lines[1])
+        assert m, (name, lines)
+        count = int(m.group(1)) - (1 if name == "r0" else 0)  # r0 holds UID 1's
+        assert count in (0, 3), (name, lines)  # all three, or none of them
+        if count:
+            firsts.append(name)
+        if name == "idle":
+            continue
+        flags = "\\Recent" if count else ""
+        for seq, line in zip((2, 3, 4), lines[2:], strict=True):
+            if name == "cs":
+                assert re.fullmatch(
+                    rf"\* {seq} FETCH \(UID {seq} FLAGS \({re.escape(flags)}\) MODSEQ \(\d+\)\)",
+                    line,
+                ), (name, lines)
+            else:
+                assert line == f"* {seq} FETCH (UID {seq} FLAGS ({flags}))", (name, lines)
+    assert len(firsts) == 1, got
+    # The run of three was rendered once for the listeners alike (r1..r3 at least).
+    shared = server.server.fanout.latest
+    assert shared is not None and shared.uids == [2, 3, 4]
+    assert shared.served >= 3 and len(shared.lines) < shared.served
+    # Each view stays exact: message 4 is UID 4, and the next commit is told as message 5.
+    assert "* 4 FETCH (UID 4)" in r[1].ok("f1", "FETCH 4 UID")
+    w.append("w2", "INBOX", "Subject: 4\r\n\r\nfour\r\n")
+    assert _pushed(r[2], 3)[0] == "* 5 EXISTS"
+    for c in (w, *r, cs, idle):
+        c.close()
+
+
+def test_commands_counted_only_while_they_run(server: RunningServer) -> None:
+    """`Fanout.commands` leaves the loop idle between slices while a command runs
+    (imapd/fanout.py, "The writer first"): a session in IDLE or under NOTIFY, waiting,
+    is no command running, and every command, answered OK, NO or BAD, or cut off by a
+    BYE, is counted out again; otherwise the fan-out would slow down for good."""
+    fanout = server.server.fanout
+    idle = _listener(server, "SELECT INBOX")
+    idle.line("i1 IDLE")
+    assert idle.response().startswith("+ ")
+    notify = _listener(server, "SELECT INBOX", NOTIFY)
+    c = server.raw()
+    c.ok("c1", "SELECT INBOX")
+    c.line("c2 SELECT Nowhere")
+    assert c.until_tagged("c2")[-1].startswith("c2 NO")
+    c.line("c3 FETCH")
+    assert c.until_tagged("c3")[-1].startswith("c3 BAD")
+    c.append("c4", "INBOX", "Subject: x\r\n\r\nx\r\n")
+    assert _pushed(notify, 3)[0] == "* 1 EXISTS"
+    assert server.call(_commands(fanout)) == 0
+    c.line("c5 LOGOUT")
+    assert c.until_tagged("c5")[-1].startswith("c5 OK")
+    idle.line("DONE")
+    assert idle.until_tagged("i1")[-1].startswith("i1 OK")
+    assert server.call(_commands(fanout)) == 0
+    for x in (idle, notify, c):
+        x.close()
+
+
+async def _commands(fanout: Fanout) -> int:
+    """Read on the server's loop, between its turns."""
+    return fanout.commands
