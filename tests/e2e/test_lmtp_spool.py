@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import stat
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -88,6 +89,14 @@ def test_disconnect_mid_data_removes_the_file(running: RunningServer) -> None:
         _expect(sock, b"354 ")
         sock.sendall(b"Subject: cut\r\n\r\n" + (b"y" * 200 + b"\r\n") * (4 * SPOOL_SIZE // 202))
         _wait_for_spool_file(running)  # the message is on disk while DATA goes on
+        (path,) = spool_files(running)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for _ in range(200):  # written as it arrives: the threshold's worth is there soon
+            if path.stat().st_size >= SPOOL_SIZE:
+                break
+            time.sleep(0.05)
+        with path.open("rb") as f:
+            assert f.read(40) == b"Return-Path: <d@x>\r\nSubject: cut\r\n\r\nyyyy"
     wait_until_no_spool_files(running)
     assert inbox(running, "alice") == []
 
