@@ -73,7 +73,8 @@ class Spool:
 def create_file(directory: Path) -> tuple[Path, BinaryIO]:
     """A new private file in the spool directory (mode 0600), named as literals' are so
     `prepare_dir` removes it after a crash: for octets a command builds itself (CATENATE,
-    imapd/commands/catenate.py). The caller closes and removes it."""
+    imapd/commands/catenate.py) and for big LMTP messages (imapd/lmtp/sink.py). The caller
+    closes and removes it."""
     directory.mkdir(mode=0o700, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=_PREFIX, dir=directory)
     return Path(name), os.fdopen(fd, "wb")

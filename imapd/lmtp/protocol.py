@@ -6,8 +6,12 @@ HELO/EHLO refused as RFC 2033 §4.1 asks), the transaction state, DATA framing (
 ``.`` line and dot-unstuffing, RFC 5321 §4.5.2), the limits and every reply text with its
 enhanced status code (RFC 3463, ENHANCEDSTATUSCODES RFC 2034). It knows nothing of users or
 the store: a RCPT becomes a `Recipient` event the driver answers with `accept_recipient` or
-`refuse_recipient`; a complete message becomes a `Message` event answered, one reply per
-accepted RCPT in order (RFC 2033 §4.2), with `finish_message`. Must not import asyncio,
+`refuse_recipient`. DATA streams: a `MessageStart`, then the content as it arrives in
+`MessageData` events (dot-unstuffed, line ends made CRLF, each at most about `DATA_CHUNK`
+octets), then a `Message` event answered, one reply per accepted RCPT in order (RFC 2033
+§4.2), with `finish_message`. A message over ``max_message_size`` stops its `MessageData`
+there and ends with a `Send` of one refusal per recipient instead of `Message`: the driver
+drops what it kept of a message whenever DATA ends without `Message`. Must not import asyncio,
 socket, ssl, store or notify (the same layering as imapd/protocol).
 
 The driver (imapd/lmtp/server.py)::
@@ -17,7 +21,9 @@ The driver (imapd/lmtp/server.py)::
         match event:
             case Send():            out += event.to_bytes()
             case Recipient():       out += conn.accept_recipient(user) / refuse_recipient(r)
-            case Message():         out += conn.finish_message(replies)
+            case MessageStart():    open a sink (memory, or a file past a threshold)
+            case MessageData(data): write data to the sink
+            case Message():         out += conn.finish_message(replies)   # deliver the sink
             case Close(reply):      write(reply); close()
             case ConnectionClosed(): close()
 
@@ -42,6 +48,10 @@ MAX_RECIPIENTS: Final = 1000
 #: is 20), against a client speaking another protocol.
 MAX_ERRORS: Final = 20
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
+
+#: DATA input transformed per `MessageData` event, so the cost of a message is paid in slices
+#: between other clients' turns, whatever the client sends at once.
+DATA_CHUNK: Final = 65536
 
 #: The subaddress separator (``user+detail``), as Postfix's recipient_delimiter and Cyrus's
 #: lmtp_downcase_rcpt / plus addressing.
@@ -152,13 +162,29 @@ class AcceptedRecipient:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageStart:
+    """DATA began (after its 354): `MessageData` events follow, then `Message`, or a `Send`
+    of refusals (too big), or `ConnectionClosed`."""
+
+    sender: str  # "" for the null reverse-path <>
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData:
+    """The next octets of the message (unstuffed, CRLF line ends), in order."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """The end of DATA: deliver ``content`` (unstuffed, CRLF line ends) to each recipient,
-    then call `finish_message` with one reply per recipient, in order."""
+    """The end of DATA: deliver the octets of the `MessageData` events since `MessageStart`
+    (``size`` in all) to each recipient, then call `finish_message` with one reply per
+    recipient, in order."""
 
     sender: str  # "" for the null reverse-path <>
     recipients: tuple[AcceptedRecipient, ...]
-    content: bytes
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +199,9 @@ class ConnectionClosed:
     """The client closed its side."""
 
 
-Event: TypeAlias = Send | Recipient | Message | Close | ConnectionClosed
+Event: TypeAlias = (
+    Send | Recipient | MessageStart | MessageData | Message | Close | ConnectionClosed
+)
 
 
 class ProtocolMisuse(RuntimeError):
@@ -264,11 +292,15 @@ class LmtpConnection:
         self._tx = _Transaction()
         self._pending: Recipient | Message | None = None
         self._errors = 0
-        # DATA: the raw bytes after "354", behind a sentinel LF so the first line is a line
-        # start like any other; `_too_big` drops the bytes but keeps looking for the end.
+        # DATA: the last raw octet already handed out (at first a sentinel LF, so the first
+        # line is a line start like any other), then up to 3 octets held back because a
+        # final "." line may be starting there. `_too_big` stops handing out octets but keeps
+        # looking for the end.
         self._data = bytearray(b"\n")
-        self._data_scan = 0
+        self._data_started = False
+        self._data_size = 0
         self._too_big = False
+        self._finished: Message | None = None
 
     # --- input ----------------------------------------------------------------------------
     def greeting(self) -> bytes:
@@ -439,7 +471,8 @@ class LmtpConnection:
             return self._error(NO_RECIPIENTS)
         self._mode = _Mode.DATA
         self._data = bytearray(b"\n")
-        self._data_scan = 0
+        self._data_started = False
+        self._data_size = 0
         self._too_big = False
         return self._ok(START_DATA)
 
@@ -476,37 +509,63 @@ class LmtpConnection:
 
     # --- DATA (RFC 5321 §4.5.2) -----------------------------------------------------------------
     def _data_event(self) -> Event | _Sentinel | None:
-        if self._buf:
-            self._data += self._buf
-            self._buf.clear()
-        m = _TERMINATOR.search(self._data, self._data_scan)
-        if m is None:
-            if len(self._data) - 1 > self.limits.max_message_size:
-                # Keep reading to the final "." (the replies must come after it), storing
-                # only the last octets, where a terminator may be starting.
-                self._too_big = True
-                del self._data[:-4]
-            self._data_scan = max(0, len(self._data) - 3)
+        if not self._data_started:
+            self._data_started = True
+            return MessageStart(self._tx.sender or "")
+        if self._finished is not None:
+            event, self._finished = self._finished, None
+            self._mode = _Mode.COMMAND
+            self._pending = event
+            return event
+        if not self._buf:
             return NEED_DATA
-        body = bytes(self._data[: m.start() + 1])  # with the sentinel, up to the last LF
-        rest = bytes(self._data[m.end() :])
+        take = min(len(self._buf), DATA_CHUNK)
+        window = self._data
+        window += self._buf[:take]
+        del self._buf[:take]
+        m = _TERMINATOR.search(window)
+        if m is None:
+            # Hand out all but the last 3 octets ("\n", "\n." or "\n.\r" may be a final "."
+            # line starting); keep the last one handed out as the next window's context.
+            end = max(1, len(window) - 3)
+            out = _unstuff(window[:end])
+            del window[: end - 1]
+            return self._data_out(out)
+        # The final "." line: the content ends with the line end before it.
+        out = _unstuff(window[: m.start() + 1])
+        self._buf[:0] = window[m.end() :]  # pipelined commands after the final "."
         self._data = bytearray(b"\n")
-        self._data_scan = 0
-        self._buf[:0] = rest  # pipelined commands after the final "."
-        self._mode = _Mode.COMMAND
         tx = self._tx
         self._tx = _Transaction()
+        chunk = self._data_out(out)
         if self._too_big:
             self._too_big = False
+            self._mode = _Mode.COMMAND
             return _refuse_all(tx, TOO_BIG)
-        # Every line that starts with "." was stuffed (RFC 5321 §4.5.2): drop one dot.
-        content = body.replace(b"\n.", b"\n")[1:]
-        content = _BARE_LF.sub(b"\r\n", content)  # the store keeps CRLF, as IMAP sends
-        if len(content) > self.limits.max_message_size:
-            return _refuse_all(tx, TOO_BIG)
-        event = Message(tx.sender or "", tuple(tx.recipients), content)
-        self._pending = event
-        return event
+        self._finished = Message(tx.sender or "", tuple(tx.recipients), self._data_size)
+        return chunk
+
+    def _data_out(self, out: bytes) -> MessageData | None:
+        """``out`` as the next `MessageData`, unless the message is (now) too big."""
+        self._data_size += len(out)
+        if self._data_size > self.limits.max_message_size:
+            self._too_big = True  # nothing more is handed out; the end is still looked for
+        if self._too_big or not out:
+            return None
+        return MessageData(out)
+
+
+def _unstuff(window: bytearray) -> bytes:
+    """The content of ``window[1:]``, ``window[0]`` being the raw octet before it: every
+    line that starts with "." was stuffed (RFC 5321 §4.5.2), drop one dot; a bare LF becomes
+    CRLF (the store keeps CRLF, as IMAP sends). Both rules look one octet back only, so
+    slices of the input transform independently given that octet."""
+    if len(window) <= 1:
+        return b""
+    text = bytes(window).replace(b"\n.", b"\n")
+    text = _BARE_LF.sub(b"\r\n", text)
+    # window[0] is the first octet of ``text``: a LF (with nothing before it) became CRLF.
+    return text[2:] if window[0] == 0x0A else text[1:]
 
 
 def _refuse_all(tx: _Transaction, reply: Reply) -> Send:

@@ -10,6 +10,11 @@ imapd/lmtp/protocol.py.
 Implementation notes:
 - Replies are buffered and written when the protocol needs more input (PIPELINING, RFC 2920):
   a pipelined MAIL/RCPT/RCPT/DATA batch gets its replies in one write.
+- DATA streams (`MessageStart`, `MessageData`, `Message`): the message goes to a
+  `MessageSink` (imapd/lmtp/sink.py), in memory below ``literal_spool_size`` octets, past it
+  in a spool file the store reads in chunks (``NewMessage(content=path)``), removed when the
+  transaction is over, delivered or not, or the connection lost mid-DATA. A message costs
+  one copy, on disk when big, and its transformation is paid a slice per read.
 - Delivery prepends ``Return-Path: <sender>`` as final delivery agents do (RFC 5321 §4.4;
   Dovecot and Cyrus lmtpd do the same). Several RCPTs that resolve to the same user get one
   copy (one append) and each its own reply (RFC 2033 §4.2 asks one reply per RCPT).
@@ -31,6 +36,7 @@ import socket
 import stat
 from pathlib import Path
 
+from imapd import spool
 from imapd.config import Config, parse_hostport
 from imapd.lmtp.protocol import (
     NEED_DATA,
@@ -39,11 +45,14 @@ from imapd.lmtp.protocol import (
     LmtpConnection,
     LmtpLimits,
     Message,
+    MessageData,
+    MessageStart,
     Recipient,
     Reply,
     Send,
     return_path,
 )
+from imapd.lmtp.sink import MessageSink
 from store.api import NewMessage, Store, User
 from store.changes import Origin
 from store.errors import MailboxInvalid, MailboxNotFound, OverQuota, StoreError, UserNotFound
@@ -55,6 +64,7 @@ READ_SIZE = 65536
 READ_TIMEOUT = 300.0
 SHUTTING_DOWN = Reply.of(421, "4.3.2 Service shutting down")
 TIMED_OUT = Reply.of(421, "4.4.2 Timeout, closing connection")
+CANNOT_KEEP = Reply.of(451, "4.3.0 <{rcpt}> Cannot keep the message, try again later")
 
 
 class LmtpServer:
@@ -156,6 +166,7 @@ class _LmtpSession:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
         self.conn = LmtpConnection(server.config.servername, server.limits)
         self.users: dict[str, User] = {}
+        self.sink: MessageSink | None = None  # the message of the DATA in progress
 
     async def run(self) -> None:
         log.info("lmtp %s: connect from %s", self.id, self.peer or "local socket")
@@ -171,7 +182,19 @@ class _LmtpSession:
                         break
                     self.conn.receive_data(data)
                     continue
+                if self.sink is not None and not isinstance(event, MessageData | Message):
+                    self._drop_sink()  # DATA ended without a message: refused (too big)
                 match event:
+                    case MessageData(data=data):
+                        if self.sink is not None:
+                            self.sink.write(data)
+                    case MessageStart(sender=sender):
+                        self._drop_sink()
+                        self.sink = MessageSink(
+                            return_path(sender),
+                            self.server.config.data_dir / spool.SPOOL_DIR,
+                            self.server.config.limits.literal_spool_size,
+                        )
                     case Send():
                         out += event.to_bytes()
                     case Recipient():
@@ -187,7 +210,13 @@ class _LmtpSession:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("lmtp %s: connection lost: %s", self.id, exc)
         finally:
+            self._drop_sink()  # the connection lost mid-DATA, or cancelled
             await self._close()
+
+    def _drop_sink(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.discard()
 
     async def _read(self) -> bytes | None:
         try:
@@ -235,14 +264,25 @@ class _LmtpSession:
 
     async def _deliver(self, event: Message) -> bytes:
         """One append per distinct user, in RCPT order; one reply per RCPT."""
-        content = _with_return_path(event.sender, event.content)
+        sink, self.sink = self.sink, None
+        assert sink is not None, "Message without MessageStart"
         done: dict[str, Reply] = {}
         replies: list[Reply] = []
         self.server.set_busy(self.task, True)
         try:
+            content: bytes | Path | None
+            try:
+                content = sink.content()
+            except OSError as exc:
+                log.warning("lmtp %s: cannot keep the message: %s", self.id, exc)
+                content = None
             for rcpt in event.recipients:
                 if rcpt.user not in done:
-                    done[rcpt.user] = await self._deliver_one(rcpt.user, content)
+                    done[rcpt.user] = (
+                        await self._deliver_one(rcpt.user, content)
+                        if content is not None
+                        else CANNOT_KEEP
+                    )
                 reply = done[rcpt.user]
                 replies.append(
                     Reply(
@@ -251,10 +291,11 @@ class _LmtpSession:
                     )
                 )
         finally:
+            sink.discard()
             self.server.set_busy(self.task, False)
         return self.conn.finish_message(replies)
 
-    async def _deliver_one(self, name: str, content: bytes) -> Reply:
+    async def _deliver_one(self, name: str, content: bytes | Path) -> Reply:
         user = self.users[name]
         origin = Origin(session=self.id, user=name, service="lmtp", client=self.peer)
         try:
@@ -284,7 +325,3 @@ def _remove_socket(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
-
-
-def _with_return_path(sender: str, content: bytes) -> bytes:
-    return return_path(sender) + content

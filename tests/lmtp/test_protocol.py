@@ -4,11 +4,14 @@ whole, byte by byte and in random pieces, plus hostile input."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
 from imapd.lmtp.protocol import (
+    DATA_CHUNK,
     NEED_DATA,
     AcceptedRecipient,
     Close,
@@ -16,6 +19,8 @@ from imapd.lmtp.protocol import (
     LmtpConnection,
     LmtpLimits,
     Message,
+    MessageData,
+    MessageStart,
     ProtocolMisuse,
     Recipient,
     Reply,
@@ -28,17 +33,34 @@ from imapd.lmtp.protocol import (
 USERS = {"alice", "bob", "carol@example.org"}
 
 
+def reference_content(body: bytes) -> bytes:
+    """The whole-buffer transformation DATA had before it streamed: ``body`` is the raw DATA
+    up to the final "." line (its line end included), the result what is delivered."""
+    content = (b"\n" + body).replace(b"\n.", b"\n")[1:]
+    return re.sub(rb"(?<!\r)\n", b"\r\n", content)
+
+
+@dataclass
+class Delivered:
+    """A message as the driver assembles it from `MessageStart`, `MessageData`, `Message`."""
+
+    sender: str
+    recipients: tuple[AcceptedRecipient, ...]
+    content: bytes
+
+
 def run(
     data: bytes,
     *,
     pieces: Callable[[bytes], list[bytes]] | None = None,
     limits: LmtpLimits | None = None,
-) -> tuple[bytes, list[Message]]:
+) -> tuple[bytes, list[Delivered]]:
     """Drive a connection like the server does: resolve RCPTs against USERS, accept every
     message with a 250 per recipient. Returns everything written and the messages."""
     conn = LmtpConnection("mx.test", limits)
     out = bytearray()
-    messages: list[Message] = []
+    messages: list[Delivered] = []
+    content: bytearray | None = None
     chunks = pieces(data) if pieces else [data]
     for chunk in [*chunks, b""]:
         conn.receive_data(chunk)
@@ -46,11 +68,21 @@ def run(
             match event:
                 case Send():
                     out += event.to_bytes()
+                    if event.replies[0].code == 552:
+                        content = None  # a refused DATA ends without Message
                 case Recipient(candidates=candidates):
                     user = next((c for c in candidates if c in USERS), None)
                     out += conn.accept_recipient(user) if user else conn.refuse_recipient()
+                case MessageStart():
+                    assert content is None
+                    content = bytearray()
+                case MessageData(data=data):
+                    assert content is not None and data
+                    content += data
                 case Message(recipients=rcpts):
-                    messages.append(event)
+                    assert content is not None and event.size == len(content)
+                    messages.append(Delivered(event.sender, rcpts, bytes(content)))
+                    content = None
                     out += conn.finish_message(
                         [Reply.of(250, f"2.0.0 <{r.address}> ok") for r in rcpts]
                     )
@@ -187,14 +219,43 @@ def test_size_limit_keeps_memory_bounded() -> None:
     conn.accept_recipient("a")
     conn.receive_data(b"DATA\r\n")
     assert conn.next_event() == Send(Reply.of(354, "Start mail input; end with <CRLF>.<CRLF>"))
-    for _ in range(200):
-        conn.receive_data(b"y" * 9999 + b"\r")
-        assert conn.next_event() is NEED_DATA
-        assert len(conn._data) < 20_000
+    assert conn.next_event() == MessageStart("")
+    handed_out = 0
+    for _ in range(400):
+        conn.receive_data(b"y" * 499 + b"\r")
+        while (event := conn.next_event()) is not NEED_DATA:
+            assert isinstance(event, MessageData)
+            handed_out += len(event.data)
+        assert len(conn._data) <= 4 and not conn._buf
+    # Octets past the limit are never handed out (the driver keeps at most the limit).
+    assert 0 < handed_out <= 1000
     conn.receive_data(b"\n.\r\n")
     event = conn.next_event()
     assert isinstance(event, Send)
     assert [r.code for r in event.replies] == [552]
+
+
+def test_data_is_handed_out_in_bounded_slices() -> None:
+    """A client that sends a whole big message at once still gets it transformed a slice
+    per event (the driver serves other clients between reads)."""
+    conn = LmtpConnection("mx", LmtpLimits(max_message_size=10 * DATA_CHUNK))
+    conn.receive_data(b"LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a>\r\n")
+    conn.next_event()
+    conn.next_event()
+    assert isinstance(conn.next_event(), Recipient)
+    conn.accept_recipient("a")
+    body = (b"line\n.dot\r\n" * (4 * DATA_CHUNK // 11))[: 4 * DATA_CHUNK]
+    conn.receive_data(b"DATA\r\n" + body + b"\r\n.\r\nNOOP\r\n")
+    assert isinstance(conn.next_event(), Send)
+    assert conn.next_event() == MessageStart("s@x")
+    got = bytearray()
+    while isinstance(event := conn.next_event(), MessageData):
+        assert len(event.data) <= 2 * DATA_CHUNK  # bare LFs made CRLF: at most twice as long
+        got += event.data
+    assert isinstance(event, Message) and event.size == len(got)
+    assert bytes(got) == reference_content(body + b"\r\n")
+    conn.finish_message([Reply.of(250, "ok")])
+    assert conn.next_event() == Send(Reply.of(250, "2.0.0 OK"))
 
 
 @FEEDS
