@@ -20,7 +20,7 @@ from typing import Any
 
 from store import acl as aclrules
 from store import flags as flagrules
-from store import mime, names, newmessage, textsearch
+from store import mime, names, namespace, newmessage, textsearch
 from store.api import (
     CONTENT_COLUMNS,
     PLAIN_COLUMNS,
@@ -131,6 +131,18 @@ def _insert_params(kept: Sequence[_Prepared], at_iso: str) -> tuple[object, ...]
         [flagrules.to_text(p.flags) for p in kept],
         [p.sent for p in kept],
     )
+
+
+def _own_target(mailbox: str | int) -> str | None:
+    """The condition on ``m`` (the mailboxes row, $20 the target, $21 the user) of
+    `_append_in`'s one-statement path: by id, or by a name in the user's personal namespace
+    (the name owner-relative as it is; store/namespace.py), as `PostgresBase._target`
+    resolves it. None for a name in another namespace: the general path resolves it."""
+    if isinstance(mailbox, int):
+        return "m.id = $20"
+    if namespace.is_personal(mailbox):
+        return "m.name = $20"
+    return None
 
 
 def _bounds(ranges: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -287,7 +299,8 @@ class PostgresMessages(PostgresBase):
         REPLACE's source row (mailbox id, then FACTS), about to be removed: the quota sees
         only the net change (RFC 8508 §3.4)."""
         count = len(prepared)
-        if removing is None and isinstance(mailbox, int):
+        own = _own_target(mailbox)
+        if removing is None and own is not None:
             # The usual case in one statement: the mailbox row updated (and locked) only
             # when it is the user's own and selectable, where every right is held and no
             # ACL is read; otherwise nothing is written and the general path decides.
@@ -295,8 +308,9 @@ class PostgresMessages(PostgresBase):
                 "WITH mb AS (UPDATE mailboxes AS m SET uidnext = m.uidnext + $8,"
                 " highestmodseq = m.highestmodseq + 1, messages = m.messages + $8,"
                 " unseen = m.unseen + $17, size = m.size + $18, deleted = m.deleted + $19"
-                " FROM users AS u WHERE m.id = $20 AND m.owner_id = $21 AND m.selectable"
-                " AND u.id = m.owner_id RETURNING "
+                " FROM users AS u WHERE "
+                + own
+                + " AND m.owner_id = $21 AND m.selectable AND u.id = m.owner_id RETURNING "
                 + MBOX_COLUMNS
                 + ", m.quota_root_id)"
                 + _INSERT_ROWS
@@ -307,7 +321,7 @@ class PostgresMessages(PostgresBase):
                 sum(not p.seen for p in prepared),
                 sum(p.size for p in prepared),
                 sum(p.deleted for p in prepared),
-                mailbox,
+                mailbox if isinstance(mailbox, int) else names.canonical(mailbox),
                 user_id,
             )
             if row is not None:
