@@ -185,7 +185,7 @@ class _Prepared:
     structure: str
     message_id: str | None
     wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
-    text: str  # content_text: textsearch.every_text, for the trigram index (trigram.py)
+    text: str  # content_text: textsearch.index_text, for the trigram index (trigram.py)
     preview: str = ""  # content_preview (RFC 8970, store/postgres/preview.py)
     sent: str = ""  # messages.sent: textsearch.sent_date, for SENT* (store/postgres/search.py)
 
@@ -252,7 +252,7 @@ class PostgresMessages(PostgresBase):
             structure=p.structure,
             message_id=p.message_id,
             wire=self._prerender(p.parsed) if self._prerender is not None else None,
-            text=textsearch.every_text(p.data, p.parsed),
+            text=textsearch.index_text(p.data, p.parsed),
             preview=p.preview,
             sent=textsearch.sent_date(p.data, p.parsed),
         )
