@@ -6,13 +6,18 @@ or \\Noselect one still go the general way and answer as before."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 
 from store import acl
+from store.api import AppendResult
+from store.changes import Change, MessagesAdded
 from store.errors import MailboxInvalid, MailboxNotFound
 from store.postgres.store import PostgresStore
+from store.quota import Limits, QuotaRefused
 from tests.helpers.store import ORIGIN, SCRYPT_N, new
 
 
@@ -72,3 +77,65 @@ async def test_other_targets_by_name_answer_as_before(store: PostgresStore) -> N
         await store.append(bob.id, "Parent", [new("lost")], ORIGIN, need="i")
     box = await store.get_mailbox(bob.id, "INBOX")
     assert box.messages == 0
+
+
+async def test_a_group_of_appends_is_one_statement_each_answered_as_alone(dsn: str) -> None:
+    """Concurrent APPENDs to one mailbox (store/postgres/appendbatch.py): one statement
+    writes the group; each caller gets its UIDs in queue order, each MessagesAdded its own
+    messages, its own MODSEQ and the counts after it, as job by job; one COMMIT."""
+    published: list[Change] = []
+    store = await PostgresStore.open(dsn, published.extend, scrypt_n=SCRYPT_N)
+    try:
+        bob = await store.create_user("bob", "pw")
+        await store.append(bob.id, "INBOX", [new("first")], ORIGIN, need="i")
+        before = await store.get_mailbox(bob.id, "INBOX")
+        published.clear()
+        statements = Statements(store)
+        batches = [[new("a")], [new("b", flags=("\\Seen",)), new("c")], [new("d")], [new("e")]]
+        results = await asyncio.gather(
+            *(store.append(bob.id, "INBOX", b, ORIGIN, need="i") for b in batches)
+        )
+        assert [r.uids for r in results] == [(2,), (3, 4), (5,), (6,)]
+        sent = [s.split()[0].rstrip(";") for s in statements.take()]
+        assert sent == ["BEGIN", "WITH", "SELECT", "COMMIT"]
+        added = [c for c in published if isinstance(c, MessagesAdded)]
+        assert [[m.uid for m in c.messages] for c in added] == [[2], [3, 4], [5], [6]]
+        assert [c.counts.messages for c in added] == [2, 4, 5, 6]
+        assert [c.counts.uidnext for c in added] == [3, 5, 6, 7]
+        assert [c.counts.unseen for c in added] == [2, 3, 4, 5]
+        first = before.highestmodseq + 1  # one MODSEQ per APPEND, ascending
+        assert [[m.modseq for m in c.messages] for c in added] == [
+            [first],
+            [first + 1, first + 1],
+            [first + 2],
+            [first + 3],
+        ]
+        assert [c.counts.highestmodseq for c in added] == [first + i for i in range(4)]
+        assert [c.seq for c in added] == sorted(c.seq for c in added)
+        after = await store.get_mailbox(bob.id, "INBOX")
+        assert (after.messages, after.unseen, after.uidnext) == (6, 5, 7)
+        sizes = [before.size, *(c.counts.size for c in added)]
+        assert [b - a for a, b in itertools.pairwise(sizes)] == [
+            sum(m.size for m in c.messages) for c in added
+        ]
+        assert after.size == sizes[-1]
+        records = await store.fetch(after.id, list(range(1, 7)), content=True)
+        assert [r.content for r in records][1:] == [m.content for b in batches for m in b]
+    finally:
+        await store.close()
+
+
+async def test_a_group_over_quota_runs_again_alone_so_each_gets_its_answer(dsn: str) -> None:
+    store = await PostgresStore.open(dsn, lambda changes: None, scrypt_n=SCRYPT_N)
+    try:
+        bob = await store.create_user("bob", "pw")
+        await store.set_quota("bob", Limits(messages=3), ORIGIN)
+        results = await asyncio.gather(
+            *(store.append(bob.id, "INBOX", [new(f"m{i}")], ORIGIN) for i in range(5)),
+            return_exceptions=True,
+        )
+        assert [r.uids for r in results[:3] if isinstance(r, AppendResult)] == [(1,), (2,), (3,)]
+        assert all(isinstance(r, QuotaRefused) for r in results[3:]), results
+        assert (await store.get_mailbox(bob.id, "INBOX")).messages == 3
+    finally:
+        await store.close()
