@@ -176,9 +176,12 @@ class PostgresBase:
     async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         raise NotImplementedError
 
-    async def _write_grouped(self, key: Hashable, body: Callable[[Tx], Awaitable[T]]) -> T:
+    async def _write_grouped(
+        self, key: Hashable, body: Callable[[Tx], Awaitable[T]], batch: object = None
+    ) -> T:
         """`_write`, maybe sharing one transaction with other jobs queued under ``key``
-        (store/postgres/groupcommit.py)."""
+        (store/postgres/groupcommit.py); ``batch``: what lets a group of such jobs be written
+        as one (an APPEND's `Appending`, store/postgres/appendbatch.py)."""
         raise NotImplementedError
 
     async def _drop_contents(self, tx: Tx, content_ids: Sequence[int]) -> None:

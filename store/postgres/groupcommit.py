@@ -16,7 +16,9 @@ How a group runs:
   While a group's COMMIT waits for its flush, the sessions go on queueing: the next group is
   whatever came meanwhile. No timer: a lone APPEND commits at once, as before
   (`_transaction`, the one-transaction path).
-- A larger group: one connection, one ``BEGIN``, the jobs one after the other, each with its
+- A larger group: one connection, one ``BEGIN``, then all its jobs written at once when
+  each carries a ``batch`` and `_append_batch` can (APPENDs to the user's own mailbox:
+  store/postgres/appendbatch.py), else the jobs one after the other, each with its
   own `Tx` (its own clock reading, its own pending Changes), no savepoints: a savepoint per
   job cost a round trip per job and a subtransaction (its own XID, pg_subtrans) in
   PostgreSQL. Optimistic: if any job raises (quota exceeded, no right, mailbox gone or not
@@ -77,6 +79,7 @@ _BEGIN = "BEGIN"
 class _Job:
     body: Callable[[Tx], Awaitable[Any]]
     answer: asyncio.Future[Any]
+    batch: Any = None  # `_append_batch`'s input for this job (store/postgres/appendbatch.py)
     result: Any = None
     error: BaseException | None = None
     pending: list[tuple[Change, str | None]] = field(default_factory=list)
@@ -114,10 +117,16 @@ class GroupCommit(PostgresBase):
 
         async def _abandon(self, slot: _Slot) -> None: ...
 
+        async def _append_batch(
+            self, conn: Any, batches: list[Any]
+        ) -> list[tuple[Any, list[tuple[Change, str | None]]]] | None: ...
+
         def _done(self, task: asyncio.Task[Any]) -> None: ...
 
     # --- the queues --------------------------------------------------------------------------
-    async def _write_grouped(self, key: Hashable, body: Callable[[Tx], Awaitable[T]]) -> T:
+    async def _write_grouped(
+        self, key: Hashable, body: Callable[[Tx], Awaitable[T]], batch: object = None
+    ) -> T:
         """`_write` for a job that may share its transaction with the other jobs queued
         under ``key`` (see the module). A cancelled caller never cancels the transaction:
         the drain task runs it; the caller only waits for its answer."""
@@ -130,7 +139,7 @@ class GroupCommit(PostgresBase):
             task = asyncio.ensure_future(self._drain_key(key, queue))
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        queue.append(_Job(body, answer))
+        queue.append(_Job(body, answer, batch))
         result: T = await answer
         return result
 
@@ -173,10 +182,14 @@ class GroupCommit(PostgresBase):
             async with self._pool.acquire() as conn:
                 try:
                     await conn.execute(_BEGIN)
-                    for job in group:
-                        if not await self._one(conn, job):
-                            retry = True
-                            break
+                    batched = await self._batched(conn, group)
+                    if batched is None:
+                        retry = True
+                    elif not batched:
+                        for job in group:
+                            if not await self._one(conn, job):
+                                retry = True
+                                break
                     if retry:
                         await conn.execute("ROLLBACK")
                     else:
@@ -223,6 +236,25 @@ class GroupCommit(PostgresBase):
         except StoreError as exc:  # committed: the callers' answers stand (Unavailable)
             log.warning("publishing after COMMIT delayed: %s", exc.text)
         answered()
+
+    async def _batched(self, conn: Any, group: list[_Job]) -> bool | None:
+        """The whole group as one write when every job allows it (`_append_batch`): True
+        when written (each job's result and Changes set), False when not (nothing written:
+        job by job then), None when it raised (the group is rolled back and run again job
+        by job). A lost connection takes the group down (raised)."""
+        if any(job.batch is None for job in group):
+            return False
+        try:
+            done = await self._append_batch(conn, [job.batch for job in group])
+        except Exception as exc:
+            if lost(exc) is not None or conn.is_closed():
+                raise
+            return None
+        if done is None:
+            return False
+        for job, (result, pending) in zip(group, done, strict=True):
+            job.result, job.pending = result, pending
+        return True
 
     async def _one(self, conn: Any, job: _Job) -> bool:
         """One job in the group's open transaction; False if it raised (the group is then

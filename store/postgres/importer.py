@@ -115,7 +115,7 @@ def _content_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """The content_text row of a contents row (id, header_len, message_id, structure, raw):
     what the PostgreSQL store's trigram index narrows SEARCH with (store/postgres/trigram.py),
     made from the stored structure as APPEND makes it from the parsed one."""
-    return row[0], textsearch.every_text(row[4], mime.structure_from_json(row[3]))
+    return row[0], textsearch.index_text(row[4], mime.structure_from_json(row[3]))
 
 
 def _sent(row: tuple[Any, ...]) -> tuple[Any, ...]:

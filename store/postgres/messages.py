@@ -20,7 +20,7 @@ from typing import Any
 
 from store import acl as aclrules
 from store import flags as flagrules
-from store import mime, names, newmessage, textsearch
+from store import mime, names, namespace, newmessage, textsearch
 from store.api import (
     CONTENT_COLUMNS,
     PLAIN_COLUMNS,
@@ -87,8 +87,9 @@ _ROW_COLUMN = {
 #: ``highestmodseq`` as they are after the APPEND: the rows of the new messages (contents,
 #: content_text, content_preview, content_wire, messages) in one statement, one round trip
 #: instead of five; ``cn`` numbers the new contents ids in insert order (identity values
-#: ascend in it). Parameters $1..$16: `_insert_params`. Nothing is written when ``mb`` is
-#: empty.
+#: ascend in it). Parameters $1..$17: `_insert_params`; a message's MODSEQ is ``mb``'s less
+#: its ``back`` ($17: 0 but in a group written at once, store/postgres/appendbatch.py).
+#: Nothing is written when ``mb`` is empty.
 _INSERT_ROWS = (
     ", c AS (INSERT INTO contents (header_len, message_id, structure, raw)"
     " SELECT x.h, x.i, x.s, x.r FROM mb, unnest($1::int[], $2::text[], $3::text[],"
@@ -104,15 +105,17 @@ _INSERT_ROWS = (
     " WHERE x.w IS NOT NULL)"
     ", ms AS (INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
     " internal_epoch, internaldate, savedate, flags, content_id, sent)"
-    " SELECT mb.id, mb.uidnext - $8 + x.n - 1, mb.highestmodseq, x.s, x.d, x.z, x.e, x.i,"
-    " $9, x.f, cn.id, x.sent FROM mb, cn JOIN unnest($10::bool[], $11::bool[],"
-    " $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[])"
-    " WITH ORDINALITY AS x(s, d, z, e, i, f, sent, n) ON x.n = cn.n) "
+    " SELECT mb.id, mb.uidnext - $8 + x.n - 1, mb.highestmodseq - x.back, x.s, x.d, x.z,"
+    " x.e, x.i, $9, x.f, cn.id, x.sent FROM mb, cn JOIN unnest($10::bool[], $11::bool[],"
+    " $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::bigint[])"
+    " WITH ORDINALITY AS x(s, d, z, e, i, f, sent, back, n) ON x.n = cn.n) "
 )
 
 
-def _insert_params(kept: Sequence[_Prepared], at_iso: str) -> tuple[object, ...]:
-    """$1..$16 of `_INSERT_ROWS`."""
+def _insert_params(
+    kept: Sequence[_Prepared], at_iso: str, back: Sequence[int] | None = None
+) -> tuple[object, ...]:
+    """$1..$17 of `_INSERT_ROWS`."""
     return (
         [p.header_len for p in kept],
         [p.message_id for p in kept],
@@ -130,7 +133,20 @@ def _insert_params(kept: Sequence[_Prepared], at_iso: str) -> tuple[object, ...]
         [p.internaldate.isoformat() for p in kept],
         [flagrules.to_text(p.flags) for p in kept],
         [p.sent for p in kept],
+        list(back) if back is not None else [0] * len(kept),
     )
+
+
+def _own_target(mailbox: str | int) -> str | None:
+    """The condition on ``m`` (the mailboxes row, $21 the target, $22 the user) of
+    `_append_in`'s one-statement path: by id, or by a name in the user's personal namespace
+    (the name owner-relative as it is; store/namespace.py), as `PostgresBase._target`
+    resolves it. None for a name in another namespace: the general path resolves it."""
+    if isinstance(mailbox, int):
+        return "m.id = $21"
+    if namespace.is_personal(mailbox):
+        return "m.name = $21"
+    return None
 
 
 def _bounds(ranges: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -173,9 +189,21 @@ class _Prepared:
     structure: str
     message_id: str | None
     wire: bytes | None  # content_wire (store.api.Prerender), None without a renderer
-    text: str  # content_text: textsearch.every_text, for the trigram index (trigram.py)
+    text: str  # content_text: textsearch.index_text, for the trigram index (trigram.py)
     preview: str = ""  # content_preview (RFC 8970, store/postgres/preview.py)
     sent: str = ""  # messages.sent: textsearch.sent_date, for SENT* (store/postgres/search.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Appending:
+    """One APPEND as a group commit may write it together with others
+    (store/postgres/appendbatch.py)."""
+
+    user_id: int
+    mailbox: str | int
+    prepared: list[_Prepared]
+    origin: Origin
+    kind: str
 
 
 class _AnyUids(dict[int, list[int]]):
@@ -240,7 +268,7 @@ class PostgresMessages(PostgresBase):
             structure=p.structure,
             message_id=p.message_id,
             wire=self._prerender(p.parsed) if self._prerender is not None else None,
-            text=textsearch.every_text(p.data, p.parsed),
+            text=textsearch.index_text(p.data, p.parsed),
             preview=p.preview,
             sent=textsearch.sent_date(p.data, p.parsed),
         )
@@ -269,8 +297,10 @@ class PostgresMessages(PostgresBase):
         async def body(tx: Tx) -> AppendResult:
             return await self._append_in(tx, user_id, mailbox, prepared, origin, kind, need)
 
-        # Concurrent APPENDs to one target share a COMMIT (store/postgres/groupcommit.py).
-        return await self._write_grouped((user_id, mailbox), body)
+        # Concurrent APPENDs to one target share a COMMIT (store/postgres/groupcommit.py),
+        # written by one statement when they can (store/postgres/appendbatch.py).
+        batch = Appending(user_id, mailbox, prepared, origin, kind)
+        return await self._write_grouped((user_id, mailbox), body, batch)
 
     async def _append_in(
         self,
@@ -287,29 +317,9 @@ class PostgresMessages(PostgresBase):
         REPLACE's source row (mailbox id, then FACTS), about to be removed: the quota sees
         only the net change (RFC 8508 §3.4)."""
         count = len(prepared)
-        if removing is None and isinstance(mailbox, int):
-            # The usual case in one statement: the mailbox row updated (and locked) only
-            # when it is the user's own and selectable, where every right is held and no
-            # ACL is read; otherwise nothing is written and the general path decides.
-            row = await tx.one(
-                "WITH mb AS (UPDATE mailboxes AS m SET uidnext = m.uidnext + $8,"
-                " highestmodseq = m.highestmodseq + 1, messages = m.messages + $8,"
-                " unseen = m.unseen + $17, size = m.size + $18, deleted = m.deleted + $19"
-                " FROM users AS u WHERE m.id = $20 AND m.owner_id = $21 AND m.selectable"
-                " AND u.id = m.owner_id RETURNING "
-                + MBOX_COLUMNS
-                + ", m.quota_root_id)"
-                + _INSERT_ROWS
-                + "SELECT mb.*, array(SELECT id FROM cn ORDER BY n), EXISTS (SELECT 1 FROM"
-                " quota_roots AS q WHERE q.id = mb.quota_root_id OR q.user_id = mb.owner_id)"
-                " FROM mb",
-                *_insert_params(prepared, tx.at_iso),
-                sum(not p.seen for p in prepared),
-                sum(p.size for p in prepared),
-                sum(p.deleted for p in prepared),
-                mailbox,
-                user_id,
-            )
+        own = _own_target(mailbox)
+        if removing is None and own is not None:
+            row = await self._append_own(tx, own, user_id, mailbox, prepared)
             if row is not None:
                 dest = Mbox.from_row(row)
                 counts, ref = dest.counts, dest.ref
@@ -345,8 +355,8 @@ class PostgresMessages(PostgresBase):
                 tx, {ref.id: (count, sum(p.size for p in kept))}, origin, applied=True
             )
         row = await tx.one(
-            "WITH mb AS (SELECT $17::bigint AS id, $18::bigint AS uidnext,"
-            " $19::bigint AS highestmodseq)"
+            "WITH mb AS (SELECT $18::bigint AS id, $19::bigint AS uidnext,"
+            " $20::bigint AS highestmodseq)"
             + _INSERT_ROWS
             + "SELECT array(SELECT id FROM cn ORDER BY n)",
             *_insert_params(kept, tx.at_iso),
@@ -356,6 +366,45 @@ class PostgresMessages(PostgresBase):
         )
         assert row is not None
         return self._appended(tx, ref, counts, kept, list(row[0]), origin, kind)
+
+    async def _append_own(
+        self,
+        tx: Tx,
+        own: str,
+        user_id: int,
+        mailbox: str | int,
+        prepared: Sequence[_Prepared],
+        back: Sequence[int] | None = None,
+    ) -> Row | None:
+        """The usual APPEND in one statement (``own``: `_own_target`): the mailbox row updated
+        (and locked) only when it is the user's own and selectable, where every right is held
+        and no ACL is read, and the rows of ``prepared`` written; None when nothing was
+        written (the general path decides). The row: `Mbox` columns, quota_root_id, the new
+        contents ids in order, whether a quota root applies. ``back``: per message, how far
+        below the row's new HIGHESTMODSEQ its MODSEQ is (a group written at once: each
+        APPEND its own, store/postgres/appendbatch.py); the row's goes up by one more than
+        the largest."""
+        return await tx.one(
+            "WITH mb AS (UPDATE mailboxes AS m SET uidnext = m.uidnext + $8,"
+            " highestmodseq = m.highestmodseq + $23, messages = m.messages + $8,"
+            " unseen = m.unseen + $18, size = m.size + $19, deleted = m.deleted + $20"
+            " FROM users AS u WHERE "
+            + own
+            + " AND m.owner_id = $22 AND m.selectable AND u.id = m.owner_id RETURNING "
+            + MBOX_COLUMNS
+            + ", m.quota_root_id)"
+            + _INSERT_ROWS
+            + "SELECT mb.*, array(SELECT id FROM cn ORDER BY n), EXISTS (SELECT 1 FROM"
+            " quota_roots AS q WHERE q.id = mb.quota_root_id OR q.user_id = mb.owner_id)"
+            " FROM mb",
+            *_insert_params(prepared, tx.at_iso, back),
+            sum(not p.seen for p in prepared),
+            sum(p.size for p in prepared),
+            sum(p.deleted for p in prepared),
+            mailbox if isinstance(mailbox, int) else names.canonical(mailbox),
+            user_id,
+            max(back, default=0) + 1 if back is not None else 1,
+        )
 
     @staticmethod
     def _appended(

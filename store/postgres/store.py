@@ -56,6 +56,7 @@ from store.changes import (
 from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, verify_password
 from store.postgres import quota as quota_sql
+from store.postgres.appendbatch import AppendBatch
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
 from store.postgres.calendar import PostgresCalendar
 from store.postgres.cluster import KICK_CHANNEL, PostgresCluster  # docs/workers.md
@@ -131,6 +132,7 @@ async def _log_changes(tx: Tx) -> list[Change]:
 class PostgresStore(
     PostgresMailboxes,
     PostgresExpire,
+    AppendBatch,  # a group's APPENDs in one statement (store/postgres/appendbatch.py)
     PostgresMessages,
     PostgresCalendar,
     PostgresSort,

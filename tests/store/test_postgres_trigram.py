@@ -14,7 +14,7 @@ import pytest
 from store.api import Criterion, NewMessage
 from store.postgres.migrate import Migration, MigrationFailed, migrate
 from store.postgres.store import PostgresStore
-from store.postgres.trigram import CANDIDATES, pattern
+from store.postgres.trigram import candidates_sql, pattern
 from tests.helpers.pg import PgCluster
 from tests.helpers.store import ORIGIN, SCRYPT_N
 
@@ -80,7 +80,10 @@ async def test_text_search_uses_the_trigram_index_on_a_larger_mailbox(
         # As autovacuum does on a live database: statistics, and GIN's pending list merged.
         await conn.execute("VACUUM ANALYZE content_text, messages")
         [row] = await conn.fetch(
-            "EXPLAIN (FORMAT JSON) " + CANDIDATES, box.id, pattern("Quokka Sighting")
+            "EXPLAIN (FORMAT JSON) " + candidates_sql(2),
+            box.id,
+            pattern("Quokka"),
+            pattern("Sighting"),
         )
         indexes = plan_nodes(json.loads(row[0]))
     finally:
@@ -115,3 +118,47 @@ async def test_a_migration_lacking_its_extension_fails_naming_it(pg_cluster: PgC
     finally:
         await admin.execute('DROP DATABASE "empty_for_migration" WITH (FORCE)')
         await admin.close()
+
+
+async def test_pieces_narrow_and_textmatcher_decides_also_on_rows_of_the_whole_text(
+    store: PostgresStore, dsn: str
+) -> None:
+    """content_text holds each piece once (textsearch.index_text): a needle of several
+    words is asked as one LIKE per word; a message with the words apart is a candidate that
+    TextMatcher refuses, one with the phrase is found. Rows written before migration 0012
+    hold the whole text: found by the same query."""
+    user = await store.create_user("bob", "pw")
+    await store.append(
+        user.id,
+        "INBOX",
+        [
+            mail(1, "apart", "red fox here. and then: the quick, jumping red fox again"),
+            mail(2, "phrase", "the quick  red\r\n fox jumps, the quick red fox"),
+            mail(3, "neither", "a slow brown dog"),
+        ],
+        ORIGIN,
+    )
+    box = await store.get_mailbox(user.id, "INBOX")
+    conn = await asyncpg.connect(dsn)
+    try:
+        stored = await conn.fetchval(
+            "SELECT t.text FROM content_text t JOIN messages m ON m.content_id = t.id"
+            " WHERE m.mailbox_id = $1 AND m.uid = 2",
+            box.id,
+        )
+        assert stored.split().count("fox") == 1 and stored.split().count("quick") == 1
+        assert await store.search(box.id, Criterion("BODY", "QUICK red")) == [2]
+        assert await store.search(box.id, Criterion("TEXT", "fox jumps,")) == [2]
+        assert await store.search(box.id, Criterion("BODY", "red fox")) == [1, 2]
+        assert await store.search(box.id, Criterion("BODY", "slow  brown")) == []
+        assert await store.search(box.id, Criterion("BODY", "  ")) == [2]  # every one read
+        # Message 3 as a row of before 0012: its whole text, repeats and all.
+        await conn.execute(
+            "UPDATE content_text t SET text = 'subject: neither\na slow brown dog, slow brown'"
+            " FROM messages m WHERE m.content_id = t.id AND m.mailbox_id = $1 AND m.uid = 3",
+            box.id,
+        )
+        assert await store.search(box.id, Criterion("BODY", "slow brown")) == [3]
+        assert await store.search(box.id, Criterion("SUBJECT", "neith")) == [3]
+    finally:
+        await conn.close()
