@@ -280,7 +280,7 @@ def fetch_response(
 ) -> Untagged:
     """``* seq FETCH (...)`` for ``record``: THE renderer of FETCH lines, for FETCH and for
     NOTIFY's MessageNew (``unsolicited``). (The FETCH (UID FLAGS ...) hot path renders the
-    same bytes straight from rows: `imapd.commands.message._plain_fetch_lines`; tests
+    same bytes straight from rows: `imapd.commands.fetch._plain_fetch_lines`; tests
     compare both.) ``seen_now``: uid -> (flags, modseq) for the messages this FETCH just
     marked \\Seen. An unsolicited FETCH carries UID under QRESYNC (RFC 7162 §3.2.4) and
     MODSEQ under CONDSTORE (§3.1.4.1) and leaves the view's pending flag updates alone.

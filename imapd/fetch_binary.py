@@ -4,7 +4,7 @@
 Owns: which sections BINARY serves, their decoded octets (store/mime/transfer.py undoes the
 Content-Transfer-Encoding), the CRLF rule for text parts, and the choice of ``~{n}``
 (literal8) for decoded data holding NUL. imapd/fetch.py dispatches the two items here;
-imapd/commands/message.py refuses the messages `refusal` names before rendering.
+imapd/commands/fetch.py refuses the messages `refusal` names before rendering.
 
 Decisions:
 - A leaf part (not multipart/*, message/rfc822, message/global) is decoded: base64 and

@@ -21,7 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from imapd.commands.context import Context
-from imapd.commands.message import handle_fetch
+from imapd.commands.fetch import handle_fetch
 from imapd.commands.updates import evaluate_contexts
 from imapd.protocol import commands as c
 from imapd.protocol.responses import Response

@@ -209,7 +209,7 @@ async def test_enable_utf8_reaches_the_core_through_the_outcome(ctx: TestContext
 async def test_fetch_writes_seen_once_for_all_its_batches(ctx: TestContext) -> None:
     """One non-PEEK FETCH over more messages than one batch (FETCH_BATCH) marks them
     \\Seen in one write: one FlagsChanged with one modseq, not one per batch."""
-    from imapd.commands.message import FETCH_BATCH
+    from imapd.commands.fetch import FETCH_BATCH
     from store.changes import FlagsChanged
 
     user = ctx.require_user()

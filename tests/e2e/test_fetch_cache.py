@@ -21,7 +21,7 @@ import imapclient
 import pytest
 
 from imapd import fetch_cache
-from imapd.commands import message
+from imapd.commands import fetch as fetch_command
 from tests.e2e.process import imapd
 from tests.e2e.test_fetch_rows import _answers, _without_text
 from tests.e2e.test_workers import Workers, on_two_workers
@@ -181,7 +181,7 @@ def test_cache_filled_and_rendered_off_the_loop(
 ) -> None:
     """Past `RENDER_IN_THREAD` (set tiny here) the entries are made and the lines rendered
     in a thread: the same answers, filling the cache and then from it."""
-    monkeypatch.setattr(message, "RENDER_IN_THREAD", 64)
+    monkeypatch.setattr(fetch_command, "RENDER_IN_THREAD", 64)
     made: list[int] = []
     make = fetch_cache.make
 

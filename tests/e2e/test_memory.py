@@ -317,9 +317,9 @@ def test_fetch_of_many_big_messages_reads_them_a_few_at_a_time(
 ) -> None:
     """Content is read in batches of at most FETCH_OCTETS (or one message): every message
     still comes out whole and in order, also when one alone is over the bound."""
-    from imapd.commands import message
+    from imapd.commands import fetch
 
-    monkeypatch.setattr(message, "FETCH_OCTETS", 150_000)
+    monkeypatch.setattr(fetch, "FETCH_OCTETS", 150_000)
     srv = server_factory()
     srv.add_user("alice")
     c = login(srv)
@@ -400,9 +400,9 @@ def test_big_messages_added_after_select_still_bound_the_fetch_batches(
 ) -> None:
     """A mailbox small at SELECT needs no size query per FETCH batch (the view's octets
     bound); messages delivered afterwards raise that bound, so batches are cut again."""
-    from imapd.commands import message
+    from imapd.commands import fetch
 
-    monkeypatch.setattr(message, "FETCH_OCTETS", 150_000)
+    monkeypatch.setattr(fetch, "FETCH_OCTETS", 150_000)
     srv = server_factory()
     srv.add_user("alice")
     c = login(srv)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from imapd.commands.message import _plain_fetch_lines, plain_columns
+from imapd.commands.fetch import _plain_fetch_lines, plain_columns
 from imapd.fetch import fetch_response
 from imapd.protocol.serializer import serialize
 from imapd.protocol.values import FetchAtt

@@ -180,7 +180,7 @@ def test_single_range_resolve_matches_the_general_path(
 
 def test_octets_bound_grows_with_every_message_added_and_stays_after_expunges() -> None:
     # FETCH skips reading sizes when the bound is under its batch budget
-    # (imapd/commands/message.py `_by_octets`): the bound must cover every message a client
+    # (imapd/commands/fetch.py `_by_octets`): the bound must cover every message a client
     # can name, also those added after SELECT.
     view = SelectedView(1, [1, 2], readonly=False, octets_bound=500)
     view.apply(added(3, 4), own=False)  # 10 octets each
