@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import random
 import sqlite3
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,23 @@ async def test_through_the_pool_equal_the_in_thread_parse(tmp_path: Path) -> Non
             got = await parseproc.parse_spooled(path, search.search_texts)
             assert isinstance(got.parsed, BodyPart)
             assert process_path(got) == thread_path(path), shape
+    finally:
+        parseproc.shutdown()
+
+
+def die(data: bytes, parsed: BodyPart) -> tuple[str, ...]:
+    """An ``extra`` that ends its parse process, as the kernel's OOM killer would."""
+    os._exit(1)
+
+
+async def test_a_pool_whose_process_died_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "m"
+    path.write_bytes(RFC_EXAMPLE)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            await parseproc.parse_spooled(path, die)
+        got = await parseproc.parse_spooled(path, search.search_texts)
+        assert process_path(got) == thread_path(path)
     finally:
         parseproc.shutdown()
 
