@@ -67,19 +67,25 @@ class Parsed:
         return self.parsed.body_start
 
 
-def parse(message: NewMessage, now: Callable[[], dt.datetime]) -> Parsed:
-    """`Parsed` for ``message``; ``now`` dates a message that brings no INTERNALDATE (a
-    naive date is taken as UTC)."""
+def internaldate(message: NewMessage, now: Callable[[], dt.datetime]) -> dt.datetime:
+    """The INTERNALDATE ``message`` gets: its own, or ``now()`` (a naive date is taken as
+    UTC), aware and in whole seconds."""
     when = message.internaldate or now()
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
+    return when.replace(microsecond=0)
+
+
+def parse(message: NewMessage, now: Callable[[], dt.datetime]) -> Parsed:
+    """`Parsed` for ``message``; ``now`` dates a message that brings no INTERNALDATE (a
+    naive date is taken as UTC)."""
     content = message.content
     data = content.read_bytes() if isinstance(content, Path) else content
     parsed = mime.parse_message(data)
     return Parsed(
         data=data,
         flags=flagrules.canonical_flags(message.flags),
-        internaldate=when.replace(microsecond=0),
+        internaldate=internaldate(message, now),
         parsed=parsed,
         structure=mime.structure_to_json(parsed),
         message_id=mime.message_id(parsed),

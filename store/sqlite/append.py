@@ -21,7 +21,7 @@ from pathlib import Path
 
 from store import acl as aclrules
 from store import flags as flagrules
-from store import newmessage
+from store import newmessage, parseproc
 from store.api import AppendResult, NewMessage
 from store.changes import Counts, MessageFacts, MessagesAdded, Origin
 from store.sqlite import headers, search
@@ -63,6 +63,11 @@ def _fill_raw(tx: SyncTx, mailbox_id: int, uid: int, path: Path, size: int) -> N
         while chunk := f.read(BLOB_CHUNK):
             blob.write(chunk)
     headers.fill_spooled(tx, row[0], path)  # its trigger saw no octets (issue 17)
+
+
+def _in_process(content: bytes | Path) -> bool:
+    """Whether ``content`` parses in a parse process (`parseproc.IN_PROCESS`)."""
+    return isinstance(content, Path) and newmessage.octets(content) > parseproc.IN_PROCESS
 
 
 def _quota_sync(
@@ -124,6 +129,32 @@ class SqliteAppend(SqliteBase):
             preview=p.preview,
         )
 
+    async def _prepare_off_loop(self, message: NewMessage) -> _Prepared:
+        """`_prepare` away from the event loop: a big spooled message in a parse process
+        (store/parseproc.py: its long C calls would hold the GIL, and its octets stay out
+        of this process), else in a worker thread."""
+        path = message.content
+        if not isinstance(path, Path) or not _in_process(path):
+            return await asyncio.to_thread(self._prepare, message)
+        f = await parseproc.parse_spooled(path, search.search_texts)
+        prerender = self._prerender
+        wire = None if prerender is None else await asyncio.to_thread(prerender, f.parsed)
+        flags = flagrules.canonical_flags(message.flags)
+        return _Prepared(
+            raw=path,
+            size=f.size,
+            flags=flags,
+            seen="\\Seen" in flags,
+            deleted="\\Deleted" in flags,
+            internaldate=newmessage.internaldate(message, self._now),
+            header_len=f.parsed.body_start,
+            structure=f.structure,
+            message_id=f.message_id,
+            search_texts=f.extra,
+            wire=wire,
+            preview=f.preview,
+        )
+
     async def append(
         self,
         user_id: int,
@@ -154,6 +185,9 @@ class SqliteAppend(SqliteBase):
             return self._append_sync(tx, user_id, mailbox, prepared, origin, kind, need)
 
         contents = [m.content for m in messages]
+        if any(_in_process(c) for c in contents):
+            prepared.extend([await self._prepare_off_loop(m) for m in messages])
+            return await self._write_sync(body)
         if not newmessage.parse_off_loop(contents):
             prepare()
         elif self._writer_idle() and sum(map(newmessage.octets, contents)) <= PARSE_IN_WRITE:

@@ -151,7 +151,7 @@ class SqliteMessages(SqliteAppend):
         MessagesExpunged ("expunge"). ``target``/``need`` as `append`'s. Raises MessageGone
         when ``uid`` no longer exists (nothing is appended), and as `append` does."""
         if newmessage.parse_off_loop([message.content]):
-            prepared = await asyncio.to_thread(self._prepare, message)
+            prepared = await self._prepare_off_loop(message)
         else:
             prepared = self._prepare(message)
 

@@ -99,7 +99,7 @@ from typing import TypeVar
 
 import aiosqlite
 
-from store import quota
+from store import parseproc, quota
 from store.api import Prerender, Publish
 from store.authcache import AuthCache
 from store.changefeed import Unreadable, follow_change_log
@@ -364,6 +364,7 @@ class SqliteStore(
             try:
                 await self._reader.close()
                 await self._writer.close()
+                await asyncio.to_thread(parseproc.shutdown)  # this process's, if it made one
             finally:
                 if self._file_lock is not None:
                     self._file_lock.release()
