@@ -29,26 +29,27 @@ from store.postgres.messages import PostgresMessages
 #: instead of five; ``cn`` numbers the new contents ids in insert order (identity values
 #: ascend in it). Parameters $1..$17: `_insert_params`; a message's MODSEQ is ``mb``'s less
 #: its ``back`` ($17: 0 but in a group written at once, store/postgres/appendbatch.py).
-#: Nothing is written when ``mb`` is empty.
+#: Nothing is written when ``mb`` is empty. Each INSERT returns a column, so that a statement
+#: can read them all before a last step (store/postgres/appendone.py).
 _INSERT_ROWS = (
     ", c AS (INSERT INTO contents (header_len, message_id, structure, raw)"
     " SELECT x.h, x.i, x.s, x.r FROM mb, unnest($1::int[], $2::text[], $3::text[],"
     " $4::bytea[]) WITH ORDINALITY AS x(h, i, s, r, n) ORDER BY x.n RETURNING id)"
     ", cn AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM c)"
     ", t AS (INSERT INTO content_text (id, text) SELECT cn.id, x.t FROM cn"
-    " JOIN unnest($5::text[]) WITH ORDINALITY AS x(t, n) ON x.n = cn.n)"
+    " JOIN unnest($5::text[]) WITH ORDINALITY AS x(t, n) ON x.n = cn.n RETURNING id)"
     # --- RFC 8970 PREVIEW (store/postgres/preview.py) ---
     ", p AS (INSERT INTO content_preview (id, preview) SELECT cn.id, x.p FROM cn"
-    " JOIN unnest($6::text[]) WITH ORDINALITY AS x(p, n) ON x.n = cn.n)"
+    " JOIN unnest($6::text[]) WITH ORDINALITY AS x(p, n) ON x.n = cn.n RETURNING id)"
     ", w AS (INSERT INTO content_wire (id, wire) SELECT cn.id, x.w FROM cn"
     " JOIN unnest($7::bytea[]) WITH ORDINALITY AS x(w, n) ON x.n = cn.n"
-    " WHERE x.w IS NOT NULL)"
+    " WHERE x.w IS NOT NULL RETURNING id)"
     ", ms AS (INSERT INTO messages (mailbox_id, uid, modseq, seen, deleted, size,"
     " internal_epoch, internaldate, savedate, flags, content_id, sent)"
     " SELECT mb.id, mb.uidnext - $8 + x.n - 1, mb.highestmodseq - x.back, x.s, x.d, x.z,"
     " x.e, x.i, $9, x.f, cn.id, x.sent FROM mb, cn JOIN unnest($10::bool[], $11::bool[],"
     " $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::bigint[])"
-    " WITH ORDINALITY AS x(s, d, z, e, i, f, sent, back, n) ON x.n = cn.n) "
+    " WITH ORDINALITY AS x(s, d, z, e, i, f, sent, back, n) ON x.n = cn.n RETURNING uid) "
 )
 
 
