@@ -132,6 +132,17 @@ class Appending:
 class PostgresAppend(PostgresMessages):
     """APPEND and REPLACE."""
 
+    #: Users whose last APPEND here found a quota root: a lone APPEND of theirs goes the
+    #: transaction's way at once (store/postgres/appendone.py) instead of first sending a
+    #: statement that writes nothing. Only a shortcut: that statement checks by itself.
+    _under_quota: set[int]
+
+    def _quota_seen(self, user_id: int, applies: bool) -> None:
+        if applies:
+            self._under_quota.add(user_id)
+        else:
+            self._under_quota.discard(user_id)
+
     def _prepare(self, message: NewMessage) -> _Prepared:
         p = newmessage.parse(message, self._now)
         return _Prepared(
@@ -201,6 +212,7 @@ class PostgresAppend(PostgresMessages):
                 dest = Mbox.from_row(row)
                 counts, ref = dest.counts, dest.ref
                 content_ids = list(row[16])
+                self._quota_seen(user_id, bool(row[17]))
                 if row[17]:  # RFC 9208 §4.3.1: refused, the transaction rolls back
                     await self._quota(
                         tx, {ref.id: (count, sum(p.size for p in prepared))}, origin, applied=True

@@ -60,6 +60,7 @@ class AppendBatch(PostgresAppend):
         dest = Mbox.from_row(row)
         ref = dest.ref
         content_ids = list(row[16])
+        self._quota_seen(first.user_id, bool(row[17]))
         if row[17]:  # RFC 9208 §4.3.1: the group's sum; a refusal rolls the group back
             await self._quota(
                 tx,

@@ -19,7 +19,8 @@ before it.
 When it does not apply, nothing is written and the usual transaction runs
 (`_transaction`): the target is not the user's own selectable mailbox (a shared, missing
 or \\Noselect one), a quota root applies (the check under the roots' locks needs the
-transaction: store/postgres/quota.py), a message may hold a calendar object (the calendar
+transaction: store/postgres/quota.py; a user whose last APPEND found one goes there at once,
+`PostgresAppend._under_quota`), a message may hold a calendar object (the calendar
 index, store/postgres/calendar.py), or this process does not follow the change log
 (`follow_foreign_commits`: publication order then rests on the numbering alone, which this
 path gives up; see below).
@@ -128,6 +129,7 @@ class AppendAlone(AppendBatch):
         if (
             own is None
             or self._published is None
+            or batch.user_id in self._under_quota
             or any(_CALENDAR_PART in p.structure.lower() for p in batch.prepared)
         ):
             return False

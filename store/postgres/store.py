@@ -178,6 +178,7 @@ class PostgresStore(
         self._own_last: set[int] = set()
         self._alone = 0  # store/postgres/appendone.py: lone APPENDs in flight
         self._held: set[int] = set()  # and the LISTEN wake-ups held meanwhile
+        self._under_quota: set[int] = set()  # store/postgres/append.py
         self._closed = False
         #: Called when a kick request is stored (imapd/cluster/node.py sets it; docs/workers.md).
         self.on_kick: Callable[[], None] | None = None

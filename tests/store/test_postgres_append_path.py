@@ -200,6 +200,8 @@ async def test_a_lone_append_falls_back_where_it_does_not_apply(dsn: str) -> Non
         assert sent[:2] == ["WITH", "BEGIN"] and sent[-1] == "COMMIT", sent
         with pytest.raises(QuotaRefused):
             await store.append(bob.id, "INBOX", [new("y")], ORIGIN)
+        # Known to be under a quota now: straight to the transaction.
+        assert statements.take()[0].split()[0].rstrip(";") == "BEGIN"
         assert (await store.get_mailbox(bob.id, "INBOX")).messages == 2
     finally:
         await store.close()
