@@ -1,9 +1,9 @@
 """A group of APPENDs written by one statement (issue 18: APPEND's CPU on PostgreSQL).
 
 Owns: `AppendBatch._append_batch`, which store/postgres/groupcommit.py calls for a group
-whose jobs are all APPENDs (`messages.Appending`) under one key, i.e. by one user to one
+whose jobs are all APPENDs (`append.Appending`) under one key, i.e. by one user to one
 target as named. When the target is the user's own selectable mailbox (the one-statement
-path of `PostgresMessages._append_in`), the group's messages are written by that one
+path of `PostgresAppend._append_in`), the group's messages are written by that one
 statement, in queue order, instead of one statement per APPEND: one round trip, one
 statement's planning and executor start, one update of the mailbox row. Otherwise nothing
 is written and the group runs job by job as before. Must not import imapd or notify.
@@ -25,13 +25,13 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from store.changes import Change
+from store.postgres.append import Appending, PostgresAppend, _own_target
 from store.postgres.base import Mbox, Tx
-from store.postgres.messages import Appending, PostgresMessages, _own_target
 
 Pending = list[tuple[Change, str | None]]
 
 
-class AppendBatch(PostgresMessages):
+class AppendBatch(PostgresAppend):
     """`_append_batch` (see the module)."""
 
     if TYPE_CHECKING:  # provided by PostgresCalendar (store/postgres/calendar.py)
@@ -60,6 +60,7 @@ class AppendBatch(PostgresMessages):
         dest = Mbox.from_row(row)
         ref = dest.ref
         content_ids = list(row[16])
+        self._quota_seen(first.user_id, bool(row[17]))
         if row[17]:  # RFC 9208 §4.3.1: the group's sum; a refusal rolls the group back
             await self._quota(
                 tx,

@@ -14,8 +14,8 @@ How a group runs:
   as the caller named it) and returns once its transaction committed (or failed). One drain
   task per key runs at a time; it takes every job queued so far (at most `GROUP_MAX`).
   While a group's COMMIT waits for its flush, the sessions go on queueing: the next group is
-  whatever came meanwhile. No timer: a lone APPEND commits at once, as before
-  (`_transaction`, the one-transaction path).
+  whatever came meanwhile. No timer: a lone APPEND commits at once, in one round trip when
+  it can (store/postgres/appendone.py), else by `_transaction` (the one-transaction path).
 - A larger group: one connection, one ``BEGIN``, then all its jobs written at once when
   each carries a ``batch`` and `_append_batch` can (APPENDs to the user's own mailbox:
   store/postgres/appendbatch.py), else the jobs one after the other, each with its
@@ -121,6 +121,8 @@ class GroupCommit(PostgresBase):
             self, conn: Any, batches: list[Any]
         ) -> list[tuple[Any, list[tuple[Change, str | None]]]] | None: ...
 
+        async def _append_alone(self, batch: Any, answer: asyncio.Future[Any]) -> bool: ...
+
         def _done(self, task: asyncio.Task[Any]) -> None: ...
 
     # --- the queues --------------------------------------------------------------------------
@@ -167,8 +169,11 @@ class GroupCommit(PostgresBase):
                 _settle(job)
 
     async def _single(self, job: _Job) -> None:
-        """A group of one: exactly the one-transaction path (it answers the caller)."""
+        """A group of one: an APPEND in one round trip when it can (`_append_alone`,
+        store/postgres/appendone.py), else the one-transaction path (it answers the caller)."""
         try:
+            if job.batch is not None and await self._append_alone(job.batch, job.answer):
+                return
             await self._transaction(job.body, job.answer)
         except Exception as exc:  # noqa: BLE001 - handed to the caller through its answer
             job.error = exc

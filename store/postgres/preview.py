@@ -2,7 +2,7 @@
 that reads them and computes the missing ones; the twin of store/sqlite/preview.py.
 
 Owns: the ``content_preview`` table (migrations/*_preview.sql): written at APPEND with the
-message (store/postgres/messages.py), read here by contents id; for a contents row stored
+message (store/postgres/append.py), read here by contents id; for a contents row stored
 before the migration the preview is computed at the first request that may wait for it, from
 the few octets `preview_source` names (a substring of the bytea, not the message), and saved.
 Must not import imapd or notify.

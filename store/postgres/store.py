@@ -56,7 +56,7 @@ from store.changes import (
 from store.errors import AuthFailed, StoreError, UserExists, UserNotFound
 from store.passwords import DEFAULT_N, dummy_hash, hash_password, parameters, verify_password
 from store.postgres import quota as quota_sql
-from store.postgres.appendbatch import AppendBatch
+from store.postgres.appendone import AppendAlone
 from store.postgres.base import MBOX_SELECT, Mbox, Tx, fetch_one
 from store.postgres.calendar import PostgresCalendar
 from store.postgres.cluster import KICK_CHANNEL, PostgresCluster  # docs/workers.md
@@ -132,7 +132,7 @@ async def _log_changes(tx: Tx) -> list[Change]:
 class PostgresStore(
     PostgresMailboxes,
     PostgresExpire,
-    AppendBatch,  # a group's APPENDs in one statement (store/postgres/appendbatch.py)
+    AppendAlone,  # a lone APPEND in one round trip (store/postgres/appendone.py)
     PostgresMessages,
     PostgresCalendar,
     PostgresSort,
@@ -176,6 +176,9 @@ class PostgresStore(
         self._order: collections.deque[_Slot] = collections.deque()
         #: The last seq of each slot in ``_order`` (its NOTIFY payload: `_notified`).
         self._own_last: set[int] = set()
+        self._alone = 0  # store/postgres/appendone.py: lone APPENDs in flight
+        self._held: set[int] = set()  # and the LISTEN wake-ups held meanwhile
+        self._under_quota: set[int] = set()  # store/postgres/append.py
         self._closed = False
         #: Called when a kick request is stored (imapd/cluster/node.py sets it; docs/workers.md).
         self.on_kick: Callable[[], None] | None = None
@@ -497,6 +500,8 @@ class PostgresStore(
             # This process's own commit, whose NOTIFY came before its COMMIT's answer: its
             # slot publishes it, reading back first any foreign rows below it
             # (`_publish_locked`), so no read of change_log here (one per own commit).
+            return
+        if self._defer_notified(seq):  # maybe a lone APPEND's (store/postgres/appendone.py)
             return
         task = asyncio.ensure_future(self.publish_foreign())
         self._wakeups.add(task)

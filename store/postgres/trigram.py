@@ -13,7 +13,7 @@ piece inside one of its stored pieces, so the candidates are a superset of the m
 TextMatcher reads only them. Rows written before migration 0012 hold the whole text
 (`every_text` of then): each piece of a needle found in it is a substring of it too, so the
 same conditions hold for them. The invariant this needs: every contents row has its
-content_text row, written in the same transaction (`PostgresMessages._append_in`; a tool
+content_text row, written in the same transaction (`PostgresAppend._append_in`; a tool
 writing contents rows itself, such as a store copy, must write it too, from
 `textsearch.index_text`): a row without one is never a candidate. ``HEADER name ""`` asks
 the index for the field's name (`needle`). A needle of white space only is not narrowed
