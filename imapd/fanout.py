@@ -77,7 +77,7 @@ class Fanout:
         self._queue: list[Listener] = []
         self._scheduled = False
         #: Commands running in this process (`Session._dispatch`): while there are, the
-        #: walk leaves the loop idle between slices as long as each slice took.
+        #: walk leaves the loop idle between slices (`PAUSE_RATIO` of each slice's time).
         self.commands = 0
         #: mailbox id -> UIDs below this have a claimer in this process (`claim`).
         self._floor: dict[int, int] = {}

@@ -254,6 +254,8 @@ class GroupCommit(PostgresBase):
         except Exception as exc:
             if lost(exc) is not None or conn.is_closed():
                 raise
+            if not isinstance(exc, StoreError):  # a refusal (quota) is for the jobs to tell
+                log.warning("a group's APPENDs as one statement failed; job by job", exc_info=True)
             return None
         if done is None:
             return False
